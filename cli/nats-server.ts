@@ -1,0 +1,91 @@
+/**
+ * Running a local `nats-server` with JetStream on loopback: used by
+ * `meridian up` and by the tests. The binary comes from Debian's `nats-server`
+ * package (scripts/bootstrap.mjs installs it), or MERIDIAN_NATS_SERVER.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+
+export interface NatsServerProcess {
+  url: string;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+  /** Stop (SIGTERM, then SIGKILL after a grace period). */
+  stop(): Promise<void>;
+  /** Kill with SIGKILL at once. */
+  kill(): Promise<void>;
+}
+
+export function natsServerBinary(env: Record<string, string | undefined> = {}): string {
+  const configured = env.MERIDIAN_NATS_SERVER;
+  if (configured) return configured;
+  const found = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
+  if (found.status === 0 && found.stdout.trim()) return found.stdout.trim();
+  throw new Error(
+    "nats-server not found: install Debian's package (apt-get install nats-server) or set MERIDIAN_NATS_SERVER",
+  );
+}
+
+export async function startNatsServer(options: {
+  port: number;
+  storeDir: string;
+  name: string;
+  binary?: string;
+  logFile?: string;
+}): Promise<NatsServerProcess> {
+  mkdirSync(options.storeDir, { recursive: true });
+  const args = [
+    "-a",
+    "127.0.0.1",
+    "-p",
+    String(options.port),
+    "-js",
+    "-sd",
+    options.storeDir,
+    "-n",
+    options.name,
+  ];
+  if (options.logFile) args.push("-l", options.logFile);
+  const child = spawn(options.binary ?? natsServerBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (d) => {
+    stderr = (stderr + d).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const deadline = Date.now() + 10_000;
+  while (!(await canConnect(options.port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`nats-server did not start on port ${options.port}: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  return {
+    url: `nats://127.0.0.1:${options.port}`,
+    port: options.port,
+    pid: child.pid!,
+    child,
+    stop: () => stopWith("SIGTERM"),
+    kill: () => stopWith("SIGKILL"),
+  };
+}
+
+export function canConnect(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ port, host });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}

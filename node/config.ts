@@ -1,0 +1,149 @@
+/**
+ * The node's configuration: one typed object with defaults, read from an
+ * optional JSON file, then `MERIDIAN_*` environment variables, then explicit
+ * overrides (command-line flags); validated with every problem listed at once;
+ * frozen and passed down. Nothing else in the node reads the environment.
+ *
+ * | setting            | env                       | default                      |
+ * |--------------------|---------------------------|------------------------------|
+ * | region             | MERIDIAN_REGION           | local                        |
+ * | dataDir            | MERIDIAN_DATA_DIR         | ./.meridian/<region>         |
+ * | listen.host        | MERIDIAN_LISTEN_HOST      | 127.0.0.1                    |
+ * | listen.port        | MERIDIAN_LISTEN_PORT      | 5000                         |
+ * | nats.servers       | MERIDIAN_NATS_SERVERS     | nats://127.0.0.1:4222        |
+ * | storage.root       | MERIDIAN_STORAGE_ROOT     | <dataDir>/store              |
+ * | storage.fsync      | MERIDIAN_STORAGE_FSYNC    | true                         |
+ * | view.dir           | MERIDIAN_VIEW_DIR         | <dataDir>/view               |
+ * | maxManifestBytes   | MERIDIAN_MAX_MANIFEST_BYTES | 4194304 (4 MiB, the spec's floor) |
+ * | logLevel           | MERIDIAN_LOG_LEVEL        | info                         |
+ *
+ * Two node processes of one region share `storage.root` and the NATS stream;
+ * each needs its own `view.dir` (a level database has one owner).
+ */
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export interface NodeConfig {
+  region: string;
+  dataDir: string;
+  listen: { host: string; port: number };
+  nats: { servers: string[] };
+  storage: { root: string; fsync: boolean };
+  view: { dir: string };
+  maxManifestBytes: number;
+  logLevel: string;
+}
+
+type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
+export type NodeConfigInput = DeepPartial<NodeConfig>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function loadNodeConfig(sources: {
+  file?: string;
+  env?: Record<string, string | undefined>;
+  overrides?: NodeConfigInput;
+}): Readonly<NodeConfig> {
+  const problems: string[] = [];
+  let fromFile: NodeConfigInput = {};
+  if (sources.file !== undefined) {
+    try {
+      fromFile = JSON.parse(readFileSync(sources.file, "utf8"));
+    } catch (err) {
+      problems.push(`config file ${sources.file}: ${(err as Error).message}`);
+    }
+  }
+  const env = sources.env ?? {};
+  const fromEnv: NodeConfigInput = {
+    region: env.MERIDIAN_REGION,
+    dataDir: env.MERIDIAN_DATA_DIR,
+    listen: { host: env.MERIDIAN_LISTEN_HOST, port: num(env.MERIDIAN_LISTEN_PORT) },
+    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
+    storage: { root: env.MERIDIAN_STORAGE_ROOT, fsync: bool(env.MERIDIAN_STORAGE_FSYNC) },
+    view: { dir: env.MERIDIAN_VIEW_DIR },
+    maxManifestBytes: num(env.MERIDIAN_MAX_MANIFEST_BYTES),
+    logLevel: env.MERIDIAN_LOG_LEVEL,
+  };
+  const merged = merge(merge(fromFile, fromEnv), sources.overrides ?? {});
+  const region = merged.region ?? "local";
+  const dataDir = resolve(merged.dataDir ?? join(".meridian", region));
+  const config: NodeConfig = {
+    region,
+    dataDir,
+    listen: { host: merged.listen?.host ?? "127.0.0.1", port: merged.listen?.port ?? 5000 },
+    nats: { servers: merged.nats?.servers ?? ["nats://127.0.0.1:4222"] },
+    storage: {
+      root: resolve(merged.storage?.root ?? join(dataDir, "store")),
+      fsync: merged.storage?.fsync ?? true,
+    },
+    view: { dir: resolve(merged.view?.dir ?? join(dataDir, "view")) },
+    maxManifestBytes: merged.maxManifestBytes ?? 4 * 1024 * 1024,
+    logLevel: merged.logLevel ?? "info",
+  };
+
+  if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(config.region)) {
+    problems.push(`region "${config.region}": lower-case letters, digits and dashes, at most 32`);
+  }
+  if (!Number.isInteger(config.listen.port) || config.listen.port < 0 || config.listen.port > 65535) {
+    problems.push(`listen.port ${config.listen.port}: must be 0-65535`);
+  }
+  if (
+    config.nats.servers.length === 0 ||
+    config.nats.servers.some((s) => !/^(nats|tls):\/\/[^\s]+$/.test(s))
+  ) {
+    problems.push(`nats.servers: each must be a nats:// or tls:// URL`);
+  }
+  if (!Number.isInteger(config.maxManifestBytes) || config.maxManifestBytes < 4 * 1024 * 1024) {
+    problems.push("maxManifestBytes: an integer of at least 4194304 (the OCI spec's minimum)");
+  }
+  if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
+  for (const [k, v] of [
+    ["MERIDIAN_LISTEN_PORT", env.MERIDIAN_LISTEN_PORT],
+    ["MERIDIAN_MAX_MANIFEST_BYTES", env.MERIDIAN_MAX_MANIFEST_BYTES],
+  ] as const) {
+    if (v !== undefined && num(v) === undefined) problems.push(`${k}: not a number`);
+  }
+  if (env.MERIDIAN_STORAGE_FSYNC !== undefined && bool(env.MERIDIAN_STORAGE_FSYNC) === undefined) {
+    problems.push("MERIDIAN_STORAGE_FSYNC: true or false");
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(config);
+}
+
+function num(v: string | undefined): number | undefined {
+  return v === undefined || v.trim() === "" || Number.isNaN(Number(v)) ? undefined : Number(v);
+}
+
+function bool(v: string | undefined): boolean | undefined {
+  return v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : undefined;
+}
+
+function merge<T extends object>(base: T, over: T): T {
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] =
+      typeof v === "object" && v !== null && !Array.isArray(v) && typeof b === "object" && b !== null
+        ? merge(b as object, v as object)
+        : v;
+  }
+  return out as T;
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (typeof value === "object" && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,87 @@
+/**
+ * BlobStore: content-addressed bytes (layers, configs, manifests) and the
+ * upload sessions that produce them. Implementations: `FsBlobStore` (a data
+ * directory). Every implementation passes `node/test/blob-store.test.ts`.
+ *
+ * Contract for every method:
+ * - absence is `undefined` where the method says so, else a typed error;
+ * - nothing is visible under a digest until all of its bytes are stored and
+ *   verified (no partial blob, ever);
+ * - an aborted `signal` stops the work and rejects with the signal's reason,
+ *   leaving no partial blob behind (an upload keeps what it had before the call
+ *   plus at most the bytes of the aborted chunk, which `uploadState` reports).
+ */
+import type { Readable } from "node:stream";
+import type { Digest } from "../../protocol/digest.js";
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, inclusive. */
+  end: number;
+}
+
+export interface UploadState {
+  id: string;
+  repo: string;
+  /** Bytes received so far (the next chunk must start here). */
+  offset: number;
+  startedAt: string;
+}
+
+export interface BlobStore {
+  /** Size of a stored blob, or undefined when absent. */
+  stat(digest: Digest, signal?: AbortSignal): Promise<number | undefined>;
+
+  /** A stream of the blob's bytes (a range of them if given); BlobNotFoundError when absent. */
+  read(digest: Digest, range?: ByteRange, signal?: AbortSignal): Promise<Readable>;
+
+  /** A whole small blob (a manifest) in memory; BlobNotFoundError when absent. */
+  readAll(digest: Digest, signal?: AbortSignal): Promise<Buffer>;
+
+  /**
+   * Store a blob from a stream, hashing as it arrives. With `expected`, the
+   * bytes must hash to it (DigestMismatchError otherwise, nothing stored); with
+   * `expectedSize`, they must be exactly that long (SizeInvalidError).
+   */
+  write(
+    source: Readable,
+    expected: Digest | undefined,
+    expectedSize?: number,
+    signal?: AbortSignal,
+  ): Promise<{ digest: Digest; size: number }>;
+
+  /** Store bytes already in memory under their digest (a manifest). Idempotent. */
+  writeAll(bytes: Uint8Array, digest: Digest, signal?: AbortSignal): Promise<void>;
+
+  /** Remove a blob's bytes; absent is not an error. */
+  delete(digest: Digest, signal?: AbortSignal): Promise<void>;
+
+  /** Open an upload session for a repository. */
+  startUpload(repo: string, signal?: AbortSignal): Promise<UploadState>;
+
+  /** A session's state; UploadNotFoundError when unknown (or the id is malformed). */
+  uploadState(id: string, signal?: AbortSignal): Promise<UploadState>;
+
+  /**
+   * Append a chunk. `start`, when given, must equal the current offset
+   * (UploadRangeError otherwise); `length`, when given, must match the bytes
+   * received (SizeInvalidError). Chunks to one session are serialized.
+   */
+  appendUpload(
+    id: string,
+    source: Readable,
+    start: number | undefined,
+    length: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<UploadState>;
+
+  /**
+   * Verify the session's bytes against `digest` and make them the blob. On a
+   * mismatch the session is cancelled and DigestMismatchError thrown.
+   */
+  commitUpload(id: string, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number }>;
+
+  /** Drop a session and its bytes; UploadNotFoundError when unknown. */
+  cancelUpload(id: string, signal?: AbortSignal): Promise<void>;
+}

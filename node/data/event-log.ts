@@ -1,0 +1,45 @@
+/**
+ * EventLog: the region's append-only stream of registry events, the source of
+ * truth (DESIGN.md §"The log is the source of truth"). Implementation:
+ * `JetStreamLog` (NATS JetStream).
+ *
+ * - `append` resolves only once the log has durably accepted the event;
+ *   LogUnavailableError when it cannot (the caller answers 503), and
+ *   LogConflictError when an `expectLastSubjectSeq` check fails.
+ * - `tail` yields every event from a sequence on, in order, forever; it rides
+ *   out disconnections by itself and ends only when the signal aborts.
+ */
+import type { RegistryEvent } from "../../protocol/events.js";
+
+export interface LoggedEvent {
+  seq: number;
+  event: RegistryEvent;
+}
+
+export interface AppendOptions {
+  /**
+   * Compare-and-set: the append succeeds only if the last event on the
+   * event's subject has this sequence (0 = the subject has none).
+   */
+  expectLastSubjectSeq?: number;
+  signal?: AbortSignal;
+}
+
+export interface EventLog {
+  /** Append one event; resolves with its sequence (the original one for a de-duplicated retry). */
+  append(event: RegistryEvent, options?: AppendOptions): Promise<{ seq: number; duplicate: boolean }>;
+
+  /** The last event on a subject, or undefined when it has none. */
+  lastOnSubject(subject: string, signal?: AbortSignal): Promise<LoggedEvent | undefined>;
+
+  /** Sequence of the last event in the log (0 when empty). */
+  lastSeq(signal?: AbortSignal): Promise<number>;
+
+  /** Every event with sequence ≥ `fromSeq`, in order, until `signal` aborts. */
+  tail(fromSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent>;
+
+  /** True while the log can take appends (connected). */
+  readonly writable: boolean;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,315 @@
+/**
+ * BlobStore on a local filesystem.
+ *
+ *   <root>/
+ *   ├── blobs/<algorithm>/<first two hex>/<encoded>   committed bytes, named by digest
+ *   ├── uploads/<uuid>/meta.json                      {repo, startedAt}, written once
+ *   ├── uploads/<uuid>/data                           bytes received so far
+ *   └── tmp/<uuid>                                    monolithic writes in flight
+ *
+ * A blob becomes visible only by rename(2) of a complete, verified (and, with
+ * `fsync`, flushed) file into `blobs/`, so a crash at any point leaves either
+ * the whole blob or none of it. Upload sessions are plain files, so they
+ * survive a restart and are shared by every node process on the same root;
+ * the running sha256 of a session is cached in memory and rebuilt from the
+ * file whenever it does not match the file's length (after a restart, or a
+ * chunk appended by another process).
+ */
+
+import type { Hash } from "node:crypto";
+import { randomUUID } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { type Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import {
+  algorithmOf,
+  type Digest,
+  type DigestAlgorithm,
+  digestFromHash,
+  encodedOf,
+  newHash,
+} from "../../protocol/digest.js";
+import {
+  BlobNotFoundError,
+  DigestMismatchError,
+  RangeNotSatisfiableError,
+  SizeInvalidError,
+  UploadNotFoundError,
+  UploadRangeError,
+} from "../../protocol/errors.js";
+import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const READ_CHUNK = 1 << 20;
+
+export interface FsBlobStoreOptions {
+  /** Flush each blob to disk before it becomes visible (default true). */
+  fsync?: boolean;
+}
+
+interface HashState {
+  hash: Hash;
+  offset: number;
+}
+
+export class FsBlobStore implements BlobStore {
+  readonly #root: string;
+  readonly #fsync: boolean;
+  readonly #hashes = new Map<string, HashState>();
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  constructor(root: string, options: FsBlobStoreOptions = {}) {
+    this.#root = root;
+    this.#fsync = options.fsync ?? true;
+  }
+
+  async init(): Promise<void> {
+    await Promise.all(
+      ["blobs", "uploads", "tmp"].map((d) => mkdir(join(this.#root, d), { recursive: true })),
+    );
+  }
+
+  #blobPath(digest: Digest): string {
+    const encoded = encodedOf(digest);
+    return join(this.#root, "blobs", algorithmOf(digest), encoded.slice(0, 2), encoded);
+  }
+
+  #uploadDir(id: string): string {
+    if (!UUID.test(id)) throw new UploadNotFoundError("blob upload unknown");
+    return join(this.#root, "uploads", id);
+  }
+
+  async stat(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await stat(this.#blobPath(digest))).size;
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async read(digest: Digest, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.#blobPath(digest), "r");
+    } catch (err) {
+      if (isMissing(err)) throw new BlobNotFoundError("blob unknown", { cause: err });
+      throw err;
+    }
+    if (range !== undefined) {
+      const { size } = await handle.stat();
+      if (range.start > range.end || range.end >= size) {
+        await handle.close();
+        throw new RangeNotSatisfiableError("range not satisfiable", size);
+      }
+    }
+    return handle.createReadStream({
+      start: range?.start,
+      end: range?.end,
+      highWaterMark: READ_CHUNK,
+      signal,
+    });
+  }
+
+  async readAll(digest: Digest): Promise<Buffer> {
+    try {
+      return await readFile(this.#blobPath(digest));
+    } catch (err) {
+      if (isMissing(err)) throw new BlobNotFoundError("blob unknown", { cause: err });
+      throw err;
+    }
+  }
+
+  async write(
+    source: Readable,
+    expected: Digest | undefined,
+    expectedSize?: number,
+    signal?: AbortSignal,
+  ): Promise<{ digest: Digest; size: number }> {
+    const algorithm: DigestAlgorithm = expected ? algorithmOf(expected) : "sha256";
+    const tmp = join(this.#root, "tmp", randomUUID());
+    const hasher = new HashingCounter(newHash(algorithm));
+    try {
+      await pipeline(source, hasher, createWriteStream(tmp, { flush: this.#fsync }), { signal });
+      const digest = digestFromHash(hasher.hash, algorithm);
+      if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
+        throw new SizeInvalidError(`received ${hasher.bytes} bytes, expected ${expectedSize}`);
+      }
+      if (expected !== undefined && digest !== expected) {
+        throw new DigestMismatchError("content does not match digest", {
+          detail: { expected, actual: digest },
+        });
+      }
+      await this.#commitFile(tmp, digest);
+      return { digest, size: hasher.bytes };
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  async writeAll(bytes: Uint8Array, digest: Digest): Promise<void> {
+    const path = this.#blobPath(digest);
+    if ((await this.stat(digest)) === bytes.byteLength) return;
+    const tmp = join(this.#root, "tmp", randomUUID());
+    try {
+      await writeFile(tmp, bytes, { flush: this.#fsync });
+      await mkdir(dirname(path), { recursive: true });
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    await rm(this.#blobPath(digest), { force: true });
+  }
+
+  async startUpload(repo: string): Promise<UploadState> {
+    const id = randomUUID();
+    const dir = this.#uploadDir(id);
+    const startedAt = new Date().toISOString();
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, "data"), "");
+    // meta.json last: its presence is what makes the session exist.
+    await writeFile(join(dir, "meta.json.tmp"), JSON.stringify({ repo, startedAt }));
+    await rename(join(dir, "meta.json.tmp"), join(dir, "meta.json"));
+    return { id, repo, offset: 0, startedAt };
+  }
+
+  async uploadState(id: string): Promise<UploadState> {
+    const dir = this.#uploadDir(id);
+    let meta: { repo: string; startedAt: string };
+    let size: number;
+    try {
+      meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8"));
+      size = (await stat(join(dir, "data"))).size;
+    } catch (err) {
+      if (isMissing(err)) throw new UploadNotFoundError("blob upload unknown", { cause: err });
+      throw err;
+    }
+    return { id, repo: meta.repo, offset: size, startedAt: meta.startedAt };
+  }
+
+  appendUpload(
+    id: string,
+    source: Readable,
+    start: number | undefined,
+    length: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<UploadState> {
+    return this.#serialized(id, async () => {
+      const state = await this.uploadState(id);
+      if (start !== undefined && start !== state.offset) {
+        source.resume();
+        throw new UploadRangeError(`chunk starts at ${start}, upload is at ${state.offset}`, {
+          detail: { offset: state.offset },
+        });
+      }
+      const running = await this.#hashAt(id, state.offset);
+      const hasher = new HashingCounter(running.hash);
+      this.#hashes.delete(id); // re-cached only if the chunk lands whole
+      await pipeline(source, hasher, createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" }), {
+        signal,
+      });
+      const offset = state.offset + hasher.bytes;
+      if (length !== undefined && hasher.bytes !== length) {
+        throw new SizeInvalidError(`chunk has ${hasher.bytes} bytes, Content-Length said ${length}`);
+      }
+      this.#hashes.set(id, { hash: running.hash, offset });
+      return { ...state, offset };
+    });
+  }
+
+  commitUpload(id: string, digest: Digest): Promise<{ digest: Digest; size: number }> {
+    return this.#serialized(id, async () => {
+      const state = await this.uploadState(id);
+      const algorithm = algorithmOf(digest);
+      const hash =
+        algorithm === "sha256"
+          ? (await this.#hashAt(id, state.offset)).hash
+          : await hashFile(join(this.#uploadDir(id), "data"), algorithm);
+      const actual = digestFromHash(hash, algorithm);
+      this.#hashes.delete(id);
+      if (actual !== digest) {
+        await rm(this.#uploadDir(id), { recursive: true, force: true });
+        throw new DigestMismatchError("content does not match digest", {
+          detail: { expected: digest, actual },
+        });
+      }
+      const data = join(this.#uploadDir(id), "data");
+      if (this.#fsync) {
+        const handle = await open(data, "r+");
+        await handle.sync().finally(() => handle.close());
+      }
+      await this.#commitFile(data, digest);
+      await rm(this.#uploadDir(id), { recursive: true, force: true });
+      return { digest, size: state.offset };
+    });
+  }
+
+  cancelUpload(id: string): Promise<void> {
+    return this.#serialized(id, async () => {
+      await this.uploadState(id);
+      this.#hashes.delete(id);
+      await rm(this.#uploadDir(id), { recursive: true, force: true });
+    });
+  }
+
+  /** The running hash of a session at `offset`, from the cache or re-read from its file. */
+  async #hashAt(id: string, offset: number): Promise<HashState> {
+    const cached = this.#hashes.get(id);
+    if (cached !== undefined && cached.offset === offset) return cached;
+    const hash = await hashFile(join(this.#uploadDir(id), "data"), "sha256", offset);
+    const state = { hash, offset };
+    this.#hashes.set(id, state);
+    return state;
+  }
+
+  async #commitFile(from: string, digest: Digest): Promise<void> {
+    const path = this.#blobPath(digest);
+    await mkdir(dirname(path), { recursive: true });
+    await rename(from, path);
+  }
+
+  /** Run `work` after every earlier call for the same upload id has settled. */
+  #serialized<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#locks.get(id) ?? Promise.resolve();
+    const next = previous.then(work, work);
+    const settled = next.catch(() => undefined);
+    this.#locks.set(id, settled);
+    void settled.then(() => {
+      if (this.#locks.get(id) === settled) this.#locks.delete(id);
+    });
+    return next;
+  }
+}
+
+/** Passes bytes through unchanged, hashing and counting them. */
+class HashingCounter extends Transform {
+  bytes = 0;
+  constructor(readonly hash: Hash) {
+    super({ highWaterMark: READ_CHUNK });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    done(null, chunk);
+  }
+}
+
+async function hashFile(path: string, algorithm: DigestAlgorithm, length?: number): Promise<Hash> {
+  const hash = newHash(algorithm);
+  if (length === 0) return hash;
+  const stream = createReadStream(path, {
+    highWaterMark: READ_CHUNK,
+    end: length === undefined ? undefined : length - 1,
+  });
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash;
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
+}

@@ -1,0 +1,236 @@
+/**
+ * EventLog on NATS JetStream: one stream per region (`streamName(region)`),
+ * file storage, message-id de-duplication over a two-minute window, and
+ * expected-last-subject-sequence checks for compare-and-set appends.
+ *
+ * The connection is made in the background and retried forever, so a node can
+ * start and serve reads while NATS is down; `writable` tells whether appends
+ * can go through right now, and `append` fails fast with LogUnavailableError
+ * instead of queueing while disconnected.
+ */
+import {
+  DeliverPolicy,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { LogConflictError, LogUnavailableError } from "../../protocol/errors.js";
+import {
+  decodeEvent,
+  encodeEvent,
+  type RegistryEvent,
+  streamName,
+  streamSubjects,
+  subjectFor,
+} from "../../protocol/events.js";
+import type { AppendOptions, EventLog, LoggedEvent } from "./event-log.js";
+
+export interface JetStreamLogOptions {
+  servers: string[];
+  region: string;
+  /** Connection name shown by the server (process role). */
+  name: string;
+  /** How long an append may wait for the server's acknowledgement. */
+  appendTimeoutMs?: number;
+  logger: Logger;
+}
+
+const WRONG_LAST_SEQUENCE = 10071;
+const NO_MESSAGE_FOUND = 10037;
+
+export class JetStreamLog implements EventLog {
+  readonly #options: JetStreamLogOptions;
+  readonly #stream: string;
+  #nc: NatsConnection | undefined;
+  #js: JetStreamClient | undefined;
+  #jsm: JetStreamManager | undefined;
+  #connected = false;
+  #closed = false;
+  #ready: Promise<void>;
+
+  private constructor(options: JetStreamLogOptions) {
+    this.#options = options;
+    this.#stream = streamName(options.region);
+    this.#ready = this.#connect();
+  }
+
+  /** Start connecting; the returned log is usable at once (appends fail until connected). */
+  static open(options: JetStreamLogOptions): JetStreamLog {
+    return new JetStreamLog(options);
+  }
+
+  /** Resolves once connected and the stream exists (tests and one-shot commands wait on it). */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  get writable(): boolean {
+    return this.#connected && this.#js !== undefined;
+  }
+
+  async #connect(): Promise<void> {
+    const log = this.#options.logger;
+    const nc = await connect({
+      servers: this.#options.servers,
+      name: this.#options.name,
+      waitOnFirstConnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 5_000,
+    });
+    if (this.#closed) {
+      await nc.close();
+      return;
+    }
+    this.#nc = nc;
+    this.#jsm = await jetstreamManager(nc);
+    await this.#ensureStream();
+    this.#js = jetstream(nc, { timeout: this.#options.appendTimeoutMs ?? 5_000 });
+    this.#connected = true;
+    log.info({ servers: this.#options.servers }, "log connected");
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") {
+          this.#connected = false;
+          log.warn("log disconnected");
+        } else if (s.type === "reconnect") {
+          this.#ensureStream().then(
+            () => {
+              this.#connected = true;
+              log.info("log reconnected");
+            },
+            (err) => log.error({ err }, "log stream check failed"),
+          );
+        }
+      }
+    })();
+  }
+
+  async #ensureStream(): Promise<void> {
+    const jsm = this.#jsm!;
+    try {
+      await jsm.streams.info(this.#stream);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+      await jsm.streams.add({
+        name: this.#stream,
+        subjects: [streamSubjects(this.#options.region)],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        duplicate_window: nanos(120_000),
+        allow_direct: true,
+      });
+    }
+  }
+
+  async append(
+    event: RegistryEvent,
+    options: AppendOptions = {},
+  ): Promise<{ seq: number; duplicate: boolean }> {
+    const js = this.#js;
+    if (!this.#connected || js === undefined) throw new LogUnavailableError("event log unavailable");
+    const subject = subjectFor(this.#options.region, event);
+    try {
+      const ack = await js.publish(subject, encodeEvent(event), {
+        msgID: event.id,
+        expect:
+          options.expectLastSubjectSeq === undefined
+            ? undefined
+            : { lastSubjectSequence: options.expectLastSubjectSeq },
+      });
+      return { seq: ack.seq, duplicate: ack.duplicate };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
+        throw new LogConflictError("concurrent write to the same subject", { cause: err });
+      }
+      throw new LogUnavailableError("event log unavailable", { cause: err });
+    }
+  }
+
+  async lastOnSubject(subject: string): Promise<LoggedEvent | undefined> {
+    const jsm = this.#jsm;
+    if (!this.#connected || jsm === undefined) throw new LogUnavailableError("event log unavailable");
+    try {
+      const m = await jsm.streams.getMessage(this.#stream, { last_by_subj: subject });
+      if (m === null) return undefined;
+      return { seq: m.seq, event: decodeEvent(m.data) };
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === NO_MESSAGE_FOUND) return undefined;
+      throw new LogUnavailableError("event log unavailable", { cause: err });
+    }
+  }
+
+  async lastSeq(): Promise<number> {
+    await this.#ready;
+    try {
+      const info = await this.#jsm!.streams.info(this.#stream);
+      return info.state.last_seq;
+    } catch (err) {
+      throw new LogUnavailableError("event log unavailable", { cause: err });
+    }
+  }
+
+  async *tail(fromSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent> {
+    await this.#ready;
+    let next = Math.max(1, fromSeq);
+    while (!signal.aborted) {
+      try {
+        const consumer = await this.#js!.consumers.get(this.#stream, {
+          deliver_policy: DeliverPolicy.StartSequence,
+          opt_start_seq: next,
+        });
+        const messages = await consumer.consume({ max_messages: 1024 });
+        const stop = () => messages.stop();
+        signal.addEventListener("abort", stop, { once: true });
+        try {
+          for await (const m of messages) {
+            if (m.seq < next) continue;
+            next = m.seq + 1;
+            let event: RegistryEvent;
+            try {
+              event = decodeEvent(m.data);
+            } catch (err) {
+              // A malformed event cannot be applied; skipping it keeps the view moving.
+              this.#options.logger.error({ err, seq: m.seq }, "log event invalid");
+              continue;
+            }
+            yield { seq: m.seq, event };
+          }
+        } finally {
+          signal.removeEventListener("abort", stop);
+          messages.stop();
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#options.logger.warn({ err, seq: next }, "log tail interrupted");
+      }
+      if (!signal.aborted) await delay(250, signal);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#connected = false;
+    await this.#nc?.drain().catch(() => this.#nc?.close());
+  }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}

@@ -1,0 +1,415 @@
+/**
+ * Registry: a region's data operations — the blob store, the event log and the
+ * view composed into what the OCI API needs. It has one commit step
+ * (`#commit`): every metadata change is built as an event, appended to the log,
+ * applied to this node's view, and only then reported done (read-your-writes
+ * on this node). Bytes always reach the blob store before their event, so an
+ * event never names content that is not there; bytes without an event are
+ * invisible (and collectable).
+ *
+ * No HTTP here: the HTTP layer (node/http) maps requests onto these methods and
+ * their domain errors onto OCI responses.
+ */
+import { randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
+import type { Logger } from "pino";
+import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/digest.js";
+import {
+  BlobNotFoundError,
+  DigestMismatchError,
+  LogConflictError,
+  LogUnavailableError,
+  ManifestNotFoundError,
+  ManifestReferenceError,
+  ManifestTooLargeError,
+  RepositoryNotFoundError,
+  UploadNotFoundError,
+} from "../../protocol/errors.js";
+import {
+  EVENT_SCHEMA_VERSION,
+  type EventBody,
+  type RegistryEvent,
+  subjectFor,
+} from "../../protocol/events.js";
+import { HybridClock } from "../../protocol/hlc.js";
+import { parseManifest } from "../../protocol/manifest.js";
+import { parseTag } from "../../protocol/names.js";
+import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+import type { EventLog, LoggedEvent } from "./event-log.js";
+import type { ManifestRecord, MetadataView, Page, ReferrerRecord } from "./view.js";
+
+export interface RegistryOptions {
+  region: string;
+  store: BlobStore;
+  log: EventLog;
+  view: MetadataView;
+  logger: Logger;
+  /** Largest manifest accepted, in bytes (larger → ManifestTooLargeError). */
+  maxManifestBytes: number;
+  /** How long a write waits for this node's view to apply its event. */
+  applyTimeoutMs?: number;
+  clock?: HybridClock;
+}
+
+export interface ResolvedManifest {
+  digest: Digest;
+  record: ManifestRecord;
+  bytes: Buffer;
+}
+
+/** A reference in a manifest URL: a tag or a digest. */
+export type Reference = { tag: string } | { digest: Digest };
+
+export function parseReference(value: string): Reference {
+  return value.includes(":") ? { digest: parseDigest(value) } : { tag: parseTag(value) };
+}
+
+const TAG_WRITE_ATTEMPTS = 8;
+
+export class Registry {
+  readonly region: string;
+  readonly store: BlobStore;
+  readonly view: MetadataView;
+  readonly #log: EventLog;
+  readonly #logger: Logger;
+  readonly #clock: HybridClock;
+  readonly #maxManifestBytes: number;
+  readonly #applyTimeoutMs: number;
+  readonly #manifestCache = new ByteLru(32 << 20);
+  #tailAbort: AbortController | undefined;
+  #tailDone: Promise<void> | undefined;
+
+  constructor(options: RegistryOptions) {
+    this.region = options.region;
+    this.store = options.store;
+    this.view = options.view;
+    this.#log = options.log;
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? new HybridClock();
+    this.#maxManifestBytes = options.maxManifestBytes;
+    this.#applyTimeoutMs = options.applyTimeoutMs ?? 10_000;
+    this.view.onApplied = (event) => this.#clock.observe(event.hlc);
+  }
+
+  get maxManifestBytes(): number {
+    return this.#maxManifestBytes;
+  }
+
+  /** True while writes can be accepted (the log is reachable). */
+  get writable(): boolean {
+    return this.#log.writable;
+  }
+
+  /** Start materializing the log into the view (other nodes' writes arrive this way). */
+  start(): void {
+    const abort = new AbortController();
+    this.#tailAbort = abort;
+    this.#tailDone = materialize(this.#log, this.view, abort.signal, this.#logger);
+  }
+
+  async stop(): Promise<void> {
+    this.#tailAbort?.abort();
+    await this.#tailDone;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async resolveManifest(repo: string, reference: Reference): Promise<ResolvedManifest> {
+    let digest: Digest;
+    if ("tag" in reference) {
+      const tag = await this.view.tagRecord(repo, reference.tag);
+      if (!tag?.digest)
+        throw new ManifestNotFoundError("manifest unknown", { detail: { tag: reference.tag } });
+      digest = tag.digest;
+    } else {
+      digest = reference.digest;
+    }
+    const record = await this.view.manifest(repo, digest);
+    if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { digest } });
+    let bytes = this.#manifestCache.get(digest);
+    if (bytes === undefined) {
+      bytes = await this.store.readAll(digest);
+      this.#manifestCache.set(digest, bytes);
+    }
+    return { digest, record, bytes };
+  }
+
+  /** Size of a blob linked into `repo`; BlobNotFoundError otherwise. */
+  async blobSize(repo: string, digest: Digest): Promise<number> {
+    const link = await this.view.blobLink(repo, digest);
+    if (link === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
+    return link.size;
+  }
+
+  async openBlob(repo: string, digest: Digest, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+    await this.blobSize(repo, digest);
+    return this.store.read(digest, range, signal);
+  }
+
+  async tags(repo: string, n: number, last?: string): Promise<Page<string>> {
+    if (!(await this.view.repositoryExists(repo))) {
+      throw new RepositoryNotFoundError("repository name not known to registry", { detail: { name: repo } });
+    }
+    return this.view.tags(repo, n, last);
+  }
+
+  repositories(n: number, last?: string): Promise<Page<string>> {
+    return this.view.repositories(n, last);
+  }
+
+  referrers(repo: string, digest: Digest, artifactType?: string): Promise<ReferrerRecord[]> {
+    return this.view.referrers(repo, digest, artifactType);
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /**
+   * Accept a manifest: verify its digest, validate it, check that everything
+   * it references is in the repository, store its exact bytes, then commit
+   * `manifest.pushed` (unless already present) and, by tag, `tag.set`.
+   */
+  async putManifest(
+    repo: string,
+    reference: Reference,
+    bytes: Buffer,
+    contentType: string | undefined,
+    actor: string,
+  ): Promise<{ digest: Digest; subject?: Digest; seq: number }> {
+    if (bytes.byteLength > this.#maxManifestBytes) {
+      throw new ManifestTooLargeError(`manifest larger than ${this.#maxManifestBytes} bytes`);
+    }
+    const digest =
+      "digest" in reference ? digestOf(bytes, algorithmOf(reference.digest)) : digestOf(bytes, "sha256");
+    if ("digest" in reference && digest !== reference.digest) {
+      throw new DigestMismatchError("manifest does not match digest", {
+        detail: { expected: reference.digest, actual: digest },
+      });
+    }
+    const parsed = parseManifest(bytes, contentType);
+    const missing: Digest[] = [];
+    for (const blob of parsed.blobs) {
+      if ((await this.view.blobLink(repo, blob)) === undefined) missing.push(blob);
+    }
+    for (const child of parsed.manifests) {
+      if ((await this.view.manifest(repo, child)) === undefined) missing.push(child);
+    }
+    if (missing.length > 0) {
+      throw new ManifestReferenceError("manifest references unknown blobs or manifests", {
+        detail: { missing },
+      });
+    }
+    await this.store.writeAll(bytes, digest);
+    let seq = this.view.appliedSeq;
+    if ((await this.view.manifest(repo, digest)) === undefined) {
+      seq = await this.#commit(
+        {
+          type: "manifest.pushed",
+          repo,
+          digest,
+          mediaType: parsed.mediaType,
+          size: bytes.byteLength,
+          blobs: parsed.blobs,
+          manifests: parsed.manifests,
+          subject: parsed.subject,
+          artifactType: parsed.artifactType,
+          annotations: parsed.annotations,
+        },
+        actor,
+      );
+    }
+    if ("tag" in reference)
+      seq = await this.#commitTag({ type: "tag.set", repo, tag: reference.tag, digest }, actor);
+    return { digest, subject: parsed.subject, seq };
+  }
+
+  /** Delete by digest (the manifest and the tags on it) or by tag (the tag only). */
+  async deleteManifest(repo: string, reference: Reference, actor: string): Promise<void> {
+    if ("tag" in reference) {
+      const tag = await this.view.tagRecord(repo, reference.tag);
+      if (!tag?.digest)
+        throw new ManifestNotFoundError("manifest unknown", { detail: { tag: reference.tag } });
+      await this.#commitTag({ type: "tag.deleted", repo, tag: reference.tag }, actor);
+      return;
+    }
+    if ((await this.view.manifest(repo, reference.digest)) === undefined) {
+      throw new ManifestNotFoundError("manifest unknown", { detail: { digest: reference.digest } });
+    }
+    await this.#commit({ type: "manifest.deleted", repo, digest: reference.digest }, actor);
+  }
+
+  async deleteBlob(repo: string, digest: Digest, actor: string): Promise<void> {
+    await this.blobSize(repo, digest);
+    await this.#commit({ type: "blob.deleted", repo, digest }, actor);
+  }
+
+  /** Store a whole blob sent in one request and link it into `repo`. */
+  async pushBlob(
+    repo: string,
+    source: Readable,
+    digest: Digest,
+    length: number | undefined,
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { size } = await this.store.write(source, digest, length, signal);
+    await this.#link(repo, digest, size, actor);
+  }
+
+  /** Link a blob held by `from` into `repo`; false (nothing done) when `from` lacks it. */
+  async mountBlob(repo: string, from: string, digest: Digest, actor: string): Promise<boolean> {
+    const link = await this.view.blobLink(from, digest);
+    if (link === undefined || (await this.store.stat(digest)) === undefined) return false;
+    await this.#link(repo, digest, link.size, actor);
+    return true;
+  }
+
+  startUpload(repo: string): Promise<UploadState> {
+    return this.store.startUpload(repo);
+  }
+
+  /** An upload session of `repo`; UploadNotFoundError for an unknown id or another repository's. */
+  async upload(repo: string, id: string): Promise<UploadState> {
+    const state = await this.store.uploadState(id);
+    if (state.repo !== repo) throw new UploadNotFoundError("blob upload unknown");
+    return state;
+  }
+
+  async appendUpload(
+    repo: string,
+    id: string,
+    source: Readable,
+    start: number | undefined,
+    length: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<UploadState> {
+    await this.upload(repo, id);
+    return this.store.appendUpload(id, source, start, length, signal);
+  }
+
+  /** Finish an upload: verify against `digest`, make it a blob, link it into `repo`. */
+  async completeUpload(repo: string, id: string, digest: Digest, actor: string): Promise<void> {
+    await this.upload(repo, id);
+    const { size } = await this.store.commitUpload(id, digest);
+    await this.#link(repo, digest, size, actor);
+  }
+
+  async cancelUpload(repo: string, id: string): Promise<void> {
+    await this.upload(repo, id);
+    await this.store.cancelUpload(id);
+  }
+
+  async #link(repo: string, digest: Digest, size: number, actor: string): Promise<void> {
+    if ((await this.view.blobLink(repo, digest)) !== undefined) return;
+    await this.#commit({ type: "blob.pushed", repo, digest, size }, actor);
+  }
+
+  // ---------------------------------------------------------------- the commit step
+
+  #envelope(body: EventBody, actor: string): RegistryEvent {
+    return {
+      id: randomUUID(),
+      v: EVENT_SCHEMA_VERSION,
+      origin: this.region,
+      hlc: this.#clock.now(),
+      actor,
+      at: new Date().toISOString(),
+      ...body,
+    } as RegistryEvent;
+  }
+
+  /** Append an event, apply it here, and return its sequence. */
+  async #commit(body: EventBody, actor: string, expectLastSubjectSeq?: number): Promise<number> {
+    const event = this.#envelope(body, actor);
+    const { seq } = await this.#log.append(event, { expectLastSubjectSeq });
+    await this.#applied({ seq, event });
+    return seq;
+  }
+
+  /**
+   * Tag writes are compare-and-set on the tag's subject: read the last write,
+   * move this node's clock past it, append expecting it to still be last. So
+   * within a region the log order of a tag's writes is also their clock order,
+   * and the merge rule agrees with what clients saw acknowledged.
+   */
+  async #commitTag(body: EventBody, actor: string): Promise<number> {
+    const subject = subjectFor(this.region, body);
+    for (let attempt = 0; attempt < TAG_WRITE_ATTEMPTS; attempt++) {
+      const last = await this.#log.lastOnSubject(subject);
+      if (last !== undefined) this.#clock.observe(last.event.hlc);
+      try {
+        return await this.#commit(body, actor, last?.seq ?? 0);
+      } catch (err) {
+        if (!(err instanceof LogConflictError)) throw err;
+        this.#logger.debug({ attempt, subject }, "tag write conflict");
+      }
+    }
+    throw new LogConflictError("tag is being written concurrently; retry");
+  }
+
+  async #applied(entry: LoggedEvent): Promise<void> {
+    await this.view.apply([entry], true);
+    try {
+      await this.view.waitFor(entry.seq, this.#applyTimeoutMs);
+    } catch (err) {
+      // Durable in the log but not yet visible here: the client may retry safely.
+      throw new LogUnavailableError("write accepted by the log but not yet applied", { cause: err });
+    }
+  }
+}
+
+/** Tail the log into the view until `signal` aborts, in batches. */
+async function materialize(
+  log: EventLog,
+  view: MetadataView,
+  signal: AbortSignal,
+  logger: Logger,
+): Promise<void> {
+  const queue: LoggedEvent[] = [];
+  let flushing: Promise<void> | undefined;
+  const flush = async () => {
+    while (queue.length > 0) {
+      const batch = queue.splice(0, 1024);
+      try {
+        await view.apply(batch);
+      } catch (err) {
+        logger.error({ err, seq: batch[0]?.seq }, "view apply failed");
+        queue.unshift(...batch);
+        await new Promise((r) => setTimeout(r, 500));
+        if (signal.aborted) return;
+      }
+    }
+  };
+  for await (const entry of log.tail(view.appliedSeq + 1, signal)) {
+    queue.push(entry);
+    flushing ??= flush().finally(() => {
+      flushing = undefined;
+    });
+    if (queue.length >= 4096) await flushing;
+  }
+  await flushing;
+}
+
+/** A byte-bounded LRU for immutable manifest bytes (keyed by digest, so never stale). */
+class ByteLru {
+  readonly #entries = new Map<string, Buffer>();
+  #bytes = 0;
+  constructor(private readonly capacity: number) {}
+  get(key: string): Buffer | undefined {
+    const value = this.#entries.get(key);
+    if (value !== undefined) {
+      this.#entries.delete(key);
+      this.#entries.set(key, value);
+    }
+    return value;
+  }
+  set(key: string, value: Buffer): void {
+    if (value.byteLength > this.capacity / 8 || this.#entries.has(key)) return;
+    this.#entries.set(key, value);
+    this.#bytes += value.byteLength;
+    for (const [k, v] of this.#entries) {
+      if (this.#bytes <= this.capacity) break;
+      this.#entries.delete(k);
+      this.#bytes -= v.byteLength;
+    }
+  }
+}

@@ -1,0 +1,391 @@
+/**
+ * The OCI Distribution HTTP API (spec v1.1) as a fastify plugin over a
+ * `Registry`. Tests build it with `buildApp` and `inject()` or `listen({port:0})`;
+ * node/server.ts runs it as a process.
+ *
+ * Repository names contain slashes, so one wildcard route takes everything
+ * under /v2/ and `dispatch` matches the path against the API's shapes (upload
+ * shapes first: a repository may itself be called `…/blobs`).
+ */
+import type { IncomingMessage } from "node:http";
+import fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
+import fp from "fastify-plugin";
+import type { Logger } from "pino";
+import { Histogram, type Registry as MetricsRegistry } from "prom-client";
+import { type Digest, parseDigest } from "../../protocol/digest.js";
+import {
+  DigestInvalidError,
+  ManifestTooLargeError,
+  MethodNotAllowedError,
+  RequestAbortedError,
+  RouteNotFoundError,
+  SizeInvalidError,
+} from "../../protocol/errors.js";
+import { MediaType } from "../../protocol/media-types.js";
+import { parseRepository, parseTag } from "../../protocol/names.js";
+import { parseReference, type Registry } from "../data/registry.js";
+import { handleError, ociErrorBody } from "./errors.js";
+import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
+
+export interface OciApiOptions {
+  registry: Registry;
+  metrics: MetricsRegistry;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Name of the OCI route matched (a bounded metrics label). */
+    ociRoute: string;
+  }
+}
+
+const MAX_PAGE = 1000;
+const ACTOR = "anonymous";
+
+type Handler = (req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) => Promise<unknown>;
+interface Route {
+  name: string;
+  pattern: RegExp;
+  methods: Partial<Record<string, Handler>>;
+}
+
+async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<void> {
+  const reg = options.registry;
+  const duration = new Histogram({
+    name: "meridian_http_request_duration_seconds",
+    help: "HTTP request durations by OCI route, method and status",
+    labelNames: ["route", "method", "code"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30],
+    registers: [options.metrics],
+  });
+
+  app.decorateRequest("ociRoute", "other");
+  app.removeAllContentTypeParsers();
+  // Bodies are streamed by the handlers from request.raw; nothing is parsed up front.
+  app.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
+  app.setErrorHandler(handleError);
+  app.addHook("onRequest", async (_req, reply) => {
+    reply.header("docker-distribution-api-version", "registry/2.0");
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    duration.observe(
+      { route: req.ociRoute, method: req.method, code: reply.statusCode },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  const routes: Route[] = [
+    { name: "base", pattern: /^\/v2\/?$/, methods: { GET: base, HEAD: base } },
+    { name: "catalog", pattern: /^\/v2\/_catalog$/, methods: { GET: catalog } },
+    { name: "upload_start", pattern: /^\/v2\/(.+)\/blobs\/uploads\/?$/, methods: { POST: startUpload } },
+    {
+      name: "upload",
+      pattern: /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/,
+      methods: { GET: uploadStatus, PATCH: patchUpload, PUT: putUpload, DELETE: cancelUpload },
+    },
+    {
+      name: "blob",
+      pattern: /^\/v2\/(.+)\/blobs\/([^/]+)$/,
+      methods: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob },
+    },
+    {
+      name: "manifest",
+      pattern: /^\/v2\/(.+)\/manifests\/([^/]+)$/,
+      methods: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
+    },
+    { name: "tags", pattern: /^\/v2\/(.+)\/tags\/list$/, methods: { GET: listTags } },
+    { name: "referrers", pattern: /^\/v2\/(.+)\/referrers\/([^/]+)$/, methods: { GET: referrers } },
+  ];
+
+  const dispatch = async (req: FastifyRequest, reply: FastifyReply) => {
+    const path = (req.raw.url ?? "/").split("?", 1)[0]!;
+    for (const route of routes) {
+      const m = route.pattern.exec(path);
+      if (m === null) continue;
+      req.ociRoute = route.name;
+      const handler = route.methods[req.method];
+      if (handler === undefined) {
+        reply.header("allow", Object.keys(route.methods).join(", "));
+        throw new MethodNotAllowedError(`${req.method} not allowed on ${route.name}`);
+      }
+      return handler(req, reply, m);
+    }
+    throw new RouteNotFoundError("no such endpoint");
+  };
+  app.route({ method: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], url: "/v2", handler: dispatch });
+  app.route({ method: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], url: "/v2/*", handler: dispatch });
+
+  // ------------------------------------------------------------ handlers
+
+  async function base(_req: FastifyRequest, reply: FastifyReply) {
+    return reply.type("application/json").send("{}");
+  }
+
+  async function catalog(req: FastifyRequest, reply: FastifyReply) {
+    const q = req.query as Record<string, string | undefined>;
+    const n = pageSize(q.n, MAX_PAGE) ?? MAX_PAGE;
+    const last = q.last === undefined ? undefined : parseRepository(q.last);
+    const page = await reg.repositories(n, last);
+    if (page.more) {
+      const lastItem = page.items[page.items.length - 1]!;
+      reply.header("link", `</v2/_catalog?n=${n}&last=${encodeURIComponent(lastItem)}>; rel="next"`);
+    }
+    return reply.type("application/json").send(JSON.stringify({ repositories: page.items }));
+  }
+
+  async function getBlob(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const digest = parseDigest(m[2]!);
+    const size = await reg.blobSize(repo, digest);
+    reply.headers({
+      "docker-content-digest": digest,
+      etag: `"${digest}"`,
+      "accept-ranges": "bytes",
+      "content-type": "application/octet-stream",
+      "cache-control": "max-age=31536000",
+    });
+    if (req.method === "HEAD") return reply.header("content-length", size).send();
+    const range = blobRange(req.headers.range, size);
+    const ac = abortOnClose(req.raw);
+    const stream = await reg.openBlob(repo, digest, range, ac.signal);
+    if (range !== undefined) {
+      reply.status(206).header("content-range", `bytes ${range.start}-${range.end}/${size}`);
+      reply.header("content-length", range.end - range.start + 1);
+    } else {
+      reply.header("content-length", size);
+    }
+    return reply.send(stream);
+  }
+
+  async function deleteBlob(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    await reg.deleteBlob(repo, parseDigest(m[2]!), ACTOR);
+    return reply.status(202).header("content-length", 0).send();
+  }
+
+  async function startUpload(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const q = req.query as Record<string, string | undefined>;
+    if (q.mount !== undefined) {
+      const digest = parseDigest(q.mount);
+      if (q.from !== undefined && (await reg.mountBlob(repo, parseRepository(q.from), digest, ACTOR))) {
+        return blobCreated(reply, repo, digest);
+      }
+    } else if (q.digest !== undefined) {
+      const digest = parseDigest(q.digest);
+      const length = contentLength(req.headers["content-length"]);
+      const ac = abortOnClose(req.raw);
+      await reg.pushBlob(repo, req.raw, digest, length, ACTOR, ac.signal);
+      return blobCreated(reply, repo, digest);
+    }
+    const state = await reg.startUpload(repo);
+    return uploadAccepted(reply.status(202), repo, state.id, state.offset);
+  }
+
+  async function uploadStatus(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const state = await reg.upload(repo, m[2]!);
+    return uploadAccepted(reply.status(204), repo, state.id, state.offset);
+  }
+
+  async function patchUpload(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const { start, length } = chunkBounds(req);
+    const ac = abortOnClose(req.raw);
+    const state = await reg.appendUpload(repo, m[2]!, req.raw, start, length, ac.signal);
+    return uploadAccepted(reply.status(202), repo, state.id, state.offset);
+  }
+
+  async function putUpload(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const id = m[2]!;
+    const q = req.query as Record<string, string | undefined>;
+    if (q.digest === undefined) throw new DigestInvalidError("digest parameter is required");
+    const digest = parseDigest(q.digest);
+    const { start, length } = chunkBounds(req);
+    if (hasBody(req) && length !== 0) {
+      const ac = abortOnClose(req.raw);
+      await reg.appendUpload(repo, id, req.raw, start, length, ac.signal);
+    }
+    await reg.completeUpload(repo, id, digest, ACTOR);
+    return blobCreated(reply, repo, digest);
+  }
+
+  async function cancelUpload(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    await reg.cancelUpload(repo, m[2]!);
+    return reply.status(204).send();
+  }
+
+  async function getManifest(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const found = await reg.resolveManifest(repo, parseReference(m[2]!));
+    reply.headers({
+      "content-type": found.record.mediaType,
+      "content-length": found.bytes.byteLength,
+      "docker-content-digest": found.digest,
+      etag: `"${found.digest}"`,
+    });
+    return reply.send(req.method === "HEAD" ? undefined : found.bytes);
+  }
+
+  async function putManifest(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const reference = parseReference(m[2]!);
+    const bytes = await readBody(req.raw, reg.maxManifestBytes, contentLength(req.headers["content-length"]));
+    const result = await reg.putManifest(repo, reference, bytes, req.headers["content-type"], ACTOR);
+    reply.status(201).headers({
+      location: `/v2/${repo}/manifests/${result.digest}`,
+      "docker-content-digest": result.digest,
+      "content-length": 0,
+    });
+    if (result.subject !== undefined) reply.header("oci-subject", result.subject);
+    return reply.send();
+  }
+
+  async function deleteManifest(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    await reg.deleteManifest(repo, parseReference(m[2]!), ACTOR);
+    return reply.status(202).header("content-length", 0).send();
+  }
+
+  async function listTags(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const q = req.query as Record<string, string | undefined>;
+    const n = pageSize(q.n, Number.MAX_SAFE_INTEGER);
+    const last = q.last === undefined ? undefined : parseTag(q.last);
+    const page = await reg.tags(repo, n ?? Number.MAX_SAFE_INTEGER, last);
+    if (page.more && n !== undefined) {
+      const lastItem = page.items[page.items.length - 1]!;
+      reply.header("link", `</v2/${repo}/tags/list?n=${n}&last=${encodeURIComponent(lastItem)}>; rel="next"`);
+    }
+    return reply.type("application/json").send(JSON.stringify({ name: repo, tags: page.items }));
+  }
+
+  async function referrers(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+    const repo = parseRepository(m[1]!);
+    const digest = parseDigest(m[2]!);
+    const q = req.query as Record<string, string | undefined>;
+    const artifactType = q.artifactType;
+    const found = await reg.referrers(repo, digest, artifactType);
+    if (artifactType !== undefined) reply.header("oci-filters-applied", "artifactType");
+    const body = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciIndex,
+      manifests: found.map((r) => ({
+        mediaType: r.mediaType,
+        digest: r.digest,
+        size: r.size,
+        ...(r.artifactType !== undefined ? { artifactType: r.artifactType } : {}),
+        ...(r.annotations !== undefined ? { annotations: r.annotations } : {}),
+      })),
+    };
+    return reply.type(MediaType.OciIndex).send(JSON.stringify(body));
+  }
+}
+
+function blobCreated(reply: FastifyReply, repo: string, digest: Digest) {
+  return reply
+    .status(201)
+    .headers({
+      location: `/v2/${repo}/blobs/${digest}`,
+      "docker-content-digest": digest,
+      "content-length": 0,
+    })
+    .send();
+}
+
+function uploadAccepted(reply: FastifyReply, repo: string, id: string, offset: number) {
+  return reply
+    .headers({
+      location: `/v2/${repo}/blobs/uploads/${id}`,
+      range: `0-${Math.max(0, offset - 1)}`,
+      "docker-upload-uuid": id,
+      "content-length": 0,
+    })
+    .send();
+}
+
+/** Start and length of a chunk from Content-Range and Content-Length, cross-checked. */
+function chunkBounds(req: FastifyRequest): { start: number | undefined; length: number | undefined } {
+  const range = uploadContentRange(req.headers["content-range"]);
+  let length = contentLength(req.headers["content-length"]);
+  if (range !== undefined) {
+    const rangeLength = range.end - range.start + 1;
+    if (length !== undefined && length !== rangeLength) {
+      throw new SizeInvalidError("Content-Length does not match Content-Range");
+    }
+    length = rangeLength;
+  }
+  return { start: range?.start, length };
+}
+
+function hasBody(req: FastifyRequest): boolean {
+  return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+}
+
+/** An AbortSignal that fires if the client goes away before the response is done. */
+function abortOnClose(raw: IncomingMessage): AbortController {
+  const ac = new AbortController();
+  raw.once("close", () => {
+    if (!raw.complete) ac.abort(new RequestAbortedError("client went away"));
+  });
+  return ac;
+}
+
+/** Read a small body whole, refusing more than `limit` bytes (413). */
+async function readBody(raw: IncomingMessage, limit: number, declared: number | undefined): Promise<Buffer> {
+  if (declared !== undefined && declared > limit) {
+    raw.resume();
+    throw new ManifestTooLargeError(`manifest larger than ${limit} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of raw) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      raw.resume();
+      throw new ManifestTooLargeError(`manifest larger than ${limit} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  if (!raw.complete) throw new RequestAbortedError("request body incomplete");
+  return Buffer.concat(chunks, size);
+}
+
+export const ociApiPlugin = fp(ociApi, { name: "meridian-oci-api", fastify: "5.x" });
+
+export interface BuildAppOptions extends OciApiOptions {
+  logger: Logger;
+}
+
+/** The node's HTTP application, not listening: the OCI API, /metrics and /healthz. */
+export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  const app = fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    bodyLimit: 1 << 20,
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+  });
+  await app.register(ociApiPlugin, { registry: options.registry, metrics: options.metrics });
+  app.get("/metrics", async (_req, reply) => {
+    return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
+  });
+  app.get("/healthz", async () => ({
+    region: options.registry.region,
+    writable: options.registry.writable,
+    appliedSeq: options.registry.view.appliedSeq,
+  }));
+  app.setNotFoundHandler((_req, reply) => {
+    reply.status(404).type("application/json").send(ociErrorBody("UNSUPPORTED", "no such endpoint"));
+  });
+  return app;
+}

@@ -1,0 +1,38 @@
+/**
+ * The one place domain errors become HTTP responses: the OCI error envelope
+ * `{"errors":[{code,message,detail}]}` with the status bound in
+ * protocol/errors.ts. Unexpected errors are 500s that never echo their message.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
+import { ociErrorFor, RangeNotSatisfiableError, type UploadRangeError } from "../../protocol/errors.js";
+
+export function ociErrorBody(code: string, message: string, detail?: unknown): string {
+  return JSON.stringify({ errors: [{ code, message, detail: detail ?? null }] });
+}
+
+export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  const binding = ociErrorFor(err);
+  if (binding !== undefined) {
+    const e = err as Error & { detail?: unknown };
+    if (err instanceof RangeNotSatisfiableError) reply.header("content-range", `bytes */${err.size}`);
+    const offset = (e.detail as { offset?: number } | undefined)?.offset;
+    if ((err as UploadRangeError).code === "UPLOAD_RANGE" && offset !== undefined) {
+      reply.header("range", `0-${Math.max(0, offset - 1)}`);
+    }
+    if (binding.status >= 500) request.log.warn({ err }, "request failed");
+    reply
+      .status(binding.status)
+      .type("application/json")
+      .send(ociErrorBody(binding.code, e.message, e.detail));
+    return;
+  }
+  // Errors raised by fastify itself for malformed requests carry a 4xx statusCode.
+  const status = (err as FastifyError).statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    const code = status === 413 ? "SIZE_INVALID" : "UNSUPPORTED";
+    reply.status(status).type("application/json").send(ociErrorBody(code, err.message));
+    return;
+  }
+  request.log.error({ err }, "request failed");
+  reply.status(500).type("application/json").send(ociErrorBody("UNKNOWN", "internal server error"));
+}

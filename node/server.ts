@@ -1,0 +1,107 @@
+/**
+ * The registry node process: config, logger, the data layer (blob store, log,
+ * view), the HTTP app, listen, and a graceful close on SIGINT/SIGTERM.
+ *
+ *   node dist/node/server.js [--config FILE]      (settings: node/config.ts)
+ *
+ * Once listening it prints one JSON line to stdout:
+ *   {"event":"listening","region":…,"registry":"http://127.0.0.1:PORT","pid":…}
+ */
+import { mkdir } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { type Logger, pino } from "pino";
+import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
+import { FsBlobStore } from "./data/fs-blob-store.js";
+import { JetStreamLog } from "./data/jetstream-log.js";
+import { Registry } from "./data/registry.js";
+import { MetadataView } from "./data/view.js";
+import { buildApp } from "./http/app.js";
+
+export interface RunningNode {
+  url: string;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+/** Start a node in this process (tests use it directly; `main` wraps it). */
+export async function startNode(config: Readonly<NodeConfig>, logger: Logger): Promise<RunningNode> {
+  const log = logger.child({ region: config.region });
+  await mkdir(config.view.dir, { recursive: true });
+  const store = new FsBlobStore(config.storage.root, { fsync: config.storage.fsync });
+  await store.init();
+  const view = new MetadataView(config.view.dir);
+  await view.open();
+  const eventLog = JetStreamLog.open({
+    servers: config.nats.servers,
+    region: config.region,
+    name: `meridian-node-${config.region}-${process.pid}`,
+    logger: log.child({ component: "log" }),
+  });
+  const registry = new Registry({
+    region: config.region,
+    store,
+    log: eventLog,
+    view,
+    logger: log.child({ component: "registry" }),
+    maxManifestBytes: config.maxManifestBytes,
+  });
+  registry.start();
+  const metrics = new MetricsRegistry();
+  metrics.setDefaultLabels({ region: config.region });
+  collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
+  const app = await buildApp({ registry, metrics, logger: log.child({ component: "http" }) });
+  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  return {
+    url: address,
+    registry,
+    async close() {
+      await app.close();
+      await registry.stop();
+      await eventLog.close();
+      await view.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: "string" } } });
+  let config: Readonly<NodeConfig>;
+  try {
+    config = loadNodeConfig({ file: values.config, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const node = await startNode(config, logger);
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", region: config.region, registry: node.url, pid: process.pid })}\n`,
+  );
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, "node stopping");
+    node.close().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err }, "node stop failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err) => {
+    process.stderr.write(`node failed: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,186 @@
+/**
+ * The error catalogue: every failure a Meridian component can report, as one
+ * `MeridianError` subclass each, and the one table binding each to its OCI
+ * code and HTTP status. Stores, logs and workers throw these; only the HTTP
+ * layer (node/http) turns them into responses, through `ociErrorFor`.
+ *
+ * `recoverable` marks failures a caller may retry unchanged (the log was
+ * down, a peer timed out). Everything else is the request's fault or final.
+ */
+
+/** OCI Distribution error codes (spec §"Error Codes"), plus two extensions. */
+export type OciCode =
+  | "BLOB_UNKNOWN"
+  | "BLOB_UPLOAD_INVALID"
+  | "BLOB_UPLOAD_UNKNOWN"
+  | "DIGEST_INVALID"
+  | "MANIFEST_BLOB_UNKNOWN"
+  | "MANIFEST_INVALID"
+  | "MANIFEST_UNKNOWN"
+  | "NAME_INVALID"
+  | "NAME_UNKNOWN"
+  | "SIZE_INVALID"
+  | "UNAUTHORIZED"
+  | "DENIED"
+  | "UNSUPPORTED"
+  | "TOOMANYREQUESTS"
+  // Extensions, as CNCF Distribution uses them: a dependency is down (503),
+  // and a pagination parameter is malformed (400).
+  | "UNAVAILABLE"
+  | "PAGINATION_NUMBER_INVALID"
+  // Extension: a Range header on a blob GET that cannot be served (416).
+  | "RANGE_INVALID";
+
+export interface MeridianErrorOptions {
+  cause?: unknown;
+  /** Structured detail for the OCI envelope's `detail` field. */
+  detail?: unknown;
+}
+
+export class MeridianError extends Error {
+  /** Stable machine-readable name of the failure (the class's identity). */
+  readonly code: string = "INTERNAL";
+  /** True when retrying the same operation later may succeed. */
+  readonly recoverable: boolean = false;
+  readonly detail: unknown;
+
+  constructor(message: string, options: MeridianErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.detail = options.detail;
+  }
+}
+
+export class BlobNotFoundError extends MeridianError {
+  override readonly code = "BLOB_NOT_FOUND";
+}
+export class UploadNotFoundError extends MeridianError {
+  override readonly code = "UPLOAD_NOT_FOUND";
+}
+/** An upload cannot proceed: a chunk out of order, a length that does not add up. */
+export class UploadInvalidError extends MeridianError {
+  override readonly code = "UPLOAD_INVALID";
+}
+/** A chunk's Content-Range does not start at the upload's current offset. */
+export class UploadRangeError extends MeridianError {
+  override readonly code = "UPLOAD_RANGE";
+}
+export class DigestInvalidError extends MeridianError {
+  override readonly code = "DIGEST_INVALID";
+}
+/** Content did not hash to the digest it was sent or stored under. */
+export class DigestMismatchError extends MeridianError {
+  override readonly code = "DIGEST_MISMATCH";
+}
+export class ManifestNotFoundError extends MeridianError {
+  override readonly code = "MANIFEST_NOT_FOUND";
+}
+export class ManifestInvalidError extends MeridianError {
+  override readonly code = "MANIFEST_INVALID";
+}
+/** A manifest refers to blobs or child manifests the repository does not hold. */
+export class ManifestReferenceError extends MeridianError {
+  override readonly code = "MANIFEST_REFERENCE_UNKNOWN";
+}
+export class ManifestTooLargeError extends MeridianError {
+  override readonly code = "MANIFEST_TOO_LARGE";
+}
+export class NameInvalidError extends MeridianError {
+  override readonly code = "NAME_INVALID";
+}
+export class RepositoryNotFoundError extends MeridianError {
+  override readonly code = "REPOSITORY_NOT_FOUND";
+}
+export class TagInvalidError extends MeridianError {
+  override readonly code = "TAG_INVALID";
+}
+export class SizeInvalidError extends MeridianError {
+  override readonly code = "SIZE_INVALID";
+}
+export class RangeNotSatisfiableError extends MeridianError {
+  override readonly code = "RANGE_NOT_SATISFIABLE";
+  constructor(
+    message: string,
+    /** Size of the entity, for the `Content-Range: bytes *\/size` reply. */
+    readonly size: number,
+  ) {
+    super(message);
+  }
+}
+export class PaginationInvalidError extends MeridianError {
+  override readonly code = "PAGINATION_INVALID";
+}
+export class UnsupportedError extends MeridianError {
+  override readonly code = "UNSUPPORTED";
+}
+export class MethodNotAllowedError extends MeridianError {
+  override readonly code = "METHOD_NOT_ALLOWED";
+}
+export class RouteNotFoundError extends MeridianError {
+  override readonly code = "ROUTE_NOT_FOUND";
+}
+/** The regional event log cannot take writes right now. */
+export class LogUnavailableError extends MeridianError {
+  override readonly code = "LOG_UNAVAILABLE";
+  override readonly recoverable = true;
+}
+/** A compare-and-set append lost to a concurrent writer; re-read and retry. */
+export class LogConflictError extends MeridianError {
+  override readonly code = "LOG_CONFLICT";
+  override readonly recoverable = true;
+}
+export class EventInvalidError extends MeridianError {
+  override readonly code = "EVENT_INVALID";
+}
+/** A request body ended before the length it announced, or the client went away. */
+export class RequestAbortedError extends MeridianError {
+  override readonly code = "REQUEST_ABORTED";
+}
+
+export interface OciBinding {
+  code: OciCode;
+  status: number;
+}
+
+/**
+ * The one table from domain error to OCI code and HTTP status. Statuses follow
+ * the OCI Distribution Spec v1.1 where it names one, CNCF Distribution where it
+ * does not.
+ */
+type ErrorClass = abstract new (...args: never[]) => MeridianError;
+
+const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBinding>([
+  [BlobNotFoundError, { code: "BLOB_UNKNOWN", status: 404 }],
+  [UploadNotFoundError, { code: "BLOB_UPLOAD_UNKNOWN", status: 404 }],
+  [UploadInvalidError, { code: "BLOB_UPLOAD_INVALID", status: 400 }],
+  [UploadRangeError, { code: "BLOB_UPLOAD_INVALID", status: 416 }],
+  [DigestInvalidError, { code: "DIGEST_INVALID", status: 400 }],
+  [DigestMismatchError, { code: "DIGEST_INVALID", status: 400 }],
+  [ManifestNotFoundError, { code: "MANIFEST_UNKNOWN", status: 404 }],
+  [ManifestInvalidError, { code: "MANIFEST_INVALID", status: 400 }],
+  [ManifestReferenceError, { code: "MANIFEST_BLOB_UNKNOWN", status: 400 }],
+  [ManifestTooLargeError, { code: "SIZE_INVALID", status: 413 }],
+  [NameInvalidError, { code: "NAME_INVALID", status: 400 }],
+  [RepositoryNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],
+  [TagInvalidError, { code: "MANIFEST_INVALID", status: 400 }],
+  [SizeInvalidError, { code: "SIZE_INVALID", status: 400 }],
+  [RangeNotSatisfiableError, { code: "RANGE_INVALID", status: 416 }],
+  [PaginationInvalidError, { code: "PAGINATION_NUMBER_INVALID", status: 400 }],
+  [UnsupportedError, { code: "UNSUPPORTED", status: 400 }],
+  [MethodNotAllowedError, { code: "UNSUPPORTED", status: 405 }],
+  [RouteNotFoundError, { code: "UNSUPPORTED", status: 404 }],
+  [LogUnavailableError, { code: "UNAVAILABLE", status: 503 }],
+  [LogConflictError, { code: "UNAVAILABLE", status: 503 }],
+  [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
+]);
+
+/** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */
+export function ociErrorFor(err: unknown): OciBinding | undefined {
+  if (!(err instanceof MeridianError)) return undefined;
+  return OCI_TABLE.get(err.constructor as ErrorClass);
+}
+
+/** Every class in the table, for the test that checks each binding. */
+export function boundErrorClasses(): ErrorClass[] {
+  return [...OCI_TABLE.keys()];
+}

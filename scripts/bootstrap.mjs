@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// Makes a fresh checkout runnable; `npm start` and `npm test` run it first.
+// Uses only Node's standard library (nothing is installed yet when it runs).
+//
+//   1. npm dependencies: `npm ci` when node_modules is missing or older than package-lock.json;
+//   2. the TypeScript build into dist/ when any source is newer than the last build;
+//   3. system tools from Debian's packages: nats-server always; skopeo with --test;
+//      docker-registry and wrk with --bench. As root they are installed with apt-get;
+//      otherwise the script stops and prints the apt-get command to run.
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const args = new Set(process.argv.slice(2));
+const say = (msg) => process.stderr.write(`bootstrap: ${msg}\n`);
+
+function run(cmd, argv, options = {}) {
+  const r = spawnSync(cmd, argv, { cwd: root, stdio: ["ignore", "inherit", "inherit"], ...options });
+  if (r.status !== 0) {
+    say(`failed: ${cmd} ${argv.join(" ")}`);
+    process.exit(r.status ?? 1);
+  }
+}
+
+function newest(path) {
+  if (!existsSync(path)) return 0;
+  const s = statSync(path);
+  if (!s.isDirectory()) return s.mtimeMs;
+  let t = 0;
+  for (const entry of readdirSync(path)) {
+    if (entry === "node_modules" || entry === "dist" || entry.startsWith(".")) continue;
+    t = Math.max(t, newest(join(path, entry)));
+  }
+  return t;
+}
+
+// 1. npm dependencies
+const lock = join(root, "package-lock.json");
+const installed = join(root, "node_modules", ".package-lock.json");
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
+  say("installing npm dependencies (npm ci)");
+  run("npm", ["ci", "--no-audit", "--no-fund"]);
+}
+
+// 2. build
+const built = join(root, "dist", ".tsbuildinfo");
+const sources = Math.max(
+  ...["protocol", "node", "cli", "testing", "benchmarks", "chaos", "tsconfig.json", "package-lock.json"].map(
+    (p) => newest(join(root, p)),
+  ),
+);
+if (!existsSync(built) || statSync(built).mtimeMs < sources) {
+  say("building (tsc)");
+  run(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json"]);
+}
+
+// 3. system tools
+const tools = [["nats-server", "nats-server"]];
+if (args.has("--test") || args.has("--bench")) tools.push(["skopeo", "skopeo"]);
+if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"]);
+const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;
+const missing = tools.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);
+if (missing.length > 0) {
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!isRoot) {
+    say(`missing Debian packages: ${missing.join(" ")}`);
+    say(`install them with:  sudo apt-get update && sudo apt-get install -y ${missing.join(" ")}`);
+    process.exit(1);
+  }
+  say(`installing Debian packages: ${missing.join(" ")}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  run("apt-get", ["update", "-qq"], { env });
+  run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], { env });
+}
