@@ -4,8 +4,12 @@
  * package (scripts/bootstrap.mjs installs it), or MERIDIAN_NATS_SERVER.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
+import { join } from "node:path";
+
+/** NATS max_payload Meridian needs (see startNatsServer). */
+export const MAX_PAYLOAD = 8 * 1024 * 1024;
 
 export interface NatsServerProcess {
   url: string;
@@ -36,7 +40,14 @@ export async function startNatsServer(options: {
   logFile?: string;
 }): Promise<NatsServerProcess> {
   mkdirSync(options.storeDir, { recursive: true });
+  // A manifest event carries the manifest's references and annotations, and a
+  // manifest may be 4 MiB (the OCI minimum a registry must accept): the
+  // default 1 MiB NATS payload limit is too small, so raise it.
+  const configFile = join(options.storeDir, "meridian-nats.conf");
+  writeFileSync(configFile, `max_payload: ${MAX_PAYLOAD}\n`);
   const args = [
+    "-c",
+    configFile,
     "-a",
     "127.0.0.1",
     "-p",
@@ -44,9 +55,8 @@ export async function startNatsServer(options: {
     "-js",
     "-sd",
     options.storeDir,
-    "-n",
-    options.name,
   ];
+  args.push("-n", options.name);
   if (options.logFile) args.push("-l", options.logFile);
   const child = spawn(options.binary ?? natsServerBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";

@@ -48,6 +48,9 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     maxManifestBytes: config.maxManifestBytes,
   });
   registry.start();
+  // Give the log a moment so a freshly started node takes writes at once; if
+  // NATS is down, start anyway: reads work from the view, writes answer 503.
+  await Promise.race([eventLog.ready(), new Promise((r) => setTimeout(r, 5_000).unref())]);
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
   collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });

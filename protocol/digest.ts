@@ -16,7 +16,7 @@ const ENCODED: Record<DigestAlgorithm, RegExp> = {
   sha512: /^[a-f0-9]{128}$/,
 };
 
-/** Parse and validate a digest; throws DigestInvalidError (bad form) or UnsupportedError (unknown algorithm). */
+/** Parse and validate a digest; throws DigestInvalidError for a bad form or an unsupported algorithm (as OCI asks). */
 export function parseDigest(value: string): Digest {
   if (typeof value !== "string" || value.length > 200 || !GRAMMAR.test(value)) {
     throw new DigestInvalidError(`invalid digest: ${String(value).slice(0, 200)}`);

@@ -4,12 +4,15 @@
  * Every metadata change in a region is one event in that region's JetStream
  * stream `MERIDIAN_<REGION>`, on a subject under `meridian.<region>.`:
  *
- *   meridian.<region>.tag.<key>          tag.set, tag.deleted   (key = tagKey(repo, tag))
+ *   meridian.<region>.tag.<key>          tag.set, tag.deleted, and manifest.pushed
+ *                                        carrying a tag          (key = tagKey(repo, tag))
  *   meridian.<region>.ev.<type>          every other event type
  *
  * Tag events get one subject per tag so a writer can append with an
  * expected-last-subject-sequence check: tag writes within a region are
- * linearized by the log itself, not by clocks.
+ * linearized by the log itself, not by clocks. A push by tag of a manifest
+ * the repository does not hold yet is ONE event (`manifest.pushed` with `tag`),
+ * so a crash can never leave the manifest without its tag or the reverse.
  *
  * The envelope's `id` is also the JetStream message id, so a retried append is
  * de-duplicated by the server; views de-duplicate by `id` as well (a replicated
@@ -55,6 +58,8 @@ export interface ManifestPushed extends Envelope {
   subject?: Digest;
   artifactType?: string;
   annotations?: Record<string, string>;
+  /** Set when the manifest was pushed by tag: the tag is set in the same event. */
+  tag?: string;
 }
 export interface TagSet extends Envelope {
   type: "tag.set";
@@ -115,9 +120,8 @@ export function tagKey(repo: string, tag: string): string {
 }
 
 export function subjectFor(region: string, event: EventBody | RegistryEvent): string {
-  if (event.type === "tag.set" || event.type === "tag.deleted") {
-    return `meridian.${region}.tag.${tagKey(event.repo, event.tag)}`;
-  }
+  const tag = event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed" ? event.tag : undefined;
+  if (tag !== undefined) return `meridian.${region}.tag.${tagKey(event.repo, tag)}`;
   return `meridian.${region}.ev.${event.type}`;
 }
 
@@ -168,6 +172,7 @@ export function validateEvent(value: unknown): RegistryEvent {
         wrap("references", () => parseDigest(d));
       if (e.subject !== undefined) wrap("subject", () => parseDigest(e.subject as string));
       need(e.artifactType === undefined || typeof e.artifactType === "string", "artifactType");
+      need(e.annotations === undefined || isStringMap(e.annotations), "annotations");
       break;
     case "tag.set":
       wrap("tag", () => parseTag(e.tag as string));
@@ -182,6 +187,15 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
   }
   return e as unknown as RegistryEvent;
+}
+
+function isStringMap(value: unknown): boolean {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.values(value).every((v) => typeof v === "string")
+  );
 }
 
 function wrap(field: string, check: () => unknown): void {

@@ -12,17 +12,18 @@ const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 export const MAX_NAME_LENGTH = 255;
 
 export function parseRepository(name: string): string {
-  if (name.length === 0 || name.length > MAX_NAME_LENGTH || !NAME.test(name)) {
-    throw new NameInvalidError(`invalid repository name: ${name.slice(0, MAX_NAME_LENGTH)}`);
+  if (typeof name !== "string" || name.length === 0 || name.length > MAX_NAME_LENGTH || !NAME.test(name)) {
+    throw new NameInvalidError(`invalid repository name: ${String(name).slice(0, MAX_NAME_LENGTH)}`);
   }
   return name;
 }
 
 export function parseTag(tag: string): string {
-  if (!TAG.test(tag)) throw new TagInvalidError(`invalid tag: ${tag.slice(0, 140)}`);
+  // RegExp.test would coerce a non-string (undefined, null, 1) to a valid-looking tag.
+  if (!isTag(tag)) throw new TagInvalidError(`invalid tag: ${String(tag).slice(0, 140)}`);
   return tag;
 }
 
 export function isTag(value: string): boolean {
-  return TAG.test(value);
+  return typeof value === "string" && TAG.test(value);
 }

@@ -28,6 +28,7 @@ import {
   type Digest,
   type DigestAlgorithm,
   digestFromHash,
+  digestOf,
   encodedOf,
   newHash,
 } from "../../protocol/digest.js";
@@ -132,7 +133,9 @@ export class FsBlobStore implements BlobStore {
     const tmp = join(this.#root, "tmp", randomUUID());
     const hasher = new HashingCounter(newHash(algorithm));
     try {
-      await pipeline(source, hasher, createWriteStream(tmp, { flush: this.#fsync }), { signal });
+      await pipeline(source, hasher, createWriteStream(tmp, { flush: this.#fsync }), { signal }).catch(
+        rethrowAbort(signal),
+      );
       const digest = digestFromHash(hasher.hash, algorithm);
       if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
         throw new SizeInvalidError(`received ${hasher.bytes} bytes, expected ${expectedSize}`);
@@ -150,6 +153,12 @@ export class FsBlobStore implements BlobStore {
   }
 
   async writeAll(bytes: Uint8Array, digest: Digest): Promise<void> {
+    const actual = digestOf(bytes, algorithmOf(digest));
+    if (actual !== digest) {
+      throw new DigestMismatchError("content does not match digest", {
+        detail: { expected: digest, actual },
+      });
+    }
     const path = this.#blobPath(digest);
     if ((await this.stat(digest)) === bytes.byteLength) return;
     const tmp = join(this.#root, "tmp", randomUUID());
@@ -212,7 +221,7 @@ export class FsBlobStore implements BlobStore {
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
       await pipeline(source, hasher, createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" }), {
         signal,
-      });
+      }).catch(rethrowAbort(signal));
       const offset = state.offset + hasher.bytes;
       if (length !== undefined && hasher.bytes !== length) {
         throw new SizeInvalidError(`chunk has ${hasher.bytes} bytes, Content-Length said ${length}`);
@@ -308,6 +317,13 @@ async function hashFile(path: string, algorithm: DigestAlgorithm, length?: numbe
   });
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash;
+}
+
+/** pipeline() rejects an abort with its own AbortError; the BlobStore contract is the signal's reason. */
+function rethrowAbort(signal: AbortSignal | undefined): (err: unknown) => never {
+  return (err) => {
+    throw signal?.aborted ? signal.reason : err;
+  };
 }
 
 function isMissing(err: unknown): boolean {

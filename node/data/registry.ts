@@ -199,26 +199,27 @@ export class Registry {
       });
     }
     await this.store.writeAll(bytes, digest);
+    const tag = "tag" in reference ? reference.tag : undefined;
     let seq = this.view.appliedSeq;
     if ((await this.view.manifest(repo, digest)) === undefined) {
-      seq = await this.#commit(
-        {
-          type: "manifest.pushed",
-          repo,
-          digest,
-          mediaType: parsed.mediaType,
-          size: bytes.byteLength,
-          blobs: parsed.blobs,
-          manifests: parsed.manifests,
-          subject: parsed.subject,
-          artifactType: parsed.artifactType,
-          annotations: parsed.annotations,
-        },
-        actor,
-      );
+      const body: EventBody = {
+        type: "manifest.pushed",
+        repo,
+        digest,
+        mediaType: parsed.mediaType,
+        size: bytes.byteLength,
+        blobs: parsed.blobs,
+        manifests: parsed.manifests,
+        subject: parsed.subject,
+        artifactType: parsed.artifactType,
+        annotations: parsed.annotations,
+        tag,
+      };
+      // By tag, manifest and tag are one event (on the tag's subject): never one without the other.
+      seq = tag === undefined ? await this.#commit(body, actor) : await this.#commitTag(body, actor);
+    } else if (tag !== undefined) {
+      seq = await this.#commitTag({ type: "tag.set", repo, tag, digest }, actor);
     }
-    if ("tag" in reference)
-      seq = await this.#commitTag({ type: "tag.set", repo, tag: reference.tag, digest }, actor);
     return { digest, subject: parsed.subject, seq };
   }
 

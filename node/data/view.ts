@@ -175,6 +175,15 @@ export class MetadataView {
           };
           batch.put(`R!${e.repo}!${e.subject}!${e.digest}`, JSON.stringify(referrer));
         }
+        if (e.tag !== undefined) {
+          await this.#writeTag(batch, e.repo, e.tag, {
+            digest: e.digest,
+            hlc: e.hlc,
+            origin: e.origin,
+            eventId: e.id,
+            seq,
+          });
+        }
         return;
       }
       case "tag.set":

@@ -286,7 +286,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         ...(r.annotations !== undefined ? { annotations: r.annotations } : {}),
       })),
     };
-    return reply.type(MediaType.OciIndex).send(JSON.stringify(body));
+    return reply.header("content-type", MediaType.OciIndex).send(Buffer.from(JSON.stringify(body)));
   }
 }
 

@@ -1,0 +1,218 @@
+/**
+ * Meridian versus CNCF Distribution, side by side on 127.0.0.1.
+ *
+ *   npm run bench -- [--runs N] [--quick] [--only blob,small,images,memory]
+ *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]
+ *
+ * Each benchmark run starts each registry fresh (the order alternates from run
+ * to run), drives it with the same client, and stops it. Medians over the runs
+ * and the ratios Meridian / Distribution are printed as markdown and written,
+ * with every run's raw figures, to benchmarks/results/<timestamp>.json.
+ * See benchmarks/README.md.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, hostname, loadavg, totalmem } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { REPO_ROOT } from "../testing/harness.js";
+import { GeneratedBlob, MiB } from "./data.js";
+import type { Tool } from "./load.js";
+import { clkTck } from "./proc.js";
+import { markdown, type RawResults, summarize, TARGETS } from "./report.js";
+import {
+  distributionVersion,
+  startTarget,
+  type Target,
+  type TargetName,
+  type TargetOptions,
+} from "./servers.js";
+import {
+  BlobData,
+  blobSuite,
+  FULL,
+  ImageData,
+  imagesSuite,
+  memorySuite,
+  QUICK,
+  type Sizes,
+  smallSuite,
+} from "./suites.js";
+
+const SUITES = ["blob", "small", "images", "memory"] as const;
+type SuiteName = (typeof SUITES)[number];
+
+const active = new Set<Target>();
+const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+async function withTarget<T>(
+  name: TargetName,
+  options: TargetOptions,
+  work: (t: Target) => Promise<T>,
+): Promise<{ result: T; settings: Record<string, unknown> }> {
+  const target = await startTarget(name, options);
+  active.add(target);
+  try {
+    return { result: await work(target), settings: target.settings };
+  } finally {
+    active.delete(target);
+    await target.stop();
+  }
+}
+
+function size(bytes: number): string {
+  return bytes >= 1024 * MiB
+    ? `${bytes / 1024 / MiB} GiB`
+    : bytes >= MiB
+      ? `${bytes / MiB} MiB`
+      : `${bytes / 1024} KiB`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: "string" },
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      duration: { type: "string" },
+      tool: { type: "string" },
+      "no-fsync": { type: "boolean", default: false },
+      profile: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(
+      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,images,memory]\n" +
+        "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]\n",
+    );
+    return;
+  }
+  const sizes: Sizes = { ...(values.quick ? QUICK : FULL) };
+  if (values.duration !== undefined) sizes.smallDurationSec = Number(values.duration);
+  const runs = Number(values.runs ?? (values.quick ? 1 : 3));
+  if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error("--runs: 1 to 20");
+  const only = (values.only?.split(",").map((s) => s.trim()) ?? [...SUITES]) as SuiteName[];
+  for (const s of only) if (!SUITES.includes(s)) throw new Error(`--only: one of ${SUITES.join(", ")}`);
+  const tool = values.tool as Tool | undefined;
+  if (tool !== undefined && tool !== "wrk" && tool !== "loadgen") throw new Error("--tool: wrk or loadgen");
+
+  const resultsDir = join(REPO_ROOT, "benchmarks", "results");
+  mkdirSync(resultsDir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  const options: TargetOptions = {
+    ...(values["no-fsync"] ? { fsync: false } : {}),
+    ...(values.profile ? { cpuProfDir: join(resultsDir, `profiles-${stamp}`) } : {}),
+  };
+
+  const raw: RawResults = {};
+  const settings: Partial<Record<TargetName, Record<string, unknown>>> = {};
+  const started = new Date();
+  const loadBefore = loadavg();
+
+  for (const suite of only) {
+    say(`${suite}: preparing data`);
+    const blobData = suite === "blob" ? new BlobData(sizes) : undefined;
+    const imageData = suite === "images" ? new ImageData(sizes) : undefined;
+    const memoryBlob = suite === "memory" ? new GeneratedBlob(sizes.memoryBytes, "bench-memory") : undefined;
+    memoryBlob?.digest();
+    for (let run = 1; run <= runs; run++) {
+      const order: TargetName[] = run % 2 === 1 ? ["meridian", "distribution"] : ["distribution", "meridian"];
+      for (const name of order) {
+        say(`${suite}: run ${run}/${runs}, ${name}`);
+        const { result, settings: s } = await withTarget(name, options, async (target) => {
+          switch (suite) {
+            case "blob":
+              return blobSuite(target, sizes, blobData!);
+            case "small":
+              return smallSuite(target, sizes, { tool });
+            case "images":
+              return imagesSuite(target, sizes, imageData!);
+            case "memory":
+              return memorySuite(target, memoryBlob!);
+          }
+        });
+        settings[name] = s;
+        const buckets = raw as Record<SuiteName, Partial<Record<TargetName, unknown[]>> | undefined>;
+        const bucket = buckets[suite] ?? {};
+        buckets[suite] = bucket;
+        bucket[name] = [...(bucket[name] ?? []), result];
+        say(`${suite}: run ${run}/${runs}, ${name}: ${brief(result)}`);
+      }
+    }
+  }
+
+  const summary = summarize(raw);
+  const labels = {
+    blob: size(sizes.blobBytes),
+    images: `${sizes.images} × ${sizes.layersPerImage} layers × ${size(sizes.layerBytes)}, ${sizes.inFlight} requests in flight`,
+    memory: size(sizes.memoryBytes),
+  };
+  const meta = {
+    date: started.toISOString(),
+    finished: new Date().toISOString(),
+    runs,
+    quick: values.quick,
+    suites: only,
+    sizes,
+    machine: {
+      hostname: hostname(),
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGiB: Math.round(totalmem() / 1024 ** 3),
+      loadavgBefore: loadBefore,
+      loadavgAfter: loadavg(),
+      clkTck: clkTck(),
+      node: process.version,
+      note: "shared machine: other workloads ran at the same time",
+    },
+    meridian: settings.meridian,
+    distribution: settings.distribution ?? { version: distributionVersion() },
+    targets: TARGETS,
+    tools: {
+      get: tool ?? "wrk -t1 (Lua done() hook for percentiles)",
+      head: tool ?? "loadgen.ts (wrk cannot do HEAD)",
+    },
+  };
+  const md = [
+    `## Results ${started.toISOString().slice(0, 10)} — medians of ${runs} run(s)${values.quick ? " (--quick)" : ""}`,
+    "",
+    `Machine: ${meta.machine.cpus} × ${meta.machine.cpuModel}, ${meta.machine.memoryGiB} GiB, shared; ` +
+      `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}. ` +
+      `Meridian fsync: ${String(settings.meridian?.fsync ?? "n/a")}. ${meta.distribution.version ?? ""}`,
+    "",
+    markdown(summary, labels),
+  ].join("\n");
+  const file = join(resultsDir, `${stamp}${values.quick ? "-quick" : ""}.json`);
+  writeFileSync(file, `${JSON.stringify({ meta, summary, raw }, null, 2)}\n`);
+  writeFileSync(file.replace(/\.json$/, ".md"), `${md}\n`);
+  process.stdout.write(`${md}\n`);
+  say(`results: ${file}`);
+}
+
+function brief(result: unknown): string {
+  if (Array.isArray(result)) {
+    return result
+      .map(
+        (p) =>
+          `${p.endpoint}@${p.concurrency}=${Math.round(p.rps)}/s${p.errors ? ` (${p.errors} errors)` : ""}`,
+      )
+      .join(", ");
+  }
+  return JSON.stringify(result, (k, v) => (typeof v === "number" && k !== "" ? Number(v.toFixed(3)) : v));
+}
+
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    say(`${signal}: stopping the registries`);
+    Promise.allSettled([...active].map((t) => t.stop())).then(() => process.exit(130));
+  });
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
+  await Promise.allSettled([...active].map((t) => t.stop()));
+  process.exit(1);
+});

@@ -1,0 +1,143 @@
+/**
+ * `meridian up` as a real child process: its JSON status lines, push and pull
+ * through the registries it prints, and that stopping it (SIGTERM, or one of
+ * its processes dying) leaves none of the processes it listed behind.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { test } from "node:test";
+import { freePortBlock, processAlive, waitWritable, within } from "../../testing/faults.js";
+import { type After, CLI_ENTRY, cleanupStack, tempDir } from "../../testing/harness.js";
+import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
+
+interface RegionLine {
+  region: string;
+  registry: string;
+  nats: string;
+  pids: { nats: number; node: number };
+}
+
+interface Up {
+  child: ChildProcess;
+  regions: RegionLine[];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stderr: () => string;
+}
+
+/** Start `meridian up`, read its lines up to {"ready":true}; kills whatever is left afterwards. */
+async function startUp(after: After, regions: string[], data: string): Promise<Up> {
+  const offsets = regions.flatMap((_, i) => [10 * i, 10 * i + 1]);
+  const base = await freePortBlock(offsets);
+  const child = spawn(
+    process.execPath,
+    [CLI_ENTRY, "up", "--regions", regions.join(","), "--base-port", String(base), "--data", data],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr!.on("data", (d) => {
+    stderr = (stderr + d).slice(-8000);
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  const lines: RegionLine[] = [];
+  after(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await exit;
+    for (const line of lines) {
+      for (const pid of [line.pids.node, line.pids.nats]) {
+        if (processAlive(pid)) process.kill(pid, "SIGKILL");
+      }
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`up not ready in 20 s: ${stderr}`)), 20_000);
+    void exit.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`up exited (${code ?? signal}) before ready: ${stderr}`));
+    });
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const msg = JSON.parse(line) as RegionLine | { ready: boolean };
+      if ("ready" in msg) {
+        clearTimeout(timer);
+        assert.equal(msg.ready, true);
+        resolve();
+      } else {
+        lines.push(msg);
+      }
+    });
+  });
+  for (const [i, line] of lines.entries()) {
+    assert.equal(line.region, regions[i]);
+    assert.equal(line.registry, `http://127.0.0.1:${base + 10 * i}`);
+    assert.equal(line.nats, `nats://127.0.0.1:${base + 10 * i + 1}`);
+  }
+  return { child, regions: lines, exit, stderr: () => stderr };
+}
+
+test("meridian up: one line per region, then ready; push and pull work; SIGTERM stops everything", async (t) => {
+  const after = cleanupStack(t);
+  const data = tempDir(after, "meridian-up-");
+  const up = await startUp(after, ["a", "b"], data);
+  assert.deepEqual(
+    up.regions.map((r) => r.region),
+    ["a", "b"],
+  );
+  const pids = up.regions.flatMap((r) => [r.pids.nats, r.pids.node]);
+  assert.equal(new Set(pids).size, 4, "four distinct processes");
+  for (const pid of pids) {
+    assert.ok(Number.isInteger(pid) && pid > 0);
+    assert.ok(processAlive(pid), `pid ${pid} is running`);
+  }
+
+  for (const region of up.regions) {
+    await waitWritable(region.registry);
+    const client = new OciClient(region.registry);
+    const image = await client.pushRandomImage("demo/app", `from-${region.region}`, 2, 2048);
+    const res = await client.fetch(`/v2/demo/app/manifests/from-${region.region}`, {
+      headers: { accept: OCI_MANIFEST },
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), Buffer.from(JSON.stringify(image.manifest)));
+    for (const blob of [image.config, ...image.layers]) {
+      const b = await client.fetch(`/v2/demo/app/blobs/${blob.digest}`);
+      assert.equal(b.status, 200);
+      assert.equal(sha256(Buffer.from(await b.arrayBuffer())), blob.digest);
+    }
+    const health = (await (await client.fetch("/healthz")).json()) as { region: string };
+    assert.equal(health.region, region.region);
+    for (const file of ["nats.log", "node.log", "view", "store"]) {
+      assert.ok(existsSync(join(data, region.region, file)), `${region.region}/${file} exists`);
+    }
+  }
+
+  up.child.kill("SIGTERM");
+  const exited = await within(up.exit, 20_000);
+  assert.notEqual(exited, "timeout", "up stops within 20 s of SIGTERM");
+  assert.deepEqual(exited, { code: 0, signal: null }, `up exits 0 (stderr: ${up.stderr()})`);
+  for (const pid of pids) {
+    assert.throws(
+      () => process.kill(pid, 0),
+      (err: NodeJS.ErrnoException) => err.code === "ESRCH",
+      `pid ${pid} is gone`,
+    );
+  }
+});
+
+test("meridian up: when one of its processes dies, it stops the rest and exits non-zero", async (t) => {
+  const after = cleanupStack(t);
+  const data = tempDir(after, "meridian-up-");
+  const up = await startUp(after, ["solo"], data);
+  const [region] = up.regions;
+  process.kill(region!.pids.node, "SIGKILL");
+  const exited = await within(up.exit, 20_000);
+  assert.notEqual(exited, "timeout", "up notices the death and stops");
+  assert.notEqual((exited as { code: number | null }).code, 0, "up exits non-zero");
+  assert.match(up.stderr(), /node of solo exited/);
+  for (const pid of [region!.pids.node, region!.pids.nats]) {
+    assert.equal(processAlive(pid), false, `pid ${pid} is gone`);
+  }
+});

@@ -1,0 +1,282 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { digestOf } from "../digest.js";
+import { EventInvalidError } from "../errors.js";
+import {
+  decodeEvent,
+  EVENT_SCHEMA_VERSION,
+  EVENT_TYPES,
+  type EventType,
+  encodeEvent,
+  parseRegion,
+  type RegistryEvent,
+  streamName,
+  streamSubjects,
+  subjectFor,
+  tagKey,
+  validateEvent,
+} from "../events.js";
+import { forAll } from "./prng.js";
+
+const D1 = digestOf("one");
+const D2 = digestOf("two");
+const D3 = digestOf("three");
+
+const envelope = {
+  id: "0b6e3a8c-2f2c-4c55-9d55-8d2a0f0e1a11",
+  v: EVENT_SCHEMA_VERSION,
+  origin: "eu-west-1",
+  hlc: { wall: 1_700_000_000_000, logical: 3 },
+  actor: "alice",
+  at: "2024-05-01T12:00:00.000Z",
+};
+
+/** One valid event of each type, with every optional field set. */
+const VALID: Record<EventType, Record<string, unknown>> = {
+  "blob.pushed": { ...envelope, type: "blob.pushed", repo: "library/ubuntu", digest: D1, size: 1234 },
+  "manifest.pushed": {
+    ...envelope,
+    type: "manifest.pushed",
+    repo: "library/ubuntu",
+    digest: D1,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    size: 512,
+    blobs: [D2, D3],
+    manifests: [],
+    subject: D3,
+    artifactType: "application/vnd.example.sig",
+    annotations: { a: "b" },
+  },
+  "tag.set": { ...envelope, type: "tag.set", repo: "library/ubuntu", tag: "latest", digest: D1 },
+  "tag.deleted": { ...envelope, type: "tag.deleted", repo: "library/ubuntu", tag: "latest" },
+  "manifest.deleted": { ...envelope, type: "manifest.deleted", repo: "a/b", digest: D1 },
+  "blob.deleted": { ...envelope, type: "blob.deleted", repo: "a/b", digest: D2, cause: "origin-event-id" },
+};
+
+/** Fields every event type requires, and per-type required fields. */
+const ENVELOPE_REQUIRED = ["id", "v", "origin", "hlc", "actor", "at", "type", "repo"];
+const BODY_REQUIRED: Record<EventType, string[]> = {
+  "blob.pushed": ["digest", "size"],
+  "manifest.pushed": ["digest", "mediaType", "size", "blobs", "manifests"],
+  "tag.set": ["tag", "digest"],
+  "tag.deleted": ["tag"],
+  "manifest.deleted": ["digest"],
+  "blob.deleted": ["digest"],
+};
+
+/** Bad values for each field (every one must be rejected wherever the field is checked). */
+const BAD_VALUES: Record<string, unknown[]> = {
+  id: ["", 5, null, "x".repeat(65)],
+  v: [0, 2, "1", null],
+  origin: ["", "EU", "eu_west", "-eu", "eu-", "a".repeat(33), "eu.west", 1],
+  hlc: [null, {}, { wall: -1, logical: 0 }, { wall: 1.5, logical: 0 }, { wall: 1, logical: -1 }, "1.0", 7],
+  actor: [1, null, {}],
+  at: ["yesterday-ish", "", 1714564800000, null],
+  cause: [1, null, {}],
+  type: ["tag.moved", "", "TAG.SET", 1, null],
+  repo: ["", "UPPER", "a/../b", "/a", "a//b", 1, null],
+  digest: ["", "sha256:abc", D1.toUpperCase(), `md5:${"a".repeat(32)}`, 1, null],
+  size: [-1, 1.5, "1", null, 2 ** 53],
+  tag: ["", ".x", "a/b", "a:b", "t".repeat(129), 1, null],
+  mediaType: [1, null, {}],
+  blobs: ["sha256:x", null, {}, [1], ["junk"], [D1, "sha256:bad"]],
+  manifests: ["x", null, {}, [null], ["junk"]],
+  subject: ["junk", 1, null],
+  artifactType: [1, null, {}],
+  annotations: [null, "a=b", ["a"], { a: 1 }, { a: null }],
+};
+
+describe("validateEvent accepts", () => {
+  for (const type of EVENT_TYPES) {
+    test(type, () => {
+      const event = structuredClone(VALID[type]);
+      assert.equal(validateEvent(event), event);
+    });
+    test(`${type} without optional fields`, () => {
+      const event = structuredClone(VALID[type]);
+      for (const optional of ["cause", "subject", "artifactType", "annotations"]) delete event[optional];
+      assert.equal(validateEvent(event).type, type);
+    });
+  }
+  test("every event type has a valid example", () => {
+    assert.deepEqual(Object.keys(VALID).sort(), [...EVENT_TYPES].sort());
+  });
+  test("a replicated event with a cause", () => {
+    assert.equal(validateEvent({ ...VALID["tag.set"], cause: "abc" }).cause, "abc");
+  });
+  test("an hlc at zero", () => {
+    assert.ok(validateEvent({ ...VALID["tag.deleted"], hlc: { wall: 0, logical: 0 } }));
+  });
+});
+
+describe("validateEvent rejects", () => {
+  for (const type of EVENT_TYPES) {
+    for (const field of [...ENVELOPE_REQUIRED, ...BODY_REQUIRED[type]]) {
+      test(`${type} missing ${field}`, () => {
+        const event = structuredClone(VALID[type]);
+        delete event[field];
+        assert.throws(
+          () => validateEvent(event),
+          (err: unknown) => err instanceof EventInvalidError && err.message.includes(field),
+        );
+      });
+    }
+    const checked = [...ENVELOPE_REQUIRED, ...BODY_REQUIRED[type], "cause"];
+    if (type === "manifest.pushed") checked.push("subject", "artifactType", "annotations");
+    for (const field of checked) {
+      for (const bad of BAD_VALUES[field] ?? []) {
+        test(`${type} with ${field} = ${JSON.stringify(bad)?.slice(0, 40)}`, () => {
+          const event = { ...structuredClone(VALID[type]), [field]: bad };
+          assert.throws(() => validateEvent(event), EventInvalidError);
+        });
+      }
+    }
+  }
+  for (const value of [null, undefined, 1, "event", true]) {
+    test(`a non-object: ${String(value)}`, () => {
+      assert.throws(() => validateEvent(value), EventInvalidError);
+    });
+  }
+  test("an array", () => {
+    assert.throws(() => validateEvent([VALID["tag.set"]]), EventInvalidError);
+  });
+  test("the error for a bad nested value keeps its cause", () => {
+    try {
+      validateEvent({ ...VALID["tag.set"], tag: "a/b" });
+      assert.fail("accepted");
+    } catch (err) {
+      assert.ok(err instanceof EventInvalidError);
+      assert.match(err.message, /tag/);
+      assert.ok(err.cause instanceof Error);
+    }
+  });
+});
+
+describe("encodeEvent / decodeEvent", () => {
+  for (const type of EVENT_TYPES) {
+    test(`${type} round-trips`, () => {
+      const event = VALID[type] as unknown as RegistryEvent;
+      assert.deepEqual(decodeEvent(encodeEvent(event)), event);
+    });
+  }
+  test("decodeEvent of a view into a larger buffer", () => {
+    const inner = Buffer.from(encodeEvent(VALID["tag.set"] as unknown as RegistryEvent));
+    const outer = Buffer.concat([Buffer.from("[["), inner, Buffer.from("]]")]);
+    const view = new Uint8Array(outer.buffer, outer.byteOffset + 2, inner.byteLength);
+    assert.deepEqual(decodeEvent(view), VALID["tag.set"]);
+  });
+  for (const [name, data] of [
+    ["empty", ""],
+    ["not JSON", "{"],
+    ["JSON but invalid", '{"type":"tag.set"}'],
+    ["JSON null", "null"],
+  ] as const) {
+    test(`decodeEvent rejects ${name}`, () => {
+      assert.throws(() => decodeEvent(Buffer.from(data)), EventInvalidError);
+    });
+  }
+});
+
+describe("subjectFor", () => {
+  const region = "us-east-1";
+  const setOf = (repo: string, tag: string) => ({ type: "tag.set" as const, repo, tag, digest: D1 });
+  const delOf = (repo: string, tag: string) => ({ type: "tag.deleted" as const, repo, tag });
+
+  test("tag.set and tag.deleted of the same repo:tag share a subject", () => {
+    const pairs: [string, string][] = [
+      ["library/ubuntu", "latest"],
+      ["a", "b"],
+      ["my.org/app.v2", "1.0.0"],
+    ];
+    for (const [repo, tag] of pairs) {
+      assert.equal(subjectFor(region, setOf(repo, tag)), subjectFor(region, delOf(repo, tag)));
+    }
+  });
+
+  test("the subject does not depend on the digest or the envelope", () => {
+    const a = subjectFor(region, { ...setOf("r", "t"), digest: D2 });
+    const b = subjectFor(region, VALID["tag.set"] as unknown as RegistryEvent);
+    assert.equal(a, subjectFor(region, setOf("r", "t")));
+    assert.equal(b, subjectFor(region, setOf("library/ubuntu", "latest")));
+  });
+
+  test("different tags, repos or regions get different subjects", () => {
+    const subjects = [
+      subjectFor(region, setOf("library/ubuntu", "latest")),
+      subjectFor(region, setOf("library/ubuntu", "Latest")),
+      subjectFor(region, setOf("library/ubuntu", "latest2")),
+      subjectFor(region, setOf("library/debian", "latest")),
+      subjectFor(region, setOf("library", "ubuntu")),
+      subjectFor(region, setOf("a", "bc")),
+      subjectFor(region, setOf("ab", "c")),
+      subjectFor("eu-west-1", setOf("library/ubuntu", "latest")),
+    ];
+    assert.equal(new Set(subjects).size, subjects.length);
+  });
+
+  test("random distinct (repo, tag) pairs get distinct subjects", () => {
+    const seen = new Map<string, string>();
+    forAll("distinct tag subjects", 2000, (rng) => {
+      const repo = `${rng.pick(["a", "b", "a.b", "a_b"])}/${rng.int(0, 30)}`;
+      const tag = `${rng.pick(["v", "V", "t"])}${rng.int(0, 30)}`;
+      const key = `${repo}:${tag}`;
+      const subject = subjectFor(region, setOf(repo, tag));
+      const previous = seen.get(subject);
+      assert.ok(previous === undefined || previous === key, `${key} collides with ${previous}`);
+      seen.set(subject, key);
+    });
+  });
+
+  test("tag subjects have a fixed shape and carry no dots from the repo or tag", () => {
+    for (const [repo, tag] of [
+      ["my.org/app.v2", "1.0.0"],
+      ["a.b.c.d.e/f.g", "..x"],
+      ["x", "y"],
+    ] as const) {
+      for (const event of [setOf(repo, tag), delOf(repo, tag)]) {
+        const subject = subjectFor(region, event);
+        const tokens = subject.split(".");
+        assert.deepEqual(tokens.slice(0, 3), ["meridian", region, "tag"], subject);
+        assert.equal(tokens.length, 4, subject);
+        assert.match(tokens[3]!, /^[0-9a-f]{32}$/);
+        assert.equal(tokens[3], tagKey(repo, tag));
+        assert.ok(!/[\s*>]/.test(subject), "no wildcards or whitespace");
+      }
+    }
+  });
+
+  test("other events go to per-type subjects with no repo in them", () => {
+    for (const type of EVENT_TYPES) {
+      if (type === "tag.set" || type === "tag.deleted") continue;
+      const event = { ...VALID[type], repo: "my.dotted.repo/with.dots" } as unknown as RegistryEvent;
+      const subject = subjectFor(region, event);
+      assert.equal(subject, `meridian.${region}.ev.${type}`);
+      assert.ok(!subject.includes("dotted"));
+    }
+  });
+
+  test("every subject falls under the stream's subject filter", () => {
+    const filter = streamSubjects(region);
+    assert.equal(filter, `meridian.${region}.>`);
+    for (const type of EVENT_TYPES) {
+      const subject = subjectFor(region, VALID[type] as unknown as RegistryEvent);
+      assert.ok(subject.startsWith(filter.slice(0, -1)), subject);
+    }
+  });
+});
+
+describe("regions and streams", () => {
+  for (const good of ["a", "eu", "eu-west-1", "us-east-2b", "a".repeat(32), "0"]) {
+    test(`parseRegion accepts ${good}`, () => assert.equal(parseRegion(good), good));
+  }
+  for (const bad of ["", "EU", "eu_west", "-eu", "eu-", "eu.west", "eu west", "a".repeat(33), "eu>"]) {
+    test(`parseRegion rejects ${JSON.stringify(bad)}`, () => {
+      assert.throws(() => parseRegion(bad), EventInvalidError);
+    });
+  }
+  test("streamName is upper case with underscores", () => {
+    assert.equal(streamName("eu-west-1"), "MERIDIAN_EU_WEST_1");
+    assert.equal(streamName("a"), "MERIDIAN_A");
+    assert.match(streamName("us-east-2b"), /^[A-Z0-9_]+$/);
+  });
+});

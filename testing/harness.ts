@@ -1,0 +1,191 @@
+/**
+ * Test harness: real processes on loopback, temporary directories, cleanup.
+ * Each helper registers its own cleanup with the given `after` hook.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { type NatsServerProcess, startNatsServer } from "../cli/nats-server.js";
+import { loadNodeConfig, type NodeConfigInput } from "../node/config.js";
+import { type RunningNode, startNode } from "../node/server.js";
+
+export type After = (fn: () => Promise<void> | void) => void;
+
+/**
+ * An `After` for the helpers below whose hooks run last-registered-first
+ * (processes stop before the directories they write to are removed); every
+ * hook runs even if an earlier one fails, and the first failure is rethrown.
+ * Pass a TestContext, or `{ after }` (node:test's) at the top of a file; never
+ * call `after()` inside a `before()` hook: on Node 20 the file then hangs.
+ */
+export function cleanupStack(scope: { after(fn: () => Promise<void>): void }): After {
+  const hooks: Array<() => Promise<void> | void> = [];
+  scope.after(async () => {
+    let first: unknown;
+    for (const hook of hooks.reverse()) {
+      try {
+        await hook();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== undefined) throw first;
+  });
+  return (fn) => {
+    hooks.push(fn);
+  };
+}
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const NODE_ENTRY = join(REPO_ROOT, "dist", "node", "server.js");
+export const CLI_ENTRY = join(REPO_ROOT, "bin", "meridian");
+
+export function tempDir(after: After, prefix = "meridian-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A real nats-server with JetStream on a free port, stopped after the test. */
+export async function startTestNats(after: After, storeDir?: string): Promise<NatsServerProcess> {
+  const dir = storeDir ?? tempDir(after, "meridian-nats-");
+  const nats = await startNatsServer({ port: await freePort(), storeDir: dir, name: `test-${process.pid}` });
+  after(() => nats.stop());
+  return nats;
+}
+
+/** Restart a stopped nats-server on the same port and store (its data survives). */
+export async function restartNats(
+  after: After,
+  previous: NatsServerProcess,
+  storeDir: string,
+): Promise<NatsServerProcess> {
+  const nats = await startNatsServer({ port: previous.port, storeDir, name: `test-${process.pid}` });
+  after(() => nats.stop());
+  return nats;
+}
+
+export const silentLogger = pino({ level: process.env.MERIDIAN_TEST_LOG ?? "silent" });
+
+/** A registry node in this process, on a free port, closed after the test. */
+export async function startTestNode(
+  after: After,
+  options: { nats: string; dataDir?: string } & NodeConfigInput,
+): Promise<RunningNode> {
+  const { nats, dataDir, ...rest } = options;
+  const config = loadNodeConfig({
+    overrides: {
+      region: "test",
+      storage: { fsync: false },
+      ...rest,
+      dataDir: dataDir ?? tempDir(after),
+      listen: { host: "127.0.0.1", port: 0 },
+      nats: { servers: [nats] },
+    },
+  });
+  const node = await startNode(config, silentLogger);
+  let closed = false;
+  after(async () => {
+    if (!closed) await node.close();
+  });
+  const close = node.close.bind(node);
+  return {
+    ...node,
+    async close() {
+      closed = true;
+      await close();
+    },
+  };
+}
+
+export interface NodeProcess {
+  url: string;
+  child: ChildProcess;
+  /** SIGKILL, and wait for the exit. */
+  kill(): Promise<void>;
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/** A registry node as a child process (for kill -9), stopped after the test. */
+export async function spawnNodeProcess(
+  after: After,
+  env: {
+    nats: string;
+    dataDir: string;
+    region?: string;
+    port?: number;
+    viewDir?: string;
+    storageRoot?: string;
+  },
+): Promise<NodeProcess> {
+  const port = env.port ?? (await freePort());
+  const child = spawn(process.execPath, [NODE_ENTRY], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: {
+      ...process.env,
+      MERIDIAN_REGION: env.region ?? "test",
+      MERIDIAN_DATA_DIR: env.dataDir,
+      MERIDIAN_LISTEN_PORT: String(port),
+      MERIDIAN_NATS_SERVERS: env.nats,
+      MERIDIAN_STORAGE_FSYNC: "false",
+      MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
+      ...(env.viewDir ? { MERIDIAN_VIEW_DIR: env.viewDir } : {}),
+      ...(env.storageRoot ? { MERIDIAN_STORAGE_ROOT: env.storageRoot } : {}),
+    },
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => {
+    stderr = (stderr + d).slice(-8000);
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node did not start: ${stderr}`)), 15_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code}: ${stderr}`));
+    });
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (line.includes('"listening"')) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line).registry);
+      }
+    });
+  });
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  after(() => stopWith("SIGKILL"));
+  return { url, child, kill: () => stopWith("SIGKILL"), stop: () => stopWith("SIGTERM") };
+}
+
+/** Poll `check` until it returns true or `timeoutMs` passes. */
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 5_000,
+  everyMs = 25,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
