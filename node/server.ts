@@ -48,9 +48,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     maxManifestBytes: config.maxManifestBytes,
   });
   registry.start();
-  // Give the log a moment so a freshly started node takes writes at once; if
-  // NATS is down, start anyway: reads work from the view, writes answer 503.
-  await Promise.race([eventLog.ready(), new Promise((r) => setTimeout(r, 5_000).unref())]);
+  await catchUp(eventLog, view, log);
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
   collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
@@ -66,6 +64,29 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
       await view.close();
     },
   };
+}
+
+/**
+ * Before serving, bring the view up to the log's current end, so a restarted
+ * node never answers from a view older than what it acknowledged before.
+ * If NATS is unreachable, start anyway after a few seconds: reads are served
+ * from the view as it is, and writes answer 503 until the log returns.
+ */
+async function catchUp(eventLog: JetStreamLog, view: MetadataView, log: Logger): Promise<void> {
+  const connected = await Promise.race([
+    eventLog.ready().then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), 5_000).unref()),
+  ]);
+  if (!connected) {
+    log.warn("log unreachable at start; serving reads from the view");
+    return;
+  }
+  try {
+    const target = await eventLog.lastSeq();
+    await view.waitFor(target, 60_000);
+  } catch (err) {
+    log.warn({ err }, "view catch-up incomplete at start");
+  }
 }
 
 async function main(): Promise<void> {

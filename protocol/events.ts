@@ -120,7 +120,10 @@ export function tagKey(repo: string, tag: string): string {
 }
 
 export function subjectFor(region: string, event: EventBody | RegistryEvent): string {
-  const tag = event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed" ? event.tag : undefined;
+  const tag =
+    event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed"
+      ? event.tag
+      : undefined;
   if (tag !== undefined) return `meridian.${region}.tag.${tagKey(event.repo, tag)}`;
   return `meridian.${region}.ev.${event.type}`;
 }

@@ -18,7 +18,7 @@
 
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Readable, Transform, type TransformCallback } from "node:stream";
@@ -133,9 +133,7 @@ export class FsBlobStore implements BlobStore {
     const tmp = join(this.#root, "tmp", randomUUID());
     const hasher = new HashingCounter(newHash(algorithm));
     try {
-      await pipeline(source, hasher, createWriteStream(tmp, { flush: this.#fsync }), { signal }).catch(
-        rethrowAbort(signal),
-      );
+      await pipeToFile(source, hasher, createWriteStream(tmp, { flush: this.#fsync }), signal);
       const digest = digestFromHash(hasher.hash, algorithm);
       if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
         throw new SizeInvalidError(`received ${hasher.bytes} bytes, expected ${expectedSize}`);
@@ -219,9 +217,12 @@ export class FsBlobStore implements BlobStore {
       const running = await this.#hashAt(id, state.offset);
       const hasher = new HashingCounter(running.hash);
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
-      await pipeline(source, hasher, createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" }), {
+      await pipeToFile(
+        source,
+        hasher,
+        createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" }),
         signal,
-      }).catch(rethrowAbort(signal));
+      );
       const offset = state.offset + hasher.bytes;
       if (length !== undefined && hasher.bytes !== length) {
         throw new SizeInvalidError(`chunk has ${hasher.bytes} bytes, Content-Length said ${length}`);
@@ -319,11 +320,30 @@ async function hashFile(path: string, algorithm: DigestAlgorithm, length?: numbe
   return hash;
 }
 
-/** pipeline() rejects an abort with its own AbortError; the BlobStore contract is the signal's reason. */
-function rethrowAbort(signal: AbortSignal | undefined): (err: unknown) => never {
-  return (err) => {
+/**
+ * Pipe a source through the hasher into a file. On failure, settle only once
+ * the file is closed: pipeline() can reject while the file stream still has a
+ * write in flight, whose bytes would then land after we return (behind the
+ * next chunk of an upload, or in a tmp file already removed). An abort rejects
+ * with the signal's reason, as the BlobStore contract says, not pipeline's
+ * generic AbortError.
+ */
+async function pipeToFile(
+  source: Readable,
+  hasher: HashingCounter,
+  file: WriteStream,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  try {
+    await pipeline(source, hasher, file, { signal });
+  } catch (err) {
+    if (!file.closed) {
+      const closed = new Promise<void>((resolve) => file.once("close", () => resolve()));
+      file.destroy();
+      await closed;
+    }
     throw signal?.aborted ? signal.reason : err;
-  };
+  }
 }
 
 function isMissing(err: unknown): boolean {

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { type Digest, digestOf, newHash } from "../../protocol/digest.js";
@@ -804,6 +805,28 @@ export function blobStoreSuite(name: string, makeStore: () => Promise<BlobStoreH
           size: whole.length,
         });
         assert.deepEqual(await h.stray(), []);
+      });
+
+      test("once an aborted or failed append settles, the session's bytes stop changing (50 rounds)", async () => {
+        await fresh();
+        const chunk = bytesOf(84, 64 * 1024);
+        for (let round = 0; round < 50; round++) {
+          const s = await store.startUpload("r");
+          const ac = new AbortController();
+          const reason = new Error(`round ${round}`);
+          const source = endlessStream(chunk, (total) => {
+            if (total >= (1 + (round % 8)) * chunk.length) {
+              if (round % 2 === 0) ac.abort(reason);
+              else source.destroy(reason);
+            }
+          });
+          await assert.rejects(store.appendUpload(s.id, source, 0, undefined, ac.signal), isAbort(reason));
+          const settled = (await store.uploadState(s.id)).offset;
+          await sleep(round % 5);
+          await new Promise((resolve) => setImmediate(resolve));
+          assert.equal((await store.uploadState(s.id)).offset, settled, `round ${round}: bytes landed late`);
+          await store.cancelUpload(s.id);
+        }
       });
 
       test("uploads are not visible as blobs before commit", async () => {
