@@ -176,6 +176,7 @@ export function validateEvent(value: unknown): RegistryEvent {
       if (e.subject !== undefined) wrap("subject", () => parseDigest(e.subject as string));
       need(e.artifactType === undefined || typeof e.artifactType === "string", "artifactType");
       need(e.annotations === undefined || isStringMap(e.annotations), "annotations");
+      if (e.tag !== undefined) wrap("tag", () => parseTag(e.tag as string));
       break;
     case "tag.set":
       wrap("tag", () => parseTag(e.tag as string));

@@ -104,6 +104,10 @@ describe("validateEvent accepts", () => {
   test("a replicated event with a cause", () => {
     assert.equal(validateEvent({ ...VALID["tag.set"], cause: "abc" }).cause, "abc");
   });
+  test("a manifest.pushed carrying a tag (a push by tag)", () => {
+    const event = { ...VALID["manifest.pushed"], tag: "v1.2.3" };
+    assert.equal((validateEvent(event) as { tag?: string }).tag, "v1.2.3");
+  });
   test("an hlc at zero", () => {
     assert.ok(validateEvent({ ...VALID["tag.deleted"], hlc: { wall: 0, logical: 0 } }));
   });
@@ -122,7 +126,7 @@ describe("validateEvent rejects", () => {
       });
     }
     const checked = [...ENVELOPE_REQUIRED, ...BODY_REQUIRED[type], "cause"];
-    if (type === "manifest.pushed") checked.push("subject", "artifactType", "annotations");
+    if (type === "manifest.pushed") checked.push("subject", "artifactType", "annotations", "tag");
     for (const field of checked) {
       for (const bad of BAD_VALUES[field] ?? []) {
         test(`${type} with ${field} = ${JSON.stringify(bad)?.slice(0, 40)}`, () => {
@@ -191,6 +195,15 @@ describe("subjectFor", () => {
     for (const [repo, tag] of pairs) {
       assert.equal(subjectFor(region, setOf(repo, tag)), subjectFor(region, delOf(repo, tag)));
     }
+  });
+
+  test("a manifest.pushed carrying a tag shares the tag's subject", () => {
+    const pushed = { ...VALID["manifest.pushed"], repo: "my.org/app", tag: "v1" } as unknown as RegistryEvent;
+    assert.equal(subjectFor(region, pushed), subjectFor(region, setOf("my.org/app", "v1")));
+    assert.equal(subjectFor(region, pushed), subjectFor(region, delOf("my.org/app", "v1")));
+    assert.notEqual(subjectFor(region, pushed), subjectFor(region, setOf("my.org/app", "v2")));
+    const untagged = { ...VALID["manifest.pushed"], repo: "my.org/app" } as unknown as RegistryEvent;
+    assert.equal(subjectFor(region, untagged), `meridian.${region}.ev.manifest.pushed`);
   });
 
   test("the subject does not depend on the digest or the envelope", () => {
