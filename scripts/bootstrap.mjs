@@ -2,7 +2,9 @@
 // Makes a fresh checkout runnable; `npm start` and `npm test` run it first.
 // Uses only Node's standard library (nothing is installed yet when it runs).
 //
-//   1. npm dependencies: `npm ci` when node_modules is missing or older than package-lock.json;
+//   1. npm dependencies: `npm install` (which follows package-lock.json) when node_modules is
+//      missing or older than the lock. Not `npm ci`: with npm's omit-lockfile-registry-resolved
+//      setting the lock lacks other platforms' optional packages, and `npm ci` refuses it;
 //   2. the TypeScript build into dist/ when any source is newer than the last build;
 //   3. system tools from Debian's packages: nats-server always; skopeo with --test;
 //      docker-registry and wrk with --bench. As root they are installed with apt-get;
@@ -40,8 +42,8 @@ function newest(path) {
 const lock = join(root, "package-lock.json");
 const installed = join(root, "node_modules", ".package-lock.json");
 if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
-  say("installing npm dependencies (npm ci)");
-  run("npm", ["ci", "--no-audit", "--no-fund"]);
+  say("installing npm dependencies");
+  run("npm", ["install", "--no-audit", "--no-fund"]);
 }
 
 // 2. build
