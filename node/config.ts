@@ -13,6 +13,7 @@
  * | nats.servers       | MERIDIAN_NATS_SERVERS     | nats://127.0.0.1:4222        |
  * | storage.root       | MERIDIAN_STORAGE_ROOT     | <dataDir>/store              |
  * | storage.fsync      | MERIDIAN_STORAGE_FSYNC    | true                         |
+ * | storage.uploadMaxAgeHours | MERIDIAN_UPLOAD_MAX_AGE_HOURS | 168 (a week, as Distribution) |
  * | view.dir           | MERIDIAN_VIEW_DIR         | <dataDir>/view               |
  * | maxManifestBytes   | MERIDIAN_MAX_MANIFEST_BYTES | 4194304 (4 MiB, the spec's floor) |
  * | logLevel           | MERIDIAN_LOG_LEVEL        | info                         |
@@ -28,7 +29,7 @@ export interface NodeConfig {
   dataDir: string;
   listen: { host: string; port: number };
   nats: { servers: string[] };
-  storage: { root: string; fsync: boolean };
+  storage: { root: string; fsync: boolean; uploadMaxAgeHours: number };
   view: { dir: string };
   maxManifestBytes: number;
   logLevel: string;
@@ -68,7 +69,11 @@ export function loadNodeConfig(sources: {
     dataDir: env.MERIDIAN_DATA_DIR,
     listen: { host: env.MERIDIAN_LISTEN_HOST, port: num(env.MERIDIAN_LISTEN_PORT) },
     nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
-    storage: { root: env.MERIDIAN_STORAGE_ROOT, fsync: bool(env.MERIDIAN_STORAGE_FSYNC) },
+    storage: {
+      root: env.MERIDIAN_STORAGE_ROOT,
+      fsync: bool(env.MERIDIAN_STORAGE_FSYNC),
+      uploadMaxAgeHours: num(env.MERIDIAN_UPLOAD_MAX_AGE_HOURS),
+    },
     view: { dir: env.MERIDIAN_VIEW_DIR },
     maxManifestBytes: num(env.MERIDIAN_MAX_MANIFEST_BYTES),
     logLevel: env.MERIDIAN_LOG_LEVEL,
@@ -84,6 +89,7 @@ export function loadNodeConfig(sources: {
     storage: {
       root: resolve(merged.storage?.root ?? join(dataDir, "store")),
       fsync: merged.storage?.fsync ?? true,
+      uploadMaxAgeHours: merged.storage?.uploadMaxAgeHours ?? 168,
     },
     view: { dir: resolve(merged.view?.dir ?? join(dataDir, "view")) },
     maxManifestBytes: merged.maxManifestBytes ?? 4 * 1024 * 1024,
@@ -105,10 +111,12 @@ export function loadNodeConfig(sources: {
   if (!Number.isInteger(config.maxManifestBytes) || config.maxManifestBytes < 4 * 1024 * 1024) {
     problems.push("maxManifestBytes: an integer of at least 4194304 (the OCI spec's minimum)");
   }
+  if (!(config.storage.uploadMaxAgeHours > 0)) problems.push("storage.uploadMaxAgeHours: a positive number");
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
   for (const [k, v] of [
     ["MERIDIAN_LISTEN_PORT", env.MERIDIAN_LISTEN_PORT],
     ["MERIDIAN_MAX_MANIFEST_BYTES", env.MERIDIAN_MAX_MANIFEST_BYTES],
+    ["MERIDIAN_UPLOAD_MAX_AGE_HOURS", env.MERIDIAN_UPLOAD_MAX_AGE_HOURS],
   ] as const) {
     if (v !== undefined && num(v) === undefined) problems.push(`${k}: not a number`);
   }

@@ -54,16 +54,35 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
   const app = await buildApp({ registry, metrics, logger: log.child({ component: "http" }) });
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  const purge = schedulePurge(store, config.storage.uploadMaxAgeHours, log.child({ component: "purge" }));
   return {
     url: address,
     registry,
     async close() {
+      clearInterval(purge);
       await app.close();
       await registry.stop();
       await eventLog.close();
       await view.close();
     },
   };
+}
+
+/**
+ * Abandoned upload sessions and crash leftovers older than the configured age
+ * are removed at start and then hourly (CNCF Distribution's default age: a week).
+ */
+function schedulePurge(store: FsBlobStore, maxAgeHours: number, log: Logger): NodeJS.Timeout {
+  const run = () => {
+    store.purgeStale(new Date(Date.now() - maxAgeHours * 3_600_000)).then(
+      (n) => {
+        if (n.uploads + n.leftovers > 0) log.info(n, "stale uploads purged");
+      },
+      (err) => log.warn({ err }, "upload purge failed"),
+    );
+  };
+  run();
+  return setInterval(run, 3_600_000).unref();
 }
 
 /**

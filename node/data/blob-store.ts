@@ -84,4 +84,10 @@ export interface BlobStore {
 
   /** Drop a session and its bytes; UploadNotFoundError when unknown. */
   cancelUpload(id: string, signal?: AbortSignal): Promise<void>;
+
+  /**
+   * Remove upload sessions started before `before` (abandoned by their
+   * clients) and leftovers of writes interrupted by a crash. Returns counts.
+   */
+  purgeStale(before: Date, signal?: AbortSignal): Promise<{ uploads: number; leftovers: number }>;
 }

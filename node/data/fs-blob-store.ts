@@ -19,7 +19,7 @@
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
 import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -265,6 +265,35 @@ export class FsBlobStore implements BlobStore {
       this.#hashes.delete(id);
       await rm(this.#uploadDir(id), { recursive: true, force: true });
     });
+  }
+
+  async purgeStale(before: Date): Promise<{ uploads: number; leftovers: number }> {
+    let uploads = 0;
+    let leftovers = 0;
+    for (const id of await readdir(join(this.#root, "uploads"))) {
+      let started: number;
+      try {
+        started = Date.parse((await this.uploadState(id)).startedAt);
+      } catch {
+        // No readable meta.json: a session whose creation crashed; judge by the directory's age.
+        started = (await stat(join(this.#root, "uploads", id)).catch(() => undefined))?.mtimeMs ?? Date.now();
+      }
+      if (started < before.getTime()) {
+        this.#hashes.delete(id);
+        await rm(join(this.#root, "uploads", id), { recursive: true, force: true });
+        uploads++;
+      }
+    }
+    // Other processes may share this root: only files older than `before` are leftovers.
+    for (const name of await readdir(join(this.#root, "tmp"))) {
+      const path = join(this.#root, "tmp", name);
+      const s = await stat(path).catch(() => undefined);
+      if (s !== undefined && s.mtimeMs < before.getTime()) {
+        await rm(path, { force: true });
+        leftovers++;
+      }
+    }
+    return { uploads, leftovers };
   }
 
   /** The running hash of a session at `offset`, from the cache or re-read from its file. */

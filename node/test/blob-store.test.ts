@@ -147,6 +147,21 @@ export function blobStoreSuite(name: string, makeStore: () => Promise<BlobStoreH
       assert.deepEqual(await h.stray(), [], "in-flight files were left behind");
     }
 
+    test("purgeStale removes sessions started before the cutoff and keeps the rest", async () => {
+      await fresh();
+      const old = await store.startUpload("r/old");
+      await store.appendUpload(old.id, streamOf(Buffer.from("abandoned")), 0, 9);
+      const cutoff = new Date(Date.now() + 1);
+      await sleep(5);
+      const live = await store.startUpload("r/live");
+      const kept = await store.write(streamOf(Buffer.from("committed")), undefined);
+      assert.deepEqual(await store.purgeStale(cutoff), { uploads: 1, leftovers: 0 });
+      await assert.rejects(store.uploadState(old.id), UploadNotFoundError);
+      assert.equal((await store.uploadState(live.id)).repo, "r/live");
+      assert.equal(await store.stat(kept.digest), 9);
+      assert.deepEqual(await store.purgeStale(cutoff), { uploads: 0, leftovers: 0 });
+    });
+
     describe("monolithic writes", () => {
       const sizes: [string, number][] = [
         ["empty", 0],
