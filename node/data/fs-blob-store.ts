@@ -18,7 +18,7 @@
 
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { createReadStream, createWriteStream, fdatasync, type WriteStream } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Readable, Transform, type TransformCallback } from "node:stream";
@@ -133,7 +133,9 @@ export class FsBlobStore implements BlobStore {
     const tmp = join(this.#root, "tmp", randomUUID());
     const hasher = new HashingCounter(newHash(algorithm));
     try {
-      await pipeToFile(source, hasher, createWriteStream(tmp, { flush: this.#fsync }), signal);
+      const file = createWriteStream(tmp, { flush: this.#fsync });
+      if (this.#fsync) hasher.onBytes = backgroundSync(file, 0);
+      await pipeToFile(source, hasher, file, signal);
       const digest = digestFromHash(hasher.hash, algorithm);
       if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
         throw new SizeInvalidError(`received ${hasher.bytes} bytes, expected ${expectedSize}`);
@@ -217,12 +219,9 @@ export class FsBlobStore implements BlobStore {
       const running = await this.#hashAt(id, state.offset);
       const hasher = new HashingCounter(running.hash);
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
-      await pipeToFile(
-        source,
-        hasher,
-        createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" }),
-        signal,
-      );
+      const file = createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" });
+      if (this.#fsync) hasher.onBytes = backgroundSync(file, state.offset);
+      await pipeToFile(source, hasher, file, signal);
       const offset = state.offset + hasher.bytes;
       if (length !== undefined && hasher.bytes !== length) {
         throw new SizeInvalidError(`chunk has ${hasher.bytes} bytes, Content-Length said ${length}`);
@@ -328,14 +327,49 @@ export class FsBlobStore implements BlobStore {
 /** Passes bytes through unchanged, hashing and counting them. */
 class HashingCounter extends Transform {
   bytes = 0;
-  constructor(readonly hash: Hash) {
+  constructor(
+    readonly hash: Hash,
+    public onBytes?: (bytes: number) => void,
+  ) {
     super({ highWaterMark: READ_CHUNK });
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
+    this.onBytes?.(this.bytes);
     done(null, chunk);
   }
+}
+
+/** Bytes written between background flushes of a file being streamed to disk. */
+const SYNC_EVERY = 32 * 1024 * 1024;
+
+/**
+ * Flush a file to disk in the background while it is still being written
+ * (fdatasync every SYNC_EVERY bytes, one at a time), so the flush that makes
+ * a blob durable at commit has little left to do: the disk works while the
+ * network does instead of after it. Errors are ignored here; the final,
+ * awaited flush is the one that counts.
+ */
+function backgroundSync(ws: WriteStream, startOffset: number): (bytes: number) => void {
+  let next = (Math.floor(startOffset / SYNC_EVERY) + 1) * SYNC_EVERY;
+  let fd: number | undefined;
+  let busy = false;
+  ws.once("open", (opened: number) => {
+    fd = opened;
+  });
+  ws.once("close", () => {
+    fd = undefined;
+  });
+  return (bytes) => {
+    const total = startOffset + bytes;
+    if (busy || total < next || fd === undefined) return;
+    next = total + SYNC_EVERY;
+    busy = true;
+    fdatasync(fd, () => {
+      busy = false;
+    });
+  };
 }
 
 async function hashFile(path: string, algorithm: DigestAlgorithm, length?: number): Promise<Hash> {

@@ -141,9 +141,19 @@ export class Registry {
     return link.size;
   }
 
-  async openBlob(repo: string, digest: Digest, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    await this.blobSize(repo, digest);
-    return this.store.read(digest, range, signal);
+  /**
+   * Open a blob linked into `repo` for reading: one view lookup gives the size,
+   * `rangeFor` turns it into the range to read (or undefined for all of it).
+   */
+  async openBlob(
+    repo: string,
+    digest: Digest,
+    rangeFor: (size: number) => ByteRange | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ size: number; range: ByteRange | undefined; stream: Readable }> {
+    const size = await this.blobSize(repo, digest);
+    const range = rangeFor(size);
+    return { size, range, stream: await this.store.read(digest, range, signal) };
   }
 
   async tags(repo: string, n: number, last?: string): Promise<Page<string>> {

@@ -142,18 +142,25 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   async function getBlob(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
     const digest = parseDigest(m[2]!);
-    const size = await reg.blobSize(repo, digest);
-    reply.headers({
+    const headers = {
       "docker-content-digest": digest,
       etag: `"${digest}"`,
       "accept-ranges": "bytes",
       "content-type": "application/octet-stream",
       "cache-control": "max-age=31536000",
-    });
-    if (req.method === "HEAD") return reply.header("content-length", size).send();
-    const range = blobRange(req.headers.range, size);
+    };
+    if (req.method === "HEAD") {
+      const size = await reg.blobSize(repo, digest);
+      return reply.headers({ ...headers, "content-length": size }).send();
+    }
     const ac = abortOnClose(req.raw);
-    const stream = await reg.openBlob(repo, digest, range, ac.signal);
+    const { size, range, stream } = await reg.openBlob(
+      repo,
+      digest,
+      (size) => blobRange(req.headers.range, size),
+      ac.signal,
+    );
+    reply.headers(headers);
     if (range !== undefined) {
       reply.status(206).header("content-range", `bytes ${range.start}-${range.end}/${size}`);
       reply.header("content-length", range.end - range.start + 1);
