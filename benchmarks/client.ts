@@ -10,9 +10,13 @@
  * body. The choice is made once per registry by a small probe.
  */
 
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { Agent, type IncomingHttpHeaders, request } from "node:http";
+import { promisify } from "node:util";
 import type { GeneratedBlob } from "./data.js";
+
+const execFileAsync = promisify(execFile);
 
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 export const OCI_CONFIG = "application/vnd.oci.image.config.v1+json";
@@ -163,6 +167,26 @@ export class BenchClient {
   }
 
   /** GET a blob, counting its bytes (no hashing). */
+  /**
+   * Download a large blob with curl (a C client, as wrk is for small requests):
+   * the Node client tops out near 460 MiB/s on these machines, well below what
+   * either registry serves, so a Node download would measure the client.
+   */
+  async pullBlobCurl(repo: string, digest: string, size: number): Promise<number> {
+    const { stdout } = await execFileAsync("curl", [
+      "-sS",
+      "--fail",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{size_download}",
+      this.url(`/v2/${repo}/blobs/${digest}`).href,
+    ]);
+    const bytes = Number(stdout.trim());
+    if (bytes !== size) throw new Error(`blob GET (curl): ${bytes} bytes, expected ${size}`);
+    return bytes;
+  }
+
   async pullBlob(repo: string, digest: string, size: number): Promise<number> {
     const res = await this.send("GET", `/v2/${repo}/blobs/${digest}`);
     expect(res, 200, "blob GET");

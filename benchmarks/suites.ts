@@ -114,7 +114,7 @@ export async function blobSuite(target: Target, sizes: Sizes, data: BlobData): P
     const pushChunked = await timedCpu(target, () =>
       client.pushChunked(repo, data.chunked, sizes.chunkBytes),
     );
-    const pull = await timedCpu(target, () => client.pullBlob(repo, mono.digest(), mono.size));
+    const pull = await timedCpu(target, () => client.pullBlobCurl(repo, mono.digest(), mono.size));
     return {
       monolithicMode: mode,
       pushMonolithicMiBs: mibPerSec(mono.size, pushMono.ms),

@@ -7,7 +7,7 @@
 //      setting the lock lacks other platforms' optional packages, and `npm ci` refuses it;
 //   2. the TypeScript build into dist/ when any source is newer than the last build;
 //   3. system tools from Debian's packages: nats-server always; skopeo with --test;
-//      docker-registry and wrk with --bench. As root they are installed with apt-get;
+//      docker-registry, wrk and curl with --bench. As root they are installed with apt-get;
 //      otherwise the script stops and prints the apt-get command to run.
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
@@ -61,7 +61,7 @@ if (!existsSync(built) || statSync(built).mtimeMs < sources) {
 // 3. system tools
 const tools = [["nats-server", "nats-server"]];
 if (args.has("--test") || args.has("--bench")) tools.push(["skopeo", "skopeo"]);
-if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"]);
+if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"], ["curl", "curl"]);
 const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;
 const missing = tools.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);
 if (missing.length > 0) {

@@ -316,7 +316,8 @@ test("kill -9 in the middle of a chunked upload: the upload resumes (or is unkno
     "content-type": "application/octet-stream",
   });
   let sent = offset;
-  const piece = 64 * 1024;
+  // More than one 1 MiB coalesced write, so part of this chunk reaches the file.
+  const piece = 256 * 1024;
   for (let i = 0; i < 6; i++) {
     await slow.write(data.subarray(sent, sent + piece));
     sent += piece;
