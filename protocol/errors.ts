@@ -132,6 +132,11 @@ export class LogConflictError extends MeridianError {
 export class EventInvalidError extends MeridianError {
   override readonly code = "EVENT_INVALID";
 }
+/** A peer region could not be reached or did not answer in time. */
+export class PeerUnavailableError extends MeridianError {
+  override readonly code = "PEER_UNAVAILABLE";
+  override readonly recoverable = true;
+}
 /** A request body ended before the length it announced, or the client went away. */
 export class RequestAbortedError extends MeridianError {
   override readonly code = "REQUEST_ABORTED";
@@ -171,6 +176,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [RouteNotFoundError, { code: "UNSUPPORTED", status: 404 }],
   [LogUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [LogConflictError, { code: "UNAVAILABLE", status: 503 }],
+  [PeerUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
 ]);
 

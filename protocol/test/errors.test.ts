@@ -68,6 +68,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   RouteNotFoundError: { code: "UNSUPPORTED", status: 404 },
   LogUnavailableError: { code: "UNAVAILABLE", status: 503 },
   LogConflictError: { code: "UNAVAILABLE", status: 503 },
+  PeerUnavailableError: { code: "UNAVAILABLE", status: 503 },
   RequestAbortedError: { code: "SIZE_INVALID", status: 400 },
 };
 
@@ -190,9 +191,10 @@ describe("MeridianError subclasses", () => {
     assert.deepEqual(ociErrorFor(err), { code: "RANGE_INVALID", status: 416 });
   });
 
-  test("LogUnavailableError and LogConflictError are recoverable, others not", () => {
+  test("LogUnavailableError, LogConflictError and PeerUnavailableError are recoverable, others not", () => {
     assert.equal(new errors.LogUnavailableError("x").recoverable, true);
     assert.equal(new errors.LogConflictError("x").recoverable, true);
+    assert.equal(new errors.PeerUnavailableError("x").recoverable, true);
     assert.equal(new errors.BlobNotFoundError("x").recoverable, false);
     assert.equal(new MeridianError("x").recoverable, false);
     assert.equal(new MeridianError("x").code, "INTERNAL");
