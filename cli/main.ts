@@ -3,10 +3,12 @@
  *
  *   meridian up [--regions NAMES] [--base-port N] [--data DIR]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
+ *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian help
  */
 import { parseArgs } from "node:util";
 import { rebuild } from "./rebuild.js";
+import { status } from "./status.js";
 import { up } from "./up.js";
 
 const USAGE = `usage: meridian <command> [options]
@@ -16,6 +18,10 @@ commands:
               --regions a,b,c   region names (default: local)
               --base-port N     first port (default 5000); region i uses N+10i (registry), N+10i+1 (nats)
               --data DIR        data directory, kept across restarts (default .meridian)
+  status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
+              --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
+              --mesh FILE       a mesh file elsewhere
+              --json            machine-readable output
   rebuild   delete a node's metadata view and replay the region's log into it
               --data DIR        data directory of the mesh (default .meridian)
               --region NAME     region (default: local)
@@ -65,6 +71,17 @@ async function main(argv: string[]): Promise<number> {
           `nats://127.0.0.1:${port(values["base-port"]) + 10 * Number(values["region-index"]) + 1}`,
         viewDir: values.view,
       });
+    }
+    case "status": {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          data: { type: "string", default: ".meridian" },
+          mesh: { type: "string" },
+          json: { type: "boolean", default: false },
+        },
+      });
+      return status({ dataDir: values.data, meshFile: values.mesh, json: values.json });
     }
     case undefined:
     case "help":

@@ -1,20 +1,32 @@
 /**
  * `meridian up`: a local mesh on 127.0.0.1, every part a separate process.
- * Per region (index i, base port B): nats-server with JetStream on B+10i+1 and
- * a registry node on B+10i. Data lives under <data>/<region>/ and survives
- * restarts; process logs go to <data>/<region>/{nats,node}.log.
+ * Per region (index i, base port B):
+ *
+ *   B+10i     registry node (OCI HTTP)         node/server.ts
+ *   B+10i+1   nats-server with JetStream
+ *   B+10i+2   control-plane peer (gRPC, mTLS)  control-plane/peer.ts
+ *   B+10i+3   the peer's /metrics
+ *   B+10i+4   the replication worker's /metrics  replication/main.ts
+ *
+ * With more than one region, `up` writes <data>/mesh.json (regions and their
+ * endpoints) and a mesh CA with a certificate per region under <data>/certs,
+ * reused on later starts. Data lives under <data>/<region>/ and survives
+ * restarts; process logs go to <data>/<region>/<process>.log.
  *
  * stdout is machine-readable, one JSON object per line:
- *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001","pids":{"nats":…,"node":…}}
+ *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
+ *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
  *   {"ready":true}
- * SIGINT/SIGTERM stop every process (nodes first, then nats-servers); if any
- * process dies on its own, the rest are stopped and `up` exits non-zero.
+ * SIGINT/SIGTERM stop every process (workers, peers, nodes, then nats-servers);
+ * if any process dies on its own, the rest are stopped and `up` exits non-zero.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync } from "node:fs";
+import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import type { Mesh } from "../protocol/mesh.js";
+import { ensureMeshCerts } from "./certs.js";
 import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
 
 export interface UpOptions {
@@ -23,12 +35,23 @@ export interface UpOptions {
   dataDir: string;
 }
 
-const NODE_ENTRY = join(dirname(fileURLToPath(import.meta.url)), "..", "node", "server.js");
+const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
+const ENTRIES = {
+  node: join(DIST, "node", "server.js"),
+  peer: join(DIST, "control-plane", "peer.js"),
+  worker: join(DIST, "replication", "main.js"),
+};
+
+/** Port layout of region `i` (see the header). */
+export function regionPorts(basePort: number, i: number) {
+  const b = basePort + 10 * i;
+  return { registry: b, nats: b + 1, grpc: b + 2, peerMetrics: b + 3, workerMetrics: b + 4 };
+}
 
 export async function up(options: UpOptions): Promise<number> {
   const dataDir = resolve(options.dataDir);
   const natsServers: NatsServerProcess[] = [];
-  const nodes: ChildProcess[] = [];
+  const children: Array<{ role: string; child: ChildProcess }> = [];
   let stopping = false;
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
@@ -38,21 +61,54 @@ export async function up(options: UpOptions): Promise<number> {
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    await Promise.all(nodes.map((child) => stopChild(child)));
+    for (const role of ["worker", "peer", "node"]) {
+      await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
+    }
     await Promise.all(natsServers.map((n) => n.stop()));
     resolveDone(code);
   };
   process.once("SIGINT", () => void stopAll(0));
   process.once("SIGTERM", () => void stopAll(0));
+  const watch = (region: string, role: string, child: ChildProcess) => {
+    children.push({ role, child });
+    child.once("exit", (code, signal) => {
+      if (!stopping) {
+        process.stderr.write(`meridian up: ${role} of ${region} exited (${code ?? signal}); stopping\n`);
+        void stopAll(1);
+      }
+    });
+  };
 
   try {
+    const multi = options.regions.length > 1;
+    mkdirSync(dataDir, { recursive: true });
+    const mesh: Mesh = {
+      regions: options.regions.map((name, i) => {
+        const p = regionPorts(options.basePort, i);
+        return {
+          name,
+          registry: `http://127.0.0.1:${p.registry}`,
+          nats: `nats://127.0.0.1:${p.nats}`,
+          grpc: `127.0.0.1:${p.grpc}`,
+          metrics: {
+            peer: `http://127.0.0.1:${p.peerMetrics}`,
+            worker: `http://127.0.0.1:${p.workerMetrics}`,
+          },
+        };
+      }),
+    };
+    const meshFile = join(dataDir, "mesh.json");
+    if (multi) {
+      const certs = await ensureMeshCerts(join(dataDir, "certs"), options.regions);
+      mesh.tls = { ca: certs.ca, dir: certs.dir };
+      writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
+    }
     for (const [i, region] of options.regions.entries()) {
       const regionDir = join(dataDir, region);
       mkdirSync(regionDir, { recursive: true });
-      const registryPort = options.basePort + 10 * i;
-      const natsPort = registryPort + 1;
+      const ports = regionPorts(options.basePort, i);
       const nats = await startNatsServer({
-        port: natsPort,
+        port: ports.nats,
         storeDir: join(regionDir, "nats"),
         name: `meridian-${region}`,
         logFile: join(regionDir, "nats.log"),
@@ -66,17 +122,37 @@ export async function up(options: UpOptions): Promise<number> {
           void stopAll(1);
         }
       });
-      const { child, url } = await startNodeProcess(region, regionDir, registryPort, nats.url);
-      nodes.push(child);
-      child.once("exit", (code, signal) => {
-        if (!stopping) {
-          process.stderr.write(`meridian up: node of ${region} exited (${code ?? signal}); stopping\n`);
-          void stopAll(1);
-        }
+      const env = {
+        MERIDIAN_REGION: region,
+        MERIDIAN_DATA_DIR: regionDir,
+        MERIDIAN_NATS_SERVERS: nats.url,
+        ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
+      };
+      const node = await startProcess(ENTRIES.node, region, "node", regionDir, {
+        ...env,
+        MERIDIAN_LISTEN_HOST: "127.0.0.1",
+        MERIDIAN_LISTEN_PORT: String(ports.registry),
       });
-      process.stdout.write(
-        `${JSON.stringify({ region, registry: url, nats: nats.url, pids: { nats: nats.pid, node: child.pid } })}\n`,
-      );
+      watch(region, "node", node.child);
+      const line: Record<string, unknown> = { region, registry: node.info.registry, nats: nats.url };
+      const pids: Record<string, number | undefined> = { nats: nats.pid, node: node.child.pid };
+      if (multi) {
+        const peer = await startProcess(ENTRIES.peer, region, "peer", regionDir, {
+          ...env,
+          MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
+        });
+        watch(region, "peer", peer.child);
+        const worker = await startProcess(ENTRIES.worker, region, "worker", regionDir, {
+          ...env,
+          MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
+        });
+        watch(region, "worker", worker.child);
+        line.grpc = peer.info.grpc;
+        line.metrics = { peer: peer.info.metrics, worker: worker.info.metrics };
+        pids.peer = peer.child.pid;
+        pids.worker = worker.child.pid;
+      }
+      process.stdout.write(`${JSON.stringify({ ...line, pids })}\n`);
     }
     process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   } catch (err) {
@@ -86,40 +162,32 @@ export async function up(options: UpOptions): Promise<number> {
   return done;
 }
 
-async function startNodeProcess(
+/** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
+async function startProcess(
+  entry: string,
   region: string,
+  role: string,
   regionDir: string,
-  port: number,
-  natsUrl: string,
-): Promise<{ child: ChildProcess; url: string }> {
-  const log = createWriteStream(join(regionDir, "node.log"), { flags: "a" });
-  const child = spawn(process.execPath, [NODE_ENTRY], {
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; info: Record<string, string> }> {
+  const logFile = join(regionDir, `${role}.log`);
+  const log = createWriteStream(logFile, { flags: "a" });
+  const child = spawn(process.execPath, [entry], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: {
-      ...process.env,
-      MERIDIAN_REGION: region,
-      MERIDIAN_DATA_DIR: regionDir,
-      MERIDIAN_LISTEN_HOST: "127.0.0.1",
-      MERIDIAN_LISTEN_PORT: String(port),
-      MERIDIAN_NATS_SERVERS: natsUrl,
-    },
+    env: { ...process.env, ...env },
   });
   child.stderr!.pipe(log);
   const lines = createInterface({ input: child.stdout! });
   return new Promise((resolvePromise, reject) => {
     const onExit = (code: number | null) =>
-      reject(
-        new Error(
-          `node of ${region} exited with ${code} before listening (see ${join(regionDir, "node.log")})`,
-        ),
-      );
+      reject(new Error(`${role} of ${region} exited with ${code} before listening (see ${logFile})`));
     child.once("exit", onExit);
     lines.on("line", (line) => {
       try {
         const msg = JSON.parse(line);
         if (msg.event === "listening") {
           child.off("exit", onExit);
-          resolvePromise({ child, url: msg.registry });
+          resolvePromise({ child, info: msg });
         }
       } catch {
         // not a status line

@@ -26,6 +26,8 @@ export interface RegionEndpoints {
   nats: string;
   /** host:port of the region's control-plane peer (gRPC). */
   grpc: string;
+  /** Optional Prometheus endpoints (base URLs) of the region's peer and worker, for `meridian status`. */
+  metrics?: { peer?: string; worker?: string };
 }
 
 export interface MeshTls {

@@ -6,7 +6,8 @@
 //      missing or older than the lock. Not `npm ci`: with npm's omit-lockfile-registry-resolved
 //      setting the lock lacks other platforms' optional packages, and `npm ci` refuses it;
 //   2. the TypeScript build into dist/ when any source is newer than the last build;
-//   3. system tools from Debian's packages: nats-server always; skopeo with --test;
+//   3. system tools from Debian's packages: nats-server and openssl (mesh certificates) always;
+//      skopeo with --test;
 //      docker-registry, wrk and curl with --bench. As root they are installed with apt-get;
 //      otherwise the script stops and prints the apt-get command to run.
 import { spawnSync } from "node:child_process";
@@ -49,9 +50,18 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtime
 // 2. build
 const built = join(root, "dist", ".tsbuildinfo");
 const sources = Math.max(
-  ...["protocol", "node", "cli", "testing", "benchmarks", "chaos", "tsconfig.json", "package-lock.json"].map(
-    (p) => newest(join(root, p)),
-  ),
+  ...[
+    "protocol",
+    "node",
+    "cli",
+    "testing",
+    "benchmarks",
+    "chaos",
+    "control-plane",
+    "replication",
+    "tsconfig.json",
+    "package-lock.json",
+  ].map((p) => newest(join(root, p))),
 );
 if (!existsSync(built) || statSync(built).mtimeMs < sources) {
   say("building (tsc)");
@@ -59,7 +69,10 @@ if (!existsSync(built) || statSync(built).mtimeMs < sources) {
 }
 
 // 3. system tools
-const tools = [["nats-server", "nats-server"]];
+const tools = [
+  ["nats-server", "nats-server"],
+  ["openssl", "openssl"],
+];
 if (args.has("--test") || args.has("--bench")) tools.push(["skopeo", "skopeo"]);
 if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"], ["curl", "curl"]);
 const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;

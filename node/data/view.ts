@@ -281,6 +281,36 @@ export class MetadataView {
     return { items: more ? items.slice(0, n) : items, more };
   }
 
+  /** Repositories whose names start with `prefix`, in lexical order (every one of them). */
+  async repositoriesUnder(prefix: string): Promise<string[]> {
+    const items: string[] = [];
+    for await (const key of this.#db.keys({ gte: `r!${prefix}`, lt: `r!${prefix}${END}` })) {
+      items.push(key.slice(2));
+    }
+    return items;
+  }
+
+  /** Every live tag of `repo` with the digest it points at, in lexical order of tag. */
+  async liveTags(repo: string): Promise<Array<{ tag: string; digest: Digest }>> {
+    const prefix = `t!${repo}!`;
+    const out: Array<{ tag: string; digest: Digest }> = [];
+    for await (const [key, value] of this.#db.iterator({ gt: prefix, lt: prefix + END })) {
+      const { digest } = JSON.parse(value) as TagRecord;
+      if (digest !== null) out.push({ tag: key.slice(prefix.length), digest });
+    }
+    return out;
+  }
+
+  /** Digests of every manifest in `repo`, in lexical order. */
+  async manifestDigests(repo: string): Promise<Digest[]> {
+    const prefix = `M!${repo}!`;
+    const out: Digest[] = [];
+    for await (const key of this.#db.keys({ gt: prefix, lt: prefix + END })) {
+      out.push(key.slice(prefix.length) as Digest);
+    }
+    return out;
+  }
+
   /** Manifests in `repo` whose subject is `digest`, optionally of one artifact type. */
   async referrers(repo: string, digest: Digest, artifactType?: string): Promise<ReferrerRecord[]> {
     const prefix = `R!${repo}!${digest}!`;

@@ -1,0 +1,193 @@
+/**
+ * `meridian status`: the mesh at a glance — per region: whether its peer
+ * answers, the round trip to it from here, what each peer sees of the others
+ * (up, smoothed RTT), and replication into the region from each source: lag
+ * (p50/p99 from the histogram), events pending, bytes copied.
+ * A table by default, JSON with --json. Reads <data>/mesh.json (or --mesh).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Mesh, parseMesh } from "../protocol/mesh.js";
+import { PeerClient, peerCredentials } from "../replication/peer-client.js";
+
+export interface RegionStatus {
+  region: string;
+  up: boolean;
+  rttMs?: number;
+  appliedSeq?: number;
+  error?: string;
+  /** What this region's peer sees of the others. */
+  peers: Record<string, { up: boolean; rttMs?: number }>;
+  /** Replication into this region, by source region. */
+  replication: Record<
+    string,
+    { lagP50Ms?: number; lagP99Ms?: number; pending?: number; bytes?: number; events?: number }
+  >;
+}
+
+export async function status(options: {
+  dataDir: string;
+  meshFile?: string;
+  json: boolean;
+}): Promise<number> {
+  const meshFile = options.meshFile ?? join(options.dataDir, "mesh.json");
+  let mesh: Mesh;
+  try {
+    mesh = parseMesh(JSON.parse(readFileSync(meshFile, "utf8")));
+  } catch (err) {
+    process.stderr.write(`meridian status: cannot read ${meshFile}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const report = await collectStatus(mesh);
+  process.stdout.write(
+    options.json ? `${JSON.stringify({ regions: report }, null, 2)}\n` : formatTable(report),
+  );
+  return report.every((r) => r.up) ? 0 : 1;
+}
+
+export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
+  // Call the peers as the first region (any mesh member's certificate will do locally).
+  const credentials = peerCredentials(mesh, mesh.regions[0]!.name);
+  return Promise.all(
+    mesh.regions.map(async (r): Promise<RegionStatus> => {
+      const out: RegionStatus = { region: r.name, up: false, peers: {}, replication: {} };
+      const client = new PeerClient(r.name, r.grpc, credentials);
+      try {
+        const started = performance.now();
+        const reply = await client.status("meridian-status");
+        out.rttMs = round(performance.now() - started);
+        out.up = true;
+        out.appliedSeq = Number(reply.applied[r.name] ?? 0);
+      } catch (err) {
+        out.error = (err as Error).message;
+      } finally {
+        client.close();
+      }
+      const peerText = r.metrics?.peer ? await fetchText(`${r.metrics.peer}/metrics`) : undefined;
+      for (const s of parseProm(peerText ?? "")) {
+        const peer = s.labels.peer;
+        if (peer === undefined) continue;
+        out.peers[peer] ??= { up: false };
+        if (s.name === "meridian_peer_up") out.peers[peer].up = s.value === 1;
+        if (s.name === "meridian_peer_rtt_seconds") out.peers[peer].rttMs = round(s.value * 1000);
+      }
+      const workerText = r.metrics?.worker ? await fetchText(`${r.metrics.worker}/metrics`) : undefined;
+      const samples = parseProm(workerText ?? "");
+      for (const src of mesh.regions.map((x) => x.name).filter((n) => n !== r.name)) {
+        const mine = samples.filter((s) => s.labels.src === src && s.labels.dst === r.name);
+        const buckets = mine
+          .filter((s) => s.name === "meridian_replication_lag_seconds_bucket")
+          .map((s) => ({
+            le: s.labels.le === "+Inf" ? Number.POSITIVE_INFINITY : Number(s.labels.le),
+            count: s.value,
+          }));
+        const value = (name: string) => mine.find((s) => s.name === name)?.value;
+        out.replication[src] = {
+          lagP50Ms: msOrUndefined(quantile(buckets, 0.5)),
+          lagP99Ms: msOrUndefined(quantile(buckets, 0.99)),
+          pending: value("meridian_replication_pending_events"),
+          bytes: value("meridian_replication_bytes_total"),
+          events: value("meridian_replication_lag_seconds_count"),
+        };
+      }
+      return out;
+    }),
+  );
+}
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Samples of a Prometheus text exposition (comments skipped). */
+export function parseProm(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (m === null) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/**
+ * Quantile `q` from cumulative histogram buckets, interpolating linearly
+ * inside the bucket (as Prometheus' histogram_quantile does). Pure.
+ */
+export function quantile(buckets: Array<{ le: number; count: number }>, q: number): number | undefined {
+  const sorted = [...buckets].sort((x, y) => x.le - y.le);
+  const total = sorted[sorted.length - 1]?.count ?? 0;
+  if (total === 0) return undefined;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const b of sorted) {
+    if (b.count >= rank) {
+      if (!Number.isFinite(b.le)) return prevLe;
+      const inBucket = b.count - prevCount;
+      return inBucket === 0 ? b.le : prevLe + ((b.le - prevLe) * (rank - prevCount)) / inBucket;
+    }
+    prevLe = b.le;
+    prevCount = b.count;
+  }
+  return prevLe;
+}
+
+function formatTable(regions: RegionStatus[]): string {
+  const rows: string[][] = [
+    ["region", "peer", "rtt", "applied", "from", "lag p50", "lag p99", "pending", "copied", "sees"],
+  ];
+  for (const r of regions) {
+    const sees = Object.entries(r.peers)
+      .map(([p, s]) => `${p}:${s.up ? "up" : "DOWN"}${s.rttMs !== undefined ? `/${s.rttMs}ms` : ""}`)
+      .join(" ");
+    const sources = Object.entries(r.replication);
+    const head = [r.region, r.up ? "up" : "DOWN", ms(r.rttMs), String(r.appliedSeq ?? "-")];
+    if (sources.length === 0) rows.push([...head, "-", "-", "-", "-", "-", sees]);
+    sources.forEach(([src, s], i) => {
+      rows.push([
+        ...(i === 0 ? head : ["", "", "", ""]),
+        src,
+        ms(s.lagP50Ms),
+        ms(s.lagP99Ms),
+        s.pending === undefined ? "-" : String(s.pending),
+        s.bytes === undefined ? "-" : bytes(s.bytes),
+        i === 0 ? sees : "",
+      ]);
+    });
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return `${rows
+    .map((row) =>
+      row
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n")}\n`;
+}
+
+async function fetchText(url: string): Promise<string | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    return res.ok ? await res.text() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const round = (v: number) => Math.round(v * 100) / 100;
+const msOrUndefined = (s: number | undefined) => (s === undefined ? undefined : round(s * 1000));
+const ms = (v: number | undefined) => (v === undefined ? "-" : `${v}ms`);
+function bytes(n: number): string {
+  return n >= 1 << 20
+    ? `${(n / (1 << 20)).toFixed(1)}MiB`
+    : n >= 1024
+      ? `${(n / 1024).toFixed(1)}KiB`
+      : `${n}B`;
+}

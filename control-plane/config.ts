@@ -1,0 +1,189 @@
+/**
+ * The control-plane peer's configuration: one typed object with defaults,
+ * read from an optional JSON file, then `MERIDIAN_*` environment variables,
+ * then explicit overrides; validated with every problem listed at once;
+ * frozen and passed down. Nothing else in control-plane/ reads the environment.
+ *
+ * | setting               | env                             | default                              |
+ * |-----------------------|---------------------------------|--------------------------------------|
+ * | region                | MERIDIAN_REGION                 | local                                |
+ * | meshFile              | MERIDIAN_MESH                   | (required) path of mesh.json         |
+ * | dataDir               | MERIDIAN_DATA_DIR               | ./.meridian/<region>                 |
+ * | storage.root          | MERIDIAN_STORAGE_ROOT           | <dataDir>/store (the nodes' store)   |
+ * | view.dir              | MERIDIAN_PEER_VIEW_DIR          | <dataDir>/peer-view                  |
+ * | nats.servers          | MERIDIAN_NATS_SERVERS (a,b)     | the region's `nats` in the mesh      |
+ * | grpc.listen           | MERIDIAN_GRPC_LISTEN (host:port)| the region's `grpc` in the mesh      |
+ * | metrics.host          | MERIDIAN_METRICS_HOST           | 127.0.0.1                            |
+ * | metrics.port          | MERIDIAN_METRICS_PORT           | 0 (any free port; printed at start)  |
+ * | heartbeat.intervalMs  | MERIDIAN_HEARTBEAT_INTERVAL_MS  | 1000                                 |
+ * | heartbeat.timeoutMs   | MERIDIAN_HEARTBEAT_TIMEOUT_MS   | the interval                         |
+ * | heartbeat.misses      | MERIDIAN_HEARTBEAT_MISSES       | 3 (consecutive misses → down)        |
+ * | logLevel              | MERIDIAN_LOG_LEVEL              | info                                 |
+ *
+ * The view directory has its own variable (not the node's MERIDIAN_VIEW_DIR):
+ * a level database has one owner, and a node and a peer started with the same
+ * environment must not share one.
+ */
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
+
+export interface PeerConfig {
+  region: string;
+  meshFile: string;
+  /** The parsed mesh (read once at load). */
+  mesh: Mesh;
+  dataDir: string;
+  storage: { root: string };
+  view: { dir: string };
+  nats: { servers: string[] };
+  grpc: { listen: string };
+  metrics: { host: string; port: number };
+  heartbeat: { intervalMs: number; timeoutMs: number; misses: number };
+  logLevel: string;
+}
+
+type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
+export type PeerConfigInput = Omit<DeepPartial<PeerConfig>, "mesh">;
+
+export class PeerConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "PeerConfigError";
+  }
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function loadPeerConfig(sources: {
+  file?: string;
+  env?: Record<string, string | undefined>;
+  overrides?: PeerConfigInput;
+}): Readonly<PeerConfig> {
+  const problems: string[] = [];
+  let fromFile: PeerConfigInput = {};
+  if (sources.file !== undefined) {
+    try {
+      fromFile = JSON.parse(readFileSync(sources.file, "utf8"));
+    } catch (err) {
+      problems.push(`config file ${sources.file}: ${(err as Error).message}`);
+    }
+  }
+  const env = sources.env ?? {};
+  const fromEnv: PeerConfigInput = {
+    region: env.MERIDIAN_REGION,
+    meshFile: env.MERIDIAN_MESH,
+    dataDir: env.MERIDIAN_DATA_DIR,
+    storage: { root: env.MERIDIAN_STORAGE_ROOT },
+    view: { dir: env.MERIDIAN_PEER_VIEW_DIR },
+    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
+    grpc: { listen: env.MERIDIAN_GRPC_LISTEN },
+    metrics: { host: env.MERIDIAN_METRICS_HOST, port: num(env.MERIDIAN_METRICS_PORT) },
+    heartbeat: {
+      intervalMs: num(env.MERIDIAN_HEARTBEAT_INTERVAL_MS),
+      timeoutMs: num(env.MERIDIAN_HEARTBEAT_TIMEOUT_MS),
+      misses: num(env.MERIDIAN_HEARTBEAT_MISSES),
+    },
+    logLevel: env.MERIDIAN_LOG_LEVEL,
+  };
+  for (const [k, v] of [
+    ["MERIDIAN_METRICS_PORT", env.MERIDIAN_METRICS_PORT],
+    ["MERIDIAN_HEARTBEAT_INTERVAL_MS", env.MERIDIAN_HEARTBEAT_INTERVAL_MS],
+    ["MERIDIAN_HEARTBEAT_TIMEOUT_MS", env.MERIDIAN_HEARTBEAT_TIMEOUT_MS],
+    ["MERIDIAN_HEARTBEAT_MISSES", env.MERIDIAN_HEARTBEAT_MISSES],
+  ] as const) {
+    if (v !== undefined && num(v) === undefined) problems.push(`${k}: not a number`);
+  }
+  const merged = merge(merge(fromFile, fromEnv), sources.overrides ?? {});
+  const region = merged.region ?? "local";
+  const dataDir = resolve(merged.dataDir ?? join(".meridian", region));
+
+  let mesh: Mesh | undefined;
+  const meshFile = merged.meshFile === undefined ? undefined : resolve(merged.meshFile);
+  if (meshFile === undefined) {
+    problems.push("meshFile: required (MERIDIAN_MESH, the path of mesh.json)");
+  } else {
+    try {
+      mesh = parseMesh(JSON.parse(readFileSync(meshFile, "utf8")));
+    } catch (err) {
+      if (err instanceof MeshConfigError) problems.push(...err.problems.map((p) => `mesh ${meshFile}: ${p}`));
+      else problems.push(`mesh ${meshFile}: ${(err as Error).message}`);
+    }
+  }
+  const self = mesh?.regions.find((r) => r.name === region);
+  if (mesh !== undefined && self === undefined) problems.push(`region "${region}": not in the mesh`);
+
+  const intervalMs = merged.heartbeat?.intervalMs ?? 1_000;
+  const config: PeerConfig = {
+    region,
+    meshFile: meshFile ?? "",
+    mesh: mesh ?? { regions: [] },
+    dataDir,
+    storage: { root: resolve(merged.storage?.root ?? join(dataDir, "store")) },
+    view: { dir: resolve(merged.view?.dir ?? join(dataDir, "peer-view")) },
+    nats: { servers: merged.nats?.servers ?? (self ? [self.nats] : []) },
+    grpc: { listen: merged.grpc?.listen ?? self?.grpc ?? "" },
+    metrics: { host: merged.metrics?.host ?? "127.0.0.1", port: merged.metrics?.port ?? 0 },
+    heartbeat: {
+      intervalMs,
+      timeoutMs: merged.heartbeat?.timeoutMs ?? intervalMs,
+      misses: merged.heartbeat?.misses ?? 3,
+    },
+    logLevel: merged.logLevel ?? "info",
+  };
+
+  if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(config.region)) {
+    problems.push(`region "${config.region}": lower-case letters, digits and dashes, at most 32`);
+  }
+  if (
+    config.nats.servers.length === 0 ||
+    config.nats.servers.some((s) => !/^(nats|tls):\/\/[^\s]+$/.test(s))
+  ) {
+    problems.push("nats.servers: each must be a nats:// or tls:// URL");
+  }
+  if (!/^[^\s:/]+:\d{1,5}$/.test(config.grpc.listen) || Number(config.grpc.listen.split(":")[1]) > 65535) {
+    problems.push(`grpc.listen "${config.grpc.listen}": host:port`);
+  }
+  if (!Number.isInteger(config.metrics.port) || config.metrics.port < 0 || config.metrics.port > 65535) {
+    problems.push(`metrics.port ${config.metrics.port}: must be 0-65535`);
+  }
+  if (!Number.isInteger(config.heartbeat.intervalMs) || config.heartbeat.intervalMs < 10) {
+    problems.push("heartbeat.intervalMs: an integer of at least 10");
+  }
+  if (!Number.isInteger(config.heartbeat.timeoutMs) || config.heartbeat.timeoutMs < 10) {
+    problems.push("heartbeat.timeoutMs: an integer of at least 10");
+  }
+  if (!Number.isInteger(config.heartbeat.misses) || config.heartbeat.misses < 1) {
+    problems.push("heartbeat.misses: a positive integer");
+  }
+  if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
+  if (problems.length > 0) throw new PeerConfigError(problems);
+  return deepFreeze(config);
+}
+
+function num(v: string | undefined): number | undefined {
+  return v === undefined || v.trim() === "" || Number.isNaN(Number(v)) ? undefined : Number(v);
+}
+
+function merge<T extends object>(base: T, over: T): T {
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] =
+      typeof v === "object" && v !== null && !Array.isArray(v) && typeof b === "object" && b !== null
+        ? merge(b as object, v as object)
+        : v;
+  }
+  return out as T;
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (typeof value === "object" && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,196 @@
+/**
+ * The Peer service (protocol/proto/peer.proto) over one region's data: its
+ * blob store (shared with the region's nodes) and a MetadataView the peer
+ * materializes from the region's log. Read-only: nothing here writes.
+ *
+ * Every failure leaves through `toGrpcStatus` (protocol/grpc-errors.ts), so a
+ * caller's `fromGrpcError` turns it back into the same domain error; an
+ * unexpected error becomes INTERNAL without its message.
+ */
+import { createHash } from "node:crypto";
+import { once } from "node:events";
+import type * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { BlobStore } from "../node/data/blob-store.js";
+import { parseReference } from "../node/data/registry.js";
+import type { MetadataView } from "../node/data/view.js";
+import { type Digest, parseDigest } from "../protocol/digest.js";
+import {
+  BlobNotFoundError,
+  ManifestNotFoundError,
+  NameInvalidError,
+  RangeNotSatisfiableError,
+} from "../protocol/errors.js";
+import type { BlobChunk } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
+import type { PeerHandlers } from "../protocol/generated/meridian/peer/v1/Peer.js";
+import type { RepoSummary } from "../protocol/generated/meridian/peer/v1/RepoSummary.js";
+import { toGrpcStatus } from "../protocol/grpc-errors.js";
+import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
+
+/** Largest `data` in one BlobChunk. */
+export const CHUNK_BYTES = 1 << 20;
+/** Blobs stat'ed at once by HasBlobs. */
+const STAT_CONCURRENCY = 32;
+
+export interface PeerServiceOptions {
+  region: string;
+  store: BlobStore;
+  view: MetadataView;
+  /** Software version reported by Status. */
+  version: string;
+  /** Where unexpected (INTERNAL) errors are logged. */
+  logger?: Logger;
+}
+
+/** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
+export function createPeerService(options: PeerServiceOptions): PeerHandlers {
+  const { region, store, view, version, logger } = options;
+
+  const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {
+    const status = toGrpcStatus(err);
+    if (status.details === "internal error") logger?.error({ err, method }, "peer call failed");
+    return status;
+  };
+
+  const unary =
+    <Req, Res>(method: string, fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+    (call, callback) => {
+      fn(call.request).then(
+        (reply) => callback(null, reply),
+        (err) => callback(fail(method, err)),
+      );
+    };
+
+  return {
+    Status: unary("Status", async (request) => ({
+      region,
+      epoch: 0,
+      applied: { [region]: view.appliedSeq },
+      version,
+      sentAtMs: request.sentAtMs,
+    })),
+
+    HasBlobs: unary("HasBlobs", async (request) => {
+      const digests = request.digests.map((d) => parseDigest(d));
+      const sizes: Array<number | undefined> = new Array(digests.length);
+      for (let i = 0; i < digests.length; i += STAT_CONCURRENCY) {
+        const batch = digests.slice(i, i + STAT_CONCURRENCY);
+        const found = await Promise.all(batch.map((d) => store.stat(d)));
+        found.forEach((size, j) => {
+          sizes[i + j] = size;
+        });
+      }
+      return { present: sizes.map((s) => s !== undefined), sizes: sizes.map((s) => s ?? 0) };
+    }),
+
+    FetchBlob: (call) => {
+      fetchBlob(store, call).catch((err) => {
+        if (call.cancelled) return;
+        call.emit("error", fail("FetchBlob", err));
+      });
+    },
+
+    GetManifest: unary("GetManifest", async (request) => {
+      const repo = parseRepository(request.repo);
+      const reference = parseReference(request.reference);
+      let digest: Digest;
+      if ("tag" in reference) {
+        const tag = await view.tagRecord(repo, reference.tag);
+        if (!tag?.digest) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
+        digest = tag.digest;
+      } else {
+        digest = reference.digest;
+      }
+      const record = await view.manifest(repo, digest);
+      if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
+      let content: Buffer;
+      try {
+        content = await store.readAll(digest);
+      } catch (err) {
+        // Known to the view but its bytes are gone: for the caller, the manifest is not here.
+        if (err instanceof BlobNotFoundError)
+          throw new ManifestNotFoundError("manifest bytes missing", { cause: err });
+        throw err;
+      }
+      return { digest, mediaType: record.mediaType, content };
+    }),
+
+    Summarize: unary("Summarize", async (request) => {
+      const prefix = request.prefix;
+      if (prefix.length > MAX_NAME_LENGTH) throw new NameInvalidError("prefix longer than a name");
+      const repos: RepoSummary[] = [];
+      for (const repo of await view.repositoriesUnder(prefix)) {
+        repos.push(summarizeRepository(repo, await view.liveTags(repo), await view.manifestDigests(repo)));
+      }
+      return { repos };
+    }),
+  };
+}
+
+/**
+ * One repository's state digest: sha256 over its live tags as sorted
+ * "tag <name> <digest>" lines, then its manifests as sorted "manifest <digest>"
+ * lines. Two regions holding the same tags and manifests agree on it.
+ */
+export function summarizeRepository(
+  repo: string,
+  tags: ReadonlyArray<{ tag: string; digest: string }>,
+  manifests: readonly string[],
+): RepoSummary & { digest: string; tags: number; manifests: number } {
+  const hash = createHash("sha256");
+  for (const t of [...tags].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0))) {
+    hash.update(`tag ${t.tag} ${t.digest}\n`);
+  }
+  for (const m of [...manifests].sort()) hash.update(`manifest ${m}\n`);
+  return { repo, digest: `sha256:${hash.digest("hex")}`, tags: tags.length, manifests: manifests.length };
+}
+
+/**
+ * Stream a blob from the requested offset in chunks of at most CHUNK_BYTES,
+ * each carrying its offset and the blob's size. Waits for 'drain' when the
+ * call's buffer is full; a cancelled call destroys the file stream.
+ */
+async function fetchBlob(
+  store: BlobStore,
+  call: grpc.ServerWritableStream<{ digest: string; offset: number }, BlobChunk>,
+): Promise<void> {
+  const digest = parseDigest(call.request.digest);
+  const offset = call.request.offset;
+  const size = await store.stat(digest);
+  if (size === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
+  if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
+    throw new RangeNotSatisfiableError(`offset ${offset} outside the blob`, size);
+  }
+  if (offset === size) {
+    // Nothing left (or an empty blob): one empty chunk still tells the size.
+    call.write({ data: Buffer.alloc(0), offset, size });
+    call.end();
+    return;
+  }
+  const abort = new AbortController();
+  const onCancel = () => abort.abort(new Error("call cancelled"));
+  call.once("cancelled", onCancel);
+  if (call.cancelled) return;
+  const stream = await store.read(digest, { start: offset, end: size - 1 }, abort.signal);
+  const destroy = () => stream.destroy();
+  call.once("cancelled", destroy);
+  let position = offset;
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      for (let at = 0; at < piece.byteLength; at += CHUNK_BYTES) {
+        const data = piece.subarray(at, Math.min(at + CHUNK_BYTES, piece.byteLength));
+        const more = call.write({ data, offset: position, size });
+        position += data.byteLength;
+        if (!more) await once(call, "drain", { signal: abort.signal });
+      }
+    }
+  } catch (err) {
+    if (abort.signal.aborted) return;
+    throw err;
+  } finally {
+    call.off("cancelled", onCancel);
+    call.off("cancelled", destroy);
+    stream.destroy();
+  }
+  call.end();
+}

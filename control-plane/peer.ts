@@ -1,0 +1,343 @@
+/**
+ * The control-plane peer process of one region: the Peer gRPC service over
+ * the region's blob store and its own view of the region's log, the standard
+ * health service, heartbeats to every other region's peer, and a small HTTP
+ * server for `/metrics` (Prometheus) and `/healthz` (JSON).
+ *
+ *   node dist/control-plane/peer.js [--config FILE]   (settings: control-plane/config.ts)
+ *
+ * Once listening it prints one JSON line to stdout:
+ *   {"event":"listening","region":…,"grpc":"127.0.0.1:PORT","metrics":"http://127.0.0.1:PORT","pid":…}
+ *
+ * Between peers: mutual TLS under the mesh CA (protocol/mesh.ts), plaintext
+ * only with `"insecure": true` in the mesh. SIGINT/SIGTERM close gracefully.
+ */
+import { readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import { type Logger, pino } from "pino";
+import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
+import { FsBlobStore } from "../node/data/fs-blob-store.js";
+import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { Registry } from "../node/data/registry.js";
+import { MetadataView } from "../node/data/view.js";
+import type { PeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
+import { fromGrpcError } from "../protocol/grpc-errors.js";
+import { deadline, peerPackage } from "../protocol/peer.js";
+import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
+import { HealthService, healthPackage } from "./health.js";
+import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
+import { createPeerService } from "./peer-service.js";
+import { clientCredentials, serverCredentials } from "./tls.js";
+
+export interface RunningPeer {
+  region: string;
+  /** host:port the gRPC server listens on. */
+  grpc: string;
+  /** http://host:port of /metrics and /healthz. */
+  metrics: string;
+  view: MetadataView;
+  heartbeat: Heartbeat;
+  close(): Promise<void>;
+}
+
+/** The software version reported by Status (package.json's). */
+export function peerVersion(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const candidate of [join(here, "..", "package.json"), join(here, "..", "..", "package.json")]) {
+    try {
+      const pkg = JSON.parse(readFileSync(candidate, "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "meridian" && pkg.version) return pkg.version;
+    } catch {
+      // try the next candidate
+    }
+  }
+  return "unknown";
+}
+
+/** Start a peer in this process (tests use it directly; `main` wraps it). */
+export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): Promise<RunningPeer> {
+  const log = logger.child({ region: config.region });
+  const cleanup: Array<() => Promise<void> | void> = [];
+  const closeAll = async () => {
+    let first: unknown;
+    for (const step of cleanup.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    cleanup.length = 0;
+    if (first !== undefined) throw first;
+  };
+  try {
+    // ---- data: the region's shared store, this peer's own view of the region's log
+    await mkdir(config.view.dir, { recursive: true });
+    const store = new FsBlobStore(config.storage.root);
+    await store.init();
+    const view = new MetadataView(config.view.dir);
+    await view.open();
+    cleanup.push(() => view.close());
+    const eventLog = JetStreamLog.open({
+      servers: config.nats.servers,
+      region: config.region,
+      name: `meridian-peer-${config.region}-${process.pid}`,
+      logger: log.child({ component: "log" }),
+    });
+    cleanup.push(() => eventLog.close());
+    const registry = new Registry({
+      region: config.region,
+      store,
+      log: eventLog,
+      view,
+      logger: log.child({ component: "view" }),
+      maxManifestBytes: 4 * 1024 * 1024,
+    });
+    registry.start();
+    cleanup.push(() => registry.stop());
+    await catchUp(eventLog, view, log);
+
+    // ---- gRPC: Peer + health
+    const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
+    const server = new grpc.Server();
+    server.addService(
+      peerPackage().meridian.peer.v1.Peer.service,
+      createPeerService({
+        region: config.region,
+        store,
+        view,
+        version: peerVersion(),
+        logger: log.child({ component: "peer-service" }),
+      }),
+    );
+    server.addService(healthPackage().grpc.health.v1.Health.service, health.handlers);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(config.grpc.listen, serverCredentials(config.mesh, config.region), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
+    );
+    cleanup.push(() => shutdownGrpc(server, health));
+    const grpcAddress = `${config.grpc.listen.slice(0, config.grpc.listen.lastIndexOf(":"))}:${port}`;
+
+    // ---- heartbeats to every other region's peer
+    const others = config.mesh.regions.filter((r) => r.name !== config.region);
+    const credentials = clientCredentials(config.mesh, config.region);
+    const Peer = peerPackage().meridian.peer.v1.Peer;
+    const clients = new Map<string, PeerClient>();
+    for (const r of others) {
+      clients.set(
+        r.name,
+        new Peer(r.grpc, credentials, {
+          // Check that the server holds region r's certificate (DNS:r), whatever address it is reached at.
+          "grpc.ssl_target_name_override": r.name,
+          // A heartbeat must notice a returning peer soon, not after minutes of backoff.
+          "grpc.initial_reconnect_backoff_ms": Math.min(1_000, config.heartbeat.intervalMs),
+          "grpc.max_reconnect_backoff_ms": Math.max(1_000, 2 * config.heartbeat.intervalMs),
+        }) as unknown as PeerClient,
+      );
+    }
+    cleanup.push(() => {
+      for (const c of clients.values()) c.close();
+    });
+    const probe: Probe = (peer, timeoutMs, signal) =>
+      new Promise((resolve, reject) => {
+        const onAbort = () => call.cancel();
+        const call = clients
+          .get(peer)!
+          .status(
+            { fromRegion: config.region, sentAtMs: Date.now() },
+            { deadline: deadline(timeoutMs) },
+            (err, reply) => {
+              signal.removeEventListener("abort", onAbort);
+              if (err) reject(fromGrpcError(err, `status of ${peer}`));
+              else resolve({ applied: reply!.applied });
+            },
+          );
+        signal.addEventListener("abort", onAbort, { once: true });
+      });
+    const heartbeat = new Heartbeat({
+      peers: others.map((r) => r.name),
+      probe,
+      intervalMs: config.heartbeat.intervalMs,
+      timeoutMs: config.heartbeat.timeoutMs,
+      missesToDown: config.heartbeat.misses,
+    });
+
+    // ---- metrics
+    const metrics = new MetricsRegistry();
+    metrics.setDefaultLabels({ region: config.region });
+    collectDefaultMetrics({ register: metrics, prefix: "meridian_peer_" });
+    const upGauge = new Gauge({
+      name: "meridian_peer_up",
+      help: "1 while the peer answers heartbeats, 0 once it has missed enough of them (or before its first answer)",
+      labelNames: ["peer"],
+      registers: [metrics],
+    });
+    const rttGauge = new Gauge({
+      name: "meridian_peer_rtt_seconds",
+      help: "Smoothed (EWMA) round trip of heartbeats to the peer",
+      labelNames: ["peer"],
+      registers: [metrics],
+    });
+    for (const r of others) upGauge.set({ peer: r.name }, 0);
+    heartbeat.onUpdate((h) => {
+      upGauge.set({ peer: h.peer }, h.state === "up" ? 1 : 0);
+      if (h.rttMs !== undefined) rttGauge.set({ peer: h.peer }, h.rttMs / 1000);
+    });
+    const hbLog = log.child({ component: "heartbeat" });
+    heartbeat.onChange((c) => {
+      const fields = { peer: c.peer, from: c.from, to: c.to, err: c.health.lastError };
+      if (c.to === "down") hbLog.warn(fields, "peer down");
+      else hbLog.info(fields, c.to === "up" ? "peer up" : "peer state changed");
+    });
+    heartbeat.start();
+    cleanup.push(() => heartbeat.stop());
+
+    const http = createServer((req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET, HEAD" }).end();
+      } else if (path === "/metrics") {
+        metrics.metrics().then(
+          (text) => res.writeHead(200, { "content-type": metrics.contentType }).end(text),
+          (err) => {
+            log.error({ err }, "metrics failed");
+            res.writeHead(500).end();
+          },
+        );
+      } else if (path === "/healthz") {
+        const body = {
+          region: config.region,
+          serving: true,
+          applied: { [config.region]: view.appliedSeq },
+          peers: heartbeat.snapshot().map(describe),
+        };
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      http.once("error", reject);
+      http.listen(config.metrics.port, config.metrics.host, () => resolve());
+    });
+    cleanup.push(() => closeHttp(http));
+    const metricsPort = (http.address() as AddressInfo).port;
+    const metricsHost = config.metrics.host.includes(":") ? `[${config.metrics.host}]` : config.metrics.host;
+
+    let closed: Promise<void> | undefined;
+    return {
+      region: config.region,
+      grpc: grpcAddress,
+      metrics: `http://${metricsHost}:${metricsPort}`,
+      view,
+      heartbeat,
+      close() {
+        closed ??= closeAll();
+        return closed;
+      },
+    };
+  } catch (err) {
+    await closeAll().catch(() => undefined);
+    throw err;
+  }
+}
+
+function describe(h: PeerHealth) {
+  return {
+    peer: h.peer,
+    state: h.state,
+    up: h.state === "up",
+    rttSeconds: h.rttMs === undefined ? null : h.rttMs / 1000,
+    misses: h.misses,
+    lastSeenAt: h.lastSeenAt === undefined ? null : new Date(h.lastSeenAt).toISOString(),
+    lastError: h.lastError ?? null,
+    applied: h.applied,
+  };
+}
+
+/** Refuse new calls, let running ones finish for a moment, then cut them. */
+async function shutdownGrpc(server: grpc.Server, health: HealthService): Promise<void> {
+  health.shutdown();
+  await new Promise<void>((resolve) => {
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2_000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}
+
+function closeHttp(http: HttpServer): Promise<void> {
+  return new Promise((resolve) => {
+    http.close(() => resolve());
+    http.closeAllConnections();
+  });
+}
+
+/** As the node does: bring the view up to the log's end before serving, or go on after a few seconds. */
+async function catchUp(eventLog: JetStreamLog, view: MetadataView, log: Logger): Promise<void> {
+  const connected = await Promise.race([
+    eventLog.ready().then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), 5_000).unref()),
+  ]);
+  if (!connected) {
+    log.warn("log unreachable at start; serving from the view as it is");
+    return;
+  }
+  try {
+    await view.waitFor(await eventLog.lastSeq(), 60_000);
+  } catch (err) {
+    log.warn({ err }, "view catch-up incomplete at start");
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: "string" } } });
+  let config: Readonly<PeerConfig>;
+  try {
+    config = loadPeerConfig({ file: values.config, env: process.env });
+  } catch (err) {
+    if (err instanceof PeerConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const peer = await startPeer(config, logger);
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", region: config.region, grpc: peer.grpc, metrics: peer.metrics, pid: process.pid })}\n`,
+  );
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, "peer stopping");
+    peer.close().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err }, "peer stop failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err) => {
+    process.stderr.write(`peer failed: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,215 @@
+/**
+ * The replication worker process of one region.
+ *
+ *   node dist/replication/main.js
+ *
+ * Settings come from the environment (the caller passes it in; see
+ * `loadWorkerConfig`): MERIDIAN_REGION, MERIDIAN_MESH (path of mesh.json),
+ * MERIDIAN_DATA_DIR (default .meridian/<region>), MERIDIAN_STORAGE_ROOT
+ * (default <dataDir>/store, the region's blob store), MERIDIAN_METRICS_PORT
+ * (default 0), MERIDIAN_METRICS_HOST (default 127.0.0.1), MERIDIAN_LOG_LEVEL.
+ * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
+ */
+import { readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { type Logger, pino } from "pino";
+import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { FsBlobStore } from "../node/data/fs-blob-store.js";
+import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { parseRegion } from "../protocol/events.js";
+import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
+import { PeerClient, peerCredentials } from "./peer-client.js";
+import { ReplicationWorker } from "./worker.js";
+
+export interface WorkerConfig {
+  region: string;
+  mesh: Mesh;
+  dataDir: string;
+  storageRoot: string;
+  fsync: boolean;
+  metrics: { host: string; port: number };
+  logLevel: string;
+  /** Overrides of peer addresses (region → host:port), e.g. through a chaos proxy. */
+  peerAddresses?: Record<string, string>;
+  /** Overrides of source NATS URLs (region → URL). */
+  sourceNats?: Record<string, string>;
+}
+
+export class WorkerConfigError extends Error {}
+
+/** Typed, validated, frozen configuration from the environment (every problem listed). */
+export function loadWorkerConfig(env: Record<string, string | undefined>): Readonly<WorkerConfig> {
+  const problems: string[] = [];
+  const region = env.MERIDIAN_REGION ?? "local";
+  try {
+    parseRegion(region);
+  } catch {
+    problems.push(`MERIDIAN_REGION "${region}": lower-case letters, digits and dashes`);
+  }
+  let mesh: Mesh | undefined;
+  if (env.MERIDIAN_MESH === undefined) problems.push("MERIDIAN_MESH: path of the mesh file is required");
+  else {
+    try {
+      mesh = parseMesh(JSON.parse(readFileSync(env.MERIDIAN_MESH, "utf8")));
+      regionOf(mesh, region);
+    } catch (err) {
+      problems.push(`MERIDIAN_MESH ${env.MERIDIAN_MESH}: ${(err as Error).message}`);
+    }
+  }
+  const port = Number(env.MERIDIAN_METRICS_PORT ?? 0);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) problems.push("MERIDIAN_METRICS_PORT: 0-65535");
+  const json = (name: string): Record<string, string> | undefined => {
+    const v = env[name];
+    if (v === undefined) return undefined;
+    try {
+      return JSON.parse(v);
+    } catch {
+      problems.push(`${name}: a JSON object`);
+      return undefined;
+    }
+  };
+  const peerAddresses = json("MERIDIAN_PEER_ADDRESSES");
+  const sourceNats = json("MERIDIAN_SOURCE_NATS");
+  if (problems.length > 0)
+    throw new WorkerConfigError(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+  const dataDir = resolve(env.MERIDIAN_DATA_DIR ?? join(".meridian", region));
+  return Object.freeze({
+    region,
+    mesh: mesh!,
+    dataDir,
+    storageRoot: resolve(env.MERIDIAN_STORAGE_ROOT ?? join(dataDir, "store")),
+    fsync: env.MERIDIAN_STORAGE_FSYNC !== "false",
+    metrics: { host: env.MERIDIAN_METRICS_HOST ?? "127.0.0.1", port },
+    logLevel: env.MERIDIAN_LOG_LEVEL ?? "info",
+    peerAddresses,
+    sourceNats,
+  });
+}
+
+export interface RunningWorker {
+  worker: ReplicationWorker;
+  metricsUrl: string;
+  close(): Promise<void>;
+}
+
+export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger): Promise<RunningWorker> {
+  const log = logger.child({ region: config.region, component: "replication" });
+  const store = new FsBlobStore(config.storageRoot, { fsync: config.fsync });
+  await store.init();
+  const stateDir = join(config.dataDir, "replication");
+  await mkdir(stateDir, { recursive: true });
+  const local = regionOf(config.mesh, config.region);
+  const eventLog = JetStreamLog.open({
+    servers: [local.nats],
+    region: config.region,
+    name: `meridian-worker-${config.region}`,
+    logger: log.child({ component: "log" }),
+  });
+  const credentials = peerCredentials(config.mesh, config.region);
+  const peers = new Map<string, PeerClient>();
+  for (const r of config.mesh.regions) {
+    if (r.name === config.region) continue;
+    peers.set(r.name, new PeerClient(r.name, config.peerAddresses?.[r.name] ?? r.grpc, credentials));
+  }
+  const mesh: Mesh = {
+    ...config.mesh,
+    regions: config.mesh.regions.map((r) => ({ ...r, nats: config.sourceNats?.[r.name] ?? r.nats })),
+  };
+  const metrics = new MetricsRegistry();
+  metrics.setDefaultLabels({ region: config.region });
+  collectDefaultMetrics({ register: metrics, prefix: "meridian_worker_" });
+  const worker = new ReplicationWorker({
+    region: config.region,
+    mesh,
+    store,
+    log: eventLog,
+    peers,
+    stateDir,
+    logger: log,
+    metrics,
+  });
+  worker.start();
+  const server = await listenMetrics(
+    config.metrics.host,
+    config.metrics.port,
+    metrics,
+    worker,
+    config.region,
+  );
+  const address = server.address() as { port: number };
+  return {
+    worker,
+    metricsUrl: `http://${config.metrics.host}:${address.port}`,
+    async close() {
+      await new Promise<void>((r) => server.close(() => r()));
+      await worker.stop();
+      for (const p of peers.values()) p.close();
+      await eventLog.close();
+    },
+  };
+}
+
+function listenMetrics(
+  host: string,
+  port: number,
+  metrics: MetricsRegistry,
+  worker: ReplicationWorker,
+  region: string,
+): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url === "/metrics") {
+      metrics.metrics().then((text) => {
+        res.writeHead(200, { "content-type": metrics.contentType });
+        res.end(text);
+      });
+    } else if (req.url === "/healthz") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  return new Promise((resolvePromise, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolvePromise(server));
+  });
+}
+
+async function main(): Promise<void> {
+  let config: Readonly<WorkerConfig>;
+  try {
+    config = loadWorkerConfig(process.env);
+  } catch (err) {
+    if (err instanceof WorkerConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const running = await startWorker(config, logger);
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", region: config.region, metrics: running.metricsUrl, pid: process.pid })}\n`,
+  );
+  let closing = false;
+  const shutdown = () => {
+    if (closing) return;
+    closing = true;
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on("SIGINT", shutdown);
+  process.on("SIGTERM", shutdown);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err) => {
+    process.stderr.write(`worker failed: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

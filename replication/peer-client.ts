@@ -1,0 +1,141 @@
+/**
+ * A caller of one region's peer service (protocol/proto/peer.proto), as the
+ * replication worker needs it: every call has a deadline, every failure comes
+ * back as a domain error (protocol/grpc-errors.ts), and a blob arrives as a
+ * byte stream that resumes from an offset.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import * as grpc from "@grpc/grpc-js";
+import type { Digest } from "../protocol/digest.js";
+import type { PeerClient as GeneratedPeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
+import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
+import { fromGrpcError } from "../protocol/grpc-errors.js";
+import type { Mesh } from "../protocol/mesh.js";
+import { DEADLINES, deadline, peerPackage } from "../protocol/peer.js";
+
+/** Credentials for calling peers as `region`: mutual TLS from the mesh, or plaintext if it says insecure. */
+export function peerCredentials(mesh: Mesh, region: string): grpc.ChannelCredentials {
+  if (mesh.tls === undefined) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(
+    readFileSync(mesh.tls.ca),
+    readFileSync(join(mesh.tls.dir, `${region}.key`)),
+    readFileSync(join(mesh.tls.dir, `${region}.crt`)),
+  );
+}
+
+export class PeerClient {
+  readonly #client: GeneratedPeerClient;
+
+  constructor(
+    readonly region: string,
+    address: string,
+    credentials: grpc.ChannelCredentials,
+  ) {
+    const Peer = peerPackage().meridian.peer.v1.Peer;
+    this.#client = new Peer(address, credentials, {
+      // Certificates name the region and localhost; the address may be a proxy's.
+      "grpc.ssl_target_name_override": "localhost",
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5_000,
+    }) as unknown as GeneratedPeerClient;
+  }
+
+  status(from: string): Promise<StatusReply__Output> {
+    return new Promise((resolve, reject) => {
+      this.#client.status(
+        { fromRegion: from, sentAtMs: Date.now() },
+        { deadline: deadline(DEADLINES.status) },
+        (err, reply) => (err ? reject(fromGrpcError(err, "status")) : resolve(reply!)),
+      );
+    });
+  }
+
+  /** Which of `digests` the peer holds. */
+  hasBlobs(digests: Digest[]): Promise<boolean[]> {
+    return new Promise((resolve, reject) => {
+      this.#client.hasBlobs({ digests }, { deadline: deadline(DEADLINES.hasBlobs) }, (err, reply) =>
+        err ? reject(fromGrpcError(err, "blobs")) : resolve(reply!.present),
+      );
+    });
+  }
+
+  getManifest(
+    repo: string,
+    reference: string,
+  ): Promise<{ digest: string; mediaType: string; content: Buffer }> {
+    return new Promise((resolve, reject) => {
+      this.#client.getManifest(
+        { repo, reference },
+        { deadline: deadline(DEADLINES.getManifest) },
+        (err, reply) => (err ? reject(fromGrpcError(err, `manifest ${repo}:${reference}`)) : resolve(reply!)),
+      );
+    });
+  }
+
+  /**
+   * A blob's bytes from `offset` on. The stream fails with a domain error
+   * (PeerUnavailableError, BlobNotFoundError) if the call does; it is also
+   * failed when no chunk arrives for DEADLINES.fetchIdle ms, and cancelled
+   * when `signal` aborts or the consumer destroys it.
+   */
+  fetchBlob(digest: Digest, offset: number, signal?: AbortSignal, onBytes?: (n: number) => void): Readable {
+    const call = this.#client.fetchBlob({ digest, offset });
+    let expected = offset;
+    let idle: NodeJS.Timeout | undefined;
+    const out = new Readable({
+      highWaterMark: 4 << 20,
+      read() {
+        call.resume();
+      },
+      destroy(err, done) {
+        clearTimeout(idle);
+        call.cancel();
+        done(err);
+      },
+    });
+    const arm = (ms: number) => {
+      clearTimeout(idle);
+      idle = setTimeout(
+        () =>
+          out.destroy(
+            fromGrpcError(
+              Object.assign(new Error("idle"), { code: grpc.status.DEADLINE_EXCEEDED }),
+              `blob ${digest}`,
+            ),
+          ),
+        ms,
+      );
+    };
+    arm(DEADLINES.fetchFirstChunk);
+    call.on("data", (chunk: { data: Buffer; offset: number }) => {
+      arm(DEADLINES.fetchIdle);
+      if (chunk.offset !== expected) {
+        out.destroy(
+          fromGrpcError(
+            Object.assign(new Error("out of order"), { code: grpc.status.DATA_LOSS }),
+            `blob ${digest}`,
+          ),
+        );
+        return;
+      }
+      expected += chunk.data.length;
+      onBytes?.(chunk.data.length);
+      if (!out.push(chunk.data)) call.pause();
+    });
+    call.on("end", () => {
+      clearTimeout(idle);
+      out.push(null);
+    });
+    call.on("error", (err) => {
+      if (!out.destroyed) out.destroy(fromGrpcError(err, `blob ${digest}`));
+    });
+    signal?.addEventListener("abort", () => out.destroy(signal.reason), { once: true });
+    return out;
+  }
+
+  close(): void {
+    this.#client.close();
+  }
+}
