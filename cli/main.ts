@@ -6,7 +6,10 @@
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian help
  */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { parseMesh, regionOf } from "../protocol/mesh.js";
 import { rebuild } from "./rebuild.js";
 import { status } from "./status.js";
 import { up } from "./up.js";
@@ -14,9 +17,11 @@ import { up } from "./up.js";
 const USAGE = `usage: meridian <command> [options]
 
 commands:
-  up        run a local mesh on 127.0.0.1 (nats-server + registry node per region)
-              --regions a,b,c   region names (default: local)
-              --base-port N     first port (default 5000); region i uses N+10i (registry), N+10i+1 (nats)
+  up        run a local mesh on 127.0.0.1: per region a nats-server, a registry node,
+            and (with several regions) a control-plane peer and a replication worker
+              --regions a,b,c   region names (default: a,b,c; one name runs a single region)
+              --base-port N     first port (default 5000); region i uses N+10i (registry),
+                                +1 (nats), +2 (peer gRPC), +3 (peer metrics), +4 (worker metrics)
               --data DIR        data directory, kept across restarts (default .meridian)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
@@ -24,8 +29,8 @@ commands:
               --json            machine-readable output
   rebuild   delete a node's metadata view and replay the region's log into it
               --data DIR        data directory of the mesh (default .meridian)
-              --region NAME     region (default: local)
-              --nats URL        the region's NATS (default: the port 'up' gives the region)
+              --region NAME     region (default: the first in DIR/mesh.json, else local)
+              --nats URL        the region's NATS (default: from DIR/mesh.json, else base port + 1)
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
 `;
@@ -37,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({
         args: rest,
         options: {
-          regions: { type: "string", default: "local" },
+          regions: { type: "string", default: "a,b,c" },
           "base-port": { type: "string", default: "5000" },
           data: { type: "string", default: ".meridian" },
         },
@@ -56,21 +61,20 @@ async function main(argv: string[]): Promise<number> {
         args: rest,
         options: {
           data: { type: "string", default: ".meridian" },
-          region: { type: "string", default: "local" },
+          region: { type: "string" },
           nats: { type: "string" },
           view: { type: "string" },
           "base-port": { type: "string", default: "5000" },
-          "region-index": { type: "string", default: "0" },
         },
       });
-      return rebuild({
-        dataDir: values.data,
-        region: values.region,
-        nats:
-          values.nats ??
-          `nats://127.0.0.1:${port(values["base-port"]) + 10 * Number(values["region-index"]) + 1}`,
-        viewDir: values.view,
-      });
+      // The region's NATS: --nats, else the mesh file `up` wrote, else the single-region port layout.
+      const meshFile = join(values.data, "mesh.json");
+      const mesh = existsSync(meshFile) ? parseMesh(JSON.parse(readFileSync(meshFile, "utf8"))) : undefined;
+      const region = values.region ?? mesh?.regions[0]?.name ?? "local";
+      const nats =
+        values.nats ??
+        (mesh ? regionOf(mesh, region).nats : `nats://127.0.0.1:${port(values["base-port"]) + 1}`);
+      return rebuild({ dataDir: values.data, region, nats, viewDir: values.view });
     }
     case "status": {
       const { values } = parseArgs({
