@@ -12,10 +12,9 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { BlobStore } from "../node/data/blob-store.js";
-import { algorithmOf, type Digest, digestOf, encodedOf } from "../protocol/digest.js";
+import { algorithmOf, type Digest, encodedOf } from "../protocol/digest.js";
 import {
   BlobNotFoundError,
-  DigestMismatchError,
   MeridianError,
   PeerUnavailableError,
   UploadNotFoundError,
@@ -56,44 +55,17 @@ export class Copier {
    * Make a manifest and its whole closure present locally: its bytes, its
    * blobs, and for an index every child manifest with its blobs.
    */
-  async ensureManifest(
-    repo: string,
-    digest: Digest,
-    peers: PeerClient[],
-    signal: AbortSignal,
-  ): Promise<void> {
-    const { store } = this.options;
-    let bytes: Buffer;
-    if ((await store.stat(digest)) !== undefined) {
-      bytes = await store.readAll(digest);
-    } else {
-      bytes = await this.#fetchManifest(repo, digest, peers);
-      await store.writeAll(bytes, digest);
-    }
+  async ensureManifest(digest: Digest, peers: PeerClient[], signal: AbortSignal): Promise<void> {
+    // Manifest bytes live in the blob store under their digest, written before
+    // their event: fetch them like a blob, not through the source peer's view
+    // (which may not have applied the event yet).
+    await this.ensureBlob(digest, peers, signal);
+    const bytes = await this.options.store.readAll(digest);
     const parsed = parseManifest(bytes, undefined);
     for (const blob of parsed.blobs) await this.ensureBlob(blob, peers, signal);
     if (isIndexType(parsed.mediaType)) {
-      for (const child of parsed.manifests) await this.ensureManifest(repo, child, peers, signal);
+      for (const child of parsed.manifests) await this.ensureManifest(child, peers, signal);
     }
-  }
-
-  async #fetchManifest(repo: string, digest: Digest, peers: PeerClient[]): Promise<Buffer> {
-    let last: unknown;
-    for (const peer of peers) {
-      try {
-        const reply = await peer.getManifest(repo, digest);
-        const content = Buffer.from(reply.content);
-        if (digestOf(content, algorithmOf(digest)) !== digest) {
-          throw new DigestMismatchError(`manifest ${digest} from ${peer.region} does not match its digest`);
-        }
-        return content;
-      } catch (err) {
-        last = err;
-      }
-    }
-    throw last instanceof MeridianError
-      ? last
-      : new PeerUnavailableError(`no peer has manifest ${digest}`, { cause: last });
   }
 
   async #ensureBlob(digest: Digest, peers: PeerClient[], signal: AbortSignal): Promise<void> {

@@ -258,7 +258,7 @@ export class ReplicationWorker {
         break;
       case "manifest.pushed":
       case "tag.set":
-        await this.#copier.ensureManifest(event.repo, event.digest, peers, signal);
+        await this.#copier.ensureManifest(event.digest, peers, signal);
         break;
       default:
         break; // deletions carry no content
