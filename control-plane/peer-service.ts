@@ -65,7 +65,9 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
     Status: unary("Status", async (request) => ({
       region,
       epoch: 0,
-      applied: { [region]: view.appliedSeq },
+      // Own region: the local stream position applied; others: the highest
+      // sequence of their stream replicated and applied here.
+      applied: { ...(await view.originSeqs()), [region]: view.appliedSeq },
       version,
       sentAtMs: request.sentAtMs,
     })),

@@ -39,6 +39,8 @@ export interface Envelope {
   at: string;
   /** For replicated events: the origin event's id. */
   cause?: string;
+  /** For replicated events: the event's sequence in its origin region's stream. */
+  srcSeq?: number;
 }
 
 export interface BlobPushed extends Envelope {
@@ -157,6 +159,7 @@ export function validateEvent(value: unknown): RegistryEvent {
   need(typeof e.actor === "string", "actor");
   need(typeof e.at === "string" && !Number.isNaN(Date.parse(e.at)), "at");
   need(e.cause === undefined || typeof e.cause === "string", "cause");
+  need(e.srcSeq === undefined || (Number.isSafeInteger(e.srcSeq) && (e.srcSeq as number) > 0), "srcSeq");
   need(EVENT_TYPES.includes(e.type as EventType), "type");
   need(typeof e.repo === "string", "repo");
   wrap("repo", () => parseRepository(e.repo as string));

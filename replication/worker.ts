@@ -12,7 +12,8 @@
  * writes; the others' arrive from their own streams).
  *
  * A replicated event keeps its origin's id, origin, clock and time, and gets
- * `cause` = the origin id: the id is the JetStream message id (a redelivery is
+ * `cause` = the origin id and `srcSeq` = its sequence in the origin's stream
+ * (what the peer's Status reports per source): the id is the JetStream message id (a redelivery is
  * de-duplicated by the local stream) and the view's de-duplication key.
  * Before a `manifest.pushed` (and a `tag.set`) is appended, the manifest's
  * whole closure — bytes, blobs, child manifests — is present locally, so a tag
@@ -230,7 +231,7 @@ export class ReplicationWorker {
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.#replicate(source, event);
+          await this.#replicate(source, event, m.seq);
           break;
         } catch (err) {
           if (this.#abort.signal.aborted) return; // not acked: redelivered after restart
@@ -249,7 +250,7 @@ export class ReplicationWorker {
   }
 
   /** Make the event's content present here, then append its replica to the local log. */
-  async #replicate(source: string, event: RegistryEvent): Promise<void> {
+  async #replicate(source: string, event: RegistryEvent, srcSeq: number): Promise<void> {
     const peers = this.#peersFor(source);
     const signal = this.#abort.signal;
     switch (event.type) {
@@ -263,7 +264,7 @@ export class ReplicationWorker {
       default:
         break; // deletions carry no content
     }
-    await this.#o.log.append({ ...event, cause: event.id });
+    await this.#o.log.append({ ...event, cause: event.id, srcSeq });
   }
 
   async #reportPending(jsm: JetStreamManager, source: string): Promise<void> {

@@ -15,6 +15,7 @@
  *   d!<repo>!<digest>!<tag>        reverse tag index          ""
  *   R!<repo>!<subject>!<digest>    referrer of subject        ReferrerRecord
  *   e!<eventId>                    applied event (de-duplication)  seq
+ *   o!<origin>                     highest origin-stream sequence applied from a replica
  *
  * Events are applied strictly in log order, one batch per level write, with
  * the applied sequence stored in the same batch: a crash leaves the view at a
@@ -132,6 +133,10 @@ export class MetadataView {
       if ((await batch.get(`e!${event.id}`)) !== undefined) continue;
       batch.put(`e!${event.id}`, String(seq));
       await this.#applyEvent(batch, seq, event);
+      if (event.srcSeq !== undefined) {
+        const key = `o!${event.origin}`;
+        if (Number((await batch.get(key)) ?? 0) < event.srcSeq) batch.put(key, String(event.srcSeq));
+      }
       done.push(event);
     }
     if (applied === this.#applied) return;
@@ -319,6 +324,14 @@ export class MetadataView {
       const r = JSON.parse(value) as ReferrerRecord;
       if (artifactType === undefined || r.artifactType === artifactType) out.push(r);
     }
+    return out;
+  }
+
+  /** Highest sequence of each other region's stream applied here through replicas, by origin. */
+  async originSeqs(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for await (const [key, value] of this.#db.iterator({ gt: "o!", lt: `o!${END}` }))
+      out[key.slice(2)] = Number(value);
     return out;
   }
 

@@ -166,3 +166,32 @@ test("meridian status shows every region up, with replication lag and bytes", as
   assert.match(table, /^region\s+peer\s+rtt/m);
   for (const r of ["a", "b", "c"]) assert.match(table, new RegExp(`^${r}\\s+up`, "m"));
 });
+
+test("a peer's Status reports, per source region, the last sequence of its stream applied there", async () => {
+  const { PeerClient, peerCredentials } = await import("../peer-client.js");
+  const { parseMesh } = await import("../../protocol/mesh.js");
+  const { streamName, subjectFor } = await import("../../protocol/events.js");
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const { connect } = await import("@nats-io/transport-node");
+  const { readFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const meshDoc = parseMesh(JSON.parse(readFileSync(join(mesh.dataDir, "mesh.json"), "utf8")));
+  const latest = await a.pushRandomImage("mesh/status", "v1");
+  // The push's last event (manifest + tag) and its sequence in a's stream.
+  const nc = await connect({ servers: mesh.regions.get("a")!.nats });
+  const pushed = await (await jetstreamManager(nc)).streams.getMessage(streamName("a"), {
+    last_by_subj: subjectFor("a", { type: "tag.set", repo: "mesh/status", tag: "v1" } as never),
+  });
+  await nc.close();
+  assert.ok(pushed !== null);
+  await eventually(async () => (await digestAt(b, "mesh/status", "v1")) === latest.digest, 30_000, 100);
+  const client = new PeerClient("b", meshDoc.regions[1]!.grpc, peerCredentials(meshDoc, "a"));
+  try {
+    await eventually(async () => Number((await client.status("test")).applied.a) >= pushed!.seq, 10_000, 100);
+    const s = await client.status("test");
+    assert.equal(s.region, "b");
+    assert.ok(Number(s.applied.b) > 0, "b's own stream position");
+  } finally {
+    client.close();
+  }
+});
