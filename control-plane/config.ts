@@ -26,6 +26,13 @@
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import {
+  type DeepPartial,
+  deepFreeze,
+  envNumber,
+  LOG_LEVELS,
+  mergeConfig,
+} from "../protocol/config-sources.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 
 export interface PeerConfig {
@@ -43,9 +50,6 @@ export interface PeerConfig {
   logLevel: string;
 }
 
-type DeepPartial<T> = {
-  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
-};
 export type PeerConfigInput = Omit<DeepPartial<PeerConfig>, "mesh">;
 
 export class PeerConfigError extends Error {
@@ -54,8 +58,6 @@ export class PeerConfigError extends Error {
     this.name = "PeerConfigError";
   }
 }
-
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadPeerConfig(sources: {
   file?: string;
@@ -80,11 +82,11 @@ export function loadPeerConfig(sources: {
     view: { dir: env.MERIDIAN_PEER_VIEW_DIR },
     nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
     grpc: { listen: env.MERIDIAN_GRPC_LISTEN },
-    metrics: { host: env.MERIDIAN_METRICS_HOST, port: num(env.MERIDIAN_METRICS_PORT) },
+    metrics: { host: env.MERIDIAN_METRICS_HOST, port: envNumber(env.MERIDIAN_METRICS_PORT) },
     heartbeat: {
-      intervalMs: num(env.MERIDIAN_HEARTBEAT_INTERVAL_MS),
-      timeoutMs: num(env.MERIDIAN_HEARTBEAT_TIMEOUT_MS),
-      misses: num(env.MERIDIAN_HEARTBEAT_MISSES),
+      intervalMs: envNumber(env.MERIDIAN_HEARTBEAT_INTERVAL_MS),
+      timeoutMs: envNumber(env.MERIDIAN_HEARTBEAT_TIMEOUT_MS),
+      misses: envNumber(env.MERIDIAN_HEARTBEAT_MISSES),
     },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
@@ -94,9 +96,9 @@ export function loadPeerConfig(sources: {
     ["MERIDIAN_HEARTBEAT_TIMEOUT_MS", env.MERIDIAN_HEARTBEAT_TIMEOUT_MS],
     ["MERIDIAN_HEARTBEAT_MISSES", env.MERIDIAN_HEARTBEAT_MISSES],
   ] as const) {
-    if (v !== undefined && num(v) === undefined) problems.push(`${k}: not a number`);
+    if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }
-  const merged = merge(merge(fromFile, fromEnv), sources.overrides ?? {});
+  const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
   const region = merged.region ?? "local";
   const dataDir = resolve(merged.dataDir ?? join(".meridian", region));
 
@@ -161,29 +163,4 @@ export function loadPeerConfig(sources: {
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
   if (problems.length > 0) throw new PeerConfigError(problems);
   return deepFreeze(config);
-}
-
-function num(v: string | undefined): number | undefined {
-  return v === undefined || v.trim() === "" || Number.isNaN(Number(v)) ? undefined : Number(v);
-}
-
-function merge<T extends object>(base: T, over: T): T {
-  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  for (const [k, v] of Object.entries(over)) {
-    if (v === undefined) continue;
-    const b = out[k];
-    out[k] =
-      typeof v === "object" && v !== null && !Array.isArray(v) && typeof b === "object" && b !== null
-        ? merge(b as object, v as object)
-        : v;
-  }
-  return out as T;
-}
-
-function deepFreeze<T>(value: T): Readonly<T> {
-  if (typeof value === "object" && value !== null) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }

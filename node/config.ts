@@ -23,6 +23,14 @@
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import {
+  type DeepPartial,
+  deepFreeze,
+  envBoolean,
+  envNumber,
+  LOG_LEVELS,
+  mergeConfig,
+} from "../protocol/config-sources.js";
 
 export interface NodeConfig {
   region: string;
@@ -35,9 +43,6 @@ export interface NodeConfig {
   logLevel: string;
 }
 
-type DeepPartial<T> = {
-  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
-};
 export type NodeConfigInput = DeepPartial<NodeConfig>;
 
 export class ConfigError extends Error {
@@ -46,8 +51,6 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
   }
 }
-
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadNodeConfig(sources: {
   file?: string;
@@ -67,18 +70,18 @@ export function loadNodeConfig(sources: {
   const fromEnv: NodeConfigInput = {
     region: env.MERIDIAN_REGION,
     dataDir: env.MERIDIAN_DATA_DIR,
-    listen: { host: env.MERIDIAN_LISTEN_HOST, port: num(env.MERIDIAN_LISTEN_PORT) },
+    listen: { host: env.MERIDIAN_LISTEN_HOST, port: envNumber(env.MERIDIAN_LISTEN_PORT) },
     nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
     storage: {
       root: env.MERIDIAN_STORAGE_ROOT,
-      fsync: bool(env.MERIDIAN_STORAGE_FSYNC),
-      uploadMaxAgeHours: num(env.MERIDIAN_UPLOAD_MAX_AGE_HOURS),
+      fsync: envBoolean(env.MERIDIAN_STORAGE_FSYNC),
+      uploadMaxAgeHours: envNumber(env.MERIDIAN_UPLOAD_MAX_AGE_HOURS),
     },
     view: { dir: env.MERIDIAN_VIEW_DIR },
-    maxManifestBytes: num(env.MERIDIAN_MAX_MANIFEST_BYTES),
+    maxManifestBytes: envNumber(env.MERIDIAN_MAX_MANIFEST_BYTES),
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
-  const merged = merge(merge(fromFile, fromEnv), sources.overrides ?? {});
+  const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
   const region = merged.region ?? "local";
   const dataDir = resolve(merged.dataDir ?? join(".meridian", region));
   const config: NodeConfig = {
@@ -118,40 +121,11 @@ export function loadNodeConfig(sources: {
     ["MERIDIAN_MAX_MANIFEST_BYTES", env.MERIDIAN_MAX_MANIFEST_BYTES],
     ["MERIDIAN_UPLOAD_MAX_AGE_HOURS", env.MERIDIAN_UPLOAD_MAX_AGE_HOURS],
   ] as const) {
-    if (v !== undefined && num(v) === undefined) problems.push(`${k}: not a number`);
+    if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }
-  if (env.MERIDIAN_STORAGE_FSYNC !== undefined && bool(env.MERIDIAN_STORAGE_FSYNC) === undefined) {
+  if (env.MERIDIAN_STORAGE_FSYNC !== undefined && envBoolean(env.MERIDIAN_STORAGE_FSYNC) === undefined) {
     problems.push("MERIDIAN_STORAGE_FSYNC: true or false");
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
-}
-
-function num(v: string | undefined): number | undefined {
-  return v === undefined || v.trim() === "" || Number.isNaN(Number(v)) ? undefined : Number(v);
-}
-
-function bool(v: string | undefined): boolean | undefined {
-  return v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : undefined;
-}
-
-function merge<T extends object>(base: T, over: T): T {
-  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  for (const [k, v] of Object.entries(over)) {
-    if (v === undefined) continue;
-    const b = out[k];
-    out[k] =
-      typeof v === "object" && v !== null && !Array.isArray(v) && typeof b === "object" && b !== null
-        ? merge(b as object, v as object)
-        : v;
-  }
-  return out as T;
-}
-
-function deepFreeze<T>(value: T): Readonly<T> {
-  if (typeof value === "object" && value !== null) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
 }
