@@ -31,6 +31,7 @@ import { copyFileSync, existsSync, mkdirSync, statSync } from "node:fs";
 import { get } from "node:http";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
 import { type After, REPO_ROOT } from "../testing/harness.js";
 import { type RegionInfo, type RunningMesh, startMesh } from "../testing/mesh.js";
 import { BenchClient, type Descriptor, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "./client.js";
@@ -90,6 +91,12 @@ export interface BigImage {
   fromLayer201Ms: Record<string, number>;
   /** bytes / fromLayer201Ms. */
   replicationMiBs: Record<string, number>;
+  /**
+   * From the destination worker's meridian_replication_bytes_total (src a),
+   * sampled every 100 ms: ms after the layer's 201 when the first byte and
+   * the last byte had arrived (NaN if not seen before pullable).
+   */
+  copy: Record<string, { firstByteMs: number; lastByteMs: number }>;
   /** CPU seconds per process (region.role) from the layer push's start to pullable everywhere. */
   cpu: Record<string, number>;
   wallSec: number;
@@ -177,7 +184,9 @@ export async function replicationSuite(options: ReplicationOptions): Promise<Rep
     const warmDigest = await push.putManifest(warm.repo, warm.tag, warm.manifest);
     const t0 = performance.now();
     await Promise.all(
-      dsts.map((d) => pollPullable(pollers.get(d)!, warm.repo, warm.tag, warmDigest, t0, 20, SMALL_TIMEOUT_MS)),
+      dsts.map((d) =>
+        pollPullable(pollers.get(d)!, warm.repo, warm.tag, warmDigest, t0, 20, SMALL_TIMEOUT_MS),
+      ),
     );
     say(`replication: mesh warm (${Math.round(performance.now() - t0)} ms to replicate the first image)`);
 
@@ -199,13 +208,14 @@ export async function replicationSuite(options: ReplicationOptions): Promise<Rep
       const big = await bigPhase(push, pollers, regions, sizes, id, say);
       await sleep(250);
       const h2 = await scrapeAll(regions, dsts);
-      for (const d of dsts) worker[d] = { small: delta(h0.get(d)!, h1.get(d)!), big: delta(h1.get(d)!, h2.get(d)!) };
+      for (const d of dsts)
+        worker[d] = { small: delta(h0.get(d)!, h1.get(d)!), big: delta(h1.get(d)!, h2.get(d)!) };
       say(
         `replication: run ${run}/${options.runs}: ${sizes.bigBytes / MiB} MiB image pushed in ${Math.round(big.pushMs)} ms; ` +
           dsts
             .map(
               (d) =>
-                `${d}: lag ${Math.round(big.lagMs[d]!)} ms, ${Math.round(big.fromLayerStartMs[d]!)} ms from the layer push, ${Math.round(big.replicationMiBs[d]!)} MiB/s`,
+                `${d}: lag ${Math.round(big.lagMs[d]!)} ms, ${Math.round(big.fromLayerStartMs[d]!)} ms from the layer push, ${Math.round(big.replicationMiBs[d]!)} MiB/s (bytes from ${Math.round(big.copy[d]!.firstByteMs)} to ${Math.round(big.copy[d]!.lastByteMs)} ms after the layer's 201)`,
             )
             .join("; "),
       );
@@ -219,14 +229,13 @@ export async function replicationSuite(options: ReplicationOptions): Promise<Rep
     const results: ReplicationResults = {
       runs,
       sizes,
-      fsync: options.fsync,
       mesh: {
         regions: Object.fromEntries(
           [...regions].map(([name, r]) => [name, { registry: r.registry, pids: r.pids }]),
         ),
         fsync: options.fsync,
       },
-    } as ReplicationResults;
+    };
     if (options.logsDir) {
       copyLogs(mesh, options.logsDir);
       results.logsDir = options.logsDir;
@@ -239,12 +248,19 @@ export async function replicationSuite(options: ReplicationOptions): Promise<Rep
 
 async function startBenchMesh(options: ReplicationOptions): Promise<RunningMesh> {
   // startMesh passes this process's environment on to `meridian up` and its children.
-  const saved = { fsync: process.env.MERIDIAN_STORAGE_FSYNC, nodeOptions: process.env.NODE_OPTIONS };
+  const saved = {
+    fsync: process.env.MERIDIAN_STORAGE_FSYNC,
+    nodeOptions: process.env.NODE_OPTIONS,
+    profileDir: process.env.MERIDIAN_BENCH_PROFILE_DIR,
+  };
   if (!options.fsync) process.env.MERIDIAN_STORAGE_FSYNC = "false";
   else delete process.env.MERIDIAN_STORAGE_FSYNC;
   if (options.cpuProfDir) {
+    // Node refuses --cpu-prof in NODE_OPTIONS: a preload starts the profiler instead.
     mkdirSync(options.cpuProfDir, { recursive: true });
-    process.env.NODE_OPTIONS = `${saved.nodeOptions ?? ""} --cpu-prof --cpu-prof-dir=${options.cpuProfDir}`.trim();
+    const preload = pathToFileURL(join(REPO_ROOT, "dist", "benchmarks", "cpu-prof-preload.js")).href;
+    process.env.NODE_OPTIONS = `${saved.nodeOptions ?? ""} --import=${preload}`.trim();
+    process.env.MERIDIAN_BENCH_PROFILE_DIR = options.cpuProfDir;
   }
   try {
     options.say(`replication: starting a mesh of ${REGIONS.join(", ")}`);
@@ -252,6 +268,7 @@ async function startBenchMesh(options: ReplicationOptions): Promise<RunningMesh>
   } finally {
     restoreEnv("MERIDIAN_STORAGE_FSYNC", saved.fsync);
     restoreEnv("NODE_OPTIONS", saved.nodeOptions);
+    restoreEnv("MERIDIAN_BENCH_PROFILE_DIR", saved.profileDir);
   }
 }
 
@@ -333,8 +350,10 @@ async function pollPullable(
     });
     const now = performance.now();
     if (res.status === 200 && res.headers["docker-content-digest"] === digest) return now - t0;
-    if (res.status !== 200 && res.status !== 404) throw new Error(`manifest HEAD ${client.base}: ${res.status}`);
-    if (now - t0 > timeoutMs) throw new Error(`${repo}:${tag} not pullable at ${client.base} within ${timeoutMs} ms`);
+    if (res.status !== 200 && res.status !== 404)
+      throw new Error(`manifest HEAD ${client.base}: ${res.status}`);
+    if (now - t0 > timeoutMs)
+      throw new Error(`${repo}:${tag} not pullable at ${client.base} within ${timeoutMs} ms`);
     const wait = everyMs - (now - started);
     if (wait > 0) await sleep(wait);
   }
@@ -385,8 +404,10 @@ async function bigPhase(
   say(`replication: preparing the ${sizes.bigBytes / MiB} MiB layer`);
   const img = smallImage(`repl/big-${id}`, "v1", sizes.bigBytes, `big-${id}`);
   const pids: Record<string, number> = {};
-  for (const [name, r] of regions) for (const [role, pid] of Object.entries(r.pids)) pids[`${name}.${role}`] = pid;
+  for (const [name, r] of regions)
+    for (const [role, pid] of Object.entries(r.pids)) pids[`${name}.${role}`] = pid;
   const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const bytes0 = await bytesCopied(regions, [...pollers.keys()]);
   const tStart = performance.now();
   await pushConfig(push, img);
   const tLayer = performance.now();
@@ -395,6 +416,8 @@ async function bigPhase(
   const digest = await push.putManifest(img.repo, img.tag, img.manifest);
   const t201 = performance.now();
   const pullable: Record<string, number> = {};
+  const dstNames = [...pollers.keys()];
+  const sampling = sampleBytes(regions, dstNames, bytes0, sizes.bigBytes, tLayer201);
   await Promise.all(
     [...pollers].map(async ([d, poller]) => {
       const lag = await pollPullable(poller, img.repo, img.tag, digest, t201, sizes.pollMs, BIG_TIMEOUT_MS);
@@ -403,6 +426,7 @@ async function bigPhase(
   );
   const cpu: Record<string, number> = {};
   for (const [k, pid] of Object.entries(pids)) cpu[k] = cpuSeconds(pid) - cpu0[k]!;
+  const copy = await sampling.stop();
   const per = (f: (at: number) => number) =>
     Object.fromEntries(Object.entries(pullable).map(([d, at]) => [d, f(at)]));
   return {
@@ -415,8 +439,65 @@ async function bigPhase(
     fromLayerStartMs: per((at) => at - tLayer),
     fromLayer201Ms: per((at) => at - tLayer201),
     replicationMiBs: per((at) => sizes.bigBytes / MiB / ((at - tLayer201) / 1000)),
+    copy,
     cpu,
     wallSec: (Math.max(...Object.values(pullable)) - tStart) / 1000,
+  };
+}
+
+/** meridian_replication_bytes_total{src=a} of each destination's worker. */
+async function bytesCopied(
+  regions: Map<string, RegionInfo>,
+  dsts: string[],
+): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  await Promise.all(
+    dsts.map(async (d) => {
+      const url = regions.get(d)!.metrics?.worker;
+      if (!url) return;
+      const text = await (await fetch(new URL("/metrics", url))).text();
+      for (const line of text.split("\n")) {
+        const m = /^meridian_replication_bytes_total\{([^}]*)\} (\S+)$/.exec(line);
+        if (m && /src="a"/.test(m[1]!)) out[d] = Number(m[2]);
+      }
+      out[d] ??= 0;
+    }),
+  );
+  return out;
+}
+
+/** Sample the copied bytes every 100 ms until stopped: when the first and the last byte of `size` arrived. */
+function sampleBytes(
+  regions: Map<string, RegionInfo>,
+  dsts: string[],
+  base: Record<string, number>,
+  size: number,
+  t0: number,
+): { stop(): Promise<BigImage["copy"]> } {
+  const out: BigImage["copy"] = Object.fromEntries(
+    dsts.map((d) => [d, { firstByteMs: Number.NaN, lastByteMs: Number.NaN }]),
+  );
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      const now = await bytesCopied(regions, dsts).catch(() => ({}) as Record<string, number>);
+      const at = performance.now() - t0;
+      for (const d of dsts) {
+        const n = (now[d] ?? 0) - (base[d] ?? 0);
+        if (n > 0 && Number.isNaN(out[d]!.firstByteMs)) out[d]!.firstByteMs = at;
+        if (n >= size && Number.isNaN(out[d]!.lastByteMs)) out[d]!.lastByteMs = at;
+      }
+      const wait = 100 - (performance.now() - started);
+      if (wait > 0) await sleep(wait);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return out;
+    },
   };
 }
 

@@ -2,6 +2,8 @@
  * Medians over runs, ratios Meridian / Distribution, the targets, and the
  * markdown tables printed at the end (and pasted into README.md).
  */
+import { MiB } from "./data.js";
+import { bucketQuantile, percentile, type ReplicationResults } from "./replication.js";
 import type { TargetName } from "./servers.js";
 import type { BlobRun, ImagesRun, MemoryRun, SmallPoint } from "./suites.js";
 
@@ -12,6 +14,8 @@ export interface RawResults {
   small?: PerTarget<SmallPoint[]>;
   images?: PerTarget<ImagesRun>;
   memory?: PerTarget<MemoryRun>;
+  /** One mesh, not a comparison: Meridian only. */
+  replication?: ReplicationResults;
 }
 
 export const TARGETS = {
@@ -21,6 +25,10 @@ export const TARGETS = {
   smallCpuRatio: 0.2,
   imagePushTimeRatio: 0.4,
   memoryMiB: 200,
+  /** Replication lag p99 ≤ this × the local push time of the same image. */
+  replicationLagRatio: 2,
+  /** A big image replicates at ≥ this × a plain Node HTTP stream's throughput. */
+  replicationThroughputRatio: 0.7,
 };
 
 export function median(values: number[]): number {
@@ -63,6 +71,15 @@ export interface Summary {
   small?: SmallRow[];
   images?: Row[];
   memory?: Row[];
+  replication?: { small: ValueRow[]; big: ValueRow[] };
+}
+
+/** A single-system figure (replication): median over runs, with its target if any. */
+export interface ValueRow {
+  measure: string;
+  value: number;
+  target: string;
+  met?: boolean;
 }
 
 const at = <T>(runs: T[] | undefined, pick: (r: T) => number) => median((runs ?? []).map(pick));
@@ -242,7 +259,151 @@ export function summarize(raw: RawResults): Summary {
       ),
     ];
   }
+  if (raw.replication) out.replication = summarizeReplication(raw.replication);
   return out;
+}
+
+function summarizeReplication(r: ReplicationResults): { small: ValueRow[]; big: ValueRow[] } {
+  const runs = r.runs;
+  const dsts = Object.keys(runs[0]?.big.lagMs ?? {}).sort();
+  const med = (pick: (run: (typeof runs)[number]) => number) => median(runs.map(pick));
+  const lagTarget = TARGETS.replicationLagRatio;
+  const pushP50 = med((run) =>
+    percentile(
+      run.images.map((i) => i.pushMs),
+      0.5,
+    ),
+  );
+  const small: ValueRow[] = [
+    { measure: "local push time p50 (ms): 2 blobs + manifest PUT", value: pushP50, target: "" },
+  ];
+  for (const d of dsts) {
+    const p99 = med((run) =>
+      percentile(
+        run.images.map((i) => i.lagMs[d]!),
+        0.99,
+      ),
+    );
+    small.push(
+      {
+        measure: `lag at ${d}, p50 (ms)`,
+        value: med((run) =>
+          percentile(
+            run.images.map((i) => i.lagMs[d]!),
+            0.5,
+          ),
+        ),
+        target: "",
+      },
+      {
+        measure: `lag at ${d}, p99 (ms)`,
+        value: p99,
+        target: `≤ ${lagTarget}× push p50 = ${fmt(lagTarget * pushP50)} ms`,
+        met: p99 <= lagTarget * pushP50,
+      },
+      {
+        measure: `lag at ${d} / push time of the same image, worst image`,
+        value: med((run) => Math.max(...run.images.map((i) => i.lagMs[d]! / i.pushMs))),
+        target: `≤ ${lagTarget}`,
+        met: med((run) => Math.max(...run.images.map((i) => i.lagMs[d]! / i.pushMs))) <= lagTarget,
+      },
+      {
+        measure: `worker ${d} histogram (src a): mean (ms), all events`,
+        value: med((run) => (run.worker[d]!.small.sumSec / run.worker[d]!.small.count) * 1000),
+        target: "",
+      },
+      {
+        measure: `worker ${d} histogram (src a): p99 bucket bound (ms)`,
+        value: med((run) => bucketQuantile(run.worker[d]!.small, 0.99) * 1000),
+        target: "",
+      },
+    );
+  }
+  const push = med((run) => run.big.pushMs);
+  const stream = med((run) => run.stream.singleMiBs);
+  const thrTarget = TARGETS.replicationThroughputRatio;
+  const big: ValueRow[] = [
+    { measure: "local push time (ms): config + layer + manifest", value: push, target: "" },
+    {
+      measure: "  of which the layer, monolithic (MiB/s)",
+      value: med((run) => run.big.bytes / MiB / (run.big.layerPushMs / 1000)),
+      target: "",
+    },
+  ];
+  for (const d of dsts) {
+    const lag = med((run) => run.big.lagMs[d]!);
+    const mibs = med((run) => run.big.replicationMiBs[d]!);
+    big.push(
+      {
+        measure: `lag at ${d} from the manifest's 201 (ms)`,
+        value: lag,
+        target: `≤ ${lagTarget}× push = ${fmt(lagTarget * push)} ms`,
+        met: lag <= lagTarget * push,
+      },
+      {
+        measure: `layer push start → pullable at ${d} (ms)`,
+        value: med((run) => run.big.fromLayerStartMs[d]!),
+        target: "",
+      },
+      {
+        measure: `layer's 201 → pullable at ${d} (ms)`,
+        value: med((run) => run.big.fromLayer201Ms[d]!),
+        target: "",
+      },
+      {
+        measure: `replication throughput to ${d} (MiB/s)`,
+        value: mibs,
+        target: `≥ ${thrTarget}× stream = ${fmt(thrTarget * stream)}`,
+        met: mibs >= thrTarget * stream,
+      },
+      {
+        measure: `  ratio to the plain stream (${d})`,
+        value: mibs / stream,
+        target: `≥ ${thrTarget}`,
+        met: mibs / stream >= thrTarget,
+      },
+    );
+  }
+  big.push(
+    { measure: "plain node:http stream on loopback (MiB/s)", value: stream, target: "" },
+    {
+      measure: "two plain streams at once, each (MiB/s)",
+      value: med((run) => run.stream.pairEachMiBs),
+      target: "",
+    },
+  );
+  for (const [key, label] of [
+    ["a.node", "CPU s, a node"],
+    ["a.peer", "CPU s, a peer"],
+    ["a.nats", "CPU s, a nats-server"],
+  ] as const) {
+    big.push({
+      measure: `${label} (whole big image)`,
+      value: med((run) => run.big.cpu[key] ?? Number.NaN),
+      target: "",
+    });
+  }
+  for (const d of dsts) {
+    for (const role of ["worker", "node", "nats"]) {
+      big.push({
+        measure: `CPU s, ${d} ${role === "nats" ? "nats-server" : role} (whole big image)`,
+        value: med((run) => run.big.cpu[`${d}.${role}`] ?? Number.NaN),
+        target: "",
+      });
+    }
+  }
+  big.push({
+    measure: "wall time of the whole big image (s)",
+    value: med((run) => run.big.wallSec),
+    target: "",
+  });
+  return { small, big };
+}
+
+function valueTable(rows: ValueRow[]): string[] {
+  const lines = ["| measure | value | target | met |", "|---|---:|---|---|"];
+  for (const r of rows) lines.push(`| ${r.measure} | ${fmt(r.value)} | ${r.target} | ${verdict(r.met)} |`);
+  return lines;
 }
 
 function fmt(n: number, digits?: number): string {
@@ -268,7 +429,10 @@ function table(rows: Row[]): string[] {
   return lines;
 }
 
-export function markdown(summary: Summary, labels: { blob: string; images: string; memory: string }): string {
+export function markdown(
+  summary: Summary,
+  labels: { blob: string; images: string; memory: string; replication?: { small: string; big: string } },
+): string {
   const out: string[] = [];
   if (summary.blob) out.push(`### One ${labels.blob} blob`, "", ...table(summary.blob), "");
   if (summary.small) {
@@ -294,5 +458,17 @@ export function markdown(summary: Summary, labels: { blob: string; images: strin
   if (summary.images) out.push(`### Images: ${labels.images}`, "", ...table(summary.images), "");
   if (summary.memory)
     out.push(`### Meridian node memory, ${labels.memory} blob in then out`, "", ...table(summary.memory), "");
+  if (summary.replication) {
+    out.push(
+      `### Replication: ${labels.replication?.small ?? "small images"}`,
+      "",
+      ...valueTable(summary.replication.small),
+      "",
+      `### Replication: ${labels.replication?.big ?? "one big image"}`,
+      "",
+      ...valueTable(summary.replication.big),
+      "",
+    );
+  }
   return out.join("\n");
 }

@@ -1,13 +1,15 @@
 /**
  * Meridian versus CNCF Distribution, side by side on 127.0.0.1.
  *
- *   npm run bench -- [--runs N] [--quick] [--only blob,small,images,memory]
+ *   npm run bench -- [--runs N] [--quick] [--only blob,small,images,memory,replication]
  *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]
  *
  * Each benchmark run starts each registry fresh (the order alternates from run
  * to run), drives it with the same client, and stops it. Medians over the runs
  * and the ratios Meridian / Distribution are printed as markdown and written,
  * with every run's raw figures, to benchmarks/results/<timestamp>.json.
+ * The replication suite (replication.ts) is Meridian only: one local
+ * three-region mesh for all its runs, medians over the runs.
  * See benchmarks/README.md.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -18,6 +20,7 @@ import { REPO_ROOT } from "../testing/harness.js";
 import { GeneratedBlob, MiB } from "./data.js";
 import type { Tool } from "./load.js";
 import { clkTck } from "./proc.js";
+import { REPLICATION_FULL, REPLICATION_QUICK, replicationSuite, stopReplication } from "./replication.js";
 import { markdown, type RawResults, summarize, TARGETS } from "./report.js";
 import {
   distributionVersion,
@@ -38,7 +41,7 @@ import {
   smallSuite,
 } from "./suites.js";
 
-const SUITES = ["blob", "small", "images", "memory"] as const;
+const SUITES = ["blob", "small", "images", "memory", "replication"] as const;
 type SuiteName = (typeof SUITES)[number];
 
 const active = new Set<Target>();
@@ -82,7 +85,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,images,memory]\n" +
+      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,images,memory,replication]\n" +
         "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]\n",
     );
     return;
@@ -109,7 +112,19 @@ async function main(): Promise<void> {
   const started = new Date();
   const loadBefore = loadavg();
 
+  const replicationSizes = values.quick ? REPLICATION_QUICK : REPLICATION_FULL;
   for (const suite of only) {
+    if (suite === "replication") {
+      raw.replication = await replicationSuite({
+        runs,
+        sizes: replicationSizes,
+        fsync: !values["no-fsync"],
+        say,
+        logsDir: join(resultsDir, `replication-logs-${stamp}`),
+        ...(values.profile ? { cpuProfDir: join(resultsDir, `profiles-${stamp}`, "replication") } : {}),
+      });
+      continue;
+    }
     say(`${suite}: preparing data`);
     const blobData = suite === "blob" ? new BlobData(sizes) : undefined;
     const imageData = suite === "images" ? new ImageData(sizes) : undefined;
@@ -146,6 +161,12 @@ async function main(): Promise<void> {
     blob: size(sizes.blobBytes),
     images: `${sizes.images} × ${sizes.layersPerImage} layers × ${size(sizes.layerBytes)}, ${sizes.inFlight} requests in flight`,
     memory: size(sizes.memoryBytes),
+    replication: {
+      small:
+        `${replicationSizes.images} images × (config + 1 layer of ${size(replicationSizes.layerBytes)}), ` +
+        `one every ${replicationSizes.intervalMs} ms, into a; lag = manifest 201 at a → HEAD 200 at b/c`,
+      big: `one image with a ${size(replicationSizes.bigBytes)} layer`,
+    },
   };
   const meta = {
     date: started.toISOString(),
@@ -154,6 +175,7 @@ async function main(): Promise<void> {
     quick: values.quick,
     suites: only,
     sizes,
+    ...(only.includes("replication") ? { replicationSizes } : {}),
     machine: {
       hostname: hostname(),
       cpus: cpus().length,
@@ -178,7 +200,7 @@ async function main(): Promise<void> {
     "",
     `Machine: ${meta.machine.cpus} × ${meta.machine.cpuModel}, ${meta.machine.memoryGiB} GiB, shared; ` +
       `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}. ` +
-      `Meridian fsync: ${String(settings.meridian?.fsync ?? "n/a")}. ${meta.distribution.version ?? ""}`,
+      `Meridian fsync: ${String(settings.meridian?.fsync ?? (raw.replication ? !values["no-fsync"] : "n/a"))}. ${meta.distribution.version ?? ""}`,
     "",
     markdown(summary, labels),
   ].join("\n");
@@ -207,12 +229,14 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     if (interrupted) return;
     interrupted = true;
     say(`${signal}: stopping the registries`);
-    Promise.allSettled([...active].map((t) => t.stop())).then(() => process.exit(130));
+    Promise.allSettled([...[...active].map((t) => t.stop()), stopReplication()]).then(() =>
+      process.exit(130),
+    );
   });
 }
 
 main().catch(async (err) => {
   process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
-  await Promise.allSettled([...active].map((t) => t.stop()));
+  await Promise.allSettled([...[...active].map((t) => t.stop()), stopReplication()]);
   process.exit(1);
 });

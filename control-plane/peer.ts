@@ -28,7 +28,7 @@ import { Registry } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import type { PeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
-import { deadline, peerPackage } from "../protocol/peer.js";
+import { deadline, PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
@@ -105,7 +105,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
 
     // ---- gRPC: Peer + health
     const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
-    const server = new grpc.Server();
+    const server = new grpc.Server({ "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW });
     server.addService(
       peerPackage().meridian.peer.v1.Peer.service,
       createPeerService({

@@ -45,6 +45,9 @@ export function peerPackage(): ProtoGrpcType {
   return loaded;
 }
 
+/** HTTP/2 flow-control window for peer channels and servers (bytes); see replication/peer-client.ts. */
+export const PEER_FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
+
 /** Deadlines (ms) for each RPC: every call carries one. */
 export const DEADLINES = {
   status: 2_000,
