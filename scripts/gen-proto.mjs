@@ -28,9 +28,10 @@ const r = spawnSync(
     "--grpcLib=@grpc/grpc-js",
     "--importFileExtension=.js",
     `--outDir=${out}`,
-    ...protos.map((p) => join(root, "protocol", "proto", p)),
+    // Relative paths: the generator writes them into every file ("Original file").
+    ...protos.map((p) => join("protocol", "proto", p)),
   ],
-  { stdio: "inherit" },
+  { stdio: "inherit", cwd: root },
 );
 if (r.status !== 0) process.exit(r.status ?? 1);
 
