@@ -40,11 +40,13 @@ export interface PeerServiceOptions {
   version: string;
   /** Where unexpected (INTERNAL) errors are logged. */
   logger?: Logger;
+  /** How this peer's heartbeats see the other regions (for Status). */
+  peerHealth?: () => Array<{ region: string; up: boolean; rttMs?: number }>;
 }
 
 /** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
 export function createPeerService(options: PeerServiceOptions): PeerHandlers {
-  const { region, store, view, version, logger } = options;
+  const { region, store, view, version, logger, peerHealth } = options;
 
   const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {
     const status = toGrpcStatus(err);
@@ -70,6 +72,7 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
       applied: { ...(await view.originSeqs()), [region]: view.appliedSeq },
       version,
       sentAtMs: request.sentAtMs,
+      peers: (peerHealth?.() ?? []).map((p) => ({ region: p.region, up: p.up, rttMs: p.rttMs ?? 0 })),
     })),
 
     HasBlobs: unary("HasBlobs", async (request) => {

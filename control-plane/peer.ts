@@ -104,6 +104,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     await catchUp(eventLog, view, log);
 
     // ---- gRPC: Peer + health
+    let heartbeatRef: Heartbeat | undefined;
     const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
     const server = new grpc.Server({ "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW });
     server.addService(
@@ -114,6 +115,13 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
         view,
         version: peerVersion(),
         logger: log.child({ component: "peer-service" }),
+        // The heartbeat starts below; until then Status reports no peers.
+        peerHealth: () =>
+          (heartbeatRef?.snapshot() ?? []).map((h) => ({
+            region: h.peer,
+            up: h.state === "up",
+            rttMs: h.rttMs,
+          })),
       }),
     );
     server.addService(healthPackage().grpc.health.v1.Health.service, health.handlers);
@@ -161,7 +169,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
           );
         signal.addEventListener("abort", onAbort, { once: true });
       });
-    const heartbeat = new Heartbeat({
+    const heartbeat: Heartbeat = new Heartbeat({
       peers: others.map((r) => r.name),
       probe,
       intervalMs: config.heartbeat.intervalMs,
@@ -196,6 +204,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       if (c.to === "down") hbLog.warn(fields, "peer down");
       else hbLog.info(fields, c.to === "up" ? "peer up" : "peer state changed");
     });
+    heartbeatRef = heartbeat;
     heartbeat.start();
     cleanup.push(() => heartbeat.stop());
 

@@ -121,7 +121,9 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
   collectDefaultMetrics({ register: metrics, prefix: "meridian_worker_" });
+  const localPeer = new PeerClient(config.region, local.grpc, credentials);
   const worker = new ReplicationWorker({
+    localPeer,
     region: config.region,
     mesh,
     store,
@@ -147,6 +149,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
       await new Promise<void>((r) => server.close(() => r()));
       await worker.stop();
       for (const p of peers.values()) p.close();
+      localPeer.close();
       await eventLog.close();
     },
   };

@@ -35,6 +35,7 @@ import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
 import { decodeEvent, type RegistryEvent, streamName } from "../protocol/events.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
+import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
 import { Copier } from "./copy.js";
 import type { PeerClient } from "./peer-client.js";
 
@@ -47,6 +48,11 @@ export interface WorkerOptions {
   log: EventLog;
   /** Peer clients of the other regions, by region name. */
   peers: Map<string, PeerClient>;
+  /**
+   * This region's own peer: its Status says how the control plane sees the
+   * other regions (up, RTT), which orders the regions a copy is tried from.
+   */
+  localPeer?: PeerClient;
   /** Where copy state (resumable partial copies) is kept. */
   stateDir: string;
   logger: Logger;
@@ -80,6 +86,9 @@ export class ReplicationWorker {
   readonly #events: Counter<"src" | "dst" | "outcome">;
   /** Last source sequence replicated, per source (for status). */
   readonly applied = new Map<string, number>();
+  /** The control plane's latest view of the other regions. */
+  #health: RegionHealth[] = [];
+  #healthTimer: NodeJS.Timeout | undefined;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -118,6 +127,18 @@ export class ReplicationWorker {
   }
 
   start(): void {
+    const local = this.#o.localPeer;
+    if (local !== undefined) {
+      const refresh = () =>
+        local.status(this.#o.region).then(
+          (reply) => {
+            this.#health = reply.peers.map((p) => ({ region: p.region, up: p.up, rttMs: p.rttMs }));
+          },
+          () => undefined, // keep the last view; the order falls back to names
+        );
+      void refresh();
+      this.#healthTimer = setInterval(refresh, 1_000);
+    }
     for (const source of this.#o.mesh.regions) {
       if (source.name === this.#o.region) continue;
       this.#runs.push(this.#runSource(source));
@@ -125,16 +146,20 @@ export class ReplicationWorker {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#healthTimer);
     this.#abort.abort();
     await Promise.allSettled(this.#runs);
     await Promise.allSettled(this.#connections.map((nc) => nc.close()));
   }
 
-  /** Peers to copy from for an event of `source`: the source first, then the others. */
-  #peersFor(source: string): PeerClient[] {
-    const first = this.#o.peers.get(source);
-    const rest = [...this.#o.peers.values()].filter((p) => p.region !== source);
-    return first ? [first, ...rest] : rest;
+  /**
+   * Peers to copy from, nearest healthy first (protocol/routing.ts) by the
+   * control plane's heartbeats; each is asked whether it has the content
+   * before a copy starts, and the source region always has it.
+   */
+  #peersFor(): PeerClient[] {
+    const order = nearestFirst([...this.#o.peers.keys()], this.#health);
+    return order.map((r) => this.#o.peers.get(r)!);
   }
 
   async #runSource(source: RegionEndpoints): Promise<void> {
@@ -251,7 +276,7 @@ export class ReplicationWorker {
 
   /** Make the event's content present here, then append its replica to the local log. */
   async #replicate(source: string, event: RegistryEvent, srcSeq: number): Promise<void> {
-    const peers = this.#peersFor(source);
+    const peers = this.#peersFor();
     const signal = this.#abort.signal;
     switch (event.type) {
       case "blob.pushed":

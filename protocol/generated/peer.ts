@@ -9,6 +9,7 @@ import type { HasBlobsReply as _meridian_peer_v1_HasBlobsReply, HasBlobsReply__O
 import type { HasBlobsRequest as _meridian_peer_v1_HasBlobsRequest, HasBlobsRequest__Output as _meridian_peer_v1_HasBlobsRequest__Output } from './meridian/peer/v1/HasBlobsRequest.js';
 import type { ManifestReply as _meridian_peer_v1_ManifestReply, ManifestReply__Output as _meridian_peer_v1_ManifestReply__Output } from './meridian/peer/v1/ManifestReply.js';
 import type { PeerClient as _meridian_peer_v1_PeerClient, PeerDefinition as _meridian_peer_v1_PeerDefinition } from './meridian/peer/v1/Peer.js';
+import type { PeerView as _meridian_peer_v1_PeerView, PeerView__Output as _meridian_peer_v1_PeerView__Output } from './meridian/peer/v1/PeerView.js';
 import type { RepoSummary as _meridian_peer_v1_RepoSummary, RepoSummary__Output as _meridian_peer_v1_RepoSummary__Output } from './meridian/peer/v1/RepoSummary.js';
 import type { StatusReply as _meridian_peer_v1_StatusReply, StatusReply__Output as _meridian_peer_v1_StatusReply__Output } from './meridian/peer/v1/StatusReply.js';
 import type { StatusRequest as _meridian_peer_v1_StatusRequest, StatusRequest__Output as _meridian_peer_v1_StatusRequest__Output } from './meridian/peer/v1/StatusRequest.js';
@@ -30,6 +31,7 @@ export interface ProtoGrpcType {
         HasBlobsRequest: MessageTypeDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsRequest__Output>
         ManifestReply: MessageTypeDefinition<_meridian_peer_v1_ManifestReply, _meridian_peer_v1_ManifestReply__Output>
         Peer: SubtypeConstructor<typeof grpc.Client, _meridian_peer_v1_PeerClient> & { service: _meridian_peer_v1_PeerDefinition }
+        PeerView: MessageTypeDefinition<_meridian_peer_v1_PeerView, _meridian_peer_v1_PeerView__Output>
         RepoSummary: MessageTypeDefinition<_meridian_peer_v1_RepoSummary, _meridian_peer_v1_RepoSummary__Output>
         StatusReply: MessageTypeDefinition<_meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusReply__Output>
         StatusRequest: MessageTypeDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusRequest__Output>

@@ -191,6 +191,9 @@ test("a peer's Status reports, per source region, the last sequence of its strea
     const s = await client.status("test");
     assert.equal(s.region, "b");
     assert.ok(Number(s.applied.b) > 0, "b's own stream position");
+    // The control plane's view of the others, which orders copy sources.
+    assert.deepEqual(s.peers.map((p) => p.region).sort(), ["a", "c"]);
+    for (const p of s.peers) assert.ok(p.up && p.rttMs > 0, `b sees ${p.region} up with an RTT`);
   } finally {
     client.close();
   }
