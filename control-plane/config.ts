@@ -27,6 +27,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
+  ConfigError,
   type DeepPartial,
   deepFreeze,
   envNumber,
@@ -52,12 +53,7 @@ export interface PeerConfig {
 
 export type PeerConfigInput = Omit<DeepPartial<PeerConfig>, "mesh">;
 
-export class PeerConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
-    this.name = "PeerConfigError";
-  }
-}
+export class PeerConfigError extends ConfigError {}
 
 export function loadPeerConfig(sources: {
   file?: string;

@@ -24,6 +24,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
+  ConfigError,
   type DeepPartial,
   deepFreeze,
   envBoolean,
@@ -45,12 +46,7 @@ export interface NodeConfig {
 
 export type NodeConfigInput = DeepPartial<NodeConfig>;
 
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError };
 
 export function loadNodeConfig(sources: {
   file?: string;

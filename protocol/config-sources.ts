@@ -42,3 +42,11 @@ export function deepFreeze<T>(value: T): Readonly<T> {
   }
   return value;
 }
+
+/** A configuration that failed validation, with every problem found. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = new.target.name;
+  }
+}

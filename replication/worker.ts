@@ -256,7 +256,7 @@ export class ReplicationWorker {
     try {
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.#replicate(source, event, m.seq);
+          await this.#replicate(event, m.seq);
           break;
         } catch (err) {
           if (this.#abort.signal.aborted) return; // not acked: redelivered after restart
@@ -275,7 +275,7 @@ export class ReplicationWorker {
   }
 
   /** Make the event's content present here, then append its replica to the local log. */
-  async #replicate(source: string, event: RegistryEvent, srcSeq: number): Promise<void> {
+  async #replicate(event: RegistryEvent, srcSeq: number): Promise<void> {
     const peers = this.#peersFor();
     const signal = this.#abort.signal;
     switch (event.type) {

@@ -124,6 +124,53 @@ export interface NodeProcess {
 }
 
 /** A registry node as a child process (for kill -9), stopped after the test. */
+/** A Meridian process (node, peer, worker) started from its dist entry, awaiting its "listening" line. */
+export interface MeridianProcess {
+  child: ChildProcess;
+  info: Record<string, string>;
+  /** Everything the process wrote to stderr so far (its log). */
+  log(): string;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function spawnMeridian(
+  after: After,
+  entry: string,
+  env: Record<string, string>,
+): Promise<MeridianProcess> {
+  const child = spawn(process.execPath, [join(REPO_ROOT, "dist", entry)], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "info", ...env },
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d) => {
+    stderr = (stderr + d).slice(-200_000);
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const info = await new Promise<Record<string, string>>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${entry} did not start: ${stderr.slice(-4000)}`)),
+      30_000,
+    );
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${entry} exited with ${code}: ${stderr.slice(-4000)}`));
+    });
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (!line.includes('"listening"')) return;
+      clearTimeout(timer);
+      resolve(JSON.parse(line));
+    });
+  });
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  after(() => stopWith("SIGKILL"));
+  return { child, info, log: () => stderr, kill: () => stopWith("SIGKILL"), stop: () => stopWith("SIGTERM") };
+}
+
 export async function spawnNodeProcess(
   after: After,
   env: {
@@ -136,44 +183,17 @@ export async function spawnNodeProcess(
   },
 ): Promise<NodeProcess> {
   const port = env.port ?? (await freePort());
-  const child = spawn(process.execPath, [NODE_ENTRY], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: {
-      ...process.env,
-      MERIDIAN_REGION: env.region ?? "test",
-      MERIDIAN_DATA_DIR: env.dataDir,
-      MERIDIAN_LISTEN_PORT: String(port),
-      MERIDIAN_NATS_SERVERS: env.nats,
-      MERIDIAN_STORAGE_FSYNC: "false",
-      MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
-      ...(env.viewDir ? { MERIDIAN_VIEW_DIR: env.viewDir } : {}),
-      ...(env.storageRoot ? { MERIDIAN_STORAGE_ROOT: env.storageRoot } : {}),
-    },
+  const node = await spawnMeridian(after, "node/server.js", {
+    MERIDIAN_REGION: env.region ?? "test",
+    MERIDIAN_DATA_DIR: env.dataDir,
+    MERIDIAN_LISTEN_PORT: String(port),
+    MERIDIAN_NATS_SERVERS: env.nats,
+    MERIDIAN_STORAGE_FSYNC: "false",
+    MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
+    ...(env.viewDir ? { MERIDIAN_VIEW_DIR: env.viewDir } : {}),
+    ...(env.storageRoot ? { MERIDIAN_STORAGE_ROOT: env.storageRoot } : {}),
   });
-  let stderr = "";
-  child.stderr!.on("data", (d) => {
-    stderr = (stderr + d).slice(-8000);
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start: ${stderr}`)), 15_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`node exited with ${code}: ${stderr}`));
-    });
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (line.includes('"listening"')) {
-        clearTimeout(timer);
-        resolve(JSON.parse(line).registry);
-      }
-    });
-  });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    await exited;
-  };
-  after(() => stopWith("SIGKILL"));
-  return { url, child, kill: () => stopWith("SIGKILL"), stop: () => stopWith("SIGTERM") };
+  return { url: node.info.registry!, child: node.child, kill: node.kill, stop: node.stop };
 }
 
 /** Poll `check` until it returns true or `timeoutMs` passes. */

@@ -12,7 +12,15 @@ import { ensureMeshCerts } from "../cli/certs.js";
 import type { NatsServerProcess } from "../cli/nats-server.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { freePortBlock } from "./faults.js";
-import { type After, CLI_ENTRY, freePort, REPO_ROOT, startTestNats, tempDir } from "./harness.js";
+import {
+  type After,
+  CLI_ENTRY,
+  freePort,
+  type MeridianProcess,
+  spawnMeridian,
+  startTestNats,
+  tempDir,
+} from "./harness.js";
 
 export interface RegionInfo {
   region: string;
@@ -76,53 +84,6 @@ export async function startMesh(after: After, regions: string[], dataDir?: strin
     await stop();
   });
   return { regions: infos, dataDir: dir, child, stop };
-}
-
-/** A Meridian process (node, peer, worker) started from its dist entry, awaiting its "listening" line. */
-export interface MeridianProcess {
-  child: ChildProcess;
-  info: Record<string, string>;
-  /** Everything the process wrote to stderr so far (its log). */
-  log(): string;
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-export async function spawnMeridian(
-  after: After,
-  entry: string,
-  env: Record<string, string>,
-): Promise<MeridianProcess> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, "dist", entry)], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "info", ...env },
-  });
-  let stderr = "";
-  child.stderr!.on("data", (d) => {
-    stderr = (stderr + d).slice(-200_000);
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const info = await new Promise<Record<string, string>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${entry} did not start: ${stderr.slice(-4000)}`)),
-      30_000,
-    );
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${entry} exited with ${code}: ${stderr.slice(-4000)}`));
-    });
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (!line.includes('"listening"')) return;
-      clearTimeout(timer);
-      resolve(JSON.parse(line));
-    });
-  });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    await exited;
-  };
-  after(() => stopWith("SIGKILL"));
-  return { child, info, log: () => stderr, kill: () => stopWith("SIGKILL"), stop: () => stopWith("SIGTERM") };
 }
 
 export interface ProxiedRegion {

@@ -12,8 +12,8 @@ import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { decodeEvent, type RegistryEvent, streamName } from "../../protocol/events.js";
 import { sleep } from "../../testing/faults.js";
-import { cleanupStack, eventually } from "../../testing/harness.js";
-import { spawnMeridian, startProxiedMesh } from "../../testing/mesh.js";
+import { cleanupStack, eventually, spawnMeridian } from "../../testing/harness.js";
+import { startProxiedMesh } from "../../testing/mesh.js";
 import { OciClient, sha256 } from "../../testing/oci-client.js";
 
 /** Every event in a region's stream, in order. */
