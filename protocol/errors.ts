@@ -142,6 +142,23 @@ export class RequestAbortedError extends MeridianError {
   override readonly code = "REQUEST_ABORTED";
 }
 
+/** A replication policy (or its YAML) is malformed; the message names the field. */
+export class PolicyInvalidError extends MeridianError {
+  override readonly code = "POLICY_INVALID";
+}
+/** No policy (or other admin object) by that name. */
+export class PolicyNotFoundError extends MeridianError {
+  override readonly code = "POLICY_NOT_FOUND";
+}
+/** A tag write refused by the repository's merge rule (immutable tag, not the home region). */
+export class TagImmutableError extends MeridianError {
+  override readonly code = "TAG_IMMUTABLE";
+}
+/** Deleted content can no longer be restored: the undelete window has passed, or nothing was deleted. */
+export class UndeleteError extends MeridianError {
+  override readonly code = "UNDELETE_IMPOSSIBLE";
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -178,6 +195,10 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [LogConflictError, { code: "UNAVAILABLE", status: 503 }],
   [PeerUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
+  [PolicyInvalidError, { code: "UNSUPPORTED", status: 400 }],
+  [PolicyNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],
+  [TagImmutableError, { code: "DENIED", status: 409 }],
+  [UndeleteError, { code: "DENIED", status: 409 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -17,12 +17,28 @@
  * The envelope's `id` is also the JetStream message id, so a retried append is
  * de-duplicated by the server; views de-duplicate by `id` as well (a replicated
  * event keeps its origin's id in `cause`).
+ *
+ * A *write* is what a register merge compares: its identity is `writeIdOf(e)`
+ * (the origin event's id: `cause` when set, else `id`), with the origin's
+ * `hlc`, `origin` and `epoch`. An event replayed by anti-entropy carries a
+ * derived `id` (it is a new log entry) but the original write's identity in
+ * `cause`, so every region merges the same writes however they arrived.
+ *
+ * Two families of events share the log:
+ *   content   blob/manifest/tag pushes and deletions, `repository.deleted`,
+ *             and `tag.conflict` (a record of a write that lost a merge);
+ *   admin     `repository.configured` (merge rule and home region of a
+ *             repository or a prefix), `policy.*` (replication policies and
+ *             their runs), `alert.raised` and `breaker.reset`.
+ * Both replicate to every region the same way, so every region knows the
+ * policies, rules and alerts.
  */
 import { createHash } from "node:crypto";
 import { type Digest, parseDigest } from "./digest.js";
 import { EventInvalidError } from "./errors.js";
 import { type Hlc, isHlc } from "./hlc.js";
 import { parseRepository, parseTag } from "./names.js";
+import type { TagMergeRule } from "./tag-merge.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -41,6 +57,8 @@ export interface Envelope {
   cause?: string;
   /** For replicated events: the event's sequence in its origin region's stream. */
   srcSeq?: number;
+  /** The repository's failover epoch the origin wrote at (home-region merge); 0 when absent. */
+  epoch?: number;
 }
 
 export interface BlobPushed extends Envelope {
@@ -85,7 +103,100 @@ export interface BlobDeleted extends Envelope {
   digest: Digest;
 }
 
-export type RegistryEvent = BlobPushed | ManifestPushed | TagSet | TagDeleted | ManifestDeleted | BlobDeleted;
+/** Everything in the repository written before this event is deleted (a tombstone over the whole repository). */
+export interface RepositoryDeleted extends Envelope {
+  type: "repository.deleted";
+  repo: string;
+}
+
+/** One side of a tag conflict: a write, and what it set the tag to (null: deleted). */
+export interface ConflictSide {
+  id: string;
+  origin: string;
+  digest: Digest | null;
+  hlc: Hlc;
+}
+/** A write to a tag lost the merge to a concurrent write (recorded by the winner's origin). */
+export interface TagConflict extends Envelope {
+  type: "tag.conflict";
+  repo: string;
+  tag: string;
+  winner: ConflictSide;
+  loser: ConflictSide;
+}
+
+/**
+ * The tag merge rule (and, for `home-region`, the home at an epoch) of every
+ * repository named `scope`, or under it when `scope` ends in "/". The longest
+ * matching scope wins; the mesh's default rule applies where none matches.
+ */
+export interface RepositoryConfigured extends Envelope {
+  type: "repository.configured";
+  scope: string;
+  tagMerge: TagMergeRule;
+  home?: string;
+}
+
+/** A replication policy created or replaced (`policy` is protocol/policy.ts's normalized form). */
+export interface PolicySet extends Envelope {
+  type: "policy.set";
+  name: string;
+  policy: Record<string, unknown>;
+}
+export interface PolicyDeleted extends Envelope {
+  type: "policy.deleted";
+  name: string;
+}
+/** Run the policy now (anti-entropy over everything it selects), in each of its destinations. */
+export interface PolicyRun extends Envelope {
+  type: "policy.run";
+  name: string;
+  runId: string;
+}
+export interface PolicyRunFinished extends Envelope {
+  type: "policy.run.finished";
+  name: string;
+  runId: string;
+  /** The destination region that ran it. */
+  region: string;
+  outcome: "ok" | "failed" | "halted";
+  stats: Record<string, number>;
+  error?: string;
+}
+/** Something an operator must look at; `kind` "delete-breaker": a policy's deletes were halted. */
+export interface AlertRaised extends Envelope {
+  type: "alert.raised";
+  kind: string;
+  message: string;
+  policy?: string;
+  repo?: string;
+  detail?: Record<string, unknown>;
+}
+/** Let a policy's halted deletes through again (clears its delete breaker). */
+export interface BreakerReset extends Envelope {
+  type: "breaker.reset";
+  /** The policy's name. */
+  name: string;
+}
+
+export type ContentEvent =
+  | BlobPushed
+  | ManifestPushed
+  | TagSet
+  | TagDeleted
+  | ManifestDeleted
+  | BlobDeleted
+  | RepositoryDeleted
+  | TagConflict;
+export type AdminEvent =
+  | RepositoryConfigured
+  | PolicySet
+  | PolicyDeleted
+  | PolicyRun
+  | PolicyRunFinished
+  | AlertRaised
+  | BreakerReset;
+export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 export const EVENT_TYPES: readonly EventType[] = [
   "blob.pushed",
@@ -94,7 +205,35 @@ export const EVENT_TYPES: readonly EventType[] = [
   "tag.deleted",
   "manifest.deleted",
   "blob.deleted",
+  "repository.deleted",
+  "tag.conflict",
+  "repository.configured",
+  "policy.set",
+  "policy.deleted",
+  "policy.run",
+  "policy.run.finished",
+  "alert.raised",
+  "breaker.reset",
 ];
+
+/** The identity of the write an event carries (the origin event's id). */
+export function writeIdOf(event: Pick<Envelope, "id" | "cause">): string {
+  return event.cause ?? event.id;
+}
+
+/** True for events about one repository's content (they carry `repo`). */
+export function isContentEvent(event: RegistryEvent): event is ContentEvent {
+  return "repo" in event && event.type !== "alert.raised";
+}
+
+/**
+ * A deterministic id in UUID form from its parts: the same parts give the same
+ * id in every region (JetStream and the views then de-duplicate it).
+ */
+export function derivedId(...parts: string[]): string {
+  const h = createHash("sha256").update(parts.join("\u0000")).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-5${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
 
 /** Payload of an event, without its envelope. */
 export type EventBody<E extends RegistryEvent = RegistryEvent> = E extends RegistryEvent
@@ -122,11 +261,9 @@ export function tagKey(repo: string, tag: string): string {
 }
 
 export function subjectFor(region: string, event: EventBody | RegistryEvent): string {
-  const tag =
-    event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed"
-      ? event.tag
-      : undefined;
-  if (tag !== undefined) return `meridian.${region}.tag.${tagKey(event.repo, tag)}`;
+  if (event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed") {
+    if (event.tag !== undefined) return `meridian.${region}.tag.${tagKey(event.repo, event.tag)}`;
+  }
   return `meridian.${region}.ev.${event.type}`;
 }
 
@@ -160,10 +297,19 @@ export function validateEvent(value: unknown): RegistryEvent {
   need(typeof e.at === "string" && !Number.isNaN(Date.parse(e.at)), "at");
   need(e.cause === undefined || typeof e.cause === "string", "cause");
   need(e.srcSeq === undefined || (Number.isSafeInteger(e.srcSeq) && (e.srcSeq as number) > 0), "srcSeq");
+  need(e.epoch === undefined || (Number.isSafeInteger(e.epoch) && (e.epoch as number) >= 0), "epoch");
   need(EVENT_TYPES.includes(e.type as EventType), "type");
-  need(typeof e.repo === "string", "repo");
-  wrap("repo", () => parseRepository(e.repo as string));
-  switch (e.type as EventType) {
+  const type = e.type as EventType;
+  if (REPO_TYPES.has(type) || (type === "alert.raised" && e.repo !== undefined)) {
+    need(typeof e.repo === "string", "repo");
+    wrap("repo", () => parseRepository(e.repo as string));
+  }
+  const text = (field: string, max = 256) =>
+    need(
+      typeof e[field] === "string" && (e[field] as string).length > 0 && (e[field] as string).length <= max,
+      field,
+    );
+  switch (type) {
     case "blob.pushed":
       wrap("digest", () => parseDigest(e.digest as string));
       need(Number.isSafeInteger(e.size) && (e.size as number) >= 0, "size");
@@ -192,8 +338,97 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "blob.deleted":
       wrap("digest", () => parseDigest(e.digest as string));
       break;
+    case "repository.deleted":
+      break;
+    case "tag.conflict":
+      wrap("tag", () => parseTag(e.tag as string));
+      need(isConflictSide(e.winner), "winner");
+      need(isConflictSide(e.loser), "loser");
+      break;
+    case "repository.configured":
+      need(typeof e.scope === "string", "scope");
+      wrap("scope", () => parseScope(e.scope as string));
+      need(TAG_RULES.includes(e.tagMerge as TagMergeRule), "tagMerge");
+      need(e.home === undefined || (typeof e.home === "string" && REGION.test(e.home)), "home");
+      need(e.tagMerge !== "home-region" || e.home !== undefined, "home");
+      break;
+    case "policy.set":
+      text("name", 63);
+      need(typeof e.policy === "object" && e.policy !== null && !Array.isArray(e.policy), "policy");
+      need((e.policy as Record<string, unknown>).name === e.name, "policy.name");
+      break;
+    case "policy.deleted":
+      text("name", 63);
+      break;
+    case "policy.run":
+      text("name", 63);
+      text("runId", 64);
+      break;
+    case "policy.run.finished":
+      text("name", 63);
+      text("runId", 64);
+      need(typeof e.region === "string" && REGION.test(e.region), "region");
+      need(["ok", "failed", "halted"].includes(e.outcome as string), "outcome");
+      need(
+        typeof e.stats === "object" &&
+          e.stats !== null &&
+          Object.values(e.stats).every((n) => typeof n === "number" && Number.isFinite(n)),
+        "stats",
+      );
+      need(e.error === undefined || typeof e.error === "string", "error");
+      break;
+    case "alert.raised":
+      text("kind", 64);
+      text("message", 1024);
+      need(e.policy === undefined || typeof e.policy === "string", "policy");
+      need(e.detail === undefined || (typeof e.detail === "object" && e.detail !== null), "detail");
+      break;
+    case "breaker.reset":
+      text("name", 63);
+      break;
   }
   return e as unknown as RegistryEvent;
+}
+
+const REPO_TYPES: ReadonlySet<EventType> = new Set<EventType>([
+  "blob.pushed",
+  "manifest.pushed",
+  "tag.set",
+  "tag.deleted",
+  "manifest.deleted",
+  "blob.deleted",
+  "repository.deleted",
+  "tag.conflict",
+]);
+const TAG_RULES: readonly TagMergeRule[] = ["lww", "first-write", "home-region"];
+
+/** A configuration scope: a repository name, or a prefix of names ending in "/" ("" = every repository). */
+export function parseScope(scope: string): string {
+  if (scope === "") return scope;
+  parseRepository(scope.endsWith("/") ? scope.slice(0, -1) : scope);
+  return scope;
+}
+
+function isConflictSide(value: unknown): boolean {
+  const v = value as ConflictSide;
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    typeof v.id === "string" &&
+    typeof v.origin === "string" &&
+    REGION.test(v.origin) &&
+    (v.digest === null || (typeof v.digest === "string" && isDigest(v.digest))) &&
+    isHlc(v.hlc)
+  );
+}
+
+function isDigest(value: string): boolean {
+  try {
+    parseDigest(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isStringMap(value: unknown): boolean {

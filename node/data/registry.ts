@@ -23,11 +23,13 @@ import {
   ManifestReferenceError,
   ManifestTooLargeError,
   RepositoryNotFoundError,
+  TagImmutableError,
   UploadNotFoundError,
 } from "../../protocol/errors.js";
 import {
   EVENT_SCHEMA_VERSION,
   type EventBody,
+  type ManifestPushed,
   type RegistryEvent,
   subjectFor,
 } from "../../protocol/events.js";
@@ -65,6 +67,9 @@ export function parseReference(value: string): Reference {
 }
 
 const TAG_WRITE_ATTEMPTS = 8;
+
+/** The events that write a tag (and so go through the tag's compare-and-set). */
+type TagBody = Extract<EventBody, { type: "tag.set" | "tag.deleted" | "manifest.pushed" }> & { tag: string };
 
 export class Registry {
   readonly region: string;
@@ -137,8 +142,9 @@ export class Registry {
   /** Size of a blob linked into `repo`; BlobNotFoundError otherwise. */
   async blobSize(repo: string, digest: Digest): Promise<number> {
     const link = await this.view.blobLink(repo, digest);
-    if (link === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
-    return link.size;
+    const size = link === undefined ? undefined : link.size >= 0 ? link.size : await this.store.stat(digest);
+    if (size === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
+    return size;
   }
 
   /**
@@ -212,7 +218,7 @@ export class Registry {
     const tag = "tag" in reference ? reference.tag : undefined;
     let seq = this.view.appliedSeq;
     if ((await this.view.manifest(repo, digest)) === undefined) {
-      const body: EventBody = {
+      const body: EventBody<ManifestPushed> = {
         type: "manifest.pushed",
         repo,
         digest,
@@ -226,7 +232,8 @@ export class Registry {
         tag,
       };
       // By tag, manifest and tag are one event (on the tag's subject): never one without the other.
-      seq = tag === undefined ? await this.#commit(body, actor) : await this.#commitTag(body, actor);
+      seq =
+        tag === undefined ? await this.#commit(body, actor) : await this.#commitTag({ ...body, tag }, actor);
     } else if (tag !== undefined) {
       seq = await this.#commitTag({ type: "tag.set", repo, tag, digest }, actor);
     }
@@ -268,9 +275,10 @@ export class Registry {
 
   /** Link a blob held by `from` into `repo`; false (nothing done) when `from` lacks it. */
   async mountBlob(repo: string, from: string, digest: Digest, actor: string): Promise<boolean> {
-    const link = await this.view.blobLink(from, digest);
-    if (link === undefined || (await this.store.stat(digest)) === undefined) return false;
-    await this.#link(repo, digest, link.size, actor);
+    if ((await this.view.blobLink(from, digest)) === undefined) return false;
+    const size = await this.store.stat(digest);
+    if (size === undefined) return false;
+    await this.#link(repo, digest, size, actor);
     return true;
   }
 
@@ -316,8 +324,8 @@ export class Registry {
 
   // ---------------------------------------------------------------- the commit step
 
-  #envelope(body: EventBody, actor: string): RegistryEvent {
-    return {
+  #envelope(body: EventBody, actor: string, epoch?: number): RegistryEvent {
+    const event = {
       id: randomUUID(),
       v: EVENT_SCHEMA_VERSION,
       origin: this.region,
@@ -326,11 +334,18 @@ export class Registry {
       at: new Date().toISOString(),
       ...body,
     } as RegistryEvent;
+    if (epoch !== undefined) event.epoch = epoch;
+    return event;
   }
 
   /** Append an event, apply it here, and return its sequence. */
-  async #commit(body: EventBody, actor: string, expectLastSubjectSeq?: number): Promise<number> {
-    const event = this.#envelope(body, actor);
+  async #commit(
+    body: EventBody,
+    actor: string,
+    expectLastSubjectSeq?: number,
+    epoch?: number,
+  ): Promise<number> {
+    const event = this.#envelope(body, actor, epoch);
     const { seq } = await this.#log.append(event, { expectLastSubjectSeq });
     await this.#applied({ seq, event });
     return seq;
@@ -342,19 +357,58 @@ export class Registry {
    * within a region the log order of a tag's writes is also their clock order,
    * and the merge rule agrees with what clients saw acknowledged.
    */
-  async #commitTag(body: EventBody, actor: string): Promise<number> {
+  async #commitTag(body: TagBody, actor: string): Promise<number> {
     const subject = subjectFor(this.region, body);
     for (let attempt = 0; attempt < TAG_WRITE_ATTEMPTS; attempt++) {
       const last = await this.#log.lastOnSubject(subject);
-      if (last !== undefined) this.#clock.observe(last.event.hlc);
+      if (last !== undefined) {
+        this.#clock.observe(last.event.hlc);
+        // The view must know that write before the rule is checked against it.
+        await this.view.waitFor(last.seq, this.#applyTimeoutMs).catch(() => undefined);
+      }
+      const epoch = await this.#checkTagRule(body);
+      if (epoch === "unchanged") return this.view.appliedSeq;
       try {
-        return await this.#commit(body, actor, last?.seq ?? 0);
+        return await this.#commit(body, actor, last?.seq ?? 0, epoch);
       } catch (err) {
         if (!(err instanceof LogConflictError)) throw err;
         this.#logger.debug({ attempt, subject }, "tag write conflict");
       }
     }
     throw new LogConflictError("tag is being written concurrently; retry");
+  }
+
+  /**
+   * The repository's tag rule, enforced where the write is made so a client
+   * hears "no" instead of seeing its write lose the merge later:
+   * `first-write` refuses to move or delete a tag that was ever written
+   * (setting it to the digest it already has is a no-op), `home-region`
+   * refuses writes outside the repository's current home and stamps the
+   * current epoch on those it accepts.
+   */
+  async #checkTagRule(body: TagBody): Promise<number | undefined | "unchanged"> {
+    const { tagMerge, homes } = this.view.configFor(body.repo);
+    const digest = body.type === "tag.deleted" ? null : body.digest;
+    if (tagMerge === "first-write") {
+      const current = await this.view.tagRecord(body.repo, body.tag);
+      if (current === undefined) return undefined;
+      if (current.digest === digest) return "unchanged";
+      throw new TagImmutableError(`tag ${body.tag} is immutable in ${body.repo}`, {
+        detail: { repo: body.repo, tag: body.tag, digest: current.digest },
+      });
+    }
+    if (tagMerge === "home-region") {
+      const epochs = Object.keys(homes).map(Number);
+      const epoch = epochs.length === 0 ? 0 : Math.max(...epochs);
+      const home = homes[epoch];
+      if (home !== this.region) {
+        throw new TagImmutableError(`${body.repo} is homed in region ${home} (epoch ${epoch}); write there`, {
+          detail: { repo: body.repo, home, epoch },
+        });
+      }
+      return epoch;
+    }
+    return undefined;
   }
 
   async #applied(entry: LoggedEvent): Promise<void> {

@@ -4,6 +4,7 @@ import { digestOf } from "../digest.js";
 import { EventInvalidError } from "../errors.js";
 import {
   decodeEvent,
+  derivedId,
   EVENT_SCHEMA_VERSION,
   EVENT_TYPES,
   type EventType,
@@ -15,6 +16,7 @@ import {
   subjectFor,
   tagKey,
   validateEvent,
+  writeIdOf,
 } from "../events.js";
 import { forAll } from "./prng.js";
 
@@ -51,17 +53,66 @@ const VALID: Record<EventType, Record<string, unknown>> = {
   "tag.deleted": { ...envelope, type: "tag.deleted", repo: "library/ubuntu", tag: "latest" },
   "manifest.deleted": { ...envelope, type: "manifest.deleted", repo: "a/b", digest: D1 },
   "blob.deleted": { ...envelope, type: "blob.deleted", repo: "a/b", digest: D2, cause: "origin-event-id" },
+  "repository.deleted": { ...envelope, type: "repository.deleted", repo: "a/b", epoch: 2 },
+  "tag.conflict": {
+    ...envelope,
+    type: "tag.conflict",
+    repo: "a/b",
+    tag: "latest",
+    winner: { id: "w1", origin: "us-east-1", digest: D1, hlc: { wall: 5, logical: 0 } },
+    loser: { id: "l1", origin: "eu-west-1", digest: null, hlc: { wall: 4, logical: 1 } },
+  },
+  "repository.configured": {
+    ...envelope,
+    type: "repository.configured",
+    scope: "prod/",
+    tagMerge: "home-region",
+    home: "eu-west-1",
+    epoch: 1,
+  },
+  "policy.set": { ...envelope, type: "policy.set", name: "prod", policy: { name: "prod", deletes: true } },
+  "policy.deleted": { ...envelope, type: "policy.deleted", name: "prod" },
+  "policy.run": { ...envelope, type: "policy.run", name: "prod", runId: "r-1" },
+  "policy.run.finished": {
+    ...envelope,
+    type: "policy.run.finished",
+    name: "prod",
+    runId: "r-1",
+    region: "us-east-1",
+    outcome: "halted",
+    stats: { copied: 3, deleted: 0 },
+    error: "delete breaker tripped",
+  },
+  "alert.raised": {
+    ...envelope,
+    type: "alert.raised",
+    kind: "delete-breaker",
+    message: "deletes halted",
+    policy: "prod",
+    repo: "a/b",
+    detail: { share: 0.8 },
+  },
+  "breaker.reset": { ...envelope, type: "breaker.reset", name: "prod" },
 };
 
 /** Fields every event type requires, and per-type required fields. */
-const ENVELOPE_REQUIRED = ["id", "v", "origin", "hlc", "actor", "at", "type", "repo"];
+const ENVELOPE_REQUIRED = ["id", "v", "origin", "hlc", "actor", "at", "type"];
 const BODY_REQUIRED: Record<EventType, string[]> = {
-  "blob.pushed": ["digest", "size"],
-  "manifest.pushed": ["digest", "mediaType", "size", "blobs", "manifests"],
-  "tag.set": ["tag", "digest"],
-  "tag.deleted": ["tag"],
-  "manifest.deleted": ["digest"],
-  "blob.deleted": ["digest"],
+  "blob.pushed": ["repo", "digest", "size"],
+  "manifest.pushed": ["repo", "digest", "mediaType", "size", "blobs", "manifests"],
+  "tag.set": ["repo", "tag", "digest"],
+  "tag.deleted": ["repo", "tag"],
+  "manifest.deleted": ["repo", "digest"],
+  "blob.deleted": ["repo", "digest"],
+  "repository.deleted": ["repo"],
+  "tag.conflict": ["repo", "tag", "winner", "loser"],
+  "repository.configured": ["scope", "tagMerge"],
+  "policy.set": ["name", "policy"],
+  "policy.deleted": ["name"],
+  "policy.run": ["name", "runId"],
+  "policy.run.finished": ["name", "runId", "region", "outcome", "stats"],
+  "alert.raised": ["kind", "message"],
+  "breaker.reset": ["name"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -84,6 +135,20 @@ const BAD_VALUES: Record<string, unknown[]> = {
   subject: ["junk", 1, null],
   artifactType: [1, null, {}],
   annotations: [null, "a=b", ["a"], { a: 1 }, { a: null }],
+  epoch: [-1, 1.5, "1", null],
+  winner: [null, {}, { id: "w", origin: "EU", digest: D1, hlc: { wall: 1, logical: 0 } }],
+  loser: [null, "x", { id: "l", origin: "eu", digest: "sha256:bad", hlc: { wall: 1, logical: 0 } }],
+  scope: ["UPPER/", "a//", "/", 1, null],
+  tagMerge: ["newest", "", 1, null],
+  home: ["EU", 1, null],
+  name: ["", 1, null, "x".repeat(64)],
+  policy: [null, "p", [], { name: "other" }],
+  runId: ["", 1, null],
+  region: ["EU", "", null],
+  outcome: ["done", null],
+  stats: [null, { copied: "3" }, { copied: Number.NaN }],
+  kind: ["", null, 1],
+  message: ["", null],
 };
 
 describe("validateEvent accepts", () => {
@@ -94,7 +159,8 @@ describe("validateEvent accepts", () => {
     });
     test(`${type} without optional fields`, () => {
       const event = structuredClone(VALID[type]);
-      for (const optional of ["cause", "subject", "artifactType", "annotations"]) delete event[optional];
+      for (const optional of ["cause", "subject", "artifactType", "annotations", "epoch", "detail", "error"])
+        delete event[optional];
       assert.equal(validateEvent(event).type, type);
     });
   }
@@ -107,6 +173,17 @@ describe("validateEvent accepts", () => {
   test("a manifest.pushed carrying a tag (a push by tag)", () => {
     const event = { ...VALID["manifest.pushed"], tag: "v1.2.3" };
     assert.equal((validateEvent(event) as { tag?: string }).tag, "v1.2.3");
+  });
+  test("home-region configuration needs a home; other rules do not", () => {
+    const { home: _, ...noHome } = VALID["repository.configured"];
+    assert.throws(() => validateEvent(noHome), EventInvalidError);
+    assert.ok(validateEvent({ ...noHome, tagMerge: "first-write" }));
+    assert.ok(validateEvent({ ...noHome, tagMerge: "lww", scope: "" }));
+  });
+  test("an admin event carries no repository", () => {
+    const event = structuredClone(VALID["policy.run"]);
+    assert.equal("repo" in event, false);
+    assert.ok(validateEvent(event));
   });
   test("an hlc at zero", () => {
     assert.ok(validateEvent({ ...VALID["tag.deleted"], hlc: { wall: 0, logical: 0 } }));
@@ -125,8 +202,9 @@ describe("validateEvent rejects", () => {
         );
       });
     }
-    const checked = [...ENVELOPE_REQUIRED, ...BODY_REQUIRED[type], "cause"];
+    const checked = [...ENVELOPE_REQUIRED, ...BODY_REQUIRED[type], "cause", "epoch"];
     if (type === "manifest.pushed") checked.push("subject", "artifactType", "annotations", "tag");
+    if (type === "repository.configured") checked.push("home");
     for (const field of checked) {
       for (const bad of BAD_VALUES[field] ?? []) {
         test(`${type} with ${field} = ${JSON.stringify(bad)?.slice(0, 40)}`, () => {
@@ -275,6 +353,19 @@ describe("subjectFor", () => {
       const subject = subjectFor(region, VALID[type] as unknown as RegistryEvent);
       assert.ok(subject.startsWith(filter.slice(0, -1)), subject);
     }
+  });
+});
+
+describe("writeIdOf and derivedId", () => {
+  test("a write's identity is its cause when replayed, else its id", () => {
+    assert.equal(writeIdOf({ id: "a" }), "a");
+    assert.equal(writeIdOf({ id: "a", cause: "b" }), "b");
+  });
+  test("derivedId is deterministic, UUID-shaped and separates its parts", () => {
+    assert.equal(derivedId("x", "y"), derivedId("x", "y"));
+    assert.notEqual(derivedId("x", "y"), derivedId("xy"));
+    assert.notEqual(derivedId("x", "y"), derivedId("y", "x"));
+    assert.match(derivedId("a"), /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-8[0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });
 
