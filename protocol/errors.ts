@@ -197,8 +197,8 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
   [PolicyInvalidError, { code: "UNSUPPORTED", status: 400 }],
   [PolicyNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],
-  [TagImmutableError, { code: "DENIED", status: 409 }],
-  [UndeleteError, { code: "DENIED", status: 409 }],
+  [TagImmutableError, { code: "DENIED", status: 403 }],
+  [UndeleteError, { code: "DENIED", status: 403 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -70,6 +70,10 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   LogConflictError: { code: "UNAVAILABLE", status: 503 },
   PeerUnavailableError: { code: "UNAVAILABLE", status: 503 },
   RequestAbortedError: { code: "SIZE_INVALID", status: 400 },
+  PolicyInvalidError: { code: "UNSUPPORTED", status: 400 },
+  PolicyNotFoundError: { code: "NAME_UNKNOWN", status: 404 },
+  TagImmutableError: { code: "DENIED", status: 403 },
+  UndeleteError: { code: "DENIED", status: 403 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */
