@@ -7,7 +7,6 @@
  * caller's `fromGrpcError` turns it back into the same domain error; an
  * unexpected error becomes INTERNAL without its message.
  */
-import { createHash } from "node:crypto";
 import { once } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -23,9 +22,10 @@ import {
 } from "../protocol/errors.js";
 import type { BlobChunk } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
 import type { PeerHandlers } from "../protocol/generated/meridian/peer/v1/Peer.js";
-import type { RepoSummary } from "../protocol/generated/meridian/peer/v1/RepoSummary.js";
 import { toGrpcStatus } from "../protocol/grpc-errors.js";
 import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
+import { repoStateToWire } from "../protocol/registers.js";
+import { isEmpty, type RepoDigest, summaryRoot } from "../protocol/summary.js";
 
 /** Largest `data` in one BlobChunk. */
 export const CHUNK_BYTES = 1 << 20;
@@ -123,31 +123,19 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
     Summarize: unary("Summarize", async (request) => {
       const prefix = request.prefix;
       if (prefix.length > MAX_NAME_LENGTH) throw new NameInvalidError("prefix longer than a name");
-      const repos: RepoSummary[] = [];
+      const repos: RepoDigest[] = [];
       for (const repo of await view.repositoriesUnder(prefix)) {
-        repos.push(summarizeRepository(repo, await view.liveTags(repo), await view.manifestDigests(repo)));
+        const summary = await view.summarize(repo);
+        if (!isEmpty(summary)) repos.push(summary);
       }
-      return { repos };
+      return { repos, root: summaryRoot(repos) };
+    }),
+
+    RepoState: unary("RepoState", async (request) => {
+      const repo = parseRepository(request.repo);
+      return repoStateToWire(await view.repoState(repo));
     }),
   };
-}
-
-/**
- * One repository's state digest: sha256 over its live tags as sorted
- * "tag <name> <digest>" lines, then its manifests as sorted "manifest <digest>"
- * lines. Two regions holding the same tags and manifests agree on it.
- */
-export function summarizeRepository(
-  repo: string,
-  tags: ReadonlyArray<{ tag: string; digest: string }>,
-  manifests: readonly string[],
-): RepoSummary & { digest: string; tags: number; manifests: number } {
-  const hash = createHash("sha256");
-  for (const t of [...tags].sort((a, b) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0))) {
-    hash.update(`tag ${t.tag} ${t.digest}\n`);
-  }
-  for (const m of [...manifests].sort()) hash.update(`manifest ${m}\n`);
-  return { repo, digest: `sha256:${hash.digest("hex")}`, tags: tags.length, manifests: manifests.length };
 }
 
 /**

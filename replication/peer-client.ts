@@ -14,6 +14,8 @@ import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1
 import { fromGrpcError } from "../protocol/grpc-errors.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { DEADLINES, deadline, PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
+import { type RepoState, repoStateFromWire } from "../protocol/registers.js";
+import type { RepoDigest } from "../protocol/summary.js";
 
 /** Credentials for calling peers as `region`: mutual TLS from the mesh, or plaintext if it says insecure. */
 export function peerCredentials(mesh: Mesh, region: string): grpc.ChannelCredentials {
@@ -42,6 +44,8 @@ export class PeerClient {
       // dozen MiB/s; a large window lets a copy run at link speed.
       "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW,
       "grpc.keepalive_timeout_ms": 5_000,
+      // A repository's registers (RepoState) can run to megabytes.
+      "grpc.max_receive_message_length": 64 << 20,
     }) as unknown as GeneratedPeerClient;
   }
 
@@ -140,6 +144,24 @@ export class PeerClient {
       out.once("close", () => signal.removeEventListener("abort", onAbort));
     }
     return out;
+  }
+
+  /** Summaries of the peer's repositories under `prefix` ("" = all), and their root. */
+  summarize(prefix: string): Promise<{ repos: RepoDigest[]; root: string }> {
+    return new Promise((resolve, reject) => {
+      this.#client.summarize({ prefix }, { deadline: deadline(DEADLINES.summarize) }, (err, reply) =>
+        err ? reject(fromGrpcError(err, `summaries ${prefix}`)) : resolve(reply!),
+      );
+    });
+  }
+
+  /** Every register of one repository in the peer's region. */
+  repoState(repo: string): Promise<RepoState> {
+    return new Promise((resolve, reject) => {
+      this.#client.repoState({ repo }, { deadline: deadline(DEADLINES.summarize) }, (err, reply) =>
+        err ? reject(fromGrpcError(err, `repository ${repo}`)) : resolve(repoStateFromWire(reply!)),
+      );
+    });
   }
 
   close(): void {

@@ -18,9 +18,11 @@ import type { Digest } from "../../protocol/digest.js";
 import { BlobNotFoundError, ManifestNotFoundError } from "../../protocol/errors.js";
 import type { BlobChunk__Output } from "../../protocol/generated/meridian/peer/v1/BlobChunk.js";
 import type { PeerClient } from "../../protocol/generated/meridian/peer/v1/Peer.js";
+import type { RepoStateReply__Output } from "../../protocol/generated/meridian/peer/v1/RepoStateReply.js";
 import type { RepoSummary__Output } from "../../protocol/generated/meridian/peer/v1/RepoSummary.js";
 import { fromGrpcError } from "../../protocol/grpc-errors.js";
 import { peerPackage } from "../../protocol/peer.js";
+import { summaryRoot } from "../../protocol/summary.js";
 import {
   cleanupStack,
   eventually,
@@ -359,8 +361,35 @@ test("Summarize: identical content gives equal digests, a tag move changes one",
 
 test("Summarize agrees with an independent computation", async () => {
   const [app] = await summarize("team/app");
-  const lines = `tag v1 ${image.digest}\nmanifest ${image.digest}\n`;
+  const blobs = [image.config.digest, ...image.layers.map((l) => l.digest)].sort();
+  const lines = `tag v1 ${image.digest}\nmanifest ${image.digest}\n${blobs.map((b) => `blob ${b}\n`).join("")}`;
   assert.equal(app!.digest, `sha256:${createHash("sha256").update(lines).digest("hex")}`);
   assert.equal(app!.tags, 1);
   assert.equal(app!.manifests, 1);
+  assert.equal(app!.blobs, 3);
+});
+
+test("Summarize carries a root over the repositories; RepoState the registers with their writes", async () => {
+  const reply = await unary<object, { repos: RepoSummary__Output[]; root: string }>("summarize", {
+    prefix: "team/",
+  });
+  assert.equal(reply.root, summaryRoot(reply.repos));
+  const state = await unary<object, RepoStateReply__Output>("repoState", { repo: "team/app" });
+  assert.deepEqual(
+    state.tags.map((t) => [t.tag, t.digest]),
+    [["v1", image.digest]],
+  );
+  const v1 = state.tags[0]!.write!;
+  assert.equal(v1.origin, "test");
+  assert.ok(v1.wall > 0 && v1.id.length > 0);
+  assert.deepEqual(
+    state.manifests.map((m) => [m.digest, m.live, JSON.parse(m.recordJson).blobs.length]),
+    [[image.digest, true, 3]],
+  );
+  assert.equal(state.blobs.length, 3);
+  assert.ok(state.blobs.every((b) => b.live && b.size > 0));
+  await assert.rejects(unary("repoState", { repo: "Bad Name" }), (err: grpc.ServiceError) => {
+    assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    return true;
+  });
 });

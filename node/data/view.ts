@@ -54,6 +54,14 @@ import {
   writeIdOf,
 } from "../../protocol/events.js";
 import { compareHlc, type Hlc } from "../../protocol/hlc.js";
+import type {
+  BlobRegister,
+  ManifestRecord,
+  ManifestRegister,
+  RepoState,
+  TagRecord,
+  Write,
+} from "../../protocol/registers.js";
 import { type RepoDigest, summarizeRepository } from "../../protocol/summary.js";
 import {
   compareWrites,
@@ -64,55 +72,10 @@ import {
 } from "../../protocol/tag-merge.js";
 import type { LoggedEvent } from "./event-log.js";
 
+export type { BlobRegister, ManifestRecord, ManifestRegister, RepoState, TagRecord, Write };
+
 /** Layout version of the keys above; bump when a value's shape changes. */
 const VIEW_SCHEMA = "2";
-
-/** A write as registers remember it: who, when, and its identity. */
-export interface Write {
-  /** The write's identity (the origin event's id). */
-  id: string;
-  origin: string;
-  hlc: Hlc;
-  at: string;
-  actor: string;
-  epoch?: number;
-}
-
-export interface ManifestRecord {
-  mediaType: string;
-  size: number;
-  blobs: Digest[];
-  manifests: Digest[];
-  subject?: Digest;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-}
-
-export interface ManifestRegister {
-  /** Null when only a deletion has been seen (the push has not arrived yet). */
-  record: ManifestRecord | null;
-  live: boolean;
-  w: Write;
-}
-
-export interface BlobRegister {
-  size: number;
-  live: boolean;
-  w: Write;
-}
-
-export interface TagRecord {
-  digest: Digest | null;
-  hlc: Hlc;
-  origin: string;
-  /** The winning write's identity. */
-  eventId: string;
-  /** Log sequence of the event that made this write win here. */
-  seq: number;
-  at?: string;
-  actor?: string;
-  epoch?: number;
-}
 
 export interface TagHistoryEntry {
   digest: Digest | null;
@@ -161,15 +124,6 @@ export interface RepoConfig {
   scope: string;
   tagMerge: TagMergeRule;
   homes: HomeTable;
-}
-
-/** A repository's registers, whole (what anti-entropy compares and replays). */
-export interface RepoState {
-  repo: string;
-  tags: Array<{ tag: string; record: TagRecord }>;
-  manifests: Array<{ digest: Digest; register: ManifestRegister }>;
-  blobs: Array<{ digest: Digest; register: BlobRegister }>;
-  deleted?: Write;
 }
 
 export interface Page<T> {

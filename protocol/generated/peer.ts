@@ -3,18 +3,24 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type { BlobChunk as _meridian_peer_v1_BlobChunk, BlobChunk__Output as _meridian_peer_v1_BlobChunk__Output } from './meridian/peer/v1/BlobChunk.js';
+import type { BlobState as _meridian_peer_v1_BlobState, BlobState__Output as _meridian_peer_v1_BlobState__Output } from './meridian/peer/v1/BlobState.js';
 import type { FetchBlobRequest as _meridian_peer_v1_FetchBlobRequest, FetchBlobRequest__Output as _meridian_peer_v1_FetchBlobRequest__Output } from './meridian/peer/v1/FetchBlobRequest.js';
 import type { GetManifestRequest as _meridian_peer_v1_GetManifestRequest, GetManifestRequest__Output as _meridian_peer_v1_GetManifestRequest__Output } from './meridian/peer/v1/GetManifestRequest.js';
 import type { HasBlobsReply as _meridian_peer_v1_HasBlobsReply, HasBlobsReply__Output as _meridian_peer_v1_HasBlobsReply__Output } from './meridian/peer/v1/HasBlobsReply.js';
 import type { HasBlobsRequest as _meridian_peer_v1_HasBlobsRequest, HasBlobsRequest__Output as _meridian_peer_v1_HasBlobsRequest__Output } from './meridian/peer/v1/HasBlobsRequest.js';
 import type { ManifestReply as _meridian_peer_v1_ManifestReply, ManifestReply__Output as _meridian_peer_v1_ManifestReply__Output } from './meridian/peer/v1/ManifestReply.js';
+import type { ManifestState as _meridian_peer_v1_ManifestState, ManifestState__Output as _meridian_peer_v1_ManifestState__Output } from './meridian/peer/v1/ManifestState.js';
 import type { PeerClient as _meridian_peer_v1_PeerClient, PeerDefinition as _meridian_peer_v1_PeerDefinition } from './meridian/peer/v1/Peer.js';
 import type { PeerView as _meridian_peer_v1_PeerView, PeerView__Output as _meridian_peer_v1_PeerView__Output } from './meridian/peer/v1/PeerView.js';
+import type { RepoStateReply as _meridian_peer_v1_RepoStateReply, RepoStateReply__Output as _meridian_peer_v1_RepoStateReply__Output } from './meridian/peer/v1/RepoStateReply.js';
+import type { RepoStateRequest as _meridian_peer_v1_RepoStateRequest, RepoStateRequest__Output as _meridian_peer_v1_RepoStateRequest__Output } from './meridian/peer/v1/RepoStateRequest.js';
 import type { RepoSummary as _meridian_peer_v1_RepoSummary, RepoSummary__Output as _meridian_peer_v1_RepoSummary__Output } from './meridian/peer/v1/RepoSummary.js';
 import type { StatusReply as _meridian_peer_v1_StatusReply, StatusReply__Output as _meridian_peer_v1_StatusReply__Output } from './meridian/peer/v1/StatusReply.js';
 import type { StatusRequest as _meridian_peer_v1_StatusRequest, StatusRequest__Output as _meridian_peer_v1_StatusRequest__Output } from './meridian/peer/v1/StatusRequest.js';
 import type { SummarizeReply as _meridian_peer_v1_SummarizeReply, SummarizeReply__Output as _meridian_peer_v1_SummarizeReply__Output } from './meridian/peer/v1/SummarizeReply.js';
 import type { SummarizeRequest as _meridian_peer_v1_SummarizeRequest, SummarizeRequest__Output as _meridian_peer_v1_SummarizeRequest__Output } from './meridian/peer/v1/SummarizeRequest.js';
+import type { TagState as _meridian_peer_v1_TagState, TagState__Output as _meridian_peer_v1_TagState__Output } from './meridian/peer/v1/TagState.js';
+import type { Write as _meridian_peer_v1_Write, Write__Output as _meridian_peer_v1_Write__Output } from './meridian/peer/v1/Write.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -25,18 +31,24 @@ export interface ProtoGrpcType {
     peer: {
       v1: {
         BlobChunk: MessageTypeDefinition<_meridian_peer_v1_BlobChunk, _meridian_peer_v1_BlobChunk__Output>
+        BlobState: MessageTypeDefinition<_meridian_peer_v1_BlobState, _meridian_peer_v1_BlobState__Output>
         FetchBlobRequest: MessageTypeDefinition<_meridian_peer_v1_FetchBlobRequest, _meridian_peer_v1_FetchBlobRequest__Output>
         GetManifestRequest: MessageTypeDefinition<_meridian_peer_v1_GetManifestRequest, _meridian_peer_v1_GetManifestRequest__Output>
         HasBlobsReply: MessageTypeDefinition<_meridian_peer_v1_HasBlobsReply, _meridian_peer_v1_HasBlobsReply__Output>
         HasBlobsRequest: MessageTypeDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsRequest__Output>
         ManifestReply: MessageTypeDefinition<_meridian_peer_v1_ManifestReply, _meridian_peer_v1_ManifestReply__Output>
+        ManifestState: MessageTypeDefinition<_meridian_peer_v1_ManifestState, _meridian_peer_v1_ManifestState__Output>
         Peer: SubtypeConstructor<typeof grpc.Client, _meridian_peer_v1_PeerClient> & { service: _meridian_peer_v1_PeerDefinition }
         PeerView: MessageTypeDefinition<_meridian_peer_v1_PeerView, _meridian_peer_v1_PeerView__Output>
+        RepoStateReply: MessageTypeDefinition<_meridian_peer_v1_RepoStateReply, _meridian_peer_v1_RepoStateReply__Output>
+        RepoStateRequest: MessageTypeDefinition<_meridian_peer_v1_RepoStateRequest, _meridian_peer_v1_RepoStateRequest__Output>
         RepoSummary: MessageTypeDefinition<_meridian_peer_v1_RepoSummary, _meridian_peer_v1_RepoSummary__Output>
         StatusReply: MessageTypeDefinition<_meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusReply__Output>
         StatusRequest: MessageTypeDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusRequest__Output>
         SummarizeReply: MessageTypeDefinition<_meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeReply__Output>
         SummarizeRequest: MessageTypeDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeRequest__Output>
+        TagState: MessageTypeDefinition<_meridian_peer_v1_TagState, _meridian_peer_v1_TagState__Output>
+        Write: MessageTypeDefinition<_meridian_peer_v1_Write, _meridian_peer_v1_Write__Output>
       }
     }
   }

@@ -9,6 +9,8 @@ import type { GetManifestRequest as _meridian_peer_v1_GetManifestRequest, GetMan
 import type { HasBlobsReply as _meridian_peer_v1_HasBlobsReply, HasBlobsReply__Output as _meridian_peer_v1_HasBlobsReply__Output } from '../../../meridian/peer/v1/HasBlobsReply.js';
 import type { HasBlobsRequest as _meridian_peer_v1_HasBlobsRequest, HasBlobsRequest__Output as _meridian_peer_v1_HasBlobsRequest__Output } from '../../../meridian/peer/v1/HasBlobsRequest.js';
 import type { ManifestReply as _meridian_peer_v1_ManifestReply, ManifestReply__Output as _meridian_peer_v1_ManifestReply__Output } from '../../../meridian/peer/v1/ManifestReply.js';
+import type { RepoStateReply as _meridian_peer_v1_RepoStateReply, RepoStateReply__Output as _meridian_peer_v1_RepoStateReply__Output } from '../../../meridian/peer/v1/RepoStateReply.js';
+import type { RepoStateRequest as _meridian_peer_v1_RepoStateRequest, RepoStateRequest__Output as _meridian_peer_v1_RepoStateRequest__Output } from '../../../meridian/peer/v1/RepoStateRequest.js';
 import type { StatusReply as _meridian_peer_v1_StatusReply, StatusReply__Output as _meridian_peer_v1_StatusReply__Output } from '../../../meridian/peer/v1/StatusReply.js';
 import type { StatusRequest as _meridian_peer_v1_StatusRequest, StatusRequest__Output as _meridian_peer_v1_StatusRequest__Output } from '../../../meridian/peer/v1/StatusRequest.js';
 import type { SummarizeReply as _meridian_peer_v1_SummarizeReply, SummarizeReply__Output as _meridian_peer_v1_SummarizeReply__Output } from '../../../meridian/peer/v1/SummarizeReply.js';
@@ -57,6 +59,23 @@ export interface PeerClient extends grpc.Client {
   hasBlobs(argument: _meridian_peer_v1_HasBlobsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_HasBlobsReply__Output>): grpc.ClientUnaryCall;
   hasBlobs(argument: _meridian_peer_v1_HasBlobsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_HasBlobsReply__Output>): grpc.ClientUnaryCall;
   hasBlobs(argument: _meridian_peer_v1_HasBlobsRequest, callback: grpc.requestCallback<_meridian_peer_v1_HasBlobsReply__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Every register of one repository, deletions included, with the write
+   * that set each: what anti-entropy replays where summaries differ.
+   */
+  RepoState(argument: _meridian_peer_v1_RepoStateRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  RepoState(argument: _meridian_peer_v1_RepoStateRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  RepoState(argument: _meridian_peer_v1_RepoStateRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  RepoState(argument: _meridian_peer_v1_RepoStateRequest, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  /**
+   * Every register of one repository, deletions included, with the write
+   * that set each: what anti-entropy replays where summaries differ.
+   */
+  repoState(argument: _meridian_peer_v1_RepoStateRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  repoState(argument: _meridian_peer_v1_RepoStateRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  repoState(argument: _meridian_peer_v1_RepoStateRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
+  repoState(argument: _meridian_peer_v1_RepoStateRequest, callback: grpc.requestCallback<_meridian_peer_v1_RepoStateReply__Output>): grpc.ClientUnaryCall;
   
   /**
    * Who the peer is and how far it has applied each region's log. Also the
@@ -110,6 +129,12 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
   HasBlobs: grpc.handleUnaryCall<_meridian_peer_v1_HasBlobsRequest__Output, _meridian_peer_v1_HasBlobsReply>;
   
   /**
+   * Every register of one repository, deletions included, with the write
+   * that set each: what anti-entropy replays where summaries differ.
+   */
+  RepoState: grpc.handleUnaryCall<_meridian_peer_v1_RepoStateRequest__Output, _meridian_peer_v1_RepoStateReply>;
+  
+  /**
    * Who the peer is and how far it has applied each region's log. Also the
    * heartbeat: callers time it for RTT.
    */
@@ -126,6 +151,7 @@ export interface PeerDefinition extends grpc.ServiceDefinition {
   FetchBlob: MethodDefinition<_meridian_peer_v1_FetchBlobRequest, _meridian_peer_v1_BlobChunk, _meridian_peer_v1_FetchBlobRequest__Output, _meridian_peer_v1_BlobChunk__Output>
   GetManifest: MethodDefinition<_meridian_peer_v1_GetManifestRequest, _meridian_peer_v1_ManifestReply, _meridian_peer_v1_GetManifestRequest__Output, _meridian_peer_v1_ManifestReply__Output>
   HasBlobs: MethodDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsReply, _meridian_peer_v1_HasBlobsRequest__Output, _meridian_peer_v1_HasBlobsReply__Output>
+  RepoState: MethodDefinition<_meridian_peer_v1_RepoStateRequest, _meridian_peer_v1_RepoStateReply, _meridian_peer_v1_RepoStateRequest__Output, _meridian_peer_v1_RepoStateReply__Output>
   Status: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   Summarize: MethodDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeRequest__Output, _meridian_peer_v1_SummarizeReply__Output>
 }

@@ -6,19 +6,23 @@ import type { Long } from '@grpc/proto-loader';
 export interface RepoSummary {
   'repo'?: (string);
   /**
-   * sha256 over the repository's sorted tag → digest map and manifest set.
+   * sha256 over the repository's visible tags, manifests and blob links
+   * (protocol/summary.ts). Repositories holding nothing visible are left out.
    */
   'digest'?: (string);
   'tags'?: (number | string | Long);
   'manifests'?: (number | string | Long);
+  'blobs'?: (number | string | Long);
 }
 
 export interface RepoSummary__Output {
   'repo': (string);
   /**
-   * sha256 over the repository's sorted tag → digest map and manifest set.
+   * sha256 over the repository's visible tags, manifests and blob links
+   * (protocol/summary.ts). Repositories holding nothing visible are left out.
    */
   'digest': (string);
   'tags': (number);
   'manifests': (number);
+  'blobs': (number);
 }

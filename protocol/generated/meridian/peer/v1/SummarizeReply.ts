@@ -5,8 +5,16 @@ import type { RepoSummary as _meridian_peer_v1_RepoSummary, RepoSummary__Output 
 
 export interface SummarizeReply {
   'repos'?: (_meridian_peer_v1_RepoSummary)[];
+  /**
+   * sha256 over the (repo, digest) pairs: equal roots, equal state.
+   */
+  'root'?: (string);
 }
 
 export interface SummarizeReply__Output {
   'repos': (_meridian_peer_v1_RepoSummary__Output)[];
+  /**
+   * sha256 over the (repo, digest) pairs: equal roots, equal state.
+   */
+  'root': (string);
 }
