@@ -24,7 +24,7 @@ import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
-import { Registry } from "../node/data/registry.js";
+import { catchUp, Registry } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import type { PeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
@@ -291,23 +291,6 @@ function closeHttp(http: HttpServer): Promise<void> {
     http.close(() => resolve());
     http.closeAllConnections();
   });
-}
-
-/** As the node does: bring the view up to the log's end before serving, or go on after a few seconds. */
-async function catchUp(eventLog: JetStreamLog, view: MetadataView, log: Logger): Promise<void> {
-  const connected = await Promise.race([
-    eventLog.ready().then(() => true),
-    new Promise<false>((r) => setTimeout(() => r(false), 5_000).unref()),
-  ]);
-  if (!connected) {
-    log.warn("log unreachable at start; serving from the view as it is");
-    return;
-  }
-  try {
-    await view.waitFor(await eventLog.lastSeq(), 60_000);
-  } catch (err) {
-    log.warn({ err }, "view catch-up incomplete at start");
-  }
 }
 
 async function main(): Promise<void> {

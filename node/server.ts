@@ -15,7 +15,7 @@ import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client"
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
-import { Registry } from "./data/registry.js";
+import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
 import { buildApp } from "./http/app.js";
 
@@ -83,29 +83,6 @@ function schedulePurge(store: FsBlobStore, maxAgeHours: number, log: Logger): No
   };
   run();
   return setInterval(run, 3_600_000).unref();
-}
-
-/**
- * Before serving, bring the view up to the log's current end, so a restarted
- * node never answers from a view older than what it acknowledged before.
- * If NATS is unreachable, start anyway after a few seconds: reads are served
- * from the view as it is, and writes answer 503 until the log returns.
- */
-async function catchUp(eventLog: JetStreamLog, view: MetadataView, log: Logger): Promise<void> {
-  const connected = await Promise.race([
-    eventLog.ready().then(() => true),
-    new Promise<false>((r) => setTimeout(() => r(false), 5_000).unref()),
-  ]);
-  if (!connected) {
-    log.warn("log unreachable at start; serving reads from the view");
-    return;
-  }
-  try {
-    const target = await eventLog.lastSeq();
-    await view.waitFor(target, 60_000);
-  } catch (err) {
-    log.warn({ err }, "view catch-up incomplete at start");
-  }
 }
 
 async function main(): Promise<void> {

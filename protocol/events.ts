@@ -78,6 +78,8 @@ export interface ManifestPushed extends Envelope {
   subject?: Digest;
   artifactType?: string;
   annotations?: Record<string, string>;
+  /** For an index: each child's platform ("os/architecture[/variant]"), for platform filters. */
+  platforms?: Record<string, string>;
   /** Set when the manifest was pushed by tag: the tag is set in the same event. */
   tag?: string;
 }
@@ -325,6 +327,7 @@ export function validateEvent(value: unknown): RegistryEvent {
       if (e.subject !== undefined) wrap("subject", () => parseDigest(e.subject as string));
       need(e.artifactType === undefined || typeof e.artifactType === "string", "artifactType");
       need(e.annotations === undefined || isStringMap(e.annotations), "annotations");
+      need(e.platforms === undefined || isStringMap(e.platforms), "platforms");
       if (e.tag !== undefined) wrap("tag", () => parseTag(e.tag as string));
       break;
     case "tag.set":

@@ -27,6 +27,8 @@ export interface ParsedManifest {
   /** `artifactType`, else the config's media type (as the referrers API reports it). */
   artifactType?: string;
   annotations?: Record<string, string>;
+  /** For an index: each child's platform as "os/architecture[/variant]", where it states one. */
+  platforms?: Record<Digest, string>;
 }
 
 /**
@@ -69,7 +71,13 @@ export function parseManifest(bytes: Uint8Array, contentType: string | undefined
   if (isIndexType(mediaType)) {
     if (!Array.isArray(doc.manifests)) throw new ManifestInvalidError("index has no manifests array");
     doc.manifests.forEach((d, i) => {
-      parsed.manifests.push(descriptor(d, `manifests[${i}]`).digest);
+      const child = descriptor(d, `manifests[${i}]`);
+      parsed.manifests.push(child.digest);
+      const platform = platformOf(child.platform);
+      if (platform !== undefined) {
+        parsed.platforms ??= {};
+        parsed.platforms[child.digest] = platform;
+      }
     });
     if (doc.artifactType !== undefined) parsed.artifactType = stringField(doc.artifactType, "artifactType");
   } else {
@@ -131,4 +139,15 @@ function annotations(value: unknown): Record<string, string> {
     if (typeof v !== "string") throw new ManifestInvalidError("annotations must be a map of strings");
   }
   return value as Record<string, string>;
+}
+
+/** "os/architecture[/variant]" of a descriptor's platform, when it names both os and architecture. */
+export function platformOf(platform: Record<string, unknown> | undefined): string | undefined {
+  if (platform === undefined) return undefined;
+  const { os, architecture, variant } = platform;
+  if (typeof os !== "string" || typeof architecture !== "string" || os === "" || architecture === "")
+    return undefined;
+  return typeof variant === "string" && variant !== ""
+    ? `${os}/${architecture}/${variant}`
+    : `${os}/${architecture}`;
 }

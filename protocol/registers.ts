@@ -29,6 +29,8 @@ export interface ManifestRecord {
   subject?: Digest;
   artifactType?: string;
   annotations?: Record<string, string>;
+  /** For an index: each child's platform ("os/architecture[/variant]"). */
+  platforms?: Record<string, string>;
 }
 
 export interface ManifestRegister {

@@ -53,9 +53,16 @@ export class Copier {
 
   /**
    * Make a manifest and its whole closure present locally: its bytes, its
-   * blobs, and for an index every child manifest with its blobs.
+   * blobs, and for an index every child manifest with its blobs. With
+   * `children: false`, an index's children are left to the caller (a policy
+   * may select only some platforms).
    */
-  async ensureManifest(digest: Digest, peers: PeerClient[], signal: AbortSignal): Promise<void> {
+  async ensureManifest(
+    digest: Digest,
+    peers: PeerClient[],
+    signal: AbortSignal,
+    options: { children?: boolean } = {},
+  ): Promise<void> {
     // Manifest bytes live in the blob store under their digest, written before
     // their event: fetch them like a blob, not through the source peer's view
     // (which may not have applied the event yet).
@@ -63,7 +70,7 @@ export class Copier {
     const bytes = await this.options.store.readAll(digest);
     const parsed = parseManifest(bytes, undefined);
     for (const blob of parsed.blobs) await this.ensureBlob(blob, peers, signal);
-    if (isIndexType(parsed.mediaType)) {
+    if (isIndexType(parsed.mediaType) && options.children !== false) {
       for (const child of parsed.manifests) await this.ensureManifest(child, peers, signal);
     }
   }

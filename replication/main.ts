@@ -7,7 +7,15 @@
  * `loadWorkerConfig`): MERIDIAN_REGION, MERIDIAN_MESH (path of mesh.json),
  * MERIDIAN_DATA_DIR (default .meridian/<region>), MERIDIAN_STORAGE_ROOT
  * (default <dataDir>/store, the region's blob store), MERIDIAN_METRICS_PORT
- * (default 0), MERIDIAN_METRICS_HOST (default 127.0.0.1), MERIDIAN_LOG_LEVEL.
+ * (default 0), MERIDIAN_METRICS_HOST (default 127.0.0.1), MERIDIAN_LOG_LEVEL,
+ * MERIDIAN_WORKER_VIEW_DIR (default <dataDir>/replication/view: this worker's
+ * own view of the local log; each worker process needs its own),
+ * MERIDIAN_DELETE_BREAKER_SHARE (default 0.5: the largest share of a
+ * repository's tags replicated deletes may remove before the breaker holds
+ * them), MERIDIAN_DELETE_BREAKER_MIN_TAGS (default 4: smaller repositories are
+ * never held), MERIDIAN_DELETE_BREAKER_WINDOW_MS (default 600000),
+ * MERIDIAN_ANTI_ENTROPY_INTERVAL_MS (default 600000; 0 = only at start, on
+ * schedules and on demand).
  * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
  */
 import { readFileSync } from "node:fs";
@@ -19,6 +27,8 @@ import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { catchUp, Registry } from "../node/data/registry.js";
+import { MetadataView } from "../node/data/view.js";
 import { parseRegion } from "../protocol/events.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
 import { PeerClient, peerCredentials } from "./peer-client.js";
@@ -36,6 +46,9 @@ export interface WorkerConfig {
   peerAddresses?: Record<string, string>;
   /** Overrides of source NATS URLs (region → URL). */
   sourceNats?: Record<string, string>;
+  viewDir: string;
+  breaker: { maxShare: number; minTags: number; windowMs: number };
+  antiEntropyIntervalMs: number;
 }
 
 export class WorkerConfigError extends Error {}
@@ -71,6 +84,32 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
       return undefined;
     }
   };
+  const number = (name: string, fallback: number, ok: (n: number) => boolean, what: string): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const n = Number(raw);
+    if (!ok(n)) problems.push(`${name} "${raw}": ${what}`);
+    return n;
+  };
+  const maxShare = number("MERIDIAN_DELETE_BREAKER_SHARE", 0.5, (n) => n > 0 && n <= 1, "a share in (0, 1]");
+  const minTags = number(
+    "MERIDIAN_DELETE_BREAKER_MIN_TAGS",
+    4,
+    (n) => Number.isInteger(n) && n >= 1,
+    "an integer ≥ 1",
+  );
+  const windowMs = number(
+    "MERIDIAN_DELETE_BREAKER_WINDOW_MS",
+    600_000,
+    (n) => Number.isInteger(n) && n > 0,
+    "ms > 0",
+  );
+  const antiEntropyIntervalMs = number(
+    "MERIDIAN_ANTI_ENTROPY_INTERVAL_MS",
+    600_000,
+    (n) => Number.isInteger(n) && n >= 0,
+    "ms ≥ 0",
+  );
   const peerAddresses = json("MERIDIAN_PEER_ADDRESSES");
   const sourceNats = json("MERIDIAN_SOURCE_NATS");
   if (problems.length > 0)
@@ -86,6 +125,9 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
     logLevel: env.MERIDIAN_LOG_LEVEL ?? "info",
     peerAddresses,
     sourceNats,
+    viewDir: resolve(env.MERIDIAN_WORKER_VIEW_DIR ?? join(dataDir, "replication", "view")),
+    breaker: { maxShare, minTags, windowMs },
+    antiEntropyIntervalMs,
   });
 }
 
@@ -108,6 +150,20 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     name: `meridian-worker-${config.region}`,
     logger: log.child({ component: "log" }),
   });
+  // The worker's own view of the local log: policies, tag registers, run requests.
+  await mkdir(config.viewDir, { recursive: true });
+  const view = new MetadataView(config.viewDir);
+  await view.open();
+  const materializer = new Registry({
+    region: config.region,
+    store,
+    log: eventLog,
+    view,
+    logger: log.child({ component: "view" }),
+    maxManifestBytes: 4 * 1024 * 1024,
+  });
+  materializer.start();
+  await catchUp(eventLog, view, log);
   const credentials = peerCredentials(config.mesh, config.region);
   const peers = new Map<string, PeerClient>();
   for (const r of config.mesh.regions) {
@@ -132,6 +188,10 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     stateDir,
     logger: log,
     metrics,
+    view,
+    breaker: { maxShare: config.breaker.maxShare, minTags: config.breaker.minTags },
+    breakerWindowMs: config.breaker.windowMs,
+    antiEntropyIntervalMs: config.antiEntropyIntervalMs,
   });
   worker.start();
   const server = await listenMetrics(
@@ -150,6 +210,8 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
       await worker.stop();
       for (const p of peers.values()) p.close();
       localPeer.close();
+      await materializer.stop();
+      await view.close();
       await eventLog.close();
     },
   };

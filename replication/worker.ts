@@ -18,6 +18,29 @@
  * Before a `manifest.pushed` (and a `tag.set`) is appended, the manifest's
  * whole closure — bytes, blobs, child manifests — is present locally, so a tag
  * is never visible in a region before everything it points to can be pulled.
+ *
+ * Policies (protocol/policy.ts, read from this worker's own view of the local
+ * log) decide what each source event becomes here:
+ *   - admin events (policies, rules, alerts, conflicts) always replicate;
+ *   - an event an unfiltered on-push policy selects replicates as above
+ *     (without its tag when the policy leaves tags out);
+ *   - an event only filtered policies select schedules a reconcile of its
+ *     repository under each of them (replication/reconcile.ts): filters
+ *     are judged on the repository's whole state, not on one event;
+ *   - anything else is skipped.
+ * Deletions pass the delete breaker first: one that would take the share of
+ * a repository's tags removed within the window over the limit raises an
+ * alert and stops this source's stream until an operator resets the breaker.
+ *
+ * Anti-entropy runs (every selected repository whose summary differs) happen
+ * at start (a new region backfills), every `antiEntropyIntervalMs`, on each
+ * schedule policy's cron, and on every `policy.run` request naming this
+ * region as a destination; each run's result is appended as
+ * `policy.run.finished`.
+ *
+ * Conflicts: when a replicated tag write loses the merge here to a write this
+ * region made, this region appends a `tag.conflict` naming both (its id is
+ * derived from the two writes, so it is recorded once however often seen).
  */
 import {
   AckPolicy,
@@ -33,11 +56,37 @@ import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from "prom-client";
 import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
-import { decodeEvent, type RegistryEvent, streamName } from "../protocol/events.js";
+import type { MetadataView } from "../node/data/view.js";
+import {
+  type ContentEvent,
+  decodeEvent,
+  derivedId,
+  EVENT_SCHEMA_VERSION,
+  type EventBody,
+  isContentEvent,
+  type RegistryEvent,
+  streamName,
+  writeIdOf,
+} from "../protocol/events.js";
+import { HybridClock } from "../protocol/hlc.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
+import {
+  coversLink,
+  type EventKind,
+  effectivePolicies,
+  isFiltered,
+  nextRun,
+  type Policy,
+  parsePolicy,
+  selectsKind,
+  selectsRepository,
+} from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
+import { mergeTag } from "../protocol/tag-merge.js";
 import { Copier } from "./copy.js";
 import type { PeerClient } from "./peer-client.js";
+import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
+import { type ReconcileResult, Reconciler } from "./reconcile.js";
 
 export interface WorkerOptions {
   /** The destination region (this worker's). */
@@ -60,6 +109,18 @@ export interface WorkerOptions {
   /** Retry backoff bounds, ms. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /**
+   * This worker's own view of the local region's log, kept up to date by the
+   * caller: policies, tag registers (conflicts, the breaker's counts), and
+   * `policy.run` requests come from it.
+   */
+  view: MetadataView;
+  /** Delete breaker limits (default: more than half of a repository's tags, 4 tags or more). */
+  breaker?: BreakerLimits;
+  /** Window over which a stream's deletions add up for the breaker, ms (default 10 minutes). */
+  breakerWindowMs?: number;
+  /** Full anti-entropy from every source, ms (default 10 minutes; 0 = only at start and on demand). */
+  antiEntropyIntervalMs?: number;
 }
 
 /** Backoff before attempt `n` (0-based): doubling from `min`, capped at `max`. Pure. */
@@ -89,6 +150,17 @@ export class ReplicationWorker {
   /** The control plane's latest view of the other regions. */
   #health: RegionHealth[] = [];
   #healthTimer: NodeJS.Timeout | undefined;
+  readonly #reconciler: Reconciler;
+  readonly #clock = new HybridClock();
+  /** Serialized anti-entropy work per (policy, source): one run at a time, requests coalesced. */
+  readonly #queues = new Map<string, { running: Promise<void> | undefined; next: RunRequest | undefined }>();
+  /** Deletions let through per repository recently, for the stream breaker's window. */
+  readonly #deleteWindow = new Map<string, Array<{ atMs: number; removed: number }>>();
+  /** Breaker resets already used (reset id + repository): a reset lets one batch through. */
+  readonly #resetsUsed = new Set<string>();
+  #timers: NodeJS.Timeout[] = [];
+  /** Results of finished anti-entropy runs (tests and status read them). */
+  readonly runs: Array<{ policy: string; source: string; reason: string; result: ReconcileResult }> = [];
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -124,6 +196,13 @@ export class ReplicationWorker {
       logger: options.logger.child({ component: "copy" }),
       onBytes: (src, n) => this.#bytes.inc({ src, dst: options.region }, n),
     });
+    this.#reconciler = new Reconciler({
+      log: options.log,
+      view: options.view,
+      copier: this.#copier,
+      breaker: options.breaker ?? DEFAULT_BREAKER,
+      logger: options.logger.child({ component: "reconcile" }),
+    });
   }
 
   start(): void {
@@ -143,13 +222,282 @@ export class ReplicationWorker {
       if (source.name === this.#o.region) continue;
       this.#runs.push(this.#runSource(source));
     }
+    const view = this.#o.view;
+    const previous = view.onApplied;
+    view.onApplied = (event, seq) => {
+      previous?.(event, seq);
+      this.#clock.observe(event.hlc);
+      if (event.type === "policy.run") void this.#manualRun(event.name, event.runId);
+    };
+    // Backfill: whatever the policies select and this region lacks, from every source.
+    void this.#antiEntropy("start", (p) => p.trigger.type !== "manual");
+    const every = this.#o.antiEntropyIntervalMs ?? 600_000;
+    if (every > 0) {
+      this.#timers.push(
+        setInterval(() => void this.#antiEntropy("interval", (p) => p.trigger.type !== "manual"), every),
+      );
+    }
+    let lastTick = new Date();
+    this.#timers.push(
+      setInterval(() => {
+        const now = new Date();
+        void this.#fireSchedules(lastTick, now);
+        lastTick = now;
+      }, 1_000),
+    );
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#healthTimer);
+    for (const t of this.#timers) clearInterval(t);
     this.#abort.abort();
     await Promise.allSettled(this.#runs);
+    await Promise.allSettled([...this.#queues.values()].map((q) => q.running));
     await Promise.allSettled(this.#connections.map((nc) => nc.close()));
+  }
+
+  // ---------------------------------------------------------------- policies
+
+  /** Policies in force (every region's, from the view); malformed ones are logged and left out. */
+  async policies(): Promise<Policy[]> {
+    const out: Policy[] = [];
+    for (const { name, policy } of await this.#o.view.policies()) {
+      try {
+        out.push(parsePolicy(policy));
+      } catch (err) {
+        this.#o.logger.error({ err, policy: name }, "stored policy invalid; ignored");
+      }
+    }
+    return out;
+  }
+
+  /** Policies deciding what flows from `source` to this region (the default mirror when none name the link). */
+  async #linkPolicies(source: string): Promise<Policy[]> {
+    return effectivePolicies(await this.policies(), source, this.#o.region);
+  }
+
+  #sources(): string[] {
+    return this.#o.mesh.regions.map((r) => r.name).filter((r) => r !== this.#o.region);
+  }
+
+  /** Queue a full anti-entropy run for every (policy, source) that `which` picks. */
+  async #antiEntropy(reason: string, which: (p: Policy) => boolean): Promise<void> {
+    for (const source of this.#sources()) {
+      for (const policy of await this.#linkPolicies(source)) {
+        if (which(policy)) this.#request(policy, source, { repos: "all", reason, done: [] });
+      }
+    }
+  }
+
+  async #fireSchedules(from: Date, to: Date): Promise<void> {
+    for (const source of this.#sources()) {
+      for (const policy of await this.#linkPolicies(source)) {
+        const next = nextRun(policy, from);
+        if (next !== undefined && next <= to) {
+          const runId = `schedule-${next.toISOString()}`;
+          this.#request(policy, source, { repos: "all", reason: "schedule", runId, done: [] });
+        }
+      }
+    }
+  }
+
+  /** A `policy.run` request: run it from every source it covers, then record the outcome here. */
+  async #manualRun(name: string, runId: string): Promise<void> {
+    const policy = (await this.policies()).find((p) => p.name === name);
+    if (policy === undefined) return;
+    const sources = this.#sources().filter((s) => coversLink(policy, s, this.#o.region));
+    if (sources.length === 0) return;
+    const results = await Promise.all(
+      sources.map(
+        (source) =>
+          new Promise<ReconcileResult | Error>((resolve) =>
+            this.#request(policy, source, { repos: "all", reason: "manual", runId, done: [resolve] }),
+          ),
+      ),
+    );
+    const stats: Record<string, number> = {};
+    let outcome: "ok" | "failed" | "halted" = "ok";
+    let error: string | undefined;
+    for (const r of results) {
+      if (r instanceof Error) {
+        outcome = "failed";
+        error = r.message;
+        continue;
+      }
+      if (r.halted !== undefined && outcome === "ok") {
+        outcome = "halted";
+        error = `delete breaker: ${r.halted.repo} would lose ${r.halted.removed} of ${r.halted.visible} tags`;
+      }
+      for (const [k, v] of Object.entries(r.stats)) stats[k] = (stats[k] ?? 0) + v;
+    }
+    await this.#appendOwn({
+      type: "policy.run.finished",
+      name,
+      runId,
+      region: this.#o.region,
+      outcome,
+      stats,
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+
+  /**
+   * Ask for anti-entropy of `policy` from `source`: whole ("all") or some
+   * repositories. Requests for one (policy, source) run one at a time; those
+   * arriving meanwhile are merged into the next run.
+   */
+  #request(policy: Policy, source: string, request: RunRequest): void {
+    const key = `${policy.name}\u0000${source}`;
+    let queue = this.#queues.get(key);
+    if (queue === undefined) {
+      queue = { running: undefined, next: undefined };
+      this.#queues.set(key, queue);
+    }
+    queue.next = mergeRequests(queue.next, request);
+    if (queue.running !== undefined) return;
+    const q = queue;
+    q.running = (async () => {
+      while (q.next !== undefined && !this.#abort.signal.aborted) {
+        const next = q.next;
+        q.next = undefined;
+        // Coalesce a burst of on-push requests into one pass.
+        if (next.repos !== "all" && next.reason === "on-push") await sleep(100, this.#abort.signal);
+        const merged = mergeRequests(next, q.next);
+        q.next = undefined;
+        await this.#runOnce(policy, source, merged);
+      }
+    })().finally(() => {
+      q.running = undefined;
+    });
+  }
+
+  async #runOnce(policy: Policy, source: string, request: RunRequest): Promise<void> {
+    const peer = this.#o.peers.get(source);
+    const log = this.#o.logger.child({ src: source, policy: policy.name, reason: request.reason });
+    if (peer === undefined) return;
+    const peers = [peer, ...this.#peersFor().filter((p) => p !== peer)];
+    try {
+      const result = await this.#reconciler.reconcile(policy, peer, peers, this.#abort.signal, {
+        repos: request.repos === "all" ? undefined : [...request.repos],
+        breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
+      });
+      if (result.halted !== undefined)
+        await this.#raiseBreaker(policy.name, result.halted.repo, source, result.halted);
+      this.runs.push({ policy: policy.name, source, reason: request.reason, result });
+      if (this.runs.length > 100) this.runs.shift();
+      if (result.plans.length > 0)
+        log.info({ stats: result.stats, halted: result.halted }, "anti-entropy run");
+      for (const done of request.done) done(result);
+    } catch (err) {
+      if (!this.#abort.signal.aborted) log.warn({ err }, "anti-entropy run failed");
+      for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  // ---------------------------------------------------------------- the delete breaker
+
+  /**
+   * Whether an operator's reset lets `repo`'s deletes under `policy` through
+   * once: a `breaker.reset` made after the repository's last breaker alert
+   * here, not used yet by this worker.
+   */
+  async #breakerOpen(policy: string, repo: string): Promise<boolean> {
+    const reset = await this.#o.view.breakerReset(policy);
+    if (reset === undefined) return false;
+    const last = (await this.#o.view.alerts())
+      .filter((a) => a.kind === "delete-breaker" && a.policy === policy && a.repo === repo)
+      .filter((a) => a.detail?.destination === this.#o.region)
+      .at(-1);
+    if (last === undefined || Date.parse(reset.at) < Date.parse(last.at)) return false;
+    const key = `${reset.id}\u0000${repo}`;
+    if (this.#resetsUsed.has(key)) return false;
+    this.#resetsUsed.add(key);
+    return true;
+  }
+
+  async #raiseBreaker(
+    policy: string,
+    repo: string,
+    source: string,
+    counts: { removed: number; visible: number },
+  ): Promise<string> {
+    const id = derivedId(
+      "breaker",
+      this.#o.region,
+      policy,
+      repo,
+      String(counts.removed),
+      String(counts.visible),
+    );
+    await this.#appendOwn(
+      {
+        type: "alert.raised",
+        kind: "delete-breaker",
+        message: `deletes from ${source} would remove ${counts.removed} of ${counts.visible} tags of ${repo} in ${this.#o.region}; halted until the breaker of policy ${policy} is reset`,
+        policy,
+        repo,
+        detail: { source, destination: this.#o.region, ...counts },
+      },
+      id,
+    );
+    this.#o.logger.warn({ policy, repo, src: source, ...counts }, "delete breaker tripped");
+    return id;
+  }
+
+  /**
+   * Hold a deletion from the stream until it is within the breaker's limits
+   * or an operator resets the breaker (polling the view for the reset).
+   */
+  async #breakerGate(policy: string, source: string, event: ContentEvent): Promise<void> {
+    const removed = await this.#tagsRemovedBy(event);
+    if (removed === 0) return;
+    const windowMs = this.#o.breakerWindowMs ?? 600_000;
+    const now = Date.now();
+    const recent = (this.#deleteWindow.get(event.repo) ?? []).filter((d) => now - d.atMs < windowMs);
+    const before = recent.reduce((n, d) => n + d.removed, 0);
+    const visible = (await this.#o.view.liveTags(event.repo)).length + before;
+    const limits = this.#o.breaker ?? DEFAULT_BREAKER;
+    if (breakerTrips(before + removed, visible, limits)) {
+      const resetBefore = (await this.#o.view.breakerReset(policy))?.id;
+      await this.#raiseBreaker(policy, event.repo, source, { removed: before + removed, visible });
+      while (!this.#abort.signal.aborted) {
+        const reset = (await this.#o.view.breakerReset(policy))?.id;
+        if (reset !== undefined && reset !== resetBefore) break;
+        await sleep(500, this.#abort.signal);
+      }
+      recent.length = 0; // the operator accepted this batch: count afresh
+    }
+    recent.push({ atMs: now, removed });
+    this.#deleteWindow.set(event.repo, recent);
+  }
+
+  /** How many tags shown here a deletion event would remove or hide. */
+  async #tagsRemovedBy(event: ContentEvent): Promise<number> {
+    const view = this.#o.view;
+    switch (event.type) {
+      case "tag.deleted":
+        return (await view.visibleTag(event.repo, event.tag)) === undefined ? 0 : 1;
+      case "manifest.deleted":
+        return (await view.liveTags(event.repo)).filter((t) => t.digest === event.digest).length;
+      case "repository.deleted":
+        return (await view.liveTags(event.repo)).length;
+      default:
+        return 0;
+    }
+  }
+
+  /** Append an event this region originates (alerts, run results, conflicts). */
+  async #appendOwn(body: EventBody, id?: string): Promise<void> {
+    const event = {
+      id: id ?? derivedId("own", this.#o.region, String(Date.now()), String(Math.random())),
+      v: EVENT_SCHEMA_VERSION,
+      origin: this.#o.region,
+      hlc: this.#clock.now(),
+      actor: "system",
+      at: new Date().toISOString(),
+      ...body,
+    } as RegistryEvent;
+    await this.#o.log.append(event);
   }
 
   /**
@@ -253,10 +601,20 @@ export class ReplicationWorker {
     const min = this.#o.retryMinMs ?? 250;
     const max = this.#o.retryMaxMs ?? 5_000;
     const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
+    let outgoing: RegistryEvent | undefined = event;
     try {
+      if (isContentEvent(event) && event.type !== "tag.conflict") {
+        outgoing = await this.#select(source, event);
+        if (outgoing === undefined) {
+          this.#events.inc({ ...labels, outcome: "filtered" });
+          m.ack();
+          this.applied.set(source, m.seq);
+          return;
+        }
+      }
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.#replicate(event, m.seq);
+          await this.#replicate(outgoing, m.seq);
           break;
         } catch (err) {
           if (this.#abort.signal.aborted) return; // not acked: redelivered after restart
@@ -274,6 +632,76 @@ export class ReplicationWorker {
     this.#lag.observe(labels, Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
   }
 
+  /**
+   * What a content event becomes here under the link's on-push policies: the
+   * event (perhaps without its tag) when an unfiltered policy selects it,
+   * else undefined — after queueing a reconcile of its repository under each
+   * filtered policy that selects the repository. Deletions pass the breaker.
+   */
+  async #select(source: string, event: ContentEvent): Promise<RegistryEvent | undefined> {
+    const policies = (await this.#linkPolicies(source)).filter(
+      (p) => p.trigger.type === "on-push" && selectsRepository(p, event.repo),
+    );
+    const kinds = kindsOf(event);
+    const exact = policies.filter((p) => !isFiltered(p) && kinds.some((k) => selectsKind(p, k)));
+    if (exact.length === 0) {
+      for (const p of policies.filter(isFiltered))
+        this.#request(p, source, { repos: new Set([event.repo]), reason: "on-push", done: [] });
+      return undefined;
+    }
+    let out: RegistryEvent = event;
+    if (
+      event.type === "manifest.pushed" &&
+      event.tag !== undefined &&
+      !exact.some((p) => selectsKind(p, "tag"))
+    ) {
+      const { tag: _, ...untagged } = event;
+      out = untagged;
+    }
+    if (kinds.includes("delete")) {
+      const policy = exact.find((p) => selectsKind(p, "delete"))!;
+      await this.#breakerGate(policy.name, source, event);
+    }
+    return out;
+  }
+
+  /** If `event` writes a tag and loses here to this region's own write, the conflict to record. */
+  async #conflictWith(event: RegistryEvent): Promise<EventBody | undefined> {
+    if (event.type !== "tag.set" && event.type !== "tag.deleted" && event.type !== "manifest.pushed")
+      return undefined;
+    if (event.tag === undefined) return undefined;
+    const view = this.#o.view;
+    const current = await view.tagRecord(event.repo, event.tag);
+    const id = writeIdOf(event);
+    if (current === undefined || current.eventId === id || current.origin !== this.#o.region)
+      return undefined;
+    const digest = event.type === "tag.deleted" ? null : event.digest;
+    if (current.digest === digest) return undefined;
+    const { tagMerge, homes } = view.configFor(event.repo);
+    const mine = {
+      digest: current.digest ?? undefined,
+      hlc: current.hlc,
+      origin: current.origin,
+      eventId: current.eventId,
+      epoch: current.epoch,
+    };
+    const theirs = {
+      digest: digest ?? undefined,
+      hlc: event.hlc,
+      origin: event.origin,
+      eventId: id,
+      epoch: event.epoch,
+    };
+    if (mergeTag(tagMerge, mine, theirs, homes)?.eventId !== current.eventId) return undefined;
+    return {
+      type: "tag.conflict",
+      repo: event.repo,
+      tag: event.tag,
+      winner: { id: current.eventId, origin: current.origin, digest: current.digest, hlc: current.hlc },
+      loser: { id, origin: event.origin, digest, hlc: event.hlc },
+    };
+  }
+
   /** Make the event's content present here, then append its replica to the local log. */
   async #replicate(event: RegistryEvent, srcSeq: number): Promise<void> {
     const peers = this.#peersFor();
@@ -289,7 +717,11 @@ export class ReplicationWorker {
       default:
         break; // deletions carry no content
     }
+    const conflict = await this.#conflictWith(event);
     await this.#o.log.append({ ...event, cause: event.id, srcSeq });
+    if (conflict !== undefined && conflict.type === "tag.conflict") {
+      await this.#appendOwn(conflict, derivedId("conflict", conflict.loser.id, conflict.winner.id));
+    }
   }
 
   async #reportPending(jsm: JetStreamManager, source: string): Promise<void> {
@@ -299,6 +731,36 @@ export class ReplicationWorker {
     } catch {
       // unreachable source: the gauge keeps its last value
     }
+  }
+}
+
+/** A queued anti-entropy request: all repositories, or some; callers waiting for its result. */
+interface RunRequest {
+  repos: "all" | Set<string>;
+  reason: string;
+  runId?: string;
+  done: Array<(result: ReconcileResult | Error) => void>;
+}
+
+/** One request covering both (either may be absent, not both). */
+function mergeRequests(a: RunRequest | undefined, b: RunRequest | undefined): RunRequest {
+  if (a === undefined || b === undefined) return (a ?? b)!;
+  const repos = a.repos === "all" || b.repos === "all" ? "all" : new Set([...a.repos, ...b.repos]);
+  const reason = a.reason === "on-push" ? b.reason : a.reason;
+  return { repos, reason, runId: a.runId ?? b.runId, done: [...a.done, ...b.done] };
+}
+
+/** The policy event kinds a content event falls under. */
+function kindsOf(event: ContentEvent): EventKind[] {
+  switch (event.type) {
+    case "blob.pushed":
+      return ["push"];
+    case "manifest.pushed":
+      return event.tag === undefined ? ["push"] : ["push", "tag"];
+    case "tag.set":
+      return ["tag"];
+    default:
+      return ["delete"];
   }
 }
 

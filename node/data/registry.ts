@@ -229,6 +229,7 @@ export class Registry {
         subject: parsed.subject,
         artifactType: parsed.artifactType,
         annotations: parsed.annotations,
+        platforms: parsed.platforms,
         tag,
       };
       // By tag, manifest and tag are one event (on the tag's subject): never one without the other.
@@ -419,6 +420,32 @@ export class Registry {
       // Durable in the log but not yet visible here: the client may retry safely.
       throw new LogUnavailableError("write accepted by the log but not yet applied", { cause: err });
     }
+  }
+}
+
+/**
+ * Bring a view up to the log's end as it is now, so a process never answers
+ * (or decides) from a view older than what was acknowledged before it
+ * started. If the log is unreachable, go on after a few seconds with the view
+ * as it is (reads keep working; writes answer 503 until the log returns).
+ */
+export async function catchUp(
+  log: EventLog & { ready(): Promise<unknown> },
+  view: MetadataView,
+  logger: Logger,
+): Promise<void> {
+  const connected = await Promise.race([
+    log.ready().then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), 5_000).unref()),
+  ]);
+  if (!connected) {
+    logger.warn("log unreachable at start; going on with the view as it is");
+    return;
+  }
+  try {
+    await view.waitFor(await log.lastSeq(), 60_000);
+  } catch (err) {
+    logger.warn({ err }, "view catch-up incomplete at start");
   }
 }
 

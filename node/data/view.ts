@@ -256,6 +256,7 @@ export class MetadataView {
           artifactType: e.artifactType,
           annotations: e.annotations,
         };
+        if (e.platforms !== undefined) record.platforms = e.platforms;
         await this.#writeManifest(batch, e.repo, e.digest, record, true, w);
         // A manifest links what it references: its blobs are pullable through the repository.
         for (const blob of e.blobs) await this.#writeBlob(batch, e.repo, blob, undefined, true, w);
