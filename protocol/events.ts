@@ -82,17 +82,26 @@ export interface ManifestPushed extends Envelope {
   platforms?: Record<string, string>;
   /** Set when the manifest was pushed by tag: the tag is set in the same event. */
   tag?: string;
+  /** With `tag`: the write the tag's register held when this one was made (see TagSet.prev). */
+  prev?: string;
 }
 export interface TagSet extends Envelope {
   type: "tag.set";
   repo: string;
   tag: string;
   digest: Digest;
+  /**
+   * The write the tag's register held where and when this write was made
+   * (absent: none). A write that replaces one it did not know of is
+   * concurrent with it: that is how conflicts are told from plain updates.
+   */
+  prev?: string;
 }
 export interface TagDeleted extends Envelope {
   type: "tag.deleted";
   repo: string;
   tag: string;
+  prev?: string;
 }
 export interface ManifestDeleted extends Envelope {
   type: "manifest.deleted";
@@ -329,13 +338,16 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(e.annotations === undefined || isStringMap(e.annotations), "annotations");
       need(e.platforms === undefined || isStringMap(e.platforms), "platforms");
       if (e.tag !== undefined) wrap("tag", () => parseTag(e.tag as string));
+      need(e.prev === undefined || (typeof e.prev === "string" && e.tag !== undefined), "prev");
       break;
     case "tag.set":
       wrap("tag", () => parseTag(e.tag as string));
       wrap("digest", () => parseDigest(e.digest as string));
+      need(e.prev === undefined || typeof e.prev === "string", "prev");
       break;
     case "tag.deleted":
       wrap("tag", () => parseTag(e.tag as string));
+      need(e.prev === undefined || typeof e.prev === "string", "prev");
       break;
     case "manifest.deleted":
     case "blob.deleted":

@@ -57,6 +57,8 @@ export interface TagRecord {
   at?: string;
   actor?: string;
   epoch?: number;
+  /** The write the origin's register held when this one was made. */
+  prev?: string;
 }
 
 /** A repository's registers, whole (what anti-entropy compares and replays). */
@@ -98,6 +100,7 @@ export function repoStateToWire(state: RepoState): RepoStateReply {
     tags: state.tags.map(({ tag, record }) => ({
       tag,
       digest: record.digest ?? "",
+      prev: record.prev ?? "",
       write: writeToWire({
         id: record.eventId,
         origin: record.origin,
@@ -139,6 +142,7 @@ export function repoStateFromWire(reply: RepoStateReply__Output): RepoState {
           at: w.at,
           actor: w.actor,
           epoch: w.epoch,
+          ...(t.prev === "" ? {} : { prev: t.prev }),
         },
       };
     }),

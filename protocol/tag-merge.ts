@@ -105,3 +105,31 @@ export function registerAt(
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** A write with what its origin's register held when it was made (for conflict detection). */
+export interface CausalWrite extends TagWrite {
+  prev?: string;
+}
+
+/**
+ * The conflict between the register's current write and an incoming one, if
+ * they are concurrent (neither was made knowing the other: the later one's
+ * `prev` is not the earlier one) and set the tag differently: which won the
+ * merge and which lost. Either region may detect it (the one whose write
+ * loses, or the one whose write wins); both name the same pair.
+ */
+export function conflictBetween(
+  rule: TagMergeRule,
+  current: CausalWrite,
+  incoming: CausalWrite,
+  homes: HomeTable = {},
+): { winner: CausalWrite; loser: CausalWrite } | undefined {
+  if (current.eventId === incoming.eventId || current.digest === incoming.digest) return undefined;
+  if (incoming.prev === current.eventId || current.prev === incoming.eventId) return undefined;
+  if (!counts(rule, current, homes) || !counts(rule, incoming, homes)) return undefined;
+  const winner = mergeTag(rule, current, incoming, homes);
+  if (winner === undefined) return undefined;
+  return winner.eventId === current.eventId
+    ? { winner: current, loser: incoming }
+    : { winner: incoming, loser: current };
+}

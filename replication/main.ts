@@ -230,6 +230,10 @@ function listenMetrics(
         res.writeHead(200, { "content-type": metrics.contentType });
         res.end(text);
       });
+    } else if (req.url === "/failures") {
+      // What this worker is retrying, and why (meridian replication status reads it).
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, failures: Object.fromEntries(worker.failures) }));
     } else if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));

@@ -20,6 +20,12 @@
  * Deletions (tag tombstones, manifest and blob deletions, the repository's
  * deletion barrier) are planned only when the policy carries deletes.
  * `override: off` keeps a tag the destination shows pointing elsewhere.
+ *
+ * Only writes the source region originated are planned (tags, deletions, the
+ * manifests and blobs chosen as roots); content they need comes along
+ * whatever its origin. Every region's writes reach the others from their
+ * origin, so a policy between two regions cannot be side-stepped through a
+ * third that mirrors more.
  * `holdTagsForReferrers` holds a tag back until its manifest has referrers
  * of each listed artifact type (they are copied in the same plan).
  */
@@ -37,8 +43,8 @@ import { compareWrites, type TagWrite } from "../protocol/tag-merge.js";
 export type Action =
   | { kind: "copy-manifest"; digest: string; record: ManifestRecord; w: Write }
   | { kind: "link-blob"; digest: string; size: number; w: Write }
-  | { kind: "set-tag"; tag: string; digest: string; w: Write }
-  | { kind: "delete-tag"; tag: string; w: Write }
+  | { kind: "set-tag"; tag: string; digest: string; w: Write; prev?: string }
+  | { kind: "delete-tag"; tag: string; w: Write; prev?: string }
   | { kind: "delete-manifest"; digest: string; w: Write }
   | { kind: "delete-blob"; digest: string; w: Write }
   | { kind: "delete-repository"; w: Write }
@@ -54,8 +60,14 @@ export interface Plan {
   tagsRemoved: number;
 }
 
-export function planRepository(policy: Policy, source: RepoState, destination: RepoState): Plan {
+export function planRepository(
+  policy: Policy,
+  source: RepoState,
+  destination: RepoState,
+  sourceRegion?: string,
+): Plan {
   const repo = source.repo;
+  const ours = (w: { origin: string }) => sourceRegion === undefined || w.origin === sourceRegion;
   const actions: Action[] = [];
   const deletes = selectsKind(policy, "delete");
   const filtered = isFiltered(policy);
@@ -95,10 +107,11 @@ export function planRepository(policy: Policy, source: RepoState, destination: R
   }
 
   // ---- which manifests the destination should hold
-  const selectedTags = source.tags.filter((t) => selectsTag(policy, t.tag));
+  const selectedTags = source.tags.filter((t) => selectsTag(policy, t.tag) && ours(t.record));
   const roots: string[] = [];
   if (!filtered) {
-    for (const { digest, register } of source.manifests) if (register.live) roots.push(digest);
+    for (const { digest, register } of source.manifests)
+      if (register.live && ours(register.w)) roots.push(digest);
   } else {
     for (const { record } of selectedTags) {
       if (record.digest === null || !srcLive(record.digest)) continue;
@@ -126,7 +139,7 @@ export function planRepository(policy: Policy, source: RepoState, destination: R
   // ---- blob links of their own (pushed without a manifest): unfiltered policies only
   if (!filtered) {
     for (const { digest, register } of source.blobs) {
-      if (!register.live || register.size < 0) continue;
+      if (!register.live || register.size < 0 || !ours(register.w)) continue;
       if (!dstHas(dstBlobs.get(digest), register.w))
         actions.push({ kind: "link-blob", digest, size: register.size, w: register.w });
     }
@@ -148,7 +161,12 @@ export function planRepository(policy: Policy, source: RepoState, destination: R
     if (dst?.eventId === record.eventId) continue;
     if (record.digest === null) {
       if (!deletes) continue;
-      actions.push({ kind: "delete-tag", tag, w });
+      actions.push({
+        kind: "delete-tag",
+        tag,
+        w,
+        ...(record.prev === undefined ? {} : { prev: record.prev }),
+      });
       if (dstVisible(tag) !== undefined && !removed.has(tag)) {
         removed.add(tag);
         tagsRemoved++;
@@ -167,13 +185,25 @@ export function planRepository(policy: Policy, source: RepoState, destination: R
       actions.push({ kind: "hold-tag", tag, digest: record.digest, missing });
       continue;
     }
-    actions.push({ kind: "set-tag", tag, digest: record.digest, w });
+    actions.push({
+      kind: "set-tag",
+      tag,
+      digest: record.digest,
+      w,
+      ...(record.prev === undefined ? {} : { prev: record.prev }),
+    });
   }
 
   // ---- manifest and blob deletions
   if (deletes) {
     for (const { digest, register } of source.manifests) {
-      if (register.live || !dstLive(digest) || dstHas(dstManifests.get(digest), register.w)) continue;
+      if (
+        register.live ||
+        !ours(register.w) ||
+        !dstLive(digest) ||
+        dstHas(dstManifests.get(digest), register.w)
+      )
+        continue;
       if (filtered && !destinationTagged(destination, digest, policy)) continue;
       actions.push({ kind: "delete-manifest", digest, w: register.w });
       for (const { tag, record } of destination.tags) {
@@ -186,7 +216,7 @@ export function planRepository(policy: Policy, source: RepoState, destination: R
     if (!filtered) {
       for (const { digest, register } of source.blobs) {
         const dst = dstBlobs.get(digest);
-        if (register.live || dst?.live !== true || dstHas(dst, register.w)) continue;
+        if (register.live || !ours(register.w) || dst?.live !== true || dstHas(dst, register.w)) continue;
         actions.push({ kind: "delete-blob", digest, w: register.w });
       }
     }

@@ -23,6 +23,7 @@ import { derivedId, EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } f
 import { type Policy, selectsRepository } from "../protocol/policy.js";
 import type { RepoState, Write } from "../protocol/registers.js";
 import { differingRepositories, isEmpty, type RepoDigest } from "../protocol/summary.js";
+import { type CausalWrite, conflictBetween } from "../protocol/tag-merge.js";
 import type { Copier } from "./copy.js";
 import type { PeerClient } from "./peer-client.js";
 import { type Action, type BreakerLimits, breakerTrips, type Plan, planRepository } from "./plan.js";
@@ -51,6 +52,10 @@ export class Reconciler {
       copier: Copier;
       breaker: BreakerLimits;
       logger: Logger;
+      /** This (the destination) region. */
+      region: string;
+      /** Record a conflict between a replayed tag write and this region's own. */
+      recordConflict?: (conflict: TagConflictBody) => Promise<void>;
     },
   ) {}
 
@@ -87,7 +92,7 @@ export class Reconciler {
     for (const repo of repos.filter((r) => selectsRepository(policy, r))) {
       if (signal.aborted) break;
       const theirs = await this.#remoteState(source, repo);
-      const plan = planRepository(policy, theirs, await this.o.view.repoState(repo));
+      const plan = planRepository(policy, theirs, await this.o.view.repoState(repo), source.region);
       if (plan.actions.length === 0) continue;
       result.plans.push(plan);
       if (
@@ -184,4 +189,41 @@ export class Reconciler {
     if (w.epoch !== undefined) event.epoch = w.epoch;
     await this.o.log.append(event);
   }
+}
+
+export type TagConflictBody = Extract<EventBody, { type: "tag.conflict" }>;
+
+/**
+ * The conflict an incoming write to a tag makes with this region's own write
+ * standing in the tag's register here, if the two are concurrent: recorded by
+ * this region (the other side may record it too; the event id is derived from
+ * the pair, so it is kept once).
+ */
+export async function conflictHere(
+  view: MetadataView,
+  region: string,
+  repo: string,
+  tag: string,
+  incoming: CausalWrite,
+): Promise<TagConflictBody | undefined> {
+  const current = await view.tagRecord(repo, tag);
+  if (current === undefined || current.origin !== region) return undefined;
+  const { tagMerge, homes } = view.configFor(repo);
+  const mine: CausalWrite = {
+    digest: current.digest ?? undefined,
+    hlc: current.hlc,
+    origin: current.origin,
+    eventId: current.eventId,
+    epoch: current.epoch,
+    prev: current.prev,
+  };
+  const found = conflictBetween(tagMerge, mine, incoming, homes);
+  if (found === undefined) return undefined;
+  const side = (w: CausalWrite) => ({
+    id: w.eventId,
+    origin: w.origin,
+    digest: (w.digest ?? null) as Digest | null,
+    hlc: w.hlc,
+  });
+  return { type: "tag.conflict", repo, tag, winner: side(found.winner), loser: side(found.loser) };
 }

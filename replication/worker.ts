@@ -82,11 +82,11 @@ import {
   selectsRepository,
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
-import { mergeTag } from "../protocol/tag-merge.js";
+
 import { Copier } from "./copy.js";
 import type { PeerClient } from "./peer-client.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
-import { type ReconcileResult, Reconciler } from "./reconcile.js";
+import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
 
 export interface WorkerOptions {
   /** The destination region (this worker's). */
@@ -159,6 +159,14 @@ export class ReplicationWorker {
   /** Breaker resets already used (reset id + repository): a reset lets one batch through. */
   readonly #resetsUsed = new Set<string>();
   #timers: NodeJS.Timeout[] = [];
+  /**
+   * Events this worker is retrying, by "repo@digest" (or "repo:tag"): the
+   * latest failure's reason, for `meridian replication status`.
+   */
+  readonly failures = new Map<
+    string,
+    { source: string; eventId: string; reason: string; attempts: number; at: string }
+  >();
   /** Results of finished anti-entropy runs (tests and status read them). */
   readonly runs: Array<{ policy: string; source: string; reason: string; result: ReconcileResult }> = [];
 
@@ -202,6 +210,8 @@ export class ReplicationWorker {
       copier: this.#copier,
       breaker: options.breaker ?? DEFAULT_BREAKER,
       logger: options.logger.child({ component: "reconcile" }),
+      region: options.region,
+      recordConflict: (conflict) => this.#recordConflict(conflict),
     });
   }
 
@@ -486,6 +496,21 @@ export class ReplicationWorker {
     }
   }
 
+  #recordFailure(source: string, event: RegistryEvent, err: unknown, attempt: number): void {
+    if (!isContentEvent(event)) return;
+    this.failures.set(failureKey(event), {
+      source,
+      eventId: event.id,
+      reason: err instanceof Error ? err.message : String(err),
+      attempts: attempt + 1,
+      at: new Date().toISOString(),
+    });
+  }
+
+  #recordConflict(conflict: TagConflictBody): Promise<void> {
+    return this.#appendOwn(conflict, derivedId("conflict", conflict.loser.id, conflict.winner.id));
+  }
+
   /** Append an event this region originates (alerts, run results, conflicts). */
   async #appendOwn(body: EventBody, id?: string): Promise<void> {
     const event = {
@@ -619,6 +644,7 @@ export class ReplicationWorker {
         } catch (err) {
           if (this.#abort.signal.aborted) return; // not acked: redelivered after restart
           log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
+          this.#recordFailure(source, outgoing, err, attempt);
           await sleep(backoffMs(attempt, min, max), this.#abort.signal);
           if (this.#abort.signal.aborted) return;
         }
@@ -628,6 +654,7 @@ export class ReplicationWorker {
     }
     m.ack();
     this.applied.set(source, m.seq);
+    if (isContentEvent(outgoing)) this.failures.delete(failureKey(outgoing));
     this.#events.inc({ ...labels, outcome: "replicated" });
     this.#lag.observe(labels, Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
   }
@@ -665,41 +692,20 @@ export class ReplicationWorker {
     return out;
   }
 
-  /** If `event` writes a tag and loses here to this region's own write, the conflict to record. */
-  async #conflictWith(event: RegistryEvent): Promise<EventBody | undefined> {
+  /** If `event` writes a tag concurrently with this region's own write there, the conflict to record. */
+  async #conflictWith(event: RegistryEvent): Promise<TagConflictBody | undefined> {
     if (event.type !== "tag.set" && event.type !== "tag.deleted" && event.type !== "manifest.pushed")
       return undefined;
     if (event.tag === undefined) return undefined;
-    const view = this.#o.view;
-    const current = await view.tagRecord(event.repo, event.tag);
-    const id = writeIdOf(event);
-    if (current === undefined || current.eventId === id || current.origin !== this.#o.region)
-      return undefined;
     const digest = event.type === "tag.deleted" ? null : event.digest;
-    if (current.digest === digest) return undefined;
-    const { tagMerge, homes } = view.configFor(event.repo);
-    const mine = {
-      digest: current.digest ?? undefined,
-      hlc: current.hlc,
-      origin: current.origin,
-      eventId: current.eventId,
-      epoch: current.epoch,
-    };
-    const theirs = {
+    return conflictHere(this.#o.view, this.#o.region, event.repo, event.tag, {
       digest: digest ?? undefined,
       hlc: event.hlc,
       origin: event.origin,
-      eventId: id,
+      eventId: writeIdOf(event),
       epoch: event.epoch,
-    };
-    if (mergeTag(tagMerge, mine, theirs, homes)?.eventId !== current.eventId) return undefined;
-    return {
-      type: "tag.conflict",
-      repo: event.repo,
-      tag: event.tag,
-      winner: { id: current.eventId, origin: current.origin, digest: current.digest, hlc: current.hlc },
-      loser: { id, origin: event.origin, digest, hlc: event.hlc },
-    };
+      prev: event.prev,
+    });
   }
 
   /** Make the event's content present here, then append its replica to the local log. */
@@ -719,9 +725,7 @@ export class ReplicationWorker {
     }
     const conflict = await this.#conflictWith(event);
     await this.#o.log.append({ ...event, cause: event.id, srcSeq });
-    if (conflict !== undefined && conflict.type === "tag.conflict") {
-      await this.#appendOwn(conflict, derivedId("conflict", conflict.loser.id, conflict.winner.id));
-    }
+    if (conflict !== undefined) await this.#recordConflict(conflict);
   }
 
   async #reportPending(jsm: JetStreamManager, source: string): Promise<void> {
@@ -748,6 +752,13 @@ function mergeRequests(a: RunRequest | undefined, b: RunRequest | undefined): Ru
   const repos = a.repos === "all" || b.repos === "all" ? "all" : new Set([...a.repos, ...b.repos]);
   const reason = a.reason === "on-push" ? b.reason : a.reason;
   return { repos, reason, runId: a.runId ?? b.runId, done: [...a.done, ...b.done] };
+}
+
+/** Key of a content event's artifact in `failures`: repo@digest, or repo:tag for a tag deletion. */
+export function failureKey(event: ContentEvent): string {
+  if ("digest" in event) return `${event.repo}@${event.digest}`;
+  if ("tag" in event) return `${event.repo}:${event.tag}`;
+  return event.repo;
 }
 
 /** The policy event kinds a content event falls under. */

@@ -113,7 +113,11 @@ export interface ProxiedMesh {
  * every worker reaching the other regions' NATS and peers through a TcpProxy
  * of chaos/, so a test can partition a region or slow a link.
  */
-export async function startProxiedMesh(after: After, names: string[]): Promise<ProxiedMesh> {
+export async function startProxiedMesh(
+  after: After,
+  names: string[],
+  extraWorkerEnv: Record<string, string> = {},
+): Promise<ProxiedMesh> {
   const root = tempDir(after, "meridian-pmesh-");
   const certs = await ensureMeshCerts(join(root, "certs"), names);
   const natsByRegion = new Map<string, NatsServerProcess>();
@@ -167,6 +171,7 @@ export async function startProxiedMesh(after: After, names: string[]): Promise<P
     const links = proxies.get(r.name)!;
     const workerEnv = {
       ...base,
+      ...extraWorkerEnv,
       MERIDIAN_PEER_ADDRESSES: JSON.stringify(
         Object.fromEntries([...links].map(([s, l]) => [s, l.grpc.address])),
       ),

@@ -24,6 +24,7 @@ import {
   ManifestTooLargeError,
   RepositoryNotFoundError,
   TagImmutableError,
+  UndeleteError,
   UploadNotFoundError,
 } from "../../protocol/errors.js";
 import {
@@ -51,7 +52,12 @@ export interface RegistryOptions {
   /** How long a write waits for this node's view to apply its event. */
   applyTimeoutMs?: number;
   clock?: HybridClock;
+  /** How long deleted content stays restorable with `undelete` (default 7 days). */
+  undeleteWindowMs?: number;
 }
+
+/** What to restore: a whole repository, one tag, or one manifest. */
+export type UndeleteTarget = { tag: string } | { digest: Digest } | Record<string, never>;
 
 export interface ResolvedManifest {
   digest: Digest;
@@ -80,6 +86,7 @@ export class Registry {
   readonly #clock: HybridClock;
   readonly #maxManifestBytes: number;
   readonly #applyTimeoutMs: number;
+  readonly #undeleteWindowMs: number;
   readonly #manifestCache = new ByteLru(32 << 20);
   #tailAbort: AbortController | undefined;
   #tailDone: Promise<void> | undefined;
@@ -93,6 +100,7 @@ export class Registry {
     this.#clock = options.clock ?? new HybridClock();
     this.#maxManifestBytes = options.maxManifestBytes;
     this.#applyTimeoutMs = options.applyTimeoutMs ?? 10_000;
+    this.#undeleteWindowMs = options.undeleteWindowMs ?? 7 * 24 * 3600_000;
     this.view.onApplied = (event) => this.#clock.observe(event.hlc);
   }
 
@@ -323,6 +331,108 @@ export class Registry {
     await this.#commit({ type: "blob.pushed", repo, digest, size }, actor);
   }
 
+  /**
+   * Delete a repository: one `repository.deleted` event, a barrier voiding
+   * every write made in it before (in every region it replicates to).
+   */
+  async deleteRepository(repo: string, actor: string): Promise<number> {
+    if (!(await this.view.repositoryExists(repo))) {
+      throw new RepositoryNotFoundError("repository name not known to registry", { detail: { name: repo } });
+    }
+    return this.#commit({ type: "repository.deleted", repo }, actor);
+  }
+
+  /**
+   * Restore deleted content within the undelete window, as new writes (so
+   * they replicate, and win over the deletion everywhere): a manifest (its
+   * tags come back with it), a tag (at the digest it last had, its manifest
+   * too if that was deleted), or a repository (everything its deletion
+   * removed). The bytes must still be in the blob store.
+   */
+  async undelete(
+    repo: string,
+    target: UndeleteTarget,
+    actor: string,
+    now = Date.now(),
+  ): Promise<{ restored: string[] }> {
+    const restored: string[] = [];
+    const recent = (at: string) => now - Date.parse(at) <= this.#undeleteWindowMs;
+    const restoreManifest = async (digest: Digest) => {
+      const register = await this.view.manifestRegister(repo, digest);
+      if (register === undefined || register.live) return;
+      if (register.record === null || (await this.store.stat(digest)) === undefined)
+        throw new UndeleteError(`manifest ${digest} cannot be restored: its content is gone`);
+      if (!recent(register.w.at))
+        throw new UndeleteError(`manifest ${digest} was deleted outside the undelete window`);
+      for (const blob of register.record.blobs) {
+        const size = await this.store.stat(blob);
+        if (size === undefined)
+          throw new UndeleteError(`manifest ${digest} cannot be restored: blob ${blob} is gone`);
+        if ((await this.view.blobLink(repo, blob)) === undefined)
+          await this.#commit({ type: "blob.pushed", repo, digest: blob, size }, actor);
+      }
+      for (const child of register.record.manifests) await restoreManifest(child);
+      const r = register.record;
+      const body: EventBody<ManifestPushed> = {
+        type: "manifest.pushed",
+        repo,
+        digest,
+        mediaType: r.mediaType,
+        size: r.size,
+        blobs: r.blobs,
+        manifests: r.manifests,
+        subject: r.subject,
+        artifactType: r.artifactType,
+        annotations: r.annotations,
+        platforms: r.platforms,
+      };
+      await this.#commit(body, actor);
+      restored.push(`manifest ${digest}`);
+    };
+    const restoreTag = async (tag: string, deletedAfter?: string) => {
+      if ((await this.view.visibleTag(repo, tag)) !== undefined) return;
+      const history = await this.view.tagHistory(repo, tag);
+      const record = await this.view.tagRecord(repo, tag);
+      // The deletion: the tombstone standing now, else the repository's barrier.
+      const deletion = record?.digest === null ? record.at : deletedAfter;
+      const last = history
+        .filter((h) => h.digest !== null && (deletion === undefined || h.w.at <= deletion))
+        .at(-1);
+      if (last === undefined || last.digest === null)
+        throw new UndeleteError(`tag ${tag} has no earlier value to restore`);
+      if (deletion !== undefined && !recent(deletion))
+        throw new UndeleteError(`tag ${tag} was deleted outside the undelete window`);
+      await restoreManifest(last.digest);
+      if ((await this.view.visibleTag(repo, tag)) === last.digest) return;
+      await this.#commitTag({ type: "tag.set", repo, tag, digest: last.digest }, actor);
+      restored.push(`tag ${tag} → ${last.digest}`);
+    };
+    if ("tag" in target) await restoreTag(target.tag as string);
+    else if ("digest" in target) await restoreManifest(target.digest as Digest);
+    else {
+      const state = await this.view.repoState(repo);
+      const barrier = state.deleted;
+      if (barrier === undefined) throw new UndeleteError(`repository ${repo} was not deleted`);
+      if (!recent(barrier.at))
+        throw new UndeleteError(`repository ${repo} was deleted outside the undelete window`);
+      for (const m of state.manifests)
+        if (!m.register.live && m.register.w.id === barrier.id) await restoreManifest(m.digest);
+      const tags = new Set(state.tags.map((t) => t.tag));
+      for (const raw of await this.view.historicTags(repo)) tags.add(raw);
+      for (const tag of tags) await restoreTag(tag, barrier.at).catch(() => undefined);
+    }
+    if (restored.length === 0) throw new UndeleteError("nothing to restore");
+    return { restored };
+  }
+
+  /**
+   * Append an admin event (policies, rules, runs, breaker resets) made in
+   * this region, and apply it here.
+   */
+  commitAdmin(body: EventBody, actor: string): Promise<number> {
+    return this.#commit(body, actor);
+  }
+
   // ---------------------------------------------------------------- the commit step
 
   #envelope(body: EventBody, actor: string, epoch?: number): RegistryEvent {
@@ -369,8 +479,14 @@ export class Registry {
       }
       const epoch = await this.#checkTagRule(body);
       if (epoch === "unchanged") return this.view.appliedSeq;
+      const prev = (await this.view.tagRecord(body.repo, body.tag))?.eventId;
       try {
-        return await this.#commit(body, actor, last?.seq ?? 0, epoch);
+        return await this.#commit(
+          prev === undefined ? body : { ...body, prev },
+          actor,
+          last?.seq ?? 0,
+          epoch,
+        );
       } catch (err) {
         if (!(err instanceof LogConflictError)) throw err;
         this.#logger.debug({ attempt, subject }, "tag write conflict");

@@ -80,6 +80,8 @@ const VIEW_SCHEMA = "2";
 export interface TagHistoryEntry {
   digest: Digest | null;
   w: Write;
+  /** The write the origin's register held when this one was made. */
+  prev?: string;
   /** The event type that made the write (tag.set, tag.deleted, manifest.pushed). */
   via: string;
 }
@@ -260,14 +262,14 @@ export class MetadataView {
         await this.#writeManifest(batch, e.repo, e.digest, record, true, w);
         // A manifest links what it references: its blobs are pullable through the repository.
         for (const blob of e.blobs) await this.#writeBlob(batch, e.repo, blob, undefined, true, w);
-        if (e.tag !== undefined) await this.#writeTag(batch, e.repo, e.tag, e.digest, w, seq, e.type);
+        if (e.tag !== undefined) await this.#writeTag(batch, e.repo, e.tag, e.digest, w, seq, e.type, e.prev);
         return;
       }
       case "tag.set":
-        await this.#writeTag(batch, e.repo, e.tag, e.digest, w, seq, e.type);
+        await this.#writeTag(batch, e.repo, e.tag, e.digest, w, seq, e.type, e.prev);
         return;
       case "tag.deleted":
-        await this.#writeTag(batch, e.repo, e.tag, null, w, seq, e.type);
+        await this.#writeTag(batch, e.repo, e.tag, null, w, seq, e.type, e.prev);
         return;
       case "manifest.deleted":
         await this.#writeManifest(batch, e.repo, e.digest, null, false, w);
@@ -410,8 +412,10 @@ export class MetadataView {
     w: Write,
     seq: number,
     via: string,
+    prev: string | undefined,
   ): Promise<void> {
     const entry: TagHistoryEntry = { digest, w, via };
+    if (prev !== undefined) entry.prev = prev;
     batch.put(historyKey(repo, tag, w), JSON.stringify(entry));
     batch.put(`r!${repo}`, "{}");
     if ((await this.#barrier(batch, repo, w)) !== undefined) return;
@@ -427,7 +431,7 @@ export class MetadataView {
     const winner =
       current === undefined ? incoming : foldWrites(config.tagMerge, [recordToWrite(current), incoming]);
     if (winner?.eventId !== incoming.eventId || current?.eventId === incoming.eventId) return;
-    batch.put(key, JSON.stringify(recordOf(digest, w, seq)));
+    batch.put(key, JSON.stringify(recordOf(digest, w, seq, prev)));
   }
 
   /** Set a tag's register to the fold of its history (after a rule, home or barrier change). */
@@ -448,7 +452,7 @@ export class MetadataView {
     }
     if (current?.eventId === winner.eventId) return;
     const entry = survivors.find((h) => h.w.id === winner.eventId)!;
-    batch.put(key, JSON.stringify(recordOf(entry.digest, entry.w, seq)));
+    batch.put(key, JSON.stringify(recordOf(entry.digest, entry.w, seq, entry.prev)));
   }
 
   async #deleteRepository(batch: Batch, repo: string, w: Write, seq: number): Promise<void> {
@@ -584,6 +588,17 @@ export class MetadataView {
     const out: TagHistoryEntry[] = [];
     for await (const raw of this.#db.values({ gt: prefix, lt: prefix + END })) out.push(JSON.parse(raw));
     return out;
+  }
+
+  /** Every tag of a repository that was ever written (deleted ones included). */
+  async historicTags(repo: string): Promise<string[]> {
+    const prefix = `h!${repo}!`;
+    const tags = new Set<string>();
+    for await (const key of this.#db.keys({ gt: prefix, lt: prefix + END })) {
+      const rest = key.slice(prefix.length);
+      tags.add(rest.slice(0, rest.indexOf("!")));
+    }
+    return [...tags].sort();
   }
 
   /** Recorded conflicts on a tag (or every tag of the repository). */
@@ -766,7 +781,7 @@ function recordToWrite(r: TagRecord): TagWrite {
   return { digest: r.digest ?? undefined, hlc: r.hlc, origin: r.origin, eventId: r.eventId, epoch: r.epoch };
 }
 
-function recordOf(digest: Digest | null, w: Write, seq: number): TagRecord {
+function recordOf(digest: Digest | null, w: Write, seq: number, prev?: string): TagRecord {
   const record: TagRecord = {
     digest,
     hlc: w.hlc,
@@ -777,6 +792,7 @@ function recordOf(digest: Digest | null, w: Write, seq: number): TagRecord {
     actor: w.actor,
   };
   if (w.epoch !== undefined) record.epoch = w.epoch;
+  if (prev !== undefined) record.prev = prev;
   return record;
 }
 

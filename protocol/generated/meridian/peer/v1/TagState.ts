@@ -10,6 +10,10 @@ export interface TagState {
    */
   'digest'?: (string);
   'write'?: (_meridian_peer_v1_Write | null);
+  /**
+   * The write the origin's register held when this one was made (empty: none).
+   */
+  'prev'?: (string);
 }
 
 export interface TagState__Output {
@@ -19,4 +23,8 @@ export interface TagState__Output {
    */
   'digest': (string);
   'write': (_meridian_peer_v1_Write__Output | null);
+  /**
+   * The write the origin's register held when this one was made (empty: none).
+   */
+  'prev': (string);
 }

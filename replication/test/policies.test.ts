@@ -1,0 +1,285 @@
+/**
+ * Policies against real processes: three regions (nats-server, node, peer,
+ * worker each) with chaos/ proxies on every cross-region link. Admin events
+ * are appended to a region's log the way the admin API does (one event each).
+ *
+ * One mesh for the file; steps run in order and each leaves the mesh healthy:
+ * filters, deletes off, the delete breaker and its reset, a manual run,
+ * backfill of content whose events the destination never received, and a
+ * conflict recorded after concurrent tag writes under a partition.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { pino } from "pino";
+import { JetStreamLog } from "../../node/data/jetstream-log.js";
+import {
+  decodeEvent,
+  EVENT_SCHEMA_VERSION,
+  type EventBody,
+  type RegistryEvent,
+  streamName,
+} from "../../protocol/events.js";
+import { parsePolicy } from "../../protocol/policy.js";
+import { sleep } from "../../testing/faults.js";
+import { type After, cleanupStack, eventually, spawnMeridian } from "../../testing/harness.js";
+import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
+import { OciClient } from "../../testing/oci-client.js";
+import { durableName } from "../worker.js";
+
+let mesh: ProxiedMesh;
+let cleanup: After;
+const logs = new Map<string, JetStreamLog>();
+const client = (region: string) => new OciClient(mesh.regions.get(region)!.registry);
+
+/** Append an admin event in `region` (what the admin API does). */
+async function admin(region: string, body: EventBody): Promise<void> {
+  const log = logs.get(region)!;
+  const event = {
+    id: randomUUID(),
+    v: EVENT_SCHEMA_VERSION,
+    origin: region,
+    hlc: { wall: Date.now(), logical: 0 },
+    actor: "test",
+    at: new Date().toISOString(),
+    ...body,
+  } as RegistryEvent;
+  await log.append(event);
+}
+
+async function setPolicy(region: string, raw: Record<string, unknown>): Promise<void> {
+  const policy = parsePolicy(raw);
+  await admin(region, {
+    type: "policy.set",
+    name: policy.name,
+    policy: policy as unknown as Record<string, unknown>,
+  });
+}
+
+async function digestAt(region: string, repo: string, ref: string): Promise<string | undefined> {
+  const res = await client(region).fetch(`/v2/${repo}/manifests/${ref}`, { method: "HEAD" });
+  return res.status === 200 ? (res.headers.get("docker-content-digest") ?? undefined) : undefined;
+}
+
+/** Every event in a region's stream. */
+async function streamEvents(region: string): Promise<RegistryEvent[]> {
+  const nc = await connect({ servers: mesh.regions.get(region)!.nats.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const last = (await jsm.streams.info(streamName(region))).state.last_seq;
+    const out: RegistryEvent[] = [];
+    if (last === 0) return out;
+    const consumer = await jetstream(nc).consumers.get(streamName(region), {
+      deliver_policy: DeliverPolicy.All,
+    });
+    for await (const m of await consumer.consume()) {
+      out.push(decodeEvent(m.data));
+      if (m.seq >= last) break;
+    }
+    return out;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Wait until the policy has reached every worker's view (they read policies from their own view). */
+const settle = () => sleep(1_500);
+
+describe("replication policies", () => {
+  cleanup = cleanupStack({ after });
+  before(async () => {
+    mesh = await startProxiedMesh(cleanup, ["a", "b", "c"], {
+      MERIDIAN_ANTI_ENTROPY_INTERVAL_MS: "0",
+      MERIDIAN_DELETE_BREAKER_MIN_TAGS: "4",
+      MERIDIAN_DELETE_BREAKER_SHARE: "0.5",
+    });
+    for (const [name, r] of mesh.regions) {
+      const log = JetStreamLog.open({
+        servers: [r.nats.url],
+        region: name,
+        name: `test-admin-${name}`,
+        logger: pino({ level: "silent" }),
+      });
+      await log.ready();
+      logs.set(name, log);
+      cleanup(() => log.close());
+    }
+  });
+
+  test("repository and tag filters: a→b carries prod/** tags v*, a→c (no policy) mirrors everything", async () => {
+    await setPolicy("a", {
+      name: "prod-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["prod/**"],
+      tags: ["v*"],
+    });
+    await settle();
+    const a = client("a");
+    const v1 = await a.pushRandomImage("prod/app", "v1");
+    const dev = await a.pushRandomImage("prod/app", "dev");
+    const other = await a.pushRandomImage("misc/tool", "v1");
+    for (const [repo, tag, img] of [
+      ["prod/app", "v1", v1],
+      ["prod/app", "dev", dev],
+      ["misc/tool", "v1", other],
+    ] as const) {
+      await eventually(async () => (await digestAt("c", repo, tag)) === img.digest, 30_000, 100);
+    }
+    await eventually(async () => (await digestAt("b", "prod/app", "v1")) === v1.digest, 30_000, 100);
+    // Every blob of the replicated image is pullable in b.
+    for (const layer of v1.layers)
+      assert.equal(
+        (await client("b").fetch(`/v2/prod/app/blobs/${layer.digest}`, { method: "HEAD" })).status,
+        200,
+      );
+    await sleep(1_000);
+    assert.equal(await digestAt("b", "prod/app", "dev"), undefined, "dev is not selected");
+    assert.equal(await digestAt("b", "misc/tool", "v1"), undefined, "misc/** is not selected");
+    assert.equal(
+      (await client("b").fetch(`/v2/prod/app/manifests/${dev.digest}`, { method: "HEAD" })).status,
+      404,
+    );
+  });
+
+  test("deletes travel only where a policy carries them", async () => {
+    const a = client("a");
+    const res = await a.fetch("/v2/prod/app/manifests/v1", { method: "DELETE" });
+    assert.equal(res.status, 202);
+    await eventually(async () => (await digestAt("c", "prod/app", "v1")) === undefined, 30_000, 100);
+    await sleep(1_000);
+    assert.ok((await digestAt("b", "prod/app", "v1")) !== undefined, "prod-to-b has deletes off");
+  });
+
+  test("the delete breaker holds a mass deletion until it is reset, and raises an alert", async () => {
+    const a = client("a");
+    const tags = ["t1", "t2", "t3", "t4", "t5", "t6"];
+    const image = await a.pushRandomImage("brk/app", "t0", 1, 1000);
+    const bytes = JSON.stringify(image.manifest);
+    for (const tag of tags) await a.pushManifest("brk/app", tag, bytes);
+    await eventually(async () => (await digestAt("c", "brk/app", "t6")) === image.digest, 30_000, 100);
+    // 7 tags in c; deleting 5 passes the 50% share on the fourth.
+    for (const tag of tags.slice(0, 5))
+      assert.equal((await a.fetch(`/v2/brk/app/manifests/${tag}`, { method: "DELETE" })).status, 202);
+    await eventually(
+      async () =>
+        (await streamEvents("c")).some(
+          (e) => e.type === "alert.raised" && e.kind === "delete-breaker" && e.repo === "brk/app",
+        ),
+      30_000,
+      200,
+    );
+    const shown = await Promise.all(tags.map((t) => digestAt("c", "brk/app", t)));
+    assert.deepEqual(
+      shown.map((d) => d !== undefined),
+      [false, false, false, true, true, true],
+      "three deletions passed, the fourth is held",
+    );
+    // The stream from a is held: a later push from a waits behind it.
+    const later = await a.pushRandomImage("brk/other", "x", 1, 100);
+    await sleep(1_500);
+    assert.equal(await digestAt("c", "brk/other", "x"), undefined);
+    await admin("c", { type: "breaker.reset", name: "default" });
+    await eventually(async () => (await digestAt("c", "brk/app", "t5")) === undefined, 30_000, 100);
+    await eventually(async () => (await digestAt("c", "brk/other", "x")) === later.digest, 30_000, 100);
+    assert.equal(await digestAt("c", "brk/app", "t6"), image.digest);
+  });
+
+  test("a manual policy replicates nothing on push, and everything it selects on a run", async () => {
+    await setPolicy("b", {
+      name: "manual-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["manual/**"],
+      trigger: "manual",
+    });
+    await settle();
+    const img = await client("a").pushRandomImage("manual/app", "v1");
+    await eventually(async () => (await digestAt("c", "manual/app", "v1")) === img.digest, 30_000, 100);
+    await sleep(1_000);
+    assert.equal(await digestAt("b", "manual/app", "v1"), undefined);
+    const runId = randomUUID();
+    await admin("a", { type: "policy.run", name: "manual-to-b", runId });
+    await eventually(async () => (await digestAt("b", "manual/app", "v1")) === img.digest, 30_000, 100);
+    await eventually(
+      async () =>
+        (await streamEvents("b")).some(
+          (e) =>
+            e.type === "policy.run.finished" &&
+            e.runId === runId &&
+            e.outcome === "ok" &&
+            (e.stats["set-tag"] ?? 0) >= 1,
+        ),
+      30_000,
+      200,
+    );
+  });
+
+  test("backfill: content whose events c never received arrives by anti-entropy when its worker starts", async () => {
+    const c = mesh.regions.get("c")!;
+    await c.worker.stop();
+    const img = await client("a").pushRandomImage("late/app", "v1");
+    // c's consumer on a's stream now starts after everything: the events are gone for c.
+    const nc = await connect({ servers: mesh.regions.get("a")!.nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      await jsm.consumers.delete(streamName("a"), durableName("c"));
+      await jsm.consumers.add(streamName("a"), {
+        durable_name: durableName("c"),
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.New,
+      });
+    } finally {
+      await nc.close();
+    }
+    c.worker = await spawnMeridian(cleanup, "replication/main.js", c.workerEnv);
+    await eventually(async () => (await digestAt("c", "late/app", "v1")) === img.digest, 30_000, 100);
+    const pulled = await client("c").fetch(`/v2/late/app/blobs/${img.layers[0]!.digest}`);
+    assert.equal(pulled.status, 200);
+  });
+
+  test("concurrent tag writes under a partition converge, and the losing write is recorded", async () => {
+    // prod/** tags v* is what prod-to-b carries from a to b.
+    const first = await client("a").pushRandomImage("prod/conf", "v-base", 1, 100);
+    const second = await client("b").pushRandomImage("prod/conf", "v-other", 1, 100);
+    for (const r of ["a", "b", "c"]) {
+      await eventually(async () => (await digestAt(r, "prod/conf", "v-base")) === first.digest, 30_000, 100);
+      await eventually(
+        async () => (await digestAt(r, "prod/conf", "v-other")) === second.digest,
+        30_000,
+        100,
+      );
+    }
+    mesh.partition("b");
+    await client("a").pushManifest("prod/conf", "v-live", JSON.stringify(first.manifest));
+    await sleep(5);
+    await client("b").pushManifest("prod/conf", "v-live", JSON.stringify(second.manifest));
+    mesh.heal("b");
+    let agreed: string | undefined;
+    await eventually(
+      async () => {
+        const seen = await Promise.all(["a", "b", "c"].map((r) => digestAt(r, "prod/conf", "v-live")));
+        agreed = seen[0];
+        return seen[0] !== undefined && seen.every((d) => d === seen[0]);
+      },
+      60_000,
+      200,
+    );
+    assert.equal(agreed, second.digest, "the later write (b's) wins under lww");
+
+    await eventually(
+      async () =>
+        (await streamEvents("b")).some(
+          (e) =>
+            e.type === "tag.conflict" &&
+            e.tag === "v-live" &&
+            e.loser.digest === first.digest &&
+            e.winner.digest === second.digest,
+        ),
+      30_000,
+      200,
+    );
+  });
+});
