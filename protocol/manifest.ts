@@ -122,6 +122,11 @@ function descriptor(value: unknown, where: string): Descriptor {
   const out: Descriptor = { mediaType, digest, size: d.size };
   if (d.artifactType !== undefined) out.artifactType = stringField(d.artifactType, `${where}.artifactType`);
   if (d.annotations !== undefined) out.annotations = annotations(d.annotations);
+  if (d.platform !== undefined) {
+    if (typeof d.platform !== "object" || d.platform === null || Array.isArray(d.platform))
+      throw new ManifestInvalidError(`${where}.platform must be an object`);
+    out.platform = d.platform as Record<string, unknown>;
+  }
   return out;
 }
 

@@ -458,3 +458,47 @@ describe("normalizeContentType", () => {
     });
   }
 });
+
+describe("index platforms", () => {
+  test("each child's platform is kept as os/architecture[/variant]", () => {
+    const a = `sha256:${"a".repeat(64)}`;
+    const b = `sha256:${"b".repeat(64)}`;
+    const c = `sha256:${"c".repeat(64)}`;
+    const index = {
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: a,
+          size: 1,
+          platform: { os: "linux", architecture: "amd64" },
+        },
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: b,
+          size: 1,
+          platform: { os: "linux", architecture: "arm64", variant: "v8" },
+        },
+        { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: c, size: 1 },
+      ],
+    };
+    const parsed = parseManifest(Buffer.from(JSON.stringify(index)), undefined);
+    assert.deepEqual(parsed.platforms, { [a]: "linux/amd64", [b]: "linux/arm64/v8" });
+  });
+  test("a platform that is not an object is refused", () => {
+    const index = {
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: `sha256:${"a".repeat(64)}`,
+          size: 1,
+          platform: "linux",
+        },
+      ],
+    };
+    assert.throws(() => parseManifest(Buffer.from(JSON.stringify(index)), undefined), /platform/);
+  });
+});

@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { digestOf } from "../digest.js";
 import {
+  type CausalWrite,
   compareWrites,
+  conflictBetween,
   counts,
   foldWrites,
   type HomeTable,
@@ -289,6 +291,44 @@ describe("registerAt", () => {
       const at = rng.int(0, 4);
       for (const rule of RULES) {
         assert.equal(registerAt(rule, ws, at, HOMES), registerAt(rule, rng.shuffle(ws), at, HOMES));
+      }
+    });
+  });
+});
+
+describe("conflictBetween", () => {
+  const mine: CausalWrite = { ...w(100, 0, "eu", "m1", DA) };
+  const theirs: CausalWrite = { ...w(200, 0, "us", "t1", DB) };
+  test("concurrent writes to different digests conflict; the merge names the winner", () => {
+    assert.deepEqual(conflictBetween("lww", mine, theirs), { winner: theirs, loser: mine });
+    assert.deepEqual(conflictBetween("lww", theirs, mine), { winner: theirs, loser: mine });
+    assert.deepEqual(conflictBetween("first-write", mine, theirs), { winner: mine, loser: theirs });
+  });
+  test("a write made knowing the other (its prev) is an update, not a conflict", () => {
+    assert.equal(conflictBetween("lww", mine, { ...theirs, prev: "m1" }), undefined);
+    assert.equal(conflictBetween("lww", { ...mine, prev: "t1" }, theirs), undefined);
+  });
+  test("the same digest, or the same write, is no conflict", () => {
+    assert.equal(conflictBetween("lww", mine, { ...theirs, digest: DA }), undefined);
+    assert.equal(conflictBetween("lww", mine, mine), undefined);
+  });
+  test("a deletion racing a set conflicts like two sets", () => {
+    assert.deepEqual(conflictBetween("lww", mine, { ...theirs, digest: undefined }), {
+      winner: { ...theirs, digest: undefined },
+      loser: mine,
+    });
+  });
+  test("under home-region a write that does not count is no conflict", () => {
+    const homes = { 0: "eu" };
+    assert.equal(conflictBetween("home-region", mine, theirs, homes), undefined);
+  });
+  test("both sides name the same pair (300 cases)", () => {
+    forAll("conflict symmetry", 300, (rng) => {
+      const [a, b] = randomWrites(rng, 2) as [TagWrite, TagWrite];
+      for (const rule of RULES) {
+        const x = conflictBetween(rule, a, b, HOMES);
+        const y = conflictBetween(rule, b, a, HOMES);
+        assert.deepEqual(x, y);
       }
     });
   });

@@ -26,7 +26,7 @@ import { parsePolicy } from "../../protocol/policy.js";
 import { sleep } from "../../testing/faults.js";
 import { type After, cleanupStack, eventually, spawnMeridian } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
-import { OciClient } from "../../testing/oci-client.js";
+import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 import { durableName } from "../worker.js";
 
 let mesh: ProxiedMesh;
@@ -281,5 +281,128 @@ describe("replication policies", () => {
       30_000,
       200,
     );
+  });
+
+  test("signed-only carries signed images with their signatures; a referrer hold waits for the SBOM; a platform filter copies only that child", async () => {
+    await setPolicy("a", {
+      name: "signed-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["signed/**"],
+      signedOnly: true,
+    });
+    await setPolicy("a", {
+      name: "hold-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["hold/**"],
+      holdTagsForReferrers: ["application/vnd.example.sbom"],
+    });
+    await setPolicy("a", {
+      name: "arm-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["multi/**"],
+      platforms: ["linux/arm64"],
+    });
+    await settle();
+    const a = client("a");
+    /** Push an artifact whose subject is `subject`, by digest (as cosign and oras do). */
+    const referrer = async (
+      repo: string,
+      subject: { digest: string; size: number },
+      artifactType: string,
+    ) => {
+      const config = await a.pushBlob(repo, Buffer.from("{}"), "application/vnd.oci.empty.v1+json");
+      const layer = await a.pushBlob(repo, Buffer.from(`${artifactType} of ${subject.digest}`));
+      const body = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        artifactType,
+        config,
+        layers: [layer],
+        subject: { mediaType: OCI_MANIFEST, ...subject },
+      });
+      return a.pushManifest(repo, sha256(Buffer.from(body)), body);
+    };
+    const size = (m: unknown) => Buffer.byteLength(JSON.stringify(m));
+
+    // signed-only
+    const unsigned = await a.pushRandomImage("signed/app", "v1", 1, 100);
+    const signedImg = await a.pushRandomImage("signed/app", "v2", 1, 100);
+    const sig = await referrer(
+      "signed/app",
+      { digest: signedImg.digest, size: size(signedImg.manifest) },
+      "application/vnd.dev.cosign.artifact.sig.v1+json",
+    );
+    await eventually(async () => (await digestAt("b", "signed/app", "v2")) === signedImg.digest, 30_000, 100);
+    const refs = await (await client("b").fetch(`/v2/signed/app/referrers/${signedImg.digest}`)).json();
+    assert.deepEqual(
+      (refs as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest),
+      [sig.digest],
+      "the signature travelled with its subject",
+    );
+    assert.equal(await digestAt("b", "signed/app", "v1"), undefined, "unsigned v1 stays behind");
+    assert.notEqual(unsigned.digest, signedImg.digest);
+
+    // referrer hold
+    const held = await a.pushRandomImage("hold/app", "v1", 1, 100);
+    await eventually(async () => (await digestAt("c", "hold/app", "v1")) === held.digest, 30_000, 100);
+    await sleep(1_000);
+    assert.equal(await digestAt("b", "hold/app", "v1"), undefined, "held until its SBOM exists");
+    await referrer(
+      "hold/app",
+      { digest: held.digest, size: size(held.manifest) },
+      "application/vnd.example.sbom",
+    );
+    await eventually(async () => (await digestAt("b", "hold/app", "v1")) === held.digest, 30_000, 100);
+
+    // platform filter on an index
+    // Children pushed by digest only: the index's tag is what selects them.
+    const untagged = async (arch: string) => {
+      const config = await a.pushBlob(
+        "multi/app",
+        Buffer.from(`{"architecture":"${arch}"}`),
+        "application/vnd.oci.image.config.v1+json",
+      );
+      const layer = await a.pushBlob("multi/app", Buffer.from(`layer for ${arch}`));
+      const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [layer] };
+      const body = JSON.stringify(manifest);
+      await a.pushManifest("multi/app", sha256(Buffer.from(body)), body);
+      return { digest: sha256(Buffer.from(body)), manifest };
+    };
+    const amd = await untagged("amd64");
+    const arm = await untagged("arm64");
+    const index = {
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: amd.digest,
+          size: size(amd.manifest),
+          platform: { os: "linux", architecture: "amd64" },
+        },
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          digest: arm.digest,
+          size: size(arm.manifest),
+          platform: { os: "linux", architecture: "arm64", variant: "v8" },
+        },
+      ],
+    };
+    const pushed = await a.pushManifest(
+      "multi/app",
+      "v1",
+      JSON.stringify(index),
+      "application/vnd.oci.image.index.v1+json",
+    );
+    await eventually(async () => (await digestAt("b", "multi/app", "v1")) === pushed.digest, 30_000, 100);
+    const head = (d: string) =>
+      client("b")
+        .fetch(`/v2/multi/app/manifests/${d}`, { method: "HEAD" })
+        .then((r) => r.status);
+    assert.equal(await head(arm.digest), 200);
+    assert.equal(await head(amd.digest), 404);
   });
 });
