@@ -24,7 +24,7 @@ import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
-import { catchUp, Registry } from "../node/data/registry.js";
+import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import type { PeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
@@ -91,16 +91,8 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       logger: log.child({ component: "log" }),
     });
     cleanup.push(() => eventLog.close());
-    const registry = new Registry({
-      region: config.region,
-      store,
-      log: eventLog,
-      view,
-      logger: log.child({ component: "view" }),
-      maxManifestBytes: 4 * 1024 * 1024,
-    });
-    registry.start();
-    cleanup.push(() => registry.stop());
+    const follower = followLog(eventLog, view, log.child({ component: "view" }));
+    cleanup.push(() => follower.stop());
     await catchUp(eventLog, view, log);
 
     // ---- gRPC: Peer + health

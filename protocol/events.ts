@@ -38,7 +38,7 @@ import { type Digest, parseDigest } from "./digest.js";
 import { EventInvalidError } from "./errors.js";
 import { type Hlc, isHlc } from "./hlc.js";
 import { parseRepository, parseTag } from "./names.js";
-import type { TagMergeRule } from "./tag-merge.js";
+import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -209,7 +209,8 @@ export type AdminEvent =
   | BreakerReset;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
-export const EVENT_TYPES: readonly EventType[] = [
+/** Event types about one repository's content (they carry `repo`). */
+const CONTENT_TYPES: readonly ContentEvent["type"][] = [
   "blob.pushed",
   "manifest.pushed",
   "tag.set",
@@ -218,6 +219,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "blob.deleted",
   "repository.deleted",
   "tag.conflict",
+];
+export const EVENT_TYPES: readonly EventType[] = [
+  ...CONTENT_TYPES,
   "repository.configured",
   "policy.set",
   "policy.deleted",
@@ -234,7 +238,7 @@ export function writeIdOf(event: Pick<Envelope, "id" | "cause">): string {
 
 /** True for events about one repository's content (they carry `repo`). */
 export function isContentEvent(event: RegistryEvent): event is ContentEvent {
-  return "repo" in event && event.type !== "alert.raised";
+  return REPO_TYPES.has(event.type);
 }
 
 /**
@@ -363,7 +367,7 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "repository.configured":
       need(typeof e.scope === "string", "scope");
       wrap("scope", () => parseScope(e.scope as string));
-      need(TAG_RULES.includes(e.tagMerge as TagMergeRule), "tagMerge");
+      need(TAG_MERGE_RULES.includes(e.tagMerge as TagMergeRule), "tagMerge");
       need(e.home === undefined || (typeof e.home === "string" && REGION.test(e.home)), "home");
       need(e.tagMerge !== "home-region" || e.home !== undefined, "home");
       break;
@@ -405,17 +409,7 @@ export function validateEvent(value: unknown): RegistryEvent {
   return e as unknown as RegistryEvent;
 }
 
-const REPO_TYPES: ReadonlySet<EventType> = new Set<EventType>([
-  "blob.pushed",
-  "manifest.pushed",
-  "tag.set",
-  "tag.deleted",
-  "manifest.deleted",
-  "blob.deleted",
-  "repository.deleted",
-  "tag.conflict",
-]);
-const TAG_RULES: readonly TagMergeRule[] = ["lww", "first-write", "home-region"];
+const REPO_TYPES: ReadonlySet<EventType> = new Set<EventType>(CONTENT_TYPES);
 
 /** A configuration scope: a repository name, or a prefix of names ending in "/" ("" = every repository). */
 export function parseScope(scope: string): string {

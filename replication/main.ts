@@ -27,7 +27,7 @@ import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
-import { catchUp, Registry } from "../node/data/registry.js";
+import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { parseRegion } from "../protocol/events.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
@@ -154,15 +154,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   await mkdir(config.viewDir, { recursive: true });
   const view = new MetadataView(config.viewDir);
   await view.open();
-  const materializer = new Registry({
-    region: config.region,
-    store,
-    log: eventLog,
-    view,
-    logger: log.child({ component: "view" }),
-    maxManifestBytes: 4 * 1024 * 1024,
-  });
-  materializer.start();
+  const follower = followLog(eventLog, view, log.child({ component: "view" }));
   await catchUp(eventLog, view, log);
   const credentials = peerCredentials(config.mesh, config.region);
   const peers = new Map<string, PeerClient>();
@@ -210,7 +202,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
       await worker.stop();
       for (const p of peers.values()) p.close();
       localPeer.close();
-      await materializer.stop();
+      await follower.stop();
       await view.close();
       await eventLog.close();
     },

@@ -459,13 +459,15 @@ export class ReplicationWorker {
    * or an operator resets the breaker (polling the view for the reset).
    */
   async #breakerGate(policy: string, source: string, event: ContentEvent): Promise<void> {
-    const removed = await this.#tagsRemovedBy(event);
+    // One read of the tags shown here, so the share is computed on one snapshot.
+    const live = await this.#o.view.liveTags(event.repo);
+    const removed = tagsRemovedBy(event, live);
     if (removed === 0) return;
     const windowMs = this.#o.breakerWindowMs ?? 600_000;
     const now = Date.now();
     const recent = (this.#deleteWindow.get(event.repo) ?? []).filter((d) => now - d.atMs < windowMs);
     const before = recent.reduce((n, d) => n + d.removed, 0);
-    const visible = (await this.#o.view.liveTags(event.repo)).length + before;
+    const visible = live.length + before;
     const limits = this.#o.breaker ?? DEFAULT_BREAKER;
     if (breakerTrips(before + removed, visible, limits)) {
       const resetBefore = (await this.#o.view.breakerReset(policy))?.id;
@@ -479,21 +481,6 @@ export class ReplicationWorker {
     }
     recent.push({ atMs: now, removed });
     this.#deleteWindow.set(event.repo, recent);
-  }
-
-  /** How many tags shown here a deletion event would remove or hide. */
-  async #tagsRemovedBy(event: ContentEvent): Promise<number> {
-    const view = this.#o.view;
-    switch (event.type) {
-      case "tag.deleted":
-        return (await view.visibleTag(event.repo, event.tag)) === undefined ? 0 : 1;
-      case "manifest.deleted":
-        return (await view.liveTags(event.repo)).filter((t) => t.digest === event.digest).length;
-      case "repository.deleted":
-        return (await view.liveTags(event.repo)).length;
-      default:
-        return 0;
-    }
   }
 
   #recordFailure(source: string, event: RegistryEvent, err: unknown, attempt: number): void {
@@ -594,7 +581,9 @@ export class ReplicationWorker {
       });
     }
     const consumer = await js.consumers.get(stream, durable);
-    const messages = await consumer.consume({ max_messages: 64 });
+    // Pull requests expire every 5 s (not the client's default 30 s): a pull
+    // lost to a broken link is noticed and renewed within seconds of the heal.
+    const messages = await consumer.consume({ max_messages: 64, expires: 5_000 });
     const stop = () => messages.stop();
     this.#abort.signal.addEventListener("abort", stop, { once: true });
     try {
@@ -759,6 +748,20 @@ export function failureKey(event: ContentEvent): string {
   if ("digest" in event) return `${event.repo}@${event.digest}`;
   if ("tag" in event) return `${event.repo}:${event.tag}`;
   return event.repo;
+}
+
+/** How many of the tags shown (`live`) a deletion event would remove or hide. */
+function tagsRemovedBy(event: ContentEvent, live: ReadonlyArray<{ tag: string; digest: string }>): number {
+  switch (event.type) {
+    case "tag.deleted":
+      return live.some((t) => t.tag === event.tag) ? 1 : 0;
+    case "manifest.deleted":
+      return live.filter((t) => t.digest === event.digest).length;
+    case "repository.deleted":
+      return live.length;
+    default:
+      return 0;
+  }
 }
 
 /** The policy event kinds a content event falls under. */

@@ -565,6 +565,22 @@ export async function catchUp(
   }
 }
 
+/**
+ * Keep a view following the log, for processes that read a region's view
+ * but do not write through a Registry (the control-plane peer, the
+ * replication worker). `stop()` ends it after the batch in hand.
+ */
+export function followLog(log: EventLog, view: MetadataView, logger: Logger): { stop(): Promise<void> } {
+  const abort = new AbortController();
+  const done = materialize(log, view, abort.signal, logger);
+  return {
+    stop: async () => {
+      abort.abort();
+      await done;
+    },
+  };
+}
+
 /** Tail the log into the view until `signal` aborts, in batches. */
 async function materialize(
   log: EventLog,

@@ -8,35 +8,11 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
-import { decodeEvent, type RegistryEvent, streamName } from "../../protocol/events.js";
 import { sleep } from "../../testing/faults.js";
 import { cleanupStack, eventually, spawnMeridian } from "../../testing/harness.js";
 import { startProxiedMesh } from "../../testing/mesh.js";
 import { OciClient, sha256 } from "../../testing/oci-client.js";
-
-/** Every event in a region's stream, in order. */
-async function streamEvents(natsUrl: string, region: string): Promise<RegistryEvent[]> {
-  const nc = await connect({ servers: natsUrl });
-  try {
-    const jsm = await jetstreamManager(nc);
-    const last = (await jsm.streams.info(streamName(region))).state.last_seq;
-    const out: RegistryEvent[] = [];
-    if (last === 0) return out;
-    const consumer = await jetstream(nc).consumers.get(streamName(region), {
-      deliver_policy: DeliverPolicy.All,
-    });
-    const messages = await consumer.consume();
-    for await (const m of messages) {
-      out.push(decodeEvent(m.data));
-      if (m.seq >= last) break;
-    }
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
+import { streamEvents } from "../../testing/streams.js";
 
 async function digestAt(client: OciClient, repo: string, ref: string): Promise<string | undefined> {
   const res = await client.fetch(`/v2/${repo}/manifests/${ref}`, { method: "HEAD" });

@@ -11,23 +11,15 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { JetStreamLog } from "../../node/data/jetstream-log.js";
-import {
-  decodeEvent,
-  EVENT_SCHEMA_VERSION,
-  type EventBody,
-  type RegistryEvent,
-  streamName,
-} from "../../protocol/events.js";
+import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
 import { parsePolicy } from "../../protocol/policy.js";
 import { sleep } from "../../testing/faults.js";
 import { type After, cleanupStack, eventually, spawnMeridian } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
-import { durableName } from "../worker.js";
+import { streamEvents as readStream, skipConsumerToEnd } from "../../testing/streams.js";
 
 let mesh: ProxiedMesh;
 let cleanup: After;
@@ -64,25 +56,7 @@ async function digestAt(region: string, repo: string, ref: string): Promise<stri
 }
 
 /** Every event in a region's stream. */
-async function streamEvents(region: string): Promise<RegistryEvent[]> {
-  const nc = await connect({ servers: mesh.regions.get(region)!.nats.url });
-  try {
-    const jsm = await jetstreamManager(nc);
-    const last = (await jsm.streams.info(streamName(region))).state.last_seq;
-    const out: RegistryEvent[] = [];
-    if (last === 0) return out;
-    const consumer = await jetstream(nc).consumers.get(streamName(region), {
-      deliver_policy: DeliverPolicy.All,
-    });
-    for await (const m of await consumer.consume()) {
-      out.push(decodeEvent(m.data));
-      if (m.seq >= last) break;
-    }
-    return out;
-  } finally {
-    await nc.close();
-  }
-}
+const streamEvents = (region: string) => readStream(mesh.regions.get(region)!.nats.url, region);
 
 /** Wait until the policy has reached every worker's view (they read policies from their own view). */
 const settle = () => sleep(1_500);
@@ -222,18 +196,7 @@ describe("replication policies", () => {
     await c.worker.stop();
     const img = await client("a").pushRandomImage("late/app", "v1");
     // c's consumer on a's stream now starts after everything: the events are gone for c.
-    const nc = await connect({ servers: mesh.regions.get("a")!.nats.url });
-    try {
-      const jsm = await jetstreamManager(nc);
-      await jsm.consumers.delete(streamName("a"), durableName("c"));
-      await jsm.consumers.add(streamName("a"), {
-        durable_name: durableName("c"),
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.New,
-      });
-    } finally {
-      await nc.close();
-    }
+    await skipConsumerToEnd(mesh.regions.get("a")!.nats.url, "a", "c");
     c.worker = await spawnMeridian(cleanup, "replication/main.js", c.workerEnv);
     await eventually(async () => (await digestAt("c", "late/app", "v1")) === img.digest, 30_000, 100);
     const pulled = await client("c").fetch(`/v2/late/app/blobs/${img.layers[0]!.digest}`);
