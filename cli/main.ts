@@ -4,12 +4,14 @@
  *   meridian up [--regions NAMES] [--base-port N] [--data DIR]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
+ *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian help
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseMesh, regionOf } from "../protocol/mesh.js";
+import { ADMIN_USAGE, admin } from "./admin.js";
 import { rebuild } from "./rebuild.js";
 import { status } from "./status.js";
 import { up } from "./up.js";
@@ -33,7 +35,9 @@ commands:
               --nats URL        the region's NATS (default: from DIR/mesh.json, else base port + 1)
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
-`;
+
+admin commands (through a region's admin API):
+${ADMIN_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -87,6 +91,13 @@ async function main(argv: string[]): Promise<number> {
       });
       return status({ dataDir: values.data, meshFile: values.mesh, json: values.json });
     }
+    case "policy":
+    case "alerts":
+    case "tag":
+    case "undelete":
+    case "repo":
+    case "replication":
+      return admin(command, rest);
     case undefined:
     case "help":
     case "--help":

@@ -26,6 +26,7 @@ import { toGrpcStatus } from "../protocol/grpc-errors.js";
 import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
 import { repoStateToWire } from "../protocol/registers.js";
 import { isEmpty, type RepoDigest, summaryRoot } from "../protocol/summary.js";
+import type { LinkBudgets } from "./bandwidth.js";
 
 /** Largest `data` in one BlobChunk. */
 export const CHUNK_BYTES = 1 << 20;
@@ -42,11 +43,13 @@ export interface PeerServiceOptions {
   logger?: Logger;
   /** How this peer's heartbeats see the other regions (for Status). */
   peerHealth?: () => Array<{ region: string; up: boolean; rttMs?: number }>;
+  /** Bandwidth budgets of the links out of this region (FetchBlob waits on them). */
+  budgets?: LinkBudgets;
 }
 
 /** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
 export function createPeerService(options: PeerServiceOptions): PeerHandlers {
-  const { region, store, view, version, logger, peerHealth } = options;
+  const { region, store, view, version, logger, peerHealth, budgets } = options;
 
   const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {
     const status = toGrpcStatus(err);
@@ -89,7 +92,7 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
     }),
 
     FetchBlob: (call) => {
-      fetchBlob(store, call).catch((err) => {
+      fetchBlob(store, call, budgets).catch((err) => {
         if (call.cancelled) return;
         call.emit("error", fail("FetchBlob", err));
       });
@@ -145,7 +148,8 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
  */
 async function fetchBlob(
   store: BlobStore,
-  call: grpc.ServerWritableStream<{ digest: string; offset: number }, BlobChunk>,
+  call: grpc.ServerWritableStream<{ digest: string; offset: number; fromRegion: string }, BlobChunk>,
+  budgets: LinkBudgets | undefined,
 ): Promise<void> {
   const digest = parseDigest(call.request.digest);
   const offset = call.request.offset;
@@ -172,6 +176,8 @@ async function fetchBlob(
     for await (const piece of stream as AsyncIterable<Buffer>) {
       for (let at = 0; at < piece.byteLength; at += CHUNK_BYTES) {
         const data = piece.subarray(at, Math.min(at + CHUNK_BYTES, piece.byteLength));
+        await budgets?.take(call.request.fromRegion, data.byteLength, abort.signal);
+        if (abort.signal.aborted) return;
         const more = call.write({ data, offset: position, size });
         position += data.byteLength;
         if (!more) await once(call, "drain", { signal: abort.signal });

@@ -29,6 +29,8 @@ import { MetadataView } from "../node/data/view.js";
 import type { PeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
 import { deadline, PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
+import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
+import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
@@ -97,6 +99,23 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
 
     // ---- gRPC: Peer + health
     let heartbeatRef: Heartbeat | undefined;
+    // Bandwidth budgets of the links out of this region, from the policies (re-read every 2 s).
+    let policies: Policy[] = [];
+    const refreshPolicies = async () => {
+      const out: Policy[] = [];
+      for (const { policy } of await view.policies()) {
+        try {
+          out.push(parsePolicy(policy));
+        } catch {
+          // a malformed stored policy: the workers log it; it sets no budget
+        }
+      }
+      policies = out;
+    };
+    await refreshPolicies();
+    const policyTimer = setInterval(() => void refreshPolicies().catch(() => undefined), 2_000);
+    cleanup.push(() => clearInterval(policyTimer));
+    const budgets = new LinkBudgets((to) => linkBandwidth(policies, config.region, to));
     const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
     const server = new grpc.Server({ "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW });
     server.addService(
@@ -107,6 +126,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
         view,
         version: peerVersion(),
         logger: log.child({ component: "peer-service" }),
+        budgets,
         // The heartbeat starts below; until then Status reports no peers.
         peerHealth: () =>
           (heartbeatRef?.snapshot() ?? []).map((h) => ({

@@ -16,6 +16,7 @@
  * | storage.uploadMaxAgeHours | MERIDIAN_UPLOAD_MAX_AGE_HOURS | 168 (a week, as Distribution) |
  * | view.dir           | MERIDIAN_VIEW_DIR         | <dataDir>/view               |
  * | maxManifestBytes   | MERIDIAN_MAX_MANIFEST_BYTES | 4194304 (4 MiB, the spec's floor) |
+ * | undeleteWindowHours | MERIDIAN_UNDELETE_WINDOW_HOURS | 168 (deleted content stays restorable a week) |
  * | logLevel           | MERIDIAN_LOG_LEVEL        | info                         |
  *
  * Two node processes of one region share `storage.root` and the NATS stream;
@@ -41,6 +42,8 @@ export interface NodeConfig {
   storage: { root: string; fsync: boolean; uploadMaxAgeHours: number };
   view: { dir: string };
   maxManifestBytes: number;
+  /** How long deleted content stays restorable with `undelete`, in hours. */
+  undeleteWindowHours: number;
   logLevel: string;
 }
 
@@ -75,6 +78,7 @@ export function loadNodeConfig(sources: {
     },
     view: { dir: env.MERIDIAN_VIEW_DIR },
     maxManifestBytes: envNumber(env.MERIDIAN_MAX_MANIFEST_BYTES),
+    undeleteWindowHours: envNumber(env.MERIDIAN_UNDELETE_WINDOW_HOURS),
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
@@ -92,6 +96,7 @@ export function loadNodeConfig(sources: {
     },
     view: { dir: resolve(merged.view?.dir ?? join(dataDir, "view")) },
     maxManifestBytes: merged.maxManifestBytes ?? 4 * 1024 * 1024,
+    undeleteWindowHours: merged.undeleteWindowHours ?? 168,
     logLevel: merged.logLevel ?? "info",
   };
 
@@ -111,11 +116,13 @@ export function loadNodeConfig(sources: {
     problems.push("maxManifestBytes: an integer of at least 4194304 (the OCI spec's minimum)");
   }
   if (!(config.storage.uploadMaxAgeHours > 0)) problems.push("storage.uploadMaxAgeHours: a positive number");
+  if (!(config.undeleteWindowHours > 0)) problems.push("undeleteWindowHours: a positive number");
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
   for (const [k, v] of [
     ["MERIDIAN_LISTEN_PORT", env.MERIDIAN_LISTEN_PORT],
     ["MERIDIAN_MAX_MANIFEST_BYTES", env.MERIDIAN_MAX_MANIFEST_BYTES],
     ["MERIDIAN_UPLOAD_MAX_AGE_HOURS", env.MERIDIAN_UPLOAD_MAX_AGE_HOURS],
+    ["MERIDIAN_UNDELETE_WINDOW_HOURS", env.MERIDIAN_UNDELETE_WINDOW_HOURS],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }

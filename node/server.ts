@@ -46,6 +46,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     view,
     logger: log.child({ component: "registry" }),
     maxManifestBytes: config.maxManifestBytes,
+    undeleteWindowMs: config.undeleteWindowHours * 3_600_000,
   });
   registry.start();
   await catchUp(eventLog, view, log);

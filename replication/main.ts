@@ -160,7 +160,10 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   const peers = new Map<string, PeerClient>();
   for (const r of config.mesh.regions) {
     if (r.name === config.region) continue;
-    peers.set(r.name, new PeerClient(r.name, config.peerAddresses?.[r.name] ?? r.grpc, credentials));
+    peers.set(
+      r.name,
+      new PeerClient(r.name, config.peerAddresses?.[r.name] ?? r.grpc, credentials, config.region),
+    );
   }
   const mesh: Mesh = {
     ...config.mesh,

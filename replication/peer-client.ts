@@ -30,10 +30,15 @@ export function peerCredentials(mesh: Mesh, region: string): grpc.ChannelCredent
 export class PeerClient {
   readonly #client: GeneratedPeerClient;
 
+  /**
+   * `region` is the peer's region; `from`, the caller's (sent with blob
+   * fetches, so the serving peer can apply that link's bandwidth budget).
+   */
   constructor(
     readonly region: string,
     address: string,
     credentials: grpc.ChannelCredentials,
+    readonly from = "",
   ) {
     const Peer = peerPackage().meridian.peer.v1.Peer;
     this.#client = new Peer(address, credentials, {
@@ -88,7 +93,7 @@ export class PeerClient {
    * when `signal` aborts or the consumer destroys it.
    */
   fetchBlob(digest: Digest, offset: number, signal?: AbortSignal, onBytes?: (n: number) => void): Readable {
-    const call = this.#client.fetchBlob({ digest, offset });
+    const call = this.#client.fetchBlob({ digest, offset, fromRegion: this.from });
     let expected = offset;
     let idle: NodeJS.Timeout | undefined;
     const out = new Readable({

@@ -159,6 +159,8 @@ export class ReplicationWorker {
   /** Breaker resets already used (reset id + repository): a reset lets one batch through. */
   readonly #resetsUsed = new Set<string>();
   #timers: NodeJS.Timeout[] = [];
+  /** Sequence of this worker's last append to the local log (its view is waited on up to it). */
+  #lastAppended = 0;
   /**
    * Events this worker is retrying, by "repo@digest" (or "repo:tag"): the
    * latest failure's reason, for `meridian replication status`.
@@ -313,7 +315,13 @@ export class ReplicationWorker {
 
   /** A `policy.run` request: run it from every source it covers, then record the outcome here. */
   async #manualRun(name: string, runId: string): Promise<void> {
-    const policy = (await this.policies()).find((p) => p.name === name);
+    // The request may overtake the policy itself (they can come from different regions).
+    let policy: Policy | undefined;
+    for (let waited = 0; waited <= 30_000 && !this.#abort.signal.aborted; waited += 500) {
+      policy = (await this.policies()).find((p) => p.name === name);
+      if (policy !== undefined) break;
+      await sleep(500, this.#abort.signal);
+    }
     if (policy === undefined) return;
     const sources = this.#sources().filter((s) => coversLink(policy, s, this.#o.region));
     if (sources.length === 0) return;
@@ -459,6 +467,8 @@ export class ReplicationWorker {
    * or an operator resets the breaker (polling the view for the reset).
    */
   async #breakerGate(policy: string, source: string, event: ContentEvent): Promise<void> {
+    // The view must include what this worker already let through, or the window counts it twice.
+    await this.#caughtUp();
     // One read of the tags shown here, so the share is computed on one snapshot.
     const live = await this.#o.view.liveTags(event.repo);
     const removed = tagsRemovedBy(event, live);
@@ -494,6 +504,11 @@ export class ReplicationWorker {
     });
   }
 
+  /** Wait (briefly) until this worker's view has applied its own last append. */
+  async #caughtUp(): Promise<void> {
+    await this.#o.view.waitFor(this.#lastAppended, 5_000).catch(() => undefined);
+  }
+
   #recordConflict(conflict: TagConflictBody): Promise<void> {
     return this.#appendOwn(conflict, derivedId("conflict", conflict.loser.id, conflict.winner.id));
   }
@@ -509,7 +524,8 @@ export class ReplicationWorker {
       at: new Date().toISOString(),
       ...body,
     } as RegistryEvent;
-    await this.#o.log.append(event);
+    const { seq } = await this.#o.log.append(event);
+    this.#lastAppended = Math.max(this.#lastAppended, seq);
   }
 
   /**
@@ -687,6 +703,7 @@ export class ReplicationWorker {
       return undefined;
     if (event.tag === undefined) return undefined;
     const digest = event.type === "tag.deleted" ? null : event.digest;
+    await this.#caughtUp();
     return conflictHere(this.#o.view, this.#o.region, event.repo, event.tag, {
       digest: digest ?? undefined,
       hlc: event.hlc,
@@ -713,7 +730,8 @@ export class ReplicationWorker {
         break; // deletions carry no content
     }
     const conflict = await this.#conflictWith(event);
-    await this.#o.log.append({ ...event, cause: event.id, srcSeq });
+    const { seq } = await this.#o.log.append({ ...event, cause: event.id, srcSeq });
+    this.#lastAppended = Math.max(this.#lastAppended, seq);
     if (conflict !== undefined) await this.#recordConflict(conflict);
   }
 

@@ -427,10 +427,11 @@ export class Registry {
 
   /**
    * Append an admin event (policies, rules, runs, breaker resets) made in
-   * this region, and apply it here.
+   * this region, and apply it here. `epoch` goes on the envelope (a
+   * `repository.configured` naming the home at a failover epoch).
    */
-  commitAdmin(body: EventBody, actor: string): Promise<number> {
-    return this.#commit(body, actor);
+  commitAdmin(body: EventBody, actor: string, epoch?: number): Promise<number> {
+    return this.#commit(body, actor, undefined, epoch);
   }
 
   // ---------------------------------------------------------------- the commit step

@@ -836,7 +836,7 @@ class Batch {
   /** Live (suffix, value) pairs under a prefix, pending writes included, in key order. */
   async entriesUnder(prefix: string): Promise<Array<[string, string]>> {
     const found = new Map<string, string>();
-    for await (const [key, value] of this.db.iterator({ gt: prefix, lt: prefix + END }))
+    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefix + END }))
       found.set(key, value);
     for (const [key, value] of this.#pending) {
       if (!key.startsWith(prefix)) continue;

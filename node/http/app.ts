@@ -30,6 +30,7 @@ import {
 import { MediaType } from "../../protocol/media-types.js";
 import { parseRepository, parseTag } from "../../protocol/names.js";
 import { parseReference, type Registry } from "../data/registry.js";
+import { adminApiPlugin } from "./admin.js";
 import { handleError, ociErrorBody } from "./errors.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
 
@@ -383,6 +384,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     return503OnClosing: true,
   });
   await app.register(ociApiPlugin, { registry: options.registry, metrics: options.metrics });
+  await app.register(adminApiPlugin, { registry: options.registry });
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
   });

@@ -368,4 +368,27 @@ describe("replication policies", () => {
     assert.equal(await head(arm.digest), 200);
     assert.equal(await head(amd.digest), 404);
   });
+
+  test("a link's bandwidth budget paces the copies on it", async () => {
+    await setPolicy("a", {
+      name: "bw-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["bw/**"],
+      bandwidth: "1MiB/s",
+    });
+    await sleep(2_500); // the serving peer re-reads policies every 2 s
+    // c is cut off so b copies from a, over the budgeted link.
+    mesh.partition("c");
+    try {
+      const started = Date.now();
+      const img = await client("a").pushRandomImage("bw/app", "v1", 1, 3 * 1024 * 1024);
+      await eventually(async () => (await digestAt("b", "bw/app", "v1")) === img.digest, 60_000, 100);
+      const took = Date.now() - started;
+      // One second's worth goes at once, the other 2 MiB at 1 MiB/s.
+      assert.ok(took >= 1_800, `3 MiB over a 1 MiB/s link took ${took} ms`);
+    } finally {
+      mesh.heal("c");
+    }
+  });
 });

@@ -6,9 +6,17 @@ import type { Long } from '@grpc/proto-loader';
 export interface FetchBlobRequest {
   'digest'?: (string);
   'offset'?: (number | string | Long);
+  /**
+   * The region the bytes go to: its link's bandwidth budget applies.
+   */
+  'fromRegion'?: (string);
 }
 
 export interface FetchBlobRequest__Output {
   'digest': (string);
   'offset': (number);
+  /**
+   * The region the bytes go to: its link's bandwidth budget applies.
+   */
+  'fromRegion': (string);
 }
