@@ -18,6 +18,14 @@
  * | maxManifestBytes   | MERIDIAN_MAX_MANIFEST_BYTES | 4194304 (4 MiB, the spec's floor) |
  * | undeleteWindowHours | MERIDIAN_UNDELETE_WINDOW_HOURS | 168 (deleted content stays restorable a week) |
  * | logLevel           | MERIDIAN_LOG_LEVEL        | info                         |
+ * | policiesFile       | MERIDIAN_POLICIES_FILE    | none                         |
+ *
+ * `policiesFile` is a YAML file of replication policies (the format of
+ * `meridian policy apply`, protocol/policy.ts). It is validated with the rest
+ * of the configuration; at start the node stores each policy that differs
+ * from the stored one with that name (policies are events, so every region
+ * gets them). Policies not in the file are left as they are: the file adds
+ * and updates, `meridian policy delete` removes.
  *
  * Two node processes of one region share `storage.root` and the NATS stream;
  * each needs its own `view.dir` (a level database has one owner).
@@ -33,6 +41,7 @@ import {
   LOG_LEVELS,
   mergeConfig,
 } from "../protocol/config-sources.js";
+import { type Policy, parsePolicies } from "../protocol/policy.js";
 
 export interface NodeConfig {
   region: string;
@@ -45,6 +54,9 @@ export interface NodeConfig {
   /** How long deleted content stays restorable with `undelete`, in hours. */
   undeleteWindowHours: number;
   logLevel: string;
+  policiesFile?: string;
+  /** The policies read from `policiesFile` (empty without one). */
+  policies: Policy[];
 }
 
 export type NodeConfigInput = DeepPartial<NodeConfig>;
@@ -80,6 +92,7 @@ export function loadNodeConfig(sources: {
     maxManifestBytes: envNumber(env.MERIDIAN_MAX_MANIFEST_BYTES),
     undeleteWindowHours: envNumber(env.MERIDIAN_UNDELETE_WINDOW_HOURS),
     logLevel: env.MERIDIAN_LOG_LEVEL,
+    policiesFile: env.MERIDIAN_POLICIES_FILE,
   };
   const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
   const region = merged.region ?? "local";
@@ -98,7 +111,18 @@ export function loadNodeConfig(sources: {
     maxManifestBytes: merged.maxManifestBytes ?? 4 * 1024 * 1024,
     undeleteWindowHours: merged.undeleteWindowHours ?? 168,
     logLevel: merged.logLevel ?? "info",
+    policies: [],
   };
+  if (merged.policiesFile !== undefined) {
+    config.policiesFile = resolve(merged.policiesFile);
+    try {
+      config.policies = parsePolicies(readFileSync(config.policiesFile, "utf8"));
+    } catch (err) {
+      const detail = (err as { detail?: { errors?: string[] } }).detail?.errors;
+      for (const problem of detail ?? [(err as Error).message])
+        problems.push(`policiesFile ${merged.policiesFile}: ${problem}`);
+    }
+  }
 
   if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(config.region)) {
     problems.push(`region "${config.region}": lower-case letters, digits and dashes, at most 32`);

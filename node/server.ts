@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import type { Policy } from "../protocol/policy.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
@@ -50,6 +51,11 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   });
   registry.start();
   await catchUp(eventLog, view, log);
+  const stopApplying = applyConfiguredPolicies(
+    registry,
+    config.policies,
+    log.child({ component: "policies" }),
+  );
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
   collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
@@ -60,12 +66,46 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     url: address,
     registry,
     async close() {
+      stopApplying();
       clearInterval(purge);
       await app.close();
       await registry.stop();
       await eventLog.close();
       await view.close();
     },
+  };
+}
+
+/**
+ * Store the configuration file's policies that differ from those stored under
+ * their names; while the log is unreachable, try again every few seconds.
+ * Returns a function that stops trying.
+ */
+function applyConfiguredPolicies(registry: Registry, policies: Policy[], log: Logger): () => void {
+  if (policies.length === 0) return () => undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const attempt = async () => {
+    try {
+      const stored = new Map((await registry.view.policies()).map((p) => [p.name, JSON.stringify(p.policy)]));
+      for (const policy of policies) {
+        if (stored.get(policy.name) === JSON.stringify(policy)) continue;
+        await registry.commitAdmin(
+          { type: "policy.set", name: policy.name, policy: policy as unknown as Record<string, unknown> },
+          "config",
+        );
+        log.info({ policy: policy.name }, "policy from the configuration file stored");
+      }
+    } catch (err) {
+      if (stopped) return;
+      log.warn({ err }, "policies from the configuration file not stored yet; retrying");
+      timer = setTimeout(() => void attempt(), 3_000);
+    }
+  };
+  void attempt();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
   };
 }
 

@@ -5,11 +5,15 @@
  * MERIDIAN_UNDELETE_WINDOW_HOURS.
  */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parsePolicies } from "../../protocol/policy.js";
 import { sleep } from "../../testing/faults.js";
 import {
   cleanupStack,
+  eventually,
   freePort,
   spawnMeridian,
   startTestNats,
@@ -583,4 +587,49 @@ test("undeleteWindowHours: default a week, MERIDIAN_UNDELETE_WINDOW_HOURS overri
   assert.equal(loadNodeConfig({ env: { MERIDIAN_UNDELETE_WINDOW_HOURS: "2.5" } }).undeleteWindowHours, 2.5);
   assert.throws(() => loadNodeConfig({ env: { MERIDIAN_UNDELETE_WINDOW_HOURS: "soon" } }), ConfigError);
   assert.throws(() => loadNodeConfig({ env: { MERIDIAN_UNDELETE_WINDOW_HOURS: "0" } }), ConfigError);
+});
+
+describe("policies from the configuration file", () => {
+  test("are stored at start, once: a restart with the same file changes nothing", async (t) => {
+    const local = cleanupStack(t);
+    const dir = tempDir(local, "meridian-policies-");
+    const file = join(dir, "policies.yaml");
+    writeFileSync(
+      file,
+      "name: from-file\nsource: a\ndestination: b\nrepositories: [prod/**]\n---\nname: second\nsource: '*'\ndestination: '*'\ntrigger: manual\n",
+    );
+    const dataDir = join(dir, "data");
+    const first = await startTestNode(local, { nats: natsUrl, region: "cfg", dataDir, policiesFile: file });
+    const stored = async (url: string) =>
+      (
+        await ok<{ policies: Array<{ name: string; updatedAt: string }> }>(
+          await call("GET", "/policies", undefined, url),
+        )
+      ).policies;
+    await eventually(async () => (await stored(first.url)).length === 2, 10_000, 50);
+    const before = await stored(first.url);
+    assert.deepEqual(
+      before.map((p) => p.name),
+      ["from-file", "second"],
+    );
+    await first.close();
+    const again = await startTestNode(local, { nats: natsUrl, region: "cfg", dataDir, policiesFile: file });
+    await sleep(500);
+    assert.deepEqual(await stored(again.url), before, "unchanged policies are not written again");
+  });
+
+  test("a malformed file stops the start with every problem listed", () => {
+    const dir = mkdtempSync(join(tmpdir(), "meridian-policies-"));
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, "name: x\nsource: A\ntrigger: sometimes\n");
+    try {
+      assert.throws(
+        () => loadNodeConfig({ env: { MERIDIAN_POLICIES_FILE: file } }),
+        (err: unknown) =>
+          err instanceof ConfigError && /source/.test(err.message) && /trigger/.test(err.message),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
