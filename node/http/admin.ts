@@ -22,8 +22,15 @@
  *   GET    /artifacts/<repo>@<digest>                  {region, repo, digest, present, tags, deleted?}
  *
  * Every change is one admin event committed through the Registry (its single
- * commit step), so it is in the log, applied here, and replicated everywhere
- * before the answer goes out. Repository names hold slashes: those routes
+ * commit step), so it is in the log and applied here before the answer goes
+ * out, and replicated everywhere after.
+ *
+ * Why here and not in control-plane/ (where DESIGN.md puts "the admin
+ * surface"): admin objects are events in the region's log, and the node is
+ * the region's one writer of that log; the control plane's processes act on
+ * these objects (workers run policies, peers enforce budgets) but never write
+ * them. Putting the API beside the OCI API also gives operators one endpoint
+ * per region. Repository names hold slashes: those routes
  * take a wildcard and split it as the OCI dispatcher does.
  */
 import { randomUUID } from "node:crypto";
