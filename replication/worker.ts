@@ -239,6 +239,7 @@ export class ReplicationWorker {
     view.onApplied = (event, seq) => {
       previous?.(event, seq);
       this.#clock.observe(event.hlc);
+      if (event.type === "policy.set" || event.type === "policy.deleted") this.#policies = undefined;
       if (event.type === "policy.run") void this.#manualRun(event.name, event.runId);
     };
     // Backfill: whatever the policies select and this region lacks, from every source.
@@ -270,8 +271,17 @@ export class ReplicationWorker {
 
   // ---------------------------------------------------------------- policies
 
-  /** Policies in force (every region's, from the view); malformed ones are logged and left out. */
+  /**
+   * Policies in force (every region's, from the view); malformed ones are
+   * logged and left out. Parsed once and kept until a policy event is applied.
+   */
   async policies(): Promise<Policy[]> {
+    this.#policies ??= this.#loadPolicies();
+    return this.#policies;
+  }
+  #policies: Promise<Policy[]> | undefined;
+
+  async #loadPolicies(): Promise<Policy[]> {
     const out: Policy[] = [];
     for (const { name, policy } of await this.#o.view.policies()) {
       try {
