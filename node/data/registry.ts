@@ -252,8 +252,8 @@ export class Registry {
   /** Delete by digest (the manifest and the tags on it) or by tag (the tag only). */
   async deleteManifest(repo: string, reference: Reference, actor: string): Promise<void> {
     if ("tag" in reference) {
-      const tag = await this.view.tagRecord(repo, reference.tag);
-      if (!tag?.digest)
+      // A tag whose manifest was deleted is not shown, so it cannot be deleted either.
+      if ((await this.view.visibleTag(repo, reference.tag)) === undefined)
         throw new ManifestNotFoundError("manifest unknown", { detail: { tag: reference.tag } });
       await this.#commitTag({ type: "tag.deleted", repo, tag: reference.tag }, actor);
       return;

@@ -492,6 +492,12 @@ describe("manifests", () => {
       404,
       "MANIFEST_UNKNOWN",
     );
+    // b's manifest is gone, so b is not shown, and cannot be deleted.
+    await expectError(
+      await c.fetch("/v2/man/del/manifests/b", { method: "DELETE" }),
+      404,
+      "MANIFEST_UNKNOWN",
+    );
   });
 
   test("moving a tag points it at the newest manifest", async () => {
