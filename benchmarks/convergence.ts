@@ -171,7 +171,7 @@ async function main(): Promise<void> {
           c.worker = await spawnMeridian(after, "replication/main.js", c.workerEnv);
         },
         () => c.worker.stop(),
-        c.nats.url,
+        mesh.regions.get("a")!.nats.url,
       );
       say(`backfill run ${run + 1}: ${JSON.stringify(b)}`);
       results.backfill.push(b);

@@ -18,6 +18,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { parseMesh } from "../protocol/mesh.js";
 import { makeRng, type Rng } from "../protocol/test/prng.js";
@@ -260,7 +261,7 @@ async function main(): Promise<void> {
   process.exit(failed === undefined ? 0 : 1);
 }
 
-if (process.argv[1]?.endsWith("convergence.js")) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((err) => {
     process.stderr.write(`${err?.stack ?? err}\n`);
     process.exit(1);

@@ -161,6 +161,8 @@ export class ReplicationWorker {
   #timers: NodeJS.Timeout[] = [];
   /** Sequence of this worker's last append to the local log (its view is waited on up to it). */
   #lastAppended = 0;
+  /** Sequence of this worker's last append per "repo:tag" not yet known applied (conflict checks wait on it). */
+  readonly #tagAppends = new Map<string, number>();
   /**
    * Events this worker is retrying, by "repo@digest" (or "repo:tag"): the
    * latest failure's reason, for `meridian replication status`.
@@ -713,7 +715,13 @@ export class ReplicationWorker {
       return undefined;
     if (event.tag === undefined) return undefined;
     const digest = event.type === "tag.deleted" ? null : event.digest;
-    await this.#caughtUp();
+    // The register must include this worker's own last write to the tag, if any (not every append).
+    const key = `${event.repo}:${event.tag}`;
+    const mine = this.#tagAppends.get(key);
+    if (mine !== undefined) {
+      if (mine > this.#o.view.appliedSeq) await this.#o.view.waitFor(mine, 5_000).catch(() => undefined);
+      this.#tagAppends.delete(key);
+    }
     return conflictHere(this.#o.view, this.#o.region, event.repo, event.tag, {
       digest: digest ?? undefined,
       hlc: event.hlc,
@@ -734,7 +742,9 @@ export class ReplicationWorker {
         break;
       case "manifest.pushed":
       case "tag.set":
-        await this.#copier.ensureManifest(event.digest, peers, signal);
+        // A manifest live here had its closure checked when it became live: a tag on it needs no copy.
+        if ((await this.#o.view.manifest(event.repo, event.digest)) === undefined)
+          await this.#copier.ensureManifest(event.digest, peers, signal);
         break;
       default:
         break; // deletions carry no content
@@ -742,6 +752,16 @@ export class ReplicationWorker {
     const conflict = await this.#conflictWith(event);
     const { seq } = await this.#o.log.append({ ...event, cause: event.id, srcSeq });
     this.#lastAppended = Math.max(this.#lastAppended, seq);
+    if (
+      (event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed") &&
+      event.tag
+    ) {
+      this.#tagAppends.set(`${event.repo}:${event.tag}`, seq);
+      if (this.#tagAppends.size > 10_000) {
+        const applied = this.#o.view.appliedSeq;
+        for (const [k, v] of this.#tagAppends) if (v <= applied) this.#tagAppends.delete(k);
+      }
+    }
     if (conflict !== undefined) await this.#recordConflict(conflict);
   }
 
