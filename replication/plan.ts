@@ -112,12 +112,12 @@ export function planRepository(
   if (!filtered) {
     for (const { digest, register } of source.manifests)
       if (register.live && ours(register.w)) roots.push(digest);
-  } else {
-    for (const { record } of selectedTags) {
-      if (record.digest === null || !srcLive(record.digest)) continue;
-      if (policy.signedOnly && !signed(record.digest)) continue;
-      roots.push(record.digest);
-    }
+  }
+  // What the selected tags point at, whoever pushed it: a tag never travels without its content.
+  for (const { record } of selectedTags) {
+    if (record.digest === null || !srcLive(record.digest)) continue;
+    if (policy.signedOnly && !signed(record.digest)) continue;
+    roots.push(record.digest);
   }
   const planned = new Set<string>();
   const visit = (digest: string) => {
