@@ -391,4 +391,23 @@ describe("replication policies", () => {
       mesh.heal("c");
     }
   });
+
+  test("a schedule policy copies on its cron, not on push", async () => {
+    // Every 3 seconds (croner's six-field form, seconds first).
+    await setPolicy("a", {
+      name: "sched-to-b",
+      source: "a",
+      destination: "b",
+      repositories: ["sched/**"],
+      trigger: { schedule: "*/3 * * * * *" },
+    });
+    await settle();
+    const img = await client("a").pushRandomImage("sched/app", "v1", 1, 100);
+    await eventually(async () => (await digestAt("b", "sched/app", "v1")) === img.digest, 30_000, 100);
+    const pushed = (await streamEvents("b")).filter((e) => "repo" in e && e.repo === "sched/app");
+    assert.ok(
+      pushed.length > 0 && pushed.every((e) => e.cause !== e.id),
+      "replayed by a run (derived ids), not replicated event by event",
+    );
+  });
 });
