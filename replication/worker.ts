@@ -128,8 +128,13 @@ export function backoffMs(n: number, min: number, max: number): number {
   return Math.min(max, min * 2 ** Math.min(n, 30));
 }
 
-/** How long the source waits for an ack before redelivering (a crashed worker's event). */
-const ACK_WAIT_MS = 10_000;
+/**
+ * How long the source waits for an ack before redelivering: a crashed
+ * worker's event, or one lost in flight when a link broke (the long
+ * convergence run showed heals waiting a whole ack_wait for such an event,
+ * hence short). A long copy keeps its event alive with working().
+ */
+const ACK_WAIT_MS = 4_000;
 
 export function durableName(destination: string): string {
   return `replicate-to-${destination}`;
@@ -611,7 +616,8 @@ export class ReplicationWorker {
     const consumer = await js.consumers.get(stream, durable);
     // Pull requests expire every 5 s (not the client's default 30 s): a pull
     // lost to a broken link is noticed and renewed within seconds of the heal.
-    const messages = await consumer.consume({ max_messages: 64, expires: 5_000 });
+    // Few messages buffered: each one's ack_wait runs from its delivery, not its handling.
+    const messages = await consumer.consume({ max_messages: 16, expires: 5_000 });
     const stop = () => messages.stop();
     this.#abort.signal.addEventListener("abort", stop, { once: true });
     try {
