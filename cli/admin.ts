@@ -33,6 +33,7 @@ import {
   planRepository,
   planStats,
 } from "../replication/plan.js";
+import { table } from "./table.js";
 
 export const ADMIN_USAGE = `  policy list                     replication policies (a table, or --json)
   policy apply FILE               create or replace the policies in a YAML (or JSON) file
@@ -790,19 +791,6 @@ function matcherText(m: TagMatcher): string {
 function printJson(value: unknown): number {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   return 0;
-}
-
-/** Columns padded to their widest cell, two spaces apart. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? "").length)));
-  return `${rows
-    .map((row) =>
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n")}\n`;
 }
 
 function cmp(a: string, b: string): number {

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
 import { PeerClient, peerCredentials } from "../replication/peer-client.js";
+import { table } from "./table.js";
 
 export interface RegionStatus {
   region: string;
@@ -161,15 +162,7 @@ function formatTable(regions: RegionStatus[]): string {
       ]);
     });
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  return `${rows
-    .map((row) =>
-      row
-        .map((cell, i) => cell.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n")}\n`;
+  return table(rows);
 }
 
 async function fetchText(url: string): Promise<string | undefined> {

@@ -6,6 +6,7 @@
  * the serving peer and the calling worker agree on them.
  */
 import type { Digest } from "./digest.js";
+import type { ManifestPushed } from "./events.js";
 import type { RepoStateReply, RepoStateReply__Output } from "./generated/meridian/peer/v1/RepoStateReply.js";
 import type { Write__Output } from "./generated/meridian/peer/v1/Write.js";
 import type { Hlc } from "./hlc.js";
@@ -21,17 +22,11 @@ export interface Write {
   epoch?: number;
 }
 
-export interface ManifestRecord {
-  mediaType: string;
-  size: number;
-  blobs: Digest[];
-  manifests: Digest[];
-  subject?: Digest;
-  artifactType?: string;
-  annotations?: Record<string, string>;
-  /** For an index: each child's platform ("os/architecture[/variant]"). */
-  platforms?: Record<string, string>;
-}
+/** What a view keeps of a manifest: the fields of its `manifest.pushed`. */
+export type ManifestRecord = Pick<
+  ManifestPushed,
+  "mediaType" | "size" | "blobs" | "manifests" | "subject" | "artifactType" | "annotations" | "platforms"
+>;
 
 export interface ManifestRegister {
   /** Null when only a deletion has been seen (the push has not arrived yet). */
