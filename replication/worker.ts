@@ -176,8 +176,6 @@ export class ReplicationWorker {
     string,
     { source: string; eventId: string; reason: string; attempts: number; at: string }
   >();
-  /** Results of finished anti-entropy runs (tests and status read them). */
-  readonly runs: Array<{ policy: string; source: string; reason: string; result: ReconcileResult }> = [];
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -418,8 +416,6 @@ export class ReplicationWorker {
       });
       if (result.halted !== undefined)
         await this.#raiseBreaker(policy.name, result.halted.repo, source, result.halted);
-      this.runs.push({ policy: policy.name, source, reason: request.reason, result });
-      if (this.runs.length > 100) this.runs.shift();
       if (result.plans.length > 0)
         log.info({ stats: result.stats, halted: result.halted }, "anti-entropy run");
       for (const done of request.done) done(result);
