@@ -171,10 +171,12 @@ export class Registry {
   }
 
   async tags(repo: string, n: number, last?: string): Promise<Page<string>> {
-    if (!(await this.view.repositoryExists(repo))) {
+    const page = await this.view.tags(repo, n, last);
+    // A tag shown proves the repository; only an empty page needs the check.
+    if (page.items.length === 0 && !(await this.view.repositoryExists(repo))) {
       throw new RepositoryNotFoundError("repository name not known to registry", { detail: { name: repo } });
     }
-    return this.view.tags(repo, n, last);
+    return page;
   }
 
   repositories(n: number, last?: string): Promise<Page<string>> {

@@ -27,6 +27,7 @@
  *   r!<repo>                       repository has had content
  *   b!<repo>!<digest>              blob link register         BlobRegister
  *   M!<repo>!<digest>              manifest register          ManifestRegister
+ *   L!<repo>!<digest>              manifest is live (index for tag listings)  ""
  *   t!<repo>!<tag>                 tag register               TagRecord (digest null = deleted)
  *   h!<repo>!<tag>!<hlc>!<origin>!<id>  every write to the tag  TagHistoryEntry
  *   R!<repo>!<subject>!<digest>    referrer of subject (live) ReferrerRecord
@@ -75,7 +76,7 @@ import type { LoggedEvent } from "./event-log.js";
 export type { BlobRegister, ManifestRecord, ManifestRegister, RepoState, TagRecord, Write };
 
 /** Layout version of the keys above; bump when a value's shape changes. */
-const VIEW_SCHEMA = "2";
+const VIEW_SCHEMA = "3";
 
 export interface TagHistoryEntry {
   digest: Digest | null;
@@ -388,6 +389,8 @@ export class MetadataView {
     }
     batch.put(`r!${repo}`, "{}");
     batch.put(key, JSON.stringify({ record: known, live, w } satisfies ManifestRegister));
+    if (live) batch.put(`L!${repo}!${digest}`, "");
+    else batch.del(`L!${repo}!${digest}`);
     if (known?.subject !== undefined) {
       const referrerKey = `R!${repo}!${known.subject}!${digest}`;
       if (!live) batch.del(referrerKey);
@@ -466,6 +469,7 @@ export class MetadataView {
       const register = JSON.parse(raw) as ManifestRegister;
       if (!older(register.w)) continue;
       batch.put(`M!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      batch.del(`L!${repo}!${suffix}`);
       if (register.record?.subject !== undefined) batch.del(`R!${repo}!${register.record.subject}!${suffix}`);
     }
     for (const [suffix, raw] of await batch.entriesUnder(`b!${repo}!`)) {
@@ -541,9 +545,8 @@ export class MetadataView {
 
   async repositoryExists(repo: string): Promise<boolean> {
     if ((await this.#db.get(`r!${repo}`)) === undefined) return false;
-    for await (const _ of this.#db.keys({ gt: `t!${repo}!`, lt: `t!${repo}!${END}`, limit: 1 })) return true;
-    for await (const raw of this.#db.values({ gt: `M!${repo}!`, lt: `M!${repo}!${END}` }))
-      if ((JSON.parse(raw) as ManifestRegister).live) return true;
+    // Visible content: a live manifest (every visible tag points at one) or a live blob link.
+    for await (const _ of this.#db.keys({ gt: `L!${repo}!`, lt: `L!${repo}!${END}`, limit: 1 })) return true;
     for await (const raw of this.#db.values({ gt: `b!${repo}!`, lt: `b!${repo}!${END}` }))
       if ((JSON.parse(raw) as BlobRegister).live) return true;
     return false;
@@ -613,13 +616,35 @@ export class MetadataView {
   async tags(repo: string, n: number, last?: string): Promise<Page<string>> {
     const prefix = `t!${repo}!`;
     const items: string[] = [];
-    for await (const [key, value] of this.#db.iterator({ gt: prefix + (last ?? ""), lt: prefix + END })) {
-      const { digest } = JSON.parse(value) as TagRecord;
-      if (digest === null || (await this.manifest(repo, digest)) === undefined) continue;
-      if (items.length === n) return { items, more: true };
-      items.push(key.slice(prefix.length));
+    const it = this.#db.iterator({ gt: prefix + (last ?? ""), lt: prefix + END });
+    try {
+      // In batches: one lookup of the batch's manifests' liveness, not one per tag.
+      for (let entries = await it.nextv(256); entries.length > 0; entries = await it.nextv(256)) {
+        const tags = entries.map(([key, value]) => ({
+          tag: key.slice(prefix.length),
+          digest: (JSON.parse(value) as TagRecord).digest,
+        }));
+        const live = await this.#liveAmong(
+          repo,
+          tags.map((t) => t.digest),
+        );
+        for (const { tag, digest } of tags) {
+          if (digest === null || !live.has(digest)) continue;
+          if (items.length === n) return { items, more: true };
+          items.push(tag);
+        }
+      }
+    } finally {
+      await it.close();
     }
     return { items, more: false };
+  }
+
+  /** Which of these digests are live manifests of `repo`. */
+  async #liveAmong(repo: string, digests: Array<Digest | null>): Promise<Set<Digest>> {
+    const unique = [...new Set(digests.filter((d): d is Digest => d !== null))];
+    const found = await this.#db.getMany(unique.map((d) => `L!${repo}!${d}`));
+    return new Set(unique.filter((_, i) => found[i] !== undefined));
   }
 
   /** Repositories with visible content in lexical order, after `last`, at most `n`. */
@@ -657,11 +682,10 @@ export class MetadataView {
 
   /** Digests of every live manifest in `repo`, in lexical order. */
   async manifestDigests(repo: string): Promise<Digest[]> {
-    const prefix = `M!${repo}!`;
+    const prefix = `L!${repo}!`;
     const out: Digest[] = [];
-    for await (const [key, value] of this.#db.iterator({ gt: prefix, lt: prefix + END })) {
-      if ((JSON.parse(value) as ManifestRegister).live) out.push(key.slice(prefix.length) as Digest);
-    }
+    for await (const key of this.#db.keys({ gt: prefix, lt: prefix + END }))
+      out.push(key.slice(prefix.length) as Digest);
     return out;
   }
 
