@@ -10,12 +10,11 @@
  * policy is run: plan must list what b lacks, and nothing once it has run.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sleep, waitWritable } from "../../testing/faults.js";
-import { CLI_ENTRY, cleanupStack, eventually } from "../../testing/harness.js";
+import { cleanupStack, eventually, runCli } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 
@@ -23,34 +22,8 @@ const cleanup = cleanupStack({ after });
 let mesh: RunningMesh;
 const client = (region: string) => new OciClient(mesh.regions.get(region)!.registry);
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Run `meridian ARGS --data <mesh dir>`; never longer than `timeoutMs`. */
-function meridian(args: string[], timeoutMs = 60_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_ENTRY, ...args, "--data", mesh.dataDir], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.once("error", reject);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const meridian = (args: string[], timeoutMs?: number) => runCli([...args, "--data", mesh.dataDir], timeoutMs);
 
 async function succeeds(args: string[], timeoutMs?: number): Promise<string> {
   const r = await meridian(args, timeoutMs);

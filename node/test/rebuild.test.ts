@@ -5,12 +5,11 @@
  * the node built live, and a restarted node serves the same answers from it.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { waitWritable } from "../../testing/faults.js";
-import { CLI_ENTRY, cleanupStack, spawnNodeProcess, startTestNats, tempDir } from "../../testing/harness.js";
+import { cleanupStack, runCli, spawnNodeProcess, startTestNats, tempDir } from "../../testing/harness.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 import { MetadataView } from "../data/view.js";
 
@@ -25,26 +24,6 @@ async function dumpView(dir: string): Promise<Array<[string, string]>> {
   } finally {
     await view.close();
   }
-}
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI_ENTRY, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, stdout, stderr });
-    });
-  });
 }
 
 test("rebuild replays the stream into a view identical to the live one", async (t) => {
@@ -102,7 +81,7 @@ test("rebuild replays the stream into a view identical to the live one", async (
     "the live view holds the moved tag",
   );
 
-  const run = await runCli(["rebuild", "--region", "west", "--nats", nats.url, "--view", viewDir]);
+  const run = await runCli(["rebuild", "--region", "west", "--nats", nats.url, "--view", viewDir], 20_000);
   assert.equal(run.code, 0, `rebuild exits 0 (stderr: ${run.stderr})`);
   const lines = run.stdout.trim().split("\n");
   assert.equal(lines.length, 1, `one JSON line on stdout: ${run.stdout}`);
