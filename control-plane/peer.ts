@@ -265,7 +265,15 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       },
     };
   } catch (err) {
-    await closeAll().catch(() => undefined);
+    // Release what started, but never let a stuck step hide the startup error.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      closeAll().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 5_000);
+      }),
+    ]);
+    clearTimeout(timer);
     throw err;
   }
 }

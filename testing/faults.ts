@@ -1,11 +1,10 @@
 /**
  * Helpers for the fault tests (kill -9, NATS down, rebuild, `meridian up`):
  * HTTP requests whose body is sent by hand (so a
- * process can be killed while it is mid-stream), process liveness checks and
- * a block of free loopback ports.
+ * process can be killed while it is mid-stream) and process liveness checks.
+ * Free ports are in ports.ts.
  */
 import { request } from "node:http";
-import { createServer } from "node:net";
 
 export interface ManualRequest {
   /** Send more of the body. */
@@ -54,34 +53,6 @@ export function processAlive(pid: number): boolean {
     if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
     throw err;
   }
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * A base port B in [low, high) such that every B + offset is free on 127.0.0.1
- * right now (e.g. offsets [0, 1, 10, 11] for `meridian up` with two regions).
- */
-export async function freePortBlock(offsets: number[], low = 20_000, high = 60_000): Promise<number> {
-  const span = Math.max(...offsets) + 1;
-  for (let attempt = 0; attempt < 200; attempt++) {
-    const base = low + Math.floor(Math.random() * (high - low - span));
-    let ok = true;
-    for (const offset of offsets) {
-      if (!(await portFree(base + offset))) {
-        ok = false;
-        break;
-      }
-    }
-    if (ok) return base;
-  }
-  throw new Error(`no free port block for offsets ${offsets.join(",")}`);
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

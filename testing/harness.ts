@@ -4,7 +4,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -13,6 +12,9 @@ import { pino } from "pino";
 import { type NatsServerProcess, startNatsServer } from "../cli/nats-server.js";
 import { loadNodeConfig, type NodeConfigInput } from "../node/config.js";
 import { type RunningNode, startNode } from "../node/server.js";
+import { freePort } from "./ports.js";
+
+export { freePort, freePortBlock } from "./ports.js";
 
 export type After = (fn: () => Promise<void> | void) => void;
 
@@ -49,17 +51,6 @@ export function tempDir(after: After, prefix = "meridian-test-"): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** A real nats-server with JetStream on a free port, stopped after the test. */
@@ -123,7 +114,6 @@ export interface NodeProcess {
   stop(): Promise<void>;
 }
 
-/** A registry node as a child process (for kill -9), stopped after the test. */
 /** A Meridian process (node, peer, worker) started from its dist entry, awaiting its "listening" line. */
 export interface MeridianProcess {
   child: ChildProcess;
@@ -148,6 +138,13 @@ export async function spawnMeridian(
     stderr = (stderr + d).slice(-200_000);
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stopWith = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  // Registered before the wait: a process that never says it is listening is
+  // still killed (a live child holding its pipes keeps the test file running forever).
+  after(() => stopWith("SIGKILL"));
   const info = await new Promise<Record<string, string>>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`${entry} did not start: ${stderr.slice(-4000)}`)),
@@ -162,15 +159,14 @@ export async function spawnMeridian(
       clearTimeout(timer);
       resolve(JSON.parse(line));
     });
+  }).catch(async (err) => {
+    await stopWith("SIGKILL");
+    throw err;
   });
-  const stopWith = async (signal: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    await exited;
-  };
-  after(() => stopWith("SIGKILL"));
   return { child, info, log: () => stderr, kill: () => stopWith("SIGKILL"), stop: () => stopWith("SIGTERM") };
 }
 
+/** A registry node as a child process (for kill -9), stopped after the test. */
 export async function spawnNodeProcess(
   after: After,
   env: {

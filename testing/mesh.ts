@@ -11,7 +11,6 @@ import { TcpProxy } from "../chaos/tcp-proxy.js";
 import { ensureMeshCerts } from "../cli/certs.js";
 import type { NatsServerProcess } from "../cli/nats-server.js";
 import type { Mesh } from "../protocol/mesh.js";
-import { freePortBlock } from "./faults.js";
 import {
   type After,
   CLI_ENTRY,
@@ -21,6 +20,7 @@ import {
   startTestNats,
   tempDir,
 } from "./harness.js";
+import { freePortBlock } from "./ports.js";
 
 export interface RegionInfo {
   region: string;
@@ -55,6 +55,20 @@ export async function startMesh(after: After, regions: string[], dataDir?: strin
     stderr = (stderr + d).slice(-8000);
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    }
+    return child.exitCode;
+  };
+  // Registered before the wait, so a mesh that never comes up is still stopped.
+  after(async () => {
+    await stop();
+  });
   const infos = new Map<string, RegionInfo>();
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`mesh did not come up: ${stderr}`)), 60_000);
@@ -69,19 +83,6 @@ export async function startMesh(after: After, regions: string[], dataDir?: strin
         resolve();
       } else if (msg.region) infos.set(msg.region, msg);
     });
-  });
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    }
-    return child.exitCode;
-  };
-  after(async () => {
-    await stop();
   });
   return { regions: infos, dataDir: dir, child, stop };
 }

@@ -9,9 +9,10 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
-import { freePortBlock, processAlive, waitWritable, within } from "../../testing/faults.js";
+import { processAlive, waitWritable, within } from "../../testing/faults.js";
 import { type After, CLI_ENTRY, cleanupStack, tempDir } from "../../testing/harness.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
+import { freePortBlock } from "../../testing/ports.js";
 
 interface RegionLine {
   region: string;
