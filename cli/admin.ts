@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { parseArgs } from "node:util";
+import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { RepositoryNotFoundError } from "../protocol/errors.js";
 import { type Mesh, MeshConfigError, parseMesh, type RegionEndpoints, regionOf } from "../protocol/mesh.js";
 import {
@@ -24,7 +25,6 @@ import {
 } from "../protocol/policy.js";
 import type { RepoState } from "../protocol/registers.js";
 import { differingRepositories } from "../protocol/summary.js";
-import { PeerClient, peerCredentials } from "../replication/peer-client.js";
 import {
   type Action,
   breakerTrips,

@@ -7,8 +7,8 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
-import { PeerClient, peerCredentials } from "../replication/peer-client.js";
 import { table } from "./table.js";
 
 export interface RegionStatus {

@@ -138,6 +138,12 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
       const repo = parseRepository(request.repo);
       return repoStateToWire(await view.repoState(repo));
     }),
+
+    // Placeholders until the mesh calls are served (control-plane/mesh-fetch.ts).
+    Locate: (_call, callback) => callback({ code: 12, details: "Locate is not served yet" }),
+    FetchFromMesh: (call) =>
+      call.destroy(Object.assign(new Error("FetchFromMesh is not served yet"), { code: 12 })),
+    WaitReplicated: (_call, callback) => callback({ code: 12, details: "WaitReplicated is not served yet" }),
   };
 }
 

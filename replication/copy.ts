@@ -11,6 +11,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import type { PeerClient } from "../control-plane/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import { algorithmOf, type Digest, encodedOf } from "../protocol/digest.js";
 import {
@@ -21,7 +22,6 @@ import {
 } from "../protocol/errors.js";
 import { parseManifest } from "../protocol/manifest.js";
 import { isIndexType } from "../protocol/media-types.js";
-import type { PeerClient } from "./peer-client.js";
 
 /** Upload sessions of copies belong to no repository a client can name. */
 const COPY_REPO = "_replication";

@@ -25,13 +25,13 @@ import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { parseRegion } from "../protocol/events.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
-import { PeerClient, peerCredentials } from "./peer-client.js";
 import { ReplicationWorker } from "./worker.js";
 
 export interface WorkerConfig {

@@ -15,6 +15,7 @@
  * `halted` with the repository, so the caller can raise an alert.
  */
 import type { Logger } from "pino";
+import type { PeerClient } from "../control-plane/peer-client.js";
 import type { EventLog } from "../node/data/event-log.js";
 import type { MetadataView } from "../node/data/view.js";
 import type { Digest } from "../protocol/digest.js";
@@ -25,7 +26,6 @@ import type { RepoState, Write } from "../protocol/registers.js";
 import { differingRepositories, isEmpty, type RepoDigest } from "../protocol/summary.js";
 import { type CausalWrite, conflictBetween } from "../protocol/tag-merge.js";
 import type { Copier } from "./copy.js";
-import type { PeerClient } from "./peer-client.js";
 import { type Action, type BreakerLimits, breakerTrips, type Plan, planRepository } from "./plan.js";
 
 export interface ReconcileOptions {

@@ -54,6 +54,7 @@ import {
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from "prom-client";
+import type { PeerClient } from "../control-plane/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
 import type { MetadataView } from "../node/data/view.js";
@@ -82,9 +83,7 @@ import {
   selectsRepository,
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
-
 import { Copier } from "./copy.js";
-import type { PeerClient } from "./peer-client.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
 

@@ -8,6 +8,8 @@ import type { FetchBlobRequest as _meridian_peer_v1_FetchBlobRequest, FetchBlobR
 import type { GetManifestRequest as _meridian_peer_v1_GetManifestRequest, GetManifestRequest__Output as _meridian_peer_v1_GetManifestRequest__Output } from './meridian/peer/v1/GetManifestRequest.js';
 import type { HasBlobsReply as _meridian_peer_v1_HasBlobsReply, HasBlobsReply__Output as _meridian_peer_v1_HasBlobsReply__Output } from './meridian/peer/v1/HasBlobsReply.js';
 import type { HasBlobsRequest as _meridian_peer_v1_HasBlobsRequest, HasBlobsRequest__Output as _meridian_peer_v1_HasBlobsRequest__Output } from './meridian/peer/v1/HasBlobsRequest.js';
+import type { LocateReply as _meridian_peer_v1_LocateReply, LocateReply__Output as _meridian_peer_v1_LocateReply__Output } from './meridian/peer/v1/LocateReply.js';
+import type { LocateRequest as _meridian_peer_v1_LocateRequest, LocateRequest__Output as _meridian_peer_v1_LocateRequest__Output } from './meridian/peer/v1/LocateRequest.js';
 import type { ManifestReply as _meridian_peer_v1_ManifestReply, ManifestReply__Output as _meridian_peer_v1_ManifestReply__Output } from './meridian/peer/v1/ManifestReply.js';
 import type { ManifestState as _meridian_peer_v1_ManifestState, ManifestState__Output as _meridian_peer_v1_ManifestState__Output } from './meridian/peer/v1/ManifestState.js';
 import type { PeerClient as _meridian_peer_v1_PeerClient, PeerDefinition as _meridian_peer_v1_PeerDefinition } from './meridian/peer/v1/Peer.js';
@@ -20,6 +22,8 @@ import type { StatusRequest as _meridian_peer_v1_StatusRequest, StatusRequest__O
 import type { SummarizeReply as _meridian_peer_v1_SummarizeReply, SummarizeReply__Output as _meridian_peer_v1_SummarizeReply__Output } from './meridian/peer/v1/SummarizeReply.js';
 import type { SummarizeRequest as _meridian_peer_v1_SummarizeRequest, SummarizeRequest__Output as _meridian_peer_v1_SummarizeRequest__Output } from './meridian/peer/v1/SummarizeRequest.js';
 import type { TagState as _meridian_peer_v1_TagState, TagState__Output as _meridian_peer_v1_TagState__Output } from './meridian/peer/v1/TagState.js';
+import type { WaitReplicatedReply as _meridian_peer_v1_WaitReplicatedReply, WaitReplicatedReply__Output as _meridian_peer_v1_WaitReplicatedReply__Output } from './meridian/peer/v1/WaitReplicatedReply.js';
+import type { WaitReplicatedRequest as _meridian_peer_v1_WaitReplicatedRequest, WaitReplicatedRequest__Output as _meridian_peer_v1_WaitReplicatedRequest__Output } from './meridian/peer/v1/WaitReplicatedRequest.js';
 import type { Write as _meridian_peer_v1_Write, Write__Output as _meridian_peer_v1_Write__Output } from './meridian/peer/v1/Write.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -36,6 +40,8 @@ export interface ProtoGrpcType {
         GetManifestRequest: MessageTypeDefinition<_meridian_peer_v1_GetManifestRequest, _meridian_peer_v1_GetManifestRequest__Output>
         HasBlobsReply: MessageTypeDefinition<_meridian_peer_v1_HasBlobsReply, _meridian_peer_v1_HasBlobsReply__Output>
         HasBlobsRequest: MessageTypeDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsRequest__Output>
+        LocateReply: MessageTypeDefinition<_meridian_peer_v1_LocateReply, _meridian_peer_v1_LocateReply__Output>
+        LocateRequest: MessageTypeDefinition<_meridian_peer_v1_LocateRequest, _meridian_peer_v1_LocateRequest__Output>
         ManifestReply: MessageTypeDefinition<_meridian_peer_v1_ManifestReply, _meridian_peer_v1_ManifestReply__Output>
         ManifestState: MessageTypeDefinition<_meridian_peer_v1_ManifestState, _meridian_peer_v1_ManifestState__Output>
         Peer: SubtypeConstructor<typeof grpc.Client, _meridian_peer_v1_PeerClient> & { service: _meridian_peer_v1_PeerDefinition }
@@ -48,6 +54,8 @@ export interface ProtoGrpcType {
         SummarizeReply: MessageTypeDefinition<_meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeReply__Output>
         SummarizeRequest: MessageTypeDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeRequest__Output>
         TagState: MessageTypeDefinition<_meridian_peer_v1_TagState, _meridian_peer_v1_TagState__Output>
+        WaitReplicatedReply: MessageTypeDefinition<_meridian_peer_v1_WaitReplicatedReply, _meridian_peer_v1_WaitReplicatedReply__Output>
+        WaitReplicatedRequest: MessageTypeDefinition<_meridian_peer_v1_WaitReplicatedRequest, _meridian_peer_v1_WaitReplicatedRequest__Output>
         Write: MessageTypeDefinition<_meridian_peer_v1_Write, _meridian_peer_v1_Write__Output>
       }
     }

@@ -10,6 +10,10 @@ export interface FetchBlobRequest {
    * The region the bytes go to: its link's bandwidth budget applies.
    */
   'fromRegion'?: (string);
+  /**
+   * When set, NOT_FOUND unless the blob is linked in this repository.
+   */
+  'repo'?: (string);
 }
 
 export interface FetchBlobRequest__Output {
@@ -19,4 +23,8 @@ export interface FetchBlobRequest__Output {
    * The region the bytes go to: its link's bandwidth budget applies.
    */
   'fromRegion': (string);
+  /**
+   * When set, NOT_FOUND unless the blob is linked in this repository.
+   */
+  'repo': (string);
 }

@@ -4,8 +4,16 @@
 
 export interface HasBlobsRequest {
   'digests'?: (string)[];
+  /**
+   * When set, a blob counts as present only if it is linked in this repository.
+   */
+  'repo'?: (string);
 }
 
 export interface HasBlobsRequest__Output {
   'digests': (string)[];
+  /**
+   * When set, a blob counts as present only if it is linked in this repository.
+   */
+  'repo': (string);
 }

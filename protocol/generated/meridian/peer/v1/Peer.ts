@@ -8,6 +8,8 @@ import type { FetchBlobRequest as _meridian_peer_v1_FetchBlobRequest, FetchBlobR
 import type { GetManifestRequest as _meridian_peer_v1_GetManifestRequest, GetManifestRequest__Output as _meridian_peer_v1_GetManifestRequest__Output } from '../../../meridian/peer/v1/GetManifestRequest.js';
 import type { HasBlobsReply as _meridian_peer_v1_HasBlobsReply, HasBlobsReply__Output as _meridian_peer_v1_HasBlobsReply__Output } from '../../../meridian/peer/v1/HasBlobsReply.js';
 import type { HasBlobsRequest as _meridian_peer_v1_HasBlobsRequest, HasBlobsRequest__Output as _meridian_peer_v1_HasBlobsRequest__Output } from '../../../meridian/peer/v1/HasBlobsRequest.js';
+import type { LocateReply as _meridian_peer_v1_LocateReply, LocateReply__Output as _meridian_peer_v1_LocateReply__Output } from '../../../meridian/peer/v1/LocateReply.js';
+import type { LocateRequest as _meridian_peer_v1_LocateRequest, LocateRequest__Output as _meridian_peer_v1_LocateRequest__Output } from '../../../meridian/peer/v1/LocateRequest.js';
 import type { ManifestReply as _meridian_peer_v1_ManifestReply, ManifestReply__Output as _meridian_peer_v1_ManifestReply__Output } from '../../../meridian/peer/v1/ManifestReply.js';
 import type { RepoStateReply as _meridian_peer_v1_RepoStateReply, RepoStateReply__Output as _meridian_peer_v1_RepoStateReply__Output } from '../../../meridian/peer/v1/RepoStateReply.js';
 import type { RepoStateRequest as _meridian_peer_v1_RepoStateRequest, RepoStateRequest__Output as _meridian_peer_v1_RepoStateRequest__Output } from '../../../meridian/peer/v1/RepoStateRequest.js';
@@ -15,6 +17,8 @@ import type { StatusReply as _meridian_peer_v1_StatusReply, StatusReply__Output 
 import type { StatusRequest as _meridian_peer_v1_StatusRequest, StatusRequest__Output as _meridian_peer_v1_StatusRequest__Output } from '../../../meridian/peer/v1/StatusRequest.js';
 import type { SummarizeReply as _meridian_peer_v1_SummarizeReply, SummarizeReply__Output as _meridian_peer_v1_SummarizeReply__Output } from '../../../meridian/peer/v1/SummarizeReply.js';
 import type { SummarizeRequest as _meridian_peer_v1_SummarizeRequest, SummarizeRequest__Output as _meridian_peer_v1_SummarizeRequest__Output } from '../../../meridian/peer/v1/SummarizeRequest.js';
+import type { WaitReplicatedReply as _meridian_peer_v1_WaitReplicatedReply, WaitReplicatedReply__Output as _meridian_peer_v1_WaitReplicatedReply__Output } from '../../../meridian/peer/v1/WaitReplicatedReply.js';
+import type { WaitReplicatedRequest as _meridian_peer_v1_WaitReplicatedRequest, WaitReplicatedRequest__Output as _meridian_peer_v1_WaitReplicatedRequest__Output } from '../../../meridian/peer/v1/WaitReplicatedRequest.js';
 
 export interface PeerClient extends grpc.Client {
   /**
@@ -29,6 +33,19 @@ export interface PeerClient extends grpc.Client {
    */
   fetchBlob(argument: _meridian_peer_v1_FetchBlobRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_BlobChunk__Output>;
   fetchBlob(argument: _meridian_peer_v1_FetchBlobRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_BlobChunk__Output>;
+  
+  /**
+   * A repository's blob from the nearest healthy other region holding it,
+   * relayed chunk by chunk as FetchBlob sends them. Fetch on miss.
+   */
+  FetchFromMesh(argument: _meridian_peer_v1_FetchBlobRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_BlobChunk__Output>;
+  FetchFromMesh(argument: _meridian_peer_v1_FetchBlobRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_BlobChunk__Output>;
+  /**
+   * A repository's blob from the nearest healthy other region holding it,
+   * relayed chunk by chunk as FetchBlob sends them. Fetch on miss.
+   */
+  fetchFromMesh(argument: _meridian_peer_v1_FetchBlobRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_BlobChunk__Output>;
+  fetchFromMesh(argument: _meridian_peer_v1_FetchBlobRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_BlobChunk__Output>;
   
   /**
    * A manifest's exact bytes by tag or digest within a repository.
@@ -59,6 +76,25 @@ export interface PeerClient extends grpc.Client {
   hasBlobs(argument: _meridian_peer_v1_HasBlobsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_HasBlobsReply__Output>): grpc.ClientUnaryCall;
   hasBlobs(argument: _meridian_peer_v1_HasBlobsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_HasBlobsReply__Output>): grpc.ClientUnaryCall;
   hasBlobs(argument: _meridian_peer_v1_HasBlobsRequest, callback: grpc.requestCallback<_meridian_peer_v1_HasBlobsReply__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Where the nearest healthy other region holding a repository's manifest
+   * (by tag or digest) or blob (by digest) is; for a manifest, also its
+   * bytes. NOT_FOUND when no reachable region holds it. Fetch on miss.
+   */
+  Locate(argument: _meridian_peer_v1_LocateRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  Locate(argument: _meridian_peer_v1_LocateRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  Locate(argument: _meridian_peer_v1_LocateRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  Locate(argument: _meridian_peer_v1_LocateRequest, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  /**
+   * Where the nearest healthy other region holding a repository's manifest
+   * (by tag or digest) or blob (by digest) is; for a manifest, also its
+   * bytes. NOT_FOUND when no reachable region holds it. Fetch on miss.
+   */
+  locate(argument: _meridian_peer_v1_LocateRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  locate(argument: _meridian_peer_v1_LocateRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  locate(argument: _meridian_peer_v1_LocateRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
+  locate(argument: _meridian_peer_v1_LocateRequest, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
   
   /**
    * Every register of one repository, deletions included, with the write
@@ -109,6 +145,25 @@ export interface PeerClient extends grpc.Client {
   summarize(argument: _meridian_peer_v1_SummarizeRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_SummarizeReply__Output>): grpc.ClientUnaryCall;
   summarize(argument: _meridian_peer_v1_SummarizeRequest, callback: grpc.requestCallback<_meridian_peer_v1_SummarizeReply__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Wait until `copies` other regions hold a manifest of a repository (so
+   * its whole closure: replication appends a manifest only after copying
+   * everything it references), or the timeout. sync(k) durability.
+   */
+  WaitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  WaitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  WaitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  WaitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  /**
+   * Wait until `copies` other regions hold a manifest of a repository (so
+   * its whole closure: replication appends a manifest only after copying
+   * everything it references), or the timeout. sync(k) durability.
+   */
+  waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
+  
 }
 
 export interface PeerHandlers extends grpc.UntypedServiceImplementation {
@@ -119,6 +174,12 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
   FetchBlob: grpc.handleServerStreamingCall<_meridian_peer_v1_FetchBlobRequest__Output, _meridian_peer_v1_BlobChunk>;
   
   /**
+   * A repository's blob from the nearest healthy other region holding it,
+   * relayed chunk by chunk as FetchBlob sends them. Fetch on miss.
+   */
+  FetchFromMesh: grpc.handleServerStreamingCall<_meridian_peer_v1_FetchBlobRequest__Output, _meridian_peer_v1_BlobChunk>;
+  
+  /**
    * A manifest's exact bytes by tag or digest within a repository.
    */
   GetManifest: grpc.handleUnaryCall<_meridian_peer_v1_GetManifestRequest__Output, _meridian_peer_v1_ManifestReply>;
@@ -127,6 +188,13 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
    * Which of these blobs the peer's region holds (present[i] for digests[i]).
    */
   HasBlobs: grpc.handleUnaryCall<_meridian_peer_v1_HasBlobsRequest__Output, _meridian_peer_v1_HasBlobsReply>;
+  
+  /**
+   * Where the nearest healthy other region holding a repository's manifest
+   * (by tag or digest) or blob (by digest) is; for a manifest, also its
+   * bytes. NOT_FOUND when no reachable region holds it. Fetch on miss.
+   */
+  Locate: grpc.handleUnaryCall<_meridian_peer_v1_LocateRequest__Output, _meridian_peer_v1_LocateReply>;
   
   /**
    * Every register of one repository, deletions included, with the write
@@ -145,13 +213,23 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
    */
   Summarize: grpc.handleUnaryCall<_meridian_peer_v1_SummarizeRequest__Output, _meridian_peer_v1_SummarizeReply>;
   
+  /**
+   * Wait until `copies` other regions hold a manifest of a repository (so
+   * its whole closure: replication appends a manifest only after copying
+   * everything it references), or the timeout. sync(k) durability.
+   */
+  WaitReplicated: grpc.handleUnaryCall<_meridian_peer_v1_WaitReplicatedRequest__Output, _meridian_peer_v1_WaitReplicatedReply>;
+  
 }
 
 export interface PeerDefinition extends grpc.ServiceDefinition {
   FetchBlob: MethodDefinition<_meridian_peer_v1_FetchBlobRequest, _meridian_peer_v1_BlobChunk, _meridian_peer_v1_FetchBlobRequest__Output, _meridian_peer_v1_BlobChunk__Output>
+  FetchFromMesh: MethodDefinition<_meridian_peer_v1_FetchBlobRequest, _meridian_peer_v1_BlobChunk, _meridian_peer_v1_FetchBlobRequest__Output, _meridian_peer_v1_BlobChunk__Output>
   GetManifest: MethodDefinition<_meridian_peer_v1_GetManifestRequest, _meridian_peer_v1_ManifestReply, _meridian_peer_v1_GetManifestRequest__Output, _meridian_peer_v1_ManifestReply__Output>
   HasBlobs: MethodDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsReply, _meridian_peer_v1_HasBlobsRequest__Output, _meridian_peer_v1_HasBlobsReply__Output>
+  Locate: MethodDefinition<_meridian_peer_v1_LocateRequest, _meridian_peer_v1_LocateReply, _meridian_peer_v1_LocateRequest__Output, _meridian_peer_v1_LocateReply__Output>
   RepoState: MethodDefinition<_meridian_peer_v1_RepoStateRequest, _meridian_peer_v1_RepoStateReply, _meridian_peer_v1_RepoStateRequest__Output, _meridian_peer_v1_RepoStateReply__Output>
   Status: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   Summarize: MethodDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeRequest__Output, _meridian_peer_v1_SummarizeReply__Output>
+  WaitReplicated: MethodDefinition<_meridian_peer_v1_WaitReplicatedRequest, _meridian_peer_v1_WaitReplicatedReply, _meridian_peer_v1_WaitReplicatedRequest__Output, _meridian_peer_v1_WaitReplicatedReply__Output>
 }

@@ -17,6 +17,12 @@ export interface StatusReply {
    * How this region's peer sees the other regions (its heartbeats).
    */
   'peers'?: (_meridian_peer_v1_PeerView)[];
+  /**
+   * Why this region must not accept writes as a repository's home region
+   * right now (cut off from every other region past its lease, or behind a
+   * failover epoch another region reports); empty when it may.
+   */
+  'fence'?: (string);
 }
 
 export interface StatusReply__Output {
@@ -32,4 +38,10 @@ export interface StatusReply__Output {
    * How this region's peer sees the other regions (its heartbeats).
    */
   'peers': (_meridian_peer_v1_PeerView__Output)[];
+  /**
+   * Why this region must not accept writes as a repository's home region
+   * right now (cut off from every other region past its lease, or behind a
+   * failover epoch another region reports); empty when it may.
+   */
+  'fence': (string);
 }

@@ -1,31 +1,22 @@
 /**
- * A caller of one region's peer service (protocol/proto/peer.proto), as the
- * replication worker needs it: every call has a deadline, every failure comes
+ * A caller of one region's peer service (protocol/proto/peer.proto), for the
+ * replication workers, the CLI and a region's own nodes: every call has a deadline, every failure comes
  * back as a domain error (protocol/grpc-errors.ts), and a blob arrives as a
  * byte stream that resumes from an offset.
  */
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import type { Digest } from "../protocol/digest.js";
+import type { BlobChunk__Output } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
 import type { PeerClient as GeneratedPeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
-import type { Mesh } from "../protocol/mesh.js";
 import { DEADLINES, deadline, PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
 import { type RepoState, repoStateFromWire } from "../protocol/registers.js";
 import type { RepoDigest } from "../protocol/summary.js";
 
-/** Credentials for calling peers as `region`: mutual TLS from the mesh, or plaintext if it says insecure. */
-export function peerCredentials(mesh: Mesh, region: string): grpc.ChannelCredentials {
-  if (mesh.tls === undefined) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    readFileSync(mesh.tls.ca),
-    readFileSync(join(mesh.tls.dir, `${region}.key`)),
-    readFileSync(join(mesh.tls.dir, `${region}.crt`)),
-  );
-}
+/** Credentials for calling peers as `region` (mutual TLS from the mesh; control-plane/tls.ts). */
+export { clientCredentials as peerCredentials } from "./tls.js";
 
 export class PeerClient {
   readonly #client: GeneratedPeerClient;
@@ -64,10 +55,10 @@ export class PeerClient {
     });
   }
 
-  /** Which of `digests` the peer holds. */
-  hasBlobs(digests: Digest[]): Promise<boolean[]> {
+  /** Which of `digests` the peer holds (with `repo`: holds linked in that repository). */
+  hasBlobs(digests: Digest[], repo = ""): Promise<boolean[]> {
     return new Promise((resolve, reject) => {
-      this.#client.hasBlobs({ digests }, { deadline: deadline(DEADLINES.hasBlobs) }, (err, reply) =>
+      this.#client.hasBlobs({ digests, repo }, { deadline: deadline(DEADLINES.hasBlobs) }, (err, reply) =>
         err ? reject(fromGrpcError(err, "blobs")) : resolve(reply!.present),
       );
     });
@@ -92,8 +83,92 @@ export class PeerClient {
    * failed when no chunk arrives for DEADLINES.fetchIdle ms, and cancelled
    * when `signal` aborts or the consumer destroys it.
    */
-  fetchBlob(digest: Digest, offset: number, signal?: AbortSignal, onBytes?: (n: number) => void): Readable {
-    const call = this.#client.fetchBlob({ digest, offset, fromRegion: this.from });
+  fetchBlob(
+    digest: Digest,
+    offset: number,
+    signal?: AbortSignal,
+    onBytes?: (n: number) => void,
+    repo = "",
+  ): Readable {
+    return this.#blobStream(
+      this.#client.fetchBlob({ digest, offset, fromRegion: this.from, repo }),
+      digest,
+      offset,
+      signal,
+      onBytes,
+    );
+  }
+
+  /**
+   * A repository's blob from the nearest other region holding it, relayed by
+   * this (the caller's own region's) peer: fetch on miss. Fails with
+   * BlobNotFoundError when no reachable region holds it.
+   */
+  fetchFromMesh(repo: string, digest: Digest, offset = 0, signal?: AbortSignal): Readable {
+    return this.#blobStream(
+      this.#client.fetchFromMesh({ digest, offset, fromRegion: this.from, repo }),
+      digest,
+      offset,
+      signal,
+    );
+  }
+
+  /**
+   * Where the nearest other region holding a repository's manifest (by tag or
+   * digest) or blob is, and a manifest's bytes: fetch on miss, through the
+   * caller's own region's peer. Rejects with ManifestNotFoundError /
+   * BlobNotFoundError when no reachable region holds it.
+   */
+  locate(
+    repo: string,
+    reference: string,
+    manifest: boolean,
+  ): Promise<{
+    region: string;
+    registry: string;
+    digest: string;
+    mediaType: string;
+    content: Buffer;
+    size: number;
+  }> {
+    return new Promise((resolve, reject) => {
+      this.#client.locate(
+        { repo, reference, manifest },
+        { deadline: deadline(DEADLINES.getManifest) },
+        (err, reply) =>
+          err
+            ? reject(fromGrpcError(err, `${manifest ? "manifest" : "blob"} ${repo}@${reference}`))
+            : resolve(reply!),
+      );
+    });
+  }
+
+  /**
+   * Wait (up to `timeoutMs`) until `copies` other regions hold a repository's
+   * manifest, through the caller's own region's peer: sync(k) durability.
+   */
+  waitReplicated(
+    repo: string,
+    digest: Digest,
+    copies: number,
+    timeoutMs: number,
+  ): Promise<{ regions: string[]; satisfied: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.#client.waitReplicated(
+        { repo, digest, copies, timeoutMs },
+        { deadline: deadline(timeoutMs + DEADLINES.status) },
+        (err, reply) => (err ? reject(fromGrpcError(err, `replicas of ${repo}@${digest}`)) : resolve(reply!)),
+      );
+    });
+  }
+
+  #blobStream(
+    call: grpc.ClientReadableStream<BlobChunk__Output>,
+    digest: Digest,
+    offset: number,
+    signal?: AbortSignal,
+    onBytes?: (n: number) => void,
+  ): Readable {
     let expected = offset;
     let idle: NodeJS.Timeout | undefined;
     const out = new Readable({
