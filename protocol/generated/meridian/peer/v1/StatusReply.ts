@@ -6,6 +6,9 @@ import type { Long } from '@grpc/proto-loader';
 
 export interface StatusReply {
   'region'?: (string);
+  /**
+   * The highest failover epoch this region knows of (any repository's).
+   */
   'epoch'?: (number | string | Long);
   /**
    * Last applied sequence of each region's log in this region (own region included).
@@ -27,6 +30,9 @@ export interface StatusReply {
 
 export interface StatusReply__Output {
   'region': (string);
+  /**
+   * The highest failover epoch this region knows of (any repository's).
+   */
   'epoch': (number);
   /**
    * Last applied sequence of each region's log in this region (own region included).
