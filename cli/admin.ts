@@ -33,6 +33,20 @@ import {
   planRepository,
   planStats,
 } from "../replication/plan.js";
+import {
+  AdminClient,
+  type Command,
+  CommandError,
+  type Context,
+  inMesh,
+  JSON_OPT,
+  type OptionSpec,
+  printJson,
+  readMesh,
+  statsText,
+  UsageError,
+} from "./admin-client.js";
+import { DR_COMMANDS, DR_USAGE } from "./dr.js";
 import { table } from "./table.js";
 
 export const ADMIN_USAGE = `  policy list                     replication policies (a table, or --json)
@@ -44,14 +58,15 @@ export const ADMIN_USAGE = `  policy list                     replication polici
   policy reset-breaker NAME       let a policy's halted deletes through
   alerts                          alerts raised in the mesh
   tag history REPO:TAG [--at TIME]  every write to a tag, and what it held at TIME (ISO-8601 or ms)
-  tag rule SCOPE RULE [--home REGION] [--epoch N]
+  tag rule SCOPE RULE [--home REGION] [--epoch N] [--durability async|sync(K)]
                                   set the tag merge rule (lww, first-write, home-region) of a
-                                  repository, a prefix ending in "/", or "" for every repository
+                                  repository, a prefix ending in "/", or "" for every repository;
+                                  sync(K): a push is acknowledged once K other regions hold it
   tag rules                       the tag merge rules in force
   undelete REPO[:TAG|@DIGEST]     restore deleted content (within the undelete window)
   repo delete REPO                delete a repository (restorable with undelete)
   replication status REPO@DIGEST  per region: present, failed, pending or not selected
-    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+${DR_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first), and --json where it applies
 `;
 
@@ -59,36 +74,6 @@ export const ADMIN_USAGE = `  policy list                     replication polici
 const WAIT_TIMEOUT_MS = 10 * 60_000;
 const POLL_MS = 500;
 const RECENT_RUNS = 10;
-
-class UsageError extends Error {}
-
-/** A failure to report on stderr: a message and, when the server listed them, every problem. */
-class CommandError extends Error {
-  constructor(
-    message: string,
-    readonly problems: string[] = [],
-    /** The HTTP status the admin API answered with, if it did. */
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
-
-type OptionSpec = Record<string, { type: "string" | "boolean"; default?: string | boolean }>;
-interface Context {
-  values: Record<string, string | boolean | undefined>;
-  positionals: string[];
-  mesh: () => Mesh;
-  api: () => AdminClient;
-  json: boolean;
-}
-interface Command {
-  args: string[];
-  options?: OptionSpec;
-  run(ctx: Context): Promise<number>;
-}
-
-const JSON_OPT: OptionSpec = { json: { type: "boolean", default: false } };
 
 const COMMANDS: Record<string, Command> = {
   "policy list": { args: [], options: JSON_OPT, run: policyList },
@@ -106,18 +91,22 @@ const COMMANDS: Record<string, Command> = {
   "tag history": { args: ["REPO:TAG"], options: { ...JSON_OPT, at: { type: "string" } }, run: tagHistory },
   "tag rule": {
     args: ["SCOPE", "RULE"],
-    options: { home: { type: "string" }, epoch: { type: "string" } },
+    options: { home: { type: "string" }, epoch: { type: "string" }, durability: { type: "string" } },
     run: tagRule,
   },
   "tag rules": { args: [], options: JSON_OPT, run: tagRules },
   undelete: { args: ["REPO[:TAG|@DIGEST]"], options: JSON_OPT, run: undelete },
   "repo delete": { args: ["REPO"], run: repoDelete },
   "replication status": { args: ["REPO@DIGEST"], options: JSON_OPT, run: replicationStatus },
+  ...DR_COMMANDS,
 };
+
+/** Commands without a subcommand. */
+const SINGLE = new Set(["alerts", "undelete", ...Object.keys(DR_COMMANDS)]);
 
 /** Run `meridian <command> …`; returns the exit code. */
 export async function admin(command: string, argv: string[]): Promise<number> {
-  const grouped = command !== "alerts" && command !== "undelete";
+  const grouped = !SINGLE.has(command);
   const key = grouped ? `${command} ${argv[0] ?? ""}` : command;
   const spec = COMMANDS[key];
   const label = `meridian ${spec === undefined ? command : key}`;
@@ -412,7 +401,7 @@ async function planLink(
     for (const repo of differingRepositories(ours.repos, theirs.repos)) {
       if (!selectsRepository(policy, repo)) continue;
       const [s, d] = await Promise.all([stateOf(source, repo), stateOf(destination, repo)]);
-      const plan = planRepository(policy, s, d, src.name);
+      const plan = planRepository(policy, s, d, src.name, dst.name);
       if (plan.actions.length > 0) plans.push(plan);
     }
     return { source: src.name, destination: dst.name, plans, stats: planStats(plans) };
@@ -534,6 +523,7 @@ async function tagRule(ctx: Context): Promise<number> {
   const [scope, rule] = ctx.positionals as [string, string];
   const body: Record<string, unknown> = { scope, tagMerge: rule };
   if (ctx.values.home !== undefined) body.home = ctx.values.home;
+  if (ctx.values.durability !== undefined) body.durability = ctx.values.durability;
   if (ctx.values.epoch !== undefined) {
     const epoch = Number(ctx.values.epoch);
     if (!Number.isSafeInteger(epoch) || epoch < 0) throw new UsageError(`--epoch: a non-negative integer`);
@@ -544,22 +534,31 @@ async function tagRule(ctx: Context): Promise<number> {
     body.home === undefined
       ? ""
       : ` (home ${body.home}${body.epoch === undefined ? "" : ` at epoch ${body.epoch}`})`;
-  process.stdout.write(`tag rule of ${scope === "" ? "every repository" : scope}: ${rule}${home}\n`);
+  const durability = body.durability === undefined ? "" : `, durability ${body.durability}`;
+  process.stdout.write(
+    `tag rule of ${scope === "" ? "every repository" : scope}: ${rule}${home}${durability}\n`,
+  );
   return 0;
 }
 
 async function tagRules(ctx: Context): Promise<number> {
-  type Rule = { scope: string; tagMerge: string; homes: Record<string, string> };
+  type Rule = { scope: string; tagMerge: string; homes: Record<string, string>; durability?: string };
   const reply = await ctx.api().get<{ default: Rule; rules: Rule[] }>("/rules");
   if (ctx.json) return printJson(reply);
   const homes = (r: Rule) =>
     Object.entries(r.homes)
       .map(([epoch, region]) => `${region}@${epoch}`)
       .join(" ") || "-";
-  const rows = [["scope", "rule", "homes (region@epoch)"]];
-  if (!reply.rules.some((r) => r.scope === "")) rows.push(["(default)", reply.default.tagMerge, "-"]);
+  const rows = [["scope", "rule", "homes (region@epoch)", "durability"]];
+  if (!reply.rules.some((r) => r.scope === ""))
+    rows.push(["(default)", reply.default.tagMerge, "-", "async"]);
   for (const r of [...reply.rules].sort((a, b) => cmp(a.scope, b.scope)))
-    rows.push([r.scope === "" ? '"" (every repository)' : r.scope, r.tagMerge, homes(r)]);
+    rows.push([
+      r.scope === "" ? '"" (every repository)' : r.scope,
+      r.tagMerge,
+      homes(r),
+      r.durability ?? "async",
+    ]);
   process.stdout.write(table(rows));
   return 0;
 }
@@ -701,75 +700,9 @@ async function workerFailure(
 
 // ---------------------------------------------------------------- plumbing
 
-/** Calls to one region's admin API; every failure becomes a CommandError with the server's problems. */
-class AdminClient {
-  constructor(readonly region: RegionEndpoints) {}
-
-  get<T>(path: string): Promise<T> {
-    return this.send<T>("GET", path);
-  }
-
-  async send<T>(
-    method: string,
-    path: string,
-    body?: { json: unknown } | { text: string; type: string },
-  ): Promise<T> {
-    const url = `${this.region.registry.replace(/\/+$/, "")}/admin/v1${path}`;
-    const init: RequestInit = { method, signal: AbortSignal.timeout(60_000) };
-    if (body !== undefined) {
-      init.body = "json" in body ? JSON.stringify(body.json) : body.text;
-      init.headers = { "content-type": "json" in body ? "application/json" : body.type };
-    }
-    let res: Response;
-    try {
-      res = await fetch(url, init);
-    } catch (err) {
-      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
-      throw new CommandError(`cannot reach region ${this.region.name} at ${this.region.registry}: ${cause}`);
-    }
-    const text = await res.text();
-    let value: unknown;
-    try {
-      value = text === "" ? {} : JSON.parse(text);
-    } catch {
-      throw new CommandError(
-        `region ${this.region.name} answered ${res.status} with something other than JSON`,
-      );
-    }
-    if (res.ok) return value as T;
-    const e = (value as { errors?: Array<{ code: string; message: string; detail?: { errors?: string[] } }> })
-      .errors?.[0];
-    const problems = Array.isArray(e?.detail?.errors) ? e.detail.errors : [];
-    const message =
-      e === undefined
-        ? `HTTP ${res.status}`
-        : problems.length > 1
-          ? `${problems.length} problems`
-          : e.message;
-    throw new CommandError(`${message} (region ${this.region.name})`, problems, res.status);
-  }
-}
-
 /** A repository name as URL path segments: whatever was typed reaches the server as the name. */
 function segments(repo: string): string {
   return repo.split("/").map(encodeURIComponent).join("/");
-}
-
-function readMesh(meshFile: string | undefined, dataDir: string): Mesh {
-  const file = meshFile ?? join(dataDir, "mesh.json");
-  try {
-    return parseMesh(JSON.parse(readFileSync(file, "utf8")));
-  } catch (err) {
-    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-}
-
-function inMesh(mesh: Mesh, name: string): RegionEndpoints {
-  try {
-    return regionOf(mesh, name);
-  } catch (err) {
-    throw new UsageError(err instanceof MeshConfigError ? err.problems.join("; ") : (err as Error).message);
-  }
 }
 
 function resultLine(
@@ -779,18 +712,8 @@ function resultLine(
   return `${region}: ${r.outcome} at ${r.at}; ${statsText(r.stats)}${r.error === undefined ? "" : `; ${r.error}`}`;
 }
 
-function statsText(stats: Record<string, number>): string {
-  const entries = Object.entries(stats).sort(([a], [b]) => cmp(a, b));
-  return entries.length === 0 ? "no changes" : entries.map(([k, v]) => `${k} ${v}`).join(", ");
-}
-
 function matcherText(m: TagMatcher): string {
   return m.kind === "glob" ? m.pattern : m.kind === "regex" ? `regex:${m.pattern}` : `semver:${m.range}`;
-}
-
-function printJson(value: unknown): number {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
-  return 0;
 }
 
 function cmp(a: string, b: string): number {

@@ -5,6 +5,7 @@
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
+ *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
  *   meridian help
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -97,6 +98,8 @@ async function main(argv: string[]): Promise<number> {
     case "undelete":
     case "repo":
     case "replication":
+    case "failover":
+    case "rebuild-region":
       return admin(command, rest);
     case undefined:
     case "help":

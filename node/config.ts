@@ -19,6 +19,21 @@
  * | undeleteWindowHours | MERIDIAN_UNDELETE_WINDOW_HOURS | 168 (deleted content stays restorable a week) |
  * | logLevel           | MERIDIAN_LOG_LEVEL        | info                         |
  * | policiesFile       | MERIDIAN_POLICIES_FILE    | none                         |
+ * | meshFile           | MERIDIAN_MESH             | none (a region on its own)   |
+ * | fetchOnMiss        | MERIDIAN_FETCH_ON_MISS    | proxy (with a mesh), else off |
+ * | syncTimeoutMs      | MERIDIAN_SYNC_TIMEOUT_MS  | 30000                        |
+ * | peerPollMs         | MERIDIAN_PEER_POLL_MS     | 250                          |
+ *
+ * With `meshFile` (protocol/mesh.ts) the node talks to its own region's
+ * control-plane peer (node/mesh-link.ts) for three things:
+ * - fetch on miss: a manifest or blob this region does not hold is fetched
+ *   from the nearest healthy region that does, relayed to the client
+ *   (`proxy`), or the client is sent there with a 307 (`redirect`); `off`
+ *   answers 404 as a lone region would;
+ * - `sync(k)` durability: a push to such a repository is acknowledged only
+ *   once k other regions hold it, waiting at most `syncTimeoutMs`;
+ * - fencing: writes as a repository's home are refused while the peer says
+ *   the region must not make them (polled every `peerPollMs`).
  *
  * `policiesFile` is a YAML file of replication policies (the format of
  * `meridian policy apply`, protocol/policy.ts). It is validated with the rest
@@ -41,6 +56,7 @@ import {
   LOG_LEVELS,
   mergeConfig,
 } from "../protocol/config-sources.js";
+import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 
 export interface NodeConfig {
@@ -57,9 +73,18 @@ export interface NodeConfig {
   policiesFile?: string;
   /** The policies read from `policiesFile` (empty without one). */
   policies: Policy[];
+  meshFile?: string;
+  /** The parsed mesh (read once at load), with `meshFile`. */
+  mesh?: Mesh;
+  fetchOnMiss: FetchOnMiss;
+  syncTimeoutMs: number;
+  peerPollMs: number;
 }
 
-export type NodeConfigInput = DeepPartial<NodeConfig>;
+export type FetchOnMiss = "proxy" | "redirect" | "off";
+const FETCH_ON_MISS: readonly FetchOnMiss[] = ["proxy", "redirect", "off"];
+
+export type NodeConfigInput = Omit<DeepPartial<NodeConfig>, "mesh">;
 
 export { ConfigError };
 
@@ -93,6 +118,10 @@ export function loadNodeConfig(sources: {
     undeleteWindowHours: envNumber(env.MERIDIAN_UNDELETE_WINDOW_HOURS),
     logLevel: env.MERIDIAN_LOG_LEVEL,
     policiesFile: env.MERIDIAN_POLICIES_FILE,
+    meshFile: env.MERIDIAN_MESH,
+    fetchOnMiss: env.MERIDIAN_FETCH_ON_MISS as FetchOnMiss | undefined,
+    syncTimeoutMs: envNumber(env.MERIDIAN_SYNC_TIMEOUT_MS),
+    peerPollMs: envNumber(env.MERIDIAN_PEER_POLL_MS),
   };
   const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
   const region = merged.region ?? "local";
@@ -112,7 +141,31 @@ export function loadNodeConfig(sources: {
     undeleteWindowHours: merged.undeleteWindowHours ?? 168,
     logLevel: merged.logLevel ?? "info",
     policies: [],
+    fetchOnMiss: merged.fetchOnMiss ?? (merged.meshFile === undefined ? "off" : "proxy"),
+    syncTimeoutMs: merged.syncTimeoutMs ?? 30_000,
+    peerPollMs: merged.peerPollMs ?? 250,
   };
+  if (merged.meshFile !== undefined) {
+    config.meshFile = resolve(merged.meshFile);
+    try {
+      config.mesh = parseMesh(JSON.parse(readFileSync(config.meshFile, "utf8")));
+      if (!config.mesh.regions.some((r) => r.name === config.region))
+        problems.push(`meshFile ${merged.meshFile}: region "${config.region}" is not in it`);
+    } catch (err) {
+      const detail = err instanceof MeshConfigError ? err.problems : [(err as Error).message];
+      for (const problem of detail) problems.push(`meshFile ${merged.meshFile}: ${problem}`);
+    }
+  }
+  if (!FETCH_ON_MISS.includes(config.fetchOnMiss))
+    problems.push(`fetchOnMiss: one of ${FETCH_ON_MISS.join(", ")}`);
+  else if (config.fetchOnMiss !== "off" && merged.meshFile === undefined)
+    problems.push(`fetchOnMiss ${config.fetchOnMiss}: needs meshFile (the other regions)`);
+  if (
+    !(Number.isInteger(config.syncTimeoutMs) && config.syncTimeoutMs > 0 && config.syncTimeoutMs <= 300_000)
+  )
+    problems.push("syncTimeoutMs: an integer from 1 to 300000");
+  if (!(Number.isInteger(config.peerPollMs) && config.peerPollMs >= 10))
+    problems.push("peerPollMs: an integer of at least 10");
   if (merged.policiesFile !== undefined) {
     config.policiesFile = resolve(merged.policiesFile);
     try {
@@ -147,6 +200,8 @@ export function loadNodeConfig(sources: {
     ["MERIDIAN_MAX_MANIFEST_BYTES", env.MERIDIAN_MAX_MANIFEST_BYTES],
     ["MERIDIAN_UPLOAD_MAX_AGE_HOURS", env.MERIDIAN_UPLOAD_MAX_AGE_HOURS],
     ["MERIDIAN_UNDELETE_WINDOW_HOURS", env.MERIDIAN_UNDELETE_WINDOW_HOURS],
+    ["MERIDIAN_SYNC_TIMEOUT_MS", env.MERIDIAN_SYNC_TIMEOUT_MS],
+    ["MERIDIAN_PEER_POLL_MS", env.MERIDIAN_PEER_POLL_MS],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }

@@ -18,7 +18,9 @@ import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
 import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
+import { FetchOnMiss } from "./fetch-on-miss.js";
 import { buildApp } from "./http/app.js";
+import { MeshLink } from "./mesh-link.js";
 
 export interface RunningNode {
   url: string;
@@ -40,8 +42,22 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     name: `meridian-node-${config.region}-${process.pid}`,
     logger: log.child({ component: "log" }),
   });
+  // With a mesh: the link to this region's peer (fetch on miss, sync(k), fencing).
+  const link =
+    config.mesh === undefined
+      ? undefined
+      : new MeshLink({
+          region: config.region,
+          mesh: config.mesh,
+          pollMs: config.peerPollMs,
+          logger: log.child({ component: "mesh-link" }),
+        });
+  link?.start();
   const registry = new Registry({
     region: config.region,
+    mesh: link,
+    otherRegions: (config.mesh?.regions.length ?? 1) - 1,
+    syncTimeoutMs: config.syncTimeoutMs,
     store,
     log: eventLog,
     view,
@@ -59,7 +75,17 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
   collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
-  const app = await buildApp({ registry, metrics, logger: log.child({ component: "http" }) });
+  const fetchOnMiss =
+    link === undefined || config.fetchOnMiss === "off"
+      ? undefined
+      : new FetchOnMiss({
+          mode: config.fetchOnMiss,
+          link,
+          store,
+          metrics,
+          logger: log.child({ component: "fetch-on-miss" }),
+        });
+  const app = await buildApp({ registry, metrics, fetchOnMiss, logger: log.child({ component: "http" }) });
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const purge = schedulePurge(store, config.storage.uploadMaxAgeHours, log.child({ component: "purge" }));
   return {
@@ -72,6 +98,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
       await registry.stop();
       await eventLog.close();
       await view.close();
+      link?.close();
     },
   };
 }

@@ -159,6 +159,30 @@ export class UndeleteError extends MeridianError {
   override readonly code = "UNDELETE_IMPOSSIBLE";
 }
 
+/**
+ * A write this region must not accept as the repository's home right now:
+ * it is cut off from every other region past its lease, or another region
+ * reports a later failover epoch (control-plane/fence.ts). Retry elsewhere
+ * (the front door knows the current home) or once the region has caught up.
+ */
+export class RegionFencedError extends MeridianError {
+  override readonly code = "REGION_FENCED";
+  override readonly recoverable = true;
+}
+/**
+ * A push to a `sync(k)` repository is stored in this region but fewer than k
+ * other regions held it within the wait: not acknowledged. Retrying the same
+ * push is safe (it waits again, and usually succeeds at once).
+ */
+export class ReplicationPendingError extends MeridianError {
+  override readonly code = "REPLICATION_PENDING";
+  override readonly recoverable = true;
+}
+/** A failover that would let two regions write as one repository's home (the old home is still up). */
+export class FailoverRefusedError extends MeridianError {
+  override readonly code = "FAILOVER_REFUSED";
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -199,6 +223,9 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [PolicyNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],
   [TagImmutableError, { code: "DENIED", status: 403 }],
   [UndeleteError, { code: "DENIED", status: 403 }],
+  [RegionFencedError, { code: "UNAVAILABLE", status: 503 }],
+  [ReplicationPendingError, { code: "UNAVAILABLE", status: 503 }],
+  [FailoverRefusedError, { code: "DENIED", status: 409 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

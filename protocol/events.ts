@@ -27,8 +27,8 @@
  * Two families of events share the log:
  *   content   blob/manifest/tag pushes and deletions, `repository.deleted`,
  *             and `tag.conflict` (a record of a write that lost a merge);
- *   admin     `repository.configured` (merge rule and home region of a
- *             repository or a prefix), `policy.*` (replication policies and
+ *   admin     `repository.configured` (merge rule, home region and
+ *             durability of a repository or a prefix), `policy.*` (replication policies and
  *             their runs), `alert.raised` and `breaker.reset`.
  * Both replicate to every region the same way, so every region knows the
  * policies, rules and alerts.
@@ -146,6 +146,20 @@ export interface RepositoryConfigured extends Envelope {
   scope: string;
   tagMerge: TagMergeRule;
   home?: string;
+  /** `async` (absent) or `sync(k)`: see `parseDurability`. */
+  durability?: string;
+}
+
+/**
+ * A repository's durability: `async` (the default) acknowledges a push once
+ * its own region's log holds it; `sync(k)` only once k other regions also
+ * hold the manifest and everything it references. Returns k (0 for async);
+ * undefined when the text is neither.
+ */
+export function parseDurability(text: string | undefined): number | undefined {
+  if (text === undefined || text === "async") return 0;
+  const m = /^sync\(([1-9][0-9]?)\)$/.exec(text);
+  return m === null ? undefined : Number(m[1]);
 }
 
 /** A replication policy created or replaced (`policy` is protocol/policy.ts's normalized form). */
@@ -161,9 +175,20 @@ export interface PolicyDeleted extends Envelope {
 /** Run the policy now (anti-entropy over everything it selects), in each of its destinations. */
 export interface PolicyRun extends Envelope {
   type: "policy.run";
+  /** A policy's name, or REBUILD_RUN. */
   name: string;
   runId: string;
+  /** Only this region's workers run it (absent: every destination of the policy). */
+  region?: string;
 }
+
+/**
+ * The `policy.run` name of a region rebuild (`meridian rebuild-region`): the
+ * named region's workers run every policy into it (manual ones too) from
+ * every source, and record the outcome as a run of this name. Policy names
+ * cannot start with "@", so it never collides with one.
+ */
+export const REBUILD_RUN = "@rebuild";
 export interface PolicyRunFinished extends Envelope {
   type: "policy.run.finished";
   name: string;
@@ -370,6 +395,7 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(TAG_MERGE_RULES.includes(e.tagMerge as TagMergeRule), "tagMerge");
       need(e.home === undefined || (typeof e.home === "string" && REGION.test(e.home)), "home");
       need(e.tagMerge !== "home-region" || e.home !== undefined, "home");
+      need(e.durability === undefined || parseDurability(e.durability as string) !== undefined, "durability");
       break;
     case "policy.set":
       text("name", 63);
@@ -382,6 +408,7 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "policy.run":
       text("name", 63);
       text("runId", 64);
+      need(e.region === undefined || (typeof e.region === "string" && REGION.test(e.region)), "region");
       break;
     case "policy.run.finished":
       text("name", 63);

@@ -25,7 +25,9 @@
  * manifests and blobs chosen as roots); content they need comes along
  * whatever its origin. Every region's writes reach the others from their
  * origin, so a policy between two regions cannot be side-stepped through a
- * third that mirrors more.
+ * third that mirrors more. The one exception: writes the destination itself
+ * originated and no longer holds (it was rebuilt empty after losing its
+ * data) come back from any source that copied them.
  * `holdTagsForReferrers` holds a tag back until its manifest has referrers
  * of each listed artifact type (they are copied in the same plan).
  */
@@ -65,9 +67,13 @@ export function planRepository(
   source: RepoState,
   destination: RepoState,
   sourceRegion?: string,
+  destinationRegion?: string,
 ): Plan {
   const repo = source.repo;
-  const ours = (w: { origin: string }) => sourceRegion === undefined || w.origin === sourceRegion;
+  // The source's own writes, and the destination's own that it no longer has
+  // (a region rebuilt empty gets its history back from the regions that copied it).
+  const ours = (w: { origin: string }) =>
+    sourceRegion === undefined || w.origin === sourceRegion || w.origin === destinationRegion;
   const actions: Action[] = [];
   const deletes = selectsKind(policy, "delete");
   const filtered = isFiltered(policy);

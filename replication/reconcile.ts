@@ -92,7 +92,13 @@ export class Reconciler {
     for (const repo of repos.filter((r) => selectsRepository(policy, r))) {
       if (signal.aborted) break;
       const theirs = await this.#remoteState(source, repo);
-      const plan = planRepository(policy, theirs, await this.o.view.repoState(repo), source.region);
+      const plan = planRepository(
+        policy,
+        theirs,
+        await this.o.view.repoState(repo),
+        source.region,
+        this.o.region,
+      );
       if (plan.actions.length === 0) continue;
       result.plans.push(plan);
       if (

@@ -65,6 +65,7 @@ import {
   EVENT_SCHEMA_VERSION,
   type EventBody,
   isContentEvent,
+  REBUILD_RUN,
   type RegistryEvent,
   streamName,
   writeIdOf,
@@ -244,7 +245,8 @@ export class ReplicationWorker {
       previous?.(event, seq);
       this.#clock.observe(event.hlc);
       if (event.type === "policy.set" || event.type === "policy.deleted") this.#policies = undefined;
-      if (event.type === "policy.run") void this.#manualRun(event.name, event.runId);
+      if (event.type === "policy.run" && (event.region ?? this.#o.region) === this.#o.region)
+        void this.#manualRun(event.name, event.runId);
     };
     // Backfill: whatever the policies select and this region lacks, from every source.
     void this.#antiEntropy("start", (p) => p.trigger.type !== "manual");
@@ -327,21 +329,32 @@ export class ReplicationWorker {
     }
   }
 
-  /** A `policy.run` request: run it from every source it covers, then record the outcome here. */
+  /**
+   * A `policy.run` request: run it from every source it covers, then record
+   * the outcome here. A REBUILD_RUN runs every policy into this region from
+   * every source (manual ones too): everything this region should hold.
+   */
   async #manualRun(name: string, runId: string): Promise<void> {
-    // The request may overtake the policy itself (they can come from different regions).
-    let policy: Policy | undefined;
-    for (let waited = 0; waited <= 30_000 && !this.#abort.signal.aborted; waited += 500) {
-      policy = (await this.policies()).find((p) => p.name === name);
-      if (policy !== undefined) break;
-      await sleep(500, this.#abort.signal);
+    const runs: Array<{ policy: Policy; source: string }> = [];
+    if (name === REBUILD_RUN) {
+      for (const source of this.#sources())
+        for (const policy of await this.#linkPolicies(source)) runs.push({ policy, source });
+    } else {
+      // The request may overtake the policy itself (they can come from different regions).
+      let policy: Policy | undefined;
+      for (let waited = 0; waited <= 30_000 && !this.#abort.signal.aborted; waited += 500) {
+        policy = (await this.policies()).find((p) => p.name === name);
+        if (policy !== undefined) break;
+        await sleep(500, this.#abort.signal);
+      }
+      if (policy === undefined) return;
+      for (const source of this.#sources())
+        if (coversLink(policy, source, this.#o.region)) runs.push({ policy, source });
     }
-    if (policy === undefined) return;
-    const sources = this.#sources().filter((s) => coversLink(policy, s, this.#o.region));
-    if (sources.length === 0) return;
+    if (runs.length === 0 && name !== REBUILD_RUN) return;
     const results = await Promise.all(
-      sources.map(
-        (source) =>
+      runs.map(
+        ({ policy, source }) =>
           new Promise<ReconcileResult | Error>((resolve) =>
             this.#request(policy, source, { repos: "all", reason: "manual", runId, done: [resolve] }),
           ),

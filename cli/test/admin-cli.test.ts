@@ -197,8 +197,8 @@ describe("meridian admin commands", () => {
       "tag rule of locked/: first-write\n",
     );
     const rules = await succeeds(["tag", "rules"]);
-    assert.match(rules, /^\(default\)\s+lww\s+-$/m);
-    assert.match(rules, /^locked\/\s+first-write\s+-$/m);
+    assert.match(rules, /^\(default\)\s+lww\s+-\s+async$/m);
+    assert.match(rules, /^locked\/\s+first-write\s+-\s+async$/m);
     const badRule = await meridian(["tag", "rule", "locked/", "home-region"]);
     assert.equal(badRule.code, 1);
     assert.match(badRule.stderr, /home: required/);

@@ -17,20 +17,25 @@ import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/
 import {
   BlobNotFoundError,
   DigestMismatchError,
+  FailoverRefusedError,
   LogConflictError,
   LogUnavailableError,
   ManifestNotFoundError,
   ManifestReferenceError,
   ManifestTooLargeError,
+  RegionFencedError,
+  ReplicationPendingError,
   RepositoryNotFoundError,
   TagImmutableError,
   UndeleteError,
+  UnsupportedError,
   UploadNotFoundError,
 } from "../../protocol/errors.js";
 import {
   EVENT_SCHEMA_VERSION,
   type EventBody,
   type ManifestPushed,
+  parseDurability,
   type RegistryEvent,
   subjectFor,
 } from "../../protocol/events.js";
@@ -54,6 +59,29 @@ export interface RegistryOptions {
   clock?: HybridClock;
   /** How long deleted content stays restorable with `undelete` (default 7 days). */
   undeleteWindowMs?: number;
+  /** The rest of the mesh (node/mesh-link.ts); absent for a region on its own. */
+  mesh?: RegionLink;
+  /** How long a push to a `sync(k)` repository waits for k other regions (default 30 s). */
+  syncTimeoutMs?: number;
+  /** How many other regions the mesh has (0 for a region on its own). */
+  otherRegions?: number;
+}
+
+/** What the registry needs from the other regions. */
+export interface RegionLink {
+  /** Why writes as a repository's home are refused now; "" when they are not. */
+  fence(): string;
+  /** Wait until `copies` other regions hold the manifest, or `timeoutMs`. */
+  waitReplicated(
+    repo: string,
+    digest: Digest,
+    copies: number,
+    timeoutMs: number,
+  ): Promise<{ regions: string[]; satisfied: boolean }>;
+  /** How the region's peer sees the other regions, and this region's lease; undefined before it answered. */
+  peerView():
+    | { leaseMs: number; peers: Array<{ region: string; up: boolean; lastSeenAtMs: number }> }
+    | undefined;
 }
 
 /** What to restore: a whole repository, one tag, or one manifest. */
@@ -79,6 +107,8 @@ type TagBody = Extract<EventBody, { type: "tag.set" | "tag.deleted" | "manifest.
 
 export class Registry {
   readonly region: string;
+  /** How many other regions the mesh has (the most a `sync(k)` can ask for). */
+  readonly otherRegions: number;
   readonly store: BlobStore;
   readonly view: MetadataView;
   readonly #log: EventLog;
@@ -87,6 +117,8 @@ export class Registry {
   readonly #maxManifestBytes: number;
   readonly #applyTimeoutMs: number;
   readonly #undeleteWindowMs: number;
+  readonly #mesh: RegionLink | undefined;
+  readonly #syncTimeoutMs: number;
   readonly #manifestCache = new ByteLru(32 << 20);
   #tailAbort: AbortController | undefined;
   #tailDone: Promise<void> | undefined;
@@ -101,6 +133,9 @@ export class Registry {
     this.#maxManifestBytes = options.maxManifestBytes;
     this.#applyTimeoutMs = options.applyTimeoutMs ?? 10_000;
     this.#undeleteWindowMs = options.undeleteWindowMs ?? 7 * 24 * 3600_000;
+    this.#mesh = options.mesh;
+    this.otherRegions = options.otherRegions ?? 0;
+    this.#syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
     this.view.onApplied = (event) => this.#clock.observe(event.hlc);
   }
 
@@ -248,27 +283,51 @@ export class Registry {
     } else if (tag !== undefined) {
       seq = await this.#commitTag({ type: "tag.set", repo, tag, digest }, actor);
     }
+    await this.#awaitDurability(repo, digest);
     return { digest, subject: parsed.subject, seq };
   }
 
+  /**
+   * For a `sync(k)` repository, return only once k other regions hold the
+   * manifest (and so everything it references). Runs on every push,
+   * including a repeated one, so a client retrying after a timeout is
+   * acknowledged exactly when the condition holds.
+   */
+  async #awaitDurability(repo: string, digest: Digest): Promise<void> {
+    const copies = parseDurability(this.view.configFor(repo).durability) ?? 0;
+    if (copies === 0) return;
+    if (this.#mesh === undefined) {
+      throw new ReplicationPendingError(`${repo} is sync(${copies}) but this region has no mesh to copy to`, {
+        detail: { repo, digest, required: copies, held: [] },
+      });
+    }
+    const { regions, satisfied } = await this.#mesh.waitReplicated(repo, digest, copies, this.#syncTimeoutMs);
+    if (!satisfied) {
+      throw new ReplicationPendingError(
+        `${repo}@${digest} is stored in region ${this.region} but ${regions.length} of the ${copies} other regions sync(${copies}) requires hold it after ${this.#syncTimeoutMs} ms; not acknowledged, retry the push`,
+        { detail: { repo, digest, required: copies, held: regions } },
+      );
+    }
+  }
+
   /** Delete by digest (the manifest and the tags on it) or by tag (the tag only). */
-  async deleteManifest(repo: string, reference: Reference, actor: string): Promise<void> {
+  /** Returns the sequence of the deletion in this region's log (for `Meridian-Seq`). */
+  async deleteManifest(repo: string, reference: Reference, actor: string): Promise<number> {
     if ("tag" in reference) {
       // A tag whose manifest was deleted is not shown, so it cannot be deleted either.
       if ((await this.view.visibleTag(repo, reference.tag)) === undefined)
         throw new ManifestNotFoundError("manifest unknown", { detail: { tag: reference.tag } });
-      await this.#commitTag({ type: "tag.deleted", repo, tag: reference.tag }, actor);
-      return;
+      return this.#commitTag({ type: "tag.deleted", repo, tag: reference.tag }, actor);
     }
     if ((await this.view.manifest(repo, reference.digest)) === undefined) {
       throw new ManifestNotFoundError("manifest unknown", { detail: { digest: reference.digest } });
     }
-    await this.#commit({ type: "manifest.deleted", repo, digest: reference.digest }, actor);
+    return this.#commit({ type: "manifest.deleted", repo, digest: reference.digest }, actor);
   }
 
-  async deleteBlob(repo: string, digest: Digest, actor: string): Promise<void> {
+  async deleteBlob(repo: string, digest: Digest, actor: string): Promise<number> {
     await this.blobSize(repo, digest);
-    await this.#commit({ type: "blob.deleted", repo, digest }, actor);
+    return this.#commit({ type: "blob.deleted", repo, digest }, actor);
   }
 
   /** Store a whole blob sent in one request and link it into `repo`. */
@@ -279,18 +338,17 @@ export class Registry {
     length: number | undefined,
     actor: string,
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<number> {
     const { size } = await this.store.write(source, digest, length, signal);
-    await this.#link(repo, digest, size, actor);
+    return this.#link(repo, digest, size, actor);
   }
 
-  /** Link a blob held by `from` into `repo`; false (nothing done) when `from` lacks it. */
-  async mountBlob(repo: string, from: string, digest: Digest, actor: string): Promise<boolean> {
-    if ((await this.view.blobLink(from, digest)) === undefined) return false;
+  /** Link a blob held by `from` into `repo`; undefined (nothing done) when `from` lacks it, else the sequence. */
+  async mountBlob(repo: string, from: string, digest: Digest, actor: string): Promise<number | undefined> {
+    if ((await this.view.blobLink(from, digest)) === undefined) return undefined;
     const size = await this.store.stat(digest);
-    if (size === undefined) return false;
-    await this.#link(repo, digest, size, actor);
-    return true;
+    if (size === undefined) return undefined;
+    return this.#link(repo, digest, size, actor);
   }
 
   startUpload(repo: string): Promise<UploadState> {
@@ -317,10 +375,10 @@ export class Registry {
   }
 
   /** Finish an upload: verify against `digest`, make it a blob, link it into `repo`. */
-  async completeUpload(repo: string, id: string, digest: Digest, actor: string): Promise<void> {
+  async completeUpload(repo: string, id: string, digest: Digest, actor: string): Promise<number> {
     await this.upload(repo, id);
     const { size } = await this.store.commitUpload(id, digest);
-    await this.#link(repo, digest, size, actor);
+    return this.#link(repo, digest, size, actor);
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {
@@ -328,9 +386,10 @@ export class Registry {
     await this.store.cancelUpload(id);
   }
 
-  async #link(repo: string, digest: Digest, size: number, actor: string): Promise<void> {
-    if ((await this.view.blobLink(repo, digest)) !== undefined) return;
-    await this.#commit({ type: "blob.pushed", repo, digest, size }, actor);
+  /** Link a blob into a repository; the sequence of the link (this view's position when already linked). */
+  async #link(repo: string, digest: Digest, size: number, actor: string): Promise<number> {
+    if ((await this.view.blobLink(repo, digest)) !== undefined) return this.view.appliedSeq;
+    return this.#commit({ type: "blob.pushed", repo, digest, size }, actor);
   }
 
   /**
@@ -436,6 +495,76 @@ export class Registry {
     return this.#commit(body, actor, undefined, epoch);
   }
 
+  /**
+   * Fail over: every scope whose home is `from` now is re-homed to `to` at a
+   * new failover epoch (one more than the highest any scope has), by one
+   * `repository.configured` each, appended in this region. The merge rule
+   * then counts only the new home's writes at the new epoch above the old
+   * home's, and the old home, on return, sees the higher epoch and refuses
+   * home writes until it has caught up (control-plane/fence.ts).
+   *
+   * Refused (FailoverRefusedError) unless `force`, when this region's peer
+   * sees `from` up, or saw it less than a lease ago: until its lease lapses
+   * the old home may still be accepting writes, and two homes must never
+   * both accept them. `force` is for an operator who knows `from` is dead
+   * (or accepts losing what it acknowledges meanwhile).
+   */
+  async failover(
+    from: string,
+    to: string,
+    force: boolean,
+    actor: string,
+  ): Promise<{ from: string; to: string; epoch: number; scopes: string[] }> {
+    if (from === to) throw new UnsupportedError("failover: --from and --to name the same region");
+    const view = this.#mesh?.peerView();
+    if (this.#mesh !== undefined && view === undefined && !force)
+      throw new FailoverRefusedError(
+        "this region's control-plane peer has not answered yet; retry in a moment",
+      );
+    if (view !== undefined) {
+      const known = new Set([this.region, ...view.peers.map((p) => p.region)]);
+      for (const r of [from, to])
+        if (!known.has(r))
+          throw new UnsupportedError(`failover: no region ${r} in the mesh`, { detail: { region: r } });
+      if (!force) {
+        if (from === this.region)
+          throw new FailoverRefusedError(
+            `region ${from} is the one answering this request, so it is up; fail over from another region`,
+          );
+        const old = view.peers.find((p) => p.region === from)!;
+        const since = Date.now() - old.lastSeenAtMs;
+        if (old.up)
+          throw new FailoverRefusedError(
+            `region ${from} is up (answered ${(since / 1000).toFixed(1)} s ago); failing over now would let two regions write as home. Use --force only if it is known dead.`,
+            { detail: { from, up: true } },
+          );
+        if (old.lastSeenAtMs > 0 && since < view.leaseMs)
+          throw new FailoverRefusedError(
+            `region ${from} was last seen ${(since / 1000).toFixed(1)} s ago; its lease (${(view.leaseMs / 1000).toFixed(1)} s) has not lapsed, so it may still accept writes. Retry in ${((view.leaseMs - since) / 1000).toFixed(1)} s.`,
+            { detail: { from, lastSeenAgoMs: since, leaseMs: view.leaseMs } },
+          );
+      }
+    }
+    const configs = this.view.configs();
+    const epochOf = (homes: Record<number, string>) => Math.max(0, ...Object.keys(homes).map(Number));
+    const epoch = Math.max(0, ...configs.map((c) => epochOf(c.homes))) + 1;
+    const scopes: string[] = [];
+    for (const c of configs) {
+      if (c.homes[epochOf(c.homes)] !== from) continue;
+      const body = {
+        type: "repository.configured",
+        scope: c.scope,
+        tagMerge: c.tagMerge,
+        home: to,
+        ...(c.durability === "async" ? {} : { durability: c.durability }),
+      } as EventBody;
+      await this.#commit(body, actor, undefined, epoch);
+      scopes.push(c.scope);
+    }
+    this.#logger.warn({ from, to, epoch, scopes, force }, "failover");
+    return { from, to, epoch, scopes };
+  }
+
   // ---------------------------------------------------------------- the commit step
 
   #envelope(body: EventBody, actor: string, epoch?: number): RegistryEvent {
@@ -525,6 +654,13 @@ export class Registry {
         throw new TagImmutableError(`${body.repo} is homed in region ${home} (epoch ${epoch}); write there`, {
           detail: { repo: body.repo, home, epoch },
         });
+      }
+      const fence = this.#mesh?.fence() ?? "";
+      if (fence !== "") {
+        throw new RegionFencedError(
+          `region ${this.region} does not accept writes as home of ${body.repo} now: ${fence}`,
+          { detail: { repo: body.repo, region: this.region, epoch, fence } },
+        );
       }
       return epoch;
     }

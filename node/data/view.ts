@@ -33,7 +33,7 @@
  *   R!<repo>!<subject>!<digest>    referrer of subject (live) ReferrerRecord
  *   Z!<repo>                       repository tombstone       {w: Write}
  *   c!<repo>!<tag>!<loser id>      a recorded tag conflict    ConflictRecord
- *   C!<scope>                      tag rule of a scope        {tagMerge, w}
+ *   C!<scope>                      tag rule of a scope        {tagMerge, durability?, w}
  *   H!<scope>!<epoch>              home region at an epoch    {home, w}
  *   P!<name>                       replication policy         {policy | null, w}
  *   Q!<name>!<runId>               a policy run               RunRecord
@@ -127,6 +127,15 @@ export interface RepoConfig {
   scope: string;
   tagMerge: TagMergeRule;
   homes: HomeTable;
+  /** `async` or `sync(k)` (protocol/events.ts parseDurability). */
+  durability: string;
+}
+
+interface StoredConfig {
+  tagMerge: TagMergeRule;
+  durability: string;
+  w: Write;
+  homes: Record<number, string>;
 }
 
 export interface Page<T> {
@@ -144,7 +153,7 @@ export class MetadataView {
   #chain: Promise<void> = Promise.resolve();
   readonly #waiters = new Set<{ seq: number; resolve: () => void }>();
   /** Tag rules by scope (all of them: there are few), kept in step with C!/H!. */
-  #configs = new Map<string, { tagMerge: TagMergeRule; w: Write; homes: Record<number, string> }>();
+  #configs = new Map<string, StoredConfig>();
   /** Called with each applied event (the node's clock observes remote timestamps). */
   onApplied: ((event: RegistryEvent, seq: number) => void) | undefined;
 
@@ -485,7 +494,7 @@ export class MetadataView {
     const ruleKey = `C!${e.scope}`;
     const current = await getJson<{ tagMerge: TagMergeRule; w: Write }>(batch, ruleKey);
     if (current === undefined || compareWrites(toTagWrite(current.w), toTagWrite(w)) < 0) {
-      batch.put(ruleKey, JSON.stringify({ tagMerge: e.tagMerge, w }));
+      batch.put(ruleKey, JSON.stringify({ tagMerge: e.tagMerge, durability: e.durability, w }));
       changed = true;
     }
     if (e.home !== undefined) {
@@ -508,11 +517,11 @@ export class MetadataView {
   }
 
   async #loadConfigs(source: Batch | Level<string, string> = this.#db): Promise<void> {
-    const configs = new Map<string, { tagMerge: TagMergeRule; w: Write; homes: Record<number, string> }>();
+    const configs = new Map<string, StoredConfig>();
     const batch = source instanceof Batch ? source : new Batch(source);
     for (const [scope, raw] of await batch.entriesUnder("C!")) {
-      const { tagMerge, w } = JSON.parse(raw) as { tagMerge: TagMergeRule; w: Write };
-      configs.set(scope, { tagMerge, w, homes: {} });
+      const { tagMerge, durability, w } = JSON.parse(raw) as Omit<StoredConfig, "homes">;
+      configs.set(scope, { tagMerge, durability: durability ?? "async", w, homes: {} });
     }
     for (const [suffix, raw] of await batch.entriesUnder("H!")) {
       const cut = suffix.lastIndexOf("!");
@@ -531,14 +540,19 @@ export class MetadataView {
       const matches = scope === repo || scope === "" || (scope.endsWith("/") && repo.startsWith(scope));
       if (matches && (best === undefined || scope.length > best.length)) best = scope;
     }
-    if (best === undefined) return { scope: "", tagMerge: this.#defaultRule, homes: {} };
+    if (best === undefined) return { scope: "", tagMerge: this.#defaultRule, homes: {}, durability: "async" };
     const c = this.#configs.get(best)!;
-    return { scope: best, tagMerge: c.tagMerge, homes: c.homes };
+    return { scope: best, tagMerge: c.tagMerge, homes: c.homes, durability: c.durability };
   }
 
   /** Every configured scope. */
   configs(): RepoConfig[] {
-    return [...this.#configs].map(([scope, c]) => ({ scope, tagMerge: c.tagMerge, homes: c.homes }));
+    return [...this.#configs].map(([scope, c]) => ({
+      scope,
+      tagMerge: c.tagMerge,
+      homes: c.homes,
+      durability: c.durability,
+    }));
   }
 
   // ---- reads ----

@@ -15,11 +15,14 @@
  *   POST   /policies/:name/reset-breaker               202 {name, seq}
  *   GET    /alerts                                     {alerts}
  *   GET    /rules                                      {default, rules}
- *   PUT    /rules                                      {scope, tagMerge, home?, epoch?} → {…, seq}
+ *   PUT    /rules                                      {scope, tagMerge, home?, epoch?, durability?} → {…, seq}
  *   GET    /repositories/<repo>/tags/<tag>/history[?at=TIME]
  *   DELETE /repositories/<repo>                        202 {repo, seq}
  *   POST   /undelete                                   {repo, tag?|digest?} → {repo, restored}
  *   GET    /artifacts/<repo>@<digest>                  {region, repo, digest, present, tags, deleted?}
+ *   POST   /failover                                   {from, to, force?} → {from, to, epoch, scopes}
+ *   POST   /rebuild                                    {region?} → 202 {region, runId, seq}
+ *   GET    /rebuild/:runId                             the rebuild's run record (404 until it finishes)
  *
  * Every change is one admin event committed through the Registry (its single
  * commit step), so it is in the log and applied here before the answer goes
@@ -48,7 +51,13 @@ import {
   RouteNotFoundError,
   UnsupportedError,
 } from "../../protocol/errors.js";
-import { type EventBody, parseRegion, parseScope } from "../../protocol/events.js";
+import {
+  type EventBody,
+  parseDurability,
+  parseRegion,
+  parseScope,
+  REBUILD_RUN,
+} from "../../protocol/events.js";
 import { parseRepository, parseTag } from "../../protocol/names.js";
 import { type Policy, parsePolicies, parsePolicy, policyToYaml } from "../../protocol/policy.js";
 import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from "../../protocol/tag-merge.js";
@@ -189,6 +198,53 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
 
   admin.get("/alerts", async () => ({ alerts: await view.alerts() }));
 
+  // ------------------------------------------------------------ failover and rebuild
+
+  admin.post("/failover", async (req) => {
+    const value = bodyValue(req, "request");
+    if (!isObject(value)) throw badRequest([`failover: want an object, got ${typeName(value)}`]);
+    const problems: string[] = [];
+    for (const key of Object.keys(value))
+      if (!["from", "to", "force"].includes(key)) problems.push(`${key}: unknown key`);
+    const { from, to, force } = value;
+    for (const [field, v] of [
+      ["from", from],
+      ["to", to],
+    ] as const)
+      if (typeof v !== "string" || !isRegion(v))
+        problems.push(`${field}: required: a region name, got ${show(v)}`);
+    if (force !== undefined && typeof force !== "boolean")
+      problems.push(`force: want true or false, got ${show(force)}`);
+    if (problems.length > 0) throw badRequest(problems);
+    return reg.failover(from as string, to as string, force === true, ACTOR);
+  });
+
+  admin.post("/rebuild", async (req, reply) => {
+    const text = bodyText(req);
+    const value = text.trim() === "" ? {} : bodyValue(req, "request");
+    if (!isObject(value)) throw badRequest([`rebuild: want an object, got ${typeName(value)}`]);
+    const problems: string[] = [];
+    for (const key of Object.keys(value)) if (key !== "region") problems.push(`${key}: unknown key`);
+    const region = value.region ?? reg.region;
+    if (typeof region !== "string" || !isRegion(region))
+      problems.push(`region: want a region name, got ${show(region)}`);
+    if (problems.length > 0) throw badRequest(problems);
+    const runId = randomUUID();
+    const seq = await reg.commitAdmin(
+      { type: "policy.run", name: REBUILD_RUN, runId, region: region as string },
+      ACTOR,
+    );
+    return reply.status(202).send({ region, runId, seq });
+  });
+
+  admin.get<{ Params: { runId: string } }>("/rebuild/:runId", async (req) => {
+    const { runId } = req.params;
+    const run = runId.length > 64 ? undefined : await view.run(REBUILD_RUN, runId);
+    if (run === undefined)
+      throw new PolicyNotFoundError(`no finished rebuild ${runId.slice(0, 64)}`, { detail: { runId } });
+    return run;
+  });
+
   // ------------------------------------------------------------ tag rules
 
   admin.get("/rules", async () => ({ default: view.configFor(""), rules: view.configs() }));
@@ -198,8 +254,9 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
     if (!isObject(value)) throw badRequest([`rule: want an object, got ${typeName(value)}`]);
     const problems: string[] = [];
     for (const key of Object.keys(value))
-      if (!["scope", "tagMerge", "home", "epoch"].includes(key)) problems.push(`${key}: unknown key`);
-    const { scope, tagMerge, home, epoch } = value;
+      if (!["scope", "tagMerge", "home", "epoch", "durability"].includes(key))
+        problems.push(`${key}: unknown key`);
+    const { scope, tagMerge, home, epoch, durability } = value;
     if (typeof scope !== "string")
       problems.push('scope: required: a repository name, a prefix ending in "/", or "" for every repository');
     else parseScope(scope); // NAME_INVALID, on its own
@@ -214,12 +271,22 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
         problems.push(`epoch: want a non-negative integer, got ${show(epoch)}`);
       else if (home === undefined) problems.push("epoch: only with home (the home region at that epoch)");
     }
+    if (
+      durability !== undefined &&
+      (typeof durability !== "string" || parseDurability(durability) === undefined)
+    )
+      problems.push(`durability: want "async" or "sync(k)" with k from 1 to 99, got ${show(durability)}`);
+    else if ((parseDurability(durability as string | undefined) ?? 0) > reg.otherRegions)
+      problems.push(
+        `durability: ${durability} needs that many other regions; the mesh has ${reg.otherRegions} besides ${reg.region}`,
+      );
     if (problems.length > 0) throw badRequest(problems);
     const body = {
       type: "repository.configured",
       scope: scope as string,
       tagMerge: tagMerge as TagMergeRule,
       ...(home === undefined ? {} : { home: home as string }),
+      ...(durability === undefined ? {} : { durability: durability as string }),
     } as EventBody;
     // The epoch is an envelope field: the view keys the home table by it.
     const seq = await reg.commitAdmin(body, ACTOR, epoch as number | undefined);
@@ -228,6 +295,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
       tagMerge,
       ...(home === undefined ? {} : { home }),
       ...(epoch === undefined ? {} : { epoch }),
+      ...(durability === undefined ? {} : { durability }),
       seq,
     };
   });

@@ -8,6 +8,7 @@
  * shapes first: a repository may itself be called `…/blobs`).
  */
 import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
 import fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -20,16 +21,21 @@ import type { Logger } from "pino";
 import { Histogram, type Registry as MetricsRegistry } from "prom-client";
 import { type Digest, parseDigest } from "../../protocol/digest.js";
 import {
+  BlobNotFoundError,
   DigestInvalidError,
+  ManifestNotFoundError,
   ManifestTooLargeError,
   MethodNotAllowedError,
+  RepositoryNotFoundError,
   RequestAbortedError,
   RouteNotFoundError,
   SizeInvalidError,
 } from "../../protocol/errors.js";
 import { MediaType } from "../../protocol/media-types.js";
 import { parseRepository, parseTag } from "../../protocol/names.js";
+import type { ByteRange } from "../data/blob-store.js";
 import { parseReference, type Registry } from "../data/registry.js";
+import type { FetchOnMiss } from "../fetch-on-miss.js";
 import { adminApiPlugin } from "./admin.js";
 import { handleError, ociErrorBody } from "./errors.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
@@ -37,7 +43,16 @@ import { blobRange, contentLength, pageSize, uploadContentRange } from "./header
 export interface OciApiOptions {
   registry: Registry;
   metrics: MetricsRegistry;
+  /** Content this region lacks, from the other regions (node/fetch-on-miss.ts); absent for a lone region. */
+  fetchOnMiss?: FetchOnMiss;
 }
+
+/**
+ * Every write answers with `Meridian-Seq: <region>:<seq>`, the position of
+ * its event in the region's log: a read carrying the token (through the
+ * front door) goes only to a region that has applied it (read-your-writes).
+ */
+const SEQ_HEADER = "meridian-seq";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -150,17 +165,24 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       "content-type": "application/octet-stream",
       "cache-control": "max-age=31536000",
     };
-    if (req.method === "HEAD") {
-      const size = await reg.blobSize(repo, digest);
-      return reply.headers({ ...headers, "content-length": size }).send();
-    }
     const ac = abortOnClose(req.raw);
-    const { size, range, stream } = await reg.openBlob(
-      repo,
-      digest,
-      (size) => blobRange(req.headers.range, size),
-      ac.signal,
-    );
+    const wanted = (size: number) => blobRange(req.headers.range, size);
+    let opened: { size: number; range?: ByteRange; stream?: Readable };
+    try {
+      opened =
+        req.method === "HEAD"
+          ? { size: await reg.blobSize(repo, digest) }
+          : await reg.openBlob(repo, digest, wanted, ac.signal);
+    } catch (err) {
+      if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined) throw err;
+      const miss = await options.fetchOnMiss.blob(repo, digest, req.method === "HEAD", wanted, ac.signal);
+      if (miss === undefined) throw err;
+      if ("redirect" in miss) return redirectTo(reply, miss);
+      reply.header(FETCHED_FROM_HEADER, miss.found.region);
+      opened = miss.found;
+    }
+    const { size, range, stream } = opened;
+    if (stream === undefined) return reply.headers({ ...headers, "content-length": size }).send();
     reply.headers(headers);
     if (range !== undefined) {
       reply.status(206).header("content-range", `bytes ${range.start}-${range.end}/${size}`);
@@ -173,8 +195,11 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
 
   async function deleteBlob(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    await reg.deleteBlob(repo, parseDigest(m[2]!), ACTOR);
-    return reply.status(202).header("content-length", 0).send();
+    const seq = await reg.deleteBlob(repo, parseDigest(m[2]!), ACTOR);
+    return reply
+      .status(202)
+      .headers({ "content-length": 0, [SEQ_HEADER]: `${reg.region}:${seq}` })
+      .send();
   }
 
   async function startUpload(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
@@ -182,15 +207,15 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const q = req.query as Record<string, string | undefined>;
     if (q.mount !== undefined) {
       const digest = parseDigest(q.mount);
-      if (q.from !== undefined && (await reg.mountBlob(repo, parseRepository(q.from), digest, ACTOR))) {
-        return blobCreated(reply, repo, digest);
-      }
+      const seq =
+        q.from === undefined ? undefined : await reg.mountBlob(repo, parseRepository(q.from), digest, ACTOR);
+      if (seq !== undefined) return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
     } else if (q.digest !== undefined) {
       const digest = parseDigest(q.digest);
       const length = contentLength(req.headers["content-length"]);
       const ac = abortOnClose(req.raw);
-      await reg.pushBlob(repo, req.raw, digest, length, ACTOR, ac.signal);
-      return blobCreated(reply, repo, digest);
+      const seq = await reg.pushBlob(repo, req.raw, digest, length, ACTOR, ac.signal);
+      return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
     }
     const state = await reg.startUpload(repo);
     return uploadAccepted(reply.status(202), repo, state.id, state.offset);
@@ -221,8 +246,8 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       const ac = abortOnClose(req.raw);
       await reg.appendUpload(repo, id, req.raw, start, length, ac.signal);
     }
-    await reg.completeUpload(repo, id, digest, ACTOR);
-    return blobCreated(reply, repo, digest);
+    const seq = await reg.completeUpload(repo, id, digest, ACTOR);
+    return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
   }
 
   async function cancelUpload(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
@@ -233,9 +258,22 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
 
   async function getManifest(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    const found = await reg.resolveManifest(repo, parseReference(m[2]!));
+    const reference = parseReference(m[2]!);
+    let found: { digest: Digest; mediaType: string; bytes: Buffer };
+    try {
+      const local = await reg.resolveManifest(repo, reference);
+      found = { digest: local.digest, mediaType: local.record.mediaType, bytes: local.bytes };
+    } catch (err) {
+      const missing = err instanceof ManifestNotFoundError || err instanceof RepositoryNotFoundError;
+      if (!missing || options.fetchOnMiss === undefined) throw err;
+      const miss = await options.fetchOnMiss.manifest(repo, m[2]!);
+      if (miss === undefined) throw err;
+      if ("redirect" in miss) return redirectTo(reply, miss);
+      reply.header(FETCHED_FROM_HEADER, miss.found.region);
+      found = miss.found;
+    }
     reply.headers({
-      "content-type": found.record.mediaType,
+      "content-type": found.mediaType,
       "content-length": found.bytes.byteLength,
       "docker-content-digest": found.digest,
       etag: `"${found.digest}"`,
@@ -252,6 +290,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       location: `/v2/${repo}/manifests/${result.digest}`,
       "docker-content-digest": result.digest,
       "content-length": 0,
+      [SEQ_HEADER]: `${reg.region}:${result.seq}`,
     });
     if (result.subject !== undefined) reply.header("oci-subject", result.subject);
     return reply.send();
@@ -259,8 +298,11 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
 
   async function deleteManifest(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    await reg.deleteManifest(repo, parseReference(m[2]!), ACTOR);
-    return reply.status(202).header("content-length", 0).send();
+    const seq = await reg.deleteManifest(repo, parseReference(m[2]!), ACTOR);
+    return reply
+      .status(202)
+      .headers({ "content-length": 0, [SEQ_HEADER]: `${reg.region}:${seq}` })
+      .send();
   }
 
   async function listTags(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
@@ -298,14 +340,26 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   }
 }
 
-function blobCreated(reply: FastifyReply, repo: string, digest: Digest) {
+function blobCreated(reply: FastifyReply, repo: string, digest: Digest, seq: string) {
   return reply
     .status(201)
     .headers({
       location: `/v2/${repo}/blobs/${digest}`,
       "docker-content-digest": digest,
       "content-length": 0,
+      [SEQ_HEADER]: seq,
     })
+    .send();
+}
+
+/** Which region content fetched on miss came from (for operators and tests). */
+const FETCHED_FROM_HEADER = "meridian-fetched-from";
+
+/** Send the client to the region that holds the content (fetch on miss, redirect mode). */
+function redirectTo(reply: FastifyReply, miss: { redirect: string; region: string }) {
+  return reply
+    .status(307)
+    .headers({ location: miss.redirect, [FETCHED_FROM_HEADER]: miss.region, "content-length": 0 })
     .send();
 }
 
@@ -383,7 +437,11 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
   });
-  await app.register(ociApiPlugin, { registry: options.registry, metrics: options.metrics });
+  await app.register(ociApiPlugin, {
+    registry: options.registry,
+    metrics: options.metrics,
+    fetchOnMiss: options.fetchOnMiss,
+  });
   await app.register(adminApiPlugin, { registry: options.registry });
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());

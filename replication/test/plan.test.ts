@@ -138,6 +138,39 @@ describe("planRepository", () => {
     ]);
   });
 
+  test("a destination rebuilt empty gets its own writes back from a source that copied them", () => {
+    // b pushed v2 (and copied a's v1); b lost everything; a holds both.
+    const held = state({
+      manifests: [
+        [M1, image, true, w(10, "a")],
+        [M2, image, true, w(11, "b")],
+      ],
+      tags: [
+        ["v1", M1, w(20, "a")],
+        ["v2", M2, w(21, "b")],
+        ["v3", M2, w(22, "c")],
+      ],
+    });
+    assert.deepEqual(kinds(planRepository(policy(), held, EMPTY, "a", "b").actions), [
+      `copy-manifest:${short(M1)}`,
+      `copy-manifest:${short(M2)}`,
+      "set-tag:v1",
+      "set-tag:v2",
+    ]);
+    // Once b holds its own writes again, nothing more is planned.
+    const restored = state({
+      manifests: [
+        [M1, image, true, w(10, "a")],
+        [M2, image, true, w(11, "b")],
+      ],
+      tags: [
+        ["v1", M1, w(20, "a")],
+        ["v2", M2, w(21, "b")],
+      ],
+    });
+    assert.deepEqual(kinds(planRepository(policy(), held, restored, "a", "b").actions), []);
+  });
+
   test("signed-only: unsigned images stay; signatures travel with their subject", () => {
     const source = state({
       manifests: [

@@ -26,6 +26,12 @@ export interface StatusReply {
    * failover epoch another region reports); empty when it may.
    */
   'fence'?: (string);
+  /**
+   * This region's lease (ms): cut off from every other region for this long,
+   * it stops writing as a home. A failover from it waits at least this long
+   * after it was last seen.
+   */
+  'leaseMs'?: (number | string | Long);
 }
 
 export interface StatusReply__Output {
@@ -50,4 +56,10 @@ export interface StatusReply__Output {
    * failover epoch another region reports); empty when it may.
    */
   'fence': (string);
+  /**
+   * This region's lease (ms): cut off from every other region for this long,
+   * it stops writing as a home. A failover from it waits at least this long
+   * after it was last seen.
+   */
+  'leaseMs': (number);
 }

@@ -1,0 +1,115 @@
+/**
+ * Plumbing of the admin commands (cli/admin.ts, cli/dr.ts): the command and
+ * context shapes, the client of a region's admin API (every failure a
+ * CommandError carrying the server's problems), and reading the mesh file.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Mesh, MeshConfigError, parseMesh, type RegionEndpoints, regionOf } from "../protocol/mesh.js";
+
+export class UsageError extends Error {}
+
+/** A failure to report on stderr: a message and, when the server listed them, every problem. */
+export class CommandError extends Error {
+  constructor(
+    message: string,
+    readonly problems: string[] = [],
+    /** The HTTP status the admin API answered with, if it did. */
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export type OptionSpec = Record<string, { type: "string" | "boolean"; default?: string | boolean }>;
+export interface Context {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+  mesh: () => Mesh;
+  api: () => AdminClient;
+  json: boolean;
+}
+export interface Command {
+  args: string[];
+  options?: OptionSpec;
+  run(ctx: Context): Promise<number>;
+}
+
+export const JSON_OPT: OptionSpec = { json: { type: "boolean", default: false } };
+
+/** Calls to one region's admin API; every failure becomes a CommandError with the server's problems. */
+export class AdminClient {
+  constructor(readonly region: RegionEndpoints) {}
+
+  get<T>(path: string): Promise<T> {
+    return this.send<T>("GET", path);
+  }
+
+  async send<T>(
+    method: string,
+    path: string,
+    body?: { json: unknown } | { text: string; type: string },
+  ): Promise<T> {
+    const url = `${this.region.registry.replace(/\/+$/, "")}/admin/v1${path}`;
+    const init: RequestInit = { method, signal: AbortSignal.timeout(60_000) };
+    if (body !== undefined) {
+      init.body = "json" in body ? JSON.stringify(body.json) : body.text;
+      init.headers = { "content-type": "json" in body ? "application/json" : body.type };
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, init);
+    } catch (err) {
+      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+      throw new CommandError(`cannot reach region ${this.region.name} at ${this.region.registry}: ${cause}`);
+    }
+    const text = await res.text();
+    let value: unknown;
+    try {
+      value = text === "" ? {} : JSON.parse(text);
+    } catch {
+      throw new CommandError(
+        `region ${this.region.name} answered ${res.status} with something other than JSON`,
+      );
+    }
+    if (res.ok) return value as T;
+    const e = (value as { errors?: Array<{ code: string; message: string; detail?: { errors?: string[] } }> })
+      .errors?.[0];
+    const problems = Array.isArray(e?.detail?.errors) ? e.detail.errors : [];
+    const message =
+      e === undefined
+        ? `HTTP ${res.status}`
+        : problems.length > 1
+          ? `${problems.length} problems`
+          : e.message;
+    throw new CommandError(`${message} (region ${this.region.name})`, problems, res.status);
+  }
+}
+
+export function readMesh(meshFile: string | undefined, dataDir: string): Mesh {
+  const file = meshFile ?? join(dataDir, "mesh.json");
+  try {
+    return parseMesh(JSON.parse(readFileSync(file, "utf8")));
+  } catch (err) {
+    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
+export function inMesh(mesh: Mesh, name: string): RegionEndpoints {
+  try {
+    return regionOf(mesh, name);
+  } catch (err) {
+    throw new UsageError(err instanceof MeshConfigError ? err.problems.join("; ") : (err as Error).message);
+  }
+}
+
+export function printJson(value: unknown): number {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  return 0;
+}
+
+/** "copied 3, linked 2" (keys sorted), or "no changes". */
+export function statsText(stats: Record<string, number>): string {
+  const entries = Object.entries(stats).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return entries.length === 0 ? "no changes" : entries.map(([k, v]) => `${k} ${v}`).join(", ");
+}

@@ -1,0 +1,242 @@
+/**
+ * Fetch on miss (DESIGN.md "Routing and failover"): a manifest or blob that
+ * this region does not hold yet (not replicated yet, or not selected by any
+ * policy) is looked up in the nearest healthy region that holds it, through
+ * the region's own control-plane peer (node/mesh-link.ts), instead of
+ * answering 404.
+ *
+ * Two modes (node/config.ts `fetchOnMiss`):
+ * - `redirect`: answer 307 to that region's registry URL; the client fetches
+ *   from there. Nothing passes through this region.
+ * - `proxy`: relay the content. A blob streams to the first client as it
+ *   arrives, and is written into this region's content store at the same
+ *   time (verified against its digest); concurrent requests for the same
+ *   digest wait for that one fetch and are then served from the store, so
+ *   one digest crosses the link once however many clients ask.
+ *
+ * What is kept: fetched blob bytes always stay in the region's
+ * content-addressed store, where they are invisible (nothing links them into
+ * a repository) and cost nothing to serve again. When a policy selects the
+ * repository for this region, its replication worker links them as it
+ * replicates the repository and finds the bytes already there (no second
+ * copy over the link); when none does, they stay an unlinked cache. A
+ * manifest fetched on miss is relayed (after checking its digest) and not
+ * stored: it is small, and storing it would make a half-replicated
+ * repository look whole.
+ *
+ * Absence stays absence: when no reachable region holds the content, or the
+ * peer cannot be asked, the caller answers its original 404.
+ */
+import { PassThrough, type Readable } from "node:stream";
+import type { Logger } from "pino";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import { algorithmOf, type Digest, digestOf } from "../protocol/digest.js";
+import { BlobNotFoundError, DigestMismatchError, ManifestNotFoundError } from "../protocol/errors.js";
+import type { FetchOnMiss as Mode } from "./config.js";
+import type { BlobStore, ByteRange } from "./data/blob-store.js";
+import type { MeshLink } from "./mesh-link.js";
+
+export interface RemoteManifest {
+  region: string;
+  registry: string;
+  digest: Digest;
+  mediaType: string;
+  bytes: Buffer;
+}
+
+export type MissAnswer<T> = { redirect: string; region: string } | { found: T } | undefined;
+
+export interface RemoteBlob {
+  region: string;
+  size: number;
+  /** Undefined for HEAD. */
+  stream?: Readable;
+  /** The range served, when one was asked for and the blob came from the store. */
+  range?: ByteRange;
+}
+
+export class FetchOnMiss {
+  readonly mode: Mode;
+  readonly #link: MeshLink;
+  readonly #store: BlobStore;
+  readonly #logger: Logger;
+  readonly #manifests = new Map<string, Promise<RemoteManifest | undefined>>();
+  readonly #blobs = new Map<Digest, Promise<void>>();
+  readonly #requests: Counter<"kind" | "result">;
+  readonly #bytes: Counter;
+
+  constructor(options: {
+    mode: Mode;
+    link: MeshLink;
+    store: BlobStore;
+    logger: Logger;
+    metrics: MetricsRegistry;
+  }) {
+    this.mode = options.mode;
+    this.#link = options.link;
+    this.#store = options.store;
+    this.#logger = options.logger;
+    this.#requests = new Counter({
+      name: "meridian_node_fetch_on_miss_total",
+      help: "Requests for content this region lacked, by kind (manifest, blob) and result: proxied (fetched from another region), shared (served from another request's fetch), redirected, or absent (no region holds it)",
+      labelNames: ["kind", "result"] as const,
+      registers: [options.metrics],
+    });
+    this.#bytes = new Counter({
+      name: "meridian_node_fetch_on_miss_bytes_total",
+      help: "Blob bytes fetched from other regions on a miss",
+      registers: [options.metrics],
+    });
+  }
+
+  /** A manifest by tag or digest from another region, or where to find it. */
+  async manifest(repo: string, reference: string): Promise<MissAnswer<RemoteManifest>> {
+    if (this.mode === "off") return undefined;
+    const key = `${repo}@${reference}`;
+    let pending = this.#manifests.get(key);
+    if (pending === undefined) {
+      pending = this.#locateManifest(repo, reference).finally(() => this.#manifests.delete(key));
+      this.#manifests.set(key, pending);
+    }
+    const found = await pending;
+    if (found === undefined) {
+      this.#requests.inc({ kind: "manifest", result: "absent" });
+      return undefined;
+    }
+    if (this.mode === "redirect") {
+      this.#requests.inc({ kind: "manifest", result: "redirected" });
+      return { redirect: `${found.registry}/v2/${repo}/manifests/${reference}`, region: found.region };
+    }
+    this.#requests.inc({ kind: "manifest", result: "proxied" });
+    return { found };
+  }
+
+  async #locateManifest(repo: string, reference: string): Promise<RemoteManifest | undefined> {
+    const located = await this.#locate(repo, reference, true);
+    if (located === undefined) return undefined;
+    const digest = located.digest as Digest;
+    const actual = digestOf(located.content, algorithmOf(digest));
+    if (actual !== digest || (reference.includes(":") && reference !== digest)) {
+      // A region answering with bytes that are not what it claims is never relayed.
+      this.#logger.error(
+        { repo, reference, region: located.region, digest, actual },
+        "fetched manifest does not match its digest",
+      );
+      return undefined;
+    }
+    return {
+      region: located.region,
+      registry: located.registry,
+      digest,
+      mediaType: located.mediaType,
+      bytes: located.content,
+    };
+  }
+
+  /**
+   * A blob from another region (HEAD: its size only), or where to find it.
+   * `range` is decided once the size is known, as for a local blob. Where the
+   * repository holds the blob is asked every time, even when this region's
+   * store has the bytes (they may belong to another repository here).
+   */
+  async blob(
+    repo: string,
+    digest: Digest,
+    head: boolean,
+    range: (size: number) => ByteRange | undefined,
+    signal?: AbortSignal,
+  ): Promise<MissAnswer<RemoteBlob>> {
+    if (this.mode === "off") return undefined;
+    const located = await this.#locate(repo, digest, false);
+    if (located === undefined) {
+      this.#requests.inc({ kind: "blob", result: "absent" });
+      return undefined;
+    }
+    const region = located.region;
+    if (this.mode === "redirect") {
+      this.#requests.inc({ kind: "blob", result: "redirected" });
+      return { redirect: `${located.registry}/v2/${repo}/blobs/${digest}`, region };
+    }
+    if (head) return { found: { region, size: located.size } };
+    if (!this.#blobs.has(digest) && (await this.#store.stat(digest)) === undefined) {
+      this.#requests.inc({ kind: "blob", result: "proxied" });
+      const whole = range(located.size) === undefined;
+      const stream = this.#start(repo, digest, located.size, whole, signal);
+      if (stream !== undefined) return { found: { region, size: located.size, stream } };
+    } else {
+      this.#requests.inc({ kind: "blob", result: "shared" });
+    }
+    await this.#blobs.get(digest);
+    const size = await this.#store.stat(digest);
+    if (size === undefined) return undefined; // the fetch failed (logged)
+    const wanted = range(size);
+    return { found: { region, size, range: wanted, stream: await this.#store.read(digest, wanted, signal) } };
+  }
+
+  /**
+   * Start the one fetch of `digest`: the returned stream (with `withClient`)
+   * is the bytes for the first client; the store gets them too. A client that goes away does
+   * not stop the store's copy (the others are waiting for it).
+   */
+  #start(
+    repo: string,
+    digest: Digest,
+    size: number,
+    withClient: boolean,
+    signal?: AbortSignal,
+  ): Readable | undefined {
+    const source = this.#link.fetchFromMesh(repo, digest);
+    const toStore = new PassThrough({ highWaterMark: 4 << 20 });
+    const toClient = new PassThrough({ highWaterMark: 4 << 20 });
+    let clientGone = !withClient;
+    const dropClient = () => {
+      clientGone = true;
+      if (source.isPaused()) source.resume();
+    };
+    toClient.once("close", dropClient);
+    signal?.addEventListener("abort", () => toClient.destroy(), { once: true });
+    source.on("data", (chunk: Buffer) => {
+      this.#bytes.inc(chunk.byteLength);
+      const storeFull = !toStore.write(chunk);
+      const clientFull = !clientGone && !toClient.write(chunk);
+      if (storeFull || clientFull) source.pause();
+    });
+    const resumeIfDrained = () => {
+      if (toStore.writableNeedDrain || (!clientGone && toClient.writableNeedDrain)) return;
+      source.resume();
+    };
+    toStore.on("drain", resumeIfDrained);
+    toClient.on("drain", resumeIfDrained);
+    source.once("end", () => {
+      toStore.end();
+      if (!clientGone) toClient.end();
+    });
+    source.once("error", (err) => {
+      toStore.destroy(err);
+      toClient.destroy(err);
+    });
+    const done = this.#store
+      .write(toStore, digest, size)
+      .then(() => undefined)
+      .catch((err) => {
+        source.destroy();
+        if (err instanceof DigestMismatchError)
+          this.#logger.error({ repo, digest }, "fetched blob does not match its digest");
+        else this.#logger.warn({ err, repo, digest }, "fetch on miss failed");
+        toClient.destroy(err);
+      })
+      .finally(() => this.#blobs.delete(digest));
+    this.#blobs.set(digest, done);
+    return withClient ? toClient : undefined;
+  }
+
+  async #locate(repo: string, reference: string, manifest: boolean) {
+    try {
+      return await this.#link.locate(repo, reference, manifest);
+    } catch (err) {
+      if (!(err instanceof ManifestNotFoundError || err instanceof BlobNotFoundError))
+        this.#logger.warn({ err, repo, reference }, "fetch on miss: the peer could not be asked");
+      return undefined;
+    }
+  }
+}
