@@ -10,11 +10,11 @@
  * makes sense); problems go to stderr. Exit codes: 0 done, 1 failed, 2 usage.
  */
 import { readFileSync } from "node:fs";
-import { extname, join } from "node:path";
+import { extname } from "node:path";
 import { parseArgs } from "node:util";
 import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { RepositoryNotFoundError } from "../protocol/errors.js";
-import { type Mesh, MeshConfigError, parseMesh, type RegionEndpoints, regionOf } from "../protocol/mesh.js";
+import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import {
   coversLink,
   effectivePolicies,
@@ -40,7 +40,6 @@ import {
   type Context,
   inMesh,
   JSON_OPT,
-  type OptionSpec,
   printJson,
   readMesh,
   statsText,

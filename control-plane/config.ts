@@ -18,11 +18,19 @@
  * | heartbeat.intervalMs  | MERIDIAN_HEARTBEAT_INTERVAL_MS  | 1000                                 |
  * | heartbeat.timeoutMs   | MERIDIAN_HEARTBEAT_TIMEOUT_MS   | the interval                         |
  * | heartbeat.misses      | MERIDIAN_HEARTBEAT_MISSES       | 3 (consecutive misses → down)        |
+ * | failover.leaseMs      | MERIDIAN_LEASE_MS               | heartbeat.intervalMs × misses        |
  * | logLevel              | MERIDIAN_LOG_LEVEL              | info                                 |
  *
  * The view directory has its own variable (not the node's MERIDIAN_VIEW_DIR):
  * a level database has one owner, and a node and a peer started with the same
  * environment must not share one.
+ *
+ * `failover.leaseMs` is the home-write lease (control-plane/fence.ts): a
+ * region none of whose peers has answered for that long stops accepting
+ * writes as a home, and a failover waits at least that long after the old
+ * home was last seen. It must be at least one heartbeat interval (a shorter
+ * lease would lapse between two answered heartbeats); every region of a mesh
+ * should use the same value.
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -48,6 +56,7 @@ export interface PeerConfig {
   grpc: { listen: string };
   metrics: { host: string; port: number };
   heartbeat: { intervalMs: number; timeoutMs: number; misses: number };
+  failover: { leaseMs: number };
   logLevel: string;
 }
 
@@ -84,6 +93,7 @@ export function loadPeerConfig(sources: {
       timeoutMs: envNumber(env.MERIDIAN_HEARTBEAT_TIMEOUT_MS),
       misses: envNumber(env.MERIDIAN_HEARTBEAT_MISSES),
     },
+    failover: { leaseMs: envNumber(env.MERIDIAN_LEASE_MS) },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [
@@ -91,6 +101,7 @@ export function loadPeerConfig(sources: {
     ["MERIDIAN_HEARTBEAT_INTERVAL_MS", env.MERIDIAN_HEARTBEAT_INTERVAL_MS],
     ["MERIDIAN_HEARTBEAT_TIMEOUT_MS", env.MERIDIAN_HEARTBEAT_TIMEOUT_MS],
     ["MERIDIAN_HEARTBEAT_MISSES", env.MERIDIAN_HEARTBEAT_MISSES],
+    ["MERIDIAN_LEASE_MS", env.MERIDIAN_LEASE_MS],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }
@@ -114,6 +125,7 @@ export function loadPeerConfig(sources: {
   if (mesh !== undefined && self === undefined) problems.push(`region "${region}": not in the mesh`);
 
   const intervalMs = merged.heartbeat?.intervalMs ?? 1_000;
+  const misses = merged.heartbeat?.misses ?? 3;
   const config: PeerConfig = {
     region,
     meshFile: meshFile ?? "",
@@ -127,8 +139,9 @@ export function loadPeerConfig(sources: {
     heartbeat: {
       intervalMs,
       timeoutMs: merged.heartbeat?.timeoutMs ?? intervalMs,
-      misses: merged.heartbeat?.misses ?? 3,
+      misses,
     },
+    failover: { leaseMs: merged.failover?.leaseMs ?? intervalMs * misses },
     logLevel: merged.logLevel ?? "info",
   };
 
@@ -155,6 +168,15 @@ export function loadPeerConfig(sources: {
   }
   if (!Number.isInteger(config.heartbeat.misses) || config.heartbeat.misses < 1) {
     problems.push("heartbeat.misses: a positive integer");
+  }
+  // The default (interval × misses) is valid whenever the heartbeat settings are.
+  if (
+    merged.failover?.leaseMs !== undefined &&
+    (!Number.isSafeInteger(config.failover.leaseMs) || config.failover.leaseMs < config.heartbeat.intervalMs)
+  ) {
+    problems.push(
+      `failover.leaseMs: an integer of at least heartbeat.intervalMs (${config.heartbeat.intervalMs}); a shorter lease lapses between two heartbeats`,
+    );
   }
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
   if (problems.length > 0) throw new PeerConfigError(problems);

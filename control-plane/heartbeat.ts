@@ -11,7 +11,9 @@
  * Rules: a peer starts `unknown`; any success makes it `up` and clears its
  * misses; `missesToDown` consecutive failures make it `down` (an `unknown`
  * peer too). The RTT is an EWMA (weight `alpha` on the new sample) of the
- * successful round trips; failures leave it as it was.
+ * successful round trips; failures leave it as it was. What a peer reported
+ * in its last answer (applied sequences, failover epoch, its own view of the
+ * other regions) is kept until the next answer; failures leave it as it was.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -30,10 +32,31 @@ export interface PeerHealth {
   lastError: string | undefined;
   /** The peer's last reported applied sequence per region (from Status). */
   applied: Readonly<Record<string, number>>;
+  /** The highest failover epoch the peer last reported (0 before it answered). */
+  epoch: number;
+  /** How the peer last reported seeing the regions it heartbeats (its Status `peers`). */
+  peers: readonly RemotePeerView[];
+}
+
+/** One region as another region's peer sees it (Status `peers`). */
+export interface RemotePeerView {
+  region: string;
+  up: boolean;
+  /** Smoothed round trip in ms (0 before the first answer). */
+  rttMs: number;
+  /** Wall-clock ms (the reporting peer's clock) of its last answered heartbeat; 0 if never. */
+  lastSeenAtMs: number;
+}
+
+/** What a successful heartbeat reported (each field optional: absent keeps the last value). */
+export interface ProbeReply {
+  applied?: Record<string, number>;
+  epoch?: number;
+  peers?: readonly RemotePeerView[];
 }
 
 export type Observation =
-  | { ok: true; at: number; rttMs: number; applied?: Record<string, number> }
+  | ({ ok: true; at: number; rttMs: number } & ProbeReply)
   | { ok: false; at: number; error: string };
 
 export interface HeartbeatRules {
@@ -54,6 +77,8 @@ export function initialHealth(peer: string): PeerHealth {
     lastSeenAt: undefined,
     lastError: undefined,
     applied: {},
+    epoch: 0,
+    peers: [],
   };
 }
 
@@ -73,6 +98,8 @@ export function observe(
       lastSeenAt: observation.at,
       lastError: undefined,
       applied: observation.applied ?? health.applied,
+      epoch: observation.epoch ?? health.epoch,
+      peers: observation.peers ?? health.peers,
     };
   }
   const misses = health.misses + 1;
@@ -95,11 +122,7 @@ export interface PeerChange {
  * One heartbeat: resolves with what the peer reported, rejects when it did
  * not answer within `timeoutMs` (or failed). Must give up when `signal` aborts.
  */
-export type Probe = (
-  peer: string,
-  timeoutMs: number,
-  signal: AbortSignal,
-) => Promise<{ applied?: Record<string, number> }>;
+export type Probe = (peer: string, timeoutMs: number, signal: AbortSignal) => Promise<ProbeReply>;
 
 export interface HeartbeatOptions {
   peers: readonly string[];
@@ -223,6 +246,8 @@ export class Heartbeat {
           at: Date.now(),
           rttMs: performance.now() - started,
           applied: reply.applied,
+          epoch: reply.epoch,
+          peers: reply.peers,
         };
       } catch (err) {
         observation = { ok: false, at: Date.now(), error: (err as Error)?.message ?? String(err) };

@@ -7,7 +7,9 @@
 import { Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import type { Digest } from "../protocol/digest.js";
+import { PeerUnavailableError } from "../protocol/errors.js";
 import type { BlobChunk__Output } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
+import type { HasBlobsReply__Output } from "../protocol/generated/meridian/peer/v1/HasBlobsReply.js";
 import type { PeerClient as GeneratedPeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
@@ -18,18 +20,29 @@ import type { RepoDigest } from "../protocol/summary.js";
 /** Credentials for calling peers as `region` (mutual TLS from the mesh; control-plane/tls.ts). */
 export { clientCredentials as peerCredentials } from "./tls.js";
 
+/** Per call: a deadline other than the RPC's default, and cancellation. */
+export interface CallOptions {
+  /** Deadline of this call in ms (default: the RPC's entry in DEADLINES). */
+  timeoutMs?: number;
+  /** Cancels the call; it then rejects with PeerUnavailableError. */
+  signal?: AbortSignal;
+}
+
 export class PeerClient {
   readonly #client: GeneratedPeerClient;
 
   /**
    * `region` is the peer's region; `from`, the caller's (sent with blob
    * fetches, so the serving peer can apply that link's bandwidth budget).
+   * `channelOptions` override the defaults below (the peer's heartbeat
+   * channel checks the server's region name and reconnects sooner).
    */
   constructor(
     readonly region: string,
     address: string,
     credentials: grpc.ChannelCredentials,
     readonly from = "",
+    channelOptions: grpc.ChannelOptions = {},
   ) {
     const Peer = peerPackage().meridian.peer.v1.Peer;
     this.#client = new Peer(address, credentials, {
@@ -42,39 +55,62 @@ export class PeerClient {
       "grpc.keepalive_timeout_ms": 5_000,
       // A repository's registers (RepoState) can run to megabytes.
       "grpc.max_receive_message_length": 64 << 20,
+      ...channelOptions,
     }) as unknown as GeneratedPeerClient;
   }
 
-  status(from: string): Promise<StatusReply__Output> {
+  /** One unary call with its deadline and cancellation; failures as domain errors. */
+  #unary<T>(
+    what: string,
+    defaultMs: number,
+    options: CallOptions,
+    invoke: (
+      callOptions: grpc.CallOptions,
+      callback: (err: grpc.ServiceError | null, reply?: T) => void,
+    ) => grpc.ClientUnaryCall,
+  ): Promise<T> {
     return new Promise((resolve, reject) => {
-      this.#client.status(
-        { fromRegion: from, sentAtMs: Date.now() },
-        { deadline: deadline(DEADLINES.status) },
-        (err, reply) => (err ? reject(fromGrpcError(err, "status")) : resolve(reply!)),
-      );
+      const { signal } = options;
+      if (signal?.aborted) {
+        reject(new PeerUnavailableError(`${what}: cancelled`, { cause: signal.reason }));
+        return;
+      }
+      const onAbort = () => call.cancel();
+      const call = invoke({ deadline: deadline(options.timeoutMs ?? defaultMs) }, (err, reply) => {
+        signal?.removeEventListener("abort", onAbort);
+        if (err) reject(fromGrpcError(err, what));
+        else resolve(reply!);
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
+  status(from: string, options: CallOptions = {}): Promise<StatusReply__Output> {
+    return this.#unary("status", DEADLINES.status, options, (o, cb) =>
+      this.#client.status({ fromRegion: from, sentAtMs: Date.now() }, o, cb),
+    );
+  }
+
   /** Which of `digests` the peer holds (with `repo`: holds linked in that repository). */
-  hasBlobs(digests: Digest[], repo = ""): Promise<boolean[]> {
-    return new Promise((resolve, reject) => {
-      this.#client.hasBlobs({ digests, repo }, { deadline: deadline(DEADLINES.hasBlobs) }, (err, reply) =>
-        err ? reject(fromGrpcError(err, "blobs")) : resolve(reply!.present),
-      );
-    });
+  hasBlobs(digests: Digest[], repo = "", options: CallOptions = {}): Promise<boolean[]> {
+    return this.blobSizes(digests, repo, options).then((sizes) => sizes.map((s) => s !== undefined));
+  }
+
+  /** The size of each of `digests` the peer holds (with `repo`: linked there), undefined for the others. */
+  blobSizes(digests: Digest[], repo = "", options: CallOptions = {}): Promise<Array<number | undefined>> {
+    return this.#unary<HasBlobsReply__Output>("blobs", DEADLINES.hasBlobs, options, (o, cb) =>
+      this.#client.hasBlobs({ digests, repo }, o, cb),
+    ).then((reply) => reply.present.map((p, i) => (p ? (reply.sizes[i] ?? 0) : undefined)));
   }
 
   getManifest(
     repo: string,
     reference: string,
+    options: CallOptions = {},
   ): Promise<{ digest: string; mediaType: string; content: Buffer }> {
-    return new Promise((resolve, reject) => {
-      this.#client.getManifest(
-        { repo, reference },
-        { deadline: deadline(DEADLINES.getManifest) },
-        (err, reply) => (err ? reject(fromGrpcError(err, `manifest ${repo}:${reference}`)) : resolve(reply!)),
-      );
-    });
+    return this.#unary(`manifest ${repo}:${reference}`, DEADLINES.getManifest, options, (o, cb) =>
+      this.#client.getManifest({ repo, reference }, o, cb),
+    );
   }
 
   /**

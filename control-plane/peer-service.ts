@@ -3,6 +3,12 @@
  * blob store (shared with the region's nodes) and a MetadataView the peer
  * materializes from the region's log. Read-only: nothing here writes.
  *
+ * The calls that reach other regions for this region's nodes (Locate,
+ * FetchFromMesh, WaitReplicated) delegate to `meshFetch`
+ * (control-plane/mesh-fetch.ts); without it they answer UNIMPLEMENTED.
+ * Status is the heartbeat: it reads only memory and the view's cheap
+ * counters.
+ *
  * Every failure leaves through `toGrpcStatus` (protocol/grpc-errors.ts), so a
  * caller's `fromGrpcError` turns it back into the same domain error; an
  * unexpected error becomes INTERNAL without its message.
@@ -27,6 +33,8 @@ import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
 import { repoStateToWire } from "../protocol/registers.js";
 import { isEmpty, type RepoDigest, summaryRoot } from "../protocol/summary.js";
 import type { LinkBudgets } from "./bandwidth.js";
+import { highestEpoch } from "./fence.js";
+import type { MeshFetch } from "./mesh-fetch.js";
 
 /** Largest `data` in one BlobChunk. */
 export const CHUNK_BYTES = 1 << 20;
@@ -41,15 +49,21 @@ export interface PeerServiceOptions {
   version: string;
   /** Where unexpected (INTERNAL) errors are logged. */
   logger?: Logger;
-  /** How this peer's heartbeats see the other regions (for Status). */
-  peerHealth?: () => Array<{ region: string; up: boolean; rttMs?: number }>;
+  /** How this peer's heartbeats see the other regions (for Status); `lastSeenAtMs` is wall-clock ms. */
+  peerHealth?: () => Array<{ region: string; up: boolean; rttMs?: number; lastSeenAtMs?: number }>;
   /** Bandwidth budgets of the links out of this region (FetchBlob waits on them). */
   budgets?: LinkBudgets;
+  /** Why this region must not accept home writes now ("" when it may; control-plane/fence.ts). Default "". */
+  fence?: () => string;
+  /** This region's home-write lease in ms (config `failover.leaseMs`), reported by Status; default 0. */
+  leaseMs?: number;
+  /** The other regions, for Locate, FetchFromMesh and WaitReplicated (UNIMPLEMENTED without). */
+  meshFetch?: Pick<MeshFetch, "locate" | "fetchFromMesh" | "waitReplicated">;
 }
 
 /** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
 export function createPeerService(options: PeerServiceOptions): PeerHandlers {
-  const { region, store, view, version, logger, peerHealth, budgets } = options;
+  const { region, store, view, version, logger, peerHealth, budgets, fence, leaseMs, meshFetch } = options;
 
   const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {
     const status = toGrpcStatus(err);
@@ -57,33 +71,62 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
     return status;
   };
 
+  /** A unary handler; `signal` aborts when the caller cancels (or its deadline passes). */
   const unary =
-    <Req, Res>(method: string, fn: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
+    <Req, Res>(
+      method: string,
+      fn: (request: Req, signal: AbortSignal) => Promise<Res>,
+    ): grpc.handleUnaryCall<Req, Res> =>
     (call, callback) => {
-      fn(call.request).then(
-        (reply) => callback(null, reply),
-        (err) => callback(fail(method, err)),
+      const abort = new AbortController();
+      const onCancel = () => abort.abort(new Error("call cancelled"));
+      call.once("cancelled", onCancel);
+      fn(call.request, abort.signal).then(
+        (reply) => {
+          call.off("cancelled", onCancel);
+          callback(null, reply);
+        },
+        (err) => {
+          call.off("cancelled", onCancel);
+          callback(fail(method, err));
+        },
       );
     };
+
+  const unimplemented = (method: string) => ({
+    code: 12 as grpc.status, // UNIMPLEMENTED
+    details: `${method} is not served by this peer (no mesh)`,
+  });
 
   return {
     Status: unary("Status", async (request) => ({
       region,
-      epoch: 0,
+      epoch: highestEpoch(view.configs()),
       // Own region: the local stream position applied; others: the highest
       // sequence of their stream replicated and applied here.
       applied: { ...(await view.originSeqs()), [region]: view.appliedSeq },
       version,
       sentAtMs: request.sentAtMs,
-      peers: (peerHealth?.() ?? []).map((p) => ({ region: p.region, up: p.up, rttMs: p.rttMs ?? 0 })),
+      peers: (peerHealth?.() ?? []).map((p) => ({
+        region: p.region,
+        up: p.up,
+        rttMs: p.rttMs ?? 0,
+        lastSeenAtMs: p.lastSeenAtMs ?? 0,
+      })),
+      fence: fence?.() ?? "",
+      leaseMs: leaseMs ?? 0,
     })),
 
     HasBlobs: unary("HasBlobs", async (request) => {
       const digests = request.digests.map((d) => parseDigest(d));
+      const repo = request.repo === "" ? undefined : parseRepository(request.repo);
+      // With a repository: present only when linked (live) there, and its bytes are here.
+      const stat = async (d: Digest) =>
+        repo === undefined || (await view.blobLink(repo, d)) !== undefined ? store.stat(d) : undefined;
       const sizes: Array<number | undefined> = new Array(digests.length);
       for (let i = 0; i < digests.length; i += STAT_CONCURRENCY) {
         const batch = digests.slice(i, i + STAT_CONCURRENCY);
-        const found = await Promise.all(batch.map((d) => store.stat(d)));
+        const found = await Promise.all(batch.map(stat));
         found.forEach((size, j) => {
           sizes[i + j] = size;
         });
@@ -92,7 +135,7 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
     }),
 
     FetchBlob: (call) => {
-      fetchBlob(store, call, budgets).catch((err) => {
+      fetchBlob(store, view, call, budgets).catch((err) => {
         if (call.cancelled) return;
         call.emit("error", fail("FetchBlob", err));
       });
@@ -139,26 +182,58 @@ export function createPeerService(options: PeerServiceOptions): PeerHandlers {
       return repoStateToWire(await view.repoState(repo));
     }),
 
-    // Placeholders until the mesh calls are served (control-plane/mesh-fetch.ts).
-    Locate: (_call, callback) => callback({ code: 12, details: "Locate is not served yet" }),
-    FetchFromMesh: (call) =>
-      call.destroy(Object.assign(new Error("FetchFromMesh is not served yet"), { code: 12 })),
-    WaitReplicated: (_call, callback) => callback({ code: 12, details: "WaitReplicated is not served yet" }),
+    Locate:
+      meshFetch === undefined
+        ? (_call, callback) => callback(unimplemented("Locate"))
+        : unary("Locate", (request, signal) =>
+            meshFetch.locate(request.repo, request.reference, request.manifest, signal),
+          ),
+
+    FetchFromMesh: (call) => {
+      if (meshFetch === undefined) {
+        call.emit("error", unimplemented("FetchFromMesh"));
+        return;
+      }
+      relayFromMesh(meshFetch, call).catch((err) => {
+        if (call.cancelled) return;
+        call.emit("error", fail("FetchFromMesh", err));
+      });
+    },
+
+    WaitReplicated:
+      meshFetch === undefined
+        ? (_call, callback) => callback(unimplemented("WaitReplicated"))
+        : unary("WaitReplicated", (request, signal) =>
+            meshFetch.waitReplicated(request.repo, request.digest, request.copies, request.timeoutMs, signal),
+          ),
   };
 }
+
+type BlobCall = grpc.ServerWritableStream<
+  { digest: string; offset: number; fromRegion: string; repo: string },
+  BlobChunk
+>;
 
 /**
  * Stream a blob from the requested offset in chunks of at most CHUNK_BYTES,
  * each carrying its offset and the blob's size. Waits for 'drain' when the
- * call's buffer is full; a cancelled call destroys the file stream.
+ * call's buffer is full; a cancelled call destroys the file stream. With a
+ * repository, NOT_FOUND unless the blob is linked there.
  */
 async function fetchBlob(
   store: BlobStore,
-  call: grpc.ServerWritableStream<{ digest: string; offset: number; fromRegion: string }, BlobChunk>,
+  view: MetadataView,
+  call: BlobCall,
   budgets: LinkBudgets | undefined,
 ): Promise<void> {
   const digest = parseDigest(call.request.digest);
   const offset = call.request.offset;
+  if (call.request.repo !== "") {
+    const repo = parseRepository(call.request.repo);
+    if ((await view.blobLink(repo, digest)) === undefined) {
+      throw new BlobNotFoundError("blob unknown to repository", { detail: { repo, digest } });
+    }
+  }
   const size = await store.stat(digest);
   if (size === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > size) {
@@ -196,6 +271,38 @@ async function fetchBlob(
     call.off("cancelled", onCancel);
     call.off("cancelled", destroy);
     stream.destroy();
+  }
+  call.end();
+}
+
+/**
+ * FetchFromMesh: relay the pieces meshFetch brings from another region as
+ * chunks of at most CHUNK_BYTES, waiting for 'drain' when the call's buffer
+ * is full (so a slow caller slows the upstream call, through its flow
+ * control). A cancelled call stops the iteration, which cancels upstream.
+ */
+async function relayFromMesh(meshFetch: Pick<MeshFetch, "fetchFromMesh">, call: BlobCall): Promise<void> {
+  const abort = new AbortController();
+  const onCancel = () => abort.abort(new Error("call cancelled"));
+  call.once("cancelled", onCancel);
+  if (call.cancelled) return;
+  const { repo, digest, offset } = call.request;
+  try {
+    for await (const piece of meshFetch.fetchFromMesh(repo, digest, offset, abort.signal)) {
+      let at = 0;
+      do {
+        const data = piece.data.subarray(at, Math.min(at + CHUNK_BYTES, piece.data.byteLength));
+        if (abort.signal.aborted) return;
+        const more = call.write({ data, offset: piece.offset + at, size: piece.size });
+        at += data.byteLength;
+        if (!more) await once(call, "drain", { signal: abort.signal });
+      } while (at < piece.data.byteLength);
+    }
+  } catch (err) {
+    if (abort.signal.aborted) return;
+    throw err;
+  } finally {
+    call.off("cancelled", onCancel);
   }
   call.end();
 }

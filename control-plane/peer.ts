@@ -4,6 +4,12 @@
  * health service, heartbeats to every other region's peer, and a small HTTP
  * server for `/metrics` (Prometheus) and `/healthz` (JSON).
  *
+ * One PeerClient per other region carries both the heartbeat and the calls
+ * made for this region's nodes (MeshFetch: fetch on miss, sync(k)), so the
+ * heartbeat keeps the channel those calls use connected. The write fence
+ * served in Status (control-plane/fence.ts) is computed on each call from the
+ * heartbeats and the view's home tables.
+ *
  *   node dist/control-plane/peer.js [--config FILE]   (settings: control-plane/config.ts)
  *
  * Once listening it prints one JSON line to stdout:
@@ -26,14 +32,15 @@ import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
-import type { PeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
-import { fromGrpcError } from "../protocol/grpc-errors.js";
-import { deadline, PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
+import { PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
+import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
+import { MeshFetch } from "./mesh-fetch.js";
+import { PeerClient } from "./peer-client.js";
 import { createPeerService } from "./peer-service.js";
 import { clientCredentials, serverCredentials } from "./tls.js";
 
@@ -45,6 +52,8 @@ export interface RunningPeer {
   metrics: string;
   view: MetadataView;
   heartbeat: Heartbeat;
+  /** Why this region must not accept home writes now ("" when it may), as Status reports it. */
+  fence(): string;
   close(): Promise<void>;
 }
 
@@ -97,8 +106,49 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     cleanup.push(() => follower.stop());
     await catchUp(eventLog, view, log);
 
+    // ---- clients of every other region's peer (heartbeats and mesh calls share them)
+    const others = config.mesh.regions.filter((r) => r.name !== config.region);
+    const credentials = clientCredentials(config.mesh, config.region);
+    const clients = new Map<string, PeerClient>();
+    for (const r of others) {
+      clients.set(
+        r.name,
+        new PeerClient(r.name, r.grpc, credentials, config.region, {
+          // Check that the server holds region r's certificate (DNS:r), whatever address it is reached at.
+          "grpc.ssl_target_name_override": r.name,
+          // A heartbeat must notice a returning peer soon, not after minutes of backoff.
+          "grpc.initial_reconnect_backoff_ms": Math.min(1_000, config.heartbeat.intervalMs),
+          "grpc.max_reconnect_backoff_ms": Math.max(1_000, 2 * config.heartbeat.intervalMs),
+        }),
+      );
+    }
+    cleanup.push(() => {
+      for (const c of clients.values()) c.close();
+    });
+
     // ---- gRPC: Peer + health
     let heartbeatRef: Heartbeat | undefined;
+    const fence = () =>
+      fenceReason({
+        now: Date.now(),
+        leaseMs: config.failover.leaseMs,
+        epoch: highestEpoch(view.configs()),
+        others: others.map((r) => {
+          const h = heartbeatRef?.health(r.name);
+          return { region: r.name, lastSeenAt: h?.lastSeenAt, epoch: h?.epoch ?? 0 };
+        }),
+      });
+    const meshFetch = new MeshFetch({
+      region: config.region,
+      mesh: config.mesh,
+      peers: clients,
+      // Regions not heard from yet are left out: "never measured", tried after the measured ones.
+      health: () =>
+        (heartbeatRef?.snapshot() ?? [])
+          .filter((h) => h.state !== "unknown")
+          .map((h) => ({ region: h.peer, up: h.state === "up", rttMs: h.rttMs })),
+      logger: log.child({ component: "mesh-fetch" }),
+    });
     // Bandwidth budgets of the links out of this region, from the policies (re-read every 2 s).
     let policies: Policy[] = [];
     const refreshPolicies = async () => {
@@ -133,7 +183,11 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
             region: h.peer,
             up: h.state === "up",
             rttMs: h.rttMs,
+            lastSeenAtMs: h.lastSeenAt,
           })),
+        fence,
+        leaseMs: config.failover.leaseMs,
+        meshFetch,
       }),
     );
     server.addService(healthPackage().grpc.health.v1.Health.service, health.handlers);
@@ -146,41 +200,19 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     const grpcAddress = `${config.grpc.listen.slice(0, config.grpc.listen.lastIndexOf(":"))}:${port}`;
 
     // ---- heartbeats to every other region's peer
-    const others = config.mesh.regions.filter((r) => r.name !== config.region);
-    const credentials = clientCredentials(config.mesh, config.region);
-    const Peer = peerPackage().meridian.peer.v1.Peer;
-    const clients = new Map<string, PeerClient>();
-    for (const r of others) {
-      clients.set(
-        r.name,
-        new Peer(r.grpc, credentials, {
-          // Check that the server holds region r's certificate (DNS:r), whatever address it is reached at.
-          "grpc.ssl_target_name_override": r.name,
-          // A heartbeat must notice a returning peer soon, not after minutes of backoff.
-          "grpc.initial_reconnect_backoff_ms": Math.min(1_000, config.heartbeat.intervalMs),
-          "grpc.max_reconnect_backoff_ms": Math.max(1_000, 2 * config.heartbeat.intervalMs),
-        }) as unknown as PeerClient,
-      );
-    }
-    cleanup.push(() => {
-      for (const c of clients.values()) c.close();
-    });
-    const probe: Probe = (peer, timeoutMs, signal) =>
-      new Promise((resolve, reject) => {
-        const onAbort = () => call.cancel();
-        const call = clients
-          .get(peer)!
-          .status(
-            { fromRegion: config.region, sentAtMs: Date.now() },
-            { deadline: deadline(timeoutMs) },
-            (err, reply) => {
-              signal.removeEventListener("abort", onAbort);
-              if (err) reject(fromGrpcError(err, `status of ${peer}`));
-              else resolve({ applied: reply!.applied });
-            },
-          );
-        signal.addEventListener("abort", onAbort, { once: true });
-      });
+    const probe: Probe = async (peer, timeoutMs, signal) => {
+      const reply = await clients.get(peer)!.status(config.region, { timeoutMs, signal });
+      return {
+        applied: reply.applied,
+        epoch: reply.epoch,
+        peers: reply.peers.map((p) => ({
+          region: p.region,
+          up: p.up,
+          rttMs: p.rttMs,
+          lastSeenAtMs: p.lastSeenAtMs,
+        })),
+      };
+    };
     const heartbeat: Heartbeat = new Heartbeat({
       peers: others.map((r) => r.name),
       probe,
@@ -237,6 +269,8 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
           region: config.region,
           serving: true,
           applied: { [config.region]: view.appliedSeq },
+          epoch: highestEpoch(view.configs()),
+          fence: fence(),
           peers: heartbeat.snapshot().map(describe),
         };
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(body));
@@ -259,6 +293,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       metrics: `http://${metricsHost}:${metricsPort}`,
       view,
       heartbeat,
+      fence,
       close() {
         closed ??= closeAll();
         return closed;
@@ -288,6 +323,7 @@ function describe(h: PeerHealth) {
     lastSeenAt: h.lastSeenAt === undefined ? null : new Date(h.lastSeenAt).toISOString(),
     lastError: h.lastError ?? null,
     applied: h.applied,
+    epoch: h.epoch,
   };
 }
 

@@ -158,7 +158,12 @@ export class FetchOnMiss {
       return { redirect: `${located.registry}/v2/${repo}/blobs/${digest}`, region };
     }
     if (head) return { found: { region, size: located.size } };
-    if (!this.#blobs.has(digest) && (await this.#store.stat(digest)) === undefined) {
+    // has() again after the stat: another request may have started the fetch meanwhile.
+    if (
+      !this.#blobs.has(digest) &&
+      (await this.#store.stat(digest)) === undefined &&
+      !this.#blobs.has(digest)
+    ) {
       this.#requests.inc({ kind: "blob", result: "proxied" });
       const whole = range(located.size) === undefined;
       const stream = this.#start(repo, digest, located.size, whole, signal);

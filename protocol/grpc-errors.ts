@@ -15,6 +15,7 @@ import {
   PeerUnavailableError,
   RangeNotSatisfiableError,
   TagInvalidError,
+  UnsupportedError,
 } from "./errors.js";
 
 export function toGrpcStatus(err: unknown): { code: GrpcStatus; details: string } {
@@ -25,7 +26,8 @@ export function toGrpcStatus(err: unknown): { code: GrpcStatus; details: string 
     err instanceof DigestInvalidError ||
     err instanceof NameInvalidError ||
     err instanceof TagInvalidError ||
-    err instanceof RangeNotSatisfiableError
+    err instanceof RangeNotSatisfiableError ||
+    err instanceof UnsupportedError
   ) {
     return { code: GrpcStatus.INVALID_ARGUMENT, details: `${err.code}: ${err.message}` };
   }
@@ -46,6 +48,9 @@ export function fromGrpcError(err: ServiceError | Error, what: string): Meridian
         ? new ManifestNotFoundError(`${what}: not found at peer`, { cause: err })
         : new BlobNotFoundError(`${what}: not found at peer`, { cause: err });
     case GrpcStatus.INVALID_ARGUMENT:
+      if (details.startsWith("UNSUPPORTED")) {
+        return new UnsupportedError(`${what}: rejected by peer: ${details}`, { cause: err });
+      }
       return new DigestInvalidError(`${what}: rejected by peer: ${details}`, { cause: err });
     case GrpcStatus.DATA_LOSS:
       return new DigestMismatchError(`${what}: corrupt at peer`, { cause: err });

@@ -31,6 +31,7 @@ test("defaults come from the mesh and the data directory", (t) => {
   assert.equal(config.view.dir, join(dir, "b", "peer-view"));
   assert.deepEqual(config.metrics, { host: "127.0.0.1", port: 0 });
   assert.deepEqual(config.heartbeat, { intervalMs: 1000, timeoutMs: 1000, misses: 3 });
+  assert.deepEqual(config.failover, { leaseMs: 3000 }, "the lease defaults to interval × misses");
   assert.equal(config.mesh.regions.length, 2);
   assert.ok(Object.isFrozen(config) && Object.isFrozen(config.heartbeat));
 });
@@ -53,6 +54,26 @@ test("environment, then overrides, win over defaults", (t) => {
   assert.equal(config.metrics.port, 7001);
   assert.equal(config.view.dir, join(dir, "pv"), "the node's MERIDIAN_VIEW_DIR is not the peer's");
   assert.deepEqual(config.heartbeat, { intervalMs: 200, timeoutMs: 200, misses: 5 });
+  assert.equal(config.failover.leaseMs, 1000, "the default lease follows the heartbeat settings");
+  const leased = loadPeerConfig({
+    env: { MERIDIAN_REGION: "a", MERIDIAN_MESH: meshFile(dir, MESH), MERIDIAN_LEASE_MS: "4500" },
+  });
+  assert.equal(leased.failover.leaseMs, 4500);
+});
+
+test("a lease that is not a number, or shorter than a heartbeat interval, is refused", (t) => {
+  const dir = tempDir(cleanupStack(t));
+  for (const [env, fragment] of [
+    [{ MERIDIAN_LEASE_MS: "soon" }, "MERIDIAN_LEASE_MS"],
+    [{ MERIDIAN_LEASE_MS: "500" }, "failover.leaseMs"],
+    [{ MERIDIAN_LEASE_MS: "1500.5" }, "failover.leaseMs"],
+  ] as const) {
+    assert.throws(
+      () => loadPeerConfig({ env: { MERIDIAN_REGION: "a", MERIDIAN_MESH: meshFile(dir, MESH), ...env } }),
+      (err: PeerConfigError) => err.problems.some((p) => p.includes(fragment)),
+      fragment,
+    );
+  }
 });
 
 test("every problem is listed at once", (t) => {

@@ -114,6 +114,25 @@ test("observe: last seen, last error and applied follow the outcomes", () => {
   assert.deepEqual(h.applied, { b: 7 }, "a reply without applied keeps the last known");
 });
 
+test("observe: the reported epoch and peer views follow answers and survive misses", () => {
+  const views = [{ region: "c", up: true, rttMs: 4, lastSeenAtMs: 900 }];
+  const steps: Array<{ obs: Observation; epoch: number; peers: typeof views }> = [
+    { obs: ok(5, 1000), epoch: 0, peers: [] },
+    { obs: { ok: true, at: 2000, rttMs: 5, epoch: 3, peers: views }, epoch: 3, peers: views },
+    { obs: miss(3000), epoch: 3, peers: views },
+    { obs: ok(5, 4000), epoch: 3, peers: views },
+    { obs: { ok: true, at: 5000, rttMs: 5, epoch: 4, peers: [] }, epoch: 4, peers: [] },
+  ];
+  let h = initialHealth("b");
+  assert.equal(h.epoch, 0);
+  assert.deepEqual(h.peers, []);
+  for (const [i, step] of steps.entries()) {
+    h = observe(h, step.obs);
+    assert.equal(h.epoch, step.epoch, `step ${i}`);
+    assert.deepEqual(h.peers, step.peers, `step ${i}`);
+  }
+});
+
 test("observe is pure: the input is not changed and equal inputs give equal outputs", () => {
   const h = Object.freeze(initialHealth("b"));
   const a = observe(h, ok(10, 5));
@@ -136,7 +155,11 @@ test("Heartbeat: probes each peer every interval, reports changes by callback an
       if (signal.aborted) throw new Error("probed after abort");
       if (peer === "c" || !bAlive) throw new Error(`${peer} unreachable`);
       await new Promise((r) => setTimeout(r, 2));
-      return { applied: { [peer]: 3 } };
+      return {
+        applied: { [peer]: 3 },
+        epoch: 2,
+        peers: [{ region: "c", up: false, rttMs: 0, lastSeenAtMs: 0 }],
+      };
     },
   });
   const changes: PeerChange[] = [];
@@ -151,6 +174,11 @@ test("Heartbeat: probes each peer every interval, reports changes by callback an
   await eventually(() => hb.health("b")?.state === "up" && hb.health("c")?.state === "down");
   assert.ok(hb.health("b")!.rttMs! > 0);
   assert.deepEqual(hb.health("b")!.applied, { b: 3 });
+  assert.equal(hb.health("b")!.epoch, 2, "the reported epoch is kept");
+  assert.deepEqual(
+    hb.health("b")!.peers.map((p) => p.region),
+    ["c"],
+  );
   bAlive = false;
   await eventually(() => hb.health("b")?.state === "down");
   bAlive = true;

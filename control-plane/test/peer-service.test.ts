@@ -178,6 +178,69 @@ test("HasBlobs with a malformed digest is INVALID_ARGUMENT", async () => {
   assert.match(err.details, /^DIGEST_INVALID/);
 });
 
+test("HasBlobs with a repository counts only blobs linked there", async () => {
+  const digests = [image.layers[0]!.digest, big.digest, image.config.digest, ABSENT];
+  const inApp = await unary<object, { present: boolean[]; sizes: number[] }>("hasBlobs", {
+    digests,
+    repo: "team/app",
+  });
+  assert.deepEqual(inApp.present, [true, false, true, false], "big is in the store, but linked in team/big");
+  assert.deepEqual(inApp.sizes, [3 * MiB + 123, 0, image.config.size, 0]);
+  const inBig = await unary<object, { present: boolean[] }>("hasBlobs", { digests, repo: "team/big" });
+  assert.deepEqual(inBig.present, [false, true, false, false]);
+  const nowhere = await unary<object, { present: boolean[] }>("hasBlobs", { digests, repo: "no/such" });
+  assert.deepEqual(nowhere.present, [false, false, false, false]);
+  await rejectsWith(unary("hasBlobs", { digests, repo: "Bad Name" }), grpc.status.INVALID_ARGUMENT);
+});
+
+function fetchIn(repo: string, digest: string): Promise<BlobChunk__Output[]> {
+  return new Promise((resolve, reject) => {
+    const chunks: BlobChunk__Output[] = [];
+    const call = client.fetchBlob({ digest, offset: 0, repo }, { deadline: Date.now() + 30_000 });
+    call.on("data", (c: BlobChunk__Output) => chunks.push(c));
+    call.on("error", reject);
+    call.on("end", () => resolve(chunks));
+  });
+}
+
+test("FetchBlob with a repository is NOT_FOUND unless the blob is linked there", async () => {
+  const { digest, size } = image.config;
+  const chunks = await fetchIn("team/app", digest);
+  assert.equal(sha256(Buffer.concat(chunks.map((c) => c.data))), digest);
+  assert.equal(chunks[0]!.size, size);
+  const err = await rejectsWith(fetchIn("team/big", digest), grpc.status.NOT_FOUND);
+  assert.ok(fromGrpcError(err, "blob") instanceof BlobNotFoundError);
+  await rejectsWith(fetchIn("no/such", digest), grpc.status.NOT_FOUND);
+  await rejectsWith(fetchIn("Bad Name", digest), grpc.status.INVALID_ARGUMENT);
+});
+
+test("without a mesh, Locate, FetchFromMesh and WaitReplicated are UNIMPLEMENTED; Status is open", async () => {
+  await rejectsWith(
+    unary("locate", { repo: "team/app", reference: "v1", manifest: true }),
+    grpc.status.UNIMPLEMENTED,
+  );
+  await rejectsWith(
+    unary("waitReplicated", { repo: "team/app", digest: image.digest, copies: 1, timeoutMs: 10 }),
+    grpc.status.UNIMPLEMENTED,
+  );
+  await rejectsWith(
+    new Promise((resolve, reject) => {
+      const call = client.fetchFromMesh({ digest: image.config.digest, offset: 0, repo: "team/app" });
+      call.on("data", () => undefined);
+      call.on("error", reject);
+      call.on("end", resolve);
+    }),
+    grpc.status.UNIMPLEMENTED,
+  );
+  const status = await unary<object, { fence: string; peers: unknown[]; leaseMs: number }>("status", {
+    fromRegion: "other",
+    sentAtMs: 1,
+  });
+  assert.equal(status.fence, "");
+  assert.deepEqual(status.peers, []);
+  assert.equal(status.leaseMs, 0);
+});
+
 test("FetchBlob streams the whole blob in 1 MiB chunks with offsets and size", async () => {
   const layer = image.layers[1]!;
   const chunks = await fetchAll(layer.digest);

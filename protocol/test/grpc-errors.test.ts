@@ -7,6 +7,7 @@ import {
   LogUnavailableError,
   ManifestNotFoundError,
   PeerUnavailableError,
+  UnsupportedError,
 } from "../errors.js";
 import { fromGrpcError, toGrpcStatus } from "../grpc-errors.js";
 
@@ -20,6 +21,7 @@ test("domain errors map to gRPC status and back to the same kind", () => {
     [new ManifestNotFoundError("x"), status.NOT_FOUND, ManifestNotFoundError],
     [new DigestInvalidError("x"), status.INVALID_ARGUMENT, DigestInvalidError],
     [new LogUnavailableError("x"), status.UNAVAILABLE, PeerUnavailableError],
+    [new UnsupportedError("x"), status.INVALID_ARGUMENT, UnsupportedError],
   ];
   for (const [err, code, back] of cases) {
     const s = toGrpcStatus(err);
