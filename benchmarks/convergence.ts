@@ -154,8 +154,7 @@ async function main(): Promise<void> {
   let probe: MeshProbe | undefined;
   try {
     const mesh = await startProxiedMesh(after, [...REGIONS], {
-      ...CONVERGENCE_WORKER_ENV,
-      MERIDIAN_LOG_LEVEL: "warn",
+      worker: { ...CONVERGENCE_WORKER_ENV, MERIDIAN_LOG_LEVEL: "warn" },
     });
     probe = new MeshProbe(mesh);
     const c = mesh.regions.get("c")!;

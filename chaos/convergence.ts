@@ -237,7 +237,7 @@ async function main(): Promise<void> {
   let probe: MeshProbe | undefined;
   const times: number[] = [];
   try {
-    const mesh = await startProxiedMesh(after, [...REGIONS], CONVERGENCE_WORKER_ENV);
+    const mesh = await startProxiedMesh(after, [...REGIONS], { worker: CONVERGENCE_WORKER_ENV });
     probe = new MeshProbe(mesh);
     for (const [i, seed] of seeds.entries()) {
       const result = await runSeed(probe, seed);

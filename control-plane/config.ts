@@ -19,6 +19,7 @@
  * | heartbeat.timeoutMs   | MERIDIAN_HEARTBEAT_TIMEOUT_MS   | the interval                         |
  * | heartbeat.misses      | MERIDIAN_HEARTBEAT_MISSES       | 3 (consecutive misses → down)        |
  * | failover.leaseMs      | MERIDIAN_LEASE_MS               | heartbeat.intervalMs × misses        |
+ * | failover.autoAfterMs  | MERIDIAN_AUTO_FAILOVER_AFTER_MS | 0 (off: failover is `meridian failover`) |
  * | logLevel              | MERIDIAN_LOG_LEVEL              | info                                 |
  *
  * The view directory has its own variable (not the node's MERIDIAN_VIEW_DIR):
@@ -31,6 +32,11 @@
  * home was last seen. It must be at least one heartbeat interval (a shorter
  * lease would lapse between two answered heartbeats); every region of a mesh
  * should use the same value.
+ *
+ * `failover.autoAfterMs` turns on automatic failover (control-plane/
+ * auto-failover.ts): a region dark that long has its repositories re-homed
+ * to the first region of mesh.json that is up. It must be at least twice the
+ * lease, so the dark region has surely stopped writing as a home first.
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -56,7 +62,7 @@ export interface PeerConfig {
   grpc: { listen: string };
   metrics: { host: string; port: number };
   heartbeat: { intervalMs: number; timeoutMs: number; misses: number };
-  failover: { leaseMs: number };
+  failover: { leaseMs: number; autoAfterMs: number };
   logLevel: string;
 }
 
@@ -93,7 +99,10 @@ export function loadPeerConfig(sources: {
       timeoutMs: envNumber(env.MERIDIAN_HEARTBEAT_TIMEOUT_MS),
       misses: envNumber(env.MERIDIAN_HEARTBEAT_MISSES),
     },
-    failover: { leaseMs: envNumber(env.MERIDIAN_LEASE_MS) },
+    failover: {
+      leaseMs: envNumber(env.MERIDIAN_LEASE_MS),
+      autoAfterMs: envNumber(env.MERIDIAN_AUTO_FAILOVER_AFTER_MS),
+    },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [
@@ -102,6 +111,7 @@ export function loadPeerConfig(sources: {
     ["MERIDIAN_HEARTBEAT_TIMEOUT_MS", env.MERIDIAN_HEARTBEAT_TIMEOUT_MS],
     ["MERIDIAN_HEARTBEAT_MISSES", env.MERIDIAN_HEARTBEAT_MISSES],
     ["MERIDIAN_LEASE_MS", env.MERIDIAN_LEASE_MS],
+    ["MERIDIAN_AUTO_FAILOVER_AFTER_MS", env.MERIDIAN_AUTO_FAILOVER_AFTER_MS],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }
@@ -141,7 +151,10 @@ export function loadPeerConfig(sources: {
       timeoutMs: merged.heartbeat?.timeoutMs ?? intervalMs,
       misses,
     },
-    failover: { leaseMs: merged.failover?.leaseMs ?? intervalMs * misses },
+    failover: {
+      leaseMs: merged.failover?.leaseMs ?? intervalMs * misses,
+      autoAfterMs: merged.failover?.autoAfterMs ?? 0,
+    },
     logLevel: merged.logLevel ?? "info",
   };
 
@@ -176,6 +189,12 @@ export function loadPeerConfig(sources: {
   ) {
     problems.push(
       `failover.leaseMs: an integer of at least heartbeat.intervalMs (${config.heartbeat.intervalMs}); a shorter lease lapses between two heartbeats`,
+    );
+  }
+  const auto = config.failover.autoAfterMs;
+  if (!Number.isSafeInteger(auto) || auto < 0 || (auto > 0 && auto < 2 * config.failover.leaseMs)) {
+    problems.push(
+      `failover.autoAfterMs: 0 (off) or an integer of at least twice the lease (${2 * config.failover.leaseMs}); sooner, the dark region may still be writing as a home`,
     );
   }
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);

@@ -32,8 +32,10 @@ import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
+import { regionOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
+import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
 import { fenceReason, highestEpoch } from "./fence.js";
@@ -251,6 +253,20 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     heartbeatRef = heartbeat;
     heartbeat.start();
     cleanup.push(() => heartbeat.stop());
+
+    // ---- automatic failover (off unless failover.autoAfterMs is set)
+    if (config.failover.autoAfterMs > 0) {
+      const stop = startAutoFailover({
+        self: config.region,
+        regions: config.mesh.regions.map((r) => r.name),
+        registry: regionOf(config.mesh, config.region).registry,
+        afterMs: config.failover.autoAfterMs,
+        everyMs: config.heartbeat.intervalMs,
+        health: () => heartbeat.snapshot(),
+        logger: log.child({ component: "auto-failover" }),
+      });
+      cleanup.push(stop);
+    }
 
     const http = createServer((req, res) => {
       const path = (req.url ?? "/").split("?")[0];

@@ -1,10 +1,12 @@
 /**
  * A whole local mesh for tests: `bin/meridian up --regions …` as a child
  * process on a free block of ports, its JSON lines parsed, stopped (SIGTERM,
- * then SIGKILL) after the test.
+ * then SIGKILL) after the test. Or (startProxiedMesh) regions as separate
+ * processes with TCP proxies between them; mesh certificates there include
+ * one for the front door (`front-door`), so a test can start one.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { TcpProxy } from "../chaos/tcp-proxy.js";
@@ -16,6 +18,7 @@ import {
   CLI_ENTRY,
   freePort,
   type MeridianProcess,
+  restartNats,
   spawnMeridian,
   startTestNats,
   tempDir,
@@ -33,6 +36,8 @@ export interface RegionInfo {
 
 export interface RunningMesh {
   regions: Map<string, RegionInfo>;
+  /** The front door's URL (from the `{"ready":true,…}` line), with several regions. */
+  frontDoor?: string;
   dataDir: string;
   child: ChildProcess;
   stop(): Promise<number | null>;
@@ -40,14 +45,20 @@ export interface RunningMesh {
 
 export async function startMesh(after: After, regions: string[], dataDir?: string): Promise<RunningMesh> {
   const dir = dataDir ?? tempDir(after, "meridian-mesh-");
-  const offsets = regions.flatMap((_, i) => [0, 1, 2, 3, 4].map((o) => 10 * i + o));
+  // cli/up.ts regionPorts: B+10i … B+10i+4 per region, and B+5 for the front door.
+  const offsets = [...regions.flatMap((_, i) => [0, 1, 2, 3, 4].map((o) => 10 * i + o)), 5];
   const base = await freePortBlock(offsets);
   const child = spawn(
     process.execPath,
     [CLI_ENTRY, "up", "--regions", regions.join(","), "--base-port", String(base), "--data", dir],
     {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn" },
+      // As in startProxiedMesh: regions do not fetch on miss, so tests see what each one holds.
+      env: {
+        ...process.env,
+        MERIDIAN_FETCH_ON_MISS: "off",
+        MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
+      },
     },
   );
   let stderr = "";
@@ -70,6 +81,7 @@ export async function startMesh(after: After, regions: string[], dataDir?: strin
     await stop();
   });
   const infos = new Map<string, RegionInfo>();
+  let frontDoor: string | undefined;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`mesh did not come up: ${stderr}`)), 60_000);
     child.once("exit", (code) => {
@@ -79,13 +91,16 @@ export async function startMesh(after: After, regions: string[], dataDir?: strin
     createInterface({ input: child.stdout! }).on("line", (line) => {
       const msg = JSON.parse(line);
       if (msg.ready) {
+        frontDoor = msg.frontDoor;
         clearTimeout(timer);
         resolve();
       } else if (msg.region) infos.set(msg.region, msg);
     });
   });
-  return { regions: infos, dataDir: dir, child, stop };
+  return { regions: infos, ...(frontDoor === undefined ? {} : { frontDoor }), dataDir: dir, child, stop };
 }
+
+type Env = Record<string, string>;
 
 export interface ProxiedRegion {
   name: string;
@@ -97,6 +112,8 @@ export interface ProxiedRegion {
   worker: MeridianProcess;
   /** Environment the worker was started with (to restart it the same way). */
   workerEnv: Record<string, string>;
+  nodeEnv: Record<string, string>;
+  peerEnv: Record<string, string>;
 }
 
 export interface ProxiedMesh {
@@ -107,20 +124,29 @@ export interface ProxiedMesh {
   /** Cut every replication link into and out of `region`. */
   partition(region: string): void;
   heal(region: string): void;
+  /** SIGKILL every process of a region (worker, peer, node, nats-server), as a region dying. */
+  killRegion(region: string): Promise<void>;
+  /**
+   * Start a killed region's processes again on the same ports; with `fresh`,
+   * its data (log, store, views) is deleted first: a region rebuilt empty.
+   */
+  restartRegion(region: string, options?: { fresh?: boolean }): Promise<void>;
 }
 
 /**
  * Regions as separate processes (nats-server, node, peer, worker each), with
  * every worker reaching the other regions' NATS and peers through a TcpProxy
- * of chaos/, so a test can partition a region or slow a link.
+ * of chaos/, so a test can partition a region or slow a link. `env` adds
+ * settings per process kind. Nodes do not fetch on miss unless `env.node`
+ * sets MERIDIAN_FETCH_ON_MISS.
  */
 export async function startProxiedMesh(
   after: After,
   names: string[],
-  extraWorkerEnv: Record<string, string> = {},
+  env: { node?: Env; peer?: Env; worker?: Env } = {},
 ): Promise<ProxiedMesh> {
   const root = tempDir(after, "meridian-pmesh-");
-  const certs = await ensureMeshCerts(join(root, "certs"), names);
+  const certs = await ensureMeshCerts(join(root, "certs"), [...names, "front-door"]);
   const natsByRegion = new Map<string, NatsServerProcess>();
   for (const name of names) natsByRegion.set(name, await startTestNats(after, join(root, name, "nats")));
   const mesh: Mesh = {
@@ -160,19 +186,21 @@ export async function startProxiedMesh(
       MERIDIAN_MESH: meshFile,
       MERIDIAN_STORAGE_FSYNC: "false",
     };
-    const node = await spawnMeridian(after, "node/server.js", {
+    const nodeEnv = {
       ...base,
       MERIDIAN_NATS_SERVERS: r.nats,
       MERIDIAN_LISTEN_PORT: new URL(r.registry).port,
-    });
-    const peer = await spawnMeridian(after, "control-plane/peer.js", {
-      ...base,
-      MERIDIAN_HEARTBEAT_INTERVAL_MS: "250",
-    });
+      // Replication tests look at what each region holds: no fetching from the others unless asked.
+      MERIDIAN_FETCH_ON_MISS: "off",
+      ...env.node,
+    };
+    const node = await spawnMeridian(after, "node/server.js", nodeEnv);
+    const peerEnv = { ...base, MERIDIAN_HEARTBEAT_INTERVAL_MS: "250", ...env.peer };
+    const peer = await spawnMeridian(after, "control-plane/peer.js", peerEnv);
     const links = proxies.get(r.name)!;
     const workerEnv = {
       ...base,
-      ...extraWorkerEnv,
+      ...env.worker,
       MERIDIAN_PEER_ADDRESSES: JSON.stringify(
         Object.fromEntries([...links].map(([s, l]) => [s, l.grpc.address])),
       ),
@@ -190,6 +218,8 @@ export async function startProxiedMesh(
       peer,
       worker,
       workerEnv,
+      nodeEnv,
+      peerEnv,
     });
   }
   const linksOf = (region: string) => [
@@ -211,6 +241,20 @@ export async function startProxiedMesh(
         l.nats.heal();
         l.grpc.heal();
       }
+    },
+    killRegion: async (name) => {
+      const r = regions.get(name)!;
+      await Promise.all([r.worker.kill(), r.peer.kill(), r.node.kill(), r.nats.kill()]);
+    },
+    restartRegion: async (name, options = {}) => {
+      const r = regions.get(name)!;
+      if (options.fresh === true) {
+        for (const entry of readdirSync(r.dir)) rmSync(join(r.dir, entry), { recursive: true, force: true });
+      }
+      r.nats = await restartNats(after, r.nats, join(r.dir, "nats"));
+      r.node = await spawnMeridian(after, "node/server.js", r.nodeEnv);
+      r.peer = await spawnMeridian(after, "control-plane/peer.js", r.peerEnv);
+      r.worker = await spawnMeridian(after, "replication/main.js", r.workerEnv);
     },
   };
 }

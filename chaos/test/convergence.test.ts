@@ -20,7 +20,7 @@ describe(`convergence: ${COUNT} seeds from ${FIRST}`, () => {
   const cleanup = cleanupStack({ after });
   let probe: MeshProbe;
   before(async () => {
-    probe = new MeshProbe(await startProxiedMesh(cleanup, [...REGIONS], CONVERGENCE_WORKER_ENV));
+    probe = new MeshProbe(await startProxiedMesh(cleanup, [...REGIONS], { worker: CONVERGENCE_WORKER_ENV }));
     cleanup(() => probe.close());
   });
 

@@ -58,7 +58,7 @@ describe("durability, fencing, failover and rebuild", () => {
   cleanup = cleanupStack({ after });
 
   before(async () => {
-    mesh = await startProxiedMesh(cleanup, ["a", "b", "c"], {}, { MERIDIAN_SYNC_TIMEOUT_MS: "1500" });
+    mesh = await startProxiedMesh(cleanup, ["a", "b", "c"], { node: { MERIDIAN_SYNC_TIMEOUT_MS: "1500" } });
   });
 
   test("sync(1): a push is acknowledged once another region holds it, and not while none can", async () => {

@@ -33,7 +33,7 @@ describe("fetch on miss", () => {
   cleanup = cleanupStack({ after });
 
   before(async () => {
-    mesh = await startProxiedMesh(cleanup, ["a", "b"], {}, { MERIDIAN_FETCH_ON_MISS: "proxy" });
+    mesh = await startProxiedMesh(cleanup, ["a", "b"], { node: { MERIDIAN_FETCH_ON_MISS: "proxy" } });
     // Region b's worker no longer reaches a: nothing pushed to a from now on is replicated to b.
     mesh.partition("b");
     const b = mesh.regions.get("b")!;

@@ -65,9 +65,11 @@ describe("replication policies", () => {
   cleanup = cleanupStack({ after });
   before(async () => {
     mesh = await startProxiedMesh(cleanup, ["a", "b", "c"], {
-      MERIDIAN_ANTI_ENTROPY_INTERVAL_MS: "0",
-      MERIDIAN_DELETE_BREAKER_MIN_TAGS: "4",
-      MERIDIAN_DELETE_BREAKER_SHARE: "0.5",
+      worker: {
+        MERIDIAN_ANTI_ENTROPY_INTERVAL_MS: "0",
+        MERIDIAN_DELETE_BREAKER_MIN_TAGS: "4",
+        MERIDIAN_DELETE_BREAKER_SHARE: "0.5",
+      },
     });
     for (const [name, r] of mesh.regions) {
       const log = JetStreamLog.open({

@@ -1,0 +1,163 @@
+/**
+ * Automatic failover: the pure decision as a table, then three live regions
+ * whose peers fail over on their own when the home region dies.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type After, cleanupStack, eventually } from "../../testing/harness.js";
+import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
+import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
+import { autoFailoverDecision, recovered } from "../auto-failover.js";
+import type { PeerHealth, RemotePeerView } from "../heartbeat.js";
+
+const NOW = 1_000_000;
+const health = (
+  peer: string,
+  state: PeerHealth["state"],
+  lastSeenAgo: number | undefined,
+  peers: RemotePeerView[] = [],
+): PeerHealth => ({
+  peer,
+  state,
+  misses: state === "down" ? 3 : 0,
+  rttMs: 1,
+  lastSeenAt: lastSeenAgo === undefined ? undefined : NOW - lastSeenAgo,
+  lastError: undefined,
+  applied: {},
+  epoch: 0,
+  peers,
+});
+const sees = (region: string, up: boolean): RemotePeerView => ({ region, up, rttMs: 1, lastSeenAtMs: 0 });
+
+describe("autoFailoverDecision", () => {
+  const base = { now: NOW, regions: ["a", "b", "c"], afterMs: 5_000, done: new Set<string>() };
+  const cases: Array<
+    [string, Parameters<typeof autoFailoverDecision>[0], ReturnType<typeof autoFailoverDecision>]
+  > = [
+    [
+      "the successor acts once the dark region has been gone long enough and the others agree",
+      { ...base, self: "a", health: [health("b", "down", 6_000), health("c", "up", 0, [sees("b", false)])] },
+      { from: "b", to: "a" },
+    ],
+    [
+      "not before afterMs",
+      { ...base, self: "a", health: [health("b", "down", 4_000), health("c", "up", 0, [sees("b", false)])] },
+      undefined,
+    ],
+    [
+      "not while another region still hears from it (this peer is the one cut off)",
+      { ...base, self: "a", health: [health("b", "down", 9_000), health("c", "up", 0, [sees("b", true)])] },
+      undefined,
+    ],
+    [
+      "not when a witness has not reported on it yet",
+      { ...base, self: "a", health: [health("b", "down", 9_000), health("c", "up", 0, [])] },
+      undefined,
+    ],
+    [
+      "only the successor (the first region of the mesh that is up) acts",
+      { ...base, self: "c", health: [health("a", "up", 0, [sees("b", false)]), health("b", "down", 9_000)] },
+      undefined,
+    ],
+    [
+      "a down region is skipped as successor",
+      {
+        ...base,
+        regions: ["a", "b", "c", "d"],
+        self: "c",
+        health: [
+          health("a", "down", 9_000),
+          health("b", "down", 9_000),
+          health("d", "up", 0, [sees("a", false)]),
+        ],
+      },
+      { from: "a", to: "c" },
+    ],
+    [
+      "alone in a mesh of three, a peer never acts (it may be the one cut off)",
+      { ...base, self: "c", health: [health("a", "down", 9_000), health("b", "down", 9_000)] },
+      undefined,
+    ],
+    [
+      "in a mesh of two nothing can confirm; the survivor acts",
+      { ...base, regions: ["a", "b"], self: "b", health: [health("a", "down", 9_000)] },
+      { from: "a", to: "b" },
+    ],
+    [
+      "never for a region never seen",
+      {
+        ...base,
+        self: "a",
+        health: [health("b", "down", undefined), health("c", "up", 0, [sees("b", false)])],
+      },
+      undefined,
+    ],
+    [
+      "once per outage",
+      {
+        ...base,
+        done: new Set(["b"]),
+        self: "a",
+        health: [health("b", "down", 9_000), health("c", "up", 0, [sees("b", false)])],
+      },
+      undefined,
+    ],
+  ];
+  for (const [name, input, want] of cases)
+    test(name, () => assert.deepEqual(autoFailoverDecision(input), want));
+
+  test("a region seen up again may be failed over again in a later outage", () => {
+    const done = new Set(["b", "c"]);
+    recovered([health("b", "up", 0), health("c", "down", 9_000)], done);
+    assert.deepEqual([...done], ["c"]);
+  });
+});
+
+describe("automatic failover with live regions", () => {
+  let mesh: ProxiedMesh;
+  let cleanup: After;
+  cleanup = cleanupStack({ after });
+  const client = (region: string) => new OciClient(mesh.regions.get(region)!.registry);
+  const homes = async (region: string) => {
+    const res = await client(region).fetch("/admin/v1/rules");
+    const { rules } = (await res.json()) as {
+      rules: Array<{ scope: string; homes: Record<string, string> }>;
+    };
+    return rules.find((r) => r.scope === "auto/")?.homes;
+  };
+
+  before(async () => {
+    mesh = await startProxiedMesh(cleanup, ["a", "b", "c"], {
+      peer: { MERIDIAN_AUTO_FAILOVER_AFTER_MS: "1500" },
+    });
+  });
+
+  test("when the home dies, the first region of the mesh takes it over, once, and takes writes", async () => {
+    const res = await client("b").fetch("/admin/v1/rules", {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ scope: "auto/", tagMerge: "home-region", home: "b" }),
+    });
+    assert.equal(res.status, 200);
+    await eventually(
+      async () => (await homes("a"))?.["0"] === "b" && (await homes("c"))?.["0"] === "b",
+      15_000,
+    );
+    await mesh.killRegion("b");
+    await eventually(async () => (await homes("c"))?.["1"] !== undefined, 30_000, 100);
+    assert.deepEqual(await homes("c"), { "0": "b", "1": "a" });
+    assert.deepEqual(await homes("a"), { "0": "b", "1": "a" });
+    const c = client("a");
+    const config = await c.pushBlob("auto/app", Buffer.from("{}"));
+    const put = await c.pushManifest("auto/app", "v1", {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config,
+      layers: [],
+    });
+    assert.equal(put.response.status, 201);
+    // Nobody fails over again while b stays dark.
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.deepEqual(await homes("c"), { "0": "b", "1": "a" });
+  });
+});
