@@ -24,7 +24,8 @@ commands:
             and (with several regions) a control-plane peer and a replication worker
               --regions a,b,c   region names (default: a,b,c; one name runs a single region)
               --base-port N     first port (default 5000); region i uses N+10i (registry),
-                                +1 (nats), +2 (peer gRPC), +3 (peer metrics), +4 (worker metrics)
+                                +1 (nats), +2 (peer gRPC), +3 (peer metrics), +4 (worker metrics);
+                                the front door (several regions) uses N+5
               --data DIR        data directory, kept across restarts (default .meridian)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)

@@ -8,17 +8,25 @@
  *   B+10i+3   the peer's /metrics
  *   B+10i+4   the replication worker's /metrics  replication/main.ts
  *
+ * and, once for the whole mesh:
+ *
+ *   B+5       the front door (OCI HTTP)        control-plane/front-door.ts
+ *
  * With more than one region, `up` writes <data>/mesh.json (regions and their
- * endpoints) and a mesh CA with a certificate per region under <data>/certs,
- * reused on later starts. Data lives under <data>/<region>/ and survives
- * restarts; process logs go to <data>/<region>/<process>.log.
+ * endpoints, given to every process as MERIDIAN_MESH) and a mesh CA with a
+ * certificate per region and one for the front door (`front-door`) under
+ * <data>/certs, reused on later starts, and starts the front door after the
+ * regions. One region runs without a mesh, so without peers and front door.
+ * Data lives under <data>/<region>/ and survives restarts; process logs go to
+ * <data>/<region>/<process>.log and <data>/front-door.log.
  *
  * stdout is machine-readable, one JSON object per line:
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
- *   {"ready":true}
- * SIGINT/SIGTERM stop every process (workers, peers, nodes, then nats-servers);
- * if any process dies on its own, the rest are stopped and `up` exits non-zero.
+ *   {"ready":true,"frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…}}
+ * SIGINT/SIGTERM stop every process (the front door, workers, peers, nodes,
+ * then nats-servers); if any process dies on its own, the rest are stopped
+ * and `up` exits non-zero.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
@@ -40,12 +48,21 @@ const ENTRIES = {
   node: join(DIST, "node", "server.js"),
   peer: join(DIST, "control-plane", "peer.js"),
   worker: join(DIST, "replication", "main.js"),
+  frontDoor: join(DIST, "control-plane", "front-door.js"),
 };
+
+/** The front door's certificate name under <data>/certs (front-door-config.ts `tls.identity`). */
+const FRONT_DOOR_IDENTITY = "front-door";
 
 /** Port layout of region `i` (see the header). */
 export function regionPorts(basePort: number, i: number) {
   const b = basePort + 10 * i;
   return { registry: b, nats: b + 1, grpc: b + 2, peerMetrics: b + 3, workerMetrics: b + 4 };
+}
+
+/** The front door's port (see the header): free in region 0's block. */
+export function frontDoorPort(basePort: number): number {
+  return basePort + 5;
 }
 
 export async function up(options: UpOptions): Promise<number> {
@@ -61,7 +78,7 @@ export async function up(options: UpOptions): Promise<number> {
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
-    for (const role of ["worker", "peer", "node"]) {
+    for (const role of ["front-door", "worker", "peer", "node"]) {
       await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
     }
     await Promise.all(natsServers.map((n) => n.stop()));
@@ -99,7 +116,7 @@ export async function up(options: UpOptions): Promise<number> {
     };
     const meshFile = join(dataDir, "mesh.json");
     if (multi) {
-      const certs = await ensureMeshCerts(join(dataDir, "certs"), options.regions);
+      const certs = await ensureMeshCerts(join(dataDir, "certs"), [...options.regions, FRONT_DOOR_IDENTITY]);
       mesh.tls = { ca: certs.ca, dir: certs.dir };
       writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
     }
@@ -128,7 +145,7 @@ export async function up(options: UpOptions): Promise<number> {
         MERIDIAN_NATS_SERVERS: nats.url,
         ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
       };
-      const node = await startProcess(ENTRIES.node, region, "node", regionDir, {
+      const node = await startProcess(ENTRIES.node, `node of ${region}`, join(regionDir, "node.log"), {
         ...env,
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
@@ -137,15 +154,20 @@ export async function up(options: UpOptions): Promise<number> {
       const line: Record<string, unknown> = { region, registry: node.info.registry, nats: nats.url };
       const pids: Record<string, number | undefined> = { nats: nats.pid, node: node.child.pid };
       if (multi) {
-        const peer = await startProcess(ENTRIES.peer, region, "peer", regionDir, {
+        const peer = await startProcess(ENTRIES.peer, `peer of ${region}`, join(regionDir, "peer.log"), {
           ...env,
           MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
         });
         watch(region, "peer", peer.child);
-        const worker = await startProcess(ENTRIES.worker, region, "worker", regionDir, {
-          ...env,
-          MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
-        });
+        const worker = await startProcess(
+          ENTRIES.worker,
+          `worker of ${region}`,
+          join(regionDir, "worker.log"),
+          {
+            ...env,
+            MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
+          },
+        );
         watch(region, "worker", worker.child);
         line.grpc = peer.info.grpc;
         line.metrics = { peer: peer.info.metrics, worker: worker.info.metrics };
@@ -154,7 +176,19 @@ export async function up(options: UpOptions): Promise<number> {
       }
       process.stdout.write(`${JSON.stringify({ ...line, pids })}\n`);
     }
-    process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+    const ready: Record<string, unknown> = { ready: true };
+    if (multi) {
+      const frontDoor = await startProcess(ENTRIES.frontDoor, "front door", join(dataDir, "front-door.log"), {
+        MERIDIAN_MESH: meshFile,
+        MERIDIAN_FRONT_DOOR_HOST: "127.0.0.1",
+        MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
+        MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
+      });
+      watch("the mesh", "front-door", frontDoor.child);
+      ready.frontDoor = frontDoor.info.frontDoor;
+      ready.pids = { frontDoor: frontDoor.child.pid };
+    }
+    process.stdout.write(`${JSON.stringify(ready)}\n`);
   } catch (err) {
     process.stderr.write(`meridian up: ${(err as Error).message}\n`);
     await stopAll(1);
@@ -165,12 +199,10 @@ export async function up(options: UpOptions): Promise<number> {
 /** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
 async function startProcess(
   entry: string,
-  region: string,
-  role: string,
-  regionDir: string,
+  what: string,
+  logFile: string,
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; info: Record<string, string> }> {
-  const logFile = join(regionDir, `${role}.log`);
   const log = createWriteStream(logFile, { flags: "a" });
   const child = spawn(process.execPath, [entry], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -180,7 +212,7 @@ async function startProcess(
   const lines = createInterface({ input: child.stdout! });
   return new Promise((resolvePromise, reject) => {
     const onExit = (code: number | null) =>
-      reject(new Error(`${role} of ${region} exited with ${code} before listening (see ${logFile})`));
+      reject(new Error(`${what} exited with ${code} before listening (see ${logFile})`));
     child.once("exit", onExit);
     lines.on("line", (line) => {
       try {

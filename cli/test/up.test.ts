@@ -21,16 +21,25 @@ interface RegionLine {
   pids: { nats: number; node: number };
 }
 
+interface ReadyLine {
+  ready: true;
+  frontDoor?: string;
+  pids?: { frontDoor: number };
+}
+
 interface Up {
   child: ChildProcess;
   regions: RegionLine[];
+  ready: ReadyLine;
+  base: number;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stderr: () => string;
 }
 
 /** Start `meridian up`, read its lines up to {"ready":true}; kills whatever is left afterwards. */
 async function startUp(after: After, regions: string[], data: string): Promise<Up> {
-  const offsets = regions.flatMap((_, i) => [10 * i, 10 * i + 1]);
+  // Every port `up` uses (cli/up.ts regionPorts, and B+5 for the front door).
+  const offsets = [...regions.flatMap((_, i) => [0, 1, 2, 3, 4].map((o) => 10 * i + o)), 5];
   const base = await freePortBlock(offsets);
   const child = spawn(
     process.execPath,
@@ -45,13 +54,13 @@ async function startUp(after: After, regions: string[], data: string): Promise<U
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
   const lines: RegionLine[] = [];
+  let ready: ReadyLine | undefined;
   after(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     await exit;
-    for (const line of lines) {
-      for (const pid of [line.pids.node, line.pids.nats]) {
-        if (processAlive(pid)) process.kill(pid, "SIGKILL");
-      }
+    const pids = [...lines.flatMap((l) => [l.pids.node, l.pids.nats]), ready?.pids?.frontDoor ?? 0];
+    for (const pid of pids) {
+      if (pid > 0 && processAlive(pid)) process.kill(pid, "SIGKILL");
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -61,10 +70,11 @@ async function startUp(after: After, regions: string[], data: string): Promise<U
       reject(new Error(`up exited (${code ?? signal}) before ready: ${stderr}`));
     });
     createInterface({ input: child.stdout! }).on("line", (line) => {
-      const msg = JSON.parse(line) as RegionLine | { ready: boolean };
+      const msg = JSON.parse(line) as RegionLine | ReadyLine;
       if ("ready" in msg) {
         clearTimeout(timer);
         assert.equal(msg.ready, true);
+        ready = msg;
         resolve();
       } else {
         lines.push(msg);
@@ -76,10 +86,10 @@ async function startUp(after: After, regions: string[], data: string): Promise<U
     assert.equal(line.registry, `http://127.0.0.1:${base + 10 * i}`);
     assert.equal(line.nats, `nats://127.0.0.1:${base + 10 * i + 1}`);
   }
-  return { child, regions: lines, exit, stderr: () => stderr };
+  return { child, regions: lines, ready: ready!, base, exit, stderr: () => stderr };
 }
 
-test("meridian up: one line per region, then ready; push and pull work; SIGTERM stops everything", async (t) => {
+test("meridian up: one line per region, then ready with the front door; push and pull work; SIGTERM stops everything", async (t) => {
   const after = cleanupStack(t);
   const data = tempDir(after, "meridian-up-");
   const up = await startUp(after, ["a", "b"], data);
@@ -87,8 +97,9 @@ test("meridian up: one line per region, then ready; push and pull work; SIGTERM 
     up.regions.map((r) => r.region),
     ["a", "b"],
   );
-  const pids = up.regions.flatMap((r) => [r.pids.nats, r.pids.node]);
-  assert.equal(new Set(pids).size, 4, "four distinct processes");
+  assert.equal(up.ready.frontDoor, `http://127.0.0.1:${up.base + 5}`, "the front door, on B+5");
+  const pids = [...up.regions.flatMap((r) => [r.pids.nats, r.pids.node]), up.ready.pids!.frontDoor];
+  assert.equal(new Set(pids).size, 5, "five distinct processes");
   for (const pid of pids) {
     assert.ok(Number.isInteger(pid) && pid > 0);
     assert.ok(processAlive(pid), `pid ${pid} is running`);
@@ -115,6 +126,16 @@ test("meridian up: one line per region, then ready; push and pull work; SIGTERM 
     }
   }
 
+  // The front door serves the OCI API, routing to the default region (the first: no CIDR table).
+  const front = new OciClient(up.ready.frontDoor!);
+  const base = await front.fetch("/v2/");
+  assert.equal(base.status, 200);
+  assert.equal(base.headers.get("meridian-region"), "a");
+  const viaFront = await front.fetch("/v2/demo/app/manifests/from-a", { method: "HEAD" });
+  assert.equal(viaFront.status, 200);
+  const routed = await (await front.fetch("/metrics")).text();
+  assert.match(routed, /meridian_front_door_routes_total\{client_region="a",region="a",reason="local"\} 2/);
+
   up.child.kill("SIGTERM");
   const exited = await within(up.exit, 20_000);
   assert.notEqual(exited, "timeout", "up stops within 20 s of SIGTERM");
@@ -132,6 +153,7 @@ test("meridian up: when one of its processes dies, it stops the rest and exits n
   const after = cleanupStack(t);
   const data = tempDir(after, "meridian-up-");
   const up = await startUp(after, ["solo"], data);
+  assert.equal(up.ready.frontDoor, undefined, "one region: no mesh, no front door");
   const [region] = up.regions;
   process.kill(region!.pids.node, "SIGKILL");
   const exited = await within(up.exit, 20_000);
