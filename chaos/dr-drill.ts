@@ -22,6 +22,9 @@
  * runs it once with a short interval and checks what must hold.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { sleep } from "../testing/faults.js";
@@ -275,18 +278,31 @@ export async function runDrill(after: After, options: DrillOptions): Promise<Dri
     await sleep(50);
   }
   const clients = ["a", "b", "c"].map((r) => new OciClient(registry(r)));
-  await eventually(
-    async () => {
-      for (const repo of Object.values(REPOS)) {
-        const maps = await Promise.all(clients.map((c) => tagMap(c, repo)));
-        const first = JSON.stringify(maps[0]);
-        if (maps[0] === undefined || maps.some((m) => JSON.stringify(m) !== first)) return false;
-      }
-      return true;
-    },
-    60_000,
-    100,
-  );
+  let differing = "";
+  try {
+    await eventually(
+      async () => {
+        for (const repo of Object.values(REPOS)) {
+          const maps = await Promise.all(clients.map((c) => tagMap(c, repo)));
+          const first = JSON.stringify(maps[0]);
+          if (maps[0] === undefined || maps.some((m) => JSON.stringify(m) !== first)) {
+            differing = `${repo}: ${["a", "b", "c"].map((r, i) => `${r} ${JSON.stringify(maps[i])}`).join("; ")}`;
+            return false;
+          }
+        }
+        return true;
+      },
+      60_000,
+      100,
+    );
+  } catch {
+    // Keep every process's log for the post-mortem.
+    const dir = mkdtempSync(join(tmpdir(), "meridian-dr-drill-"));
+    for (const [name, r] of mesh.regions)
+      for (const kind of ["node", "peer", "worker"] as const)
+        writeFileSync(join(dir, `${name}-${kind}.log`), r[kind].log());
+    throw new Error(`regions did not converge within 60 s of a's return (logs in ${dir}); ${differing}`);
+  }
   const convergedAfterReturnMs = Date.now() - returnedAt;
   let recoveredOnReturn = 0;
   for (const ack of lostAcks) {

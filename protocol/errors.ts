@@ -225,7 +225,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [UndeleteError, { code: "DENIED", status: 403 }],
   [RegionFencedError, { code: "UNAVAILABLE", status: 503 }],
   [ReplicationPendingError, { code: "UNAVAILABLE", status: 503 }],
-  [FailoverRefusedError, { code: "DENIED", status: 409 }],
+  [FailoverRefusedError, { code: "DENIED", status: 403 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -31,7 +31,11 @@ test("defaults come from the mesh and the data directory", (t) => {
   assert.equal(config.view.dir, join(dir, "b", "peer-view"));
   assert.deepEqual(config.metrics, { host: "127.0.0.1", port: 0 });
   assert.deepEqual(config.heartbeat, { intervalMs: 1000, timeoutMs: 1000, misses: 3 });
-  assert.deepEqual(config.failover, { leaseMs: 3000 }, "the lease defaults to interval × misses");
+  assert.deepEqual(
+    config.failover,
+    { leaseMs: 3000, autoAfterMs: 0 },
+    "the lease defaults to interval × misses; no automatic failover",
+  );
   assert.equal(config.mesh.regions.length, 2);
   assert.ok(Object.isFrozen(config) && Object.isFrozen(config.heartbeat));
 });
@@ -72,6 +76,23 @@ test("a lease that is not a number, or shorter than a heartbeat interval, is ref
       () => loadPeerConfig({ env: { MERIDIAN_REGION: "a", MERIDIAN_MESH: meshFile(dir, MESH), ...env } }),
       (err: PeerConfigError) => err.problems.some((p) => p.includes(fragment)),
       fragment,
+    );
+  }
+});
+
+test("automatic failover: off by default, on with at least twice the lease", (t) => {
+  const dir = tempDir(cleanupStack(t));
+  const load = (env: Record<string, string>) =>
+    loadPeerConfig({ env: { MERIDIAN_REGION: "a", MERIDIAN_MESH: meshFile(dir, MESH), ...env } });
+  assert.equal(load({ MERIDIAN_AUTO_FAILOVER_AFTER_MS: "6000" }).failover.autoAfterMs, 6000);
+  for (const value of ["5999", "-1", "later"]) {
+    assert.throws(
+      () => load({ MERIDIAN_AUTO_FAILOVER_AFTER_MS: value }),
+      (err: PeerConfigError) =>
+        err.problems.some(
+          (p) => p.includes("failover.autoAfterMs") || p.includes("MERIDIAN_AUTO_FAILOVER_AFTER_MS"),
+        ),
+      value,
     );
   }
 });

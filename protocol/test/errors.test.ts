@@ -74,6 +74,9 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   PolicyNotFoundError: { code: "NAME_UNKNOWN", status: 404 },
   TagImmutableError: { code: "DENIED", status: 403 },
   UndeleteError: { code: "DENIED", status: 403 },
+  RegionFencedError: { code: "UNAVAILABLE", status: 503 },
+  ReplicationPendingError: { code: "UNAVAILABLE", status: 503 },
+  FailoverRefusedError: { code: "DENIED", status: 403 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */
