@@ -218,6 +218,11 @@ export class PeerClient {
         done(err);
       },
     });
+    // The call may fail (a dead peer refuses at once) before the consumer
+    // attaches: an 'error' with no listener would kill the process. The error
+    // stays on the stream (out.errored), and pipeline() or iteration still
+    // rejects with it.
+    out.on("error", () => undefined);
     const arm = (ms: number) => {
       clearTimeout(idle);
       idle = setTimeout(

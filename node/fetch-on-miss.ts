@@ -194,6 +194,11 @@ export class FetchOnMiss {
     const toStore = new PassThrough({ highWaterMark: 4 << 20 });
     const toClient = new PassThrough({ highWaterMark: 4 << 20 });
     let clientGone = !withClient;
+    // Errors reach the store's write and the client's response through their
+    // pipes (kept on the streams); one raised before a pipe is attached, or on
+    // a client stream nobody reads, must not go unhandled.
+    toStore.on("error", () => undefined);
+    toClient.on("error", () => undefined);
     const dropClient = () => {
       clientGone = true;
       if (source.isPaused()) source.resume();
