@@ -135,6 +135,15 @@ export function backoffMs(n: number, min: number, max: number): number {
  * hence short). A long copy keeps its event alive with working().
  */
 const ACK_WAIT_MS = 4_000;
+/** Events of one source prepared (content being copied) at once. */
+const PIPELINE_DEPTH = 16;
+
+/** An event after its preparation, waiting for its turn to be committed. */
+type Prepared =
+  | { kind: "commit"; event: RegistryEvent; outgoing: RegistryEvent }
+  | { kind: "skip"; outcome: "skipped" | "filtered" }
+  | { kind: "invalid" }
+  | { kind: "stopped" };
 
 export function durableName(destination: string): string {
   return `replicate-to-${destination}`;
@@ -606,7 +615,7 @@ export class ReplicationWorker {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       // Short, so a crashed worker's in-flight event is redelivered soon; a
-      // long copy keeps its event alive with working() (see #handle).
+      // long copy keeps its event alive with working() (see #prepare).
       ack_wait: nanos(ACK_WAIT_MS),
       max_ack_pending: 256,
     };
@@ -625,57 +634,110 @@ export class ReplicationWorker {
     // Pull requests expire every 5 s (not the client's default 30 s): a pull
     // lost to a broken link is noticed and renewed within seconds of the heal.
     // Few messages buffered: each one's ack_wait runs from its delivery, not its handling.
-    const messages = await consumer.consume({ max_messages: 16, expires: 5_000 });
+    const messages = await consumer.consume({ max_messages: PIPELINE_DEPTH, expires: 5_000 });
     const stop = () => messages.stop();
     this.#abort.signal.addEventListener("abort", stop, { once: true });
+    // Events are prepared (content copied) up to PIPELINE_DEPTH at once and
+    // committed (appended here, acknowledged) one at a time in stream order:
+    // copies overlap, and the log, `applied` and the read-your-writes
+    // positions derived from it still follow the source's order.
+    let committed: Promise<void> = Promise.resolve();
+    let inFlight = 0;
+    let slotFreed: (() => void) | undefined;
     try {
       for await (const m of messages) {
-        await this.#handle(source.name, m, log);
+        const prepared = this.#prepare(source.name, m, log);
+        inFlight++;
+        committed = committed
+          .then(() => prepared)
+          .then((p) => this.#commit(source.name, m, p, log))
+          .catch((err) => {
+            if (!this.#abort.signal.aborted) log.error({ err, seq: m.seq }, "replication of an event failed");
+          })
+          .finally(() => {
+            inFlight--;
+            slotFreed?.();
+          });
+        while (inFlight >= PIPELINE_DEPTH && !this.#abort.signal.aborted)
+          await new Promise<void>((resolve) => {
+            slotFreed = resolve;
+          });
         if (this.#abort.signal.aborted) break;
       }
     } finally {
       this.#abort.signal.removeEventListener("abort", stop);
       messages.stop();
+      await committed;
     }
   }
 
-  async #handle(source: string, m: JsMsg, log: Logger): Promise<void> {
+  /**
+   * The part of handling an event that may overlap with others: decode it,
+   * decide what this region takes of it (policies, the delete breaker), and
+   * copy the content it needs, retrying until that succeeds or the worker
+   * stops. The message is kept alive meanwhile.
+   */
+  async #prepare(source: string, m: JsMsg, log: Logger): Promise<Prepared> {
     let event: RegistryEvent;
     try {
       event = decodeEvent(m.data);
     } catch (err) {
       log.error({ err, seq: m.seq }, "source event invalid; skipped");
+      return { kind: "invalid" };
+    }
+    if (event.origin !== source) return { kind: "skip", outcome: "skipped" };
+    const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
+    try {
+      let outgoing: RegistryEvent | undefined = event;
+      if (isContentEvent(event) && event.type !== "tag.conflict") {
+        outgoing = await this.#select(source, event);
+        if (outgoing === undefined) return { kind: "skip", outcome: "filtered" };
+      }
+      const min = this.#o.retryMinMs ?? 250;
+      const max = this.#o.retryMaxMs ?? 5_000;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.#fetchContent(outgoing);
+          return { kind: "commit", event, outgoing };
+        } catch (err) {
+          if (this.#abort.signal.aborted) return { kind: "stopped" };
+          log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
+          this.#recordFailure(source, outgoing, err, attempt);
+          await sleep(backoffMs(attempt, min, max), this.#abort.signal);
+          if (this.#abort.signal.aborted) return { kind: "stopped" };
+        }
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  /** Commit a prepared event, in stream order: append it here, acknowledge it, record it. */
+  async #commit(source: string, m: JsMsg, p: Prepared, log: Logger): Promise<void> {
+    const labels = { src: source, dst: this.#o.region };
+    if (p.kind === "stopped") return; // not acked: redelivered after a restart
+    if (p.kind === "invalid") {
       m.term();
       return;
     }
-    const labels = { src: source, dst: this.#o.region };
-    if (event.origin !== source) {
-      this.#events.inc({ ...labels, outcome: "skipped" });
+    if (p.kind === "skip") {
+      this.#events.inc({ ...labels, outcome: p.outcome });
       m.ack();
+      this.applied.set(source, m.seq);
       return;
     }
-    const min = this.#o.retryMinMs ?? 250;
-    const max = this.#o.retryMaxMs ?? 5_000;
+    const { event, outgoing } = p;
     const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
-    let outgoing: RegistryEvent | undefined = event;
     try {
-      if (isContentEvent(event) && event.type !== "tag.conflict") {
-        outgoing = await this.#select(source, event);
-        if (outgoing === undefined) {
-          this.#events.inc({ ...labels, outcome: "filtered" });
-          m.ack();
-          this.applied.set(source, m.seq);
-          return;
-        }
-      }
+      const min = this.#o.retryMinMs ?? 250;
+      const max = this.#o.retryMaxMs ?? 5_000;
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.#replicate(outgoing, m.seq);
+          await this.#append(outgoing, m.seq);
           break;
         } catch (err) {
-          if (this.#abort.signal.aborted) return; // not acked: redelivered after restart
-          log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
-          this.#recordFailure(source, outgoing, err, attempt);
+          if (this.#abort.signal.aborted) return;
+          log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "appending a replicated event failed");
           await sleep(backoffMs(attempt, min, max), this.#abort.signal);
           if (this.#abort.signal.aborted) return;
         }
@@ -747,7 +809,8 @@ export class ReplicationWorker {
   }
 
   /** Make the event's content present here, then append its replica to the local log. */
-  async #replicate(event: RegistryEvent, srcSeq: number): Promise<void> {
+  /** Copy what an event needs here (a manifest's whole closure, a blob) before it is appended. */
+  async #fetchContent(event: RegistryEvent): Promise<void> {
     const peers = this.#peersFor();
     const signal = this.#abort.signal;
     switch (event.type) {
@@ -763,6 +826,10 @@ export class ReplicationWorker {
       default:
         break; // deletions carry no content
     }
+  }
+
+  /** Append a replicated event here (its content is present), recording a conflict it makes. */
+  async #append(event: RegistryEvent, srcSeq: number): Promise<void> {
     const conflict = await this.#conflictWith(event);
     const { seq } = await this.#o.log.append({ ...event, cause: event.id, srcSeq });
     this.#lastAppended = Math.max(this.#lastAppended, seq);
