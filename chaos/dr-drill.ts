@@ -223,7 +223,11 @@ export async function runDrill(after: After, options: DrillOptions): Promise<Dri
   const traffic = Promise.all([writer("sync"), writer("async"), reader()]);
   await sleep(options.warmMs);
   // On a loaded machine a sync(1) push can take longer than the warm-up: have one of each first.
-  await eventually(() => acks.some((a) => a.kind === "sync") && acks.some((a) => a.kind === "async"), 30_000, 20);
+  await eventually(
+    () => acks.some((a) => a.kind === "sync") && acks.some((a) => a.kind === "async"),
+    30_000,
+    20,
+  );
 
   // ---- the disaster
   killedAt = Date.now();

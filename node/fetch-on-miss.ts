@@ -26,6 +26,12 @@
  *
  * Absence stays absence: when no reachable region holds the content, or the
  * peer cannot be asked, the caller answers its original 404.
+ *
+ * Only GET fetches on miss; HEAD answers what this region holds. A HEAD is
+ * how a pushing client asks whether to upload a blob (or a child manifest of
+ * an index): answering "present" for content held only elsewhere would make
+ * it skip the upload, and the manifest it then pushes would be refused here
+ * for referring to content this region lacks. Pulling clients GET.
  */
 import { PassThrough, type Readable } from "node:stream";
 import type { Logger } from "pino";

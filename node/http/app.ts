@@ -174,8 +174,10 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
           ? { size: await reg.blobSize(repo, digest) }
           : await reg.openBlob(repo, digest, wanted, ac.signal);
     } catch (err) {
-      if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined) throw err;
-      const miss = await options.fetchOnMiss.blob(repo, digest, req.method === "HEAD", wanted, ac.signal);
+      // Only a GET fetches on miss: a HEAD is how a pushing client asks whether to upload (see fetch-on-miss.ts).
+      if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || req.method !== "GET")
+        throw err;
+      const miss = await options.fetchOnMiss.blob(repo, digest, false, wanted, ac.signal);
       if (miss === undefined) throw err;
       if ("redirect" in miss) return redirectTo(reply, miss);
       reply.header(FETCHED_FROM_HEADER, miss.found.region);
@@ -265,7 +267,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       found = { digest: local.digest, mediaType: local.record.mediaType, bytes: local.bytes };
     } catch (err) {
       const missing = err instanceof ManifestNotFoundError || err instanceof RepositoryNotFoundError;
-      if (!missing || options.fetchOnMiss === undefined) throw err;
+      if (!missing || options.fetchOnMiss === undefined || req.method !== "GET") throw err;
       const miss = await options.fetchOnMiss.manifest(repo, m[2]!);
       if (miss === undefined) throw err;
       if ("redirect" in miss) return redirectTo(reply, miss);

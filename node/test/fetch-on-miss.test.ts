@@ -51,7 +51,7 @@ describe("fetch on miss", () => {
     redirecting = new OciClient(`http://127.0.0.1:${port}`);
   });
 
-  test("a manifest b lacks is relayed from a, by tag and by digest, and HEAD answers too", async () => {
+  test("a manifest b lacks is relayed from a by tag and by digest; HEAD answers what b holds", async () => {
     const pushed = await client("a").pushRandomImage("miss/app", "v1");
     const sent = await client("a").fetch("/v2/miss/app/manifests/v1");
     const bytes = Buffer.from(await sent.arrayBuffer());
@@ -63,9 +63,9 @@ describe("fetch on miss", () => {
       assert.equal(res.headers.get("content-type"), OCI_MANIFEST);
       assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
     }
+    // HEAD answers what b holds (a pushing client must not skip an upload b lacks).
     const head = await client("b").fetch("/v2/miss/app/manifests/v1", { method: "HEAD" });
-    assert.equal(head.status, 200);
-    assert.equal(head.headers.get("content-length"), String(bytes.byteLength));
+    assert.equal(head.status, 404);
     // Nothing was replicated: b's own view still lacks it (only fetching made it answer).
     const tags = await client("b").fetch("/v2/miss/app/tags/list");
     assert.equal(tags.status, 404);
@@ -100,12 +100,29 @@ describe("fetch on miss", () => {
     assert.equal((await metric(b, "meridian_node_fetch_on_miss_bytes_total")) - before, layer.byteLength);
   });
 
-  test("HEAD of a missing blob answers its size without fetching it", async () => {
-    const desc = await client("a").pushBlob("miss/head", randomBytes(4096));
-    const res = await client("b").fetch(`/v2/miss/head/blobs/${desc.digest}`, { method: "HEAD" });
-    assert.equal(res.status, 200);
-    assert.equal(res.headers.get("content-length"), "4096");
-    assert.equal(res.headers.get("meridian-fetched-from"), "a");
+  test("a push to b of an image a holds uploads everything: HEAD does not answer from a", async () => {
+    const image = await client("a").pushRandomImage("miss/promote", "v1");
+    const blob = image.layers[0]!.digest;
+    const head = await client("b").fetch(`/v2/miss/promote/blobs/${blob}`, { method: "HEAD" });
+    assert.equal(head.status, 404);
+    // The client uploads what HEAD said was missing, and the manifest is accepted in b.
+    const bClient = client("b");
+    const layerBytes = Buffer.from(
+      await (await client("a").fetch(`/v2/miss/promote/blobs/${blob}`)).arrayBuffer(),
+    );
+    const configBytes = Buffer.from(
+      await (await client("a").fetch(`/v2/miss/promote/blobs/${image.config.digest}`)).arrayBuffer(),
+    );
+    await bClient.pushBlob("miss/promote", configBytes);
+    for (const layer of image.layers) {
+      const bytes = Buffer.from(
+        await (await client("a").fetch(`/v2/miss/promote/blobs/${layer.digest}`)).arrayBuffer(),
+      );
+      await bClient.pushBlob("miss/promote", bytes);
+    }
+    assert.equal(sha256(layerBytes), blob);
+    const put = await bClient.pushManifest("miss/promote", "v1", image.manifest);
+    assert.equal(put.digest, image.digest);
   });
 
   test("absence stays absence: content in no region, or in another repository, is 404", async () => {
