@@ -2,7 +2,9 @@
  * `meridian status`: the mesh at a glance — per region: whether its peer
  * answers, the round trip to it from here, what each peer sees of the others
  * (up, smoothed RTT), and replication into the region from each source: lag
- * (p50/p99 from the histogram), events pending, bytes copied.
+ * (p50/p99 from the histogram), events pending, bytes copied; and for
+ * failover, the highest failover epoch each region knows and, when a region
+ * refuses home writes, why (its fence).
  * A table by default, JSON with --json. Reads <data>/mesh.json (or --mesh).
  */
 import { readFileSync } from "node:fs";
@@ -16,6 +18,10 @@ export interface RegionStatus {
   up: boolean;
   rttMs?: number;
   appliedSeq?: number;
+  /** The highest failover epoch the region knows. */
+  epoch?: number;
+  /** Why the region refuses writes as a repository's home now ("" when it does not). */
+  fence?: string;
   error?: string;
   /** What this region's peer sees of the others. */
   peers: Record<string, { up: boolean; rttMs?: number }>;
@@ -59,6 +65,8 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
         out.rttMs = round(performance.now() - started);
         out.up = true;
         out.appliedSeq = Number(reply.applied[r.name] ?? 0);
+        out.epoch = Number(reply.epoch);
+        out.fence = reply.fence;
       } catch (err) {
         out.error = (err as Error).message;
       } finally {
@@ -141,18 +149,24 @@ export function quantile(buckets: Array<{ le: number; count: number }>, q: numbe
 
 function formatTable(regions: RegionStatus[]): string {
   const rows: string[][] = [
-    ["region", "peer", "rtt", "applied", "from", "lag p50", "lag p99", "pending", "copied", "sees"],
+    ["region", "peer", "rtt", "applied", "epoch", "from", "lag p50", "lag p99", "pending", "copied", "sees"],
   ];
   for (const r of regions) {
     const sees = Object.entries(r.peers)
       .map(([p, s]) => `${p}:${s.up ? "up" : "DOWN"}${s.rttMs !== undefined ? `/${s.rttMs}ms` : ""}`)
       .join(" ");
     const sources = Object.entries(r.replication);
-    const head = [r.region, r.up ? "up" : "DOWN", ms(r.rttMs), String(r.appliedSeq ?? "-")];
+    const head = [
+      r.region,
+      r.up ? "up" : "DOWN",
+      ms(r.rttMs),
+      String(r.appliedSeq ?? "-"),
+      String(r.epoch ?? "-"),
+    ];
     if (sources.length === 0) rows.push([...head, "-", "-", "-", "-", "-", sees]);
     sources.forEach(([src, s], i) => {
       rows.push([
-        ...(i === 0 ? head : ["", "", "", ""]),
+        ...(i === 0 ? head : ["", "", "", "", ""]),
         src,
         ms(s.lagP50Ms),
         ms(s.lagP99Ms),
@@ -162,7 +176,10 @@ function formatTable(regions: RegionStatus[]): string {
       ]);
     });
   }
-  return table(rows);
+  const fences = regions
+    .filter((r) => r.fence !== undefined && r.fence !== "")
+    .map((r) => `${r.region} refuses home writes: ${r.fence}\n`);
+  return table(rows) + fences.join("");
 }
 
 async function fetchText(url: string): Promise<string | undefined> {

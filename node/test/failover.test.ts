@@ -140,6 +140,23 @@ describe("durability, fencing, failover and rebuild", () => {
       250,
     );
     assert.match(done, /failed over 1 scope\(s\) from a to b at epoch 1: app\//);
+    // Operators see it at a glance: a down, b (and soon c) at epoch 1.
+    await eventually(
+      async () => {
+        const status = await runCli(["status", "--mesh", mesh.meshFile, "--json"]);
+        const regions = JSON.parse(status.stdout).regions as Array<{
+          region: string;
+          up: boolean;
+          epoch?: number;
+        }>;
+        return (
+          regions.map((r) => `${r.region}:${r.up}:${r.epoch ?? "-"}`).join(" ") ===
+          "a:false:- b:true:1 c:true:1"
+        );
+      },
+      15_000,
+      200,
+    );
     const moved = await push("b", "app/x", "v2");
     assert.equal(moved.res.status, 201);
     await eventually(async () => (await digestAt("c", "app/x", "v2")) === moved.digest, 20_000, 100);

@@ -163,8 +163,20 @@ test("meridian status shows every region up, with replication lag and bytes", as
     250,
   );
   const table = (await run(process.execPath, [CLI_ENTRY, "status", "--data", mesh.dataDir])).stdout;
-  assert.match(table, /^region\s+peer\s+rtt/m);
+  assert.match(table, /^region\s+peer\s+rtt\s+applied\s+epoch/m);
   for (const r of ["a", "b", "c"]) assert.match(table, new RegExp(`^${r}\\s+up`, "m"));
+  // All three hear each other and no failover happened: epoch 0, no region fenced.
+  assert.doesNotMatch(table, /refuses home writes/);
+  assert.deepEqual(
+    JSON.parse(
+      (await run(process.execPath, [CLI_ENTRY, "status", "--data", mesh.dataDir, "--json"])).stdout,
+    ).regions.map((r: { epoch: number; fence: string }) => [r.epoch, r.fence]),
+    [
+      [0, ""],
+      [0, ""],
+      [0, ""],
+    ],
+  );
 });
 
 test("a peer's Status reports, per source region, the last sequence of its stream applied there", async () => {
