@@ -646,6 +646,8 @@ export class ReplicationWorker {
     let slotFreed: (() => void) | undefined;
     try {
       for await (const m of messages) {
+        // Kept alive from delivery to acknowledgement: an event waiting for its turn must not be redelivered.
+        const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
         const prepared = this.#prepare(source.name, m, log);
         inFlight++;
         committed = committed
@@ -655,6 +657,7 @@ export class ReplicationWorker {
             if (!this.#abort.signal.aborted) log.error({ err, seq: m.seq }, "replication of an event failed");
           })
           .finally(() => {
+            clearInterval(keepAlive);
             inFlight--;
             slotFreed?.();
           });
@@ -675,7 +678,7 @@ export class ReplicationWorker {
    * The part of handling an event that may overlap with others: decode it,
    * decide what this region takes of it (policies, the delete breaker), and
    * copy the content it needs, retrying until that succeeds or the worker
-   * stops. The message is kept alive meanwhile.
+   * stops. (The consume loop keeps the message alive until it is acknowledged.)
    */
   async #prepare(source: string, m: JsMsg, log: Logger): Promise<Prepared> {
     let event: RegistryEvent;
@@ -686,29 +689,24 @@ export class ReplicationWorker {
       return { kind: "invalid" };
     }
     if (event.origin !== source) return { kind: "skip", outcome: "skipped" };
-    const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
-    try {
-      let outgoing: RegistryEvent | undefined = event;
-      if (isContentEvent(event) && event.type !== "tag.conflict") {
-        outgoing = await this.#select(source, event);
-        if (outgoing === undefined) return { kind: "skip", outcome: "filtered" };
+    let outgoing: RegistryEvent | undefined = event;
+    if (isContentEvent(event) && event.type !== "tag.conflict") {
+      outgoing = await this.#select(source, event);
+      if (outgoing === undefined) return { kind: "skip", outcome: "filtered" };
+    }
+    const min = this.#o.retryMinMs ?? 250;
+    const max = this.#o.retryMaxMs ?? 5_000;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#fetchContent(outgoing);
+        return { kind: "commit", event, outgoing };
+      } catch (err) {
+        if (this.#abort.signal.aborted) return { kind: "stopped" };
+        log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
+        this.#recordFailure(source, outgoing, err, attempt);
+        await sleep(backoffMs(attempt, min, max), this.#abort.signal);
+        if (this.#abort.signal.aborted) return { kind: "stopped" };
       }
-      const min = this.#o.retryMinMs ?? 250;
-      const max = this.#o.retryMaxMs ?? 5_000;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await this.#fetchContent(outgoing);
-          return { kind: "commit", event, outgoing };
-        } catch (err) {
-          if (this.#abort.signal.aborted) return { kind: "stopped" };
-          log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
-          this.#recordFailure(source, outgoing, err, attempt);
-          await sleep(backoffMs(attempt, min, max), this.#abort.signal);
-          if (this.#abort.signal.aborted) return { kind: "stopped" };
-        }
-      }
-    } finally {
-      clearInterval(keepAlive);
     }
   }
 
@@ -727,23 +725,18 @@ export class ReplicationWorker {
       return;
     }
     const { event, outgoing } = p;
-    const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
-    try {
-      const min = this.#o.retryMinMs ?? 250;
-      const max = this.#o.retryMaxMs ?? 5_000;
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await this.#append(outgoing, m.seq);
-          break;
-        } catch (err) {
-          if (this.#abort.signal.aborted) return;
-          log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "appending a replicated event failed");
-          await sleep(backoffMs(attempt, min, max), this.#abort.signal);
-          if (this.#abort.signal.aborted) return;
-        }
+    const min = this.#o.retryMinMs ?? 250;
+    const max = this.#o.retryMaxMs ?? 5_000;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#append(outgoing, m.seq);
+        break;
+      } catch (err) {
+        if (this.#abort.signal.aborted) return;
+        log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "appending a replicated event failed");
+        await sleep(backoffMs(attempt, min, max), this.#abort.signal);
+        if (this.#abort.signal.aborted) return;
       }
-    } finally {
-      clearInterval(keepAlive);
     }
     m.ack();
     this.applied.set(source, m.seq);

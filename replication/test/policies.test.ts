@@ -55,6 +55,21 @@ async function digestAt(region: string, repo: string, ref: string): Promise<stri
   return res.status === 200 ? (res.headers.get("docker-content-digest") ?? undefined) : undefined;
 }
 
+/**
+ * Wait until `region` shows `repo:ref` at `digest` (undefined: absent); on a
+ * timeout the error carries the region's worker log, for the post-mortem.
+ */
+async function arrives(region: string, repo: string, ref: string, digest: string | undefined, ms = 30_000) {
+  try {
+    await eventually(async () => (await digestAt(region, repo, ref)) === digest, ms, 100);
+  } catch (err) {
+    const log = mesh.regions.get(region)!.worker.log().slice(-6_000);
+    throw new Error(
+      `${repo}:${ref} not ${digest ?? "absent"} in ${region}: ${(err as Error).message}\n${log}`,
+    );
+  }
+}
+
 /** Every event in a region's stream. */
 const streamEvents = (region: string) => readStream(mesh.regions.get(region)!.nats.url, region);
 
@@ -102,9 +117,9 @@ describe("replication policies", () => {
       ["prod/app", "dev", dev],
       ["misc/tool", "v1", other],
     ] as const) {
-      await eventually(async () => (await digestAt("c", repo, tag)) === img.digest, 30_000, 100);
+      await arrives("c", repo, tag, img.digest);
     }
-    await eventually(async () => (await digestAt("b", "prod/app", "v1")) === v1.digest, 30_000, 100);
+    await arrives("b", "prod/app", "v1", v1.digest);
     // Every blob of the replicated image is pullable in b.
     for (const layer of v1.layers)
       assert.equal(
@@ -124,7 +139,7 @@ describe("replication policies", () => {
     const a = client("a");
     const res = await a.fetch("/v2/prod/app/manifests/v1", { method: "DELETE" });
     assert.equal(res.status, 202);
-    await eventually(async () => (await digestAt("c", "prod/app", "v1")) === undefined, 30_000, 100);
+    await arrives("c", "prod/app", "v1", undefined);
     await sleep(1_000);
     assert.ok((await digestAt("b", "prod/app", "v1")) !== undefined, "prod-to-b has deletes off");
   });
@@ -135,7 +150,7 @@ describe("replication policies", () => {
     const image = await a.pushRandomImage("brk/app", "t0", 1, 1000);
     const bytes = JSON.stringify(image.manifest);
     for (const tag of tags) await a.pushManifest("brk/app", tag, bytes);
-    await eventually(async () => (await digestAt("c", "brk/app", "t6")) === image.digest, 30_000, 100);
+    await arrives("c", "brk/app", "t6", image.digest);
     // 7 tags in c; deleting 5 passes the 50% share on the fourth.
     for (const tag of tags.slice(0, 5))
       assert.equal((await a.fetch(`/v2/brk/app/manifests/${tag}`, { method: "DELETE" })).status, 202);
@@ -158,8 +173,8 @@ describe("replication policies", () => {
     await sleep(1_500);
     assert.equal(await digestAt("c", "brk/other", "x"), undefined);
     await admin("c", { type: "breaker.reset", name: "default" });
-    await eventually(async () => (await digestAt("c", "brk/app", "t5")) === undefined, 30_000, 100);
-    await eventually(async () => (await digestAt("c", "brk/other", "x")) === later.digest, 30_000, 100);
+    await arrives("c", "brk/app", "t5", undefined);
+    await arrives("c", "brk/other", "x", later.digest);
     assert.equal(await digestAt("c", "brk/app", "t6"), image.digest);
   });
 
@@ -173,12 +188,12 @@ describe("replication policies", () => {
     });
     await settle();
     const img = await client("a").pushRandomImage("manual/app", "v1");
-    await eventually(async () => (await digestAt("c", "manual/app", "v1")) === img.digest, 30_000, 100);
+    await arrives("c", "manual/app", "v1", img.digest);
     await sleep(1_000);
     assert.equal(await digestAt("b", "manual/app", "v1"), undefined);
     const runId = randomUUID();
     await admin("a", { type: "policy.run", name: "manual-to-b", runId });
-    await eventually(async () => (await digestAt("b", "manual/app", "v1")) === img.digest, 30_000, 100);
+    await arrives("b", "manual/app", "v1", img.digest);
     await eventually(
       async () =>
         (await streamEvents("b")).some(
@@ -200,7 +215,7 @@ describe("replication policies", () => {
     // c's consumer on a's stream now starts after everything: the events are gone for c.
     await skipConsumerToEnd(mesh.regions.get("a")!.nats.url, "a", "c");
     c.worker = await spawnMeridian(cleanup, "replication/main.js", c.workerEnv);
-    await eventually(async () => (await digestAt("c", "late/app", "v1")) === img.digest, 30_000, 100);
+    await arrives("c", "late/app", "v1", img.digest);
     const pulled = await client("c").fetch(`/v2/late/app/blobs/${img.layers[0]!.digest}`);
     assert.equal(pulled.status, 200);
   });
@@ -210,12 +225,8 @@ describe("replication policies", () => {
     const first = await client("a").pushRandomImage("prod/conf", "v-base", 1, 100);
     const second = await client("b").pushRandomImage("prod/conf", "v-other", 1, 100);
     for (const r of ["a", "b", "c"]) {
-      await eventually(async () => (await digestAt(r, "prod/conf", "v-base")) === first.digest, 30_000, 100);
-      await eventually(
-        async () => (await digestAt(r, "prod/conf", "v-other")) === second.digest,
-        30_000,
-        100,
-      );
+      await arrives(r, "prod/conf", "v-base", first.digest);
+      await arrives(r, "prod/conf", "v-other", second.digest);
     }
     mesh.partition("b");
     await client("a").pushManifest("prod/conf", "v-live", JSON.stringify(first.manifest));
@@ -300,7 +311,7 @@ describe("replication policies", () => {
       { digest: signedImg.digest, size: size(signedImg.manifest) },
       "application/vnd.dev.cosign.artifact.sig.v1+json",
     );
-    await eventually(async () => (await digestAt("b", "signed/app", "v2")) === signedImg.digest, 30_000, 100);
+    await arrives("b", "signed/app", "v2", signedImg.digest);
     const refs = await (await client("b").fetch(`/v2/signed/app/referrers/${signedImg.digest}`)).json();
     assert.deepEqual(
       (refs as { manifests: Array<{ digest: string }> }).manifests.map((m) => m.digest),
@@ -312,7 +323,7 @@ describe("replication policies", () => {
 
     // referrer hold
     const held = await a.pushRandomImage("hold/app", "v1", 1, 100);
-    await eventually(async () => (await digestAt("c", "hold/app", "v1")) === held.digest, 30_000, 100);
+    await arrives("c", "hold/app", "v1", held.digest);
     await sleep(1_000);
     assert.equal(await digestAt("b", "hold/app", "v1"), undefined, "held until its SBOM exists");
     await referrer(
@@ -320,7 +331,7 @@ describe("replication policies", () => {
       { digest: held.digest, size: size(held.manifest) },
       "application/vnd.example.sbom",
     );
-    await eventually(async () => (await digestAt("b", "hold/app", "v1")) === held.digest, 30_000, 100);
+    await arrives("b", "hold/app", "v1", held.digest);
 
     // platform filter on an index
     // Children pushed by digest only: the index's tag is what selects them.
@@ -362,7 +373,7 @@ describe("replication policies", () => {
       JSON.stringify(index),
       "application/vnd.oci.image.index.v1+json",
     );
-    await eventually(async () => (await digestAt("b", "multi/app", "v1")) === pushed.digest, 30_000, 100);
+    await arrives("b", "multi/app", "v1", pushed.digest);
     const head = (d: string) =>
       client("b")
         .fetch(`/v2/multi/app/manifests/${d}`, { method: "HEAD" })
@@ -385,7 +396,7 @@ describe("replication policies", () => {
     try {
       const started = Date.now();
       const img = await client("a").pushRandomImage("bw/app", "v1", 1, 3 * 1024 * 1024);
-      await eventually(async () => (await digestAt("b", "bw/app", "v1")) === img.digest, 60_000, 100);
+      await arrives("b", "bw/app", "v1", img.digest, 60_000);
       const took = Date.now() - started;
       // One second's worth goes at once, the other 2 MiB at 1 MiB/s.
       assert.ok(took >= 1_800, `3 MiB over a 1 MiB/s link took ${took} ms`);
@@ -405,7 +416,7 @@ describe("replication policies", () => {
     });
     await settle();
     const img = await client("a").pushRandomImage("sched/app", "v1", 1, 100);
-    await eventually(async () => (await digestAt("b", "sched/app", "v1")) === img.digest, 30_000, 100);
+    await arrives("b", "sched/app", "v1", img.digest);
     const pushed = (await streamEvents("b")).filter((e) => "repo" in e && e.repo === "sched/app");
     assert.ok(
       pushed.length > 0 && pushed.every((e) => e.cause !== e.id),
