@@ -43,6 +43,7 @@ async function admin(region: string, body: EventBody): Promise<void> {
 
 async function setPolicy(region: string, raw: Record<string, unknown>): Promise<void> {
   const policy = parsePolicy(raw);
+  unsettled.add(policy.name);
   await admin(region, {
     type: "policy.set",
     name: policy.name,
@@ -74,7 +75,31 @@ async function arrives(region: string, repo: string, ref: string, digest: string
 const streamEvents = (region: string) => readStream(mesh.regions.get(region)!.nats.url, region);
 
 /** Wait until the policy has reached every worker's view (they read policies from their own view). */
-const settle = () => sleep(1_500);
+/** Policies set since the last settle(). */
+const unsettled = new Set<string>();
+
+/**
+ * Wait until every region's log holds the policies set since the last call
+ * (their nodes list them), then a moment for the workers' own views, which
+ * follow the same logs: an event that reaches a worker before the policy
+ * selecting it is judged without it.
+ */
+async function settle(): Promise<void> {
+  for (const region of mesh.regions.keys()) {
+    await eventually(
+      async () => {
+        const res = await client(region).fetch("/admin/v1/policies");
+        const { policies } = (await res.json()) as { policies: Array<{ name: string }> };
+        const names = new Set(policies.map((p) => p.name));
+        return [...unsettled].every((n) => names.has(n));
+      },
+      30_000,
+      50,
+    );
+  }
+  unsettled.clear();
+  await sleep(500);
+}
 
 describe("replication policies", () => {
   cleanup = cleanupStack({ after });
