@@ -29,11 +29,13 @@
  *             and `tag.conflict` (a record of a write that lost a merge);
  *   admin     `repository.configured` (merge rule, home region and
  *             durability of a repository or a prefix), `policy.*` (replication policies and
- *             their runs), `alert.raised` and `breaker.reset`.
+ *             their runs), `alert.raised`, `breaker.reset`, and identities:
+ *             `user.*`, `robot.*`, `project.set`, `member.set`.
  * Both replicate to every region the same way, so every region knows the
  * policies, rules and alerts.
  */
 import { createHash } from "node:crypto";
+import { ACTIONS, ROLES, type Role, type RobotGrant } from "./access.js";
 import { type Digest, parseDigest } from "./digest.js";
 import { EventInvalidError } from "./errors.js";
 import { type Hlc, isHlc } from "./hlc.js";
@@ -215,6 +217,54 @@ export interface BreakerReset extends Envelope {
   name: string;
 }
 
+/**
+ * Identities (issue 6) are admin events like policies, so every region knows
+ * every user and a failed region's users log in elsewhere. Secrets travel
+ * only as KDF hashes (node/auth/passwords.ts), never in clear.
+ */
+export interface UserSet extends Envelope {
+  type: "user.set";
+  name: string;
+  passwordHash: string;
+  systemAdmin: boolean;
+}
+export interface UserDeleted extends Envelope {
+  type: "user.deleted";
+  name: string;
+}
+/** A robot account: a hashed secret, explicit grants, an expiry (ISO-8601). */
+export interface RobotSet extends Envelope {
+  type: "robot.set";
+  name: string;
+  secretHash: string;
+  expiresAt: string;
+  grants: RobotGrant[];
+}
+export interface RobotDeleted extends Envelope {
+  type: "robot.deleted";
+  name: string;
+}
+/** A project (a repository's first path component) and whether anyone may pull from it. */
+export interface ProjectSet extends Envelope {
+  type: "project.set";
+  name: string;
+  public: boolean;
+}
+/** A user's role in a project; `role: null` removes the membership. */
+export interface MemberSet extends Envelope {
+  type: "member.set";
+  project: string;
+  user: string;
+  role: Role | null;
+}
+
+/** User names: lower-case letters, digits and `._-`, at most 63. */
+export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** Robot names carry the `robot$` prefix (as Harbor's), so no user can be mistaken for one. */
+export const ROBOT_NAME = /^robot\$[a-z0-9][a-z0-9._+-]{0,63}$/;
+/** Project names: a repository path component, at most 63 characters. */
+export const PROJECT_NAME = /^(?=.{1,63}$)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+
 export type ContentEvent =
   | BlobPushed
   | ManifestPushed
@@ -231,7 +281,13 @@ export type AdminEvent =
   | PolicyRun
   | PolicyRunFinished
   | AlertRaised
-  | BreakerReset;
+  | BreakerReset
+  | UserSet
+  | UserDeleted
+  | RobotSet
+  | RobotDeleted
+  | ProjectSet
+  | MemberSet;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -254,6 +310,12 @@ export const EVENT_TYPES: readonly EventType[] = [
   "policy.run.finished",
   "alert.raised",
   "breaker.reset",
+  "user.set",
+  "user.deleted",
+  "robot.set",
+  "robot.deleted",
+  "project.set",
+  "member.set",
 ];
 
 /** The identity of the write an event carries (the origin event's id). */
@@ -432,6 +494,32 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "breaker.reset":
       text("name", 63);
       break;
+    case "user.set":
+      need(typeof e.name === "string" && USER_NAME.test(e.name), "name");
+      need(typeof e.passwordHash === "string" && e.passwordHash.startsWith("scrypt$"), "passwordHash");
+      need(typeof e.systemAdmin === "boolean", "systemAdmin");
+      break;
+    case "user.deleted":
+      need(typeof e.name === "string" && USER_NAME.test(e.name), "name");
+      break;
+    case "robot.set":
+      need(typeof e.name === "string" && ROBOT_NAME.test(e.name), "name");
+      need(typeof e.secretHash === "string" && e.secretHash.startsWith("scrypt$"), "secretHash");
+      need(typeof e.expiresAt === "string" && !Number.isNaN(Date.parse(e.expiresAt)), "expiresAt");
+      need(Array.isArray(e.grants) && (e.grants as unknown[]).every(isRobotGrant), "grants");
+      break;
+    case "robot.deleted":
+      need(typeof e.name === "string" && ROBOT_NAME.test(e.name), "name");
+      break;
+    case "project.set":
+      need(typeof e.name === "string" && PROJECT_NAME.test(e.name), "name");
+      need(typeof e.public === "boolean", "public");
+      break;
+    case "member.set":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.user === "string" && USER_NAME.test(e.user), "user");
+      need(e.role === null || ROLES.includes(e.role as Role), "role");
+      break;
   }
   return e as unknown as RegistryEvent;
 }
@@ -482,4 +570,20 @@ function wrap(field: string, check: () => unknown): void {
   } catch (err) {
     throw new EventInvalidError(`event field invalid: ${field}`, { cause: err });
   }
+}
+
+function isRobotGrant(value: unknown): boolean {
+  const g = value as Partial<RobotGrant>;
+  return (
+    typeof g === "object" &&
+    g !== null &&
+    typeof g.project === "string" &&
+    PROJECT_NAME.test(g.project) &&
+    typeof g.repositories === "string" &&
+    g.repositories.length > 0 &&
+    g.repositories.length <= 255 &&
+    Array.isArray(g.actions) &&
+    g.actions.length > 0 &&
+    g.actions.every((a) => ACTIONS.includes(a))
+  );
 }

@@ -39,6 +39,10 @@
  *   Q!<name>!<runId>               a policy run               RunRecord
  *   A!<hlc>!<id>                   an alert                   AlertRecord
  *   B!<policy>                     last delete-breaker reset  {w}
+ *   u!<user>                       a user                     {value: UserRecord | null, w}
+ *   x!<robot>                      a robot account            {value: RobotRecord | null, w}
+ *   j!<project>                    a project's visibility     {value: {public}, w}
+ *   g!<project>!<user>             a membership               {value: {role} | null, w}
  *   e!<eventId>                    applied event (de-duplication)  seq
  *   o!<origin>                     highest origin-stream sequence applied from a replica
  *
@@ -47,6 +51,7 @@
  * batch boundary and the next start resumes from there.
  */
 import { Level } from "level";
+import type { RobotGrant, Role } from "../../protocol/access.js";
 import type { Digest } from "../../protocol/digest.js";
 import {
   type ConflictSide,
@@ -343,6 +348,29 @@ export class MetadataView {
           batch.put(key, JSON.stringify({ w }));
         return;
       }
+      // Identities: last-writer-wins registers, a deletion being a write of null.
+      case "user.set":
+      case "user.deleted":
+        await putRegister(batch, `u!${e.name}`, w, () =>
+          e.type === "user.set" ? { passwordHash: e.passwordHash, systemAdmin: e.systemAdmin } : null,
+        );
+        return;
+      case "robot.set":
+      case "robot.deleted":
+        await putRegister(batch, `x!${e.name}`, w, () =>
+          e.type === "robot.set"
+            ? { secretHash: e.secretHash, expiresAt: e.expiresAt, grants: e.grants }
+            : null,
+        );
+        return;
+      case "project.set":
+        await putRegister(batch, `j!${e.name}`, w, () => ({ public: e.public }));
+        return;
+      case "member.set":
+        await putRegister(batch, `g!${e.project}!${e.user}`, w, () =>
+          e.role === null ? null : { role: e.role },
+        );
+        return;
     }
   }
 
@@ -779,6 +807,54 @@ export class MetadataView {
     return (await getJson<{ w: Write }>(this.#db, `B!${policy}`))?.w;
   }
 
+  // ---- identities (issue 6)
+
+  async user(name: string): Promise<UserRecord | undefined> {
+    return (await getJson<{ value: UserRecord | null }>(this.#db, `u!${name}`))?.value ?? undefined;
+  }
+
+  /** Every user, by name. */
+  async users(): Promise<Array<{ name: string } & UserRecord>> {
+    const out: Array<{ name: string } & UserRecord> = [];
+    for (const [name, raw] of await new Batch(this.#db).entriesUnder("u!")) {
+      const { value } = JSON.parse(raw) as { value: UserRecord | null };
+      if (value !== null) out.push({ name, ...value });
+    }
+    return out;
+  }
+
+  async robot(name: string): Promise<RobotRecord | undefined> {
+    return (await getJson<{ value: RobotRecord | null }>(this.#db, `x!${name}`))?.value ?? undefined;
+  }
+
+  /** A project's settings; undefined for a project never configured (private). */
+  async project(name: string): Promise<{ public: boolean } | undefined> {
+    return (await getJson<{ value: { public: boolean } }>(this.#db, `j!${name}`))?.value;
+  }
+
+  /** A user's roles, by project. */
+  async rolesOf(user: string): Promise<Record<string, Role>> {
+    // Memberships are keyed by project first (listing a project's members is a prefix scan).
+    const out: Record<string, Role> = {};
+    for (const [suffix, raw] of await new Batch(this.#db).entriesUnder("g!")) {
+      const cut = suffix.lastIndexOf("!");
+      if (suffix.slice(cut + 1) !== user) continue;
+      const { value } = JSON.parse(raw) as { value: { role: Role } | null };
+      if (value !== null) out[suffix.slice(0, cut)] = value.role;
+    }
+    return out;
+  }
+
+  /** A project's members and their roles. */
+  async members(project: string): Promise<Array<{ user: string; role: Role }>> {
+    const out: Array<{ user: string; role: Role }> = [];
+    for (const [user, raw] of await new Batch(this.#db).entriesUnder(`g!${project}!`)) {
+      const { value } = JSON.parse(raw) as { value: { role: Role } | null };
+      if (value !== null) out.push({ user, role: value.role });
+    }
+    return out;
+  }
+
   /** Highest sequence of each other region's stream applied here through replicas, by origin. */
   async originSeqs(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
@@ -898,4 +974,22 @@ class Batch {
       ),
     );
   }
+}
+
+/** Write `value()` under `key` as a last-writer-wins register, unless a later write is there. */
+async function putRegister(batch: Batch, key: string, w: Write, value: () => unknown): Promise<void> {
+  const current = await getJson<{ w: Write }>(batch, key);
+  if (current !== undefined && compareWrites(toTagWrite(current.w), toTagWrite(w)) >= 0) return;
+  batch.put(key, JSON.stringify({ value: value(), w }));
+}
+
+export interface UserRecord {
+  passwordHash: string;
+  systemAdmin: boolean;
+}
+
+export interface RobotRecord {
+  secretHash: string;
+  expiresAt: string;
+  grants: RobotGrant[];
 }

@@ -318,3 +318,65 @@ describe("view convergence", () => {
     }
   });
 });
+
+describe("identities", () => {
+  const HASH = "scrypt$15$8$1$c2FsdA$a2V5";
+  const userSet = (origin: string, wall: number, name: string, systemAdmin = false) =>
+    ev(origin, wall, { type: "user.set", name, passwordHash: `${HASH}${wall}`, systemAdmin });
+  const member = (origin: string, wall: number, project: string, user: string, role: string | null) =>
+    ev(origin, wall, { type: "member.set", project, user, role } as EventBody);
+
+  test("users, projects and memberships are last-writer-wins registers, in any order", async (t) => {
+    const events = [
+      userSet("a", 10, "alice"),
+      userSet("b", 20, "alice", true),
+      ev("a", 30, { type: "user.deleted", name: "bob" }),
+      userSet("b", 25, "bob"),
+      ev("a", 10, { type: "project.set", name: "team", public: false }),
+      ev("b", 15, { type: "project.set", name: "team", public: true }),
+      member("a", 10, "team", "alice", "developer"),
+      member("a", 12, "team2", "alice", "guest"),
+      member("b", 11, "team", "alice", "maintainer"),
+      member("a", 10, "team", "carol", "guest"),
+      member("b", 40, "team", "carol", null),
+    ];
+    const forward = await openView(t, "f");
+    const backward = await openView(t, "b");
+    await applyAll(forward, events);
+    await applyAll(backward, [...events].reverse());
+    for (const view of [forward, backward]) {
+      assert.deepEqual(await view.user("alice"), { passwordHash: `${HASH}20`, systemAdmin: true });
+      assert.equal(await view.user("bob"), undefined, "the later deletion wins");
+      assert.deepEqual(
+        (await view.users()).map((u) => u.name),
+        ["alice"],
+      );
+      assert.deepEqual(await view.project("team"), { public: true });
+      assert.equal(await view.project("nothing"), undefined);
+      assert.deepEqual(await view.rolesOf("alice"), { team: "maintainer", team2: "guest" });
+      assert.deepEqual(await view.rolesOf("carol"), {});
+      assert.deepEqual(await view.members("team"), [{ user: "alice", role: "maintainer" }]);
+    }
+  });
+
+  test("robot accounts, and their deletion", async (t) => {
+    const view = await openView(t);
+    const grants = [{ project: "team", repositories: "**", actions: ["pull"] }];
+    await applyAll(view, [
+      ev("a", 10, {
+        type: "robot.set",
+        name: "robot$ci",
+        secretHash: HASH,
+        expiresAt: "2027-01-01T00:00:00.000Z",
+        grants,
+      } as EventBody),
+    ]);
+    assert.deepEqual(await view.robot("robot$ci"), {
+      secretHash: HASH,
+      expiresAt: "2027-01-01T00:00:00.000Z",
+      grants,
+    });
+    await applyAll(view, [ev("b", 20, { type: "robot.deleted", name: "robot$ci" })]);
+    assert.equal(await view.robot("robot$ci"), undefined);
+  });
+});

@@ -93,6 +93,25 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     detail: { share: 0.8 },
   },
   "breaker.reset": { ...envelope, type: "breaker.reset", name: "prod" },
+  "user.set": {
+    ...envelope,
+    type: "user.set",
+    name: "alice",
+    passwordHash: "scrypt$15$8$1$c2FsdA$a2V5",
+    systemAdmin: false,
+  },
+  "user.deleted": { ...envelope, type: "user.deleted", name: "alice" },
+  "robot.set": {
+    ...envelope,
+    type: "robot.set",
+    name: "robot$ci+deploy",
+    secretHash: "scrypt$15$8$1$c2FsdA$a2V5",
+    expiresAt: "2027-01-01T00:00:00.000Z",
+    grants: [{ project: "team", repositories: "apps/**", actions: ["pull", "push"] }],
+  },
+  "robot.deleted": { ...envelope, type: "robot.deleted", name: "robot$ci+deploy" },
+  "project.set": { ...envelope, type: "project.set", name: "team", public: true },
+  "member.set": { ...envelope, type: "member.set", project: "team", user: "alice", role: "developer" },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -113,6 +132,12 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "policy.run.finished": ["name", "runId", "region", "outcome", "stats"],
   "alert.raised": ["kind", "message"],
   "breaker.reset": ["name"],
+  "user.set": ["name", "passwordHash", "systemAdmin"],
+  "user.deleted": ["name"],
+  "robot.set": ["name", "secretHash", "expiresAt", "grants"],
+  "robot.deleted": ["name"],
+  "project.set": ["name", "public"],
+  "member.set": ["project", "user", "role"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -149,6 +174,22 @@ const BAD_VALUES: Record<string, unknown[]> = {
   stats: [null, { copied: "3" }, { copied: Number.NaN }],
   kind: ["", null, 1],
   message: ["", null],
+  passwordHash: ["", "plain-text", null, 1],
+  secretHash: ["", "bcrypt$x", null],
+  systemAdmin: ["yes", 1, null],
+  expiresAt: ["soon", "", null, 1],
+  grants: [
+    null,
+    "all",
+    [{ project: "Team", repositories: "**", actions: ["pull"] }],
+    [{ project: "team", repositories: "", actions: ["pull"] }],
+    [{ project: "team", repositories: "**", actions: [] }],
+    [{ project: "team", repositories: "**", actions: ["fly"] }],
+  ],
+  public: ["yes", 1, null],
+  project: ["", "Team", "a/b", "x".repeat(64), null],
+  user: ["", "Alice", "robot$x", null],
+  role: ["owner", "", 1],
 };
 
 describe("validateEvent accepts", () => {
