@@ -34,9 +34,10 @@
  *
  * Anti-entropy runs (every selected repository whose summary differs) happen
  * at start (a new region backfills), every `antiEntropyIntervalMs`, on each
- * schedule policy's cron, and on every `policy.run` request naming this
- * region as a destination; each run's result is appended as
- * `policy.run.finished`.
+ * schedule policy's cron, when an on-push policy is set (events this worker
+ * judged before its view knew the policy would otherwise wait for the next
+ * periodic run), and on every `policy.run` request naming this region as a
+ * destination; a requested run's result is appended as `policy.run.finished`.
  *
  * Conflicts: when a replicated tag write loses the merge here to a write this
  * region made, this region appends a `tag.conflict` naming both (its id is
@@ -254,6 +255,9 @@ export class ReplicationWorker {
       previous?.(event, seq);
       this.#clock.observe(event.hlc);
       if (event.type === "policy.set" || event.type === "policy.deleted") this.#policies = undefined;
+      // Events this worker judged before it knew the policy are brought in now (see #antiEntropy).
+      if (event.type === "policy.set")
+        void this.#antiEntropy("policy-set", (p) => p.name === event.name && p.trigger.type === "on-push");
       if (event.type === "policy.run" && (event.region ?? this.#o.region) === this.#o.region)
         void this.#manualRun(event.name, event.runId);
     };
@@ -431,6 +435,7 @@ export class ReplicationWorker {
     if (peer === undefined) return;
     const peers = [peer, ...this.#peersFor().filter((p) => p !== peer)];
     try {
+      if (request.sourceSeq !== undefined) await this.#sourceApplied(peer, source, request.sourceSeq);
       const result = await this.#reconciler.reconcile(policy, peer, peers, this.#abort.signal, {
         repos: request.repos === "all" ? undefined : [...request.repos],
         breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
@@ -443,6 +448,16 @@ export class ReplicationWorker {
     } catch (err) {
       if (!this.#abort.signal.aborted) log.warn({ err }, "anti-entropy run failed");
       for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Wait (10 s at most) until the source's peer has applied its own stream up to `seq`. */
+  async #sourceApplied(peer: PeerClient, source: string, seq: number): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!this.#abort.signal.aborted && Date.now() < deadline) {
+      const status = await peer.status(this.#o.region).catch(() => undefined);
+      if (status !== undefined && Number(status.applied[source] ?? 0) >= seq) return;
+      await sleep(25, this.#abort.signal);
     }
   }
 
@@ -691,7 +706,7 @@ export class ReplicationWorker {
     if (event.origin !== source) return { kind: "skip", outcome: "skipped" };
     let outgoing: RegistryEvent | undefined = event;
     if (isContentEvent(event) && event.type !== "tag.conflict") {
-      outgoing = await this.#select(source, event);
+      outgoing = await this.#select(source, event, m.seq);
       if (outgoing === undefined) return { kind: "skip", outcome: "filtered" };
     }
     const min = this.#o.retryMinMs ?? 250;
@@ -751,7 +766,7 @@ export class ReplicationWorker {
    * else undefined — after queueing a reconcile of its repository under each
    * filtered policy that selects the repository. Deletions pass the breaker.
    */
-  async #select(source: string, event: ContentEvent): Promise<RegistryEvent | undefined> {
+  async #select(source: string, event: ContentEvent, seq = 0): Promise<RegistryEvent | undefined> {
     const policies = (await this.#linkPolicies(source)).filter(
       (p) => p.trigger.type === "on-push" && selectsRepository(p, event.repo),
     );
@@ -759,7 +774,12 @@ export class ReplicationWorker {
     const exact = policies.filter((p) => !isFiltered(p) && kinds.some((k) => selectsKind(p, k)));
     if (exact.length === 0) {
       for (const p of policies.filter(isFiltered))
-        this.#request(p, source, { repos: new Set([event.repo]), reason: "on-push", done: [] });
+        this.#request(p, source, {
+          repos: new Set([event.repo]),
+          reason: "on-push",
+          sourceSeq: seq,
+          done: [],
+        });
       return undefined;
     }
     let out: RegistryEvent = event;
@@ -854,6 +874,13 @@ interface RunRequest {
   repos: "all" | Set<string>;
   reason: string;
   runId?: string;
+  /**
+   * The source stream position of the event that asked for the run: the
+   * source's peer must have applied it before its registers are read, or the
+   * run would plan from a state older than the event (a signature pushed last
+   * would be missed, and nothing would ask again).
+   */
+  sourceSeq?: number;
   done: Array<(result: ReconcileResult | Error) => void>;
 }
 
@@ -862,7 +889,14 @@ function mergeRequests(a: RunRequest | undefined, b: RunRequest | undefined): Ru
   if (a === undefined || b === undefined) return (a ?? b)!;
   const repos = a.repos === "all" || b.repos === "all" ? "all" : new Set([...a.repos, ...b.repos]);
   const reason = a.reason === "on-push" ? b.reason : a.reason;
-  return { repos, reason, runId: a.runId ?? b.runId, done: [...a.done, ...b.done] };
+  const sourceSeq = Math.max(a.sourceSeq ?? 0, b.sourceSeq ?? 0);
+  return {
+    repos,
+    reason,
+    runId: a.runId ?? b.runId,
+    ...(sourceSeq > 0 ? { sourceSeq } : {}),
+    done: [...a.done, ...b.done],
+  };
 }
 
 /** Key of a content event's artifact in `failures`: repo@digest, or repo:tag for a tag deletion. */
