@@ -35,7 +35,7 @@
  * policies, rules and alerts.
  */
 import { createHash } from "node:crypto";
-import { ACTIONS, ROLES, type Role, type RobotGrant } from "./access.js";
+import { ACTIONS, ROLES, type RobotGrant, type Role } from "./access.js";
 import { type Digest, parseDigest } from "./digest.js";
 import { EventInvalidError } from "./errors.js";
 import { type Hlc, isHlc } from "./hlc.js";
