@@ -55,8 +55,7 @@ export type MissAnswer<T> = { redirect: string; region: string } | { found: T } 
 export interface RemoteBlob {
   region: string;
   size: number;
-  /** Undefined for HEAD. */
-  stream?: Readable;
+  stream: Readable;
   /** The range served, when one was asked for and the blob came from the store. */
   range?: ByteRange;
 }
@@ -140,7 +139,7 @@ export class FetchOnMiss {
   }
 
   /**
-   * A blob from another region (HEAD: its size only), or where to find it.
+   * A blob from another region (for a GET), or where to find it.
    * `range` is decided once the size is known, as for a local blob. Where the
    * repository holds the blob is asked every time, even when this region's
    * store has the bytes (they may belong to another repository here).
@@ -148,7 +147,6 @@ export class FetchOnMiss {
   async blob(
     repo: string,
     digest: Digest,
-    head: boolean,
     range: (size: number) => ByteRange | undefined,
     signal?: AbortSignal,
   ): Promise<MissAnswer<RemoteBlob>> {
@@ -163,7 +161,6 @@ export class FetchOnMiss {
       this.#requests.inc({ kind: "blob", result: "redirected" });
       return { redirect: `${located.registry}/v2/${repo}/blobs/${digest}`, region };
     }
-    if (head) return { found: { region, size: located.size } };
     // has() again after the stat: another request may have started the fetch meanwhile.
     if (
       !this.#blobs.has(digest) &&

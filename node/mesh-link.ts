@@ -70,8 +70,7 @@ export class MeshLink {
         this.#fence = status.fence;
         this.#status = status;
       } catch (err) {
-        if (this.#lastAnswer > 0 && Date.now() - this.#lastAnswer > this.#staleAfterMs())
-          this.#fence = `the region's control-plane peer has not answered for ${Date.now() - this.#lastAnswer} ms`;
+        // fence() reports a peer silent for too long itself.
         this.#logger.debug({ err }, "peer status failed");
       }
       if (!this.#stopped) this.#timer = setTimeout(() => void poll(), this.#pollMs);

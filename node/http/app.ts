@@ -177,7 +177,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       // Only a GET fetches on miss: a HEAD is how a pushing client asks whether to upload (see fetch-on-miss.ts).
       if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || req.method !== "GET")
         throw err;
-      const miss = await options.fetchOnMiss.blob(repo, digest, false, wanted, ac.signal);
+      const miss = await options.fetchOnMiss.blob(repo, digest, wanted, ac.signal);
       if (miss === undefined) throw err;
       if ("redirect" in miss) return redirectTo(reply, miss);
       reply.header(FETCHED_FROM_HEADER, miss.found.region);

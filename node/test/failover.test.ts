@@ -9,7 +9,10 @@
  * converges; a region that lost all its data is rebuilt from its peers.
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { PeerClient, peerCredentials } from "../../control-plane/peer-client.js";
+import { parseMesh, regionOf } from "../../protocol/mesh.js";
 import { type After, cleanupStack, eventually, runCli, spawnMeridian } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
@@ -124,6 +127,19 @@ describe("durability, fencing, failover and rebuild", () => {
   });
 
   test("failover is refused while the home is up, done once it is dead; the new home takes writes", async () => {
+    // a's peer was just restarted: wait until b's peer hears from it again (b judges the failover).
+    const file = parseMesh(JSON.parse(readFileSync(mesh.meshFile, "utf8")));
+    const b = new PeerClient("b", regionOf(file, "b").grpc, peerCredentials(file, "b"));
+    try {
+      await eventually(
+        async () =>
+          (await b.status("test").catch(() => undefined))?.peers.find((p) => p.region === "a")?.up === true,
+        15_000,
+        100,
+      );
+    } finally {
+      b.close();
+    }
     const refused = await runCli(["failover", "--from", "a", "--to", "b", "--mesh", mesh.meshFile]);
     assert.equal(refused.code, 1, refused.stderr);
     assert.match(refused.stderr, /region a is up/);
