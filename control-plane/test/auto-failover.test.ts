@@ -126,6 +126,21 @@ describe("automatic failover with live regions", () => {
     return rules.find((r) => r.scope === "auto/")?.homes;
   };
 
+  /** Wait for a condition; on timeout, fail with the regions' worker and peer logs (CI runs are otherwise opaque). */
+  const until = async (what: string, ms: number, cond: () => Promise<boolean>) => {
+    try {
+      await eventually(cond, ms, 100);
+    } catch (err) {
+      const logs = [...mesh.regions]
+        .map(
+          ([name, r]) =>
+            `--- ${name} worker\n${r.worker.log().slice(-3_000)}\n--- ${name} peer\n${r.peer.log().slice(-3_000)}`,
+        )
+        .join("\n");
+      throw new Error(`${what}: ${(err as Error).message}\n${logs}`);
+    }
+  };
+
   before(async () => {
     mesh = await startProxiedMesh(cleanup, ["a", "b", "c"], {
       peer: { MERIDIAN_AUTO_FAILOVER_AFTER_MS: "1500" },
@@ -139,12 +154,13 @@ describe("automatic failover with live regions", () => {
       body: JSON.stringify({ scope: "auto/", tagMerge: "home-region", home: "b" }),
     });
     assert.equal(res.status, 200);
-    await eventually(
+    await until(
+      "the rule reaches a and c",
+      30_000,
       async () => (await homes("a"))?.["0"] === "b" && (await homes("c"))?.["0"] === "b",
-      15_000,
     );
     await mesh.killRegion("b");
-    await eventually(async () => (await homes("c"))?.["1"] !== undefined, 30_000, 100);
+    await until("a takes b's repositories over", 30_000, async () => (await homes("c"))?.["1"] !== undefined);
     assert.deepEqual(await homes("c"), { "0": "b", "1": "a" });
     assert.deepEqual(await homes("a"), { "0": "b", "1": "a" });
     const c = client("a");
