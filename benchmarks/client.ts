@@ -45,9 +45,11 @@ export class BenchClient {
   readonly agent: Agent;
   monolithic: MonolithicMode | undefined;
 
+  /** `headers` go with every request (an `authorization` for a registry that requires one). */
   constructor(
     readonly base: string,
     maxSockets = 8,
+    readonly headers: Record<string, string> = {},
   ) {
     this.agent = new Agent({ keepAlive: true, maxSockets });
   }
@@ -67,7 +69,11 @@ export class BenchClient {
   ): Promise<Reply> {
     const url = typeof target === "string" ? this.url(target) : target;
     return new Promise<Reply>((resolve, reject) => {
-      const req = request(url, { method, agent: this.agent, headers: options.headers });
+      const req = request(url, {
+        method,
+        agent: this.agent,
+        headers: { ...this.headers, ...options.headers },
+      });
       req.on("error", reject);
       req.on("response", (res) => {
         let bytes = 0;
@@ -180,6 +186,7 @@ export class BenchClient {
       "/dev/null",
       "-w",
       "%{size_download}",
+      ...Object.entries(this.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
       this.url(`/v2/${repo}/blobs/${digest}`).href,
     ]);
     const bytes = Number(stdout.trim());

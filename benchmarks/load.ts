@@ -1,7 +1,9 @@
 /**
  * Driving small-request load: `wrk` (one thread, --latency, a Lua `done`
  * hook that prints the summary as JSON) for GET, and loadgen.ts for HEAD,
- * which wrk cannot do. Both run as their own process.
+ * which wrk cannot do. Both run as their own process. A point's `headers`
+ * ("Name: value") go with every request, by either tool (`Accept`, and
+ * `Authorization` in the auth suite).
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -15,11 +17,14 @@ export type Tool = "wrk" | "loadgen";
 
 const LOADGEN = join(dirname(fileURLToPath(import.meta.url)), "loadgen.js");
 
+/** A Lua string literal (headers are printable ASCII: Accept, Authorization). */
+const lua = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+
 function luaScript(method: string, headers: string[]): string {
-  const lines = [`wrk.method = "${method}"`];
+  const lines = [`wrk.method = ${lua(method)}`];
   for (const h of headers) {
     const i = h.indexOf(":");
-    lines.push(`wrk.headers["${h.slice(0, i).trim()}"] = "${h.slice(i + 1).trim()}"`);
+    lines.push(`wrk.headers[${lua(h.slice(0, i).trim())}] = ${lua(h.slice(i + 1).trim())}`);
   }
   lines.push(
     "done = function(summary, latency, requests)",

@@ -5,13 +5,15 @@
 import { MiB } from "./data.js";
 import { bucketQuantile, percentile, type ReplicationResults } from "./replication.js";
 import type { TargetName } from "./servers.js";
-import type { BlobRun, ImagesRun, MemoryRun, SmallPoint } from "./suites.js";
+import type { AuthPoint, BlobRun, Credential, ImagesRun, MemoryRun, SmallPoint } from "./suites.js";
 
 export type PerTarget<T> = Partial<Record<TargetName, T[]>>;
 
 export interface RawResults {
   blob?: PerTarget<BlobRun>;
   small?: PerTarget<SmallPoint[]>;
+  /** Per run, the points of the registry started with authentication off and then on. */
+  auth?: PerTarget<AuthPoint[]>;
   images?: PerTarget<ImagesRun>;
   memory?: PerTarget<MemoryRun>;
   /** One mesh, not a comparison: Meridian only. */
@@ -25,6 +27,8 @@ export const TARGETS = {
   smallCpuRatio: 0.2,
   imagePushTimeRatio: 0.4,
   memoryMiB: 200,
+  /** Authentication costs at most this share of Meridian's small-request throughput. */
+  authCost: 0.1,
   /** Replication lag p99 ≤ this × the local push time of the same image. */
   replicationLagRatio: 2,
   /** A big image replicates at ≥ this × a plain Node HTTP stream's throughput. */
@@ -66,9 +70,42 @@ export interface SmallRow {
   errors: number;
 }
 
+/** One registry, one request, one load: authentication off against on with one kind of credential. */
+export interface AuthRow {
+  endpoint: string;
+  concurrency: number;
+  tool: string;
+  target: TargetName;
+  credential: Credential;
+  offRps: number;
+  onRps: number;
+  /** 1 − on/off, of the medians. */
+  cost: number;
+  /** Against TARGETS.authCost; Meridian only (Distribution is the reference). */
+  met?: boolean;
+  /** The same, run by run (off and on of one run were measured minutes apart). */
+  runCosts: number[];
+  offP99Ms: number;
+  onP99Ms: number;
+  offCpuUs: number;
+  onCpuUs: number;
+  errors: number;
+}
+
+/** Meridian with authentication on against Distribution with htpasswd (Basic, bcrypt). */
+export interface AuthVsRow {
+  endpoint: string;
+  concurrency: number;
+  credential: Credential;
+  meridianRps: number;
+  distributionRps: number;
+  ratio: number;
+}
+
 export interface Summary {
   blob?: Row[];
   small?: SmallRow[];
+  auth?: { rows: AuthRow[]; versus: AuthVsRow[] };
   images?: Row[];
   memory?: Row[];
   replication?: { small: ValueRow[]; big: ValueRow[] };
@@ -176,6 +213,7 @@ export function summarize(raw: RawResults): Summary {
     }
     out.small = rows;
   }
+  if (raw.auth) out.auth = summarizeAuth(raw.auth);
   if (raw.images) {
     const m = raw.images.meridian;
     const d = raw.images.distribution;
@@ -262,6 +300,70 @@ export function summarize(raw: RawResults): Summary {
   if (raw.replication) out.replication = summarizeReplication(raw.replication);
   return out;
 }
+
+function summarizeAuth(raw: PerTarget<AuthPoint[]>): { rows: AuthRow[]; versus: AuthVsRow[] } {
+  const rows: AuthRow[] = [];
+  const versus: AuthVsRow[] = [];
+  const keys = (raw.meridian?.[0] ?? raw.distribution?.[0] ?? [])
+    .filter((p) => p.auth === "off")
+    .map((p) => [p.endpoint, p.concurrency] as const);
+  const pick = (runs: AuthPoint[][], endpoint: string, c: number, credential: Credential) =>
+    runs.map((r) =>
+      r.find((p) => p.endpoint === endpoint && p.concurrency === c && p.credential === credential),
+    );
+  for (const [endpoint, c] of keys) {
+    for (const target of ["meridian", "distribution"] as const) {
+      const runs = raw[target] ?? [];
+      const off = pick(runs, endpoint, c, "none");
+      const offRps = median(off.map((p) => p?.rps ?? Number.NaN));
+      const credentials: Credential[] = target === "meridian" ? ["bearer", "basic"] : ["basic"];
+      for (const credential of credentials) {
+        const on = pick(runs, endpoint, c, credential);
+        if (on.every((p) => p === undefined)) continue;
+        const onRps = median(on.map((p) => p?.rps ?? Number.NaN));
+        const cost = 1 - onRps / offRps;
+        rows.push({
+          endpoint,
+          concurrency: c,
+          tool: (on.find(Boolean) ?? off.find(Boolean))?.tool ?? "",
+          target,
+          credential,
+          offRps,
+          onRps,
+          cost,
+          met: target === "meridian" ? cost <= TARGETS.authCost : undefined,
+          runCosts: on.map((p, i) => (p && off[i] ? 1 - p.rps / off[i].rps : Number.NaN)),
+          offP99Ms: median(off.map((p) => p?.p99Ms ?? Number.NaN)),
+          onP99Ms: median(on.map((p) => p?.p99Ms ?? Number.NaN)),
+          offCpuUs: median(off.map((p) => p?.cpuUsPerReq ?? Number.NaN)),
+          onCpuUs: median(on.map((p) => p?.cpuUsPerReq ?? Number.NaN)),
+          errors: [...off, ...on].reduce((n, p) => n + (p?.errors ?? 0), 0),
+        });
+      }
+    }
+    const dist = rows.find(
+      (r) => r.target === "distribution" && r.endpoint === endpoint && r.concurrency === c,
+    );
+    for (const r of rows) {
+      if (r.target !== "meridian" || r.endpoint !== endpoint || r.concurrency !== c) continue;
+      versus.push({
+        endpoint,
+        concurrency: c,
+        credential: r.credential,
+        meridianRps: r.onRps,
+        distributionRps: dist?.onRps ?? Number.NaN,
+        ratio: r.onRps / (dist?.onRps ?? Number.NaN),
+      });
+    }
+  }
+  return { rows, versus };
+}
+
+const CREDENTIAL_LABEL: Record<Credential, string> = {
+  none: "none",
+  bearer: "Bearer token",
+  basic: "Basic, every request",
+};
 
 function summarizeReplication(r: ReplicationResults): { small: ValueRow[]; big: ValueRow[] } {
   const runs = r.runs;
@@ -451,6 +553,42 @@ export function markdown(
           `${fmt(r.rpsRatio)} ${r.rpsMet ? "✓" : "✗"} | ${fmt(r.meridianP99Ms)} | ${fmt(r.distributionP99Ms)} | ` +
           `${fmt(r.meridianCpuUs)} / ${fmt(r.meridianNatsCpuUs)} | ${fmt(r.distributionCpuUs)} | ` +
           `${fmt(r.cpuRatio)} ${r.cpuMet ? "✓" : "✗"} | ${r.errors} |`,
+      );
+    }
+    out.push("");
+  }
+  if (summary.auth) {
+    const name = (t: TargetName) => (t === "meridian" ? "Meridian" : "Distribution");
+    const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : "–");
+    out.push(
+      "### Authentication off and on",
+      "",
+      "Each registry is started once with authentication off (requests carry no credentials) and once",
+      "with it on, every run. Cost = 1 − on/off of the medians (per-run costs in brackets). CPU is",
+      "the registry process's utime+stime per request; p99 in ms.",
+      "",
+      `| request | conns | tool | registry | credentials | req/s off | req/s on | cost (≤ ${TARGETS.authCost * 100} %) | runs | p99 off / on | CPU µs/req off / on | errors |`,
+      "|---|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|",
+    );
+    for (const r of summary.auth.rows) {
+      const mark = r.met === undefined ? "" : r.met ? " ✓" : " ✗";
+      out.push(
+        `| ${r.endpoint} | ${r.concurrency} | ${r.tool} | ${name(r.target)} | ${CREDENTIAL_LABEL[r.credential]} | ` +
+          `${fmt(r.offRps, 0)} | ${fmt(r.onRps, 0)} | ${pct(r.cost)}${mark} | ${r.runCosts.map(pct).join(", ")} | ` +
+          `${fmt(r.offP99Ms)} / ${fmt(r.onP99Ms)} | ${fmt(r.offCpuUs)} / ${fmt(r.onCpuUs)} | ${r.errors} |`,
+      );
+    }
+    out.push(
+      "",
+      "Meridian with authentication on ÷ Distribution with htpasswd (Basic on every request):",
+      "",
+      "| request | conns | Meridian credentials | Meridian req/s | Distribution req/s | ratio |",
+      "|---|---:|---|---:|---:|---:|",
+    );
+    for (const v of summary.auth.versus) {
+      out.push(
+        `| ${v.endpoint} | ${v.concurrency} | ${CREDENTIAL_LABEL[v.credential]} | ${fmt(v.meridianRps, 0)} | ` +
+          `${fmt(v.distributionRps, 0)} | ${fmt(v.ratio)} |`,
       );
     }
     out.push("");

@@ -1,17 +1,20 @@
 /**
  * Meridian versus CNCF Distribution, side by side on 127.0.0.1.
  *
- *   npm run bench -- [--runs N] [--quick] [--only blob,small,images,memory,replication]
+ *   npm run bench -- [--runs N] [--quick] [--only blob,small,auth,images,memory,replication]
  *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]
  *
  * Each benchmark run starts each registry fresh (the order alternates from run
  * to run), drives it with the same client, and stops it. Medians over the runs
  * and the ratios Meridian / Distribution are printed as markdown and written,
  * with every run's raw figures, to benchmarks/results/<timestamp>.json.
+ * The auth suite starts each registry twice per run, side by side:
+ * authentication off and on.
  * The replication suite (replication.ts) is Meridian only: one local
  * three-region mesh for all its runs, medians over the runs.
  * See benchmarks/README.md.
  */
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, hostname, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
@@ -30,6 +33,8 @@ import {
   type TargetOptions,
 } from "./servers.js";
 import {
+  type AuthPoint,
+  authSuite,
   BlobData,
   blobSuite,
   FULL,
@@ -41,7 +46,7 @@ import {
   smallSuite,
 } from "./suites.js";
 
-const SUITES = ["blob", "small", "images", "memory", "replication"] as const;
+const SUITES = ["blob", "small", "auth", "images", "memory", "replication"] as const;
 type SuiteName = (typeof SUITES)[number];
 
 const active = new Set<Target>();
@@ -85,7 +90,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,images,memory,replication]\n" +
+      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,auth,images,memory,replication]\n" +
         "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]\n",
     );
     return;
@@ -109,6 +114,7 @@ async function main(): Promise<void> {
 
   const raw: RawResults = {};
   const settings: Partial<Record<TargetName, Record<string, unknown>>> = {};
+  const authSettings: Record<string, Record<string, unknown>> = {};
   const started = new Date();
   const loadBefore = loadavg();
 
@@ -123,6 +129,10 @@ async function main(): Promise<void> {
         logsDir: join(resultsDir, `replication-logs-${stamp}`),
         ...(values.profile ? { cpuProfDir: join(resultsDir, `profiles-${stamp}`, "replication") } : {}),
       });
+      continue;
+    }
+    if (suite === "auth") {
+      raw.auth = await authRuns(runs, sizes, options, tool, authSettings);
       continue;
     }
     say(`${suite}: preparing data`);
@@ -144,6 +154,8 @@ async function main(): Promise<void> {
               return imagesSuite(target, sizes, imageData!);
             case "memory":
               return memorySuite(target, memoryBlob!);
+            default:
+              throw new Error(`suite ${suite}`);
           }
         });
         settings[name] = s;
@@ -189,6 +201,7 @@ async function main(): Promise<void> {
     },
     meridian: settings.meridian,
     distribution: settings.distribution ?? { version: distributionVersion() },
+    ...(raw.auth ? { auth: authSettings } : {}),
     targets: TARGETS,
     tools: {
       get: tool ?? "wrk -t1 (Lua done() hook for percentiles)",
@@ -200,7 +213,7 @@ async function main(): Promise<void> {
     "",
     `Machine: ${meta.machine.cpus} × ${meta.machine.cpuModel}, ${meta.machine.memoryGiB} GiB, shared; ` +
       `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}. ` +
-      `Meridian fsync: ${String(settings.meridian?.fsync ?? (raw.replication ? !values["no-fsync"] : "n/a"))}. ${meta.distribution.version ?? ""}`,
+      `Meridian fsync: ${String((settings.meridian ?? authSettings["meridian, auth off"])?.fsync ?? (raw.replication ? !values["no-fsync"] : "n/a"))}. ${meta.distribution.version ?? ""}`,
     "",
     markdown(summary, labels),
   ].join("\n");
@@ -211,12 +224,48 @@ async function main(): Promise<void> {
   say(`results: ${file}`);
 }
 
+/**
+ * The auth suite: per run, each registry twice side by side, authentication
+ * off and on. The registries take turns going first, and the variants
+ * within a registry are measured in reverse order every other run.
+ */
+async function authRuns(
+  runs: number,
+  sizes: Sizes,
+  options: TargetOptions,
+  tool: Tool | undefined,
+  settings: Record<string, Record<string, unknown>>,
+): Promise<Partial<Record<TargetName, AuthPoint[][]>>> {
+  const out: Partial<Record<TargetName, AuthPoint[][]>> = {};
+  const password = randomBytes(12).toString("base64url");
+  for (let run = 1; run <= runs; run++) {
+    const order: TargetName[] = run % 2 === 1 ? ["meridian", "distribution"] : ["distribution", "meridian"];
+    for (const name of order) {
+      say(`auth: run ${run}/${runs}, ${name}`);
+      const { result, settings: offSettings } = await withTarget(name, options, async (off) => {
+        const { result, settings: onSettings } = await withTarget(
+          name,
+          { ...options, auth: { password } },
+          (on) => authSuite(off, on, sizes, { tool, reverse: run % 2 === 0 }),
+        );
+        settings[`${name}, auth on`] = onSettings;
+        return result;
+      });
+      settings[`${name}, auth off`] = offSettings;
+      out[name] = [...(out[name] ?? []), result];
+      say(`auth: run ${run}/${runs}, ${name}: ${brief(result)}`);
+    }
+  }
+  return out;
+}
+
 function brief(result: unknown): string {
   if (Array.isArray(result)) {
     return result
       .map(
         (p) =>
-          `${p.endpoint}@${p.concurrency}=${Math.round(p.rps)}/s${p.errors ? ` (${p.errors} errors)` : ""}`,
+          `${p.endpoint}${p.credential ? ` [${p.credential}]` : ""}@${p.concurrency}=${Math.round(p.rps)}/s` +
+          `${p.errors ? ` (${p.errors} errors)` : ""}`,
       )
       .join(", ");
   }

@@ -7,12 +7,20 @@
  *   blob-descriptor cache of the Debian package's stock configuration.
  * - Meridian: a node child process (`node dist/node/server.js`) against its own
  *   nats-server, with default settings (so `storage.fsync` is on).
+ *
+ * With `auth` (the auth suite) both require credentials: Distribution its
+ * htpasswd access controller (one bcrypt line of cost 10, htpasswd -B's
+ * default, checked on every request), Meridian `MERIDIAN_AUTH=true` with the
+ * system admin `admin` created from a password file at start and tokens that
+ * live an hour (one token covers a run). The target is ready once `GET /v2/`
+ * with those credentials answers 200.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import bcrypt from "bcryptjs";
 import { startNatsServer } from "../cli/nats-server.js";
 import { loadNodeConfig } from "../node/config.js";
 import { freePort, NODE_ENTRY } from "../testing/harness.js";
@@ -28,7 +36,24 @@ export interface Target {
   natsPid?: number;
   /** Settings worth recording with the results. */
   settings: Record<string, unknown>;
+  /** The account every request must carry, when started with `auth`. */
+  credentials?: Credentials;
   stop(): Promise<void>;
+}
+
+export interface Credentials {
+  user: string;
+  password: string;
+}
+
+/** The name Meridian gives the system admin it creates from a password file. */
+export const MERIDIAN_ADMIN = "admin";
+/** htpasswd -B's default cost, which Distribution pays on every request. */
+export const HTPASSWD_BCRYPT_COST = 10;
+const TOKEN_TTL_SECONDS = 3600;
+
+export function basicAuthorization(c: Credentials): string {
+  return `Basic ${Buffer.from(`${c.user}:${c.password}`).toString("base64")}`;
 }
 
 export interface TargetOptions {
@@ -36,10 +61,12 @@ export interface TargetOptions {
   fsync?: boolean;
   /** Meridian: run the node with --cpu-prof into this directory. */
   cpuProfDir?: string;
+  /** Require this password (Meridian's user is always `admin`). */
+  auth?: { password: string };
 }
 
 export function startTarget(name: TargetName, options: TargetOptions = {}): Promise<Target> {
-  return name === "meridian" ? startMeridian(options) : startDistribution();
+  return name === "meridian" ? startMeridian(options) : startDistribution(options);
 }
 
 function tempDir(prefix: string): string {
@@ -51,12 +78,19 @@ export function distributionVersion(): string {
   return r.status === 0 ? r.stdout.trim() : "unknown";
 }
 
-async function startDistribution(): Promise<Target> {
+async function startDistribution(options: TargetOptions): Promise<Target> {
   const dir = tempDir("meridian-bench-dist-");
   try {
     const port = await freePort();
     const config = join(dir, "config.yml");
     mkdirSync(join(dir, "data"));
+    const credentials = options.auth && { user: "bench", password: options.auth.password };
+    const htpasswd = join(dir, "htpasswd");
+    if (credentials !== undefined) {
+      // What `htpasswd -Bbn` writes; bcryptjs so that apache2-utils is not needed.
+      const hash = bcrypt.hashSync(credentials.password, HTPASSWD_BCRYPT_COST);
+      writeFileSync(htpasswd, `${credentials.user}:${hash}\n`, { mode: 0o600 });
+    }
     writeFileSync(
       config,
       [
@@ -74,6 +108,9 @@ async function startDistribution(): Promise<Target> {
         "    blobdescriptor: inmemory",
         "http:",
         `  addr: 127.0.0.1:${port}`,
+        ...(credentials === undefined
+          ? []
+          : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${htpasswd}`]),
         "",
       ].join("\n"),
     );
@@ -81,7 +118,7 @@ async function startDistribution(): Promise<Target> {
     const stopChild = track(child, "docker-registry");
     const url = `http://127.0.0.1:${port}`;
     try {
-      await waitForHttp(`${url}/v2/`, child, stopChild.stderr);
+      await waitForHttp(`${url}/v2/`, child, stopChild.stderr, credentials);
     } catch (err) {
       await stopChild.stop();
       throw err;
@@ -95,7 +132,12 @@ async function startDistribution(): Promise<Target> {
         storage: "filesystem (no fsync)",
         cache: "blobdescriptor: inmemory",
         log: "error, access log off",
+        auth:
+          credentials === undefined
+            ? "none"
+            : `htpasswd (bcrypt cost ${HTPASSWD_BCRYPT_COST}, checked on every request)`,
       },
+      ...(credentials === undefined ? {} : { credentials }),
       async stop() {
         await stopChild.stop();
         rmSync(dir, { recursive: true, force: true });
@@ -128,6 +170,16 @@ async function startMeridian(options: TargetOptions): Promise<Target> {
       MERIDIAN_LOG_LEVEL: "warn",
       ...(options.fsync !== undefined ? { MERIDIAN_STORAGE_FSYNC: String(options.fsync) } : {}),
     };
+    const credentials = options.auth && { user: MERIDIAN_ADMIN, password: options.auth.password };
+    if (credentials !== undefined) {
+      const passwordFile = join(dir, "admin-password");
+      writeFileSync(passwordFile, `${credentials.password}\n`, { mode: 0o600 });
+      Object.assign(env, {
+        MERIDIAN_AUTH: "true",
+        MERIDIAN_ADMIN_PASSWORD_FILE: passwordFile,
+        MERIDIAN_TOKEN_TTL_SECONDS: String(TOKEN_TTL_SECONDS),
+      });
+    }
     const config = loadNodeConfig({ env });
     const inherited = Object.fromEntries(
       Object.entries(process.env).filter(([k]) => !k.startsWith("MERIDIAN_")),
@@ -143,6 +195,8 @@ async function startMeridian(options: TargetOptions): Promise<Target> {
       url = await waitForListening(child, stopChild.stderr);
       // "listening" comes before the JetStream log is ready; writes answer 503 until then.
       await waitForWritable(url, child, stopChild.stderr);
+      // The admin is created at start, as an event the view applies a moment later.
+      if (credentials !== undefined) await waitForHttp(`${url}/v2/`, child, stopChild.stderr, credentials);
     } catch (err) {
       await stopChild.stop();
       throw err;
@@ -157,7 +211,12 @@ async function startMeridian(options: TargetOptions): Promise<Target> {
         logLevel: config.logLevel,
         nats: "nats-server (JetStream, file store) on its own temp dir",
         cpuProfile: options.cpuProfDir ?? false,
+        auth:
+          credentials === undefined
+            ? "off"
+            : `on (scrypt N=2^15 admin password, verified credentials cached; token TTL ${TOKEN_TTL_SECONDS} s)`,
       },
+      ...(credentials === undefined ? {} : { credentials }),
       async stop() {
         // SIGTERM: a graceful close, so that --cpu-prof writes its profile.
         await stopChild.stop();
@@ -194,18 +253,26 @@ function track(child: ChildProcess, what: string): { stderr: () => string; stop:
   };
 }
 
-async function waitForHttp(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
+async function waitForHttp(
+  url: string,
+  child: ChildProcess,
+  stderr: () => string,
+  credentials?: Credentials,
+): Promise<void> {
   const deadline = Date.now() + 15_000;
+  const headers = credentials === undefined ? undefined : { authorization: basicAuthorization(credentials) };
+  // Meridian counts a refused password against its failed-login limit (5 a minute): poll gently.
+  const pollMs = credentials === undefined ? 50 : 250;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`registry exited with ${child.exitCode}: ${stderr()}`);
     try {
-      const res = await fetch(url);
+      const res = await fetch(url, { headers });
       await res.arrayBuffer();
       if (res.status === 200) return;
     } catch {
       // not listening yet
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
   throw new Error(`registry did not answer ${url} within 15 s: ${stderr()}`);
 }

@@ -1,14 +1,14 @@
 /**
- * The four benchmarks. Each takes a freshly started registry and returns one
- * run's figures; run.ts repeats them, alternates the order of the registries
- * and takes medians.
+ * The benchmarks (blob, small, auth, images, memory). Each takes a freshly
+ * started registry and returns one run's figures; run.ts repeats them,
+ * alternates the order of the registries and takes medians.
  */
 import { createHash } from "node:crypto";
 import { BenchClient, type Descriptor, Limiter, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "./client.js";
 import { GeneratedBlob, MiB } from "./data.js";
 import { type LoadResult, runLoadPoint, type Tool } from "./load.js";
 import { measureCpu, memory, RssSampler } from "./proc.js";
-import type { Target } from "./servers.js";
+import { basicAuthorization, type Target } from "./servers.js";
 
 export interface Sizes {
   blobBytes: number;
@@ -16,6 +16,8 @@ export interface Sizes {
   smallDurationSec: number;
   warmupSec: number;
   concurrency: number[];
+  /** Connections of the auth suite's load points. */
+  authConcurrency: number[];
   images: number;
   layersPerImage: number;
   layerBytes: number;
@@ -29,6 +31,7 @@ export const FULL: Sizes = {
   smallDurationSec: 5,
   warmupSec: 2,
   concurrency: [1, 16, 64],
+  authConcurrency: [1, 16],
   images: 50,
   layersPerImage: 5,
   layerBytes: MiB,
@@ -42,6 +45,7 @@ export const QUICK: Sizes = {
   smallDurationSec: 1,
   warmupSec: 1,
   concurrency: [1, 16, 64],
+  authConcurrency: [16],
   images: 10,
   layersPerImage: 5,
   layerBytes: 256 * 1024,
@@ -200,53 +204,183 @@ export async function smallSuite(
   try {
     const endpoints = await seedSmall(client);
     for (const ep of endpoints) {
-      // A wrong answer served fast is no result: check it once first.
-      const check = await client.send(ep.method, ep.path, {
-        headers: Object.fromEntries(ep.headers.map((h) => h.split(/:\s*/, 2) as [string, string])),
-        collect: true,
-      });
-      if (check.status !== 200) throw new Error(`${target.name} ${ep.name}: HTTP ${check.status}`);
-      if (ep.name === "tag list" && (JSON.parse(check.body.toString()).tags?.length ?? 0) !== TAGS) {
-        throw new Error(`${target.name} tag list: ${check.body.toString()}`);
+      const check = await checkEndpoint(client, target, ep);
+      if (ep.name === "tag list" && (JSON.parse(check.toString()).tags?.length ?? 0) !== TAGS) {
+        throw new Error(`${target.name} tag list: ${check.toString()}`);
       }
-      const tool: Tool = options.tool ?? (ep.method === "HEAD" ? "loadgen" : "wrk");
-      const point = (connections: number, durationSec: number) =>
-        runLoadPoint({
-          url: `${target.url}${ep.path}`,
-          method: ep.method,
-          headers: ep.headers,
-          connections,
-          durationSec,
-          tool,
-        });
-      await point(16, sizes.warmupSec);
-      for (const c of sizes.concurrency) {
-        const { result, cpu } = await measureCpu(pidsOf(target), () => point(c, sizes.smallDurationSec));
-        const n = Math.max(1, result.requests);
-        points.push({
-          endpoint: ep.name,
-          concurrency: c,
-          tool,
-          requests: result.requests,
-          rps: result.requests / (result.duration_us / 1e6),
-          p50Ms: result.p50_us / 1000,
-          p99Ms: result.p99_us / 1000,
-          cpuUsPerReq: (cpu.server! / n) * 1e6,
-          natsCpuUsPerReq: cpu.nats === undefined ? undefined : (cpu.nats / n) * 1e6,
-          errors:
-            result.connect_errors +
-            result.read_errors +
-            result.write_errors +
-            result.status_errors +
-            result.timeouts,
-          raw: result,
-        });
-      }
+      points.push(
+        ...(await loadEndpoint(target, ep, sizes, sizes.warmupSec, sizes.concurrency, options.tool)),
+      );
     }
     return points;
   } finally {
     client.close();
   }
+}
+
+const headerObject = (headers: string[]) =>
+  Object.fromEntries(headers.map((h) => h.split(/:\s*/, 2) as [string, string]));
+
+/** A wrong answer served fast is no result: check an endpoint once (200) before loading it; its body. */
+async function checkEndpoint(client: BenchClient, target: Target, ep: Endpoint): Promise<Buffer> {
+  const check = await client.send(ep.method, ep.path, { headers: headerObject(ep.headers), collect: true });
+  if (check.status !== 200) {
+    throw new Error(`${target.name} ${ep.name}: HTTP ${check.status} ${check.body.toString().slice(0, 300)}`);
+  }
+  return check.body;
+}
+
+/** Warm an endpoint up at 16 connections for `warmupSec` (0: not), then measure it at each of `concurrency`. */
+async function loadEndpoint(
+  target: Target,
+  ep: Endpoint,
+  sizes: Sizes,
+  warmupSec: number,
+  concurrency: number[],
+  forcedTool: Tool | undefined,
+): Promise<SmallPoint[]> {
+  const points: SmallPoint[] = [];
+  const tool: Tool = forcedTool ?? (ep.method === "HEAD" ? "loadgen" : "wrk");
+  const point = (connections: number, durationSec: number) =>
+    runLoadPoint({
+      url: `${target.url}${ep.path}`,
+      method: ep.method,
+      headers: ep.headers,
+      connections,
+      durationSec,
+      tool,
+    });
+  if (warmupSec > 0) await point(16, warmupSec);
+  for (const c of concurrency) {
+    const { result, cpu } = await measureCpu(pidsOf(target), () => point(c, sizes.smallDurationSec));
+    const n = Math.max(1, result.requests);
+    points.push({
+      endpoint: ep.name,
+      concurrency: c,
+      tool,
+      requests: result.requests,
+      rps: result.requests / (result.duration_us / 1e6),
+      p50Ms: result.p50_us / 1000,
+      p99Ms: result.p99_us / 1000,
+      cpuUsPerReq: (cpu.server! / n) * 1e6,
+      natsCpuUsPerReq: cpu.nats === undefined ? undefined : (cpu.nats / n) * 1e6,
+      errors:
+        result.connect_errors +
+        result.read_errors +
+        result.write_errors +
+        result.status_errors +
+        result.timeouts,
+      raw: result,
+    });
+  }
+  return points;
+}
+
+// ------------------------------------------------------------------ authentication
+
+/**
+ * How a request proves who it is: not at all (authentication off), with a
+ * bearer token fetched once (how docker, podman and skopeo talk to Meridian
+ * after logging in), or with Basic credentials on every request (how they
+ * talk to Distribution's htpasswd).
+ */
+export type Credential = "none" | "bearer" | "basic";
+
+export interface AuthPoint extends SmallPoint {
+  auth: "off" | "on";
+  credential: Credential;
+}
+
+/** The endpoints of the auth suite: a small manifest by tag, and a blob's HEAD. */
+const AUTH_ENDPOINTS = ["manifest GET (tag)", "blob HEAD"];
+
+/**
+ * Small requests against two instances of one registry, started side by side:
+ * `off` without authentication (requests carry no credentials) and `on` with
+ * it (`on.credentials`): Meridian with a token from its `/auth/token` and with
+ * Basic on every request, Distribution with Basic. For each endpoint and
+ * connection count the variants are measured back to back (in reverse order
+ * with `reverse`), so that off and on see the same machine: on a shared
+ * 2-core host the load drifts more in a minute than authentication costs.
+ * A request to `on` without credentials must get 401 first, so a registry
+ * that quietly ignores its auth settings is caught.
+ */
+export async function authSuite(
+  off: Target,
+  on: Target,
+  sizes: Sizes,
+  options: { tool?: Tool; reverse?: boolean } = {},
+): Promise<AuthPoint[]> {
+  if (on.credentials === undefined) throw new Error(`${on.name}: started without credentials`);
+  const basic = basicAuthorization(on.credentials);
+  const offClient = new BenchClient(off.url, 1);
+  const onClient = new BenchClient(on.url, 1, { authorization: basic });
+  const points: AuthPoint[] = [];
+  try {
+    const endpoints = (await seedSmall(offClient)).filter((ep) => AUTH_ENDPOINTS.includes(ep.name));
+    await seedSmall(onClient);
+    const anonymous = await offClient.send("GET", `${on.url}${endpoints[0]!.path}`, {
+      headers: headerObject(endpoints[0]!.headers),
+    });
+    if (anonymous.status !== 401)
+      throw new Error(`${on.name} with auth: HTTP ${anonymous.status} without credentials`);
+
+    const variants: Array<{
+      target: Target;
+      client: BenchClient;
+      credential: Credential;
+      authorization?: string;
+    }> = [{ target: off, client: offClient, credential: "none" }];
+    if (on.name === "meridian") {
+      const token = await fetchToken(onClient, SMALL_REPO);
+      variants.push({ target: on, client: onClient, credential: "bearer", authorization: `Bearer ${token}` });
+    }
+    variants.push({ target: on, client: onClient, credential: "basic", authorization: basic });
+    if (options.reverse) variants.reverse();
+    const withAuth = (ep: Endpoint, authorization: string | undefined): Endpoint =>
+      authorization === undefined
+        ? ep
+        : { ...ep, headers: [...ep.headers, `Authorization: ${authorization}`] };
+
+    // Every path is warmed up before any is measured: the first load on a fresh node runs
+    // unoptimized code, and would otherwise fall on whichever variant is measured first.
+    for (const ep of endpoints) {
+      for (const v of variants) {
+        const e = withAuth(ep, v.authorization);
+        await checkEndpoint(v.client, v.target, e);
+        await loadEndpoint(v.target, e, sizes, sizes.warmupSec, [], options.tool);
+      }
+    }
+    for (const ep of endpoints) {
+      for (const c of sizes.authConcurrency) {
+        for (const v of variants) {
+          const [p] = await loadEndpoint(
+            v.target,
+            withAuth(ep, v.authorization),
+            sizes,
+            0,
+            [c],
+            options.tool,
+          );
+          points.push({ ...p!, auth: v.credential === "none" ? "off" : "on", credential: v.credential });
+        }
+      }
+    }
+    return points;
+  } finally {
+    offClient.close();
+    onClient.close();
+  }
+}
+
+/** A pull token for `repo` from Meridian's token endpoint, as `docker login` + pull get one. */
+async function fetchToken(client: BenchClient, repo: string): Promise<string> {
+  const query = new URLSearchParams({ service: "meridian", scope: `repository:${repo}:pull` });
+  const res = await client.send("GET", `/auth/token?${query}`, { collect: true });
+  if (res.status !== 200) throw new Error(`token: HTTP ${res.status} ${res.body.toString().slice(0, 300)}`);
+  const { token } = JSON.parse(res.body.toString()) as { token?: string };
+  if (typeof token !== "string" || token === "") throw new Error("token: no token in the answer");
+  return token;
 }
 
 // ------------------------------------------------------------------ images

@@ -3,7 +3,7 @@
  * context shapes, the client of a region's admin API (every failure a
  * CommandError carrying the server's problems), and reading the mesh file.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Mesh, MeshConfigError, parseMesh, type RegionEndpoints, regionOf } from "../protocol/mesh.js";
 
@@ -37,9 +37,49 @@ export interface Command {
 
 export const JSON_OPT: OptionSpec = { json: { type: "boolean", default: false } };
 
+/**
+ * Credentials of the admin commands, from (first found):
+ *   MERIDIAN_USER with MERIDIAN_PASSWORD_FILE (the password is the file's first line), or
+ *   <data>/auth/admin-password, written by `meridian up --auth`, as the user `admin`.
+ * Passwords are only read from files, never taken on the command line
+ * (where `ps` and shell history would show them). None: requests go
+ * without credentials (a registry without auth).
+ */
+export function cliAuthorization(dataDir: string, env = process.env): string | undefined {
+  let user: string | undefined;
+  let file: string | undefined;
+  if (env.MERIDIAN_USER !== undefined && env.MERIDIAN_USER !== "") {
+    user = env.MERIDIAN_USER;
+    file = env.MERIDIAN_PASSWORD_FILE;
+    if (file === undefined)
+      throw new UsageError("MERIDIAN_USER is set: MERIDIAN_PASSWORD_FILE must name the password's file");
+  } else if (existsSync(join(dataDir, "auth", "admin-password"))) {
+    user = "admin";
+    file = join(dataDir, "auth", "admin-password");
+  }
+  if (user === undefined || file === undefined) return undefined;
+  let password: string;
+  try {
+    password = readFileSync(file, "utf8").split(/\r?\n/, 1)[0]!;
+  } catch (err) {
+    throw new UsageError(`cannot read the password file ${file}: ${(err as Error).message}`);
+  }
+  return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+}
+
+let defaultAuthorization: string | undefined;
+
+/** Send `authorization` with every AdminClient made from now on (the CLI sets it once from cliAuthorization). */
+export function useAuthorization(authorization: string | undefined): void {
+  defaultAuthorization = authorization;
+}
+
 /** Calls to one region's admin API; every failure becomes a CommandError with the server's problems. */
 export class AdminClient {
-  constructor(readonly region: RegionEndpoints) {}
+  constructor(
+    readonly region: RegionEndpoints,
+    readonly authorization: string | undefined = defaultAuthorization,
+  ) {}
 
   get<T>(path: string): Promise<T> {
     return this.send<T>("GET", path);
@@ -51,10 +91,12 @@ export class AdminClient {
     body?: { json: unknown } | { text: string; type: string },
   ): Promise<T> {
     const url = `${this.region.registry.replace(/\/+$/, "")}/admin/v1${path}`;
-    const init: RequestInit = { method, signal: AbortSignal.timeout(60_000) };
+    const headers: Record<string, string> = {};
+    if (this.authorization !== undefined) headers.authorization = this.authorization;
+    const init: RequestInit = { method, signal: AbortSignal.timeout(60_000), headers };
     if (body !== undefined) {
       init.body = "json" in body ? JSON.stringify(body.json) : body.text;
-      init.headers = { "content-type": "json" in body ? "application/json" : body.type };
+      headers["content-type"] = "json" in body ? "application/json" : body.type;
     }
     let res: Response;
     try {
@@ -73,6 +115,12 @@ export class AdminClient {
       );
     }
     if (res.ok) return value as T;
+    if (res.status === 401)
+      throw new CommandError(
+        `region ${this.region.name} needs credentials${this.authorization === undefined ? "" : " (those given were refused)"}: set MERIDIAN_USER and MERIDIAN_PASSWORD_FILE, or use the --data directory of \`meridian up --auth\``,
+        [],
+        401,
+      );
     const e = (value as { errors?: Array<{ code: string; message: string; detail?: { errors?: string[] } }> })
       .errors?.[0];
     const problems = Array.isArray(e?.detail?.errors) ? e.detail.errors : [];

@@ -38,14 +38,18 @@ import {
   type Command,
   CommandError,
   type Context,
+  cliAuthorization,
   inMesh,
   JSON_OPT,
   printJson,
   readMesh,
   statsText,
   UsageError,
+  useAuthorization,
 } from "./admin-client.js";
+import { AUDIT_USAGE } from "./audit.js";
 import { DR_COMMANDS, DR_USAGE } from "./dr.js";
+import { IDENTITY_COMMANDS, IDENTITY_USAGE } from "./identity.js";
 import { table } from "./table.js";
 
 export const ADMIN_USAGE = `  policy list                     replication policies (a table, or --json)
@@ -65,8 +69,10 @@ export const ADMIN_USAGE = `  policy list                     replication polici
   undelete REPO[:TAG|@DIGEST]     restore deleted content (within the undelete window)
   repo delete REPO                delete a repository (restorable with undelete)
   replication status REPO@DIGEST  per region: present, failed, pending or not selected
-${DR_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
-    --region NAME (whose registry to ask; default the first), and --json where it applies
+${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+    --region NAME (whose registry to ask; default the first), and --json where it applies;
+    with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
+    else as admin with DIR/auth/admin-password (written by \`up --auth\`)
 `;
 
 /** Time `policy run --wait` follows a run before giving up. */
@@ -98,10 +104,11 @@ const COMMANDS: Record<string, Command> = {
   "repo delete": { args: ["REPO"], run: repoDelete },
   "replication status": { args: ["REPO@DIGEST"], options: JSON_OPT, run: replicationStatus },
   ...DR_COMMANDS,
+  ...IDENTITY_COMMANDS,
 };
 
 /** Commands without a subcommand. */
-const SINGLE = new Set(["alerts", "undelete", ...Object.keys(DR_COMMANDS)]);
+const SINGLE = new Set(["alerts", "undelete", "whoami", ...Object.keys(DR_COMMANDS)]);
 
 /** Run `meridian <command> …`; returns the exit code. */
 export async function admin(command: string, argv: string[]): Promise<number> {
@@ -138,6 +145,7 @@ export async function admin(command: string, argv: string[]): Promise<number> {
     }
     if (parsed.positionals.length !== spec.args.length)
       throw new UsageError(`usage: ${label}${spec.args.map((a) => ` ${a}`).join("")}`);
+    useAuthorization(cliAuthorization(parsed.values.data as string));
     let mesh: Mesh | undefined;
     const loadMesh = () => {
       mesh ??= readMesh(parsed.values.mesh as string | undefined, parsed.values.data as string);

@@ -1,7 +1,7 @@
 /**
  * The `meridian` command line (bin/meridian).
  *
- *   meridian up [--regions NAMES] [--base-port N] [--data DIR]
+ *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { parseMesh, regionOf } from "../protocol/mesh.js";
 import { ADMIN_USAGE, admin } from "./admin.js";
+import { audit } from "./audit.js";
 import { rebuild } from "./rebuild.js";
 import { status } from "./status.js";
 import { up } from "./up.js";
@@ -27,6 +28,7 @@ commands:
                                 +1 (nats), +2 (peer gRPC), +3 (peer metrics), +4 (worker metrics);
                                 the front door (several regions) uses N+5
               --data DIR        data directory, kept across restarts (default .meridian)
+              --tls             registries and front door over HTTPS (certificates under DIR/certs)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
               --mesh FILE       a mesh file elsewhere
@@ -51,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
           regions: { type: "string", default: "a,b,c" },
           "base-port": { type: "string", default: "5000" },
           data: { type: "string", default: ".meridian" },
+          tls: { type: "boolean", default: false },
         },
       });
       return up({
@@ -60,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
           .filter(Boolean),
         basePort: port(values["base-port"]),
         dataDir: values.data,
+        tls: values.tls,
       });
     }
     case "rebuild": {
@@ -101,7 +105,13 @@ async function main(argv: string[]): Promise<number> {
     case "replication":
     case "failover":
     case "rebuild-region":
+    case "whoami":
+    case "user":
+    case "robot":
+    case "project":
       return admin(command, rest);
+    case "audit":
+      return audit(rest);
     case undefined:
     case "help":
     case "--help":

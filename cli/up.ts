@@ -20,6 +20,15 @@
  * Data lives under <data>/<region>/ and survives restarts; process logs go to
  * <data>/<region>/<process>.log and <data>/front-door.log.
  *
+ * With `--tls` every registry node and the front door serve HTTPS (plain
+ * HTTP is the default) with those same certificates: region R's node with
+ * <data>/certs/R.crt, the front door with front-door.crt (each valid for
+ * 127.0.0.1 and localhost). mesh.json's registry URLs and the URLs printed
+ * are then https://; clients trust <data>/certs/ca.crt (skopeo:
+ * `--dest-cert-dir`/`--src-cert-dir` of a directory holding it as ca.crt;
+ * Node: NODE_EXTRA_CA_CERTS). One region with `--tls` gets the certificates
+ * too, for its node. The peers' and workers' /metrics stay HTTP.
+ *
  * stdout is machine-readable, one JSON object per line:
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
@@ -41,6 +50,8 @@ export interface UpOptions {
   regions: string[];
   basePort: number;
   dataDir: string;
+  /** Serve the registries and the front door over HTTPS with the mesh's certificates. */
+  tls?: boolean;
 }
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -98,13 +109,14 @@ export async function up(options: UpOptions): Promise<number> {
 
   try {
     const multi = options.regions.length > 1;
+    const scheme = options.tls === true ? "https" : "http";
     mkdirSync(dataDir, { recursive: true });
     const mesh: Mesh = {
       regions: options.regions.map((name, i) => {
         const p = regionPorts(options.basePort, i);
         return {
           name,
-          registry: `http://127.0.0.1:${p.registry}`,
+          registry: `${scheme}://127.0.0.1:${p.registry}`,
           nats: `nats://127.0.0.1:${p.nats}`,
           grpc: `127.0.0.1:${p.grpc}`,
           metrics: {
@@ -115,8 +127,22 @@ export async function up(options: UpOptions): Promise<number> {
       }),
     };
     const meshFile = join(dataDir, "mesh.json");
-    if (multi) {
-      const certs = await ensureMeshCerts(join(dataDir, "certs"), [...options.regions, FRONT_DOOR_IDENTITY]);
+    const certs =
+      multi || options.tls === true
+        ? await ensureMeshCerts(join(dataDir, "certs"), [
+            ...options.regions,
+            ...(multi ? [FRONT_DOOR_IDENTITY] : []),
+          ])
+        : undefined;
+    // The HTTPS settings of a node or the front door serving as `identity` (none without --tls).
+    const tlsEnv = (identity: string): Record<string, string> =>
+      options.tls === true && certs !== undefined
+        ? {
+            MERIDIAN_TLS_CERT_FILE: certs.regions[identity]!.cert,
+            MERIDIAN_TLS_KEY_FILE: certs.regions[identity]!.key,
+          }
+        : {};
+    if (multi && certs !== undefined) {
       mesh.tls = { ca: certs.ca, dir: certs.dir };
       writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
     }
@@ -149,6 +175,7 @@ export async function up(options: UpOptions): Promise<number> {
         ...env,
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
+        ...tlsEnv(region),
       });
       watch(region, "node", node.child);
       const line: Record<string, unknown> = { region, registry: node.info.registry, nats: nats.url };
@@ -183,6 +210,7 @@ export async function up(options: UpOptions): Promise<number> {
         MERIDIAN_FRONT_DOOR_HOST: "127.0.0.1",
         MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
         MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
+        ...tlsEnv(FRONT_DOOR_IDENTITY),
       });
       watch("the mesh", "front-door", frontDoor.child);
       ready.frontDoor = frontDoor.info.frontDoor;

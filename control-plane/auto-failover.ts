@@ -22,8 +22,10 @@
  * at the same new epoch; the home register at one epoch is last-writer-wins,
  * so every region still ends with one home.
  */
+import type { Agent } from "node:http";
 import type { Logger } from "pino";
 import type { PeerHealth } from "./heartbeat.js";
+import { registryRequest } from "./registry-http.js";
 
 export interface AutoFailoverInput {
   now: number;
@@ -70,13 +72,15 @@ export function recovered(health: readonly PeerHealth[], done: Set<string>): voi
 
 /**
  * Check every `everyMs` and, when this peer is the successor, ask this
- * region's node (its admin API at `registry`) to fail over. Returns a stop
- * function.
+ * region's node (its admin API at `registry`, through `agent`: an https://
+ * registry's agent trusts the mesh CA, ./registry-http.ts) to fail over.
+ * Returns a stop function.
  */
 export function startAutoFailover(options: {
   self: string;
   regions: readonly string[];
   registry: string;
+  agent: Agent;
   afterMs: number;
   everyMs: number;
   health: () => readonly PeerHealth[];
@@ -99,14 +103,15 @@ export function startAutoFailover(options: {
         done,
       });
       if (decision === undefined) return;
-      const res = await fetch(`${options.registry.replace(/\/+$/, "")}/admin/v1/failover`, {
+      const res = await registryRequest(`${options.registry.replace(/\/+$/, "")}/admin/v1/failover`, {
+        agent: options.agent,
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(decision),
         signal: AbortSignal.timeout(10_000),
       });
-      const body = await res.text();
-      if (res.ok) {
+      const body = res.body.toString("utf8");
+      if (res.status >= 200 && res.status < 300) {
         done.add(decision.from);
         options.logger.warn({ ...decision, result: JSON.parse(body) }, "automatic failover done");
       } else {

@@ -16,12 +16,20 @@
  * | rywWaitMs             | MERIDIAN_RYW_WAIT_MS                  | 2000                                     |
  * | rulesRefreshMs        | MERIDIAN_RULES_REFRESH_MS             | 2000 (home regions re-read)              |
  * | tls.identity          | MERIDIAN_FRONT_DOOR_IDENTITY          | front-door (`<mesh.tls.dir>/NAME.crt/.key`) |
+ * | tls.certFile          | MERIDIAN_TLS_CERT_FILE                | none (clients get plain HTTP)            |
+ * | tls.keyFile           | MERIDIAN_TLS_KEY_FILE                 | none (clients get plain HTTP)            |
  * | logLevel              | MERIDIAN_LOG_LEVEL                    | info                                     |
  *
  * MERIDIAN_CLIENT_REGIONS is a JSON object (`{"10.1.0.0/16":"a"}`) or
  * `cidr=region,cidr=region`. The number of missed probes that takes a region
  * down is not a setting: it is 2, so that a region stops getting traffic
  * within 3 heartbeat intervals of going dark (front-door.ts).
+ *
+ * `tls.identity` is what the front door presents to the regions' peers
+ * (gRPC, mutual TLS). `tls.certFile` + `tls.keyFile` (both or neither, PEM)
+ * make its own listener HTTPS; SIGHUP re-reads them. Regions whose mesh.json
+ * `registry` URL is https:// are trusted under the mesh CA
+ * (./registry-http.ts), whatever the listener serves.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -52,8 +60,11 @@ export interface FrontDoorConfig {
   rywWaitMs: number;
   /** How often the repositories' home regions are re-read from the regions. */
   rulesRefreshMs: number;
-  /** The certificate the front door presents to the regions' peers. */
-  tls: { identity: string };
+  /**
+   * `identity`: the certificate the front door presents to the regions' peers.
+   * `certFile`/`keyFile`: its listener's certificate (with its chain) and key; HTTP without.
+   */
+  tls: { identity: string; certFile?: string; keyFile?: string };
   logLevel: string;
 }
 
@@ -115,7 +126,11 @@ export function loadFrontDoorConfig(sources: {
     heartbeat: { intervalMs: envNumber(env.MERIDIAN_HEARTBEAT_INTERVAL_MS) },
     rywWaitMs: envNumber(env.MERIDIAN_RYW_WAIT_MS),
     rulesRefreshMs: envNumber(env.MERIDIAN_RULES_REFRESH_MS),
-    tls: { identity: env.MERIDIAN_FRONT_DOOR_IDENTITY },
+    tls: {
+      identity: env.MERIDIAN_FRONT_DOOR_IDENTITY,
+      certFile: env.MERIDIAN_TLS_CERT_FILE,
+      keyFile: env.MERIDIAN_TLS_KEY_FILE,
+    },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [
@@ -198,6 +213,15 @@ export function loadFrontDoorConfig(sources: {
       const file = join(mesh.tls.dir, `${config.tls.identity}.${ext}`);
       if (!existsSync(file)) problems.push(`tls.identity: ${file} does not exist`);
     }
+  }
+  const { certFile, keyFile } = merged.tls ?? {};
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    problems.push("tls: certFile and keyFile go together (both or neither)");
+  } else if (certFile !== undefined && keyFile !== undefined) {
+    config.tls.certFile = resolve(certFile);
+    config.tls.keyFile = resolve(keyFile);
+    for (const name of ["certFile", "keyFile"] as const)
+      if (!existsSync(config.tls[name]!)) problems.push(`tls.${name} ${config.tls[name]}: does not exist`);
   }
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
   if (problems.length > 0) throw new FrontDoorConfigError(problems);

@@ -9,6 +9,7 @@
  *
  * Once listening it prints one JSON line to stdout:
  *   {"event":"listening","frontDoor":"http://127.0.0.1:PORT","pid":…}
+ * (https:// with `tls.certFile`/`tls.keyFile`; SIGHUP then re-reads them).
  * SIGINT/SIGTERM close it gracefully. The decisions are the pure functions of
  * ./front-door-routing.ts; this file is the IO around them.
  *
@@ -50,7 +51,8 @@
  *   covering the repository wins, at its greatest epoch), re-read every
  *   `rulesRefreshMs`, at once when an admin write passes through the front
  *   door, and on demand (at most every 250 ms) when a write finds no home.
- * - Anything else (reads, writes without a home, `/admin/v1/…`, `GET /v2/`):
+ * - Anything else (reads, writes without a home, `/admin/v1/…`, `GET /v2/`,
+ *   the token endpoint `/auth/token`; tokens are good in every region):
  *   the client's region if up (reason `local`), else the other up regions by
  *   RTT from the client's region as the regions' peers measure it (reason
  *   `nearest`). 503 UNAVAILABLE when no region is up.
@@ -60,6 +62,10 @@
  * first retried on the same region and never takes it down. Requests with a
  * body are never replayed: their client gets 503 UNAVAILABLE (404
  * BLOB_UPLOAD_UNKNOWN for an upload session) and retries.
+ *
+ * Regions over HTTPS. A region whose mesh.json `registry` URL is https:// is
+ * proxied and probed over TLS, its certificate verified against the mesh CA
+ * (`mesh.tls.ca`) and the system's roots (./registry-http.ts).
  *
  * Responses. Bodies stream both ways (a blob may be gigabytes); each region
  * has a keep-alive agent. Every proxied response carries `Meridian-Region`.
@@ -77,6 +83,7 @@
  * `meridian_front_door_`) and `GET /healthz` (JSON: each region's up, RTT,
  * misses, applied, epoch, fence; the homes in use).
  */
+import { readFileSync } from "node:fs";
 import http, {
   type Agent,
   createServer,
@@ -88,6 +95,7 @@ import http, {
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Server as TlsServer } from "node:tls";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
@@ -100,6 +108,7 @@ import {
   UploadNotFoundError,
 } from "../protocol/errors.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
+import { loggerOptions } from "../protocol/logging.js";
 import { type FrontDoorConfig, FrontDoorConfigError, loadFrontDoorConfig } from "./front-door-config.js";
 import {
   clientRegionOf,
@@ -124,13 +133,16 @@ import {
   takeRegionParam,
 } from "./front-door-routing.js";
 import { PeerClient } from "./peer-client.js";
+import { registryAgent, registryRequest } from "./registry-http.js";
 import { clientCredentials } from "./tls.js";
 
 export interface RunningFrontDoor {
-  /** http://host:port of the front door (OCI API, /metrics, /healthz). */
+  /** http(s)://host:port of the front door (OCI API, /metrics, /healthz). */
   url: string;
   /** Every region's state now. */
   regions(): RegionState[];
+  /** Re-read `tls.certFile` and `tls.keyFile` for new connections (throws if unreadable; no-op without TLS). */
+  reloadTls(): void;
   close(): Promise<void>;
 }
 
@@ -161,6 +173,8 @@ const HOP_BY_HOP = new Set([
 interface ProbeTarget {
   region: string;
   registry: string;
+  /** For probes and rules (apart from the proxy's agents, as a client of its own would be). */
+  agent: Agent;
   client: PeerClient;
 }
 
@@ -272,17 +286,17 @@ class RegionMonitor {
   }
 
   async #registry(t: ProbeTarget, timeoutMs: number): Promise<void> {
-    let res: Response;
+    let status: number;
     try {
-      res = await fetch(`${t.registry}/v2/`, {
+      ({ status } = await registryRequest(`${t.registry}/v2/`, {
+        agent: t.agent,
         signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.#abort.signal]),
-      });
+      }));
     } catch (err) {
-      const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
-      throw new Error(`registry: ${cause?.code ?? cause?.message ?? (err as Error).message}`, { cause: err });
+      const e = err as Error & { code?: string };
+      throw new Error(`registry: ${e.code ?? e.message}`, { cause: err });
     }
-    await res.arrayBuffer();
-    if (res.status >= 500) throw new Error(`registry: answered ${res.status}`);
+    if (status >= 500) throw new Error(`registry: answered ${status}`);
   }
 }
 
@@ -306,7 +320,7 @@ class HomeCache {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly sources: () => string[],
+    private readonly sources: () => Array<{ registry: string; agent: Agent }>,
     private readonly timeoutMs: number,
     private readonly log: Logger,
   ) {}
@@ -355,13 +369,13 @@ class HomeCache {
     const registries = this.sources();
     const documents: RulesDocument[] = [];
     await Promise.all(
-      registries.map(async (registry) => {
+      registries.map(async ({ registry, agent }) => {
         try {
-          const res = await fetch(`${registry}/admin/v1/rules`, {
+          const res = await registryRequest(`${registry}/admin/v1/rules`, {
+            agent,
             signal: AbortSignal.timeout(this.timeoutMs),
           });
-          if (res.ok) documents.push((await res.json()) as RulesDocument);
-          else await res.arrayBuffer();
+          if (res.status === 200) documents.push(JSON.parse(res.body.toString("utf8")) as RulesDocument);
         } catch (err) {
           this.log.debug({ err, registry }, "rules unavailable");
         }
@@ -384,6 +398,12 @@ export async function startFrontDoor(
   const registryOrigins = new Map(config.mesh.regions.map((r) => [new URL(r.registry).origin, r.name]));
   const table = clientRegionTable(config.clientRegions);
   const regionHeader = config.regionHeader.toLowerCase();
+  const { certFile, keyFile } = config.tls;
+  // The listener's certificate and key, read at start and on reloadTls.
+  const listenTls =
+    certFile === undefined || keyFile === undefined
+      ? undefined
+      : () => ({ cert: readFileSync(certFile), key: readFileSync(keyFile) });
 
   // ---- metrics
   const metrics = new MetricsRegistry();
@@ -407,6 +427,7 @@ export async function startFrontDoor(
   const targets: ProbeTarget[] = config.mesh.regions.map((r) => ({
     region: r.name,
     registry: registries.get(r.name)!,
+    agent: registryAgent(config.mesh, r.registry, { keepAlive: true }),
     client: new PeerClient(r.name, r.grpc, credentials, config.tls.identity, {
       // The peer must hold region r's certificate (DNS:r), whatever address it is reached at.
       "grpc.ssl_target_name_override": r.name,
@@ -427,19 +448,22 @@ export async function startFrontDoor(
     },
   });
   const homes = new HomeCache(
-    () => regionNames.filter((r) => monitor.states.get(r)?.up).map((r) => registries.get(r)!),
+    () => targets.filter((t) => monitor.states.get(t.region)?.up),
     Math.max(500, 2 * config.heartbeat.intervalMs),
     log.child({ component: "homes" }),
   );
   const agents = new Map<string, Agent>(
-    config.mesh.regions.map((r) => {
-      const options = { keepAlive: true, maxFreeSockets: 64, scheduling: "lifo" as const };
-      return [r.name, r.registry.startsWith("https:") ? new https.Agent(options) : new http.Agent(options)];
-    }),
+    config.mesh.regions.map((r) => [
+      r.name,
+      registryAgent(config.mesh, r.registry, { keepAlive: true, maxFreeSockets: 64, scheduling: "lifo" }),
+    ]),
   );
 
   const closeClients = () => {
-    for (const t of targets) t.client.close();
+    for (const t of targets) {
+      t.client.close();
+      t.agent.destroy();
+    }
     for (const a of agents.values()) a.destroy();
   };
   const proxyLog = log.child({ component: "proxy" });
@@ -458,7 +482,9 @@ export async function startFrontDoor(
       }
       return;
     }
-    if (!(path === "/v2" || path.startsWith("/v2/") || path.startsWith("/admin/"))) {
+    if (
+      !(path === "/v2" || path.startsWith("/v2/") || path.startsWith("/admin/") || path === "/auth/token")
+    ) {
       sendError(req, res, new RouteNotFoundError("no such endpoint"));
       return;
     }
@@ -623,7 +649,7 @@ export async function startFrontDoor(
     const prior = req.headers["x-forwarded-for"];
     out["x-forwarded-for"] = prior === undefined ? from : `${prior}, ${from}`;
     if (req.headers.host !== undefined) out["x-forwarded-host"] = req.headers.host;
-    out["x-forwarded-proto"] = "http";
+    out["x-forwarded-proto"] = listenTls === undefined ? "http" : "https";
     return out;
   };
 
@@ -668,16 +694,18 @@ export async function startFrontDoor(
     homes: homeList(homes.rules),
   });
 
-  const server = createServer(
-    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 },
-    (req, res) => {
-      handle(req, res).catch((err) => {
-        proxyLog.error({ err }, "request failed");
-        if (!res.headersSent) sendError(req, res, err instanceof MeridianError ? err : new Error("internal"));
-        else res.destroy();
-      });
-    },
-  );
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    handle(req, res).catch((err) => {
+      proxyLog.error({ err }, "request failed");
+      if (!res.headersSent) sendError(req, res, err instanceof MeridianError ? err : new Error("internal"));
+      else res.destroy();
+    });
+  };
+  const serverOptions = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 };
+  const server =
+    listenTls === undefined
+      ? createServer(serverOptions, onRequest)
+      : https.createServer({ ...serverOptions, ...listenTls() }, onRequest);
   try {
     await monitor.start();
     await homes.refresh();
@@ -700,8 +728,11 @@ export async function startFrontDoor(
   const host = config.listen.host.includes(":") ? `[${config.listen.host}]` : config.listen.host;
   let closed: Promise<void> | undefined;
   return {
-    url: `http://${host}:${port}`,
+    url: `${listenTls === undefined ? "http" : "https"}://${host}:${port}`,
     regions: () => regionNames.map((r) => monitor.states.get(r)!),
+    reloadTls() {
+      if (listenTls !== undefined) (server as TlsServer).setSecureContext(listenTls());
+    },
     close() {
       closed ??= (async () => {
         // Stop taking requests, let those under way finish for a moment, then cut them.
@@ -764,7 +795,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const frontDoor = await startFrontDoor(config, logger);
   process.stdout.write(
     `${JSON.stringify({ event: "listening", frontDoor: frontDoor.url, pid: process.pid })}\n`,
@@ -784,6 +815,16 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  if (config.tls.certFile !== undefined) {
+    process.on("SIGHUP", () => {
+      try {
+        frontDoor.reloadTls();
+        logger.info("tls certificate reloaded");
+      } catch (err) {
+        logger.error({ err }, "tls certificate reload failed; serving the previous one");
+      }
+    });
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -32,6 +32,7 @@ import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
+import { loggerOptions } from "../protocol/logging.js";
 import { regionOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
@@ -44,6 +45,7 @@ import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
 import { PeerClient } from "./peer-client.js";
 import { createPeerService } from "./peer-service.js";
+import { registryAgent } from "./registry-http.js";
 import { clientCredentials, serverCredentials } from "./tls.js";
 
 export interface RunningPeer {
@@ -256,16 +258,22 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
 
     // ---- automatic failover (off unless failover.autoAfterMs is set)
     if (config.failover.autoAfterMs > 0) {
+      const registry = regionOf(config.mesh, config.region).registry;
+      const agent = registryAgent(config.mesh, registry);
       const stop = startAutoFailover({
         self: config.region,
         regions: config.mesh.regions.map((r) => r.name),
-        registry: regionOf(config.mesh, config.region).registry,
+        registry,
+        agent,
         afterMs: config.failover.autoAfterMs,
         everyMs: config.heartbeat.intervalMs,
         health: () => heartbeat.snapshot(),
         logger: log.child({ component: "auto-failover" }),
       });
-      cleanup.push(stop);
+      cleanup.push(() => {
+        stop();
+        agent.destroy();
+      });
     }
 
     const http = createServer((req, res) => {
@@ -377,7 +385,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const peer = await startPeer(config, logger);
   process.stdout.write(
     `${JSON.stringify({ event: "listening", region: config.region, grpc: peer.grpc, metrics: peer.metrics, pid: process.pid })}\n`,

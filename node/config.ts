@@ -23,6 +23,16 @@
  * | fetchOnMiss        | MERIDIAN_FETCH_ON_MISS    | proxy (with a mesh), else off |
  * | syncTimeoutMs      | MERIDIAN_SYNC_TIMEOUT_MS  | 30000                        |
  * | peerPollMs         | MERIDIAN_PEER_POLL_MS     | 250                          |
+ * | tls.certFile       | MERIDIAN_TLS_CERT_FILE    | none (plain HTTP)            |
+ * | tls.keyFile        | MERIDIAN_TLS_KEY_FILE     | none (plain HTTP)            |
+ * | auth.enabled       | MERIDIAN_AUTH             | false                        |
+ * | auth.tokenKeyFile  | MERIDIAN_TOKEN_KEY_FILE   | <dataDir>/token-key.pem      |
+ * | auth.retiredKeyFiles | MERIDIAN_TOKEN_RETIRED_KEY_FILES | none (comma-separated) |
+ * | auth.service       | MERIDIAN_AUTH_SERVICE     | meridian                     |
+ * | auth.realm         | MERIDIAN_AUTH_REALM       | <the request's host>/auth/token |
+ * | auth.tokenTtlSeconds | MERIDIAN_TOKEN_TTL_SECONDS | 300                       |
+ * | auth.adminPasswordFile | MERIDIAN_ADMIN_PASSWORD_FILE | none                  |
+ * | auth.loginFailures | MERIDIAN_LOGIN_FAILURES   | 5 (per minute, per user and per address) |
  *
  * With `meshFile` (protocol/mesh.ts) the node talks to its own region's
  * control-plane peer (node/mesh-link.ts) for three things:
@@ -42,10 +52,30 @@
  * gets them). Policies not in the file are left as they are: the file adds
  * and updates, `meridian policy delete` removes.
  *
+ * Authentication (issue 6, node/auth/): with `auth.enabled` every request
+ * under /v2/ and /admin/v1/ is checked (node/auth/authenticator.ts) and the
+ * token endpoint is served at /auth/token. `tokenKeyFile` is the mesh's
+ * token signing key (PKCS#8 PEM, ES256): every region and the front door
+ * read the same file, so a token from one region is good in all. A lone
+ * node creates the file when it is missing; in a mesh a missing key is a
+ * configuration error (regions that each made their own would refuse each
+ * other's tokens). `retiredKeyFiles` are public keys (SPKI PEM) of earlier
+ * signing keys, still accepted while their tokens live. With
+ * `adminPasswordFile`, the node creates the system admin `admin` with the
+ * file's first line as password when no user `admin` exists. Secrets are
+ * only ever read from files, never from the environment or flags.
+ *
+ * With `tls.certFile` and `tls.keyFile` (both or neither: PEM files, the
+ * certificate with its chain) the node serves HTTPS only; SIGHUP re-reads
+ * both files, so a renewed certificate needs no restart. In a mesh, registry
+ * URLs in mesh.json are then https:// and the certificate is one the mesh CA
+ * signed (`meridian up --tls` uses the region's mesh certificate), since the
+ * front door and the peers trust that CA for them.
+ *
  * Two node processes of one region share `storage.root` and the NATS stream;
  * each needs its own `view.dir` (a level database has one owner).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
   ConfigError,
@@ -79,12 +109,30 @@ export interface NodeConfig {
   fetchOnMiss: FetchOnMiss;
   syncTimeoutMs: number;
   peerPollMs: number;
+  /** HTTPS instead of HTTP: the certificate (with its chain) and key, PEM files. */
+  tls?: { certFile: string; keyFile: string };
+  auth: AuthConfig;
+}
+
+export interface AuthConfig {
+  enabled: boolean;
+  tokenKeyFile: string;
+  retiredKeyFiles: string[];
+  service: string;
+  /** The token endpoint clients are sent to; undefined: derived from each request's host. */
+  realm?: string;
+  tokenTtlSeconds: number;
+  adminPasswordFile?: string;
+  /** Failed logins allowed per user and per address in a minute before more are refused (429). */
+  loginFailures: number;
 }
 
 export type FetchOnMiss = "proxy" | "redirect" | "off";
 const FETCH_ON_MISS: readonly FetchOnMiss[] = ["proxy", "redirect", "off"];
 
-export type NodeConfigInput = Omit<DeepPartial<NodeConfig>, "mesh">;
+export type NodeConfigInput = Omit<DeepPartial<NodeConfig>, "mesh" | "tls"> & {
+  tls?: { certFile?: string; keyFile?: string };
+};
 
 export { ConfigError };
 
@@ -122,6 +170,19 @@ export function loadNodeConfig(sources: {
     fetchOnMiss: env.MERIDIAN_FETCH_ON_MISS as FetchOnMiss | undefined,
     syncTimeoutMs: envNumber(env.MERIDIAN_SYNC_TIMEOUT_MS),
     peerPollMs: envNumber(env.MERIDIAN_PEER_POLL_MS),
+    tls: { certFile: env.MERIDIAN_TLS_CERT_FILE, keyFile: env.MERIDIAN_TLS_KEY_FILE },
+    auth: {
+      enabled: envBoolean(env.MERIDIAN_AUTH),
+      tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE,
+      retiredKeyFiles: env.MERIDIAN_TOKEN_RETIRED_KEY_FILES?.split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== ""),
+      service: env.MERIDIAN_AUTH_SERVICE,
+      realm: env.MERIDIAN_AUTH_REALM,
+      tokenTtlSeconds: envNumber(env.MERIDIAN_TOKEN_TTL_SECONDS),
+      adminPasswordFile: env.MERIDIAN_ADMIN_PASSWORD_FILE,
+      loginFailures: envNumber(env.MERIDIAN_LOGIN_FAILURES),
+    },
   };
   const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
   const region = merged.region ?? "local";
@@ -144,6 +205,17 @@ export function loadNodeConfig(sources: {
     fetchOnMiss: merged.fetchOnMiss ?? (merged.meshFile === undefined ? "off" : "proxy"),
     syncTimeoutMs: merged.syncTimeoutMs ?? 30_000,
     peerPollMs: merged.peerPollMs ?? 250,
+    auth: {
+      enabled: merged.auth?.enabled ?? false,
+      tokenKeyFile: resolve(merged.auth?.tokenKeyFile ?? join(dataDir, "token-key.pem")),
+      retiredKeyFiles: (merged.auth?.retiredKeyFiles ?? []).map((f) => resolve(f as string)),
+      service: merged.auth?.service ?? "meridian",
+      realm: merged.auth?.realm,
+      tokenTtlSeconds: merged.auth?.tokenTtlSeconds ?? 300,
+      adminPasswordFile:
+        merged.auth?.adminPasswordFile === undefined ? undefined : resolve(merged.auth.adminPasswordFile),
+      loginFailures: merged.auth?.loginFailures ?? 5,
+    },
   };
   if (merged.meshFile !== undefined) {
     config.meshFile = resolve(merged.meshFile);
@@ -166,6 +238,33 @@ export function loadNodeConfig(sources: {
     problems.push("syncTimeoutMs: an integer from 1 to 300000");
   if (!(Number.isInteger(config.peerPollMs) && config.peerPollMs >= 10))
     problems.push("peerPollMs: an integer of at least 10");
+  if (config.auth.enabled) {
+    if (merged.meshFile !== undefined && !existsSync(config.auth.tokenKeyFile))
+      problems.push(
+        `auth.tokenKeyFile ${config.auth.tokenKeyFile}: missing; every region of a mesh needs the same key (\`meridian up --auth\` makes one)`,
+      );
+    for (const f of config.auth.retiredKeyFiles)
+      if (!existsSync(f)) problems.push(`auth.retiredKeyFiles: ${f} does not exist`);
+    if (config.auth.adminPasswordFile !== undefined && !existsSync(config.auth.adminPasswordFile))
+      problems.push(`auth.adminPasswordFile ${config.auth.adminPasswordFile}: does not exist`);
+    const ttl = config.auth.tokenTtlSeconds;
+    if (!(Number.isInteger(ttl) && ttl >= 10 && ttl <= 86_400))
+      problems.push("auth.tokenTtlSeconds: an integer from 10 to 86400");
+    if (!(Number.isInteger(config.auth.loginFailures) && config.auth.loginFailures >= 1))
+      problems.push("auth.loginFailures: a positive integer");
+    if (!/^[\x21-\x7e]{1,128}$/.test(config.auth.service) || config.auth.service.includes('"'))
+      problems.push("auth.service: printable ASCII without spaces or quotes");
+    if (config.auth.realm !== undefined && !/^https?:\/\/[^\s"]+$/.test(config.auth.realm))
+      problems.push("auth.realm: an http(s) URL");
+  }
+  const { certFile, keyFile } = merged.tls ?? {};
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    problems.push("tls: certFile and keyFile go together (both or neither)");
+  } else if (certFile !== undefined && keyFile !== undefined) {
+    config.tls = { certFile: resolve(certFile), keyFile: resolve(keyFile) };
+    for (const [name, file] of Object.entries(config.tls))
+      if (!existsSync(file)) problems.push(`tls.${name} ${file}: does not exist`);
+  }
   if (merged.policiesFile !== undefined) {
     config.policiesFile = resolve(merged.policiesFile);
     try {
@@ -202,8 +301,13 @@ export function loadNodeConfig(sources: {
     ["MERIDIAN_UNDELETE_WINDOW_HOURS", env.MERIDIAN_UNDELETE_WINDOW_HOURS],
     ["MERIDIAN_SYNC_TIMEOUT_MS", env.MERIDIAN_SYNC_TIMEOUT_MS],
     ["MERIDIAN_PEER_POLL_MS", env.MERIDIAN_PEER_POLL_MS],
+    ["MERIDIAN_TOKEN_TTL_SECONDS", env.MERIDIAN_TOKEN_TTL_SECONDS],
+    ["MERIDIAN_LOGIN_FAILURES", env.MERIDIAN_LOGIN_FAILURES],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
+  }
+  if (env.MERIDIAN_AUTH !== undefined && envBoolean(env.MERIDIAN_AUTH) === undefined) {
+    problems.push("MERIDIAN_AUTH: true or false");
   }
   if (env.MERIDIAN_STORAGE_FSYNC !== undefined && envBoolean(env.MERIDIAN_STORAGE_FSYNC) === undefined) {
     problems.push("MERIDIAN_STORAGE_FSYNC: true or false");

@@ -6,26 +6,43 @@
  *
  * Once listening it prints one JSON line to stdout:
  *   {"event":"listening","region":…,"registry":"http://127.0.0.1:PORT","pid":…}
+ * (an https:// URL with `tls.certFile`/`tls.keyFile`; SIGHUP then re-reads
+ * both files and serves new connections with them).
  */
+import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import type { Server as TlsServer } from "node:tls";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { loggerOptions } from "../protocol/logging.js";
 import type { Policy } from "../protocol/policy.js";
+import { AuditLog } from "./audit.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { LoginLimiter } from "./auth/login-limiter.js";
+import { ensureAdmin, loadTokenKeys } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
 import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
 import { FetchOnMiss } from "./fetch-on-miss.js";
+import type { HttpAuth } from "./http/access.js";
 import { buildApp } from "./http/app.js";
 import { MeshLink } from "./mesh-link.js";
 
 export interface RunningNode {
   url: string;
   registry: Registry;
+  /** Re-read `tls.certFile` and `tls.keyFile` for new connections (throws if unreadable; no-op without TLS). */
+  reloadTls(): void;
   close(): Promise<void>;
+}
+
+/** The node's certificate and key, read from the configured files. */
+function readTls(tls: NonNullable<NodeConfig["tls"]>): { cert: Buffer; key: Buffer } {
+  return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
 }
 
 /** Start a node in this process (tests use it directly; `main` wraps it). */
@@ -85,22 +102,70 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
           metrics,
           logger: log.child({ component: "fetch-on-miss" }),
         });
-  const app = await buildApp({ registry, metrics, fetchOnMiss, logger: log.child({ component: "http" }) });
+  const auth = config.auth.enabled ? await startAuth(config, registry, log) : undefined;
+  const audit = await AuditLog.open({
+    servers: config.nats.servers,
+    region: config.region,
+    logger: log.child({ component: "audit" }),
+    metrics,
+  });
+  const app = await buildApp({
+    auth,
+    audit,
+    registry,
+    metrics,
+    fetchOnMiss,
+    logger: log.child({ component: "http" }),
+    ...(config.tls === undefined ? {} : { https: readTls(config.tls) }),
+  });
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const purge = schedulePurge(store, config.storage.uploadMaxAgeHours, log.child({ component: "purge" }));
   return {
     url: address,
     registry,
+    reloadTls() {
+      if (config.tls === undefined) return;
+      (app.server as unknown as TlsServer).setSecureContext(readTls(config.tls));
+    },
     async close() {
       stopApplying();
       clearInterval(purge);
       await app.close();
+      await audit.close();
       await registry.stop();
       await eventLog.close();
       await view.close();
       link?.close();
     },
   };
+}
+
+/** Authentication (node/auth/): the token keys, the login limiter, and the first admin. */
+async function startAuth(config: Readonly<NodeConfig>, registry: Registry, log: Logger): Promise<HttpAuth> {
+  const keys = await loadTokenKeys({
+    tokenKeyFile: config.auth.tokenKeyFile,
+    retiredKeyFiles: config.auth.retiredKeyFiles,
+    create: config.mesh === undefined,
+    logger: log,
+  });
+  const file = config.auth.adminPasswordFile;
+  if (file !== undefined) {
+    const attempt = () =>
+      ensureAdmin(registry, file, log).catch((err) => {
+        log.warn({ err }, "system admin not created yet; retrying");
+        setTimeout(attempt, 3_000).unref();
+      });
+    await attempt();
+  }
+  const authenticator = new Authenticator({
+    view: registry.view,
+    keys,
+    service: config.auth.service,
+    tokenTtlSeconds: config.auth.tokenTtlSeconds,
+    limiter: new LoginLimiter(config.auth.loginFailures),
+    logger: log.child({ component: "auth" }),
+  });
+  return { authenticator, realm: config.auth.realm };
 }
 
 /**
@@ -165,7 +230,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const node = await startNode(config, logger);
   process.stdout.write(
     `${JSON.stringify({ event: "listening", region: config.region, registry: node.url, pid: process.pid })}\n`,
@@ -185,6 +250,16 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  if (config.tls !== undefined) {
+    process.on("SIGHUP", () => {
+      try {
+        node.reloadTls();
+        logger.info("tls certificate reloaded");
+      } catch (err) {
+        logger.error({ err }, "tls certificate reload failed; serving the previous one");
+      }
+    });
+  }
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

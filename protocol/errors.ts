@@ -183,6 +183,23 @@ export class FailoverRefusedError extends MeridianError {
   override readonly code = "FAILOVER_REFUSED";
 }
 
+/**
+ * The request carries no credentials where some are needed, or credentials
+ * that do not check out (bad password, expired or tampered token, a token
+ * without the scope asked for). The HTTP layer adds the Bearer challenge.
+ */
+export class UnauthorizedError extends MeridianError {
+  override readonly code = "UNAUTHORIZED";
+}
+/** Good credentials, but their holder may not do this (node/auth, protocol/access.ts). */
+export class AccessDeniedError extends MeridianError {
+  override readonly code = "ACCESS_DENIED";
+}
+/** Too many failed logins for this user or from this address; `detail.retryAfterSeconds` says when to try again. */
+export class TooManyLoginsError extends MeridianError {
+  override readonly code = "TOO_MANY_LOGINS";
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -226,6 +243,9 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [RegionFencedError, { code: "UNAVAILABLE", status: 503 }],
   [ReplicationPendingError, { code: "UNAVAILABLE", status: 503 }],
   [FailoverRefusedError, { code: "DENIED", status: 403 }],
+  [UnauthorizedError, { code: "UNAUTHORIZED", status: 401 }],
+  [AccessDeniedError, { code: "DENIED", status: 403 }],
+  [TooManyLoginsError, { code: "TOOMANYREQUESTS", status: 429 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

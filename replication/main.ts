@@ -31,6 +31,7 @@ import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { parseRegion } from "../protocol/events.js";
+import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
 import { ReplicationWorker } from "./worker.js";
 
@@ -253,7 +254,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const running = await startWorker(config, logger);
   process.stdout.write(
     `${JSON.stringify({ event: "listening", region: config.region, metrics: running.metricsUrl, pid: process.pid })}\n`,

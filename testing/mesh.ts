@@ -43,14 +43,20 @@ export interface RunningMesh {
   stop(): Promise<number | null>;
 }
 
-export async function startMesh(after: After, regions: string[], dataDir?: string): Promise<RunningMesh> {
+/** `flags`: more options for `meridian up` (e.g. `--tls`). */
+export async function startMesh(
+  after: After,
+  regions: string[],
+  dataDir?: string,
+  flags: string[] = [],
+): Promise<RunningMesh> {
   const dir = dataDir ?? tempDir(after, "meridian-mesh-");
   // cli/up.ts regionPorts: B+10i … B+10i+4 per region, and B+5 for the front door.
   const offsets = [...regions.flatMap((_, i) => [0, 1, 2, 3, 4].map((o) => 10 * i + o)), 5];
   const base = await freePortBlock(offsets);
   const child = spawn(
     process.execPath,
-    [CLI_ENTRY, "up", "--regions", regions.join(","), "--base-port", String(base), "--data", dir],
+    [CLI_ENTRY, "up", "--regions", regions.join(","), "--base-port", String(base), "--data", dir, ...flags],
     {
       stdio: ["ignore", "pipe", "pipe"],
       // As in startProxiedMesh: regions do not fetch on miss, so tests see what each one holds.

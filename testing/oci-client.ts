@@ -23,14 +23,21 @@ export interface Descriptor {
 }
 
 export class OciClient {
-  constructor(readonly base: string) {}
+  /** `authorization`: sent with every request that does not set its own (e.g. "Basic …", "Bearer …"). */
+  constructor(
+    readonly base: string,
+    readonly authorization?: string,
+  ) {}
 
   url(path: string): string {
     return `${this.base}${path}`;
   }
 
   fetch(path: string, init?: RequestInit): Promise<Response> {
-    return fetch(this.url(path), init);
+    if (this.authorization === undefined) return fetch(this.url(path), init);
+    const headers = new Headers(init?.headers);
+    if (!headers.has("authorization")) headers.set("authorization", this.authorization);
+    return fetch(this.url(path), { ...init, headers });
   }
 
   /** POST ?digest= with the whole body; returns the descriptor. */

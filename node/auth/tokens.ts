@@ -15,7 +15,7 @@
  * Claims follow Distribution's token format, so any Docker client
  * understands the answer: `iss`, `sub`, `aud` (the service), `exp`, `nbf`,
  * `iat`, `jti`, and `access`: [{type: "repository", name, actions}].
- * Meridian adds `kind` (user, robot or anonymous).
+ * Meridian adds `kind` (user, robot, anonymous, or service: a Meridian component).
  */
 import { randomUUID } from "node:crypto";
 import {
@@ -42,7 +42,8 @@ export interface GrantedAccess {
 
 export interface TokenClaims {
   subject: string;
-  kind: "user" | "robot" | "anonymous";
+  /** `service`: a Meridian component holding the mesh's key (the front door, a peer); acts as a system admin. */
+  kind: "user" | "robot" | "anonymous" | "service";
   access: GrantedAccess[];
   expiresAt: number;
 }
@@ -137,7 +138,7 @@ export class TokenKeys {
         },
       );
       const kind = payload.kind;
-      if (kind !== "user" && kind !== "robot" && kind !== "anonymous")
+      if (kind !== "user" && kind !== "robot" && kind !== "anonymous" && kind !== "service")
         throw new TokenRejectedError("bad kind");
       return {
         subject: payload.sub!,

@@ -827,6 +827,26 @@ export class MetadataView {
     return (await getJson<{ value: RobotRecord | null }>(this.#db, `x!${name}`))?.value ?? undefined;
   }
 
+  /** Every robot account, by name. */
+  async robots(): Promise<Array<{ name: string } & RobotRecord>> {
+    const out: Array<{ name: string } & RobotRecord> = [];
+    for (const [name, raw] of await new Batch(this.#db).entriesUnder("x!")) {
+      const { value } = JSON.parse(raw) as { value: RobotRecord | null };
+      if (value !== null) out.push({ name, ...value });
+    }
+    return out;
+  }
+
+  /** Every configured project, by name. */
+  async projects(): Promise<Array<{ name: string; public: boolean }>> {
+    const out: Array<{ name: string; public: boolean }> = [];
+    for (const [name, raw] of await new Batch(this.#db).entriesUnder("j!")) {
+      const { value } = JSON.parse(raw) as { value: { public: boolean } };
+      out.push({ name, public: value.public });
+    }
+    return out;
+  }
+
   /** A project's settings; undefined for a project never configured (private). */
   async project(name: string): Promise<{ public: boolean } | undefined> {
     return (await getJson<{ value: { public: boolean } }>(this.#db, `j!${name}`))?.value;

@@ -42,6 +42,7 @@ import fp from "fastify-plugin";
 import { LineCounter, parseDocument, stringify } from "yaml";
 import { type Digest, parseDigest } from "../../protocol/digest.js";
 import {
+  AccessDeniedError,
   DigestInvalidError,
   ManifestNotFoundError,
   NameInvalidError,
@@ -49,6 +50,7 @@ import {
   PolicyNotFoundError,
   RepositoryNotFoundError,
   RouteNotFoundError,
+  UnauthorizedError,
   UnsupportedError,
 } from "../../protocol/errors.js";
 import {
@@ -61,25 +63,93 @@ import {
 import { parseRepository, parseTag } from "../../protocol/names.js";
 import { type Policy, parsePolicies, parsePolicy, policyToYaml } from "../../protocol/policy.js";
 import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from "../../protocol/tag-merge.js";
+import type { AuditLog } from "../audit.js";
+import { bearerChallenge } from "../auth/authenticator.js";
 import type { Registry, UndeleteTarget } from "../data/registry.js";
+import { type AuditSink, type HttpAuth, realmOf } from "./access.js";
+import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
+import { identityRoutes, type RouteAccess } from "./identity-routes.js";
 
 export interface AdminApiOptions {
   registry: Registry;
   /** Where the routes are mounted (default /admin/v1). */
   prefix?: string;
+  /** With authentication: who may call what (see "Access" above). */
+  auth?: HttpAuth;
+  /** Where admin changes are recorded, and what `GET /audit` reads. */
+  audit?: AuditLog;
 }
 
-/** Who admin changes are recorded as, until requests carry an identity. */
-const ACTOR = "admin";
+/** Who an admin change is recorded as: the request's identity (`anonymous` without auth). */
+const actor = (req: FastifyRequest) => req.identity?.name ?? "anonymous";
 const POLICY_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const YAML_TYPES = /^(?:application|text)\/(?:x-)?yaml\b/i;
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 
 async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise<void> {
   // A child context: its own body parsing and error handler, whatever the parent's.
-  await app.register(async (admin) => adminRoutes(admin, options.registry), {
-    prefix: options.prefix ?? "/admin/v1",
+  await app.register(
+    async (admin) => {
+      if (options.auth !== undefined) gate(admin, options.auth);
+      if (options.audit !== undefined) audited(admin, options.audit);
+      await adminRoutes(admin, options.registry);
+      await identityRoutes(admin, options.registry, (name) => options.auth?.authenticator.forget(name));
+      if (options.audit !== undefined) await auditRoutes(admin, options.audit, options.registry.region);
+    },
+    {
+      prefix: options.prefix ?? "/admin/v1",
+    },
+  );
+}
+
+/**
+ * With authentication, every admin route needs a system admin (or a service
+ * token: the front door, a peer), except routes whose `access` config lets
+ * more in (./identity-routes.ts; their handlers check the finer condition).
+ * No credentials: 401 with the Bearer challenge; not enough: 403 DENIED.
+ */
+function gate(admin: FastifyInstance, auth: HttpAuth): void {
+  admin.addHook("onRequest", async (req, reply) => {
+    try {
+      req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip);
+    } catch (err) {
+      if (err instanceof UnauthorizedError)
+        reply.header(
+          "www-authenticate",
+          bearerChallenge({ realm: auth.realm ?? realmOf(req), service: auth.authenticator.service }),
+        );
+      throw err;
+    }
+    const s = req.identity.subject;
+    if (s.kind === "user" && s.systemAdmin) return;
+    if (req.identity.kind === "anonymous") {
+      reply.header(
+        "www-authenticate",
+        bearerChallenge({ realm: auth.realm ?? realmOf(req), service: auth.authenticator.service }),
+      );
+      throw new UnauthorizedError("authentication required");
+    }
+    const access = (req.routeOptions.config as { access?: RouteAccess } | undefined)?.access ?? "admin";
+    if (access === "admin") throw new AccessDeniedError("a system admin is required");
+  });
+}
+
+/** Every admin change (anything but a read), with its outcome. */
+function audited(admin: FastifyInstance, audit: AuditSink): void {
+  admin.addHook("onResponse", async (req, reply) => {
+    if (req.method === "GET" || req.method === "HEAD") return;
+    const path = (req.raw.url ?? "").split("?", 1)[0]!;
+    const repo = /\/repositories\/(.+)$/.exec(path)?.[1];
+    audit.record({
+      actor: req.identity.name,
+      kind: req.identity.kind,
+      action: req.method === "DELETE" && repo !== undefined ? "delete" : "admin",
+      address: req.ip,
+      ...(repo === undefined ? {} : { repo }),
+      status: reply.statusCode,
+      detail: `${req.method} ${path}`,
+    });
   });
 }
 
@@ -115,7 +185,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
       : parsePolicies(text);
     if (policies.length === 0) throw policyInvalid(["policy file: no policies in it"]);
     let seq = 0;
-    for (const policy of policies) seq = await commitPolicy(policy);
+    for (const policy of policies) seq = await commitPolicy(policy, actor(req));
     return { applied: policies.map((p) => p.name), seq };
   });
 
@@ -159,13 +229,13 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
       problems.push(...((err.detail as { errors?: string[] }).errors ?? [err.message]));
     }
     if (problems.length > 0 || policy === undefined) throw policyInvalid(problems);
-    const seq = await commitPolicy(policy);
+    const seq = await commitPolicy(policy, actor(req));
     return { name, policy, seq };
   });
 
   admin.delete<{ Params: { name: string } }>("/policies/:name", async (req) => {
     const { name } = await policyNamed(req.params.name);
-    const seq = await reg.commitAdmin({ type: "policy.deleted", name }, ACTOR);
+    const seq = await reg.commitAdmin({ type: "policy.deleted", name }, actor(req));
     return { name, seq };
   });
 
@@ -175,7 +245,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
     if (policy.enabled === false)
       throw new UnsupportedError(`policy ${name} is disabled; enable it to run it`, { detail: { name } });
     const runId = randomUUID();
-    const seq = await reg.commitAdmin({ type: "policy.run", name, runId }, ACTOR);
+    const seq = await reg.commitAdmin({ type: "policy.run", name, runId }, actor(req));
     return reply.status(202).send({ name, runId, seq });
   });
 
@@ -192,7 +262,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
 
   admin.post<{ Params: { name: string } }>("/policies/:name/reset-breaker", async (req, reply) => {
     const { name } = await policyNamed(req.params.name);
-    const seq = await reg.commitAdmin({ type: "breaker.reset", name }, ACTOR);
+    const seq = await reg.commitAdmin({ type: "breaker.reset", name }, actor(req));
     return reply.status(202).send({ name, seq });
   });
 
@@ -216,7 +286,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
     if (force !== undefined && typeof force !== "boolean")
       problems.push(`force: want true or false, got ${show(force)}`);
     if (problems.length > 0) throw badRequest(problems);
-    return reg.failover(from as string, to as string, force === true, ACTOR);
+    return reg.failover(from as string, to as string, force === true, actor(req));
   });
 
   admin.post("/rebuild", async (req, reply) => {
@@ -232,7 +302,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
     const runId = randomUUID();
     const seq = await reg.commitAdmin(
       { type: "policy.run", name: REBUILD_RUN, runId, region: region as string },
-      ACTOR,
+      actor(req),
     );
     return reply.status(202).send({ region, runId, seq });
   });
@@ -289,7 +359,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
       ...(durability === undefined ? {} : { durability: durability as string }),
     } as EventBody;
     // The epoch is an envelope field: the view keys the home table by it.
-    const seq = await reg.commitAdmin(body, ACTOR, epoch as number | undefined);
+    const seq = await reg.commitAdmin(body, actor(req), epoch as number | undefined);
     return {
       scope,
       tagMerge,
@@ -306,7 +376,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
     const path = (req.params as { "*": string })["*"];
     if (req.method === "DELETE") {
       const repo = parseRepository(path);
-      const seq = await reg.deleteRepository(repo, ACTOR);
+      const seq = await reg.deleteRepository(repo, actor(req));
       return reply.status(202).send({ repo, seq });
     }
     const m = /^(.+)\/tags\/([^/]+)\/history$/.exec(path);
@@ -379,7 +449,7 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
       if (typeof value.digest !== "string") throw new DigestInvalidError("digest: want a string");
       target = { digest: parseDigest(value.digest) };
     }
-    const { restored } = await reg.undelete(repo, target, ACTOR);
+    const { restored } = await reg.undelete(repo, target, actor(req));
     return { repo, restored };
   });
 
@@ -413,10 +483,10 @@ async function adminRoutes(admin: FastifyInstance, reg: Registry): Promise<void>
     return found;
   }
 
-  function commitPolicy(policy: Policy): Promise<number> {
+  function commitPolicy(policy: Policy, by: string): Promise<number> {
     return reg.commitAdmin(
       { type: "policy.set", name: policy.name, policy: policy as unknown as Record<string, unknown> },
-      ACTOR,
+      by,
     );
   }
 }

@@ -19,8 +19,10 @@ import fastify, {
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
 import { Histogram, type Registry as MetricsRegistry } from "prom-client";
+import type { Action } from "../../protocol/access.js";
 import { type Digest, parseDigest } from "../../protocol/digest.js";
 import {
+  AccessDeniedError,
   BlobNotFoundError,
   DigestInvalidError,
   ManifestNotFoundError,
@@ -30,21 +32,31 @@ import {
   RequestAbortedError,
   RouteNotFoundError,
   SizeInvalidError,
+  TooManyLoginsError,
+  UnauthorizedError,
 } from "../../protocol/errors.js";
 import { MediaType } from "../../protocol/media-types.js";
 import { parseRepository, parseTag } from "../../protocol/names.js";
+import type { AuditLog } from "../audit.js";
+import { ANONYMOUS, bearerChallenge, type Identity } from "../auth/authenticator.js";
 import type { ByteRange } from "../data/blob-store.js";
 import { parseReference, type Registry } from "../data/registry.js";
 import type { FetchOnMiss } from "../fetch-on-miss.js";
+import { type AuditSink, type HttpAuth, loginRecord, realmOf } from "./access.js";
 import { adminApiPlugin } from "./admin.js";
 import { handleError, ociErrorBody } from "./errors.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
+import { tokenRoutes } from "./token-routes.js";
 
 export interface OciApiOptions {
   registry: Registry;
   metrics: MetricsRegistry;
   /** Content this region lacks, from the other regions (node/fetch-on-miss.ts); absent for a lone region. */
   fetchOnMiss?: FetchOnMiss;
+  /** Authentication (node/auth/); absent: everyone may do everything, as `anonymous`. */
+  auth?: HttpAuth;
+  /** Where pulls, pushes, deletes and logins are recorded (node/audit.ts). */
+  audit?: AuditSink;
 }
 
 /**
@@ -58,11 +70,14 @@ declare module "fastify" {
   interface FastifyRequest {
     /** Name of the OCI route matched (a bounded metrics label). */
     ociRoute: string;
+    /** Who is asking (anonymous until authenticated; everyone is anonymous without auth). */
+    identity: Identity;
+    /** The repository and reference an OCI route named (for the audit log). */
+    ociTarget?: { repo: string; reference?: string };
   }
 }
 
 const MAX_PAGE = 1000;
-const ACTOR = "anonymous";
 
 type Handler = (req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) => Promise<unknown>;
 interface Route {
@@ -82,11 +97,15 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   });
 
   app.decorateRequest("ociRoute", "other");
+  // Reference-typed decorators must start null (fastify shares them otherwise); every request starts anonymous.
+  app.decorateRequest("identity", null as unknown as Identity);
+  app.decorateRequest("ociTarget", undefined);
   app.removeAllContentTypeParsers();
   // Bodies are streamed by the handlers from request.raw; nothing is parsed up front.
   app.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
   app.setErrorHandler(handleError);
-  app.addHook("onRequest", async (_req, reply) => {
+  app.addHook("onRequest", async (req, reply) => {
+    req.identity = ANONYMOUS;
     reply.header("docker-distribution-api-version", "registry/2.0");
   });
   app.addHook("onResponse", async (req, reply) => {
@@ -94,6 +113,17 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       { route: req.ociRoute, method: req.method, code: reply.statusCode },
       reply.elapsedTime / 1000,
     );
+    const action = auditedAction(req.ociRoute, req.method);
+    if (action !== undefined && options.audit !== undefined && req.ociTarget !== undefined)
+      options.audit.record({
+        actor: req.identity.name,
+        kind: req.identity.kind,
+        action,
+        address: req.ip,
+        repo: req.ociTarget.repo,
+        reference: req.ociTarget.reference,
+        status: reply.statusCode,
+      });
   });
 
   const routes: Route[] = [
@@ -130,12 +160,70 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         reply.header("allow", Object.keys(route.methods).join(", "));
         throw new MethodNotAllowedError(`${req.method} not allowed on ${route.name}`);
       }
+      if (m[1] !== undefined) req.ociTarget = { repo: m[1], reference: m[2] };
+      if (options.auth !== undefined) await gate(options.auth, req, reply, route.name, m[1]);
       return handler(req, reply, m);
     }
     throw new RouteNotFoundError("no such endpoint");
   };
   app.route({ method: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], url: "/v2", handler: dispatch });
   app.route({ method: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"], url: "/v2/*", handler: dispatch });
+
+  // ------------------------------------------------------------ access
+
+  /**
+   * Authenticate the request and check it may do what its route does: a
+   * read is `pull`, an upload or manifest PUT `push`, a DELETE `delete`;
+   * `GET /v2/` and the catalog only need some identity. Anonymous requests
+   * and tokens lacking the scope get 401 with the Bearer challenge naming
+   * the scope to ask for (how clients discover the token endpoint); known
+   * identities without the right get 403 DENIED. Denial comes before any
+   * lookup, so nobody learns whether a repository they may not read exists.
+   */
+  async function gate(
+    auth: HttpAuth,
+    req: FastifyRequest,
+    reply: FastifyReply,
+    route: string,
+    rawRepo?: string,
+  ) {
+    const realm = auth.realm ?? realmOf(req);
+    const service = auth.authenticator.service;
+    const challenge = (scope?: string, insufficientScope?: boolean) =>
+      reply.header("www-authenticate", bearerChallenge({ realm, service, scope, insufficientScope }));
+    try {
+      req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip, (outcome) =>
+        options.audit?.record(loginRecord(outcome, req.ip, "basic")),
+      );
+    } catch (err) {
+      if (err instanceof UnauthorizedError) challenge();
+      if (err instanceof TooManyLoginsError)
+        reply.header("retry-after", (err.detail as { retryAfterSeconds: number }).retryAfterSeconds);
+      throw err;
+    }
+    const anonymous = req.identity.kind === "anonymous";
+    if (rawRepo === undefined) {
+      if (!anonymous) return;
+      challenge(route === "catalog" ? "registry:catalog:*" : undefined);
+      throw new UnauthorizedError("authentication required");
+    }
+    const repo = parseRepository(rawRepo);
+    const action: Action =
+      req.method === "DELETE" ? "delete" : req.method === "GET" || req.method === "HEAD" ? "pull" : "push";
+    const decision = await auth.authenticator.decide(req.identity, action, repo);
+    if (decision.allowed) return;
+    if (anonymous || decision.scopeMissing === true) {
+      challenge(`repository:${repo}:${action === "push" ? "pull,push" : action}`, decision.scopeMissing);
+      throw new UnauthorizedError(`authentication required to ${action} ${repo}`);
+    }
+    throw new AccessDeniedError(`denied: ${decision.reason}`);
+  }
+
+  /** May this request's identity pull `repo`? (A cross-repository mount needs it of the source.) */
+  async function mayPull(req: FastifyRequest, repo: string): Promise<boolean> {
+    if (options.auth === undefined) return true;
+    return (await options.auth.authenticator.decide(req.identity, "pull", repo)).allowed;
+  }
 
   // ------------------------------------------------------------ handlers
 
@@ -147,12 +235,30 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const q = req.query as Record<string, string | undefined>;
     const n = pageSize(q.n, MAX_PAGE) ?? MAX_PAGE;
     const last = q.last === undefined ? undefined : parseRepository(q.last);
-    const page = await reg.repositories(n, last);
+    const page = await visibleRepositories(req, n, last);
     if (page.more) {
       const lastItem = page.items[page.items.length - 1]!;
       reply.header("link", `</v2/_catalog?n=${n}&last=${encodeURIComponent(lastItem)}>; rel="next"`);
     }
     return reply.type("application/json").send(JSON.stringify({ repositories: page.items }));
+  }
+
+  /** A catalog page of the repositories this request's identity may pull (all of them without auth). */
+  async function visibleRepositories(req: FastifyRequest, n: number, last: string | undefined) {
+    const all = req.identity.subject.kind === "user" && req.identity.subject.systemAdmin;
+    if (options.auth === undefined || all) return reg.repositories(n, last);
+    const items: string[] = [];
+    let after = last;
+    for (;;) {
+      const page = await reg.repositories(MAX_PAGE, after);
+      for (const repo of page.items) {
+        if (!(await mayPull(req, repo))) continue;
+        if (items.length === n) return { items, more: true };
+        items.push(repo);
+      }
+      if (!page.more || page.items.length === 0) return { items, more: false };
+      after = page.items[page.items.length - 1];
+    }
   }
 
   async function getBlob(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
@@ -195,9 +301,9 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     return reply.send(stream);
   }
 
-  async function deleteBlob(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+  async function deleteBlob(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    const seq = await reg.deleteBlob(repo, parseDigest(m[2]!), ACTOR);
+    const seq = await reg.deleteBlob(repo, parseDigest(m[2]!), req.identity.name);
     return reply
       .status(202)
       .headers({ "content-length": 0, [SEQ_HEADER]: `${reg.region}:${seq}` })
@@ -209,14 +315,18 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const q = req.query as Record<string, string | undefined>;
     if (q.mount !== undefined) {
       const digest = parseDigest(q.mount);
+      const from = q.from === undefined ? undefined : parseRepository(q.from);
+      // Without pull on the source, no mount: the client uploads instead (as Distribution answers).
       const seq =
-        q.from === undefined ? undefined : await reg.mountBlob(repo, parseRepository(q.from), digest, ACTOR);
+        from === undefined || !(await mayPull(req, from))
+          ? undefined
+          : await reg.mountBlob(repo, from, digest, req.identity.name);
       if (seq !== undefined) return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
     } else if (q.digest !== undefined) {
       const digest = parseDigest(q.digest);
       const length = contentLength(req.headers["content-length"]);
       const ac = abortOnClose(req.raw);
-      const seq = await reg.pushBlob(repo, req.raw, digest, length, ACTOR, ac.signal);
+      const seq = await reg.pushBlob(repo, req.raw, digest, length, req.identity.name, ac.signal);
       return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
     }
     const state = await reg.startUpload(repo);
@@ -248,7 +358,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       const ac = abortOnClose(req.raw);
       await reg.appendUpload(repo, id, req.raw, start, length, ac.signal);
     }
-    const seq = await reg.completeUpload(repo, id, digest, ACTOR);
+    const seq = await reg.completeUpload(repo, id, digest, req.identity.name);
     return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
   }
 
@@ -287,7 +397,13 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const repo = parseRepository(m[1]!);
     const reference = parseReference(m[2]!);
     const bytes = await readBody(req.raw, reg.maxManifestBytes, contentLength(req.headers["content-length"]));
-    const result = await reg.putManifest(repo, reference, bytes, req.headers["content-type"], ACTOR);
+    const result = await reg.putManifest(
+      repo,
+      reference,
+      bytes,
+      req.headers["content-type"],
+      req.identity.name,
+    );
     reply.status(201).headers({
       location: `/v2/${repo}/manifests/${result.digest}`,
       "docker-content-digest": result.digest,
@@ -298,9 +414,9 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     return reply.send();
   }
 
-  async function deleteManifest(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
+  async function deleteManifest(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    const seq = await reg.deleteManifest(repo, parseReference(m[2]!), ACTOR);
+    const seq = await reg.deleteManifest(repo, parseReference(m[2]!), req.identity.name);
     return reply
       .status(202)
       .headers({ "content-length": 0, [SEQ_HEADER]: `${reg.region}:${seq}` })
@@ -340,6 +456,14 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     };
     return reply.header("content-type", MediaType.OciIndex).send(Buffer.from(JSON.stringify(body)));
   }
+}
+
+/** What the audit log records of a request on an OCI route: artifact-level reads and every write. */
+function auditedAction(route: string, method: string): "pull" | "push" | "delete" | undefined {
+  if (route === "manifest")
+    return method === "GET" ? "pull" : method === "PUT" ? "push" : method === "DELETE" ? "delete" : undefined;
+  if (route === "blob" && method === "DELETE") return "delete";
+  return undefined;
 }
 
 function blobCreated(reply: FastifyReply, repo: string, digest: Digest, seq: string) {
@@ -427,9 +551,18 @@ export const ociApiPlugin = fp(ociApi, { name: "meridian-oci-api", fastify: "5.x
 
 export interface BuildAppOptions extends OciApiOptions {
   logger: Logger;
+  /** The audit log (recorded to by every API, read by the admin API's GET /audit). */
+  audit?: AuditLog;
+  /** Serve HTTPS with this certificate (PEM, with its chain) and key; plain HTTP without. */
+  https?: { cert: Buffer; key: Buffer };
 }
 
-/** The node's HTTP application, not listening: the OCI API, /metrics and /healthz. */
+/**
+ * The node's HTTP application, not listening: the OCI API, the admin API,
+ * with `auth` the token endpoint (/auth/token), /metrics and /healthz (both
+ * open to all: they carry no content, and scrapers and probes hold no
+ * credentials).
+ */
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
   const app = fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
@@ -438,13 +571,26 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     bodyLimit: 1 << 20,
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
+    https: options.https ?? null,
   });
   await app.register(ociApiPlugin, {
     registry: options.registry,
     metrics: options.metrics,
     fetchOnMiss: options.fetchOnMiss,
+    auth: options.auth,
+    audit: options.audit,
   });
-  await app.register(adminApiPlugin, { registry: options.registry });
+  if (options.auth !== undefined)
+    await tokenRoutes(app, {
+      authenticator: options.auth.authenticator,
+      audit: options.audit,
+      realm: options.auth.realm,
+    });
+  await app.register(adminApiPlugin, {
+    registry: options.registry,
+    auth: options.auth,
+    audit: options.audit,
+  });
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
   });

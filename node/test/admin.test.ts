@@ -226,7 +226,7 @@ describe("policies", () => {
     }>(await call("GET", `/policies/runnable/runs/${runId}`));
     assert.equal(run.name, "runnable");
     assert.equal(run.runId, runId);
-    assert.equal(run.requested.actor, "admin");
+    assert.equal(run.requested.actor, "anonymous", "without auth, everyone is anonymous");
     assert.equal(run.requested.origin, "test");
     const shown = await ok<{ runs: Array<{ runId: string }> }>(await call("GET", "/policies/runnable"));
     assert.deepEqual(

@@ -77,6 +77,9 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   RegionFencedError: { code: "UNAVAILABLE", status: 503 },
   ReplicationPendingError: { code: "UNAVAILABLE", status: 503 },
   FailoverRefusedError: { code: "DENIED", status: 403 },
+  UnauthorizedError: { code: "UNAUTHORIZED", status: 401 },
+  AccessDeniedError: { code: "DENIED", status: 403 },
+  TooManyLoginsError: { code: "TOOMANYREQUESTS", status: 429 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */

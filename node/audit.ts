@@ -1,0 +1,561 @@
+/**
+ * The audit log (issue 6): who pushed, pulled, deleted, logged in (or failed
+ * to) and changed admin objects, from where and when, kept per region and
+ * queryable through the admin API (`GET /admin/v1/audit`) and `meridian audit`.
+ *
+ * Storage: one JetStream stream per region, `AUDIT_<region>` (region names
+ * are valid stream names as they are), on the single subject
+ * `meridian-audit.<region>`, in the region's own NATS. File storage, limits
+ * retention: records older than `maxAgeDays` (default 90) or beyond
+ * `maxBytes` (default 1 GiB, oldest first) are discarded by the server. The
+ * stream is never sourced or mirrored by another region: each region's log is
+ * queried on its own and `meridian audit` merges them. The subject is not
+ * under `meridian.<region>.` on purpose: a region named "audit" owns
+ * `meridian.audit.>` for its event stream, and JetStream refuses streams
+ * whose subjects overlap. `open` creates the stream, or updates the limits
+ * of one that exists (another node of the region may have created it); it
+ * waits for NATS at most `waitMs` (5 s), then returns and keeps connecting
+ * in the background, so a node starts while its NATS is down.
+ *
+ * Writing: `record` never waits on NATS and never throws. It stamps the time,
+ * serializes the record and appends it to an in-memory buffer; a background
+ * flusher publishes what is buffered in batches with JetStream acks (each
+ * record carries a message id, so a batch re-sent after a lost ack is
+ * de-duplicated by the server). A record is therefore durable once the
+ * flusher got its ack, usually within a millisecond or two.
+ *
+ * While NATS is unreachable (or the stream cannot be written) records stay
+ * buffered, up to `maxBuffered` (default 10 000); records beyond that are
+ * dropped, counted in `dropped` and in `meridian_audit_records_dropped_total`,
+ * and logged once per outage. When the connection comes back the stream is
+ * checked again and the buffer drains in order. A record the server rejects
+ * outright (not a timeout or a disconnect) is dropped and counted after a few
+ * attempts so it cannot hold the rest back. Buffered records are lost if the
+ * process dies; `close` waits (boundedly) for the buffer to drain.
+ *
+ * Reading: `query` reads the stream with an ordered consumer starting at the
+ * stream time `since` (less a minute for clock skew between node and NATS
+ * server), filters on the record's own fields, and stops at whichever comes
+ * first: `limit` matching records, the last message the stream held when the
+ * query began, or messages stored more than five minutes after `until`. A
+ * record buffered through a longer outage is stored later than that and is
+ * seen by queries whose `until` is later (or absent). Results are ordered by
+ * their `at`, oldest first.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  type ConsumerMessages,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import { LogUnavailableError } from "../protocol/errors.js";
+import { parseRegion } from "../protocol/events.js";
+
+export const AUDIT_ACTIONS = ["pull", "push", "delete", "login", "login.failed", "admin"] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+export const AUDIT_KINDS = ["user", "robot", "anonymous", "service"] as const;
+export type AuditActorKind = (typeof AUDIT_KINDS)[number];
+
+/** One audited request. */
+export interface AuditRecord {
+  /** When it happened (ISO-8601, the node's clock). */
+  at: string;
+  /** The region whose node answered. */
+  region: string;
+  /** User or robot name, "anonymous", or a service name. */
+  actor: string;
+  kind: AuditActorKind;
+  action: AuditAction;
+  /** The client's source address. */
+  address: string;
+  repo?: string;
+  /** Tag or digest. */
+  reference?: string;
+  /** The HTTP status answered. */
+  status: number;
+  /** E.g. the admin route, or why a login failed. */
+  detail?: string;
+}
+
+/** What `query` selects; every given field must match (exactly, for the strings). */
+export interface AuditQuery {
+  /** Records at or after this time (by their `at`). */
+  since?: Date;
+  /** Records at or before this time (by their `at`). */
+  until?: Date;
+  actor?: string;
+  action?: AuditAction;
+  repo?: string;
+  /** At most this many records (default 1000, at most MAX_AUDIT_LIMIT). */
+  limit?: number;
+}
+
+export const DEFAULT_AUDIT_LIMIT = 1000;
+export const MAX_AUDIT_LIMIT = 10_000;
+
+export interface AuditLogOptions {
+  /** The region's NATS servers. */
+  servers: string[];
+  region: string;
+  logger: Logger;
+  /** Records older than this are discarded (default 90 days). */
+  maxAgeDays?: number;
+  /** The stream keeps at most this many bytes, discarding the oldest (default 1 GiB). */
+  maxBytes?: number;
+  /** Records kept in memory while NATS is unreachable; more are dropped (default 10 000). */
+  maxBuffered?: number;
+  /** Where `meridian_audit_records_dropped_total` is registered, if anywhere. */
+  metrics?: MetricsRegistry;
+  /** Connection name shown by the server (default "meridian-audit"). */
+  name?: string;
+  /** How long `open` waits for NATS before returning anyway (default 5 s). */
+  waitMs?: number;
+}
+
+/** An `AuditRecord` without the fields the log fills in (`at` may be given, e.g. the request's start). */
+export type AuditEntry = Omit<AuditRecord, "at" | "region"> & { at?: string };
+
+export function auditStreamName(region: string): string {
+  return `AUDIT_${region}`;
+}
+
+export function auditSubject(region: string): string {
+  return `meridian-audit.${region}`;
+}
+
+const DAY_MS = 24 * 60 * 60_000;
+const GiB = 1024 * 1024 * 1024;
+const BATCH = 256;
+const PUBLISH_TIMEOUT_MS = 5_000;
+const RETRY_MS = 500;
+/** Attempts before a record the server rejects outright is dropped. */
+const MAX_REJECTIONS = 3;
+/** How long `close` waits for the buffer to drain. */
+const CLOSE_DRAIN_MS = 5_000;
+/** Longest `detail` kept; longer ones are cut (a record must stay small). */
+const MAX_DETAIL = 1024;
+/** Clock difference tolerated between a node (`at`) and its NATS server (stream time). */
+const CLOCK_SKEW_MS = 60_000;
+/** How long after `until` a query keeps reading, for records stored late (buffered, or skewed clocks). */
+const UNTIL_GRACE_MS = 5 * 60_000;
+/** A query stops if the consumer delivers nothing for this long (the end of the stream was trimmed away). */
+const QUERY_IDLE_MS = 3_000;
+const STREAM_NAME_IN_USE = 10058;
+
+interface Pending {
+  id: string;
+  data: Uint8Array;
+  rejections: number;
+}
+
+export class AuditLog {
+  readonly #options: AuditLogOptions;
+  readonly #log: Logger;
+  readonly #stream: string;
+  readonly #subject: string;
+  readonly #maxBuffered: number;
+  readonly #droppedCounter: Counter | undefined;
+  #nc: NatsConnection | undefined;
+  #js: JetStreamClient | undefined;
+  #jsm: JetStreamManager | undefined;
+  /** Connected, and the stream was checked since the last (re)connect. */
+  #writable = false;
+  #closed = false;
+  #buffer: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+  #scheduled = false;
+  #dropped = 0;
+  /** Whether the current overflow was logged (once per outage). */
+  #overflowLogged = false;
+  #ready: Promise<void>;
+  #resolveReady!: () => void;
+
+  private constructor(options: AuditLogOptions) {
+    this.#options = options;
+    this.#log = options.logger.child({ component: "audit" });
+    this.#stream = auditStreamName(options.region);
+    this.#subject = auditSubject(options.region);
+    this.#maxBuffered = Math.max(1, options.maxBuffered ?? 10_000);
+    this.#droppedCounter =
+      options.metrics === undefined
+        ? undefined
+        : new Counter({
+            name: "meridian_audit_records_dropped_total",
+            help: "Audit records lost: the buffer was full while NATS was unreachable, the server rejected them, or the log was closed before they were stored",
+            registers: [options.metrics],
+          });
+    this.#ready = new Promise((resolve) => {
+      this.#resolveReady = resolve;
+    });
+  }
+
+  /**
+   * Start the log of `region`. Resolves once the stream is ready, or after a
+   * few seconds if NATS cannot be reached: the log then keeps connecting in
+   * the background and buffers records meanwhile (a node starts without its
+   * NATS, as it does for the event log). Throws only for an invalid region.
+   */
+  static async open(options: AuditLogOptions): Promise<AuditLog> {
+    parseRegion(options.region);
+    const audit = new AuditLog(options);
+    audit.#connect().catch((err) => audit.#log.error({ err }, "audit log cannot start"));
+    const waitMs = options.waitMs ?? 5_000;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      audit.#ready,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!audit.#writable) audit.#log.warn({ region: options.region }, "audit log not connected yet");
+    return audit;
+  }
+
+  /** Resolves once connected and the stream exists (tests wait on it). Never rejects. */
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  /** Records waiting to be stored. */
+  get buffered(): number {
+    return this.#buffer.length;
+  }
+
+  /** Records lost since the log was opened. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Buffer one record for storage; returns at once. Never throws: a record
+   * that cannot be buffered (the log is closed, the buffer is full) is
+   * counted in `dropped`.
+   */
+  record(entry: AuditEntry): void {
+    try {
+      if (this.#closed) {
+        this.#drop(1, "closed");
+        return;
+      }
+      const at = entry.at === undefined ? new Date() : new Date(entry.at);
+      const record: AuditRecord = {
+        at: (Number.isNaN(at.getTime()) ? new Date() : at).toISOString(),
+        region: this.#options.region,
+        actor: entry.actor,
+        kind: entry.kind,
+        action: entry.action,
+        address: entry.address,
+        ...(entry.repo === undefined ? {} : { repo: entry.repo }),
+        ...(entry.reference === undefined ? {} : { reference: entry.reference }),
+        status: entry.status,
+        ...(entry.detail === undefined ? {} : { detail: entry.detail.slice(0, MAX_DETAIL) }),
+      };
+      if (this.#buffer.length >= this.#maxBuffered) {
+        this.#drop(1, "buffer full");
+        return;
+      }
+      this.#buffer.push({ id: randomUUID(), data: Buffer.from(JSON.stringify(record)), rejections: 0 });
+      this.#schedule();
+    } catch (err) {
+      this.#drop(1, "invalid", err);
+    }
+  }
+
+  /**
+   * The records matching `q`, oldest first, at most `q.limit`. Fails with
+   * LogUnavailableError when NATS cannot be reached, or when `signal` aborts.
+   */
+  async query(q: AuditQuery = {}, signal?: AbortSignal): Promise<AuditRecord[]> {
+    const limit = Math.min(Math.max(Math.trunc(q.limit ?? DEFAULT_AUDIT_LIMIT), 0), MAX_AUDIT_LIMIT);
+    const js = this.#js;
+    const jsm = this.#jsm;
+    if (!this.#writable || js === undefined || jsm === undefined || this.#closed)
+      throw new LogUnavailableError("audit log unavailable");
+    if (limit === 0) return [];
+    const since = q.since?.getTime();
+    const until = q.until?.getTime();
+    let lastSeq: number;
+    try {
+      const { state } = await jsm.streams.info(this.#stream);
+      if (state.messages === 0) return [];
+      if (since !== undefined && Date.parse(state.last_ts) < since - CLOCK_SKEW_MS) return [];
+      if (until !== undefined && Date.parse(state.first_ts) > until + UNTIL_GRACE_MS) return [];
+      lastSeq = state.last_seq;
+    } catch (err) {
+      throw new LogUnavailableError("audit log unavailable", { cause: err });
+    }
+
+    const found: AuditRecord[] = [];
+    let messages: ConsumerMessages;
+    try {
+      const consumer = await js.consumers.get(
+        this.#stream,
+        since === undefined
+          ? { deliver_policy: DeliverPolicy.All }
+          : {
+              deliver_policy: DeliverPolicy.StartTime,
+              opt_start_time: new Date(since - CLOCK_SKEW_MS).toISOString(),
+            },
+      );
+      messages = await consumer.consume({ max_messages: Math.min(1024, Math.max(limit, 64)) });
+    } catch (err) {
+      throw new LogUnavailableError("audit log unavailable", { cause: err });
+    }
+    let idle: NodeJS.Timeout | undefined;
+    const stop = () => void messages.stop();
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        this.#log.warn({ seq: lastSeq }, "audit query ended idle");
+        stop();
+      }, QUERY_IDLE_MS);
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+    armIdle();
+    try {
+      for await (const m of messages) {
+        armIdle();
+        if (until !== undefined && m.time.getTime() > until + UNTIL_GRACE_MS) break;
+        const record = decodeRecord(m.data);
+        if (record === undefined) {
+          this.#log.warn({ seq: m.seq }, "audit record invalid");
+        } else if (matches(record, q, since, until)) {
+          found.push(record);
+          if (found.length >= limit) break;
+        }
+        if (m.seq >= lastSeq || m.info.pending === 0) break;
+      }
+    } catch (err) {
+      if (!signal?.aborted) throw new LogUnavailableError("audit log unavailable", { cause: err });
+    } finally {
+      clearTimeout(idle);
+      signal?.removeEventListener("abort", stop);
+      stop();
+    }
+    if (signal?.aborted) throw new LogUnavailableError("audit query cancelled", { cause: signal.reason });
+    // Stream order is store order; a record buffered through an outage is stored after later ones.
+    return found.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  }
+
+  /** Stop taking records, wait (a few seconds at most) for the buffered ones to be stored, disconnect. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Never connected: nothing will come of waiting.
+    const deadline = this.#nc === undefined ? 0 : Date.now() + CLOSE_DRAIN_MS;
+    while (this.#buffer.length > 0 && Date.now() < deadline) {
+      if (this.#writable) await this.#flushNow();
+      if (this.#buffer.length > 0) await sleep(50);
+    }
+    await this.#flushing;
+    if (this.#buffer.length > 0) {
+      this.#drop(this.#buffer.length, "closed");
+      this.#buffer = [];
+    }
+    this.#writable = false;
+    this.#resolveReady();
+    await this.#nc?.drain().catch(() => this.#nc?.close());
+  }
+
+  // ------------------------------------------------------------ connection
+
+  async #connect(): Promise<void> {
+    // The first connection is retried here rather than with waitOnFirstConnect,
+    // so that close() stops the attempts; later outages are the client's own
+    // reconnects (forever).
+    let nc: NatsConnection | undefined;
+    let attempt = 0;
+    while (nc === undefined) {
+      if (this.#closed) return;
+      try {
+        nc = await connect({
+          servers: this.#options.servers,
+          name: this.#options.name ?? "meridian-audit",
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          pingInterval: 5_000,
+        });
+      } catch (err) {
+        if (++attempt === 1) this.#log.warn({ err, attempt }, "audit log cannot connect");
+        await sleep(RETRY_MS);
+      }
+    }
+    if (this.#closed) {
+      await nc.close();
+      return;
+    }
+    this.#nc = nc;
+    // No API check here: #becomeWritable checks the stream, and retries.
+    this.#jsm = await jetstreamManager(nc, { checkAPI: false });
+    this.#js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect") {
+          this.#writable = false;
+          this.#log.warn("audit log disconnected");
+        } else if (s.type === "reconnect") {
+          void this.#becomeWritable();
+        }
+      }
+    })();
+    await this.#becomeWritable();
+  }
+
+  /** Check the stream (retrying until it can be), then let the buffer drain. */
+  async #becomeWritable(): Promise<void> {
+    while (!this.#closed && !this.#nc!.isClosed()) {
+      try {
+        await this.#ensureStream();
+        this.#writable = true;
+        this.#overflowLogged = false;
+        this.#log.info({ region: this.#options.region }, "audit log connected");
+        this.#resolveReady();
+        this.#schedule();
+        return;
+      } catch (err) {
+        this.#log.warn({ err }, "audit stream check failed");
+        await sleep(RETRY_MS * 2);
+      }
+    }
+  }
+
+  async #ensureStream(): Promise<void> {
+    const jsm = this.#jsm!;
+    const limits = {
+      max_age: nanos((this.#options.maxAgeDays ?? 90) * DAY_MS),
+      max_bytes: this.#options.maxBytes ?? GiB,
+    };
+    const update = async () => {
+      const info = await jsm.streams.info(this.#stream);
+      if (info.config.max_age !== limits.max_age || info.config.max_bytes !== limits.max_bytes)
+        await jsm.streams.update(this.#stream, limits);
+    };
+    try {
+      await update();
+      return;
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+    }
+    try {
+      await jsm.streams.add({
+        name: this.#stream,
+        subjects: [this.#subject],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Limits,
+        discard: DiscardPolicy.Old,
+        duplicate_window: nanos(120_000),
+        ...limits,
+      });
+    } catch (err) {
+      // Another node of the region created it in between.
+      if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
+      await update();
+    }
+  }
+
+  // ------------------------------------------------------------ flushing
+
+  /** Flush on the next turn of the event loop, so records of one tick go in one batch. */
+  #schedule(): void {
+    if (this.#scheduled || this.#flushing !== undefined || !this.#writable || this.#buffer.length === 0)
+      return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flushNow();
+    });
+  }
+
+  #flushNow(): Promise<void> {
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = undefined;
+      // A reconnect may have come while the last pass was ending.
+      this.#schedule();
+    });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#writable && this.#buffer.length > 0) {
+      const js = this.#js!;
+      const batch = this.#buffer.splice(0, BATCH);
+      const results = await Promise.allSettled(
+        batch.map((p) => js.publish(this.#subject, p.data, { msgID: p.id })),
+      );
+      const retry: Pending[] = [];
+      let firstError: unknown;
+      for (const [i, result] of results.entries()) {
+        if (result.status === "fulfilled") continue;
+        const p = batch[i]!;
+        firstError ??= result.reason;
+        // A definite refusal by the server (not a timeout or a disconnect) is retried a few times only.
+        if (result.reason instanceof JetStreamApiError && ++p.rejections >= MAX_REJECTIONS) {
+          this.#drop(1, "rejected", result.reason);
+          continue;
+        }
+        retry.push(p);
+      }
+      if (retry.length === 0) continue;
+      this.#buffer.unshift(...retry);
+      const excess = this.#buffer.length - this.#maxBuffered;
+      if (excess > 0) {
+        this.#buffer.splice(this.#buffer.length - excess, excess);
+        this.#drop(excess, "buffer full");
+      }
+      this.#log.warn({ err: firstError, attempt: retry.length }, "audit flush failed");
+      await sleep(RETRY_MS);
+      // The stream may be gone (deleted, or the server lost its store): check it before retrying.
+      if (this.#writable && !this.#closed) {
+        try {
+          await this.#ensureStream();
+        } catch (err) {
+          this.#log.warn({ err }, "audit stream check failed");
+        }
+      }
+    }
+  }
+
+  #drop(count: number, reason: string, err?: unknown): void {
+    this.#dropped += count;
+    this.#droppedCounter?.inc(count);
+    if (reason === "buffer full") {
+      if (this.#overflowLogged) return;
+      this.#overflowLogged = true;
+    }
+    this.#log.warn({ err, count, reason, dropped: this.#dropped }, "audit records dropped");
+  }
+}
+
+function matches(r: AuditRecord, q: AuditQuery, since?: number, until?: number): boolean {
+  if (q.actor !== undefined && r.actor !== q.actor) return false;
+  if (q.action !== undefined && r.action !== q.action) return false;
+  if (q.repo !== undefined && r.repo !== q.repo) return false;
+  if (since === undefined && until === undefined) return true;
+  const at = Date.parse(r.at);
+  return (since === undefined || at >= since) && (until === undefined || at <= until);
+}
+
+function decodeRecord(data: Uint8Array): AuditRecord | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(data).toString("utf8")) as AuditRecord;
+    if (typeof value !== "object" || value === null || typeof value.at !== "string") return undefined;
+    return value;
+  } catch {
+    return undefined;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

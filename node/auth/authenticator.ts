@@ -1,0 +1,348 @@
+/**
+ * Who is asking, and may they (issue 6): the node's one gate between a
+ * request's `Authorization` header and protocol/access.ts's decision.
+ *
+ * Credentials, as Docker clients send them:
+ * - none: anonymous (pulls from public projects only);
+ * - `Basic user:password` (users) or `Basic robot$name:secret` (robots),
+ *   checked against the scrypt hash in the view (node/auth/passwords.ts);
+ * - `Bearer <token>`: a token from `/auth/token` (./tokens.ts), signed by the
+ *   mesh's key, so one issued by any region is good here.
+ *
+ * Costs on the request path: a verified password is remembered for
+ * `CREDENTIAL_CACHE_MS` (keyed by a SHA-256 of name and password, and only
+ * while the stored hash is the one it was checked against: a password
+ * change takes effect at once); a verified token is remembered until it
+ * expires; subjects (a user's roles, a robot's grants) and projects are
+ * re-read from the view at most every `LOOKUP_CACHE_MS`. So revoking a role
+ * or deleting a user takes effect within a second, for bearer tokens too:
+ * a token grants only what its scope names AND what its holder may still do.
+ *
+ * Failed logins (./login-limiter.ts): after `loginFailures` failures in a
+ * minute for one user, or from one address, further attempts are refused
+ * with 429 before any password is checked, so guessing is slowed to that
+ * rate. A credential already verified (in the cache) is not limited, so a
+ * flood of bad guesses against a user does not lock out that user's running
+ * clients.
+ *
+ * Services: components holding the mesh's token key (the front door, the
+ * control-plane peers) mint themselves `service` tokens; a service acts as a
+ * system admin.
+ */
+import { createHash } from "node:crypto";
+import type { Logger } from "pino";
+import {
+  type Action,
+  allowedActions,
+  type Decision,
+  decide,
+  type ProjectInfo,
+  parseScope,
+  projectOf,
+  type Subject,
+} from "../../protocol/access.js";
+import { TooManyLoginsError, UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
+import { ROBOT_NAME, USER_NAME } from "../../protocol/events.js";
+import { parseRepository } from "../../protocol/names.js";
+import type { MetadataView } from "../data/view.js";
+import type { LoginLimiter } from "./login-limiter.js";
+import { verifyPassword } from "./passwords.js";
+import {
+  type GrantedAccess,
+  grants,
+  type TokenClaims,
+  type TokenKeys,
+  TokenRejectedError,
+} from "./tokens.js";
+
+/** The issuer named in every token of a mesh. */
+export const TOKEN_ISSUER = "meridian";
+const CREDENTIAL_CACHE_MS = 5 * 60_000;
+const LOOKUP_CACHE_MS = 1_000;
+const MAX_CACHED = 10_000;
+
+export type IdentityKind = "user" | "robot" | "anonymous" | "service";
+
+/** The party behind a request. */
+export interface Identity {
+  name: string;
+  kind: IdentityKind;
+  subject: Subject;
+  /** How it proved itself. */
+  via: "none" | "basic" | "bearer";
+  /** A bearer token's claims (its scope limits what the identity may do). */
+  claims?: TokenClaims;
+}
+
+export const ANONYMOUS: Identity = Object.freeze({
+  name: "anonymous",
+  kind: "anonymous",
+  subject: { kind: "anonymous" },
+  via: "none",
+}) as Identity;
+
+export interface AuthenticatorOptions {
+  view: MetadataView;
+  keys: TokenKeys;
+  service: string;
+  tokenTtlSeconds: number;
+  limiter: LoginLimiter;
+  logger: Logger;
+}
+
+/** A login attempt's outcome, for the audit log. */
+export interface LoginOutcome {
+  identity?: Identity;
+  name: string;
+  failure?: string;
+}
+
+export class Authenticator {
+  readonly service: string;
+  readonly #o: AuthenticatorOptions;
+  readonly #verified = new Map<string, { name: string; hash: string; until: number }>();
+  readonly #tokens = new Map<string, TokenClaims>();
+  readonly #subjects = new Map<string, { at: number; value: Promise<StoredSubject | undefined> }>();
+  readonly #projects = new Map<string, { at: number; value: Promise<ProjectInfo | undefined> }>();
+
+  constructor(options: AuthenticatorOptions) {
+    this.#o = options;
+    this.service = options.service;
+  }
+
+  /**
+   * The identity behind an Authorization header. No header: anonymous.
+   * Credentials that do not check out: UnauthorizedError (TooManyLoginsError
+   * while the limiter holds them back); `onLogin` hears of every password
+   * checked (for the audit log).
+   */
+  async identify(
+    authorization: string | undefined,
+    address: string,
+    onLogin?: (outcome: LoginOutcome) => void,
+  ): Promise<Identity> {
+    if (authorization === undefined || authorization === "") return ANONYMOUS;
+    const space = authorization.indexOf(" ");
+    const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase();
+    const value = space < 0 ? "" : authorization.slice(space + 1).trim();
+    if (scheme === "bearer") return this.#bearer(value);
+    if (scheme === "basic") {
+      const { name, password } = decodeBasic(value);
+      return this.login(name, password, address, onLogin);
+    }
+    throw new UnauthorizedError(`unsupported authorization scheme "${scheme}"`);
+  }
+
+  /** Check a name and password (a user's, or a robot's secret). */
+  async login(
+    name: string,
+    password: string,
+    address: string,
+    onLogin?: (outcome: LoginOutcome) => void,
+  ): Promise<Identity> {
+    const key = createHash("sha256").update(name).update("\0").update(password).digest("base64url");
+    const cached = this.#verified.get(key);
+    const stored = await this.#subject(name);
+    if (stored?.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt) {
+      onLogin?.({ name, failure: "robot expired" });
+      throw new UnauthorizedError(`robot account ${name} has expired`);
+    }
+    if (
+      cached !== undefined &&
+      stored !== undefined &&
+      cached.until > Date.now() &&
+      cached.hash === stored.hash
+    )
+      return this.#identityOf(name, stored, "basic");
+    const wait = this.#o.limiter.blocked(name, address);
+    if (wait !== undefined) {
+      onLogin?.({ name, failure: "too many failed logins" });
+      throw new TooManyLoginsError(`too many failed logins; try again in ${wait} s`, {
+        detail: { retryAfterSeconds: wait },
+      });
+    }
+    const ok = stored !== undefined && (await verifyPassword(password, stored.hash));
+    if (!ok) {
+      this.#o.limiter.failed(name, address);
+      const failure = stored === undefined ? "unknown user" : "wrong password";
+      onLogin?.({ name, failure });
+      throw new UnauthorizedError("authentication required: user name or password is wrong");
+    }
+    this.#o.limiter.succeeded(name, address);
+    if (this.#verified.size >= MAX_CACHED) this.#verified.clear();
+    this.#verified.set(key, { name, hash: stored.hash, until: Date.now() + CREDENTIAL_CACHE_MS });
+    const identity = this.#identityOf(name, stored, "basic");
+    onLogin?.({ name, identity });
+    return identity;
+  }
+
+  /**
+   * Drop what is cached of `name` (a subject) or of a project: this node
+   * changed it, so the change applies here at once (changes arriving from
+   * other regions apply within LOOKUP_CACHE_MS).
+   */
+  forget(name: string): void {
+    this.#subjects.delete(name);
+    this.#projects.delete(name);
+    for (const [key, v] of this.#verified) if (v.name === name) this.#verified.delete(key);
+  }
+
+  /** May `identity` do `action` to `repo`? (A bearer token must name it in its scope, too.) */
+  async decide(
+    identity: Identity,
+    action: Action,
+    repo: string,
+  ): Promise<Decision & { scopeMissing?: boolean }> {
+    const project = await this.project(projectOf(repo));
+    const decision = decide(identity.subject, action, repo, project, Date.now());
+    const scoped = identity.via === "bearer" && identity.kind !== "service" && identity.claims !== undefined;
+    if (scoped && !grants(identity.claims!, repo, action))
+      return decision.allowed
+        ? { allowed: false, reason: `token does not grant ${action} on ${repo}`, scopeMissing: true }
+        : decision;
+    return decision;
+  }
+
+  /** A project's settings (cached for a second); undefined for a project never set (private). */
+  project(name: string): Promise<ProjectInfo | undefined> {
+    return cached(this.#projects, name, () => this.#o.view.project(name));
+  }
+
+  /**
+   * Answer a token request: for each `repository:NAME:ACTIONS` scope, the
+   * actions asked for that the identity may do (possibly none: the client
+   * then gets a token that grants nothing, and a 401/403 on use, as Docker's
+   * token servers answer). A scope of another resource type is ignored; a
+   * malformed one is refused.
+   */
+  async issue(
+    identity: Identity,
+    scopes: readonly string[],
+  ): Promise<{ token: string; expiresIn: number; issuedAt: string; access: GrantedAccess[] }> {
+    const access: GrantedAccess[] = [];
+    for (const raw of scopes) {
+      for (const one of raw.split(" ").filter((s) => s !== "")) {
+        const scope = parseScope(one);
+        if (scope === undefined) {
+          if (/^[a-z]+:.+:.*$/.test(one) && !one.startsWith("repository:")) continue;
+          throw new UnsupportedError(`scope invalid: ${one}`);
+        }
+        const repo = parseRepository(scope.repo);
+        const project = await this.project(projectOf(repo));
+        const may = allowedActions(identity.subject, repo, project, Date.now());
+        const actions = scope.actions.filter((a) => may.includes(a));
+        const existing = access.find((a) => a.name === repo);
+        if (existing === undefined) access.push({ type: "repository", name: repo, actions });
+        else existing.actions = [...new Set([...existing.actions, ...actions])];
+      }
+    }
+    const issued = await this.#o.keys.issue({
+      issuer: TOKEN_ISSUER,
+      service: this.service,
+      subject: identity.name,
+      kind: identity.kind,
+      access,
+      ttlSeconds: this.#o.tokenTtlSeconds,
+    });
+    return { ...issued, access };
+  }
+
+  async #bearer(token: string): Promise<Identity> {
+    let claims = this.#tokens.get(token);
+    if (claims === undefined || claims.expiresAt <= Date.now()) {
+      try {
+        claims = await this.#o.keys.verify(token, { issuer: TOKEN_ISSUER, service: this.service });
+      } catch (err) {
+        if (err instanceof TokenRejectedError) throw new UnauthorizedError(err.message);
+        throw err;
+      }
+      if (this.#tokens.size >= MAX_CACHED) this.#tokens.clear();
+      this.#tokens.set(token, claims);
+    }
+    if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
+    if (claims.kind === "service")
+      return {
+        name: claims.subject,
+        kind: "service",
+        subject: { kind: "user", name: claims.subject, systemAdmin: true, roles: {} },
+        via: "bearer",
+        claims,
+      };
+    // The holder must still exist (a deleted user's or robot's tokens die with it).
+    const stored = await this.#subject(claims.subject);
+    if (stored === undefined || stored.subject.kind !== claims.kind)
+      throw new UnauthorizedError(`token holder ${claims.subject} no longer exists`);
+    if (stored.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt)
+      throw new UnauthorizedError(`robot account ${claims.subject} has expired`);
+    return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
+  }
+
+  #identityOf(name: string, stored: StoredSubject, via: Identity["via"]): Identity {
+    return { name, kind: stored.subject.kind as "user" | "robot", subject: stored.subject, via };
+  }
+
+  #subject(name: string): Promise<StoredSubject | undefined> {
+    return cached(this.#subjects, name, async () => {
+      const view = this.#o.view;
+      if (ROBOT_NAME.test(name)) {
+        const robot = await view.robot(name);
+        if (robot === undefined) return undefined;
+        return {
+          hash: robot.secretHash,
+          subject: { kind: "robot", name, expiresAt: Date.parse(robot.expiresAt), grants: robot.grants },
+        };
+      }
+      if (!USER_NAME.test(name)) return undefined;
+      const user = await view.user(name);
+      if (user === undefined) return undefined;
+      return {
+        hash: user.passwordHash,
+        subject: { kind: "user", name, systemAdmin: user.systemAdmin, roles: await view.rolesOf(name) },
+      };
+    });
+  }
+}
+
+interface StoredSubject {
+  hash: string;
+  subject: Subject;
+}
+
+function cached<T>(
+  map: Map<string, { at: number; value: Promise<T> }>,
+  key: string,
+  load: () => Promise<T>,
+): Promise<T> {
+  const now = Date.now();
+  const hit = map.get(key);
+  if (hit !== undefined && now - hit.at < LOOKUP_CACHE_MS) return hit.value;
+  if (map.size >= MAX_CACHED) map.clear();
+  const value = load();
+  map.set(key, { at: now, value });
+  value.catch(() => map.delete(key));
+  return value;
+}
+
+/** `user:password` from a Basic credential; UnauthorizedError when malformed. */
+export function decodeBasic(value: string): { name: string; password: string } {
+  const text = Buffer.from(value, "base64").toString("utf8");
+  const colon = text.indexOf(":");
+  if (value === "" || colon <= 0) throw new UnauthorizedError("malformed basic credentials");
+  return { name: text.slice(0, colon), password: text.slice(colon + 1) };
+}
+
+/**
+ * The `WWW-Authenticate` challenge sending a client to the token endpoint:
+ * `Bearer realm="…",service="…"[,scope="…"][,error="insufficient_scope"]`.
+ */
+export function bearerChallenge(options: {
+  realm: string;
+  service: string;
+  scope?: string;
+  insufficientScope?: boolean;
+}): string {
+  let value = `Bearer realm="${options.realm}",service="${options.service}"`;
+  if (options.scope !== undefined) value += `,scope="${options.scope}"`;
+  if (options.insufficientScope === true) value += `,error="insufficient_scope"`;
+  return value;
+}

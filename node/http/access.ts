@@ -1,0 +1,56 @@
+/**
+ * The HTTP side of authentication shared by the OCI API (./app.ts), the
+ * admin API (./admin.ts) and the token endpoint (./token-routes.ts): what
+ * they are given, the realm clients are sent to, and audit entries of logins.
+ */
+import type { FastifyRequest } from "fastify";
+import { ROBOT_NAME } from "../../protocol/events.js";
+import type { Authenticator, IdentityKind, LoginOutcome } from "../auth/authenticator.js";
+
+export interface HttpAuth {
+  authenticator: Authenticator;
+  /** The token endpoint's URL for challenges; undefined: this request's own host + /auth/token. */
+  realm?: string;
+}
+
+/** What the HTTP layer records (node/audit.ts's AuditLog). */
+export interface AuditSink {
+  record(entry: {
+    actor: string;
+    kind: IdentityKind;
+    action: "pull" | "push" | "delete" | "login" | "login.failed" | "admin";
+    address: string;
+    repo?: string;
+    reference?: string;
+    status: number;
+    detail?: string;
+  }): void;
+}
+
+/** An audit entry for a password checked (basic auth on a request, or the token endpoint). */
+export function loginRecord(
+  outcome: LoginOutcome,
+  address: string,
+  via: string,
+): Parameters<AuditSink["record"]>[0] {
+  return {
+    actor: outcome.name,
+    kind: outcome.identity?.kind ?? (ROBOT_NAME.test(outcome.name) ? "robot" : "user"),
+    action: outcome.failure === undefined ? "login" : "login.failed",
+    address,
+    status: outcome.failure === undefined ? 200 : 401,
+    detail: outcome.failure === undefined ? via : `${via}: ${outcome.failure}`,
+  };
+}
+
+/**
+ * The token endpoint as this request reached us: behind the front door (or
+ * another proxy) its X-Forwarded-Host/-Proto, so clients are sent back
+ * through the same door.
+ */
+export function realmOf(req: FastifyRequest): string {
+  const first = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h)?.split(",")[0]?.trim();
+  const host = first(req.headers["x-forwarded-host"]) ?? req.headers.host ?? "localhost";
+  const proto = first(req.headers["x-forwarded-proto"]) ?? req.protocol;
+  return `${proto}://${host}/auth/token`;
+}

@@ -1,0 +1,115 @@
+/**
+ * The audit log's admin route (mounted under /admin/v1 with the admin API's
+ * error handler):
+ *
+ *   GET /audit[?since=T&until=T&actor=A&action=X&repo=R&limit=N]
+ *       → {region, records}    this region's records, oldest first
+ *
+ * `since` and `until` are ISO-8601 times or durations meaning "that long ago"
+ * (`90s`, `15m`, `2h`, `7d`, `1w`, or sums such as `1h30m`); `action` is one
+ * of AUDIT_ACTIONS; `limit` is 1…10000 (default 1000). A malformed or unknown
+ * parameter is an UnsupportedError (400) naming it.
+ */
+import type { FastifyInstance } from "fastify";
+import { UnsupportedError } from "../../protocol/errors.js";
+import {
+  AUDIT_ACTIONS,
+  type AuditAction,
+  type AuditLog,
+  type AuditQuery,
+  DEFAULT_AUDIT_LIMIT,
+  MAX_AUDIT_LIMIT,
+} from "../audit.js";
+
+/** How long one query may read the stream before it is answered with a 503. */
+const QUERY_TIMEOUT_MS = 30_000;
+
+const UNIT_MS: Record<string, number> = {
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+const DURATION = /^(?:\d{1,9}[smhdw])+$/;
+const DURATION_PART = /(\d{1,9})([smhdw])/g;
+/** A calendar date, optionally with a time and a zone: what `Date.parse` reads the same everywhere. */
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * A `since`/`until` parameter as a time: an ISO-8601 date or time (UTC when
+ * it names no zone), or a duration before `now`. Throws UnsupportedError
+ * naming `name` for anything else.
+ */
+export function parseAuditTime(text: string, now: Date, name = "time"): Date {
+  const t = text.trim();
+  if (DURATION.test(t)) {
+    let ms = 0;
+    for (const [, n, unit] of t.matchAll(DURATION_PART)) ms += Number(n) * UNIT_MS[unit!]!;
+    return new Date(now.getTime() - ms);
+  }
+  if (ISO_8601.test(t)) {
+    // A time without a zone is UTC: the audit log's times are all UTC, and
+    // Date.parse would otherwise read it in the server's local zone.
+    const zoned = /T|\s/.test(t) && !/(?:Z|[+-]\d{2}:?\d{2})$/i.test(t) ? `${t}Z` : t;
+    const ms = Date.parse(zoned.replace(" ", "T"));
+    if (Number.isFinite(ms)) return new Date(ms);
+  }
+  throw new UnsupportedError(
+    `invalid ${name} ${JSON.stringify(text.slice(0, 64))}: want an ISO-8601 time (2024-05-01T12:00:00Z) or a duration ago (15m, 2h, 7d)`,
+  );
+}
+
+const PARAMETERS = new Set(["since", "until", "actor", "action", "repo", "limit"]);
+
+/** The query string of GET /audit as an AuditQuery; throws UnsupportedError naming the first bad parameter. */
+export function parseAuditQuery(params: Record<string, unknown>, now: Date): AuditQuery {
+  const q: AuditQuery = {};
+  for (const [key, raw] of Object.entries(params)) {
+    if (!PARAMETERS.has(key))
+      throw new UnsupportedError(
+        `unknown parameter ${JSON.stringify(key.slice(0, 64))}: want ${[...PARAMETERS].join(", ")}`,
+      );
+    if (typeof raw !== "string") throw new UnsupportedError(`parameter ${key}: give it once`);
+    if (raw === "") throw new UnsupportedError(`parameter ${key}: empty`);
+    switch (key) {
+      case "since":
+      case "until":
+        q[key] = parseAuditTime(raw, now, key);
+        break;
+      case "actor":
+      case "repo":
+        q[key] = raw;
+        break;
+      case "action":
+        if (!(AUDIT_ACTIONS as readonly string[]).includes(raw))
+          throw new UnsupportedError(
+            `invalid action ${JSON.stringify(raw.slice(0, 64))}: want one of ${AUDIT_ACTIONS.join(", ")}`,
+          );
+        q.action = raw as AuditAction;
+        break;
+      case "limit": {
+        const n = /^\d{1,6}$/.test(raw) ? Number(raw) : Number.NaN;
+        if (!(n >= 1 && n <= MAX_AUDIT_LIMIT))
+          throw new UnsupportedError(
+            `invalid limit ${JSON.stringify(raw.slice(0, 64))}: want a whole number from 1 to ${MAX_AUDIT_LIMIT}`,
+          );
+        q.limit = n;
+        break;
+      }
+    }
+  }
+  if (q.since !== undefined && q.until !== undefined && q.since.getTime() > q.until.getTime())
+    throw new UnsupportedError(`since (${q.since.toISOString()}) is after until (${q.until.toISOString()})`);
+  q.limit ??= DEFAULT_AUDIT_LIMIT;
+  return q;
+}
+
+/** Register GET /audit on the admin API's instance (its prefix and error handler apply). */
+export async function auditRoutes(admin: FastifyInstance, audit: AuditLog, region: string): Promise<void> {
+  admin.get("/audit", async (req) => {
+    const query = parseAuditQuery((req.query ?? {}) as Record<string, unknown>, new Date());
+    const records = await audit.query(query, AbortSignal.timeout(QUERY_TIMEOUT_MS));
+    return { region, records };
+  });
+}
