@@ -1,7 +1,7 @@
 /**
  * The `meridian` command line (bin/meridian).
  *
- *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls]
+ *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
@@ -29,6 +29,7 @@ commands:
                                 the front door (several regions) uses N+5
               --data DIR        data directory, kept across restarts (default .meridian)
               --tls             registries and front door over HTTPS (certificates under DIR/certs)
+              --auth            authentication on: an admin password in DIR/auth/admin-password
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
               --mesh FILE       a mesh file elsewhere
@@ -54,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
           "base-port": { type: "string", default: "5000" },
           data: { type: "string", default: ".meridian" },
           tls: { type: "boolean", default: false },
+          auth: { type: "boolean", default: false },
         },
       });
       return up({
@@ -64,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
         basePort: port(values["base-port"]),
         dataDir: values.data,
         tls: values.tls,
+        auth: values.auth,
       });
     }
     case "rebuild": {

@@ -33,15 +33,25 @@
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
  *   {"ready":true,"frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…}}
+ *
+ * With `--auth` every node checks credentials (node/auth/): `up` makes the
+ * mesh's token signing key (<data>/auth/token-key.pem) and a generated
+ * password for the system admin `admin` (<data>/auth/admin-password), both
+ * mode 0600 and kept across starts, and the ready line names the password
+ * file as `adminPasswordFile`. Peers and the front door get the key to sign
+ * in to the nodes' admin API; the `meridian` admin commands use the password
+ * file when given the same --data.
  * SIGINT/SIGTERM stop every process (the front door, workers, peers, nodes,
  * then nats-servers); if any process dies on its own, the rest are stopped
  * and `up` exits non-zero.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { createWriteStream, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { writeTokenKey } from "../node/auth/setup.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
@@ -52,6 +62,8 @@ export interface UpOptions {
   dataDir: string;
   /** Serve the registries and the front door over HTTPS with the mesh's certificates. */
   tls?: boolean;
+  /** Authentication on (see the header): a token key and an admin password under <data>/auth. */
+  auth?: boolean;
 }
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -146,6 +158,18 @@ export async function up(options: UpOptions): Promise<number> {
       mesh.tls = { ca: certs.ca, dir: certs.dir };
       writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
     }
+    const auth = options.auth === true ? await ensureAuthFiles(dataDir) : undefined;
+    // Nodes check credentials; peers and the front door sign in to the nodes' admin API with the key.
+    const nodeAuthEnv: Record<string, string> =
+      auth === undefined
+        ? {}
+        : {
+            MERIDIAN_AUTH: "true",
+            MERIDIAN_TOKEN_KEY_FILE: auth.keyFile,
+            MERIDIAN_ADMIN_PASSWORD_FILE: auth.passwordFile,
+          };
+    const serviceAuthEnv: Record<string, string> =
+      auth === undefined ? {} : { MERIDIAN_TOKEN_KEY_FILE: auth.keyFile };
     for (const [i, region] of options.regions.entries()) {
       const regionDir = join(dataDir, region);
       mkdirSync(regionDir, { recursive: true });
@@ -176,6 +200,7 @@ export async function up(options: UpOptions): Promise<number> {
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
         ...tlsEnv(region),
+        ...nodeAuthEnv,
       });
       watch(region, "node", node.child);
       const line: Record<string, unknown> = { region, registry: node.info.registry, nats: nats.url };
@@ -184,6 +209,7 @@ export async function up(options: UpOptions): Promise<number> {
         const peer = await startProcess(ENTRIES.peer, `peer of ${region}`, join(regionDir, "peer.log"), {
           ...env,
           MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
+          ...serviceAuthEnv,
         });
         watch(region, "peer", peer.child);
         const worker = await startProcess(
@@ -204,6 +230,7 @@ export async function up(options: UpOptions): Promise<number> {
       process.stdout.write(`${JSON.stringify({ ...line, pids })}\n`);
     }
     const ready: Record<string, unknown> = { ready: true };
+    if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
       const frontDoor = await startProcess(ENTRIES.frontDoor, "front door", join(dataDir, "front-door.log"), {
         MERIDIAN_MESH: meshFile,
@@ -211,6 +238,7 @@ export async function up(options: UpOptions): Promise<number> {
         MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
         MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
         ...tlsEnv(FRONT_DOOR_IDENTITY),
+        ...serviceAuthEnv,
       });
       watch("the mesh", "front-door", frontDoor.child);
       ready.frontDoor = frontDoor.info.frontDoor;
@@ -222,6 +250,21 @@ export async function up(options: UpOptions): Promise<number> {
     await stopAll(1);
   }
   return done;
+}
+
+/**
+ * `--auth`: the mesh's token signing key and the first admin's password
+ * under <data>/auth (mode 0600), made once and reused on later starts.
+ */
+async function ensureAuthFiles(dataDir: string): Promise<{ keyFile: string; passwordFile: string }> {
+  const dir = join(dataDir, "auth");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const keyFile = join(dir, "token-key.pem");
+  await writeTokenKey(keyFile);
+  const passwordFile = join(dir, "admin-password");
+  if (!existsSync(passwordFile))
+    writeFileSync(passwordFile, `${randomBytes(18).toString("base64url")}\n`, { mode: 0o600 });
+  return { keyFile, passwordFile };
 }
 
 /** Spawn a Meridian process and wait for its {"event":"listening",…} line. */

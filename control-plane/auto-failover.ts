@@ -85,6 +85,8 @@ export function startAutoFailover(options: {
   everyMs: number;
   health: () => readonly PeerHealth[];
   logger: Logger;
+  /** The Authorization header for the node's admin API when it runs with auth (./service-token.ts). */
+  authorization?: () => Promise<string>;
 }): () => void {
   const done = new Set<string>();
   let busy = false;
@@ -106,7 +108,10 @@ export function startAutoFailover(options: {
       const res = await registryRequest(`${options.registry.replace(/\/+$/, "")}/admin/v1/failover`, {
         agent: options.agent,
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: {
+          "content-type": "application/json",
+          ...(options.authorization === undefined ? {} : { authorization: await options.authorization() }),
+        },
         body: JSON.stringify(decision),
         signal: AbortSignal.timeout(10_000),
       });

@@ -20,6 +20,8 @@
  * | heartbeat.misses      | MERIDIAN_HEARTBEAT_MISSES       | 3 (consecutive misses → down)        |
  * | failover.leaseMs      | MERIDIAN_LEASE_MS               | heartbeat.intervalMs × misses        |
  * | failover.autoAfterMs  | MERIDIAN_AUTO_FAILOVER_AFTER_MS | 0 (off: failover is `meridian failover`) |
+ * | auth.tokenKeyFile     | MERIDIAN_TOKEN_KEY_FILE         | none: the nodes run without auth     |
+ * | auth.service          | MERIDIAN_AUTH_SERVICE           | meridian                             |
  * | logLevel              | MERIDIAN_LOG_LEVEL              | info                                 |
  *
  * The view directory has its own variable (not the node's MERIDIAN_VIEW_DIR):
@@ -38,7 +40,7 @@
  * to the first region of mesh.json that is up. It must be at least twice the
  * lease, so the dark region has surely stopped writing as a home first.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
   ConfigError,
@@ -63,6 +65,8 @@ export interface PeerConfig {
   metrics: { host: string; port: number };
   heartbeat: { intervalMs: number; timeoutMs: number; misses: number };
   failover: { leaseMs: number; autoAfterMs: number };
+  /** With the nodes' token key, the peer signs in to its node's admin API (./service-token.ts). */
+  auth: { tokenKeyFile?: string; service: string };
   logLevel: string;
 }
 
@@ -103,6 +107,7 @@ export function loadPeerConfig(sources: {
       leaseMs: envNumber(env.MERIDIAN_LEASE_MS),
       autoAfterMs: envNumber(env.MERIDIAN_AUTO_FAILOVER_AFTER_MS),
     },
+    auth: { tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE, service: env.MERIDIAN_AUTH_SERVICE },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [
@@ -155,8 +160,14 @@ export function loadPeerConfig(sources: {
       leaseMs: merged.failover?.leaseMs ?? intervalMs * misses,
       autoAfterMs: merged.failover?.autoAfterMs ?? 0,
     },
+    auth: {
+      tokenKeyFile: merged.auth?.tokenKeyFile === undefined ? undefined : resolve(merged.auth.tokenKeyFile),
+      service: merged.auth?.service ?? "meridian",
+    },
     logLevel: merged.logLevel ?? "info",
   };
+  if (config.auth.tokenKeyFile !== undefined && !existsSync(config.auth.tokenKeyFile))
+    problems.push(`auth.tokenKeyFile ${config.auth.tokenKeyFile}: does not exist`);
 
   if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(config.region)) {
     problems.push(`region "${config.region}": lower-case letters, digits and dashes, at most 32`);

@@ -18,6 +18,8 @@
  * | tls.identity          | MERIDIAN_FRONT_DOOR_IDENTITY          | front-door (`<mesh.tls.dir>/NAME.crt/.key`) |
  * | tls.certFile          | MERIDIAN_TLS_CERT_FILE                | none (clients get plain HTTP)            |
  * | tls.keyFile           | MERIDIAN_TLS_KEY_FILE                 | none (clients get plain HTTP)            |
+ * | auth.tokenKeyFile     | MERIDIAN_TOKEN_KEY_FILE               | none: the regions run without auth       |
+ * | auth.service          | MERIDIAN_AUTH_SERVICE                 | meridian                                 |
  * | logLevel              | MERIDIAN_LOG_LEVEL                    | info                                     |
  *
  * MERIDIAN_CLIENT_REGIONS is a JSON object (`{"10.1.0.0/16":"a"}`) or
@@ -65,6 +67,8 @@ export interface FrontDoorConfig {
    * `certFile`/`keyFile`: its listener's certificate (with its chain) and key; HTTP without.
    */
   tls: { identity: string; certFile?: string; keyFile?: string };
+  /** With the nodes' token key, the front door signs in to their admin API to read home rules (./service-token.ts). */
+  auth: { tokenKeyFile?: string; service: string };
   logLevel: string;
 }
 
@@ -131,6 +135,7 @@ export function loadFrontDoorConfig(sources: {
       certFile: env.MERIDIAN_TLS_CERT_FILE,
       keyFile: env.MERIDIAN_TLS_KEY_FILE,
     },
+    auth: { tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE, service: env.MERIDIAN_AUTH_SERVICE },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [
@@ -174,8 +179,14 @@ export function loadFrontDoorConfig(sources: {
     rywWaitMs: merged.rywWaitMs ?? 2_000,
     rulesRefreshMs: merged.rulesRefreshMs ?? 2_000,
     tls: { identity: merged.tls?.identity ?? "front-door" },
+    auth: {
+      tokenKeyFile: merged.auth?.tokenKeyFile === undefined ? undefined : resolve(merged.auth.tokenKeyFile),
+      service: merged.auth?.service ?? "meridian",
+    },
     logLevel: merged.logLevel ?? "info",
   };
+  if (config.auth.tokenKeyFile !== undefined && !existsSync(config.auth.tokenKeyFile))
+    problems.push(`auth.tokenKeyFile ${config.auth.tokenKeyFile}: does not exist`);
 
   if (typeof clientRegions !== "object" || clientRegions === null || Array.isArray(clientRegions)) {
     problems.push("clientRegions: an object of CIDR → region");

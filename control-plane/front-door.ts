@@ -134,6 +134,7 @@ import {
 } from "./front-door-routing.js";
 import { PeerClient } from "./peer-client.js";
 import { registryAgent, registryRequest } from "./registry-http.js";
+import { ServiceToken } from "./service-token.js";
 import { clientCredentials } from "./tls.js";
 
 export interface RunningFrontDoor {
@@ -323,6 +324,8 @@ class HomeCache {
     private readonly sources: () => Array<{ registry: string; agent: Agent }>,
     private readonly timeoutMs: number,
     private readonly log: Logger,
+    /** Signs in to the regions' admin API when they run with auth. */
+    private readonly token?: ServiceToken,
   ) {}
 
   get rules(): HomeRules {
@@ -373,6 +376,7 @@ class HomeCache {
         try {
           const res = await registryRequest(`${registry}/admin/v1/rules`, {
             agent,
+            ...(this.token === undefined ? {} : { headers: { authorization: await this.token.header() } }),
             signal: AbortSignal.timeout(this.timeoutMs),
           });
           if (res.status === 200) documents.push(JSON.parse(res.body.toString("utf8")) as RulesDocument);
@@ -451,6 +455,7 @@ export async function startFrontDoor(
     () => targets.filter((t) => monitor.states.get(t.region)?.up),
     Math.max(500, 2 * config.heartbeat.intervalMs),
     log.child({ component: "homes" }),
+    await ServiceToken.fromKeyFile(config.auth.tokenKeyFile, "front-door", config.auth.service, log),
   );
   const agents = new Map<string, Agent>(
     config.mesh.regions.map((r) => [

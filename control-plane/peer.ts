@@ -46,6 +46,7 @@ import { MeshFetch } from "./mesh-fetch.js";
 import { PeerClient } from "./peer-client.js";
 import { createPeerService } from "./peer-service.js";
 import { registryAgent } from "./registry-http.js";
+import { ServiceToken } from "./service-token.js";
 import { clientCredentials, serverCredentials } from "./tls.js";
 
 export interface RunningPeer {
@@ -260,7 +261,14 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     if (config.failover.autoAfterMs > 0) {
       const registry = regionOf(config.mesh, config.region).registry;
       const agent = registryAgent(config.mesh, registry);
+      const token = await ServiceToken.fromKeyFile(
+        config.auth.tokenKeyFile,
+        `peer-${config.region}`,
+        config.auth.service,
+        log,
+      );
       const stop = startAutoFailover({
+        authorization: token === undefined ? undefined : () => token.header(),
         self: config.region,
         regions: config.mesh.regions.map((r) => r.name),
         registry,

@@ -213,9 +213,12 @@ export interface CliResult {
 }
 
 /** Run `bin/meridian ARGS` to its end (killed after `timeoutMs`), with its output. */
-export function runCli(args: string[], timeoutMs = 60_000): Promise<CliResult> {
+export function runCli(args: string[], timeoutMs = 60_000, env?: Record<string, string>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_ENTRY, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI_ENTRY, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(env === undefined ? {} : { env: { ...process.env, ...env } }),
+    });
     let stdout = "";
     let stderr = "";
     child.stdout!.on("data", (d) => {

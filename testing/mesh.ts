@@ -38,6 +38,8 @@ export interface RunningMesh {
   regions: Map<string, RegionInfo>;
   /** The front door's URL (from the `{"ready":true,…}` line), with several regions. */
   frontDoor?: string;
+  /** The ready line's `adminPasswordFile` (with `--auth`). */
+  adminPasswordFile?: string;
   dataDir: string;
   child: ChildProcess;
   stop(): Promise<number | null>;
@@ -88,6 +90,7 @@ export async function startMesh(
   });
   const infos = new Map<string, RegionInfo>();
   let frontDoor: string | undefined;
+  let adminPasswordFile: string | undefined;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`mesh did not come up: ${stderr}`)), 60_000);
     child.once("exit", (code) => {
@@ -98,12 +101,20 @@ export async function startMesh(
       const msg = JSON.parse(line);
       if (msg.ready) {
         frontDoor = msg.frontDoor;
+        adminPasswordFile = msg.adminPasswordFile;
         clearTimeout(timer);
         resolve();
       } else if (msg.region) infos.set(msg.region, msg);
     });
   });
-  return { regions: infos, ...(frontDoor === undefined ? {} : { frontDoor }), dataDir: dir, child, stop };
+  return {
+    regions: infos,
+    ...(frontDoor === undefined ? {} : { frontDoor }),
+    ...(adminPasswordFile === undefined ? {} : { adminPasswordFile }),
+    dataDir: dir,
+    child,
+    stop,
+  };
 }
 
 type Env = Record<string, string>;
