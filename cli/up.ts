@@ -16,7 +16,8 @@
  * endpoints, given to every process as MERIDIAN_MESH) and a mesh CA with a
  * certificate per region and one for the front door (`front-door`) under
  * <data>/certs, reused on later starts, and starts the front door after the
- * regions. One region runs without a mesh, so without peers and front door.
+ * regions. One region runs without a mesh, so without peers and front door
+ * (mesh.json is still written, for the `meridian` admin commands).
  * Data lives under <data>/<region>/ and survives restarts; process logs go to
  * <data>/<region>/<process>.log and <data>/front-door.log.
  *
@@ -154,10 +155,10 @@ export async function up(options: UpOptions): Promise<number> {
             MERIDIAN_TLS_KEY_FILE: certs.regions[identity]!.key,
           }
         : {};
-    if (multi && certs !== undefined) {
-      mesh.tls = { ca: certs.ca, dir: certs.dir };
-      writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
-    }
+    // One region: mesh.json is still written, for the admin commands (no peer runs to read it).
+    if (certs !== undefined) mesh.tls = { ca: certs.ca, dir: certs.dir };
+    else mesh.insecure = true;
+    writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
     const auth = options.auth === true ? await ensureAuthFiles(dataDir) : undefined;
     // Nodes check credentials; peers and the front door sign in to the nodes' admin API with the key.
     const nodeAuthEnv: Record<string, string> =

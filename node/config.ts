@@ -25,6 +25,7 @@
  * | peerPollMs         | MERIDIAN_PEER_POLL_MS     | 250                          |
  * | tls.certFile       | MERIDIAN_TLS_CERT_FILE    | none (plain HTTP)            |
  * | tls.keyFile        | MERIDIAN_TLS_KEY_FILE     | none (plain HTTP)            |
+ * | trustedProxies     | MERIDIAN_TRUSTED_PROXIES  | 127.0.0.0/8,::1 (loopback)   |
  * | auth.enabled       | MERIDIAN_AUTH             | false                        |
  * | auth.tokenKeyFile  | MERIDIAN_TOKEN_KEY_FILE   | <dataDir>/token-key.pem      |
  * | auth.retiredKeyFiles | MERIDIAN_TOKEN_RETIRED_KEY_FILES | none (comma-separated) |
@@ -72,10 +73,17 @@
  * signed (`meridian up --tls` uses the region's mesh certificate), since the
  * front door and the peers trust that CA for them.
  *
+ * `trustedProxies` (addresses or CIDRs) are the proxies, the front door
+ * first, whose X-Forwarded-For names the client: the audit log records that
+ * address and failed logins are counted against it. Put the front door's
+ * addresses here when it runs on another host; requests from anywhere else
+ * are taken at their socket's address.
+ *
  * Two node processes of one region share `storage.root` and the NATS stream;
  * each needs its own `view.dir` (a level database has one owner).
  */
 import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import {
   ConfigError,
@@ -111,6 +119,7 @@ export interface NodeConfig {
   peerPollMs: number;
   /** HTTPS instead of HTTP: the certificate (with its chain) and key, PEM files. */
   tls?: { certFile: string; keyFile: string };
+  trustedProxies: string[];
   auth: AuthConfig;
 }
 
@@ -171,6 +180,9 @@ export function loadNodeConfig(sources: {
     syncTimeoutMs: envNumber(env.MERIDIAN_SYNC_TIMEOUT_MS),
     peerPollMs: envNumber(env.MERIDIAN_PEER_POLL_MS),
     tls: { certFile: env.MERIDIAN_TLS_CERT_FILE, keyFile: env.MERIDIAN_TLS_KEY_FILE },
+    trustedProxies: env.MERIDIAN_TRUSTED_PROXIES?.split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== ""),
     auth: {
       enabled: envBoolean(env.MERIDIAN_AUTH),
       tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE,
@@ -205,6 +217,7 @@ export function loadNodeConfig(sources: {
     fetchOnMiss: merged.fetchOnMiss ?? (merged.meshFile === undefined ? "off" : "proxy"),
     syncTimeoutMs: merged.syncTimeoutMs ?? 30_000,
     peerPollMs: merged.peerPollMs ?? 250,
+    trustedProxies: (merged.trustedProxies as string[] | undefined) ?? ["127.0.0.0/8", "::1"],
     auth: {
       enabled: merged.auth?.enabled ?? false,
       tokenKeyFile: resolve(merged.auth?.tokenKeyFile ?? join(dataDir, "token-key.pem")),
@@ -238,6 +251,9 @@ export function loadNodeConfig(sources: {
     problems.push("syncTimeoutMs: an integer from 1 to 300000");
   if (!(Number.isInteger(config.peerPollMs) && config.peerPollMs >= 10))
     problems.push("peerPollMs: an integer of at least 10");
+  for (const proxy of config.trustedProxies)
+    if (isIP(proxy.split("/")[0]!) === 0 || (proxy.includes("/") && !/^\d{1,3}$/.test(proxy.split("/")[1]!)))
+      problems.push(`trustedProxies: "${proxy}" is not an address or CIDR`);
   if (config.auth.enabled) {
     if (merged.meshFile !== undefined && !existsSync(config.auth.tokenKeyFile))
       problems.push(

@@ -110,6 +110,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     metrics,
   });
   const app = await buildApp({
+    trustedProxies: [...config.trustedProxies],
     auth,
     audit,
     registry,

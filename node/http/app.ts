@@ -551,6 +551,8 @@ export const ociApiPlugin = fp(ociApi, { name: "meridian-oci-api", fastify: "5.x
 
 export interface BuildAppOptions extends OciApiOptions {
   logger: Logger;
+  /** Proxies whose X-Forwarded-For names the client (node/config.ts `trustedProxies`). */
+  trustedProxies?: string[];
   /** The audit log (recorded to by every API, read by the admin API's GET /audit). */
   audit?: AuditLog;
   /** Serve HTTPS with this certificate (PEM, with its chain) and key; plain HTTP without. */
@@ -572,6 +574,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
     https: options.https ?? null,
+    // X-Forwarded-For is believed only from these (the front door): req.ip is then the client's address.
+    trustProxy: options.trustedProxies ?? false,
   });
   await app.register(ociApiPlugin, {
     registry: options.registry,

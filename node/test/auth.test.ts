@@ -663,6 +663,19 @@ describe("the audit log", () => {
     // A denied attempt is recorded too, with its status... but only artifact-level actions are (an upload start is not).
     const guest = await records("actor=guest");
     assert.ok(!guest.some((r) => r.action === "push"));
+    // Behind a trusted proxy (the front door, on loopback here) the client's address is X-Forwarded-For's.
+    const proxied = await as("auditee", "guessing").fetch("/v2/", {
+      headers: { "x-forwarded-for": "203.0.113.9" },
+    });
+    assert.equal(proxied.status, 401);
+    let fromProxy: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 50 && fromProxy.length === 0; i++) {
+      fromProxy = (await records("actor=auditee&action=login.failed")).filter(
+        (r) => r.address === "203.0.113.9",
+      );
+      await sleep(100);
+    }
+    assert.equal(fromProxy.length, 1);
     // Only system admins read the audit log.
     assert.equal((await adminCall("GET", "/audit", undefined, as("dev"))).status, 403);
     assert.equal((await adminCall("GET", "/audit?since=yesterday")).status, 400);
