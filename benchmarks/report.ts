@@ -559,13 +559,15 @@ export function markdown(
   }
   if (summary.auth) {
     const name = (t: TargetName) => (t === "meridian" ? "Meridian" : "Distribution");
-    const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : "–");
+    const pct = (x: number) =>
+      Number.isFinite(x) ? `${x < 0 ? "−" : ""}${Math.abs(x * 100).toFixed(1)} %` : "–";
     out.push(
       "### Authentication off and on",
       "",
-      "Each registry is started once with authentication off (requests carry no credentials) and once",
-      "with it on, every run. Cost = 1 − on/off of the medians (per-run costs in brackets). CPU is",
-      "the registry process's utime+stime per request; p99 in ms.",
+      "Each run starts each registry twice side by side, authentication off (requests carry no",
+      "credentials) and on; the variants of a point take turns in short slices. Cost = 1 − on/off",
+      "of the medians over runs; `runs` lists each run's cost. CPU is the registry process's",
+      "utime+stime per request (the change with authentication in brackets); p99 in ms.",
       "",
       `| request | conns | tool | registry | credentials | req/s off | req/s on | cost (≤ ${TARGETS.authCost * 100} %) | runs | p99 off / on | CPU µs/req off / on | errors |`,
       "|---|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|",
@@ -575,7 +577,8 @@ export function markdown(
       out.push(
         `| ${r.endpoint} | ${r.concurrency} | ${r.tool} | ${name(r.target)} | ${CREDENTIAL_LABEL[r.credential]} | ` +
           `${fmt(r.offRps, 0)} | ${fmt(r.onRps, 0)} | ${pct(r.cost)}${mark} | ${r.runCosts.map(pct).join(", ")} | ` +
-          `${fmt(r.offP99Ms)} / ${fmt(r.onP99Ms)} | ${fmt(r.offCpuUs)} / ${fmt(r.onCpuUs)} | ${r.errors} |`,
+          `${fmt(r.offP99Ms)} / ${fmt(r.onP99Ms)} | ${fmt(r.offCpuUs)} / ${fmt(r.onCpuUs)} ` +
+          `(${r.onCpuUs >= r.offCpuUs ? "+" : ""}${pct(r.onCpuUs / r.offCpuUs - 1)}) | ${r.errors} |`,
       );
     }
     out.push(

@@ -18,6 +18,9 @@ export interface Sizes {
   concurrency: number[];
   /** Connections of the auth suite's load points. */
   authConcurrency: number[];
+  /** The auth suite measures each variant of a point in this many slices, taking turns with the others. */
+  authRounds: number;
+  authSliceSec: number;
   images: number;
   layersPerImage: number;
   layerBytes: number;
@@ -32,6 +35,8 @@ export const FULL: Sizes = {
   warmupSec: 2,
   concurrency: [1, 16, 64],
   authConcurrency: [1, 16],
+  authRounds: 3,
+  authSliceSec: 2,
   images: 50,
   layersPerImage: 5,
   layerBytes: MiB,
@@ -46,6 +51,8 @@ export const QUICK: Sizes = {
   warmupSec: 1,
   concurrency: [1, 16, 64],
   authConcurrency: [16],
+  authRounds: 1,
+  authSliceSec: 1,
   images: 10,
   layersPerImage: 5,
   layerBytes: 256 * 1024,
@@ -209,7 +216,12 @@ export async function smallSuite(
         throw new Error(`${target.name} tag list: ${check.toString()}`);
       }
       points.push(
-        ...(await loadEndpoint(target, ep, sizes, sizes.warmupSec, sizes.concurrency, options.tool)),
+        ...(await loadEndpoint(target, ep, {
+          warmupSec: sizes.warmupSec,
+          durationSec: sizes.smallDurationSec,
+          concurrency: sizes.concurrency,
+          tool: options.tool,
+        })),
       );
     }
     return points;
@@ -230,17 +242,17 @@ async function checkEndpoint(client: BenchClient, target: Target, ep: Endpoint):
   return check.body;
 }
 
-/** Warm an endpoint up at 16 connections for `warmupSec` (0: not), then measure it at each of `concurrency`. */
+/**
+ * Warm an endpoint up at 16 connections for `warmupSec` (0: not), then
+ * measure it for `durationSec` at each of `concurrency`.
+ */
 async function loadEndpoint(
   target: Target,
   ep: Endpoint,
-  sizes: Sizes,
-  warmupSec: number,
-  concurrency: number[],
-  forcedTool: Tool | undefined,
+  how: { warmupSec: number; durationSec: number; concurrency: number[]; tool: Tool | undefined },
 ): Promise<SmallPoint[]> {
   const points: SmallPoint[] = [];
-  const tool: Tool = forcedTool ?? (ep.method === "HEAD" ? "loadgen" : "wrk");
+  const tool: Tool = how.tool ?? (ep.method === "HEAD" ? "loadgen" : "wrk");
   const point = (connections: number, durationSec: number) =>
     runLoadPoint({
       url: `${target.url}${ep.path}`,
@@ -250,9 +262,9 @@ async function loadEndpoint(
       durationSec,
       tool,
     });
-  if (warmupSec > 0) await point(16, warmupSec);
-  for (const c of concurrency) {
-    const { result, cpu } = await measureCpu(pidsOf(target), () => point(c, sizes.smallDurationSec));
+  if (how.warmupSec > 0) await point(16, how.warmupSec);
+  for (const c of how.concurrency) {
+    const { result, cpu } = await measureCpu(pidsOf(target), () => point(c, how.durationSec));
     const n = Math.max(1, result.requests);
     points.push({
       endpoint: ep.name,
@@ -286,9 +298,23 @@ async function loadEndpoint(
  */
 export type Credential = "none" | "bearer" | "basic";
 
-export interface AuthPoint extends SmallPoint {
+/** One variant at one load, over all its slices (see authSuite). */
+export interface AuthPoint {
+  endpoint: string;
+  concurrency: number;
+  tool: Tool;
   auth: "off" | "on";
   credential: Credential;
+  requests: number;
+  /** Requests over the slices' total time. */
+  rps: number;
+  /** Medians of the slices'. */
+  p50Ms: number;
+  p99Ms: number;
+  /** Server CPU over the slices / requests, µs. */
+  cpuUsPerReq: number;
+  errors: number;
+  slices: SmallPoint[];
 }
 
 /** The endpoints of the auth suite: a small manifest by tag, and a blob's HEAD. */
@@ -299,10 +325,11 @@ const AUTH_ENDPOINTS = ["manifest GET (tag)", "blob HEAD"];
  * `off` without authentication (requests carry no credentials) and `on` with
  * it (`on.credentials`): Meridian with a token from its `/auth/token` and with
  * Basic on every request, Distribution with Basic. For each endpoint and
- * connection count the variants are measured back to back (in reverse order
- * with `reverse`), so that off and on see the same machine: on a shared
- * 2-core host the load drifts more in a minute than authentication costs.
- * A request to `on` without credentials must get 401 first, so a registry
+ * connection count the variants take turns in `authRounds` slices of
+ * `authSliceSec` each (the order reversed every other round, and in the
+ * first with `reverse`), so that off and on see the same machine: on a
+ * shared 2-core host the load drifts more in a minute than authentication
+ * costs. A request to `on` without credentials must get 401 first, so a registry
  * that quietly ignores its auth settings is caught.
  */
 export async function authSuite(
@@ -336,7 +363,7 @@ export async function authSuite(
       variants.push({ target: on, client: onClient, credential: "bearer", authorization: `Bearer ${token}` });
     }
     variants.push({ target: on, client: onClient, credential: "basic", authorization: basic });
-    if (options.reverse) variants.reverse();
+
     const withAuth = (ep: Endpoint, authorization: string | undefined): Endpoint =>
       authorization === undefined
         ? ep
@@ -348,22 +375,34 @@ export async function authSuite(
       for (const v of variants) {
         const e = withAuth(ep, v.authorization);
         await checkEndpoint(v.client, v.target, e);
-        await loadEndpoint(v.target, e, sizes, sizes.warmupSec, [], options.tool);
+        await loadEndpoint(v.target, e, {
+          warmupSec: sizes.warmupSec,
+          durationSec: 0,
+          concurrency: [],
+          tool: options.tool,
+        });
       }
     }
     for (const ep of endpoints) {
       for (const c of sizes.authConcurrency) {
-        for (const v of variants) {
-          const [p] = await loadEndpoint(
-            v.target,
-            withAuth(ep, v.authorization),
-            sizes,
-            0,
-            [c],
-            options.tool,
-          );
-          points.push({ ...p!, auth: v.credential === "none" ? "off" : "on", credential: v.credential });
+        const slices = variants.map((): SmallPoint[] => []);
+        for (let round = 0; round < sizes.authRounds; round++) {
+          const order = variants.map((_, i) => i);
+          if ((round % 2 === 1) !== (options.reverse === true)) order.reverse();
+          for (const i of order) {
+            const v = variants[i]!;
+            const [p] = await loadEndpoint(v.target, withAuth(ep, v.authorization), {
+              warmupSec: 0,
+              durationSec: sizes.authSliceSec,
+              concurrency: [c],
+              tool: options.tool,
+            });
+            slices[i]!.push(p!);
+          }
         }
+        variants.forEach((v, i) => {
+          points.push(combineSlices(slices[i]!, v.credential));
+        });
       }
     }
     return points;
@@ -371,6 +410,28 @@ export async function authSuite(
     offClient.close();
     onClient.close();
   }
+}
+
+function combineSlices(slices: SmallPoint[], credential: Credential): AuthPoint {
+  const first = slices[0]!;
+  const requests = slices.reduce((n, p) => n + p.requests, 0);
+  const seconds = slices.reduce((n, p) => n + p.raw.duration_us / 1e6, 0);
+  const cpuSec = slices.reduce((n, p) => n + (p.cpuUsPerReq / 1e6) * Math.max(1, p.requests), 0);
+  const mid = (values: number[]) => values.sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
+  return {
+    endpoint: first.endpoint,
+    concurrency: first.concurrency,
+    tool: first.tool,
+    auth: credential === "none" ? "off" : "on",
+    credential,
+    requests,
+    rps: requests / seconds,
+    p50Ms: mid(slices.map((p) => p.p50Ms)),
+    p99Ms: mid(slices.map((p) => p.p99Ms)),
+    cpuUsPerReq: (cpuSec / Math.max(1, requests)) * 1e6,
+    errors: slices.reduce((n, p) => n + p.errors, 0),
+    slices,
+  };
 }
 
 /** A pull token for `repo` from Meridian's token endpoint, as `docker login` + pull get one. */

@@ -102,8 +102,8 @@ export class Authenticator {
   readonly #o: AuthenticatorOptions;
   readonly #verified = new Map<string, { name: string; hash: string; until: number }>();
   readonly #tokens = new Map<string, TokenClaims>();
-  readonly #subjects = new Map<string, { at: number; value: Promise<StoredSubject | undefined> }>();
-  readonly #projects = new Map<string, { at: number; value: Promise<ProjectInfo | undefined> }>();
+  readonly #subjects = new Map<string, CacheEntry<StoredSubject | undefined>>();
+  readonly #projects = new Map<string, CacheEntry<ProjectInfo | undefined>>();
 
   constructor(options: AuthenticatorOptions) {
     this.#o = options;
@@ -140,7 +140,7 @@ export class Authenticator {
     address: string,
     onLogin?: (outcome: LoginOutcome) => void,
   ): Promise<Identity> {
-    const key = createHash("sha256").update(name).update("\0").update(password).digest("base64url");
+    const key = credentialKey(name, password);
     const cached = this.#verified.get(key);
     const stored = await this.#subject(name);
     if (stored?.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt) {
@@ -174,6 +174,51 @@ export class Authenticator {
     const identity = this.#identityOf(name, stored, "basic");
     onLogin?.({ name, identity });
     return identity;
+  }
+
+  /**
+   * The request path's fast lane: the identity behind `authorization` when
+   * everything needed is cached (a verified token or password, a fresh
+   * subject), without awaiting anything; undefined sends the caller to
+   * `identify`. Never throws and never decides a failure: only `identify` refuses.
+   */
+  identifyCached(authorization: string | undefined): Identity | undefined {
+    if (authorization === undefined || authorization === "") return ANONYMOUS;
+    if (authorization.startsWith("Bearer ")) {
+      const claims = this.#tokens.get(authorization.slice(7).trim());
+      if (claims === undefined || claims.expiresAt <= Date.now()) return undefined;
+      if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
+      if (claims.kind === "service") return serviceIdentity(claims);
+      const stored = peek(this.#subjects, claims.subject)?.value;
+      if (stored === undefined || stored.subject.kind !== claims.kind || expired(stored)) return undefined;
+      return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
+    }
+    if (authorization.startsWith("Basic ")) {
+      let name: string;
+      let password: string;
+      try {
+        ({ name, password } = decodeBasic(authorization.slice(6).trim()));
+      } catch {
+        return undefined;
+      }
+      const hit = this.#verified.get(credentialKey(name, password));
+      const stored = peek(this.#subjects, name)?.value;
+      if (hit === undefined || stored === undefined || hit.until <= Date.now() || hit.hash !== stored.hash)
+        return undefined;
+      if (expired(stored)) return undefined;
+      return this.#identityOf(name, stored, "basic");
+    }
+    return undefined;
+  }
+
+  /** `decide` from cached project settings, without awaiting; undefined when they are not cached. */
+  decideCached(identity: Identity, action: Action, repo: string): Decision | undefined {
+    const project = peek(this.#projects, projectOf(repo));
+    if (project === undefined) return undefined;
+    const decision = decide(identity.subject, action, repo, project.value, Date.now());
+    const scoped = identity.via === "bearer" && identity.kind !== "service" && identity.claims !== undefined;
+    if (scoped && !grants(identity.claims!, repo, action)) return undefined;
+    return decision;
   }
 
   /**
@@ -260,14 +305,7 @@ export class Authenticator {
       this.#tokens.set(token, claims);
     }
     if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
-    if (claims.kind === "service")
-      return {
-        name: claims.subject,
-        kind: "service",
-        subject: { kind: "user", name: claims.subject, systemAdmin: true, roles: {} },
-        via: "bearer",
-        claims,
-      };
+    if (claims.kind === "service") return serviceIdentity(claims);
     // The holder must still exist (a deleted user's or robot's tokens die with it).
     const stored = await this.#subject(claims.subject);
     if (stored === undefined || stored.subject.kind !== claims.kind)
@@ -303,24 +341,58 @@ export class Authenticator {
   }
 }
 
+/** A Meridian component holding the mesh's key: a system admin. */
+function serviceIdentity(claims: TokenClaims): Identity {
+  return {
+    name: claims.subject,
+    kind: "service",
+    subject: { kind: "user", name: claims.subject, systemAdmin: true, roles: {} },
+    via: "bearer",
+    claims,
+  };
+}
+
+/** The verified-credential cache's key: a hash, so no password is kept in clear. */
+function credentialKey(name: string, password: string): string {
+  return createHash("sha256").update(name).update("\0").update(password).digest("base64url");
+}
+
+function expired(stored: StoredSubject): boolean {
+  return stored.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt;
+}
+
 interface StoredSubject {
   hash: string;
   subject: Subject;
 }
 
-function cached<T>(
-  map: Map<string, { at: number; value: Promise<T> }>,
-  key: string,
-  load: () => Promise<T>,
-): Promise<T> {
+interface CacheEntry<T> {
+  at: number;
+  value: Promise<T>;
+  /** Set once `value` has resolved: what the request path reads without awaiting. */
+  resolved?: { value: T };
+}
+
+function cached<T>(map: Map<string, CacheEntry<T>>, key: string, load: () => Promise<T>): Promise<T> {
   const now = Date.now();
   const hit = map.get(key);
   if (hit !== undefined && now - hit.at < LOOKUP_CACHE_MS) return hit.value;
   if (map.size >= MAX_CACHED) map.clear();
-  const value = load();
-  map.set(key, { at: now, value });
-  value.catch(() => map.delete(key));
-  return value;
+  const entry: CacheEntry<T> = { at: now, value: load() };
+  map.set(key, entry);
+  entry.value.then(
+    (value) => {
+      entry.resolved = { value };
+    },
+    () => map.delete(key),
+  );
+  return entry.value;
+}
+
+/** A fresh, resolved cache entry's value; undefined when the slow path must load it. */
+function peek<T>(map: Map<string, CacheEntry<T>>, key: string): { value: T } | undefined {
+  const hit = map.get(key);
+  return hit !== undefined && Date.now() - hit.at < LOOKUP_CACHE_MS ? hit.resolved : undefined;
 }
 
 /** `user:password` from a Basic credential; UnauthorizedError when malformed. */

@@ -161,7 +161,10 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         throw new MethodNotAllowedError(`${req.method} not allowed on ${route.name}`);
       }
       if (m[1] !== undefined) req.ociTarget = { repo: m[1], reference: m[2] };
-      if (options.auth !== undefined) await gate(options.auth, req, reply, route.name, m[1]);
+      if (options.auth !== undefined) {
+        const pending = gate(options.auth, req, reply, route.name, m[1]);
+        if (pending !== undefined) await pending;
+      }
       return handler(req, reply, m);
     }
     throw new RouteNotFoundError("no such endpoint");
@@ -180,17 +183,44 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
    * identities without the right get 403 DENIED. Denial comes before any
    * lookup, so nobody learns whether a repository they may not read exists.
    */
-  async function gate(
+  function gate(
     auth: HttpAuth,
     req: FastifyRequest,
     reply: FastifyReply,
     route: string,
     rawRepo?: string,
-  ) {
-    const realm = auth.realm ?? realmOf(req);
+  ): Promise<void> | undefined {
+    // Fast lane (most requests): credentials and settings all cached, allowed: nothing to await.
+    const known = auth.authenticator.identifyCached(req.headers.authorization);
+    if (known !== undefined) {
+      if (rawRepo === undefined && known.kind !== "anonymous") {
+        req.identity = known;
+        return undefined;
+      }
+      if (rawRepo !== undefined) {
+        const repo = parseRepository(rawRepo);
+        if (auth.authenticator.decideCached(known, actionOf(req.method), repo)?.allowed === true) {
+          req.identity = known;
+          return undefined;
+        }
+      }
+    }
+    return gateSlow(auth, req, reply, route, rawRepo);
+  }
+
+  async function gateSlow(
+    auth: HttpAuth,
+    req: FastifyRequest,
+    reply: FastifyReply,
+    route: string,
+    rawRepo?: string,
+  ): Promise<void> {
     const service = auth.authenticator.service;
     const challenge = (scope?: string, insufficientScope?: boolean) =>
-      reply.header("www-authenticate", bearerChallenge({ realm, service, scope, insufficientScope }));
+      reply.header(
+        "www-authenticate",
+        bearerChallenge({ realm: auth.realm ?? realmOf(req), service, scope, insufficientScope }),
+      );
     try {
       req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip, (outcome) =>
         options.audit?.record(loginRecord(outcome, req.ip, "basic")),
@@ -208,8 +238,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       throw new UnauthorizedError("authentication required");
     }
     const repo = parseRepository(rawRepo);
-    const action: Action =
-      req.method === "DELETE" ? "delete" : req.method === "GET" || req.method === "HEAD" ? "pull" : "push";
+    const action = actionOf(req.method);
     const decision = await auth.authenticator.decide(req.identity, action, repo);
     if (decision.allowed) return;
     if (anonymous || decision.scopeMissing === true) {
@@ -456,6 +485,11 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     };
     return reply.header("content-type", MediaType.OciIndex).send(Buffer.from(JSON.stringify(body)));
   }
+}
+
+/** What a request on a repository does: a read pulls, a DELETE deletes, anything else pushes. */
+function actionOf(method: string): Action {
+  return method === "DELETE" ? "delete" : method === "GET" || method === "HEAD" ? "pull" : "push";
 }
 
 /** What the audit log records of a request on an OCI route: artifact-level reads and every write. */
