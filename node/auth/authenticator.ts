@@ -101,7 +101,12 @@ export class Authenticator {
   readonly service: string;
   readonly #o: AuthenticatorOptions;
   readonly #verified = new Map<string, { name: string; hash: string; until: number }>();
-  readonly #tokens = new Map<string, TokenClaims>();
+  /**
+   * Verified tokens by the last 43 characters of their signature (hashing a
+   * short key is several times cheaper than hashing a whole token on every
+   * request); the entry keeps the whole token, which must match exactly.
+   */
+  readonly #tokens = new Map<string, { token: string; claims: TokenClaims }>();
   readonly #subjects = new Map<string, CacheEntry<StoredSubject | undefined>>();
   readonly #projects = new Map<string, CacheEntry<ProjectInfo | undefined>>();
 
@@ -185,8 +190,11 @@ export class Authenticator {
   identifyCached(authorization: string | undefined): Identity | undefined {
     if (authorization === undefined || authorization === "") return ANONYMOUS;
     if (authorization.startsWith("Bearer ")) {
-      const claims = this.#tokens.get(authorization.slice(7).trim());
-      if (claims === undefined || claims.expiresAt <= Date.now()) return undefined;
+      const token = authorization.slice(7);
+      const hit = this.#tokens.get(tokenKey(token));
+      if (hit === undefined || hit.token !== token) return undefined;
+      const claims = hit.claims;
+      if (claims.expiresAt <= Date.now()) return undefined;
       if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
       if (claims.kind === "service") return serviceIdentity(claims);
       const stored = peek(this.#subjects, claims.subject)?.value;
@@ -293,7 +301,8 @@ export class Authenticator {
   }
 
   async #bearer(token: string): Promise<Identity> {
-    let claims = this.#tokens.get(token);
+    const hit = this.#tokens.get(tokenKey(token));
+    let claims = hit?.token === token ? hit.claims : undefined;
     if (claims === undefined || claims.expiresAt <= Date.now()) {
       try {
         claims = await this.#o.keys.verify(token, { issuer: TOKEN_ISSUER, service: this.service });
@@ -302,7 +311,7 @@ export class Authenticator {
         throw err;
       }
       if (this.#tokens.size >= MAX_CACHED) this.#tokens.clear();
-      this.#tokens.set(token, claims);
+      this.#tokens.set(tokenKey(token), { token, claims });
     }
     if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
     if (claims.kind === "service") return serviceIdentity(claims);
@@ -339,6 +348,10 @@ export class Authenticator {
       };
     });
   }
+}
+
+function tokenKey(token: string): string {
+  return token.slice(-43);
 }
 
 /** A Meridian component holding the mesh's key: a system admin. */
