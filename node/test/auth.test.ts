@@ -525,7 +525,52 @@ describe("failed logins", () => {
   });
 });
 
-describe("skopeo with credentials", () => {
+describe("real clients with credentials", () => {
+  test("podman logs in (and fails with a wrong password), pushes, and pulls with --creds", async () => {
+    const work = tempDir(cleanup);
+    const host = node.url.replace(/^http:\/\//, "");
+    const env = { ...process.env, REGISTRY_AUTH_FILE: join(work, "auth.json") };
+    // Root, no engine: vfs storage in a directory of its own (DESIGN.md "Real components").
+    const podman = (args: string[]) =>
+      run(
+        "podman",
+        ["--storage-driver", "vfs", "--root", join(work, "root"), "--runroot", join(work, "run"), ...args],
+        {
+          env,
+        },
+      );
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(join(work, "rootfs"));
+    writeFileSync(join(work, "rootfs", "hello.txt"), "hello from podman");
+    await run("tar", ["-C", join(work, "rootfs"), "-cf", join(work, "rootfs.tar"), "."]);
+    await podman(["import", join(work, "rootfs.tar"), "localhost/hello:v1"]);
+    await assert.rejects(
+      podman(["login", "--tls-verify=false", "-u", "dev", "-p", "wrong password", host]),
+      /invalid username\/password|unauthorized/i,
+    );
+    await podman(["login", "--tls-verify=false", "-u", "dev", "-p", PASSWORD, host]);
+    await podman(["push", "--tls-verify=false", "localhost/hello:v1", `${host}/priv/podman:v1`]);
+    assert.equal((await admin().fetch("/v2/priv/podman/manifests/v1", { method: "HEAD" })).status, 200);
+    await podman(["logout", host]);
+    await podman(["rmi", "-a", "-f"]);
+    await assert.rejects(
+      podman(["pull", "--tls-verify=false", `${host}/priv/podman:v1`]),
+      /unauthorized|authentication required/i,
+    );
+    await podman(["pull", "--tls-verify=false", "--creds", `guest:${PASSWORD}`, `${host}/priv/podman:v1`]);
+    await assert.rejects(
+      podman([
+        "push",
+        "--tls-verify=false",
+        "--creds",
+        `guest:${PASSWORD}`,
+        `${host}/priv/podman:v1`,
+        `${host}/priv/podman:v2`,
+      ]),
+      /denied|unauthorized|403/i,
+    );
+  });
+
   test("logs in, copies into a private project and back, and is refused without credentials", async () => {
     const work = tempDir(cleanup);
     const layout = join(work, "layout");
