@@ -191,7 +191,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     rawRepo?: string,
   ): Promise<void> | undefined {
     // Fast lane (most requests): credentials and settings all cached, allowed: nothing to await.
-    const known = auth.authenticator.identifyCached(req.headers.authorization);
+    const known = auth.authenticator.identifyCached(authorizationOf(req));
     if (known !== undefined) {
       if (rawRepo === undefined && known.kind !== "anonymous") {
         req.identity = known;
@@ -222,7 +222,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         bearerChallenge({ realm: auth.realm ?? realmOf(req), service, scope, insufficientScope }),
       );
     try {
-      req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip, (outcome) =>
+      req.identity = await auth.authenticator.identify(authorizationOf(req), req.ip, (outcome) =>
         options.audit?.record(loginRecord(outcome, req.ip, "basic")),
       );
     } catch (err) {
@@ -246,6 +246,18 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       throw new UnauthorizedError(`authentication required to ${action} ${repo}`);
     }
     throw new AccessDeniedError(`denied: ${decision.reason}`);
+  }
+
+  /**
+   * With auth, a fetch-on-miss redirect carries a pull token for the
+   * repository in `_token`: clients drop their Authorization header when
+   * redirected to another host (as with a storage backend's presigned URL),
+   * and every region accepts the mesh's tokens.
+   */
+  async function presigned(req: FastifyRequest, repo: string, miss: { redirect: string; region: string }) {
+    if (options.auth === undefined) return miss;
+    const { token } = await options.auth.authenticator.issue(req.identity, [`repository:${repo}:pull`]);
+    return { ...miss, redirect: `${miss.redirect}?${TOKEN_PARAM}=${encodeURIComponent(token)}` };
   }
 
   /** May this request's identity pull `repo`? (A cross-repository mount needs it of the source.) */
@@ -314,7 +326,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         throw err;
       const miss = await options.fetchOnMiss.blob(repo, digest, wanted, ac.signal);
       if (miss === undefined) throw err;
-      if ("redirect" in miss) return redirectTo(reply, miss);
+      if ("redirect" in miss) return redirectTo(reply, await presigned(req, repo, miss));
       reply.header(FETCHED_FROM_HEADER, miss.found.region);
       opened = miss.found;
     }
@@ -409,7 +421,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       if (!missing || options.fetchOnMiss === undefined || req.method !== "GET") throw err;
       const miss = await options.fetchOnMiss.manifest(repo, m[2]!);
       if (miss === undefined) throw err;
-      if ("redirect" in miss) return redirectTo(reply, miss);
+      if ("redirect" in miss) return redirectTo(reply, await presigned(req, repo, miss));
       reply.header(FETCHED_FROM_HEADER, miss.found.region);
       found = miss.found;
     }
@@ -485,6 +497,17 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     };
     return reply.header("content-type", MediaType.OciIndex).send(Buffer.from(JSON.stringify(body)));
   }
+}
+
+/** The query parameter of a redirect's pull token (see `presigned`). */
+const TOKEN_PARAM = "_token";
+
+/** The request's credentials: its Authorization header, or on a read a redirect's `_token`. */
+function authorizationOf(req: FastifyRequest): string | undefined {
+  if (req.headers.authorization !== undefined) return req.headers.authorization;
+  if (req.method !== "GET" && req.method !== "HEAD") return undefined;
+  const token = (req.query as Record<string, string | undefined>)[TOKEN_PARAM];
+  return typeof token === "string" && token !== "" ? `Bearer ${token}` : undefined;
 }
 
 /** What a request on a repository does: a read pulls, a DELETE deletes, anything else pushes. */

@@ -308,6 +308,15 @@ describe("tokens", () => {
     }
   });
 
+  test("a redirect's _token query parameter (fetch on miss) works for reads only", async () => {
+    const t = await token(["repository:priv/app:pull,push"], basic("dev"));
+    const anon = as(undefined);
+    assert.equal((await anon.fetch(`/v2/priv/app/manifests/v1?_token=${t}`)).status, 200);
+    assert.equal((await anon.fetch(`/v2/priv/app/manifests/v1?_token=garbage`)).status, 401);
+    const post = await anon.fetch(`/v2/priv/app/blobs/uploads/?_token=${t}`, { method: "POST" });
+    assert.equal(post.status, 401, "never for a write");
+  });
+
   test("the token endpoint refuses bad credentials, another service and malformed scopes", async () => {
     const res = await fetch(`${node.url}/auth/token?service=meridian`, {
       headers: { authorization: basic("dev", "nope") },
