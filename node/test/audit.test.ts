@@ -242,7 +242,11 @@ describe("AuditLog on JetStream", () => {
       assert.equal(info.config.max_bytes, 64 * 1024 * 1024);
       assert.equal(info.config.mirror ?? undefined, undefined);
       assert.equal((info.config.sources ?? []).length, 0);
-      assert.equal(info.state.messages, ENTRIES.length);
+      // Records are stored in batches: one message holds several.
+      assert.ok(
+        info.state.messages >= 1 && info.state.messages <= ENTRIES.length,
+        `${info.state.messages} messages`,
+      );
 
       // Reopened with other limits: the same stream, updated, with its records.
       log = await openLog("durable");
