@@ -8,11 +8,10 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
-import { gzipSync } from "node:zlib";
 import { parseMesh } from "../../protocol/mesh.js";
 import {
   cleanupStack,
@@ -22,15 +21,8 @@ import {
   tempDir,
 } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
-import {
-  errorCode,
-  OCI_CONFIG,
-  OCI_INDEX,
-  OCI_LAYER,
-  OCI_MANIFEST,
-  OciClient,
-  sha256,
-} from "../../testing/oci-client.js";
+import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
+import { writeImageLayout } from "../../testing/oci-layout.js";
 import { PeerClient, peerCredentials } from "../peer-client.js";
 
 const run = promisify(execFile);
@@ -266,39 +258,9 @@ test("metrics count every routing decision by client region, region and reason",
     assert.match(text, new RegExp(`meridian_front_door_region_up\\{region="${r}"\\} 1`));
 });
 
-/** An OCI image layout on disk with one image of gzip'd random layers. */
+/** An OCI image layout on disk with one image of gzip'd random layers, tagged v1. */
 function layout(dir: string): { dir: string; digest: string } {
-  const blobs = join(dir, "blobs", "sha256");
-  mkdirSync(blobs, { recursive: true });
-  writeFileSync(join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
-  const add = (bytes: Buffer, mediaType: string) => {
-    const digest = sha256(bytes);
-    writeFileSync(join(blobs, digest.slice(7)), bytes);
-    return { mediaType, digest, size: bytes.byteLength };
-  };
-  const config = add(
-    Buffer.from(
-      JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }),
-    ),
-    OCI_CONFIG,
-  );
-  const layers = [
-    add(gzipSync(randomBytes(200_000)), OCI_LAYER),
-    add(gzipSync(randomBytes(70_000)), OCI_LAYER),
-  ];
-  const manifest = add(
-    Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers })),
-    OCI_MANIFEST,
-  );
-  writeFileSync(
-    join(dir, "index.json"),
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_INDEX,
-      manifests: [{ ...manifest, annotations: { "org.opencontainers.image.ref.name": "v1" } }],
-    }),
-  );
-  return { dir, digest: manifest.digest };
+  return { dir, digest: writeImageLayout(dir, "v1") };
 }
 
 test("skopeo copies an image in and out through the front door", async () => {

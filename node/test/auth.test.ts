@@ -17,14 +17,8 @@ import { promisify } from "node:util";
 import type { Action } from "../../protocol/access.js";
 import { sleep } from "../../testing/faults.js";
 import { cleanupStack, startTestNats, startTestNode, tempDir } from "../../testing/harness.js";
-import {
-  errorCode,
-  OCI_CONFIG,
-  OCI_LAYER,
-  OCI_MANIFEST,
-  OciClient,
-  sha256,
-} from "../../testing/oci-client.js";
+import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
+import { writeImageLayout } from "../../testing/oci-layout.js";
 import { TokenKeys } from "../auth/tokens.js";
 import type { RunningNode } from "../server.js";
 
@@ -583,36 +577,7 @@ describe("real clients with credentials", () => {
   test("logs in, copies into a private project and back, and is refused without credentials", async () => {
     const work = tempDir(cleanup);
     const layout = join(work, "layout");
-    const { mkdirSync } = await import("node:fs");
-    mkdirSync(join(layout, "blobs", "sha256"), { recursive: true });
-    writeFileSync(join(layout, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
-    const add = (bytes: Buffer, mediaType: string) => {
-      const digest = sha256(bytes);
-      writeFileSync(join(layout, "blobs", "sha256", digest.slice(7)), bytes);
-      return { mediaType, digest, size: bytes.byteLength };
-    };
-    const src = join(work, "src");
-    mkdirSync(src);
-    writeFileSync(join(src, "hello.txt"), "hello from skopeo");
-    await run("tar", ["-czf", join(work, "layer.tgz"), "-C", src, "."]);
-    const layer = add(await readFile(join(work, "layer.tgz")), OCI_LAYER);
-    const config = add(
-      Buffer.from(
-        JSON.stringify({ architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [] } }),
-      ),
-      OCI_CONFIG,
-    );
-    const manifest = add(
-      Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [layer] })),
-      OCI_MANIFEST,
-    );
-    writeFileSync(
-      join(layout, "index.json"),
-      JSON.stringify({
-        schemaVersion: 2,
-        manifests: [{ ...manifest, annotations: { "org.opencontainers.image.ref.name": "v1" } }],
-      }),
-    );
+    const digest = writeImageLayout(layout, "v1", [30_000]);
 
     const host = node.url.replace(/^http:\/\//, "");
     const authFile = join(work, "auth.json");
@@ -632,7 +597,7 @@ describe("real clients with credentials", () => {
       ["inspect", "--raw", "--tls-verify=false", `docker://${host}/priv/sk:v1`],
       { env },
     );
-    assert.equal(sha256(Buffer.from(inspect.stdout)), manifest.digest);
+    assert.equal(sha256(Buffer.from(inspect.stdout)), digest);
     // --creds without a login, out to a directory.
     await run("skopeo", [
       "copy",
@@ -642,7 +607,7 @@ describe("real clients with credentials", () => {
       `docker://${host}/priv/sk:v1`,
       `dir:${join(work, "out")}`,
     ]);
-    assert.equal((await readFile(join(work, "out", layer.digest.slice(7)))).length, layer.size);
+    assert.equal(sha256(await readFile(join(work, "out", "manifest.json"))), digest);
     // No credentials: refused.
     await assert.rejects(
       run("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${host}/priv/sk:v1`], {
