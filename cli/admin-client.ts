@@ -4,7 +4,9 @@
  * CommandError carrying the server's problems), and reading the mesh file.
  */
 import { existsSync, readFileSync } from "node:fs";
+import type { Agent } from "node:http";
 import { join } from "node:path";
+import { registryAgent, registryRequest } from "../control-plane/registry-http.js";
 import { type Mesh, MeshConfigError, parseMesh, type RegionEndpoints, regionOf } from "../protocol/mesh.js";
 
 export class UsageError extends Error {}
@@ -68,6 +70,16 @@ export function cliAuthorization(dataDir: string, env = process.env): string | u
 }
 
 let defaultAuthorization: string | undefined;
+let defaultMesh: Mesh | undefined;
+
+/**
+ * The mesh the admin commands talk to: an https:// registry in it is then
+ * verified under the mesh CA (`mesh.tls.ca`) as well as the system's roots,
+ * as the front door and the peers do, so `up --tls` needs no NODE_EXTRA_CA_CERTS.
+ */
+export function useMesh(mesh: Mesh): void {
+  defaultMesh = mesh;
+}
 
 /** Send `authorization` with every AdminClient made from now on (the CLI sets it once from cliAuthorization). */
 export function useAuthorization(authorization: string | undefined): void {
@@ -76,6 +88,8 @@ export function useAuthorization(authorization: string | undefined): void {
 
 /** Calls to one region's admin API; every failure becomes a CommandError with the server's problems. */
 export class AdminClient {
+  #agent: Agent | undefined;
+
   constructor(
     readonly region: RegionEndpoints,
     readonly authorization: string | undefined = defaultAuthorization,
@@ -98,14 +112,29 @@ export class AdminClient {
       init.body = "json" in body ? JSON.stringify(body.json) : body.text;
       headers["content-type"] = "json" in body ? "application/json" : body.type;
     }
-    let res: Response;
+    let res: { status: number; ok: boolean };
+    let text: string;
     try {
-      res = await fetch(url, init);
+      if (url.startsWith("https:") && defaultMesh?.tls !== undefined) {
+        this.#agent ??= registryAgent(defaultMesh, url, { keepAlive: false });
+        const reply = await registryRequest(url, {
+          agent: this.#agent,
+          method,
+          headers,
+          ...(typeof init.body === "string" ? { body: init.body } : {}),
+          signal: init.signal ?? undefined,
+        });
+        res = { status: reply.status, ok: reply.status >= 200 && reply.status < 300 };
+        text = reply.body.toString("utf8");
+      } else {
+        const answer = await fetch(url, init);
+        res = answer;
+        text = await answer.text();
+      }
     } catch (err) {
       const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
       throw new CommandError(`cannot reach region ${this.region.name} at ${this.region.registry}: ${cause}`);
     }
-    const text = await res.text();
     let value: unknown;
     try {
       value = text === "" ? {} : JSON.parse(text);

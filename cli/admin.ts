@@ -46,6 +46,7 @@ import {
   statsText,
   UsageError,
   useAuthorization,
+  useMesh,
 } from "./admin-client.js";
 import { AUDIT_USAGE } from "./audit.js";
 import { DR_COMMANDS, DR_USAGE } from "./dr.js";
@@ -149,6 +150,7 @@ export async function admin(command: string, argv: string[]): Promise<number> {
     let mesh: Mesh | undefined;
     const loadMesh = () => {
       mesh ??= readMesh(parsed.values.mesh as string | undefined, parsed.values.data as string);
+      useMesh(mesh);
       return mesh;
     };
     const ctx: Context = {

@@ -21,6 +21,7 @@ import {
   readMesh,
   UsageError,
   useAuthorization,
+  useMesh,
 } from "./admin-client.js";
 import { table } from "./table.js";
 
@@ -64,6 +65,7 @@ export async function audit(argv: string[], deps: AuditCliDeps = {}): Promise<nu
     const search = auditSearch(values, (deps.now ?? (() => new Date()))());
     const limit = Number(search.get("limit"));
     const mesh: Mesh = readMesh(values.mesh, values.data);
+    useMesh(mesh);
     const regions = values.region === undefined ? mesh.regions : [inMesh(mesh, values.region)];
     const clientFor = deps.client ?? ((r: RegionEndpoints) => new AdminClient(r));
     const path = `/audit?${search}`;

@@ -27,7 +27,8 @@
  * 127.0.0.1 and localhost). mesh.json's registry URLs and the URLs printed
  * are then https://; clients trust <data>/certs/ca.crt (skopeo:
  * `--dest-cert-dir`/`--src-cert-dir` of a directory holding it as ca.crt;
- * Node: NODE_EXTRA_CA_CERTS). One region with `--tls` gets the certificates
+ * other Node programs: NODE_EXTRA_CA_CERTS; the admin commands read it from
+ * mesh.json themselves). One region with `--tls` gets the certificates
  * too, for its node. The peers' and workers' /metrics stay HTTP.
  *
  * stdout is machine-readable, one JSON object per line:

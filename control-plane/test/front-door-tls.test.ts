@@ -13,7 +13,7 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { parseMesh } from "../../protocol/mesh.js";
-import { cleanupStack, eventually, tempDir } from "../../testing/harness.js";
+import { cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { sha256 } from "../../testing/oci-client.js";
 import { layoutBlobs, writeImageLayout } from "../../testing/oci-layout.js";
@@ -160,4 +160,11 @@ test("automatic failover calls an HTTPS registry's admin API under the mesh CA (
   const untrusted = await attempt(new https.Agent());
   assert.match(untrusted.msg, /automatic failover failed/);
   assert.match(`${untrusted.err?.code} ${untrusted.err?.message}`, /UNABLE_TO_VERIFY|certificate/);
+});
+
+test("the admin commands verify HTTPS registries under the mesh CA, with no NODE_EXTRA_CA_CERTS", async () => {
+  // (NODE_EXTRA_CA_CERTS, where a machine sets it, names its system bundle, which lacks the mesh CA.)
+  const r = await runCli(["tag", "rules", "--json", "--data", mesh.dataDir]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(Array.isArray(JSON.parse(r.stdout).rules), r.stdout);
 });
