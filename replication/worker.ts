@@ -663,7 +663,9 @@ export class ReplicationWorker {
       for await (const m of messages) {
         // Kept alive from delivery to acknowledgement: an event waiting for its turn must not be redelivered.
         const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
-        const prepared = this.#prepare(source.name, m, log);
+        // What came before this event, committed (a deletion's breaker check waits for it).
+        const earlier = committed;
+        const prepared = this.#prepare(source.name, m, log, earlier);
         inFlight++;
         committed = committed
           .then(() => prepared)
@@ -695,7 +697,7 @@ export class ReplicationWorker {
    * copy the content it needs, retrying until that succeeds or the worker
    * stops. (The consume loop keeps the message alive until it is acknowledged.)
    */
-  async #prepare(source: string, m: JsMsg, log: Logger): Promise<Prepared> {
+  async #prepare(source: string, m: JsMsg, log: Logger, earlier?: Promise<void>): Promise<Prepared> {
     let event: RegistryEvent;
     try {
       event = decodeEvent(m.data);
@@ -706,7 +708,7 @@ export class ReplicationWorker {
     if (event.origin !== source) return { kind: "skip", outcome: "skipped" };
     let outgoing: RegistryEvent | undefined = event;
     if (isContentEvent(event) && event.type !== "tag.conflict") {
-      outgoing = await this.#select(source, event, m.seq);
+      outgoing = await this.#select(source, event, m.seq, earlier);
       if (outgoing === undefined) return { kind: "skip", outcome: "filtered" };
     }
     const min = this.#o.retryMinMs ?? 250;
@@ -766,7 +768,12 @@ export class ReplicationWorker {
    * else undefined — after queueing a reconcile of its repository under each
    * filtered policy that selects the repository. Deletions pass the breaker.
    */
-  async #select(source: string, event: ContentEvent, seq = 0): Promise<RegistryEvent | undefined> {
+  async #select(
+    source: string,
+    event: ContentEvent,
+    seq = 0,
+    earlier?: Promise<void>,
+  ): Promise<RegistryEvent | undefined> {
     const policies = (await this.#linkPolicies(source)).filter(
       (p) => p.trigger.type === "on-push" && selectsRepository(p, event.repo),
     );
@@ -793,6 +800,10 @@ export class ReplicationWorker {
     }
     if (kinds.includes("delete")) {
       const policy = exact.find((p) => selectsKind(p, "delete"))!;
+      // Deletions are judged one at a time, after every earlier event of this source is
+      // committed and in the view: judged side by side in the pipeline, each would count
+      // the others both as still shown and as removed, and a mass deletion would pass.
+      await earlier;
       await this.#breakerGate(policy.name, source, event);
     }
     return out;
