@@ -3,10 +3,13 @@
  * on every other region's stream, copying what each event needs by digest and
  * then appending the event to the local log.
  *
- * Per source region, events are handled strictly in order, one at a time; an
- * event that cannot be completed yet (a peer is unreachable) is retried with
- * backoff and blocks that source only, so a later tag never overtakes the
- * manifest it points to. An event is acknowledged at the source only after
+ * Per source region, events are committed strictly in order: up to
+ * PIPELINE_DEPTH of them are prepared (their content copied) at once, and
+ * each is appended here only after every earlier one; an event that cannot be
+ * completed yet (a peer is unreachable) is retried with backoff and holds
+ * back that source only, so a later tag never overtakes the manifest it
+ * points to. Deletions are judged by the delete breaker one at a time, once
+ * everything before them is committed. An event is acknowledged at the source only after
  * its replica is durably in the local log. Only events that originated in the
  * source region are taken from it (each region's own stream carries its own
  * writes; the others' arrive from their own streams).
