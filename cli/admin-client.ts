@@ -60,13 +60,16 @@ export function cliAuthorization(dataDir: string, env = process.env): string | u
     file = join(dataDir, "auth", "admin-password");
   }
   if (user === undefined || file === undefined) return undefined;
-  let password: string;
+  return `Basic ${Buffer.from(`${user}:${readSecret(file)}`).toString("base64")}`;
+}
+
+/** A secret from a file: its first line (a UsageError naming the file when it cannot be read). */
+export function readSecret(file: string): string {
   try {
-    password = readFileSync(file, "utf8").split(/\r?\n/, 1)[0]!;
+    return readFileSync(file, "utf8").split(/\r?\n/, 1)[0]!;
   } catch (err) {
-    throw new UsageError(`cannot read the password file ${file}: ${(err as Error).message}`);
+    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
   }
-  return `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 }
 
 let defaultAuthorization: string | undefined;

@@ -7,9 +7,9 @@
  * printed once, or written to `--secret-file` (mode 0600) instead.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { ROLES } from "../protocol/access.js";
-import { type Command, type Context, JSON_OPT, printJson, UsageError } from "./admin-client.js";
+import { type Command, type Context, JSON_OPT, printJson, readSecret, UsageError } from "./admin-client.js";
 import { table } from "./table.js";
 
 export const IDENTITY_USAGE = `  whoami                          who the credentials in use belong to, and their roles
@@ -171,16 +171,6 @@ function days(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([dh]?)$/.exec(text);
   if (m === null) throw new UsageError(`--expires ${text}: a duration like 30d or 12h`);
   return m[2] === "h" ? Number(m[1]) / 24 : Number(m[1]);
-}
-
-function readSecret(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  return text.split(/\r?\n/, 1)[0]!;
 }
 
 export const IDENTITY_COMMANDS: Record<string, Command> = {

@@ -146,18 +146,12 @@ export class Authenticator {
     onLogin?: (outcome: LoginOutcome) => void,
   ): Promise<Identity> {
     const key = credentialKey(name, password);
-    const cached = this.#verified.get(key);
     const stored = await this.#subject(name);
     if (stored?.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt) {
       onLogin?.({ name, failure: "robot expired" });
       throw new UnauthorizedError(`robot account ${name} has expired`);
     }
-    if (
-      cached !== undefined &&
-      stored !== undefined &&
-      cached.until > Date.now() &&
-      cached.hash === stored.hash
-    )
+    if (stored !== undefined && this.#verifiedNow(key, stored))
       return this.#identityOf(name, stored, "basic");
     const wait = this.#o.limiter.blocked(name, address);
     if (wait !== undefined) {
@@ -209,24 +203,22 @@ export class Authenticator {
       } catch {
         return undefined;
       }
-      const hit = this.#verified.get(credentialKey(name, password));
       const stored = peek(this.#subjects, name)?.value;
-      if (hit === undefined || stored === undefined || hit.until <= Date.now() || hit.hash !== stored.hash)
+      if (
+        stored === undefined ||
+        expired(stored) ||
+        !this.#verifiedNow(credentialKey(name, password), stored)
+      )
         return undefined;
-      if (expired(stored)) return undefined;
       return this.#identityOf(name, stored, "basic");
     }
     return undefined;
   }
 
   /** `decide` from cached project settings, without awaiting; undefined when they are not cached. */
-  decideCached(identity: Identity, action: Action, repo: string): Decision | undefined {
+  decideCached(identity: Identity, action: Action, repo: string): Judgement | undefined {
     const project = peek(this.#projects, projectOf(repo));
-    if (project === undefined) return undefined;
-    const decision = decide(identity.subject, action, repo, project.value, Date.now());
-    const scoped = identity.via === "bearer" && identity.kind !== "service" && identity.claims !== undefined;
-    if (scoped && !grants(identity.claims!, repo, action)) return undefined;
-    return decision;
+    return project === undefined ? undefined : judge(identity, action, repo, project.value);
   }
 
   /**
@@ -241,19 +233,8 @@ export class Authenticator {
   }
 
   /** May `identity` do `action` to `repo`? (A bearer token must name it in its scope, too.) */
-  async decide(
-    identity: Identity,
-    action: Action,
-    repo: string,
-  ): Promise<Decision & { scopeMissing?: boolean }> {
-    const project = await this.project(projectOf(repo));
-    const decision = decide(identity.subject, action, repo, project, Date.now());
-    const scoped = identity.via === "bearer" && identity.kind !== "service" && identity.claims !== undefined;
-    if (scoped && !grants(identity.claims!, repo, action))
-      return decision.allowed
-        ? { allowed: false, reason: `token does not grant ${action} on ${repo}`, scopeMissing: true }
-        : decision;
-    return decision;
+  async decide(identity: Identity, action: Action, repo: string): Promise<Judgement> {
+    return judge(identity, action, repo, await this.project(projectOf(repo)));
   }
 
   /** A project's settings (cached for a second); undefined for a project never set (private). */
@@ -324,6 +305,12 @@ export class Authenticator {
     return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
   }
 
+  /** Whether this password was verified recently against the hash `stored` holds now. */
+  #verifiedNow(key: string, stored: StoredSubject): boolean {
+    const hit = this.#verified.get(key);
+    return hit !== undefined && hit.until > Date.now() && hit.hash === stored.hash;
+  }
+
   #identityOf(name: string, stored: StoredSubject, via: Identity["via"]): Identity {
     return { name, kind: stored.subject.kind as "user" | "robot", subject: stored.subject, via };
   }
@@ -352,6 +339,24 @@ export class Authenticator {
 
 function tokenKey(token: string): string {
   return token.slice(-43);
+}
+
+/** A decision; `scopeMissing`: the holder may, but the bearer token does not name it (ask for a new token). */
+export type Judgement = Decision & { scopeMissing?: boolean };
+
+function judge(
+  identity: Identity,
+  action: Action,
+  repo: string,
+  project: ProjectInfo | undefined,
+): Judgement {
+  const decision = decide(identity.subject, action, repo, project, Date.now());
+  const scoped = identity.via === "bearer" && identity.kind !== "service" && identity.claims !== undefined;
+  if (scoped && !grants(identity.claims!, repo, action))
+    return decision.allowed
+      ? { allowed: false, reason: `token does not grant ${action} on ${repo}`, scopeMissing: true }
+      : decision;
+  return decision;
 }
 
 /** A Meridian component holding the mesh's key: a system admin. */

@@ -3,9 +3,15 @@
  * admin API (./admin.ts) and the token endpoint (./token-routes.ts): what
  * they are given, the realm clients are sent to, and audit entries of logins.
  */
-import type { FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
 import { ROBOT_NAME } from "../../protocol/events.js";
-import type { Authenticator, IdentityKind, LoginOutcome } from "../auth/authenticator.js";
+import {
+  type Authenticator,
+  bearerChallenge,
+  type IdentityKind,
+  type LoginOutcome,
+} from "../auth/authenticator.js";
 
 export interface HttpAuth {
   authenticator: Authenticator;
@@ -53,4 +59,35 @@ export function realmOf(req: FastifyRequest): string {
   const host = first(req.headers["x-forwarded-host"]) ?? req.headers.host ?? "localhost";
   const proto = first(req.headers["x-forwarded-proto"]) ?? req.protocol;
   return `${proto}://${host}/auth/token`;
+}
+
+/** Send the Bearer challenge: where to get a token, and (optionally) for which scope. */
+export function challenge(
+  auth: HttpAuth,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  scope?: string,
+  insufficientScope?: boolean,
+): void {
+  reply.header(
+    "www-authenticate",
+    bearerChallenge({
+      realm: auth.realm ?? realmOf(req),
+      service: auth.authenticator.service,
+      scope,
+      insufficientScope,
+    }),
+  );
+}
+
+/** The headers a failed authentication answers with: the challenge on a 401, Retry-After on a 429. */
+export function authFailureHeaders(
+  auth: HttpAuth,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  err: unknown,
+): void {
+  if (err instanceof UnauthorizedError) challenge(auth, req, reply);
+  if (err instanceof TooManyLoginsError)
+    reply.header("retry-after", (err.detail as { retryAfterSeconds: number }).retryAfterSeconds);
 }

@@ -64,9 +64,8 @@ import { parseRepository, parseTag } from "../../protocol/names.js";
 import { type Policy, parsePolicies, parsePolicy, policyToYaml } from "../../protocol/policy.js";
 import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from "../../protocol/tag-merge.js";
 import type { AuditLog } from "../audit.js";
-import { bearerChallenge } from "../auth/authenticator.js";
 import type { Registry, UndeleteTarget } from "../data/registry.js";
-import { type AuditSink, type HttpAuth, realmOf } from "./access.js";
+import { type AuditSink, authFailureHeaders, challenge, type HttpAuth } from "./access.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
 import { identityRoutes, type RouteAccess } from "./identity-routes.js";
@@ -114,20 +113,13 @@ function gate(admin: FastifyInstance, auth: HttpAuth): void {
     try {
       req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip);
     } catch (err) {
-      if (err instanceof UnauthorizedError)
-        reply.header(
-          "www-authenticate",
-          bearerChallenge({ realm: auth.realm ?? realmOf(req), service: auth.authenticator.service }),
-        );
+      authFailureHeaders(auth, req, reply, err);
       throw err;
     }
     const s = req.identity.subject;
     if (s.kind === "user" && s.systemAdmin) return;
     if (req.identity.kind === "anonymous") {
-      reply.header(
-        "www-authenticate",
-        bearerChallenge({ realm: auth.realm ?? realmOf(req), service: auth.authenticator.service }),
-      );
+      challenge(auth, req, reply);
       throw new UnauthorizedError("authentication required");
     }
     const access = (req.routeOptions.config as { access?: RouteAccess } | undefined)?.access ?? "admin";

@@ -32,17 +32,16 @@ import {
   RequestAbortedError,
   RouteNotFoundError,
   SizeInvalidError,
-  TooManyLoginsError,
   UnauthorizedError,
 } from "../../protocol/errors.js";
 import { MediaType } from "../../protocol/media-types.js";
 import { parseRepository, parseTag } from "../../protocol/names.js";
 import type { AuditLog } from "../audit.js";
-import { ANONYMOUS, bearerChallenge, type Identity } from "../auth/authenticator.js";
+import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
 import type { ByteRange } from "../data/blob-store.js";
 import { parseReference, type Registry } from "../data/registry.js";
 import type { FetchOnMiss } from "../fetch-on-miss.js";
-import { type AuditSink, type HttpAuth, loginRecord, realmOf } from "./access.js";
+import { type AuditSink, authFailureHeaders, challenge, type HttpAuth, loginRecord } from "./access.js";
 import { adminApiPlugin } from "./admin.js";
 import { handleError, ociErrorBody } from "./errors.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
@@ -215,26 +214,18 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     route: string,
     rawRepo?: string,
   ): Promise<void> {
-    const service = auth.authenticator.service;
-    const challenge = (scope?: string, insufficientScope?: boolean) =>
-      reply.header(
-        "www-authenticate",
-        bearerChallenge({ realm: auth.realm ?? realmOf(req), service, scope, insufficientScope }),
-      );
     try {
       req.identity = await auth.authenticator.identify(authorizationOf(req), req.ip, (outcome) =>
         options.audit?.record(loginRecord(outcome, req.ip, "basic")),
       );
     } catch (err) {
-      if (err instanceof UnauthorizedError) challenge();
-      if (err instanceof TooManyLoginsError)
-        reply.header("retry-after", (err.detail as { retryAfterSeconds: number }).retryAfterSeconds);
+      authFailureHeaders(auth, req, reply, err);
       throw err;
     }
     const anonymous = req.identity.kind === "anonymous";
     if (rawRepo === undefined) {
       if (!anonymous) return;
-      challenge(route === "catalog" ? "registry:catalog:*" : undefined);
+      challenge(auth, req, reply, route === "catalog" ? "registry:catalog:*" : undefined);
       throw new UnauthorizedError("authentication required");
     }
     const repo = parseRepository(rawRepo);
@@ -242,7 +233,13 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const decision = await auth.authenticator.decide(req.identity, action, repo);
     if (decision.allowed) return;
     if (anonymous || decision.scopeMissing === true) {
-      challenge(`repository:${repo}:${action === "push" ? "pull,push" : action}`, decision.scopeMissing);
+      challenge(
+        auth,
+        req,
+        reply,
+        `repository:${repo}:${action === "push" ? "pull,push" : action}`,
+        decision.scopeMissing,
+      );
       throw new UnauthorizedError(`authentication required to ${action} ${repo}`);
     }
     throw new AccessDeniedError(`denied: ${decision.reason}`);

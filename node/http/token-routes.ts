@@ -15,9 +15,9 @@
  * secret is its long-lived credential).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { TooManyLoginsError, UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
-import { type Authenticator, bearerChallenge, type Identity } from "../auth/authenticator.js";
-import { type AuditSink, loginRecord, realmOf } from "./access.js";
+import { UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
+import type { Authenticator, Identity } from "../auth/authenticator.js";
+import { type AuditSink, authFailureHeaders, loginRecord } from "./access.js";
 import { handleError } from "./errors.js";
 
 export async function tokenRoutes(
@@ -31,13 +31,7 @@ export async function tokenRoutes(
       done(null, body),
     );
     scope.setErrorHandler((err: Error, req, reply) => {
-      if (err instanceof UnauthorizedError)
-        reply.header(
-          "www-authenticate",
-          bearerChallenge({ realm: options.realm ?? realmOf(req), service: auth.service }),
-        );
-      if (err instanceof TooManyLoginsError)
-        reply.header("retry-after", (err.detail as { retryAfterSeconds: number }).retryAfterSeconds);
+      authFailureHeaders({ authenticator: auth, realm: options.realm }, req, reply, err);
       handleError(err, req, reply);
     });
 
