@@ -11,6 +11,13 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import {
+  checkNatsClient,
+  inboxPrefixOf,
+  type NatsClientConfig,
+  natsClientFromEnv,
+} from "../node/data/nats-connect.js";
+import { privateDirs } from "../node/data/private-files.js";
 import { parseMesh, regionOf } from "../protocol/mesh.js";
 import { ADMIN_USAGE, admin } from "./admin.js";
 import { audit } from "./audit.js";
@@ -87,7 +94,14 @@ async function main(argv: string[]): Promise<number> {
       const nats =
         values.nats ??
         (mesh ? regionOf(mesh, region).nats : `nats://127.0.0.1:${port(values["base-port"]) + 1}`);
-      return rebuild({ dataDir: values.data, region, nats, viewDir: values.view });
+      privateDirs([]);
+      return rebuild({
+        dataDir: values.data,
+        region,
+        nats,
+        natsClient: operatorNatsClient(values.data),
+        viewDir: values.view,
+      });
     }
     case "status": {
       const { values } = parseArgs({
@@ -125,6 +139,25 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`meridian: unknown command "${command}"\n${USAGE}`);
       return 2;
   }
+}
+
+/**
+ * NATS credentials of the admin tooling: MERIDIAN_NATS_* when any is set,
+ * else the operator seed of `meridian up` under <data>/nats-auth, if there.
+ */
+function operatorNatsClient(dataDir: string): NatsClientConfig | undefined {
+  const fromEnv = natsClientFromEnv(process.env);
+  const problems: string[] = [];
+  const given = Object.entries(process.env).some(
+    ([k, v]) => k.startsWith("MERIDIAN_NATS_") && k !== "MERIDIAN_NATS_SERVERS" && v,
+  );
+  if (given) {
+    const config = checkNatsClient(fromEnv, problems, "MERIDIAN_NATS_*");
+    if (problems.length > 0) throw new UsageError(problems.join("; "));
+    return config;
+  }
+  const seedFile = join(dataDir, "nats-auth", "operator.seed");
+  return existsSync(seedFile) ? { seedFile, inboxPrefix: inboxPrefixOf("operator") } : undefined;
 }
 
 function port(value: string): number {

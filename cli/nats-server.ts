@@ -4,7 +4,7 @@
  * package (scripts/bootstrap.mjs installs it), or MERIDIAN_NATS_SERVER.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 
@@ -38,13 +38,22 @@ export async function startNatsServer(options: {
   name: string;
   binary?: string;
   logFile?: string;
+  /**
+   * The config's `authorization` block (cli/nats-auth.ts `authorizationFor`):
+   * with it the server refuses clients that are not one of its users.
+   */
+  authorization?: unknown;
 }): Promise<NatsServerProcess> {
-  mkdirSync(options.storeDir, { recursive: true });
+  mkdirSync(options.storeDir, { recursive: true, mode: 0o700 });
   // A manifest event carries the manifest's references and annotations, and a
   // manifest may be 4 MiB (the OCI minimum a registry must accept): the
   // default 1 MiB NATS payload limit is too small, so raise it.
   const configFile = join(options.storeDir, "meridian-nats.conf");
-  writeFileSync(configFile, `max_payload: ${MAX_PAYLOAD}\n`);
+  // The config format is a superset of JSON: the authorization block is written as JSON.
+  const auth =
+    options.authorization === undefined ? "" : `authorization: ${JSON.stringify(options.authorization)}\n`;
+  writeFileSync(configFile, `max_payload: ${MAX_PAYLOAD}\n${auth}`, { mode: 0o600 });
+  chmodSync(configFile, 0o600);
   const args = [
     "-c",
     configFile,

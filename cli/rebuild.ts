@@ -2,17 +2,24 @@
  * `meridian rebuild`: delete a node's metadata view and replay the region's
  * log into a fresh one. The node must be stopped (its view is locked while it
  * runs). Progress goes to stderr; the result is one JSON line on stdout.
+ *
+ * NATS credentials: the MERIDIAN_NATS_* settings (node/data/nats-connect.ts)
+ * when any is set, else the operator seed `meridian up` keeps in
+ * <data>/nats-auth/operator.seed when it exists, else anonymous.
  */
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import type { NatsClientConfig } from "../node/data/nats-connect.js";
 import { MetadataView } from "../node/data/view.js";
 
 export interface RebuildOptions {
   dataDir: string;
   region: string;
   nats: string;
+  /** How to sign in to it (see the header). */
+  natsClient?: NatsClientConfig;
   viewDir?: string;
 }
 
@@ -23,6 +30,7 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
     servers: [options.nats],
     region: options.region,
     name: "meridian-rebuild",
+    nats: options.natsClient,
     logger,
   });
   const connectTimeout = setTimeout(() => {

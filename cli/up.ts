@@ -43,6 +43,22 @@
  * file as `adminPasswordFile`. Peers and the front door get the key to sign
  * in to the nodes' admin API; the `meridian` admin commands use the password
  * file when given the same --data.
+ *
+ * NATS (issue 10): every nats-server `up` starts requires authentication.
+ * `up` keeps one NKEY seed per identity under <data>/nats-auth (mode 0700,
+ * seeds 0600; cli/nats-auth.ts says who may do what where): each region's
+ * node, peer and worker sign in with their own seed and inbox prefix
+ * (MERIDIAN_NATS_SEED_FILE, MERIDIAN_NATS_INBOX_PREFIX); a worker uses its
+ * one seed on every region's server, which all know its public key. The
+ * `operator` seed is for `meridian rebuild` and admin tooling; the ready
+ * line names the directory as `natsAuthDir`. Each server's config
+ * (<data>/<region>/nats/meridian-nats.conf) holds public keys only and is
+ * rewritten on every start, so deleting a seed and restarting rotates it.
+ *
+ * Files: `up` and every process it starts create files with umask 077, and
+ * the data directory and each region's directory are made 0700 (also when
+ * an older version left them open), so no other local user can read region
+ * data (issue 10, finding 10).
  * SIGINT/SIGTERM stop every process (the front door, workers, peers, nodes,
  * then nats-servers); if any process dies on its own, the rest are stopped
  * and `up` exits non-zero.
@@ -54,8 +70,10 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { writeTokenKey } from "../node/auth/setup.js";
+import { privateDirs } from "../node/data/private-files.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
+import { authorizationFor, ensureNatsIdentities, natsClientEnv } from "./nats-auth.js";
 import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
 
 export interface UpOptions {
@@ -124,7 +142,8 @@ export async function up(options: UpOptions): Promise<number> {
   try {
     const multi = options.regions.length > 1;
     const scheme = options.tls === true ? "https" : "http";
-    mkdirSync(dataDir, { recursive: true });
+    privateDirs([dataDir, ...options.regions.map((r) => join(dataDir, r))]);
+    const natsIds = ensureNatsIdentities(join(dataDir, "nats-auth"), options.regions);
     const mesh: Mesh = {
       regions: options.regions.map((name, i) => {
         const p = regionPorts(options.basePort, i);
@@ -174,13 +193,13 @@ export async function up(options: UpOptions): Promise<number> {
       auth === undefined ? {} : { MERIDIAN_TOKEN_KEY_FILE: auth.keyFile };
     for (const [i, region] of options.regions.entries()) {
       const regionDir = join(dataDir, region);
-      mkdirSync(regionDir, { recursive: true });
       const ports = regionPorts(options.basePort, i);
       const nats = await startNatsServer({
         port: ports.nats,
         storeDir: join(regionDir, "nats"),
         name: `meridian-${region}`,
         logFile: join(regionDir, "nats.log"),
+        authorization: authorizationFor(natsIds, region),
       });
       natsServers.push(nats);
       nats.child.once("exit", (code, signal) => {
@@ -201,6 +220,7 @@ export async function up(options: UpOptions): Promise<number> {
         ...env,
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
+        ...natsClientEnv(natsIds.regions[region]!.node),
         ...tlsEnv(region),
         ...nodeAuthEnv,
       });
@@ -211,6 +231,7 @@ export async function up(options: UpOptions): Promise<number> {
         const peer = await startProcess(ENTRIES.peer, `peer of ${region}`, join(regionDir, "peer.log"), {
           ...env,
           MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
+          ...natsClientEnv(natsIds.regions[region]!.peer),
           ...serviceAuthEnv,
         });
         watch(region, "peer", peer.child);
@@ -221,6 +242,7 @@ export async function up(options: UpOptions): Promise<number> {
           {
             ...env,
             MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
+            ...natsClientEnv(natsIds.regions[region]!.worker),
           },
         );
         watch(region, "worker", worker.child);
@@ -231,7 +253,7 @@ export async function up(options: UpOptions): Promise<number> {
       }
       process.stdout.write(`${JSON.stringify({ ...line, pids })}\n`);
     }
-    const ready: Record<string, unknown> = { ready: true };
+    const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
       const frontDoor = await startProcess(ENTRIES.frontDoor, "front door", join(dataDir, "front-door.log"), {

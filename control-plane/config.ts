@@ -12,6 +12,14 @@
  * | storage.root          | MERIDIAN_STORAGE_ROOT           | <dataDir>/store (the nodes' store)   |
  * | view.dir              | MERIDIAN_PEER_VIEW_DIR          | <dataDir>/peer-view                  |
  * | nats.servers          | MERIDIAN_NATS_SERVERS (a,b)     | the region's `nats` in the mesh      |
+ * | nats.seedFile         | MERIDIAN_NATS_SEED_FILE         | none (anonymous): NKEY seed file     |
+ * | nats.credsFile        | MERIDIAN_NATS_CREDS_FILE        | none: a .creds (JWT) file            |
+ * | nats.user             | MERIDIAN_NATS_USER              | none: with nats.passwordFile         |
+ * | nats.passwordFile     | MERIDIAN_NATS_PASSWORD_FILE     | none: password (first line)          |
+ * | nats.inboxPrefix      | MERIDIAN_NATS_INBOX_PREFIX      | _INBOX                               |
+ * | nats.tls.caFile       | MERIDIAN_NATS_TLS_CA_FILE       | none: CA of the NATS server          |
+ * | nats.tls.certFile     | MERIDIAN_NATS_TLS_CERT_FILE     | none: client cert (mutual TLS)       |
+ * | nats.tls.keyFile      | MERIDIAN_NATS_TLS_KEY_FILE      | none: client key (mutual TLS)        |
  * | grpc.listen           | MERIDIAN_GRPC_LISTEN (host:port)| the region's `grpc` in the mesh      |
  * | metrics.host          | MERIDIAN_METRICS_HOST           | 127.0.0.1                            |
  * | metrics.port          | MERIDIAN_METRICS_PORT           | 0 (any free port; printed at start)  |
@@ -39,9 +47,14 @@
  * auto-failover.ts): a region dark that long has its repositories re-homed
  * to the first region of mesh.json that is up. It must be at least twice the
  * lease, so the dark region has surely stopped writing as a home first.
+ *
+ * `nats.*` credentials and TLS: node/data/nats-connect.ts (secrets only from
+ * files, never logged). `meridian up` gives each peer its own NKEY seed,
+ * which may read the region's stream and append nothing (cli/nats-auth.ts).
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "../node/data/nats-connect.js";
 import {
   ConfigError,
   type DeepPartial,
@@ -60,7 +73,7 @@ export interface PeerConfig {
   dataDir: string;
   storage: { root: string };
   view: { dir: string };
-  nats: { servers: string[] };
+  nats: { servers: string[] } & NatsClientConfig;
   grpc: { listen: string };
   metrics: { host: string; port: number };
   heartbeat: { intervalMs: number; timeoutMs: number; misses: number };
@@ -95,7 +108,7 @@ export function loadPeerConfig(sources: {
     dataDir: env.MERIDIAN_DATA_DIR,
     storage: { root: env.MERIDIAN_STORAGE_ROOT },
     view: { dir: env.MERIDIAN_PEER_VIEW_DIR },
-    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
+    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()), ...natsClientFromEnv(env) },
     grpc: { listen: env.MERIDIAN_GRPC_LISTEN },
     metrics: { host: env.MERIDIAN_METRICS_HOST, port: envNumber(env.MERIDIAN_METRICS_PORT) },
     heartbeat: {
@@ -148,7 +161,10 @@ export function loadPeerConfig(sources: {
     dataDir,
     storage: { root: resolve(merged.storage?.root ?? join(dataDir, "store")) },
     view: { dir: resolve(merged.view?.dir ?? join(dataDir, "peer-view")) },
-    nats: { servers: merged.nats?.servers ?? (self ? [self.nats] : []) },
+    nats: {
+      servers: merged.nats?.servers ?? (self ? [self.nats] : []),
+      ...checkNatsClient(merged.nats, problems),
+    },
     grpc: { listen: merged.grpc?.listen ?? self?.grpc ?? "" },
     metrics: { host: merged.metrics?.host ?? "127.0.0.1", port: merged.metrics?.port ?? 0 },
     heartbeat: {

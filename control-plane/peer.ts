@@ -30,6 +30,7 @@ import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { loggerOptions } from "../protocol/logging.js";
@@ -104,6 +105,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       servers: config.nats.servers,
       region: config.region,
       name: `meridian-peer-${config.region}-${process.pid}`,
+      nats: config.nats,
       logger: log.child({ component: "log" }),
     });
     cleanup.push(() => eventLog.close());
@@ -393,6 +395,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  privateDirs([config.dataDir, config.view.dir, config.storage.root]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const peer = await startPeer(config, logger);
   process.stdout.write(

@@ -63,6 +63,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { LogUnavailableError } from "../protocol/errors.js";
 import { parseRegion } from "../protocol/events.js";
+import { isPermissionViolation, type NatsClientConfig, natsConnectOptions } from "./data/nats-connect.js";
 
 export const AUDIT_ACTIONS = ["pull", "push", "delete", "login", "login.failed", "admin"] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
@@ -109,6 +110,8 @@ export const MAX_AUDIT_LIMIT = 10_000;
 export interface AuditLogOptions {
   /** The region's NATS servers. */
   servers: string[];
+  /** Credentials, inbox prefix and TLS for them (data/nats-connect.ts); none: anonymous. */
+  nats?: NatsClientConfig;
   region: string;
   logger: Logger;
   /** Records older than this are discarded (default 90 days). */
@@ -395,6 +398,7 @@ export class AuditLog {
       if (this.#closed) return;
       try {
         nc = await connect({
+          ...natsConnectOptions(this.#options.nats),
           servers: this.#options.servers,
           name: this.#options.name ?? "meridian-audit",
           maxReconnectAttempts: -1,
@@ -454,7 +458,14 @@ export class AuditLog {
     const update = async () => {
       const info = await jsm.streams.info(this.#stream);
       if (info.config.max_age !== limits.max_age || info.config.max_bytes !== limits.max_bytes)
-        await jsm.streams.update(this.#stream, limits);
+        await jsm.streams.update(this.#stream, limits).catch((err) => {
+          // Under `meridian up` only the operator may change a stream (cli/nats-auth.ts): keep its limits.
+          if (!isPermissionViolation(err)) throw err;
+          this.#log.warn(
+            { stream: this.#stream },
+            "audit stream limits differ; only the operator may update",
+          );
+        });
     };
     try {
       await update();

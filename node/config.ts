@@ -11,6 +11,14 @@
  * | listen.host        | MERIDIAN_LISTEN_HOST      | 127.0.0.1                    |
  * | listen.port        | MERIDIAN_LISTEN_PORT      | 5000                         |
  * | nats.servers       | MERIDIAN_NATS_SERVERS     | nats://127.0.0.1:4222        |
+ * | nats.seedFile      | MERIDIAN_NATS_SEED_FILE   | none (anonymous): NKEY seed file |
+ * | nats.credsFile     | MERIDIAN_NATS_CREDS_FILE  | none: a .creds (JWT) file    |
+ * | nats.user          | MERIDIAN_NATS_USER        | none: with nats.passwordFile |
+ * | nats.passwordFile  | MERIDIAN_NATS_PASSWORD_FILE | none: password (first line) |
+ * | nats.inboxPrefix   | MERIDIAN_NATS_INBOX_PREFIX | _INBOX                      |
+ * | nats.tls.caFile    | MERIDIAN_NATS_TLS_CA_FILE | none: CA of the NATS server  |
+ * | nats.tls.certFile  | MERIDIAN_NATS_TLS_CERT_FILE | none: client cert (mutual TLS) |
+ * | nats.tls.keyFile   | MERIDIAN_NATS_TLS_KEY_FILE | none: client key (mutual TLS) |
  * | storage.root       | MERIDIAN_STORAGE_ROOT     | <dataDir>/store              |
  * | storage.fsync      | MERIDIAN_STORAGE_FSYNC    | true                         |
  * | storage.uploadMaxAgeHours | MERIDIAN_UPLOAD_MAX_AGE_HOURS | 168 (a week, as Distribution) |
@@ -79,6 +87,13 @@
  * addresses here when it runs on another host; requests from anywhere else
  * are taken at their socket's address.
  *
+ * `nats.*` are how the node signs in to its NATS (data/nats-connect.ts):
+ * one of an NKEY seed file, a `.creds` file or a user and password file,
+ * and TLS (CA, and a client certificate and key for mutual TLS). Secrets
+ * are read from the files only, when connecting, and never logged.
+ * `meridian up` gives each region's nodes their own seed and inbox prefix
+ * (cli/nats-auth.ts: publish only the region's subjects, no stream purge).
+ *
  * Two node processes of one region share `storage.root` and the NATS stream;
  * each needs its own `view.dir` (a level database has one owner).
  */
@@ -96,12 +111,13 @@ import {
 } from "../protocol/config-sources.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
+import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "./data/nats-connect.js";
 
 export interface NodeConfig {
   region: string;
   dataDir: string;
   listen: { host: string; port: number };
-  nats: { servers: string[] };
+  nats: { servers: string[] } & NatsClientConfig;
   storage: { root: string; fsync: boolean; uploadMaxAgeHours: number };
   view: { dir: string };
   maxManifestBytes: number;
@@ -164,7 +180,7 @@ export function loadNodeConfig(sources: {
     region: env.MERIDIAN_REGION,
     dataDir: env.MERIDIAN_DATA_DIR,
     listen: { host: env.MERIDIAN_LISTEN_HOST, port: envNumber(env.MERIDIAN_LISTEN_PORT) },
-    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()) },
+    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()), ...natsClientFromEnv(env) },
     storage: {
       root: env.MERIDIAN_STORAGE_ROOT,
       fsync: envBoolean(env.MERIDIAN_STORAGE_FSYNC),
@@ -203,7 +219,10 @@ export function loadNodeConfig(sources: {
     region,
     dataDir,
     listen: { host: merged.listen?.host ?? "127.0.0.1", port: merged.listen?.port ?? 5000 },
-    nats: { servers: merged.nats?.servers ?? ["nats://127.0.0.1:4222"] },
+    nats: {
+      servers: (merged.nats?.servers as string[] | undefined) ?? ["nats://127.0.0.1:4222"],
+      ...checkNatsClient(merged.nats, problems),
+    },
     storage: {
       root: resolve(merged.storage?.root ?? join(dataDir, "store")),
       fsync: merged.storage?.fsync ?? true,

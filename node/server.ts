@@ -25,6 +25,7 @@ import { ensureAdmin, loadTokenKeys } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
+import { privateDirs } from "./data/private-files.js";
 import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
 import { FetchOnMiss } from "./fetch-on-miss.js";
@@ -57,6 +58,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     servers: config.nats.servers,
     region: config.region,
     name: `meridian-node-${config.region}-${process.pid}`,
+    nats: config.nats,
     logger: log.child({ component: "log" }),
   });
   // With a mesh: the link to this region's peer (fetch on miss, sync(k), fencing).
@@ -105,6 +107,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   const auth = config.auth.enabled ? await startAuth(config, registry, log) : undefined;
   const audit = await AuditLog.open({
     servers: config.nats.servers,
+    nats: config.nats,
     region: config.region,
     logger: log.child({ component: "audit" }),
     metrics,
@@ -231,6 +234,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  privateDirs([config.dataDir, config.view.dir, config.storage.root]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const node = await startNode(config, logger);
   process.stdout.write(

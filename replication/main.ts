@@ -16,6 +16,15 @@
  * never held), MERIDIAN_DELETE_BREAKER_WINDOW_MS (default 600000),
  * MERIDIAN_ANTI_ENTROPY_INTERVAL_MS (default 600000; 0 = only at start, on
  * schedules and on demand).
+ * NATS credentials and TLS (node/data/nats-connect.ts; default none,
+ * anonymous): MERIDIAN_NATS_SEED_FILE, MERIDIAN_NATS_CREDS_FILE,
+ * MERIDIAN_NATS_USER + MERIDIAN_NATS_PASSWORD_FILE,
+ * MERIDIAN_NATS_INBOX_PREFIX, MERIDIAN_NATS_TLS_CA_FILE,
+ * MERIDIAN_NATS_TLS_CERT_FILE + MERIDIAN_NATS_TLS_KEY_FILE. The same
+ * credential and TLS settings serve the local region's NATS and every other
+ * region's (mesh.json's URLs, or MERIDIAN_SOURCE_NATS): one worker identity
+ * per region, which every region's server knows and lets read only through
+ * this region's durable consumer (cli/nats-auth.ts).
  * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
  */
 import { readFileSync } from "node:fs";
@@ -28,6 +37,8 @@ import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client"
 import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "../node/data/nats-connect.js";
+import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { parseRegion } from "../protocol/events.js";
@@ -47,6 +58,8 @@ export interface WorkerConfig {
   peerAddresses?: Record<string, string>;
   /** Overrides of source NATS URLs (region → URL). */
   sourceNats?: Record<string, string>;
+  /** Credentials, inbox prefix and TLS for every NATS connection (local and sources). */
+  nats: NatsClientConfig;
   viewDir: string;
   breaker: { maxShare: number; minTags: number; windowMs: number };
   antiEntropyIntervalMs: number;
@@ -113,6 +126,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
   );
   const peerAddresses = json("MERIDIAN_PEER_ADDRESSES");
   const sourceNats = json("MERIDIAN_SOURCE_NATS");
+  const nats = checkNatsClient(natsClientFromEnv(env), problems, "MERIDIAN_NATS_*");
   if (problems.length > 0)
     throw new WorkerConfigError(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
   const dataDir = resolve(env.MERIDIAN_DATA_DIR ?? join(".meridian", region));
@@ -126,6 +140,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
     logLevel: env.MERIDIAN_LOG_LEVEL ?? "info",
     peerAddresses,
     sourceNats,
+    nats,
     viewDir: resolve(env.MERIDIAN_WORKER_VIEW_DIR ?? join(dataDir, "replication", "view")),
     breaker: { maxShare, minTags, windowMs },
     antiEntropyIntervalMs,
@@ -149,6 +164,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     servers: [local.nats],
     region: config.region,
     name: `meridian-worker-${config.region}`,
+    nats: config.nats,
     logger: log.child({ component: "log" }),
   });
   // The worker's own view of the local log: policies, tag registers, run requests.
@@ -180,6 +196,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     mesh,
     store,
     log: eventLog,
+    nats: config.nats,
     peers,
     stateDir,
     logger: log,
@@ -254,6 +271,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  privateDirs([config.dataDir, join(config.dataDir, "replication"), config.viewDir, config.storageRoot]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const running = await startWorker(config, logger);
   process.stdout.write(

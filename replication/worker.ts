@@ -61,6 +61,7 @@ import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from "pro
 import type { PeerClient } from "../control-plane/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
+import { type NatsClientConfig, natsConnectOptions } from "../node/data/nats-connect.js";
 import type { MetadataView } from "../node/data/view.js";
 import {
   type ContentEvent,
@@ -99,6 +100,12 @@ export interface WorkerOptions {
   store: BlobStore;
   /** The local region's log. */
   log: EventLog;
+  /**
+   * How to sign in to the other regions' NATS (node/data/nats-connect.ts):
+   * the worker's one credential, which every region's server knows, read only
+   * there (cli/nats-auth.ts). None: anonymous.
+   */
+  nats?: NatsClientConfig;
   /** Peer clients of the other regions, by region name. */
   peers: Map<string, PeerClient>;
   /**
@@ -594,6 +601,7 @@ export class ReplicationWorker {
     const signal = this.#abort.signal;
     const log = this.#o.logger.child({ src: source.name });
     const nc = await connect({
+      ...natsConnectOptions(this.#o.nats),
       servers: [source.nats],
       name: `meridian-worker-${this.#o.region}<-${source.name}`,
       waitOnFirstConnect: true,

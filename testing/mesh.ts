@@ -12,6 +12,7 @@ import { createInterface } from "node:readline";
 import { TcpProxy } from "../chaos/tcp-proxy.js";
 import { ensureMeshCerts } from "../cli/certs.js";
 import type { NatsServerProcess } from "../cli/nats-server.js";
+import { inboxPrefixOf, type NatsClientConfig } from "../node/data/nats-connect.js";
 import type { Mesh } from "../protocol/mesh.js";
 import {
   type After,
@@ -40,6 +41,8 @@ export interface RunningMesh {
   frontDoor?: string;
   /** The ready line's `adminPasswordFile` (with `--auth`). */
   adminPasswordFile?: string;
+  /** The ready line's `natsAuthDir`: NATS seeds of every identity (cli/nats-auth.ts). */
+  natsAuthDir: string;
   dataDir: string;
   child: ChildProcess;
   stop(): Promise<number | null>;
@@ -91,6 +94,7 @@ export async function startMesh(
   const infos = new Map<string, RegionInfo>();
   let frontDoor: string | undefined;
   let adminPasswordFile: string | undefined;
+  let natsAuthDir = "";
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`mesh did not come up: ${stderr}`)), 60_000);
     child.once("exit", (code) => {
@@ -102,6 +106,7 @@ export async function startMesh(
       if (msg.ready) {
         frontDoor = msg.frontDoor;
         adminPasswordFile = msg.adminPasswordFile;
+        natsAuthDir = msg.natsAuthDir;
         clearTimeout(timer);
         resolve();
       } else if (msg.region) infos.set(msg.region, msg);
@@ -111,10 +116,19 @@ export async function startMesh(
     regions: infos,
     ...(frontDoor === undefined ? {} : { frontDoor }),
     ...(adminPasswordFile === undefined ? {} : { adminPasswordFile }),
+    natsAuthDir,
     dataDir: dir,
     child,
     stop,
   };
+}
+
+/**
+ * How to sign in to a `startMesh` mesh's NATS as `identity`: "operator", or
+ * "<region>-node|peer|worker" (cli/nats-auth.ts says what each may do).
+ */
+export function natsIdentity(mesh: Pick<RunningMesh, "natsAuthDir">, identity: string): NatsClientConfig {
+  return { seedFile: join(mesh.natsAuthDir, `${identity}.seed`), inboxPrefix: inboxPrefixOf(identity) };
 }
 
 type Env = Record<string, string>;

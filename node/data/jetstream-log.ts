@@ -30,12 +30,15 @@ import {
   subjectFor,
 } from "../../protocol/events.js";
 import type { AppendOptions, EventLog, LoggedEvent } from "./event-log.js";
+import { type NatsClientConfig, natsConnectOptions } from "./nats-connect.js";
 
 export interface JetStreamLogOptions {
   servers: string[];
   region: string;
   /** Connection name shown by the server (process role). */
   name: string;
+  /** Credentials, inbox prefix and TLS (nats-connect.ts); none: anonymous. */
+  nats?: NatsClientConfig;
   /** How long an append may wait for the server's acknowledgement. */
   appendTimeoutMs?: number;
   logger: Logger;
@@ -77,6 +80,7 @@ export class JetStreamLog implements EventLog {
   async #connect(): Promise<void> {
     const log = this.#options.logger;
     const nc = await connect({
+      ...natsConnectOptions(this.#options.nats),
       servers: this.#options.servers,
       name: this.#options.name,
       waitOnFirstConnect: true,

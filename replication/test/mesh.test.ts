@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { cleanupStack, eventually } from "../../testing/harness.js";
-import { type RunningMesh, startMesh } from "../../testing/mesh.js";
+import { natsIdentity, type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_INDEX, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 
 const cleanup = cleanupStack({ after });
@@ -185,12 +185,16 @@ test("a peer's Status reports, per source region, the last sequence of its strea
   const { streamName, subjectFor } = await import("../../protocol/events.js");
   const { jetstreamManager } = await import("@nats-io/jetstream");
   const { connect } = await import("@nats-io/transport-node");
+  const { natsConnectOptions } = await import("../../node/data/nats-connect.js");
   const { readFileSync } = await import("node:fs");
   const { join } = await import("node:path");
   const meshDoc = parseMesh(JSON.parse(readFileSync(join(mesh.dataDir, "mesh.json"), "utf8")));
   const latest = await a.pushRandomImage("mesh/status", "v1");
   // The push's last event (manifest + tag) and its sequence in a's stream.
-  const nc = await connect({ servers: mesh.regions.get("a")!.nats });
+  const nc = await connect({
+    ...natsConnectOptions(natsIdentity(mesh, "operator")),
+    servers: mesh.regions.get("a")!.nats,
+  });
   const pushed = await (await jetstreamManager(nc)).streams.getMessage(streamName("a"), {
     last_by_subj: subjectFor("a", { type: "tag.set", repo: "mesh/status", tag: "v1" } as never),
   });
