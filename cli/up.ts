@@ -34,7 +34,7 @@
  * stdout is machine-readable, one JSON object per line:
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
- *   {"ready":true,"frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…}}
+ *   {"ready":true,"natsAuthDir":"<data>/nats-auth","frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…}}
  *
  * With `--auth` every node checks credentials (node/auth/): `up` makes the
  * mesh's token signing key (<data>/auth/token-key.pem) and a generated
@@ -291,6 +291,18 @@ async function ensureAuthFiles(dataDir: string): Promise<{ keyFile: string; pass
   return { keyFile, passwordFile };
 }
 
+/**
+ * This process's environment without NATS credentials: each process gets
+ * its own identity's (natsClientEnv), never a mix with ones `up` inherited.
+ */
+function inherited(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([k]) => !k.startsWith("MERIDIAN_NATS_") || k === "MERIDIAN_NATS_SERVER",
+    ),
+  );
+}
+
 /** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
 async function startProcess(
   entry: string,
@@ -301,7 +313,7 @@ async function startProcess(
   const log = createWriteStream(logFile, { flags: "a" });
   const child = spawn(process.execPath, [entry], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...env },
+    env: { ...inherited(), ...env },
   });
   child.stderr!.pipe(log);
   const lines = createInterface({ input: child.stdout! });

@@ -23,7 +23,7 @@ import {
 } from "../../node/data/nats-connect.js";
 import { encodeEvent, streamName, subjectFor } from "../../protocol/events.js";
 import { within } from "../../testing/faults.js";
-import { cleanupStack, eventually, tempDir } from "../../testing/harness.js";
+import { cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { natsIdentity, type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 
@@ -115,7 +115,33 @@ describe("NATS of a meridian up mesh", () => {
       await refused(jsm.streams.update(stream, { max_msgs: 1 }), `update ${stream}`);
       await refused(jsm.streams.deleteMessage(stream, 1), `delete a message of ${stream}`);
     }
-    // Reading its own stream is what it is for.
+    // Reading its own stream is what it is for; taking over b's worker's durable is not.
+    assert.ok((await jsm.streams.info(streamName("a"))).state.messages > 0);
+    await refused(
+      nc.request(
+        `$JS.API.CONSUMER.MSG.NEXT.${streamName("a")}.replicate-to-b`,
+        JSON.stringify({ batch: 1 }),
+        {
+          timeout: 5_000,
+        },
+      ),
+      "pull from b's worker's durable",
+    );
+    await refused(jsm.consumers.delete(streamName("a"), "replicate-to-b"), "delete b's worker's durable");
+  });
+
+  test("the peer's credential reads its region's stream and appends nothing", async () => {
+    const nc = await connectAs("a", natsIdentity(mesh, "a-peer"));
+    const forged = forgedAdmin("a", "mallory");
+    await refused(
+      jetstream(nc, { timeout: 5_000 }).publish(
+        subjectFor("a", forged as never),
+        encodeEvent(forged as never),
+      ),
+      "user.set into a",
+    );
+    const jsm = await jetstreamManager(nc);
+    await refused(jsm.streams.info(auditStreamName("a")), "audit stream info");
     assert.ok((await jsm.streams.info(streamName("a"))).state.messages > 0);
   });
 
@@ -157,6 +183,13 @@ describe("NATS of a meridian up mesh", () => {
       30_000,
       200,
     );
+  });
+
+  test("meridian rebuild signs in as the operator from the data directory", async () => {
+    const view = join(tempDir(cleanup), "view");
+    const res = await runCli(["rebuild", "--data", mesh.dataDir, "--region", "a", "--view", view], 60_000);
+    assert.equal(res.code, 0, res.stderr);
+    assert.ok((JSON.parse(res.stdout) as { events: number }).events > 0);
   });
 
   test("the operator may purge (the refusals above are permissions)", async () => {
