@@ -40,8 +40,15 @@
  * policy event's actor could have made it is checked when the view applies
  * it (node/data/view.ts), not by NATS.
  *
+ * Streams: `up` creates (and updates the limits of) MERIDIAN_S and AUDIT_S
+ * as the operator before S's processes start. Nodes and workers keep the
+ * right to create their stream when it is missing (a stream name can be
+ * created only once, so this gives nothing while it exists).
+ *
  * Rotation: delete a seed file and restart `up`: a new key is made and every
  * server's config names the new public key (the old one stops working).
+ * Outside `up`, the same identities and permissions can be given to any
+ * nats-server (authorizationFor's output is its `authorization` block).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -69,11 +69,14 @@ import { createWriteStream, existsSync, mkdirSync, writeFileSync } from "node:fs
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { AuditLog } from "../node/audit.js";
 import { writeTokenKey } from "../node/auth/setup.js";
+import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { privateDirs } from "../node/data/private-files.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
-import { authorizationFor, ensureNatsIdentities, natsClientEnv } from "./nats-auth.js";
+import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
 import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
 
 export interface UpOptions {
@@ -202,6 +205,7 @@ export async function up(options: UpOptions): Promise<number> {
         authorization: authorizationFor(natsIds, region),
       });
       natsServers.push(nats);
+      await prepareStreams(nats.url, region, natsIds.operator);
       nats.child.once("exit", (code, signal) => {
         if (!stopping) {
           process.stderr.write(
@@ -274,6 +278,30 @@ export async function up(options: UpOptions): Promise<number> {
     await stopAll(1);
   }
   return done;
+}
+
+/**
+ * Housekeeping as the operator, before the region's processes start: the
+ * region's event and audit streams exist with the settings this version
+ * wants (only the operator may update a stream, so a node could not bring an
+ * older audit stream's limits up to date itself).
+ */
+async function prepareStreams(url: string, region: string, operator: NatsIdentity): Promise<void> {
+  const logger = pino({ level: "warn" }, pino.destination(2));
+  const nats = { seedFile: operator.seedFile, inboxPrefix: operator.inboxPrefix };
+  const log = JetStreamLog.open({ servers: [url], region, name: "meridian-up", nats, logger });
+  const audit = await AuditLog.open({ servers: [url], region, name: "meridian-up", nats, logger });
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`streams of ${region} not ready within 30 s`)), 30_000);
+    });
+    await Promise.race([Promise.all([log.ready(), audit.ready()]), timeout]).finally(() =>
+      clearTimeout(timer),
+    );
+  } finally {
+    await Promise.all([log.close(), audit.close()]);
+  }
 }
 
 /**
