@@ -37,6 +37,7 @@ commands:
               --data DIR        data directory, kept across restarts (default .meridian)
               --tls             registries and front door over HTTPS (certificates under DIR/certs)
               --auth            authentication on: an admin password in DIR/auth/admin-password
+            every nats-server requires NKEY authentication (seeds in DIR/nats-auth, always)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
               --mesh FILE       a mesh file elsewhere
@@ -47,6 +48,7 @@ commands:
               --nats URL        the region's NATS (default: from DIR/mesh.json, else base port + 1)
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
+            signs in to NATS with MERIDIAN_NATS_* when set, else DIR/nats-auth/operator.seed
 
 admin commands (through a region's admin API):
 ${ADMIN_USAGE}`;
