@@ -45,6 +45,10 @@
  * right to create their stream when it is missing (a stream name can be
  * created only once, so this gives nothing while it exists).
  *
+ * Not expressible as subject permissions: a consumer's settings. An identity
+ * allowed to create a consumer could make it a push consumer delivering to
+ * some subject; that only re-delivers events already stored, it forges none.
+ *
  * Rotation: delete a seed file and restart `up`: a new key is made and every
  * server's config names the new public key (the old one stops working).
  * Outside `up`, the same identities and permissions can be given to any

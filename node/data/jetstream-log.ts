@@ -30,7 +30,7 @@ import {
   subjectFor,
 } from "../../protocol/events.js";
 import type { AppendOptions, EventLog, LoggedEvent } from "./event-log.js";
-import { type NatsClientConfig, natsConnectOptions } from "./nats-connect.js";
+import { describeNatsClient, type NatsClientConfig, natsConnectOptions } from "./nats-connect.js";
 
 export interface JetStreamLogOptions {
   servers: string[];
@@ -97,7 +97,7 @@ export class JetStreamLog implements EventLog {
     await this.#ensureStream();
     this.#js = jetstream(nc, { timeout: this.#options.appendTimeoutMs ?? 5_000 });
     this.#connected = true;
-    log.info({ servers: this.#options.servers }, "log connected");
+    log.info({ servers: this.#options.servers, as: describeNatsClient(this.#options.nats) }, "log connected");
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === "disconnect") {
