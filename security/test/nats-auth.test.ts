@@ -201,3 +201,27 @@ describe("NATS of a meridian up mesh", () => {
     assert.equal((await jsm.streams.info(stream)).state.messages, 0);
   });
 });
+
+describe("up's housekeeping as the operator", () => {
+  test("a restart puts back the audit stream's limits, which no node may change", async () => {
+    const dir = tempDir(cleanup, "meridian-housekeeping-");
+    const first = await startMesh(cleanup, ["solo"], dir);
+    const nc = await connect({
+      ...natsConnectOptions(natsIdentity(first, "operator")),
+      servers: first.regions.get("solo")!.nats,
+    });
+    const jsm = await jetstreamManager(nc);
+    const wanted = (await jsm.streams.info(auditStreamName("solo"))).config.max_bytes;
+    await jsm.streams.update(auditStreamName("solo"), { max_bytes: 4096 });
+    await nc.close();
+    assert.equal(await first.stop(), 0);
+    const second = await startMesh(cleanup, ["solo"], dir);
+    const again = await connect({
+      ...natsConnectOptions(natsIdentity(second, "operator")),
+      servers: second.regions.get("solo")!.nats,
+    });
+    cleanup(() => again.close());
+    const info = await (await jetstreamManager(again)).streams.info(auditStreamName("solo"));
+    assert.equal(info.config.max_bytes, wanted);
+  });
+});
