@@ -430,7 +430,7 @@ function expired(stored: StoredSubject): boolean {
 }
 
 /** What a token records of its holder's credential: a short hash of the stored KDF hash (salted: every change differs). */
-function credentialFingerprint(hash: string): string {
+export function credentialFingerprint(hash: string): string {
   return createHash("sha256").update(hash).digest("base64url").slice(0, 16);
 }
 
