@@ -201,7 +201,14 @@ function watchRefusals(view: MetadataView, metrics: MetricsRegistry, log: Logger
   view.onRefused = (event, seq, reason) => {
     refused.inc({ type: event.type });
     log.warn(
-      { eventId: event.id, seq, type: event.type, actor: event.actor.slice(0, 100), origin: event.origin, reason },
+      {
+        eventId: event.id,
+        seq,
+        type: event.type,
+        actor: event.actor.slice(0, 100),
+        origin: event.origin,
+        reason,
+      },
       "event refused",
     );
   };

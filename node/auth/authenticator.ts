@@ -360,7 +360,13 @@ export class Authenticator {
   }
 
   #identityOf(name: string, stored: StoredSubject, via: Identity["via"]): Identity {
-    return { name, kind: stored.subject.kind as "user" | "robot", subject: stored.subject, via, cred: stored.cred };
+    return {
+      name,
+      kind: stored.subject.kind as "user" | "robot",
+      subject: stored.subject,
+      via,
+      cred: stored.cred,
+    };
   }
 
   #subject(name: string): Promise<StoredSubject | undefined> {

@@ -33,8 +33,8 @@
  */
 import { randomUUID } from "node:crypto";
 import {
-  type CryptoKey,
   CompactSign,
+  type CryptoKey,
   calculateJwkThumbprint,
   compactVerify,
   exportJWK,

@@ -31,6 +31,7 @@ import {
   UnsupportedError,
   UploadNotFoundError,
 } from "../../protocol/errors.js";
+import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
 import {
   EVENT_SCHEMA_VERSION,
   type EventBody,
@@ -39,7 +40,6 @@ import {
   type RegistryEvent,
   subjectFor,
 } from "../../protocol/events.js";
-import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
 import { HybridClock } from "../../protocol/hlc.js";
 import { parseManifest } from "../../protocol/manifest.js";
 import { parseTag } from "../../protocol/names.js";

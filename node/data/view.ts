@@ -66,8 +66,8 @@
  */
 import { Level } from "level";
 import type { RobotGrant, Role } from "../../protocol/access.js";
-import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../../protocol/event-authority.js";
 import type { Digest } from "../../protocol/digest.js";
+import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../../protocol/event-authority.js";
 import {
   type ConflictSide,
   type RegistryEvent,

@@ -64,10 +64,17 @@ import { parseRepository, parseTag } from "../../protocol/names.js";
 import { type Policy, parsePolicies, parsePolicy, policyToYaml } from "../../protocol/policy.js";
 import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from "../../protocol/tag-merge.js";
 import type { AuditLog } from "../audit.js";
-import type { Registry, UndeleteTarget } from "../data/registry.js";
 import { type LoginOutcome, meantForAdmin } from "../auth/authenticator.js";
 import { ADMIN_SCOPE } from "../auth/tokens.js";
-import { actorOf, type AuditSink, authFailureHeaders, challenge, type HttpAuth, loginRecord } from "./access.js";
+import type { Registry, UndeleteTarget } from "../data/registry.js";
+import {
+  type AuditSink,
+  actorOf,
+  authFailureHeaders,
+  challenge,
+  type HttpAuth,
+  loginRecord,
+} from "./access.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
 import { identityRoutes, type RouteAccess } from "./identity-routes.js";

@@ -107,7 +107,9 @@ export async function identityRoutes(
       if (!USER_NAME.test(name))
         throw new UnsupportedError(`user name "${name}": lower-case letters, digits and ._- (at most 63)`);
       if (RESERVED_ACTORS.includes(name))
-        throw new UnsupportedError(`user name "${name}" is reserved (Meridian records its own changes under it)`);
+        throw new UnsupportedError(
+          `user name "${name}" is reserved (Meridian records its own changes under it)`,
+        );
       const body = object(req.body);
       const existing = await view.user(name);
       if (!isSystemAdmin(req)) {
@@ -193,7 +195,11 @@ export async function identityRoutes(
       throw new AccessDeniedError("a project admin may only grant within projects they administer");
     // Creating over an existing robot replaces it: that needs the rights to delete it.
     const replaced = await view.robot(name);
-    if (replaced !== undefined && !isSystemAdmin(req) && !replaced.grants.every((g) => mayManage(req, g.project)))
+    if (
+      replaced !== undefined &&
+      !isSystemAdmin(req) &&
+      !replaced.grants.every((g) => mayManage(req, g.project))
+    )
       throw new AccessDeniedError(`only a system admin may replace ${name}`);
     const expiresAt = expiry(body);
     const secret = randomBytes(32).toString("base64url");
