@@ -38,6 +38,9 @@ commands:
               --data DIR        data directory of the mesh (default .meridian)
               --region NAME     region (default: the first in DIR/mesh.json, else local)
               --nats URL        the region's NATS (default: from DIR/mesh.json, else base port + 1)
+              --token-key FILE  with auth: the mesh's token key, to check identity and policy events
+                                (default DIR/auth/token-key.pem when it exists)
+              --retired-key FILE  a retired token key's public half (repeatable)
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
 
@@ -78,8 +81,12 @@ async function main(argv: string[]): Promise<number> {
           nats: { type: "string" },
           view: { type: "string" },
           "base-port": { type: "string", default: "5000" },
+          "token-key": { type: "string" },
+          "retired-key": { type: "string", multiple: true },
         },
       });
+      const defaultKey = join(values.data, "auth", "token-key.pem");
+      const tokenKeyFile = values["token-key"] ?? (existsSync(defaultKey) ? defaultKey : undefined);
       // The region's NATS: --nats, else the mesh file `up` wrote, else the single-region port layout.
       const meshFile = join(values.data, "mesh.json");
       const mesh = existsSync(meshFile) ? parseMesh(JSON.parse(readFileSync(meshFile, "utf8"))) : undefined;
@@ -87,7 +94,14 @@ async function main(argv: string[]): Promise<number> {
       const nats =
         values.nats ??
         (mesh ? regionOf(mesh, region).nats : `nats://127.0.0.1:${port(values["base-port"]) + 1}`);
-      return rebuild({ dataDir: values.data, region, nats, viewDir: values.view });
+      return rebuild({
+        dataDir: values.data,
+        region,
+        nats,
+        viewDir: values.view,
+        tokenKeyFile,
+        retiredKeyFiles: values["retired-key"] ?? [],
+      });
     }
     case "status": {
       const { values } = parseArgs({
