@@ -9,9 +9,11 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { ServiceToken } from "../../control-plane/service-token.js";
 import { hashPassword } from "../../node/auth/passwords.js";
 import { EVENT_SCHEMA_VERSION, encodeEvent, type RegistryEvent, subjectFor } from "../../protocol/events.js";
 import { HybridClock } from "../../protocol/hlc.js";
@@ -64,6 +66,30 @@ describe("identities across regions", () => {
       async () => {
         const who = await admin("b", "GET", "/whoami", undefined, basic("bob", "bob-password-1"));
         return JSON.stringify(who.body.roles) === JSON.stringify({ priv: "developer" });
+      },
+      30_000,
+      200,
+    );
+  });
+
+  test("a change a service makes (a peer, the front door: service tokens) applies in every region", async () => {
+    const service = await ServiceToken.fromKeyFile(
+      join(mesh.dataDir, "auth", "token-key.pem"),
+      "peer-a",
+      "meridian",
+    );
+    const put = await admin(
+      "a",
+      "PUT",
+      "/rules",
+      { scope: "svc/", tagMerge: "lww" },
+      await service!.header(),
+    );
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    await eventually(
+      async () => {
+        const rules = (await admin("b", "GET", "/rules")).body.rules as Array<{ scope: string }>;
+        return rules.some((r) => r.scope === "svc/");
       },
       30_000,
       200,
