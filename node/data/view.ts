@@ -255,13 +255,14 @@ export class MetadataView {
       if (contiguous && seq !== applied + 1) break;
       applied = seq;
       if ((await batch.get(`e!${event.id}`)) !== undefined) continue;
-      batch.put(`e!${event.id}`, String(seq));
       const refusal = await this.#refusal(batch, event);
       if (refusal !== undefined) {
+        // Not recorded under its id: a forgery carrying a real event's id must not shadow it.
         this.#refused++;
         this.onRefused?.(event, seq, refusal);
         continue;
       }
+      batch.put(`e!${event.id}`, String(seq));
       if (event.type === "repository.configured") configsChanged = true;
       await this.#applyEvent(batch, seq, event);
       if (event.srcSeq !== undefined) {

@@ -233,6 +233,28 @@ describe("the view", () => {
     assert.match(state.refused[0]!, /no proof/);
   });
 
+  test("a refused forgery carrying a real event's id does not shadow the real one", async () => {
+    const { keys } = await TokenKeys.generate();
+    const sign = async (e: RegistryEvent) => {
+      e.proof = await keys.signEvent(e);
+      return e;
+    };
+    const real = await sign(ev("admin", 3, member("priv", "carol", "guest")));
+    const forgery = { ...real, role: "projectAdmin" } as RegistryEvent;
+    const state = await viewOf(
+      [
+        await sign(ev("system", 1, userSet("admin", true))),
+        await sign(ev("admin", 2, userSet("carol"))),
+        forgery,
+        real,
+      ],
+      keys,
+    );
+    assert.equal(state.refused.length, 1, state.refused.join("; "));
+    assert.match(state.refused[0]!, /invalid proof/);
+    assert.deepEqual(state.carol, { priv: "guest" });
+  });
+
   test("without an authority (auth off) nothing is checked", async () => {
     const state = await viewOf([ev("anonymous", 1, userSet("x", true))]);
     assert.deepEqual(
