@@ -170,7 +170,6 @@ export class MetadataView {
   readonly #db: Level<string, string>;
   readonly #defaultRule: TagMergeRule;
   readonly #authority: EventAuthority | undefined;
-  #refused = 0;
   #applied = 0;
   #chain: Promise<void> = Promise.resolve();
   readonly #waiters = new Set<{ seq: number; resolve: () => void }>();
@@ -185,11 +184,6 @@ export class MetadataView {
     this.#db = new Level<string, string>(location);
     this.#defaultRule = options.tagRule ?? "lww";
     this.#authority = options.authority;
-  }
-
-  /** Events refused by the authority check since this view was opened. */
-  get refusedCount(): number {
-    return this.#refused;
   }
 
   async open(): Promise<void> {
@@ -258,7 +252,6 @@ export class MetadataView {
       const refusal = await this.#refusal(batch, event);
       if (refusal !== undefined) {
         // Not recorded under its id: a forgery carrying a real event's id must not shadow it.
-        this.#refused++;
         this.onRefused?.(event, seq, refusal);
         continue;
       }
