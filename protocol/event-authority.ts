@@ -15,8 +15,10 @@
  *    which ask a node over its admin API) can make one. The payload is the
  *    event without what replication adds or changes (`id` of a copy,
  *    `cause`, `srcSeq`) and with the write's identity (`writeIdOf`), so a
- *    replica keeps its origin's proof verbatim and a proof cannot be moved
- *    onto another event. Retired keys verify too, so rotating the key
+ *    replica keeps its origin's proof verbatim (replication/worker.ts
+ *    appends `{...event, cause, srcSeq}`; anti-entropy, replication/
+ *    reconcile.ts, re-creates content events only) and a proof cannot be
+ *    moved onto another event. Retired keys verify too, so rotating the key
  *    never breaks a replay or a rebuild of older events.
  *
  * 2. Right. `authorizeEvent` decides, from what the view holds when the
