@@ -63,11 +63,20 @@ async function userAdd(ctx: Context): Promise<number> {
   const file = ctx.values["password-file"] as string | undefined;
   const generated = file === undefined ? randomBytes(18).toString("base64url") : undefined;
   const password = generated ?? readSecret(file!);
-  const reply = await ctx
-    .api()
-    .send<{ name: string; systemAdmin: boolean; seq: number }>("PUT", `/users/${enc(name)}`, {
-      json: { password, ...(ctx.values.admin === true ? { systemAdmin: true } : {}) },
-    });
+  const api = ctx.api();
+  // Changing one's own password needs the current one: the one this CLI signed in with.
+  const signedIn = basicCredentials(api.authorization);
+  const reply = await api.send<{ name: string; systemAdmin: boolean; seq: number }>(
+    "PUT",
+    `/users/${enc(name)}`,
+    {
+      json: {
+        password,
+        ...(signedIn?.name === name ? { oldPassword: signedIn.password } : {}),
+        ...(ctx.values.admin === true ? { systemAdmin: true } : {}),
+      },
+    },
+  );
   if (ctx.json) return printJson({ ...reply, ...(generated === undefined ? {} : { password: generated }) });
   process.stdout.write(`user ${reply.name} saved${reply.systemAdmin ? " (system admin)" : ""}\n`);
   if (generated !== undefined) process.stdout.write(`password (shown once): ${generated}\n`);
@@ -204,3 +213,11 @@ export const IDENTITY_COMMANDS: Record<string, Command> = {
   },
   "project member": { args: ["PROJECT", "USER", "ROLE"], run: projectMember },
 };
+
+/** The name and password of a Basic authorization header (undefined for anything else). */
+function basicCredentials(authorization: string | undefined): { name: string; password: string } | undefined {
+  if (authorization === undefined || !authorization.startsWith("Basic ")) return undefined;
+  const text = Buffer.from(authorization.slice(6), "base64").toString("utf8");
+  const colon = text.indexOf(":");
+  return colon <= 0 ? undefined : { name: text.slice(0, colon), password: text.slice(colon + 1) };
+}

@@ -46,6 +46,9 @@ commands:
               --data DIR        data directory of the mesh (default .meridian)
               --region NAME     region (default: the first in DIR/mesh.json, else local)
               --nats URL        the region's NATS (default: from DIR/mesh.json, else base port + 1)
+              --token-key FILE  with auth: the mesh's token key, to check identity and policy events
+                                (default DIR/auth/token-key.pem when it exists)
+              --retired-key FILE  a retired token key's public half (repeatable)
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
             signs in to NATS with MERIDIAN_NATS_* when set, else DIR/nats-auth/operator.seed
@@ -87,8 +90,12 @@ async function main(argv: string[]): Promise<number> {
           nats: { type: "string" },
           view: { type: "string" },
           "base-port": { type: "string", default: "5000" },
+          "token-key": { type: "string" },
+          "retired-key": { type: "string", multiple: true },
         },
       });
+      const defaultKey = join(values.data, "auth", "token-key.pem");
+      const tokenKeyFile = values["token-key"] ?? (existsSync(defaultKey) ? defaultKey : undefined);
       // The region's NATS: --nats, else the mesh file `up` wrote, else the single-region port layout.
       const meshFile = join(values.data, "mesh.json");
       const mesh = existsSync(meshFile) ? parseMesh(JSON.parse(readFileSync(meshFile, "utf8"))) : undefined;
@@ -103,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
         nats,
         natsClient: operatorNatsClient(values.data),
         viewDir: values.view,
+        tokenKeyFile,
+        retiredKeyFiles: values["retired-key"] ?? [],
       });
     }
     case "status": {

@@ -6,10 +6,17 @@
  * NATS credentials: the MERIDIAN_NATS_* settings (node/data/nats-connect.ts)
  * when any is set, else the operator seed `meridian up` keeps in
  * <data>/nats-auth/operator.seed when it exists, else anonymous.
+ *
+ * With authentication on (a token key: `--token-key`, by default
+ * <data>/auth/token-key.pem when it exists) the replay checks identity and
+ * policy events as the node does (protocol/event-authority.ts), with the
+ * current key and every `--retired-key`, so a rebuild never admits an event
+ * the running node refused.
  */
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { pino } from "pino";
+import { loadTokenKeys } from "../node/auth/setup.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import type { NatsClientConfig } from "../node/data/nats-connect.js";
 import { MetadataView } from "../node/data/view.js";
@@ -21,6 +28,9 @@ export interface RebuildOptions {
   /** How to sign in to it (see the header). */
   natsClient?: NatsClientConfig;
   viewDir?: string;
+  /** The mesh's token key (auth on): identity and policy events are checked with it. */
+  tokenKeyFile?: string;
+  retiredKeyFiles?: string[];
 }
 
 export async function rebuild(options: RebuildOptions): Promise<number> {
@@ -40,7 +50,22 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   clearTimeout(connectTimeout);
   const target = await log.lastSeq();
   await rm(viewDir, { recursive: true, force: true });
-  const view = new MetadataView(viewDir);
+  const keys =
+    options.tokenKeyFile === undefined
+      ? undefined
+      : await loadTokenKeys({
+          tokenKeyFile: options.tokenKeyFile,
+          retiredKeyFiles: options.retiredKeyFiles ?? [],
+          create: false,
+        });
+  const view = new MetadataView(
+    viewDir,
+    keys === undefined ? {} : { authority: { verify: (event) => keys.verifyEvent(event) } },
+  );
+  let refused = 0;
+  view.onRefused = () => {
+    refused++;
+  };
   try {
     await view.open();
   } catch (err) {
@@ -73,7 +98,7 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   await view.close();
   await log.close();
   process.stdout.write(
-    `${JSON.stringify({ rebuilt: true, region: options.region, view: viewDir, events: applied, seq: target, ms: Date.now() - started })}\n`,
+    `${JSON.stringify({ rebuilt: true, region: options.region, view: viewDir, events: applied, ...(keys === undefined ? {} : { refused }), seq: target, ms: Date.now() - started })}\n`,
   );
   return 0;
 }

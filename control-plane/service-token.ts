@@ -43,6 +43,8 @@ export class ServiceToken {
       subject: this.name,
       kind: "service",
       access: [],
+      // The admin API takes only tokens naming it (node/auth/tokens.ts ADMIN_ACCESS).
+      admin: true,
       ttlSeconds: TTL_SECONDS,
     });
     this.#current = { header: `Bearer ${token}`, renewAt: Date.now() + (TTL_SECONDS - 60) * 1000 };

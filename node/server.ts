@@ -15,13 +15,14 @@ import type { Server as TlsServer } from "node:tls";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
-import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { Counter, collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { loggerOptions } from "../protocol/logging.js";
 import type { Policy } from "../protocol/policy.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
 import { ensureAdmin, loadTokenKeys } from "./auth/setup.js";
+import type { TokenKeys } from "./auth/tokens.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
@@ -52,7 +53,25 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   await mkdir(config.view.dir, { recursive: true });
   const store = new FsBlobStore(config.storage.root, { fsync: config.storage.fsync });
   await store.init();
-  const view = new MetadataView(config.view.dir);
+  // The metrics registry comes first: the view counts the events it refuses.
+  const metrics = new MetricsRegistry();
+  metrics.setDefaultLabels({ region: config.region });
+  collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
+  // With auth, the token keys come before the view: it checks identity and
+  // policy events' proofs with them from the first event it applies.
+  const keys = config.auth.enabled
+    ? await loadTokenKeys({
+        tokenKeyFile: config.auth.tokenKeyFile,
+        retiredKeyFiles: config.auth.retiredKeyFiles,
+        create: config.mesh === undefined,
+        logger: log,
+      })
+    : undefined;
+  const view = new MetadataView(
+    config.view.dir,
+    keys === undefined ? {} : { authority: { verify: (event) => keys.verifyEvent(event) } },
+  );
+  watchRefusals(view, metrics, log.child({ component: "view" }));
   await view.open();
   const eventLog = JetStreamLog.open({
     servers: config.nats.servers,
@@ -83,6 +102,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     logger: log.child({ component: "registry" }),
     maxManifestBytes: config.maxManifestBytes,
     undeleteWindowMs: config.undeleteWindowHours * 3_600_000,
+    ...(keys === undefined ? {} : { signEvent: (event) => keys.signEvent(event) }),
   });
   registry.start();
   await catchUp(eventLog, view, log);
@@ -91,9 +111,6 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     config.policies,
     log.child({ component: "policies" }),
   );
-  const metrics = new MetricsRegistry();
-  metrics.setDefaultLabels({ region: config.region });
-  collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
   const fetchOnMiss =
     link === undefined || config.fetchOnMiss === "off"
       ? undefined
@@ -104,7 +121,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
           metrics,
           logger: log.child({ component: "fetch-on-miss" }),
         });
-  const auth = config.auth.enabled ? await startAuth(config, registry, log) : undefined;
+  const auth = keys === undefined ? undefined : await startAuth(config, keys, registry, log);
   const audit = await AuditLog.open({
     servers: config.nats.servers,
     nats: config.nats,
@@ -145,13 +162,12 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
 }
 
 /** Authentication (node/auth/): the token keys, the login limiter, and the first admin. */
-async function startAuth(config: Readonly<NodeConfig>, registry: Registry, log: Logger): Promise<HttpAuth> {
-  const keys = await loadTokenKeys({
-    tokenKeyFile: config.auth.tokenKeyFile,
-    retiredKeyFiles: config.auth.retiredKeyFiles,
-    create: config.mesh === undefined,
-    logger: log,
-  });
+async function startAuth(
+  config: Readonly<NodeConfig>,
+  keys: TokenKeys,
+  registry: Registry,
+  log: Logger,
+): Promise<HttpAuth> {
   const file = config.auth.adminPasswordFile;
   if (file !== undefined) {
     const attempt = () =>
@@ -170,6 +186,35 @@ async function startAuth(config: Readonly<NodeConfig>, registry: Registry, log: 
     logger: log.child({ component: "auth" }),
   });
   return { authenticator, realm: config.auth.realm };
+}
+
+/**
+ * Identity and policy events the view refused (no or a bad proof, or an
+ * actor without the right: protocol/event-authority.ts): a warning each, and
+ * `meridian_view_events_refused_total` by event type. Someone who can
+ * append to the log is trying to forge an admin change.
+ */
+function watchRefusals(view: MetadataView, metrics: MetricsRegistry, log: Logger): void {
+  const refused = new Counter({
+    name: "meridian_view_events_refused_total",
+    help: "Identity and policy events the view refused: no valid proof, or an actor without the right",
+    labelNames: ["type"],
+    registers: [metrics],
+  });
+  view.onRefused = (event, seq, reason) => {
+    refused.inc({ type: event.type });
+    log.warn(
+      {
+        eventId: event.id,
+        seq,
+        type: event.type,
+        actor: event.actor.slice(0, 100),
+        origin: event.origin,
+        reason,
+      },
+      "event refused",
+    );
+  };
 }
 
 /**

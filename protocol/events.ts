@@ -61,6 +61,13 @@ export interface Envelope {
   srcSeq?: number;
   /** The repository's failover epoch the origin wrote at (home-region merge); 0 when absent. */
   epoch?: number;
+  /**
+   * With authentication on, identity and policy events carry a detached
+   * ES256 JWS by the mesh's token key over `proofPayload(event)`
+   * (protocol/event-authority.ts): only a holder of that key (a node, a
+   * peer) can have made them. Replicas copy it verbatim.
+   */
+  proof?: string;
 }
 
 export interface BlobPushed extends Envelope {
@@ -400,6 +407,7 @@ export function validateEvent(value: unknown): RegistryEvent {
   need(e.cause === undefined || typeof e.cause === "string", "cause");
   need(e.srcSeq === undefined || (Number.isSafeInteger(e.srcSeq) && (e.srcSeq as number) > 0), "srcSeq");
   need(e.epoch === undefined || (Number.isSafeInteger(e.epoch) && (e.epoch as number) >= 0), "epoch");
+  need(e.proof === undefined || (typeof e.proof === "string" && e.proof.length <= 1024), "proof");
   need(EVENT_TYPES.includes(e.type as EventType), "type");
   const type = e.type as EventType;
   if (REPO_TYPES.has(type) || (type === "alert.raised" && e.repo !== undefined)) {

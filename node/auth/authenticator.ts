@@ -28,6 +28,16 @@
  * Services: components holding the mesh's token key (the front door, the
  * control-plane peers) mint themselves `service` tokens; a service acts as a
  * system admin.
+ *
+ * Token scope (issue 10, finding 2): a bearer token is good for what it
+ * names and no more. Only a token naming `registry:admin:*` is meant for the
+ * admin API (`meantForAdmin`), and `issue` grants that scope only when asked
+ * for and only to a password or a robot's secret (`via: "basic"`); the token
+ * endpoint never takes a bearer token (`identify(…, {bearer: false})`). A
+ * user's or robot's token carries a fingerprint of the credential it was
+ * issued for (`cred`), compared with the current one on every use (the fast
+ * lane included, from the cached subject: no extra await), so changing a
+ * password or rotating a secret ends every token issued before.
  */
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
@@ -48,6 +58,7 @@ import type { MetadataView } from "../data/view.js";
 import type { LoginLimiter } from "./login-limiter.js";
 import { verifyPassword } from "./passwords.js";
 import {
+  ADMIN_SCOPE,
   type GrantedAccess,
   grants,
   type TokenClaims,
@@ -72,6 +83,18 @@ export interface Identity {
   via: "none" | "basic" | "bearer";
   /** A bearer token's claims (its scope limits what the identity may do). */
   claims?: TokenClaims;
+  /** Fingerprint of the user's password or the robot's secret hash (tokens issued to it carry it). */
+  cred?: string;
+}
+
+/**
+ * Whether the admin API may take this identity's credentials: a password or
+ * secret (Basic), or a bearer token naming `registry:admin:*` (services'
+ * tokens included); never another bearer token (a pull token, a redirect's
+ * `_token`).
+ */
+export function meantForAdmin(identity: Identity): boolean {
+  return identity.via !== "bearer" || identity.claims?.admin === true;
 }
 
 export const ANONYMOUS: Identity = Object.freeze({
@@ -125,12 +148,18 @@ export class Authenticator {
     authorization: string | undefined,
     address: string,
     onLogin?: (outcome: LoginOutcome) => void,
+    /** `bearer: false`: refuse bearer tokens (the token endpoint mints tokens only for credentials). */
+    options: { bearer?: boolean } = {},
   ): Promise<Identity> {
     if (authorization === undefined || authorization === "") return ANONYMOUS;
     const space = authorization.indexOf(" ");
     const scheme = (space < 0 ? authorization : authorization.slice(0, space)).toLowerCase();
     const value = space < 0 ? "" : authorization.slice(space + 1).trim();
-    if (scheme === "bearer") return this.#bearer(value);
+    if (scheme === "bearer") {
+      if (options.bearer === false)
+        throw new UnauthorizedError("a bearer token cannot be exchanged for a token: log in with a password");
+      return this.#bearer(value);
+    }
     if (scheme === "basic") {
       const { name, password } = decodeBasic(value);
       return this.login(name, password, address, onLogin);
@@ -192,7 +221,13 @@ export class Authenticator {
       if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
       if (claims.kind === "service") return serviceIdentity(claims);
       const stored = peek(this.#subjects, claims.subject)?.value;
-      if (stored === undefined || stored.subject.kind !== claims.kind || expired(stored)) return undefined;
+      if (
+        stored === undefined ||
+        stored.subject.kind !== claims.kind ||
+        expired(stored) ||
+        claims.cred !== stored.cred
+      )
+        return undefined;
       return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
     }
     if (authorization.startsWith("Basic ")) {
@@ -252,10 +287,18 @@ export class Authenticator {
   async issue(
     identity: Identity,
     scopes: readonly string[],
+    /** `only`: the token is good for reading this one path only (a redirect's `_token`). */
+    options: { only?: string } = {},
   ): Promise<{ token: string; expiresIn: number; issuedAt: string; access: GrantedAccess[] }> {
     const access: GrantedAccess[] = [];
+    let admin = false;
     for (const raw of scopes) {
       for (const one of raw.split(" ").filter((s) => s !== "")) {
+        if (one === ADMIN_SCOPE) {
+          // Only for a password or a secret: a token never buys a token for the admin API.
+          admin = identity.via === "basic" && (identity.kind === "user" || identity.kind === "robot");
+          continue;
+        }
         const scope = parseScope(one);
         if (scope === undefined) {
           if (/^[a-z]+:.+:.*$/.test(one) && !one.startsWith("repository:")) continue;
@@ -277,6 +320,9 @@ export class Authenticator {
       kind: identity.kind,
       access,
       ttlSeconds: this.#o.tokenTtlSeconds,
+      admin: admin && options.only === undefined,
+      ...(identity.cred === undefined ? {} : { cred: identity.cred }),
+      ...(options.only === undefined ? {} : { only: options.only }),
     });
     return { ...issued, access };
   }
@@ -300,6 +346,8 @@ export class Authenticator {
     const stored = await this.#subject(claims.subject);
     if (stored === undefined || stored.subject.kind !== claims.kind)
       throw new UnauthorizedError(`token holder ${claims.subject} no longer exists`);
+    if (claims.cred !== stored.cred)
+      throw new UnauthorizedError("token was issued before a password or secret change: log in again");
     if (stored.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt)
       throw new UnauthorizedError(`robot account ${claims.subject} has expired`);
     return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
@@ -312,7 +360,13 @@ export class Authenticator {
   }
 
   #identityOf(name: string, stored: StoredSubject, via: Identity["via"]): Identity {
-    return { name, kind: stored.subject.kind as "user" | "robot", subject: stored.subject, via };
+    return {
+      name,
+      kind: stored.subject.kind as "user" | "robot",
+      subject: stored.subject,
+      via,
+      cred: stored.cred,
+    };
   }
 
   #subject(name: string): Promise<StoredSubject | undefined> {
@@ -323,6 +377,7 @@ export class Authenticator {
         if (robot === undefined) return undefined;
         return {
           hash: robot.secretHash,
+          cred: credentialFingerprint(robot.secretHash),
           subject: { kind: "robot", name, expiresAt: Date.parse(robot.expiresAt), grants: robot.grants },
         };
       }
@@ -331,6 +386,7 @@ export class Authenticator {
       if (user === undefined) return undefined;
       return {
         hash: user.passwordHash,
+        cred: credentialFingerprint(user.passwordHash),
         subject: { kind: "user", name, systemAdmin: user.systemAdmin, roles: await view.rolesOf(name) },
       };
     });
@@ -379,8 +435,14 @@ function expired(stored: StoredSubject): boolean {
   return stored.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt;
 }
 
+/** What a token records of its holder's credential: a short hash of the stored KDF hash (salted: every change differs). */
+export function credentialFingerprint(hash: string): string {
+  return createHash("sha256").update(hash).digest("base64url").slice(0, 16);
+}
+
 interface StoredSubject {
   hash: string;
+  cred: string;
   subject: Subject;
 }
 

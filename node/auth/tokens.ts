@@ -16,11 +16,27 @@
  * understands the answer: `iss`, `sub`, `aud` (the service), `exp`, `nbf`,
  * `iat`, `jti`, and `access`: [{type: "repository", name, actions}].
  * Meridian adds `kind` (user, robot, anonymous, or service: a Meridian component).
+ *
+ * Scope (issue 10, finding 2): a token is good only for what it names. The
+ * admin API takes a bearer token only when its access holds
+ * `{type: "registry", name: "admin", actions: ["*"]}` (the Docker-style
+ * scope `registry:admin:*`, issued only when asked for, and only for a
+ * password or a robot's secret, never in exchange for another token).
+ * `cred`: a fingerprint of the holder's password or secret hash when the
+ * token was issued; a token whose `cred` is not the holder's current one
+ * (the password changed, the secret was rotated) is refused, in every region
+ * once the change has reached it. `only`: a token good for reading that one
+ * path only (a fetch-on-miss redirect's `_token`: one blob or manifest).
+ *
+ * The same key also signs identity and policy events (`signEvent`,
+ * protocol/event-authority.ts), so the view can tell them from forgeries.
  */
 import { randomUUID } from "node:crypto";
 import {
+  CompactSign,
   type CryptoKey,
   calculateJwkThumbprint,
+  compactVerify,
   exportJWK,
   exportPKCS8,
   exportSPKI,
@@ -31,6 +47,8 @@ import {
   SignJWT,
 } from "jose";
 import { ACTIONS, type Action } from "../../protocol/access.js";
+import { proofPayload } from "../../protocol/event-authority.js";
+import type { RegistryEvent } from "../../protocol/events.js";
 
 const ALG = "ES256";
 
@@ -40,12 +58,26 @@ export interface GrantedAccess {
   actions: Action[];
 }
 
+/** The access entry of a token meant for the admin API (scope `registry:admin:*`). */
+export const ADMIN_ACCESS = Object.freeze({ type: "registry", name: "admin", actions: ["*"] }) as {
+  type: "registry";
+  name: "admin";
+  actions: ["*"];
+};
+export const ADMIN_SCOPE = "registry:admin:*";
+
 export interface TokenClaims {
   subject: string;
   /** `service`: a Meridian component holding the mesh's key (the front door, a peer); acts as a system admin. */
   kind: "user" | "robot" | "anonymous" | "service";
   access: GrantedAccess[];
   expiresAt: number;
+  /** The token names `registry:admin:*`: good for the admin API. */
+  admin: boolean;
+  /** Fingerprint of the holder's credential when issued (users and robots). */
+  cred?: string;
+  /** Good only for reading this request path (`/v2/<repo>/blobs/<digest>`, `/v2/<repo>/manifests/<ref>`). */
+  only?: string;
 }
 
 /** The token could not be verified: bad signature, wrong issuer or service, expired, malformed. */
@@ -100,9 +132,19 @@ export class TokenKeys {
     access: GrantedAccess[];
     ttlSeconds: number;
     now?: number;
+    /** Add the admin API's access entry (ADMIN_ACCESS). */
+    admin?: boolean;
+    cred?: string;
+    only?: string;
   }): Promise<{ token: string; expiresIn: number; issuedAt: string }> {
     const now = Math.floor((options.now ?? Date.now()) / 1000);
-    const token = await new SignJWT({ access: options.access, kind: options.kind })
+    const claims: Record<string, unknown> = {
+      access: options.admin === true ? [...options.access, ADMIN_ACCESS] : options.access,
+      kind: options.kind,
+    };
+    if (options.cred !== undefined) claims.cred = options.cred;
+    if (options.only !== undefined) claims.only = options.only;
+    const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: ALG, kid: this.kid, typ: "JWT" })
       .setIssuer(options.issuer)
       .setSubject(options.subject)
@@ -140,15 +182,53 @@ export class TokenKeys {
       const kind = payload.kind;
       if (kind !== "user" && kind !== "robot" && kind !== "anonymous" && kind !== "service")
         throw new TokenRejectedError("bad kind");
-      return {
+      if (!Array.isArray(payload.access)) throw new TokenRejectedError("access: not a list");
+      const admin = payload.access.some(
+        (a) => (a as GrantedAccess | typeof ADMIN_ACCESS)?.type === "registry" && a.name === "admin",
+      );
+      const claims: TokenClaims = {
         subject: payload.sub!,
         kind,
-        access: parseAccess(payload.access),
+        access: parseAccess(payload.access.filter((a) => (a as { type?: unknown })?.type !== "registry")),
         expiresAt: payload.exp! * 1000,
+        admin,
       };
+      if (typeof payload.cred === "string") claims.cred = payload.cred;
+      if (typeof payload.only === "string") claims.only = payload.only;
+      return claims;
     } catch (err) {
       if (err instanceof TokenRejectedError) throw err;
       throw new TokenRejectedError(`token rejected: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** A detached JWS over the event's proof payload (protocol/event-authority.ts), by the signing key. */
+  async signEvent(event: RegistryEvent): Promise<string> {
+    const jws = await new CompactSign(proofPayload(event))
+      .setProtectedHeader({ alg: ALG, kid: this.kid, typ: "meridian-event" })
+      .sign(this.signing);
+    const [header, , signature] = jws.split(".");
+    return `${header}..${signature}`;
+  }
+
+  /** Whether `event.proof` is a valid proof of it by the signing key or a retired one. */
+  async verifyEvent(event: RegistryEvent): Promise<boolean> {
+    const parts = event.proof?.split(".");
+    if (parts === undefined || parts.length !== 3 || parts[1] !== "") return false;
+    const payload = Buffer.from(proofPayload(event)).toString("base64url");
+    try {
+      await compactVerify(
+        `${parts[0]}.${payload}.${parts[2]}`,
+        (header) => {
+          const found = this.verifying.find((k) => k.kid === header.kid);
+          if (found === undefined) throw new TokenRejectedError("event signed by an unknown key");
+          return found.key;
+        },
+        { algorithms: [ALG] },
+      );
+      return true;
+    } catch {
+      return false;
     }
   }
 }

@@ -31,6 +31,7 @@ import {
   UnsupportedError,
   UploadNotFoundError,
 } from "../../protocol/errors.js";
+import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
 import {
   EVENT_SCHEMA_VERSION,
   type EventBody,
@@ -59,6 +60,11 @@ export interface RegistryOptions {
   clock?: HybridClock;
   /** How long deleted content stays restorable with `undelete` (default 7 days). */
   undeleteWindowMs?: number;
+  /**
+   * With authentication: the proof an identity or policy event carries
+   * (protocol/event-authority.ts), made by the mesh's token key in the commit step.
+   */
+  signEvent?: (event: RegistryEvent) => Promise<string>;
   /** The rest of the mesh (node/mesh-link.ts); absent for a region on its own. */
   mesh?: RegionLink;
   /** How long a push to a `sync(k)` repository waits for k other regions (default 30 s). */
@@ -117,6 +123,7 @@ export class Registry {
   readonly #maxManifestBytes: number;
   readonly #applyTimeoutMs: number;
   readonly #undeleteWindowMs: number;
+  readonly #signEvent: RegistryOptions["signEvent"];
   readonly #mesh: RegionLink | undefined;
   readonly #syncTimeoutMs: number;
   readonly #manifestCache = new ByteLru(32 << 20);
@@ -133,6 +140,7 @@ export class Registry {
     this.#maxManifestBytes = options.maxManifestBytes;
     this.#applyTimeoutMs = options.applyTimeoutMs ?? 10_000;
     this.#undeleteWindowMs = options.undeleteWindowMs ?? 7 * 24 * 3600_000;
+    this.#signEvent = options.signEvent;
     this.#mesh = options.mesh;
     this.otherRegions = options.otherRegions ?? 0;
     this.#syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
@@ -589,6 +597,8 @@ export class Registry {
     epoch?: number,
   ): Promise<number> {
     const event = this.#envelope(body, actor, epoch);
+    if (this.#signEvent !== undefined && AUTHORITY_TYPES.has(event.type))
+      event.proof = await this.#signEvent(event);
     const { seq } = await this.#log.append(event, { expectLastSubjectSeq });
     await this.#applied({ seq, event });
     return seq;

@@ -43,8 +43,22 @@
  *   x!<robot>                      a robot account            {value: RobotRecord | null, w}
  *   j!<project>                    a project's visibility     {value: {public}, w}
  *   g!<project>!<user>             a membership               {value: {role} | null, w}
+ *   D!<user>                       the user's latest deletion {w}: memberships older than it are void
  *   e!<eventId>                    applied event (de-duplication)  seq
  *   o!<origin>                     highest origin-stream sequence applied from a replica
+ *
+ * A user's deletion removes their memberships (finding 11): it nulls every
+ * membership register older than it and stays as a barrier (D!), so a
+ * membership written before the deletion that arrives after it (another
+ * region's stream) is void too, and a user re-created under the same name
+ * starts with no roles. Deterministic: the outcome depends on the writes'
+ * order, not their arrival order.
+ *
+ * With an `authority` (authentication on), identity and policy events are
+ * checked when applied (protocol/event-authority.ts): an event without a
+ * valid proof by the mesh's key, or whose actor could not have made it, is
+ * recorded as applied (so the log moves on) but changes nothing, and
+ * `onRefused` hears of it.
  *
  * Events are applied strictly in log order, one batch per level write, with
  * the applied sequence stored in the same batch: a crash leaves the view at a
@@ -53,6 +67,7 @@
 import { Level } from "level";
 import type { RobotGrant, Role } from "../../protocol/access.js";
 import type { Digest } from "../../protocol/digest.js";
+import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../../protocol/event-authority.js";
 import {
   type ConflictSide,
   type RegistryEvent,
@@ -154,6 +169,7 @@ const END = "\xff";
 export class MetadataView {
   readonly #db: Level<string, string>;
   readonly #defaultRule: TagMergeRule;
+  readonly #authority: EventAuthority | undefined;
   #applied = 0;
   #chain: Promise<void> = Promise.resolve();
   readonly #waiters = new Set<{ seq: number; resolve: () => void }>();
@@ -161,10 +177,13 @@ export class MetadataView {
   #configs = new Map<string, StoredConfig>();
   /** Called with each applied event (the node's clock observes remote timestamps). */
   onApplied: ((event: RegistryEvent, seq: number) => void) | undefined;
+  /** Called with each identity or policy event refused by the authority check, and why. */
+  onRefused: ((event: RegistryEvent, seq: number, reason: string) => void) | undefined;
 
-  constructor(location: string, options: { tagRule?: TagMergeRule } = {}) {
+  constructor(location: string, options: { tagRule?: TagMergeRule; authority?: EventAuthority } = {}) {
     this.#db = new Level<string, string>(location);
     this.#defaultRule = options.tagRule ?? "lww";
+    this.#authority = options.authority;
   }
 
   async open(): Promise<void> {
@@ -230,6 +249,12 @@ export class MetadataView {
       if (contiguous && seq !== applied + 1) break;
       applied = seq;
       if ((await batch.get(`e!${event.id}`)) !== undefined) continue;
+      const refusal = await this.#refusal(batch, event);
+      if (refusal !== undefined) {
+        // Not recorded under its id: a forgery carrying a real event's id must not shadow it.
+        this.onRefused?.(event, seq, refusal);
+        continue;
+      }
       batch.put(`e!${event.id}`, String(seq));
       if (event.type === "repository.configured") configsChanged = true;
       await this.#applyEvent(batch, seq, event);
@@ -255,6 +280,28 @@ export class MetadataView {
         w.resolve();
       }
     }
+  }
+
+  /** Why an identity or policy event must not change the view (undefined: apply it). */
+  async #refusal(batch: Batch, e: RegistryEvent): Promise<string | undefined> {
+    if (this.#authority === undefined || !AUTHORITY_TYPES.has(e.type)) return undefined;
+    if (e.proof === undefined) return "no proof";
+    if (!(await this.#authority.verify(e))) return "invalid proof";
+    const facts: EventFacts = {};
+    const actor = await getJson<{ value: UserRecord | null }>(batch, `u!${e.actor}`);
+    if (actor?.value != null)
+      facts.actorUser = { systemAdmin: actor.value.systemAdmin, roles: await rolesIn(batch, e.actor) };
+    if (e.type === "user.set") {
+      const target = await getJson<{ value: UserRecord | null; w: Write }>(batch, `u!${e.name}`);
+      if (target?.value != null) facts.targetUser = { systemAdmin: target.value.systemAdmin };
+      if (target !== undefined) facts.targetWrittenBy = target.w.actor;
+    }
+    if (e.type === "robot.set" || e.type === "robot.deleted") {
+      const robot = await getJson<{ value: RobotRecord | null }>(batch, `x!${e.name}`);
+      if (robot?.value != null) facts.targetRobot = { grants: robot.value.grants };
+    }
+    const decision = authorizeEvent(e, facts);
+    return decision.allowed ? undefined : decision.reason;
   }
 
   async #applyEvent(batch: Batch, seq: number, e: RegistryEvent): Promise<void> {
@@ -354,6 +401,7 @@ export class MetadataView {
         await putRegister(batch, `u!${e.name}`, w, () =>
           e.type === "user.set" ? { passwordHash: e.passwordHash, systemAdmin: e.systemAdmin } : null,
         );
+        if (e.type === "user.deleted") await this.#deleteMemberships(batch, e.name, w);
         return;
       case "robot.set":
       case "robot.deleted":
@@ -366,11 +414,29 @@ export class MetadataView {
       case "project.set":
         await putRegister(batch, `j!${e.name}`, w, () => ({ public: e.public }));
         return;
-      case "member.set":
-        await putRegister(batch, `g!${e.project}!${e.user}`, w, () =>
-          e.role === null ? null : { role: e.role },
+      case "member.set": {
+        // A membership older than the user's deletion died with that user.
+        const deleted = await getJson<{ w: Write }>(batch, `D!${e.user}`);
+        const voided = deleted !== undefined && compareWrites(toTagWrite(w), toTagWrite(deleted.w)) < 0;
+        await putRegister(batch, `g!${e.project}!${e.user}`, voided ? deleted.w : w, () =>
+          e.role === null || voided ? null : { role: e.role },
         );
         return;
+      }
+    }
+  }
+
+  /** A user's deletion: a barrier for their memberships, and every older one removed. */
+  async #deleteMemberships(batch: Batch, user: string, w: Write): Promise<void> {
+    const key = `D!${user}`;
+    const current = await getJson<{ w: Write }>(batch, key);
+    if (current !== undefined && compareWrites(toTagWrite(current.w), toTagWrite(w)) >= 0) return;
+    batch.put(key, JSON.stringify({ w }));
+    for (const [suffix, raw] of await batch.entriesUnder("g!")) {
+      if (suffix.slice(suffix.lastIndexOf("!") + 1) !== user) continue;
+      const member = JSON.parse(raw) as { value: unknown; w: Write };
+      if (compareWrites(toTagWrite(member.w), toTagWrite(w)) < 0)
+        batch.put(`g!${suffix}`, JSON.stringify({ value: null, w }));
     }
   }
 
@@ -854,15 +920,7 @@ export class MetadataView {
 
   /** A user's roles, by project. */
   async rolesOf(user: string): Promise<Record<string, Role>> {
-    // Memberships are keyed by project first (listing a project's members is a prefix scan).
-    const out: Record<string, Role> = {};
-    for (const [suffix, raw] of await new Batch(this.#db).entriesUnder("g!")) {
-      const cut = suffix.lastIndexOf("!");
-      if (suffix.slice(cut + 1) !== user) continue;
-      const { value } = JSON.parse(raw) as { value: { role: Role } | null };
-      if (value !== null) out[suffix.slice(0, cut)] = value.role;
-    }
-    return out;
+    return rolesIn(new Batch(this.#db), user);
   }
 
   /** A project's members and their roles. */
@@ -994,6 +1052,27 @@ class Batch {
       ),
     );
   }
+}
+
+/** A user's roles, by project, as `source` holds them. */
+async function rolesIn(source: Batch, user: string): Promise<Record<string, Role>> {
+  // Memberships are keyed by project first (listing a project's members is a prefix scan).
+  const out: Record<string, Role> = {};
+  for (const [suffix, raw] of await source.entriesUnder("g!")) {
+    const cut = suffix.lastIndexOf("!");
+    if (suffix.slice(cut + 1) !== user) continue;
+    const { value } = JSON.parse(raw) as { value: { role: Role } | null };
+    if (value !== null) out[suffix.slice(0, cut)] = value.role;
+  }
+  return out;
+}
+
+/**
+ * The check of identity and policy events (protocol/event-authority.ts):
+ * whether an event's proof was made by the mesh's key (current or retired).
+ */
+export interface EventAuthority {
+  verify(event: RegistryEvent): Promise<boolean>;
 }
 
 /** Write `value()` under `key` as a last-writer-wins register, unless a later write is there. */

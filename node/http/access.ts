@@ -5,6 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
+import { SERVICE_ACTOR_PREFIX } from "../../protocol/event-authority.js";
 import { ROBOT_NAME } from "../../protocol/events.js";
 import {
   type Authenticator,
@@ -31,6 +32,16 @@ export interface AuditSink {
     status: number;
     detail?: string;
   }): void;
+}
+
+/**
+ * Who an admin event names as its actor: the identity's name, or
+ * `service:<name>` for a Meridian component (so the view can tell a service
+ * from a user of the same name: protocol/event-authority.ts).
+ */
+export function actorOf(identity: { name: string; kind: IdentityKind } | undefined): string {
+  if (identity === undefined) return "anonymous";
+  return identity.kind === "service" ? `${SERVICE_ACTOR_PREFIX}${identity.name}` : identity.name;
 }
 
 /** An audit entry for a password checked (basic auth on a request, or the token endpoint). */

@@ -64,8 +64,17 @@ import { parseRepository, parseTag } from "../../protocol/names.js";
 import { type Policy, parsePolicies, parsePolicy, policyToYaml } from "../../protocol/policy.js";
 import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from "../../protocol/tag-merge.js";
 import type { AuditLog } from "../audit.js";
+import { type LoginOutcome, meantForAdmin } from "../auth/authenticator.js";
+import { ADMIN_SCOPE } from "../auth/tokens.js";
 import type { Registry, UndeleteTarget } from "../data/registry.js";
-import { type AuditSink, authFailureHeaders, challenge, type HttpAuth } from "./access.js";
+import {
+  type AuditSink,
+  actorOf,
+  authFailureHeaders,
+  challenge,
+  type HttpAuth,
+  loginRecord,
+} from "./access.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
 import { identityRoutes, type RouteAccess } from "./identity-routes.js";
@@ -81,7 +90,7 @@ export interface AdminApiOptions {
 }
 
 /** Who an admin change is recorded as: the request's identity (`anonymous` without auth). */
-const actor = (req: FastifyRequest) => req.identity?.name ?? "anonymous";
+const actor = (req: FastifyRequest) => actorOf(req.identity);
 const POLICY_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const YAML_TYPES = /^(?:application|text)\/(?:x-)?yaml\b/i;
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
@@ -90,10 +99,16 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
   // A child context: its own body parsing and error handler, whatever the parent's.
   await app.register(
     async (admin) => {
-      if (options.auth !== undefined) gate(admin, options.auth);
+      if (options.auth !== undefined) gate(admin, options.auth, options.audit);
       if (options.audit !== undefined) audited(admin, options.audit);
       await adminRoutes(admin, options.registry);
-      await identityRoutes(admin, options.registry, (name) => options.auth?.authenticator.forget(name));
+      await identityRoutes(admin, options.registry, {
+        changed: (name) => options.auth?.authenticator.forget(name),
+        checkPassword: async (req, name, password) => {
+          if (options.auth === undefined) return;
+          await options.auth.authenticator.login(name, password, req.ip, loginAudit(req, options.audit));
+        },
+      });
       if (options.audit !== undefined) await auditRoutes(admin, options.audit, options.registry.region);
     },
     {
@@ -107,14 +122,26 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
  * token: the front door, a peer), except routes whose `access` config lets
  * more in (./identity-routes.ts; their handlers check the finer condition).
  * No credentials: 401 with the Bearer challenge; not enough: 403 DENIED.
+ * Only credentials meant for the admin API get in (finding 2): Basic, or a
+ * bearer token naming `registry:admin:*`; any other token (a pull token, a
+ * redirect's `_token`) is 401 with a challenge naming that scope. Every
+ * password checked here is audited as `login`/`login.failed` (finding 12).
  */
-function gate(admin: FastifyInstance, auth: HttpAuth): void {
+function gate(admin: FastifyInstance, auth: HttpAuth, audit: AuditSink | undefined): void {
   admin.addHook("onRequest", async (req, reply) => {
     try {
-      req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip);
+      req.identity = await auth.authenticator.identify(
+        req.headers.authorization,
+        req.ip,
+        loginAudit(req, audit),
+      );
     } catch (err) {
       authFailureHeaders(auth, req, reply, err);
       throw err;
+    }
+    if (!meantForAdmin(req.identity)) {
+      challenge(auth, req, reply, ADMIN_SCOPE, true);
+      throw new UnauthorizedError(`this token is not meant for the admin API (ask for ${ADMIN_SCOPE})`);
     }
     const s = req.identity.subject;
     if (s.kind === "user" && s.systemAdmin) return;
@@ -125,6 +152,13 @@ function gate(admin: FastifyInstance, auth: HttpAuth): void {
     const access = (req.routeOptions.config as { access?: RouteAccess } | undefined)?.access ?? "admin";
     if (access === "admin") throw new AccessDeniedError("a system admin is required");
   });
+}
+
+/** The audit callback of a password checked by the admin API (undefined without an audit log). */
+function loginAudit(req: FastifyRequest, audit: AuditSink | undefined) {
+  return audit === undefined
+    ? undefined
+    : (outcome: LoginOutcome) => audit.record(loginRecord(outcome, req.ip, "admin"));
 }
 
 /** Every admin change (anything but a read), with its outcome. */

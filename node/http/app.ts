@@ -191,7 +191,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   ): Promise<void> | undefined {
     // Fast lane (most requests): credentials and settings all cached, allowed: nothing to await.
     const known = auth.authenticator.identifyCached(authorizationOf(req));
-    if (known !== undefined) {
+    if (known !== undefined && known.claims?.only === undefined) {
       if (rawRepo === undefined && known.kind !== "anonymous") {
         req.identity = known;
         return undefined;
@@ -222,6 +222,13 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       authFailureHeaders(auth, req, reply, err);
       throw err;
     }
+    // A redirect's `_token` reads the one path it was made for, nothing else.
+    const only = req.identity.claims?.only;
+    if (
+      only !== undefined &&
+      (only !== (req.raw.url ?? "").split("?", 1)[0] || (req.method !== "GET" && req.method !== "HEAD"))
+    )
+      throw new AccessDeniedError("this token is good only for the one read it was issued for");
     const anonymous = req.identity.kind === "anonymous";
     if (rawRepo === undefined) {
       if (!anonymous) return;
@@ -253,7 +260,9 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
    */
   async function presigned(req: FastifyRequest, repo: string, miss: { redirect: string; region: string }) {
     if (options.auth === undefined) return miss;
-    const { token } = await options.auth.authenticator.issue(req.identity, [`repository:${repo}:pull`]);
+    const { token } = await options.auth.authenticator.issue(req.identity, [`repository:${repo}:pull`], {
+      only: new URL(miss.redirect).pathname,
+    });
     return { ...miss, redirect: `${miss.redirect}?${TOKEN_PARAM}=${encodeURIComponent(token)}` };
   }
 

@@ -5,7 +5,7 @@
  *
  *   GET    /whoami                               {name, kind, systemAdmin, roles}        anyone authenticated
  *   GET    /users                                {users: [{name, systemAdmin, roles}]}
- *   PUT    /users/:name        {password?, systemAdmin?}  → {name, systemAdmin, seq}      a user may change their own password
+ *   PUT    /users/:name        {password?, oldPassword?, systemAdmin?}  → {name, systemAdmin, seq}  a user may change their own password
  *   DELETE /users/:name                          {name, seq}                              never the last system admin
  *   GET    /robots                               {robots: [{name, expiresAt, expired, grants}]}
  *   POST   /robots             {name, grants, expiresAt? | expiresInDays?} → {name, secret, expiresAt, grants, seq}
@@ -20,14 +20,27 @@
  * a robot of an existing name rotates its secret. Robots are named
  * `robot$<name>` (the prefix is added when missing); project admins may
  * create robots whose grants stay inside projects they administer.
+ *
+ * Changing a password needs the old one (`oldPassword`), checked like a
+ * login (limited and audited), unless a system admin changes another user's:
+ * a stolen session alone cannot take an account over (finding 2). Every
+ * "create or replace" needs the rights to delete what it replaces (finding
+ * 8): a robot's replacement needs the rights to delete the robot it
+ * replaces; users, projects and policies are replaced only by system admins,
+ * memberships only within a project its admin administers. The names
+ * Meridian records as actors (`system`, `config`, `anonymous`) are not user
+ * names. The view re-checks every change when it applies it
+ * (protocol/event-authority.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ACTIONS, type Action, decide, ROLES, type RobotGrant, type Role } from "../../protocol/access.js";
-import { AccessDeniedError, UnsupportedError } from "../../protocol/errors.js";
+import { AccessDeniedError, UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
+import { RESERVED_ACTORS } from "../../protocol/event-authority.js";
 import { type EventBody, PROJECT_NAME, ROBOT_NAME, USER_NAME } from "../../protocol/events.js";
 import { hashPassword } from "../auth/passwords.js";
 import type { Registry } from "../data/registry.js";
+import { actorOf } from "./access.js";
 
 /** Who may call a route beyond system admins (read by the admin gate). */
 export type RouteAccess = "admin" | "self" | "projectAdmin" | "authenticated";
@@ -38,15 +51,22 @@ const MIN_PASSWORD = 8;
 const MAX_PASSWORD = 256;
 const DAY_MS = 86_400_000;
 
+export interface IdentityRouteOptions {
+  /** Told the user, robot or project each change names (the authenticator drops its cached copy). */
+  changed?: (name: string) => void;
+  /** Check a user's current password like a login (throws when wrong); absent without auth. */
+  checkPassword?: (req: FastifyRequest, name: string, password: string) => Promise<void>;
+}
+
 export async function identityRoutes(
   admin: FastifyInstance,
   reg: Registry,
-  /** Told the user, robot or project each change names (the authenticator drops its cached copy). */
-  changed: (name: string) => void = () => undefined,
+  options: IdentityRouteOptions = {},
 ): Promise<void> {
   const view = reg.view;
+  const changed = options.changed ?? (() => undefined);
   const commit = async (req: FastifyRequest, body: EventBody) => {
-    const seq = await reg.commitAdmin(body, req.identity.name);
+    const seq = await reg.commitAdmin(body, actorOf(req.identity));
     const named = body as { name?: string; user?: string; project?: string };
     for (const name of [named.name, named.user, named.project]) if (name !== undefined) changed(name);
     return seq;
@@ -86,6 +106,10 @@ export async function identityRoutes(
       const name = req.params.name;
       if (!USER_NAME.test(name))
         throw new UnsupportedError(`user name "${name}": lower-case letters, digits and ._- (at most 63)`);
+      if (RESERVED_ACTORS.includes(name))
+        throw new UnsupportedError(
+          `user name "${name}" is reserved (Meridian records its own changes under it)`,
+        );
       const body = object(req.body);
       const existing = await view.user(name);
       if (!isSystemAdmin(req)) {
@@ -106,6 +130,20 @@ export async function identityRoutes(
           body.password.length > MAX_PASSWORD)
       )
         throw new UnsupportedError(`password: ${MIN_PASSWORD} to ${MAX_PASSWORD} characters`);
+      // A password change needs the old password, except a system admin changing someone else's.
+      const own = req.identity.kind === "user" && req.identity.name === name;
+      if (body.password !== undefined && existing !== undefined && (own || !isSystemAdmin(req))) {
+        if (typeof body.oldPassword !== "string" || body.oldPassword === "")
+          throw new AccessDeniedError("oldPassword: the current password is required to change it");
+        if (options.checkPassword !== undefined) {
+          try {
+            await options.checkPassword(req, name, body.oldPassword);
+          } catch (err) {
+            if (err instanceof UnauthorizedError) throw new AccessDeniedError("oldPassword: wrong password");
+            throw err;
+          }
+        }
+      }
       const systemAdmin = (body.systemAdmin as boolean | undefined) ?? existing?.systemAdmin ?? false;
       if (existing?.systemAdmin === true && !systemAdmin) await refuseLastAdmin(name);
       const passwordHash =
@@ -155,6 +193,14 @@ export async function identityRoutes(
     const grants = parseGrants(body.grants);
     if (!isSystemAdmin(req) && !grants.every((g) => mayManage(req, g.project)))
       throw new AccessDeniedError("a project admin may only grant within projects they administer");
+    // Creating over an existing robot replaces it: that needs the rights to delete it.
+    const replaced = await view.robot(name);
+    if (
+      replaced !== undefined &&
+      !isSystemAdmin(req) &&
+      !replaced.grants.every((g) => mayManage(req, g.project))
+    )
+      throw new AccessDeniedError(`only a system admin may replace ${name}`);
     const expiresAt = expiry(body);
     const secret = randomBytes(32).toString("base64url");
     const secretHash = await hashPassword(secret, ROBOT_COST);

@@ -10,7 +10,10 @@
  * asked scopes cut down to what the identity may do (node/auth/authenticator.ts).
  * Bad credentials are 401 (a client's login fails), too many failed logins
  * 429 with Retry-After, another `service` or a malformed scope 400. Every
- * password checked is audited as `login` or `login.failed`. Refresh tokens
+ * password checked is audited as `login` or `login.failed`. A bearer token
+ * is refused (401): a token is never exchanged for another. The scope
+ * `registry:admin:*` (a token for the admin API) is granted only here, only
+ * when asked for, and only for a password or a robot's secret. Refresh tokens
  * are not issued: clients log in again with their credentials (a robot's
  * secret is its long-lived credential).
  */
@@ -58,7 +61,10 @@ export async function tokenRoutes(
       req.ociRoute = "token";
       const q = req.query as Record<string, string | string[] | undefined>;
       const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-      const identity = await auth.identify(req.headers.authorization, req.ip, audited(req, "token"));
+      // Credentials only: a bearer token never buys a token (finding 2).
+      const identity = await auth.identify(req.headers.authorization, req.ip, audited(req, "token"), {
+        bearer: false,
+      });
       req.identity = identity;
       return answer(reply, identity, list(q.service)[0], list(q.scope));
     });

@@ -19,6 +19,7 @@ import { sleep } from "../../testing/faults.js";
 import { cleanupStack, startTestNats, startTestNode, tempDir } from "../../testing/harness.js";
 import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 import { writeImageLayout } from "../../testing/oci-layout.js";
+import { credentialFingerprint } from "../auth/authenticator.js";
 import { TokenKeys } from "../auth/tokens.js";
 import type { RunningNode } from "../server.js";
 
@@ -282,6 +283,7 @@ describe("tokens", () => {
       kind: "user" as const,
       access,
       ttlSeconds: 60,
+      cred: credentialFingerprint((await node.registry.view.user("dev"))!.passwordHash),
     };
     const good = (await keys.issue(base)).token;
     const expired = (await keys.issue({ ...base, now: Date.now() - 3_600_000 })).token;
@@ -479,7 +481,9 @@ describe("identity administration", () => {
   test("users change their own password, not their rights; the last admin stays", async () => {
     await ok(await adminCall("PUT", "/users/selfie", { password: PASSWORD }));
     const selfie = as("selfie");
-    await ok(await adminCall("PUT", "/users/selfie", { password: "a brand new password" }, selfie));
+    const change = { password: "a brand new password" };
+    assert.equal((await adminCall("PUT", "/users/selfie", change, selfie)).status, 403, "needs oldPassword");
+    await ok(await adminCall("PUT", "/users/selfie", { ...change, oldPassword: PASSWORD }, selfie));
     assert.equal((await as("selfie").fetch("/v2/")).status, 401, "the old password no longer works");
     assert.equal((await as("selfie", "a brand new password").fetch("/v2/")).status, 200);
     const escalate = await adminCall(
