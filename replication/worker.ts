@@ -799,10 +799,33 @@ export class ReplicationWorker {
     }
     if (m.redelivered && (await this.#recordedFailed(event.id)))
       return { kind: "failed", event: outgoing, reason: "recorded as failed before", attempts: 0 };
+    const deadlineMs = this.#o.eventDeadlineMs ?? DEFAULT_EVENT_DEADLINE_MS;
+    // Aborted by the deadline or the worker's stop; its timer and listener go with the event.
+    const expiry = new AbortController();
+    const deadline = expiry.signal;
+    const timer = setTimeout(() => expiry.abort(new Error("event deadline passed")), deadlineMs);
+    const onStop = () => expiry.abort(this.#abort.signal.reason);
+    this.#abort.signal.addEventListener("abort", onStop, { once: true });
+    try {
+      return await this.#copyContent(source, m, log, event, outgoing, deadline, deadlineMs);
+    } finally {
+      clearTimeout(timer);
+      this.#abort.signal.removeEventListener("abort", onStop);
+    }
+  }
+
+  /** Copy an event's content, retrying with backoff until it is there, `deadline` aborts, or it cannot be. */
+  async #copyContent(
+    source: string,
+    m: JsMsg,
+    log: Logger,
+    event: RegistryEvent,
+    outgoing: RegistryEvent,
+    deadline: AbortSignal,
+    deadlineMs: number,
+  ): Promise<Prepared> {
     const min = this.#o.retryMinMs ?? 250;
     const max = this.#o.retryMaxMs ?? 5_000;
-    const deadlineMs = this.#o.eventDeadlineMs ?? DEFAULT_EVENT_DEADLINE_MS;
-    const deadline = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(deadlineMs)]);
     let last = "";
     for (let attempt = 0; ; attempt++) {
       try {
