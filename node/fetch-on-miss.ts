@@ -197,7 +197,8 @@ export class FetchOnMiss {
    * from the store at the byte it reached (so memory per client stays
    * bounded and never holds a whole blob). A client that goes away releases
    * its buffer and any store read at once; one that stalls holds only its
-   * buffer, until it reads again or the server's idle timeout closes it.
+   * buffer (about 2 × CLIENT_BUFFER), until it reads again or goes away, or
+   * the HTTP server's socket timeouts close it.
    */
   #start(
     repo: string,

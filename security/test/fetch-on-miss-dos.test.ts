@@ -95,3 +95,19 @@ test("a client that stops reading a fetched blob does not hold back the others a
   assert.equal(received, SIZE);
   assert.equal(`sha256:${hash.digest("hex")}`, digest);
 });
+
+test("a client that goes away mid-blob releases it; the fetch completes for the others", async () => {
+  const a = new OciClient(registry("a"), admin);
+  const bytes = randomBytes(16 << 20);
+  const { digest } = await a.pushBlob("dos/gone", bytes);
+  const url = `${registry("b")}/v2/dos/gone/blobs/${digest}`;
+  const leaving = await open(url);
+  assert.equal(leaving.statusCode, 200);
+  await new Promise<void>((resolve) => leaving.once("data", () => resolve()));
+  leaving.destroy();
+  const other = await fetch(url, { headers: { authorization: admin }, signal: AbortSignal.timeout(60_000) });
+  assert.equal(other.status, 200);
+  assert.equal(sha256(Buffer.from(await other.arrayBuffer())), digest);
+  const store = new FsBlobStore(join(mesh.regions.get("b")!.dir, "store"));
+  await eventually(async () => (await store.stat(digest as Digest)) === bytes.byteLength, 10_000, 100);
+});
