@@ -6,7 +6,9 @@
  * recorded under `<stateDir>/partials/<algorithm>-<encoded>` so that a worker
  * killed mid-copy resumes from the bytes already on disk instead of from zero.
  * Copies of one digest share one flight per process, so a blob referenced by
- * many manifests or repositories crosses the link once.
+ * many manifests or repositories crosses the link once. A manifest's closure
+ * is walked once per digest and within `ClosureLimits` (issue 10: indexes
+ * sharing children made a walk by paths exponential).
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
