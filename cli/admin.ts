@@ -636,6 +636,24 @@ async function replicationStatus(ctx: Context): Promise<number> {
       }
     }),
   );
+  // Events a region's worker gave up on (replication/worker.ts REPLICATION_FAILED), last one per region.
+  const gaveUp = new Map<string, { at: string; message: string }>();
+  try {
+    const { alerts } = await ctx.api().get<{
+      alerts: Array<{
+        kind: string;
+        repo?: string;
+        message: string;
+        at: string;
+        detail?: Record<string, unknown>;
+      }>;
+    }>("/alerts");
+    for (const a of alerts)
+      if (a.kind === "replication-failed" && a.repo === repo && a.detail?.digest === digest)
+        gaveUp.set(String(a.detail.destination), { at: a.at, message: String(a.detail.reason ?? a.message) });
+  } catch {
+    // without alerts, the workers' own reports below still say what is failing
+  }
   const holders = mesh.regions
     .filter((_, i) => (artifacts[i] as Artifact).present === true)
     .map((r) => r.name);
@@ -656,6 +674,11 @@ async function replicationStatus(ctx: Context): Promise<number> {
     }
     if (a.deleted !== undefined) {
       states.push({ region: r.name, state: "deleted", detail: `deleted ${a.deleted.at}` });
+      continue;
+    }
+    const given = gaveUp.get(r.name);
+    if (given !== undefined) {
+      states.push({ region: r.name, state: "failed", detail: `${given.message} (gave up ${given.at})` });
       continue;
     }
     const failure = await workerFailure(r, `${repo}@${digest}`);

@@ -8,11 +8,15 @@
  * Two modes (node/config.ts `fetchOnMiss`):
  * - `redirect`: answer 307 to that region's registry URL; the client fetches
  *   from there. Nothing passes through this region.
- * - `proxy`: relay the content. A blob streams to the first client as it
- *   arrives, and is written into this region's content store at the same
- *   time (verified against its digest); concurrent requests for the same
- *   digest wait for that one fetch and are then served from the store, so
- *   one digest crosses the link once however many clients ask.
+ * - `proxy`: relay the content. A blob is written into this region's
+ *   content store as it arrives (verified against its digest), paced by the
+ *   store alone, and streams to the first client at the same time while
+ *   that client keeps up; concurrent requests for the same digest wait for
+ *   that one fetch and are then served from the store, so one digest crosses
+ *   the link once however many clients ask. No client's backpressure reaches
+ *   the fetch: a first client that falls a buffer (CLIENT_BUFFER) behind is
+ *   served the rest from the store once it is committed, so a client that
+ *   stops reading slows only itself, and memory per client stays bounded.
  *
  * What is kept: fetched blob bytes always stay in the region's
  * content-addressed store, where they are invisible (nothing links them into
@@ -34,6 +38,7 @@
  * for referring to content this region lacks. Pulling clients GET.
  */
 import { PassThrough, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { algorithmOf, type Digest, digestOf } from "../protocol/digest.js";
@@ -182,9 +187,18 @@ export class FetchOnMiss {
   }
 
   /**
-   * Start the one fetch of `digest`: the returned stream (with `withClient`)
-   * is the bytes for the first client; the store gets them too. A client that goes away does
-   * not stop the store's copy (the others are waiting for it).
+   * Start the one fetch of `digest` into the store, paced by the store alone:
+   * no client's backpressure ever reaches it, so a client that stops reading
+   * delays nobody else (every other request waits for the store's copy, not
+   * for that client). With `withClient`, the returned stream is the first
+   * client's: it gets the bytes live while it keeps up, with at most
+   * CLIENT_BUFFER bytes queued for it; once it falls that far behind it is
+   * cut off the live feed and, when the store's copy is committed, continues
+   * from the store at the byte it reached (so memory per client stays
+   * bounded and never holds a whole blob). A client that goes away releases
+   * its buffer and any store read at once; one that stalls holds only its
+   * buffer (about 2 × CLIENT_BUFFER), until it reads again or goes away, or
+   * the HTTP server's socket timeouts close it.
    */
   #start(
     repo: string,
@@ -195,39 +209,20 @@ export class FetchOnMiss {
   ): Readable | undefined {
     const source = this.#link.fetchFromMesh(repo, digest);
     const toStore = new PassThrough({ highWaterMark: 4 << 20 });
-    const toClient = new PassThrough({ highWaterMark: 4 << 20 });
-    let clientGone = !withClient;
-    // Errors reach the store's write and the client's response through their
-    // pipes (kept on the streams); one raised before a pipe is attached, or on
-    // a client stream nobody reads, must not go unhandled.
+    // Errors reach the store's write through its pipe; one raised before it is attached must not go unhandled.
     toStore.on("error", () => undefined);
-    toClient.on("error", () => undefined);
-    const dropClient = () => {
-      clientGone = true;
-      if (source.isPaused()) source.resume();
-    };
-    toClient.once("close", dropClient);
-    signal?.addEventListener("abort", () => toClient.destroy(), { once: true });
+    const client = withClient ? new ClientFeed(size, signal) : undefined;
     source.on("data", (chunk: Buffer) => {
       this.#bytes.inc(chunk.byteLength);
-      const storeFull = !toStore.write(chunk);
-      const clientFull = !clientGone && !toClient.write(chunk);
-      if (storeFull || clientFull) source.pause();
+      client?.live(chunk);
+      if (!toStore.write(chunk)) source.pause();
     });
-    const resumeIfDrained = () => {
-      if (toStore.writableNeedDrain || (!clientGone && toClient.writableNeedDrain)) return;
-      source.resume();
-    };
-    toStore.on("drain", resumeIfDrained);
-    toClient.on("drain", resumeIfDrained);
+    toStore.on("drain", () => source.resume());
     source.once("end", () => {
       toStore.end();
-      if (!clientGone) toClient.end();
+      client?.liveEnded();
     });
-    source.once("error", (err) => {
-      toStore.destroy(err);
-      toClient.destroy(err);
-    });
+    source.once("error", (err) => toStore.destroy(err));
     const done = this.#store
       .write(toStore, digest, size)
       .then(() => undefined)
@@ -236,11 +231,16 @@ export class FetchOnMiss {
         if (err instanceof DigestMismatchError)
           this.#logger.error({ repo, digest }, "fetched blob does not match its digest");
         else this.#logger.warn({ err, repo, digest }, "fetch on miss failed");
-        toClient.destroy(err);
+        client?.fail(err);
+        throw err;
       })
       .finally(() => this.#blobs.delete(digest));
-    this.#blobs.set(digest, done);
-    return withClient ? toClient : undefined;
+    const shared = done.catch(() => undefined);
+    this.#blobs.set(digest, shared);
+    if (client === undefined) return undefined;
+    // A client cut off the live feed continues from the store once the copy is committed.
+    void shared.then(() => client.fromStore((range) => this.#store.read(digest, range)));
+    return client.stream;
   }
 
   async #locate(repo: string, reference: string, manifest: boolean) {
@@ -250,6 +250,75 @@ export class FetchOnMiss {
       if (!(err instanceof ManifestNotFoundError || err instanceof BlobNotFoundError))
         this.#logger.warn({ err, repo, reference }, "fetch on miss: the peer could not be asked");
       return undefined;
+    }
+  }
+}
+
+/**
+ * Bytes at most queued for the first client of a fetch (in its stream's
+ * buffers: about twice this with both sides of the PassThrough) before it is
+ * cut off the live feed and left to continue from the store.
+ */
+export const CLIENT_BUFFER = 8 << 20;
+
+/**
+ * The first client's stream of a fetch: the live bytes while it keeps up,
+ * then (if it fell behind) the rest from the store. Never pushes back on the
+ * fetch.
+ */
+class ClientFeed {
+  readonly stream = new PassThrough({ highWaterMark: CLIENT_BUFFER });
+  /** Bytes handed to the stream so far (where a continuation from the store starts). */
+  #sent = 0;
+  #following = true;
+  #gone = false;
+
+  constructor(
+    private readonly size: number,
+    signal?: AbortSignal,
+  ) {
+    // An error on a stream nobody reads must not go unhandled.
+    this.stream.on("error", () => undefined);
+    this.stream.once("close", () => {
+      this.#gone = true;
+    });
+    signal?.addEventListener("abort", () => this.stream.destroy(), { once: true });
+  }
+
+  /** A chunk as it arrives: queued for the client, unless it is gone or too far behind. */
+  live(chunk: Buffer): void {
+    if (this.#gone || !this.#following) return;
+    if (this.stream.writableNeedDrain) {
+      this.#following = false; // behind by a whole buffer: the rest comes from the store
+      return;
+    }
+    this.stream.write(chunk);
+    this.#sent += chunk.byteLength;
+  }
+
+  /** The fetch's bytes all arrived: a client that kept up has them all. */
+  liveEnded(): void {
+    if (this.#following && !this.#gone) this.stream.end();
+  }
+
+  /** The store's copy failed: the client's response fails too. */
+  fail(err: unknown): void {
+    this.#following = false;
+    this.stream.destroy(err instanceof Error ? err : new Error(String(err)));
+  }
+
+  /** The store's copy is committed: a client cut off the live feed gets the rest from there. */
+  async fromStore(read: (range: { start: number; end: number }) => Promise<Readable>): Promise<void> {
+    if (this.#following || this.#gone || this.stream.destroyed) return;
+    if (this.#sent >= this.size) {
+      this.stream.end();
+      return;
+    }
+    try {
+      const rest = await read({ start: this.#sent, end: this.size - 1 });
+      await pipeline(rest, this.stream);
+    } catch (err) {
+      this.stream.destroy(err instanceof Error ? err : new Error(String(err)));
     }
   }
 }

@@ -6,7 +6,9 @@
  * recorded under `<stateDir>/partials/<algorithm>-<encoded>` so that a worker
  * killed mid-copy resumes from the bytes already on disk instead of from zero.
  * Copies of one digest share one flight per process, so a blob referenced by
- * many manifests or repositories crosses the link once.
+ * many manifests or repositories crosses the link once. A manifest's closure
+ * is walked once per digest and within `ClosureLimits` (issue 10: indexes
+ * sharing children made a walk by paths exponential).
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -26,56 +28,159 @@ import { isIndexType } from "../protocol/media-types.js";
 /** Upload sessions of copies belong to no repository a client can name. */
 const COPY_REPO = "_replication";
 
+/** What a copy needs of a region's peer (a PeerClient). */
+export type CopySource = Pick<PeerClient, "region" | "hasBlobs" | "fetchBlob">;
+
+/**
+ * Bounds on one manifest's closure, so that one push cannot hold a copy (and
+ * the stream waiting on it) for long: `maxItems` distinct digests (the
+ * manifest, its blobs, every child manifest and their blobs, each counted
+ * once however many paths lead to it) and `maxDepth` levels of index nesting
+ * below the manifest (an image manifest is 0 deep; a multi-platform index is
+ * 1; an index of such indexes 2).
+ */
+export interface ClosureLimits {
+  maxItems: number;
+  maxDepth: number;
+}
+
+/**
+ * Generous for real images: a multi-platform index with attestations has a
+ * few hundred digests, and indexes rarely nest more than two deep.
+ */
+export const DEFAULT_CLOSURE_LIMITS: Readonly<ClosureLimits> = Object.freeze({
+  maxItems: 10_000,
+  maxDepth: 16,
+});
+
+/**
+ * A manifest's closure is over the limits: the same however often it is
+ * tried, so the worker records the event as failed at once (never retried).
+ */
+export class ClosureLimitError extends MeridianError {
+  override readonly code = "CLOSURE_LIMIT";
+}
+
 export interface CopierOptions {
   store: BlobStore;
   stateDir: string;
   logger: Logger;
   /** Called with every byte count received (metrics). */
   onBytes?: (src: string, bytes: number) => void;
+  /** Bounds of a manifest's closure (default DEFAULT_CLOSURE_LIMITS). */
+  limits?: Partial<ClosureLimits>;
+}
+
+/** One copy of a digest, shared by every caller asking for it meanwhile. */
+interface Flight {
+  done: Promise<void>;
+  abort: AbortController;
+  /** Callers still waiting; the copy is cancelled when the last one gives up. */
+  waiting: number;
 }
 
 export class Copier {
-  readonly #flights = new Map<string, Promise<void>>();
-  constructor(private readonly options: CopierOptions) {}
+  readonly #flights = new Map<string, Flight>();
+  readonly limits: Readonly<ClosureLimits>;
+  constructor(private readonly options: CopierOptions) {
+    this.limits = Object.freeze({ ...DEFAULT_CLOSURE_LIMITS, ...options.limits });
+  }
 
   /**
    * Make `digest` present locally, fetching it from the first of `peers` that
-   * has it. Resolves when the verified bytes are committed.
+   * has it. Resolves when the verified bytes are committed; rejects with the
+   * abort reason when `signal` aborts. Callers share one copy per digest; it
+   * goes on while any of them waits, and stops (its bytes kept for a resume)
+   * when every one of them has aborted.
    */
-  ensureBlob(digest: Digest, peers: PeerClient[], signal: AbortSignal): Promise<void> {
+  async ensureBlob(digest: Digest, peers: CopySource[], signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     let flight = this.#flights.get(digest);
     if (flight === undefined) {
-      flight = this.#ensureBlob(digest, peers, signal).finally(() => this.#flights.delete(digest));
-      this.#flights.set(digest, flight);
+      const abort = new AbortController();
+      const started: Flight = { abort, waiting: 0, done: Promise.resolve() };
+      started.done = this.#ensureBlob(digest, peers, abort.signal).finally(() => {
+        if (this.#flights.get(digest) === started) this.#flights.delete(digest);
+      });
+      // Nobody may be waiting when it fails (every caller gave up): not an unhandled rejection.
+      started.done.catch(() => undefined);
+      this.#flights.set(digest, started);
+      flight = started;
     }
-    return flight;
+    const f = flight;
+    f.waiting++;
+    let onAbort: (() => void) | undefined;
+    try {
+      await Promise.race([
+        f.done,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(signal.reason);
+          signal.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      if (onAbort !== undefined) signal.removeEventListener("abort", onAbort);
+      f.waiting--;
+      if (f.waiting === 0 && signal.aborted) {
+        f.abort.abort(signal.reason);
+        if (this.#flights.get(digest) === f) this.#flights.delete(digest);
+      }
+    }
   }
 
   /**
    * Make a manifest and its whole closure present locally: its bytes, its
-   * blobs, and for an index every child manifest with its blobs. With
-   * `children: false`, an index's children are left to the caller (a policy
-   * may select only some platforms).
+   * blobs, and for an index every child manifest with its blobs. Each digest
+   * is visited once (indexes may share children: a walk by paths would be
+   * exponential), breadth first, so a digest is counted at its shallowest
+   * depth. Rejects with ClosureLimitError as soon as the closure is seen to
+   * exceed `limits` (default: the copier's). With `children: false`, an
+   * index's children are left to the caller (a policy may select only some
+   * platforms).
    */
   async ensureManifest(
     digest: Digest,
-    peers: PeerClient[],
+    peers: CopySource[],
     signal: AbortSignal,
-    options: { children?: boolean } = {},
+    options: { children?: boolean; limits?: Partial<ClosureLimits> } = {},
   ): Promise<void> {
-    // Manifest bytes live in the blob store under their digest, written before
-    // their event: fetch them like a blob, not through the source peer's view
-    // (which may not have applied the event yet).
-    await this.ensureBlob(digest, peers, signal);
-    const bytes = await this.options.store.readAll(digest);
-    const parsed = parseManifest(bytes, undefined);
-    for (const blob of parsed.blobs) await this.ensureBlob(blob, peers, signal);
-    if (isIndexType(parsed.mediaType) && options.children !== false) {
-      for (const child of parsed.manifests) await this.ensureManifest(child, peers, signal);
+    const { maxItems, maxDepth } = { ...this.limits, ...options.limits };
+    const seen = new Set<Digest>([digest]);
+    const tooMany = () =>
+      new ClosureLimitError(`closure of ${digest} has more than ${maxItems} manifests and blobs`, {
+        detail: { digest, maxItems },
+      });
+    const queue: Array<{ digest: Digest; depth: number }> = [{ digest, depth: 0 }];
+    // An index, not a shifting array: shift() on a long queue is quadratic.
+    for (let next = 0; next < queue.length; next++) {
+      signal.throwIfAborted();
+      const { digest: current, depth } = queue[next]!;
+      // Manifest bytes live in the blob store under their digest, written before
+      // their event: fetch them like a blob, not through the source peer's view
+      // (which may not have applied the event yet).
+      await this.ensureBlob(current, peers, signal);
+      const parsed = parseManifest(await this.options.store.readAll(current, signal), undefined);
+      for (const blob of parsed.blobs) {
+        if (seen.has(blob)) continue;
+        seen.add(blob);
+        if (seen.size > maxItems) throw tooMany();
+        await this.ensureBlob(blob, peers, signal);
+      }
+      if (!isIndexType(parsed.mediaType) || options.children === false) continue;
+      for (const child of parsed.manifests) {
+        if (seen.has(child)) continue;
+        if (depth + 1 > maxDepth)
+          throw new ClosureLimitError(`closure of ${digest} nests indexes more than ${maxDepth} deep`, {
+            detail: { digest, maxDepth },
+          });
+        seen.add(child);
+        if (seen.size > maxItems) throw tooMany();
+        queue.push({ digest: child, depth: depth + 1 });
+      }
     }
   }
 
-  async #ensureBlob(digest: Digest, peers: PeerClient[], signal: AbortSignal): Promise<void> {
+  async #ensureBlob(digest: Digest, peers: CopySource[], signal: AbortSignal): Promise<void> {
     const { store } = this.options;
     if ((await store.stat(digest)) !== undefined) return;
     let last: unknown;
@@ -99,7 +204,7 @@ export class Copier {
       : new PeerUnavailableError(`no peer has blob ${digest}`, { cause: last });
   }
 
-  async #copyFrom(peer: PeerClient, digest: Digest, signal: AbortSignal): Promise<void> {
+  async #copyFrom(peer: CopySource, digest: Digest, signal: AbortSignal): Promise<void> {
     const { store } = this.options;
     const dir = join(this.options.stateDir, "partials");
     const marker = join(dir, `${algorithmOf(digest)}-${encodedOf(digest)}`);

@@ -15,7 +15,12 @@
  * them), MERIDIAN_DELETE_BREAKER_MIN_TAGS (default 4: smaller repositories are
  * never held), MERIDIAN_DELETE_BREAKER_WINDOW_MS (default 600000),
  * MERIDIAN_ANTI_ENTROPY_INTERVAL_MS (default 600000; 0 = only at start, on
- * schedules and on demand).
+ * schedules and on demand), MERIDIAN_REPLICATION_MAX_CLOSURE (default 10000:
+ * the most distinct manifests and blobs one manifest's closure may have),
+ * MERIDIAN_REPLICATION_MAX_DEPTH (default 16: the deepest index nesting
+ * below a replicated manifest), MERIDIAN_REPLICATION_EVENT_DEADLINE_MS
+ * (default 900000: how long one event's copying may take before it is
+ * recorded as failed and the stream moves on). See worker.ts and copy.ts.
  * NATS credentials and TLS (node/data/nats-connect.ts; default none,
  * anonymous): MERIDIAN_NATS_SEED_FILE, MERIDIAN_NATS_CREDS_FILE,
  * MERIDIAN_NATS_USER + MERIDIAN_NATS_PASSWORD_FILE,
@@ -44,7 +49,8 @@ import { MetadataView } from "../node/data/view.js";
 import { parseRegion } from "../protocol/events.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
-import { ReplicationWorker } from "./worker.js";
+import { type ClosureLimits, DEFAULT_CLOSURE_LIMITS } from "./copy.js";
+import { DEFAULT_EVENT_DEADLINE_MS, ReplicationWorker } from "./worker.js";
 
 export interface WorkerConfig {
   region: string;
@@ -63,6 +69,10 @@ export interface WorkerConfig {
   viewDir: string;
   breaker: { maxShare: number; minTags: number; windowMs: number };
   antiEntropyIntervalMs: number;
+  /** Bounds of one manifest's closure (replication/copy.ts). */
+  closure: ClosureLimits;
+  /** How long one event's copying may take before it is recorded as failed. */
+  eventDeadlineMs: number;
 }
 
 export class WorkerConfigError extends Error {}
@@ -124,6 +134,25 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
     (n) => Number.isInteger(n) && n >= 0,
     "ms ≥ 0",
   );
+  const positive = (n: number) => Number.isSafeInteger(n) && n >= 1;
+  const maxItems = number(
+    "MERIDIAN_REPLICATION_MAX_CLOSURE",
+    DEFAULT_CLOSURE_LIMITS.maxItems,
+    positive,
+    "an integer ≥ 1",
+  );
+  const maxDepth = number(
+    "MERIDIAN_REPLICATION_MAX_DEPTH",
+    DEFAULT_CLOSURE_LIMITS.maxDepth,
+    (n) => Number.isSafeInteger(n) && n >= 0,
+    "an integer ≥ 0",
+  );
+  const eventDeadlineMs = number(
+    "MERIDIAN_REPLICATION_EVENT_DEADLINE_MS",
+    DEFAULT_EVENT_DEADLINE_MS,
+    positive,
+    "ms > 0",
+  );
   const peerAddresses = json("MERIDIAN_PEER_ADDRESSES");
   const sourceNats = json("MERIDIAN_SOURCE_NATS");
   const nats = checkNatsClient(natsClientFromEnv(env), problems, "MERIDIAN_NATS_*");
@@ -144,6 +173,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
     viewDir: resolve(env.MERIDIAN_WORKER_VIEW_DIR ?? join(dataDir, "replication", "view")),
     breaker: { maxShare, minTags, windowMs },
     antiEntropyIntervalMs,
+    closure: { maxItems, maxDepth },
+    eventDeadlineMs,
   });
 }
 
@@ -205,6 +236,8 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     breaker: { maxShare: config.breaker.maxShare, minTags: config.breaker.minTags },
     breakerWindowMs: config.breaker.windowMs,
     antiEntropyIntervalMs: config.antiEntropyIntervalMs,
+    closureLimits: config.closure,
+    eventDeadlineMs: config.eventDeadlineMs,
   });
   worker.start();
   const server = await listenMetrics(

@@ -125,20 +125,43 @@ export function planRepository(
     if (policy.signedOnly && !signed(record.digest)) continue;
     roots.push(record.digest);
   }
+  // Depth first, children before their index and referrers after their
+  // subject, each manifest once: with an explicit stack, as a chain of
+  // nested indexes is as deep as a repository is large (recursion would
+  // overflow the call stack on a long one and fail every run after it).
   const planned = new Set<string>();
-  const visit = (digest: string) => {
-    if (planned.has(digest)) return;
-    planned.add(digest);
-    const register = srcManifests.get(digest as never);
-    if (register === undefined || !register.live || register.record === null) return;
-    for (const child of register.record.manifests) {
-      const platform = register.record.platforms?.[child];
-      if (platform === undefined || selectsPlatform(policy, parsePlatform(platform))) visit(child);
+  const visit = (root: string) => {
+    const stack: Array<{ digest: string; expanded: boolean }> = [{ digest: root, expanded: false }];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const digest = top.digest;
+      const register = srcManifests.get(digest as never);
+      if (!top.expanded) {
+        if (planned.has(digest)) {
+          stack.pop();
+          continue;
+        }
+        planned.add(digest);
+        if (register === undefined || !register.live || register.record === null) {
+          stack.pop();
+          continue;
+        }
+        top.expanded = true;
+        const record = register.record;
+        const children = record.manifests.filter((child) => {
+          const platform = record.platforms?.[child];
+          return platform === undefined || selectsPlatform(policy, parsePlatform(platform));
+        });
+        for (let i = children.length - 1; i >= 0; i--) stack.push({ digest: children[i]!, expanded: false });
+        continue;
+      }
+      stack.pop();
+      if (!dstHas(dstManifests.get(digest as never), register!.w)) {
+        actions.push({ kind: "copy-manifest", digest, record: register!.record!, w: register!.w });
+      }
+      const refs = referrers.get(digest) ?? [];
+      for (let i = refs.length - 1; i >= 0; i--) stack.push({ digest: refs[i]!.digest, expanded: false });
     }
-    if (!dstHas(dstManifests.get(digest as never), register.w)) {
-      actions.push({ kind: "copy-manifest", digest, record: register.record, w: register.w });
-    }
-    for (const r of referrers.get(digest) ?? []) visit(r.digest);
   };
   for (const root of roots) visit(root);
 

@@ -22,6 +22,17 @@
  * whole closure — bytes, blobs, child manifests — is present locally, so a tag
  * is never visible in a region before everything it points to can be pulled.
  *
+ * Every event's copying has a deadline (`eventDeadlineMs`, default 15
+ * minutes), and a manifest's closure is walked once per digest within
+ * `closureLimits` (replication/copy.ts): an event whose content cannot be
+ * copied in time, or whose closure is over the limits (at once: that does
+ * not change by retrying), is recorded as failed — an `alert.raised` of kind
+ * "replication-failed" (one per event and region, shown by `meridian alerts`
+ * and `meridian replication status`) — and terminated at the source, so the
+ * stream moves on and a redelivery does not redo the work. Its content comes
+ * later only through anti-entropy, or a later event needing the same
+ * content, each under the same bounds.
+ *
  * Policies (protocol/policy.ts, read from this worker's own view of the local
  * log) decide what each source event becomes here:
  *   - admin events (policies, rules, alerts, conflicts) always replicate;
@@ -89,7 +100,7 @@ import {
   selectsRepository,
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
-import { Copier } from "./copy.js";
+import { ClosureLimitError, type ClosureLimits, Copier } from "./copy.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
 
@@ -132,7 +143,20 @@ export interface WorkerOptions {
   breakerWindowMs?: number;
   /** Full anti-entropy from every source, ms (default 10 minutes; 0 = only at start and on demand). */
   antiEntropyIntervalMs?: number;
+  /** Bounds of a manifest's closure (default replication/copy.ts DEFAULT_CLOSURE_LIMITS). */
+  closureLimits?: Partial<ClosureLimits>;
+  /**
+   * How long an event's content may take to copy, retries included, before
+   * the event is recorded as failed and the stream moves on (default
+   * DEFAULT_EVENT_DEADLINE_MS).
+   */
+  eventDeadlineMs?: number;
 }
+
+/** Default `eventDeadlineMs`: 15 minutes (a multi-GiB layer over a slow link fits; a stuck event does not block for longer). */
+export const DEFAULT_EVENT_DEADLINE_MS = 15 * 60_000;
+/** Kind of the alert recording an event given up on. */
+export const REPLICATION_FAILED = "replication-failed";
 
 /** Backoff before attempt `n` (0-based): doubling from `min`, capped at `max`. Pure. */
 export function backoffMs(n: number, min: number, max: number): number {
@@ -154,6 +178,7 @@ type Prepared =
   | { kind: "commit"; event: RegistryEvent; outgoing: RegistryEvent }
   | { kind: "skip"; outcome: "skipped" | "filtered" }
   | { kind: "invalid" }
+  | { kind: "failed"; event: RegistryEvent; reason: string; attempts: number }
   | { kind: "stopped" };
 
 export function durableName(destination: string): string {
@@ -196,6 +221,8 @@ export class ReplicationWorker {
     string,
     { source: string; eventId: string; reason: string; attempts: number; at: string }
   >();
+  /** Ids of events recorded as failed by this process (a redelivery is terminated at once). */
+  readonly #failed = new Set<string>();
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -221,7 +248,7 @@ export class ReplicationWorker {
     });
     this.#events = new Counter({
       name: "meridian_replication_events_total",
-      help: "Source events handled, by outcome (replicated, skipped)",
+      help: "Source events handled, by outcome (replicated, skipped, filtered, failed)",
       labelNames: ["src", "dst", "outcome"],
       registers,
     });
@@ -230,6 +257,7 @@ export class ReplicationWorker {
       stateDir: options.stateDir,
       logger: options.logger.child({ component: "copy" }),
       onBytes: (src, n) => this.#bytes.inc({ src, dst: options.region }, n),
+      ...(options.closureLimits === undefined ? {} : { limits: options.closureLimits }),
     });
     this.#reconciler = new Reconciler({
       log: options.log,
@@ -563,6 +591,59 @@ export class ReplicationWorker {
     });
   }
 
+  /**
+   * Record that `event` from `source` will not be replicated here: an alert
+   * (its id derived from the region and the event, so recorded once however
+   * often this runs), kept in the status map too.
+   */
+  async #recordFailed(
+    source: string,
+    { event, reason, attempts }: { event: RegistryEvent; reason: string; attempts: number },
+    seq: number,
+  ): Promise<void> {
+    if (this.#failed.has(event.id)) return; // recorded already (a redelivery)
+    const region = this.#o.region;
+    const content = isContentEvent(event) ? event : undefined;
+    const what =
+      content === undefined ? event.type : `${event.type} ${content.repo}${artifactOf(content) ?? ""}`;
+    await this.#appendOwn(
+      {
+        type: "alert.raised",
+        kind: REPLICATION_FAILED,
+        message: `${what} from ${source} not replicated to ${region}: ${reason}`.slice(0, 1024),
+        ...(content === undefined ? {} : { repo: content.repo }),
+        detail: {
+          source,
+          destination: region,
+          eventId: event.id,
+          seq,
+          reason: reason.slice(0, 512),
+          ...("digest" in event ? { digest: event.digest } : {}),
+        },
+      },
+      failedAlertId(region, event.id),
+    );
+    this.#failed.add(event.id);
+    if (this.#failed.size > 10_000) this.#failed.delete(this.#failed.values().next().value!);
+    if (content !== undefined)
+      this.failures.set(failureKey(content), {
+        source,
+        eventId: event.id,
+        reason,
+        attempts,
+        at: new Date().toISOString(),
+      });
+  }
+
+  /** Whether `eventId` was recorded as failed here (by this process, or before a restart: the view's alerts). */
+  async #recordedFailed(eventId: string): Promise<boolean> {
+    if (this.#failed.has(eventId)) return true;
+    const id = failedAlertId(this.#o.region, eventId);
+    if (!(await this.#o.view.alerts()).some((a) => a.id === id)) return false;
+    this.#failed.add(eventId);
+    return true;
+  }
+
   /** Wait (briefly) until this worker's view has applied its own last append. */
   async #caughtUp(): Promise<void> {
     await this.#o.view.waitFor(this.#lastAppended, 5_000).catch(() => undefined);
@@ -705,8 +786,10 @@ export class ReplicationWorker {
   /**
    * The part of handling an event that may overlap with others: decode it,
    * decide what this region takes of it (policies, the delete breaker), and
-   * copy the content it needs, retrying until that succeeds or the worker
-   * stops. (The consume loop keeps the message alive until it is acknowledged.)
+   * copy the content it needs, retrying until that succeeds, the event's
+   * deadline passes or its closure is found over the limits (then it is
+   * "failed"), or the worker stops. (The consume loop keeps the message
+   * alive until it is acknowledged.)
    */
   async #prepare(source: string, m: JsMsg, log: Logger, earlier?: Promise<void>): Promise<Prepared> {
     let event: RegistryEvent;
@@ -722,17 +805,54 @@ export class ReplicationWorker {
       outgoing = await this.#select(source, event, m.seq, earlier);
       if (outgoing === undefined) return { kind: "skip", outcome: "filtered" };
     }
+    if (m.redelivered && (await this.#recordedFailed(event.id)))
+      return { kind: "failed", event: outgoing, reason: "recorded as failed before", attempts: 0 };
+    const deadlineMs = this.#o.eventDeadlineMs ?? DEFAULT_EVENT_DEADLINE_MS;
+    // Aborted by the deadline or the worker's stop; its timer and listener go with the event.
+    const expiry = new AbortController();
+    const deadline = expiry.signal;
+    const timer = setTimeout(() => expiry.abort(new Error("event deadline passed")), deadlineMs);
+    const onStop = () => expiry.abort(this.#abort.signal.reason);
+    this.#abort.signal.addEventListener("abort", onStop, { once: true });
+    try {
+      return await this.#copyContent(source, m, log, event, outgoing, deadline, deadlineMs);
+    } finally {
+      clearTimeout(timer);
+      this.#abort.signal.removeEventListener("abort", onStop);
+    }
+  }
+
+  /** Copy an event's content, retrying with backoff until it is there, `deadline` aborts, or it cannot be. */
+  async #copyContent(
+    source: string,
+    m: JsMsg,
+    log: Logger,
+    event: RegistryEvent,
+    outgoing: RegistryEvent,
+    deadline: AbortSignal,
+    deadlineMs: number,
+  ): Promise<Prepared> {
     const min = this.#o.retryMinMs ?? 250;
     const max = this.#o.retryMaxMs ?? 5_000;
+    let last = "";
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#fetchContent(outgoing);
+        await this.#fetchContent(outgoing, deadline);
         return { kind: "commit", event, outgoing };
       } catch (err) {
         if (this.#abort.signal.aborted) return { kind: "stopped" };
+        if (err instanceof ClosureLimitError || deadline.aborted) {
+          const reason =
+            err instanceof ClosureLimitError
+              ? err.message
+              : `content not copied within ${deadlineMs} ms${last === "" ? "" : ` (last error: ${last})`}`;
+          log.error({ eventId: event.id, seq: m.seq, attempt, reason }, "replication of an event failed");
+          return { kind: "failed", event: outgoing, reason, attempts: attempt + 1 };
+        }
+        last = err instanceof Error ? err.message : String(err);
         log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
         this.#recordFailure(source, outgoing, err, attempt);
-        await sleep(backoffMs(attempt, min, max), this.#abort.signal);
+        await sleep(backoffMs(attempt, min, max), deadline);
         if (this.#abort.signal.aborted) return { kind: "stopped" };
       }
     }
@@ -752,9 +872,27 @@ export class ReplicationWorker {
       this.applied.set(source, m.seq);
       return;
     }
-    const { event, outgoing } = p;
     const min = this.#o.retryMinMs ?? 250;
     const max = this.#o.retryMaxMs ?? 5_000;
+    if (p.kind === "failed") {
+      // Recorded durably before the source forgets it: the alert, then term (never redelivered).
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.#recordFailed(source, p, m.seq);
+          break;
+        } catch (err) {
+          if (this.#abort.signal.aborted) return;
+          log.warn({ err, eventId: p.event.id, seq: m.seq, attempt }, "recording a failed event failed");
+          await sleep(backoffMs(attempt, min, max), this.#abort.signal);
+          if (this.#abort.signal.aborted) return;
+        }
+      }
+      m.term(p.reason.slice(0, 200));
+      this.applied.set(source, m.seq);
+      this.#events.inc({ ...labels, outcome: "failed" });
+      return;
+    }
+    const { event, outgoing } = p;
     for (let attempt = 0; ; attempt++) {
       try {
         await this.#append(outgoing, m.seq);
@@ -843,11 +981,9 @@ export class ReplicationWorker {
     });
   }
 
-  /** Make the event's content present here, then append its replica to the local log. */
   /** Copy what an event needs here (a manifest's whole closure, a blob) before it is appended. */
-  async #fetchContent(event: RegistryEvent): Promise<void> {
+  async #fetchContent(event: RegistryEvent, signal: AbortSignal): Promise<void> {
     const peers = this.#peersFor();
-    const signal = this.#abort.signal;
     switch (event.type) {
       case "blob.pushed":
         await this.#copier.ensureBlob(event.digest, peers, signal);
@@ -919,6 +1055,18 @@ function mergeRequests(a: RunRequest | undefined, b: RunRequest | undefined): Ru
     ...(sourceSeq > 0 ? { sourceSeq } : {}),
     done: [...a.done, ...b.done],
   };
+}
+
+/** Id of the alert recording that `eventId` failed to replicate to `region`. */
+export function failedAlertId(region: string, eventId: string): string {
+  return derivedId(REPLICATION_FAILED, region, eventId);
+}
+
+/** "@digest" or ":tag" of a content event, if it names one. */
+function artifactOf(event: ContentEvent): string | undefined {
+  if ("digest" in event) return `@${event.digest}`;
+  if ("tag" in event) return `:${event.tag}`;
+  return undefined;
 }
 
 /** Key of a content event's artifact in `failures`: repo@digest, or repo:tag for a tag deletion. */

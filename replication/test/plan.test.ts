@@ -289,3 +289,52 @@ describe("breakerTrips", () => {
       assert.equal(breakerTrips(removed, visible, DEFAULT_BREAKER), trips));
   }
 });
+
+describe("deep and shared index chains (issue 10, finding 4)", () => {
+  test("a chain of 50,000 nested indexes is planned, children first, without overflowing the stack", () => {
+    const depth = 50_000;
+    const digests = Array.from({ length: depth + 1 }, (_, i) => digestOf(`chain-${i}`));
+    const manifests: Array<[Digest, ManifestRecord | null, boolean, Write]> = digests.map((d, i) => [
+      d,
+      i === 0 ? image : { ...index, manifests: [digests[i - 1]!], platforms: undefined },
+      true,
+      w(1000 + i),
+    ]);
+    // The top of the chain first: its walk goes all the way down.
+    manifests.reverse();
+    const policy = parsePolicy({ name: "all", source: "a", destination: "b" });
+    const plan = planRepository(policy, state({ manifests }), state({}), "a", "b");
+    const copies = plan.actions
+      .filter((a) => a.kind === "copy-manifest")
+      .map((a) => (a as { digest: string }).digest);
+    assert.equal(copies.length, depth + 1);
+    assert.deepEqual(copies.slice(0, 3), digests.slice(0, 3));
+  });
+
+  test("indexes sharing children plan each manifest once", () => {
+    // Two indexes per level, each listing both of the level below: 2^31 paths to the images.
+    const levels: Digest[][] = [[AMD, ARM]];
+    const manifests: Array<[Digest, ManifestRecord | null, boolean, Write]> = [
+      [AMD, image, true, w(1)],
+      [ARM, image, true, w(2)],
+    ];
+    for (let i = 1; i <= 30; i++) {
+      const below = levels[i - 1]!;
+      const level = [digestOf(`l${i}a`), digestOf(`l${i}b`)];
+      for (const d of level)
+        manifests.push([d, { ...index, manifests: below, platforms: undefined }, true, w(10 + i)]);
+      levels.push(level);
+    }
+    const policy = parsePolicy({ name: "all", source: "a", destination: "b" });
+    const plan = planRepository(policy, state({ manifests }), state({}), "a", "b");
+    const copies = plan.actions
+      .filter((a) => a.kind === "copy-manifest")
+      .map((a) => (a as { digest: string }).digest);
+    assert.equal(copies.length, manifests.length);
+    assert.equal(new Set(copies).size, copies.length);
+    // Children before the indexes listing them.
+    for (let i = 1; i < levels.length; i++)
+      for (const d of levels[i]!)
+        for (const child of levels[i - 1]!) assert.ok(copies.indexOf(child) < copies.indexOf(d));
+  });
+});
