@@ -190,9 +190,10 @@ describe("connections per client", () => {
   }
 
   test("the front door's own connections to a node are not capped as one client", async () => {
-    // More concurrent pulls through the front door than a client may hold at a node directly.
+    // More concurrent pulls through the front door than one client may hold at a node directly,
+    // each from its own address (the front door caps each of those, not the sum).
     const statuses = await Promise.all(
-      Array.from({ length: CAP * 2 }, () => pullFrom(mesh.frontDoor!, "127.0.0.1")),
+      Array.from({ length: CAP * 3 }, (_, i) => pullFrom(mesh.frontDoor!, `127.0.1.${i + 1}`)),
     );
     assert.ok(
       statuses.every((s) => s === 200),
@@ -242,5 +243,29 @@ describe("proxying", () => {
       raw.socket.destroy();
     }
     await eventually(async () => (await connectionsTo(pid, region)) < during, 5_000, 100);
+  });
+
+  test("a client refused 401 mid-body that then leaves leaves no request to the region behind", async () => {
+    const pid = await frontDoorPid();
+    // Region b: the front door proxies nothing else there in this file, so no pooled socket is reused.
+    const before = await connectionsTo(pid, "b");
+    const raw = await openRaw(mesh.frontDoor!);
+    raw.socket.write(
+      head(
+        "PUT",
+        `/v2/slow/anon/blobs/uploads/00000000-0000-4000-8000-000000000000?_region=b&digest=sha256:${"0".repeat(64)}`,
+        { "content-type": "application/octet-stream", "content-length": String(1 << 30) },
+      ),
+    );
+    const trickle = setInterval(() => {
+      if (!raw.socket.destroyed) raw.socket.write("x");
+    }, 300);
+    try {
+      await eventually(() => / 401 /.test(raw.received()), 10_000, 50);
+    } finally {
+      clearInterval(trickle);
+      raw.socket.destroy();
+    }
+    await eventually(async () => (await connectionsTo(pid, "b")) <= before, 5_000, 100);
   });
 });
