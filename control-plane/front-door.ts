@@ -35,7 +35,8 @@
  * Where a request goes (the first rule that applies):
  * - `_region=R` in the query (an upload session's URL, see below): R, with
  *   the parameter stripped (reason `upload-session`); 404 BLOB_UPLOAD_UNKNOWN
- *   when R is down: the session died with its region.
+ *   when R is down: the session died with its region; 400 UNSUPPORTED when
+ *   it is not a region name's shape (bad percent-encoding included).
  * - A read (GET/HEAD) carrying `Meridian-Seq: region:seq[, …]`: only regions
  *   that are a token's origin or whose last Status shows `applied[origin] ≥
  *   seq`, for every token; the nearest of them (reason `read-your-writes`).
@@ -81,7 +82,25 @@
  * retry; a refusal counts with `region="none"` — and
  * `meridian_front_door_region_up{region}`, process metrics prefixed
  * `meridian_front_door_`) and `GET /healthz` (JSON: each region's up, RTT,
- * misses, applied, epoch, fence; the homes in use).
+ * misses, applied, epoch, fence; the homes in use). With auth (the regions
+ * check credentials), callers without credentials get liveness only
+ * (`status`, each region's `up`): the homes name private repositories. The
+ * whole view needs a system admin's credentials, checked by an up region.
+ *
+ * Client input never makes a 500: whatever the client controls (query,
+ * headers, target) that does not parse is a 4xx with the OCI envelope,
+ * logged at debug without a stack; only the front door's own failures are
+ * errors.
+ *
+ * Slow and greedy clients (protocol/http-limits.ts, settings `http.*`): no
+ * total request deadline, but a client connection on which no byte moves
+ * for `http.idleTimeoutMs` is cut; headers must arrive within
+ * `http.headersTimeoutMs`; at most `http.maxConnectionsPerClient`
+ * connections per source address (then 429 and close). When a client's
+ * response is over (answered, gone, or cut idle) the request to the region
+ * is destroyed with its socket if it is still under way; a response that
+ * arrives before the client's whole body was sent (a 401) ends the body's
+ * forwarding and closes the client's connection after the answer.
  */
 import { readFileSync } from "node:fs";
 import http, {
