@@ -8,7 +8,7 @@
  * upload takes the front door's request to the region with it.
  *
  * Limits are set small through the environment `up` passes on: idle 2 s,
- * 20 connections per address (the node exempts 127.0.0.1, where the front
+ * headers within 3 s, 20 connections per address (the node exempts 127.0.0.1, where the front
  * door connects from; attackers here come from 127.0.0.2).
  */
 import assert from "node:assert/strict";
@@ -38,6 +38,7 @@ before(async () => {
     MERIDIAN_HTTP_IDLE_TIMEOUT_MS: String(IDLE_MS),
     MERIDIAN_SYNC_TIMEOUT_MS: "1000",
     MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT: String(CAP),
+    MERIDIAN_HTTP_HEADERS_TIMEOUT_MS: "3000",
   });
   mesh = await startMesh(cleanup, ["a", "b"], undefined, ["--auth"]);
   const password = readFileSync(mesh.adminPasswordFile!, "utf8").trim();
@@ -155,6 +156,29 @@ describe("slow bodies", () => {
       try {
         assert.ok(await within(raw.closed, CLOSE_BOUND_MS), `a refused body kept its connection (${where})`);
         assert.match(raw.received(), /^HTTP\/1\.1 401 /);
+      } finally {
+        clearInterval(trickle);
+        raw.socket.destroy();
+      }
+    });
+  }
+});
+
+describe("slow headers", () => {
+  for (const where of ["node", "front door"]) {
+    test(`headers trickled a byte at a time are cut by the headers deadline (${where})`, async () => {
+      const base = where === "node" ? registry("a") : mesh.frontDoor!;
+      const raw = await openRaw(base);
+      raw.socket.write("GET /v2/ HTTP/1.1\r\nHost: registry\r\n");
+      // Never idle, never done.
+      const trickle = setInterval(() => {
+        if (!raw.socket.destroyed) raw.socket.write("X-A: b\r\n");
+      }, 300);
+      try {
+        assert.ok(
+          await within(raw.closed, CLOSE_BOUND_MS),
+          `trickled headers held the connection (${where})`,
+        );
       } finally {
         clearInterval(trickle);
         raw.socket.destroy();
