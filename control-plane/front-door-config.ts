@@ -21,6 +21,19 @@
  * | auth.tokenKeyFile     | MERIDIAN_TOKEN_KEY_FILE               | none: the regions run without auth       |
  * | auth.service          | MERIDIAN_AUTH_SERVICE                 | meridian                                 |
  * | logLevel              | MERIDIAN_LOG_LEVEL                    | info                                     |
+ * | http.idleTimeoutMs    | MERIDIAN_HTTP_IDLE_TIMEOUT_MS         | 60000 (a connection moving no byte this long is cut) |
+ * | http.headersTimeoutMs | MERIDIAN_HTTP_HEADERS_TIMEOUT_MS      | 20000 (request line and headers)         |
+ * | http.keepAliveTimeoutMs | MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS | 65000 (idle keep-alive connection)       |
+ * | http.maxConnectionsPerClient | MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT | 256 (per source address)    |
+ * | http.exempt           | MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT | none (addresses/CIDRs not capped)        |
+ *
+ * `http` bounds slow and greedy clients (protocol/http-limits.ts): no total
+ * request deadline (a 10 GiB upload that keeps moving passes), but a client
+ * connection on which nothing moves for `idleTimeoutMs` is cut, and with it
+ * the request to the region it was proxied to. It must exceed the regions'
+ * `syncTimeoutMs` (a `sync(k)` push is silent while it waits). A load
+ * balancer in front of the front door (all clients from its addresses)
+ * belongs in `http.exempt`.
  *
  * MERIDIAN_CLIENT_REGIONS is a JSON object (`{"10.1.0.0/16":"a"}`) or
  * `cidr=region,cidr=region`. The number of missed probes that takes a region
@@ -43,6 +56,7 @@ import {
   LOG_LEVELS,
   mergeConfig,
 } from "../protocol/config-sources.js";
+import { type HttpLimits, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { parseCidr } from "./front-door-routing.js";
 
@@ -69,6 +83,8 @@ export interface FrontDoorConfig {
   tls: { identity: string; certFile?: string; keyFile?: string };
   /** With the nodes' token key, the front door signs in to their admin API to read home rules (./service-token.ts). */
   auth: { tokenKeyFile?: string; service: string };
+  /** Slow and greedy clients (protocol/http-limits.ts). */
+  http: HttpLimits;
   logLevel: string;
 }
 
@@ -136,6 +152,15 @@ export function loadFrontDoorConfig(sources: {
       keyFile: env.MERIDIAN_TLS_KEY_FILE,
     },
     auth: { tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE, service: env.MERIDIAN_AUTH_SERVICE },
+    http: {
+      idleTimeoutMs: envNumber(env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS),
+      headersTimeoutMs: envNumber(env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS),
+      keepAliveTimeoutMs: envNumber(env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS),
+      maxConnectionsPerClient: envNumber(env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT),
+      exempt: env.MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT?.split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== ""),
+    },
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [
@@ -143,6 +168,10 @@ export function loadFrontDoorConfig(sources: {
     ["MERIDIAN_HEARTBEAT_INTERVAL_MS", env.MERIDIAN_HEARTBEAT_INTERVAL_MS],
     ["MERIDIAN_RYW_WAIT_MS", env.MERIDIAN_RYW_WAIT_MS],
     ["MERIDIAN_RULES_REFRESH_MS", env.MERIDIAN_RULES_REFRESH_MS],
+    ["MERIDIAN_HTTP_IDLE_TIMEOUT_MS", env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS],
+    ["MERIDIAN_HTTP_HEADERS_TIMEOUT_MS", env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS],
+    ["MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS", env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS],
+    ["MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT", env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }
@@ -183,8 +212,16 @@ export function loadFrontDoorConfig(sources: {
       tokenKeyFile: merged.auth?.tokenKeyFile === undefined ? undefined : resolve(merged.auth.tokenKeyFile),
       service: merged.auth?.service ?? "meridian",
     },
+    http: {
+      idleTimeoutMs: merged.http?.idleTimeoutMs ?? 60_000,
+      headersTimeoutMs: merged.http?.headersTimeoutMs ?? 20_000,
+      keepAliveTimeoutMs: merged.http?.keepAliveTimeoutMs ?? 65_000,
+      maxConnectionsPerClient: merged.http?.maxConnectionsPerClient ?? 256,
+      exempt: (merged.http?.exempt as string[] | undefined) ?? [],
+    },
     logLevel: merged.logLevel ?? "info",
   };
+  problems.push(...httpLimitsProblems(config.http, "http"));
   if (config.auth.tokenKeyFile !== undefined && !existsSync(config.auth.tokenKeyFile))
     problems.push(`auth.tokenKeyFile ${config.auth.tokenKeyFile}: does not exist`);
 

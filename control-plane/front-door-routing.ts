@@ -461,15 +461,30 @@ export function splitTarget(target: string): { path: string; query: string } {
 /**
  * The `_region` parameter of a query and the query without it (other
  * parameters keep their exact bytes). Undefined region when absent.
+ * UnsupportedError (400) when it is not a region name's shape or not valid
+ * percent-encoding: the query is the client's, so nothing in it may make
+ * the front door fail otherwise.
  */
 export function takeRegionParam(query: string): { region: string | undefined; query: string } {
   let region: string | undefined;
   const kept: string[] = [];
   for (const part of query === "" ? [] : query.split("&")) {
-    if (part.startsWith("_region=")) region = decodeURIComponent(part.slice("_region=".length));
+    if (part.startsWith("_region=")) region = parseRegionParam(part.slice("_region=".length));
     else kept.push(part);
   }
   return { region, query: kept.join("&") };
+}
+
+function parseRegionParam(encoded: string): string {
+  let region: string;
+  try {
+    region = decodeURIComponent(encoded);
+  } catch {
+    throw new UnsupportedError("malformed _region parameter: invalid percent-encoding");
+  }
+  if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(region))
+    throw new UnsupportedError("malformed _region parameter: not a region name");
+  return region;
 }
 
 const UPLOAD_PATH = /^\/v2\/.+\/blobs\/uploads\/[^/]+$/;
@@ -505,7 +520,11 @@ export function rewriteLocation(
   }
   const { path, query } = splitTarget(target);
   if (!UPLOAD_PATH.test(path)) return target;
-  const rest = takeRegionParam(query).query;
+  // The region's own query: any `_region` in it is replaced, never parsed.
+  const rest = query
+    .split("&")
+    .filter((part) => part !== "" && !part.startsWith("_region="))
+    .join("&");
   const param = `_region=${encodeURIComponent(holder)}`;
   return `${path}?${rest === "" ? param : `${rest}&${param}`}`;
 }

@@ -35,7 +35,8 @@
  * Where a request goes (the first rule that applies):
  * - `_region=R` in the query (an upload session's URL, see below): R, with
  *   the parameter stripped (reason `upload-session`); 404 BLOB_UPLOAD_UNKNOWN
- *   when R is down: the session died with its region.
+ *   when R is down: the session died with its region; 400 UNSUPPORTED when
+ *   it is not a region name's shape (bad percent-encoding included).
  * - A read (GET/HEAD) carrying `Meridian-Seq: region:seq[, …]`: only regions
  *   that are a token's origin or whose last Status shows `applied[origin] ≥
  *   seq`, for every token; the nearest of them (reason `read-your-writes`).
@@ -81,7 +82,25 @@
  * retry; a refusal counts with `region="none"` — and
  * `meridian_front_door_region_up{region}`, process metrics prefixed
  * `meridian_front_door_`) and `GET /healthz` (JSON: each region's up, RTT,
- * misses, applied, epoch, fence; the homes in use).
+ * misses, applied, epoch, fence; the homes in use). With auth (the regions
+ * check credentials), callers without credentials get liveness only
+ * (`status`, each region's `up`): the homes name private repositories. The
+ * whole view needs a system admin's credentials, checked by an up region.
+ *
+ * Client input never makes a 500: whatever the client controls (query,
+ * headers, target) that does not parse is a 4xx with the OCI envelope,
+ * logged at debug without a stack; only the front door's own failures are
+ * errors.
+ *
+ * Slow and greedy clients (protocol/http-limits.ts, settings `http.*`): no
+ * total request deadline, but a client connection on which no byte moves
+ * for `http.idleTimeoutMs` is cut; headers must arrive within
+ * `http.headersTimeoutMs`; at most `http.maxConnectionsPerClient`
+ * connections per source address (then 429 and close). When a client's
+ * response is over (answered, gone, or cut idle) the request to the region
+ * is destroyed with its socket if it is still under way; a response that
+ * arrives before the client's whole body was sent (a 401) ends the body's
+ * forwarding and closes the client's connection after the answer.
  */
 import { readFileSync } from "node:fs";
 import http, {
@@ -101,13 +120,17 @@ import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
 import {
+  AccessDeniedError,
   MeridianError,
   ociErrorFor,
   PeerUnavailableError,
   RouteNotFoundError,
+  UnauthorizedError,
+  UnsupportedError,
   UploadNotFoundError,
 } from "../protocol/errors.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
+import { ConnectionCounter, limitConnections, serverTimeouts } from "../protocol/http-limits.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type FrontDoorConfig, FrontDoorConfigError, loadFrontDoorConfig } from "./front-door-config.js";
 import {
@@ -483,7 +506,7 @@ export async function startFrontDoor(
         const text = await metrics.metrics();
         res.writeHead(200, { "content-type": metrics.contentType }).end(text);
       } else {
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(healthz()));
+        await serveHealthz(req, res);
       }
       return;
     }
@@ -508,11 +531,18 @@ export async function startFrontDoor(
       try {
         tokens = parseSeqTokens(seqHeader, regionNames);
       } catch (err) {
-        sendError(req, res, err);
+        sendError(req, res, err, !bodiless(req));
         return;
       }
     }
-    const { region: uploadRegion, query: rest } = takeRegionParam(query);
+    let uploadRegion: string | undefined;
+    let rest: string;
+    try {
+      ({ region: uploadRegion, query: rest } = takeRegionParam(query));
+    } catch (err) {
+      sendError(req, res, err, !bodiless(req));
+      return;
+    }
     const target = rest === "" ? path : `${path}?${rest}`;
     if (shape.kind === "write" && uploadRegion === undefined) await homes.beforeWrite(shape.repo, Date.now());
 
@@ -534,10 +564,8 @@ export async function startFrontDoor(
       return;
     }
 
-    const bodiless =
-      req.headers["transfer-encoding"] === undefined &&
-      (req.headers["content-length"] === undefined || req.headers["content-length"] === "0");
-    const retryable = (method === "GET" || method === "HEAD") && bodiless;
+    const withoutBody = bodiless(req);
+    const retryable = (method === "GET" || method === "HEAD") && withoutBody;
     const candidates = decision.candidates;
     let last: { region: string; reason: RouteReason } | undefined;
     let staleRetries = 0;
@@ -547,8 +575,12 @@ export async function startFrontDoor(
       if (i > 0 && monitor.states.get(c.region)?.up !== true) continue;
       last = c;
       routes.inc({ client_region: clientRegion, region: c.region, reason: c.reason });
-      const outcome = await forward(req, res, c.region, target, bodiless);
+      const outcome = await forward(req, res, c.region, target, withoutBody);
       if (outcome.kind === "client-gone") return;
+      if (outcome.kind === "invalid") {
+        sendError(req, res, outcome.error, !withoutBody);
+        return;
+      }
       if (outcome.kind === "answered") {
         if (path.startsWith("/admin/") && !retryable && outcome.status < 300) homes.invalidate();
         return;
@@ -570,7 +602,7 @@ export async function startFrontDoor(
         : new PeerUnavailableError(
             retryable ? "no region could be reached" : `region ${last?.region} could not be reached; retry`,
           );
-    sendError(req, res, error, !bodiless);
+    sendError(req, res, error, !withoutBody);
   };
 
   /** One attempt at a region; resolves once the response is under way, or the attempt failed. */
@@ -592,15 +624,25 @@ export async function startFrontDoor(
           resolve(o);
         }
       };
-      const upstream = transport.request({
-        protocol: base.protocol,
-        hostname: base.hostname.replace(/^\[(.*)\]$/, "$1"),
-        port: base.port,
-        method: req.method,
-        path: `${base.pathname.replace(/\/+$/, "")}${target}`,
-        headers: requestHeaders(req, base.host),
-        agent: agents.get(region),
-      });
+      let upstream: http.ClientRequest;
+      try {
+        upstream = transport.request({
+          protocol: base.protocol,
+          hostname: base.hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: base.port,
+          method: req.method,
+          path: `${base.pathname.replace(/\/+$/, "")}${target}`,
+          headers: requestHeaders(req, base.host),
+          agent: agents.get(region),
+        });
+      } catch (err) {
+        // Node refuses to send what the client sent (a target or header it cannot carry): the client's fault.
+        settle({
+          kind: "invalid",
+          error: new UnsupportedError(`request not forwardable: ${(err as Error).message}`),
+        });
+        return;
+      }
       let connectTimer: NodeJS.Timeout | undefined;
       upstream.once("socket", (socket) => {
         if (!socket.connecting) return;
@@ -610,8 +652,14 @@ export async function startFrontDoor(
         );
         socket.once("connect", () => clearTimeout(connectTimer));
       });
+      // The client's response is over: answered, or the client went away (or was cut idle).
+      // Whatever is still under way upstream then is cut with its socket, not left in the agent.
       const onClientClose = () => {
-        if (res.writableFinished) return;
+        if (res.writableFinished) {
+          // Answered before the whole body went up (a 401, a refusal): the rest is never sent.
+          if (!upstream.writableFinished) upstream.destroy();
+          return;
+        }
         clientGone = true;
         upstream.destroy();
         settle({ kind: "client-gone" });
@@ -630,7 +678,14 @@ export async function startFrontDoor(
       upstream.once("response", (upRes) => {
         clearTimeout(connectTimer);
         const status = upRes.statusCode ?? 502;
-        res.writeHead(status, responseHeaders(upRes.headers, status, region));
+        const headers = responseHeaders(upRes.headers, status, region);
+        if (!bodiless && !req.complete) {
+          // Answered before the body was read: stop taking it, and close the client's
+          // connection after the answer (rather than reading the rest of a slow body).
+          req.unpipe(upstream);
+          headers.connection = "close";
+        }
+        res.writeHead(status, headers);
         upRes.on("error", (err) => res.destroy(err));
         upRes.once("aborted", () => res.destroy());
         upRes.pipe(res);
@@ -678,6 +733,52 @@ export async function startFrontDoor(
     return out;
   };
 
+  /**
+   * `GET /healthz`. Without auth (the regions let anyone read everything,
+   * home rules included) the whole view. With auth, the public answer is
+   * liveness only (`status`, each region's `up`): the home rules name
+   * repositories, private ones too. The whole view needs a system admin's
+   * credentials (`Authorization`, as for `/admin/v1/rules`), checked by an up
+   * region: 401/403 as that region answers.
+   */
+  const serveHealthz = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const json = (status: number, body: unknown): void => {
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+    };
+    if (config.auth.tokenKeyFile === undefined) return json(200, healthz());
+    const authorization = req.headers.authorization;
+    if (authorization === undefined) return json(200, liveness());
+    const checker = targets.find((t) => monitor.states.get(t.region)?.up);
+    if (checker === undefined) {
+      sendError(req, res, new PeerUnavailableError("no region is up to check the credentials"));
+      return;
+    }
+    let status: number;
+    try {
+      ({ status } = await registryRequest(`${checker.registry}/admin/v1/rules`, {
+        agent: checker.agent,
+        headers: { authorization, "x-forwarded-for": req.socket.remoteAddress ?? "" },
+        signal: AbortSignal.timeout(Math.max(1_000, 2 * config.heartbeat.intervalMs)),
+      }));
+    } catch {
+      sendError(req, res, new PeerUnavailableError("the credentials could not be checked; retry"));
+      return;
+    }
+    if (status === 200) return json(200, healthz());
+    sendError(
+      req,
+      res,
+      status === 403
+        ? new AccessDeniedError("the detailed health view needs a system admin")
+        : new UnauthorizedError("the detailed health view needs a system admin's credentials"),
+    );
+  };
+
+  const liveness = () => ({
+    status: regionNames.some((r) => monitor.states.get(r)?.up) ? "ok" : "no region up",
+    regions: regionNames.map((r) => ({ region: r, up: monitor.states.get(r)?.up === true })),
+  });
+
   const healthz = () => ({
     defaultRegion: config.defaultRegion,
     clientRegions: config.clientRegions,
@@ -701,16 +802,25 @@ export async function startFrontDoor(
 
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err) => {
-      proxyLog.error({ err }, "request failed");
+      // A refusal of the client's input is the client's business (no stack, no error level); the rest is ours.
+      const binding = ociErrorFor(err);
+      if (binding !== undefined && binding.status < 500)
+        proxyLog.debug({ reason: (err as Error).message }, "request refused");
+      else proxyLog.error({ err }, "request failed");
       if (!res.headersSent) sendError(req, res, err instanceof MeridianError ? err : new Error("internal"));
       else res.destroy();
     });
   };
-  const serverOptions = { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 };
+  // Slow and greedy clients (protocol/http-limits.ts): no total deadline, an idle timer per connection.
+  const serverOptions = serverTimeouts(config.http);
   const server =
     listenTls === undefined
       ? createServer(serverOptions, onRequest)
       : https.createServer({ ...serverOptions, ...listenTls() }, onRequest);
+  server.setTimeout(config.http.idleTimeoutMs);
+  limitConnections(server, new ConnectionCounter(config.http), listenTls !== undefined, (address, refused) =>
+    proxyLog.warn({ address, refused }, "connections refused: too many from one address"),
+  );
   try {
     await monitor.start();
     await homes.refresh();
@@ -758,7 +868,17 @@ export async function startFrontDoor(
 type Outcome =
   | { kind: "answered"; status: number }
   | { kind: "client-gone" }
+  /** The request cannot be forwarded as the client sent it (400). */
+  | { kind: "invalid"; error: MeridianError }
   | { kind: "failed"; error: Error; reused: boolean };
+
+/** The request declares no body (so a failed attempt may be replayed, and nothing is left unread). */
+function bodiless(req: IncomingMessage): boolean {
+  return (
+    req.headers["transfer-encoding"] === undefined &&
+    (req.headers["content-length"] === undefined || req.headers["content-length"] === "0")
+  );
+}
 
 /** Headers a message's Connection header names as hop-by-hop. */
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {

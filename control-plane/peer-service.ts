@@ -9,6 +9,16 @@
  * Status is the heartbeat: it reads only memory and the view's cheap
  * counters.
  *
+ * Who may call what. Under mutual TLS every caller presents a certificate
+ * of the mesh CA; its subject CN is its identity. A region's identity (one
+ * of `regions`: its peer, node, worker and the admin commands) may call every
+ * RPC. Any other identity of the mesh CA — the front door's (`front-door`)
+ * — may call only `NON_REGION_RPCS`: the front door needs Status (health,
+ * applied positions, epoch, fence) and nothing that serves content, so its
+ * certificate, if stolen, fetches no blob or manifest. Refusals are
+ * PERMISSION_DENIED. A plaintext mesh (`"insecure": true`) carries no
+ * identities and is not checked.
+ *
  * Every failure leaves through `toGrpcStatus` (protocol/grpc-errors.ts), so a
  * caller's `fromGrpcError` turns it back into the same domain error; an
  * unexpected error becomes INTERNAL without its message.
@@ -41,6 +51,32 @@ export const CHUNK_BYTES = 1 << 20;
 /** Blobs stat'ed at once by HasBlobs. */
 const STAT_CONCURRENCY = 32;
 
+/** The RPCs a caller whose identity is not a region may make (the front door's health probe). */
+export const NON_REGION_RPCS: ReadonlySet<string> = new Set(["Status"]);
+
+/**
+ * May a caller presenting `identity` (its certificate's subject CN, "" when
+ * it has none) call `method`? `regions` undefined: a plaintext mesh, where
+ * nobody has an identity and everything is allowed. Pure.
+ */
+export function peerMayCall(
+  identity: string,
+  method: string,
+  regions: readonly string[] | undefined,
+): boolean {
+  if (regions === undefined) return true;
+  return regions.includes(identity) || NON_REGION_RPCS.has(method);
+}
+
+/** What the handlers need of a call to authorize it (every kind of grpc-js server call has these). */
+type AuthorizedCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "getAuthContext" | "emit">;
+
+/** The caller's identity: its TLS certificate's subject CN; "" without a certificate or a CN. */
+function callerIdentity(call: AuthorizedCall): string {
+  const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN as string | string[] | undefined;
+  return (Array.isArray(cn) ? cn[0] : cn) ?? "";
+}
+
 export interface PeerServiceOptions {
   region: string;
   store: BlobStore;
@@ -59,10 +95,51 @@ export interface PeerServiceOptions {
   leaseMs?: number;
   /** The other regions, for Locate, FetchFromMesh and WaitReplicated (UNIMPLEMENTED without). */
   meshFetch?: Pick<MeshFetch, "locate" | "fetchFromMesh" | "waitReplicated">;
+  /**
+   * With mutual TLS, the mesh's region names: callers with these identities
+   * may call every RPC, others only NON_REGION_RPCS (see the header).
+   * Undefined on a plaintext mesh: no identities, nothing checked.
+   */
+  regions?: readonly string[] | undefined;
 }
 
 /** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
 export function createPeerService(options: PeerServiceOptions): PeerHandlers {
+  return authorizeByIdentity(servePeer(options), options.regions, options.logger);
+}
+
+/**
+ * Every handler of `handlers` behind `peerMayCall`: a caller whose
+ * certificate's identity may not call an RPC gets PERMISSION_DENIED before
+ * the handler runs.
+ */
+function authorizeByIdentity(
+  handlers: PeerHandlers,
+  regions: readonly string[] | undefined,
+  logger?: Logger,
+): PeerHandlers {
+  if (regions === undefined) return handlers;
+  const out: Record<string, unknown> = {};
+  for (const [method, handler] of Object.entries(handlers)) {
+    out[method] = (call: AuthorizedCall, callback?: grpc.sendUnaryData<unknown>) => {
+      const identity = callerIdentity(call);
+      if (peerMayCall(identity, method, regions)) {
+        (handler as (c: AuthorizedCall, cb?: grpc.sendUnaryData<unknown>) => void)(call, callback);
+        return;
+      }
+      logger?.warn({ identity, method }, "peer call refused: identity may not call it");
+      const denied = {
+        code: 7 as grpc.status, // PERMISSION_DENIED
+        details: `${identity === "" ? "a certificate without a name" : identity} may not call ${method}`,
+      };
+      if (callback !== undefined) callback(denied);
+      else call.emit("error", denied);
+    };
+  }
+  return out as unknown as PeerHandlers;
+}
+
+function servePeer(options: PeerServiceOptions): PeerHandlers {
   const { region, store, view, version, logger, peerHealth, budgets, fence, leaseMs, meshFetch } = options;
 
   const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {

@@ -195,6 +195,8 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
         fence,
         leaseMs: config.failover.leaseMs,
         meshFetch,
+        // Regions may call every RPC; the front door's certificate only Status (peer-service.ts).
+        regions: config.mesh.tls === undefined ? undefined : config.mesh.regions.map((r) => r.name),
       }),
     );
     server.addService(healthPackage().grpc.health.v1.Health.service, health.handlers);

@@ -42,6 +42,30 @@
  * | auth.tokenTtlSeconds | MERIDIAN_TOKEN_TTL_SECONDS | 300                       |
  * | auth.adminPasswordFile | MERIDIAN_ADMIN_PASSWORD_FILE | none                  |
  * | auth.loginFailures | MERIDIAN_LOGIN_FAILURES   | 5 (per minute, per user and per address) |
+ * | http.idleTimeoutMs | MERIDIAN_HTTP_IDLE_TIMEOUT_MS | 60000 (a connection moving no byte this long is cut) |
+ * | http.headersTimeoutMs | MERIDIAN_HTTP_HEADERS_TIMEOUT_MS | 20000 (request line and headers) |
+ * | http.keepAliveTimeoutMs | MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS | 75000 (idle keep-alive connection) |
+ * | http.maxConnectionsPerClient | MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT | 256 (per source address) |
+ * | http.exempt        | MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT | 127.0.0.1,::1 (the front door of `meridian up`) |
+ * | uploads.idleMinutes | MERIDIAN_UPLOAD_IDLE_MINUTES | 60 (a session receiving nothing this long is removed) |
+ * | uploads.maxSessions | MERIDIAN_UPLOAD_MAX_SESSIONS | 4096 (open sessions started on this node) |
+ * | uploads.maxSessionsPerClient | MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT | 256 (per identity; per address when anonymous) |
+ * | uploads.maxSessionsPerRepository | MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY | 256 |
+ *
+ * `http` bounds slow and greedy clients (protocol/http-limits.ts): there is
+ * no total request deadline (a 10 GiB upload that keeps moving is never
+ * cut), but a connection on which nothing moves for `idleTimeoutMs` is, so
+ * it must exceed `syncTimeoutMs` (a `sync(k)` push sends nothing while it
+ * waits). `maxConnectionsPerClient` counts by the socket's address, never a
+ * header's; list the front door and load balancers in front of the node in
+ * `http.exempt`, since each of their connections carries many clients.
+ * A request refused 401/403 (or any error) before its body was read closes
+ * its connection instead of reading the body.
+ *
+ * `uploads` caps the upload sessions this node opens (node/data/registry.ts):
+ * one more is refused 429 TOOMANYREQUESTS. A session that received no bytes
+ * for `idleMinutes` is abandoned and removed (checked every `idleMinutes / 4`,
+ * at most hourly, at least every second); `storage.uploadMaxAgeHours` still bounds any session's life.
  *
  * With `meshFile` (protocol/mesh.ts) the node talks to its own region's
  * control-plane peer (node/mesh-link.ts) for three things:
@@ -109,6 +133,7 @@ import {
   LOG_LEVELS,
   mergeConfig,
 } from "../protocol/config-sources.js";
+import { type HttpLimits, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "./data/nats-connect.js";
@@ -137,6 +162,18 @@ export interface NodeConfig {
   tls?: { certFile: string; keyFile: string };
   trustedProxies: string[];
   auth: AuthConfig;
+  /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
+  http: HttpLimits;
+  uploads: UploadLimits;
+}
+
+/** Upload sessions opened on this node (node/data/registry.ts). */
+export interface UploadLimits {
+  idleMinutes: number;
+  maxSessions: number;
+  /** Per identity; per address for anonymous clients. */
+  maxSessionsPerClient: number;
+  maxSessionsPerRepository: number;
 }
 
 export interface AuthConfig {
@@ -211,6 +248,21 @@ export function loadNodeConfig(sources: {
       adminPasswordFile: env.MERIDIAN_ADMIN_PASSWORD_FILE,
       loginFailures: envNumber(env.MERIDIAN_LOGIN_FAILURES),
     },
+    http: {
+      idleTimeoutMs: envNumber(env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS),
+      headersTimeoutMs: envNumber(env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS),
+      keepAliveTimeoutMs: envNumber(env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS),
+      maxConnectionsPerClient: envNumber(env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT),
+      exempt: env.MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT?.split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== ""),
+    },
+    uploads: {
+      idleMinutes: envNumber(env.MERIDIAN_UPLOAD_IDLE_MINUTES),
+      maxSessions: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS),
+      maxSessionsPerClient: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT),
+      maxSessionsPerRepository: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY),
+    },
   };
   const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
   const region = merged.region ?? "local";
@@ -247,6 +299,19 @@ export function loadNodeConfig(sources: {
       adminPasswordFile:
         merged.auth?.adminPasswordFile === undefined ? undefined : resolve(merged.auth.adminPasswordFile),
       loginFailures: merged.auth?.loginFailures ?? 5,
+    },
+    http: {
+      idleTimeoutMs: merged.http?.idleTimeoutMs ?? 60_000,
+      headersTimeoutMs: merged.http?.headersTimeoutMs ?? 20_000,
+      keepAliveTimeoutMs: merged.http?.keepAliveTimeoutMs ?? 75_000,
+      maxConnectionsPerClient: merged.http?.maxConnectionsPerClient ?? 256,
+      exempt: (merged.http?.exempt as string[] | undefined) ?? ["127.0.0.1", "::1"],
+    },
+    uploads: {
+      idleMinutes: merged.uploads?.idleMinutes ?? 60,
+      maxSessions: merged.uploads?.maxSessions ?? 4096,
+      maxSessionsPerClient: merged.uploads?.maxSessionsPerClient ?? 256,
+      maxSessionsPerRepository: merged.uploads?.maxSessionsPerRepository ?? 256,
     },
   };
   if (merged.meshFile !== undefined) {
@@ -328,6 +393,15 @@ export function loadNodeConfig(sources: {
   }
   if (!(config.storage.uploadMaxAgeHours > 0)) problems.push("storage.uploadMaxAgeHours: a positive number");
   if (!(config.undeleteWindowHours > 0)) problems.push("undeleteWindowHours: a positive number");
+  problems.push(...httpLimitsProblems(config.http, "http"));
+  if (config.http.idleTimeoutMs <= config.syncTimeoutMs)
+    problems.push(
+      "http.idleTimeoutMs: must exceed syncTimeoutMs (a sync(k) push sends nothing while it waits)",
+    );
+  if (!(config.uploads.idleMinutes > 0)) problems.push("uploads.idleMinutes: a positive number");
+  for (const name of ["maxSessions", "maxSessionsPerClient", "maxSessionsPerRepository"] as const)
+    if (!(Number.isInteger(config.uploads[name]) && config.uploads[name] >= 1))
+      problems.push(`uploads.${name}: a positive integer`);
   if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
   for (const [k, v] of [
     ["MERIDIAN_LISTEN_PORT", env.MERIDIAN_LISTEN_PORT],
@@ -338,6 +412,14 @@ export function loadNodeConfig(sources: {
     ["MERIDIAN_PEER_POLL_MS", env.MERIDIAN_PEER_POLL_MS],
     ["MERIDIAN_TOKEN_TTL_SECONDS", env.MERIDIAN_TOKEN_TTL_SECONDS],
     ["MERIDIAN_LOGIN_FAILURES", env.MERIDIAN_LOGIN_FAILURES],
+    ["MERIDIAN_HTTP_IDLE_TIMEOUT_MS", env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS],
+    ["MERIDIAN_HTTP_HEADERS_TIMEOUT_MS", env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS],
+    ["MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS", env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS],
+    ["MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT", env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT],
+    ["MERIDIAN_UPLOAD_IDLE_MINUTES", env.MERIDIAN_UPLOAD_IDLE_MINUTES],
+    ["MERIDIAN_UPLOAD_MAX_SESSIONS", env.MERIDIAN_UPLOAD_MAX_SESSIONS],
+    ["MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT", env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT],
+    ["MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY", env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }

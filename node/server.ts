@@ -103,6 +103,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     maxManifestBytes: config.maxManifestBytes,
     undeleteWindowMs: config.undeleteWindowHours * 3_600_000,
     ...(keys === undefined ? {} : { signEvent: (event) => keys.signEvent(event) }),
+    uploadLimits: config.uploads,
   });
   registry.start();
   await catchUp(eventLog, view, log);
@@ -137,10 +138,16 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     metrics,
     fetchOnMiss,
     logger: log.child({ component: "http" }),
+    http: config.http,
     ...(config.tls === undefined ? {} : { https: readTls(config.tls) }),
   });
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
-  const purge = schedulePurge(store, config.storage.uploadMaxAgeHours, log.child({ component: "purge" }));
+  const purge = schedulePurge(
+    registry,
+    config.uploads.idleMinutes,
+    config.storage.uploadMaxAgeHours,
+    log.child({ component: "purge" }),
+  );
   return {
     url: address,
     registry,
@@ -251,12 +258,19 @@ function applyConfiguredPolicies(registry: Registry, policies: Policy[], log: Lo
 }
 
 /**
- * Abandoned upload sessions and crash leftovers older than the configured age
- * are removed at start and then hourly (CNCF Distribution's default age: a week).
+ * Abandoned upload sessions (nothing received for `idleMinutes`), sessions
+ * older than `maxAgeHours` whatever they do, and crash leftovers are removed
+ * at start and then every `idleMinutes / 4` (at most hourly), so an abandoned session lives at most 1.25 × `idleMinutes`.
  */
-function schedulePurge(store: FsBlobStore, maxAgeHours: number, log: Logger): NodeJS.Timeout {
+function schedulePurge(
+  registry: Registry,
+  idleMinutes: number,
+  maxAgeHours: number,
+  log: Logger,
+): NodeJS.Timeout {
   const run = () => {
-    store.purgeStale(new Date(Date.now() - maxAgeHours * 3_600_000)).then(
+    const now = Date.now();
+    registry.purgeUploads(new Date(now - idleMinutes * 60_000), new Date(now - maxAgeHours * 3_600_000)).then(
       (n) => {
         if (n.uploads + n.leftovers > 0) log.info(n, "stale uploads purged");
       },
@@ -264,7 +278,8 @@ function schedulePurge(store: FsBlobStore, maxAgeHours: number, log: Logger): No
     );
   };
   run();
-  return setInterval(run, 3_600_000).unref();
+  const everyMs = Math.min(3_600_000, Math.max(1_000, (idleMinutes * 60_000) / 4));
+  return setInterval(run, everyMs).unref();
 }
 
 async function main(): Promise<void> {

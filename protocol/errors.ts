@@ -200,6 +200,16 @@ export class TooManyLoginsError extends MeridianError {
   override readonly code = "TOO_MANY_LOGINS";
 }
 
+/**
+ * Too many upload sessions open (overall, for the repository or for the
+ * client): 429 TOOMANYREQUESTS, the spec's code for a client over a limit
+ * (what Distribution and Docker Hub send when they throttle); the client
+ * retries once sessions finish or expire.
+ */
+export class UploadLimitError extends MeridianError {
+  override readonly code = "UPLOAD_LIMIT";
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -246,6 +256,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [UnauthorizedError, { code: "UNAUTHORIZED", status: 401 }],
   [AccessDeniedError, { code: "DENIED", status: 403 }],
   [TooManyLoginsError, { code: "TOOMANYREQUESTS", status: 429 }],
+  [UploadLimitError, { code: "TOOMANYREQUESTS", status: 429 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

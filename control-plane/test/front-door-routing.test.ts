@@ -4,7 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { PeerUnavailableError, UnsupportedError, UploadNotFoundError } from "../../protocol/errors.js";
+import {
+  ociErrorFor,
+  PeerUnavailableError,
+  UnsupportedError,
+  UploadNotFoundError,
+} from "../../protocol/errors.js";
 import {
   clientRegionOf,
   clientRegionTable,
@@ -215,6 +220,15 @@ describe("requests", () => {
     });
     assert.deepEqual(takeRegionParam("digest=sha256:ab"), { region: undefined, query: "digest=sha256:ab" });
     assert.deepEqual(takeRegionParam(""), { region: undefined, query: "" });
+  });
+  test("a _region that is not a region name's shape is a 400 UNSUPPORTED, never another error", () => {
+    for (const bad of ["%E0%A4%A", "%zz", "..%2Fx", "B", "b%00", "a".repeat(40), "", "-a"]) {
+      assert.throws(
+        () => takeRegionParam(`_region=${bad}`),
+        (err) => err instanceof UnsupportedError && ociErrorFor(err)?.status === 400,
+        bad,
+      );
+    }
   });
 });
 

@@ -32,7 +32,7 @@ import {
   tempDir,
 } from "../../testing/harness.js";
 import { OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
-import { CHUNK_BYTES, createPeerService } from "../peer-service.js";
+import { CHUNK_BYTES, createPeerService, NON_REGION_RPCS, peerMayCall } from "../peer-service.js";
 
 const defer = cleanupStack({ after });
 const MiB = 1 << 20;
@@ -455,4 +455,19 @@ test("Summarize carries a root over the repositories; RepoState the registers wi
     assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
     return true;
   });
+});
+
+test("who may call what: regions everything, other mesh identities Status only, a plaintext mesh unchecked", () => {
+  const regions = ["a", "b"];
+  const rpcs = Object.keys(
+    createPeerService({ region: "t", store: {} as BlobStore, view: {} as MetadataView, version: "0" }),
+  );
+  assert.ok(rpcs.includes("FetchBlob") && rpcs.includes("Status"));
+  for (const rpc of rpcs) {
+    assert.equal(peerMayCall("a", rpc, regions), true, `a: ${rpc}`);
+    assert.equal(peerMayCall("front-door", rpc, regions), rpc === "Status", `front-door: ${rpc}`);
+    assert.equal(peerMayCall("", rpc, regions), rpc === "Status", `no name: ${rpc}`);
+    assert.equal(peerMayCall("front-door", rpc, undefined), true, `plaintext: ${rpc}`);
+  }
+  assert.deepEqual([...NON_REGION_RPCS], ["Status"]);
 });

@@ -86,8 +86,12 @@ export interface BlobStore {
   cancelUpload(id: string, signal?: AbortSignal): Promise<void>;
 
   /**
-   * Remove upload sessions started before `before` (abandoned by their
-   * clients) and leftovers of writes interrupted by a crash. Returns counts.
+   * Remove upload sessions started before `before`, or (with `idleBefore`)
+   * that received no bytes since `idleBefore` (abandoned by their clients),
+   * and leftovers of writes interrupted by a crash. Returns counts.
    */
-  purgeStale(before: Date, signal?: AbortSignal): Promise<{ uploads: number; leftovers: number }>;
+  purgeStale(
+    before: Date,
+    options?: { idleBefore?: Date; signal?: AbortSignal },
+  ): Promise<{ uploads: number; leftovers: number }>;
 }

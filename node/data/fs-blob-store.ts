@@ -4,7 +4,7 @@
  *   <root>/
  *   ├── blobs/<algorithm>/<first two hex>/<encoded>   committed bytes, named by digest
  *   ├── uploads/<uuid>/meta.json                      {repo, startedAt}, written once
- *   ├── uploads/<uuid>/data                           bytes received so far
+ *   ├── uploads/<uuid>/data                           bytes received so far (mtime: last activity)
  *   └── tmp/<uuid>                                    monolithic writes in flight
  *
  * A blob becomes visible only by rename(2) of a complete, verified (and, with
@@ -281,20 +281,27 @@ export class FsBlobStore implements BlobStore {
     });
   }
 
-  async purgeStale(before: Date): Promise<{ uploads: number; leftovers: number }> {
+  async purgeStale(
+    before: Date,
+    options: { idleBefore?: Date } = {},
+  ): Promise<{ uploads: number; leftovers: number }> {
     let uploads = 0;
     let leftovers = 0;
+    const idleBefore = options.idleBefore?.getTime() ?? Number.NEGATIVE_INFINITY;
     for (const id of await readdir(join(this.#root, "uploads"))) {
+      const dir = join(this.#root, "uploads", id);
       let started: number;
       try {
         started = Date.parse((await this.uploadState(id)).startedAt);
       } catch {
         // No readable meta.json: a session whose creation crashed; judge by the directory's age.
-        started = (await stat(join(this.#root, "uploads", id)).catch(() => undefined))?.mtimeMs ?? Date.now();
+        started = (await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now();
       }
-      if (started < before.getTime()) {
+      // The data file's mtime is the session's last activity (every chunk appends to it).
+      const active = Math.max(started, (await stat(join(dir, "data")).catch(() => undefined))?.mtimeMs ?? 0);
+      if (started < before.getTime() || active < idleBefore) {
         this.#hashes.delete(id);
-        await rm(join(this.#root, "uploads", id), { recursive: true, force: true });
+        await rm(dir, { recursive: true, force: true });
         uploads++;
       }
     }

@@ -45,6 +45,7 @@ import { parseManifest } from "../../protocol/manifest.js";
 import { parseTag } from "../../protocol/names.js";
 import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
 import type { EventLog, LoggedEvent } from "./event-log.js";
+import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import type { ManifestRecord, MetadataView, Page, ReferrerRecord } from "./view.js";
 
 export interface RegistryOptions {
@@ -71,6 +72,8 @@ export interface RegistryOptions {
   syncTimeoutMs?: number;
   /** How many other regions the mesh has (0 for a region on its own). */
   otherRegions?: number;
+  /** Caps on the upload sessions this node opens (./upload-sessions.ts); uncapped without. */
+  uploadLimits?: UploadSessionLimits;
 }
 
 /** What the registry needs from the other regions. */
@@ -126,6 +129,7 @@ export class Registry {
   readonly #signEvent: RegistryOptions["signEvent"];
   readonly #mesh: RegionLink | undefined;
   readonly #syncTimeoutMs: number;
+  readonly #sessions: UploadSessions | undefined;
   readonly #manifestCache = new ByteLru(32 << 20);
   #tailAbort: AbortController | undefined;
   #tailDone: Promise<void> | undefined;
@@ -144,6 +148,8 @@ export class Registry {
     this.#mesh = options.mesh;
     this.otherRegions = options.otherRegions ?? 0;
     this.#syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
+    this.#sessions =
+      options.uploadLimits === undefined ? undefined : new UploadSessions(options.uploadLimits);
     this.view.onApplied = (event) => this.#clock.observe(event.hlc);
   }
 
@@ -359,8 +365,41 @@ export class Registry {
     return this.#link(repo, digest, size, actor);
   }
 
-  startUpload(repo: string): Promise<UploadState> {
-    return this.store.startUpload(repo);
+  /**
+   * Open an upload session for `repo` on behalf of `owner` (who is counted
+   * against the caps: an identity, or an address for anonymous clients);
+   * UploadLimitError when a cap is reached.
+   */
+  async startUpload(repo: string, owner = "anonymous"): Promise<UploadState> {
+    const sessions = this.#sessions;
+    if (sessions === undefined) return this.store.startUpload(repo);
+    sessions.check(repo, owner);
+    // Reserved before the store's await, so a burst of concurrent starts cannot overshoot a cap.
+    const slot = `pending:${randomUUID()}`;
+    sessions.add(slot, repo, owner);
+    try {
+      const state = await this.store.startUpload(repo);
+      sessions.add(state.id, repo, owner);
+      return state;
+    } finally {
+      sessions.remove(slot);
+    }
+  }
+
+  /**
+   * Remove upload sessions that received nothing since `idleBefore` or began
+   * before `startedBefore` (and crash leftovers), and stop counting sessions
+   * that are gone from the store.
+   */
+  async purgeUploads(idleBefore: Date, startedBefore: Date): Promise<{ uploads: number; leftovers: number }> {
+    const purged = await this.store.purgeStale(startedBefore, { idleBefore });
+    await this.#sessions?.reconcile((id) =>
+      this.store.uploadState(id).then(
+        () => true,
+        (err) => !(err instanceof UploadNotFoundError),
+      ),
+    );
+    return purged;
   }
 
   /** An upload session of `repo`; UploadNotFoundError for an unknown id or another repository's. */
@@ -385,13 +424,22 @@ export class Registry {
   /** Finish an upload: verify against `digest`, make it a blob, link it into `repo`. */
   async completeUpload(repo: string, id: string, digest: Digest, actor: string): Promise<number> {
     await this.upload(repo, id);
-    const { size } = await this.store.commitUpload(id, digest);
+    let size: number;
+    try {
+      ({ size } = await this.store.commitUpload(id, digest));
+    } catch (err) {
+      // A digest mismatch discards the session's bytes: the session is over.
+      if (err instanceof DigestMismatchError) this.#sessions?.remove(id);
+      throw err;
+    }
+    this.#sessions?.remove(id);
     return this.#link(repo, digest, size, actor);
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {
     await this.upload(repo, id);
     await this.store.cancelUpload(id);
+    this.#sessions?.remove(id);
   }
 
   /** Link a blob into a repository; the sequence of the link (this view's position when already linked). */

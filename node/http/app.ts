@@ -34,6 +34,12 @@ import {
   SizeInvalidError,
   UnauthorizedError,
 } from "../../protocol/errors.js";
+import {
+  ConnectionCounter,
+  type HttpLimits,
+  limitConnections,
+  serverTimeouts,
+} from "../../protocol/http-limits.js";
 import { MediaType } from "../../protocol/media-types.js";
 import { parseRepository, parseTag } from "../../protocol/names.js";
 import type { AuditLog } from "../audit.js";
@@ -102,7 +108,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   app.removeAllContentTypeParsers();
   // Bodies are streamed by the handlers from request.raw; nothing is parsed up front.
   app.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
-  app.setErrorHandler(handleError);
+  app.setErrorHandler(closeOnUnreadBody);
   app.addHook("onRequest", async (req, reply) => {
     req.identity = ANONYMOUS;
     reply.header("docker-distribution-api-version", "registry/2.0");
@@ -376,7 +382,9 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       const seq = await reg.pushBlob(repo, req.raw, digest, length, req.identity.name, ac.signal);
       return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
     }
-    const state = await reg.startUpload(repo);
+    // Sessions are capped per client: the identity, or for anonymous clients their address.
+    const owner = req.identity.kind === "anonymous" ? `address:${req.ip}` : `identity:${req.identity.name}`;
+    const state = await reg.startUpload(repo, owner);
     return uploadAccepted(reply.status(202), repo, state.id, state.offset);
   }
 
@@ -577,6 +585,17 @@ function chunkBounds(req: FastifyRequest): { start: number | undefined; length: 
   return { start: range?.start, length };
 }
 
+/**
+ * Errors answered before the request's body was read (a 401/403 of the gate,
+ * a refused upload) close the connection instead of reading the rest of the
+ * body: a client that is not allowed to send it must not hold the socket
+ * while it does, however slowly.
+ */
+function closeOnUnreadBody(err: Error, req: FastifyRequest, reply: FastifyReply): void {
+  if (!req.raw.complete && hasBody(req)) reply.header("connection", "close");
+  handleError(err, req, reply);
+}
+
 function hasBody(req: FastifyRequest): boolean {
   return req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
 }
@@ -620,6 +639,8 @@ export interface BuildAppOptions extends OciApiOptions {
   audit?: AuditLog;
   /** Serve HTTPS with this certificate (PEM, with its chain) and key; plain HTTP without. */
   https?: { cert: Buffer; key: Buffer };
+  /** Timeouts and the per-client connection cap (node/config.ts `http`); Node's defaults without. */
+  http?: HttpLimits;
 }
 
 /**
@@ -629,17 +650,31 @@ export interface BuildAppOptions extends OciApiOptions {
  * credentials).
  */
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  const timeouts = options.http === undefined ? undefined : serverTimeouts(options.http);
   const app = fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
     bodyLimit: 1 << 20,
-    keepAliveTimeout: 75_000,
+    keepAliveTimeout: options.http?.keepAliveTimeoutMs ?? 75_000,
+    // No total deadline (a big upload that keeps moving is never cut); an idle connection is.
+    requestTimeout: 0,
+    connectionTimeout: options.http?.idleTimeoutMs ?? 0,
+    ...(timeouts === undefined ? {} : { http: timeouts }),
     return503OnClosing: true,
-    https: options.https ?? null,
+    https: options.https === undefined ? null : { ...timeouts, ...options.https },
     // X-Forwarded-For is believed only from these (the front door): req.ip is then the client's address.
     trustProxy: options.trustedProxies ?? false,
   });
+  if (options.http !== undefined) {
+    const log = options.logger;
+    limitConnections(
+      app.server,
+      new ConnectionCounter(options.http),
+      options.https !== undefined,
+      (address, refused) => log.warn({ address, refused }, "connections refused: too many from one address"),
+    );
+  }
   await app.register(ociApiPlugin, {
     registry: options.registry,
     metrics: options.metrics,

@@ -80,6 +80,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   UnauthorizedError: { code: "UNAUTHORIZED", status: 401 },
   AccessDeniedError: { code: "DENIED", status: 403 },
   TooManyLoginsError: { code: "TOOMANYREQUESTS", status: 429 },
+  UploadLimitError: { code: "TOOMANYREQUESTS", status: 429 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */
