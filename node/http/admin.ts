@@ -68,6 +68,7 @@ import type { Registry, UndeleteTarget } from "../data/registry.js";
 import { type AuditSink, authFailureHeaders, challenge, type HttpAuth } from "./access.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
+import { clientAddress } from "./forwarded.js";
 import { identityRoutes, type RouteAccess } from "./identity-routes.js";
 
 export interface AdminApiOptions {
@@ -111,7 +112,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
 function gate(admin: FastifyInstance, auth: HttpAuth): void {
   admin.addHook("onRequest", async (req, reply) => {
     try {
-      req.identity = await auth.authenticator.identify(req.headers.authorization, req.ip);
+      req.identity = await auth.authenticator.identify(req.headers.authorization, clientAddress(req));
     } catch (err) {
       authFailureHeaders(auth, req, reply, err);
       throw err;
@@ -137,7 +138,7 @@ function audited(admin: FastifyInstance, audit: AuditSink): void {
       actor: req.identity.name,
       kind: req.identity.kind,
       action: req.method === "DELETE" && repo !== undefined ? "delete" : "admin",
-      address: req.ip,
+      address: clientAddress(req),
       ...(repo === undefined ? {} : { repo }),
       status: reply.statusCode,
       detail: `${req.method} ${path}`,

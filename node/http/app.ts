@@ -44,6 +44,7 @@ import type { FetchOnMiss } from "../fetch-on-miss.js";
 import { type AuditSink, authFailureHeaders, challenge, type HttpAuth, loginRecord } from "./access.js";
 import { adminApiPlugin } from "./admin.js";
 import { handleError, ociErrorBody } from "./errors.js";
+import { clientAddress, PROXY_PROOF_HEADER, type ProxyTrust } from "./forwarded.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
 import { tokenRoutes } from "./token-routes.js";
 
@@ -118,7 +119,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         actor: req.identity.name,
         kind: req.identity.kind,
         action,
-        address: req.ip,
+        address: clientAddress(req),
         repo: req.ociTarget.repo,
         reference: req.ociTarget.reference,
         status: reply.statusCode,
@@ -215,8 +216,9 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     rawRepo?: string,
   ): Promise<void> {
     try {
-      req.identity = await auth.authenticator.identify(authorizationOf(req), req.ip, (outcome) =>
-        options.audit?.record(loginRecord(outcome, req.ip, "basic")),
+      const address = clientAddress(req);
+      req.identity = await auth.authenticator.identify(authorizationOf(req), address, (outcome) =>
+        options.audit?.record(loginRecord(outcome, address, "basic")),
       );
     } catch (err) {
       authFailureHeaders(auth, req, reply, err);
@@ -605,8 +607,8 @@ export const ociApiPlugin = fp(ociApi, { name: "meridian-oci-api", fastify: "5.x
 
 export interface BuildAppOptions extends OciApiOptions {
   logger: Logger;
-  /** Proxies whose X-Forwarded-For names the client (node/config.ts `trustedProxies`). */
-  trustedProxies?: string[];
+  /** Proxies whose forwarded headers are honoured, when they prove themselves (./forwarded.ts). */
+  proxyTrust?: ProxyTrust;
   /** The audit log (recorded to by every API, read by the admin API's GET /audit). */
   audit?: AuditLog;
   /** Serve HTTPS with this certificate (PEM, with its chain) and key; plain HTTP without. */
@@ -628,9 +630,26 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
     https: options.https ?? null,
-    // X-Forwarded-For is believed only from these (the front door): req.ip is then the client's address.
-    trustProxy: options.trustedProxies ?? false,
+    // Forwarded headers are judged by ./forwarded.ts (a proxy must prove itself), never by fastify.
+    trustProxy: false,
   });
+  app.decorateRequest("proxied", false);
+  const proxyTrust = options.proxyTrust;
+  // Only when proxies are configured; before every other hook, so logins and the realm see its verdict.
+  if (proxyTrust !== undefined)
+    app.addHook("onRequest", (req, _reply, done) => {
+      const proof = req.headers[PROXY_PROOF_HEADER];
+      if (proof === undefined) return done();
+      const trusted = proxyTrust.check(req.socket.remoteAddress, proof);
+      if (typeof trusted === "boolean") {
+        req.proxied = trusted;
+        return done();
+      }
+      trusted.then((ok) => {
+        req.proxied = ok;
+        done();
+      }, done);
+    });
   await app.register(ociApiPlugin, {
     registry: options.registry,
     metrics: options.metrics,
