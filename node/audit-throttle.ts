@@ -48,7 +48,7 @@ export interface Flood {
 }
 
 export class LoginFailureThrottle {
-  #start = Number.NEGATIVE_INFINITY;
+  #start = 0;
   #kept = 0;
   #suppressed = 0;
   readonly #perAddress = new Map<string, { kept: number; suppressed: number; lastActor: string }>();
@@ -60,6 +60,8 @@ export class LoginFailureThrottle {
    * the window's end belongs to the next.
    */
   admit(address: string, actor: string, limited: boolean, now: number): { record: boolean; flood?: Flood } {
+    // A window begins with the first failure after a quiet one.
+    if (this.#perAddress.size === 0) this.#start = now;
     let entry = this.#perAddress.get(address);
     if (entry === undefined) {
       const key = this.#perAddress.size >= MAX_ADDRESSES ? "*" : address;
@@ -84,9 +86,9 @@ export class LoginFailureThrottle {
     return { record: false };
   }
 
-  /** If the window is over (or never began): the aggregates of the one that ended, and start anew. */
+  /** If the window is over: the aggregates of the one that ended; the next begins with the next failure. */
   roll(now: number): Suppressed[] {
-    if (now < this.#start + WINDOW_MS) return [];
+    if (this.#perAddress.size === 0 || now < this.#start + WINDOW_MS) return [];
     const since = this.#start;
     const out: Suppressed[] = [];
     for (const [address, e] of this.#perAddress)
@@ -94,7 +96,6 @@ export class LoginFailureThrottle {
     this.#perAddress.clear();
     this.#kept = 0;
     this.#suppressed = 0;
-    this.#start = now;
     return out;
   }
 
