@@ -30,7 +30,7 @@
  * | auth.tokenKeyFile  | MERIDIAN_TOKEN_KEY_FILE   | <dataDir>/token-key.pem      |
  * | auth.retiredKeyFiles | MERIDIAN_TOKEN_RETIRED_KEY_FILES | none (comma-separated) |
  * | auth.service       | MERIDIAN_AUTH_SERVICE     | meridian                     |
- * | auth.realm         | MERIDIAN_AUTH_REALM       | <the request's host>/auth/token |
+ * | auth.realm         | MERIDIAN_AUTH_REALM       | <a trusted proxy's URL, else the node's address>/auth/token |
  * | auth.tokenTtlSeconds | MERIDIAN_TOKEN_TTL_SECONDS | 300                       |
  * | auth.adminPasswordFile | MERIDIAN_ADMIN_PASSWORD_FILE | none                  |
  * | auth.loginFailures | MERIDIAN_LOGIN_FAILURES   | 5 (per minute, per user and per address) |
@@ -131,7 +131,7 @@ export interface AuthConfig {
   tokenKeyFile: string;
   retiredKeyFiles: string[];
   service: string;
-  /** The token endpoint clients are sent to; undefined: derived from each request's host. */
+  /** The token endpoint clients are sent to (the public URL); undefined: a trusted proxy's, else the node's address. */
   realm?: string;
   tokenTtlSeconds: number;
   adminPasswordFile?: string;
