@@ -113,6 +113,8 @@ export class Authenticator {
   readonly service: string;
   readonly #o: AuthenticatorOptions;
   readonly #verified = new Map<string, { name: string; hash: string; until: number }>();
+  /** Password checks in flight, by credentialKey (joined by identical concurrent logins). */
+  readonly #checking = new Map<string, Promise<Identity>>();
   /**
    * Verified tokens by the last 43 characters of their signature (hashing a
    * short key is several times cheaper than hashing a whole token on every
@@ -165,6 +167,25 @@ export class Authenticator {
     }
     if (stored !== undefined && this.#verifiedNow(key, stored))
       return this.#identityOf(name, stored, "basic");
+    // The same credentials already being checked (a client's parallel requests before its first
+    // answer): share that check, so they take one limiter slot and one derivation, not one each.
+    const inFlight = this.#checking.get(key);
+    if (inFlight !== undefined) return inFlight;
+    const check = this.#check(name, password, address, key, stored, onLogin);
+    this.#checking.set(key, check);
+    const done = () => this.#checking.delete(key);
+    check.then(done, done);
+    return check;
+  }
+
+  async #check(
+    name: string,
+    password: string,
+    address: string,
+    key: string,
+    stored: StoredSubject | undefined,
+    onLogin?: (outcome: LoginOutcome) => void,
+  ): Promise<Identity> {
     // The slot is taken before the (slow) check, so concurrent guesses cannot all get in.
     const attempt = this.#o.limiter.attempt(name, address);
     if (typeof attempt === "number") {

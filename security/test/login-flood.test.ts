@@ -53,6 +53,20 @@ describe("login flood: the limiter holds under concurrency (limit 5)", () => {
     // The right password is still refused from this address while the window is full (the limit holds).
     assert.equal((await login(node.url, "alice", PASSWORD)).status, 429);
   });
+
+  test("a client's parallel requests with the right password, before any was verified, all succeed", async () => {
+    // Slots are reserved before checking: identical credentials in flight share one check, one slot.
+    const other = await startAuthNode(cleanup);
+    await createUser(other.admin, "dana", PASSWORD);
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const res = await fetch(`${other.url}/v2/`, { headers: { authorization: basic("dana", PASSWORD) } });
+        await res.arrayBuffer();
+        return res.status;
+      }),
+    );
+    assert.deepEqual(statuses, Array(20).fill(200));
+  });
 });
 
 describe("login flood: KDF work cannot starve the node", () => {
