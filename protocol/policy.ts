@@ -13,7 +13,8 @@
  *
  * Matching is pure: no clock, no IO. Compiled globs, regexes and semver ranges
  * are memoized by pattern text, so a policy may be matched against many
- * repositories and tags cheaply.
+ * repositories and tags cheaply. Globs and regexes run on ./linear-regex.ts's
+ * automaton (polynomial time: the names matched are chosen by clients).
  *
  * Which policies apply to a link (source region → destination region):
  *  - every enabled policy naming both ends (or "*") covers it;
