@@ -225,6 +225,8 @@ export async function up(options: UpOptions): Promise<number> {
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
         ...natsClientEnv(natsIds.regions[region]!.node),
+        // The front door's address; with --auth it also proves itself with the mesh key.
+        ...(multi ? { MERIDIAN_TRUSTED_PROXIES: "127.0.0.1" } : {}),
         ...tlsEnv(region),
         ...nodeAuthEnv,
       });

@@ -119,6 +119,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
+import { PROXY_PROOF_HEADER } from "../node/auth/authenticator.js";
 import {
   AccessDeniedError,
   MeridianError,
@@ -480,6 +481,8 @@ export async function startFrontDoor(
     log.child({ component: "homes" }),
     await ServiceToken.fromKeyFile(config.auth.tokenKeyFile, "front-door", config.auth.service, log),
   );
+  // Nodes honour X-Forwarded-* only from a proxy that proves itself with the mesh key (node/http/forwarded.ts).
+  const proxyProof = await ServiceToken.proxyProof(config.auth.tokenKeyFile, config.auth.service, log);
   const agents = new Map<string, Agent>(
     config.mesh.regions.map((r) => [
       r.name,
@@ -710,6 +713,9 @@ export async function startFrontDoor(
     out["x-forwarded-for"] = prior === undefined ? from : `${prior}, ${from}`;
     if (req.headers.host !== undefined) out["x-forwarded-host"] = req.headers.host;
     out["x-forwarded-proto"] = listenTls === undefined ? "http" : "https";
+    const proof = proxyProof?.current();
+    if (proof === undefined) delete out[PROXY_PROOF_HEADER];
+    else out[PROXY_PROOF_HEADER] = proof;
     return out;
   };
 

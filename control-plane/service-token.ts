@@ -7,7 +7,7 @@
  * system admin; it is renewed a minute before it expires.
  */
 import type { Logger } from "pino";
-import { TOKEN_ISSUER } from "../node/auth/authenticator.js";
+import { proxyAudience, TOKEN_ISSUER } from "../node/auth/authenticator.js";
 import { loadTokenKeys } from "../node/auth/setup.js";
 import type { TokenKeys } from "../node/auth/tokens.js";
 
@@ -15,6 +15,7 @@ const TTL_SECONDS = 600;
 
 export class ServiceToken {
   #current: { header: string; renewAt: number } | undefined;
+  #renewing: Promise<string> | undefined;
 
   private constructor(
     private readonly keys: TokenKeys,
@@ -32,6 +33,37 @@ export class ServiceToken {
     if (file === undefined) return undefined;
     const keys = await loadTokenKeys({ tokenKeyFile: file, retiredKeyFiles: [], create: false, logger });
     return new ServiceToken(keys, name, service);
+  }
+
+  /**
+   * The front door's proof that it is the trusted proxy (node/http/forwarded.ts):
+   * tokens for the audience `proxyAudience(service)`, which nodes accept as a
+   * proof and never as credentials. Undefined without a key file (auth off).
+   */
+  static async proxyProof(
+    file: string | undefined,
+    service: string,
+    logger?: Logger,
+  ): Promise<ServiceToken | undefined> {
+    const proof = await ServiceToken.fromKeyFile(file, "front-door", proxyAudience(service), logger);
+    await proof?.header();
+    return proof;
+  }
+
+  /**
+   * The current token without waiting (for a request path that cannot
+   * await): renewed in the background once it is due, and still good for a
+   * minute then. Undefined only before the first `header()`.
+   */
+  current(): string | undefined {
+    const current = this.#current;
+    if (current === undefined || Date.now() >= current.renewAt)
+      this.#renewing ??= this.header()
+        .catch(() => "")
+        .finally(() => {
+          this.#renewing = undefined;
+        });
+    return current?.header.slice("Bearer ".length);
   }
 
   /** `Bearer …`, fresh for at least a minute. */

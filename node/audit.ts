@@ -36,6 +36,17 @@
  * attempts so it cannot hold the rest back. Buffered records are lost if the
  * process dies; `close` waits (boundedly) for the buffer to drain.
  *
+ * Floods (issue 10, finding 7): every client-controlled field is cut to a
+ * bounded length (actor, repo, reference 256 characters, address 64,
+ * detail 1024), and `login.failed` records pass ./audit-throttle.ts: per
+ * address and overall, only the first few of a window are recorded one by
+ * one, the rest as one aggregate record per address (`count`), logins
+ * refused by the limiter (429) only in aggregates. A flood is counted in
+ * `meridian_audit_login_failures_suppressed_total`, logged, and reported to
+ * `onFlood` (the node raises an `alert.raised` event). Retention is by age,
+ * by bytes AND by message count (`maxMessages`), oldest discarded first, and
+ * one message (a batch) is at most MAX_MESSAGE_BYTES.
+ *
  * Reading: `query` reads the stream with an ordered consumer starting at the
  * stream time `since` (less a minute for clock skew between node and NATS
  * server), filters on the record's own fields, and stops at whichever comes
@@ -63,6 +74,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { LogUnavailableError } from "../protocol/errors.js";
 import { parseRegion } from "../protocol/events.js";
+import { type Flood, LoginFailureThrottle } from "./audit-throttle.js";
 import { isPermissionViolation, type NatsClientConfig, natsConnectOptions } from "./data/nats-connect.js";
 
 export const AUDIT_ACTIONS = ["pull", "push", "delete", "login", "login.failed", "admin"] as const;
@@ -89,6 +101,8 @@ export interface AuditRecord {
   status: number;
   /** E.g. the admin route, or why a login failed. */
   detail?: string;
+  /** An aggregate: how many failed logins from `address` this one record stands for (./audit-throttle.ts). */
+  count?: number;
 }
 
 /** What `query` selects; every given field must match (exactly, for the strings). */
@@ -120,6 +134,10 @@ export interface AuditLogOptions {
   maxBytes?: number;
   /** Records kept in memory while NATS is unreachable; more are dropped (default 10 000). */
   maxBuffered?: number;
+  /** The stream keeps at most this many messages (batches of records), discarding the oldest (default 10 000 000). */
+  maxMessages?: number;
+  /** Told when failed logins flood in (at most every ten minutes; ./audit-throttle.ts). */
+  onFlood?: (flood: Flood) => void;
   /** Where `meridian_audit_records_dropped_total` is registered, if anywhere. */
   metrics?: MetricsRegistry;
   /** Connection name shown by the server (default "meridian-audit"). */
@@ -152,6 +170,14 @@ const MAX_REJECTIONS = 3;
 const CLOSE_DRAIN_MS = 5_000;
 /** Longest `detail` kept; longer ones are cut (a record must stay small). */
 const MAX_DETAIL = 1024;
+/** Longest actor, repository and reference kept (names are shorter; anything longer came from a client). */
+const MAX_NAME = 256;
+/** Longest address kept (an IPv6 address with a zone fits). */
+const MAX_ADDRESS = 64;
+/** Largest message the stream accepts: a full batch of records cut to the lengths above fits. */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+/** How often closed windows of failed logins are summed up (./audit-throttle.ts). */
+const ROLL_EVERY_MS = 5_000;
 /** Clock difference tolerated between a node (`at`) and its NATS server (stream time). */
 const CLOCK_SKEW_MS = 60_000;
 /** How long after `until` a query keeps reading, for records stored late (buffered, or skewed clocks). */
@@ -191,6 +217,9 @@ export class AuditLog {
   #overflowLogged = false;
   #ready: Promise<void>;
   #resolveReady!: () => void;
+  readonly #logins = new LoginFailureThrottle();
+  readonly #suppressedCounter: Counter | undefined;
+  readonly #roller: NodeJS.Timeout;
 
   private constructor(options: AuditLogOptions) {
     this.#options = options;
@@ -206,9 +235,18 @@ export class AuditLog {
             help: "Audit records lost: the buffer was full while NATS was unreachable, the server rejected them, or the log was closed before they were stored",
             registers: [options.metrics],
           });
+    this.#suppressedCounter =
+      options.metrics === undefined
+        ? undefined
+        : new Counter({
+            name: "meridian_audit_login_failures_suppressed_total",
+            help: "Failed logins not recorded one by one (a flood): summed up in aggregate audit records",
+            registers: [options.metrics],
+          });
     this.#ready = new Promise((resolve) => {
       this.#resolveReady = resolve;
     });
+    this.#roller = setInterval(() => this.#rollLogins(Date.now()), ROLL_EVERY_MS).unref();
   }
 
   /**
@@ -260,18 +298,21 @@ export class AuditLog {
         this.#drop(1, "closed");
         return;
       }
+      if (entry.action === "login.failed" && entry.count === undefined && !this.#admitLoginFailure(entry))
+        return;
       const at = entry.at === undefined ? new Date() : new Date(entry.at);
       const record: AuditRecord = {
         at: (Number.isNaN(at.getTime()) ? new Date() : at).toISOString(),
         region: this.#options.region,
-        actor: entry.actor,
+        actor: clip(entry.actor, MAX_NAME),
         kind: entry.kind,
         action: entry.action,
-        address: entry.address,
-        ...(entry.repo === undefined ? {} : { repo: entry.repo }),
-        ...(entry.reference === undefined ? {} : { reference: entry.reference }),
+        address: clip(entry.address, MAX_ADDRESS),
+        ...(entry.repo === undefined ? {} : { repo: clip(entry.repo, MAX_NAME) }),
+        ...(entry.reference === undefined ? {} : { reference: clip(entry.reference, MAX_NAME) }),
         status: entry.status,
-        ...(entry.detail === undefined ? {} : { detail: entry.detail.slice(0, MAX_DETAIL) }),
+        ...(entry.detail === undefined ? {} : { detail: clip(entry.detail, MAX_DETAIL) }),
+        ...(entry.count === undefined ? {} : { count: entry.count }),
       };
       if (this.buffered >= this.#maxBuffered) {
         this.#drop(1, "buffer full");
@@ -282,6 +323,41 @@ export class AuditLog {
     } catch (err) {
       this.#drop(1, "invalid", err);
     }
+  }
+
+  /** Whether to record this failed login one by one (./audit-throttle.ts); else it is counted. */
+  #admitLoginFailure(entry: AuditEntry): boolean {
+    const now = Date.now();
+    this.#rollLogins(now);
+    const address = clip(entry.address, MAX_ADDRESS);
+    const { record, flood } = this.#logins.admit(address, entry.actor, entry.status === 429, now);
+    if (record) return true;
+    this.#suppressedCounter?.inc();
+    if (flood !== undefined) {
+      this.#log.warn({ ...flood }, "failed logins flood");
+      try {
+        this.#options.onFlood?.(flood);
+      } catch (err) {
+        this.#log.warn({ err }, "flood alert failed");
+      }
+    }
+    return false;
+  }
+
+  /** Record the aggregates of a window of failed logins that has closed. */
+  #rollLogins(now: number): void {
+    if (!this.#logins.pending) return;
+    for (const s of this.#logins.roll(now))
+      this.record({
+        at: new Date(now).toISOString(),
+        actor: s.lastActor,
+        kind: "anonymous",
+        action: "login.failed",
+        address: s.address,
+        status: 429,
+        detail: `${s.count} failed logins from this address since ${new Date(s.since).toISOString()} not recorded one by one (the last name tried is the actor)`,
+        count: s.count,
+      });
   }
 
   /**
@@ -368,6 +444,19 @@ export class AuditLog {
   /** Stop taking records, wait (a few seconds at most) for the buffered ones to be stored, disconnect. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    clearInterval(this.#roller);
+    // What a window of failed logins holds is summed up now, not lost.
+    if (this.#logins.pending)
+      for (const s of this.#logins.roll(Number.POSITIVE_INFINITY))
+        this.record({
+          actor: s.lastActor,
+          kind: "anonymous",
+          action: "login.failed",
+          address: s.address,
+          status: 429,
+          detail: `${s.count} failed logins from this address not recorded one by one`,
+          count: s.count,
+        });
     this.#closed = true;
     // Never connected: nothing will come of waiting.
     const deadline = this.#nc === undefined ? 0 : Date.now() + CLOSE_DRAIN_MS;
@@ -454,10 +543,17 @@ export class AuditLog {
     const limits = {
       max_age: nanos((this.#options.maxAgeDays ?? 90) * DAY_MS),
       max_bytes: this.#options.maxBytes ?? GiB,
+      max_msgs: this.#options.maxMessages ?? 10_000_000,
+      max_msg_size: MAX_MESSAGE_BYTES,
     };
     const update = async () => {
       const info = await jsm.streams.info(this.#stream);
-      if (info.config.max_age !== limits.max_age || info.config.max_bytes !== limits.max_bytes)
+      if (
+        info.config.max_age !== limits.max_age ||
+        info.config.max_bytes !== limits.max_bytes ||
+        info.config.max_msgs !== limits.max_msgs ||
+        info.config.max_msg_size !== limits.max_msg_size
+      )
         await jsm.streams.update(this.#stream, limits).catch((err) => {
           // Under `meridian up` only the operator may change a stream (cli/nats-auth.ts): keep its limits.
           if (!isPermissionViolation(err)) throw err;
@@ -583,6 +679,11 @@ function decodeRecord(line: string): AuditRecord | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** `text` cut to at most `max` characters. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : text.slice(0, max);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -33,12 +33,12 @@
  * | peerPollMs         | MERIDIAN_PEER_POLL_MS     | 250                          |
  * | tls.certFile       | MERIDIAN_TLS_CERT_FILE    | none (plain HTTP)            |
  * | tls.keyFile        | MERIDIAN_TLS_KEY_FILE     | none (plain HTTP)            |
- * | trustedProxies     | MERIDIAN_TRUSTED_PROXIES  | 127.0.0.0/8,::1 (loopback)   |
+ * | trustedProxies     | MERIDIAN_TRUSTED_PROXIES  | none (trust no proxy)        |
  * | auth.enabled       | MERIDIAN_AUTH             | false                        |
  * | auth.tokenKeyFile  | MERIDIAN_TOKEN_KEY_FILE   | <dataDir>/token-key.pem      |
  * | auth.retiredKeyFiles | MERIDIAN_TOKEN_RETIRED_KEY_FILES | none (comma-separated) |
  * | auth.service       | MERIDIAN_AUTH_SERVICE     | meridian                     |
- * | auth.realm         | MERIDIAN_AUTH_REALM       | <the request's host>/auth/token |
+ * | auth.realm         | MERIDIAN_AUTH_REALM       | <a trusted proxy's URL, else the node's address>/auth/token |
  * | auth.tokenTtlSeconds | MERIDIAN_TOKEN_TTL_SECONDS | 300                       |
  * | auth.adminPasswordFile | MERIDIAN_ADMIN_PASSWORD_FILE | none                  |
  * | auth.loginFailures | MERIDIAN_LOGIN_FAILURES   | 5 (per minute, per user and per address) |
@@ -105,11 +105,14 @@
  * signed (`meridian up --tls` uses the region's mesh certificate), since the
  * front door and the peers trust that CA for them.
  *
- * `trustedProxies` (addresses or CIDRs) are the proxies, the front door
- * first, whose X-Forwarded-For names the client: the audit log records that
- * address and failed logins are counted against it. Put the front door's
- * addresses here when it runs on another host; requests from anywhere else
- * are taken at their socket's address.
+ * `trustedProxies` (addresses or CIDRs; none by default) are the proxies,
+ * the front door, whose X-Forwarded-For/-Host/-Proto are honoured: the audit
+ * log records the client address it names, failed logins are counted
+ * against it, and the token realm is the URL the client used. With `auth`
+ * the proxy must also prove itself with a token of the mesh key
+ * (node/http/forwarded.ts): on one machine the front door shares loopback
+ * with every local user. `meridian up` sets the front door's address.
+ * Requests from anywhere else are taken at their socket's address.
  *
  * `nats.*` are how the node signs in to its NATS (data/nats-connect.ts):
  * one of an NKEY seed file, a `.creds` file or a user and password file,
@@ -181,7 +184,7 @@ export interface AuthConfig {
   tokenKeyFile: string;
   retiredKeyFiles: string[];
   service: string;
-  /** The token endpoint clients are sent to; undefined: derived from each request's host. */
+  /** The token endpoint clients are sent to (the public URL); undefined: a trusted proxy's, else the node's address. */
   realm?: string;
   tokenTtlSeconds: number;
   adminPasswordFile?: string;
@@ -288,7 +291,7 @@ export function loadNodeConfig(sources: {
     fetchOnMiss: merged.fetchOnMiss ?? (merged.meshFile === undefined ? "off" : "proxy"),
     syncTimeoutMs: merged.syncTimeoutMs ?? 30_000,
     peerPollMs: merged.peerPollMs ?? 250,
-    trustedProxies: (merged.trustedProxies as string[] | undefined) ?? ["127.0.0.0/8", "::1"],
+    trustedProxies: (merged.trustedProxies as string[] | undefined) ?? [],
     auth: {
       enabled: merged.auth?.enabled ?? false,
       tokenKeyFile: resolve(merged.auth?.tokenKeyFile ?? join(dataDir, "token-key.pem")),
@@ -336,7 +339,14 @@ export function loadNodeConfig(sources: {
   if (!(Number.isInteger(config.peerPollMs) && config.peerPollMs >= 10))
     problems.push("peerPollMs: an integer of at least 10");
   for (const proxy of config.trustedProxies)
-    if (isIP(proxy.split("/")[0]!) === 0 || (proxy.includes("/") && !/^\d{1,3}$/.test(proxy.split("/")[1]!)))
+    if (
+      isIP(proxy.split("/")[0]!) === 0 ||
+      (proxy.includes("/") &&
+        !(
+          /^\d{1,3}$/.test(proxy.split("/")[1]!) &&
+          Number(proxy.split("/")[1]) <= (isIP(proxy.split("/")[0]!) === 6 ? 128 : 32)
+        ))
+    )
       problems.push(`trustedProxies: "${proxy}" is not an address or CIDR`);
   if (config.auth.enabled) {
     if (merged.meshFile !== undefined && !existsSync(config.auth.tokenKeyFile))

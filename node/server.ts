@@ -21,6 +21,7 @@ import type { Policy } from "../protocol/policy.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
+import { registerKdfMetrics } from "./auth/passwords.js";
 import { ensureAdmin, loadTokenKeys } from "./auth/setup.js";
 import type { TokenKeys } from "./auth/tokens.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
@@ -32,6 +33,7 @@ import { MetadataView } from "./data/view.js";
 import { FetchOnMiss } from "./fetch-on-miss.js";
 import type { HttpAuth } from "./http/access.js";
 import { buildApp } from "./http/app.js";
+import { ProxyTrust } from "./http/forwarded.js";
 import { MeshLink } from "./mesh-link.js";
 
 export interface RunningNode {
@@ -112,6 +114,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     config.policies,
     log.child({ component: "policies" }),
   );
+  registerKdfMetrics(metrics);
   const fetchOnMiss =
     link === undefined || config.fetchOnMiss === "off"
       ? undefined
@@ -129,9 +132,30 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     region: config.region,
     logger: log.child({ component: "audit" }),
     metrics,
+    // A flood of failed logins is something an operator must look at (GET /admin/v1/alerts).
+    onFlood: (flood) =>
+      void registry
+        .commitAdmin(
+          {
+            type: "alert.raised",
+            kind: "login-flood",
+            message: `${flood.suppressed} failed logins in a window from ${flood.addresses} addresses (most from ${flood.top}); the audit log records them in aggregate`,
+            detail: { ...flood },
+          },
+          "audit",
+        )
+        .catch((err) => log.warn({ err }, "login flood alert not stored")),
   });
   const app = await buildApp({
-    trustedProxies: [...config.trustedProxies],
+    ...(config.trustedProxies.length === 0
+      ? {}
+      : {
+          // With authentication the proxy must also prove itself with the mesh key (./http/forwarded.ts).
+          proxyTrust: new ProxyTrust(
+            config.trustedProxies,
+            auth === undefined ? undefined : (proof) => auth.authenticator.proxyProof(proof),
+          ),
+        }),
     auth,
     audit,
     registry,

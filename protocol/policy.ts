@@ -13,7 +13,8 @@
  *
  * Matching is pure: no clock, no IO. Compiled globs, regexes and semver ranges
  * are memoized by pattern text, so a policy may be matched against many
- * repositories and tags cheaply.
+ * repositories and tags cheaply. Globs and regexes run on ./linear-regex.ts's
+ * automaton (polynomial time: the names matched are chosen by clients).
  *
  * Which policies apply to a link (source region → destination region):
  *  - every enabled policy naming both ends (or "*") covers it;
@@ -29,6 +30,7 @@ import semver from "semver";
 import { LineCounter, parseAllDocuments, stringify } from "yaml";
 import { PolicyInvalidError } from "./errors.js";
 import { parseRegion } from "./events.js";
+import { linearRegex } from "./linear-regex.js";
 
 export type EventKind = "push" | "tag" | "delete";
 export type Trigger = { type: "on-push" } | { type: "schedule"; cron: string } | { type: "manual" };
@@ -736,14 +738,30 @@ function compiled(key: string, build: () => Test): Test {
   return t;
 }
 
+/**
+ * Globs and regexes are matched against names a client chose (a pushed
+ * repository or tag), so they run on ./linear-regex.ts's automaton, not
+ * V8's backtracking (issue 10, finding 9): picomatch's regex for
+ * `*a*a*a*a*a*a*a*a*b` took 5 s against 48 characters. The answers are
+ * picomatch's and RegExp's; a source the automaton does not support keeps
+ * the RegExp (its length is capped by MAX_PATTERN_LENGTH).
+ */
 function globMatch(pattern: string, s: string): boolean {
-  return compiled(`glob:${pattern}`, () => picomatch(pattern, PICOMATCH))(s);
+  return compiled(`glob:${pattern}`, () => {
+    const re = picomatch.makeRe(pattern, PICOMATCH);
+    const linear = linearRegex(re.source, re.flags);
+    // picomatch's own test: never the empty string; the glob itself always; else its regex.
+    if (linear !== undefined) return (s) => s !== "" && (s === pattern || linear(s));
+    return picomatch(pattern, PICOMATCH);
+  })(s);
 }
 
 function tagMatches(m: TagMatcher, tag: string): boolean {
   if (m.kind === "glob") return globMatch(m.pattern, tag);
   if (m.kind === "regex") {
     return compiled(`regex:${m.pattern}`, () => {
+      const linear = linearRegex(m.pattern);
+      if (linear !== undefined) return linear;
       const re = new RegExp(m.pattern);
       return (s) => re.test(s);
     })(tag);

@@ -21,7 +21,10 @@
  * Failed logins (./login-limiter.ts): after `loginFailures` failures in a
  * minute for one user, or from one address, further attempts are refused
  * with 429 before any password is checked, so guessing is slowed to that
- * rate. A credential already verified (in the cache) is not limited, so a
+ * rate. The slot is reserved before the check (concurrent guesses count at
+ * once), the check runs on the bounded KDF queue (./passwords.ts), and a
+ * name that does not exist is checked against a dummy hash, so it takes as
+ * long as a wrong password. A credential already verified (in the cache) is not limited, so a
  * flood of bad guesses against a user does not lock out that user's running
  * clients.
  *
@@ -56,7 +59,7 @@ import { ROBOT_NAME, USER_NAME } from "../../protocol/events.js";
 import { parseRepository } from "../../protocol/names.js";
 import type { MetadataView } from "../data/view.js";
 import type { LoginLimiter } from "./login-limiter.js";
-import { verifyPassword } from "./passwords.js";
+import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
 import {
   ADMIN_SCOPE,
   type GrantedAccess,
@@ -68,6 +71,13 @@ import {
 
 /** The issuer named in every token of a mesh. */
 export const TOKEN_ISSUER = "meridian";
+/** The header carrying the front door's proof that it is a trusted proxy (node/http/forwarded.ts). */
+export const PROXY_PROOF_HEADER = "meridian-proxy-proof";
+
+/** The audience of the front door's proof tokens: not the registry's, so they are not credentials. */
+export function proxyAudience(service: string): string {
+  return `${service}#proxy`;
+}
 const CREDENTIAL_CACHE_MS = 5 * 60_000;
 const LOOKUP_CACHE_MS = 1_000;
 const MAX_CACHED = 10_000;
@@ -118,12 +128,16 @@ export interface LoginOutcome {
   identity?: Identity;
   name: string;
   failure?: string;
+  /** Refused by the limiter (429) without checking the password. */
+  limited?: boolean;
 }
 
 export class Authenticator {
   readonly service: string;
   readonly #o: AuthenticatorOptions;
   readonly #verified = new Map<string, { name: string; hash: string; until: number }>();
+  /** Password checks in flight, by credentialKey (joined by identical concurrent logins). */
+  readonly #checking = new Map<string, Promise<Identity>>();
   /**
    * Verified tokens by the last 43 characters of their signature (hashing a
    * short key is several times cheaper than hashing a whole token on every
@@ -182,21 +196,50 @@ export class Authenticator {
     }
     if (stored !== undefined && this.#verifiedNow(key, stored))
       return this.#identityOf(name, stored, "basic");
-    const wait = this.#o.limiter.blocked(name, address);
-    if (wait !== undefined) {
-      onLogin?.({ name, failure: "too many failed logins" });
-      throw new TooManyLoginsError(`too many failed logins; try again in ${wait} s`, {
-        detail: { retryAfterSeconds: wait },
+    // The same credentials already being checked (a client's parallel requests before its first
+    // answer): share that check, so they take one limiter slot and one derivation, not one each.
+    const inFlight = this.#checking.get(key);
+    if (inFlight !== undefined) return inFlight;
+    const check = this.#check(name, password, address, key, stored, onLogin);
+    this.#checking.set(key, check);
+    const done = () => this.#checking.delete(key);
+    check.then(done, done);
+    return check;
+  }
+
+  async #check(
+    name: string,
+    password: string,
+    address: string,
+    key: string,
+    stored: StoredSubject | undefined,
+    onLogin?: (outcome: LoginOutcome) => void,
+  ): Promise<Identity> {
+    // The slot is taken before the (slow) check, so concurrent guesses cannot all get in.
+    const attempt = this.#o.limiter.attempt(name, address);
+    if (typeof attempt === "number") {
+      onLogin?.({ name, failure: "too many failed logins", limited: true });
+      throw new TooManyLoginsError(`too many failed logins; try again in ${attempt} s`, {
+        detail: { retryAfterSeconds: attempt },
       });
     }
-    const ok = stored !== undefined && (await verifyPassword(password, stored.hash));
-    if (!ok) {
-      this.#o.limiter.failed(name, address);
+    // An unknown name costs a derivation too, so its answer takes as long as a wrong password's.
+    let ok: boolean;
+    try {
+      ok =
+        stored === undefined
+          ? await verifyUnknown(password, ROBOT_NAME.test(name) ? ROBOT_SECRET_COST : DEFAULT_COST)
+          : await verifyPassword(password, stored.hash);
+    } catch (err) {
+      attempt.cancel();
+      throw err;
+    }
+    if (!ok || stored === undefined) {
       const failure = stored === undefined ? "unknown user" : "wrong password";
       onLogin?.({ name, failure });
       throw new UnauthorizedError("authentication required: user name or password is wrong");
     }
-    this.#o.limiter.succeeded(name, address);
+    attempt.succeeded();
     if (this.#verified.size >= MAX_CACHED) this.#verified.clear();
     this.#verified.set(key, { name, hash: stored.hash, until: Date.now() + CREDENTIAL_CACHE_MS });
     const identity = this.#identityOf(name, stored, "basic");
@@ -325,6 +368,23 @@ export class Authenticator {
       ...(options.only === undefined ? {} : { only: options.only }),
     });
     return { ...issued, access };
+  }
+
+  /**
+   * When a proxy's proof (node/http/forwarded.ts) expires, or undefined when
+   * it is not one: a `service` token of the mesh's key for the audience
+   * `proxyAudience(service)`, which no registry request accepts as a credential.
+   */
+  async proxyProof(token: string): Promise<number | undefined> {
+    try {
+      const claims = await this.#o.keys.verify(token, {
+        issuer: TOKEN_ISSUER,
+        service: proxyAudience(this.service),
+      });
+      return claims.kind === "service" ? claims.expiresAt : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async #bearer(token: string): Promise<Identity> {

@@ -6,9 +6,25 @@
  * login clears that user's count (not the address's: one address guessing
  * many users stays slowed). Kept in memory per node: a guesser spreading
  * over regions gets `limit` per region, which still bounds the rate.
+ *
+ * Slots are reserved before the password is checked (issue 10, finding 3):
+ * `attempt` counts the attempt as a failure at once and hands back a
+ * reservation; only a good login takes it back. So 100 concurrent guesses
+ * for one user from one address check at most `limit` passwords: the others
+ * find the window full while the first are still being verified. (Counting
+ * after the check let every concurrent guess through, since none had failed
+ * yet.)
  */
 const WINDOW_MS = 60_000;
 const MAX_KEYS = 100_000;
+
+/** A reserved attempt: counted as failed unless `succeeded` is called. */
+export interface LoginAttempt {
+  /** The password was right: clear the user's failures and give back the address's slot. */
+  succeeded(): void;
+  /** The password could not be checked (the KDF queue was full): give back both slots. */
+  cancel(): void;
+}
 
 export class LoginLimiter {
   readonly #failures = new Map<string, number[]>();
@@ -30,12 +46,38 @@ export class LoginLimiter {
     return wait > 0 ? Math.ceil(wait / 1000) : undefined;
   }
 
-  failed(name: string, address: string): void {
-    const now = this.now();
-    if (this.#failures.size >= MAX_KEYS) this.#prune(now);
+  /**
+   * Reserve a slot for checking a password of `name` from `address`: the
+   * seconds to wait (nothing reserved) when the window is full, else the
+   * reservation, already counted as a failure.
+   */
+  attempt(name: string, address: string): number | LoginAttempt {
+    const wait = this.blocked(name, address);
+    if (wait !== undefined) return wait;
+    const at = this.now();
+    this.failed(name, address, at);
+    const release = (key: string) => {
+      const times = this.#failures.get(key);
+      const i = times?.lastIndexOf(at) ?? -1;
+      if (i >= 0) times!.splice(i, 1);
+    };
+    return {
+      succeeded: () => {
+        this.#failures.delete(`u:${name}`);
+        release(`a:${address}`);
+      },
+      cancel: () => {
+        release(`u:${name}`);
+        release(`a:${address}`);
+      },
+    };
+  }
+
+  failed(name: string, address: string, at = this.now()): void {
+    if (this.#failures.size >= MAX_KEYS) this.#prune(at);
     for (const key of [`u:${name}`, `a:${address}`]) {
-      const recent = this.#recent(key, now);
-      recent.push(now);
+      const recent = this.#recent(key, at);
+      recent.push(at);
       this.#failures.set(key, recent);
     }
   }

@@ -13,10 +13,16 @@ import {
   type IdentityKind,
   type LoginOutcome,
 } from "../auth/authenticator.js";
+import { realmOf } from "./forwarded.js";
+
+export { realmOf };
 
 export interface HttpAuth {
   authenticator: Authenticator;
-  /** The token endpoint's URL for challenges; undefined: this request's own host + /auth/token. */
+  /**
+   * The token endpoint's URL for challenges (`auth.realm`, the public URL); undefined: the one a
+   * proven proxy names, else the address this node answered on (./forwarded.ts), never the client's Host.
+   */
   realm?: string;
 }
 
@@ -55,21 +61,9 @@ export function loginRecord(
     kind: outcome.identity?.kind ?? (ROBOT_NAME.test(outcome.name) ? "robot" : "user"),
     action: outcome.failure === undefined ? "login" : "login.failed",
     address,
-    status: outcome.failure === undefined ? 200 : 401,
+    status: outcome.failure === undefined ? 200 : outcome.limited === true ? 429 : 401,
     detail: outcome.failure === undefined ? via : `${via}: ${outcome.failure}`,
   };
-}
-
-/**
- * The token endpoint as this request reached us: behind the front door (or
- * another proxy) its X-Forwarded-Host/-Proto, so clients are sent back
- * through the same door.
- */
-export function realmOf(req: FastifyRequest): string {
-  const first = (h: string | string[] | undefined) => (Array.isArray(h) ? h[0] : h)?.split(",")[0]?.trim();
-  const host = first(req.headers["x-forwarded-host"]) ?? req.headers.host ?? "localhost";
-  const proto = first(req.headers["x-forwarded-proto"]) ?? req.protocol;
-  return `${proto}://${host}/auth/token`;
 }
 
 /** Send the Bearer challenge: where to get a token, and (optionally) for which scope. */

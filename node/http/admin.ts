@@ -77,6 +77,7 @@ import {
 } from "./access.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
+import { clientAddress } from "./forwarded.js";
 import { identityRoutes, type RouteAccess } from "./identity-routes.js";
 
 export interface AdminApiOptions {
@@ -106,7 +107,12 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
         changed: (name) => options.auth?.authenticator.forget(name),
         checkPassword: async (req, name, password) => {
           if (options.auth === undefined) return;
-          await options.auth.authenticator.login(name, password, req.ip, loginAudit(req, options.audit));
+          await options.auth.authenticator.login(
+            name,
+            password,
+            clientAddress(req),
+            loginAudit(req, options.audit),
+          );
         },
       });
       if (options.audit !== undefined) await auditRoutes(admin, options.audit, options.registry.region);
@@ -132,7 +138,7 @@ function gate(admin: FastifyInstance, auth: HttpAuth, audit: AuditSink | undefin
     try {
       req.identity = await auth.authenticator.identify(
         req.headers.authorization,
-        req.ip,
+        clientAddress(req),
         loginAudit(req, audit),
       );
     } catch (err) {
@@ -158,7 +164,7 @@ function gate(admin: FastifyInstance, auth: HttpAuth, audit: AuditSink | undefin
 function loginAudit(req: FastifyRequest, audit: AuditSink | undefined) {
   return audit === undefined
     ? undefined
-    : (outcome: LoginOutcome) => audit.record(loginRecord(outcome, req.ip, "admin"));
+    : (outcome: LoginOutcome) => audit.record(loginRecord(outcome, clientAddress(req), "admin"));
 }
 
 /** Every admin change (anything but a read), with its outcome. */
@@ -171,7 +177,7 @@ function audited(admin: FastifyInstance, audit: AuditSink): void {
       actor: req.identity.name,
       kind: req.identity.kind,
       action: req.method === "DELETE" && repo !== undefined ? "delete" : "admin",
-      address: req.ip,
+      address: clientAddress(req),
       ...(repo === undefined ? {} : { repo }),
       status: reply.statusCode,
       detail: `${req.method} ${path}`,

@@ -50,6 +50,7 @@ import type { FetchOnMiss } from "../fetch-on-miss.js";
 import { type AuditSink, authFailureHeaders, challenge, type HttpAuth, loginRecord } from "./access.js";
 import { adminApiPlugin } from "./admin.js";
 import { handleError, ociErrorBody } from "./errors.js";
+import { clientAddress, PROXY_PROOF_HEADER, type ProxyTrust } from "./forwarded.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
 import { tokenRoutes } from "./token-routes.js";
 
@@ -124,7 +125,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         actor: req.identity.name,
         kind: req.identity.kind,
         action,
-        address: req.ip,
+        address: clientAddress(req),
         repo: req.ociTarget.repo,
         reference: req.ociTarget.reference,
         status: reply.statusCode,
@@ -221,8 +222,9 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     rawRepo?: string,
   ): Promise<void> {
     try {
-      req.identity = await auth.authenticator.identify(authorizationOf(req), req.ip, (outcome) =>
-        options.audit?.record(loginRecord(outcome, req.ip, "basic")),
+      const address = clientAddress(req);
+      req.identity = await auth.authenticator.identify(authorizationOf(req), address, (outcome) =>
+        options.audit?.record(loginRecord(outcome, address, "basic")),
       );
     } catch (err) {
       authFailureHeaders(auth, req, reply, err);
@@ -383,7 +385,8 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
     }
     // Sessions are capped per client: the identity, or for anonymous clients their address.
-    const owner = req.identity.kind === "anonymous" ? `address:${req.ip}` : `identity:${req.identity.name}`;
+    const owner =
+      req.identity.kind === "anonymous" ? `address:${clientAddress(req)}` : `identity:${req.identity.name}`;
     const state = await reg.startUpload(repo, owner);
     return uploadAccepted(reply.status(202), repo, state.id, state.offset);
   }
@@ -633,8 +636,8 @@ export const ociApiPlugin = fp(ociApi, { name: "meridian-oci-api", fastify: "5.x
 
 export interface BuildAppOptions extends OciApiOptions {
   logger: Logger;
-  /** Proxies whose X-Forwarded-For names the client (node/config.ts `trustedProxies`). */
-  trustedProxies?: string[];
+  /** Proxies whose forwarded headers are honoured, when they prove themselves (./forwarded.ts). */
+  proxyTrust?: ProxyTrust;
   /** The audit log (recorded to by every API, read by the admin API's GET /audit). */
   audit?: AuditLog;
   /** Serve HTTPS with this certificate (PEM, with its chain) and key; plain HTTP without. */
@@ -663,8 +666,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     ...(timeouts === undefined ? {} : { http: timeouts }),
     return503OnClosing: true,
     https: options.https === undefined ? null : { ...timeouts, ...options.https },
-    // X-Forwarded-For is believed only from these (the front door): req.ip is then the client's address.
-    trustProxy: options.trustedProxies ?? false,
+    // Forwarded headers are judged by ./forwarded.ts (a proxy must prove itself), never by fastify.
+    trustProxy: false,
   });
   if (options.http !== undefined) {
     const log = options.logger;
@@ -675,6 +678,23 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       (address, refused) => log.warn({ address, refused }, "connections refused: too many from one address"),
     );
   }
+  app.decorateRequest("proxied", false);
+  const proxyTrust = options.proxyTrust;
+  // Only when proxies are configured; before every other hook, so logins and the realm see its verdict.
+  if (proxyTrust !== undefined)
+    app.addHook("onRequest", (req, _reply, done) => {
+      const proof = req.headers[PROXY_PROOF_HEADER];
+      if (proof === undefined) return done();
+      const trusted = proxyTrust.check(req.socket.remoteAddress, proof);
+      if (typeof trusted === "boolean") {
+        req.proxied = trusted;
+        return done();
+      }
+      trusted.then((ok) => {
+        req.proxied = ok;
+        done();
+      }, done);
+    });
   await app.register(ociApiPlugin, {
     registry: options.registry,
     metrics: options.metrics,

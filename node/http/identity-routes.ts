@@ -34,7 +34,16 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { ACTIONS, type Action, decide, ROLES, type RobotGrant, type Role } from "../../protocol/access.js";
+import {
+  ACTIONS,
+  type Action,
+  decide,
+  globProblem,
+  MAX_GLOB_LENGTH,
+  ROLES,
+  type RobotGrant,
+  type Role,
+} from "../../protocol/access.js";
 import { AccessDeniedError, UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
 import { RESERVED_ACTORS } from "../../protocol/event-authority.js";
 import { type EventBody, PROJECT_NAME, ROBOT_NAME, USER_NAME } from "../../protocol/events.js";
@@ -287,8 +296,10 @@ function parseGrants(value: unknown): RobotGrant[] {
     if (typeof grant.project !== "string" || !PROJECT_NAME.test(grant.project))
       throw new UnsupportedError(`${where}.project: a project name`);
     const repositories = grant.repositories ?? "**";
-    if (typeof repositories !== "string" || repositories === "" || repositories.length > 255)
-      throw new UnsupportedError(`${where}.repositories: a glob of repository paths ("**" for all)`);
+    if (typeof repositories !== "string" || globProblem(repositories) !== undefined)
+      throw new UnsupportedError(
+        `${where}.repositories: a glob of repository paths ("**" for all) of at most ${MAX_GLOB_LENGTH} characters`,
+      );
     if (
       !Array.isArray(grant.actions) ||
       grant.actions.length === 0 ||

@@ -22,6 +22,7 @@ import { UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
 import type { Authenticator, Identity } from "../auth/authenticator.js";
 import { type AuditSink, authFailureHeaders, loginRecord } from "./access.js";
 import { handleError } from "./errors.js";
+import { clientAddress } from "./forwarded.js";
 
 export async function tokenRoutes(
   app: FastifyInstance,
@@ -55,16 +56,21 @@ export async function tokenRoutes(
       });
     };
     const audited = (req: FastifyRequest, via: string) => (outcome: Parameters<typeof loginRecord>[0]) =>
-      options.audit?.record(loginRecord(outcome, req.ip, via));
+      options.audit?.record(loginRecord(outcome, clientAddress(req), via));
 
     scope.get("/auth/token", async (req, reply) => {
       req.ociRoute = "token";
       const q = req.query as Record<string, string | string[] | undefined>;
       const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
       // Credentials only: a bearer token never buys a token (finding 2).
-      const identity = await auth.identify(req.headers.authorization, req.ip, audited(req, "token"), {
-        bearer: false,
-      });
+      const identity = await auth.identify(
+        req.headers.authorization,
+        clientAddress(req),
+        audited(req, "token"),
+        {
+          bearer: false,
+        },
+      );
       req.identity = identity;
       return answer(reply, identity, list(q.service)[0], list(q.scope));
     });
@@ -78,7 +84,7 @@ export async function tokenRoutes(
       const username = form.get("username") ?? "";
       const password = form.get("password") ?? "";
       if (username === "") throw new UnauthorizedError("username is required");
-      const identity = await auth.login(username, password, req.ip, audited(req, "token"));
+      const identity = await auth.login(username, password, clientAddress(req), audited(req, "token"));
       req.identity = identity;
       const scopes = (form.get("scope") ?? "").split(" ").filter((s) => s !== "");
       return answer(reply, identity, form.get("service") ?? undefined, scopes);
