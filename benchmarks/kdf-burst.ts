@@ -10,7 +10,9 @@
  *   burst   the same requests while B wrong-password logins (`GET /v2/` with
  *           Basic credentials of unknown users) arrive at once, spread over
  *           A loopback source addresses (127.0.0.2 …), so that the per-address
- *           login limit lets up to 5 × A of them reach the password check.
+ *           login limit lets up to 5 × A of them reach the password check;
+ *           with `--known`, B wrong passwords for the registry's own user
+ *           instead (the penetration test's form: one user, concurrent guesses).
  *
  * Reported per registry, medians over the runs: the unrelated request's p50
  * and p99 quiet and during the burst, the added p50, and how the burst was
@@ -20,7 +22,7 @@
  * checks the admin's password again on every request too, so its quiet
  * figure already includes one bcrypt.
  *
- *   node dist/benchmarks/kdf-burst.js [--runs N] [--burst B] [--addresses A] [--only meridian|distribution]
+ *   node dist/benchmarks/kdf-burst.js [--runs N] [--burst B] [--addresses A] [--known] [--only meridian|distribution]
  *
  * Markdown on stdout; every run's figures in benchmarks/results/kdf-burst-<timestamp>.json.
  */
@@ -86,6 +88,7 @@ async function oneRun(
   burst: number,
   addresses: number,
   quietCount: number,
+  known: boolean,
 ): Promise<RunFigures> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const authorization = basicAuthorization(target.credentials!);
@@ -101,7 +104,8 @@ async function oneRun(
     let bursting = true;
     const flood = Promise.all(
       Array.from({ length: burst }, async (_, i) => {
-        const wrong = basicAuthorization({ user: `nobody-${i}`, password: randomBytes(8).toString("hex") });
+        const user = known ? target.credentials!.user : `nobody-${i}`;
+        const wrong = basicAuthorization({ user, password: randomBytes(8).toString("hex") });
         const reply = await get(`${target.url}/v2/`, wrong, undefined, `127.0.0.${2 + (i % addresses)}`);
         answered[reply.status] = (answered[reply.status] ?? 0) + 1;
       }),
@@ -132,6 +136,7 @@ async function main(): Promise<void> {
       burst: { type: "string" },
       addresses: { type: "string" },
       only: { type: "string" },
+      known: { type: "boolean" },
     },
   });
   const runs = Number(values.runs ?? 3);
@@ -148,7 +153,7 @@ async function main(): Promise<void> {
       say(`kdf-burst: run ${run}/${runs}, ${name}`);
       const target = await startTarget(name, { auth: { password } });
       try {
-        const figures = await oneRun(target, burst, addresses, 200);
+        const figures = await oneRun(target, burst, addresses, 200, values.known === true);
         raw[name] = [...(raw[name] ?? []), figures];
         say(`kdf-burst: ${name}: ${JSON.stringify(figures)}`);
       } finally {
@@ -158,7 +163,7 @@ async function main(): Promise<void> {
   }
   const fmt = (n: number) => (Number.isNaN(n) ? "-" : n < 10 ? n.toFixed(2) : n.toFixed(1));
   const lines = [
-    `## KDF burst ${new Date().toISOString().slice(0, 16)} UTC — medians of ${runs} run(s), ${burst} wrong-password logins from ${addresses} addresses`,
+    `## KDF burst ${new Date().toISOString().slice(0, 16)} UTC — medians of ${runs} run(s), ${burst} wrong-password logins (${values.known === true ? "for the registry's own user" : "unknown users"}) from ${addresses} addresses`,
     "",
     "| registry | quiet p50 ms | quiet p99 ms | during burst p50 ms | during burst p99 ms | added p50 ms | burst answered | burst took s |",
     "|---|---:|---:|---:|---:|---:|---|---:|",
