@@ -18,10 +18,14 @@ import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import {
   coversLink,
   effectivePolicies,
+  isExclusiveLink,
+  linkEffect,
+  namesLink,
   type Policy,
   parsePolicy,
   selectsRepository,
   type TagMatcher,
+  unselectedRepositories,
 } from "../protocol/policy.js";
 import type { RepoState } from "../protocol/registers.js";
 import { differingRepositories } from "../protocol/summary.js";
@@ -234,9 +238,38 @@ async function policyApply(ctx: Context): Promise<number> {
       throw new CommandError(`${file} is invalid (nothing applied)`, err.problems);
     throw err;
   }
-  if (ctx.json) return printJson(result);
+  // What the policies now in force mean for each link the applied ones name: an
+  // exclusive policy stops everything else on its link, and that is said here.
+  const effects = linkEffects(ctx.mesh(), await storedPolicies(ctx), new Set(result.applied));
+  if (ctx.json) return printJson({ ...result, links: effects });
   for (const name of result.applied) process.stdout.write(`applied policy ${name}\n`);
+  for (const line of effects) process.stdout.write(`${line}\n`);
   return 0;
+}
+
+/** Every stored policy that parses (an invalid one governs nothing in the workers either). */
+async function storedPolicies(ctx: Context): Promise<Policy[]> {
+  const { policies } = await ctx.api().get<{ policies: Array<{ policy: unknown }> }>("/policies");
+  const out: Policy[] = [];
+  for (const { policy } of policies) {
+    try {
+      out.push(parsePolicy(policy));
+    } catch {
+      // listed as invalid by `policy list`
+    }
+  }
+  return out;
+}
+
+/** linkEffect for every link of the mesh that one of the named policies names. */
+function linkEffects(mesh: Mesh, policies: Policy[], names: Set<string>): string[] {
+  const named = policies.filter((p) => names.has(p.name));
+  const out: string[] = [];
+  for (const src of mesh.regions)
+    for (const dst of mesh.regions)
+      if (named.some((p) => namesLink(p, src.name, dst.name)))
+        out.push(linkEffect(policies, src.name, dst.name));
+  return out;
 }
 
 interface RunRecord {
@@ -274,8 +307,23 @@ async function policyShow(ctx: Context): Promise<number> {
 
 async function policyDelete(ctx: Context): Promise<number> {
   const name = ctx.positionals[0]!;
-  await ctx.api().send("DELETE", `/policies/${encodeURIComponent(name)}`);
+  const path = `/policies/${encodeURIComponent(name)}`;
+  let before: Policy | undefined;
+  try {
+    before = parsePolicy((await ctx.api().get<{ policy: unknown }>(path)).policy);
+  } catch {
+    // not found or unparsable: the DELETE below says which
+  }
+  await ctx.api().send("DELETE", path);
   process.stdout.write(`deleted policy ${name}\n`);
+  // The links it named, as they are now (a link given back to the mirror catches up at once).
+  if (before !== undefined) {
+    const after = (await storedPolicies(ctx)).filter((p) => p.name !== name);
+    for (const src of ctx.mesh().regions)
+      for (const dst of ctx.mesh().regions)
+        if (namesLink(before, src.name, dst.name))
+          process.stdout.write(`${linkEffect(after, src.name, dst.name)}\n`);
+  }
   return 0;
 }
 
@@ -349,6 +397,8 @@ async function policyRun(ctx: Context): Promise<number> {
 interface LinkPlan {
   source: string;
   destination: string;
+  /** The source's repositories no policy governing the link selects (an exclusive link's leftovers). */
+  stopped: string[];
   plans: Plan[];
   stats: Record<string, number>;
 }
@@ -360,20 +410,28 @@ async function policyPlan(ctx: Context): Promise<number> {
   );
   const mesh = ctx.mesh();
   const links: LinkPlan[] = [];
+  const all = await storedPolicies(ctx);
   for (const dst of mesh.regions) {
     for (const src of mesh.regions) {
       if (!coversLink(policy, src.name, dst.name)) continue;
-      links.push(await planLink(mesh, policy, src, dst));
+      links.push(await planLink(mesh, policy, src, dst, all));
     }
   }
-  if (ctx.json) return printJson({ policy: name, links });
+  // What stops (or keeps) flowing on each link the policy names, beyond what its own run would copy.
+  const effects = links.map((l) => ({
+    effect: linkEffect(all, l.source, l.destination),
+    stopped: l.stopped,
+  }));
+  if (ctx.json) return printJson({ policy: name, links: links.map((l, i) => ({ ...l, ...effects[i] })) });
   if (links.length === 0) {
     process.stdout.write(`policy ${name} covers no link between the regions of this mesh\n`);
     return 0;
   }
   const out: string[] = [];
-  for (const link of links) {
+  for (const [i, link] of links.entries()) {
     const head = `${link.source} → ${link.destination}`;
+    out.push(effects[i]!.effect);
+    if (link.stopped.length > 0) out.push(`  not replicated on this link: ${link.stopped.join(", ")}`);
     if (link.plans.length === 0) {
       out.push(`${head}: nothing to do`);
       continue;
@@ -399,6 +457,7 @@ async function planLink(
   policy: Policy,
   src: RegionEndpoints,
   dst: RegionEndpoints,
+  all: Policy[],
 ): Promise<LinkPlan> {
   // Ask both peers as the destination region does when it runs the policy.
   const credentials = peerCredentials(mesh, dst.name);
@@ -413,7 +472,15 @@ async function planLink(
       const plan = planRepository(policy, s, d, src.name, dst.name);
       if (plan.actions.length > 0) plans.push(plan);
     }
-    return { source: src.name, destination: dst.name, plans, stats: planStats(plans) };
+    const stopped = isExclusiveLink(all, src.name, dst.name)
+      ? unselectedRepositories(
+          all,
+          src.name,
+          dst.name,
+          theirs.repos.map((r) => r.repo),
+        ).sort(cmp)
+      : [];
+    return { source: src.name, destination: dst.name, stopped, plans, stats: planStats(plans) };
   } finally {
     source.close();
     destination.close();

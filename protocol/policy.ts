@@ -16,13 +16,26 @@
  * repositories and tags cheaply. Globs and regexes run on ./linear-regex.ts's
  * automaton (polynomial time: the names matched are chosen by clients).
  *
- * Which policies apply to a link (source region → destination region):
+ * Which policies apply to a link (source region → destination region), the
+ * rule `effectivePolicies` implements (issue 11, finding 4: a `prod/**`
+ * policy used to stop everything else on its link, silently):
  *  - every enabled policy naming both ends (or "*") covers it;
- *  - a link no configured policy names at all falls back to DEFAULT_POLICY
- *    (mirror everything), so a mesh with no policies behaves as before
- *    policies existed;
- *  - a link named only by disabled policies gets nothing: disabling a policy
- *    pauses that traffic, it never widens it to the default.
+ *  - the default full mirror (DEFAULT_POLICY: everything, deletes included)
+ *    stays on every link unless a policy naming that link says
+ *    `exclusive: true`; adding a policy never takes anything away by itself.
+ *    While the mirror is on, it carries everything any non-exclusive policy
+ *    would select, so the link is governed by the mirror alone (a
+ *    non-exclusive policy's filters, trigger and `deletes: false` narrow
+ *    nothing; its bandwidth budget still applies to the link);
+ *  - a link some policy names with `exclusive: true` carries only what its
+ *    enabled covering policies select; everything else on it stops (and
+ *    `meridian policy apply` / `policy plan` say so, link by link);
+ *  - an exclusive policy that is disabled still keeps the mirror off its
+ *    link: disabling pauses that traffic, it never widens it to everything;
+ *  - a stored policy without `exclusive` (written before it existed) is not
+ *    exclusive. Removing an exclusive policy (or making it non-exclusive)
+ *    brings the mirror back, and the replication worker runs its catch-up
+ *    at once (replication/worker.ts), not at the next periodic anti-entropy.
  */
 import { Cron } from "croner";
 import picomatch from "picomatch";
@@ -66,8 +79,14 @@ export interface Policy {
   bandwidthBytesPerSecond: number | undefined;
   /** Artifact types that must be present in the destination before a tag there moves; sorted, unique. */
   holdTagsForReferrers: string[];
-  /** A disabled policy covers no link (and keeps the default from covering it either). */
+  /** A disabled policy covers no link (an exclusive one still keeps the default mirror off it). */
   enabled: boolean;
+  /**
+   * Only what the link's policies select replicates on the links this policy
+   * names: the default full mirror is off there (default false: the mirror
+   * stays, and this policy narrows nothing).
+   */
+  exclusive: boolean;
 }
 
 export const EVENT_KINDS: readonly EventKind[] = ["delete", "push", "tag"];
@@ -98,6 +117,7 @@ export const DEFAULT_POLICY: Policy = deepFreeze({
   bandwidthBytesPerSecond: undefined,
   holdTagsForReferrers: [],
   enabled: true,
+  exclusive: false,
 });
 
 /** Longest glob, regex or semver range accepted (bounds compile time and regex backtracking). */
@@ -129,6 +149,7 @@ const KEYS = [
   "bandwidthBytesPerSecond",
   "holdTagsForReferrers",
   "enabled",
+  "exclusive",
 ];
 
 // ---------------------------------------------------------------- parsing
@@ -220,6 +241,7 @@ export function policyToYaml(policy: Policy): string {
   if (policy.bandwidthBytesPerSecond !== undefined) doc.bandwidth = rateText(policy.bandwidthBytesPerSecond);
   if (policy.holdTagsForReferrers.length > 0) doc.holdTagsForReferrers = policy.holdTagsForReferrers;
   doc.enabled = policy.enabled;
+  doc.exclusive = policy.exclusive;
   // lineWidth 0: never fold a long pattern across lines.
   return stringify(doc, { lineWidth: 0 });
 }
@@ -292,6 +314,7 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
       ),
     ),
     enabled: bool(v.enabled, "enabled", true, bad),
+    exclusive: bool(v.exclusive, "exclusive", false, bad),
   };
   return errors.length === before ? policy : undefined;
 }
@@ -573,7 +596,7 @@ export function coversLink(policy: Policy, source: string, destination: string):
 }
 
 /** Both ends are named by the policy (or "*"), enabled or not. */
-function namesLink(policy: Policy, source: string, destination: string): boolean {
+export function namesLink(policy: Policy, source: string, destination: string): boolean {
   return (
     source !== destination &&
     (policy.sources.includes("*") || policy.sources.includes(source)) &&
@@ -648,18 +671,58 @@ export function policiesForLink(policies: readonly Policy[], source: string, des
 }
 
 /**
- * The policies that govern a link: those covering it; else DEFAULT_POLICY when
- * no configured policy names the link at all; else (only disabled policies
- * name it) none.
+ * The policies that govern a link: the covering ones when some policy naming
+ * the link (enabled or not) is exclusive; else DEFAULT_POLICY alone (the full
+ * mirror carries everything a non-exclusive policy would). See the header.
  */
 export function effectivePolicies(
   policies: readonly Policy[],
   source: string,
   destination: string,
 ): Policy[] {
+  if (source === destination) return [];
+  if (!isExclusiveLink(policies, source, destination)) return [DEFAULT_POLICY];
+  return policiesForLink(policies, source, destination);
+}
+
+/** Some policy naming the link (enabled or not) is exclusive: the default mirror is off it. */
+export function isExclusiveLink(policies: readonly Policy[], source: string, destination: string): boolean {
+  return policies.some((p) => p.exclusive && namesLink(p, source, destination));
+}
+
+/**
+ * For `meridian policy apply` / `policy plan`: what the policies mean for one
+ * link, in words. Exclusive: "replication of everything else stops
+ * (exclusive)", naming what still flows; else the full mirror stays.
+ */
+export function linkEffect(policies: readonly Policy[], source: string, destination: string): string {
+  if (source === destination) return "";
+  const link = `${source}→${destination}`;
+  if (!isExclusiveLink(policies, source, destination))
+    return `${link}: the full mirror stays (no exclusive policy on this link); everything still replicates`;
   const covering = policiesForLink(policies, source, destination);
-  if (covering.length > 0 || source === destination) return covering;
-  return policies.some((p) => namesLink(p, source, destination)) ? [] : [DEFAULT_POLICY];
+  const by = policies
+    .filter((p) => p.exclusive && namesLink(p, source, destination))
+    .map((p) => p.name)
+    .sort(cmp);
+  const selected = (p: Policy) =>
+    `${p.name} (${[...p.repositories.include, ...p.repositories.exclude.map((g) => `!${g}`)].join(", ")})`;
+  const only =
+    covering.length === 0
+      ? "nothing replicates (its policies are disabled)"
+      : `only ${covering.map(selected).join(", ")} replicates`;
+  return `${link}: replication of everything else stops (exclusive: ${by.join(", ")}); ${only}`;
+}
+
+/** Repositories (of `repos`) that no policy governing the link selects: what does not replicate on it. */
+export function unselectedRepositories(
+  policies: readonly Policy[],
+  source: string,
+  destination: string,
+  repos: readonly string[],
+): string[] {
+  const effective = effectivePolicies(policies, source, destination);
+  return repos.filter((r) => !effective.some((p) => selectsRepository(p, r)));
 }
 
 /** The link's budget: the smallest among the policies covering it; undefined when none sets one. */

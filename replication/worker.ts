@@ -50,7 +50,9 @@
  * at start (a new region backfills), every `antiEntropyIntervalMs`, on each
  * schedule policy's cron, when an on-push policy is set (events this worker
  * judged before its view knew the policy would otherwise wait for the next
- * periodic run), and on every `policy.run` request naming this region as a
+ * periodic run), for the default mirror on every link it governs whenever a
+ * policy is set or deleted (removing an exclusive policy brings the mirror
+ * back to its link: what the policy held back arrives at once), and on every `policy.run` request naming this region as a
  * destination; a requested run's result is appended as `policy.run.finished`.
  *
  * Conflicts: when a replicated tag write loses the merge here to a write this
@@ -90,6 +92,7 @@ import { HybridClock } from "../protocol/hlc.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import {
   coversLink,
+  DEFAULT_POLICY,
   type EventKind,
   effectivePolicies,
   isFiltered,
@@ -292,10 +295,18 @@ export class ReplicationWorker {
     view.onApplied = (event, seq) => {
       previous?.(event, seq);
       this.#clock.observe(event.hlc);
-      if (event.type === "policy.set" || event.type === "policy.deleted") this.#policies = undefined;
-      // Events this worker judged before it knew the policy are brought in now (see #antiEntropy).
-      if (event.type === "policy.set")
-        void this.#antiEntropy("policy-set", (p) => p.name === event.name && p.trigger.type === "on-push");
+      if (event.type === "policy.set" || event.type === "policy.deleted") {
+        this.#policies = undefined;
+        // Events this worker judged before it knew the policy are brought in now, and a link the
+        // change gave back to the default mirror (an exclusive policy deleted, disabled-to-
+        // non-exclusive, …) catches up at once rather than at the next periodic run: the
+        // mirror's run on a link that already has everything compares summaries and stops.
+        const name = event.name;
+        void this.#antiEntropy(
+          event.type,
+          (p) => p.trigger.type === "on-push" && (p === DEFAULT_POLICY || p.name === name),
+        );
+      }
       if (event.type === "policy.run" && (event.region ?? this.#o.region) === this.#o.region)
         void this.#manualRun(event.name, event.runId);
     };

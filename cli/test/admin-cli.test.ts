@@ -45,11 +45,13 @@ const POLICIES = `policies:
     destination: b
     repositories: ["apps/**"]
     trigger: manual
+    exclusive: true
   - name: scratch
     source: b
     destination: a
     repositories: ["scratch/**"]
     trigger: manual
+    exclusive: true
 `;
 
 describe("meridian admin commands", () => {
@@ -65,7 +67,9 @@ describe("meridian admin commands", () => {
     writeFileSync(file, POLICIES);
     assert.equal(
       await succeeds(["policy", "apply", file]),
-      "applied policy apps-ab\napplied policy scratch\n",
+      "applied policy apps-ab\napplied policy scratch\n" +
+        "a→b: replication of everything else stops (exclusive: apps-ab); only apps-ab (apps/**) replicates\n" +
+        "b→a: replication of everything else stops (exclusive: scratch); only scratch (scratch/**) replicates\n",
     );
 
     const bad = join(mesh.dataDir, "bad.yaml");
@@ -90,7 +94,10 @@ describe("meridian admin commands", () => {
     assert.match(show, /^trigger: manual$/m);
     assert.match(show, /# no runs/);
 
-    assert.equal(await succeeds(["policy", "delete", "scratch"]), "deleted policy scratch\n");
+    assert.equal(
+      await succeeds(["policy", "delete", "scratch"]),
+      "deleted policy scratch\nb→a: the full mirror stays (no exclusive policy on this link); everything still replicates\n",
+    );
     const gone = await meridian(["policy", "show", "scratch"]);
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /policy scratch not found/);
@@ -122,7 +129,9 @@ describe("meridian admin commands", () => {
       assert.ok(plan.includes(`    copy manifest ${images.get(repo)}`), plan);
       assert.ok(plan.includes(`    set tag v1 → ${images.get(repo)}`), plan);
     }
-    assert.ok(!plan.includes("other/x"), "a repository the policy does not select is not planned");
+    assert.ok(!/^ {2}other\/x$/m.test(plan), "a repository the policy does not select is not planned");
+    assert.match(plan, /^a→b: replication of everything else stops \(exclusive: apps-ab\)/m);
+    assert.match(plan, /^ {2}not replicated on this link: other\/x$/m);
     assert.match(plan, /^ {2}total: .*copy-manifest 2.*set-tag 2/m);
     const planJson = JSON.parse(await succeeds(["policy", "plan", "apps-ab", "--json"])) as {
       links: Array<{ source: string; destination: string; plans: Array<{ repo: string }> }>;
@@ -145,7 +154,12 @@ describe("meridian admin commands", () => {
     assert.equal(pulled.status, 200);
     assert.equal(await digestIn("b", "other/x", "v1"), undefined);
 
-    assert.equal(await succeeds(["policy", "plan", "apps-ab"]), "a → b: nothing to do\n");
+    assert.equal(
+      await succeeds(["policy", "plan", "apps-ab"]),
+      "a→b: replication of everything else stops (exclusive: apps-ab); only apps-ab (apps/**) replicates\n" +
+        "  not replicated on this link: other/x\n" +
+        "a → b: nothing to do\n",
+    );
     const show = await succeeds(["policy", "show", "apps-ab"]);
     assert.match(show, /# recent runs \(1 of 1\):/);
     assert.match(show, /# {5}b: ok at /);

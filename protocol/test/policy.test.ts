@@ -9,6 +9,7 @@ import {
   isFiltered,
   isSignatureReferrer,
   linkBandwidth,
+  linkEffect,
   nextRun,
   type Policy,
   parsePolicies,
@@ -20,6 +21,7 @@ import {
   selectsPlatform,
   selectsRepository,
   selectsTag,
+  unselectedRepositories,
 } from "../policy.js";
 import { forAll, type Rng } from "./prng.js";
 
@@ -68,6 +70,7 @@ describe("parsePolicy: normalization", () => {
       bandwidthBytesPerSecond: undefined,
       holdTagsForReferrers: [],
       enabled: true,
+      exclusive: false,
     });
   });
 
@@ -90,6 +93,7 @@ describe("parsePolicy: normalization", () => {
       bandwidth: "50MiB/s",
       holdTagsForReferrers: ["application/vnd.cncf.notary.signature"],
       enabled: "yes",
+      exclusive: "yes",
     });
     assert.deepEqual(policy, {
       name: "prod-to-eu",
@@ -114,6 +118,7 @@ describe("parsePolicy: normalization", () => {
       bandwidthBytesPerSecond: 50 * 2 ** 20,
       holdTagsForReferrers: ["application/vnd.cncf.notary.signature"],
       enabled: true,
+      exclusive: true,
     });
   });
 
@@ -508,19 +513,66 @@ describe("links", () => {
     assert.deepEqual(policiesForLink([zeta, mid, alpha, off], "c", "d"), []);
   });
 
+  // Exclusive counterparts: only these switch the default mirror off their links (issue 11, finding 4).
+  const zetaX = p({ name: "zeta", source: "*", destination: "b", exclusive: true });
+  const midX = p({ name: "mid", source: "a", destination: "b", exclusive: true });
+  const offX = p({ name: "off", source: "a", destination: "c", enabled: false, exclusive: true });
+  const prod = p({ name: "prod", source: "a", destination: "c", repositories: "prod/**" });
+  const prodX = p({ name: "prod", source: "a", destination: "c", repositories: "prod/**", exclusive: "yes" });
+
   const effective: [string, Policy[], string, string, Policy[]][] = [
     ["no policies at all: the default mirrors everything", [], "a", "b", [DEFAULT_POLICY]],
-    ["covered: the covering policies only", [zeta, mid], "a", "b", [mid, zeta]],
-    ["a link no policy names: the default", [mid], "b", "a", [DEFAULT_POLICY]],
-    ["a link named only by a disabled policy: nothing", [off], "a", "c", []],
-    ["disabled and enabled on the link: the enabled one", [off, alpha], "a", "c", [alpha]],
+    ["covered by non-exclusive policies: the default mirror stays", [zeta, mid], "a", "b", [DEFAULT_POLICY]],
+    [
+      "the README's prod/** policy (not exclusive): the default mirror stays",
+      [prod],
+      "a",
+      "c",
+      [DEFAULT_POLICY],
+    ],
+    ["an exclusive prod/** policy: only it", [prodX], "a", "c", [prodX]],
+    ["an exclusive policy on another link: the default here", [prodX], "a", "b", [DEFAULT_POLICY]],
+    ["one exclusive among several: the covering policies only", [zeta, midX], "a", "b", [midX, zeta]],
+    ["exclusive via a wildcard source", [zetaX, mid], "c", "b", [zetaX]],
+    ["a link no policy names: the default", [midX], "b", "a", [DEFAULT_POLICY]],
+    ["a link named only by a disabled policy: the default", [off], "a", "c", [DEFAULT_POLICY]],
+    ["a link named only by a disabled exclusive policy: nothing (paused)", [offX], "a", "c", []],
+    ["disabled exclusive and enabled on the link: the enabled one", [offX, alpha], "a", "c", [alpha]],
     ["a region to itself: nothing", [], "a", "a", []],
+    ["a region to itself, exclusive policies: nothing", [zetaX], "b", "b", []],
   ];
   for (const [name, policies, src, dst, expected] of effective) {
     test(`effectivePolicies: ${name}`, () => {
       assert.deepEqual(effectivePolicies(policies, src, dst), expected);
     });
   }
+
+  test("exclusive defaults to false (a stored policy from before it existed is not exclusive)", () => {
+    assert.equal(p({}).exclusive, false);
+    const stored = { ...parsePolicy({ name: "old", source: "a", destination: "b" }) } as Record<
+      string,
+      unknown
+    >;
+    delete stored.exclusive;
+    assert.equal(parsePolicy(stored).exclusive, false);
+    assert.deepEqual(effectivePolicies([parsePolicy(stored)], "a", "b"), [DEFAULT_POLICY]);
+    assert.throws(() => p({ exclusive: "maybe" }), /exclusive: want a boolean/);
+  });
+
+  test("linkEffect says what stops on an exclusive link, and that the mirror stays otherwise", () => {
+    assert.match(
+      linkEffect([prodX], "a", "c"),
+      /^a→c: replication of everything else stops \(exclusive: prod\); only prod \(prod\/\*\*\) replicates$/,
+    );
+    assert.match(linkEffect([prod], "a", "c"), /^a→c: the full mirror stays/);
+    assert.match(linkEffect([offX], "a", "c"), /stops \(exclusive: off\); nothing replicates/);
+  });
+
+  test("unselectedRepositories: what an exclusive link leaves behind", () => {
+    const repos = ["prod/api", "team/app"];
+    assert.deepEqual(unselectedRepositories([prodX], "a", "c", repos), ["team/app"]);
+    assert.deepEqual(unselectedRepositories([prod], "a", "c", repos), []);
+  });
 
   const bandwidths: [Policy[], string, string, number | undefined][] = [
     [[zeta, alpha, mid], "a", "b", 10 * 2 ** 20],

@@ -41,8 +41,9 @@ async function admin(region: string, body: EventBody): Promise<void> {
   await log.append(event);
 }
 
+/** Every policy here narrows its link, so each is exclusive (the default mirror would carry everything). */
 async function setPolicy(region: string, raw: Record<string, unknown>): Promise<void> {
-  const policy = parsePolicy(raw);
+  const policy = parsePolicy({ exclusive: true, ...raw });
   unsettled.add(policy.name);
   await admin(region, {
     type: "policy.set",
