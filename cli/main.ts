@@ -1,7 +1,7 @@
 /**
  * The `meridian` command line (bin/meridian).
  *
- *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth]
+ *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
@@ -37,6 +37,7 @@ commands:
               --data DIR        data directory, kept across restarts (default .meridian)
               --tls             registries and front door over HTTPS (certificates under DIR/certs)
               --auth            authentication on: an admin password in DIR/auth/admin-password
+              --no-auth         authentication off although DIR/auth exists (refused without it; logged, audited)
             every nats-server requires NKEY authentication (seeds in DIR/nats-auth, always)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
@@ -68,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
           data: { type: "string", default: ".meridian" },
           tls: { type: "boolean", default: false },
           auth: { type: "boolean", default: false },
+          "no-auth": { type: "boolean", default: false },
         },
       });
       return up({
@@ -79,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
         dataDir: values.data,
         tls: values.tls,
         auth: values.auth,
+        noAuth: values["no-auth"],
       });
     }
     case "rebuild": {

@@ -87,6 +87,12 @@ export interface UpOptions {
   tls?: boolean;
   /** Authentication on (see the header): a token key and an admin password under <data>/auth. */
   auth?: boolean;
+  /**
+   * Authentication off although <data>/auth exists (the mesh once ran with
+   * --auth): without it such a start is refused (issue 11, finding 9); with
+   * it every node starts with MERIDIAN_NO_AUTH=true, which it logs and audits.
+   */
+  noAuth?: boolean;
 }
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -113,6 +119,17 @@ export function frontDoorPort(basePort: number): number {
 
 export async function up(options: UpOptions): Promise<number> {
   const dataDir = resolve(options.dataDir);
+  if (options.auth === true && options.noAuth === true) {
+    process.stderr.write("meridian up: --auth and --no-auth contradict each other\n");
+    return 2;
+  }
+  if (options.auth !== true && options.noAuth !== true && existsSync(join(dataDir, "auth"))) {
+    process.stderr.write(
+      `meridian up: refusing to start without authentication: ${join(dataDir, "auth")} exists, so this mesh ran with --auth ` +
+        "and starting without it would open everything to anyone. Use --auth, or --no-auth to say explicitly that it may be open.\n",
+    );
+    return 1;
+  }
   const natsServers: NatsServerProcess[] = [];
   const children: Array<{ role: string; child: ChildProcess }> = [];
   let stopping = false;
@@ -186,7 +203,9 @@ export async function up(options: UpOptions): Promise<number> {
     // Nodes check credentials; peers and the front door sign in to the nodes' admin API with the key.
     const nodeAuthEnv: Record<string, string> =
       auth === undefined
-        ? {}
+        ? options.noAuth === true
+          ? { MERIDIAN_NO_AUTH: "true" }
+          : {}
         : {
             MERIDIAN_AUTH: "true",
             MERIDIAN_TOKEN_KEY_FILE: auth.keyFile,

@@ -42,6 +42,8 @@
  * | auth.tokenTtlSeconds | MERIDIAN_TOKEN_TTL_SECONDS | 300                       |
  * | auth.adminPasswordFile | MERIDIAN_ADMIN_PASSWORD_FILE | none                  |
  * | auth.loginFailures | MERIDIAN_LOGIN_FAILURES   | 5 (per minute, per user and per address) |
+ * | auth.allowUnauthenticated | MERIDIAN_NO_AUTH  | false: refuse to start without auth once the data has identities |
+ * | auth.adminWriteAddresses | MERIDIAN_ADMIN_WRITE_ADDRESSES | 127.0.0.1, ::1, ::ffff:127.0.0.1 (without auth; "*": anyone) |
  * | http.idleTimeoutMs | MERIDIAN_HTTP_IDLE_TIMEOUT_MS | 60000 (a connection moving no byte this long is cut) |
  * | http.headersTimeoutMs | MERIDIAN_HTTP_HEADERS_TIMEOUT_MS | 20000 (request line and headers) |
  * | http.keepAliveTimeoutMs | MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS | 75000 (idle keep-alive connection) |
@@ -190,7 +192,21 @@ export interface AuthConfig {
   adminPasswordFile?: string;
   /** Failed logins allowed per user and per address in a minute before more are refused (429). */
   loginFailures: number;
+  /**
+   * Start with authentication off even though this node's data has identities
+   * (users in the view, or the token key file): issue 11, finding 9. Without
+   * it such a start is refused; with it the start is logged at warn and audited.
+   */
+  allowUnauthenticated: boolean;
+  /**
+   * Without authentication: the socket addresses (never forwarded headers)
+   * admin writes are accepted from; "*" accepts anyone. Default: loopback.
+   */
+  adminWriteAddresses: string[];
 }
+
+/** The addresses a loopback client connects from (IPv4, IPv6, IPv4-mapped IPv6). */
+export const LOOPBACK: readonly string[] = ["127.0.0.1", "::1", "::ffff:127.0.0.1"];
 
 export type FetchOnMiss = "proxy" | "redirect" | "off";
 const FETCH_ON_MISS: readonly FetchOnMiss[] = ["proxy", "redirect", "off"];
@@ -250,6 +266,10 @@ export function loadNodeConfig(sources: {
       tokenTtlSeconds: envNumber(env.MERIDIAN_TOKEN_TTL_SECONDS),
       adminPasswordFile: env.MERIDIAN_ADMIN_PASSWORD_FILE,
       loginFailures: envNumber(env.MERIDIAN_LOGIN_FAILURES),
+      allowUnauthenticated: envBoolean(env.MERIDIAN_NO_AUTH),
+      adminWriteAddresses: env.MERIDIAN_ADMIN_WRITE_ADDRESSES?.split(",")
+        .map((s) => s.trim())
+        .filter((s) => s !== ""),
     },
     http: {
       idleTimeoutMs: envNumber(env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS),
@@ -302,6 +322,8 @@ export function loadNodeConfig(sources: {
       adminPasswordFile:
         merged.auth?.adminPasswordFile === undefined ? undefined : resolve(merged.auth.adminPasswordFile),
       loginFailures: merged.auth?.loginFailures ?? 5,
+      allowUnauthenticated: merged.auth?.allowUnauthenticated ?? false,
+      adminWriteAddresses: (merged.auth?.adminWriteAddresses as string[] | undefined) ?? [...LOOPBACK],
     },
     http: {
       idleTimeoutMs: merged.http?.idleTimeoutMs ?? 60_000,

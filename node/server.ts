@@ -9,7 +9,7 @@
  * (an https:// URL with `tls.certFile`/`tls.keyFile`; SIGHUP then re-reads
  * both files and serves new connections with them).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import type { Server as TlsServer } from "node:tls";
 import { pathToFileURL } from "node:url";
@@ -75,6 +75,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   );
   watchRefusals(view, metrics, log.child({ component: "view" }));
   await view.open();
+  const unauthenticated = await unauthenticatedStart(config, view, log);
   const eventLog = JetStreamLog.open({
     servers: config.nats.servers,
     region: config.region,
@@ -146,6 +147,15 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
         )
         .catch((err) => log.warn({ err }, "login flood alert not stored")),
   });
+  if (unauthenticated !== undefined)
+    audit.record({
+      actor: "operator",
+      kind: "service",
+      action: "admin",
+      address: "local",
+      status: 200,
+      detail: `started without authentication although ${unauthenticated} (auth.allowUnauthenticated / MERIDIAN_NO_AUTH)`,
+    });
   const app = await buildApp({
     ...(config.trustedProxies.length === 0
       ? {}
@@ -158,6 +168,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
         }),
     auth,
     audit,
+    adminWriteAddresses: config.auth.adminWriteAddresses,
     registry,
     metrics,
     fetchOnMiss,
@@ -191,6 +202,44 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     },
   };
 }
+
+/**
+ * Issue 11, finding 9: once a node's data has identities (users in its view,
+ * or the mesh's token key file), starting it without authentication would
+ * silently reopen everything. Refused (StartRefusedError) unless the operator
+ * says so (`auth.allowUnauthenticated`, MERIDIAN_NO_AUTH=true, `meridian up
+ * --no-auth`); then logged at warn and, by the caller, audited. Returns what
+ * the identities are when the start goes ahead without authentication.
+ */
+async function unauthenticatedStart(
+  config: Readonly<NodeConfig>,
+  view: MetadataView,
+  log: Logger,
+): Promise<string | undefined> {
+  if (config.auth.enabled) return undefined;
+  const users = (await view.users()).length;
+  const found: string[] = [];
+  if (users > 0) found.push(`its view has ${users} user${users === 1 ? "" : "s"}`);
+  if (existsSync(config.auth.tokenKeyFile)) found.push(`the token key ${config.auth.tokenKeyFile} exists`);
+  if (found.length === 0) return undefined;
+  const what = found.join(" and ");
+  if (!config.auth.allowUnauthenticated) {
+    await view.close();
+    throw new StartRefusedError(
+      `region ${config.region}: refusing to start without authentication: ${what}, so this data was served with authentication. ` +
+        "Start with authentication (MERIDIAN_AUTH=true, `meridian up --auth`), or say explicitly that everything may be open " +
+        "(MERIDIAN_NO_AUTH=true, auth.allowUnauthenticated, `meridian up --no-auth`).",
+    );
+  }
+  log.warn(
+    { identities: what },
+    "starting WITHOUT authentication although the data has identities (explicit override)",
+  );
+  return what;
+}
+
+/** A start the node refuses by policy (not a fault): main prints it and exits 1. */
+export class StartRefusedError extends Error {}
 
 /** Authentication (node/auth/): the token keys, the login limiter, and the first admin. */
 async function startAuth(
@@ -320,7 +369,16 @@ async function main(): Promise<void> {
   }
   privateDirs([config.dataDir, config.view.dir, config.storage.root]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
-  const node = await startNode(config, logger);
+  let node: RunningNode;
+  try {
+    node = await startNode(config, logger);
+  } catch (err) {
+    if (err instanceof StartRefusedError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
   process.stdout.write(
     `${JSON.stringify({ event: "listening", region: config.region, registry: node.url, pid: process.pid })}\n`,
   );

@@ -66,6 +66,7 @@ import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from ".
 import type { AuditLog } from "../audit.js";
 import { type LoginOutcome, meantForAdmin } from "../auth/authenticator.js";
 import { ADMIN_SCOPE } from "../auth/tokens.js";
+import { LOOPBACK } from "../config.js";
 import type { Registry, UndeleteTarget } from "../data/registry.js";
 import {
   type AuditSink,
@@ -88,6 +89,11 @@ export interface AdminApiOptions {
   auth?: HttpAuth;
   /** Where admin changes are recorded, and what `GET /audit` reads. */
   audit?: AuditLog;
+  /**
+   * Without `auth`: the socket addresses admin writes are accepted from
+   * ("*": anyone); default loopback (node/config.ts auth.adminWriteAddresses).
+   */
+  writeAddresses?: readonly string[];
 }
 
 /** Who an admin change is recorded as: the request's identity (`anonymous` without auth). */
@@ -101,6 +107,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
   await app.register(
     async (admin) => {
       if (options.auth !== undefined) gate(admin, options.auth, options.audit);
+      else writesFrom(admin, options.writeAddresses ?? LOOPBACK);
       if (options.audit !== undefined) audited(admin, options.audit);
       await adminRoutes(admin, options.registry);
       await identityRoutes(admin, options.registry, {
@@ -157,6 +164,26 @@ function gate(admin: FastifyInstance, auth: HttpAuth, audit: AuditSink | undefin
     }
     const access = (req.routeOptions.config as { access?: RouteAccess } | undefined)?.access ?? "admin";
     if (access === "admin") throw new AccessDeniedError("a system admin is required");
+  });
+}
+
+/**
+ * Without authentication anyone who reaches the port could change policies,
+ * rules and projects (issue 11, finding 9): admin writes (anything but GET and
+ * HEAD) are accepted only from the listed socket addresses, by default
+ * loopback. The socket's address, never a forwarded header: a front door on
+ * another host must be listed itself. Reads stay open, as the registry is.
+ */
+function writesFrom(admin: FastifyInstance, addresses: readonly string[]): void {
+  if (addresses.includes("*")) return;
+  const allowed = new Set(addresses);
+  admin.addHook("onRequest", async (req) => {
+    if (req.method === "GET" || req.method === "HEAD") return;
+    const from = req.socket.remoteAddress ?? "";
+    if (!allowed.has(from))
+      throw new AccessDeniedError(
+        `authentication is off: admin changes are accepted only from ${[...allowed].join(", ")} (auth.adminWriteAddresses), not ${from}`,
+      );
   });
 }
 

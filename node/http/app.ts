@@ -644,6 +644,8 @@ export interface BuildAppOptions extends OciApiOptions {
   https?: { cert: Buffer; key: Buffer };
   /** Timeouts and the per-client connection cap (node/config.ts `http`); Node's defaults without. */
   http?: HttpLimits;
+  /** Without auth: where admin writes are accepted from (./admin.ts writesFrom; default loopback). */
+  adminWriteAddresses?: readonly string[];
 }
 
 /**
@@ -712,6 +714,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     registry: options.registry,
     auth: options.auth,
     audit: options.audit,
+    writeAddresses: options.adminWriteAddresses,
   });
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
