@@ -196,13 +196,13 @@ async function policyList(ctx: Context): Promise<number> {
     process.stdout.write("no policies (every link mirrors everything)\n");
     return 0;
   }
-  const rows = [["name", "link", "repositories", "tags", "trigger", "deletes", "enabled"]];
+  const rows = [["name", "link", "repositories", "tags", "trigger", "deletes", "enabled", "exclusive"]];
   for (const { name, policy: raw } of policies) {
     let p: Policy;
     try {
       p = parsePolicy(raw);
     } catch {
-      rows.push([name, "(invalid)", "", "", "", "", ""]);
+      rows.push([name, "(invalid)", "", "", "", "", "", ""]);
       continue;
     }
     rows.push([
@@ -215,6 +215,7 @@ async function policyList(ctx: Context): Promise<number> {
       p.trigger.type === "schedule" ? `schedule ${p.trigger.cron}` : p.trigger.type,
       p.deletes ? "on" : "off",
       p.enabled ? "yes" : "no",
+      p.exclusive ? "yes" : "no",
     ]);
   }
   process.stdout.write(table(rows));

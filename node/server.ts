@@ -75,7 +75,6 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   );
   watchRefusals(view, metrics, log.child({ component: "view" }));
   await view.open();
-  const unauthenticated = await unauthenticatedStart(config, view, log);
   const eventLog = JetStreamLog.open({
     servers: config.nats.servers,
     region: config.region,
@@ -110,6 +109,17 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   });
   registry.start();
   await catchUp(eventLog, view, log);
+  // After the catch-up: a view rebuilt empty learns the users from the log first.
+  let unauthenticated: string | undefined;
+  try {
+    unauthenticated = await unauthenticatedStart(config, view, log);
+  } catch (err) {
+    await eventLog.close(); // first: the registry's tail ends when its log closes
+    await registry.stop();
+    await view.close();
+    link?.close();
+    throw err;
+  }
   const stopApplying = applyConfiguredPolicies(
     registry,
     config.policies,
@@ -224,7 +234,6 @@ async function unauthenticatedStart(
   if (found.length === 0) return undefined;
   const what = found.join(" and ");
   if (!config.auth.allowUnauthenticated) {
-    await view.close();
     throw new StartRefusedError(
       `region ${config.region}: refusing to start without authentication: ${what}, so this data was served with authentication. ` +
         "Start with authentication (MERIDIAN_AUTH=true, `meridian up --auth`), or say explicitly that everything may be open " +

@@ -81,8 +81,8 @@ describe("meridian admin commands", () => {
     assert.match(invalid.stderr, / {2}- .*tigger: unknown key \(did you mean "trigger"\?\)/);
 
     const list = await succeeds(["policy", "list"]);
-    assert.match(list, /^name\s+link\s+repositories\s+tags\s+trigger\s+deletes\s+enabled$/m);
-    assert.match(list, /^apps-ab\s+a→b\s+apps\/\*\*\s+\*\s+manual\s+off\s+yes$/m);
+    assert.match(list, /^name\s+link\s+repositories\s+tags\s+trigger\s+deletes\s+enabled\s+exclusive$/m);
+    assert.match(list, /^apps-ab\s+a→b\s+apps\/\*\*\s+\*\s+manual\s+off\s+yes\s+yes$/m);
     assert.match(list, /^scratch\s+b→a\s+scratch\/\*\*/m);
     const json = JSON.parse(await succeeds(["policy", "list", "--json"])) as {
       policies: Array<{ name: string }>;
