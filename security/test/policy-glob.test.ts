@@ -32,6 +32,7 @@ describe("policy globs", () => {
       source: "a",
       destination: "b",
       tags: ["*a*a*a*a*a*a*a*a*b", "v*"],
+      exclusive: true, // the tag filter decides a→b (issue 11: a policy narrows its link only when exclusive)
     });
     await eventually(
       async () => {
