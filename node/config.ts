@@ -461,6 +461,13 @@ export function loadNodeConfig(sources: {
   if (env.MERIDIAN_STORAGE_FSYNC !== undefined && envBoolean(env.MERIDIAN_STORAGE_FSYNC) === undefined) {
     problems.push("MERIDIAN_STORAGE_FSYNC: true or false");
   }
+  // A typo here must not read as "refuse" or, worse, go unnoticed: say so.
+  if (env.MERIDIAN_NO_AUTH !== undefined && envBoolean(env.MERIDIAN_NO_AUTH) === undefined) {
+    problems.push("MERIDIAN_NO_AUTH: true or false");
+  }
+  for (const a of config.auth.adminWriteAddresses)
+    if (a !== "*" && isIP(a) === 0)
+      problems.push(`auth.adminWriteAddresses: ${JSON.stringify(a)} is not an IP address (or "*")`);
   if (problems.length > 0) throw new ConfigError(problems);
   return deepFreeze(config);
 }

@@ -19,6 +19,7 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { cleanupStack, freePort, spawnMeridian, startTestNats, tempDir } from "../../testing/harness.js";
+import { ConfigError, loadNodeConfig } from "../config.js";
 
 const cleanup = cleanupStack({ after });
 let natsUrl: string;
@@ -134,5 +135,33 @@ describe("a data directory with identities is not reopened without authenticatio
     const res = await call(`${node.info.registry}/admin/v1/rules`, "PUT", "127.0.0.1", RULE);
     assert.equal(res.status, 403, res.body);
     assert.match(res.body, /accepted only from 192\.0\.2\.10/);
+  });
+});
+
+describe("the no-auth settings", () => {
+  test("defaults: refuse an unauthenticated start over identities; admin writes from loopback only", () => {
+    const config = loadNodeConfig({ env: {} });
+    assert.equal(config.auth.allowUnauthenticated, false);
+    assert.deepEqual(config.auth.adminWriteAddresses, ["127.0.0.1", "::1", "::ffff:127.0.0.1"]);
+    const set = loadNodeConfig({
+      env: { MERIDIAN_NO_AUTH: "true", MERIDIAN_ADMIN_WRITE_ADDRESSES: "10.0.0.5, *" },
+    });
+    assert.equal(set.auth.allowUnauthenticated, true);
+    assert.deepEqual(set.auth.adminWriteAddresses, ["10.0.0.5", "*"]);
+  });
+
+  test("nonsense is refused, not read as a default", () => {
+    assert.throws(
+      () => loadNodeConfig({ env: { MERIDIAN_NO_AUTH: "sure" } }),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /MERIDIAN_NO_AUTH: true or false/);
+        return true;
+      },
+    );
+    assert.throws(
+      () => loadNodeConfig({ env: { MERIDIAN_ADMIN_WRITE_ADDRESSES: "localhost" } }),
+      /auth\.adminWriteAddresses: "localhost" is not an IP address/,
+    );
   });
 });
