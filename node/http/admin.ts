@@ -172,7 +172,8 @@ function gate(admin: FastifyInstance, auth: HttpAuth, audit: AuditSink | undefin
  * rules and projects (issue 11, finding 9): admin writes (anything but GET and
  * HEAD) are accepted only from the listed socket addresses, by default
  * loopback. The socket's address, never a forwarded header: a front door on
- * another host must be listed itself. Reads stay open, as the registry is.
+ * another host must be listed itself, as must a peer on another host (its
+ * automatic failover posts /admin/v1/failover). Reads stay open, as the registry is.
  */
 function writesFrom(admin: FastifyInstance, addresses: readonly string[]): void {
   if (addresses.includes("*")) return;
