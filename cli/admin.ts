@@ -160,7 +160,10 @@ export async function admin(command: string, argv: string[]): Promise<number> {
       api: () => {
         const m = loadMesh();
         const name = parsed.values.region as string | undefined;
-        return new AdminClient(name === undefined ? m.regions[0]! : inMesh(m, name));
+        // Without --region: the first region, then the others when it does not answer (admin-client.ts).
+        return name === undefined
+          ? new AdminClient(m.regions[0]!, undefined, m.regions.slice(1))
+          : new AdminClient(inMesh(m, name));
       },
       json: parsed.values.json === true,
     };
