@@ -89,14 +89,66 @@ export function useAuthorization(authorization: string | undefined): void {
   defaultAuthorization = authorization;
 }
 
-/** Calls to one region's admin API; every failure becomes a CommandError with the server's problems. */
+/** Time to a region's first answer (its response headers) before it counts as not answering: reads. */
+export const READ_ANSWER_MS = 5_000;
+/** The same for writes (a server-side change may take a moment). */
+export const WRITE_ANSWER_MS = 15_000;
+/** Whole call, answer body included. */
+const CALL_MS = 60_000;
+
+/** No answer at all from a region: refused, reset, or nothing within the answer bound. */
+class NoAnswer extends Error {
+  constructor(
+    message: string,
+    /** Nothing reached the region (the connection was refused): safe to send anywhere. */
+    readonly refused: boolean,
+    /** The transport's own words (a refused connection's). */
+    readonly detail = message,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Writes that mean the same sent twice (to one region or two): PUT, DELETE,
+ * and the POSTs that set a state (a policy's YAML, an undelete, a breaker's
+ * reset). A POST that starts something (a policy run, a failover, a
+ * rebuild, a new credential) is not: it goes elsewhere only when the first
+ * region refused the connection.
+ */
+function idempotent(method: string, path: string): boolean {
+  if (method !== "POST") return true;
+  return path === "/policies" || path === "/undelete" || /^\/policies\/[^/]+\/reset-breaker$/.test(path);
+}
+
+/**
+ * Calls to a region's admin API; every failure becomes a CommandError with
+ * the server's problems. With `fallbacks` (the CLI without `--region`: the
+ * mesh's other regions, in order), a call the region does not answer
+ * (connection refused, or no response headers within READ_ANSWER_MS for a
+ * read, WRITE_ANSWER_MS for a write) is sent to the next region, saying so on
+ * stderr: every admin change is an event that replicates, so any region's
+ * admin API serves it. A write is sent elsewhere after a silence only when it
+ * is idempotent (it may have been applied where it went unanswered). The
+ * region that answered serves the client's later calls (a run requested
+ * there is followed there).
+ */
 export class AdminClient {
   #agent: Agent | undefined;
+  #regions: RegionEndpoints[];
 
   constructor(
-    readonly region: RegionEndpoints,
+    region: RegionEndpoints,
     readonly authorization: string | undefined = defaultAuthorization,
-  ) {}
+    fallbacks: readonly RegionEndpoints[] = [],
+  ) {
+    this.#regions = [region, ...fallbacks.filter((r) => r.name !== region.name)];
+  }
+
+  /** The region the calls go to (the last that answered). */
+  get region(): RegionEndpoints {
+    return this.#regions[0]!;
+  }
 
   get<T>(path: string): Promise<T> {
     return this.send<T>("GET", path);
@@ -107,10 +159,50 @@ export class AdminClient {
     path: string,
     body?: { json: unknown } | { text: string; type: string },
   ): Promise<T> {
-    const url = `${this.region.registry.replace(/\/+$/, "")}/admin/v1${path}`;
+    const missed: string[] = [];
+    for (let i = 0; i < this.#regions.length; i++) {
+      const region = this.#regions[i]!;
+      try {
+        const answer = await this.#sendTo<T>(region, method, path, body);
+        if (i > 0) this.#regions = [region, ...this.#regions.filter((r) => r !== region)];
+        return answer;
+      } catch (err) {
+        if (!(err instanceof NoAnswer)) throw err;
+        missed.push(`${region.name}: ${err.message}`);
+        const next = this.#regions[i + 1];
+        if (next === undefined || !(err.refused || idempotent(method, path))) {
+          if (this.#regions.length === 1)
+            throw new CommandError(
+              err.refused
+                ? `cannot reach region ${region.name} at ${region.registry}: ${err.detail}`
+                : `region ${region.name} at ${region.registry} ${err.message}; is it down or frozen? name another with --region`,
+            );
+          throw new CommandError(
+            next === undefined
+              ? `no region answered (${missed.join("; ")})`
+              : `region ${region.name} ${err.message}; not sent elsewhere (it may have been applied there): check, then retry or name a region with --region`,
+          );
+        }
+        process.stderr.write(`meridian: region ${region.name} ${err.message}; trying region ${next.name}\n`);
+      }
+    }
+    throw new CommandError("no region to ask");
+  }
+
+  async #sendTo<T>(
+    region: RegionEndpoints,
+    method: string,
+    path: string,
+    body?: { json: unknown } | { text: string; type: string },
+  ): Promise<T> {
+    const url = `${region.registry.replace(/\/+$/, "")}/admin/v1${path}`;
     const headers: Record<string, string> = {};
     if (this.authorization !== undefined) headers.authorization = this.authorization;
-    const init: RequestInit = { method, signal: AbortSignal.timeout(60_000), headers };
+    const answerMs = method === "GET" ? READ_ANSWER_MS : WRITE_ANSWER_MS;
+    const noAnswer = new AbortController();
+    const timer = setTimeout(() => noAnswer.abort(), answerMs);
+    const signal = AbortSignal.any([noAnswer.signal, AbortSignal.timeout(CALL_MS)]);
+    const init: RequestInit = { method, signal, headers };
     if (body !== undefined) {
       init.body = "json" in body ? JSON.stringify(body.json) : body.text;
       headers["content-type"] = "json" in body ? "application/json" : body.type;
@@ -125,31 +217,42 @@ export class AdminClient {
           method,
           headers,
           ...(typeof init.body === "string" ? { body: init.body } : {}),
-          signal: init.signal ?? undefined,
+          signal,
         });
+        clearTimeout(timer);
         res = { status: reply.status, ok: reply.status >= 200 && reply.status < 300 };
         text = reply.body.toString("utf8");
       } else {
         const answer = await fetch(url, init);
+        clearTimeout(timer); // answered: the body has the rest of CALL_MS
         res = answer;
         text = await answer.text();
       }
     } catch (err) {
-      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
-      throw new CommandError(`cannot reach region ${this.region.name} at ${this.region.registry}: ${cause}`);
+      clearTimeout(timer);
+      if (noAnswer.signal.aborted) throw new NoAnswer(`did not answer within ${answerMs} ms`, false);
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const code = cause?.code ?? (err as { code?: string }).code;
+      if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "UND_ERR_CONNECT_TIMEOUT")
+        throw new NoAnswer(
+          `could not be reached (${code})`,
+          code === "ECONNREFUSED",
+          cause?.message ?? (err as Error).message,
+        );
+      throw new CommandError(
+        `cannot reach region ${region.name} at ${region.registry}: ${cause?.message ?? (err as Error).message}`,
+      );
     }
     let value: unknown;
     try {
       value = text === "" ? {} : JSON.parse(text);
     } catch {
-      throw new CommandError(
-        `region ${this.region.name} answered ${res.status} with something other than JSON`,
-      );
+      throw new CommandError(`region ${region.name} answered ${res.status} with something other than JSON`);
     }
     if (res.ok) return value as T;
     if (res.status === 401)
       throw new CommandError(
-        `region ${this.region.name} needs credentials${this.authorization === undefined ? "" : " (those given were refused)"}: set MERIDIAN_USER and MERIDIAN_PASSWORD_FILE, or use the --data directory of \`meridian up --auth\``,
+        `region ${region.name} needs credentials${this.authorization === undefined ? "" : " (those given were refused)"}: set MERIDIAN_USER and MERIDIAN_PASSWORD_FILE, or use the --data directory of \`meridian up --auth\``,
         [],
         401,
       );
@@ -162,7 +265,7 @@ export class AdminClient {
         : problems.length > 1
           ? `${problems.length} problems`
           : e.message;
-    throw new CommandError(`${message} (region ${this.region.name})`, problems, res.status);
+    throw new CommandError(`${message} (region ${region.name})`, problems, res.status);
   }
 }
 

@@ -3,7 +3,8 @@
  * delete, run, plan, reset-breaker), alerts, tag history and merge rules,
  * repository deletion and undelete, and where one artifact has replicated.
  * They talk to a region's admin API (node/http/admin.ts) at the registry URL
- * in <data>/mesh.json (the first region, or --region); `policy plan` and
+ * in <data>/mesh.json (the first region that answers, or --region:
+ * admin-client.ts AdminClient); `policy plan` and
  * `replication status` also ask every region's peer, node and worker.
  *
  * Output is fixed lines and tables on stdout (JSON with --json where it
@@ -75,7 +76,7 @@ export const ADMIN_USAGE = `  policy list                     replication polici
   repo delete REPO                delete a repository (restorable with undelete)
   replication status REPO@DIGEST  per region: present, failed, pending or not selected
 ${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
-    --region NAME (whose registry to ask; default the first), and --json where it applies;
+    --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
 `;
@@ -164,7 +165,10 @@ export async function admin(command: string, argv: string[]): Promise<number> {
       api: () => {
         const m = loadMesh();
         const name = parsed.values.region as string | undefined;
-        return new AdminClient(name === undefined ? m.regions[0]! : inMesh(m, name));
+        // Without --region: the first region, then the others when it does not answer (admin-client.ts).
+        return name === undefined
+          ? new AdminClient(m.regions[0]!, undefined, m.regions.slice(1))
+          : new AdminClient(inMesh(m, name));
       },
       json: parsed.values.json === true,
     };

@@ -6,8 +6,20 @@
  * failover, the highest failover epoch each region knows and, when a region
  * refuses home writes, why (its fence).
  * A table by default, JSON with --json. Reads <data>/mesh.json (or --mesh).
+ *
+ * Bounded whatever the regions do: every call has its own deadline (the
+ * peer's Status `STATUS_DEADLINE_MS`, each metrics page `METRICS_DEADLINE_MS`,
+ * its socket destroyed when it passes, so a frozen region leaves nothing
+ * open behind), the regions are asked in parallel, and so `status` ends
+ * within about 2 × 3 s even when a region accepts connections and never
+ * answers (SIGSTOP, a blackholed link). It exits 1 when a region's peer did
+ * not answer, naming each such region on stderr, and exits within
+ * LINGER_MS of its answer even if a frozen peer's connection attempt is left
+ * open.
  */
 import { readFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
 import { join } from "node:path";
 import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
@@ -49,7 +61,16 @@ export async function status(options: {
   process.stdout.write(
     options.json ? `${JSON.stringify({ regions: report }, null, 2)}\n` : formatTable(report),
   );
-  return report.every((r) => r.up) ? 0 : 1;
+  for (const r of report.filter((x) => !x.up))
+    process.stderr.write(`meridian status: region ${r.region} is unreachable: ${r.error ?? "no answer"}\n`);
+  const code = report.every((r) => r.up) ? 0 : 1;
+  // The CLI's end (status() is the `meridian status` command). grpc-js keeps a
+  // connection attempt to a frozen peer (a TLS handshake that never ends) open
+  // after its channel is closed and the call's deadline passed; that socket
+  // alone would keep the process alive for ever. Unref'd: a process with
+  // nothing left open exits at once without it.
+  setTimeout(() => process.exit(code), LINGER_MS).unref();
+  return code;
 }
 
 export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
@@ -61,7 +82,7 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
       const client = new PeerClient(r.name, r.grpc, credentials);
       try {
         const started = performance.now();
-        const reply = await client.status("meridian-status");
+        const reply = await client.status("meridian-status", { timeoutMs: STATUS_DEADLINE_MS });
         out.rttMs = round(performance.now() - started);
         out.up = true;
         out.appliedSeq = Number(reply.applied[r.name] ?? 0);
@@ -182,13 +203,43 @@ function formatTable(regions: RegionStatus[]): string {
   return table(rows) + fences.join("");
 }
 
-async function fetchText(url: string): Promise<string | undefined> {
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    return res.ok ? await res.text() : undefined;
-  } catch {
-    return undefined;
-  }
+/** Deadline of the peer's Status call. */
+const STATUS_DEADLINE_MS = 3_000;
+/** How long the command may linger after its answer for connections it could not close. */
+const LINGER_MS = 500;
+/** Deadline of one metrics page, from the request to its last byte. */
+const METRICS_DEADLINE_MS = 3_000;
+
+/**
+ * A page's text, undefined on any failure or after METRICS_DEADLINE_MS. Its
+ * own connection (no keep-alive pool), destroyed at the deadline: nothing of
+ * a frozen region's connection outlives the call and keeps the CLI running.
+ */
+function fetchText(url: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const get = url.startsWith("https:") ? https.get : http.get;
+    let answered = false;
+    const req = get(url, { agent: false }, (res) => {
+      answered = true;
+      res.once("aborted", () => resolve(undefined));
+      if (res.statusCode !== 200) {
+        res.resume();
+        resolve(undefined);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+      res.once("error", () => resolve(undefined));
+    });
+    const timer = setTimeout(() => req.destroy(new Error("deadline")), METRICS_DEADLINE_MS);
+    req.once("error", () => resolve(undefined));
+    // Closed without an answer (destroyed at the deadline, refused): nothing. With one, "end" or "error" resolves.
+    req.once("close", () => {
+      clearTimeout(timer);
+      if (!answered) resolve(undefined);
+    });
+  });
 }
 
 const round = (v: number) => Math.round(v * 100) / 100;

@@ -15,6 +15,8 @@
  * | heartbeat.intervalMs  | MERIDIAN_HEARTBEAT_INTERVAL_MS        | 1000 (probe period and probe deadline)   |
  * | rywWaitMs             | MERIDIAN_RYW_WAIT_MS                  | 2000                                     |
  * | rulesRefreshMs        | MERIDIAN_RULES_REFRESH_MS             | 2000 (home regions re-read)              |
+ * | responseTimeouts.readMs | MERIDIAN_FRONT_DOOR_READ_TIMEOUT_MS | 5000 (GET/HEAD: first response byte)     |
+ * | responseTimeouts.writeMs | MERIDIAN_FRONT_DOOR_WRITE_TIMEOUT_MS | 45000 (other methods: first byte after the body) |
  * | tls.identity          | MERIDIAN_FRONT_DOOR_IDENTITY          | front-door (`<mesh.tls.dir>/NAME.crt/.key`) |
  * | tls.certFile          | MERIDIAN_TLS_CERT_FILE                | none (clients get plain HTTP)            |
  * | tls.keyFile           | MERIDIAN_TLS_KEY_FILE                 | none (clients get plain HTTP)            |
@@ -34,6 +36,16 @@
  * `syncTimeoutMs` (a `sync(k)` push is silent while it waits). A load
  * balancer in front of the front door (all clients from its addresses)
  * belongs in `http.exempt`.
+ *
+ * `responseTimeouts` bound every proxied request to a region that accepts
+ * connections but does not answer (a frozen process, a blackholed link):
+ * the first byte of the response (headers and the first body byte, or the
+ * end of a bodiless answer) must arrive within `readMs` of a GET/HEAD being
+ * sent, within `writeMs` of the whole body of any other request (manifest
+ * PUT, upload POST/PATCH/PUT, admin writes) being sent. `writeMs` must
+ * exceed the regions' `syncTimeoutMs` (30 s by default: a `sync(k)` push is
+ * silent while it waits). Past the bound a read is retried once on the next
+ * healthy region; a write is answered 504 (front-door.ts).
  *
  * MERIDIAN_CLIENT_REGIONS is a JSON object (`{"10.1.0.0/16":"a"}`) or
  * `cidr=region,cidr=region`. The number of missed probes that takes a region
@@ -76,6 +88,8 @@ export interface FrontDoorConfig {
   rywWaitMs: number;
   /** How often the repositories' home regions are re-read from the regions. */
   rulesRefreshMs: number;
+  /** Time to a region's first response byte: GET/HEAD, and everything else once its body is sent. */
+  responseTimeouts: { readMs: number; writeMs: number };
   /**
    * `identity`: the certificate the front door presents to the regions' peers.
    * `certFile`/`keyFile`: its listener's certificate (with its chain) and key; HTTP without.
@@ -146,6 +160,10 @@ export function loadFrontDoorConfig(sources: {
     heartbeat: { intervalMs: envNumber(env.MERIDIAN_HEARTBEAT_INTERVAL_MS) },
     rywWaitMs: envNumber(env.MERIDIAN_RYW_WAIT_MS),
     rulesRefreshMs: envNumber(env.MERIDIAN_RULES_REFRESH_MS),
+    responseTimeouts: {
+      readMs: envNumber(env.MERIDIAN_FRONT_DOOR_READ_TIMEOUT_MS),
+      writeMs: envNumber(env.MERIDIAN_FRONT_DOOR_WRITE_TIMEOUT_MS),
+    },
     tls: {
       identity: env.MERIDIAN_FRONT_DOOR_IDENTITY,
       certFile: env.MERIDIAN_TLS_CERT_FILE,
@@ -168,6 +186,8 @@ export function loadFrontDoorConfig(sources: {
     ["MERIDIAN_HEARTBEAT_INTERVAL_MS", env.MERIDIAN_HEARTBEAT_INTERVAL_MS],
     ["MERIDIAN_RYW_WAIT_MS", env.MERIDIAN_RYW_WAIT_MS],
     ["MERIDIAN_RULES_REFRESH_MS", env.MERIDIAN_RULES_REFRESH_MS],
+    ["MERIDIAN_FRONT_DOOR_READ_TIMEOUT_MS", env.MERIDIAN_FRONT_DOOR_READ_TIMEOUT_MS],
+    ["MERIDIAN_FRONT_DOOR_WRITE_TIMEOUT_MS", env.MERIDIAN_FRONT_DOOR_WRITE_TIMEOUT_MS],
     ["MERIDIAN_HTTP_IDLE_TIMEOUT_MS", env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS],
     ["MERIDIAN_HTTP_HEADERS_TIMEOUT_MS", env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS],
     ["MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS", env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS],
@@ -207,6 +227,10 @@ export function loadFrontDoorConfig(sources: {
     heartbeat: { intervalMs: merged.heartbeat?.intervalMs ?? 1_000 },
     rywWaitMs: merged.rywWaitMs ?? 2_000,
     rulesRefreshMs: merged.rulesRefreshMs ?? 2_000,
+    responseTimeouts: {
+      readMs: merged.responseTimeouts?.readMs ?? 5_000,
+      writeMs: merged.responseTimeouts?.writeMs ?? 45_000,
+    },
     tls: { identity: merged.tls?.identity ?? "front-door" },
     auth: {
       tokenKeyFile: merged.auth?.tokenKeyFile === undefined ? undefined : resolve(merged.auth.tokenKeyFile),
@@ -253,6 +277,11 @@ export function loadFrontDoorConfig(sources: {
   }
   if (!Number.isInteger(config.rulesRefreshMs) || config.rulesRefreshMs < 10) {
     problems.push("rulesRefreshMs: an integer of at least 10");
+  }
+  for (const name of ["readMs", "writeMs"] as const) {
+    const v = config.responseTimeouts[name];
+    if (!Number.isInteger(v) || v < 100)
+      problems.push(`responseTimeouts.${name}: an integer of at least 100`);
   }
   if (!/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/.test(config.tls.identity)) {
     problems.push(`tls.identity "${config.tls.identity}": lower-case letters, digits and dashes`);

@@ -64,6 +64,22 @@
  * body are never replayed: their client gets 503 UNAVAILABLE (404
  * BLOB_UPLOAD_UNKNOWN for an upload session) and retries.
  *
+ * Regions that take connections but answer nothing (a frozen process, a
+ * blackholed link). Every proxied request has a time to its first response
+ * byte (`responseTimeouts`, front-door-config.ts): a GET/HEAD `readMs`
+ * (default 5 s) from being sent, anything else `writeMs` (default 45 s,
+ * above the nodes' `syncTimeoutMs`) from the end of its body. The client's
+ * status and headers are written only with the region's first body byte (or
+ * its end), so until then an attempt may still fail over. Past the bound, or
+ * when the region's response breaks before that byte, the region is marked
+ * down (the probes bring it back) and a bodiless GET/HEAD is retried once on
+ * the next healthy candidate: at most about 2 × `readMs` in all. Writes and
+ * upload sessions are never replayed elsewhere (a session lives in one
+ * region; a timed-out write may have been applied): 503 UNAVAILABLE saying
+ * the region did not answer in time. A body the region stops taking, and a
+ * response that stalls after its first byte, are bounded by the client's
+ * idle timer (`http.idleTimeoutMs`) instead.
+ *
  * Regions over HTTPS. A region whose mesh.json `registry` URL is https:// is
  * proxied and probed over TLS, its certificate verified against the mesh CA
  * (`mesh.tls.ca`) and the system's roots (./registry-http.ts).
@@ -572,13 +588,15 @@ export async function startFrontDoor(
     const candidates = decision.candidates;
     let last: { region: string; reason: RouteReason } | undefined;
     let staleRetries = 0;
+    let timedOut = false;
+    const boundMs = retryable ? config.responseTimeouts.readMs : config.responseTimeouts.writeMs;
     for (let i = 0; i < candidates.length; i++) {
       const c = candidates[i]!;
       // A candidate found unreachable by another request since the decision is skipped.
       if (i > 0 && monitor.states.get(c.region)?.up !== true) continue;
       last = c;
       routes.inc({ client_region: clientRegion, region: c.region, reason: c.reason });
-      const outcome = await forward(req, res, c.region, target, withoutBody);
+      const outcome = await forward(req, res, c.region, target, withoutBody, boundMs);
       if (outcome.kind === "client-gone") return;
       if (outcome.kind === "invalid") {
         sendError(req, res, outcome.error, !withoutBody);
@@ -587,6 +605,18 @@ export async function startFrontDoor(
       if (outcome.kind === "answered") {
         if (path.startsWith("/admin/") && !retryable && outcome.status < 300) homes.invalidate();
         return;
+      }
+      if (outcome.timedOut) {
+        // Accepts connections, answers nothing (frozen, blackholed): suspect until a probe succeeds.
+        proxyLog.warn({ region: c.region, boundMs, err: outcome.error.message }, "region did not answer");
+        monitor.record(c.region, { kind: "unreachable", at: Date.now(), error: outcome.error.message });
+        // A read is retried once elsewhere (bounded: at most two bounds in all); a write never.
+        if (!retryable || timedOut) {
+          timedOut = true;
+          break;
+        }
+        timedOut = true;
+        continue;
       }
       if (outcome.reused) {
         // A keep-alive connection the region had already closed: no sign that it is down.
@@ -599,8 +629,13 @@ export async function startFrontDoor(
       if (!retryable) break;
     }
     if (res.headersSent || gone) return;
-    const error =
-      last?.reason === "upload-session"
+    const error = timedOut
+      ? new PeerUnavailableError(
+          retryable
+            ? `no region answered within ${boundMs} ms`
+            : `region ${last?.region} did not answer within ${boundMs} ms; the request may or may not have been applied there; retry`,
+        )
+      : last?.reason === "upload-session"
         ? new UploadNotFoundError(`upload session unknown: its region ${last.region} could not be reached`)
         : new PeerUnavailableError(
             retryable ? "no region could be reached" : `region ${last?.region} could not be reached; retry`,
@@ -608,19 +643,28 @@ export async function startFrontDoor(
     sendError(req, res, error, !withoutBody);
   };
 
-  /** One attempt at a region; resolves once the response is under way, or the attempt failed. */
+  /**
+   * One attempt at a region; resolves once the response is under way, or the
+   * attempt failed. The client's response is committed (status and headers
+   * written) only with the region's first body byte, or its end for a bodiless
+   * answer: until then nothing has reached the client and the attempt may
+   * still fail over. `boundMs` bounds that first byte, counted from the
+   * moment the whole request (body included) was sent.
+   */
   const forward = (
     req: IncomingMessage,
     res: ServerResponse,
     region: string,
     target: string,
     bodiless: boolean,
+    boundMs: number,
   ): Promise<Outcome> =>
     new Promise((resolve) => {
       const base = new URL(registries.get(region)!);
       const transport = base.protocol === "https:" ? https : http;
       let clientGone = false;
       let settled = false;
+      let committed = false;
       const settle = (o: Outcome) => {
         if (!settled) {
           settled = true;
@@ -647,6 +691,7 @@ export async function startFrontDoor(
         return;
       }
       let connectTimer: NodeJS.Timeout | undefined;
+      let responseTimer: NodeJS.Timeout | undefined;
       upstream.once("socket", (socket) => {
         if (!socket.connecting) return;
         connectTimer = setTimeout(
@@ -658,6 +703,7 @@ export async function startFrontDoor(
       // The client's response is over: answered, or the client went away (or was cut idle).
       // Whatever is still under way upstream then is cut with its socket, not left in the agent.
       const onClientClose = () => {
+        clearTimeout(responseTimer);
         if (res.writableFinished) {
           // Answered before the whole body went up (a 401, a refusal): the rest is never sent.
           if (!upstream.writableFinished) upstream.destroy();
@@ -668,31 +714,59 @@ export async function startFrontDoor(
         settle({ kind: "client-gone" });
       };
       res.once("close", onClientClose);
-      upstream.on("error", (error) => {
+      // Before the client's response is committed, a failure is the attempt's (it may fail over).
+      const fail = (error: Error, timedOut: boolean) => {
         clearTimeout(connectTimer);
+        clearTimeout(responseTimer);
         if (clientGone) return;
-        if (settled) {
+        if (committed) {
           res.destroy(error);
           return;
         }
+        if (settled) return;
         res.off("close", onClientClose);
-        settle({ kind: "failed", error, reused: upstream.reusedSocket });
+        settle({ kind: "failed", error, reused: upstream.reusedSocket, timedOut });
+        upstream.destroy();
+      };
+      upstream.on("error", (error) => fail(error, false));
+      // The whole request is sent: the region has `boundMs` for its first response byte.
+      upstream.once("finish", () => {
+        if (settled) return;
+        responseTimer = setTimeout(() => fail(new Error(`no response within ${boundMs} ms`), true), boundMs);
       });
       upstream.once("response", (upRes) => {
         clearTimeout(connectTimer);
         const status = upRes.statusCode ?? 502;
         const headers = responseHeaders(upRes.headers, status, region);
-        if (!bodiless && !req.complete) {
-          // Answered before the body was read: stop taking it, and close the client's
-          // connection after the answer (rather than reading the rest of a slow body).
-          req.unpipe(upstream);
-          headers.connection = "close";
-        }
-        res.writeHead(status, headers);
-        upRes.on("error", (err) => res.destroy(err));
-        upRes.once("aborted", () => res.destroy());
-        upRes.pipe(res);
-        settle({ kind: "answered", status });
+        const commit = () => {
+          clearTimeout(responseTimer);
+          if (settled) return false;
+          committed = true;
+          if (!bodiless && !req.complete) {
+            // Answered before the body was read: stop taking it, and close the client's
+            // connection after the answer (rather than reading the rest of a slow body).
+            req.unpipe(upstream);
+            headers.connection = "close";
+          }
+          res.writeHead(status, headers);
+          settle({ kind: "answered", status });
+          return true;
+        };
+        const onData = (chunk: Buffer) => {
+          upRes.off("end", onEnd);
+          upRes.pause();
+          if (!commit()) return;
+          res.write(chunk);
+          upRes.pipe(res);
+        };
+        const onEnd = () => {
+          upRes.off("data", onData);
+          if (commit()) res.end();
+        };
+        upRes.on("error", (err) => fail(err, false));
+        upRes.once("aborted", () => fail(new Error("response aborted"), false));
+        upRes.once("data", onData);
+        upRes.once("end", onEnd);
       });
       if (bodiless) upstream.end();
       else req.pipe(upstream);
@@ -876,7 +950,8 @@ type Outcome =
   | { kind: "client-gone" }
   /** The request cannot be forwarded as the client sent it (400). */
   | { kind: "invalid"; error: MeridianError }
-  | { kind: "failed"; error: Error; reused: boolean };
+  /** `timedOut`: the region took the connection but sent no first byte within the bound. */
+  | { kind: "failed"; error: Error; reused: boolean; timedOut: boolean };
 
 /** The request declares no body (so a failed attempt may be replayed, and nothing is left unread). */
 function bodiless(req: IncomingMessage): boolean {
