@@ -73,11 +73,12 @@ import { pino } from "pino";
 import { AuditLog } from "../node/audit.js";
 import { writeTokenKey } from "../node/auth/setup.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
-import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
+import { lastLines, type NatsServerProcess, startNatsServer } from "./nats-server.js";
 
 export interface UpOptions {
   regions: string[];
@@ -115,6 +116,7 @@ export async function up(options: UpOptions): Promise<number> {
   const dataDir = resolve(options.dataDir);
   const natsServers: NatsServerProcess[] = [];
   const children: Array<{ role: string; child: ChildProcess }> = [];
+  const locks: PidLock[] = [];
   let stopping = false;
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
@@ -128,6 +130,7 @@ export async function up(options: UpOptions): Promise<number> {
       await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
     }
     await Promise.all(natsServers.map((n) => n.stop()));
+    for (const lock of locks) lock.release();
     resolveDone(code);
   };
   process.once("SIGINT", () => void stopAll(0));
@@ -146,6 +149,18 @@ export async function up(options: UpOptions): Promise<number> {
     const multi = options.regions.length > 1;
     const scheme = options.tls === true ? "https" : "http";
     privateDirs([dataDir, ...options.regions.map((r) => join(dataDir, r))]);
+    // Before anything is written or started: the data directory and each
+    // region's are this process's (a second `up` refuses here, naming our pid).
+    try {
+      locks.push(acquirePidLock(join(dataDir, "up.lock"), `the data directory ${dataDir}`));
+      for (const r of options.regions)
+        locks.push(
+          acquirePidLock(join(dataDir, r, "region.lock"), `region ${r}'s data (${join(dataDir, r)})`),
+        );
+    } catch (err) {
+      if (err instanceof LockHeldError) throw new Error(`refusing to start: ${err.message}`);
+      throw err;
+    }
     const natsIds = ensureNatsIdentities(join(dataDir, "nats-auth"), options.regions);
     const mesh: Mesh = {
       regions: options.regions.map((name, i) => {
@@ -209,7 +224,7 @@ export async function up(options: UpOptions): Promise<number> {
       nats.child.once("exit", (code, signal) => {
         if (!stopping) {
           process.stderr.write(
-            `meridian up: nats-server of ${region} exited (${code ?? signal}); stopping\n`,
+            `meridian up: nats-server of ${region} exited (${code ?? signal}); stopping\n${lastLines(join(regionDir, "nats.log"), 10)}\n`,
           );
           void stopAll(1);
         }
@@ -346,16 +361,34 @@ async function startProcess(
     env: { ...inherited(), ...env },
   });
   child.stderr!.pipe(log);
+  // The cause of a failed start (e.g. "address already in use") goes into the error, not only the log.
+  let tail = "";
+  const keepTail = (d: Buffer) => {
+    tail = (tail + d).slice(-4000);
+  };
+  child.stderr!.on("data", keepTail);
   const lines = createInterface({ input: child.stdout! });
   return new Promise((resolvePromise, reject) => {
-    const onExit = (code: number | null) =>
-      reject(new Error(`${what} exited with ${code} before listening (see ${logFile})`));
+    const onExit = (code: number | null) => {
+      // stderr may still hold the last words when "exit" fires: wait for it to close.
+      const report = () => {
+        const last = tail.trimEnd().split("\n").slice(-10);
+        reject(
+          new Error(
+            `${what} exited with ${code} before listening; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
+          ),
+        );
+      };
+      if (child.stderr!.readableEnded) report();
+      else child.stderr!.once("close", report);
+    };
     child.once("exit", onExit);
     lines.on("line", (line) => {
       try {
         const msg = JSON.parse(line);
         if (msg.event === "listening") {
           child.off("exit", onExit);
+          child.stderr!.off("data", keepTail);
           resolvePromise({ child, info: msg });
         }
       } catch {
