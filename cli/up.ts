@@ -130,11 +130,27 @@ export async function up(options: UpOptions): Promise<number> {
       await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
     }
     await Promise.all(natsServers.map((n) => n.stop()));
+    watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
   };
   process.once("SIGINT", () => void stopAll(0));
   process.once("SIGTERM", () => void stopAll(0));
+  process.once("SIGHUP", () => void stopAll(0));
+  // The parent going away (npm, or the shell running `npm start`, killed
+  // without passing the signal on) re-parents `up`: stop then too (issue 11).
+  const parent = process.ppid;
+  if (parent > 1) {
+    const parentWatch = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(parentWatch);
+      process.stderr.write(`meridian up: its parent process ${parent} is gone; stopping\n`);
+      void stopAll(1);
+    }, 500);
+    parentWatch.unref();
+  }
+  // nats-server cannot watch `up`: a watchdog stops the servers if `up` dies without doing so.
+  const watchdog = startNatsWatchdog();
   const watch = (region: string, role: string, child: ChildProcess) => {
     children.push({ role, child });
     child.once("exit", (code, signal) => {
@@ -220,6 +236,7 @@ export async function up(options: UpOptions): Promise<number> {
         authorization: authorizationFor(natsIds, region),
       });
       natsServers.push(nats);
+      watchdog.stdin!.write(`${nats.pid}\n`);
       await prepareStreams(nats.url, region, natsIds.operator);
       nats.child.once("exit", (code, signal) => {
         if (!stopping) {
@@ -358,7 +375,8 @@ async function startProcess(
   const log = createWriteStream(logFile, { flags: "a" });
   const child = spawn(process.execPath, [entry], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...inherited(), ...env },
+    // MERIDIAN_PARENT_PID: the process exits once `up` is gone (node/parent-watch.ts).
+    env: { ...inherited(), ...env, MERIDIAN_PARENT_PID: String(process.pid) },
   });
   child.stderr!.pipe(log);
   // The cause of a failed start (e.g. "address already in use") goes into the error, not only the log.
@@ -396,6 +414,47 @@ async function startProcess(
       }
     });
   });
+}
+
+/**
+ * A watchdog for the nats-servers (they cannot watch their parent): `up`
+ * writes each server's pid to its stdin; when that pipe closes while it still
+ * holds pids (`up` died, even by SIGKILL) it stops them (SIGTERM, SIGKILL
+ * after 5 s) and exits. It ignores SIGINT/SIGTERM/SIGHUP (a terminal's Ctrl-C
+ * reaches the whole group: `up` stops the servers itself then and kills the
+ * watchdog).
+ */
+const WATCHDOG = `
+for (const s of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(s, () => {});
+const pids = new Set();
+let buf = "";
+process.stdin.on("data", (d) => {
+  buf += d;
+  const lines = buf.split("\\n");
+  buf = lines.pop();
+  for (const l of lines) if (Number(l) > 0) pids.add(Number(l));
+});
+process.stdin.on("close", () => {
+  const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  for (const pid of pids) try { process.kill(pid, "SIGTERM"); } catch {}
+  const deadline = Date.now() + 5000;
+  const check = setInterval(() => {
+    const left = [...pids].filter(alive);
+    if (left.length > 0 && Date.now() < deadline) return;
+    for (const pid of left) try { process.kill(pid, "SIGKILL"); } catch {}
+    clearInterval(check);
+    process.exit(0);
+  }, 100);
+});
+`;
+
+function startNatsWatchdog(): ChildProcess {
+  const watchdog = spawn(process.execPath, ["-e", WATCHDOG], { stdio: ["pipe", "ignore", "ignore"] });
+  // Neither keeps `up` running.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref(): void }).unref();
+  watchdog.stdin!.on("error", () => {});
+  return watchdog;
 }
 
 function stopChild(child: ChildProcess): Promise<void> {

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { processAlive, waitWritable } from "../../testing/faults.js";
-import { type After, CLI_ENTRY, cleanupStack, runCli, tempDir } from "../../testing/harness.js";
+import { type After, CLI_ENTRY, cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { freePortBlock } from "../../testing/ports.js";
 
 interface Started {
@@ -132,4 +132,30 @@ test("up shows nats-server's log lines when it fails to start (its port is taken
   const run = await runCli(["up", "--regions", "solo", "--base-port", String(base), "--data", data], 30_000);
   assert.notEqual(run.code, 0);
   assert.match(run.stderr, /address already in use/, `the cause is on stderr: ${run.stderr}`);
+});
+
+test("SIGTERM to the process running up (as npm runs `npm start`) stops every process up printed", async (t) => {
+  const after = cleanupStack(t);
+  const data = tempDir(after, "meridian-up-parent-");
+  const up = await start(after, ["solo"], data, true);
+  assert.equal(up.pids.length, 2, "nats and node");
+  for (const pid of up.pids) assert.ok(processAlive(pid));
+  // The parent dies without passing the signal on (the worst case: npm's shell killed).
+  up.child.kill("SIGTERM");
+  await up.exit;
+  await eventually(() => up.pids.every((pid) => !processAlive(pid)), 30_000, 200);
+});
+
+test("SIGKILL to up itself: every process it started exits", async (t) => {
+  const after = cleanupStack(t);
+  const data = tempDir(after, "meridian-up-kill9-");
+  const up = await start(after, ["a", "b"], data);
+  assert.equal(up.pids.length, 9, "per region nats, node, peer, worker; and the front door");
+  for (const pid of up.pids) assert.ok(processAlive(pid));
+  up.child.kill("SIGKILL");
+  await up.exit;
+  await eventually(() => up.pids.every((pid) => !processAlive(pid)), 30_000, 200);
+  // And the data is free again: a new up on it starts.
+  const again = await start(after, ["a", "b"], data);
+  assert.equal(again.pids.length, 9);
 });
