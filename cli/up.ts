@@ -59,9 +59,29 @@
  * the data directory and each region's directory are made 0700 (also when
  * an older version left them open), so no other local user can read region
  * data (issue 10, finding 10).
- * SIGINT/SIGTERM stop every process (the front door, workers, peers, nodes,
- * then nats-servers); if any process dies on its own, the rest are stopped
- * and `up` exits non-zero.
+ * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
+ * nodes, then nats-servers); if any process dies on its own, the rest are
+ * stopped and `up` exits non-zero, printing the last lines of its log when it
+ * failed to start (issue 11, finding 6).
+ *
+ * Lifecycle (issue 11, finding 5): `up` stops everything, exiting 1, once its
+ * parent is gone (checked twice a second: `npm start`'s npm or shell killed
+ * without passing the signal on). Each Meridian process it starts gets
+ * MERIDIAN_PARENT_PID and exits within about a second of `up` going away,
+ * even by SIGKILL (node/parent-watch.ts). nats-server cannot watch: a small
+ * watchdog process (WATCHDOG below) holds a pipe from `up` and stops the
+ * servers when the pipe closes. Not covered: `up` and the watchdog both
+ * SIGKILLed together (e.g. `kill -9` of the process group); then the
+ * nats-servers stay until killed by the pids `up` printed, and their locks
+ * are taken over on the next start once they are gone.
+ *
+ * Locks (issue 11, finding 6): before writing or starting anything `up`
+ * takes <data>/up.lock and <data>/<region>/region.lock, and each NATS store
+ * <data>/<region>/nats/meridian.lock (cli/nats-server.ts); every node takes
+ * its data directory's node.lock. Each holds the owner's pid
+ * (node/data/pid-lock.ts): a second `up` or node on the same data refuses at
+ * once naming it, before any nats-server opens the live store; a lock whose
+ * pid is dead (a SIGKILLed owner) is taken over.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
