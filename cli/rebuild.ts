@@ -126,6 +126,7 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   let applied = 0;
   let batch: Parameters<MetadataView["apply"]>[0] = [];
   let lastReport = 0;
+  const tty = process.stderr.isTTY === true;
   let progressOpen = false;
   try {
     if (target > 0) {
@@ -139,8 +140,12 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
         if (Date.now() - lastReport > 500 || entry.seq >= target) {
           lastReport = Date.now();
           const pct = Math.floor((100 * entry.seq) / target);
-          process.stderr.write(`\rrebuild: ${entry.seq}/${target} events (${pct}%)`);
-          progressOpen = true;
+          // On a terminal one line redrawn in place; elsewhere (a log, a pipe) one line each.
+          const line = `rebuild: ${entry.seq}/${target} events (${pct}%)`;
+          if (tty) {
+            process.stderr.write(`\r\x1b[K${line}`);
+            progressOpen = true;
+          } else process.stderr.write(`${line}\n`);
         }
         if (entry.seq >= target) break;
       }

@@ -38,8 +38,9 @@ test("rebuild refuses a view a running node holds, naming its pid, and changes n
   const again = await runCli(["rebuild", "--data", data, "--region", "west", "--nats", nats.url], 20_000);
   assert.equal(again.code, 0, `rebuild of a stopped node's view works (stderr: ${again.stderr})`);
   assert.equal(JSON.parse(again.stdout).rebuilt, true);
-  assert.ok(
-    again.stderr.endsWith("\n"),
-    `the progress line ends with a newline: ${JSON.stringify(again.stderr)}`,
-  );
+  // Not a terminal: each progress line is a line of its own, ended by a newline (finding 10).
+  assert.ok(again.stderr.endsWith("\n"), `the progress ends with a newline: ${JSON.stringify(again.stderr)}`);
+  assert.ok(!again.stderr.includes("\r"), `no carriage returns in a log: ${JSON.stringify(again.stderr)}`);
+  for (const line of again.stderr.trimEnd().split("\n"))
+    assert.match(line, /^rebuild: \d+\/\d+ events \(\d+%\)$/, `one progress line: ${JSON.stringify(line)}`);
 });
