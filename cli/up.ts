@@ -64,7 +64,9 @@
  * stopped and `up` exits non-zero, printing the last lines of its log when it
  * failed to start (issue 11, finding 6).
  *
- * Lifecycle (issue 11, finding 5): `up` stops everything, exiting 1, once its
+ * Lifecycle (issue 11, finding 5): package.json's start script `exec`s `up`,
+ * so the signal npm passes on reaches `up` itself (a shell waiting for a
+ * command survives SIGINT). `up` stops everything, exiting 1, once its
  * parent is gone (checked twice a second: `npm start`'s npm or shell killed
  * without passing the signal on). Each Meridian process it starts gets
  * MERIDIAN_PARENT_PID and exits within about a second of `up` going away,

@@ -12,8 +12,16 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
-import { processAlive, waitWritable } from "../../testing/faults.js";
-import { type After, CLI_ENTRY, cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
+import { processAlive, waitWritable, within } from "../../testing/faults.js";
+import {
+  type After,
+  CLI_ENTRY,
+  cleanupStack,
+  eventually,
+  REPO_ROOT,
+  runCli,
+  tempDir,
+} from "../../testing/harness.js";
 import { freePortBlock } from "../../testing/ports.js";
 
 interface Started {
@@ -38,19 +46,36 @@ async function upPorts(regions: number): Promise<number> {
  * it as its child, as npm runs `npm start`), read its lines up to ready, and
  * kill whatever is left afterwards.
  */
-async function start(after: After, regions: string[], data: string, viaParent = false): Promise<Started> {
+async function start(
+  after: After,
+  regions: string[],
+  data: string,
+  via: "direct" | "parent" | "npm" = "direct",
+): Promise<Started> {
   const base = await upPorts(regions.length);
   const args = [CLI_ENTRY, "up", "--regions", regions.join(","), "--base-port", String(base), "--data", data];
-  const child = viaParent
-    ? spawn(
-        process.execPath,
-        [
-          "-e",
-          `require("node:child_process").spawn(process.execPath, ${JSON.stringify(args)}, { stdio: "inherit" }); setInterval(() => {}, 1e6);`,
-        ],
-        { stdio: ["ignore", "pipe", "pipe"] },
-      )
-    : spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  // npm runs the start script with `sh -c` and passes SIGINT/SIGTERM on to that shell.
+  const npmScript = (
+    JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")).scripts.start as string
+  )
+    .replace("node scripts/bootstrap.mjs", "true")
+    .replace("--data .meridian", `--regions ${regions.join(",")} --base-port ${base} --data ${data}`);
+  const npmLike = `const c = require("node:child_process").spawn("sh", ["-c", ${JSON.stringify(npmScript)}], { stdio: "inherit", cwd: ${JSON.stringify(REPO_ROOT)} });
+for (const s of ["SIGINT", "SIGTERM"]) process.on(s, () => c.kill(s));
+c.on("exit", (code) => process.exit(code ?? 1));`;
+  const child =
+    via === "npm"
+      ? spawn(process.execPath, ["-e", npmLike], { stdio: ["ignore", "pipe", "pipe"] })
+      : via === "parent"
+        ? spawn(
+            process.execPath,
+            [
+              "-e",
+              `require("node:child_process").spawn(process.execPath, ${JSON.stringify(args)}, { stdio: "inherit" }); setInterval(() => {}, 1e6);`,
+            ],
+            { stdio: ["ignore", "pipe", "pipe"] },
+          )
+        : spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (d) => {
     stderr = (stderr + d).slice(-8000);
@@ -137,7 +162,7 @@ test("up shows nats-server's log lines when it fails to start (its port is taken
 test("SIGTERM to the process running up (as npm runs `npm start`) stops every process up printed", async (t) => {
   const after = cleanupStack(t);
   const data = tempDir(after, "meridian-up-parent-");
-  const up = await start(after, ["solo"], data, true);
+  const up = await start(after, ["solo"], data, "parent");
   assert.equal(up.pids.length, 2, "nats and node");
   for (const pid of up.pids) assert.ok(processAlive(pid));
   // The parent dies without passing the signal on (the worst case: npm's shell killed).
@@ -159,3 +184,15 @@ test("SIGKILL to up itself: every process it started exits", async (t) => {
   const again = await start(after, ["a", "b"], data);
   assert.equal(again.pids.length, 9);
 });
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  test(`${signal} to npm running the package's start script stops every process up printed`, async (t) => {
+    const after = cleanupStack(t);
+    const data = tempDir(after, "meridian-up-npm-");
+    const up = await start(after, ["solo"], data, "npm");
+    for (const pid of up.pids) assert.ok(processAlive(pid));
+    up.child.kill(signal);
+    await eventually(() => up.pids.every((pid) => !processAlive(pid)), 30_000, 200);
+    assert.notEqual(await within(up.exit, 10_000), "timeout", "and npm itself exits");
+  });
+}
