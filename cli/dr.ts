@@ -122,6 +122,7 @@ async function rebuildRegion(ctx: Context): Promise<number> {
       const result = run?.results[name];
       if (result !== undefined) {
         if (tty) process.stderr.write("\n");
+        lastLine = "";
         if (ctx.json) printJson({ region: name, runId, ...result });
         else
           process.stdout.write(
@@ -134,6 +135,8 @@ async function rebuildRegion(ctx: Context): Promise<number> {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   } finally {
+    // An error ends the \r progress line too, before its message (issue 11, finding 10).
+    if (tty && lastLine !== "") process.stderr.write("\n");
     here.close();
     for (const s of sources) s.close();
   }

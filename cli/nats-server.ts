@@ -4,9 +4,10 @@
  * package (scripts/bootstrap.mjs installs it), or MERIDIAN_NATS_SERVER.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
+import { acquirePidLock } from "../node/data/pid-lock.js";
 
 /** NATS max_payload Meridian needs (see startNatsServer). */
 export const MAX_PAYLOAD = 8 * 1024 * 1024;
@@ -45,6 +46,9 @@ export async function startNatsServer(options: {
   authorization?: unknown;
 }): Promise<NatsServerProcess> {
   mkdirSync(options.storeDir, { recursive: true, mode: 0o700 });
+  // One server per store: a second refuses here, naming the holder's pid, before
+  // a second nats-server could open the live JetStream store (issue 11, finding 6).
+  const lock = acquirePidLock(join(options.storeDir, "meridian.lock"), `the NATS store ${options.storeDir}`);
   // A manifest event carries the manifest's references and annotations, and a
   // manifest may be 4 MiB (the OCI minimum a registry must accept): the
   // default 1 MiB NATS payload limit is too small, so raise it.
@@ -72,12 +76,23 @@ export async function startNatsServer(options: {
   child.stderr?.on("data", (d) => {
     stderr = (stderr + d).slice(-4000);
   });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.once("exit", () => {
+      lock.release();
+      resolve();
+    }),
+  );
+  child.once("error", () => lock.release());
   const deadline = Date.now() + 10_000;
-  while (!(await canConnect(options.port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
+  // Ready when the server answering on the port is this one (its INFO names it):
+  // another process already on the port must not pass for it.
+  while (!(await serverNamed(options.port, options.name))) {
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`nats-server did not start on port ${options.port}: ${stderr}`);
+      const logged = options.logFile === undefined ? "" : lastLines(options.logFile, 10);
+      throw new Error(
+        `nats-server did not start on port ${options.port}${child.exitCode === null ? "" : ` (exit ${child.exitCode})`}:\n${[stderr.trim(), logged].filter((t) => t !== "").join("\n")}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -96,6 +111,35 @@ export async function startNatsServer(options: {
     stop: () => stopWith("SIGTERM"),
     kill: () => stopWith("SIGKILL"),
   };
+}
+
+/** The last `n` lines of a log file, indented, for an error message ("" when unreadable). */
+export function lastLines(file: string, n: number): string {
+  try {
+    const lines = readFileSync(file, "utf8").trimEnd().split("\n").slice(-n);
+    return [`last lines of ${file}:`, ...lines.map((l) => `  ${l}`)].join("\n");
+  } catch {
+    return "";
+  }
+}
+
+/** Whether the NATS server on `port` is the one named `name` (its INFO's server_name). */
+function serverNamed(port: number, name: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ port, host: "127.0.0.1" });
+    let seen = "";
+    const finish = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1_000, () => finish(false));
+    socket.on("data", (d) => {
+      seen += d;
+      if (seen.includes("\n")) finish(seen.includes(`"server_name":${JSON.stringify(name)}`));
+    });
+    socket.once("error", () => finish(false));
+    socket.once("close", () => finish(false));
+  });
 }
 
 export function canConnect(port: number, host = "127.0.0.1"): Promise<boolean> {

@@ -1,7 +1,12 @@
 /**
  * `meridian rebuild`: delete a node's metadata view and replay the region's
- * log into a fresh one. The node must be stopped (its view is locked while it
- * runs). Progress goes to stderr; the result is one JSON line on stdout.
+ * log into a fresh one. The node must be stopped: before anything is removed
+ * the view's own lock (LevelDB's LOCK, held by a running node) is taken, and
+ * a view a node holds is refused, naming the node's pid (its
+ * <data>/<region>/node.lock) - nothing is deleted then (issue 11, finding 7).
+ * A view that does not open for another reason (corrupt) is removed whole.
+ * Progress goes to stderr, its last line ended by a newline; the result is
+ * one JSON line on stdout.
  *
  * NATS credentials: the MERIDIAN_NATS_* settings (node/data/nats-connect.ts)
  * when any is set, else the operator seed `meridian up` keeps in
@@ -13,12 +18,15 @@
  * current key and every `--retired-key`, so a rebuild never admits an event
  * the running node refused.
  */
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { Level } from "level";
 import { pino } from "pino";
 import { loadTokenKeys } from "../node/auth/setup.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import type { NatsClientConfig } from "../node/data/nats-connect.js";
+import { lockHolder } from "../node/data/pid-lock.js";
 import { MetadataView } from "../node/data/view.js";
 
 export interface RebuildOptions {
@@ -33,8 +41,50 @@ export interface RebuildOptions {
   retiredKeyFiles?: string[];
 }
 
+/** The view is in use by a running node: nothing was touched. */
+export class ViewInUseError extends Error {}
+
+/**
+ * Empty the view at `viewDir` holding its lock, so a running node's view is
+ * never touched: a locked view throws ViewInUseError (naming the node's pid
+ * when its node.lock says); one that does not open for another reason (a
+ * corrupt view, what rebuild is for) is removed.
+ */
+async function clearView(viewDir: string, nodeLockFile: string): Promise<void> {
+  if (!existsSync(viewDir)) return;
+  const db = new Level<string, string>(viewDir);
+  try {
+    await db.open();
+  } catch (err) {
+    const e = err as { code?: string; cause?: { code?: string; message?: string }; message: string };
+    const text = `${e.code} ${e.cause?.code} ${e.message} ${e.cause?.message}`;
+    if (e.code === "LEVEL_LOCKED" || e.cause?.code === "LEVEL_LOCKED" || /lock/i.test(text)) {
+      const pid = lockHolder(nodeLockFile);
+      throw new ViewInUseError(
+        `the view ${viewDir} is in use${pid === undefined ? " by a running node" : ` by the node with pid ${pid}`}; stop it first (nothing was changed)`,
+      );
+    }
+    await rm(viewDir, { recursive: true, force: true });
+    return;
+  }
+  try {
+    await db.clear();
+  } finally {
+    await db.close();
+  }
+}
+
 export async function rebuild(options: RebuildOptions): Promise<number> {
   const viewDir = resolve(options.viewDir ?? join(options.dataDir, options.region, "view"));
+  const nodeLockFile = join(options.dataDir, options.region, "node.lock");
+  // Before connecting to anything: a view a node holds is refused at once.
+  try {
+    await clearView(viewDir, nodeLockFile);
+  } catch (err) {
+    if (!(err instanceof ViewInUseError)) throw err;
+    process.stderr.write(`rebuild: ${err.message}\n`);
+    return 1;
+  }
   const logger = pino({ level: "warn" }, pino.destination(2));
   const log = JetStreamLog.open({
     servers: [options.nats],
@@ -49,7 +99,6 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   await log.ready();
   clearTimeout(connectTimeout);
   const target = await log.lastSeq();
-  await rm(viewDir, { recursive: true, force: true });
   const keys =
     options.tokenKeyFile === undefined
       ? undefined
@@ -77,22 +126,33 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   let applied = 0;
   let batch: Parameters<MetadataView["apply"]>[0] = [];
   let lastReport = 0;
-  if (target > 0) {
-    for await (const entry of log.tail(1, abort.signal)) {
-      batch.push(entry);
-      if (batch.length >= 1024 || entry.seq >= target) {
-        await view.apply(batch);
-        applied += batch.length;
-        batch = [];
+  const tty = process.stderr.isTTY === true;
+  let progressOpen = false;
+  try {
+    if (target > 0) {
+      for await (const entry of log.tail(1, abort.signal)) {
+        batch.push(entry);
+        if (batch.length >= 1024 || entry.seq >= target) {
+          await view.apply(batch);
+          applied += batch.length;
+          batch = [];
+        }
+        if (Date.now() - lastReport > 500 || entry.seq >= target) {
+          lastReport = Date.now();
+          const pct = Math.floor((100 * entry.seq) / target);
+          // On a terminal one line redrawn in place; elsewhere (a log, a pipe) one line each.
+          const line = `rebuild: ${entry.seq}/${target} events (${pct}%)`;
+          if (tty) {
+            process.stderr.write(`\r\x1b[K${line}`);
+            progressOpen = true;
+          } else process.stderr.write(`${line}\n`);
+        }
+        if (entry.seq >= target) break;
       }
-      if (Date.now() - lastReport > 500 || entry.seq >= target) {
-        lastReport = Date.now();
-        const pct = Math.floor((100 * entry.seq) / target);
-        process.stderr.write(`\rrebuild: ${entry.seq}/${target} events (${pct}%)`);
-      }
-      if (entry.seq >= target) break;
     }
-    process.stderr.write("\n");
+  } finally {
+    // The progress line ends with a newline before the result or an error (issue 11, finding 10).
+    if (progressOpen) process.stderr.write("\n");
   }
   abort.abort();
   await view.close();

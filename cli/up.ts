@@ -59,9 +59,31 @@
  * the data directory and each region's directory are made 0700 (also when
  * an older version left them open), so no other local user can read region
  * data (issue 10, finding 10).
- * SIGINT/SIGTERM stop every process (the front door, workers, peers, nodes,
- * then nats-servers); if any process dies on its own, the rest are stopped
- * and `up` exits non-zero.
+ * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
+ * nodes, then nats-servers); if any process dies on its own, the rest are
+ * stopped and `up` exits non-zero, printing the last lines of its log when it
+ * failed to start (issue 11, finding 6).
+ *
+ * Lifecycle (issue 11, finding 5): package.json's start script `exec`s `up`,
+ * so the signal npm passes on reaches `up` itself (a shell waiting for a
+ * command survives SIGINT). `up` stops everything, exiting 1, once its
+ * parent is gone (checked twice a second: `npm start`'s npm or shell killed
+ * without passing the signal on). Each Meridian process it starts gets
+ * MERIDIAN_PARENT_PID and exits within about a second of `up` going away,
+ * even by SIGKILL (node/parent-watch.ts). nats-server cannot watch: a small
+ * watchdog process (WATCHDOG below) holds a pipe from `up` and stops the
+ * servers when the pipe closes. Not covered: `up` and the watchdog both
+ * SIGKILLed together (e.g. `kill -9` of the process group); then the
+ * nats-servers stay until killed by the pids `up` printed, and their locks
+ * are taken over on the next start once they are gone.
+ *
+ * Locks (issue 11, finding 6): before writing or starting anything `up`
+ * takes <data>/up.lock and <data>/<region>/region.lock, and each NATS store
+ * <data>/<region>/nats/meridian.lock (cli/nats-server.ts); every node takes
+ * its data directory's node.lock. Each holds the owner's pid
+ * (node/data/pid-lock.ts): a second `up` or node on the same data refuses at
+ * once naming it, before any nats-server opens the live store; a lock whose
+ * pid is dead (a SIGKILLed owner) is taken over.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -73,11 +95,12 @@ import { pino } from "pino";
 import { AuditLog } from "../node/audit.js";
 import { writeTokenKey } from "../node/auth/setup.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
-import { type NatsServerProcess, startNatsServer } from "./nats-server.js";
+import { lastLines, type NatsServerProcess, startNatsServer } from "./nats-server.js";
 
 export interface UpOptions {
   regions: string[];
@@ -132,6 +155,7 @@ export async function up(options: UpOptions): Promise<number> {
   }
   const natsServers: NatsServerProcess[] = [];
   const children: Array<{ role: string; child: ChildProcess }> = [];
+  const locks: PidLock[] = [];
   let stopping = false;
   let resolveDone: (code: number) => void = () => {};
   const done = new Promise<number>((r) => {
@@ -145,10 +169,27 @@ export async function up(options: UpOptions): Promise<number> {
       await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
     }
     await Promise.all(natsServers.map((n) => n.stop()));
+    watchdog.kill("SIGKILL");
+    for (const lock of locks) lock.release();
     resolveDone(code);
   };
   process.once("SIGINT", () => void stopAll(0));
   process.once("SIGTERM", () => void stopAll(0));
+  process.once("SIGHUP", () => void stopAll(0));
+  // The parent going away (npm, or the shell running `npm start`, killed
+  // without passing the signal on) re-parents `up`: stop then too (issue 11).
+  const parent = process.ppid;
+  if (parent > 1) {
+    const parentWatch = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(parentWatch);
+      process.stderr.write(`meridian up: its parent process ${parent} is gone; stopping\n`);
+      void stopAll(1);
+    }, 500);
+    parentWatch.unref();
+  }
+  // nats-server cannot watch `up`: a watchdog stops the servers if `up` dies without doing so.
+  const watchdog = startNatsWatchdog();
   const watch = (region: string, role: string, child: ChildProcess) => {
     children.push({ role, child });
     child.once("exit", (code, signal) => {
@@ -163,6 +204,18 @@ export async function up(options: UpOptions): Promise<number> {
     const multi = options.regions.length > 1;
     const scheme = options.tls === true ? "https" : "http";
     privateDirs([dataDir, ...options.regions.map((r) => join(dataDir, r))]);
+    // Before anything is written or started: the data directory and each
+    // region's are this process's (a second `up` refuses here, naming our pid).
+    try {
+      locks.push(acquirePidLock(join(dataDir, "up.lock"), `the data directory ${dataDir}`));
+      for (const r of options.regions)
+        locks.push(
+          acquirePidLock(join(dataDir, r, "region.lock"), `region ${r}'s data (${join(dataDir, r)})`),
+        );
+    } catch (err) {
+      if (err instanceof LockHeldError) throw new Error(`refusing to start: ${err.message}`);
+      throw err;
+    }
     const natsIds = ensureNatsIdentities(join(dataDir, "nats-auth"), options.regions);
     const mesh: Mesh = {
       regions: options.regions.map((name, i) => {
@@ -224,11 +277,12 @@ export async function up(options: UpOptions): Promise<number> {
         authorization: authorizationFor(natsIds, region),
       });
       natsServers.push(nats);
+      watchdog.stdin!.write(`${nats.pid}\n`);
       await prepareStreams(nats.url, region, natsIds.operator);
       nats.child.once("exit", (code, signal) => {
         if (!stopping) {
           process.stderr.write(
-            `meridian up: nats-server of ${region} exited (${code ?? signal}); stopping\n`,
+            `meridian up: nats-server of ${region} exited (${code ?? signal}); stopping\n${lastLines(join(regionDir, "nats.log"), 10)}\n`,
           );
           void stopAll(1);
         }
@@ -362,19 +416,38 @@ async function startProcess(
   const log = createWriteStream(logFile, { flags: "a" });
   const child = spawn(process.execPath, [entry], {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...inherited(), ...env },
+    // MERIDIAN_PARENT_PID: the process exits once `up` is gone (node/parent-watch.ts).
+    env: { ...inherited(), ...env, MERIDIAN_PARENT_PID: String(process.pid) },
   });
   child.stderr!.pipe(log);
+  // The cause of a failed start (e.g. "address already in use") goes into the error, not only the log.
+  let tail = "";
+  const keepTail = (d: Buffer) => {
+    tail = (tail + d).slice(-4000);
+  };
+  child.stderr!.on("data", keepTail);
   const lines = createInterface({ input: child.stdout! });
   return new Promise((resolvePromise, reject) => {
-    const onExit = (code: number | null) =>
-      reject(new Error(`${what} exited with ${code} before listening (see ${logFile})`));
+    const onExit = (code: number | null) => {
+      // stderr may still hold the last words when "exit" fires: wait for it to close.
+      const report = () => {
+        const last = tail.trimEnd().split("\n").slice(-10);
+        reject(
+          new Error(
+            `${what} exited with ${code} before listening; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
+          ),
+        );
+      };
+      if (child.stderr!.readableEnded) report();
+      else child.stderr!.once("close", report);
+    };
     child.once("exit", onExit);
     lines.on("line", (line) => {
       try {
         const msg = JSON.parse(line);
         if (msg.event === "listening") {
           child.off("exit", onExit);
+          child.stderr!.off("data", keepTail);
           resolvePromise({ child, info: msg });
         }
       } catch {
@@ -382,6 +455,47 @@ async function startProcess(
       }
     });
   });
+}
+
+/**
+ * A watchdog for the nats-servers (they cannot watch their parent): `up`
+ * writes each server's pid to its stdin; when that pipe closes while it still
+ * holds pids (`up` died, even by SIGKILL) it stops them (SIGTERM, SIGKILL
+ * after 5 s) and exits. It ignores SIGINT/SIGTERM/SIGHUP (a terminal's Ctrl-C
+ * reaches the whole group: `up` stops the servers itself then and kills the
+ * watchdog).
+ */
+const WATCHDOG = `
+for (const s of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(s, () => {});
+const pids = new Set();
+let buf = "";
+process.stdin.on("data", (d) => {
+  buf += d;
+  const lines = buf.split("\\n");
+  buf = lines.pop();
+  for (const l of lines) if (Number(l) > 0) pids.add(Number(l));
+});
+process.stdin.on("close", () => {
+  const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  for (const pid of pids) try { process.kill(pid, "SIGTERM"); } catch {}
+  const deadline = Date.now() + 5000;
+  const check = setInterval(() => {
+    const left = [...pids].filter(alive);
+    if (left.length > 0 && Date.now() < deadline) return;
+    for (const pid of left) try { process.kill(pid, "SIGKILL"); } catch {}
+    clearInterval(check);
+    process.exit(0);
+  }, 100);
+});
+`;
+
+function startNatsWatchdog(): ChildProcess {
+  const watchdog = spawn(process.execPath, ["-e", WATCHDOG], { stdio: ["pipe", "ignore", "ignore"] });
+  // Neither keeps `up` running.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref(): void }).unref();
+  watchdog.stdin!.on("error", () => {});
+  return watchdog;
 }
 
 function stopChild(child: ChildProcess): Promise<void> {

@@ -136,6 +136,7 @@ import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { PROXY_PROOF_HEADER } from "../node/auth/authenticator.js";
+import { exitWithParent } from "../node/parent-watch.js";
 import {
   AccessDeniedError,
   MeridianError,
@@ -1021,6 +1022,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
   if (config.tls.certFile !== undefined) {
     process.on("SIGHUP", () => {
       try {

@@ -33,6 +33,7 @@ import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
+import { exitWithParent } from "../node/parent-watch.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { regionOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
@@ -418,6 +419,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -11,6 +11,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import type { Server as TlsServer } from "node:tls";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
@@ -27,6 +28,7 @@ import type { TokenKeys } from "./auth/tokens.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
+import { acquirePidLock, LockHeldError } from "./data/pid-lock.js";
 import { privateDirs } from "./data/private-files.js";
 import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
@@ -35,6 +37,7 @@ import type { HttpAuth } from "./http/access.js";
 import { buildApp } from "./http/app.js";
 import { ProxyTrust } from "./http/forwarded.js";
 import { MeshLink } from "./mesh-link.js";
+import { exitWithParent } from "./parent-watch.js";
 
 export interface RunningNode {
   url: string;
@@ -377,6 +380,15 @@ async function main(): Promise<void> {
     throw err;
   }
   privateDirs([config.dataDir, config.view.dir, config.storage.root]);
+  // One node per data directory: a second refuses at once, naming the first's pid (issue 11).
+  try {
+    acquirePidLock(join(config.dataDir, "node.lock"), `the data directory ${config.dataDir}`);
+  } catch (err) {
+    if (!(err instanceof LockHeldError)) throw err;
+    process.stderr.write(`node: ${err.message}\n`);
+    process.exit(1);
+  }
+  exitWithParent();
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   let node: RunningNode;
   try {

@@ -46,6 +46,7 @@ import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "../no
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
+import { exitWithParent } from "../node/parent-watch.js";
 import { parseRegion } from "../protocol/events.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
@@ -321,6 +322,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
+  exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
