@@ -3,7 +3,7 @@
  * log into a fresh one. The node must be stopped: before anything is removed
  * the view's own lock (LevelDB's LOCK, held by a running node) is taken, and
  * a view a node holds is refused, naming the node's pid (its
- * <data>/<region>/node.lock) - nothing is deleted then (issue 11, finding 7).
+ * <view>.lock, e.g. <data>/<region>/view.lock) - nothing is deleted then (issue 11, finding 7).
  * A view that does not open for another reason (corrupt) is removed whole.
  * Progress goes to stderr, its last line ended by a newline; the result is
  * one JSON line on stdout.
@@ -47,7 +47,7 @@ export class ViewInUseError extends Error {}
 /**
  * Empty the view at `viewDir` holding its lock, so a running node's view is
  * never touched: a locked view throws ViewInUseError (naming the node's pid
- * when its node.lock says); one that does not open for another reason (a
+ * when its <view>.lock says); one that does not open for another reason (a
  * corrupt view, what rebuild is for) is removed.
  */
 async function clearView(viewDir: string, nodeLockFile: string): Promise<void> {
@@ -76,7 +76,7 @@ async function clearView(viewDir: string, nodeLockFile: string): Promise<void> {
 
 export async function rebuild(options: RebuildOptions): Promise<number> {
   const viewDir = resolve(options.viewDir ?? join(options.dataDir, options.region, "view"));
-  const nodeLockFile = join(options.dataDir, options.region, "node.lock");
+  const nodeLockFile = `${viewDir}.lock`;
   // Before connecting to anything: a view a node holds is refused at once.
   try {
     await clearView(viewDir, nodeLockFile);

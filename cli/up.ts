@@ -80,7 +80,8 @@
  * Locks (issue 11, finding 6): before writing or starting anything `up`
  * takes <data>/up.lock and <data>/<region>/region.lock, and each NATS store
  * <data>/<region>/nats/meridian.lock (cli/nats-server.ts); every node takes
- * its data directory's node.lock. Each holds the owner's pid
+ * <view>.lock next to its view (<data>/<region>/view.lock: nodes of one region
+ * share its data directory, each with its own view). Each holds the owner's pid
  * (node/data/pid-lock.ts): a second `up` or node on the same data refuses at
  * once naming it, before any nats-server opens the live store; a lock whose
  * pid is dead (a SIGKILLed owner) is taken over.

@@ -11,7 +11,6 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import type { Server as TlsServer } from "node:tls";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
@@ -380,9 +379,11 @@ async function main(): Promise<void> {
     throw err;
   }
   privateDirs([config.dataDir, config.view.dir, config.storage.root]);
-  // One node per data directory: a second refuses at once, naming the first's pid (issue 11).
+  // One node per view (several nodes of a region share its data directory and
+  // blob store, each with its own view): a second on the same view refuses at
+  // once, naming the first's pid (issue 11). `meridian rebuild` reads it.
   try {
-    acquirePidLock(join(config.dataDir, "node.lock"), `the data directory ${config.dataDir}`);
+    acquirePidLock(`${config.view.dir}.lock`, `the view ${config.view.dir}`);
   } catch (err) {
     if (!(err instanceof LockHeldError)) throw err;
     process.stderr.write(`node: ${err.message}\n`);
