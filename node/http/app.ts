@@ -488,6 +488,8 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       if (!(err instanceof ManifestReferenceError) || fom === undefined || depth > 4) throw err;
       // An index nests at most a few levels; the depth bound keeps a crafted chain from recursing far.
       const missing = (err.detail as { missing?: Digest[] } | undefined)?.missing ?? [];
+      // Each is asked of the mesh in turn: a manifest naming more than an image ever does is refused as it is.
+      if (missing.length > MAX_ADOPTED) throw err;
       for (const digest of missing) {
         if (await fom.adoptBlob(repo, digest)) {
           await reg.linkStored(repo, digest, actor);
@@ -614,6 +616,8 @@ function blobCreated(reply: FastifyReply, repo: string, digest: Digest, seq: str
 
 /** Which region content fetched on miss came from (for operators and tests). */
 const FETCHED_FROM_HEADER = "meridian-fetched-from";
+/** Most missing references one manifest push adopts from other regions (putManifestAdopting). */
+const MAX_ADOPTED = 256;
 
 /** Send the client to the region that holds the content (fetch on miss, redirect mode). */
 function redirectTo(reply: FastifyReply, miss: { redirect: string; region: string }) {
