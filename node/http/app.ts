@@ -7,8 +7,8 @@
  * under /v2/ and `dispatch` matches the path against the API's shapes (upload
  * shapes first: a repository may itself be called `…/blobs`).
  */
-import { type IncomingMessage, STATUS_CODES } from "node:http";
-import type { Duplex, Readable } from "node:stream";
+import type { IncomingMessage } from "node:http";
+import type { Readable } from "node:stream";
 import fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -50,7 +50,7 @@ import { parseReference, type Reference, type Registry } from "../data/registry.
 import type { FetchOnMiss } from "../fetch-on-miss.js";
 import { type AuditSink, authFailureHeaders, challenge, type HttpAuth, loginRecord } from "./access.js";
 import { adminApiPlugin } from "./admin.js";
-import { handleError, ociErrorBody } from "./errors.js";
+import { handleError, ociClientError, ociErrorBody } from "./errors.js";
 import { clientAddress, PROXY_PROOF_HEADER, type ProxyTrust } from "./forwarded.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
 import { tokenRoutes } from "./token-routes.js";
@@ -791,27 +791,4 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     reply.status(404).type("application/json").send(ociErrorBody("UNSUPPORTED", "no such endpoint"));
   });
   return app;
-}
-
-/**
- * Node's HTTP parser rejects some requests before fastify sees them (headers
- * over Node's limit, malformed requests, header timeouts): answered like
- * every other error, in the OCI envelope (fastify's own handler sends its own
- * JSON shape), then the connection is closed (the parser cannot resume).
- * Exported for any server facing registry clients (the front door).
- */
-export function ociClientError(err: Error & { code?: string }, socket: Duplex): void {
-  if (err.code === "ECONNRESET" || socket.destroyed) return;
-  const [status, message] =
-    err.code === "HPE_HEADER_OVERFLOW"
-      ? [431, "request header fields too large"]
-      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? [408, "request headers not received in time"]
-        : [400, "malformed HTTP request"];
-  const body = ociErrorBody("UNSUPPORTED", message);
-  if (socket.writable)
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndocker-distribution-api-version: registry/2.0\r\nconnection: close\r\n\r\n${body}`,
-    );
-  socket.destroy(err);
 }
