@@ -67,7 +67,10 @@ export class MeshProbe {
     const { tags } = (await res.json()) as { tags: string[] | null };
     const out: Record<string, string> = {};
     for (const tag of (tags ?? []).sort()) {
-      const head = await oci.fetch(`/v2/${repo}/manifests/${tag}`, { method: "HEAD" });
+      const head = await oci.fetch(`/v2/${repo}/manifests/${tag}`, {
+        method: "HEAD",
+        headers: { "cache-control": "only-if-cached" },
+      });
       if (head.status === 200) out[tag] = head.headers.get("docker-content-digest")!;
     }
     return out;

@@ -104,7 +104,11 @@ async function pushImage(
 
 async function holds(client: OciClient, repo: string, digest: string): Promise<boolean> {
   const res = await client
-    .fetch(`/v2/${repo}/manifests/${digest}`, { method: "HEAD", signal: AbortSignal.timeout(5_000) })
+    .fetch(`/v2/${repo}/manifests/${digest}`, {
+      method: "HEAD",
+      headers: { "cache-control": "only-if-cached" },
+      signal: AbortSignal.timeout(5_000),
+    })
     .catch(() => undefined);
   return res?.status === 200;
 }
@@ -117,7 +121,10 @@ async function tagMap(client: OciClient, repo: string): Promise<Record<string, s
   const { tags } = (await list.json()) as { tags: string[] };
   const out: Record<string, string> = {};
   for (const tag of tags.sort()) {
-    const res = await client.fetch(`/v2/${repo}/manifests/${tag}`, { method: "HEAD" });
+    const res = await client.fetch(`/v2/${repo}/manifests/${tag}`, {
+      method: "HEAD",
+      headers: { "cache-control": "only-if-cached" },
+    });
     out[tag] = res.headers.get("docker-content-digest") ?? "";
   }
   return out;

@@ -29,7 +29,7 @@ export const AUDIT_USAGE = `  audit [--since T] [--until T] [--actor NAME] [--ac
                                   pushes, pulls, deletes, logins and admin changes of every region
                                   (or --region R), merged by time; T is ISO-8601 or a duration ago
                                   (15m, 2h, 7d); A is ${AUDIT_ACTIONS.join(", ")};
-                                  at most N records (default 1000, at most ${MAX_AUDIT_LIMIT}), oldest first
+                                  the newest N records (default 1000, at most ${MAX_AUDIT_LIMIT}), listed oldest first
 `;
 
 export interface AuditCliDeps {
@@ -142,14 +142,15 @@ export function auditSearch(
 
 /**
  * Every region's records in one list, oldest first (by `at`, then region),
- * cut to `limit`. Each region answered its oldest `limit` matches, so the
- * first `limit` of the merge are the oldest matches of the whole mesh.
+ * cut to the newest `limit`. Each region answered its newest `limit`
+ * matches, so the last `limit` of the merge are the newest matches of the
+ * whole mesh.
  */
 export function mergeAuditRecords(perRegion: AuditRecord[][], limit: number): AuditRecord[] {
-  return perRegion
+  const all = perRegion
     .flat()
-    .sort((a, b) => cmp(Date.parse(a.at), Date.parse(b.at)) || cmp(a.region, b.region))
-    .slice(0, limit);
+    .sort((a, b) => cmp(Date.parse(a.at), Date.parse(b.at)) || cmp(a.region, b.region));
+  return all.slice(Math.max(0, all.length - limit));
 }
 
 /** The records as a table (a line saying so when there are none). */

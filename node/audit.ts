@@ -47,14 +47,15 @@
  * by bytes AND by message count (`maxMessages`), oldest discarded first, and
  * one message (a batch) is at most MAX_MESSAGE_BYTES.
  *
- * Reading: `query` reads the stream with an ordered consumer starting at the
- * stream time `since` (less a minute for clock skew between node and NATS
- * server), filters on the record's own fields, and stops at whichever comes
- * first: `limit` matching records, the last message the stream held when the
- * query began, or messages stored more than five minutes after `until`. A
- * record buffered through a longer outage is stored later than that and is
- * seen by queries whose `until` is later (or absent). Results are ordered by
- * their `at`, oldest first.
+ * Reading: `query` answers the newest `limit` matching records (what
+ * `meridian audit --limit N` users expect), ordered by their `at`, oldest
+ * first. It reads the stream backwards in windows, from the last message
+ * stored five minutes after `until` (or the last the stream held when the
+ * query began) down to the first stored at `since` less a minute (clock skew
+ * between node and NATS server), filtering on the record's own fields, and
+ * stops once it has `limit` matches. A record buffered through a longer
+ * outage is stored later than that and is seen by queries whose `until` is
+ * later (or absent).
  */
 import { randomUUID } from "node:crypto";
 import {
@@ -361,8 +362,15 @@ export class AuditLog {
   }
 
   /**
-   * The records matching `q`, oldest first, at most `q.limit`. Fails with
-   * LogUnavailableError when NATS cannot be reached, or when `signal` aborts.
+   * The newest records matching `q` (at most `q.limit`), returned oldest
+   * first. Fails with LogUnavailableError when NATS cannot be reached, or
+   * when `signal` aborts.
+   *
+   * The stream is read backwards in windows of sequences (each window read
+   * forwards, the next one before it and twice as wide) from the last
+   * message stored by `until` (plus grace) down to the first stored from
+   * `since` (less the clock skew), stopping once `limit` matches are found:
+   * `--limit 20` costs about the newest records, however long the log is.
    */
   async query(q: AuditQuery = {}, signal?: AbortSignal): Promise<AuditRecord[]> {
     const limit = Math.min(Math.max(Math.trunc(q.limit ?? DEFAULT_AUDIT_LIMIT), 0), MAX_AUDIT_LIMIT);
@@ -373,30 +381,73 @@ export class AuditLog {
     if (limit === 0) return [];
     const since = q.since?.getTime();
     const until = q.until?.getTime();
-    let lastSeq: number;
+    let lower: number;
+    let upper: number;
     try {
       const { state } = await jsm.streams.info(this.#stream);
       if (state.messages === 0) return [];
       if (since !== undefined && Date.parse(state.last_ts) < since - CLOCK_SKEW_MS) return [];
       if (until !== undefined && Date.parse(state.first_ts) > until + UNTIL_GRACE_MS) return [];
-      lastSeq = state.last_seq;
+      lower = state.first_seq;
+      upper = state.last_seq;
+      if (since !== undefined) lower = (await this.#seqAt(js, since - CLOCK_SKEW_MS)) ?? upper + 1;
+      if (until !== undefined) {
+        const after = await this.#seqAt(js, until + UNTIL_GRACE_MS + 1);
+        if (after !== undefined) upper = Math.min(upper, after - 1);
+      }
     } catch (err) {
       throw new LogUnavailableError("audit log unavailable", { cause: err });
     }
 
-    const found: AuditRecord[] = [];
+    // Windows newest first; within each, records in store order.
+    const windows: AuditRecord[][] = [];
+    let count = 0;
+    let width = Math.max(limit, 256);
+    for (let end = upper; end >= lower && count < limit; end -= width, width *= 2) {
+      const from = Math.max(lower, end - width + 1);
+      const window: AuditRecord[] = [];
+      await this.#readRange(js, from, end, signal, (record) => {
+        if (matches(record, q, since, until)) window.push(record);
+      });
+      windows.push(window);
+      count += window.length;
+      width = end - from + 1; // doubled by the loop for the next window
+    }
+    const found = windows.reverse().flat();
+    // Stream order is store order; a record buffered through an outage is stored after later ones.
+    found.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+    return found.slice(Math.max(0, found.length - limit));
+  }
+
+  /** The sequence of the first message stored at or after `time`; undefined when none is. */
+  async #seqAt(js: JetStreamClient, time: number): Promise<number | undefined> {
+    const consumer = await js.consumers.get(this.#stream, {
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: new Date(time).toISOString(),
+    });
+    try {
+      const m = await consumer.next({ expires: QUERY_IDLE_MS });
+      return m?.seq ?? undefined;
+    } finally {
+      await consumer.delete().catch(() => undefined);
+    }
+  }
+
+  /** Read the stream's messages `from`..`to` (sequences) in order, each valid record to `visit`. */
+  async #readRange(
+    js: JetStreamClient,
+    from: number,
+    to: number,
+    signal: AbortSignal | undefined,
+    visit: (record: AuditRecord) => void,
+  ): Promise<void> {
     let messages: ConsumerMessages;
     try {
-      const consumer = await js.consumers.get(
-        this.#stream,
-        since === undefined
-          ? { deliver_policy: DeliverPolicy.All }
-          : {
-              deliver_policy: DeliverPolicy.StartTime,
-              opt_start_time: new Date(since - CLOCK_SKEW_MS).toISOString(),
-            },
-      );
-      messages = await consumer.consume({ max_messages: Math.min(1024, Math.max(limit, 64)) });
+      const consumer = await js.consumers.get(this.#stream, {
+        deliver_policy: DeliverPolicy.StartSequence,
+        opt_start_seq: from,
+      });
+      messages = await consumer.consume({ max_messages: Math.min(1024, Math.max(to - from + 1, 64)) });
     } catch (err) {
       throw new LogUnavailableError("audit log unavailable", { cause: err });
     }
@@ -405,7 +456,7 @@ export class AuditLog {
     const armIdle = () => {
       clearTimeout(idle);
       idle = setTimeout(() => {
-        this.#log.warn({ seq: lastSeq }, "audit query ended idle");
+        this.#log.warn({ from, to }, "audit query ended idle");
         stop();
       }, QUERY_IDLE_MS);
     };
@@ -414,20 +465,12 @@ export class AuditLog {
     try {
       for await (const m of messages) {
         armIdle();
-        if (until !== undefined && m.time.getTime() > until + UNTIL_GRACE_MS) break;
-        let full = false;
+        if (m.seq > to) break;
         for (const record of decodeBatch(m.data)) {
           if (record === undefined) this.#log.warn({ seq: m.seq }, "audit record invalid");
-          else if (matches(record, q, since, until)) {
-            found.push(record);
-            if (found.length >= limit) {
-              full = true;
-              break;
-            }
-          }
+          else visit(record);
         }
-        if (full) break;
-        if (m.seq >= lastSeq || m.info.pending === 0) break;
+        if (m.seq >= to || m.info.pending === 0) break;
       }
     } catch (err) {
       if (!signal?.aborted) throw new LogUnavailableError("audit log unavailable", { cause: err });
@@ -437,8 +480,6 @@ export class AuditLog {
       stop();
     }
     if (signal?.aborted) throw new LogUnavailableError("audit query cancelled", { cause: signal.reason });
-    // Stream order is store order; a record buffered through an outage is stored after later ones.
-    return found.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
 
   /** Stop taking records, wait (a few seconds at most) for the buffered ones to be stored, disconnect. */

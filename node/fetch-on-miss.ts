@@ -31,11 +31,22 @@
  * Absence stays absence: when no reachable region holds the content, or the
  * peer cannot be asked, the caller answers its original 404.
  *
- * Only GET fetches on miss; HEAD answers what this region holds. A HEAD is
- * how a pushing client asks whether to upload a blob (or a child manifest of
- * an index): answering "present" for content held only elsewhere would make
- * it skip the upload, and the manifest it then pushes would be refused here
- * for referring to content this region lacks. Pulling clients GET.
+ * HEAD answers from another region's metadata too (containerd, and so
+ * kubelet, resolves a tag with HEAD before its GET): a manifest's HEAD
+ * fetches its few bytes (Locate returns them, verified) and answers their
+ * length, digest and media type; a blob's HEAD asks where the repository
+ * holds it and answers its size, copying no bytes. Neither redirects (a HEAD
+ * is answered here in every mode but `off`).
+ *
+ * A HEAD is also how a pushing client asks whether to upload a blob (or a
+ * child manifest of an index): having heard "present" for content held only
+ * elsewhere, it skips the upload and pushes a manifest this region would
+ * refuse for referring to content it lacks. So a manifest push that refers
+ * to content this region lacks first adopts it from the region holding it in
+ * the same repository (`adopt`: the blob's bytes are fetched into the store
+ * and linked, a child manifest is fetched and pushed here), and only what no
+ * region holds there is refused. Adopting needs the repository to hold the
+ * content somewhere, so knowing a digest links nothing from elsewhere.
  */
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -88,7 +99,7 @@ export class FetchOnMiss {
     this.#logger = options.logger;
     this.#requests = new Counter({
       name: "meridian_node_fetch_on_miss_total",
-      help: "Requests for content this region lacked, by kind (manifest, blob) and result: proxied (fetched from another region), shared (served from another request's fetch), redirected, or absent (no region holds it)",
+      help: "Requests for content this region lacked, by kind (manifest, blob) and result: proxied (fetched from another region), shared (served from another request's fetch), redirected, head (a HEAD answered from another region's metadata), adopted (fetched for a manifest push that refers to it), or absent (no region holds it)",
       labelNames: ["kind", "result"] as const,
       registers: [options.metrics],
     });
@@ -102,13 +113,7 @@ export class FetchOnMiss {
   /** A manifest by tag or digest from another region, or where to find it. */
   async manifest(repo: string, reference: string): Promise<MissAnswer<RemoteManifest>> {
     if (this.mode === "off") return undefined;
-    const key = `${repo}@${reference}`;
-    let pending = this.#manifests.get(key);
-    if (pending === undefined) {
-      pending = this.#locateManifest(repo, reference).finally(() => this.#manifests.delete(key));
-      this.#manifests.set(key, pending);
-    }
-    const found = await pending;
+    const found = await this.#sharedManifest(repo, reference);
     if (found === undefined) {
       this.#requests.inc({ kind: "manifest", result: "absent" });
       return undefined;
@@ -119,6 +124,17 @@ export class FetchOnMiss {
     }
     this.#requests.inc({ kind: "manifest", result: "proxied" });
     return { found };
+  }
+
+  /** One lookup per manifest at a time, shared by every request asking for it meanwhile. */
+  #sharedManifest(repo: string, reference: string): Promise<RemoteManifest | undefined> {
+    const key = `${repo}@${reference}`;
+    let pending = this.#manifests.get(key);
+    if (pending === undefined) {
+      pending = this.#locateManifest(repo, reference).finally(() => this.#manifests.delete(key));
+      this.#manifests.set(key, pending);
+    }
+    return pending;
   }
 
   async #locateManifest(repo: string, reference: string): Promise<RemoteManifest | undefined> {
@@ -141,6 +157,44 @@ export class FetchOnMiss {
       mediaType: located.mediaType,
       bytes: located.content,
     };
+  }
+
+  /** A manifest's metadata from another region, for a HEAD (never a redirect). */
+  async manifestHead(repo: string, reference: string): Promise<RemoteManifest | undefined> {
+    if (this.mode === "off") return undefined;
+    const found = await this.#sharedManifest(repo, reference);
+    this.#requests.inc({ kind: "manifest", result: found === undefined ? "absent" : "head" });
+    return found;
+  }
+
+  /** Where `repo` holds blob `digest` in another region and its size, for a HEAD; no bytes are copied. */
+  async blobHead(repo: string, digest: Digest): Promise<{ region: string; size: number } | undefined> {
+    if (this.mode === "off") return undefined;
+    const located = await this.#locate(repo, digest, false);
+    this.#requests.inc({ kind: "blob", result: located === undefined ? "absent" : "head" });
+    return located === undefined ? undefined : { region: located.region, size: located.size };
+  }
+
+  /**
+   * Bring blob `digest` of `repo` into this region's store from the region
+   * holding it in `repo` (in every mode but `off`, redirect included: a
+   * manifest push needs the bytes here). True once the store has them; false
+   * when no region holds it in `repo` or the fetch failed (logged).
+   */
+  async adoptBlob(repo: string, digest: Digest, signal?: AbortSignal): Promise<boolean> {
+    if (this.mode === "off") return false;
+    const located = await this.#locate(repo, digest, false);
+    if (located === undefined) return false;
+    if (
+      !this.#blobs.has(digest) &&
+      (await this.#store.stat(digest)) === undefined &&
+      !this.#blobs.has(digest)
+    ) {
+      this.#requests.inc({ kind: "blob", result: "adopted" });
+      this.#start(repo, digest, located.size, false, signal);
+    }
+    await this.#blobs.get(digest);
+    return (await this.#store.stat(digest)) !== undefined;
   }
 
   /**

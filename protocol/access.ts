@@ -119,7 +119,9 @@ export const MAX_GLOB_LENGTH = 255;
 /**
  * A repository path glob: `*` matches within one path segment, `**` across
  * segments; everything else literally. A robot granted `**` covers every
- * repository of its project (the project itself included, as "").
+ * repository of its project (the project itself included, as ""), and one
+ * granted `X/**` covers X itself as well as everything under it (`app/**`:
+ * team/app, team/app/api; not team/apple), as a user reads it.
  *
  * Matched by simulating the glob as an automaton over the set of positions
  * it may be at (issue 10, finding 9): O(glob × path) steps whatever the
@@ -128,6 +130,12 @@ export const MAX_GLOB_LENGTH = 255;
  */
 export function globMatches(glob: string, path: string): boolean {
   if (glob === "**") return true;
+  // `X/**` covers X itself too, as `**` covers the project itself: `app/**` grants team/app and team/app/...
+  if (glob.length > 3 && glob.endsWith("/**") && globMatches(glob.slice(0, -3), path)) return true;
+  return matchesGlob(glob, path);
+}
+
+function matchesGlob(glob: string, path: string): boolean {
   // Tokens: a code unit to match literally, or STAR / GLOBSTAR.
   const tokens: number[] = [];
   for (let i = 0; i < glob.length; i++) {

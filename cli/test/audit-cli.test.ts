@@ -154,7 +154,7 @@ describe("meridian audit", () => {
     assert.equal(r.code, 0);
     assert.deepEqual(
       rows(r.stdout).map((row) => row[4]),
-      ["team/app:a1", "team/app:a2"],
+      ["team/app:a2", "team/app:a3"],
     );
 
     r = await run(["--actor", "nobody", "--region", "a"]);
@@ -196,7 +196,7 @@ describe("audit helpers", () => {
     status: 200,
   });
 
-  test("mergeAuditRecords orders by time then region, and cuts to the limit", () => {
+  test("mergeAuditRecords orders by time then region, and keeps the newest up to the limit", () => {
     const a = [rec("a", "2024-01-01T00:00:01.000Z", "1"), rec("a", "2024-01-01T00:00:03.000Z", "3")];
     const b = [rec("b", "2024-01-01T00:00:02.000Z", "2"), rec("b", "2024-01-01T00:00:03.000Z", "4")];
     assert.deepEqual(
@@ -205,7 +205,7 @@ describe("audit helpers", () => {
     );
     assert.deepEqual(
       mergeAuditRecords([a, b], 2).map((r) => r.reference),
-      ["1", "2"],
+      ["3", "4"],
     );
     assert.deepEqual(mergeAuditRecords([], 5), []);
   });

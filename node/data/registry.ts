@@ -365,6 +365,12 @@ export class Registry {
     return this.#link(repo, digest, size, actor);
   }
 
+  /** Link a blob already in the store into `repo` (fetch on miss adopted it); undefined when the store lacks it. */
+  async linkStored(repo: string, digest: Digest, actor: string): Promise<number | undefined> {
+    const size = await this.store.stat(digest);
+    return size === undefined ? undefined : this.#link(repo, digest, size, actor);
+  }
+
   /**
    * Open an upload session for `repo` on behalf of `owner` (who is counted
    * against the caps: an identity, or an address for anonymous clients);

@@ -26,6 +26,7 @@ import {
   BlobNotFoundError,
   DigestInvalidError,
   ManifestNotFoundError,
+  ManifestReferenceError,
   ManifestTooLargeError,
   MethodNotAllowedError,
   RepositoryNotFoundError,
@@ -45,11 +46,11 @@ import { parseRepository, parseTag } from "../../protocol/names.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
 import type { ByteRange } from "../data/blob-store.js";
-import { parseReference, type Registry } from "../data/registry.js";
+import { parseReference, type Reference, type Registry } from "../data/registry.js";
 import type { FetchOnMiss } from "../fetch-on-miss.js";
 import { type AuditSink, authFailureHeaders, challenge, type HttpAuth, loginRecord } from "./access.js";
 import { adminApiPlugin } from "./admin.js";
-import { handleError, ociErrorBody } from "./errors.js";
+import { handleError, ociClientError, ociErrorBody } from "./errors.js";
 import { clientAddress, PROXY_PROOF_HEADER, type ProxyTrust } from "./forwarded.js";
 import { blobRange, contentLength, pageSize, uploadContentRange } from "./headers.js";
 import { tokenRoutes } from "./token-routes.js";
@@ -335,9 +336,15 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
           ? { size: await reg.blobSize(repo, digest) }
           : await reg.openBlob(repo, digest, wanted, ac.signal);
     } catch (err) {
-      // Only a GET fetches on miss: a HEAD is how a pushing client asks whether to upload (see fetch-on-miss.ts).
-      if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || req.method !== "GET")
+      if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || onlyIfCached(req))
         throw err;
+      if (req.method === "HEAD") {
+        // Answered from where the repository holds it elsewhere, copying no bytes (see fetch-on-miss.ts).
+        const located = await options.fetchOnMiss.blobHead(repo, digest);
+        if (located === undefined) throw err;
+        reply.header(FETCHED_FROM_HEADER, located.region);
+        return reply.headers({ ...headers, "content-length": located.size }).send();
+      }
       const miss = await options.fetchOnMiss.blob(repo, digest, wanted, ac.signal);
       if (miss === undefined) throw err;
       if ("redirect" in miss) return redirectTo(reply, await presigned(req, repo, miss));
@@ -435,12 +442,20 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       found = { digest: local.digest, mediaType: local.record.mediaType, bytes: local.bytes };
     } catch (err) {
       const missing = err instanceof ManifestNotFoundError || err instanceof RepositoryNotFoundError;
-      if (!missing || options.fetchOnMiss === undefined || req.method !== "GET") throw err;
-      const miss = await options.fetchOnMiss.manifest(repo, m[2]!);
-      if (miss === undefined) throw err;
-      if ("redirect" in miss) return redirectTo(reply, await presigned(req, repo, miss));
-      reply.header(FETCHED_FROM_HEADER, miss.found.region);
-      found = miss.found;
+      if (!missing || options.fetchOnMiss === undefined || onlyIfCached(req)) throw err;
+      if (req.method === "HEAD") {
+        // A HEAD never redirects: the manifest's few bytes are fetched and its metadata answered here.
+        const remote = await options.fetchOnMiss.manifestHead(repo, m[2]!);
+        if (remote === undefined) throw err;
+        reply.header(FETCHED_FROM_HEADER, remote.region);
+        found = remote;
+      } else {
+        const miss = await options.fetchOnMiss.manifest(repo, m[2]!);
+        if (miss === undefined) throw err;
+        if ("redirect" in miss) return redirectTo(reply, await presigned(req, repo, miss));
+        reply.header(FETCHED_FROM_HEADER, miss.found.region);
+        found = miss.found;
+      }
     }
     reply.headers({
       "content-type": found.mediaType,
@@ -451,11 +466,48 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     return reply.send(req.method === "HEAD" ? undefined : found.bytes);
   }
 
+  /**
+   * reg.putManifest, and when the manifest refers to content this region
+   * lacks but another region holds in the same repository (a HEAD answered
+   * from there told the client to skip the upload), that content is adopted
+   * here first (fetch-on-miss.ts) and the push tried once more; whatever no
+   * region holds stays refused (MANIFEST_BLOB_UNKNOWN).
+   */
+  async function putManifestAdopting(
+    repo: string,
+    reference: Reference,
+    bytes: Buffer,
+    contentType: string | undefined,
+    actor: string,
+    depth = 0,
+  ): ReturnType<typeof reg.putManifest> {
+    try {
+      return await reg.putManifest(repo, reference, bytes, contentType, actor);
+    } catch (err) {
+      const fom = options.fetchOnMiss;
+      if (!(err instanceof ManifestReferenceError) || fom === undefined || depth > 4) throw err;
+      // An index nests at most a few levels; the depth bound keeps a crafted chain from recursing far.
+      const missing = (err.detail as { missing?: Digest[] } | undefined)?.missing ?? [];
+      // Each is asked of the mesh in turn: a manifest naming more than an image ever does is refused as it is.
+      if (missing.length > MAX_ADOPTED) throw err;
+      for (const digest of missing) {
+        if (await fom.adoptBlob(repo, digest)) {
+          await reg.linkStored(repo, digest, actor);
+          continue;
+        }
+        const child = await fom.manifestHead(repo, digest);
+        if (child === undefined) throw err;
+        await putManifestAdopting(repo, { digest }, child.bytes, child.mediaType, actor, depth + 1);
+      }
+      return reg.putManifest(repo, reference, bytes, contentType, actor);
+    }
+  }
+
   async function putManifest(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
     const reference = parseReference(m[2]!);
     const bytes = await readBody(req.raw, reg.maxManifestBytes, contentLength(req.headers["content-length"]));
-    const result = await reg.putManifest(
+    const result = await putManifestAdopting(
       repo,
       reference,
       bytes,
@@ -528,6 +580,16 @@ function authorizationOf(req: FastifyRequest): string | undefined {
 }
 
 /** What a request on a repository does: a read pulls, a DELETE deletes, anything else pushes. */
+/**
+ * `Cache-Control: only-if-cached` (RFC 9111 5.2.1.7): the client asks what
+ * this region holds itself, so a miss is answered 404 without asking the
+ * mesh (how replication checks and tests tell replicated from fetchable).
+ * Read on the miss path only.
+ */
+function onlyIfCached(req: FastifyRequest): boolean {
+  return req.headers["cache-control"]?.includes("only-if-cached") === true;
+}
+
 function actionOf(method: string): Action {
   return method === "DELETE" ? "delete" : method === "GET" || method === "HEAD" ? "pull" : "push";
 }
@@ -554,6 +616,8 @@ function blobCreated(reply: FastifyReply, repo: string, digest: Digest, seq: str
 
 /** Which region content fetched on miss came from (for operators and tests). */
 const FETCHED_FROM_HEADER = "meridian-fetched-from";
+/** Most missing references one manifest push adopts from other regions (putManifestAdopting). */
+const MAX_ADOPTED = 256;
 
 /** Send the client to the region that holds the content (fetch on miss, redirect mode). */
 function redirectTo(reply: FastifyReply, miss: { redirect: string; region: string }) {
@@ -670,6 +734,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     https: options.https === undefined ? null : { ...timeouts, ...options.https },
     // Forwarded headers are judged by ./forwarded.ts (a proxy must prove itself), never by fastify.
     trustProxy: false,
+    // Requests Node's HTTP parser rejects (headers too large, malformed, too slow) get the OCI envelope too.
+    clientErrorHandler: ociClientError,
   });
   if (options.http !== undefined) {
     const log = options.logger;

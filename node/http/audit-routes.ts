@@ -3,7 +3,7 @@
  * error handler):
  *
  *   GET /audit[?since=T&until=T&actor=A&action=X&repo=R&limit=N]
- *       → {region, records}    this region's records, oldest first
+ *       → {region, records}    this region's newest `limit` matching records, oldest first
  *
  * `since` and `until` are ISO-8601 times or durations meaning "that long ago"
  * (`90s`, `15m`, `2h`, `7d`, `1w`, or sums such as `1h30m`); `action` is one

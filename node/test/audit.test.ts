@@ -177,15 +177,15 @@ describe("AuditLog on JetStream", () => {
     assert.deepEqual(await refs({ until: t1 }), ["a1", "a2", "a3"]);
     assert.deepEqual(await refs({ since: t1, until: t2 }), ["b1", "b2", "b3"]);
     assert.deepEqual(await refs({ since: t2 }), ["c1", "c2", "c3"]);
-    assert.deepEqual(await refs({ since: t1, until: t2, limit: 2 }), ["b1", "b2"]);
+    assert.deepEqual(await refs({ since: t1, until: t2, limit: 2 }), ["b2", "b3"]);
     assert.deepEqual(await refs({ since: new Date(Date.now() + 3_600_000) }), []);
     assert.deepEqual(await refs({ until: new Date(Date.now() - 3_600_000) }), []);
   });
 
-  test("limit returns the oldest matches, default 1000 and at most 10000", async () => {
+  test("limit returns the newest matches (oldest first), default 1000 and at most 10000", async () => {
     const log = await openLog("limits");
     const entries: AuditEntry[] = Array.from({ length: 1_050 }, (_, i) => ({
-      actor: i % 2 === 0 ? "even" : "odd",
+      actor: i === 0 ? "first" : i % 2 === 0 ? "even" : "odd",
       kind: "user",
       action: "pull",
       address: "10.2.2.2",
@@ -196,15 +196,24 @@ describe("AuditLog on JetStream", () => {
     await recordAll(log, entries, 1_050);
     assert.deepEqual(
       (await log.query({ limit: 5 })).map((r) => r.reference),
-      ["t0", "t1", "t2", "t3", "t4"],
+      ["t1045", "t1046", "t1047", "t1048", "t1049"],
     );
     assert.deepEqual(
       (await log.query({ actor: "odd", limit: 3 })).map((r) => r.reference),
-      ["t1", "t3", "t5"],
+      ["t1045", "t1047", "t1049"],
     );
-    assert.equal((await log.query({})).length, 1000);
+    // The only match is the oldest record: found however far back it is.
+    assert.deepEqual(
+      (await log.query({ actor: "first", limit: 3 })).map((r) => r.reference),
+      ["t0"],
+    );
+    const newest = await log.query({});
+    assert.equal(newest.length, 1000);
+    assert.equal(newest[0]!.reference, "t50");
+    assert.equal(newest[999]!.reference, "t1049");
     assert.equal((await log.query({ limit: 50_000 })).length, 1_050);
     assert.equal((await log.query({ actor: "odd", limit: 10_000 })).length, 525);
+    assert.equal((await log.query({ actor: "even", limit: 10_000 })).length, 524);
   });
 
   test("an empty stream, and a filter matching nothing, answer at once", async () => {
@@ -352,7 +361,7 @@ describe("GET /audit", () => {
     assert.equal(res.statusCode, 200);
     const body = res.json() as { region: string; records: AuditRecord[] };
     assert.equal(body.region, "route");
-    assert.deepEqual(body.records.map(strip), ENTRIES.filter((e) => e.actor === "alice").slice(0, 2));
+    assert.deepEqual(body.records.map(strip), ENTRIES.filter((e) => e.actor === "alice").slice(-2));
 
     res = await app.inject({ url: "/admin/v1/audit?action=login.failed" });
     assert.deepEqual((res.json() as { records: AuditRecord[] }).records.map(strip), [ENTRIES[4]]);

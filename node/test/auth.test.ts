@@ -680,7 +680,7 @@ describe("the audit log", () => {
     assert.equal(put.response.status, 201);
     const admins = await records("actor=admin&action=admin");
     assert.ok(
-      admins.some((r) => r.detail === "PUT /admin/v1/projects/audited" && r.status === 200),
+      admins.some((r) => r.detail === "PUT /admin/v1/projects/audited {public=true}" && r.status === 200),
       JSON.stringify(admins),
     );
     // A denied attempt is recorded too, with its status... but only artifact-level actions are (an upload start is not).
@@ -703,5 +703,42 @@ describe("the audit log", () => {
     // Only system admins read the audit log.
     assert.equal((await adminCall("GET", "/audit", undefined, as("dev"))).status, 403);
     assert.equal((await adminCall("GET", "/audit?since=yesterday")).status, 400);
+  });
+
+  test("an admin change's record says what changed (resource and key fields), never a secret", async () => {
+    const started = new Date().toISOString();
+    await ok(await adminCall("PUT", "/rules", { scope: "priv/", tagMerge: "first-write" }));
+    await ok(await adminCall("PUT", "/users/summarized", { password: "summary-password-1" }));
+    await ok(
+      await adminCall("POST", "/robots", {
+        name: "summarized",
+        grants: [{ project: "priv", repositories: "app/**", actions: ["pull", "push"] }],
+        expiresInDays: 1,
+        secret: "robot-secret-not-for-logs",
+      }),
+      201,
+    );
+    let details: string[] = [];
+    for (let i = 0; i < 50 && details.length < 3; i++) {
+      const body = await ok(
+        await adminCall("GET", `/audit?since=${encodeURIComponent(started)}&action=admin`),
+      );
+      details = (body.records as Array<{ detail: string }>).map((r) => r.detail);
+      if (details.length < 3) await sleep(100);
+    }
+    const find = (prefix: string) => details.find((d) => d.startsWith(prefix)) ?? "";
+    assert.equal(find("PUT /admin/v1/rules"), "PUT /admin/v1/rules {scope=priv/ tagMerge=first-write}");
+    assert.equal(
+      find("PUT /admin/v1/users/summarized"),
+      "PUT /admin/v1/users/summarized {password=<redacted>}",
+    );
+    const robot = find("POST /admin/v1/robots");
+    assert.match(robot, /name=summarized/);
+    assert.match(robot, /project=priv repositories=app\/\*\* actions=\[pull, push\]/);
+    assert.match(robot, /secret=<redacted>/);
+    for (const d of details) {
+      assert.doesNotMatch(d, /summary-password-1|robot-secret-not-for-logs/);
+      assert.ok(d.length <= 512, d);
+    }
   });
 });

@@ -32,7 +32,7 @@ async function admin(region: string, method: string, path: string, body?: unknow
 
 async function digestAt(region: string, repo: string, ref: string): Promise<string | undefined> {
   const res = await client(region)
-    .fetch(`/v2/${repo}/manifests/${ref}`, { method: "HEAD" })
+    .fetch(`/v2/${repo}/manifests/${ref}`, { method: "HEAD", headers: { "cache-control": "only-if-cached" } })
     .catch(() => undefined);
   return res?.status === 200 ? (res.headers.get("docker-content-digest") ?? undefined) : undefined;
 }

@@ -51,7 +51,7 @@ describe("fetch on miss", () => {
     redirecting = new OciClient(`http://127.0.0.1:${port}`);
   });
 
-  test("a manifest b lacks is relayed from a by tag and by digest; HEAD answers what b holds", async () => {
+  test("a manifest b lacks is relayed from a by tag and by digest; only-if-cached answers what b holds", async () => {
     const pushed = await client("a").pushRandomImage("miss/app", "v1");
     const sent = await client("a").fetch("/v2/miss/app/manifests/v1");
     const bytes = Buffer.from(await sent.arrayBuffer());
@@ -63,8 +63,11 @@ describe("fetch on miss", () => {
       assert.equal(res.headers.get("content-type"), OCI_MANIFEST);
       assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
     }
-    // HEAD answers what b holds (a pushing client must not skip an upload b lacks).
-    const head = await client("b").fetch("/v2/miss/app/manifests/v1", { method: "HEAD" });
+    // Cache-Control: only-if-cached asks what b holds itself (control-plane/test/head-on-miss.test.ts: a plain HEAD answers from a).
+    const head = await client("b").fetch("/v2/miss/app/manifests/v1", {
+      method: "HEAD",
+      headers: { "cache-control": "only-if-cached" },
+    });
     assert.equal(head.status, 404);
     // Nothing was replicated: b's own view still lacks it (only fetching made it answer).
     const tags = await client("b").fetch("/v2/miss/app/tags/list");
@@ -100,12 +103,10 @@ describe("fetch on miss", () => {
     assert.equal((await metric(b, "meridian_node_fetch_on_miss_bytes_total")) - before, layer.byteLength);
   });
 
-  test("a push to b of an image a holds uploads everything: HEAD does not answer from a", async () => {
+  test("a push to b of an image a holds, every blob uploaded anyway, is accepted", async () => {
     const image = await client("a").pushRandomImage("miss/promote", "v1");
     const blob = image.layers[0]!.digest;
-    const head = await client("b").fetch(`/v2/miss/promote/blobs/${blob}`, { method: "HEAD" });
-    assert.equal(head.status, 404);
-    // The client uploads what HEAD said was missing, and the manifest is accepted in b.
+    // A client that uploads without asking first (HEAD now answers from a: head-on-miss.test.ts).
     const bClient = client("b");
     const layerBytes = Buffer.from(
       await (await client("a").fetch(`/v2/miss/promote/blobs/${blob}`)).arrayBuffer(),

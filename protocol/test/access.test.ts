@@ -96,6 +96,13 @@ describe("robot accounts", () => {
     assert.equal(decide(apps, "push", "team/apps/api/v2", undefined, NOW).allowed, false);
     assert.equal(decide(apps, "push", "team/libs/x", undefined, NOW).allowed, false);
   });
+  test("the README's robot (--project team --repos 'app/**') may push team/app, the README's skopeo target", () => {
+    const ci = robot([{ project: "team", repositories: "app/**", actions: ["pull", "push"] }]);
+    assert.equal(decide(ci, "push", "team/app", undefined, NOW).allowed, true);
+    assert.equal(decide(ci, "push", "team/app/api", undefined, NOW).allowed, true);
+    assert.equal(decide(ci, "push", "team/apple", undefined, NOW).allowed, false);
+    assert.equal(decide(ci, "push", "team", undefined, NOW).allowed, false);
+  });
   test("expired credentials are refused outright, not downgraded to anonymous (even for a public pull)", () => {
     const expired = robot([], NOW - 1);
     assert.equal(decide(expired, "pull", "team/app", { public: true }, NOW).allowed, false);
@@ -142,6 +149,11 @@ describe("scopes, projects and globs", () => {
     ["a**b", "ax/yb", true],
     ["a/**/b", "a/x/y/b", true],
     ["a/**/b", "a/b", false],
+    ["app/**", "app", true],
+    ["app/**", "app/api/v2", true],
+    ["app/**", "apple", false],
+    ["app/**", "", false],
+    ["ap*/**", "app", true],
     ["**/b", "x/y/b", true],
     ["**/b", "b", false],
     ["*/*", "a/b", true],
@@ -171,7 +183,7 @@ describe("scopes, projects and globs", () => {
   });
 
   test("globMatches agrees with the regex it replaced on non-pathological inputs", () => {
-    const reference = (glob: string, path: string) => {
+    const reference = (glob: string, path: string): boolean => {
       let re = "^";
       for (let i = 0; i < glob.length; i++) {
         const c = glob[i]!;
@@ -181,7 +193,9 @@ describe("scopes, projects and globs", () => {
         } else if (c === "*") re += "[^/]*";
         else re += c.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
       }
-      return new RegExp(`${re}$`).test(path);
+      // `X/**` also covers X itself (protocol/access.ts).
+      const prefix = glob.endsWith("/**") && glob.length > 3 ? reference(glob.slice(0, -3), path) : false;
+      return prefix || new RegExp(`${re}$`).test(path);
     };
     const alphabet = ["a", "b", "/", "*", "**"];
     let seed = 7;
