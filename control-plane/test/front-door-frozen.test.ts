@@ -63,10 +63,12 @@ test("reads fail over from a frozen region within the bound; writes answer 503 p
   const b = mesh.regions.get("b")!;
   const image = await new OciClient(a.registry).pushRandomImage("team/app", "v1");
   const layer = image.layers[0]!.digest;
+  // What b itself holds (only-if-cached), not what it could fetch on miss from a.
+  const held = { method: "HEAD", headers: { "cache-control": "only-if-cached" } };
   await eventually(
     async () =>
-      (await fetch(`${b.registry}/v2/team/app/blobs/${layer}`, { method: "HEAD" })).status === 200 &&
-      (await fetch(`${b.registry}/v2/team/app/manifests/v1`, { method: "HEAD" })).status === 200,
+      (await fetch(`${b.registry}/v2/team/app/blobs/${layer}`, held)).status === 200 &&
+      (await fetch(`${b.registry}/v2/team/app/manifests/v1`, held)).status === 200,
     30_000,
     100,
   );
