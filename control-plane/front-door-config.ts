@@ -65,6 +65,7 @@ import {
   type DeepPartial,
   deepFreeze,
   envNumber,
+  httpLimitsFromEnv,
   LOG_LEVELS,
   mergeConfig,
 } from "../protocol/config-sources.js";
@@ -170,15 +171,7 @@ export function loadFrontDoorConfig(sources: {
       keyFile: env.MERIDIAN_TLS_KEY_FILE,
     },
     auth: { tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE, service: env.MERIDIAN_AUTH_SERVICE },
-    http: {
-      idleTimeoutMs: envNumber(env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS),
-      headersTimeoutMs: envNumber(env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS),
-      keepAliveTimeoutMs: envNumber(env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS),
-      maxConnectionsPerClient: envNumber(env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT),
-      exempt: env.MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT?.split(",")
-        .map((s) => s.trim())
-        .filter((s) => s !== ""),
-    },
+    http: httpLimitsFromEnv(env),
     logLevel: env.MERIDIAN_LOG_LEVEL,
   };
   for (const [k, v] of [

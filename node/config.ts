@@ -134,7 +134,9 @@ import {
   type DeepPartial,
   deepFreeze,
   envBoolean,
+  envList,
   envNumber,
+  httpLimitsFromEnv,
   LOG_LEVELS,
   mergeConfig,
 } from "../protocol/config-sources.js";
@@ -252,34 +254,20 @@ export function loadNodeConfig(sources: {
     syncTimeoutMs: envNumber(env.MERIDIAN_SYNC_TIMEOUT_MS),
     peerPollMs: envNumber(env.MERIDIAN_PEER_POLL_MS),
     tls: { certFile: env.MERIDIAN_TLS_CERT_FILE, keyFile: env.MERIDIAN_TLS_KEY_FILE },
-    trustedProxies: env.MERIDIAN_TRUSTED_PROXIES?.split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== ""),
+    trustedProxies: envList(env.MERIDIAN_TRUSTED_PROXIES),
     auth: {
       enabled: envBoolean(env.MERIDIAN_AUTH),
       tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE,
-      retiredKeyFiles: env.MERIDIAN_TOKEN_RETIRED_KEY_FILES?.split(",")
-        .map((s) => s.trim())
-        .filter((s) => s !== ""),
+      retiredKeyFiles: envList(env.MERIDIAN_TOKEN_RETIRED_KEY_FILES),
       service: env.MERIDIAN_AUTH_SERVICE,
       realm: env.MERIDIAN_AUTH_REALM,
       tokenTtlSeconds: envNumber(env.MERIDIAN_TOKEN_TTL_SECONDS),
       adminPasswordFile: env.MERIDIAN_ADMIN_PASSWORD_FILE,
       loginFailures: envNumber(env.MERIDIAN_LOGIN_FAILURES),
       allowUnauthenticated: envBoolean(env.MERIDIAN_NO_AUTH),
-      adminWriteAddresses: env.MERIDIAN_ADMIN_WRITE_ADDRESSES?.split(",")
-        .map((s) => s.trim())
-        .filter((s) => s !== ""),
+      adminWriteAddresses: envList(env.MERIDIAN_ADMIN_WRITE_ADDRESSES),
     },
-    http: {
-      idleTimeoutMs: envNumber(env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS),
-      headersTimeoutMs: envNumber(env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS),
-      keepAliveTimeoutMs: envNumber(env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS),
-      maxConnectionsPerClient: envNumber(env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT),
-      exempt: env.MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT?.split(",")
-        .map((s) => s.trim())
-        .filter((s) => s !== ""),
-    },
+    http: httpLimitsFromEnv(env),
     uploads: {
       idleMinutes: envNumber(env.MERIDIAN_UPLOAD_IDLE_MINUTES),
       maxSessions: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS),

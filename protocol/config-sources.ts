@@ -16,6 +16,25 @@ export function envNumber(v: string | undefined): number | undefined {
   return v === undefined || v.trim() === "" || Number.isNaN(Number(v)) ? undefined : Number(v);
 }
 
+/** A comma-separated environment string as its trimmed, non-empty items; undefined when absent. */
+export function envList(v: string | undefined): string[] | undefined {
+  return v
+    ?.split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+/** The HTTP limits of a node or the front door (protocol/http-limits.ts) from `MERIDIAN_HTTP_*`. */
+export function httpLimitsFromEnv(env: Record<string, string | undefined>) {
+  return {
+    idleTimeoutMs: envNumber(env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS),
+    headersTimeoutMs: envNumber(env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS),
+    keepAliveTimeoutMs: envNumber(env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS),
+    maxConnectionsPerClient: envNumber(env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT),
+    exempt: envList(env.MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT),
+  };
+}
+
 /** true/1 or false/0 from an environment string; undefined otherwise. */
 export function envBoolean(v: string | undefined): boolean | undefined {
   return v === "true" || v === "1" ? true : v === "false" || v === "0" ? false : undefined;

@@ -45,6 +45,22 @@ export const basic = (user: string, password: string) =>
   `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 export const adminBasic = basic("admin", ADMIN_PASSWORD);
 
+/** One call to a registry's admin API (`/admin/v1` + path), JSON in and out; a body that is not JSON reads as {}. */
+export async function adminCall(
+  registry: string,
+  method: string,
+  path: string,
+  authorization: string,
+  json?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${registry}/admin/v1${path}`, {
+    method,
+    headers: { authorization, ...(json === undefined ? {} : { "content-type": "application/json" }) },
+    ...(json === undefined ? {} : { body: JSON.stringify(json) }),
+  });
+  return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, unknown> };
+}
+
 export async function startAuthNode(after: After): Promise<AuthNode> {
   const nats = await startTestNats(after);
   const dataDir = tempDir(after, "meridian-security-");

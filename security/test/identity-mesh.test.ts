@@ -21,7 +21,7 @@ import { HybridClock } from "../../protocol/hlc.js";
 import { cleanupStack, eventually } from "../../testing/harness.js";
 import { natsIdentity, type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";
-import { basic, tokenFrom } from "../identity-node.js";
+import { adminCall, basic, tokenFrom } from "../identity-node.js";
 
 const cleanup = cleanupStack({ after });
 let mesh: RunningMesh;
@@ -29,20 +29,8 @@ let adminAuth: string;
 
 const registry = (region: string) => mesh.regions.get(region)!.registry;
 
-async function admin(
-  region: string,
-  method: string,
-  path: string,
-  json?: unknown,
-  authorization = adminAuth,
-) {
-  const res = await fetch(`${registry(region)}/admin/v1${path}`, {
-    method,
-    headers: { authorization, ...(json === undefined ? {} : { "content-type": "application/json" }) },
-    ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-  });
-  return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, unknown> };
-}
+const admin = (region: string, method: string, path: string, json?: unknown, authorization = adminAuth) =>
+  adminCall(registry(region), method, path, authorization, json);
 
 async function refused(region: string): Promise<number> {
   const text = await (await fetch(`${registry(region)}/metrics`)).text();

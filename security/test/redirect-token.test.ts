@@ -15,7 +15,7 @@ import { writeTokenKey } from "../../node/auth/setup.js";
 import { cleanupStack, eventually, tempDir } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";
-import { ADMIN_PASSWORD, adminBasic, basic, tokenFrom } from "../identity-node.js";
+import { ADMIN_PASSWORD, adminBasic, adminCall, basic, tokenFrom } from "../identity-node.js";
 
 const cleanup = cleanupStack({ after });
 const ALICE_PASSWORD = "alice-password-1";
@@ -23,20 +23,8 @@ let mesh: ProxiedMesh;
 
 const registry = (region: string) => mesh.regions.get(region)!.registry;
 
-async function admin(
-  region: string,
-  method: string,
-  path: string,
-  json?: unknown,
-  authorization = adminBasic,
-) {
-  const res = await fetch(`${registry(region)}/admin/v1${path}`, {
-    method,
-    headers: { authorization, ...(json === undefined ? {} : { "content-type": "application/json" }) },
-    ...(json === undefined ? {} : { body: JSON.stringify(json) }),
-  });
-  return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, unknown> };
-}
+const admin = (region: string, method: string, path: string, json?: unknown, authorization = adminBasic) =>
+  adminCall(registry(region), method, path, authorization, json);
 
 before(async () => {
   const secrets = tempDir(cleanup, "meridian-secrets-");
