@@ -33,6 +33,7 @@ import {
   RequestAbortedError,
   RouteNotFoundError,
   SizeInvalidError,
+  TagInvalidError,
   UnauthorizedError,
 } from "../../protocol/errors.js";
 import {
@@ -435,7 +436,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
 
   async function getManifest(req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    const reference = parseReference(m[2]!);
+    const reference = readableReference(m[2]!);
     let found: { digest: Digest; mediaType: string; bytes: Buffer };
     try {
       const local = await reg.resolveManifest(repo, reference);
@@ -616,6 +617,24 @@ function blobCreated(reply: FastifyReply, repo: string, digest: Digest, seq: str
 
 /** Which region content fetched on miss came from (for operators and tests). */
 const FETCHED_FROM_HEADER = "meridian-fetched-from";
+/**
+ * The reference of a manifest GET or HEAD. One that is neither a valid tag nor
+ * a valid digest names nothing that can exist, so it is 404 MANIFEST_UNKNOWN
+ * (as Distribution, zot and the OCI conformance suite answer), not a 400: a
+ * PUT or DELETE keeps the 400 (TAG/DIGEST invalid), since there the client
+ * asked to write something malformed.
+ */
+function readableReference(value: string): Reference {
+  try {
+    return parseReference(value);
+  } catch (err) {
+    if (err instanceof TagInvalidError || err instanceof DigestInvalidError) {
+      throw new ManifestNotFoundError(`manifest unknown: ${value.slice(0, 200)}`);
+    }
+    throw err;
+  }
+}
+
 /** Most missing references one manifest push adopts from other regions (putManifestAdopting). */
 const MAX_ADOPTED = 256;
 
