@@ -6,7 +6,7 @@
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
- *   meridian help
+ *   meridian help [CMD] | meridian CMD --help
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -57,8 +57,50 @@ commands:
 admin commands (through a region's admin API):
 ${ADMIN_USAGE}`;
 
+/** The commands the admin API carries out (cli/admin.ts, cli/dr.ts, cli/identity.ts, cli/audit.ts). */
+const ADMIN_COMMANDS = new Set([
+  "policy",
+  "alerts",
+  "tag",
+  "undelete",
+  "repo",
+  "replication",
+  "failover",
+  "rebuild-region",
+  "whoami",
+  "user",
+  "robot",
+  "project",
+  "audit",
+]);
+
+/**
+ * The usage of one command, cut from USAGE so the two never disagree: every
+ * entry whose line starts with the command (two spaces in), with the deeper
+ * indented lines under it, and for an admin command the options they all
+ * take (the four-space paragraph at the end). Undefined for an unknown one.
+ */
+function usageOf(command: string): string | undefined {
+  const lines = USAGE.split("\n");
+  const picked: string[] = [];
+  let inEntry = false;
+  for (const line of lines) {
+    const entry = /^ {2}(\S+)/.exec(line);
+    if (entry !== null) inEntry = entry[1] === command;
+    else if (!/^ {6}/.test(line)) inEntry = false;
+    if (inEntry) picked.push(line);
+  }
+  if (picked.length === 0) return undefined;
+  const common = ADMIN_COMMANDS.has(command) ? lines.filter((l) => /^ {4}\S/.test(l)) : [];
+  return `usage: meridian ${command} [options]\n\n${[...picked, ...common].join("\n")}\n`;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `meridian CMD --help` (or -h) anywhere among its arguments: that command's usage, nothing run.
+  if (command !== undefined && !command.startsWith("-") && command !== "help") {
+    if (rest.includes("--help") || rest.includes("-h")) return help(command);
+  }
   switch (command) {
     case "up": {
       const { values } = parseArgs({
@@ -128,31 +170,33 @@ async function main(argv: string[]): Promise<number> {
       });
       return status({ dataDir: values.data, meshFile: values.mesh, json: values.json });
     }
-    case "policy":
-    case "alerts":
-    case "tag":
-    case "undelete":
-    case "repo":
-    case "replication":
-    case "failover":
-    case "rebuild-region":
-    case "whoami":
-    case "user":
-    case "robot":
-    case "project":
-      return admin(command, rest);
     case "audit":
       return audit(rest);
     case undefined:
-    case "help":
     case "--help":
     case "-h":
       process.stdout.write(USAGE);
       return command === undefined ? 2 : 0;
+    case "help":
+      if (rest[0] !== undefined) return help(rest[0]);
+      process.stdout.write(USAGE);
+      return 0;
     default:
+      if (ADMIN_COMMANDS.has(command)) return admin(command, rest);
       process.stderr.write(`meridian: unknown command "${command}"\n${USAGE}`);
       return 2;
   }
+}
+
+/** `meridian help CMD`: its usage on stdout (0), or the unknown command and the whole usage (2). */
+function help(command: string): number {
+  const text = usageOf(command);
+  if (text === undefined) {
+    process.stderr.write(`meridian: unknown command "${command}"\n${USAGE}`);
+    return 2;
+  }
+  process.stdout.write(text);
+  return 0;
 }
 
 /**

@@ -1,0 +1,60 @@
+/**
+ * `meridian help CMD` and `meridian CMD --help` (cli/main.ts) for every
+ * command, through the real bin/meridian: each prints that command's usage
+ * and exits 0 without running anything (`up --help` once started a mesh
+ * parser that answered "Unknown option '--help'"); an unknown command is 2.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { runCli } from "../../testing/harness.js";
+
+const COMMANDS = [
+  "up",
+  "status",
+  "rebuild",
+  "policy",
+  "alerts",
+  "tag",
+  "undelete",
+  "repo",
+  "replication",
+  "failover",
+  "rebuild-region",
+  "whoami",
+  "user",
+  "robot",
+  "project",
+  "audit",
+];
+
+test("every command answers `help CMD` and `CMD --help` with its own usage", async () => {
+  for (const command of COMMANDS) {
+    const viaHelp = await runCli(["help", command], 20_000);
+    assert.equal(viaHelp.code, 0, `help ${command}: ${viaHelp.stderr}`);
+    assert.ok(viaHelp.stdout.startsWith(`usage: meridian ${command} `), viaHelp.stdout);
+    // Its entries are there, and no other command's.
+    const entries = viaHelp.stdout.split("\n").filter((l) => /^ {2}\S/.test(l));
+    assert.ok(entries.length > 0, `help ${command} lists no entry`);
+    for (const e of entries) assert.ok(e.startsWith(`  ${command}`), `help ${command} shows ${e}`);
+    for (const flag of ["--help", "-h"]) {
+      const viaFlag = await runCli([command, flag], 20_000);
+      assert.equal(viaFlag.code, 0, `${command} ${flag}: ${viaFlag.stderr}`);
+      assert.equal(viaFlag.stdout, viaHelp.stdout);
+    }
+  }
+  // A subcommand with --help is the command's usage too, and nothing runs (no mesh file needed).
+  const sub = await runCli(["policy", "apply", "--help"], 20_000);
+  assert.equal(sub.code, 0, sub.stderr);
+  assert.match(sub.stdout, /policy apply FILE/);
+  assert.match(sub.stdout, /admin commands take --data DIR/);
+  assert.match((await runCli(["up", "--help"], 20_000)).stdout, /--base-port N/);
+});
+
+test("help for an unknown command says so and exits 2", async () => {
+  const r = await runCli(["help", "nosuch"], 20_000);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command "nosuch"/);
+  const plain = await runCli(["help"], 20_000);
+  assert.equal(plain.code, 0);
+  assert.match(plain.stdout, /^usage: meridian <command>/);
+});
