@@ -38,6 +38,7 @@
  *    at once (replication/worker.ts), not at the next periodic anti-entropy.
  */
 import { Cron } from "croner";
+import { LRUCache } from "lru-cache";
 import picomatch from "picomatch";
 import semver from "semver";
 import { LineCounter, parseAllDocuments, stringify } from "yaml";
@@ -787,14 +788,14 @@ function matcherText(m: TagMatcher): string {
 }
 
 type Test = (s: string) => boolean;
-const COMPILED = new Map<string, Test>();
 const MAX_COMPILED = 4096;
+/** Least recently used matchers go first once MAX_COMPILED are held. */
+const COMPILED = new LRUCache<string, Test>({ max: MAX_COMPILED });
 
 /** Memoized by key: compiling is the cost, matching is cheap. */
 function compiled(key: string, build: () => Test): Test {
   let t = COMPILED.get(key);
   if (t === undefined) {
-    if (COMPILED.size >= MAX_COMPILED) COMPILED.clear();
     t = build();
     COMPILED.set(key, t);
   }

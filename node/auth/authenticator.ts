@@ -43,6 +43,7 @@
  * password or rotating a secret ends every token issued before.
  */
 import { createHash } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import {
   type Action,
@@ -80,6 +81,7 @@ export function proxyAudience(service: string): string {
 }
 const CREDENTIAL_CACHE_MS = 5 * 60_000;
 const LOOKUP_CACHE_MS = 1_000;
+/** Entries per cache; past it the least recently used goes (lru-cache), never the whole cache at once. */
 const MAX_CACHED = 10_000;
 
 export type IdentityKind = "user" | "robot" | "anonymous" | "service";
@@ -135,7 +137,9 @@ export interface LoginOutcome {
 export class Authenticator {
   readonly service: string;
   readonly #o: AuthenticatorOptions;
-  readonly #verified = new Map<string, { name: string; hash: string; until: number }>();
+  readonly #verified = new LRUCache<string, { name: string; hash: string; until: number }>({
+    max: MAX_CACHED,
+  });
   /** Password checks in flight, by credentialKey (joined by identical concurrent logins). */
   readonly #checking = new Map<string, Promise<Identity>>();
   /**
@@ -143,9 +147,9 @@ export class Authenticator {
    * short key is several times cheaper than hashing a whole token on every
    * request); the entry keeps the whole token, which must match exactly.
    */
-  readonly #tokens = new Map<string, { token: string; claims: TokenClaims }>();
-  readonly #subjects = new Map<string, CacheEntry<StoredSubject | undefined>>();
-  readonly #projects = new Map<string, CacheEntry<ProjectInfo | undefined>>();
+  readonly #tokens = new LRUCache<string, { token: string; claims: TokenClaims }>({ max: MAX_CACHED });
+  readonly #subjects = new LRUCache<string, CacheEntry<StoredSubject | undefined>>({ max: MAX_CACHED });
+  readonly #projects = new LRUCache<string, CacheEntry<ProjectInfo | undefined>>({ max: MAX_CACHED });
 
   constructor(options: AuthenticatorOptions) {
     this.#o = options;
@@ -240,7 +244,6 @@ export class Authenticator {
       throw new UnauthorizedError("authentication required: user name or password is wrong");
     }
     attempt.succeeded();
-    if (this.#verified.size >= MAX_CACHED) this.#verified.clear();
     this.#verified.set(key, { name, hash: stored.hash, until: Date.now() + CREDENTIAL_CACHE_MS });
     const identity = this.#identityOf(name, stored, "basic");
     onLogin?.({ name, identity });
@@ -307,7 +310,7 @@ export class Authenticator {
   forget(name: string): void {
     this.#subjects.delete(name);
     this.#projects.delete(name);
-    for (const [key, v] of this.#verified) if (v.name === name) this.#verified.delete(key);
+    for (const [key, v] of [...this.#verified.entries()]) if (v.name === name) this.#verified.delete(key);
   }
 
   /** May `identity` do `action` to `repo`? (A bearer token must name it in its scope, too.) */
@@ -397,7 +400,6 @@ export class Authenticator {
         if (err instanceof TokenRejectedError) throw new UnauthorizedError(err.message);
         throw err;
       }
-      if (this.#tokens.size >= MAX_CACHED) this.#tokens.clear();
       this.#tokens.set(tokenKey(token), { token, claims });
     }
     if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
@@ -513,11 +515,10 @@ interface CacheEntry<T> {
   resolved?: { value: T };
 }
 
-function cached<T>(map: Map<string, CacheEntry<T>>, key: string, load: () => Promise<T>): Promise<T> {
+function cached<T>(map: LRUCache<string, CacheEntry<T>>, key: string, load: () => Promise<T>): Promise<T> {
   const now = Date.now();
   const hit = map.get(key);
   if (hit !== undefined && now - hit.at < LOOKUP_CACHE_MS) return hit.value;
-  if (map.size >= MAX_CACHED) map.clear();
   const entry: CacheEntry<T> = { at: now, value: load() };
   map.set(key, entry);
   entry.value.then(
@@ -530,7 +531,7 @@ function cached<T>(map: Map<string, CacheEntry<T>>, key: string, load: () => Pro
 }
 
 /** A fresh, resolved cache entry's value; undefined when the slow path must load it. */
-function peek<T>(map: Map<string, CacheEntry<T>>, key: string): { value: T } | undefined {
+function peek<T>(map: LRUCache<string, CacheEntry<T>>, key: string): { value: T } | undefined {
   const hit = map.get(key);
   return hit !== undefined && Date.now() - hit.at < LOOKUP_CACHE_MS ? hit.resolved : undefined;
 }

@@ -15,7 +15,15 @@
  * after the check let every concurrent guess through, since none had failed
  * yet.)
  */
+import { LRUCache } from "lru-cache";
+
 const WINDOW_MS = 60_000;
+/**
+ * Users and addresses tracked at once. Past it the least recently failing key
+ * is forgotten (lru-cache): a flood of new names or addresses pushes out old
+ * ones, one at a time, where a full map used to be cleared at once, which
+ * forgave every failure counted so far.
+ */
 const MAX_KEYS = 100_000;
 
 /** A reserved attempt: counted as failed unless `succeeded` is called. */
@@ -27,7 +35,7 @@ export interface LoginAttempt {
 }
 
 export class LoginLimiter {
-  readonly #failures = new Map<string, number[]>();
+  readonly #failures = new LRUCache<string, number[]>({ max: MAX_KEYS });
 
   constructor(
     readonly limit: number,
@@ -74,7 +82,6 @@ export class LoginLimiter {
   }
 
   failed(name: string, address: string, at = this.now()): void {
-    if (this.#failures.size >= MAX_KEYS) this.#prune(at);
     for (const key of [`u:${name}`, `a:${address}`]) {
       const recent = this.#recent(key, at);
       recent.push(at);
@@ -93,10 +100,5 @@ export class LoginLimiter {
     if (recent.length === 0) this.#failures.delete(key);
     else this.#failures.set(key, recent);
     return recent;
-  }
-
-  #prune(now: number): void {
-    for (const key of [...this.#failures.keys()]) this.#recent(key, now);
-    if (this.#failures.size >= MAX_KEYS) this.#failures.clear();
   }
 }

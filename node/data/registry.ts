@@ -12,6 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
+import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/digest.js";
 import {
@@ -130,7 +131,12 @@ export class Registry {
   readonly #mesh: RegionLink | undefined;
   readonly #syncTimeoutMs: number;
   readonly #sessions: UploadSessions | undefined;
-  readonly #manifestCache = new ByteLru(32 << 20);
+  /** Immutable manifest bytes by digest (never stale): 32 MiB, none over 4 MiB, least recently used out first. */
+  readonly #manifestCache = new LRUCache<string, Buffer>({
+    maxSize: 32 << 20,
+    maxEntrySize: 4 << 20,
+    sizeCalculation: (b) => b.byteLength,
+  });
   #tailAbort: AbortController | undefined;
   #tailDone: Promise<void> | undefined;
 
@@ -814,29 +820,4 @@ async function materialize(
     if (queue.length >= 4096) await flushing;
   }
   await flushing;
-}
-
-/** A byte-bounded LRU for immutable manifest bytes (keyed by digest, so never stale). */
-class ByteLru {
-  readonly #entries = new Map<string, Buffer>();
-  #bytes = 0;
-  constructor(private readonly capacity: number) {}
-  get(key: string): Buffer | undefined {
-    const value = this.#entries.get(key);
-    if (value !== undefined) {
-      this.#entries.delete(key);
-      this.#entries.set(key, value);
-    }
-    return value;
-  }
-  set(key: string, value: Buffer): void {
-    if (value.byteLength > this.capacity / 8 || this.#entries.has(key)) return;
-    this.#entries.set(key, value);
-    this.#bytes += value.byteLength;
-    for (const [k, v] of this.#entries) {
-      if (this.#bytes <= this.capacity) break;
-      this.#entries.delete(k);
-      this.#bytes -= v.byteLength;
-    }
-  }
 }

@@ -29,6 +29,7 @@
  */
 import { BlockList, isIP } from "node:net";
 import type { FastifyRequest } from "fastify";
+import { LRUCache } from "lru-cache";
 import { PROXY_PROOF_HEADER, proxyAudience } from "../auth/authenticator.js";
 
 export { PROXY_PROOF_HEADER, proxyAudience };
@@ -45,7 +46,7 @@ const MAX_PROOFS = 16;
 export class ProxyTrust {
   readonly #proxies = new BlockList();
   /** Proofs verified, with when they expire (ms). */
-  readonly #proofs = new Map<string, number>();
+  readonly #proofs = new LRUCache<string, number>({ max: MAX_PROOFS });
 
   /**
    * `proxies`: addresses or CIDRs. `verify`: when a proof is required, the
@@ -76,7 +77,6 @@ export class ProxyTrust {
     return this.verify(proof).then(
       (expiresAt) => {
         if (expiresAt === undefined || expiresAt <= Date.now()) return false;
-        if (this.#proofs.size >= MAX_PROOFS) this.#proofs.clear();
         this.#proofs.set(proof, expiresAt);
         return true;
       },

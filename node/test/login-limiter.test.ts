@@ -21,6 +21,19 @@ describe("LoginLimiter.attempt", () => {
     assert.notEqual(typeof limiter.attempt("alice", "10.0.0.1"), "number", "the window moved on");
   });
 
+  test("a flood of new names and addresses does not forgive a user under attack", () => {
+    // The limiter holds 100 000 keys. A full map used to be cleared at once, so
+    // 60 000 guesses at made-up names from made-up addresses reset the count of
+    // the user actually attacked; now only the least recently failing keys go.
+    const limiter = new LoginLimiter(5, () => 1_000_000);
+    for (let i = 0; i < 5; i++) limiter.failed("victim", "10.9.9.9");
+    for (let i = 0; i < 60_000; i++) {
+      limiter.failed(`nobody${i}`, `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+      if (i % 1000 === 0) assert.equal(limiter.blocked("victim", "10.8.8.8"), 60, `after ${i}`);
+    }
+    assert.equal(limiter.blocked("victim", "10.8.8.8"), 60, "still blocked from any address");
+  });
+
   test("a good login clears the user's failures and gives back the address's slot", () => {
     const limiter = new LoginLimiter(2, () => 0);
     assert.notEqual(typeof limiter.attempt("bob", "10.0.0.2"), "number");
