@@ -12,6 +12,7 @@
  */
 import { readFileSync } from "node:fs";
 import { extname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { RepositoryNotFoundError } from "../protocol/errors.js";
@@ -384,7 +385,7 @@ async function policyRun(ctx: Context): Promise<number> {
       const missing = destinations.filter((d) => !seen.has(d));
       throw new CommandError(`timed out after 10 minutes waiting for ${missing.join(", ")}`);
     }
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    await sleep(POLL_MS);
   }
   const results = Object.values(run.results);
   const failed = Object.entries(run.results).filter(([, r]) => r.outcome !== "ok");

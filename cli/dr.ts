@@ -14,6 +14,7 @@
  * per source, how many of its repositories A holds in the same state, until
  * A's workers record the run's outcome.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { differingRepositories, type RepoDigest } from "../protocol/summary.js";
 import {
@@ -132,7 +133,7 @@ async function rebuildRegion(ctx: Context): Promise<number> {
       }
       if (Date.now() - started > REBUILD_TIMEOUT_MS)
         throw new CommandError(`no outcome from ${name}'s workers after an hour; is its worker running?`);
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await sleep(POLL_MS);
     }
   } finally {
     // An error ends the \r progress line too, before its message (issue 11, finding 10).

@@ -7,6 +7,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { acquirePidLock } from "../node/data/pid-lock.js";
 
 /** NATS max_payload Meridian needs (see startNatsServer). */
@@ -94,7 +95,7 @@ export async function startNatsServer(options: {
         `nats-server did not start on port ${options.port}${child.exitCode === null ? "" : ` (exit ${child.exitCode})`}:\n${[stderr.trim(), logged].filter((t) => t !== "").join("\n")}`,
       );
     }
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
   const stopWith = async (signal: NodeJS.Signals) => {
     if (child.exitCode !== null || child.signalCode !== null) return;

@@ -57,7 +57,9 @@
  * outage is stored later than that and is seen by queries whose `until` is
  * later (or absent).
  */
+
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   type ConsumerMessages,
   DeliverPolicy,
@@ -725,8 +727,4 @@ function decodeRecord(line: string): AuditRecord | undefined {
 /** `text` cut to at most `max` characters. */
 function clip(text: string, max: number): string {
   return text.length <= max ? text : text.slice(0, max);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

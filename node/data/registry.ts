@@ -12,6 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/digest.js";
@@ -807,7 +808,7 @@ async function materialize(
       } catch (err) {
         logger.error({ err, seq: batch[0]?.seq }, "view apply failed");
         queue.unshift(...batch);
-        await new Promise((r) => setTimeout(r, 500));
+        await sleep(500);
         if (signal.aborted) return;
       }
     }
