@@ -103,6 +103,7 @@ import {
   selectsRepository,
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
+import { inStartupGrace } from "../protocol/startup-grace.js";
 import { ClosureLimitError, type ClosureLimits, Copier } from "./copy.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
@@ -192,6 +193,15 @@ export class ReplicationWorker {
   readonly #o: WorkerOptions;
   readonly #copier: Copier;
   readonly #abort = new AbortController();
+  /**
+   * What must end when the worker stops, each event's preparation and each
+   * source's consumer: called by one listener on the stop signal, not one
+   * listener each (those grow with the pipelines, 16 events per source, and
+   * tripped Node's MaxListenersExceededWarning on the shared signal).
+   */
+  readonly #onStop = new Set<() => void>();
+  /** When start() ran: refusals by sources within the start-up grace are expected (protocol/startup-grace.ts). */
+  #startedAtMs = Date.now();
   readonly #runs: Promise<void>[] = [];
   readonly #connections: NatsConnection[] = [];
   readonly #lag: Histogram<"src" | "dst">;
@@ -229,6 +239,13 @@ export class ReplicationWorker {
 
   constructor(options: WorkerOptions) {
     this.#o = options;
+    this.#abort.signal.addEventListener(
+      "abort",
+      () => {
+        for (const stop of this.#onStop) stop();
+      },
+      { once: true },
+    );
     const registers = [options.metrics];
     this.#lag = new Histogram({
       name: "meridian_replication_lag_seconds",
@@ -274,6 +291,7 @@ export class ReplicationWorker {
   }
 
   start(): void {
+    this.#startedAtMs = Date.now();
     const local = this.#o.localPeer;
     if (local !== undefined) {
       const refresh = () =>
@@ -483,20 +501,34 @@ export class ReplicationWorker {
     const log = this.#o.logger.child({ src: source, policy: policy.name, reason: request.reason });
     if (peer === undefined) return;
     const peers = [peer, ...this.#peersFor().filter((p) => p !== peer)];
-    try {
-      if (request.sourceSeq !== undefined) await this.#sourceApplied(peer, source, request.sourceSeq);
-      const result = await this.#reconciler.reconcile(policy, peer, peers, this.#abort.signal, {
-        repos: request.repos === "all" ? undefined : [...request.repos],
-        breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
-      });
-      if (result.halted !== undefined)
-        await this.#raiseBreaker(policy.name, result.halted.repo, source, result.halted);
-      if (result.plans.length > 0)
-        log.info({ stats: result.stats, halted: result.halted }, "anti-entropy run");
-      for (const done of request.done) done(result);
-    } catch (err) {
-      if (!this.#abort.signal.aborted) log.warn({ err }, "anti-entropy run failed");
-      for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (request.sourceSeq !== undefined) await this.#sourceApplied(peer, source, request.sourceSeq);
+        const result = await this.#reconciler.reconcile(policy, peer, peers, this.#abort.signal, {
+          repos: request.repos === "all" ? undefined : [...request.repos],
+          breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
+        });
+        if (result.halted !== undefined)
+          await this.#raiseBreaker(policy.name, result.halted.repo, source, result.halted);
+        if (result.plans.length > 0)
+          log.info({ stats: result.stats, halted: result.halted }, "anti-entropy run");
+        for (const done of request.done) done(result);
+        return;
+      } catch (err) {
+        // A source still starting refuses (its peer is not listening yet): during the
+        // start-up grace that is retried quietly, so the start-up backfill is not lost.
+        const starting =
+          (err as { recoverable?: boolean }).recoverable === true &&
+          inStartupGrace(this.#startedAtMs, Date.now());
+        if (starting && !this.#abort.signal.aborted) {
+          log.debug({ err, attempt }, "anti-entropy source not up yet; retrying");
+          await sleep(backoffMs(attempt, 250, 5_000), this.#abort.signal);
+          if (!this.#abort.signal.aborted) continue;
+        }
+        if (!this.#abort.signal.aborted) log.warn({ err, attempts: attempt + 1 }, "anti-entropy run failed");
+        for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
     }
   }
 
@@ -711,7 +743,13 @@ export class ReplicationWorker {
         try {
           await this.#consume(js, jsm, source, log);
         } catch (err) {
-          if (!signal.aborted) log.warn({ err }, "source consumer interrupted");
+          // Until the source's node has started, its stream does not exist (StreamNotFoundError)
+          // or its JetStream does not answer yet: expected during the start-up grace, retried.
+          if (!signal.aborted) {
+            if (inStartupGrace(this.#startedAtMs, Date.now()))
+              log.debug({ err }, "source consumer not ready yet; retrying");
+            else log.warn({ err }, "source consumer interrupted");
+          }
         }
         if (!signal.aborted) await sleep(500, signal);
       }
@@ -754,7 +792,7 @@ export class ReplicationWorker {
     // Few messages buffered: each one's ack_wait runs from its delivery, not its handling.
     const messages = await consumer.consume({ max_messages: PIPELINE_DEPTH, expires: 5_000 });
     const stop = () => messages.stop();
-    this.#abort.signal.addEventListener("abort", stop, { once: true });
+    this.#onStop.add(stop);
     // Events are prepared (content copied) up to PIPELINE_DEPTH at once and
     // committed (appended here, acknowledged) one at a time in stream order:
     // copies overlap, and the log, `applied` and the read-your-writes
@@ -788,7 +826,7 @@ export class ReplicationWorker {
         if (this.#abort.signal.aborted) break;
       }
     } finally {
-      this.#abort.signal.removeEventListener("abort", stop);
+      this.#onStop.delete(stop);
       messages.stop();
       await committed;
     }
@@ -824,12 +862,12 @@ export class ReplicationWorker {
     const deadline = expiry.signal;
     const timer = setTimeout(() => expiry.abort(new Error("event deadline passed")), deadlineMs);
     const onStop = () => expiry.abort(this.#abort.signal.reason);
-    this.#abort.signal.addEventListener("abort", onStop, { once: true });
+    this.#onStop.add(onStop);
     try {
       return await this.#copyContent(source, m, log, event, outgoing, deadline, deadlineMs);
     } finally {
       clearTimeout(timer);
-      this.#abort.signal.removeEventListener("abort", onStop);
+      this.#onStop.delete(onStop);
     }
   }
 
