@@ -38,13 +38,12 @@ import { loggerOptions } from "../protocol/logging.js";
 import { regionOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
-import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
 import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
-import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
+import { Heartbeat, logPeerChanges, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
 import { PeerClient } from "./peer-client.js";
 import { createPeerService } from "./peer-service.js";
@@ -253,33 +252,12 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       upGauge.set({ peer: h.peer }, h.state === "up" ? 1 : 0);
       if (h.rttMs !== undefined) rttGauge.set({ peer: h.peer }, h.rttMs / 1000);
     });
-    const hbLog = log.child({ component: "heartbeat" });
-    // A peer never seen up that refuses during the start-up grace is still starting (info);
-    // one still down when the grace ends is reported then, once (protocol/startup-grace.ts).
-    const startedAtMs = Date.now();
-    const notUpYet = new Set<string>();
-    heartbeat.onChange((c) => {
-      const fields = { peer: c.peer, from: c.from, to: c.to, err: c.health.lastError };
-      notUpYet.delete(c.peer);
-      if (c.to === "down" && c.from === "unknown" && inStartupGrace(startedAtMs, Date.now())) {
-        notUpYet.add(c.peer);
-        hbLog.info(fields, "peer not up yet");
-      } else if (c.to === "down") hbLog.warn(fields, "peer down");
-      else hbLog.info(fields, c.to === "up" ? "peer up" : "peer state changed");
-    });
-    const graceEnd = setTimeout(() => {
-      for (const peer of notUpYet)
-        hbLog.warn(
-          { peer, err: heartbeat.health(peer)?.lastError, startupGraceMs: STARTUP_GRACE_MS },
-          "peer still down after start-up",
-        );
-      notUpYet.clear();
-    }, STARTUP_GRACE_MS);
-    graceEnd.unref();
+    // A peer still starting is not a fault for the start-up grace (protocol/startup-grace.ts).
+    const stopChangeLog = logPeerChanges(heartbeat, log.child({ component: "heartbeat" }));
     heartbeatRef = heartbeat;
     heartbeat.start();
     cleanup.push(() => {
-      clearTimeout(graceEnd);
+      stopChangeLog();
       return heartbeat.stop();
     });
 

@@ -155,6 +155,8 @@ export interface WorkerOptions {
    * DEFAULT_EVENT_DEADLINE_MS).
    */
   eventDeadlineMs?: number;
+  /** Refusals by sources this long after start() are start-up (default STARTUP_GRACE_MS, protocol/startup-grace.ts). */
+  startupGraceMs?: number;
 }
 
 /** Default `eventDeadlineMs`: 15 minutes (a multi-GiB layer over a slow link fits; a stuck event does not block for longer). */
@@ -519,7 +521,7 @@ export class ReplicationWorker {
         // start-up grace that is retried quietly, so the start-up backfill is not lost.
         const starting =
           (err as { recoverable?: boolean }).recoverable === true &&
-          inStartupGrace(this.#startedAtMs, Date.now());
+          inStartupGrace(this.#startedAtMs, Date.now(), this.#o.startupGraceMs);
         if (starting && !this.#abort.signal.aborted) {
           log.debug({ err, attempt }, "anti-entropy source not up yet; retrying");
           await sleep(backoffMs(attempt, 250, 5_000), this.#abort.signal);
@@ -746,7 +748,7 @@ export class ReplicationWorker {
           // Until the source's node has started, its stream does not exist (StreamNotFoundError)
           // or its JetStream does not answer yet: expected during the start-up grace, retried.
           if (!signal.aborted) {
-            if (inStartupGrace(this.#startedAtMs, Date.now()))
+            if (inStartupGrace(this.#startedAtMs, Date.now(), this.#o.startupGraceMs))
               log.debug({ err }, "source consumer not ready yet; retrying");
             else log.warn({ err }, "source consumer interrupted");
           }
