@@ -292,6 +292,19 @@ export class ReplicationWorker {
     });
   }
 
+  /**
+   * A signal of one task's own, aborted when the worker stops (through
+   * #onStop: the worker's signal keeps one listener however many tasks wait);
+   * release() when the task ends.
+   */
+  #taskSignal(): { signal: AbortSignal; release: () => void } {
+    const task = new AbortController();
+    const stop = () => task.abort(this.#abort.signal.reason);
+    if (this.#abort.signal.aborted) stop();
+    this.#onStop.add(stop);
+    return { signal: task.signal, release: () => this.#onStop.delete(stop) };
+  }
+
   start(): void {
     this.#startedAtMs = Date.now();
     const local = this.#o.localPeer;
@@ -484,29 +497,37 @@ export class ReplicationWorker {
     if (queue.running !== undefined) return;
     const q = queue;
     q.running = (async () => {
-      while (q.next !== undefined && !this.#abort.signal.aborted) {
-        const next = q.next;
-        q.next = undefined;
-        // Coalesce a burst of on-push requests into one pass.
-        if (next.repos !== "all" && next.reason === "on-push") await sleep(100, this.#abort.signal);
-        const merged = mergeRequests(next, q.next);
-        q.next = undefined;
-        await this.#runOnce(policy, source, merged);
+      // One signal per queue, not the worker's: queues are policies × sources, each waiting on it.
+      const task = this.#taskSignal();
+      try {
+        while (q.next !== undefined && !task.signal.aborted) {
+          const next = q.next;
+          q.next = undefined;
+          // Coalesce a burst of on-push requests into one pass.
+          if (next.repos !== "all" && next.reason === "on-push") await sleep(100, task.signal);
+          const merged = mergeRequests(next, q.next);
+          q.next = undefined;
+          await this.#runOnce(policy, source, merged, task.signal);
+        }
+      } finally {
+        task.release();
       }
     })().finally(() => {
       q.running = undefined;
     });
   }
 
-  async #runOnce(policy: Policy, source: string, request: RunRequest): Promise<void> {
+  /** One run; `signal` aborts when the worker stops. */
+  async #runOnce(policy: Policy, source: string, request: RunRequest, signal: AbortSignal): Promise<void> {
     const peer = this.#o.peers.get(source);
     const log = this.#o.logger.child({ src: source, policy: policy.name, reason: request.reason });
     if (peer === undefined) return;
     const peers = [peer, ...this.#peersFor().filter((p) => p !== peer)];
     for (let attempt = 0; ; attempt++) {
       try {
-        if (request.sourceSeq !== undefined) await this.#sourceApplied(peer, source, request.sourceSeq);
-        const result = await this.#reconciler.reconcile(policy, peer, peers, this.#abort.signal, {
+        if (request.sourceSeq !== undefined)
+          await this.#sourceApplied(peer, source, request.sourceSeq, signal);
+        const result = await this.#reconciler.reconcile(policy, peer, peers, signal, {
           repos: request.repos === "all" ? undefined : [...request.repos],
           breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
         });
@@ -524,8 +545,8 @@ export class ReplicationWorker {
           inStartupGrace(this.#startedAtMs, Date.now(), this.#o.startupGraceMs);
         if (starting && !this.#abort.signal.aborted) {
           log.debug({ err, attempt }, "anti-entropy source not up yet; retrying");
-          await sleep(backoffMs(attempt, 250, 5_000), this.#abort.signal);
-          if (!this.#abort.signal.aborted) continue;
+          await sleep(backoffMs(attempt, 250, 5_000), signal);
+          if (!signal.aborted) continue;
         }
         if (!this.#abort.signal.aborted) log.warn({ err, attempts: attempt + 1 }, "anti-entropy run failed");
         for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
@@ -535,12 +556,12 @@ export class ReplicationWorker {
   }
 
   /** Wait (10 s at most) until the source's peer has applied its own stream up to `seq`. */
-  async #sourceApplied(peer: PeerClient, source: string, seq: number): Promise<void> {
+  async #sourceApplied(peer: PeerClient, source: string, seq: number, signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + 10_000;
-    while (!this.#abort.signal.aborted && Date.now() < deadline) {
+    while (!signal.aborted && Date.now() < deadline) {
       const status = await peer.status(this.#o.region).catch(() => undefined);
       if (status !== undefined && Number(status.applied[source] ?? 0) >= seq) return;
-      await sleep(25, this.#abort.signal);
+      await sleep(25, signal);
     }
   }
 
