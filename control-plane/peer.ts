@@ -253,7 +253,11 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       if (h.rttMs !== undefined) rttGauge.set({ peer: h.peer }, h.rttMs / 1000);
     });
     // A peer still starting is not a fault for the start-up grace (protocol/startup-grace.ts).
-    const stopChangeLog = logPeerChanges(heartbeat, log.child({ component: "heartbeat" }));
+    const stopChangeLog = logPeerChanges(
+      heartbeat,
+      log.child({ component: "heartbeat" }),
+      config.startupGraceMs,
+    );
     heartbeatRef = heartbeat;
     heartbeat.start();
     cleanup.push(() => {

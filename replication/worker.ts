@@ -103,7 +103,7 @@ import {
   selectsRepository,
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
-import { inStartupGrace } from "../protocol/startup-grace.js";
+import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { ClosureLimitError, type ClosureLimits, Copier } from "./copy.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
@@ -747,6 +747,16 @@ export class ReplicationWorker {
   async #runSource(source: RegionEndpoints): Promise<void> {
     const signal = this.#abort.signal;
     const log = this.#o.logger.child({ src: source.name });
+    // The source's nats-server may still be starting (connect waits quietly); still not
+    // reachable when the start-up grace ends is a fault.
+    const graceLeft = (this.#o.startupGraceMs ?? STARTUP_GRACE_MS) - (Date.now() - this.#startedAtMs);
+    const stillDown = setTimeout(
+      () => log.warn({ nats: source.nats }, "source still unreachable after start-up"),
+      Math.max(0, graceLeft),
+    );
+    stillDown.unref();
+    const quiet = () => clearTimeout(stillDown);
+    this.#onStop.add(quiet);
     const nc = await connect({
       ...natsConnectOptions(this.#o.nats),
       servers: [source.nats],
@@ -757,6 +767,8 @@ export class ReplicationWorker {
       pingInterval: 2_000,
       maxPingOut: 2,
     });
+    quiet();
+    this.#onStop.delete(quiet);
     this.#connections.push(nc);
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
