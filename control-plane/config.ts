@@ -31,6 +31,7 @@
  * | auth.tokenKeyFile     | MERIDIAN_TOKEN_KEY_FILE         | none: the nodes run without auth     |
  * | auth.service          | MERIDIAN_AUTH_SERVICE           | meridian                             |
  * | logLevel              | MERIDIAN_LOG_LEVEL              | info                                 |
+ * | startupGraceMs        | MERIDIAN_STARTUP_GRACE_MS       | 30000 (protocol/startup-grace.ts)    |
  *
  * The view directory has its own variable (not the node's MERIDIAN_VIEW_DIR):
  * a level database has one owner, and a node and a peer started with the same
@@ -64,6 +65,7 @@ import {
   mergeConfig,
 } from "../protocol/config-sources.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
+import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 
 export interface PeerConfig {
   region: string;
@@ -81,6 +83,8 @@ export interface PeerConfig {
   /** With the nodes' token key, the peer signs in to its node's admin API (./service-token.ts). */
   auth: { tokenKeyFile?: string; service: string };
   logLevel: string;
+  /** A peer never seen up that refuses this long after start is still starting (protocol/startup-grace.ts). */
+  startupGraceMs: number;
 }
 
 export type PeerConfigInput = Omit<DeepPartial<PeerConfig>, "mesh">;
@@ -122,6 +126,7 @@ export function loadPeerConfig(sources: {
     },
     auth: { tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE, service: env.MERIDIAN_AUTH_SERVICE },
     logLevel: env.MERIDIAN_LOG_LEVEL,
+    startupGraceMs: envNumber(env.MERIDIAN_STARTUP_GRACE_MS),
   };
   for (const [k, v] of [
     ["MERIDIAN_METRICS_PORT", env.MERIDIAN_METRICS_PORT],
@@ -130,6 +135,7 @@ export function loadPeerConfig(sources: {
     ["MERIDIAN_HEARTBEAT_MISSES", env.MERIDIAN_HEARTBEAT_MISSES],
     ["MERIDIAN_LEASE_MS", env.MERIDIAN_LEASE_MS],
     ["MERIDIAN_AUTO_FAILOVER_AFTER_MS", env.MERIDIAN_AUTO_FAILOVER_AFTER_MS],
+    ["MERIDIAN_STARTUP_GRACE_MS", env.MERIDIAN_STARTUP_GRACE_MS],
   ] as const) {
     if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
   }
@@ -181,6 +187,7 @@ export function loadPeerConfig(sources: {
       service: merged.auth?.service ?? "meridian",
     },
     logLevel: merged.logLevel ?? "info",
+    startupGraceMs: merged.startupGraceMs ?? STARTUP_GRACE_MS,
   };
   if (config.auth.tokenKeyFile !== undefined && !existsSync(config.auth.tokenKeyFile))
     problems.push(`auth.tokenKeyFile ${config.auth.tokenKeyFile}: does not exist`);
@@ -205,6 +212,9 @@ export function loadPeerConfig(sources: {
   }
   if (!Number.isInteger(config.heartbeat.timeoutMs) || config.heartbeat.timeoutMs < 10) {
     problems.push("heartbeat.timeoutMs: an integer of at least 10");
+  }
+  if (!Number.isSafeInteger(config.startupGraceMs) || config.startupGraceMs < 0) {
+    problems.push("startupGraceMs: an integer of at least 0");
   }
   if (!Number.isInteger(config.heartbeat.misses) || config.heartbeat.misses < 1) {
     problems.push("heartbeat.misses: a positive integer");

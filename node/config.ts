@@ -31,6 +31,7 @@
  * | fetchOnMiss        | MERIDIAN_FETCH_ON_MISS    | proxy (with a mesh), else off |
  * | syncTimeoutMs      | MERIDIAN_SYNC_TIMEOUT_MS  | 30000                        |
  * | peerPollMs         | MERIDIAN_PEER_POLL_MS     | 250                          |
+ * | startupGraceMs     | MERIDIAN_STARTUP_GRACE_MS | 30000 (protocol/startup-grace.ts) |
  * | tls.certFile       | MERIDIAN_TLS_CERT_FILE    | none (plain HTTP)            |
  * | tls.keyFile        | MERIDIAN_TLS_KEY_FILE     | none (plain HTTP)            |
  * | trustedProxies     | MERIDIAN_TRUSTED_PROXIES  | none (trust no proxy)        |
@@ -143,6 +144,7 @@ import {
 import { type HttpLimits, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
+import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "./data/nats-connect.js";
 
 export interface NodeConfig {
@@ -165,6 +167,8 @@ export interface NodeConfig {
   fetchOnMiss: FetchOnMiss;
   syncTimeoutMs: number;
   peerPollMs: number;
+  /** A fence set this long after start is start-up, logged at info (protocol/startup-grace.ts). */
+  startupGraceMs: number;
   /** HTTPS instead of HTTP: the certificate (with its chain) and key, PEM files. */
   tls?: { certFile: string; keyFile: string };
   trustedProxies: string[];
@@ -253,6 +257,7 @@ export function loadNodeConfig(sources: {
     fetchOnMiss: env.MERIDIAN_FETCH_ON_MISS as FetchOnMiss | undefined,
     syncTimeoutMs: envNumber(env.MERIDIAN_SYNC_TIMEOUT_MS),
     peerPollMs: envNumber(env.MERIDIAN_PEER_POLL_MS),
+    startupGraceMs: envNumber(env.MERIDIAN_STARTUP_GRACE_MS),
     tls: { certFile: env.MERIDIAN_TLS_CERT_FILE, keyFile: env.MERIDIAN_TLS_KEY_FILE },
     trustedProxies: envList(env.MERIDIAN_TRUSTED_PROXIES),
     auth: {
@@ -299,6 +304,7 @@ export function loadNodeConfig(sources: {
     fetchOnMiss: merged.fetchOnMiss ?? (merged.meshFile === undefined ? "off" : "proxy"),
     syncTimeoutMs: merged.syncTimeoutMs ?? 30_000,
     peerPollMs: merged.peerPollMs ?? 250,
+    startupGraceMs: merged.startupGraceMs ?? STARTUP_GRACE_MS,
     trustedProxies: (merged.trustedProxies as string[] | undefined) ?? [],
     auth: {
       enabled: merged.auth?.enabled ?? false,
@@ -348,6 +354,8 @@ export function loadNodeConfig(sources: {
     problems.push("syncTimeoutMs: an integer from 1 to 300000");
   if (!(Number.isInteger(config.peerPollMs) && config.peerPollMs >= 10))
     problems.push("peerPollMs: an integer of at least 10");
+  if (!(Number.isSafeInteger(config.startupGraceMs) && config.startupGraceMs >= 0))
+    problems.push("startupGraceMs: an integer of at least 0");
   for (const proxy of config.trustedProxies)
     if (
       isIP(proxy.split("/")[0]!) === 0 ||
@@ -430,6 +438,7 @@ export function loadNodeConfig(sources: {
     ["MERIDIAN_UNDELETE_WINDOW_HOURS", env.MERIDIAN_UNDELETE_WINDOW_HOURS],
     ["MERIDIAN_SYNC_TIMEOUT_MS", env.MERIDIAN_SYNC_TIMEOUT_MS],
     ["MERIDIAN_PEER_POLL_MS", env.MERIDIAN_PEER_POLL_MS],
+    ["MERIDIAN_STARTUP_GRACE_MS", env.MERIDIAN_STARTUP_GRACE_MS],
     ["MERIDIAN_TOKEN_TTL_SECONDS", env.MERIDIAN_TOKEN_TTL_SECONDS],
     ["MERIDIAN_LOGIN_FAILURES", env.MERIDIAN_LOGIN_FAILURES],
     ["MERIDIAN_HTTP_IDLE_TIMEOUT_MS", env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS],

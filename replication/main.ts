@@ -20,7 +20,9 @@
  * MERIDIAN_REPLICATION_MAX_DEPTH (default 16: the deepest index nesting
  * below a replicated manifest), MERIDIAN_REPLICATION_EVENT_DEADLINE_MS
  * (default 900000: how long one event's copying may take before it is
- * recorded as failed and the stream moves on). See worker.ts and copy.ts.
+ * recorded as failed and the stream moves on), MERIDIAN_STARTUP_GRACE_MS
+ * (default 30000: how long after start refusals by sources still starting
+ * are retried quietly, protocol/startup-grace.ts). See worker.ts and copy.ts.
  * NATS credentials and TLS (node/data/nats-connect.ts; default none,
  * anonymous): MERIDIAN_NATS_SEED_FILE, MERIDIAN_NATS_CREDS_FILE,
  * MERIDIAN_NATS_USER + MERIDIAN_NATS_PASSWORD_FILE,
@@ -50,6 +52,7 @@ import { exitWithParent } from "../node/parent-watch.js";
 import { parseRegion } from "../protocol/events.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
+import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { type ClosureLimits, DEFAULT_CLOSURE_LIMITS } from "./copy.js";
 import { DEFAULT_EVENT_DEADLINE_MS, ReplicationWorker } from "./worker.js";
 
@@ -74,6 +77,8 @@ export interface WorkerConfig {
   closure: ClosureLimits;
   /** How long one event's copying may take before it is recorded as failed. */
   eventDeadlineMs: number;
+  /** Refusals by sources this long after start are start-up (protocol/startup-grace.ts). */
+  startupGraceMs: number;
 }
 
 export class WorkerConfigError extends Error {}
@@ -154,6 +159,12 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
     positive,
     "ms > 0",
   );
+  const startupGraceMs = number(
+    "MERIDIAN_STARTUP_GRACE_MS",
+    STARTUP_GRACE_MS,
+    (n) => Number.isSafeInteger(n) && n >= 0,
+    "ms ≥ 0",
+  );
   const peerAddresses = json("MERIDIAN_PEER_ADDRESSES");
   const sourceNats = json("MERIDIAN_SOURCE_NATS");
   const nats = checkNatsClient(natsClientFromEnv(env), problems, "MERIDIAN_NATS_*");
@@ -176,6 +187,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>): Reado
     antiEntropyIntervalMs,
     closure: { maxItems, maxDepth },
     eventDeadlineMs,
+    startupGraceMs,
   });
 }
 
@@ -239,6 +251,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     antiEntropyIntervalMs: config.antiEntropyIntervalMs,
     closureLimits: config.closure,
     eventDeadlineMs: config.eventDeadlineMs,
+    startupGraceMs: config.startupGraceMs,
   });
   worker.start();
   const server = await listenMetrics(
