@@ -168,6 +168,8 @@ export interface CellResult extends Cell {
   lost: number;
   /** (push, region) pairs still missing at the convergence deadline. */
   missing: number;
+  /** Per region, the pushes it still lacked at the last check that found any (after the heal). */
+  lastLacking: Record<string, number>;
   converged: boolean;
   /** From the heal until every region held every acknowledged push (-1: never, within the timeout). */
   convergedMs: number;
@@ -585,10 +587,15 @@ async function runCell(rig: Rig, seeded: Seeded[], cell: Cell, holdMs: number): 
       return -1;
     }
   };
+  // Which regions still lacked pushes at the last check that found any: who was slow to catch up.
+  let lastLacking: Record<string, number> = {};
   const missingPairs = async () => {
-    let missing = 0;
+    const lacking: Record<string, number> = {};
     for (const ack of acks)
-      for (const r of REGIONS) if (!(await holds(rig.registry(r), ack.repo, ack.digest))) missing++;
+      for (const r of REGIONS)
+        if (!(await holds(rig.registry(r), ack.repo, ack.digest))) lacking[r] = (lacking[r] ?? 0) + 1;
+    const missing = Object.values(lacking).reduce((n, v) => n + v, 0);
+    if (missing > 0) lastLacking = lacking;
     return missing;
   };
   // In-flight ops settle while recovery is measured (they were started before the heal).
@@ -632,6 +639,7 @@ async function runCell(rig: Rig, seeded: Seeded[], cell: Cell, holdMs: number): 
     acked: acks.length,
     lost,
     missing,
+    lastLacking,
     converged: convergedMs >= 0,
     convergedMs,
     readsBackMs,
@@ -659,19 +667,19 @@ export function allCells(targets: readonly Target[] = TARGETS, faults: readonly 
   return targets.flatMap((target) => faults.map((fault) => ({ target, fault })));
 }
 
-const ops = (s: OpStats) =>
-  `${s.ok}/${s.failed}${s.hung > 0 ? `/${s.hung} hung` : ""} (${s.maxMs})${s.bounded ? "" : " ✗"}`;
+const ops = (s: OpStats, unboundable = false) =>
+  `${s.ok}/${s.failed}${s.hung > 0 ? `/${s.hung} hung` : ""} (${s.maxMs})${s.bounded || unboundable ? "" : " ✗"}`;
 const ms = (v: number) => (v < 0 ? "never" : String(v));
 
 /** The results as a markdown table. */
 export function markdownTable(results: CellResult[]): string {
   const rows = [
-    "| target | fault | held | pulls ok/failed (max ms) | pushes ok/failed (max ms) | status ok/failed (max ms) | acked | lost | converged after heal (ms) | pulls back after heal (ms) |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| target | fault | held for (ms) | held | pulls ok/failed (max ms) | pushes ok/failed (max ms) | status ok/failed (max ms) | acked | lost | converged after heal (ms) | pulls back after heal (ms) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of results)
     rows.push(
-      `| ${r.target} | ${r.fault} | ${r.held ? "yes" : `**no**: ${r.broke}`} | ${ops(r.pulls)}${r.pullsUnboundable ? " (front door gone)" : ""} | ${ops(r.pushes)} | ${ops(r.admin)} | ${r.acked} | ${r.lost} | ${ms(r.convergedMs)} | ${ms(r.readsBackMs)} |`,
+      `| ${r.target} | ${r.fault} | ${r.holdMs} | ${r.held ? "yes" : `**no**: ${r.broke}`} | ${ops(r.pulls, r.pullsUnboundable)}${r.pullsUnboundable ? " front door gone: waited it out" : ""} | ${ops(r.pushes)} | ${ops(r.admin)} | ${r.acked} | ${r.lost} | ${ms(r.convergedMs)} | ${ms(r.readsBackMs)} |`,
     );
   return `${rows.join("\n")}\n`;
 }
