@@ -10,7 +10,8 @@
  * Bounded whatever the regions do: every call has its own deadline (the
  * peer's Status `STATUS_DEADLINE_MS`, each metrics page `METRICS_DEADLINE_MS`,
  * its socket destroyed when it passes, so a frozen region leaves nothing
- * open behind), the regions are asked in parallel, and so `status` ends
+ * open behind), the regions are asked in parallel (and a region's Status
+ * and metrics pages at once), and so `status` ends
  * within about 2 × 3 s even when a region accepts connections and never
  * answers (SIGSTOP, a blackholed link). It exits 1 when a region's peer did
  * not answer, naming each such region on stderr, and exits within
