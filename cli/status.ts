@@ -10,7 +10,8 @@
  * Bounded whatever the regions do: every call has its own deadline (the
  * peer's Status `STATUS_DEADLINE_MS`, each metrics page `METRICS_DEADLINE_MS`,
  * its socket destroyed when it passes, so a frozen region leaves nothing
- * open behind), the regions are asked in parallel, and so `status` ends
+ * open behind), the regions are asked in parallel (and a region's Status
+ * and metrics pages at once), and so `status` ends
  * within about 2 × 3 s even when a region accepts connections and never
  * answers (SIGSTOP, a blackholed link). It exits 1 when a region's peer did
  * not answer, naming each such region on stderr, and exits within
@@ -80,6 +81,10 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
     mesh.regions.map(async (r): Promise<RegionStatus> => {
       const out: RegionStatus = { region: r.name, up: false, peers: {}, replication: {} };
       const client = new PeerClient(r.name, r.grpc, credentials);
+      // The metrics pages are asked at the same time as Status: a frozen region
+      // costs one deadline, not three in a row (chaos/gray-failures.ts, region stop).
+      const peerPage = r.metrics?.peer ? fetchText(`${r.metrics.peer}/metrics`) : undefined;
+      const workerPage = r.metrics?.worker ? fetchText(`${r.metrics.worker}/metrics`) : undefined;
       try {
         const started = performance.now();
         const reply = await client.status("meridian-status", { timeoutMs: STATUS_DEADLINE_MS });
@@ -93,7 +98,7 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
       } finally {
         client.close();
       }
-      const peerText = r.metrics?.peer ? await fetchText(`${r.metrics.peer}/metrics`) : undefined;
+      const peerText = await peerPage;
       for (const s of parseProm(peerText ?? "")) {
         const peer = s.labels.peer;
         if (peer === undefined) continue;
@@ -101,7 +106,7 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
         if (s.name === "meridian_peer_up") out.peers[peer].up = s.value === 1;
         if (s.name === "meridian_peer_rtt_seconds") out.peers[peer].rttMs = round(s.value * 1000);
       }
-      const workerText = r.metrics?.worker ? await fetchText(`${r.metrics.worker}/metrics`) : undefined;
+      const workerText = await workerPage;
       const samples = parseProm(workerText ?? "");
       for (const src of mesh.regions.map((x) => x.name).filter((n) => n !== r.name)) {
         const mine = samples.filter((s) => s.labels.src === src && s.labels.dst === r.name);
