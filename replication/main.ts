@@ -281,6 +281,10 @@ function listenMetrics(
       // What this worker is retrying, and why (meridian replication status reads it).
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, failures: Object.fromEntries(worker.failures) }));
+    } else if (req.url === "/links") {
+      // Each link's state now (replication/links.ts): what `meridian status` shows per source.
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, links: worker.links.snapshot() }));
     } else if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));

@@ -70,7 +70,7 @@ import {
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from "prom-client";
+import { Counter, Histogram, type Registry as MetricsRegistry } from "prom-client";
 import type { PeerClient } from "../control-plane/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
@@ -104,6 +104,7 @@ import {
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
 import { ClosureLimitError, type ClosureLimits, Copier } from "./copy.js";
+import { LinkMonitor } from "./links.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
 
@@ -195,7 +196,8 @@ export class ReplicationWorker {
   readonly #runs: Promise<void>[] = [];
   readonly #connections: NatsConnection[] = [];
   readonly #lag: Histogram<"src" | "dst">;
-  readonly #pending: Gauge<"src" | "dst">;
+  /** Each link's truth (behind by, oldest pending age, last success, recent lag): replication/links.ts. */
+  readonly links: LinkMonitor;
   readonly #bytes: Counter<"src" | "dst">;
   readonly #events: Counter<"src" | "dst" | "outcome">;
   /** Last source sequence replicated, per source (for status). */
@@ -237,11 +239,10 @@ export class ReplicationWorker {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
-    this.#pending = new Gauge({
-      name: "meridian_replication_pending_events",
-      help: "Events of the source region not yet replicated here",
-      labelNames: ["src", "dst"],
-      registers,
+    this.links = new LinkMonitor({
+      region: options.region,
+      sources: options.mesh.regions.map((r) => r.name).filter((r) => r !== options.region),
+      metrics: options.metrics,
     });
     this.#bytes = new Counter({
       name: "meridian_replication_bytes_total",
@@ -764,6 +765,7 @@ export class ReplicationWorker {
     let slotFreed: (() => void) | undefined;
     try {
       for await (const m of messages) {
+        this.links.delivered(source.name, m.seq, m.info.timestampNanos / 1e6, m.info.pending);
         // Kept alive from delivery to acknowledgement: an event waiting for its turn must not be redelivered.
         const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
         // What came before this event, committed (a deletion's breaker check waits for it).
@@ -881,6 +883,7 @@ export class ReplicationWorker {
       this.#events.inc({ ...labels, outcome: p.outcome });
       m.ack();
       this.applied.set(source, m.seq);
+      this.links.committed(source, m.seq);
       return;
     }
     const min = this.#o.retryMinMs ?? 250;
@@ -900,6 +903,7 @@ export class ReplicationWorker {
       }
       m.term(p.reason.slice(0, 200));
       this.applied.set(source, m.seq);
+      this.links.committed(source, m.seq);
       this.#events.inc({ ...labels, outcome: "failed" });
       return;
     }
@@ -919,7 +923,9 @@ export class ReplicationWorker {
     this.applied.set(source, m.seq);
     if (isContentEvent(outgoing)) this.failures.delete(failureKey(outgoing));
     this.#events.inc({ ...labels, outcome: "replicated" });
-    this.#lag.observe(labels, Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
+    const lag = Math.max(0, (Date.now() - Date.parse(event.at)) / 1000);
+    this.#lag.observe(labels, lag);
+    this.links.committed(source, m.seq, lag);
   }
 
   /**
@@ -1028,12 +1034,22 @@ export class ReplicationWorker {
     if (conflict !== undefined) await this.#recordConflict(conflict);
   }
 
+  /**
+   * Ask the source's server where this worker's durable stands (replication/
+   * links.ts). Unanswered (the source unreachable, the durable not made yet):
+   * the link keeps what it was told last, its ages keep growing, and its
+   * "source checked" time says how old that is.
+   */
   async #reportPending(jsm: JetStreamManager, source: string): Promise<void> {
     try {
       const info = await jsm.consumers.info(streamName(source), durableName(this.#o.region));
-      this.#pending.set({ src: source, dst: this.#o.region }, info.num_pending + info.num_ack_pending);
+      this.links.sourceAnswered(source, {
+        deliveredSeq: info.delivered.stream_seq,
+        ackFloorSeq: info.ack_floor.stream_seq,
+        numPending: info.num_pending,
+      });
     } catch {
-      // unreachable source: the gauge keeps its last value
+      // see above
     }
   }
 }
