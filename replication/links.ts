@@ -23,8 +23,12 @@
  * worker and not yet committed (its time in the source's stream); for one
  * not even delivered (a stalled pull) it is counted from the first time the
  * source's server said it was ahead — a lower bound, never 0. While the
- * source does not answer, the figures it gave last stay (the ages keep
- * growing) and `source_checked_timestamp_seconds` says how old they are.
+ * source does not answer (for more than `silentAfterMs`, default 10 s: the
+ * worker asks every 2 s and a silent NATS connection is dropped within 6 s),
+ * this region cannot know it is caught up, so the age counts at least from
+ * the last time the source answered: a link cut off reads as stalled, not
+ * as 0. `pending_events` keeps the count the source gave last (what is
+ * known to wait) and `source_checked_timestamp_seconds` says how old it is.
  *
  * The decisions (`behindBy`, `oldestPendingSince`, `windowQuantile`) are pure
  * functions of what the monitor was told and of `now`.
@@ -33,6 +37,8 @@ import { Gauge, type Registry as MetricsRegistry } from "prom-client";
 
 /** Window over which `recent_lag_seconds` and `meridian status` lag are computed: 5 minutes. */
 export const RECENT_LAG_WINDOW_MS = 5 * 60_000;
+/** A source not heard of for longer than this is silent (see above). */
+export const SOURCE_SILENT_MS = 10_000;
 /** The most completions kept per link in the window (the oldest go first). */
 const WINDOW_CAP = 4_096;
 
@@ -115,6 +121,8 @@ export class LinkMonitor {
   readonly #dst: string;
   readonly #windowMs: number;
   readonly #now: () => number;
+  readonly #silentAfterMs: number;
+  readonly #startedMs: number;
   readonly #links = new Map<string, LinkState>();
 
   constructor(options: {
@@ -122,12 +130,16 @@ export class LinkMonitor {
     sources: readonly string[];
     metrics: MetricsRegistry;
     windowMs?: number;
+    /** A source unheard of for longer is silent (default SOURCE_SILENT_MS). */
+    silentAfterMs?: number;
     /** Clock (ms), for tests. */
     now?: () => number;
   }) {
     this.#dst = options.region;
     this.#windowMs = options.windowMs ?? RECENT_LAG_WINDOW_MS;
+    this.#silentAfterMs = options.silentAfterMs ?? SOURCE_SILENT_MS;
     this.#now = options.now ?? Date.now;
+    this.#startedMs = this.#now();
     for (const s of options.sources) this.#state(s);
     const registers = [options.metrics];
     const labelNames = ["src", "dst"] as const;
@@ -218,6 +230,7 @@ export class LinkMonitor {
    */
   delivered(src: string, seq: number, streamTimeMs: number, pendingAfter = 0): void {
     const s = this.#state(src);
+    s.checkedMs = this.#now(); // a delivery is the source answering
     if (seq > s.applied) s.inFlight.set(seq, streamTimeMs);
     s.sourceLastSeq = Math.max(s.sourceLastSeq ?? 0, seq + pendingAfter);
     this.#judge(s);
@@ -265,7 +278,9 @@ export class LinkMonitor {
     const now = this.#now();
     return [...this.#links].map(([src, s]) => {
       const pending = behindBy(s.sourceLastSeq, s.applied);
-      const since = oldestPendingSince(pending, s.inFlight.values(), s.aheadSince);
+      let since = oldestPendingSince(pending, s.inFlight.values(), s.aheadSince);
+      const heard = s.checkedMs ?? this.#startedMs;
+      if (now - heard > this.#silentAfterMs) since = Math.min(since ?? heard, heard);
       const cut = now - this.#windowMs;
       while (s.recent.length > 0 && s.recent[0]![0] < cut) s.recent.shift();
       const lags = s.recent.map(([, lag]) => lag);

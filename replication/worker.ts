@@ -700,8 +700,6 @@ export class ReplicationWorker {
       waitOnFirstConnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
-      pingInterval: 2_000,
-      maxPingOut: 2,
     });
     this.#connections.push(nc);
     const jsm = await jetstreamManager(nc);

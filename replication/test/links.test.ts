@@ -102,3 +102,15 @@ test("a restarted worker takes the durable's ack floor as applied", () => {
   assert.equal(m.link().sourceLastSeq, 45);
   assert.equal(m.link().pending, 7);
 });
+
+test("a source that stops answering is not called caught up: the age counts from its last answer", () => {
+  const m = monitor();
+  m.links.sourceAnswered("b", { deliveredSeq: 9, ackFloorSeq: 9, numPending: 0 });
+  m.advance(8_000);
+  assert.equal(m.link().oldestPendingAgeSeconds, 0, "within the silence bound: caught up");
+  m.advance(12_000);
+  assert.equal(m.link().pending, 0, "nothing is known to wait");
+  assert.equal(m.link().oldestPendingAgeSeconds, 20, "but nothing is known caught up for 20 s");
+  m.links.sourceAnswered("b", { deliveredSeq: 9, ackFloorSeq: 9, numPending: 0 });
+  assert.equal(m.link().oldestPendingAgeSeconds, 0);
+});
