@@ -10,7 +10,13 @@ import { after, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { connect } from "@nats-io/transport-node";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
-import { natsConnectOptions, natsSilenceBoundMs } from "../../node/data/nats-connect.js";
+import {
+  checkNatsClient,
+  NATS_LIVENESS,
+  natsClientFromEnv,
+  natsConnectOptions,
+  natsSilenceBoundMs,
+} from "../../node/data/nats-connect.js";
 import { peerPackage } from "../../protocol/peer.js";
 import { sleep } from "../../testing/faults.js";
 import { cleanupStack, eventually, startTestNats } from "../../testing/harness.js";
@@ -116,4 +122,30 @@ test("a NATS connection notices a server that stopped answering (blackhole) with
   t.diagnostic(`disconnect noticed ${disconnectedAt! - started} ms into the blackhole (bound ${bound} ms)`);
   proxy.heal();
   await nc.flush();
+});
+
+test("NATS liveness settings come from MERIDIAN_NATS_* and are checked", () => {
+  const defaults = natsConnectOptions(undefined);
+  assert.deepEqual(
+    [defaults.pingInterval, defaults.maxPingOut, defaults.timeout],
+    [NATS_LIVENESS.pingIntervalMs, NATS_LIVENESS.maxPingOut, NATS_LIVENESS.connectTimeoutMs],
+  );
+  const problems: string[] = [];
+  const set = checkNatsClient(
+    natsClientFromEnv({
+      MERIDIAN_NATS_PING_INTERVAL_MS: "500",
+      MERIDIAN_NATS_MAX_PING_OUT: "3",
+      MERIDIAN_NATS_CONNECT_TIMEOUT_MS: "2000",
+    }),
+    problems,
+  );
+  assert.deepEqual(problems, []);
+  assert.equal(natsSilenceBoundMs(set), 2_000);
+  const options = natsConnectOptions(set);
+  assert.deepEqual([options.pingInterval, options.maxPingOut, options.timeout], [500, 3, 2_000]);
+  checkNatsClient(
+    natsClientFromEnv({ MERIDIAN_NATS_PING_INTERVAL_MS: "soon", MERIDIAN_NATS_MAX_PING_OUT: "0" }),
+    problems,
+  );
+  assert.equal(problems.length, 2, problems.join("; "));
 });
