@@ -30,6 +30,10 @@
  * region's (mesh.json's URLs, or MERIDIAN_SOURCE_NATS): one worker identity
  * per region, which every region's server knows and lets read only through
  * this region's durable consumer (cli/nats-auth.ts).
+ * Liveness of every NATS connection: MERIDIAN_NATS_PING_INTERVAL_MS (2000),
+ * MERIDIAN_NATS_MAX_PING_OUT (2), MERIDIAN_NATS_CONNECT_TIMEOUT_MS (5000).
+ * HTTP: /metrics, /links (each link's state, replication/links.ts),
+ * /failures, /healthz.
  * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
  */
 import { readFileSync } from "node:fs";
