@@ -55,6 +55,15 @@
  * back to its link: what the policy held back arrives at once), and on every `policy.run` request naming this region as a
  * destination; a requested run's result is appended as `policy.run.finished`.
  *
+ * Stalls (issue 11): every link's truth — how far behind, the oldest
+ * pending event's age, the last success, the recent lag — is kept by
+ * `links` (replication/links.ts) and served on /metrics and /links. After a
+ * frozen region resumes or a link heals, replication resumes within about
+ * 8 s + 5 s (every NATS connection and peer channel notices a silent peer
+ * and redials within those bounds: node/data/nats-connect.ts,
+ * control-plane/peer-client.ts) and the region serves it within 5 s more
+ * (node/data/jetstream-log.ts tail); replication/README.md has the figures.
+ *
  * Conflicts: when a replicated tag write loses the merge here to a write this
  * region made, this region appends a `tag.conflict` naming both (its id is
  * derived from the two writes, so it is recorded once however often seen).
