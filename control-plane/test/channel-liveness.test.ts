@@ -63,7 +63,8 @@ test("a peer channel retries a peer that refuses at most every few seconds, howe
   t.diagnostic(`gaps between connection attempts (ms): ${gaps.join(" ")}`);
   assert.ok(attempts.length >= 5, `attempts: ${attempts.length}`);
   // grpc-js by default backs off 1 s × 1.6ⁿ up to 120 s: by now 6.5–10 s apart, growing.
-  const bound = PEER_CHANNEL_LIVENESS.maxBackoffMs * 1.2 + 500;
+  // Jitter is ±20%; the rest is this loop's sampling and a loaded machine.
+  const bound = PEER_CHANNEL_LIVENESS.maxBackoffMs * 1.2 + 1_500;
   for (const gap of gaps.slice(-3)) assert.ok(gap <= bound, `a gap of ${gap} ms (bound ${bound} ms)`);
   proxy.heal();
   const healed = Date.now();

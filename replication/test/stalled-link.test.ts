@@ -220,6 +220,13 @@ describe("a stalled link", () => {
     assert.equal(link.oldestPendingMs, 0);
     assert.equal(typeof link.lastSuccessAt, "string");
     assert.equal(link.sourceLastSeq, link.appliedSeq);
+    // The same, as the worker's JSON (replication/main.ts /links).
+    const links = (await (await fetch(`${mesh.regions.get("a")!.worker.info.metrics}/links`)).json()) as {
+      links: Array<{ src: string; pending: number; oldestPendingAgeSeconds: number; recentCount: number }>;
+    };
+    const fromB = links.links.find((l) => l.src === "b")!;
+    assert.deepEqual([fromB.pending, fromB.oldestPendingAgeSeconds], [0, 0]);
+    assert.ok(fromB.recentCount > 0);
 
     // A stalled link, as the table shows it.
     const proxy = mesh.proxies.get("a")!.get("b")!;
