@@ -19,6 +19,9 @@
  * | nats.tls.caFile    | MERIDIAN_NATS_TLS_CA_FILE | none: CA of the NATS server  |
  * | nats.tls.certFile  | MERIDIAN_NATS_TLS_CERT_FILE | none: client cert (mutual TLS) |
  * | nats.tls.keyFile   | MERIDIAN_NATS_TLS_KEY_FILE | none: client key (mutual TLS) |
+ * | nats.pingIntervalMs | MERIDIAN_NATS_PING_INTERVAL_MS | 2000: a silent server is dropped after (maxPingOut + 1) of these |
+ * | nats.maxPingOut    | MERIDIAN_NATS_MAX_PING_OUT | 2                            |
+ * | nats.connectTimeoutMs | MERIDIAN_NATS_CONNECT_TIMEOUT_MS | 5000: one dial's bound |
  * | storage.root       | MERIDIAN_STORAGE_ROOT     | <dataDir>/store              |
  * | storage.fsync      | MERIDIAN_STORAGE_FSYNC    | true                         |
  * | storage.uploadMaxAgeHours | MERIDIAN_UPLOAD_MAX_AGE_HOURS | 168 (a week, as Distribution) |

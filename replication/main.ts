@@ -32,6 +32,10 @@
  * region's (mesh.json's URLs, or MERIDIAN_SOURCE_NATS): one worker identity
  * per region, which every region's server knows and lets read only through
  * this region's durable consumer (cli/nats-auth.ts).
+ * Liveness of every NATS connection: MERIDIAN_NATS_PING_INTERVAL_MS (2000),
+ * MERIDIAN_NATS_MAX_PING_OUT (2), MERIDIAN_NATS_CONNECT_TIMEOUT_MS (5000).
+ * HTTP: /metrics, /links (each link's state, replication/links.ts),
+ * /failures, /healthz.
  * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
  */
 import { readFileSync } from "node:fs";
@@ -294,6 +298,10 @@ function listenMetrics(
       // What this worker is retrying, and why (meridian replication status reads it).
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, failures: Object.fromEntries(worker.failures) }));
+    } else if (req.url === "/links") {
+      // Each link's state now (replication/links.ts): what `meridian status` shows per source.
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, links: worker.links.snapshot() }));
     } else if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));

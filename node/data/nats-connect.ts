@@ -15,6 +15,19 @@
  * | nats.tls.certFile    | MERIDIAN_NATS_TLS_CERT_FILE    | client certificate (mutual TLS), with keyFile |
  * | nats.tls.keyFile     | MERIDIAN_NATS_TLS_KEY_FILE     | client key (mutual TLS), with certFile   |
  *
+ * | nats.pingIntervalMs  | MERIDIAN_NATS_PING_INTERVAL_MS | client PING every so often (default 2000) |
+ * | nats.maxPingOut      | MERIDIAN_NATS_MAX_PING_OUT     | PINGs unanswered before the connection is dropped (default 2) |
+ * | nats.connectTimeoutMs| MERIDIAN_NATS_CONNECT_TIMEOUT_MS | one dial (TCP, INFO, CONNECT/PONG) given up after (default 5000) |
+ *
+ * Liveness (issue 11, a frozen region): every Meridian NATS connection
+ * (node, peer, worker, audit; the worker's to other regions too) pings its
+ * server, so one that stops answering without closing the connection
+ * (SIGSTOP, a frozen VM, a blackholed link) is noticed within
+ * pingIntervalMs × (maxPingOut + 1) — 6 s by default, where nats.js's own
+ * default is 2 min × 3 — and dropped; each re-dial is given up after
+ * connectTimeoutMs (nats.js: 20 s), so a server that answers again is
+ * reached within about connectTimeoutMs + the caller's reconnect wait.
+ *
  * At most one of seedFile, credsFile, user+passwordFile; none connects
  * anonymously (a server `meridian up` starts refuses that). Secrets are only
  * ever read from files, when connecting (so a rotated file is picked up on
@@ -40,6 +53,19 @@ export interface NatsClientConfig {
   passwordFile?: string;
   inboxPrefix?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Liveness (see above; defaults NATS_LIVENESS). */
+  pingIntervalMs?: number;
+  maxPingOut?: number;
+  connectTimeoutMs?: number;
+}
+
+/** Default liveness of every NATS connection: a silent server is dropped within 6 s, a dial within 5 s. */
+export const NATS_LIVENESS = { pingIntervalMs: 2_000, maxPingOut: 2, connectTimeoutMs: 5_000 } as const;
+
+/** How long a connection may go on with a server that stopped answering (ms), for `config`. Pure. */
+export function natsSilenceBoundMs(config: NatsClientConfig | undefined): number {
+  const ping = config?.pingIntervalMs ?? NATS_LIVENESS.pingIntervalMs;
+  return ping * ((config?.maxPingOut ?? NATS_LIVENESS.maxPingOut) + 1);
 }
 
 type Input = { [K in keyof NatsClientConfig]?: NatsClientConfig[K] };
@@ -57,6 +83,10 @@ export function natsClientFromEnv(env: Record<string, string | undefined>): Inpu
       certFile: env.MERIDIAN_NATS_TLS_CERT_FILE,
       keyFile: env.MERIDIAN_NATS_TLS_KEY_FILE,
     },
+    // Numbers stay text here; checkNatsClient validates them.
+    pingIntervalMs: env.MERIDIAN_NATS_PING_INTERVAL_MS as unknown as number | undefined,
+    maxPingOut: env.MERIDIAN_NATS_MAX_PING_OUT as unknown as number | undefined,
+    connectTimeoutMs: env.MERIDIAN_NATS_CONNECT_TIMEOUT_MS as unknown as number | undefined,
   };
 }
 
@@ -96,6 +126,16 @@ export function checkNatsClient(
       problems.push(`${where}.inboxPrefix: subject tokens without wildcards or spaces`);
     out.inboxPrefix = input.inboxPrefix;
   }
+  const count = (name: "pingIntervalMs" | "maxPingOut" | "connectTimeoutMs", min: number) => {
+    const raw = input?.[name];
+    if (raw === undefined || (raw as unknown) === "") return;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min) problems.push(`${where}.${name} "${raw}": an integer ≥ ${min}`);
+    else out[name] = n;
+  };
+  count("pingIntervalMs", 100);
+  count("maxPingOut", 1);
+  count("connectTimeoutMs", 100);
   const tls = {
     caFile: file("tls.caFile", input?.tls?.caFile),
     certFile: file("tls.certFile", input?.tls?.certFile),
@@ -113,12 +153,18 @@ export function checkNatsClient(
 }
 
 /**
- * nats.js options for `config` (spread into `connect({...})`). The
- * authenticator reads its file on every (re)connection.
+ * nats.js options for `config` (spread into `connect({...})`, before the
+ * caller's own: liveness included, so a caller should not set pingInterval,
+ * maxPingOut or timeout itself). The authenticator reads its file on every
+ * (re)connection.
  */
 export function natsConnectOptions(config: NatsClientConfig | undefined): Partial<NodeConnectionOptions> {
-  if (config === undefined) return {};
-  const out: Partial<NodeConnectionOptions> = {};
+  const out: Partial<NodeConnectionOptions> = {
+    pingInterval: config?.pingIntervalMs ?? NATS_LIVENESS.pingIntervalMs,
+    maxPingOut: config?.maxPingOut ?? NATS_LIVENESS.maxPingOut,
+    timeout: config?.connectTimeoutMs ?? NATS_LIVENESS.connectTimeoutMs,
+  };
+  if (config === undefined) return out;
   if (config.seedFile !== undefined) {
     const file = config.seedFile;
     out.authenticator = nkeyAuthenticator(() => new TextEncoder().encode(firstLine(file)));
