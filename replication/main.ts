@@ -343,6 +343,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
+  // Nothing to reload; a stray SIGHUP must not stop the worker (node/server.ts).
+  process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
   exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
 }
 
