@@ -32,6 +32,7 @@ import {
   nkeyAuthenticator,
   usernamePasswordAuthenticator,
 } from "@nats-io/transport-node";
+import { configSchema, fromEnv, Setting } from "../../protocol/config-schema.js";
 
 export interface NatsClientConfig {
   seedFile?: string;
@@ -44,20 +45,50 @@ export interface NatsClientConfig {
 
 type Input = { [K in keyof NatsClientConfig]?: NatsClientConfig[K] };
 
-/** The settings above from MERIDIAN_NATS_* variables (undefined where unset, for merging). */
-export function natsClientFromEnv(env: Record<string, string | undefined>): Input {
+/** The `nats.*` client settings, as every process's schema includes them (protocol/config-schema.ts). */
+export function natsClientSettings() {
+  const { string, optional, section } = Setting;
   return {
-    seedFile: env.MERIDIAN_NATS_SEED_FILE,
-    credsFile: env.MERIDIAN_NATS_CREDS_FILE,
-    user: env.MERIDIAN_NATS_USER,
-    passwordFile: env.MERIDIAN_NATS_PASSWORD_FILE,
-    inboxPrefix: env.MERIDIAN_NATS_INBOX_PREFIX,
-    tls: {
-      caFile: env.MERIDIAN_NATS_TLS_CA_FILE,
-      certFile: env.MERIDIAN_NATS_TLS_CERT_FILE,
-      keyFile: env.MERIDIAN_NATS_TLS_KEY_FILE,
-    },
+    seedFile: optional(
+      string({
+        env: "MERIDIAN_NATS_SEED_FILE",
+        defaultText: "none (anonymous)",
+        doc: "an NKEY user seed file; `meridian up` gives each node, peer and worker its own",
+      }),
+    ),
+    credsFile: optional(
+      string({ env: "MERIDIAN_NATS_CREDS_FILE", doc: "a NATS `.creds` file (user JWT and seed)" }),
+    ),
+    user: optional(string({ env: "MERIDIAN_NATS_USER", doc: "a NATS user, with passwordFile" })),
+    passwordFile: optional(
+      string({
+        env: "MERIDIAN_NATS_PASSWORD_FILE",
+        doc: "a file holding the user's password (at most one of seed, creds, user)",
+      }),
+    ),
+    inboxPrefix: optional(
+      string({
+        env: "MERIDIAN_NATS_INBOX_PREFIX",
+        defaultText: "`_INBOX`",
+        doc: "the prefix of reply subjects; `up` gives identity I `_INBOX_I`",
+      }),
+    ),
+    tls: section({
+      caFile: optional(string({ env: "MERIDIAN_NATS_TLS_CA_FILE", doc: "TLS to NATS: the server's CA" })),
+      certFile: optional(
+        string({ env: "MERIDIAN_NATS_TLS_CERT_FILE", doc: "mutual TLS: the client certificate" }),
+      ),
+      keyFile: optional(string({ env: "MERIDIAN_NATS_TLS_KEY_FILE", doc: "mutual TLS: the client key" })),
+    }),
   };
+}
+
+const NATS_CLIENT = configSchema(natsClientSettings());
+
+/** The settings above from MERIDIAN_NATS_* variables (absent where unset, for merging). */
+export function natsClientFromEnv(env: Record<string, string | undefined>): Input {
+  const value = fromEnv(NATS_CLIENT, env, []) as Input;
+  return { ...value, tls: value.tls ?? {} };
 }
 
 /**
