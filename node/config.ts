@@ -86,7 +86,6 @@ import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import {
   ConfigError,
-  type ConfigSources,
   configSchema,
   deepFreeze,
   resolveSettings,

@@ -155,36 +155,58 @@ export function parseTable(text: string): Record<string, string> | Error {
 }
 
 /**
- * Every problem of one source's part of a configuration, each naming its
- * source: `config file F: unknown setting "listn"`, `MERIDIAN_LISTEN_PORT:
- * must be <= 65535`, `listen.port: must be <= 65535`.
+ * One source's part of a configuration, checked: every problem pushed, each
+ * naming its source (`config file F: unknown setting "listn"`,
+ * `MERIDIAN_LISTEN_PORT (listen.port): must be <= 65535`, `listen.port: …`
+ * for overrides), and the part returned without what was wrong (unknown keys
+ * and bad values dropped), so that defaults stand in for them and the
+ * loader's own checks still run: every problem is reported at once.
  */
-export function sourceProblems(schema: TSchema, value: unknown, source: Source): string[] {
-  const byPath = new Map(leaves(schema).map((l) => [l.path, l.schema]));
-  const out: string[] = [];
-  for (const e of Value.Errors(partial(schema) as TSchema, value)) {
+export function checkSource(
+  schema: TSchema,
+  value: Record<string, unknown>,
+  source: Source,
+  problems: string[],
+): Record<string, unknown> {
+  const all = leaves(schema);
+  const byPath = new Map(all.map((l) => [l.path, l.schema]));
+  const loose = partial(schema) as TSchema;
+  const copy = structuredClone(value);
+  for (const e of Value.Errors(loose, value)) {
     const path = e.instancePath.slice(1).split("/").join(".");
-    if (e.keyword === "boolean") continue; // the additionalProperties error below says it better
+    if (e.keyword === "boolean") continue; // the additionalProperties error says it better
     if (e.keyword === "additionalProperties") {
       const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
-      for (const k of extra) out.push(`${source.label}unknown setting "${path === "" ? k : `${path}.${k}`}"`);
+      for (const k of extra)
+        problems.push(`${source.label}unknown setting "${path === "" ? k : `${path}.${k}`}"`);
       continue;
     }
-    const leaf = byPath.get(path);
-    const where = source.kind === "env" && leaf?.env !== undefined ? leaf.env : path;
+    // The setting the problem is in (a list's item is its list's problem).
+    const setting = all.find((l) => path === l.path || path.startsWith(`${l.path}.`))?.path ?? path;
+    const leaf = byPath.get(setting);
+    const where =
+      source.kind === "env" && leaf?.env !== undefined ? `${leaf.env} (${setting})` : setting || "(top)";
     const message =
       e.keyword === "pattern" && leaf?.doc !== undefined
         ? `${JSON.stringify(valueAt(value, path))} is not valid: ${leaf.doc}`
         : e.keyword === "enum" && Array.isArray(leaf?.enum)
           ? `${JSON.stringify(valueAt(value, path))}: one of ${leaf.enum.join(", ")}`
           : e.message;
-    out.push(`${source.label}${where}: ${message}`);
+    problems.push(`${source.label}${where}: ${message}`);
+    if (setting !== "") deletePath(copy, setting);
   }
-  return out;
+  return Value.Clean(loose, copy) as Record<string, unknown>;
 }
 
 function valueAt(value: unknown, path: string): unknown {
   return path.split(".").reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], value);
+}
+
+function deletePath(target: Record<string, unknown>, path: string): void {
+  const keys = path.split(".");
+  const parent = valueAt(target, keys.slice(0, -1).join("."));
+  const at = keys.length === 1 ? target : parent;
+  if (typeof at === "object" && at !== null) delete (at as Record<string, unknown>)[keys[keys.length - 1]!];
 }
 
 interface Source {
@@ -205,9 +227,9 @@ export interface ConfigSources<I> {
  * The settings from every source (file, then environment, then overrides,
  * each over the one before), checked source by source, with the schema's
  * static defaults filled in. `readFile` reads the file (the caller's IO;
- * this module does none). Every problem of the sources is thrown at once
- * (ConfigError, with what `problems` held before); past that, the settings
- * are well-typed and the loader adds its own checks to `problems`.
+ * this module does none). Problems are pushed, never thrown; what was wrong
+ * is left out (its default stands in), so the settings returned are always
+ * well-typed and the loader adds its own checks before throwing them all.
  */
 export function resolveSettings<S extends TSchema>(
   schema: S,
@@ -222,20 +244,24 @@ export function resolveSettings<S extends TSchema>(
       const parsed = JSON.parse(readFile(sources.file, "utf8")) as unknown;
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
         problems.push(`${label}not a JSON object`);
-      else {
-        fileValue = parsed as Record<string, unknown>;
-        problems.push(...sourceProblems(schema, fileValue, { kind: "file", label }));
-      }
+      else
+        fileValue = checkSource(schema, parsed as Record<string, unknown>, { kind: "file", label }, problems);
     } catch (err) {
       problems.push(`${label}${(err as Error).message}`);
     }
   }
-  const envValue = fromEnv(schema, sources.env ?? {}, problems);
-  problems.push(...sourceProblems(schema, envValue, { kind: "env", label: "" }));
-  const overrides = (sources.overrides ?? {}) as Record<string, unknown>;
-  problems.push(...sourceProblems(schema, overrides, { kind: "overrides", label: "" }));
-  // A loader's own checks assume well-typed settings: stop here when they are not.
-  if (problems.length > 0) throw new ConfigError(problems);
+  const envValue = checkSource(
+    schema,
+    fromEnv(schema, sources.env ?? {}, problems),
+    { kind: "env", label: "" },
+    problems,
+  );
+  const overrides = checkSource(
+    schema,
+    (sources.overrides ?? {}) as Record<string, unknown>,
+    { kind: "overrides", label: "" },
+    problems,
+  );
   // Tables replace each other whole: a table from a later source is the table.
   const merged = mergeLayers(schema, [fileValue, envValue, overrides]);
   return Value.Default(schema, merged) as Static<S>;
