@@ -34,12 +34,13 @@ import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "../n
 import {
   ConfigError,
   configSchema,
+  type DeepPartial,
   deepFreeze,
+  LOG_LEVELS,
   resolveSettings,
   Setting,
   type Static,
 } from "../protocol/config-schema.js";
-import { LOG_LEVELS } from "../protocol/config-sources.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 
 const { string, integer, list, oneOf, optional, section } = Setting;
@@ -178,10 +179,6 @@ export interface PeerConfig
   heartbeat: { intervalMs: number; timeoutMs: number; misses: number };
   failover: { leaseMs: number; autoAfterMs: number };
 }
-
-type DeepPartial<T> = {
-  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
-};
 
 export type PeerConfigInput = DeepPartial<Settings>;
 

@@ -42,13 +42,14 @@ import { join, resolve } from "node:path";
 import {
   ConfigError,
   configSchema,
+  type DeepPartial,
   deepFreeze,
+  LOG_LEVELS,
   parseTable,
   resolveSettings,
   Setting,
   type Static,
 } from "../protocol/config-schema.js";
-import { LOG_LEVELS } from "../protocol/config-sources.js";
 import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { parseCidr } from "./front-door-routing.js";
@@ -170,10 +171,6 @@ export interface FrontDoorConfig extends Omit<Settings, "meshFile" | "defaultReg
   /** Slow and greedy clients (protocol/http-limits.ts). */
   http: HttpLimits;
 }
-
-type DeepPartial<T> = {
-  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
-};
 
 export type FrontDoorConfigInput = Omit<DeepPartial<Settings>, "clientRegions"> & {
   clientRegions?: Record<string, string>;

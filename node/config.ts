@@ -87,12 +87,13 @@ import { join, resolve } from "node:path";
 import {
   ConfigError,
   configSchema,
+  type DeepPartial,
   deepFreeze,
+  LOG_LEVELS,
   resolveSettings,
   Setting,
   type Static,
 } from "../protocol/config-schema.js";
-import { LOG_LEVELS } from "../protocol/config-sources.js";
 import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
@@ -345,10 +346,6 @@ export type UploadLimits = Settings["uploads"];
 export interface AuthConfig extends Omit<Settings["auth"], "tokenKeyFile"> {
   tokenKeyFile: string;
 }
-
-type DeepPartial<T> = {
-  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
-};
 
 export type NodeConfigInput = DeepPartial<Settings>;
 

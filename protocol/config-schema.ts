@@ -21,9 +21,8 @@
  */
 import Type, { type Static, type TSchema } from "typebox";
 import Value from "typebox/value";
-import { ConfigError, deepFreeze, mergeConfig } from "./config-sources.js";
 
-export { ConfigError, deepFreeze, type Static };
+export type { Static };
 
 /** What every setting says about itself, beyond its type. */
 export type SettingDoc = {
@@ -312,4 +311,40 @@ function rangeText(s: Record<string, unknown>): string {
   if (typeof s.exclusiveMinimum === "number") parts.push(`> ${s.exclusiveMinimum}`);
   if (typeof s.maximum === "number") parts.push(`≤ ${s.maximum}`);
   return parts.join(", ");
+}
+
+export type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
+
+export const LOG_LEVELS: readonly string[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** `over` laid on `base`, object by object; undefined values in `over` leave `base` as it is. */
+function mergeConfig<T extends object>(base: T, over: T): T {
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = out[k];
+    out[k] =
+      typeof v === "object" && v !== null && !Array.isArray(v) && typeof b === "object" && b !== null
+        ? mergeConfig(b as object, v as object)
+        : v;
+  }
+  return out as T;
+}
+
+export function deepFreeze<T>(value: T): Readonly<T> {
+  if (typeof value === "object" && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** A configuration that failed validation, with every problem found. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = new.target.name;
+  }
 }
