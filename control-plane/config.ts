@@ -42,6 +42,7 @@ import {
   type Static,
 } from "../protocol/config-schema.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
+import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 
 const { string, integer, list, oneOf, optional, section } = Setting;
 
@@ -156,6 +157,12 @@ export const PEER_SETTINGS = configSchema({
       }),
     ),
     service: string({ env: "MERIDIAN_AUTH_SERVICE", default: "meridian", doc: "the token service name" }),
+  }),
+  startupGraceMs: integer({
+    env: "MERIDIAN_STARTUP_GRACE_MS",
+    default: STARTUP_GRACE_MS,
+    minimum: 0,
+    doc: "a peer never seen up that refuses this soon after start is still starting: info, then one warn when the grace ends",
   }),
   logLevel: oneOf([...LOG_LEVELS] as string[], {
     env: "MERIDIAN_LOG_LEVEL",

@@ -117,6 +117,10 @@
  * is destroyed with its socket if it is still under way; a response that
  * arrives before the client's whole body was sent (a 401) ends the body's
  * forwarding and closes the client's connection after the answer.
+ * Requests Node's HTTP parser refuses before any handler (headers over its
+ * limit: 431, headers not in within `http.headersTimeoutMs`: 408, anything
+ * unparseable: 400) are answered in the OCI error envelope, as the node
+ * answers them (protocol/oci-errors.ts), and the connection is closed.
  */
 import { readFileSync } from "node:fs";
 import http, {
@@ -150,6 +154,7 @@ import {
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
 import { ConnectionCounter, limitConnections, serverTimeouts } from "../protocol/http-limits.js";
 import { loggerOptions } from "../protocol/logging.js";
+import { answerClientError, ociErrorBody } from "../protocol/oci-errors.js";
 import { type FrontDoorConfig, FrontDoorConfigError, loadFrontDoorConfig } from "./front-door-config.js";
 import {
   clientRegionOf,
@@ -899,6 +904,8 @@ export async function startFrontDoor(
       ? createServer(serverOptions, onRequest)
       : https.createServer({ ...serverOptions, ...listenTls() }, onRequest);
   server.setTimeout(config.http.idleTimeoutMs);
+  // Requests Node's parser refuses (oversized headers, malformed, headers too slow): the OCI envelope too.
+  server.on("clientError", answerClientError);
   limitConnections(server, new ConnectionCounter(config.http), listenTls !== undefined, (address, refused) =>
     proxyLog.warn({ address, refused }, "connections refused: too many from one address"),
   );
@@ -980,7 +987,7 @@ function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, clos
   const code = binding?.code ?? "UNKNOWN";
   // 5xx of our own making carry our message; an unexpected error never echoes its own.
   const message = binding === undefined ? "internal server error" : (err as Error).message;
-  const body = JSON.stringify({ errors: [{ code, message, detail: null }] });
+  const body = ociErrorBody(code, message);
   res.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),

@@ -16,6 +16,8 @@
  * other regions) is kept until the next answer; failures leave it as it was.
  */
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 
 export type PeerState = "unknown" | "up" | "down";
 
@@ -262,4 +264,32 @@ export class Heartbeat {
       }
     }
   }
+}
+
+/**
+ * Log `heartbeat`'s changes: a peer going down at warn, up at info — except
+ * a peer never seen up that refuses within `graceMs` of this call (it is
+ * still starting, protocol/startup-grace.ts): info, and a warn once when the
+ * grace ends if it is still not up. Returns a function that stops the grace
+ * timer (the change listener goes with the heartbeat).
+ */
+export function logPeerChanges(heartbeat: Heartbeat, log: Logger, graceMs = STARTUP_GRACE_MS): () => void {
+  const startedAtMs = Date.now();
+  const notUpYet = new Set<string>();
+  heartbeat.onChange((c) => {
+    const fields = { peer: c.peer, from: c.from, to: c.to, err: c.health.lastError };
+    notUpYet.delete(c.peer);
+    if (c.to === "down" && c.from === "unknown" && inStartupGrace(startedAtMs, Date.now(), graceMs)) {
+      notUpYet.add(c.peer);
+      log.info(fields, "peer not up yet");
+    } else if (c.to === "down") log.warn(fields, "peer down");
+    else log.info(fields, c.to === "up" ? "peer up" : "peer state changed");
+  });
+  const graceEnd = setTimeout(() => {
+    for (const peer of notUpYet)
+      log.warn({ peer, err: heartbeat.health(peer)?.lastError, graceMs }, "peer still down after start-up");
+    notUpYet.clear();
+  }, graceMs);
+  graceEnd.unref();
+  return () => clearTimeout(graceEnd);
 }

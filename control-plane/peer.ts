@@ -43,7 +43,7 @@ import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
 import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
-import { Heartbeat, type PeerHealth, type Probe } from "./heartbeat.js";
+import { Heartbeat, logPeerChanges, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
 import { PeerClient } from "./peer-client.js";
 import { createPeerService } from "./peer-service.js";
@@ -252,15 +252,18 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       upGauge.set({ peer: h.peer }, h.state === "up" ? 1 : 0);
       if (h.rttMs !== undefined) rttGauge.set({ peer: h.peer }, h.rttMs / 1000);
     });
-    const hbLog = log.child({ component: "heartbeat" });
-    heartbeat.onChange((c) => {
-      const fields = { peer: c.peer, from: c.from, to: c.to, err: c.health.lastError };
-      if (c.to === "down") hbLog.warn(fields, "peer down");
-      else hbLog.info(fields, c.to === "up" ? "peer up" : "peer state changed");
-    });
+    // A peer still starting is not a fault for the start-up grace (protocol/startup-grace.ts).
+    const stopChangeLog = logPeerChanges(
+      heartbeat,
+      log.child({ component: "heartbeat" }),
+      config.startupGraceMs,
+    );
     heartbeatRef = heartbeat;
     heartbeat.start();
-    cleanup.push(() => heartbeat.stop());
+    cleanup.push(() => {
+      stopChangeLog();
+      return heartbeat.stop();
+    });
 
     // ---- automatic failover (off unless failover.autoAfterMs is set)
     if (config.failover.autoAfterMs > 0) {

@@ -97,6 +97,7 @@ import {
 import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
+import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
@@ -289,6 +290,12 @@ export const NODE_SETTINGS = configSchema({
       default: [...LOOPBACK],
       doc: "with auth off, the socket addresses admin writes are accepted from (`*`: anyone)",
     }),
+  }),
+  startupGraceMs: integer({
+    env: "MERIDIAN_STARTUP_GRACE_MS",
+    default: STARTUP_GRACE_MS,
+    minimum: 0,
+    doc: "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
   }),
   http: section(httpLimitSettings({ keepAliveTimeoutMs: 75_000, exempt: ["127.0.0.1", "::1"] })),
   uploads: section({

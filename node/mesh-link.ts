@@ -20,6 +20,7 @@ import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import type { Digest } from "../protocol/digest.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
 import { type Mesh, regionOf } from "../protocol/mesh.js";
+import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 
 export interface MeshLinkOptions {
   region: string;
@@ -27,6 +28,8 @@ export interface MeshLinkOptions {
   /** How often the peer's Status is polled for the fence. */
   pollMs: number;
   logger: Logger;
+  /** Refusals this long after start() are start-up (default STARTUP_GRACE_MS, protocol/startup-grace.ts). */
+  startupGraceMs?: number;
 }
 
 export interface PeerView {
@@ -39,16 +42,21 @@ export class MeshLink {
   readonly #client: PeerClient;
   readonly #pollMs: number;
   readonly #logger: Logger;
+  readonly #graceMs: number;
   #fence = "starting: the region's control-plane peer has not answered yet";
   #status: StatusReply__Output | undefined;
   #lastAnswer = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** When start() ran (protocol/startup-grace.ts), and whether the fence in force was logged at warn. */
+  #startedAtMs = 0;
+  #fenceWarned = false;
 
   constructor(options: MeshLinkOptions) {
     this.region = options.region;
     this.#pollMs = options.pollMs;
     this.#logger = options.logger;
+    this.#graceMs = options.startupGraceMs ?? STARTUP_GRACE_MS;
     const own = regionOf(options.mesh, options.region);
     this.#client = new PeerClient(
       options.region,
@@ -59,19 +67,36 @@ export class MeshLink {
   }
 
   start(): void {
+    this.#startedAtMs = Date.now();
     const poll = async () => {
       try {
         const status = await this.#client.status(this.region);
         this.#lastAnswer = Date.now();
+        // Refused while the mesh starts ("no other region has answered yet") is start-up:
+        // info; a fence set after the start-up grace, or still there when it ends, is warn.
+        const starting = inStartupGrace(this.#startedAtMs, this.#lastAnswer, this.#graceMs);
         if (status.fence !== this.#fence) {
+          this.#fenceWarned = !starting;
           if (status.fence === "") this.#logger.info("home writes accepted again");
+          else if (starting) this.#logger.info({ fence: status.fence }, "home writes refused while starting");
           else this.#logger.warn({ fence: status.fence }, "home writes refused");
+        } else if (status.fence !== "" && !starting && !this.#fenceWarned) {
+          this.#fenceWarned = true;
+          this.#logger.warn({ fence: status.fence }, "home writes still refused after start-up");
         }
         this.#fence = status.fence;
         this.#status = status;
       } catch (err) {
         // fence() reports a peer silent for too long itself.
         this.#logger.debug({ err }, "peer status failed");
+        if (
+          this.#lastAnswer === 0 &&
+          !this.#fenceWarned &&
+          !inStartupGrace(this.#startedAtMs, Date.now(), this.#graceMs)
+        ) {
+          this.#fenceWarned = true;
+          this.#logger.warn({ err, fence: this.#fence }, "home writes still refused after start-up");
+        }
       }
       if (!this.#stopped) this.#timer = setTimeout(() => void poll(), this.#pollMs);
     };

@@ -92,6 +92,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
           region: config.region,
           mesh: config.mesh,
           pollMs: config.peerPollMs,
+          startupGraceMs: config.startupGraceMs,
           logger: log.child({ component: "mesh-link" }),
         });
   link?.start();

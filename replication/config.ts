@@ -28,6 +28,7 @@ import {
   Setting,
 } from "../protocol/config-schema.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
+import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { type ClosureLimits, DEFAULT_CLOSURE_LIMITS } from "./copy.js";
 
 const { string, integer, number, boolean, oneOf, table, optional, section } = Setting;
@@ -144,6 +145,12 @@ export const WORKER_SETTINGS = configSchema({
     minimum: 1,
     doc: "how long one event's copying may take before it is recorded as failed and the stream moves on",
   }),
+  startupGraceMs: integer({
+    env: "MERIDIAN_STARTUP_GRACE_MS",
+    default: STARTUP_GRACE_MS,
+    minimum: 0,
+    doc: "refusals by sources this soon after start are start-up: retried quietly, one warn when the grace ends",
+  }),
   logLevel: oneOf([...LOG_LEVELS] as string[], {
     env: "MERIDIAN_LOG_LEVEL",
     default: "info",
@@ -172,6 +179,8 @@ export interface WorkerConfig {
   closure: ClosureLimits;
   /** How long one event's copying may take before it is recorded as failed. */
   eventDeadlineMs: number;
+  /** Refusals by sources this long after start are start-up (protocol/startup-grace.ts). */
+  startupGraceMs: number;
 }
 
 export class WorkerConfigError extends ConfigError {}
@@ -210,6 +219,7 @@ export function loadWorkerConfig(sources: {
     antiEntropyIntervalMs: s.antiEntropyIntervalMs,
     closure: s.closure,
     eventDeadlineMs: s.eventDeadlineMs,
+    startupGraceMs: s.startupGraceMs,
   };
   if (s.peerAddresses !== undefined) config.peerAddresses = s.peerAddresses;
   if (s.sourceNats !== undefined) config.sourceNats = s.sourceNats;

@@ -103,6 +103,7 @@ import {
   selectsRepository,
 } from "../protocol/policy.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
+import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { ClosureLimitError, type ClosureLimits, Copier } from "./copy.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
@@ -154,6 +155,8 @@ export interface WorkerOptions {
    * DEFAULT_EVENT_DEADLINE_MS).
    */
   eventDeadlineMs?: number;
+  /** Refusals by sources this long after start() are start-up (default STARTUP_GRACE_MS, protocol/startup-grace.ts). */
+  startupGraceMs?: number;
 }
 
 /** Default `eventDeadlineMs`: 15 minutes (a multi-GiB layer over a slow link fits; a stuck event does not block for longer). */
@@ -192,6 +195,15 @@ export class ReplicationWorker {
   readonly #o: WorkerOptions;
   readonly #copier: Copier;
   readonly #abort = new AbortController();
+  /**
+   * What must end when the worker stops, each event's preparation and each
+   * source's consumer: called by one listener on the stop signal, not one
+   * listener each (those grow with the pipelines, 16 events per source, and
+   * tripped Node's MaxListenersExceededWarning on the shared signal).
+   */
+  readonly #onStop = new Set<() => void>();
+  /** When start() ran: refusals by sources within the start-up grace are expected (protocol/startup-grace.ts). */
+  #startedAtMs = Date.now();
   readonly #runs: Promise<void>[] = [];
   readonly #connections: NatsConnection[] = [];
   readonly #lag: Histogram<"src" | "dst">;
@@ -229,6 +241,13 @@ export class ReplicationWorker {
 
   constructor(options: WorkerOptions) {
     this.#o = options;
+    this.#abort.signal.addEventListener(
+      "abort",
+      () => {
+        for (const stop of this.#onStop) stop();
+      },
+      { once: true },
+    );
     const registers = [options.metrics];
     this.#lag = new Histogram({
       name: "meridian_replication_lag_seconds",
@@ -273,7 +292,21 @@ export class ReplicationWorker {
     });
   }
 
+  /**
+   * A signal of one task's own, aborted when the worker stops (through
+   * #onStop: the worker's signal keeps one listener however many tasks wait);
+   * release() when the task ends.
+   */
+  #taskSignal(): { signal: AbortSignal; release: () => void } {
+    const task = new AbortController();
+    const stop = () => task.abort(this.#abort.signal.reason);
+    if (this.#abort.signal.aborted) stop();
+    this.#onStop.add(stop);
+    return { signal: task.signal, release: () => this.#onStop.delete(stop) };
+  }
+
   start(): void {
+    this.#startedAtMs = Date.now();
     const local = this.#o.localPeer;
     if (local !== undefined) {
       const refresh = () =>
@@ -464,49 +497,71 @@ export class ReplicationWorker {
     if (queue.running !== undefined) return;
     const q = queue;
     q.running = (async () => {
-      while (q.next !== undefined && !this.#abort.signal.aborted) {
-        const next = q.next;
-        q.next = undefined;
-        // Coalesce a burst of on-push requests into one pass.
-        if (next.repos !== "all" && next.reason === "on-push") await sleep(100, this.#abort.signal);
-        const merged = mergeRequests(next, q.next);
-        q.next = undefined;
-        await this.#runOnce(policy, source, merged);
+      // One signal per queue, not the worker's: queues are policies × sources, each waiting on it.
+      const task = this.#taskSignal();
+      try {
+        while (q.next !== undefined && !task.signal.aborted) {
+          const next = q.next;
+          q.next = undefined;
+          // Coalesce a burst of on-push requests into one pass.
+          if (next.repos !== "all" && next.reason === "on-push") await sleep(100, task.signal);
+          const merged = mergeRequests(next, q.next);
+          q.next = undefined;
+          await this.#runOnce(policy, source, merged, task.signal);
+        }
+      } finally {
+        task.release();
       }
     })().finally(() => {
       q.running = undefined;
     });
   }
 
-  async #runOnce(policy: Policy, source: string, request: RunRequest): Promise<void> {
+  /** One run; `signal` aborts when the worker stops. */
+  async #runOnce(policy: Policy, source: string, request: RunRequest, signal: AbortSignal): Promise<void> {
     const peer = this.#o.peers.get(source);
     const log = this.#o.logger.child({ src: source, policy: policy.name, reason: request.reason });
     if (peer === undefined) return;
     const peers = [peer, ...this.#peersFor().filter((p) => p !== peer)];
-    try {
-      if (request.sourceSeq !== undefined) await this.#sourceApplied(peer, source, request.sourceSeq);
-      const result = await this.#reconciler.reconcile(policy, peer, peers, this.#abort.signal, {
-        repos: request.repos === "all" ? undefined : [...request.repos],
-        breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
-      });
-      if (result.halted !== undefined)
-        await this.#raiseBreaker(policy.name, result.halted.repo, source, result.halted);
-      if (result.plans.length > 0)
-        log.info({ stats: result.stats, halted: result.halted }, "anti-entropy run");
-      for (const done of request.done) done(result);
-    } catch (err) {
-      if (!this.#abort.signal.aborted) log.warn({ err }, "anti-entropy run failed");
-      for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (request.sourceSeq !== undefined)
+          await this.#sourceApplied(peer, source, request.sourceSeq, signal);
+        const result = await this.#reconciler.reconcile(policy, peer, peers, signal, {
+          repos: request.repos === "all" ? undefined : [...request.repos],
+          breakerOpen: (repo) => this.#breakerOpen(policy.name, repo),
+        });
+        if (result.halted !== undefined)
+          await this.#raiseBreaker(policy.name, result.halted.repo, source, result.halted);
+        if (result.plans.length > 0)
+          log.info({ stats: result.stats, halted: result.halted }, "anti-entropy run");
+        for (const done of request.done) done(result);
+        return;
+      } catch (err) {
+        // A source still starting refuses (its peer is not listening yet): during the
+        // start-up grace that is retried quietly, so the start-up backfill is not lost.
+        const starting =
+          (err as { recoverable?: boolean }).recoverable === true &&
+          inStartupGrace(this.#startedAtMs, Date.now(), this.#o.startupGraceMs);
+        if (starting && !this.#abort.signal.aborted) {
+          log.debug({ err, attempt }, "anti-entropy source not up yet; retrying");
+          await sleep(backoffMs(attempt, 250, 5_000), signal);
+          if (!signal.aborted) continue;
+        }
+        if (!this.#abort.signal.aborted) log.warn({ err, attempts: attempt + 1 }, "anti-entropy run failed");
+        for (const done of request.done) done(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
     }
   }
 
   /** Wait (10 s at most) until the source's peer has applied its own stream up to `seq`. */
-  async #sourceApplied(peer: PeerClient, source: string, seq: number): Promise<void> {
+  async #sourceApplied(peer: PeerClient, source: string, seq: number, signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + 10_000;
-    while (!this.#abort.signal.aborted && Date.now() < deadline) {
+    while (!signal.aborted && Date.now() < deadline) {
       const status = await peer.status(this.#o.region).catch(() => undefined);
       if (status !== undefined && Number(status.applied[source] ?? 0) >= seq) return;
-      await sleep(25, this.#abort.signal);
+      await sleep(25, signal);
     }
   }
 
@@ -692,6 +747,16 @@ export class ReplicationWorker {
   async #runSource(source: RegionEndpoints): Promise<void> {
     const signal = this.#abort.signal;
     const log = this.#o.logger.child({ src: source.name });
+    // The source's nats-server may still be starting (connect waits quietly); still not
+    // reachable when the start-up grace ends is a fault.
+    const graceLeft = (this.#o.startupGraceMs ?? STARTUP_GRACE_MS) - (Date.now() - this.#startedAtMs);
+    const stillDown = setTimeout(
+      () => log.warn({ nats: source.nats }, "source still unreachable after start-up"),
+      Math.max(0, graceLeft),
+    );
+    stillDown.unref();
+    const quiet = () => clearTimeout(stillDown);
+    this.#onStop.add(quiet);
     const nc = await connect({
       ...natsConnectOptions(this.#o.nats),
       servers: [source.nats],
@@ -702,6 +767,8 @@ export class ReplicationWorker {
       pingInterval: 2_000,
       maxPingOut: 2,
     });
+    quiet();
+    this.#onStop.delete(quiet);
     this.#connections.push(nc);
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
@@ -711,7 +778,13 @@ export class ReplicationWorker {
         try {
           await this.#consume(js, jsm, source, log);
         } catch (err) {
-          if (!signal.aborted) log.warn({ err }, "source consumer interrupted");
+          // Until the source's node has started, its stream does not exist (StreamNotFoundError)
+          // or its JetStream does not answer yet: expected during the start-up grace, retried.
+          if (!signal.aborted) {
+            if (inStartupGrace(this.#startedAtMs, Date.now(), this.#o.startupGraceMs))
+              log.debug({ err }, "source consumer not ready yet; retrying");
+            else log.warn({ err }, "source consumer interrupted");
+          }
         }
         if (!signal.aborted) await sleep(500, signal);
       }
@@ -754,7 +827,7 @@ export class ReplicationWorker {
     // Few messages buffered: each one's ack_wait runs from its delivery, not its handling.
     const messages = await consumer.consume({ max_messages: PIPELINE_DEPTH, expires: 5_000 });
     const stop = () => messages.stop();
-    this.#abort.signal.addEventListener("abort", stop, { once: true });
+    this.#onStop.add(stop);
     // Events are prepared (content copied) up to PIPELINE_DEPTH at once and
     // committed (appended here, acknowledged) one at a time in stream order:
     // copies overlap, and the log, `applied` and the read-your-writes
@@ -788,7 +861,7 @@ export class ReplicationWorker {
         if (this.#abort.signal.aborted) break;
       }
     } finally {
-      this.#abort.signal.removeEventListener("abort", stop);
+      this.#onStop.delete(stop);
       messages.stop();
       await committed;
     }
@@ -824,12 +897,12 @@ export class ReplicationWorker {
     const deadline = expiry.signal;
     const timer = setTimeout(() => expiry.abort(new Error("event deadline passed")), deadlineMs);
     const onStop = () => expiry.abort(this.#abort.signal.reason);
-    this.#abort.signal.addEventListener("abort", onStop, { once: true });
+    this.#onStop.add(onStop);
     try {
       return await this.#copyContent(source, m, log, event, outgoing, deadline, deadlineMs);
     } finally {
       clearTimeout(timer);
-      this.#abort.signal.removeEventListener("abort", onStop);
+      this.#onStop.delete(onStop);
     }
   }
 

@@ -22,7 +22,8 @@ export async function loadTokenKeys(options: {
   if (!existsSync(options.tokenKeyFile)) {
     if (!options.create) throw new Error(`token key ${options.tokenKeyFile} does not exist`);
     await writeTokenKey(options.tokenKeyFile);
-    options.logger?.warn({ file: options.tokenKeyFile }, "token signing key created");
+    // A notice of a first start, not a fault: start-up stays quiet (protocol/startup-grace.ts).
+    options.logger?.info({ file: options.tokenKeyFile }, "token signing key created");
   }
   const privatePem = await readFile(options.tokenKeyFile, "utf8");
   const publicPem = createPublicKey(createPrivateKey(privatePem)).export({ type: "spki", format: "pem" });
@@ -52,5 +53,5 @@ export async function ensureAdmin(registry: Registry, passwordFile: string, logg
     { type: "user.set", name: "admin", passwordHash: await hashPassword(password), systemAdmin: true },
     "system",
   );
-  logger.warn({ passwordFile }, "system admin `admin` created");
+  logger.info({ passwordFile }, "system admin `admin` created");
 }

@@ -3,14 +3,11 @@
  * `{"errors":[{code,message,detail}]}` with the status bound in
  * protocol/errors.ts. Unexpected errors are 500s that never echo their message.
  */
-import { STATUS_CODES } from "node:http";
-import type { Duplex } from "node:stream";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { ociErrorFor, RangeNotSatisfiableError, type UploadRangeError } from "../../protocol/errors.js";
+import { answerClientError, ociErrorBody } from "../../protocol/oci-errors.js";
 
-export function ociErrorBody(code: string, message: string, detail?: unknown): string {
-  return JSON.stringify({ errors: [{ code, message, detail: detail ?? null }] });
-}
+export { ociErrorBody };
 
 export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
   const binding = ociErrorFor(err);
@@ -40,25 +37,9 @@ export function handleError(err: FastifyError | Error, request: FastifyRequest, 
 }
 
 /**
- * Node's HTTP parser rejects some requests before fastify sees them (headers
- * over Node's limit, malformed requests, header timeouts): answered like
- * every other error, in the OCI envelope (fastify's own handler sends its own
- * JSON shape), then the connection is closed (the parser cannot resume).
- * For any server facing registry clients (the node's fastify option
- * `clientErrorHandler`; a plain server's 'clientError' event, e.g. the front door's).
+ * Requests Node's HTTP parser rejects before fastify sees them (headers over
+ * Node's limit, malformed requests, header timeouts) are answered like every
+ * other error, in the OCI envelope (protocol/oci-errors.ts, shared with the
+ * front door); fastify's option `clientErrorHandler`.
  */
-export function ociClientError(err: Error & { code?: string }, socket: Duplex): void {
-  if (err.code === "ECONNRESET" || socket.destroyed) return;
-  const [status, message] =
-    err.code === "HPE_HEADER_OVERFLOW"
-      ? [431, "request header fields too large"]
-      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? [408, "request headers not received in time"]
-        : [400, "malformed HTTP request"];
-  const body = ociErrorBody("UNSUPPORTED", message);
-  if (socket.writable)
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ndocker-distribution-api-version: registry/2.0\r\nconnection: close\r\n\r\n${body}`,
-    );
-  socket.destroy(err);
-}
+export const ociClientError = answerClientError;
