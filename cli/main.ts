@@ -208,8 +208,8 @@ function help(command: string): number {
  * else the operator seed of `meridian up` under <data>/nats-auth, if there.
  */
 function operatorNatsClient(dataDir: string): NatsClientConfig | undefined {
-  const fromEnv = natsClientFromEnv(process.env);
   const problems: string[] = [];
+  const fromEnv = natsClientFromEnv(process.env, problems);
   const given = Object.entries(process.env).some(
     ([k, v]) => k.startsWith("MERIDIAN_NATS_") && k !== "MERIDIAN_NATS_SERVERS" && v,
   );

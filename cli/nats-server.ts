@@ -45,6 +45,8 @@ export async function startNatsServer(options: {
    * with it the server refuses clients that are not one of its users.
    */
   authorization?: unknown;
+  /** A process group (and session) of its own: see cli/up.ts's spawnChild. */
+  detached?: boolean;
 }): Promise<NatsServerProcess> {
   mkdirSync(options.storeDir, { recursive: true, mode: 0o700 });
   // One server per store: a second refuses here, naming the holder's pid, before
@@ -72,7 +74,10 @@ export async function startNatsServer(options: {
   ];
   args.push("-n", options.name);
   if (options.logFile) args.push("-l", options.logFile);
-  const child = spawn(options.binary ?? natsServerBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(options.binary ?? natsServerBinary(), args, {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: options.detached === true,
+  });
   let stderr = "";
   child.stderr?.on("data", (d) => {
     stderr = (stderr + d).slice(-4000);

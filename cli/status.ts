@@ -2,7 +2,10 @@
  * `meridian status`: the mesh at a glance — per region: whether its peer
  * answers, the round trip to it from here, what each peer sees of the others
  * (up, smoothed RTT), and replication into the region from each source: lag
- * (p50/p99 from the histogram), events pending, bytes copied; and for
+ * p50/p99 over the last 5 minutes of replications (replication/links.ts;
+ * not since the worker started), events pending (the source's last sequence
+ * minus what the region has handled), the age of the oldest of them, when
+ * the link last moved, bytes copied; and for
  * failover, the highest failover epoch each region knows and, when a region
  * refuses home writes, why (its fence).
  * A table by default, JSON with --json. Reads <data>/mesh.json (or --mesh).
@@ -10,7 +13,8 @@
  * Bounded whatever the regions do: every call has its own deadline (the
  * peer's Status `STATUS_DEADLINE_MS`, each metrics page `METRICS_DEADLINE_MS`,
  * its socket destroyed when it passes, so a frozen region leaves nothing
- * open behind), the regions are asked in parallel, and so `status` ends
+ * open behind), the regions are asked in parallel (and a region's Status
+ * and metrics pages at once), and so `status` ends
  * within about 2 × 3 s even when a region accepts connections and never
  * answers (SIGSTOP, a blackholed link). It exits 1 when a region's peer did
  * not answer, naming each such region on stderr, and exits within
@@ -23,6 +27,7 @@ import https from "node:https";
 import { join } from "node:path";
 import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
+import { RECENT_LAG_WINDOW_MS } from "../replication/links.js";
 import { table } from "./table.js";
 
 export interface RegionStatus {
@@ -38,10 +43,28 @@ export interface RegionStatus {
   /** What this region's peer sees of the others. */
   peers: Record<string, { up: boolean; rttMs?: number }>;
   /** Replication into this region, by source region. */
-  replication: Record<
-    string,
-    { lagP50Ms?: number; lagP99Ms?: number; pending?: number; bytes?: number; events?: number }
-  >;
+  replication: Record<string, LinkStatus>;
+}
+
+/** One link (source → region) as its worker tells it (replication/links.ts). */
+export interface LinkStatus {
+  /** Lag of events replicated within the last `windowSeconds`, p50 / p99 (absent: none). */
+  lagP50Ms?: number;
+  lagP99Ms?: number;
+  windowSeconds?: number;
+  /** Events of the source not yet handled here. */
+  pending?: number;
+  /** Age of the oldest of them, ms; 0 when caught up. */
+  oldestPendingMs?: number;
+  sourceLastSeq?: number;
+  appliedSeq?: number;
+  /** When the link last handled an event (ISO time; absent: not since the worker started). */
+  lastSuccessAt?: string;
+  /** When the source's server last answered the worker (ISO time; absent: never). */
+  sourceCheckedAt?: string;
+  bytes?: number;
+  /** Events replicated since the worker started. */
+  events?: number;
 }
 
 export async function status(options: {
@@ -80,6 +103,10 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
     mesh.regions.map(async (r): Promise<RegionStatus> => {
       const out: RegionStatus = { region: r.name, up: false, peers: {}, replication: {} };
       const client = new PeerClient(r.name, r.grpc, credentials);
+      // The metrics pages are asked at the same time as Status: a frozen region
+      // costs one deadline, not three in a row (chaos/gray-failures.ts, region stop).
+      const peerPage = r.metrics?.peer ? fetchText(`${r.metrics.peer}/metrics`) : undefined;
+      const workerPage = r.metrics?.worker ? fetchText(`${r.metrics.worker}/metrics`) : undefined;
       try {
         const started = performance.now();
         const reply = await client.status("meridian-status", { timeoutMs: STATUS_DEADLINE_MS });
@@ -93,7 +120,7 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
       } finally {
         client.close();
       }
-      const peerText = r.metrics?.peer ? await fetchText(`${r.metrics.peer}/metrics`) : undefined;
+      const peerText = await peerPage;
       for (const s of parseProm(peerText ?? "")) {
         const peer = s.labels.peer;
         if (peer === undefined) continue;
@@ -101,29 +128,47 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
         if (s.name === "meridian_peer_up") out.peers[peer].up = s.value === 1;
         if (s.name === "meridian_peer_rtt_seconds") out.peers[peer].rttMs = round(s.value * 1000);
       }
-      const workerText = r.metrics?.worker ? await fetchText(`${r.metrics.worker}/metrics`) : undefined;
+      const workerText = await workerPage;
       const samples = parseProm(workerText ?? "");
-      for (const src of mesh.regions.map((x) => x.name).filter((n) => n !== r.name)) {
-        const mine = samples.filter((s) => s.labels.src === src && s.labels.dst === r.name);
-        const buckets = mine
-          .filter((s) => s.name === "meridian_replication_lag_seconds_bucket")
-          .map((s) => ({
-            le: s.labels.le === "+Inf" ? Number.POSITIVE_INFINITY : Number(s.labels.le),
-            count: s.value,
-          }));
-        const value = (name: string) => mine.find((s) => s.name === name)?.value;
-        out.replication[src] = {
-          lagP50Ms: msOrUndefined(quantile(buckets, 0.5)),
-          lagP99Ms: msOrUndefined(quantile(buckets, 0.99)),
-          pending: value("meridian_replication_pending_events"),
-          bytes: value("meridian_replication_bytes_total"),
-          events: value("meridian_replication_lag_seconds_count"),
-        };
-      }
+      for (const src of mesh.regions.map((x) => x.name).filter((n) => n !== r.name))
+        out.replication[src] = linkStatus(samples, src, r.name);
       return out;
     }),
   );
 }
+
+/**
+ * One link's figures from its worker's metrics page (replication/links.ts
+ * names them). The lag is the worker's recent window, not the histogram
+ * (that one is over everything since the worker started). Pure.
+ */
+export function linkStatus(samples: readonly Sample[], src: string, dst: string): LinkStatus {
+  const mine = samples.filter((s) => s.labels.src === src && s.labels.dst === dst);
+  const value = (name: string, quantileLabel?: string) =>
+    mine.find((s) => s.name === name && s.labels.quantile === quantileLabel)?.value;
+  const time = (name: string) => {
+    const v = value(name);
+    return v === undefined || v <= 0 ? undefined : new Date(v * 1000).toISOString();
+  };
+  const out: LinkStatus = {};
+  const set = <K extends keyof LinkStatus>(key: K, v: LinkStatus[K] | undefined) => {
+    if (v !== undefined) out[key] = v;
+  };
+  set("lagP50Ms", msOrUndefined(value("meridian_replication_recent_lag_seconds", "0.5")));
+  set("lagP99Ms", msOrUndefined(value("meridian_replication_recent_lag_seconds", "0.99")));
+  if (out.lagP50Ms !== undefined) out.windowSeconds = RECENT_WINDOW_SECONDS;
+  set("pending", value("meridian_replication_pending_events"));
+  set("oldestPendingMs", msOrUndefined(value("meridian_replication_oldest_pending_age_seconds")));
+  set("sourceLastSeq", value("meridian_replication_source_last_seq"));
+  set("appliedSeq", value("meridian_replication_applied_seq"));
+  set("lastSuccessAt", time("meridian_replication_last_success_timestamp_seconds"));
+  set("sourceCheckedAt", time("meridian_replication_source_checked_timestamp_seconds"));
+  set("bytes", value("meridian_replication_bytes_total"));
+  set("events", value("meridian_replication_lag_seconds_count"));
+  return out;
+}
+
+const RECENT_WINDOW_SECONDS = RECENT_LAG_WINDOW_MS / 1000;
 
 export interface Sample {
   name: string;
@@ -169,9 +214,25 @@ export function quantile(buckets: Array<{ le: number; count: number }>, q: numbe
 }
 
 function formatTable(regions: RegionStatus[]): string {
+  const window = `${RECENT_WINDOW_SECONDS / 60}m`;
   const rows: string[][] = [
-    ["region", "peer", "rtt", "applied", "epoch", "from", "lag p50", "lag p99", "pending", "copied", "sees"],
+    [
+      "region",
+      "peer",
+      "rtt",
+      "applied",
+      "epoch",
+      "from",
+      `lag p50 ${window}`,
+      `lag p99 ${window}`,
+      "pending",
+      "oldest",
+      "last ok",
+      "copied",
+      "sees",
+    ],
   ];
+  const now = Date.now();
   for (const r of regions) {
     const sees = Object.entries(r.peers)
       .map(([p, s]) => `${p}:${s.up ? "up" : "DOWN"}${s.rttMs !== undefined ? `/${s.rttMs}ms` : ""}`)
@@ -184,7 +245,7 @@ function formatTable(regions: RegionStatus[]): string {
       String(r.appliedSeq ?? "-"),
       String(r.epoch ?? "-"),
     ];
-    if (sources.length === 0) rows.push([...head, "-", "-", "-", "-", "-", sees]);
+    if (sources.length === 0) rows.push([...head, "-", "-", "-", "-", "-", "-", "-", sees]);
     sources.forEach(([src, s], i) => {
       rows.push([
         ...(i === 0 ? head : ["", "", "", "", ""]),
@@ -192,6 +253,8 @@ function formatTable(regions: RegionStatus[]): string {
         ms(s.lagP50Ms),
         ms(s.lagP99Ms),
         s.pending === undefined ? "-" : String(s.pending),
+        s.oldestPendingMs === undefined ? "-" : age(s.oldestPendingMs),
+        s.lastSuccessAt === undefined ? "-" : `${age(now - Date.parse(s.lastSuccessAt))} ago`,
         s.bytes === undefined ? "-" : bytes(s.bytes),
         i === 0 ? sees : "",
       ]);
@@ -200,8 +263,21 @@ function formatTable(regions: RegionStatus[]): string {
   const fences = regions
     .filter((r) => r.fence !== undefined && r.fence !== "")
     .map((r) => `${r.region} refuses home writes: ${r.fence}\n`);
-  return table(rows) + fences.join("");
+  // A source that has not answered its worker for a while: its pending figure is as of then.
+  const silent: string[] = [];
+  for (const r of regions)
+    for (const [src, s] of Object.entries(r.replication)) {
+      const quiet = s.sourceCheckedAt === undefined ? undefined : now - Date.parse(s.sourceCheckedAt);
+      if (quiet !== undefined && quiet > SOURCE_SILENT_MS)
+        silent.push(
+          `${src} → ${r.region}: ${src}'s NATS has not answered ${r.region}'s worker for ${age(quiet)}; pending is as of then\n`,
+        );
+    }
+  return table(rows) + fences.join("") + silent.join("");
 }
+
+/** Past this, a link's source is called silent (the worker asks it every 2 s). */
+const SOURCE_SILENT_MS = 10_000;
 
 /** Deadline of the peer's Status call. */
 const STATUS_DEADLINE_MS = 3_000;
@@ -245,6 +321,13 @@ function fetchText(url: string): Promise<string | undefined> {
 const round = (v: number) => Math.round(v * 100) / 100;
 const msOrUndefined = (s: number | undefined) => (s === undefined ? undefined : round(s * 1000));
 const ms = (v: number | undefined) => (v === undefined ? "-" : `${v}ms`);
+/** A duration for people: 0s, 850ms, 12s, 3m05s. */
+function age(msValue: number): string {
+  if (msValue <= 0) return "0s";
+  if (msValue < 1000) return `${Math.round(msValue)}ms`;
+  const s = Math.floor(msValue / 1000);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+}
 function bytes(n: number): string {
   return n >= 1 << 20
     ? `${(n / (1 << 20)).toFixed(1)}MiB`

@@ -276,6 +276,7 @@ export async function up(options: UpOptions): Promise<number> {
         name: `meridian-${region}`,
         logFile: join(regionDir, "nats.log"),
         authorization: authorizationFor(natsIds, region),
+        detached: true,
       });
       natsServers.push(nats);
       watchdog.stdin!.write(`${nats.pid}\n`);
@@ -417,6 +418,13 @@ async function startProcess(
   const log = createWriteStream(logFile, { flags: "a" });
   const child = spawn(process.execPath, [entry], {
     stdio: ["ignore", "pipe", "pipe"],
+    // Every child in a process group of its own. Sharing `up`'s group, a child
+    // stopped by an operator (kill -STOP, a frozen VM's worth of gray failure)
+    // made the group an orphaned one with a stopped member as soon as anything
+    // in it exited, and the kernel then sends the whole group SIGHUP: nodes
+    // died and `up` stopped the mesh. `up` stops its children itself on
+    // SIGINT/SIGTERM/SIGHUP, and they exit once `up` is gone (parent watch).
+    detached: true,
     // MERIDIAN_PARENT_PID: the process exits once `up` is gone (node/parent-watch.ts).
     env: { ...inherited(), ...env, MERIDIAN_PARENT_PID: String(process.pid) },
   });

@@ -28,6 +28,37 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Liveness of every peer channel (issue 11, a frozen region), whoever opens
+ * it (workers, peers' heartbeats, nodes' mesh link, the front door, the
+ * CLI): an HTTP/2 PING every `keepaliveMs`, even with no call open, and a
+ * connection whose PING is not answered within `keepaliveTimeoutMs` is
+ * dropped — a peer that stops answering without closing (SIGSTOP, a frozen
+ * VM, a blackholed link) is noticed within keepaliveMs + keepaliveTimeoutMs
+ * (8 s). Re-connections back off from `initialBackoffMs` to at most
+ * `maxBackoffMs` (grpc-js's default grows to 120 s: after a long outage a
+ * channel would wait up to two minutes before trying the healed peer
+ * again), so a peer that answers again is reached within about
+ * maxBackoffMs. Constructor options may lower these (heartbeats do).
+ */
+export const PEER_CHANNEL_LIVENESS = {
+  keepaliveMs: 5_000,
+  keepaliveTimeoutMs: 3_000,
+  initialBackoffMs: 500,
+  maxBackoffMs: 3_000,
+} as const;
+
+/** Channel options carrying PEER_CHANNEL_LIVENESS. */
+export function livenessChannelOptions(): grpc.ChannelOptions {
+  return {
+    "grpc.keepalive_time_ms": PEER_CHANNEL_LIVENESS.keepaliveMs,
+    "grpc.keepalive_timeout_ms": PEER_CHANNEL_LIVENESS.keepaliveTimeoutMs,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.initial_reconnect_backoff_ms": PEER_CHANNEL_LIVENESS.initialBackoffMs,
+    "grpc.max_reconnect_backoff_ms": PEER_CHANNEL_LIVENESS.maxBackoffMs,
+  };
+}
+
 export class PeerClient {
   readonly #client: GeneratedPeerClient;
 
@@ -48,11 +79,10 @@ export class PeerClient {
     this.#client = new Peer(address, credentials, {
       // Certificates name the region and localhost; the address may be a proxy's.
       "grpc.ssl_target_name_override": "localhost",
-      "grpc.keepalive_time_ms": 10_000,
+      ...livenessChannelOptions(),
       // HTTP/2's default 64 KiB window throttles a blob stream to a few
       // dozen MiB/s; a large window lets a copy run at link speed.
       "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW,
-      "grpc.keepalive_timeout_ms": 5_000,
       // A repository's registers (RepoState) can run to megabytes.
       "grpc.max_receive_message_length": 64 << 20,
       ...channelOptions,

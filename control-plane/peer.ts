@@ -422,6 +422,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
+  // Nothing to reload; a stray SIGHUP must not stop the peer (node/server.ts).
+  process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
   exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
 }
 

@@ -535,7 +535,6 @@ export class AuditLog {
           name: this.#options.name ?? "meridian-audit",
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
-          pingInterval: 5_000,
         });
       } catch (err) {
         if (++attempt === 1) this.#log.warn({ err, attempt }, "audit log cannot connect");

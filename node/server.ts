@@ -420,16 +420,17 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => shutdown("SIGINT"));
   process.on("SIGTERM", () => shutdown("SIGTERM"));
-  if (config.tls !== undefined) {
-    process.on("SIGHUP", () => {
-      try {
-        node.reloadTls();
-        logger.info("tls certificate reloaded");
-      } catch (err) {
-        logger.error({ err }, "tls certificate reload failed; serving the previous one");
-      }
-    });
-  }
+  // SIGHUP re-reads the certificate; it never stops the process (a stray one, such as
+  // the kernel's to an orphaned process group with a stopped member, must not).
+  process.on("SIGHUP", () => {
+    if (config.tls === undefined) return logger.info("SIGHUP: nothing to reload");
+    try {
+      node.reloadTls();
+      logger.info("tls certificate reloaded");
+    } catch (err) {
+      logger.error({ err }, "tls certificate reload failed; serving the previous one");
+    }
+  });
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -65,6 +65,19 @@ export function clientErrorResponse(code: string | undefined): string {
 export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === "ECONNRESET" || socket.destroyed) return;
   const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (socket.writable && inFlight?.headersSent !== true) socket.write(clientErrorResponse(err.code));
-  socket.destroy(err);
+  if (!socket.writable || inFlight?.headersSent === true) {
+    socket.destroy(err);
+    return;
+  }
+  // Half-close after the answer and read (and drop) what the client still
+  // sends, for at most LINGER_MS: closing with its unread bytes (the rest of
+  // an oversized header) would make the kernel reset the connection, and the
+  // client could lose the answer to that reset.
+  socket.end(clientErrorResponse(err.code));
+  socket.on("data", () => {});
+  socket.once("end", () => socket.destroy());
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
 }
+
+/** How long a refused connection is drained after its answer before it is closed outright. */
+const LINGER_MS = 1_000;

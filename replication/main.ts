@@ -1,3 +1,15 @@
+/**
+ * The replication worker process of one region.
+ *
+ *   node dist/replication/main.js [--config FILE]
+ *
+ * Settings: an optional JSON file, then the environment; every setting, its
+ * variable and default is in replication/config.ts (`WORKER_SETTINGS`) and
+ * the README's configuration reference. See worker.ts and copy.ts for what
+ * they bound. HTTP: /metrics, /links (each link's state,
+ * replication/links.ts), /failures, /healthz.
+ * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
+ */
 import { mkdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
@@ -122,6 +134,10 @@ function listenMetrics(
       // What this worker is retrying, and why (meridian replication status reads it).
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, failures: Object.fromEntries(worker.failures) }));
+    } else if (req.url === "/links") {
+      // Each link's state now (replication/links.ts): what `meridian status` shows per source.
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, links: worker.links.snapshot() }));
     } else if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));
@@ -164,6 +180,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", shutdown);
   process.on("SIGTERM", shutdown);
+  // Nothing to reload; a stray SIGHUP must not stop the worker (node/server.ts).
+  process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
   exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
 }
 

@@ -55,6 +55,15 @@
  * back to its link: what the policy held back arrives at once), and on every `policy.run` request naming this region as a
  * destination; a requested run's result is appended as `policy.run.finished`.
  *
+ * Stalls (issue 11): every link's truth — how far behind, the oldest
+ * pending event's age, the last success, the recent lag — is kept by
+ * `links` (replication/links.ts) and served on /metrics and /links. After a
+ * frozen region resumes or a link heals, replication resumes within about
+ * 8 s + 5 s (every NATS connection and peer channel notices a silent peer
+ * and redials within those bounds: node/data/nats-connect.ts,
+ * control-plane/peer-client.ts) and the region serves it within 5 s more
+ * (node/data/jetstream-log.ts tail); replication/README.md has the figures.
+ *
  * Conflicts: when a replicated tag write loses the merge here to a write this
  * region made, this region appends a `tag.conflict` naming both (its id is
  * derived from the two writes, so it is recorded once however often seen).
@@ -70,7 +79,7 @@ import {
 } from "@nats-io/jetstream";
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from "prom-client";
+import { Counter, Histogram, type Registry as MetricsRegistry } from "prom-client";
 import type { PeerClient } from "../control-plane/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
@@ -105,6 +114,7 @@ import {
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
 import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { ClosureLimitError, type ClosureLimits, Copier } from "./copy.js";
+import { LinkMonitor } from "./links.js";
 import { type BreakerLimits, breakerTrips, DEFAULT_BREAKER } from "./plan.js";
 import { conflictHere, type ReconcileResult, Reconciler, type TagConflictBody } from "./reconcile.js";
 
@@ -207,7 +217,8 @@ export class ReplicationWorker {
   readonly #runs: Promise<void>[] = [];
   readonly #connections: NatsConnection[] = [];
   readonly #lag: Histogram<"src" | "dst">;
-  readonly #pending: Gauge<"src" | "dst">;
+  /** Each link's truth (behind by, oldest pending age, last success, recent lag): replication/links.ts. */
+  readonly links: LinkMonitor;
   readonly #bytes: Counter<"src" | "dst">;
   readonly #events: Counter<"src" | "dst" | "outcome">;
   /** Last source sequence replicated, per source (for status). */
@@ -256,11 +267,10 @@ export class ReplicationWorker {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
-    this.#pending = new Gauge({
-      name: "meridian_replication_pending_events",
-      help: "Events of the source region not yet replicated here",
-      labelNames: ["src", "dst"],
-      registers,
+    this.links = new LinkMonitor({
+      region: options.region,
+      sources: options.mesh.regions.map((r) => r.name).filter((r) => r !== options.region),
+      metrics: options.metrics,
     });
     this.#bytes = new Counter({
       name: "meridian_replication_bytes_total",
@@ -764,8 +774,6 @@ export class ReplicationWorker {
       waitOnFirstConnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 500,
-      pingInterval: 2_000,
-      maxPingOut: 2,
     });
     quiet();
     this.#onStop.delete(quiet);
@@ -837,6 +845,7 @@ export class ReplicationWorker {
     let slotFreed: (() => void) | undefined;
     try {
       for await (const m of messages) {
+        this.links.delivered(source.name, m.seq, m.info.timestampNanos / 1e6, m.info.pending);
         // Kept alive from delivery to acknowledgement: an event waiting for its turn must not be redelivered.
         const keepAlive = setInterval(() => m.working(), ACK_WAIT_MS / 3);
         // What came before this event, committed (a deletion's breaker check waits for it).
@@ -954,6 +963,7 @@ export class ReplicationWorker {
       this.#events.inc({ ...labels, outcome: p.outcome });
       m.ack();
       this.applied.set(source, m.seq);
+      this.links.committed(source, m.seq);
       return;
     }
     const min = this.#o.retryMinMs ?? 250;
@@ -973,6 +983,7 @@ export class ReplicationWorker {
       }
       m.term(p.reason.slice(0, 200));
       this.applied.set(source, m.seq);
+      this.links.committed(source, m.seq);
       this.#events.inc({ ...labels, outcome: "failed" });
       return;
     }
@@ -992,7 +1003,9 @@ export class ReplicationWorker {
     this.applied.set(source, m.seq);
     if (isContentEvent(outgoing)) this.failures.delete(failureKey(outgoing));
     this.#events.inc({ ...labels, outcome: "replicated" });
-    this.#lag.observe(labels, Math.max(0, (Date.now() - Date.parse(event.at)) / 1000));
+    const lag = Math.max(0, (Date.now() - Date.parse(event.at)) / 1000);
+    this.#lag.observe(labels, lag);
+    this.links.committed(source, m.seq, lag);
   }
 
   /**
@@ -1101,12 +1114,22 @@ export class ReplicationWorker {
     if (conflict !== undefined) await this.#recordConflict(conflict);
   }
 
+  /**
+   * Ask the source's server where this worker's durable stands (replication/
+   * links.ts). Unanswered (the source unreachable, the durable not made yet):
+   * the link keeps what it was told last, its ages keep growing, and its
+   * "source checked" time says how old that is.
+   */
   async #reportPending(jsm: JetStreamManager, source: string): Promise<void> {
     try {
       const info = await jsm.consumers.info(streamName(source), durableName(this.#o.region));
-      this.#pending.set({ src: source, dst: this.#o.region }, info.num_pending + info.num_ack_pending);
+      this.links.sourceAnswered(source, {
+        deliveredSeq: info.delivered.stream_seq,
+        ackFloorSeq: info.ack_floor.stream_seq,
+        numPending: info.num_pending,
+      });
     } catch {
-      // unreachable source: the gauge keeps its last value
+      // see above
     }
   }
 }

@@ -147,9 +147,38 @@ export interface ProxiedRegion {
   peerEnv: Record<string, string>;
 }
 
+/** One process of a region, as `killProcess`/`restartProcess` name it. */
+export type RegionProcess = "nats" | "node" | "peer" | "worker";
+
+/**
+ * With `edges`: the links into a region from outside replication, each a
+ * TcpProxy. `registry` and `grpc` are the region's node (HTTP) and peer
+ * (gRPC) as the front door and operators see them (`edgeMeshFile`); `nats`
+ * is the region's nats-server as its own node, peer and worker see it.
+ */
+export interface EdgeLinks {
+  registry: TcpProxy;
+  grpc: TcpProxy;
+  nats: TcpProxy;
+}
+
+export interface ProxiedMeshOptions {
+  /**
+   * Put `EdgeLinks` in front of every region (default false: the front door,
+   * operators and a region's own processes reach it directly). The peer's
+   * and worker's metrics ports are then fixed, and named in `edgeMeshFile`,
+   * so `meridian status --mesh edgeMeshFile` sees them across restarts.
+   */
+  edges?: boolean;
+}
+
 export interface ProxiedMesh {
   regions: Map<string, ProxiedRegion>;
   meshFile: string;
+  /** With `edges`: region → its edge links. */
+  edges?: Map<string, EdgeLinks>;
+  /** With `edges`: mesh.json with every region's registry and gRPC behind its edge proxies, metrics included. */
+  edgeMeshFile?: string;
   /** proxies.get(dst).get(src): the links dst's worker uses to reach src (NATS and gRPC). */
   proxies: Map<string, Map<string, { nats: TcpProxy; grpc: TcpProxy }>>;
   /** Cut every replication link into and out of `region`. */
@@ -162,6 +191,10 @@ export interface ProxiedMesh {
    * its data (log, store, views) is deleted first: a region rebuilt empty.
    */
   restartRegion(region: string, options?: { fresh?: boolean }): Promise<void>;
+  /** SIGKILL one process of a region, and wait for its exit. */
+  killProcess(region: string, kind: RegionProcess): Promise<void>;
+  /** Start one (killed) process of a region again, as it was started (same ports and data). */
+  restartProcess(region: string, kind: RegionProcess): Promise<void>;
 }
 
 /**
@@ -169,12 +202,14 @@ export interface ProxiedMesh {
  * every worker reaching the other regions' NATS and peers through a TcpProxy
  * of chaos/, so a test can partition a region or slow a link. `env` adds
  * settings per process kind. Nodes do not fetch on miss unless `env.node`
- * sets MERIDIAN_FETCH_ON_MISS.
+ * sets MERIDIAN_FETCH_ON_MISS. `options.edges` adds proxies on the other
+ * links too (ProxiedMeshOptions).
  */
 export async function startProxiedMesh(
   after: After,
   names: string[],
   env: { node?: Env; peer?: Env; worker?: Env } = {},
+  options: ProxiedMeshOptions = {},
 ): Promise<ProxiedMesh> {
   const root = tempDir(after, "meridian-pmesh-");
   const certs = await ensureMeshCerts(join(root, "certs"), [...names, "front-door"]);
@@ -208,29 +243,79 @@ export async function startProxiedMesh(
     }
     proxies.set(dst, links);
   }
+  const edges = options.edges === true ? new Map<string, EdgeLinks>() : undefined;
+  let edgeMeshFile: string | undefined;
+  const metricsPorts = new Map<string, { peer: string; worker: string }>();
+  if (edges !== undefined) {
+    const to = async (address: string) => {
+      const url = new URL(address.includes("://") ? address : `tcp://${address}`);
+      const proxy = await TcpProxy.start({ target: { host: url.hostname, port: Number(url.port) } });
+      after(() => proxy.close());
+      return proxy;
+    };
+    for (const r of mesh.regions) {
+      edges.set(r.name, { registry: await to(r.registry), grpc: await to(r.grpc), nats: await to(r.nats) });
+      metricsPorts.set(r.name, { peer: String(await freePort()), worker: String(await freePort()) });
+    }
+    const seen: Mesh = {
+      ...mesh,
+      regions: mesh.regions.map((r) => ({
+        ...r,
+        registry: `http://${edges.get(r.name)!.registry.address}`,
+        grpc: edges.get(r.name)!.grpc.address,
+        metrics: {
+          peer: `http://127.0.0.1:${metricsPorts.get(r.name)!.peer}`,
+          worker: `http://127.0.0.1:${metricsPorts.get(r.name)!.worker}`,
+        },
+      })),
+    };
+    edgeMeshFile = join(root, "mesh-edge.json");
+    writeFileSync(edgeMeshFile, JSON.stringify(seen));
+  }
   const regions = new Map<string, ProxiedRegion>();
   for (const r of mesh.regions) {
     const dir = join(root, r.name);
+    // With edges, the region's own processes reach its nats-server through its edge proxy: the
+    // worker takes its local NATS from mesh.json, so the region gets a copy naming that proxy.
+    const localNats = edges === undefined ? r.nats : `nats://${edges.get(r.name)!.nats.address}`;
+    let regionMeshFile = meshFile;
+    if (edges !== undefined) {
+      regionMeshFile = join(root, `mesh-${r.name}.json`);
+      const own: Mesh = {
+        ...mesh,
+        regions: mesh.regions.map((x) => (x.name === r.name ? { ...x, nats: localNats } : x)),
+      };
+      writeFileSync(regionMeshFile, JSON.stringify(own));
+    }
+    const fixedMetrics = metricsPorts.get(r.name);
     const base = {
       MERIDIAN_REGION: r.name,
       MERIDIAN_DATA_DIR: dir,
-      MERIDIAN_MESH: meshFile,
+      MERIDIAN_MESH: regionMeshFile,
       MERIDIAN_STORAGE_FSYNC: "false",
     };
     const nodeEnv = {
       ...base,
-      MERIDIAN_NATS_SERVERS: r.nats,
+      MERIDIAN_NATS_SERVERS: localNats,
       MERIDIAN_LISTEN_PORT: new URL(r.registry).port,
       // Replication tests look at what each region holds: no fetching from the others unless asked.
       MERIDIAN_FETCH_ON_MISS: "off",
       ...env.node,
     };
     const node = await spawnMeridian(after, "node/server.js", nodeEnv);
-    const peerEnv = { ...base, MERIDIAN_HEARTBEAT_INTERVAL_MS: "250", ...env.peer };
+    const peerEnv = {
+      ...base,
+      MERIDIAN_HEARTBEAT_INTERVAL_MS: "250",
+      ...(edges === undefined
+        ? {}
+        : { MERIDIAN_NATS_SERVERS: localNats, MERIDIAN_METRICS_PORT: fixedMetrics!.peer }),
+      ...env.peer,
+    };
     const peer = await spawnMeridian(after, "control-plane/peer.js", peerEnv);
     const links = proxies.get(r.name)!;
     const workerEnv = {
       ...base,
+      ...(fixedMetrics === undefined ? {} : { MERIDIAN_METRICS_PORT: fixedMetrics.worker }),
       ...env.worker,
       MERIDIAN_PEER_ADDRESSES: JSON.stringify(
         Object.fromEntries([...links].map(([s, l]) => [s, l.grpc.address])),
@@ -257,10 +342,13 @@ export async function startProxiedMesh(
     ...proxies.get(region)!.values(),
     ...[...proxies].filter(([dst]) => dst !== region).map(([, links]) => links.get(region)!),
   ];
+  const entries = { node: "node/server.js", peer: "control-plane/peer.js", worker: "replication/main.js" };
+  const envOf = (r: ProxiedRegion) => ({ node: r.nodeEnv, peer: r.peerEnv, worker: r.workerEnv });
   return {
     regions,
     meshFile,
     proxies,
+    ...(edges === undefined ? {} : { edges, edgeMeshFile: edgeMeshFile! }),
     partition: (region) => {
       for (const l of linksOf(region)) {
         l.nats.partition();
@@ -286,6 +374,15 @@ export async function startProxiedMesh(
       r.node = await spawnMeridian(after, "node/server.js", r.nodeEnv);
       r.peer = await spawnMeridian(after, "control-plane/peer.js", r.peerEnv);
       r.worker = await spawnMeridian(after, "replication/main.js", r.workerEnv);
+    },
+    killProcess: async (name, kind) => {
+      const r = regions.get(name)!;
+      await (kind === "nats" ? r.nats : r[kind]).kill();
+    },
+    restartProcess: async (name, kind) => {
+      const r = regions.get(name)!;
+      if (kind === "nats") r.nats = await restartNats(after, r.nats, join(r.dir, "nats"));
+      else r[kind] = await spawnMeridian(after, entries[kind], envOf(r)[kind]);
     },
   };
 }

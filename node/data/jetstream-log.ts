@@ -47,6 +47,28 @@ export interface JetStreamLogOptions {
 const WRONG_LAST_SEQUENCE = 10071;
 const NO_MESSAGE_FOUND = 10037;
 
+/**
+ * How long one pull of `tail` waits on the server (its idle heartbeat is half
+ * of it; two missed heartbeats make the client ask again, recreating its
+ * consumer when the server dropped it). The tail's ordered consumer is an
+ * ephemeral one the server deletes after 5 minutes without a pull: after a
+ * freeze of the region longer than that (SIGSTOP, a frozen VM; the server's
+ * clock runs on while it is stopped) the server deletes it as it resumes.
+ * With nats.js's default (30 s, heartbeats every 15 s) the view then stood
+ * still for 30 s to two minutes while the log went on (issue 11: a node did
+ * not serve what its worker had replicated for 75 s); with 5 s, within
+ * about 5 s plus a consumer's creation.
+ */
+export const TAIL_PULL_EXPIRES_MS = 5_000;
+/**
+ * A tail that receives nothing for this long while the stream has events
+ * past it drops its consumer and starts a new one from where it stands
+ * (checked every half of it with one stream info): whatever stalls a
+ * consumer — dropped by the server, a pull lost in a reconnection — the view
+ * moves again within about this long of the server answering.
+ */
+export const TAIL_STALL_MS = 3_000;
+
 export class JetStreamLog implements EventLog {
   readonly #options: JetStreamLogOptions;
   readonly #stream: string;
@@ -86,7 +108,6 @@ export class JetStreamLog implements EventLog {
       waitOnFirstConnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
-      pingInterval: 5_000,
     });
     if (this.#closed) {
       await nc.close();
@@ -189,11 +210,29 @@ export class JetStreamLog implements EventLog {
           deliver_policy: DeliverPolicy.StartSequence,
           opt_start_seq: next,
         });
-        const messages = await consumer.consume({ max_messages: 1024 });
+        const messages = await consumer.consume({ max_messages: 1024, expires: TAIL_PULL_EXPIRES_MS });
         const stop = () => messages.stop();
         signal.addEventListener("abort", stop, { once: true });
+        // The watchdog: the log has events past `next` and none came for
+        // TAIL_STALL_MS — whatever the consumer's trouble, start a new one from `next`.
+        let progressAt = Date.now();
+        const watchdog = setInterval(() => {
+          if (Date.now() - progressAt < TAIL_STALL_MS) return;
+          this.lastSeq().then(
+            (last) => {
+              if (last < next)
+                progressAt = Date.now(); // caught up: nothing to wait for
+              else if (Date.now() - progressAt >= TAIL_STALL_MS) {
+                this.#options.logger.warn({ seq: next, last }, "log tail stalled; restarted");
+                messages.stop();
+              }
+            },
+            () => undefined, // the server does not answer: the connection's own liveness handles it
+          );
+        }, TAIL_STALL_MS / 2);
         try {
           for await (const m of messages) {
+            progressAt = Date.now();
             if (m.seq < next) continue;
             next = m.seq + 1;
             let event: RegistryEvent;
@@ -207,6 +246,7 @@ export class JetStreamLog implements EventLog {
             yield { seq: m.seq, event };
           }
         } finally {
+          clearInterval(watchdog);
           signal.removeEventListener("abort", stop);
           messages.stop();
         }

@@ -1,19 +1,21 @@
 /**
  * How every Meridian process signs in to NATS: the credential and TLS
  * settings of one client (`NatsClientConfig`), read like the rest of a
- * process's configuration (`natsClientFromEnv` + `checkNatsClient`), and
+ * process's configuration (`natsClientSettings` + `checkNatsClient`), and
  * turned into nats.js connect options (`natsConnectOptions`).
  *
- * | setting              | env                            | meaning                                   |
- * |----------------------|--------------------------------|-------------------------------------------|
- * | nats.seedFile        | MERIDIAN_NATS_SEED_FILE        | NKEY user seed (challenge-response; the seed never leaves the host) |
- * | nats.credsFile       | MERIDIAN_NATS_CREDS_FILE       | a `.creds` file (user JWT + seed; operator/JWT mode servers) |
- * | nats.user            | MERIDIAN_NATS_USER             | user name, with passwordFile             |
- * | nats.passwordFile    | MERIDIAN_NATS_PASSWORD_FILE    | the password (first line), with user     |
- * | nats.inboxPrefix     | MERIDIAN_NATS_INBOX_PREFIX     | reply subjects' prefix (default `_INBOX`) |
- * | nats.tls.caFile      | MERIDIAN_NATS_TLS_CA_FILE      | CA that signed the server's certificate  |
- * | nats.tls.certFile    | MERIDIAN_NATS_TLS_CERT_FILE    | client certificate (mutual TLS), with keyFile |
- * | nats.tls.keyFile     | MERIDIAN_NATS_TLS_KEY_FILE     | client key (mutual TLS), with certFile   |
+ * The `nats.*` settings (credentials, inbox prefix, TLS, liveness) are the
+ * schema fragment `natsClientSettings`, which every process's schema
+ * includes (protocol/config-schema.ts; the README's reference lists them).
+ *
+ * Liveness (issue 11, a frozen region): every Meridian NATS connection
+ * (node, peer, worker, audit; the worker's to other regions too) pings its
+ * server, so one that stops answering without closing the connection
+ * (SIGSTOP, a frozen VM, a blackholed link) is noticed within
+ * pingIntervalMs × (maxPingOut + 1) — 6 s by default, where nats.js's own
+ * default is 2 min × 3 — and dropped; each re-dial is given up after
+ * connectTimeoutMs (nats.js: 20 s), so a server that answers again is
+ * reached within about connectTimeoutMs + the caller's reconnect wait.
  *
  * At most one of seedFile, credsFile, user+passwordFile; none connects
  * anonymously (a server `meridian up` starts refuses that). Secrets are only
@@ -41,13 +43,26 @@ export interface NatsClientConfig {
   passwordFile?: string;
   inboxPrefix?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /** Liveness (see above; defaults NATS_LIVENESS). */
+  pingIntervalMs?: number;
+  maxPingOut?: number;
+  connectTimeoutMs?: number;
+}
+
+/** Default liveness of every NATS connection: a silent server is dropped within 6 s, a dial within 5 s. */
+export const NATS_LIVENESS = { pingIntervalMs: 2_000, maxPingOut: 2, connectTimeoutMs: 5_000 } as const;
+
+/** How long a connection may go on with a server that stopped answering (ms), for `config`. Pure. */
+export function natsSilenceBoundMs(config: NatsClientConfig | undefined): number {
+  const ping = config?.pingIntervalMs ?? NATS_LIVENESS.pingIntervalMs;
+  return ping * ((config?.maxPingOut ?? NATS_LIVENESS.maxPingOut) + 1);
 }
 
 type Input = { [K in keyof NatsClientConfig]?: NatsClientConfig[K] };
 
 /** The `nats.*` client settings, as every process's schema includes them (protocol/config-schema.ts). */
 export function natsClientSettings() {
-  const { string, optional, section } = Setting;
+  const { string, integer, optional, section } = Setting;
   return {
     seedFile: optional(
       string({
@@ -80,14 +95,38 @@ export function natsClientSettings() {
       ),
       keyFile: optional(string({ env: "MERIDIAN_NATS_TLS_KEY_FILE", doc: "mutual TLS: the client key" })),
     }),
+    pingIntervalMs: optional(
+      integer({
+        env: "MERIDIAN_NATS_PING_INTERVAL_MS",
+        minimum: 100,
+        defaultText: `\`${NATS_LIVENESS.pingIntervalMs}\``,
+        doc: "the client pings its server this often; a silent server is dropped after maxPingOut + 1 of these",
+      }),
+    ),
+    maxPingOut: optional(
+      integer({
+        env: "MERIDIAN_NATS_MAX_PING_OUT",
+        minimum: 1,
+        defaultText: `\`${NATS_LIVENESS.maxPingOut}\``,
+        doc: "pings unanswered before the connection is dropped",
+      }),
+    ),
+    connectTimeoutMs: optional(
+      integer({
+        env: "MERIDIAN_NATS_CONNECT_TIMEOUT_MS",
+        minimum: 100,
+        defaultText: `\`${NATS_LIVENESS.connectTimeoutMs}\``,
+        doc: "one dial (TCP, INFO, CONNECT/PONG) is given up after this",
+      }),
+    ),
   };
 }
 
 const NATS_CLIENT = configSchema(natsClientSettings());
 
-/** The settings above from MERIDIAN_NATS_* variables (absent where unset, for merging). */
-export function natsClientFromEnv(env: Record<string, string | undefined>): Input {
-  const value = fromEnv(NATS_CLIENT, env, []) as Input;
+/** The settings above from MERIDIAN_NATS_* variables (absent where unset); a variable that is not a number is pushed to `problems`. */
+export function natsClientFromEnv(env: Record<string, string | undefined>, problems: string[] = []): Input {
+  const value = fromEnv(NATS_CLIENT, env, problems) as Input;
   return { ...value, tls: value.tls ?? {} };
 }
 
@@ -127,6 +166,16 @@ export function checkNatsClient(
       problems.push(`${where}.inboxPrefix: subject tokens without wildcards or spaces`);
     out.inboxPrefix = input.inboxPrefix;
   }
+  const count = (name: "pingIntervalMs" | "maxPingOut" | "connectTimeoutMs", min: number) => {
+    const raw = input?.[name];
+    if (raw === undefined || (raw as unknown) === "") return;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < min) problems.push(`${where}.${name} "${raw}": an integer ≥ ${min}`);
+    else out[name] = n;
+  };
+  count("pingIntervalMs", 100);
+  count("maxPingOut", 1);
+  count("connectTimeoutMs", 100);
   const tls = {
     caFile: file("tls.caFile", input?.tls?.caFile),
     certFile: file("tls.certFile", input?.tls?.certFile),
@@ -144,12 +193,18 @@ export function checkNatsClient(
 }
 
 /**
- * nats.js options for `config` (spread into `connect({...})`). The
- * authenticator reads its file on every (re)connection.
+ * nats.js options for `config` (spread into `connect({...})`, before the
+ * caller's own: liveness included, so a caller should not set pingInterval,
+ * maxPingOut or timeout itself). The authenticator reads its file on every
+ * (re)connection.
  */
 export function natsConnectOptions(config: NatsClientConfig | undefined): Partial<NodeConnectionOptions> {
-  if (config === undefined) return {};
-  const out: Partial<NodeConnectionOptions> = {};
+  const out: Partial<NodeConnectionOptions> = {
+    pingInterval: config?.pingIntervalMs ?? NATS_LIVENESS.pingIntervalMs,
+    maxPingOut: config?.maxPingOut ?? NATS_LIVENESS.maxPingOut,
+    timeout: config?.connectTimeoutMs ?? NATS_LIVENESS.connectTimeoutMs,
+  };
+  if (config === undefined) return out;
   if (config.seedFile !== undefined) {
     const file = config.seedFile;
     out.authenticator = nkeyAuthenticator(() => new TextEncoder().encode(firstLine(file)));
