@@ -6,6 +6,7 @@
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
+ *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
  *   meridian help [CMD] | meridian CMD --help
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -21,6 +22,7 @@ import { privateDirs } from "../node/data/private-files.js";
 import { parseMesh, regionOf } from "../protocol/mesh.js";
 import { ADMIN_USAGE, admin } from "./admin.js";
 import { audit } from "./audit.js";
+import { CONFIG_USAGE, config } from "./config.js";
 import { rebuild } from "./rebuild.js";
 import { status } from "./status.js";
 import { up } from "./up.js";
@@ -53,7 +55,7 @@ commands:
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
             signs in to NATS with MERIDIAN_NATS_* when set, else DIR/nats-auth/operator.seed
-
+${CONFIG_USAGE}
 admin commands (through a region's admin API):
 ${ADMIN_USAGE}`;
 
@@ -172,6 +174,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "audit":
       return audit(rest);
+    case "config":
+      return config(rest);
     case undefined:
     case "--help":
     case "-h":
@@ -204,8 +208,8 @@ function help(command: string): number {
  * else the operator seed of `meridian up` under <data>/nats-auth, if there.
  */
 function operatorNatsClient(dataDir: string): NatsClientConfig | undefined {
-  const fromEnv = natsClientFromEnv(process.env);
   const problems: string[] = [];
+  const fromEnv = natsClientFromEnv(process.env, problems);
   const given = Object.entries(process.env).some(
     ([k, v]) => k.startsWith("MERIDIAN_NATS_") && k !== "MERIDIAN_NATS_SERVERS" && v,
   );

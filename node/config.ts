@@ -4,59 +4,10 @@
  * overrides (command-line flags); validated with every problem listed at once;
  * frozen and passed down. Nothing else in the node reads the environment.
  *
- * | setting            | env                       | default                      |
- * |--------------------|---------------------------|------------------------------|
- * | region             | MERIDIAN_REGION           | local                        |
- * | dataDir            | MERIDIAN_DATA_DIR         | ./.meridian/<region>         |
- * | listen.host        | MERIDIAN_LISTEN_HOST      | 127.0.0.1                    |
- * | listen.port        | MERIDIAN_LISTEN_PORT      | 5000                         |
- * | nats.servers       | MERIDIAN_NATS_SERVERS     | nats://127.0.0.1:4222        |
- * | nats.seedFile      | MERIDIAN_NATS_SEED_FILE   | none (anonymous): NKEY seed file |
- * | nats.credsFile     | MERIDIAN_NATS_CREDS_FILE  | none: a .creds (JWT) file    |
- * | nats.user          | MERIDIAN_NATS_USER        | none: with nats.passwordFile |
- * | nats.passwordFile  | MERIDIAN_NATS_PASSWORD_FILE | none: password (first line) |
- * | nats.inboxPrefix   | MERIDIAN_NATS_INBOX_PREFIX | _INBOX                      |
- * | nats.tls.caFile    | MERIDIAN_NATS_TLS_CA_FILE | none: CA of the NATS server  |
- * | nats.tls.certFile  | MERIDIAN_NATS_TLS_CERT_FILE | none: client cert (mutual TLS) |
- * | nats.tls.keyFile   | MERIDIAN_NATS_TLS_KEY_FILE | none: client key (mutual TLS) |
- * | nats.pingIntervalMs | MERIDIAN_NATS_PING_INTERVAL_MS | 2000: a silent server is dropped after (maxPingOut + 1) of these |
- * | nats.maxPingOut    | MERIDIAN_NATS_MAX_PING_OUT | 2                            |
- * | nats.connectTimeoutMs | MERIDIAN_NATS_CONNECT_TIMEOUT_MS | 5000: one dial's bound |
- * | storage.root       | MERIDIAN_STORAGE_ROOT     | <dataDir>/store              |
- * | storage.fsync      | MERIDIAN_STORAGE_FSYNC    | true                         |
- * | storage.uploadMaxAgeHours | MERIDIAN_UPLOAD_MAX_AGE_HOURS | 168 (a week, as Distribution) |
- * | view.dir           | MERIDIAN_VIEW_DIR         | <dataDir>/view               |
- * | maxManifestBytes   | MERIDIAN_MAX_MANIFEST_BYTES | 4194304 (4 MiB, the spec's floor) |
- * | undeleteWindowHours | MERIDIAN_UNDELETE_WINDOW_HOURS | 168 (deleted content stays restorable a week) |
- * | logLevel           | MERIDIAN_LOG_LEVEL        | info                         |
- * | policiesFile       | MERIDIAN_POLICIES_FILE    | none                         |
- * | meshFile           | MERIDIAN_MESH             | none (a region on its own)   |
- * | fetchOnMiss        | MERIDIAN_FETCH_ON_MISS    | proxy (with a mesh), else off |
- * | syncTimeoutMs      | MERIDIAN_SYNC_TIMEOUT_MS  | 30000                        |
- * | peerPollMs         | MERIDIAN_PEER_POLL_MS     | 250                          |
- * | startupGraceMs     | MERIDIAN_STARTUP_GRACE_MS | 30000 (protocol/startup-grace.ts) |
- * | tls.certFile       | MERIDIAN_TLS_CERT_FILE    | none (plain HTTP)            |
- * | tls.keyFile        | MERIDIAN_TLS_KEY_FILE     | none (plain HTTP)            |
- * | trustedProxies     | MERIDIAN_TRUSTED_PROXIES  | none (trust no proxy)        |
- * | auth.enabled       | MERIDIAN_AUTH             | false                        |
- * | auth.tokenKeyFile  | MERIDIAN_TOKEN_KEY_FILE   | <dataDir>/token-key.pem      |
- * | auth.retiredKeyFiles | MERIDIAN_TOKEN_RETIRED_KEY_FILES | none (comma-separated) |
- * | auth.service       | MERIDIAN_AUTH_SERVICE     | meridian                     |
- * | auth.realm         | MERIDIAN_AUTH_REALM       | <a trusted proxy's URL, else the node's address>/auth/token |
- * | auth.tokenTtlSeconds | MERIDIAN_TOKEN_TTL_SECONDS | 300                       |
- * | auth.adminPasswordFile | MERIDIAN_ADMIN_PASSWORD_FILE | none                  |
- * | auth.loginFailures | MERIDIAN_LOGIN_FAILURES   | 5 (per minute, per user and per address) |
- * | auth.allowUnauthenticated | MERIDIAN_NO_AUTH  | false: refuse to start without auth once the data has identities |
- * | auth.adminWriteAddresses | MERIDIAN_ADMIN_WRITE_ADDRESSES | 127.0.0.1, ::1, ::ffff:127.0.0.1 (without auth; "*": anyone) |
- * | http.idleTimeoutMs | MERIDIAN_HTTP_IDLE_TIMEOUT_MS | 60000 (a connection moving no byte this long is cut) |
- * | http.headersTimeoutMs | MERIDIAN_HTTP_HEADERS_TIMEOUT_MS | 20000 (request line and headers) |
- * | http.keepAliveTimeoutMs | MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS | 75000 (idle keep-alive connection) |
- * | http.maxConnectionsPerClient | MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT | 256 (per source address) |
- * | http.exempt        | MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT | 127.0.0.1,::1 (the front door of `meridian up`) |
- * | uploads.idleMinutes | MERIDIAN_UPLOAD_IDLE_MINUTES | 60 (a session receiving nothing this long is removed) |
- * | uploads.maxSessions | MERIDIAN_UPLOAD_MAX_SESSIONS | 4096 (open sessions started on this node) |
- * | uploads.maxSessionsPerClient | MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT | 256 (per identity; per address when anonymous) |
- * | uploads.maxSessionsPerRepository | MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY | 256 |
+ * The settings, their `MERIDIAN_*` variables, defaults and ranges are the
+ * schema below (`NODE_SETTINGS`, protocol/config-schema.ts); the README's
+ * configuration reference is generated from it. An unknown or misspelt key,
+ * in the file or the overrides, is an error naming it.
  *
  * `http` bounds slow and greedy clients (protocol/http-limits.ts): there is
  * no total request deadline (a 10 GiB upload that keeps moving is never
@@ -135,94 +86,275 @@ import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import {
   ConfigError,
+  configSchema,
   type DeepPartial,
   deepFreeze,
-  envBoolean,
-  envList,
-  envNumber,
-  httpLimitsFromEnv,
   LOG_LEVELS,
-  mergeConfig,
-} from "../protocol/config-sources.js";
-import { type HttpLimits, httpLimitsProblems } from "../protocol/http-limits.js";
+  resolveSettings,
+  Setting,
+  type Static,
+} from "../protocol/config-schema.js";
+import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
-import { checkNatsClient, type NatsClientConfig, natsClientFromEnv } from "./data/nats-connect.js";
+import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 
-export interface NodeConfig {
-  region: string;
-  dataDir: string;
-  listen: { host: string; port: number };
-  nats: { servers: string[] } & NatsClientConfig;
-  storage: { root: string; fsync: boolean; uploadMaxAgeHours: number };
-  view: { dir: string };
-  maxManifestBytes: number;
-  /** How long deleted content stays restorable with `undelete`, in hours. */
-  undeleteWindowHours: number;
-  logLevel: string;
-  policiesFile?: string;
-  /** The policies read from `policiesFile` (empty without one). */
-  policies: Policy[];
-  meshFile?: string;
-  /** The parsed mesh (read once at load), with `meshFile`. */
-  mesh?: Mesh;
-  fetchOnMiss: FetchOnMiss;
-  syncTimeoutMs: number;
-  peerPollMs: number;
-  /** A fence set this long after start is start-up, logged at info (protocol/startup-grace.ts). */
-  startupGraceMs: number;
-  /** HTTPS instead of HTTP: the certificate (with its chain) and key, PEM files. */
-  tls?: { certFile: string; keyFile: string };
-  trustedProxies: string[];
-  auth: AuthConfig;
-  /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
-  http: HttpLimits;
-  uploads: UploadLimits;
-}
-
-/** Upload sessions opened on this node (node/data/registry.ts). */
-export interface UploadLimits {
-  idleMinutes: number;
-  maxSessions: number;
-  /** Per identity; per address for anonymous clients. */
-  maxSessionsPerClient: number;
-  maxSessionsPerRepository: number;
-}
-
-export interface AuthConfig {
-  enabled: boolean;
-  tokenKeyFile: string;
-  retiredKeyFiles: string[];
-  service: string;
-  /** The token endpoint clients are sent to (the public URL); undefined: a trusted proxy's, else the node's address. */
-  realm?: string;
-  tokenTtlSeconds: number;
-  adminPasswordFile?: string;
-  /** Failed logins allowed per user and per address in a minute before more are refused (429). */
-  loginFailures: number;
-  /**
-   * Start with authentication off even though this node's data has identities
-   * (users in the view, or the token key file): issue 11, finding 9. Without
-   * it such a start is refused; with it the start is logged at warn and audited.
-   */
-  allowUnauthenticated: boolean;
-  /**
-   * Without authentication: the socket addresses (never forwarded headers)
-   * admin writes are accepted from; "*" accepts anyone. Default: loopback.
-   */
-  adminWriteAddresses: string[];
-}
+const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
 
 /** The addresses a loopback client connects from (IPv4, IPv6, IPv4-mapped IPv6). */
 export const LOOPBACK: readonly string[] = ["127.0.0.1", "::1", "::ffff:127.0.0.1"];
 
 export type FetchOnMiss = "proxy" | "redirect" | "off";
-const FETCH_ON_MISS: readonly FetchOnMiss[] = ["proxy", "redirect", "off"];
 
-export type NodeConfigInput = Omit<DeepPartial<NodeConfig>, "mesh" | "tls"> & {
-  tls?: { certFile?: string; keyFile?: string };
-};
+/** Every setting of a registry node, once. */
+export const NODE_SETTINGS = configSchema({
+  region: string({
+    env: "MERIDIAN_REGION",
+    default: "local",
+    pattern: "^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$",
+    doc: "the region's name: lower-case letters, digits and dashes, at most 32",
+  }),
+  dataDir: optional(
+    string({
+      env: "MERIDIAN_DATA_DIR",
+      defaultText: "`.meridian/<region>`",
+      doc: "the node's data directory",
+    }),
+  ),
+  listen: section({
+    host: string({
+      env: "MERIDIAN_LISTEN_HOST",
+      default: "127.0.0.1",
+      doc: "address the registry listens on",
+    }),
+    port: integer({
+      env: "MERIDIAN_LISTEN_PORT",
+      default: 5000,
+      minimum: 0,
+      maximum: 65535,
+      doc: "its port",
+    }),
+  }),
+  nats: section({
+    servers: list({
+      env: "MERIDIAN_NATS_SERVERS",
+      default: ["nats://127.0.0.1:4222"],
+      doc: "the region's NATS (nats:// or tls:// URLs; comma-separated)",
+    }),
+    ...natsClientSettings(),
+  }),
+  storage: section({
+    root: optional(
+      string({ env: "MERIDIAN_STORAGE_ROOT", defaultText: "`<dataDir>/store`", doc: "the blob store" }),
+    ),
+    fsync: boolean({
+      env: "MERIDIAN_STORAGE_FSYNC",
+      default: true,
+      doc: "flush each blob to disk before it becomes visible",
+    }),
+    uploadMaxAgeHours: number({
+      env: "MERIDIAN_UPLOAD_MAX_AGE_HOURS",
+      default: 168,
+      exclusiveMinimum: 0,
+      doc: "longest life of an upload session, in hours (a week, as Distribution)",
+    }),
+  }),
+  view: section({
+    dir: optional(
+      string({
+        env: "MERIDIAN_VIEW_DIR",
+        defaultText: "`<dataDir>/view`",
+        doc: "the node's metadata view (one node per view)",
+      }),
+    ),
+  }),
+  maxManifestBytes: integer({
+    env: "MERIDIAN_MAX_MANIFEST_BYTES",
+    default: 4 * 1024 * 1024,
+    minimum: 4 * 1024 * 1024,
+    doc: "largest manifest accepted (the OCI spec's minimum is 4 MiB)",
+  }),
+  undeleteWindowHours: number({
+    env: "MERIDIAN_UNDELETE_WINDOW_HOURS",
+    default: 168,
+    exclusiveMinimum: 0,
+    doc: "how long deleted content stays restorable with `meridian undelete`, in hours",
+  }),
+  logLevel: oneOf([...LOG_LEVELS] as string[], {
+    env: "MERIDIAN_LOG_LEVEL",
+    default: "info",
+    doc: "log level",
+  }),
+  policiesFile: optional(
+    string({
+      env: "MERIDIAN_POLICIES_FILE",
+      doc: "a YAML file of replication policies, stored at start when they differ from the stored ones",
+    }),
+  ),
+  meshFile: optional(
+    string({
+      env: "MERIDIAN_MESH",
+      defaultText: "none (a region on its own)",
+      doc: "mesh.json: the other regions; with it the node talks to its region's peer",
+    }),
+  ),
+  fetchOnMiss: optional(
+    oneOf(["proxy", "redirect", "off"], {
+      env: "MERIDIAN_FETCH_ON_MISS",
+      defaultText: "`proxy` with a mesh, else `off`",
+      doc: "content this region lacks: relayed from a region that has it, a 307 there, or 404",
+    }),
+  ),
+  syncTimeoutMs: integer({
+    env: "MERIDIAN_SYNC_TIMEOUT_MS",
+    default: 30_000,
+    minimum: 1,
+    maximum: 300_000,
+    doc: "how long a `sync(k)` push waits for k other regions",
+  }),
+  peerPollMs: integer({
+    env: "MERIDIAN_PEER_POLL_MS",
+    default: 250,
+    minimum: 10,
+    doc: "how often the node asks its peer whether home writes are fenced",
+  }),
+  tls: section({
+    certFile: optional(
+      string({
+        env: "MERIDIAN_TLS_CERT_FILE",
+        doc: "HTTPS: the certificate with its chain (PEM; with keyFile; re-read on SIGHUP)",
+      }),
+    ),
+    keyFile: optional(string({ env: "MERIDIAN_TLS_KEY_FILE", doc: "HTTPS: the key (PEM; with certFile)" })),
+  }),
+  trustedProxies: list({
+    env: "MERIDIAN_TRUSTED_PROXIES",
+    default: [],
+    doc: "addresses or CIDRs of proxies (the front door) whose X-Forwarded-* are honoured",
+  }),
+  auth: section({
+    enabled: boolean({ env: "MERIDIAN_AUTH", default: false, doc: "authenticate every request" }),
+    tokenKeyFile: optional(
+      string({
+        env: "MERIDIAN_TOKEN_KEY_FILE",
+        defaultText: "`<dataDir>/token-key.pem`",
+        doc: "the mesh's token signing key (ES256, PKCS#8 PEM): the same file in every region",
+      }),
+    ),
+    retiredKeyFiles: list({
+      env: "MERIDIAN_TOKEN_RETIRED_KEY_FILES",
+      default: [],
+      doc: "public keys (SPKI PEM) of earlier signing keys, still accepted",
+    }),
+    service: string({
+      env: "MERIDIAN_AUTH_SERVICE",
+      default: "meridian",
+      pattern: String.raw`^[\x21\x23-\x7e]{1,128}$`,
+      doc: "the token service name (printable ASCII without spaces or quotes)",
+    }),
+    realm: optional(
+      string({
+        env: "MERIDIAN_AUTH_REALM",
+        pattern: String.raw`^https?://[^\s"]+$`,
+        defaultText: "a trusted proxy's URL, else the node's address, + `/auth/token`",
+        doc: "the token endpoint clients are sent to",
+      }),
+    ),
+    tokenTtlSeconds: integer({
+      env: "MERIDIAN_TOKEN_TTL_SECONDS",
+      default: 300,
+      minimum: 10,
+      maximum: 86_400,
+      doc: "life of an issued token",
+    }),
+    adminPasswordFile: optional(
+      string({
+        env: "MERIDIAN_ADMIN_PASSWORD_FILE",
+        doc: "creates the system admin `admin` with the file's first line as password when missing",
+      }),
+    ),
+    loginFailures: integer({
+      env: "MERIDIAN_LOGIN_FAILURES",
+      default: 5,
+      minimum: 1,
+      doc: "failed logins a minute per user and per address before 429",
+    }),
+    allowUnauthenticated: boolean({
+      env: "MERIDIAN_NO_AUTH",
+      default: false,
+      doc: "start with auth off although the data has identities (logged at warn and audited)",
+    }),
+    adminWriteAddresses: list({
+      env: "MERIDIAN_ADMIN_WRITE_ADDRESSES",
+      default: [...LOOPBACK],
+      doc: "with auth off, the socket addresses admin writes are accepted from (`*`: anyone)",
+    }),
+  }),
+  startupGraceMs: integer({
+    env: "MERIDIAN_STARTUP_GRACE_MS",
+    default: STARTUP_GRACE_MS,
+    minimum: 0,
+    doc: "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
+  }),
+  http: section(httpLimitSettings({ keepAliveTimeoutMs: 75_000, exempt: ["127.0.0.1", "::1"] })),
+  uploads: section({
+    idleMinutes: number({
+      env: "MERIDIAN_UPLOAD_IDLE_MINUTES",
+      default: 60,
+      exclusiveMinimum: 0,
+      doc: "an upload session that received nothing this long is removed",
+    }),
+    maxSessions: integer({
+      env: "MERIDIAN_UPLOAD_MAX_SESSIONS",
+      default: 4096,
+      minimum: 1,
+      doc: "open upload sessions started on this node; one more is 429",
+    }),
+    maxSessionsPerClient: integer({
+      env: "MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT",
+      default: 256,
+      minimum: 1,
+      doc: "per identity (per address when anonymous)",
+    }),
+    maxSessionsPerRepository: integer({
+      env: "MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY",
+      default: 256,
+      minimum: 1,
+      doc: "per repository",
+    }),
+  }),
+});
+
+type Settings = Static<typeof NODE_SETTINGS>;
+
+/** The node's configuration: the settings, with computed defaults filled in and files read. */
+export interface NodeConfig
+  extends Omit<Settings, "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http"> {
+  dataDir: string;
+  nats: { servers: string[] } & NatsClientConfig;
+  storage: { root: string; fsync: boolean; uploadMaxAgeHours: number };
+  view: { dir: string };
+  /** The policies read from `policiesFile` (empty without one). */
+  policies: Policy[];
+  /** The parsed mesh (read once at load), with `meshFile`. */
+  mesh?: Mesh;
+  fetchOnMiss: FetchOnMiss;
+  /** HTTPS instead of HTTP: the certificate (with its chain) and key, PEM files. */
+  tls?: { certFile: string; keyFile: string };
+  auth: AuthConfig;
+  /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
+  http: HttpLimits;
+}
+
+/** Upload sessions opened on this node (node/data/registry.ts). */
+export type UploadLimits = Settings["uploads"];
+
+export interface AuthConfig extends Omit<Settings["auth"], "tokenKeyFile"> {
+  tokenKeyFile: string;
+}
+
+export type NodeConfigInput = DeepPartial<Settings>;
 
 export { ConfigError };
 
@@ -232,133 +364,39 @@ export function loadNodeConfig(sources: {
   overrides?: NodeConfigInput;
 }): Readonly<NodeConfig> {
   const problems: string[] = [];
-  let fromFile: NodeConfigInput = {};
-  if (sources.file !== undefined) {
-    try {
-      fromFile = JSON.parse(readFileSync(sources.file, "utf8"));
-    } catch (err) {
-      problems.push(`config file ${sources.file}: ${(err as Error).message}`);
-    }
-  }
-  const env = sources.env ?? {};
-  const fromEnv: NodeConfigInput = {
-    region: env.MERIDIAN_REGION,
-    dataDir: env.MERIDIAN_DATA_DIR,
-    listen: { host: env.MERIDIAN_LISTEN_HOST, port: envNumber(env.MERIDIAN_LISTEN_PORT) },
-    nats: { servers: env.MERIDIAN_NATS_SERVERS?.split(",").map((s) => s.trim()), ...natsClientFromEnv(env) },
-    storage: {
-      root: env.MERIDIAN_STORAGE_ROOT,
-      fsync: envBoolean(env.MERIDIAN_STORAGE_FSYNC),
-      uploadMaxAgeHours: envNumber(env.MERIDIAN_UPLOAD_MAX_AGE_HOURS),
-    },
-    view: { dir: env.MERIDIAN_VIEW_DIR },
-    maxManifestBytes: envNumber(env.MERIDIAN_MAX_MANIFEST_BYTES),
-    undeleteWindowHours: envNumber(env.MERIDIAN_UNDELETE_WINDOW_HOURS),
-    logLevel: env.MERIDIAN_LOG_LEVEL,
-    policiesFile: env.MERIDIAN_POLICIES_FILE,
-    meshFile: env.MERIDIAN_MESH,
-    fetchOnMiss: env.MERIDIAN_FETCH_ON_MISS as FetchOnMiss | undefined,
-    syncTimeoutMs: envNumber(env.MERIDIAN_SYNC_TIMEOUT_MS),
-    peerPollMs: envNumber(env.MERIDIAN_PEER_POLL_MS),
-    startupGraceMs: envNumber(env.MERIDIAN_STARTUP_GRACE_MS),
-    tls: { certFile: env.MERIDIAN_TLS_CERT_FILE, keyFile: env.MERIDIAN_TLS_KEY_FILE },
-    trustedProxies: envList(env.MERIDIAN_TRUSTED_PROXIES),
-    auth: {
-      enabled: envBoolean(env.MERIDIAN_AUTH),
-      tokenKeyFile: env.MERIDIAN_TOKEN_KEY_FILE,
-      retiredKeyFiles: envList(env.MERIDIAN_TOKEN_RETIRED_KEY_FILES),
-      service: env.MERIDIAN_AUTH_SERVICE,
-      realm: env.MERIDIAN_AUTH_REALM,
-      tokenTtlSeconds: envNumber(env.MERIDIAN_TOKEN_TTL_SECONDS),
-      adminPasswordFile: env.MERIDIAN_ADMIN_PASSWORD_FILE,
-      loginFailures: envNumber(env.MERIDIAN_LOGIN_FAILURES),
-      allowUnauthenticated: envBoolean(env.MERIDIAN_NO_AUTH),
-      adminWriteAddresses: envList(env.MERIDIAN_ADMIN_WRITE_ADDRESSES),
-    },
-    http: httpLimitsFromEnv(env),
-    uploads: {
-      idleMinutes: envNumber(env.MERIDIAN_UPLOAD_IDLE_MINUTES),
-      maxSessions: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS),
-      maxSessionsPerClient: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT),
-      maxSessionsPerRepository: envNumber(env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY),
-    },
-  };
-  const merged = mergeConfig(mergeConfig(fromFile, fromEnv), sources.overrides ?? {});
-  const region = merged.region ?? "local";
-  const dataDir = resolve(merged.dataDir ?? join(".meridian", region));
+  const settings = resolveSettings(NODE_SETTINGS, sources, problems, readFileSync);
+  const { region } = settings;
+  const dataDir = resolve(settings.dataDir ?? join(".meridian", region));
+  const { tls: _tls, ...rest } = settings;
   const config: NodeConfig = {
-    region,
+    ...rest,
     dataDir,
-    listen: { host: merged.listen?.host ?? "127.0.0.1", port: merged.listen?.port ?? 5000 },
-    nats: {
-      servers: (merged.nats?.servers as string[] | undefined) ?? ["nats://127.0.0.1:4222"],
-      ...checkNatsClient(merged.nats, problems),
-    },
-    storage: {
-      root: resolve(merged.storage?.root ?? join(dataDir, "store")),
-      fsync: merged.storage?.fsync ?? true,
-      uploadMaxAgeHours: merged.storage?.uploadMaxAgeHours ?? 168,
-    },
-    view: { dir: resolve(merged.view?.dir ?? join(dataDir, "view")) },
-    maxManifestBytes: merged.maxManifestBytes ?? 4 * 1024 * 1024,
-    undeleteWindowHours: merged.undeleteWindowHours ?? 168,
-    logLevel: merged.logLevel ?? "info",
+    nats: { servers: settings.nats.servers, ...checkNatsClient(settings.nats, problems) },
+    storage: { ...settings.storage, root: resolve(settings.storage.root ?? join(dataDir, "store")) },
+    view: { dir: resolve(settings.view.dir ?? join(dataDir, "view")) },
     policies: [],
-    fetchOnMiss: merged.fetchOnMiss ?? (merged.meshFile === undefined ? "off" : "proxy"),
-    syncTimeoutMs: merged.syncTimeoutMs ?? 30_000,
-    peerPollMs: merged.peerPollMs ?? 250,
-    startupGraceMs: merged.startupGraceMs ?? STARTUP_GRACE_MS,
-    trustedProxies: (merged.trustedProxies as string[] | undefined) ?? [],
+    fetchOnMiss: settings.fetchOnMiss ?? (settings.meshFile === undefined ? "off" : "proxy"),
     auth: {
-      enabled: merged.auth?.enabled ?? false,
-      tokenKeyFile: resolve(merged.auth?.tokenKeyFile ?? join(dataDir, "token-key.pem")),
-      retiredKeyFiles: (merged.auth?.retiredKeyFiles ?? []).map((f) => resolve(f as string)),
-      service: merged.auth?.service ?? "meridian",
-      realm: merged.auth?.realm,
-      tokenTtlSeconds: merged.auth?.tokenTtlSeconds ?? 300,
+      ...settings.auth,
+      tokenKeyFile: resolve(settings.auth.tokenKeyFile ?? join(dataDir, "token-key.pem")),
+      retiredKeyFiles: settings.auth.retiredKeyFiles.map((f) => resolve(f)),
       adminPasswordFile:
-        merged.auth?.adminPasswordFile === undefined ? undefined : resolve(merged.auth.adminPasswordFile),
-      loginFailures: merged.auth?.loginFailures ?? 5,
-      allowUnauthenticated: merged.auth?.allowUnauthenticated ?? false,
-      adminWriteAddresses: (merged.auth?.adminWriteAddresses as string[] | undefined) ?? [...LOOPBACK],
-    },
-    http: {
-      idleTimeoutMs: merged.http?.idleTimeoutMs ?? 60_000,
-      headersTimeoutMs: merged.http?.headersTimeoutMs ?? 20_000,
-      keepAliveTimeoutMs: merged.http?.keepAliveTimeoutMs ?? 75_000,
-      maxConnectionsPerClient: merged.http?.maxConnectionsPerClient ?? 256,
-      exempt: (merged.http?.exempt as string[] | undefined) ?? ["127.0.0.1", "::1"],
-    },
-    uploads: {
-      idleMinutes: merged.uploads?.idleMinutes ?? 60,
-      maxSessions: merged.uploads?.maxSessions ?? 4096,
-      maxSessionsPerClient: merged.uploads?.maxSessionsPerClient ?? 256,
-      maxSessionsPerRepository: merged.uploads?.maxSessionsPerRepository ?? 256,
+        settings.auth.adminPasswordFile === undefined ? undefined : resolve(settings.auth.adminPasswordFile),
     },
   };
-  if (merged.meshFile !== undefined) {
-    config.meshFile = resolve(merged.meshFile);
+  if (settings.meshFile !== undefined) {
+    config.meshFile = resolve(settings.meshFile);
     try {
       config.mesh = parseMesh(JSON.parse(readFileSync(config.meshFile, "utf8")));
       if (!config.mesh.regions.some((r) => r.name === config.region))
-        problems.push(`meshFile ${merged.meshFile}: region "${config.region}" is not in it`);
+        problems.push(`meshFile ${settings.meshFile}: region "${config.region}" is not in it`);
     } catch (err) {
       const detail = err instanceof MeshConfigError ? err.problems : [(err as Error).message];
-      for (const problem of detail) problems.push(`meshFile ${merged.meshFile}: ${problem}`);
+      for (const problem of detail) problems.push(`meshFile ${settings.meshFile}: ${problem}`);
     }
   }
-  if (!FETCH_ON_MISS.includes(config.fetchOnMiss))
-    problems.push(`fetchOnMiss: one of ${FETCH_ON_MISS.join(", ")}`);
-  else if (config.fetchOnMiss !== "off" && merged.meshFile === undefined)
+  if (config.fetchOnMiss !== "off" && settings.meshFile === undefined)
     problems.push(`fetchOnMiss ${config.fetchOnMiss}: needs meshFile (the other regions)`);
-  if (
-    !(Number.isInteger(config.syncTimeoutMs) && config.syncTimeoutMs > 0 && config.syncTimeoutMs <= 300_000)
-  )
-    problems.push("syncTimeoutMs: an integer from 1 to 300000");
-  if (!(Number.isInteger(config.peerPollMs) && config.peerPollMs >= 10))
-    problems.push("peerPollMs: an integer of at least 10");
-  if (!(Number.isSafeInteger(config.startupGraceMs) && config.startupGraceMs >= 0))
-    problems.push("startupGraceMs: an integer of at least 0");
   for (const proxy of config.trustedProxies)
     if (
       isIP(proxy.split("/")[0]!) === 0 ||
@@ -370,7 +408,7 @@ export function loadNodeConfig(sources: {
     )
       problems.push(`trustedProxies: "${proxy}" is not an address or CIDR`);
   if (config.auth.enabled) {
-    if (merged.meshFile !== undefined && !existsSync(config.auth.tokenKeyFile))
+    if (settings.meshFile !== undefined && !existsSync(config.auth.tokenKeyFile))
       problems.push(
         `auth.tokenKeyFile ${config.auth.tokenKeyFile}: missing; every region of a mesh needs the same key (\`meridian up --auth\` makes one)`,
       );
@@ -378,17 +416,8 @@ export function loadNodeConfig(sources: {
       if (!existsSync(f)) problems.push(`auth.retiredKeyFiles: ${f} does not exist`);
     if (config.auth.adminPasswordFile !== undefined && !existsSync(config.auth.adminPasswordFile))
       problems.push(`auth.adminPasswordFile ${config.auth.adminPasswordFile}: does not exist`);
-    const ttl = config.auth.tokenTtlSeconds;
-    if (!(Number.isInteger(ttl) && ttl >= 10 && ttl <= 86_400))
-      problems.push("auth.tokenTtlSeconds: an integer from 10 to 86400");
-    if (!(Number.isInteger(config.auth.loginFailures) && config.auth.loginFailures >= 1))
-      problems.push("auth.loginFailures: a positive integer");
-    if (!/^[\x21-\x7e]{1,128}$/.test(config.auth.service) || config.auth.service.includes('"'))
-      problems.push("auth.service: printable ASCII without spaces or quotes");
-    if (config.auth.realm !== undefined && !/^https?:\/\/[^\s"]+$/.test(config.auth.realm))
-      problems.push("auth.realm: an http(s) URL");
   }
-  const { certFile, keyFile } = merged.tls ?? {};
+  const { certFile, keyFile } = settings.tls;
   if ((certFile === undefined) !== (keyFile === undefined)) {
     problems.push("tls: certFile and keyFile go together (both or neither)");
   } else if (certFile !== undefined && keyFile !== undefined) {
@@ -396,75 +425,23 @@ export function loadNodeConfig(sources: {
     for (const [name, file] of Object.entries(config.tls))
       if (!existsSync(file)) problems.push(`tls.${name} ${file}: does not exist`);
   }
-  if (merged.policiesFile !== undefined) {
-    config.policiesFile = resolve(merged.policiesFile);
+  if (settings.policiesFile !== undefined) {
+    config.policiesFile = resolve(settings.policiesFile);
     try {
       config.policies = parsePolicies(readFileSync(config.policiesFile, "utf8"));
     } catch (err) {
       const detail = (err as { detail?: { errors?: string[] } }).detail?.errors;
       for (const problem of detail ?? [(err as Error).message])
-        problems.push(`policiesFile ${merged.policiesFile}: ${problem}`);
+        problems.push(`policiesFile ${settings.policiesFile}: ${problem}`);
     }
   }
-
-  if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(config.region)) {
-    problems.push(`region "${config.region}": lower-case letters, digits and dashes, at most 32`);
-  }
-  if (!Number.isInteger(config.listen.port) || config.listen.port < 0 || config.listen.port > 65535) {
-    problems.push(`listen.port ${config.listen.port}: must be 0-65535`);
-  }
-  if (
-    config.nats.servers.length === 0 ||
-    config.nats.servers.some((s) => !/^(nats|tls):\/\/[^\s]+$/.test(s))
-  ) {
-    problems.push(`nats.servers: each must be a nats:// or tls:// URL`);
-  }
-  if (!Number.isInteger(config.maxManifestBytes) || config.maxManifestBytes < 4 * 1024 * 1024) {
-    problems.push("maxManifestBytes: an integer of at least 4194304 (the OCI spec's minimum)");
-  }
-  if (!(config.storage.uploadMaxAgeHours > 0)) problems.push("storage.uploadMaxAgeHours: a positive number");
-  if (!(config.undeleteWindowHours > 0)) problems.push("undeleteWindowHours: a positive number");
+  if (config.nats.servers.length === 0 || config.nats.servers.some((s) => !/^(nats|tls):\/\/[^\s]+$/.test(s)))
+    problems.push("nats.servers: each must be a nats:// or tls:// URL");
   problems.push(...httpLimitsProblems(config.http, "http"));
   if (config.http.idleTimeoutMs <= config.syncTimeoutMs)
     problems.push(
       "http.idleTimeoutMs: must exceed syncTimeoutMs (a sync(k) push sends nothing while it waits)",
     );
-  if (!(config.uploads.idleMinutes > 0)) problems.push("uploads.idleMinutes: a positive number");
-  for (const name of ["maxSessions", "maxSessionsPerClient", "maxSessionsPerRepository"] as const)
-    if (!(Number.isInteger(config.uploads[name]) && config.uploads[name] >= 1))
-      problems.push(`uploads.${name}: a positive integer`);
-  if (!LOG_LEVELS.includes(config.logLevel)) problems.push(`logLevel: one of ${LOG_LEVELS.join(", ")}`);
-  for (const [k, v] of [
-    ["MERIDIAN_LISTEN_PORT", env.MERIDIAN_LISTEN_PORT],
-    ["MERIDIAN_MAX_MANIFEST_BYTES", env.MERIDIAN_MAX_MANIFEST_BYTES],
-    ["MERIDIAN_UPLOAD_MAX_AGE_HOURS", env.MERIDIAN_UPLOAD_MAX_AGE_HOURS],
-    ["MERIDIAN_UNDELETE_WINDOW_HOURS", env.MERIDIAN_UNDELETE_WINDOW_HOURS],
-    ["MERIDIAN_SYNC_TIMEOUT_MS", env.MERIDIAN_SYNC_TIMEOUT_MS],
-    ["MERIDIAN_PEER_POLL_MS", env.MERIDIAN_PEER_POLL_MS],
-    ["MERIDIAN_STARTUP_GRACE_MS", env.MERIDIAN_STARTUP_GRACE_MS],
-    ["MERIDIAN_TOKEN_TTL_SECONDS", env.MERIDIAN_TOKEN_TTL_SECONDS],
-    ["MERIDIAN_LOGIN_FAILURES", env.MERIDIAN_LOGIN_FAILURES],
-    ["MERIDIAN_HTTP_IDLE_TIMEOUT_MS", env.MERIDIAN_HTTP_IDLE_TIMEOUT_MS],
-    ["MERIDIAN_HTTP_HEADERS_TIMEOUT_MS", env.MERIDIAN_HTTP_HEADERS_TIMEOUT_MS],
-    ["MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS", env.MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS],
-    ["MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT", env.MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT],
-    ["MERIDIAN_UPLOAD_IDLE_MINUTES", env.MERIDIAN_UPLOAD_IDLE_MINUTES],
-    ["MERIDIAN_UPLOAD_MAX_SESSIONS", env.MERIDIAN_UPLOAD_MAX_SESSIONS],
-    ["MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT", env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_CLIENT],
-    ["MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY", env.MERIDIAN_UPLOAD_MAX_SESSIONS_PER_REPOSITORY],
-  ] as const) {
-    if (v !== undefined && envNumber(v) === undefined) problems.push(`${k}: not a number`);
-  }
-  if (env.MERIDIAN_AUTH !== undefined && envBoolean(env.MERIDIAN_AUTH) === undefined) {
-    problems.push("MERIDIAN_AUTH: true or false");
-  }
-  if (env.MERIDIAN_STORAGE_FSYNC !== undefined && envBoolean(env.MERIDIAN_STORAGE_FSYNC) === undefined) {
-    problems.push("MERIDIAN_STORAGE_FSYNC: true or false");
-  }
-  // A typo here must not read as "refuse" or, worse, go unnoticed: say so.
-  if (env.MERIDIAN_NO_AUTH !== undefined && envBoolean(env.MERIDIAN_NO_AUTH) === undefined) {
-    problems.push("MERIDIAN_NO_AUTH: true or false");
-  }
   for (const a of config.auth.adminWriteAddresses)
     if (a !== "*" && isIP(a) === 0)
       problems.push(`auth.adminWriteAddresses: ${JSON.stringify(a)} is not an IP address (or "*")`);

@@ -27,6 +27,7 @@
  * piece of IO here).
  */
 import { BlockList, isIPv4, isIPv6, type Server, type Socket } from "node:net";
+import { Setting } from "./config-schema.js";
 
 export interface HttpLimits {
   idleTimeoutMs: number;
@@ -49,6 +50,45 @@ export function parseAddressOrCidr(
   if (bits === undefined) return { address, prefix: max, family };
   if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return undefined;
   return { address, prefix: Number(bits), family };
+}
+
+/**
+ * The `http.*` settings as a node's and the front door's schemas include them
+ * (protocol/config-schema.ts); the two differ in their defaults only.
+ */
+export function httpLimitSettings(defaults: { keepAliveTimeoutMs: number; exempt: string[] }) {
+  const { integer, list } = Setting;
+  return {
+    idleTimeoutMs: integer({
+      env: "MERIDIAN_HTTP_IDLE_TIMEOUT_MS",
+      default: 60_000,
+      minimum: 100,
+      doc: "a connection on which no byte moves this long is cut (no total deadline: a big upload that keeps moving is never cut); must exceed the nodes' `syncTimeoutMs`",
+    }),
+    headersTimeoutMs: integer({
+      env: "MERIDIAN_HTTP_HEADERS_TIMEOUT_MS",
+      default: 20_000,
+      minimum: 100,
+      doc: "the request line and headers must arrive within this",
+    }),
+    keepAliveTimeoutMs: integer({
+      env: "MERIDIAN_HTTP_KEEP_ALIVE_TIMEOUT_MS",
+      default: defaults.keepAliveTimeoutMs,
+      minimum: 100,
+      doc: "an idle keep-alive connection is closed after this",
+    }),
+    maxConnectionsPerClient: integer({
+      env: "MERIDIAN_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+      default: 256,
+      minimum: 1,
+      doc: "open connections per source address (the socket's); one more is 429 and closed",
+    }),
+    exempt: list({
+      env: "MERIDIAN_HTTP_CONNECTION_LIMIT_EXEMPT",
+      default: defaults.exempt,
+      doc: "addresses or CIDRs not capped: the front door and load balancers",
+    }),
+  };
 }
 
 /** Problems with a set of limits (empty when valid), each naming the setting under `prefix`. */

@@ -25,6 +25,7 @@ const COMMANDS = [
   "robot",
   "project",
   "audit",
+  "config",
 ];
 
 test("every command answers `help CMD` and `CMD --help` with its own usage", async () => {

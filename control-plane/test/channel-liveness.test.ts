@@ -10,6 +10,7 @@ import { after, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { connect } from "@nats-io/transport-node";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
+import { loadNodeConfig } from "../../node/config.js";
 import {
   checkNatsClient,
   NATS_LIVENESS,
@@ -145,8 +146,16 @@ test("NATS liveness settings come from MERIDIAN_NATS_* and are checked", () => {
   const options = natsConnectOptions(set);
   assert.deepEqual([options.pingInterval, options.maxPingOut, options.timeout], [500, 3, 2_000]);
   checkNatsClient(
-    natsClientFromEnv({ MERIDIAN_NATS_PING_INTERVAL_MS: "soon", MERIDIAN_NATS_MAX_PING_OUT: "0" }),
+    natsClientFromEnv({ MERIDIAN_NATS_PING_INTERVAL_MS: "soon", MERIDIAN_NATS_MAX_PING_OUT: "0" }, problems),
     problems,
   );
   assert.equal(problems.length, 2, problems.join("; "));
+  // A process's configuration says the same, naming the variables.
+  assert.throws(
+    () =>
+      loadNodeConfig({ env: { MERIDIAN_NATS_PING_INTERVAL_MS: "soon", MERIDIAN_NATS_MAX_PING_OUT: "0" } }),
+    (err: Error) =>
+      /MERIDIAN_NATS_PING_INTERVAL_MS: not a number/.test(err.message) &&
+      /MERIDIAN_NATS_MAX_PING_OUT \(nats.maxPingOut\): must be >= 1/.test(err.message),
+  );
 });

@@ -1,23 +1,12 @@
 /**
  * How every Meridian process signs in to NATS: the credential and TLS
  * settings of one client (`NatsClientConfig`), read like the rest of a
- * process's configuration (`natsClientFromEnv` + `checkNatsClient`), and
+ * process's configuration (`natsClientSettings` + `checkNatsClient`), and
  * turned into nats.js connect options (`natsConnectOptions`).
  *
- * | setting              | env                            | meaning                                   |
- * |----------------------|--------------------------------|-------------------------------------------|
- * | nats.seedFile        | MERIDIAN_NATS_SEED_FILE        | NKEY user seed (challenge-response; the seed never leaves the host) |
- * | nats.credsFile       | MERIDIAN_NATS_CREDS_FILE       | a `.creds` file (user JWT + seed; operator/JWT mode servers) |
- * | nats.user            | MERIDIAN_NATS_USER             | user name, with passwordFile             |
- * | nats.passwordFile    | MERIDIAN_NATS_PASSWORD_FILE    | the password (first line), with user     |
- * | nats.inboxPrefix     | MERIDIAN_NATS_INBOX_PREFIX     | reply subjects' prefix (default `_INBOX`) |
- * | nats.tls.caFile      | MERIDIAN_NATS_TLS_CA_FILE      | CA that signed the server's certificate  |
- * | nats.tls.certFile    | MERIDIAN_NATS_TLS_CERT_FILE    | client certificate (mutual TLS), with keyFile |
- * | nats.tls.keyFile     | MERIDIAN_NATS_TLS_KEY_FILE     | client key (mutual TLS), with certFile   |
- *
- * | nats.pingIntervalMs  | MERIDIAN_NATS_PING_INTERVAL_MS | client PING every so often (default 2000) |
- * | nats.maxPingOut      | MERIDIAN_NATS_MAX_PING_OUT     | PINGs unanswered before the connection is dropped (default 2) |
- * | nats.connectTimeoutMs| MERIDIAN_NATS_CONNECT_TIMEOUT_MS | one dial (TCP, INFO, CONNECT/PONG) given up after (default 5000) |
+ * The `nats.*` settings (credentials, inbox prefix, TLS, liveness) are the
+ * schema fragment `natsClientSettings`, which every process's schema
+ * includes (protocol/config-schema.ts; the README's reference lists them).
  *
  * Liveness (issue 11, a frozen region): every Meridian NATS connection
  * (node, peer, worker, audit; the worker's to other regions too) pings its
@@ -45,6 +34,7 @@ import {
   nkeyAuthenticator,
   usernamePasswordAuthenticator,
 } from "@nats-io/transport-node";
+import { configSchema, fromEnv, Setting } from "../../protocol/config-schema.js";
 
 export interface NatsClientConfig {
   seedFile?: string;
@@ -70,24 +60,74 @@ export function natsSilenceBoundMs(config: NatsClientConfig | undefined): number
 
 type Input = { [K in keyof NatsClientConfig]?: NatsClientConfig[K] };
 
-/** The settings above from MERIDIAN_NATS_* variables (undefined where unset, for merging). */
-export function natsClientFromEnv(env: Record<string, string | undefined>): Input {
+/** The `nats.*` client settings, as every process's schema includes them (protocol/config-schema.ts). */
+export function natsClientSettings() {
+  const { string, integer, optional, section } = Setting;
   return {
-    seedFile: env.MERIDIAN_NATS_SEED_FILE,
-    credsFile: env.MERIDIAN_NATS_CREDS_FILE,
-    user: env.MERIDIAN_NATS_USER,
-    passwordFile: env.MERIDIAN_NATS_PASSWORD_FILE,
-    inboxPrefix: env.MERIDIAN_NATS_INBOX_PREFIX,
-    tls: {
-      caFile: env.MERIDIAN_NATS_TLS_CA_FILE,
-      certFile: env.MERIDIAN_NATS_TLS_CERT_FILE,
-      keyFile: env.MERIDIAN_NATS_TLS_KEY_FILE,
-    },
-    // Numbers stay text here; checkNatsClient validates them.
-    pingIntervalMs: env.MERIDIAN_NATS_PING_INTERVAL_MS as unknown as number | undefined,
-    maxPingOut: env.MERIDIAN_NATS_MAX_PING_OUT as unknown as number | undefined,
-    connectTimeoutMs: env.MERIDIAN_NATS_CONNECT_TIMEOUT_MS as unknown as number | undefined,
+    seedFile: optional(
+      string({
+        env: "MERIDIAN_NATS_SEED_FILE",
+        defaultText: "none (anonymous)",
+        doc: "an NKEY user seed file; `meridian up` gives each node, peer and worker its own",
+      }),
+    ),
+    credsFile: optional(
+      string({ env: "MERIDIAN_NATS_CREDS_FILE", doc: "a NATS `.creds` file (user JWT and seed)" }),
+    ),
+    user: optional(string({ env: "MERIDIAN_NATS_USER", doc: "a NATS user, with passwordFile" })),
+    passwordFile: optional(
+      string({
+        env: "MERIDIAN_NATS_PASSWORD_FILE",
+        doc: "a file holding the user's password (at most one of seed, creds, user)",
+      }),
+    ),
+    inboxPrefix: optional(
+      string({
+        env: "MERIDIAN_NATS_INBOX_PREFIX",
+        defaultText: "`_INBOX`",
+        doc: "the prefix of reply subjects; `up` gives identity I `_INBOX_I`",
+      }),
+    ),
+    tls: section({
+      caFile: optional(string({ env: "MERIDIAN_NATS_TLS_CA_FILE", doc: "TLS to NATS: the server's CA" })),
+      certFile: optional(
+        string({ env: "MERIDIAN_NATS_TLS_CERT_FILE", doc: "mutual TLS: the client certificate" }),
+      ),
+      keyFile: optional(string({ env: "MERIDIAN_NATS_TLS_KEY_FILE", doc: "mutual TLS: the client key" })),
+    }),
+    pingIntervalMs: optional(
+      integer({
+        env: "MERIDIAN_NATS_PING_INTERVAL_MS",
+        minimum: 100,
+        defaultText: `\`${NATS_LIVENESS.pingIntervalMs}\``,
+        doc: "the client pings its server this often; a silent server is dropped after maxPingOut + 1 of these",
+      }),
+    ),
+    maxPingOut: optional(
+      integer({
+        env: "MERIDIAN_NATS_MAX_PING_OUT",
+        minimum: 1,
+        defaultText: `\`${NATS_LIVENESS.maxPingOut}\``,
+        doc: "pings unanswered before the connection is dropped",
+      }),
+    ),
+    connectTimeoutMs: optional(
+      integer({
+        env: "MERIDIAN_NATS_CONNECT_TIMEOUT_MS",
+        minimum: 100,
+        defaultText: `\`${NATS_LIVENESS.connectTimeoutMs}\``,
+        doc: "one dial (TCP, INFO, CONNECT/PONG) is given up after this",
+      }),
+    ),
   };
+}
+
+const NATS_CLIENT = configSchema(natsClientSettings());
+
+/** The settings above from MERIDIAN_NATS_* variables (absent where unset); a variable that is not a number is pushed to `problems`. */
+export function natsClientFromEnv(env: Record<string, string | undefined>, problems: string[] = []): Input {
+  const value = fromEnv(NATS_CLIENT, env, problems) as Input;
+  return { ...value, tls: value.tls ?? {} };
 }
 
 /**
