@@ -196,7 +196,8 @@ export class Copier {
       } catch (err) {
         if (signal.aborted) throw err;
         last = err;
-        this.options.logger.warn({ err, digest, peer: peer.region }, "blob copy failed");
+        // The next peer is tried; when none has it, the caller reports the attempt's failure.
+        this.options.logger.debug({ err, digest, peer: peer.region }, "blob copy failed");
       }
     }
     throw last instanceof MeridianError

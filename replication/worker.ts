@@ -85,6 +85,7 @@ import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
 import { type NatsClientConfig, natsConnectOptions } from "../node/data/nats-connect.js";
 import type { MetadataView } from "../node/data/view.js";
+import { PeerUnavailableError } from "../protocol/errors.js";
 import {
   type ContentEvent,
   decodeEvent,
@@ -943,7 +944,14 @@ export class ReplicationWorker {
           return { kind: "failed", event: outgoing, reason, attempts: attempt + 1 };
         }
         last = err instanceof Error ? err.message : String(err);
-        log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "replication attempt failed");
+        // A peer refusing while the mesh starts is expected (protocol/startup-grace.ts).
+        const starting =
+          err instanceof PeerUnavailableError &&
+          inStartupGrace(this.#startedAtMs, Date.now(), this.#o.startupGraceMs);
+        log[starting ? "info" : "warn"](
+          { err, eventId: event.id, seq: m.seq, attempt },
+          "replication attempt failed",
+        );
         this.#recordFailure(source, outgoing, err, attempt);
         await sleep(backoffMs(attempt, min, max), deadline);
         if (this.#abort.signal.aborted) return { kind: "stopped" };
