@@ -59,7 +59,16 @@ export async function startNatsServer(options: {
   // The config format is a superset of JSON: the authorization block is written as JSON.
   const auth =
     options.authorization === undefined ? "" : `authorization: ${JSON.stringify(options.authorization)}\n`;
-  writeFileSync(configFile, `max_payload: ${MAX_PAYLOAD}\n${auth}`, { mode: 0o600 });
+  // The server's name lives in the file, not on the command line: a SIGHUP
+  // (a config reload) with the name only given as a flag fails ("config
+  // reload not supported for ServerName").
+  writeFileSync(
+    configFile,
+    `server_name: ${JSON.stringify(options.name)}\nmax_payload: ${MAX_PAYLOAD}\n${auth}`,
+    {
+      mode: 0o600,
+    },
+  );
   chmodSync(configFile, 0o600);
   const args = [
     "-c",
@@ -72,7 +81,6 @@ export async function startNatsServer(options: {
     "-sd",
     options.storeDir,
   ];
-  args.push("-n", options.name);
   if (options.logFile) args.push("-l", options.logFile);
   const child = spawn(options.binary ?? natsServerBinary(), args, {
     stdio: ["ignore", "ignore", "pipe"],

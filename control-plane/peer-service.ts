@@ -101,6 +101,14 @@ export interface PeerServiceOptions {
    * Undefined on a plaintext mesh: no identities, nothing checked.
    */
   regions?: readonly string[] | undefined;
+  /**
+   * Resolves once this peer's view has applied everything the region's log
+   * held when it was called (bounded by the caller; rejects past the bound).
+   * A lookup that misses (HasBlobs in a repository, GetManifest) waits for it
+   * and looks again: the view follows the log a moment behind the nodes, and
+   * another region asking right after a push here must not hear "not here".
+   */
+  caughtUp?: () => Promise<void>;
 }
 
 /** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
@@ -141,6 +149,17 @@ function authorizeByIdentity(
 
 function servePeer(options: PeerServiceOptions): PeerHandlers {
   const { region, store, view, version, logger, peerHealth, budgets, fence, leaseMs, meshFetch } = options;
+  /** The view caught up with the log (see `caughtUp`): a second look may find what the first missed. */
+  const caughtUpNow = async (): Promise<boolean> => {
+    if (options.caughtUp === undefined) return false;
+    try {
+      await options.caughtUp();
+      return true;
+    } catch (err) {
+      logger?.debug({ err }, "view did not catch up with the log");
+      return false;
+    }
+  };
 
   const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {
     const status = toGrpcStatus(err);
@@ -201,13 +220,18 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
       const stat = async (d: Digest) =>
         repo === undefined || (await view.blobLink(repo, d)) !== undefined ? store.stat(d) : undefined;
       const sizes: Array<number | undefined> = new Array(digests.length);
-      for (let i = 0; i < digests.length; i += STAT_CONCURRENCY) {
-        const batch = digests.slice(i, i + STAT_CONCURRENCY);
-        const found = await Promise.all(batch.map(stat));
-        found.forEach((size, j) => {
-          sizes[i + j] = size;
-        });
-      }
+      const statAll = async (indexes: number[]) => {
+        for (let i = 0; i < indexes.length; i += STAT_CONCURRENCY) {
+          const batch = indexes.slice(i, i + STAT_CONCURRENCY);
+          const found = await Promise.all(batch.map((k) => stat(digests[k]!)));
+          found.forEach((size, j) => {
+            sizes[batch[j]!] = size;
+          });
+        }
+      };
+      await statAll(digests.map((_, k) => k));
+      const missing = sizes.flatMap((s, k) => (s === undefined ? [k] : []));
+      if (repo !== undefined && missing.length > 0 && (await caughtUpNow())) await statAll(missing);
       return { present: sizes.map((s) => s !== undefined), sizes: sizes.map((s) => s ?? 0) };
     }),
 
@@ -223,13 +247,21 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
       const reference = parseReference(request.reference);
       let digest: Digest;
       if ("tag" in reference) {
-        const tag = await view.tagRecord(repo, reference.tag);
+        let tag = await view.tagRecord(repo, reference.tag);
+        if (!tag?.digest && (await caughtUpNow())) tag = await view.tagRecord(repo, reference.tag);
         if (!tag?.digest) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
         digest = tag.digest;
       } else {
         digest = reference.digest;
       }
-      const record = await view.manifest(repo, digest);
+      let record = await view.manifest(repo, digest);
+      if (record === undefined && (await caughtUpNow())) {
+        if ("tag" in reference) {
+          const tag = await view.tagRecord(repo, reference.tag);
+          if (tag?.digest) digest = tag.digest;
+        }
+        record = await view.manifest(repo, digest);
+      }
       if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
       let content: Buffer;
       try {

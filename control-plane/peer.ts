@@ -51,6 +51,9 @@ import { registryAgent } from "./registry-http.js";
 import { ServiceToken } from "./service-token.js";
 import { clientCredentials, serverCredentials } from "./tls.js";
 
+/** How long a lookup that missed waits for the peer's view to catch up with its log (peer-service.ts `caughtUp`). */
+const CATCH_UP_ON_MISS_MS = 1_000;
+
 export interface RunningPeer {
   region: string;
   /** host:port the gRPC server listens on. */
@@ -196,6 +199,8 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
         fence,
         leaseMs: config.failover.leaseMs,
         meshFetch,
+        // A miss waits (at most CATCH_UP_ON_MISS_MS) for the view to apply what the log holds now.
+        caughtUp: async () => view.waitFor(await eventLog.lastSeq(), CATCH_UP_ON_MISS_MS),
         // Regions may call every RPC; the front door's certificate only Status (peer-service.ts).
         regions: config.mesh.tls === undefined ? undefined : config.mesh.regions.map((r) => r.name),
       }),
