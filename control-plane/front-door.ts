@@ -1011,9 +1011,6 @@ async function main(): Promise<void> {
   }
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const frontDoor = await startFrontDoor(config, logger);
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", frontDoor: frontDoor.url, pid: process.pid })}\n`,
-  );
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
@@ -1041,6 +1038,10 @@ async function main(): Promise<void> {
       logger.error({ err }, "tls certificate reload failed; serving the previous one");
     }
   });
+  // Ready only now that every signal handler is in place: a supervisor may signal at once.
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", frontDoor: frontDoor.url, pid: process.pid })}\n`,
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -409,9 +409,6 @@ async function main(): Promise<void> {
   privateDirs([config.dataDir, config.view.dir, config.storage.root]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const peer = await startPeer(config, logger);
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", region: config.region, grpc: peer.grpc, metrics: peer.metrics, pid: process.pid })}\n`,
-  );
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
@@ -430,6 +427,10 @@ async function main(): Promise<void> {
   // Nothing to reload; a stray SIGHUP must not stop the peer (node/server.ts).
   process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
   exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
+  // Ready only now that every signal handler is in place: a supervisor may signal at once.
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", region: config.region, grpc: peer.grpc, metrics: peer.metrics, pid: process.pid })}\n`,
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -402,9 +402,6 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", region: config.region, registry: node.url, pid: process.pid })}\n`,
-  );
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
@@ -431,6 +428,10 @@ async function main(): Promise<void> {
       logger.error({ err }, "tls certificate reload failed; serving the previous one");
     }
   });
+  // Ready only now that every signal handler is in place: a supervisor may signal at once.
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", region: config.region, registry: node.url, pid: process.pid })}\n`,
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

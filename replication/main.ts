@@ -166,9 +166,6 @@ async function main(): Promise<void> {
   privateDirs([config.dataDir, join(config.dataDir, "replication"), config.viewDir, config.storageRoot]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const running = await startWorker(config, logger);
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", region: config.region, metrics: running.metricsUrl, pid: process.pid })}\n`,
-  );
   let closing = false;
   const shutdown = () => {
     if (closing) return;
@@ -183,6 +180,10 @@ async function main(): Promise<void> {
   // Nothing to reload; a stray SIGHUP must not stop the worker (node/server.ts).
   process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
   exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
+  // Ready only now that every signal handler is in place: a supervisor may signal at once.
+  process.stdout.write(
+    `${JSON.stringify({ event: "listening", region: config.region, metrics: running.metricsUrl, pid: process.pid })}\n`,
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

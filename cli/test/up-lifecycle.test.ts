@@ -203,10 +203,11 @@ function processGroup(pid: number): number {
   return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
 }
 
-test("up's children each run in a process group of their own, and a stray SIGHUP stops none of them", async (t) => {
+test("up's children each run in a process group of their own", async (t) => {
   // Sharing up's group, a child stopped with SIGSTOP (a gray-failure drill) made the
   // group an orphaned one with a stopped member; the next exit in it had the kernel
   // send the whole group SIGHUP, which killed the nodes and had up stop the mesh.
+  // That Meridian's processes also survive a stray SIGHUP: node/test/sighup.test.ts.
   const after = cleanupStack(t);
   const data = tempDir(after, "meridian-up-groups-");
   const mesh = await start(after, ["a", "b"], data);
@@ -216,13 +217,4 @@ test("up's children each run in a process group of their own, and a stray SIGHUP
     assert.equal(processGroup(pid), pid, `pid ${pid} leads its own group`);
     assert.notEqual(processGroup(pid), upGroup);
   }
-  const commands = new Map(
-    mesh.pids.map((pid) => [pid, readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").trim()]),
-  );
-  for (const pid of mesh.pids) process.kill(pid, "SIGHUP");
-  await new Promise((r) => setTimeout(r, 1_000));
-  for (const pid of mesh.pids)
-    assert.ok(processAlive(pid), `${commands.get(pid)} (pid ${pid}) survived SIGHUP`);
-  assert.equal(mesh.child.exitCode, null, "up still runs");
-  for (const registry of mesh.registries) await waitWritable(registry);
 });
