@@ -51,7 +51,7 @@ async function up(after: After, data: string, base: number): Promise<Up> {
   const registries: string[] = [];
   const workers = new Map<string, number>();
   const frontDoor = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`up not ready in 40 s: ${stderr}`)), 40_000);
+    const timer = setTimeout(() => reject(new Error(`up not ready in 60 s: ${stderr}`)), 60_000);
     void exit.then(() => {
       clearTimeout(timer);
       reject(new Error(`up exited before ready: ${stderr}`));

@@ -91,7 +91,7 @@ c.on("exit", (code) => process.exit(code ?? 1));`;
     for (const pid of pids) if (processAlive(pid)) process.kill(pid, "SIGKILL");
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`up not ready in 30 s: ${stderr}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`up not ready in 60 s: ${stderr}`)), 60_000);
     void exit.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`up exited (${code ?? signal}) before ready: ${stderr}`));

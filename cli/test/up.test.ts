@@ -64,7 +64,7 @@ async function startUp(after: After, regions: string[], data: string): Promise<U
     }
   });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`up not ready in 20 s: ${stderr}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`up not ready in 60 s: ${stderr}`)), 60_000);
     void exit.then(({ code, signal }) => {
       clearTimeout(timer);
       reject(new Error(`up exited (${code ?? signal}) before ready: ${stderr}`));
