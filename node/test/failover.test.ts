@@ -216,7 +216,7 @@ describe("durability, fencing, failover and rebuild", () => {
     const inC = async () =>
       (await digestAt("c", "own/c", "v1")) === own.digest &&
       (await digestAt("c", "app/x", "v2")) === (await digestAt("b", "app/x", "v2"));
-    await eventually(inC, 10_000, 100).catch((err) => {
+    await eventually(inC, 30_000, 100).catch((err) => {
       throw new Error(
         `${(err as Error).message}: not in c after the rebuild\n${r.stdout}\n${r.stderr.slice(-2_000)}`,
       );
