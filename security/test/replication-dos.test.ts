@@ -86,11 +86,16 @@ describe("a closure bomb", () => {
     assert.equal(await present("c", REPO, "bomb"), false);
 
     // Recorded once per event and region (a redelivery is terminated, not walked and recorded again).
-    const { stdout } = await cli(["alerts", "--json"]);
-    const alerts = (
-      JSON.parse(stdout) as { alerts: Array<{ kind: string; detail?: Record<string, unknown> }> }
-    ).alerts.filter((x) => x.kind === "replication-failed" && x.detail?.digest === chain.top.digest);
-    assert.deepEqual(alerts.map((x) => x.detail?.destination).sort(), ["b", "c"]);
+    // (The alerts b's and c's workers raised replicate to the region asked: wait for both.)
+    const destinations = async () => {
+      const { stdout } = await cli(["alerts", "--json"]);
+      const alerts = (
+        JSON.parse(stdout) as { alerts: Array<{ kind: string; detail?: Record<string, unknown> }> }
+      ).alerts.filter((x) => x.kind === "replication-failed" && x.detail?.digest === chain.top.digest);
+      return alerts.map((x) => String(x.detail?.destination)).sort();
+    };
+    await eventually(async () => (await destinations()).length >= 2, 30_000, 250);
+    assert.deepEqual(await destinations(), ["b", "c"]);
 
     // The stream goes on: a later push still arrives.
     await a.pushRandomImage("plain/app", "v2");
