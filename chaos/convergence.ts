@@ -20,7 +20,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { parseMesh } from "../protocol/mesh.js";
 import { makeRng, type Rng } from "../protocol/test/prng.js";
 import { sleep } from "../testing/faults.js";

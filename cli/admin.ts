@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { RepositoryNotFoundError } from "../protocol/errors.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import {

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { AUDIT_ACTIONS, type AuditRecord, MAX_AUDIT_LIMIT } from "../node/audit.js";
-import { parseAuditTime } from "../node/http/audit-routes.js";
+import { parseAuditTime } from "../protocol/audit-time.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import {
   AdminClient,

@@ -15,7 +15,7 @@
  * A's workers record the run's outcome.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { differingRepositories, type RepoDigest } from "../protocol/summary.js";
 import {
   AdminClient,

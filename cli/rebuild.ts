@@ -23,7 +23,7 @@ import { rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Level } from "level";
 import { pino } from "pino";
-import { loadTokenKeys } from "../node/auth/setup.js";
+import { loadTokenKeys } from "../mesh-client/token-key-file.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import type { NatsClientConfig } from "../node/data/nats-connect.js";
 import { lockHolder } from "../node/data/pid-lock.js";

@@ -25,7 +25,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { join } from "node:path";
-import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
 import { RECENT_LAG_WINDOW_MS } from "../replication/links.js";
 import { table } from "./table.js";

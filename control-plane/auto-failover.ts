@@ -85,7 +85,7 @@ export function startAutoFailover(options: {
   everyMs: number;
   health: () => readonly PeerHealth[];
   logger: Logger;
-  /** The Authorization header for the node's admin API when it runs with auth (./service-token.ts). */
+  /** The Authorization header for the node's admin API when it runs with auth (mesh-client/service-token.ts). */
   authorization?: () => Promise<string>;
 }): () => void {
   const done = new Set<string>();

@@ -14,7 +14,7 @@
  * ./front-door-routing.ts; this file is the IO around them.
  *
  * Health. Every `heartbeat.intervalMs` each region is probed: its peer's
- * Status over gRPC (./peer-client.ts; mutual TLS as `tls.identity` with
+ * Status over gRPC (mesh-client/peer-client.ts; mutual TLS as `tls.identity` with
  * `<mesh.tls.dir>/NAME.crt`, plaintext with an `"insecure": true` mesh) and
  * `GET /v2/` on its registry, both within one interval. The region is routable only while both answer:
  * a region whose peer is up but whose registry is dead serves no client.
@@ -139,7 +139,9 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
-import { PROXY_PROOF_HEADER } from "../node/auth/authenticator.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
+import { ServiceToken } from "../mesh-client/service-token.js";
+import { PROXY_PROOF_HEADER } from "../mesh-client/tokens.js";
 import { exitWithParent } from "../node/parent-watch.js";
 import {
   AccessDeniedError,
@@ -178,10 +180,7 @@ import {
   splitTarget,
   takeRegionParam,
 } from "./front-door-routing.js";
-import { PeerClient } from "./peer-client.js";
 import { registryAgent, registryRequest } from "./registry-http.js";
-import { ServiceToken } from "./service-token.js";
-import { clientCredentials } from "./tls.js";
 
 export interface RunningFrontDoor {
   /** http(s)://host:port of the front door (OCI API, /metrics, /healthz). */
@@ -473,7 +472,7 @@ export async function startFrontDoor(
   for (const r of regionNames) upGauge.set({ region: r }, 0);
 
   // ---- health
-  const credentials = clientCredentials(config.mesh, config.tls.identity);
+  const credentials = peerCredentials(config.mesh, config.tls.identity);
   const targets: ProbeTarget[] = config.mesh.regions.map((r) => ({
     region: r.name,
     registry: registries.get(r.name)!,

@@ -4,13 +4,12 @@
  * are kept per service name ("" is the whole server); Watch streams the
  * current status and every later change until the caller cancels.
  */
-import { dirname, join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { LOADER_OPTIONS, protoPath } from "../mesh-client/proto.js";
 import type { HealthHandlers } from "../protocol/generated/grpc/health/v1/Health.js";
 import type { _grpc_health_v1_HealthCheckResponse_ServingStatus__Output as ServingStatus } from "../protocol/generated/grpc/health/v1/HealthCheckResponse.js";
 import type { ProtoGrpcType } from "../protocol/generated/health.js";
-import { LOADER_OPTIONS, peerProtoPath } from "../protocol/peer.js";
 
 export type { ServingStatus };
 
@@ -19,7 +18,7 @@ let loaded: ProtoGrpcType | undefined;
 /** The loaded grpc.health.v1 package (cached): `.grpc.health.v1.Health` is the client constructor and `.service`. */
 export function healthPackage(): ProtoGrpcType {
   loaded ??= grpc.loadPackageDefinition(
-    protoLoader.loadSync(join(dirname(peerProtoPath()), "health.proto"), LOADER_OPTIONS),
+    protoLoader.loadSync(protoPath("health.proto"), LOADER_OPTIONS),
   ) as unknown as ProtoGrpcType;
   return loaded;
 }

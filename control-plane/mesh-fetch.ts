@@ -28,6 +28,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
+import type { PeerClient } from "../mesh-client/peer-client.js";
 import { parseReference } from "../node/data/registry.js";
 import { algorithmOf, type Digest, digestOf, parseDigest } from "../protocol/digest.js";
 import {
@@ -40,7 +41,6 @@ import {
 import type { Mesh } from "../protocol/mesh.js";
 import { parseRepository } from "../protocol/names.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
-import type { PeerClient } from "./peer-client.js";
 
 /** What MeshFetch needs of another region's peer (a PeerClient). */
 export type MeshPeer = Pick<PeerClient, "getManifest" | "blobSizes" | "fetchBlob">;

@@ -28,6 +28,9 @@ import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
+import { peerPackage } from "../mesh-client/proto.js";
+import { ServiceToken } from "../mesh-client/service-token.js";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { privateDirs } from "../node/data/private-files.js";
@@ -36,7 +39,7 @@ import { MetadataView } from "../node/data/view.js";
 import { exitWithParent } from "../node/parent-watch.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { regionOf } from "../protocol/mesh.js";
-import { PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
+import { PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
 import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
@@ -45,11 +48,9 @@ import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, logPeerChanges, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
-import { PeerClient } from "./peer-client.js";
 import { createPeerService } from "./peer-service.js";
 import { registryAgent } from "./registry-http.js";
-import { ServiceToken } from "./service-token.js";
-import { clientCredentials, serverCredentials } from "./tls.js";
+import { serverCredentials } from "./tls.js";
 
 /** How long a lookup that missed waits for the peer's view to catch up with its log (peer-service.ts `caughtUp`). */
 const CATCH_UP_ON_MISS_MS = 1_000;
@@ -119,7 +120,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
 
     // ---- clients of every other region's peer (heartbeats and mesh calls share them)
     const others = config.mesh.regions.filter((r) => r.name !== config.region);
-    const credentials = clientCredentials(config.mesh, config.region);
+    const credentials = peerCredentials(config.mesh, config.region);
     const clients = new Map<string, PeerClient>();
     for (const r of others) {
       clients.set(

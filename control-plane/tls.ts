@@ -3,8 +3,11 @@
  * CA, region R presenting `<dir>/R.crt` + `<dir>/R.key` both as a server and
  * as a client; plaintext only when the mesh says `"insecure": true`.
  *
+ * The client side (`peerCredentials`) is in mesh-client/peer-client.ts, which
+ * every caller of a peer imports; this file is the server's.
+ *
  * Callers check a server's identity against its region name (the
- * `grpc.ssl_target_name_override` set in peer.ts), so R.crt must carry
+ * `grpc.ssl_target_name_override` set in mesh-client/peer-client.ts), so R.crt must carry
  * DNS:R among its names, as cli/certs.ts makes it (with DNS:localhost and
  * IP:127.0.0.1).
  */
@@ -28,18 +31,5 @@ export function serverCredentials(mesh: Mesh, region: string): grpc.ServerCreden
       },
     ],
     true,
-  );
-}
-
-/** Credentials for calling other peers as `region`. */
-export function clientCredentials(mesh: Mesh, region: string): grpc.ChannelCredentials {
-  if (mesh.tls === undefined) {
-    if (mesh.insecure !== true) throw new Error("mesh has neither tls nor insecure: true");
-    return grpc.credentials.createInsecure();
-  }
-  return grpc.credentials.createSsl(
-    readFileSync(mesh.tls.ca),
-    readFileSync(join(mesh.tls.dir, `${region}.key`)),
-    readFileSync(join(mesh.tls.dir, `${region}.crt`)),
   );
 }

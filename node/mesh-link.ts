@@ -16,7 +16,7 @@
  */
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import type { Digest } from "../protocol/digest.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
 import { type Mesh, regionOf } from "../protocol/mesh.js";

@@ -10,7 +10,7 @@
  *
  * 1. Proof. An event of a type in `AUTHORITY_TYPES` carries `proof`: a
  *    detached ES256 JWS over `proofPayload(event)` by the mesh's token key
- *    (node/auth/tokens.ts). Only a holder of that key (the nodes, which make
+ *    (mesh-client/tokens.ts). Only a holder of that key (the nodes, which make
  *    these events in their single commit step; the peers and the front door,
  *    which ask a node over its admin API) can make one. The payload is the
  *    event without what replication adds or changes (`id` of a copy,

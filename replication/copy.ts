@@ -13,7 +13,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import type { PeerClient } from "../control-plane/peer-client.js";
+import type { PeerClient } from "../mesh-client/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import { algorithmOf, type Digest, encodedOf } from "../protocol/digest.js";
 import {

@@ -17,7 +17,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
-import { PeerClient, peerCredentials } from "../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { privateDirs } from "../node/data/private-files.js";

@@ -15,7 +15,7 @@
  * `halted` with the repository, so the caller can raise an alert.
  */
 import type { Logger } from "pino";
-import type { PeerClient } from "../control-plane/peer-client.js";
+import type { PeerClient } from "../mesh-client/peer-client.js";
 import type { EventLog } from "../node/data/event-log.js";
 import type { MetadataView } from "../node/data/view.js";
 import type { Digest } from "../protocol/digest.js";

@@ -61,7 +61,7 @@
  * frozen region resumes or a link heals, replication resumes within about
  * 8 s + 5 s (every NATS connection and peer channel notices a silent peer
  * and redials within those bounds: node/data/nats-connect.ts,
- * control-plane/peer-client.ts) and the region serves it within 5 s more
+ * mesh-client/peer-client.ts) and the region serves it within 5 s more
  * (node/data/jetstream-log.ts tail); replication/README.md has the figures.
  *
  * Conflicts: when a replicated tag write loses the merge here to a write this
@@ -80,7 +80,7 @@ import {
 import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry as MetricsRegistry } from "prom-client";
-import type { PeerClient } from "../control-plane/peer-client.js";
+import type { PeerClient } from "../mesh-client/peer-client.js";
 import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
 import { type NatsClientConfig, natsConnectOptions } from "../node/data/nats-connect.js";

@@ -58,6 +58,7 @@ const sources = Math.max(
     "benchmarks",
     "chaos",
     "control-plane",
+    "mesh-client",
     "replication",
     "tsconfig.json",
     "package-lock.json",

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Regenerates protocol/generated/ (TypeScript types for the .proto files in
 // protocol/proto/) with @grpc/proto-loader's generator and the loader options
-// of protocol/peer.ts (LOADER_OPTIONS: keep the two equal). The output is
+// of mesh-client/proto.ts (LOADER_OPTIONS: keep the two equal). The output is
 // committed; protocol/test/proto-drift.test.ts fails when it is stale.
 //
 //   node scripts/gen-proto.mjs [OUT_DIR]      (default protocol/generated)

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadTokenKeys } from "../node/auth/setup.js";
-import type { TokenKeys } from "../node/auth/tokens.js";
+import { loadTokenKeys } from "../mesh-client/token-key-file.js";
+import type { TokenKeys } from "../mesh-client/tokens.js";
 import {
   type After,
   freePort,

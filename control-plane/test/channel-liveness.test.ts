@@ -1,6 +1,6 @@
 /**
  * Every peer channel notices a silent peer and reaches a returning one within
- * the bounds of PEER_CHANNEL_LIVENESS (control-plane/peer-client.ts), and
+ * the bounds of PEER_CHANNEL_LIVENESS (mesh-client/peer-client.ts), and
  * every NATS connection a silent server within natsSilenceBoundMs
  * (node/data/nats-connect.ts): issue 11, a frozen region. A real grpc.Server
  * and a real nats-server behind a chaos/ TcpProxy.
@@ -10,6 +10,8 @@ import { after, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { connect } from "@nats-io/transport-node";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
+import { livenessChannelOptions, PEER_CHANNEL_LIVENESS, PeerClient } from "../../mesh-client/peer-client.js";
+import { peerPackage } from "../../mesh-client/proto.js";
 import { loadNodeConfig } from "../../node/config.js";
 import {
   checkNatsClient,
@@ -18,10 +20,8 @@ import {
   natsConnectOptions,
   natsSilenceBoundMs,
 } from "../../node/data/nats-connect.js";
-import { peerPackage } from "../../protocol/peer.js";
 import { sleep } from "../../testing/faults.js";
 import { cleanupStack, eventually, startTestNats } from "../../testing/harness.js";
-import { livenessChannelOptions, PEER_CHANNEL_LIVENESS, PeerClient } from "../peer-client.js";
 
 const cleanup = cleanupStack({ after });
 

@@ -12,6 +12,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
+import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import { parseMesh } from "../../protocol/mesh.js";
 import {
   cleanupStack,
@@ -23,7 +24,6 @@ import {
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 import { writeImageLayout } from "../../testing/oci-layout.js";
-import { PeerClient, peerCredentials } from "../peer-client.js";
 
 const run = promisify(execFile);
 const cleanup = cleanupStack({ after });

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { ensureMeshCerts } from "../../cli/certs.js";
+import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import type { RunningNode } from "../../node/server.js";
 import type { Digest } from "../../protocol/digest.js";
 import {
@@ -35,7 +36,6 @@ import { OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-c
 import { loadPeerConfig } from "../config.js";
 import { MeshFetch } from "../mesh-fetch.js";
 import { type RunningPeer, startPeer } from "../peer.js";
-import { PeerClient, peerCredentials } from "../peer-client.js";
 
 const defer = cleanupStack({ after });
 const MiB = 1 << 20;

@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureMeshCerts } from "../../cli/certs.js";
+import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import type { EventBody } from "../../protocol/events.js";
 import type { StatusReply__Output } from "../../protocol/generated/meridian/peer/v1/StatusReply.js";
 import type { Mesh } from "../../protocol/mesh.js";
@@ -26,7 +27,6 @@ import {
 } from "../../testing/harness.js";
 import { loadPeerConfig } from "../config.js";
 import { type RunningPeer, startPeer } from "../peer.js";
-import { PeerClient, peerCredentials } from "../peer-client.js";
 
 const defer = cleanupStack({ after });
 const INTERVAL = 100;

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
+import { peerPackage } from "../../mesh-client/proto.js";
 import type { BlobStore } from "../../node/data/blob-store.js";
 import { FsBlobStore } from "../../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../../node/data/jetstream-log.js";
@@ -21,7 +22,6 @@ import type { PeerClient } from "../../protocol/generated/meridian/peer/v1/Peer.
 import type { RepoStateReply__Output } from "../../protocol/generated/meridian/peer/v1/RepoStateReply.js";
 import type { RepoSummary__Output } from "../../protocol/generated/meridian/peer/v1/RepoSummary.js";
 import { fromGrpcError } from "../../protocol/grpc-errors.js";
-import { peerPackage } from "../../protocol/peer.js";
 import { summaryRoot } from "../../protocol/summary.js";
 import {
   cleanupStack,

@@ -12,9 +12,9 @@ import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { ensureMeshCerts, type MeshCerts } from "../../cli/certs.js";
+import { peerPackage } from "../../mesh-client/proto.js";
 import type { PeerClient } from "../../protocol/generated/meridian/peer/v1/Peer.js";
 import type { StatusReply__Output } from "../../protocol/generated/meridian/peer/v1/StatusReply.js";
-import { peerPackage } from "../../protocol/peer.js";
 import {
   cleanupStack,
   eventually,

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { pino } from "pino";
 import { ensureMeshCerts } from "../../cli/certs.js";
+import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import { MeshLink } from "../../node/mesh-link.js";
 import type { Mesh } from "../../protocol/mesh.js";
 import {
@@ -26,7 +27,6 @@ import {
 import { loadPeerConfig } from "../config.js";
 import { Heartbeat, logPeerChanges } from "../heartbeat.js";
 import { startPeer } from "../peer.js";
-import { PeerClient, peerCredentials } from "../peer-client.js";
 
 const GRACE_MS = 1_500;
 

@@ -46,6 +46,16 @@ import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import {
+  ADMIN_SCOPE,
+  type GrantedAccess,
+  grants,
+  proxyAudience,
+  TOKEN_ISSUER,
+  type TokenClaims,
+  type TokenKeys,
+  TokenRejectedError,
+} from "../../mesh-client/tokens.js";
+import {
   type Action,
   allowedActions,
   type Decision,
@@ -61,24 +71,7 @@ import { parseRepository } from "../../protocol/names.js";
 import type { MetadataView } from "../data/view.js";
 import type { LoginLimiter } from "./login-limiter.js";
 import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
-import {
-  ADMIN_SCOPE,
-  type GrantedAccess,
-  grants,
-  type TokenClaims,
-  type TokenKeys,
-  TokenRejectedError,
-} from "./tokens.js";
 
-/** The issuer named in every token of a mesh. */
-export const TOKEN_ISSUER = "meridian";
-/** The header carrying the front door's proof that it is a trusted proxy (node/http/forwarded.ts). */
-export const PROXY_PROOF_HEADER = "meridian-proxy-proof";
-
-/** The audience of the front door's proof tokens: not the registry's, so they are not credentials. */
-export function proxyAudience(service: string): string {
-  return `${service}#proxy`;
-}
 const CREDENTIAL_CACHE_MS = 5 * 60_000;
 const LOOKUP_CACHE_MS = 1_000;
 /** Entries per cache; past it the least recently used goes (lru-cache), never the whole cache at once. */

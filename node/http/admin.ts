@@ -40,6 +40,7 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { LineCounter, parseAllDocuments, parseDocument, stringify } from "yaml";
+import { ADMIN_SCOPE } from "../../mesh-client/tokens.js";
 import { type Digest, parseDigest } from "../../protocol/digest.js";
 import {
   AccessDeniedError,
@@ -65,7 +66,6 @@ import { type Policy, parsePolicies, parsePolicy, policyToYaml } from "../../pro
 import { registerAt, TAG_MERGE_RULES, type TagMergeRule, type TagWrite } from "../../protocol/tag-merge.js";
 import type { AuditLog } from "../audit.js";
 import { type LoginOutcome, meantForAdmin } from "../auth/authenticator.js";
-import { ADMIN_SCOPE } from "../auth/tokens.js";
 import { LOOPBACK } from "../config.js";
 import type { Registry, UndeleteTarget } from "../data/registry.js";
 import {

@@ -5,7 +5,7 @@
  * AND, with authentication on, carries a proof that it is the front door:
  * `Meridian-Proxy-Proof: <token>`, a short-lived token the front door mints
  * with the mesh's key for the audience `<service>#proxy`
- * (control-plane/service-token.ts). On one machine the front door and any
+ * (mesh-client/service-token.ts). On one machine the front door and any
  * local user share loopback, so an address alone cannot tell them apart;
  * the key can. The proof is not a credential: its audience is refused by
  * the bearer path (node/auth/authenticator.ts verifies tokens for
@@ -30,7 +30,7 @@
 import { BlockList, isIP } from "node:net";
 import type { FastifyRequest } from "fastify";
 import { LRUCache } from "lru-cache";
-import { PROXY_PROOF_HEADER, proxyAudience } from "../auth/authenticator.js";
+import { PROXY_PROOF_HEADER, proxyAudience } from "../../mesh-client/tokens.js";
 
 export { PROXY_PROOF_HEADER, proxyAudience };
 

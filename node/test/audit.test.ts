@@ -13,6 +13,7 @@ import { connect, nanos } from "@nats-io/transport-node";
 import Fastify from "fastify";
 import { Registry as MetricsRegistry } from "prom-client";
 import { type NatsServerProcess, startNatsServer } from "../../cli/nats-server.js";
+import { parseAuditTime } from "../../protocol/audit-time.js";
 import { LogUnavailableError, UnsupportedError } from "../../protocol/errors.js";
 import {
   cleanupStack,
@@ -24,7 +25,7 @@ import {
   tempDir,
 } from "../../testing/harness.js";
 import { type AuditEntry, AuditLog, type AuditRecord, auditStreamName, auditSubject } from "../audit.js";
-import { auditRoutes, parseAuditQuery, parseAuditTime } from "../http/audit-routes.js";
+import { auditRoutes, parseAuditQuery } from "../http/audit-routes.js";
 import { handleError } from "../http/errors.js";
 
 const cleanup = cleanupStack({ after });

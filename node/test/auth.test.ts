@@ -14,13 +14,13 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { TokenKeys } from "../../mesh-client/tokens.js";
 import type { Action } from "../../protocol/access.js";
 import { sleep } from "../../testing/faults.js";
 import { cleanupStack, startTestNats, startTestNode, tempDir } from "../../testing/harness.js";
 import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 import { writeImageLayout } from "../../testing/oci-layout.js";
 import { credentialFingerprint } from "../auth/authenticator.js";
-import { TokenKeys } from "../auth/tokens.js";
 import type { RunningNode } from "../server.js";
 
 const run = promisify(execFile);

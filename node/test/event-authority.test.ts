@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { TokenKeys } from "../../mesh-client/tokens.js";
 import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../../protocol/event-authority.js";
 import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
 import { cleanupStack, tempDir } from "../../testing/harness.js";
-import { TokenKeys } from "../auth/tokens.js";
 import { MetadataView } from "../data/view.js";
 
 const cleanup = cleanupStack({ after });

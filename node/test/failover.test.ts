@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { PeerClient, peerCredentials } from "../../control-plane/peer-client.js";
+import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import { parseMesh, regionOf } from "../../protocol/mesh.js";
 import { type After, cleanupStack, eventually, runCli, spawnMeridian } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";

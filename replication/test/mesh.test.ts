@@ -186,7 +186,7 @@ test("meridian status shows every region up, with replication lag and bytes", as
 });
 
 test("a peer's Status reports, per source region, the last sequence of its stream applied there", async () => {
-  const { PeerClient, peerCredentials } = await import("../../control-plane/peer-client.js");
+  const { PeerClient, peerCredentials } = await import("../../mesh-client/peer-client.js");
   const { parseMesh } = await import("../../protocol/mesh.js");
   const { streamName, subjectFor } = await import("../../protocol/events.js");
   const { jetstreamManager } = await import("@nats-io/jetstream");

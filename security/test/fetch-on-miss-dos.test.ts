@@ -12,7 +12,7 @@ import { writeFileSync } from "node:fs";
 import { type IncomingMessage, request } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { writeTokenKey } from "../../node/auth/setup.js";
+import { writeTokenKey } from "../../mesh-client/token-key-file.js";
 import { FsBlobStore } from "../../node/data/fs-blob-store.js";
 import type { Digest } from "../../protocol/digest.js";
 import { cleanupStack, eventually, tempDir } from "../../testing/harness.js";

@@ -16,7 +16,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { peerPackage } from "../../protocol/peer.js";
+import { peerPackage } from "../../mesh-client/proto.js";
 import { cleanupStack, eventually, runCli } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";

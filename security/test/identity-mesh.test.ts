@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { ServiceToken } from "../../control-plane/service-token.js";
+import { ServiceToken } from "../../mesh-client/service-token.js";
 import { hashPassword } from "../../node/auth/passwords.js";
 import { natsConnectOptions } from "../../node/data/nats-connect.js";
 import { EVENT_SCHEMA_VERSION, encodeEvent, type RegistryEvent, subjectFor } from "../../protocol/events.js";

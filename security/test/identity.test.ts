@@ -16,8 +16,8 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import { TokenKeys } from "../../mesh-client/tokens.js";
 import { hashPassword } from "../../node/auth/passwords.js";
-import { TokenKeys } from "../../node/auth/tokens.js";
 import {
   EVENT_SCHEMA_VERSION,
   type EventBody,

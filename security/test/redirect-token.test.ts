@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { writeTokenKey } from "../../node/auth/setup.js";
+import { writeTokenKey } from "../../mesh-client/token-key-file.js";
 import { cleanupStack, eventually, tempDir } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";

@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { writeTokenKey } from "../../node/auth/setup.js";
+import { writeTokenKey } from "../../mesh-client/token-key-file.js";
 import { diamond } from "../../replication/test/diamond.js";
 import { cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type RunningMesh, startMesh, startProxiedMesh } from "../../testing/mesh.js";

@@ -4,6 +4,8 @@
  * back as a domain error (protocol/grpc-errors.ts), and a blob arrives as a
  * byte stream that resumes from an offset.
  */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import type { Digest } from "../protocol/digest.js";
@@ -13,12 +15,28 @@ import type { HasBlobsReply__Output } from "../protocol/generated/meridian/peer/
 import type { PeerClient as GeneratedPeerClient } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import type { StatusReply__Output } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
 import { fromGrpcError } from "../protocol/grpc-errors.js";
-import { DEADLINES, deadline, PEER_FLOW_CONTROL_WINDOW, peerPackage } from "../protocol/peer.js";
+import type { Mesh } from "../protocol/mesh.js";
+import { DEADLINES, deadline, PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { type RepoState, repoStateFromWire } from "../protocol/registers.js";
 import type { RepoDigest } from "../protocol/summary.js";
+import { peerPackage } from "./proto.js";
 
-/** Credentials for calling peers as `region` (mutual TLS from the mesh; control-plane/tls.ts). */
-export { clientCredentials as peerCredentials } from "./tls.js";
+/**
+ * Credentials for calling other peers as `region`: mutual TLS under the mesh
+ * CA, presenting `<dir>/<region>.crt` + `.key` (the server side is
+ * control-plane/tls.ts); plaintext only when the mesh says `"insecure": true`.
+ */
+export function peerCredentials(mesh: Mesh, region: string): grpc.ChannelCredentials {
+  if (mesh.tls === undefined) {
+    if (mesh.insecure !== true) throw new Error("mesh has neither tls nor insecure: true");
+    return grpc.credentials.createInsecure();
+  }
+  return grpc.credentials.createSsl(
+    readFileSync(mesh.tls.ca),
+    readFileSync(join(mesh.tls.dir, `${region}.key`)),
+    readFileSync(join(mesh.tls.dir, `${region}.crt`)),
+  );
+}
 
 /** Per call: a deadline other than the RPC's default, and cancellation. */
 export interface CallOptions {

@@ -1,11 +1,11 @@
 /**
- * Registry bearer tokens (node/auth/tokens.ts): issue and verify; expired,
+ * Registry bearer tokens (mesh-client/tokens.ts): issue and verify; expired,
  * tampered, wrongly scoped, foreign and wrong-service tokens refused; key
  * rotation with a retired key.
  */
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import { grants, TokenKeys, TokenRejectedError } from "../auth/tokens.js";
+import { grants, TokenKeys, TokenRejectedError } from "../../mesh-client/tokens.js";
 
 const ISSUER = "meridian";
 const SERVICE = "meridian-registry";

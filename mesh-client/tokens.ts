@@ -30,6 +30,11 @@
  *
  * The same key also signs identity and policy events (`signEvent`,
  * protocol/event-authority.ts), so the view can tell them from forgeries.
+ *
+ * Here in mesh-client/ (not node/auth/) because the nodes that verify these
+ * tokens and the components that mint their own (control-plane's front door
+ * and peers, mesh-client/service-token.ts) must agree on the format without
+ * importing each other; node/auth/authenticator.ts applies them to requests.
  */
 import { randomUUID } from "node:crypto";
 import {
@@ -46,11 +51,21 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
-import { ACTIONS, type Action } from "../../protocol/access.js";
-import { proofPayload } from "../../protocol/event-authority.js";
-import type { RegistryEvent } from "../../protocol/events.js";
+import { ACTIONS, type Action } from "../protocol/access.js";
+import { proofPayload } from "../protocol/event-authority.js";
+import type { RegistryEvent } from "../protocol/events.js";
 
 const ALG = "ES256";
+
+/** The issuer named in every token of a mesh. */
+export const TOKEN_ISSUER = "meridian";
+/** The header carrying the front door's proof that it is a trusted proxy (node/http/forwarded.ts). */
+export const PROXY_PROOF_HEADER = "meridian-proxy-proof";
+
+/** The audience of the front door's proof tokens: not the registry's, so they are not credentials. */
+export function proxyAudience(service: string): string {
+  return `${service}#proxy`;
+}
 
 export interface GrantedAccess {
   type: "repository";

@@ -3,13 +3,13 @@
  * authentication is on: the front door reads every region's home rules, a
  * peer asks its node to fail over. A component given the mesh's token key
  * (`auth.tokenKeyFile`, the file the nodes sign with) mints a `service`
- * token naming itself (node/auth/tokens.ts), which the nodes treat as a
+ * token naming itself (./tokens.ts), which the nodes treat as a
  * system admin; it is renewed a minute before it expires.
  */
 import type { Logger } from "pino";
-import { proxyAudience, TOKEN_ISSUER } from "../node/auth/authenticator.js";
-import { loadTokenKeys } from "../node/auth/setup.js";
-import type { TokenKeys } from "../node/auth/tokens.js";
+import { loadTokenKeys } from "./token-key-file.js";
+import type { TokenKeys } from "./tokens.js";
+import { proxyAudience, TOKEN_ISSUER } from "./tokens.js";
 
 const TTL_SECONDS = 600;
 
@@ -75,7 +75,7 @@ export class ServiceToken {
       subject: this.name,
       kind: "service",
       access: [],
-      // The admin API takes only tokens naming it (node/auth/tokens.ts ADMIN_ACCESS).
+      // The admin API takes only tokens naming it (./tokens.ts ADMIN_ACCESS).
       admin: true,
       ttlSeconds: TTL_SECONDS,
     });
