@@ -157,7 +157,7 @@ export class Registry {
     this.#syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
     this.#sessions =
       options.uploadLimits === undefined ? undefined : new UploadSessions(options.uploadLimits);
-    this.view.onApplied = (event) => this.#clock.observe(event.hlc);
+    this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
   }
 
   get maxManifestBytes(): number {
