@@ -40,8 +40,7 @@ import type {
   TagRecord,
   Write,
 } from "../../../protocol/registers.js";
-import type { TagMergeRule } from "../../../protocol/tag-merge.js";
-import { foldWrites, type TagWrite } from "../../../protocol/tag-merge.js";
+import { foldWrites, type TagMergeRule, type TagWrite } from "../../../protocol/tag-merge.js";
 import { ContentReadsImpl } from "./content-reads.js";
 import { RepoConfigs } from "./repo-configs.js";
 import {
