@@ -62,27 +62,34 @@ import {
   type ReferrerRecord,
   type TagHistoryEntry,
 } from "./projections/content.js";
-import { IdentityProjection, type RobotRecord, type UserRecord } from "./projections/identity.js";
+import type { ContentReads } from "./projections/content-reads.js";
+import {
+  IdentityProjection,
+  type IdentityReads,
+  type RobotRecord,
+  type UserRecord,
+} from "./projections/identity.js";
 import {
   type AlertRecord,
   ReplicationAdminProjection,
+  type ReplicationAdminReads,
   type RunRecord,
 } from "./projections/replication-admin.js";
 import type { RepoConfig } from "./projections/repo-configs.js";
 import { type ApplyHandler, Batch, END, type Page, type Projection } from "./projections/store.js";
 
 export type { AppliedListener } from "./projections/applied-events.js";
-export type { ContentReads } from "./projections/content-reads.js";
-export type { IdentityReads } from "./projections/identity.js";
-export type { ReplicationAdminReads } from "./projections/replication-admin.js";
 export type {
   AlertRecord,
   BlobRegister,
   ConflictRecord,
+  ContentReads,
+  IdentityReads,
   ManifestRecord,
   ManifestRegister,
   Page,
   ReferrerRecord,
+  ReplicationAdminReads,
   RepoConfig,
   RepoState,
   RobotRecord,
@@ -107,9 +114,11 @@ export interface EventAuthority {
 export class MetadataView {
   readonly #db: Level<string, string>;
   readonly #authority: EventAuthority | undefined;
-  readonly content: ContentProjection;
-  readonly admin: ReplicationAdminProjection;
-  readonly identity: IdentityProjection;
+  /** The projections' reads (what callers see); their apply handlers stay with the view. */
+  readonly content: ContentReads;
+  readonly admin: ReplicationAdminReads;
+  readonly identity: IdentityReads;
+  readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
   readonly #routes = new Map<string, ApplyHandler>();
@@ -124,10 +133,11 @@ export class MetadataView {
   constructor(location: string, options: { tagRule?: TagMergeRule; authority?: EventAuthority } = {}) {
     this.#db = new Level<string, string>(location);
     this.#authority = options.authority;
-    this.content = new ContentProjection(this.#db, options.tagRule ?? "lww");
-    this.admin = new ReplicationAdminProjection(this.#db);
-    this.identity = new IdentityProjection(this.#db);
-    this.#projections = [this.content, this.admin, this.identity];
+    const content = new ContentProjection(this.#db, options.tagRule ?? "lww");
+    const admin = new ReplicationAdminProjection(this.#db);
+    this.#identity = new IdentityProjection(this.#db);
+    [this.content, this.admin, this.identity] = [content, admin, this.#identity];
+    this.#projections = [content, admin, this.#identity];
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);
@@ -246,7 +256,7 @@ export class MetadataView {
     if (this.#authority === undefined || !AUTHORITY_TYPES.has(e.type)) return undefined;
     if (e.proof === undefined) return "no proof";
     if (!(await this.#authority.verify(e))) return "invalid proof";
-    const decision = authorizeEvent(e, await this.identity.authorityFacts(batch, e));
+    const decision = authorizeEvent(e, await this.#identity.authorityFacts(batch, e));
     return decision.allowed ? undefined : decision.reason;
   }
 
