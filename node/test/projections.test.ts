@@ -116,7 +116,7 @@ describe("view projections", () => {
     );
     assert.deepEqual(await view.originSeqs(), { c: 7 });
     // The view's own methods delegate to the same projection.
-    assert.deepEqual(await view.tags(REPO, 10), await c.tags(REPO, 10));
+    assert.deepEqual(await view.content.tags(REPO, 10), await c.tags(REPO, 10));
   });
 
   test("the replication-admin projection answers its reads", async () => {
