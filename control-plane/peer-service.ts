@@ -197,7 +197,7 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
   return {
     Status: unary("Status", async (request) => ({
       region,
-      epoch: highestEpoch(view.configs()),
+      epoch: highestEpoch(view.content.configs()),
       // Own region: the local stream position applied; others: the highest
       // sequence of their stream replicated and applied here.
       applied: { ...(await view.originSeqs()), [region]: view.appliedSeq },
@@ -218,7 +218,9 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
       const repo = request.repo === "" ? undefined : parseRepository(request.repo);
       // With a repository: present only when linked (live) there, and its bytes are here.
       const stat = async (d: Digest) =>
-        repo === undefined || (await view.blobLink(repo, d)) !== undefined ? store.stat(d) : undefined;
+        repo === undefined || (await view.content.blobLink(repo, d)) !== undefined
+          ? store.stat(d)
+          : undefined;
       const sizes: Array<number | undefined> = new Array(digests.length);
       const statAll = async (indexes: number[]) => {
         for (let i = 0; i < indexes.length; i += STAT_CONCURRENCY) {
@@ -247,20 +249,20 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
       const reference = parseReference(request.reference);
       let digest: Digest;
       if ("tag" in reference) {
-        let tag = await view.tagRecord(repo, reference.tag);
-        if (!tag?.digest && (await caughtUpNow())) tag = await view.tagRecord(repo, reference.tag);
+        let tag = await view.content.tagRecord(repo, reference.tag);
+        if (!tag?.digest && (await caughtUpNow())) tag = await view.content.tagRecord(repo, reference.tag);
         if (!tag?.digest) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
         digest = tag.digest;
       } else {
         digest = reference.digest;
       }
-      let record = await view.manifest(repo, digest);
+      let record = await view.content.manifest(repo, digest);
       if (record === undefined && (await caughtUpNow())) {
         if ("tag" in reference) {
-          const tag = await view.tagRecord(repo, reference.tag);
+          const tag = await view.content.tagRecord(repo, reference.tag);
           if (tag?.digest) digest = tag.digest;
         }
-        record = await view.manifest(repo, digest);
+        record = await view.content.manifest(repo, digest);
       }
       if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
       let content: Buffer;
@@ -279,8 +281,8 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
       const prefix = request.prefix;
       if (prefix.length > MAX_NAME_LENGTH) throw new NameInvalidError("prefix longer than a name");
       const repos: RepoDigest[] = [];
-      for (const repo of await view.repositoriesUnder(prefix)) {
-        const summary = await view.summarize(repo);
+      for (const repo of await view.content.repositoriesUnder(prefix)) {
+        const summary = await view.content.summarize(repo);
         if (!isEmpty(summary)) repos.push(summary);
       }
       return { repos, root: summaryRoot(repos) };
@@ -288,7 +290,7 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
 
     RepoState: unary("RepoState", async (request) => {
       const repo = parseRepository(request.repo);
-      return repoStateToWire(await view.repoState(repo));
+      return repoStateToWire(await view.content.repoState(repo));
     }),
 
     Locate:
@@ -339,7 +341,7 @@ async function fetchBlob(
   const offset = call.request.offset;
   if (call.request.repo !== "") {
     const repo = parseRepository(call.request.repo);
-    if ((await view.blobLink(repo, digest)) === undefined) {
+    if ((await view.content.blobLink(repo, digest)) === undefined) {
       throw new BlobNotFoundError("blob unknown to repository", { detail: { repo, digest } });
     }
   }

@@ -144,7 +144,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       fenceReason({
         now: Date.now(),
         leaseMs: config.failover.leaseMs,
-        epoch: highestEpoch(view.configs()),
+        epoch: highestEpoch(view.content.configs()),
         others: others.map((r) => {
           const h = heartbeatRef?.health(r.name);
           return { region: r.name, lastSeenAt: h?.lastSeenAt, epoch: h?.epoch ?? 0 };
@@ -165,7 +165,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     let policies: Policy[] = [];
     const refreshPolicies = async () => {
       const out: Policy[] = [];
-      for (const { policy } of await view.policies()) {
+      for (const { policy } of await view.admin.policies()) {
         try {
           out.push(parsePolicy(policy));
         } catch {
@@ -315,7 +315,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
           region: config.region,
           serving: true,
           applied: { [config.region]: view.appliedSeq },
-          epoch: highestEpoch(view.configs()),
+          epoch: highestEpoch(view.content.configs()),
           fence: fence(),
           peers: heartbeat.snapshot().map(describe),
         };

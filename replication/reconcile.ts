@@ -62,8 +62,8 @@ export class Reconciler {
   /** Summaries of this region's repositories (those with anything visible). */
   async localSummaries(): Promise<RepoDigest[]> {
     const out: RepoDigest[] = [];
-    for (const repo of await this.o.view.repositoriesUnder("")) {
-      const summary = await this.o.view.summarize(repo);
+    for (const repo of await this.o.view.content.repositoriesUnder("")) {
+      const summary = await this.o.view.content.summarize(repo);
       if (!isEmpty(summary)) out.push(summary);
     }
     return out;
@@ -95,7 +95,7 @@ export class Reconciler {
       const plan = planRepository(
         policy,
         theirs,
-        await this.o.view.repoState(repo),
+        await this.o.view.content.repoState(repo),
         source.region,
         this.o.region,
       );
@@ -212,9 +212,9 @@ export async function conflictHere(
   tag: string,
   incoming: CausalWrite,
 ): Promise<TagConflictBody | undefined> {
-  const current = await view.tagRecord(repo, tag);
+  const current = await view.content.tagRecord(repo, tag);
   if (current === undefined || current.origin !== region) return undefined;
-  const { tagMerge, homes } = view.configFor(repo);
+  const { tagMerge, homes } = view.content.configFor(repo);
   const mine: CausalWrite = {
     digest: current.digest ?? undefined,
     hlc: current.hlc,

@@ -227,6 +227,8 @@ export class ReplicationWorker {
   /** The control plane's latest view of the other regions. */
   #health: RegionHealth[] = [];
   #healthTimer: NodeJS.Timeout | undefined;
+  /** Ends this worker's subscription to the view's applied events (stop). */
+  #unsubscribeApplied: (() => void) | undefined;
   readonly #reconciler: Reconciler;
   readonly #clock = new HybridClock();
   /** Serialized anti-entropy work per (policy, source): one run at a time, requests coalesced. */
@@ -334,10 +336,7 @@ export class ReplicationWorker {
       if (source.name === this.#o.region) continue;
       this.#runs.push(this.#runSource(source));
     }
-    const view = this.#o.view;
-    const previous = view.onApplied;
-    view.onApplied = (event, seq) => {
-      previous?.(event, seq);
+    this.#unsubscribeApplied = this.#o.view.applied.subscribe((event) => {
       this.#clock.observe(event.hlc);
       if (event.type === "policy.set" || event.type === "policy.deleted") {
         this.#policies = undefined;
@@ -353,7 +352,7 @@ export class ReplicationWorker {
       }
       if (event.type === "policy.run" && (event.region ?? this.#o.region) === this.#o.region)
         void this.#manualRun(event.name, event.runId);
-    };
+    });
     // Backfill: whatever the policies select and this region lacks, from every source.
     void this.#antiEntropy("start", (p) => p.trigger.type !== "manual");
     const every = this.#o.antiEntropyIntervalMs ?? 600_000;
@@ -374,6 +373,7 @@ export class ReplicationWorker {
 
   async stop(): Promise<void> {
     clearInterval(this.#healthTimer);
+    this.#unsubscribeApplied?.();
     for (const t of this.#timers) clearInterval(t);
     this.#abort.abort();
     await Promise.allSettled(this.#runs);

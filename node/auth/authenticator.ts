@@ -313,7 +313,7 @@ export class Authenticator {
 
   /** A project's settings (cached for a second); undefined for a project never set (private). */
   project(name: string): Promise<ProjectInfo | undefined> {
-    return cached(this.#projects, name, () => this.#o.view.project(name));
+    return cached(this.#projects, name, () => this.#o.view.identity.project(name));
   }
 
   /**
@@ -428,7 +428,7 @@ export class Authenticator {
     return cached(this.#subjects, name, async () => {
       const view = this.#o.view;
       if (ROBOT_NAME.test(name)) {
-        const robot = await view.robot(name);
+        const robot = await view.identity.robot(name);
         if (robot === undefined) return undefined;
         return {
           hash: robot.secretHash,
@@ -437,12 +437,17 @@ export class Authenticator {
         };
       }
       if (!USER_NAME.test(name)) return undefined;
-      const user = await view.user(name);
+      const user = await view.identity.user(name);
       if (user === undefined) return undefined;
       return {
         hash: user.passwordHash,
         cred: credentialFingerprint(user.passwordHash),
-        subject: { kind: "user", name, systemAdmin: user.systemAdmin, roles: await view.rolesOf(name) },
+        subject: {
+          kind: "user",
+          name,
+          systemAdmin: user.systemAdmin,
+          roles: await view.identity.rolesOf(name),
+        },
       };
     });
   }

@@ -15,7 +15,7 @@ import { hashPassword } from "./passwords.js";
  * may each create it; the hashes differ only in salt and the last write wins.
  */
 export async function ensureAdmin(registry: Registry, passwordFile: string, logger: Logger): Promise<void> {
-  if ((await registry.view.user("admin")) !== undefined) return;
+  if ((await registry.view.identity.user("admin")) !== undefined) return;
   const password = (await readFile(passwordFile, "utf8")).split(/\r?\n/, 1)[0]!;
   if (password.length < 8) throw new Error(`${passwordFile}: the admin password needs at least 8 characters`);
   await registry.commitAdmin(

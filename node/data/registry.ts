@@ -157,7 +157,7 @@ export class Registry {
     this.#syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
     this.#sessions =
       options.uploadLimits === undefined ? undefined : new UploadSessions(options.uploadLimits);
-    this.view.onApplied = (event) => this.#clock.observe(event.hlc);
+    this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
   }
 
   get maxManifestBytes(): number {
@@ -186,14 +186,14 @@ export class Registry {
   async resolveManifest(repo: string, reference: Reference): Promise<ResolvedManifest> {
     let digest: Digest;
     if ("tag" in reference) {
-      const tag = await this.view.tagRecord(repo, reference.tag);
+      const tag = await this.view.content.tagRecord(repo, reference.tag);
       if (!tag?.digest)
         throw new ManifestNotFoundError("manifest unknown", { detail: { tag: reference.tag } });
       digest = tag.digest;
     } else {
       digest = reference.digest;
     }
-    const record = await this.view.manifest(repo, digest);
+    const record = await this.view.content.manifest(repo, digest);
     if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { digest } });
     let bytes = this.#manifestCache.get(digest);
     if (bytes === undefined) {
@@ -205,7 +205,7 @@ export class Registry {
 
   /** Size of a blob linked into `repo`; BlobNotFoundError otherwise. */
   async blobSize(repo: string, digest: Digest): Promise<number> {
-    const link = await this.view.blobLink(repo, digest);
+    const link = await this.view.content.blobLink(repo, digest);
     const size = link === undefined ? undefined : link.size >= 0 ? link.size : await this.store.stat(digest);
     if (size === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
     return size;
@@ -227,20 +227,20 @@ export class Registry {
   }
 
   async tags(repo: string, n: number, last?: string): Promise<Page<string>> {
-    const page = await this.view.tags(repo, n, last);
+    const page = await this.view.content.tags(repo, n, last);
     // A tag shown proves the repository; only an empty page needs the check.
-    if (page.items.length === 0 && !(await this.view.repositoryExists(repo))) {
+    if (page.items.length === 0 && !(await this.view.content.repositoryExists(repo))) {
       throw new RepositoryNotFoundError("repository name not known to registry", { detail: { name: repo } });
     }
     return page;
   }
 
   repositories(n: number, last?: string): Promise<Page<string>> {
-    return this.view.repositories(n, last);
+    return this.view.content.repositories(n, last);
   }
 
   referrers(repo: string, digest: Digest, artifactType?: string): Promise<ReferrerRecord[]> {
-    return this.view.referrers(repo, digest, artifactType);
+    return this.view.content.referrers(repo, digest, artifactType);
   }
 
   // ---------------------------------------------------------------- writes
@@ -270,10 +270,10 @@ export class Registry {
     const parsed = parseManifest(bytes, contentType);
     const missing: Digest[] = [];
     for (const blob of parsed.blobs) {
-      if ((await this.view.blobLink(repo, blob)) === undefined) missing.push(blob);
+      if ((await this.view.content.blobLink(repo, blob)) === undefined) missing.push(blob);
     }
     for (const child of parsed.manifests) {
-      if ((await this.view.manifest(repo, child)) === undefined) missing.push(child);
+      if ((await this.view.content.manifest(repo, child)) === undefined) missing.push(child);
     }
     if (missing.length > 0) {
       throw new ManifestReferenceError("manifest references unknown blobs or manifests", {
@@ -283,7 +283,7 @@ export class Registry {
     await this.store.writeAll(bytes, digest);
     const tag = "tag" in reference ? reference.tag : undefined;
     let seq = this.view.appliedSeq;
-    if ((await this.view.manifest(repo, digest)) === undefined) {
+    if ((await this.view.content.manifest(repo, digest)) === undefined) {
       const body: EventBody<ManifestPushed> = {
         type: "manifest.pushed",
         repo,
@@ -315,7 +315,7 @@ export class Registry {
    * acknowledged exactly when the condition holds.
    */
   async #awaitDurability(repo: string, digest: Digest): Promise<void> {
-    const copies = parseDurability(this.view.configFor(repo).durability) ?? 0;
+    const copies = parseDurability(this.view.content.configFor(repo).durability) ?? 0;
     if (copies === 0) return;
     if (this.#mesh === undefined) {
       throw new ReplicationPendingError(`${repo} is sync(${copies}) but this region has no mesh to copy to`, {
@@ -336,11 +336,11 @@ export class Registry {
   async deleteManifest(repo: string, reference: Reference, actor: string): Promise<number> {
     if ("tag" in reference) {
       // A tag whose manifest was deleted is not shown, so it cannot be deleted either.
-      if ((await this.view.visibleTag(repo, reference.tag)) === undefined)
+      if ((await this.view.content.visibleTag(repo, reference.tag)) === undefined)
         throw new ManifestNotFoundError("manifest unknown", { detail: { tag: reference.tag } });
       return this.#commitTag({ type: "tag.deleted", repo, tag: reference.tag }, actor);
     }
-    if ((await this.view.manifest(repo, reference.digest)) === undefined) {
+    if ((await this.view.content.manifest(repo, reference.digest)) === undefined) {
       throw new ManifestNotFoundError("manifest unknown", { detail: { digest: reference.digest } });
     }
     return this.#commit({ type: "manifest.deleted", repo, digest: reference.digest }, actor);
@@ -366,7 +366,7 @@ export class Registry {
 
   /** Link a blob held by `from` into `repo`; undefined (nothing done) when `from` lacks it, else the sequence. */
   async mountBlob(repo: string, from: string, digest: Digest, actor: string): Promise<number | undefined> {
-    if ((await this.view.blobLink(from, digest)) === undefined) return undefined;
+    if ((await this.view.content.blobLink(from, digest)) === undefined) return undefined;
     const size = await this.store.stat(digest);
     if (size === undefined) return undefined;
     return this.#link(repo, digest, size, actor);
@@ -457,7 +457,7 @@ export class Registry {
 
   /** Link a blob into a repository; the sequence of the link (this view's position when already linked). */
   async #link(repo: string, digest: Digest, size: number, actor: string): Promise<number> {
-    if ((await this.view.blobLink(repo, digest)) !== undefined) return this.view.appliedSeq;
+    if ((await this.view.content.blobLink(repo, digest)) !== undefined) return this.view.appliedSeq;
     return this.#commit({ type: "blob.pushed", repo, digest, size }, actor);
   }
 
@@ -466,7 +466,7 @@ export class Registry {
    * every write made in it before (in every region it replicates to).
    */
   async deleteRepository(repo: string, actor: string): Promise<number> {
-    if (!(await this.view.repositoryExists(repo))) {
+    if (!(await this.view.content.repositoryExists(repo))) {
       throw new RepositoryNotFoundError("repository name not known to registry", { detail: { name: repo } });
     }
     return this.#commit({ type: "repository.deleted", repo }, actor);
@@ -488,7 +488,7 @@ export class Registry {
     const restored: string[] = [];
     const recent = (at: string) => now - Date.parse(at) <= this.#undeleteWindowMs;
     const restoreManifest = async (digest: Digest) => {
-      const register = await this.view.manifestRegister(repo, digest);
+      const register = await this.view.content.manifestRegister(repo, digest);
       if (register === undefined || register.live) return;
       if (register.record === null || (await this.store.stat(digest)) === undefined)
         throw new UndeleteError(`manifest ${digest} cannot be restored: its content is gone`);
@@ -498,7 +498,7 @@ export class Registry {
         const size = await this.store.stat(blob);
         if (size === undefined)
           throw new UndeleteError(`manifest ${digest} cannot be restored: blob ${blob} is gone`);
-        if ((await this.view.blobLink(repo, blob)) === undefined)
+        if ((await this.view.content.blobLink(repo, blob)) === undefined)
           await this.#commit({ type: "blob.pushed", repo, digest: blob, size }, actor);
       }
       for (const child of register.record.manifests) await restoreManifest(child);
@@ -520,9 +520,9 @@ export class Registry {
       restored.push(`manifest ${digest}`);
     };
     const restoreTag = async (tag: string, deletedAfter?: string) => {
-      if ((await this.view.visibleTag(repo, tag)) !== undefined) return;
-      const history = await this.view.tagHistory(repo, tag);
-      const record = await this.view.tagRecord(repo, tag);
+      if ((await this.view.content.visibleTag(repo, tag)) !== undefined) return;
+      const history = await this.view.content.tagHistory(repo, tag);
+      const record = await this.view.content.tagRecord(repo, tag);
       // The deletion: the tombstone standing now, else the repository's barrier.
       const deletion = record?.digest === null ? record.at : deletedAfter;
       const last = history
@@ -533,14 +533,14 @@ export class Registry {
       if (deletion !== undefined && !recent(deletion))
         throw new UndeleteError(`tag ${tag} was deleted outside the undelete window`);
       await restoreManifest(last.digest);
-      if ((await this.view.visibleTag(repo, tag)) === last.digest) return;
+      if ((await this.view.content.visibleTag(repo, tag)) === last.digest) return;
       await this.#commitTag({ type: "tag.set", repo, tag, digest: last.digest }, actor);
       restored.push(`tag ${tag} → ${last.digest}`);
     };
     if ("tag" in target) await restoreTag(target.tag as string);
     else if ("digest" in target) await restoreManifest(target.digest as Digest);
     else {
-      const state = await this.view.repoState(repo);
+      const state = await this.view.content.repoState(repo);
       const barrier = state.deleted;
       if (barrier === undefined) throw new UndeleteError(`repository ${repo} was not deleted`);
       if (!recent(barrier.at))
@@ -548,7 +548,7 @@ export class Registry {
       for (const m of state.manifests)
         if (!m.register.live && m.register.w.id === barrier.id) await restoreManifest(m.digest);
       const tags = new Set(state.tags.map((t) => t.tag));
-      for (const raw of await this.view.historicTags(repo)) tags.add(raw);
+      for (const raw of await this.view.content.historicTags(repo)) tags.add(raw);
       for (const tag of tags) await restoreTag(tag, barrier.at).catch(() => undefined);
     }
     if (restored.length === 0) throw new UndeleteError("nothing to restore");
@@ -614,7 +614,7 @@ export class Registry {
           );
       }
     }
-    const configs = this.view.configs();
+    const configs = this.view.content.configs();
     const epochOf = (homes: Record<number, string>) => Math.max(0, ...Object.keys(homes).map(Number));
     const epoch = Math.max(0, ...configs.map((c) => epochOf(c.homes))) + 1;
     const scopes: string[] = [];
@@ -682,7 +682,7 @@ export class Registry {
       }
       const epoch = await this.#checkTagRule(body);
       if (epoch === "unchanged") return this.view.appliedSeq;
-      const prev = (await this.view.tagRecord(body.repo, body.tag))?.eventId;
+      const prev = (await this.view.content.tagRecord(body.repo, body.tag))?.eventId;
       try {
         return await this.#commit(
           prev === undefined ? body : { ...body, prev },
@@ -707,10 +707,10 @@ export class Registry {
    * current epoch on those it accepts.
    */
   async #checkTagRule(body: TagBody): Promise<number | undefined | "unchanged"> {
-    const { tagMerge, homes } = this.view.configFor(body.repo);
+    const { tagMerge, homes } = this.view.content.configFor(body.repo);
     const digest = body.type === "tag.deleted" ? null : body.digest;
     if (tagMerge === "first-write") {
-      const current = await this.view.tagRecord(body.repo, body.tag);
+      const current = await this.view.content.tagRecord(body.repo, body.tag);
       if (current === undefined) return undefined;
       if (current.digest === digest) return "unchanged";
       throw new TagImmutableError(`tag ${body.tag} is immutable in ${body.repo}`, {

@@ -283,7 +283,7 @@ describe("tokens", () => {
       kind: "user" as const,
       access,
       ttlSeconds: 60,
-      cred: credentialFingerprint((await node.registry.view.user("dev"))!.passwordHash),
+      cred: credentialFingerprint((await node.registry.view.identity.user("dev"))!.passwordHash),
     };
     const good = (await keys.issue(base)).token;
     const expired = (await keys.issue({ ...base, now: Date.now() - 3_600_000 })).token;
@@ -505,7 +505,7 @@ describe("identity administration", () => {
   test("passwords are stored as scrypt hashes, never in clear", async () => {
     const users = JSON.stringify(await ok(await adminCall("GET", "/users")));
     assert.ok(!users.includes(PASSWORD) && !users.includes("passwordHash"));
-    const hash = (await node.registry.view.user("dev"))?.passwordHash ?? "";
+    const hash = (await node.registry.view.identity.user("dev"))?.passwordHash ?? "";
     assert.match(hash, /^scrypt\$15\$8\$1\$/);
     assert.ok(!hash.includes(PASSWORD));
   });

@@ -183,7 +183,11 @@ describe("the view", () => {
     view.onRefused = (e, _seq, reason) => refused.push(`${e.type}: ${reason}`);
     await view.open();
     await view.apply(events.map((event, i) => ({ seq: i + 1, event })));
-    const state = { users: await view.users(), carol: await view.rolesOf("carol"), refused };
+    const state = {
+      users: await view.identity.users(),
+      carol: await view.identity.rolesOf("carol"),
+      refused,
+    };
     await view.close();
     return state;
   }

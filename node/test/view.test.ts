@@ -74,20 +74,24 @@ describe("view registers", () => {
   test("a pushed manifest links its blobs; its tag is visible", async (t) => {
     const view = await openView(t);
     await applyAll(view, [pushM("a", 10, M1, "v1")]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M1);
-    assert.deepEqual(await view.blobLink(REPO, L1), { size: -1 });
-    assert.deepEqual(await view.liveTags(REPO), [{ tag: "v1", digest: M1 }]);
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M1);
+    assert.deepEqual(await view.content.blobLink(REPO, L1), { size: -1 });
+    assert.deepEqual(await view.content.liveTags(REPO), [{ tag: "v1", digest: M1 }]);
   });
 
   test("deleting a manifest hides its tags; pushing it again (later) brings them back", async (t) => {
     const view = await openView(t);
     await applyAll(view, [pushM("a", 10, M1, "v1"), delM("a", 20)]);
-    assert.equal(await view.visibleTag(REPO, "v1"), undefined);
-    assert.deepEqual((await view.tags(REPO, 10)).items, []);
-    assert.equal(await view.manifest(REPO, M1), undefined);
-    assert.equal((await view.manifestRegister(REPO, M1))?.live, false, "the record stays for undelete");
+    assert.equal(await view.content.visibleTag(REPO, "v1"), undefined);
+    assert.deepEqual((await view.content.tags(REPO, 10)).items, []);
+    assert.equal(await view.content.manifest(REPO, M1), undefined);
+    assert.equal(
+      (await view.content.manifestRegister(REPO, M1))?.live,
+      false,
+      "the record stays for undelete",
+    );
     await applyAll(view, [pushM("b", 30)]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M1);
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M1);
   });
 
   test("a delete arriving before its push (another origin's stream) still wins when later", async (t) => {
@@ -97,10 +101,10 @@ describe("view registers", () => {
     const del = delM("b", 20);
     await applyAll(early, [push, del]);
     await applyAll(late, [del, push]);
-    assert.deepEqual(await early.summarize(REPO), await late.summarize(REPO));
-    assert.equal(await late.manifest(REPO, M1), undefined);
+    assert.deepEqual(await early.content.summarize(REPO), await late.content.summarize(REPO));
+    assert.equal(await late.content.manifest(REPO, M1), undefined);
     assert.equal(
-      (await late.manifestRegister(REPO, M1))?.record?.size,
+      (await late.content.manifestRegister(REPO, M1))?.record?.size,
       100,
       "the push still teaches the record",
     );
@@ -114,11 +118,11 @@ describe("view registers", () => {
       setTag("a", 15, "v2"),
       pushM("c", 12, M2),
     ]);
-    assert.equal(await view.repositoryExists(REPO), false);
-    assert.deepEqual(await view.liveTags(REPO), []);
+    assert.equal(await view.content.repositoryExists(REPO), false);
+    assert.deepEqual(await view.content.liveTags(REPO), []);
     await applyAll(view, [pushM("c", 25, M2, "v3")]);
-    assert.deepEqual(await view.liveTags(REPO), [{ tag: "v3", digest: M2 }]);
-    assert.equal(await view.repositoryExists(REPO), true);
+    assert.deepEqual(await view.content.liveTags(REPO), [{ tag: "v3", digest: M2 }]);
+    assert.equal(await view.content.repositoryExists(REPO), true);
   });
 
   test("history keeps every write in clock order", async (t) => {
@@ -129,7 +133,7 @@ describe("view registers", () => {
       setTag("b", 30, "v1", M2),
       delTag("a", 20, "v1"),
     ]);
-    const history = await view.tagHistory(REPO, "v1");
+    const history = await view.content.tagHistory(REPO, "v1");
     assert.deepEqual(
       history.map((h) => [h.w.hlc.wall, h.w.origin, h.digest]),
       [
@@ -138,7 +142,7 @@ describe("view registers", () => {
         [30, "b", M2],
       ],
     );
-    assert.equal(await view.visibleTag(REPO, "v1"), M2);
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M2);
   });
 
   test("first-write: the earliest write stands however writes arrive", async (t) => {
@@ -150,7 +154,7 @@ describe("view registers", () => {
       setTag("b", 30, "v1", M2),
       setTag("a", 20, "v1", M1),
     ]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M1);
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M1);
   });
 
   test("changing the rule refolds existing tags from their history", async (t) => {
@@ -161,15 +165,15 @@ describe("view registers", () => {
       setTag("a", 20, "v1", M1),
       setTag("b", 30, "v1", M2),
     ]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M2, "lww by default");
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M2, "lww by default");
     await applyAll(view, [
       ev("a", 40, { type: "repository.configured", scope: REPO, tagMerge: "first-write" }),
     ]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M1);
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M1);
     await applyAll(view, [
       ev("a", 50, { type: "repository.configured", scope: REPO, tagMerge: "home-region", home: "b" }),
     ]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M2, "only b's writes count");
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M2, "only b's writes count");
     await applyAll(view, [
       ev(
         "a",
@@ -178,10 +182,14 @@ describe("view registers", () => {
         { epoch: 1 },
       ),
     ]);
-    assert.equal(view.configFor(REPO).homes[1], "a");
-    assert.equal(await view.visibleTag(REPO, "v1"), M2, "a's old write was made at epoch 0, when b was home");
+    assert.equal(view.content.configFor(REPO).homes[1], "a");
+    assert.equal(
+      await view.content.visibleTag(REPO, "v1"),
+      M2,
+      "a's old write was made at epoch 0, when b was home",
+    );
     await applyAll(view, [setTagAt("a", 70, "v1", M1, 1)]);
-    assert.equal(await view.visibleTag(REPO, "v1"), M1, "a writes at epoch 1 as home");
+    assert.equal(await view.content.visibleTag(REPO, "v1"), M1, "a writes at epoch 1 as home");
   });
 
   test("the longest scope wins", async (t) => {
@@ -191,10 +199,14 @@ describe("view registers", () => {
       ev("a", 2, { type: "repository.configured", scope: "team/", tagMerge: "lww" }),
       ev("a", 3, { type: "repository.configured", scope: "team/app", tagMerge: "first-write" }),
     ]);
-    assert.equal(view.configFor("team/app").tagMerge, "first-write");
-    assert.equal(view.configFor("team/other").tagMerge, "lww");
-    assert.equal(view.configFor("elsewhere").tagMerge, "first-write");
-    assert.equal(view.configFor("team").tagMerge, "first-write", "team/ covers names under team/, not team");
+    assert.equal(view.content.configFor("team/app").tagMerge, "first-write");
+    assert.equal(view.content.configFor("team/other").tagMerge, "lww");
+    assert.equal(view.content.configFor("elsewhere").tagMerge, "first-write");
+    assert.equal(
+      view.content.configFor("team").tagMerge,
+      "first-write",
+      "team/ covers names under team/, not team",
+    );
   });
 
   test("policies are last-writer-wins registers; runs collect each region's result", async (t) => {
@@ -214,12 +226,12 @@ describe("view registers", () => {
         stats: { copied: 2 },
       }),
     ]);
-    const policies = await view.policies();
+    const policies = await view.admin.policies();
     assert.deepEqual(
       policies.map((p) => [p.name, p.policy.deletes]),
       [["p", true]],
     );
-    const run = await view.run("p", "r1");
+    const run = await view.admin.run("p", "r1");
     assert.equal(run?.requested?.origin, "a");
     assert.deepEqual(run?.results.b?.stats, { copied: 2 });
   });
@@ -239,7 +251,7 @@ describe("view registers", () => {
     await again.open();
     after(() => again.close());
     assert.equal(again.appliedSeq, 0);
-    assert.equal(await again.manifest(REPO, M1), undefined);
+    assert.equal(await again.content.manifest(REPO, M1), undefined);
   });
 });
 
@@ -303,13 +315,13 @@ describe("view convergence", () => {
       for (let r = 0; r < 3; r++) {
         const view = await openView(t, `case-${i}-${r}`);
         await applyAll(view, interleave(rng, events));
-        const repo = await view.repoState(REPO);
+        const repo = await view.content.repoState(REPO);
         states.push({
-          summary: await view.summarize(REPO),
+          summary: await view.content.summarize(REPO),
           tags: repo.tags.map(({ tag, record }) => [tag, record.digest, record.eventId]),
           manifests: repo.manifests.map(({ digest, register }) => [digest, register.live, register.w.id]),
           blobs: repo.blobs.map(({ digest, register }) => [digest, register.live, register.w.id]),
-          rule: view.configFor(REPO).tagMerge,
+          rule: view.content.configFor(REPO).tagMerge,
         });
       }
       const message = `MERIDIAN_SEED=${seed} case ${i} (case seed ${rng.seed})`;
@@ -345,17 +357,17 @@ describe("identities", () => {
     await applyAll(forward, events);
     await applyAll(backward, [...events].reverse());
     for (const view of [forward, backward]) {
-      assert.deepEqual(await view.user("alice"), { passwordHash: `${HASH}20`, systemAdmin: true });
-      assert.equal(await view.user("bob"), undefined, "the later deletion wins");
+      assert.deepEqual(await view.identity.user("alice"), { passwordHash: `${HASH}20`, systemAdmin: true });
+      assert.equal(await view.identity.user("bob"), undefined, "the later deletion wins");
       assert.deepEqual(
-        (await view.users()).map((u) => u.name),
+        (await view.identity.users()).map((u) => u.name),
         ["alice"],
       );
-      assert.deepEqual(await view.project("team"), { public: true });
-      assert.equal(await view.project("nothing"), undefined);
-      assert.deepEqual(await view.rolesOf("alice"), { team: "maintainer", team2: "guest" });
-      assert.deepEqual(await view.rolesOf("carol"), {});
-      assert.deepEqual(await view.members("team"), [{ user: "alice", role: "maintainer" }]);
+      assert.deepEqual(await view.identity.project("team"), { public: true });
+      assert.equal(await view.identity.project("nothing"), undefined);
+      assert.deepEqual(await view.identity.rolesOf("alice"), { team: "maintainer", team2: "guest" });
+      assert.deepEqual(await view.identity.rolesOf("carol"), {});
+      assert.deepEqual(await view.identity.members("team"), [{ user: "alice", role: "maintainer" }]);
     }
   });
 
@@ -371,12 +383,12 @@ describe("identities", () => {
         grants,
       } as EventBody),
     ]);
-    assert.deepEqual(await view.robot("robot$ci"), {
+    assert.deepEqual(await view.identity.robot("robot$ci"), {
       secretHash: HASH,
       expiresAt: "2027-01-01T00:00:00.000Z",
       grants,
     });
     await applyAll(view, [ev("b", 20, { type: "robot.deleted", name: "robot$ci" })]);
-    assert.equal(await view.robot("robot$ci"), undefined);
+    assert.equal(await view.identity.robot("robot$ci"), undefined);
   });
 });

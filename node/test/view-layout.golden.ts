@@ -1,0 +1,197 @@
+/**
+ * The dump (every key and value) the view made of view-scenario.ts's history
+ * before it was split into projections (issue 12), generated once from that
+ * code. The projections' contract suite compares today's dump with it: the
+ * on-disk layout must not drift without a VIEW_SCHEMA bump (and then this
+ * file is regenerated with the new layout, on purpose).
+ */
+export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
+  [
+    "A!000000000000019.000000000!sc-b-19",
+    '{"kind":"delete-breaker","message":"halted","policy":"mirror-b","origin":"b","at":"1970-01-01T00:00:19.000Z","id":"sc-b-19"}',
+  ],
+  [
+    "B!mirror-b",
+    '{"w":{"id":"sc-a-20","origin":"a","hlc":{"wall":20,"logical":0},"at":"1970-01-01T00:00:20.000Z","actor":"admin"}}',
+  ],
+  [
+    "C!team/",
+    '{"tagMerge":"lww","durability":"async","w":{"id":"sc-a-1","origin":"a","hlc":{"wall":1,"logical":0},"at":"1970-01-01T00:00:01.000Z","actor":"admin"}}',
+  ],
+  [
+    "C!team/app",
+    '{"tagMerge":"first-write","w":{"id":"sc-a-13","origin":"a","hlc":{"wall":13,"logical":0},"at":"1970-01-01T00:00:13.000Z","actor":"admin"}}',
+  ],
+  [
+    "D!bob",
+    '{"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "H!team/app!000000000000",
+    '{"home":"a","w":{"id":"sc-a-13","origin":"a","hlc":{"wall":13,"logical":0},"at":"1970-01-01T00:00:13.000Z","actor":"admin"}}',
+  ],
+  ["L!team/app!sha256:0b57c4413b6fbb0498432b80919fce8f15158934c95d6650b6864dee6aebb2d7", ""],
+  ["L!team/app!sha256:2c16fc038f0b9b1dd37fdfd1ebc2fe2d1314eeffacb338a622e47f4e090bc1ff", ""],
+  ["L!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279", ""],
+  [
+    "M!team/app!sha256:0b57c4413b6fbb0498432b80919fce8f15158934c95d6650b6864dee6aebb2d7",
+    '{"record":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":50,"blobs":[],"manifests":[],"subject":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","artifactType":"application/vnd.example.sbom"},"live":true,"w":{"id":"sc-a-6","origin":"a","hlc":{"wall":6,"logical":0},"at":"1970-01-01T00:00:06.000Z","actor":"admin"}}',
+  ],
+  [
+    "M!team/app!sha256:2c16fc038f0b9b1dd37fdfd1ebc2fe2d1314eeffacb338a622e47f4e090bc1ff",
+    '{"record":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":120,"blobs":["sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604"],"manifests":[]},"live":true,"w":{"id":"sc-b-4","origin":"b","hlc":{"wall":4,"logical":0},"at":"1970-01-01T00:00:04.000Z","actor":"admin"}}',
+  ],
+  [
+    "M!team/app!sha256:9ba69afc04ec0016cd2dfa4bc2a1df7bba5de141d3397f85ef84c6cdd279471d",
+    '{"record":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":130,"blobs":["sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c"],"manifests":[]},"live":false,"w":{"id":"sc-a-32","origin":"a","hlc":{"wall":32,"logical":0},"at":"1970-01-01T00:00:32.000Z","actor":"admin"}}',
+  ],
+  [
+    "M!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
+    '{"record":{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":100,"blobs":["sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c"],"manifests":[]},"live":true,"w":{"id":"sc-a-3","origin":"a","hlc":{"wall":3,"logical":0},"at":"1970-01-01T00:00:03.000Z","actor":"admin"}}',
+  ],
+  [
+    "P!gone",
+    '{"policy":null,"w":{"id":"sc-b-16","origin":"b","hlc":{"wall":16,"logical":0},"at":"1970-01-01T00:00:16.000Z","actor":"admin"}}',
+  ],
+  [
+    "P!mirror-b",
+    '{"policy":{"name":"mirror-b","destinations":["b"]},"w":{"id":"sc-a-14","origin":"a","hlc":{"wall":14,"logical":0},"at":"1970-01-01T00:00:14.000Z","actor":"admin"}}',
+  ],
+  [
+    "Q!mirror-b!r1",
+    '{"name":"mirror-b","runId":"r1","results":{"b":{"outcome":"ok","stats":{"copied":3},"at":"1970-01-01T00:00:18.000Z"}},"requested":{"at":"1970-01-01T00:00:17.000Z","actor":"admin","origin":"a"}}',
+  ],
+  [
+    "R!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279!sha256:0b57c4413b6fbb0498432b80919fce8f15158934c95d6650b6864dee6aebb2d7",
+    '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:0b57c4413b6fbb0498432b80919fce8f15158934c95d6650b6864dee6aebb2d7","size":50,"artifactType":"application/vnd.example.sbom"}',
+  ],
+  [
+    "Z!other/gone",
+    '{"w":{"id":"sc-a-11","origin":"a","hlc":{"wall":11,"logical":0},"at":"1970-01-01T00:00:11.000Z","actor":"admin"}}',
+  ],
+  [
+    "b!other/gone!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c",
+    '{"size":10,"live":false,"w":{"id":"sc-a-11","origin":"a","hlc":{"wall":11,"logical":0},"at":"1970-01-01T00:00:11.000Z","actor":"admin"}}',
+  ],
+  [
+    "b!team/app!sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604",
+    '{"size":-1,"live":false,"w":{"id":"sc-b-12","origin":"b","hlc":{"wall":12,"logical":0},"at":"1970-01-01T00:00:12.000Z","actor":"admin"}}',
+  ],
+  [
+    "b!team/app!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c",
+    '{"size":10,"live":true,"w":{"id":"sc-a-31","origin":"a","hlc":{"wall":31,"logical":0},"at":"1970-01-01T00:00:31.000Z","actor":"admin"}}',
+  ],
+  [
+    "c!team/app!latest!x-1",
+    '{"repo":"team/app","tag":"latest","winner":{"digest":"sha256:2c16fc038f0b9b1dd37fdfd1ebc2fe2d1314eeffacb338a622e47f4e090bc1ff","origin":"b","id":"sc-b-5","hlc":{"wall":5,"logical":0}},"loser":{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","origin":"c","id":"x-1","hlc":{"wall":5,"logical":0}},"origin":"c","at":"1970-01-01T00:00:09.000Z"}',
+  ],
+  ["e!sc-a-1", "1"],
+  ["e!sc-a-10", "10"],
+  ["e!sc-a-11", "11"],
+  ["e!sc-a-13", "13"],
+  ["e!sc-a-14", "14"],
+  ["e!sc-a-15", "15"],
+  ["e!sc-a-17", "17"],
+  ["e!sc-a-2", "2"],
+  ["e!sc-a-20", "20"],
+  ["e!sc-a-21", "21"],
+  ["e!sc-a-22", "22"],
+  ["e!sc-a-23", "23"],
+  ["e!sc-a-24", "24"],
+  ["e!sc-a-25", "25"],
+  ["e!sc-a-27", "27"],
+  ["e!sc-a-28", "28"],
+  ["e!sc-a-29", "29"],
+  ["e!sc-a-3", "3"],
+  ["e!sc-a-31", "30"],
+  ["e!sc-a-32", "31"],
+  ["e!sc-a-6", "6"],
+  ["e!sc-a-7", "7"],
+  ["e!sc-a-8", "8"],
+  ["e!sc-b-12", "12"],
+  ["e!sc-b-16", "16"],
+  ["e!sc-b-18", "18"],
+  ["e!sc-b-19", "19"],
+  ["e!sc-b-26", "26"],
+  ["e!sc-b-4", "4"],
+  ["e!sc-b-5", "5"],
+  ["e!sc-c-30", "32"],
+  ["e!sc-c-9", "9"],
+  [
+    "g!ops!bob",
+    '{"value":null,"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "g!team!alice",
+    '{"value":{"role":"projectAdmin"},"w":{"id":"sc-a-24","origin":"a","hlc":{"wall":24,"logical":0},"at":"1970-01-01T00:00:24.000Z","actor":"admin"}}',
+  ],
+  [
+    "h!team/app!c-tag!000000000000030.000000000!c!sc-c-30",
+    '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","w":{"id":"sc-c-30","origin":"c","hlc":{"wall":30,"logical":0},"at":"1970-01-01T00:00:30.000Z","actor":"admin"},"via":"tag.set"}',
+  ],
+  [
+    "h!team/app!hidden!000000000000031.000000000!a!sc-a-31",
+    '{"digest":"sha256:9ba69afc04ec0016cd2dfa4bc2a1df7bba5de141d3397f85ef84c6cdd279471d","w":{"id":"sc-a-31","origin":"a","hlc":{"wall":31,"logical":0},"at":"1970-01-01T00:00:31.000Z","actor":"admin"},"via":"manifest.pushed"}',
+  ],
+  [
+    "h!team/app!latest!000000000000005.000000000!b!sc-b-5",
+    '{"digest":"sha256:2c16fc038f0b9b1dd37fdfd1ebc2fe2d1314eeffacb338a622e47f4e090bc1ff","w":{"id":"sc-b-5","origin":"b","hlc":{"wall":5,"logical":0},"at":"1970-01-01T00:00:05.000Z","actor":"admin"},"via":"tag.set"}',
+  ],
+  [
+    "h!team/app!old!000000000000007.000000000!a!sc-a-7",
+    '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","w":{"id":"sc-a-7","origin":"a","hlc":{"wall":7,"logical":0},"at":"1970-01-01T00:00:07.000Z","actor":"admin"},"via":"tag.set"}',
+  ],
+  [
+    "h!team/app!old!000000000000008.000000000!a!sc-a-8",
+    '{"digest":null,"w":{"id":"sc-a-8","origin":"a","hlc":{"wall":8,"logical":0},"at":"1970-01-01T00:00:08.000Z","actor":"admin"},"via":"tag.deleted"}',
+  ],
+  [
+    "h!team/app!v1!000000000000003.000000000!a!sc-a-3",
+    '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","w":{"id":"sc-a-3","origin":"a","hlc":{"wall":3,"logical":0},"at":"1970-01-01T00:00:03.000Z","actor":"admin"},"via":"manifest.pushed"}',
+  ],
+  [
+    "j!team",
+    '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
+  ],
+  ["m!schema", "3"],
+  ["m!seq", "32"],
+  ["o!c", "7"],
+  ["r!other/gone", "{}"],
+  ["r!team/app", "{}"],
+  [
+    "t!team/app!c-tag",
+    '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","hlc":{"wall":30,"logical":0},"origin":"c","eventId":"sc-c-30","seq":32,"at":"1970-01-01T00:00:30.000Z","actor":"admin"}',
+  ],
+  [
+    "t!team/app!hidden",
+    '{"digest":"sha256:9ba69afc04ec0016cd2dfa4bc2a1df7bba5de141d3397f85ef84c6cdd279471d","hlc":{"wall":31,"logical":0},"origin":"a","eventId":"sc-a-31","seq":30,"at":"1970-01-01T00:00:31.000Z","actor":"admin"}',
+  ],
+  [
+    "t!team/app!latest",
+    '{"digest":"sha256:2c16fc038f0b9b1dd37fdfd1ebc2fe2d1314eeffacb338a622e47f4e090bc1ff","hlc":{"wall":5,"logical":0},"origin":"b","eventId":"sc-b-5","seq":5,"at":"1970-01-01T00:00:05.000Z","actor":"admin"}',
+  ],
+  [
+    "t!team/app!old",
+    '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","hlc":{"wall":7,"logical":0},"origin":"a","eventId":"sc-a-7","seq":13,"at":"1970-01-01T00:00:07.000Z","actor":"admin"}',
+  ],
+  [
+    "t!team/app!v1",
+    '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","hlc":{"wall":3,"logical":0},"origin":"a","eventId":"sc-a-3","seq":3,"at":"1970-01-01T00:00:03.000Z","actor":"admin"}',
+  ],
+  [
+    "u!alice",
+    '{"value":{"passwordHash":"scrypt$10$8$1$c2FsdA$aGFzaA","systemAdmin":false},"w":{"id":"sc-a-21","origin":"a","hlc":{"wall":21,"logical":0},"at":"1970-01-01T00:00:21.000Z","actor":"admin"}}',
+  ],
+  [
+    "u!bob",
+    '{"value":null,"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "x!robot$ci",
+    '{"value":{"secretHash":"scrypt$10$8$1$c2FsdA$aGFzaA","expiresAt":"2099-01-01T00:00:00.000Z","grants":[{"project":"team","repositories":"**","actions":["pull"]}]},"w":{"id":"sc-a-27","origin":"a","hlc":{"wall":27,"logical":0},"at":"1970-01-01T00:00:27.000Z","actor":"admin"}}',
+  ],
+  [
+    "x!robot$old",
+    '{"value":null,"w":{"id":"sc-a-29","origin":"a","hlc":{"wall":29,"logical":0},"at":"1970-01-01T00:00:29.000Z","actor":"admin"}}',
+  ],
+];

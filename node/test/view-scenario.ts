@@ -1,0 +1,137 @@
+/**
+ * A fixed history touching every projection of the view and every event type
+ * (deterministic ids and clocks), for the projections' contract suite and the
+ * on-disk layout check (view-layout.golden.ts holds the dump the view made of
+ * it before the split into projections: the layout must not drift without a
+ * VIEW_SCHEMA bump).
+ */
+import { digestOf } from "../../protocol/digest.js";
+import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
+
+export const HASH = "scrypt$10$8$1$c2FsdA$aGFzaA";
+export const REPO = "team/app";
+export const M1 = digestOf("scenario-manifest-1");
+export const M2 = digestOf("scenario-manifest-2");
+export const REF = digestOf("scenario-referrer");
+export const M3 = digestOf("scenario-manifest-3");
+export const L1 = digestOf("scenario-layer-1");
+export const L2 = digestOf("scenario-layer-2");
+
+export function scenarioEvent(origin: string, wall: number, body: EventBody, actor = "admin"): RegistryEvent {
+  return {
+    id: `sc-${origin}-${wall}`,
+    v: EVENT_SCHEMA_VERSION,
+    origin,
+    hlc: { wall, logical: 0 },
+    actor,
+    at: new Date(wall * 1000).toISOString(),
+    ...body,
+  } as RegistryEvent;
+}
+
+const MT = "application/vnd.oci.image.manifest.v1+json";
+
+/** The history, in log order (sequence = index + 1). */
+export function scenario(): RegistryEvent[] {
+  const e = scenarioEvent;
+  const list: RegistryEvent[] = [
+    e("a", 1, { type: "repository.configured", scope: "team/", tagMerge: "lww", durability: "async" }),
+    e("a", 2, { type: "blob.pushed", repo: REPO, digest: L1, size: 10 }),
+    e("a", 3, {
+      type: "manifest.pushed",
+      repo: REPO,
+      digest: M1,
+      mediaType: MT,
+      size: 100,
+      blobs: [L1],
+      manifests: [],
+      tag: "v1",
+    }),
+    e("b", 4, {
+      type: "manifest.pushed",
+      repo: REPO,
+      digest: M2,
+      mediaType: MT,
+      size: 120,
+      blobs: [L2],
+      manifests: [],
+    }),
+    e("b", 5, { type: "tag.set", repo: REPO, tag: "latest", digest: M2 }),
+    e("a", 6, {
+      type: "manifest.pushed",
+      repo: REPO,
+      digest: REF,
+      mediaType: MT,
+      size: 50,
+      blobs: [],
+      manifests: [],
+      subject: M1,
+      artifactType: "application/vnd.example.sbom",
+    }),
+    e("a", 7, { type: "tag.set", repo: REPO, tag: "old", digest: M1 }),
+    e("a", 8, { type: "tag.deleted", repo: REPO, tag: "old" }),
+    e("c", 9, {
+      type: "tag.conflict",
+      repo: REPO,
+      tag: "latest",
+      winner: { digest: M2, origin: "b", id: "sc-b-5", hlc: { wall: 5, logical: 0 } },
+      loser: { digest: M1, origin: "c", id: "x-1", hlc: { wall: 5, logical: 0 } },
+    }),
+    e("a", 10, { type: "blob.pushed", repo: "other/gone", digest: L1, size: 10 }),
+    e("a", 11, { type: "repository.deleted", repo: "other/gone" }),
+    e("b", 12, { type: "blob.deleted", repo: REPO, digest: L2 }),
+    e("a", 13, { type: "repository.configured", scope: "team/app", tagMerge: "first-write", home: "a" }),
+    e("a", 14, { type: "policy.set", name: "mirror-b", policy: { name: "mirror-b", destinations: ["b"] } }),
+    e("a", 15, { type: "policy.set", name: "gone", policy: { name: "gone" } }),
+    e("b", 16, { type: "policy.deleted", name: "gone" }),
+    e("a", 17, { type: "policy.run", name: "mirror-b", runId: "r1" }),
+    e("b", 18, {
+      type: "policy.run.finished",
+      name: "mirror-b",
+      runId: "r1",
+      region: "b",
+      outcome: "ok",
+      stats: { copied: 3 },
+    }),
+    e("b", 19, { type: "alert.raised", kind: "delete-breaker", message: "halted", policy: "mirror-b" }),
+    e("a", 20, { type: "breaker.reset", name: "mirror-b" }),
+    e("a", 21, { type: "user.set", name: "alice", passwordHash: HASH, systemAdmin: false }),
+    e("a", 22, { type: "user.set", name: "bob", passwordHash: HASH, systemAdmin: true }),
+    e("a", 23, { type: "project.set", name: "team", public: true }),
+    e("a", 24, { type: "member.set", project: "team", user: "alice", role: "projectAdmin" }),
+    e("a", 25, { type: "member.set", project: "ops", user: "bob", role: "guest" }),
+    e("b", 26, { type: "user.deleted", name: "bob" }),
+    e("a", 27, {
+      type: "robot.set",
+      name: "robot$ci",
+      secretHash: HASH,
+      expiresAt: "2099-01-01T00:00:00.000Z",
+      grants: [{ project: "team", repositories: "**", actions: ["pull"] }],
+    }),
+    e("a", 28, {
+      type: "robot.set",
+      name: "robot$old",
+      secretHash: HASH,
+      expiresAt: "2099-01-01T00:00:00.000Z",
+      grants: [],
+    }),
+    e("a", 29, { type: "robot.deleted", name: "robot$old" }),
+    e("a", 31, {
+      type: "manifest.pushed",
+      repo: REPO,
+      digest: M3,
+      mediaType: MT,
+      size: 130,
+      blobs: [L1],
+      manifests: [],
+      tag: "hidden",
+    }),
+    e("a", 32, { type: "manifest.deleted", repo: REPO, digest: M3 }),
+  ];
+  // One event replicated from another region's stream (srcSeq: the origin's own sequence).
+  list.push({
+    ...scenarioEvent("c", 30, { type: "tag.set", repo: REPO, tag: "c-tag", digest: M1 }),
+    srcSeq: 7,
+  });
+  return list;
+}
