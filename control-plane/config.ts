@@ -32,46 +32,26 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "../node/data/nats-connect.js";
 import {
+  CommonSettings,
   ConfigError,
   configSchema,
   type DeepPartial,
   deepFreeze,
-  LOG_LEVELS,
   resolveSettings,
   Setting,
   type Static,
 } from "../protocol/config-schema.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
-import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 
-const { string, integer, list, oneOf, optional, section } = Setting;
+const { string, integer, list, optional, section } = Setting;
 
 /** Every setting of a control-plane peer, once. */
 export const PEER_SETTINGS = configSchema({
-  region: string({
-    env: "MERIDIAN_REGION",
-    default: "local",
-    pattern: "^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$",
-    doc: "the region's name: lower-case letters, digits and dashes, at most 32",
-  }),
-  meshFile: optional(
-    string({ env: "MERIDIAN_MESH", defaultText: "(required)", doc: "the path of mesh.json" }),
-  ),
-  dataDir: optional(
-    string({
-      env: "MERIDIAN_DATA_DIR",
-      defaultText: "`.meridian/<region>`",
-      doc: "the region's data directory",
-    }),
-  ),
+  region: CommonSettings.region(),
+  meshFile: CommonSettings.requiredMeshFile(),
+  dataDir: CommonSettings.dataDir("the region's"),
   storage: section({
-    root: optional(
-      string({
-        env: "MERIDIAN_STORAGE_ROOT",
-        defaultText: "`<dataDir>/store`",
-        doc: "the region's blob store, shared with its nodes",
-      }),
-    ),
+    root: CommonSettings.sharedStoreRoot(),
   }),
   view: section({
     dir: optional(
@@ -101,16 +81,7 @@ export const PEER_SETTINGS = configSchema({
       }),
     ),
   }),
-  metrics: section({
-    host: string({ env: "MERIDIAN_METRICS_HOST", default: "127.0.0.1", doc: "address of /metrics" }),
-    port: integer({
-      env: "MERIDIAN_METRICS_PORT",
-      default: 0,
-      minimum: 0,
-      maximum: 65535,
-      doc: "its port (0: any free port, printed at start)",
-    }),
-  }),
+  metrics: CommonSettings.metrics(),
   heartbeat: section({
     intervalMs: integer({
       env: "MERIDIAN_HEARTBEAT_INTERVAL_MS",
@@ -156,19 +127,12 @@ export const PEER_SETTINGS = configSchema({
         doc: "the nodes' token key: the peer signs in to its node's admin API",
       }),
     ),
-    service: string({ env: "MERIDIAN_AUTH_SERVICE", default: "meridian", doc: "the token service name" }),
+    service: CommonSettings.authService(),
   }),
-  startupGraceMs: integer({
-    env: "MERIDIAN_STARTUP_GRACE_MS",
-    default: STARTUP_GRACE_MS,
-    minimum: 0,
-    doc: "a peer never seen up that refuses this soon after start is still starting: info, then one warn when the grace ends",
-  }),
-  logLevel: oneOf([...LOG_LEVELS] as string[], {
-    env: "MERIDIAN_LOG_LEVEL",
-    default: "info",
-    doc: "log level",
-  }),
+  startupGraceMs: CommonSettings.startupGraceMs(
+    "a peer never seen up that refuses this soon after start is still starting: info, then one warn when the grace ends",
+  ),
+  logLevel: CommonSettings.logLevel(),
 });
 
 type Settings = Static<typeof PEER_SETTINGS>;

@@ -40,11 +40,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
+  CommonSettings,
   ConfigError,
   configSchema,
   type DeepPartial,
   deepFreeze,
-  LOG_LEVELS,
   parseTable,
   resolveSettings,
   Setting,
@@ -54,13 +54,11 @@ import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../proto
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { parseCidr } from "./front-door-routing.js";
 
-const { string, integer, oneOf, table, optional, section } = Setting;
+const { string, integer, table, optional, section } = Setting;
 
 /** Every setting of the front door, once. */
 export const FRONT_DOOR_SETTINGS = configSchema({
-  meshFile: optional(
-    string({ env: "MERIDIAN_MESH", defaultText: "(required)", doc: "the path of mesh.json" }),
-  ),
+  meshFile: CommonSettings.requiredMeshFile(),
   listen: section({
     host: string({
       env: "MERIDIAN_FRONT_DOOR_HOST",
@@ -150,14 +148,10 @@ export const FRONT_DOOR_SETTINGS = configSchema({
         doc: "the nodes' token key: the front door signs in to their admin API to read home rules",
       }),
     ),
-    service: string({ env: "MERIDIAN_AUTH_SERVICE", default: "meridian", doc: "the token service name" }),
+    service: CommonSettings.authService(),
   }),
   http: section(httpLimitSettings({ keepAliveTimeoutMs: 65_000, exempt: [] })),
-  logLevel: oneOf([...LOG_LEVELS] as string[], {
-    env: "MERIDIAN_LOG_LEVEL",
-    default: "info",
-    doc: "log level",
-  }),
+  logLevel: CommonSettings.logLevel(),
 });
 
 type Settings = Static<typeof FRONT_DOOR_SETTINGS>;

@@ -247,24 +247,16 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
     GetManifest: unary("GetManifest", async (request) => {
       const repo = parseRepository(request.repo);
       const reference = parseReference(request.reference);
-      let digest: Digest;
-      if ("tag" in reference) {
-        let tag = await view.content.tagRecord(repo, reference.tag);
-        if (!tag?.digest && (await caughtUpNow())) tag = await view.content.tagRecord(repo, reference.tag);
-        if (!tag?.digest) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
-        digest = tag.digest;
-      } else {
-        digest = reference.digest;
-      }
-      let record = await view.content.manifest(repo, digest);
-      if (record === undefined && (await caughtUpNow())) {
-        if ("tag" in reference) {
-          const tag = await view.content.tagRecord(repo, reference.tag);
-          if (tag?.digest) digest = tag.digest;
-        }
-        record = await view.content.manifest(repo, digest);
-      }
-      if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
+      // The manifest (and the digest a tag names) as the view has it now.
+      const lookup = async () => {
+        const digest =
+          "tag" in reference ? (await view.content.tagRecord(repo, reference.tag))?.digest : reference.digest;
+        const record = digest ? await view.content.manifest(repo, digest) : undefined;
+        return digest && record ? { digest, record } : undefined;
+      };
+      const found = (await lookup()) ?? ((await caughtUpNow()) ? await lookup() : undefined);
+      if (found === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { repo } });
+      const { digest, record } = found;
       let content: Buffer;
       try {
         content = await store.readAll(digest);

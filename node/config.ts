@@ -85,11 +85,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import {
+  CommonSettings,
   ConfigError,
   configSchema,
   type DeepPartial,
   deepFreeze,
-  LOG_LEVELS,
   resolveSettings,
   Setting,
   type Static,
@@ -97,7 +97,6 @@ import {
 import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
-import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
@@ -109,19 +108,8 @@ export type FetchOnMiss = "proxy" | "redirect" | "off";
 
 /** Every setting of a registry node, once. */
 export const NODE_SETTINGS = configSchema({
-  region: string({
-    env: "MERIDIAN_REGION",
-    default: "local",
-    pattern: "^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$",
-    doc: "the region's name: lower-case letters, digits and dashes, at most 32",
-  }),
-  dataDir: optional(
-    string({
-      env: "MERIDIAN_DATA_DIR",
-      defaultText: "`.meridian/<region>`",
-      doc: "the node's data directory",
-    }),
-  ),
+  region: CommonSettings.region(),
+  dataDir: CommonSettings.dataDir("the node's"),
   listen: section({
     host: string({
       env: "MERIDIAN_LISTEN_HOST",
@@ -181,11 +169,7 @@ export const NODE_SETTINGS = configSchema({
     exclusiveMinimum: 0,
     doc: "how long deleted content stays restorable with `meridian undelete`, in hours",
   }),
-  logLevel: oneOf([...LOG_LEVELS] as string[], {
-    env: "MERIDIAN_LOG_LEVEL",
-    default: "info",
-    doc: "log level",
-  }),
+  logLevel: CommonSettings.logLevel(),
   policiesFile: optional(
     string({
       env: "MERIDIAN_POLICIES_FILE",
@@ -291,12 +275,9 @@ export const NODE_SETTINGS = configSchema({
       doc: "with auth off, the socket addresses admin writes are accepted from (`*`: anyone)",
     }),
   }),
-  startupGraceMs: integer({
-    env: "MERIDIAN_STARTUP_GRACE_MS",
-    default: STARTUP_GRACE_MS,
-    minimum: 0,
-    doc: "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
-  }),
+  startupGraceMs: CommonSettings.startupGraceMs(
+    "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
+  ),
   http: section(httpLimitSettings({ keepAliveTimeoutMs: 75_000, exempt: ["127.0.0.1", "::1"] })),
   uploads: section({
     idleMinutes: number({

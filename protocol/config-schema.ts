@@ -21,6 +21,8 @@
  */
 import Type, { type Static, type TSchema } from "typebox";
 import Value from "typebox/value";
+import { REGION_PATTERN } from "./events.js";
+import { STARTUP_GRACE_MS } from "./startup-grace.js";
 
 export type { Static };
 
@@ -53,6 +55,65 @@ export const Setting = {
   /** A group of settings; absent, it is made of its members' defaults. */
   section: <P extends Record<string, TSchema>>(properties: P) =>
     Type.Object(properties, { additionalProperties: false, default: {} }),
+};
+
+/** Settings several processes have, described the same way in each (one place to change them). */
+export const CommonSettings = {
+  region: () =>
+    Setting.string({
+      env: "MERIDIAN_REGION",
+      default: "local",
+      pattern: REGION_PATTERN,
+      doc: "the region's name: lower-case letters, digits and dashes, at most 32",
+    }),
+  /** The mesh file of a process that cannot run without one (the loader reports it missing). */
+  requiredMeshFile: () =>
+    Setting.optional(
+      Setting.string({ env: "MERIDIAN_MESH", defaultText: "(required)", doc: "the path of mesh.json" }),
+    ),
+  dataDir: (whose: string) =>
+    Setting.optional(
+      Setting.string({
+        env: "MERIDIAN_DATA_DIR",
+        defaultText: "`.meridian/<region>`",
+        doc: `${whose} data directory`,
+      }),
+    ),
+  /** The region's blob store, for a process other than its nodes. */
+  sharedStoreRoot: () =>
+    Setting.optional(
+      Setting.string({
+        env: "MERIDIAN_STORAGE_ROOT",
+        defaultText: "`<dataDir>/store`",
+        doc: "the region's blob store, shared with its nodes",
+      }),
+    ),
+  metrics: () =>
+    Setting.section({
+      host: Setting.string({
+        env: "MERIDIAN_METRICS_HOST",
+        default: "127.0.0.1",
+        doc: "address of /metrics",
+      }),
+      port: Setting.integer({
+        env: "MERIDIAN_METRICS_PORT",
+        default: 0,
+        minimum: 0,
+        maximum: 65535,
+        doc: "its port (0: any free port, printed at start)",
+      }),
+    }),
+  /** protocol/startup-grace.ts; `doc` says what the process treats as start-up. */
+  startupGraceMs: (doc: string) =>
+    Setting.integer({ env: "MERIDIAN_STARTUP_GRACE_MS", default: STARTUP_GRACE_MS, minimum: 0, doc }),
+  authService: () =>
+    Setting.string({ env: "MERIDIAN_AUTH_SERVICE", default: "meridian", doc: "the token service name" }),
+  logLevel: () =>
+    Setting.oneOf([...LOG_LEVELS] as string[], {
+      env: "MERIDIAN_LOG_LEVEL",
+      default: "info",
+      doc: "log level",
+    }),
 };
 
 /** A process's whole schema: a section whose keys are the top-level settings. */

@@ -349,7 +349,9 @@ export type EventBody<E extends RegistryEvent = RegistryEvent> = E extends Regis
   ? Omit<E, keyof Envelope>
   : never;
 
-const REGION = /^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/;
+/** A region's name: lower-case letters, digits and dashes, at most 32 (a configuration's `region` too). */
+export const REGION_PATTERN = "^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$";
+const REGION = new RegExp(REGION_PATTERN);
 
 export function parseRegion(name: string): string {
   if (!REGION.test(name)) throw new EventInvalidError(`invalid region name: ${name.slice(0, 40)}`);

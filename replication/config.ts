@@ -20,48 +20,28 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "../node/data/nats-connect.js";
 import {
+  CommonSettings,
   ConfigError,
   configSchema,
   deepFreeze,
-  LOG_LEVELS,
   resolveSettings,
   Setting,
 } from "../protocol/config-schema.js";
 import { type Mesh, parseMesh, regionOf } from "../protocol/mesh.js";
-import { STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { type ClosureLimits, DEFAULT_CLOSURE_LIMITS } from "./copy.js";
 
-const { string, integer, number, boolean, oneOf, table, optional, section } = Setting;
+const { string, integer, number, boolean, table, optional, section } = Setting;
 
 /** How long one event's copying may take before it is recorded as failed (worker.ts). */
 export const DEFAULT_EVENT_DEADLINE_MS = 15 * 60_000;
 
 /** Every setting of a replication worker, once. */
 export const WORKER_SETTINGS = configSchema({
-  region: string({
-    env: "MERIDIAN_REGION",
-    default: "local",
-    pattern: "^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$",
-    doc: "the region's name: lower-case letters, digits and dashes, at most 32",
-  }),
-  meshFile: optional(
-    string({ env: "MERIDIAN_MESH", defaultText: "(required)", doc: "the path of mesh.json" }),
-  ),
-  dataDir: optional(
-    string({
-      env: "MERIDIAN_DATA_DIR",
-      defaultText: "`.meridian/<region>`",
-      doc: "the region's data directory",
-    }),
-  ),
+  region: CommonSettings.region(),
+  meshFile: CommonSettings.requiredMeshFile(),
+  dataDir: CommonSettings.dataDir("the region's"),
   storage: section({
-    root: optional(
-      string({
-        env: "MERIDIAN_STORAGE_ROOT",
-        defaultText: "`<dataDir>/store`",
-        doc: "the region's blob store, shared with its nodes",
-      }),
-    ),
+    root: CommonSettings.sharedStoreRoot(),
     fsync: boolean({ env: "MERIDIAN_STORAGE_FSYNC", default: true, doc: "flush each copied blob to disk" }),
   }),
   view: section({
@@ -73,16 +53,7 @@ export const WORKER_SETTINGS = configSchema({
       }),
     ),
   }),
-  metrics: section({
-    host: string({ env: "MERIDIAN_METRICS_HOST", default: "127.0.0.1", doc: "address of /metrics" }),
-    port: integer({
-      env: "MERIDIAN_METRICS_PORT",
-      default: 0,
-      minimum: 0,
-      maximum: 65535,
-      doc: "its port (0: any free port, printed at start)",
-    }),
-  }),
+  metrics: CommonSettings.metrics(),
   nats: section(natsClientSettings()),
   peerAddresses: optional(
     table({
@@ -145,17 +116,10 @@ export const WORKER_SETTINGS = configSchema({
     minimum: 1,
     doc: "how long one event's copying may take before it is recorded as failed and the stream moves on",
   }),
-  startupGraceMs: integer({
-    env: "MERIDIAN_STARTUP_GRACE_MS",
-    default: STARTUP_GRACE_MS,
-    minimum: 0,
-    doc: "refusals by sources this soon after start are start-up: retried quietly, one warn when the grace ends",
-  }),
-  logLevel: oneOf([...LOG_LEVELS] as string[], {
-    env: "MERIDIAN_LOG_LEVEL",
-    default: "info",
-    doc: "log level",
-  }),
+  startupGraceMs: CommonSettings.startupGraceMs(
+    "refusals by sources this soon after start are start-up: retried quietly, one warn when the grace ends",
+  ),
+  logLevel: CommonSettings.logLevel(),
 });
 
 export interface WorkerConfig {
