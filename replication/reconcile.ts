@@ -20,7 +20,7 @@ import type { EventLog } from "../node/data/event-log.js";
 import type { MetadataView } from "../node/data/view.js";
 import type { Digest } from "../protocol/digest.js";
 import { RepositoryNotFoundError } from "../protocol/errors.js";
-import { derivedId, EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../protocol/events.js";
+import { derivedId, type EventBody, makeEvent } from "../protocol/events.js";
 import { type Policy, selectsRepository } from "../protocol/policy.js";
 import type { RepoState, Write } from "../protocol/registers.js";
 import { differingRepositories, isEmpty, type RepoDigest } from "../protocol/summary.js";
@@ -182,17 +182,15 @@ export class Reconciler {
   }
 
   async #replay(w: Write, body: EventBody, key: string): Promise<void> {
-    const event = {
+    const event = makeEvent(body, {
       id: derivedId("replay", body.type, w.id, key),
-      v: EVENT_SCHEMA_VERSION,
       origin: w.origin,
       hlc: w.hlc,
       actor: w.actor,
       at: w.at,
       cause: w.id,
-      ...body,
-    } as RegistryEvent;
-    if (w.epoch !== undefined) event.epoch = w.epoch;
+      epoch: w.epoch,
+    });
     await this.o.log.append(event);
   }
 }

@@ -90,9 +90,9 @@ import {
   type ContentEvent,
   decodeEvent,
   derivedId,
-  EVENT_SCHEMA_VERSION,
   type EventBody,
   isContentEvent,
+  makeEvent,
   REBUILD_RUN,
   type RegistryEvent,
   streamName,
@@ -732,15 +732,12 @@ export class ReplicationWorker {
 
   /** Append an event this region originates (alerts, run results, conflicts). */
   async #appendOwn(body: EventBody, id?: string): Promise<void> {
-    const event = {
+    const event = makeEvent(body, {
       id: id ?? derivedId("own", this.#o.region, String(Date.now()), String(Math.random())),
-      v: EVENT_SCHEMA_VERSION,
       origin: this.#o.region,
       hlc: this.#clock.now(),
       actor: "system",
-      at: new Date().toISOString(),
-      ...body,
-    } as RegistryEvent;
+    });
     const { seq } = await this.#o.log.append(event);
     this.#lastAppended = Math.max(this.#lastAppended, seq);
   }

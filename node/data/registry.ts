@@ -35,9 +35,9 @@ import {
 } from "../../protocol/errors.js";
 import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
 import {
-  EVENT_SCHEMA_VERSION,
   type EventBody,
   type ManifestPushed,
+  makeEvent,
   parseDurability,
   type RegistryEvent,
   subjectFor,
@@ -637,17 +637,7 @@ export class Registry {
   // ---------------------------------------------------------------- the commit step
 
   #envelope(body: EventBody, actor: string, epoch?: number): RegistryEvent {
-    const event = {
-      id: randomUUID(),
-      v: EVENT_SCHEMA_VERSION,
-      origin: this.region,
-      hlc: this.#clock.now(),
-      actor,
-      at: new Date().toISOString(),
-      ...body,
-    } as RegistryEvent;
-    if (epoch !== undefined) event.epoch = epoch;
-    return event;
+    return makeEvent(body, { id: randomUUID(), origin: this.region, hlc: this.#clock.now(), actor, epoch });
   }
 
   /** Append an event, apply it here, and return its sequence. */

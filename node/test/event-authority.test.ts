@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { TokenKeys } from "../../mesh-client/tokens.js";
 import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../../protocol/event-authority.js";
-import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
+import { type EventBody, makeEvent, type RegistryEvent } from "../../protocol/events.js";
 import { cleanupStack, tempDir } from "../../testing/harness.js";
 import { MetadataView } from "../data/view.js";
 
@@ -21,15 +21,13 @@ let counter = 0;
 
 function ev(actor: string, wall: number, body: EventBody, origin = "a"): RegistryEvent {
   counter++;
-  return {
+  return makeEvent(body, {
     id: `ev-${origin}-${wall}-${counter}`,
-    v: EVENT_SCHEMA_VERSION,
     origin,
     hlc: { wall, logical: 0 },
     actor,
     at: new Date(wall).toISOString(),
-    ...body,
-  } as RegistryEvent;
+  });
 }
 
 const userSet = (name: string, systemAdmin = false): EventBody => ({

@@ -7,12 +7,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { LogConflictError, LogUnavailableError } from "../../protocol/errors.js";
-import {
-  EVENT_SCHEMA_VERSION,
-  type EventBody,
-  type RegistryEvent,
-  subjectFor,
-} from "../../protocol/events.js";
+import { type EventBody, makeEvent, type RegistryEvent, subjectFor } from "../../protocol/events.js";
 import {
   type After,
   cleanupStack,
@@ -40,15 +35,12 @@ export interface EventLogHarness {
 let counter = 0;
 function event(body: EventBody): RegistryEvent {
   counter++;
-  return {
+  return makeEvent(body, {
     id: `log-suite-${process.pid}-${counter}`,
-    v: EVENT_SCHEMA_VERSION,
     origin: "suite",
     hlc: { wall: counter, logical: 0 },
     actor: "tester",
-    at: new Date().toISOString(),
-    ...body,
-  } as RegistryEvent;
+  });
 }
 const tagSet = (tag: string) =>
   event({ type: "tag.set", repo: "suite/app", tag, digest: `sha256:${"a".repeat(64)}` as never });

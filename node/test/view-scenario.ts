@@ -6,7 +6,7 @@
  * VIEW_SCHEMA bump).
  */
 import { digestOf } from "../../protocol/digest.js";
-import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
+import { type EventBody, makeEvent, type RegistryEvent } from "../../protocol/events.js";
 
 export const HASH = "scrypt$10$8$1$c2FsdA$aGFzaA";
 export const REPO = "team/app";
@@ -18,15 +18,13 @@ export const L1 = digestOf("scenario-layer-1");
 export const L2 = digestOf("scenario-layer-2");
 
 export function scenarioEvent(origin: string, wall: number, body: EventBody, actor = "admin"): RegistryEvent {
-  return {
+  return makeEvent(body, {
     id: `sc-${origin}-${wall}`,
-    v: EVENT_SCHEMA_VERSION,
     origin,
     hlc: { wall, logical: 0 },
     actor,
     at: new Date(wall * 1000).toISOString(),
-    ...body,
-  } as RegistryEvent;
+  });
 }
 
 const MT = "application/vnd.oci.image.manifest.v1+json";

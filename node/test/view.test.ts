@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { type Digest, digestOf } from "../../protocol/digest.js";
-import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
+import { type EnvelopeFields, type EventBody, makeEvent, type RegistryEvent } from "../../protocol/events.js";
 import { makeRng, type Rng, runSeed } from "../../protocol/test/prng.js";
 import { cleanupStack, tempDir } from "../../testing/harness.js";
 import { MetadataView } from "../data/view.js";
@@ -22,19 +22,17 @@ function ev(
   origin: string,
   wall: number,
   body: EventBody,
-  extra: Partial<RegistryEvent> = {},
+  extra: Partial<EnvelopeFields> = {},
 ): RegistryEvent {
   counter++;
-  return {
+  return makeEvent(body, {
     id: `ev-${origin}-${wall}-${counter}`,
-    v: EVENT_SCHEMA_VERSION,
     origin,
     hlc: { wall, logical: 0 },
     actor: "tester",
     at: new Date(wall).toISOString(),
-    ...body,
     ...extra,
-  } as RegistryEvent;
+  });
 }
 
 const pushM = (origin: string, wall: number, digest: Digest = M1, tag?: string) =>

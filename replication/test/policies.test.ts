@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
 import { JetStreamLog } from "../../node/data/jetstream-log.js";
-import { EVENT_SCHEMA_VERSION, type EventBody, type RegistryEvent } from "../../protocol/events.js";
+import { type EventBody, makeEvent } from "../../protocol/events.js";
 import { parsePolicy } from "../../protocol/policy.js";
 import { sleep } from "../../testing/faults.js";
 import { type After, cleanupStack, eventually, spawnMeridian } from "../../testing/harness.js";
@@ -29,15 +29,12 @@ const client = (region: string) => new OciClient(mesh.regions.get(region)!.regis
 /** Append an admin event in `region` (what the admin API does). */
 async function admin(region: string, body: EventBody): Promise<void> {
   const log = logs.get(region)!;
-  const event = {
+  const event = makeEvent(body, {
     id: randomUUID(),
-    v: EVENT_SCHEMA_VERSION,
     origin: region,
     hlc: { wall: Date.now(), logical: 0 },
     actor: "test",
-    at: new Date().toISOString(),
-    ...body,
-  } as RegistryEvent;
+  });
   await log.append(event);
 }
 

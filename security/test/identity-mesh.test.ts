@@ -16,7 +16,7 @@ import { connect } from "@nats-io/transport-node";
 import { ServiceToken } from "../../mesh-client/service-token.js";
 import { hashPassword } from "../../node/auth/passwords.js";
 import { natsConnectOptions } from "../../node/data/nats-connect.js";
-import { EVENT_SCHEMA_VERSION, encodeEvent, type RegistryEvent, subjectFor } from "../../protocol/events.js";
+import { encodeEvent, makeEvent, subjectFor } from "../../protocol/events.js";
 import { HybridClock } from "../../protocol/hlc.js";
 import { cleanupStack, eventually } from "../../testing/harness.js";
 import { natsIdentity, type RunningMesh, startMesh } from "../../testing/mesh.js";
@@ -101,18 +101,15 @@ describe("identities across regions", () => {
 
   test("a forged user.set in region a's stream is refused in a and in b", async () => {
     const before = { a: await refused("a"), b: await refused("b") };
-    const event = {
-      id: randomUUID(),
-      v: EVENT_SCHEMA_VERSION,
-      origin: "a",
-      hlc: new HybridClock().now(),
-      actor: "admin",
-      at: new Date().toISOString(),
-      type: "user.set",
-      name: "mallory",
-      passwordHash: await hashPassword("mallory-password"),
-      systemAdmin: true,
-    } as RegistryEvent;
+    const event = makeEvent(
+      {
+        type: "user.set",
+        name: "mallory",
+        passwordHash: await hashPassword("mallory-password"),
+        systemAdmin: true,
+      },
+      { id: randomUUID(), origin: "a", hlc: new HybridClock().now(), actor: "admin" },
+    );
     // What a holder of a stolen NATS credential (region a's node key) can do: append to the stream.
     const nc = await connect({
       servers: mesh.regions.get("a")!.nats,

@@ -19,9 +19,9 @@ import { connect } from "@nats-io/transport-node";
 import { TokenKeys } from "../../mesh-client/tokens.js";
 import { hashPassword } from "../../node/auth/passwords.js";
 import {
-  EVENT_SCHEMA_VERSION,
   type EventBody,
   encodeEvent,
+  makeEvent,
   type RegistryEvent,
   subjectFor,
 } from "../../protocol/events.js";
@@ -46,16 +46,7 @@ let malloryHash: string;
 
 /** An event as the attacker writes it: any actor, any body, an optional proof. */
 function forged(body: EventBody, actor: string, proof?: string): RegistryEvent {
-  return {
-    id: randomUUID(),
-    v: EVENT_SCHEMA_VERSION,
-    origin: REGION,
-    hlc: clock.now(),
-    actor,
-    at: new Date().toISOString(),
-    ...body,
-    ...(proof === undefined ? {} : { proof }),
-  } as RegistryEvent;
+  return makeEvent(body, { id: randomUUID(), origin: REGION, hlc: clock.now(), actor, proof });
 }
 
 /** Publish `event` straight into the region's stream, as a holder of a NATS credential can. */

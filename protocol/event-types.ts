@@ -1,0 +1,300 @@
+/**
+ * The event log's types: the envelope every event carries and the body of
+ * each event type (the schema itself is described in ./events.ts's header,
+ * the public entry point that re-exports this file). Pure types and
+ * constants; validation is ./event-validation.ts, subjects and stream names
+ * ./event-subjects.ts, building an event ./events.ts's `makeEvent`.
+ */
+import type { RobotGrant, Role } from "./access.js";
+import type { Digest } from "./digest.js";
+import type { Hlc } from "./hlc.js";
+import type { TagMergeRule } from "./tag-merge.js";
+
+export const EVENT_SCHEMA_VERSION = 1;
+
+export interface Envelope {
+  /** UUID; also the JetStream message id (de-duplication). */
+  id: string;
+  v: number;
+  /** Region where the change was first accepted. */
+  origin: string;
+  hlc: Hlc;
+  /** Who made the change (user, robot, or `system`). */
+  actor: string;
+  /** ISO-8601 time of the commit at the origin. */
+  at: string;
+  /** For replicated events: the origin event's id. */
+  cause?: string;
+  /** For replicated events: the event's sequence in its origin region's stream. */
+  srcSeq?: number;
+  /** The repository's failover epoch the origin wrote at (home-region merge); 0 when absent. */
+  epoch?: number;
+  /**
+   * With authentication on, identity and policy events carry a detached
+   * ES256 JWS by the mesh's token key over `proofPayload(event)`
+   * (protocol/event-authority.ts): only a holder of that key (a node, a
+   * peer) can have made them. Replicas copy it verbatim.
+   */
+  proof?: string;
+}
+
+export interface BlobPushed extends Envelope {
+  type: "blob.pushed";
+  repo: string;
+  digest: Digest;
+  size: number;
+}
+export interface ManifestPushed extends Envelope {
+  type: "manifest.pushed";
+  repo: string;
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  blobs: Digest[];
+  manifests: Digest[];
+  subject?: Digest;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+  /** For an index: each child's platform ("os/architecture[/variant]"), for platform filters. */
+  platforms?: Record<string, string>;
+  /** Set when the manifest was pushed by tag: the tag is set in the same event. */
+  tag?: string;
+  /** With `tag`: the write the tag's register held when this one was made (see TagSet.prev). */
+  prev?: string;
+}
+export interface TagSet extends Envelope {
+  type: "tag.set";
+  repo: string;
+  tag: string;
+  digest: Digest;
+  /**
+   * The write the tag's register held where and when this write was made
+   * (absent: none). A write that replaces one it did not know of is
+   * concurrent with it: that is how conflicts are told from plain updates.
+   */
+  prev?: string;
+}
+export interface TagDeleted extends Envelope {
+  type: "tag.deleted";
+  repo: string;
+  tag: string;
+  prev?: string;
+}
+export interface ManifestDeleted extends Envelope {
+  type: "manifest.deleted";
+  repo: string;
+  digest: Digest;
+}
+export interface BlobDeleted extends Envelope {
+  type: "blob.deleted";
+  repo: string;
+  digest: Digest;
+}
+
+/** Everything in the repository written before this event is deleted (a tombstone over the whole repository). */
+export interface RepositoryDeleted extends Envelope {
+  type: "repository.deleted";
+  repo: string;
+}
+
+/** One side of a tag conflict: a write, and what it set the tag to (null: deleted). */
+export interface ConflictSide {
+  id: string;
+  origin: string;
+  digest: Digest | null;
+  hlc: Hlc;
+}
+/** A write to a tag lost the merge to a concurrent write (recorded by the winner's origin). */
+export interface TagConflict extends Envelope {
+  type: "tag.conflict";
+  repo: string;
+  tag: string;
+  winner: ConflictSide;
+  loser: ConflictSide;
+}
+
+/**
+ * The tag merge rule (and, for `home-region`, the home at an epoch) of every
+ * repository named `scope`, or under it when `scope` ends in "/". The longest
+ * matching scope wins; the mesh's default rule applies where none matches.
+ */
+export interface RepositoryConfigured extends Envelope {
+  type: "repository.configured";
+  scope: string;
+  tagMerge: TagMergeRule;
+  home?: string;
+  /** `async` (absent) or `sync(k)`: see ./event-validation.ts's `parseDurability`. */
+  durability?: string;
+}
+
+/** A replication policy created or replaced (`policy` is protocol/policy.ts's normalized form). */
+export interface PolicySet extends Envelope {
+  type: "policy.set";
+  name: string;
+  policy: Record<string, unknown>;
+}
+export interface PolicyDeleted extends Envelope {
+  type: "policy.deleted";
+  name: string;
+}
+/** Run the policy now (anti-entropy over everything it selects), in each of its destinations. */
+export interface PolicyRun extends Envelope {
+  type: "policy.run";
+  /** A policy's name, or REBUILD_RUN. */
+  name: string;
+  runId: string;
+  /** Only this region's workers run it (absent: every destination of the policy). */
+  region?: string;
+}
+
+/**
+ * The `policy.run` name of a region rebuild (`meridian rebuild-region`): the
+ * named region's workers run every policy into it (manual ones too) from
+ * every source, and record the outcome as a run of this name. Policy names
+ * cannot start with "@", so it never collides with one.
+ */
+export const REBUILD_RUN = "@rebuild";
+export interface PolicyRunFinished extends Envelope {
+  type: "policy.run.finished";
+  name: string;
+  runId: string;
+  /** The destination region that ran it. */
+  region: string;
+  outcome: "ok" | "failed" | "halted";
+  stats: Record<string, number>;
+  error?: string;
+}
+/** Something an operator must look at; `kind` "delete-breaker": a policy's deletes were halted. */
+export interface AlertRaised extends Envelope {
+  type: "alert.raised";
+  kind: string;
+  message: string;
+  policy?: string;
+  repo?: string;
+  detail?: Record<string, unknown>;
+}
+/** Let a policy's halted deletes through again (clears its delete breaker). */
+export interface BreakerReset extends Envelope {
+  type: "breaker.reset";
+  /** The policy's name. */
+  name: string;
+}
+
+/**
+ * Identities (issue 6) are admin events like policies, so every region knows
+ * every user and a failed region's users log in elsewhere. Secrets travel
+ * only as KDF hashes (node/auth/passwords.ts), never in clear.
+ */
+export interface UserSet extends Envelope {
+  type: "user.set";
+  name: string;
+  passwordHash: string;
+  systemAdmin: boolean;
+}
+export interface UserDeleted extends Envelope {
+  type: "user.deleted";
+  name: string;
+}
+/** A robot account: a hashed secret, explicit grants, an expiry (ISO-8601). */
+export interface RobotSet extends Envelope {
+  type: "robot.set";
+  name: string;
+  secretHash: string;
+  expiresAt: string;
+  grants: RobotGrant[];
+}
+export interface RobotDeleted extends Envelope {
+  type: "robot.deleted";
+  name: string;
+}
+/** A project (a repository's first path component) and whether anyone may pull from it. */
+export interface ProjectSet extends Envelope {
+  type: "project.set";
+  name: string;
+  public: boolean;
+}
+/** A user's role in a project; `role: null` removes the membership. */
+export interface MemberSet extends Envelope {
+  type: "member.set";
+  project: string;
+  user: string;
+  role: Role | null;
+}
+
+/** User names: lower-case letters, digits and `._-`, at most 63. */
+export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** Robot names carry the `robot$` prefix (as Harbor's), so no user can be mistaken for one. */
+export const ROBOT_NAME = /^robot\$[a-z0-9][a-z0-9._+-]{0,63}$/;
+/** Project names: a repository path component, at most 63 characters. */
+export const PROJECT_NAME = /^(?=.{1,63}$)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+
+export type ContentEvent =
+  | BlobPushed
+  | ManifestPushed
+  | TagSet
+  | TagDeleted
+  | ManifestDeleted
+  | BlobDeleted
+  | RepositoryDeleted
+  | TagConflict;
+export type AdminEvent =
+  | RepositoryConfigured
+  | PolicySet
+  | PolicyDeleted
+  | PolicyRun
+  | PolicyRunFinished
+  | AlertRaised
+  | BreakerReset
+  | UserSet
+  | UserDeleted
+  | RobotSet
+  | RobotDeleted
+  | ProjectSet
+  | MemberSet;
+export type RegistryEvent = ContentEvent | AdminEvent;
+export type EventType = RegistryEvent["type"];
+/** Event types about one repository's content (they carry `repo`). */
+const CONTENT_TYPES: readonly ContentEvent["type"][] = [
+  "blob.pushed",
+  "manifest.pushed",
+  "tag.set",
+  "tag.deleted",
+  "manifest.deleted",
+  "blob.deleted",
+  "repository.deleted",
+  "tag.conflict",
+];
+export const EVENT_TYPES: readonly EventType[] = [
+  ...CONTENT_TYPES,
+  "repository.configured",
+  "policy.set",
+  "policy.deleted",
+  "policy.run",
+  "policy.run.finished",
+  "alert.raised",
+  "breaker.reset",
+  "user.set",
+  "user.deleted",
+  "robot.set",
+  "robot.deleted",
+  "project.set",
+  "member.set",
+];
+
+/** The content event types as a set (validation and `isContentEvent`). */
+export const REPO_TYPES: ReadonlySet<EventType> = new Set<EventType>(CONTENT_TYPES);
+
+/** The identity of the write an event carries (the origin event's id). */
+export function writeIdOf(event: Pick<Envelope, "id" | "cause">): string {
+  return event.cause ?? event.id;
+}
+
+/** True for events about one repository's content (they carry `repo`). */
+export function isContentEvent(event: RegistryEvent): event is ContentEvent {
+  return REPO_TYPES.has(event.type);
+}
+
+/** Payload of an event, without its envelope. */
+export type EventBody<E extends RegistryEvent = RegistryEvent> = E extends RegistryEvent
+  ? Omit<E, keyof Envelope>
+  : never;
