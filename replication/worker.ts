@@ -395,7 +395,7 @@ export class ReplicationWorker {
 
   async #loadPolicies(): Promise<Policy[]> {
     const out: Policy[] = [];
-    for (const { name, policy } of await this.#o.view.policies()) {
+    for (const { name, policy } of await this.#o.view.admin.policies()) {
       try {
         out.push(parsePolicy(policy));
       } catch (err) {
@@ -584,9 +584,9 @@ export class ReplicationWorker {
    * here, not used yet by this worker.
    */
   async #breakerOpen(policy: string, repo: string): Promise<boolean> {
-    const reset = await this.#o.view.breakerReset(policy);
+    const reset = await this.#o.view.admin.breakerReset(policy);
     if (reset === undefined) return false;
-    const last = (await this.#o.view.alerts())
+    const last = (await this.#o.view.admin.alerts())
       .filter((a) => a.kind === "delete-breaker" && a.policy === policy && a.repo === repo)
       .filter((a) => a.detail?.destination === this.#o.region)
       .at(-1);
@@ -634,7 +634,7 @@ export class ReplicationWorker {
     // The view must include what this worker already let through, or the window counts it twice.
     await this.#caughtUp();
     // One read of the tags shown here, so the share is computed on one snapshot.
-    const live = await this.#o.view.liveTags(event.repo);
+    const live = await this.#o.view.content.liveTags(event.repo);
     const removed = tagsRemovedBy(event, live);
     if (removed === 0) return;
     const windowMs = this.#o.breakerWindowMs ?? 600_000;
@@ -644,10 +644,10 @@ export class ReplicationWorker {
     const visible = live.length + before;
     const limits = this.#o.breaker ?? DEFAULT_BREAKER;
     if (breakerTrips(before + removed, visible, limits)) {
-      const resetBefore = (await this.#o.view.breakerReset(policy))?.id;
+      const resetBefore = (await this.#o.view.admin.breakerReset(policy))?.id;
       await this.#raiseBreaker(policy, event.repo, source, { removed: before + removed, visible });
       while (!this.#abort.signal.aborted) {
-        const reset = (await this.#o.view.breakerReset(policy))?.id;
+        const reset = (await this.#o.view.admin.breakerReset(policy))?.id;
         if (reset !== undefined && reset !== resetBefore) break;
         await sleep(500, this.#abort.signal);
       }
@@ -716,7 +716,7 @@ export class ReplicationWorker {
   async #recordedFailed(eventId: string): Promise<boolean> {
     if (this.#failed.has(eventId)) return true;
     const id = failedAlertId(this.#o.region, eventId);
-    if (!(await this.#o.view.alerts()).some((a) => a.id === id)) return false;
+    if (!(await this.#o.view.admin.alerts()).some((a) => a.id === id)) return false;
     this.#failed.add(eventId);
     return true;
   }
@@ -1096,7 +1096,7 @@ export class ReplicationWorker {
       case "manifest.pushed":
       case "tag.set":
         // A manifest live here had its closure checked when it became live: a tag on it needs no copy.
-        if ((await this.#o.view.manifest(event.repo, event.digest)) === undefined)
+        if ((await this.#o.view.content.manifest(event.repo, event.digest)) === undefined)
           await this.#copier.ensureManifest(event.digest, peers, signal);
         break;
       default:
