@@ -179,6 +179,8 @@ async function consumeOnce(
         pending: m.info.pending,
         earlier,
       });
+      // Handled below once its turn comes; marked handled now, so one failing early is no unhandled rejection.
+      outcome.catch(() => undefined);
       inFlight++;
       applied = earlier
         .then(() => outcome)
