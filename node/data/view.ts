@@ -55,7 +55,6 @@ import type {
   TagRecord,
   Write,
 } from "../../protocol/registers.js";
-import type { RepoDigest } from "../../protocol/summary.js";
 import type { TagMergeRule } from "../../protocol/tag-merge.js";
 import type { LoggedEvent } from "./event-log.js";
 import { AppliedEvents } from "./projections/applied-events.js";
@@ -289,17 +288,11 @@ export class MetadataView {
   repositoryExists(repo: string): Promise<boolean> {
     return this.content.repositoryExists(repo);
   }
-  blobLink(repo: string, digest: Digest): Promise<{ size: number } | undefined> {
-    return this.content.blobLink(repo, digest);
-  }
   manifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
     return this.content.manifest(repo, digest);
   }
   manifestRegister(repo: string, digest: Digest): Promise<ManifestRegister | undefined> {
     return this.content.manifestRegister(repo, digest);
-  }
-  tagRecord(repo: string, tag: string): Promise<TagRecord | undefined> {
-    return this.content.tagRecord(repo, tag);
   }
   visibleTag(repo: string, tag: string): Promise<Digest | undefined> {
     return this.content.visibleTag(repo, tag);
@@ -307,38 +300,11 @@ export class MetadataView {
   tagHistory(repo: string, tag: string): Promise<TagHistoryEntry[]> {
     return this.content.tagHistory(repo, tag);
   }
-  historicTags(repo: string): Promise<string[]> {
-    return this.content.historicTags(repo);
-  }
   conflicts(repo: string, tag?: string): Promise<ConflictRecord[]> {
     return this.content.conflicts(repo, tag);
   }
-  tags(repo: string, n: number, last?: string): Promise<Page<string>> {
-    return this.content.tags(repo, n, last);
-  }
-  repositories(n: number, last?: string): Promise<Page<string>> {
-    return this.content.repositories(n, last);
-  }
-  repositoriesUnder(prefix: string): Promise<string[]> {
-    return this.content.repositoriesUnder(prefix);
-  }
   liveTags(repo: string): Promise<Array<{ tag: string; digest: Digest }>> {
     return this.content.liveTags(repo);
-  }
-  manifestDigests(repo: string): Promise<Digest[]> {
-    return this.content.manifestDigests(repo);
-  }
-  blobDigests(repo: string): Promise<Digest[]> {
-    return this.content.blobDigests(repo);
-  }
-  summarize(repo: string): Promise<RepoDigest> {
-    return this.content.summarize(repo);
-  }
-  repoState(repo: string): Promise<RepoState> {
-    return this.content.repoState(repo);
-  }
-  referrers(repo: string, digest: Digest, artifactType?: string): Promise<ReferrerRecord[]> {
-    return this.content.referrers(repo, digest, artifactType);
   }
   policies(): Promise<Array<{ name: string; policy: Record<string, unknown>; w: Write }>> {
     return this.admin.policies();
@@ -369,9 +335,6 @@ export class MetadataView {
   }
   projects(): Promise<Array<{ name: string; public: boolean }>> {
     return this.identity.projects();
-  }
-  project(name: string): Promise<{ public: boolean } | undefined> {
-    return this.identity.project(name);
   }
   rolesOf(user: string): Promise<Record<string, Role>> {
     return this.identity.rolesOf(user);
