@@ -56,79 +56,48 @@
  * stops once it has `limit` matches. A record buffered through a longer
  * outage is stored later than that and is seen by queries whose `until` is
  * later (or absent).
+ *
+ * Files: this one (writing, the connection through data/nats-connection.ts),
+ * ./audit-records.ts (the record, the query, stream and subject names, all
+ * re-exported here), ./audit-stream.ts (the stream and its limits),
+ * ./audit-query.ts (reading), ./audit-throttle.ts (failed-login floods).
  */
 
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
-  type ConsumerMessages,
-  DeliverPolicy,
-  DiscardPolicy,
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
   jetstreamManager,
-  RetentionPolicy,
-  StorageType,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { LogUnavailableError } from "../protocol/errors.js";
 import { parseRegion } from "../protocol/events.js";
+import { queryAudit } from "./audit-query.js";
+import {
+  type AuditEntry,
+  type AuditQuery,
+  type AuditRecord,
+  auditStreamName,
+  auditSubject,
+} from "./audit-records.js";
+import { ensureAuditStream } from "./audit-stream.js";
 import { type Flood, LoginFailureThrottle } from "./audit-throttle.js";
-import { isPermissionViolation, type NatsClientConfig, natsConnectOptions } from "./data/nats-connect.js";
+import type { NatsClientConfig } from "./data/nats-connect.js";
+import { type ManagedConnection, NatsConnectionManager } from "./data/nats-connection.js";
 
-export const AUDIT_ACTIONS = ["pull", "push", "delete", "login", "login.failed", "admin"] as const;
-export type AuditAction = (typeof AUDIT_ACTIONS)[number];
-export const AUDIT_KINDS = ["user", "robot", "anonymous", "service"] as const;
-export type AuditActorKind = (typeof AUDIT_KINDS)[number];
-
-/** One audited request. */
-export interface AuditRecord {
-  /** When it happened (ISO-8601, the node's clock). */
-  at: string;
-  /** The region whose node answered. */
-  region: string;
-  /** User or robot name, "anonymous", or a service name. */
-  actor: string;
-  kind: AuditActorKind;
-  action: AuditAction;
-  /** The client's source address. */
-  address: string;
-  repo?: string;
-  /** Tag or digest. */
-  reference?: string;
-  /** The HTTP status answered. */
-  status: number;
-  /** E.g. the admin route, or why a login failed. */
-  detail?: string;
-  /** An aggregate: how many failed logins from `address` this one record stands for (./audit-throttle.ts). */
-  count?: number;
-}
-
-/** What `query` selects; every given field must match (exactly, for the strings). */
-export interface AuditQuery {
-  /** Records at or after this time (by their `at`). */
-  since?: Date;
-  /** Records at or before this time (by their `at`). */
-  until?: Date;
-  actor?: string;
-  action?: AuditAction;
-  repo?: string;
-  /** At most this many records (default 1000, at most MAX_AUDIT_LIMIT). */
-  limit?: number;
-}
-
-export const DEFAULT_AUDIT_LIMIT = 1000;
-export const MAX_AUDIT_LIMIT = 10_000;
+export * from "./audit-records.js";
 
 export interface AuditLogOptions {
   /** The region's NATS servers. */
   servers: string[];
-  /** Credentials, inbox prefix and TLS for them (data/nats-connect.ts); none: anonymous. */
+  /** Credentials, inbox prefix and TLS for them (data/nats-connect.ts); none: anonymous. Ignored with `connections`. */
   nats?: NatsClientConfig;
+  /** The process's connection manager (data/nats-connection.ts); none: the log makes one of its own. */
+  connections?: NatsConnectionManager;
   region: string;
   logger: Logger;
   /** Records older than this are discarded (default 90 days). */
@@ -149,19 +118,6 @@ export interface AuditLogOptions {
   waitMs?: number;
 }
 
-/** An `AuditRecord` without the fields the log fills in (`at` may be given, e.g. the request's start). */
-export type AuditEntry = Omit<AuditRecord, "at" | "region"> & { at?: string };
-
-export function auditStreamName(region: string): string {
-  return `AUDIT_${region}`;
-}
-
-export function auditSubject(region: string): string {
-  return `meridian-audit.${region}`;
-}
-
-const DAY_MS = 24 * 60 * 60_000;
-const GiB = 1024 * 1024 * 1024;
 const BATCH = 256;
 /** How long a record may wait for others to share its batch. */
 const FLUSH_DELAY_MS = 50;
@@ -177,17 +133,8 @@ const MAX_DETAIL = 1024;
 const MAX_NAME = 256;
 /** Longest address kept (an IPv6 address with a zone fits). */
 const MAX_ADDRESS = 64;
-/** Largest message the stream accepts: a full batch of records cut to the lengths above fits. */
-const MAX_MESSAGE_BYTES = 1024 * 1024;
 /** How often closed windows of failed logins are summed up (./audit-throttle.ts). */
 const ROLL_EVERY_MS = 5_000;
-/** Clock difference tolerated between a node (`at`) and its NATS server (stream time). */
-const CLOCK_SKEW_MS = 60_000;
-/** How long after `until` a query keeps reading, for records stored late (buffered, or skewed clocks). */
-const UNTIL_GRACE_MS = 5 * 60_000;
-/** A query stops if the consumer delivers nothing for this long (the end of the stream was trimmed away). */
-const QUERY_IDLE_MS = 3_000;
-const STREAM_NAME_IN_USE = 10058;
 
 /** A batch being stored: its message id stays the same across retries. */
 interface Batch {
@@ -203,7 +150,9 @@ export class AuditLog {
   readonly #subject: string;
   readonly #maxBuffered: number;
   readonly #droppedCounter: Counter | undefined;
-  #nc: NatsConnection | undefined;
+  #connection: ManagedConnection | undefined;
+  /** The connection manager this log made for itself (closed with it), if it was given none. */
+  #ownManager: NatsConnectionManager | undefined;
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
   /** Connected, and the stream was checked since the last (re)connect. */
@@ -365,123 +314,15 @@ export class AuditLog {
 
   /**
    * The newest records matching `q` (at most `q.limit`), returned oldest
-   * first. Fails with LogUnavailableError when NATS cannot be reached, or
-   * when `signal` aborts.
-   *
-   * The stream is read backwards in windows of sequences (each window read
-   * forwards, the next one before it and twice as wide) from the last
-   * message stored by `until` (plus grace) down to the first stored from
-   * `since` (less the clock skew), stopping once `limit` matches are found:
-   * `--limit 20` costs about the newest records, however long the log is.
+   * first (./audit-query.ts). Fails with LogUnavailableError when NATS
+   * cannot be reached, or when `signal` aborts.
    */
   async query(q: AuditQuery = {}, signal?: AbortSignal): Promise<AuditRecord[]> {
-    const limit = Math.min(Math.max(Math.trunc(q.limit ?? DEFAULT_AUDIT_LIMIT), 0), MAX_AUDIT_LIMIT);
     const js = this.#js;
     const jsm = this.#jsm;
     if (!this.#writable || js === undefined || jsm === undefined || this.#closed)
       throw new LogUnavailableError("audit log unavailable");
-    if (limit === 0) return [];
-    const since = q.since?.getTime();
-    const until = q.until?.getTime();
-    let lower: number;
-    let upper: number;
-    try {
-      const { state } = await jsm.streams.info(this.#stream);
-      if (state.messages === 0) return [];
-      if (since !== undefined && Date.parse(state.last_ts) < since - CLOCK_SKEW_MS) return [];
-      if (until !== undefined && Date.parse(state.first_ts) > until + UNTIL_GRACE_MS) return [];
-      lower = state.first_seq;
-      upper = state.last_seq;
-      if (since !== undefined) lower = (await this.#seqAt(js, since - CLOCK_SKEW_MS)) ?? upper + 1;
-      if (until !== undefined) {
-        const after = await this.#seqAt(js, until + UNTIL_GRACE_MS + 1);
-        if (after !== undefined) upper = Math.min(upper, after - 1);
-      }
-    } catch (err) {
-      throw new LogUnavailableError("audit log unavailable", { cause: err });
-    }
-
-    // Windows newest first; within each, records in store order.
-    const windows: AuditRecord[][] = [];
-    let count = 0;
-    let width = Math.max(limit, 256);
-    for (let end = upper; end >= lower && count < limit; end -= width, width *= 2) {
-      const from = Math.max(lower, end - width + 1);
-      const window: AuditRecord[] = [];
-      await this.#readRange(js, from, end, signal, (record) => {
-        if (matches(record, q, since, until)) window.push(record);
-      });
-      windows.push(window);
-      count += window.length;
-      width = end - from + 1; // doubled by the loop for the next window
-    }
-    const found = windows.reverse().flat();
-    // Stream order is store order; a record buffered through an outage is stored after later ones.
-    found.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
-    return found.slice(Math.max(0, found.length - limit));
-  }
-
-  /** The sequence of the first message stored at or after `time`; undefined when none is. */
-  async #seqAt(js: JetStreamClient, time: number): Promise<number | undefined> {
-    const consumer = await js.consumers.get(this.#stream, {
-      deliver_policy: DeliverPolicy.StartTime,
-      opt_start_time: new Date(time).toISOString(),
-    });
-    try {
-      const m = await consumer.next({ expires: QUERY_IDLE_MS });
-      return m?.seq ?? undefined;
-    } finally {
-      await consumer.delete().catch(() => undefined);
-    }
-  }
-
-  /** Read the stream's messages `from`..`to` (sequences) in order, each valid record to `visit`. */
-  async #readRange(
-    js: JetStreamClient,
-    from: number,
-    to: number,
-    signal: AbortSignal | undefined,
-    visit: (record: AuditRecord) => void,
-  ): Promise<void> {
-    let messages: ConsumerMessages;
-    try {
-      const consumer = await js.consumers.get(this.#stream, {
-        deliver_policy: DeliverPolicy.StartSequence,
-        opt_start_seq: from,
-      });
-      messages = await consumer.consume({ max_messages: Math.min(1024, Math.max(to - from + 1, 64)) });
-    } catch (err) {
-      throw new LogUnavailableError("audit log unavailable", { cause: err });
-    }
-    let idle: NodeJS.Timeout | undefined;
-    const stop = () => void messages.stop();
-    const armIdle = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => {
-        this.#log.warn({ from, to }, "audit query ended idle");
-        stop();
-      }, QUERY_IDLE_MS);
-    };
-    signal?.addEventListener("abort", stop, { once: true });
-    armIdle();
-    try {
-      for await (const m of messages) {
-        armIdle();
-        if (m.seq > to) break;
-        for (const record of decodeBatch(m.data)) {
-          if (record === undefined) this.#log.warn({ seq: m.seq }, "audit record invalid");
-          else visit(record);
-        }
-        if (m.seq >= to || m.info.pending === 0) break;
-      }
-    } catch (err) {
-      if (!signal?.aborted) throw new LogUnavailableError("audit log unavailable", { cause: err });
-    } finally {
-      clearTimeout(idle);
-      signal?.removeEventListener("abort", stop);
-      stop();
-    }
-    if (signal?.aborted) throw new LogUnavailableError("audit query cancelled", { cause: signal.reason });
+    return queryAudit(js, jsm, this.#stream, q, this.#log, signal);
   }
 
   /** Stop taking records, wait (a few seconds at most) for the buffered ones to be stored, disconnect. */
@@ -502,7 +343,7 @@ export class AuditLog {
         });
     this.#closed = true;
     // Never connected: nothing will come of waiting.
-    const deadline = this.#nc === undefined ? 0 : Date.now() + CLOSE_DRAIN_MS;
+    const deadline = this.#connection?.current === undefined ? 0 : Date.now() + CLOSE_DRAIN_MS;
     while (this.buffered > 0 && Date.now() < deadline) {
       if (this.#writable) await this.#flushNow();
       if (this.buffered > 0) await sleep(50);
@@ -515,56 +356,43 @@ export class AuditLog {
     }
     this.#writable = false;
     this.#resolveReady();
-    await this.#nc?.drain().catch(() => this.#nc?.close());
+    await this.#connection?.close();
+    await this.#ownManager?.close();
   }
 
   // ------------------------------------------------------------ connection
 
   async #connect(): Promise<void> {
-    // The first connection is retried here rather than with waitOnFirstConnect,
-    // so that close() stops the attempts; later outages are the client's own
-    // reconnects (forever).
-    let nc: NatsConnection | undefined;
-    let attempt = 0;
-    while (nc === undefined) {
-      if (this.#closed) return;
-      try {
-        nc = await connect({
-          ...natsConnectOptions(this.#options.nats),
-          servers: this.#options.servers,
-          name: this.#options.name ?? "meridian-audit",
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: 250,
-        });
-      } catch (err) {
-        if (++attempt === 1) this.#log.warn({ err, attempt }, "audit log cannot connect");
-        await sleep(RETRY_MS);
-      }
-    }
-    if (this.#closed) {
-      await nc.close();
-      return;
-    }
-    this.#nc = nc;
+    // The first connection is retried by the manager until close() stops the
+    // attempts; later outages are the client's own reconnects (forever).
+    let manager = this.#options.connections;
+    if (manager === undefined) manager = this.#ownManager = new NatsConnectionManager(this.#options.nats);
+    const connection = manager.open({
+      servers: this.#options.servers,
+      name: this.#options.name ?? "meridian-audit",
+      reconnectTimeWaitMs: 250,
+      retryMs: RETRY_MS,
+      onDialFailed: (err, attempt) => {
+        if (attempt === 1) this.#log.warn({ err, attempt }, "audit log cannot connect");
+      },
+      onDisconnect: () => {
+        this.#writable = false;
+        this.#log.warn("audit log disconnected");
+      },
+      onReconnect: () => void this.#becomeWritable(),
+    });
+    this.#connection = connection;
+    const nc = await connection.connected;
+    if (nc === undefined) return; // closed first
     // No API check here: #becomeWritable checks the stream, and retries.
     this.#jsm = await jetstreamManager(nc, { checkAPI: false });
     this.#js = jetstream(nc, { timeout: PUBLISH_TIMEOUT_MS });
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === "disconnect") {
-          this.#writable = false;
-          this.#log.warn("audit log disconnected");
-        } else if (s.type === "reconnect") {
-          void this.#becomeWritable();
-        }
-      }
-    })();
     await this.#becomeWritable();
   }
 
   /** Check the stream (retrying until it can be), then let the buffer drain. */
   async #becomeWritable(): Promise<void> {
-    while (!this.#closed && !this.#nc!.isClosed()) {
+    while (!this.#closed && this.#connection?.current?.isClosed() === false) {
       try {
         await this.#ensureStream();
         this.#writable = true;
@@ -580,52 +408,8 @@ export class AuditLog {
     }
   }
 
-  async #ensureStream(): Promise<void> {
-    const jsm = this.#jsm!;
-    const limits = {
-      max_age: nanos((this.#options.maxAgeDays ?? 90) * DAY_MS),
-      max_bytes: this.#options.maxBytes ?? GiB,
-      max_msgs: this.#options.maxMessages ?? 10_000_000,
-      max_msg_size: MAX_MESSAGE_BYTES,
-    };
-    const update = async () => {
-      const info = await jsm.streams.info(this.#stream);
-      if (
-        info.config.max_age !== limits.max_age ||
-        info.config.max_bytes !== limits.max_bytes ||
-        info.config.max_msgs !== limits.max_msgs ||
-        info.config.max_msg_size !== limits.max_msg_size
-      )
-        await jsm.streams.update(this.#stream, limits).catch((err) => {
-          // Under `meridian up` only the operator may change a stream (cli/nats-auth.ts): keep its limits.
-          if (!isPermissionViolation(err)) throw err;
-          this.#log.warn(
-            { stream: this.#stream },
-            "audit stream limits differ; only the operator may update",
-          );
-        });
-    };
-    try {
-      await update();
-      return;
-    } catch (err) {
-      if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
-    }
-    try {
-      await jsm.streams.add({
-        name: this.#stream,
-        subjects: [this.#subject],
-        storage: StorageType.File,
-        retention: RetentionPolicy.Limits,
-        discard: DiscardPolicy.Old,
-        duplicate_window: nanos(120_000),
-        ...limits,
-      });
-    } catch (err) {
-      // Another node of the region created it in between.
-      if (!(err instanceof JetStreamApiError) || err.code !== STREAM_NAME_IN_USE) throw err;
-      await update();
-    }
+  #ensureStream(): Promise<void> {
+    return ensureAuditStream(this.#jsm!, this.#options.region, this.#options, this.#log);
   }
 
   // ------------------------------------------------------------ flushing
@@ -696,30 +480,6 @@ export class AuditLog {
       this.#overflowLogged = true;
     }
     this.#log.warn({ err, count, reason, dropped: this.#dropped }, "audit records dropped");
-  }
-}
-
-function matches(r: AuditRecord, q: AuditQuery, since?: number, until?: number): boolean {
-  if (q.actor !== undefined && r.actor !== q.actor) return false;
-  if (q.action !== undefined && r.action !== q.action) return false;
-  if (q.repo !== undefined && r.repo !== q.repo) return false;
-  if (since === undefined && until === undefined) return true;
-  const at = Date.parse(r.at);
-  return (since === undefined || at >= since) && (until === undefined || at <= until);
-}
-
-/** The records of one stored batch (one JSON record per line); undefined for a line that is not one. */
-function decodeBatch(data: Uint8Array): Array<AuditRecord | undefined> {
-  return Buffer.from(data).toString("utf8").split("\n").map(decodeRecord);
-}
-
-function decodeRecord(line: string): AuditRecord | undefined {
-  try {
-    const value = JSON.parse(line) as AuditRecord;
-    if (typeof value !== "object" || value === null || typeof value.at !== "string") return undefined;
-    return value;
-  } catch {
-    return undefined;
   }
 }
 

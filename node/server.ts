@@ -28,6 +28,7 @@ import { ensureAdmin } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
+import { NatsConnectionManager } from "./data/nats-connection.js";
 import { acquirePidLock, LockHeldError } from "./data/pid-lock.js";
 import { privateDirs } from "./data/private-files.js";
 import { catchUp, Registry } from "./data/registry.js";
@@ -78,11 +79,14 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   );
   watchRefusals(view, metrics, log.child({ component: "view" }));
   await view.open();
+  // The process's one NATS connection manager (data/nats-connection.ts): the event log's and the
+  // audit log's connections; each log closes its own.
+  const connections = new NatsConnectionManager(config.nats);
   const eventLog = JetStreamLog.open({
     servers: config.nats.servers,
     region: config.region,
     name: `meridian-node-${config.region}-${process.pid}`,
-    nats: config.nats,
+    connections,
     logger: log.child({ component: "log" }),
   });
   // With a mesh: the link to this region's peer (fetch on miss, sync(k), fencing).
@@ -143,7 +147,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   const auth = keys === undefined ? undefined : await startAuth(config, keys, registry, log);
   const audit = await AuditLog.open({
     servers: config.nats.servers,
-    nats: config.nats,
+    connections,
     region: config.region,
     logger: log.child({ component: "audit" }),
     metrics,

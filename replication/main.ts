@@ -20,6 +20,7 @@ import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client"
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { NatsConnectionManager } from "../node/data/nats-connection.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
@@ -44,11 +45,13 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   const stateDir = join(config.dataDir, "replication");
   await mkdir(stateDir, { recursive: true });
   const local = regionOf(config.mesh, config.region);
+  // The process's one NATS connection manager: the local log's connection and one to each source.
+  const connections = new NatsConnectionManager(config.nats);
   const eventLog = JetStreamLog.open({
     servers: [local.nats],
     region: config.region,
     name: `meridian-worker-${config.region}`,
-    nats: config.nats,
+    connections,
     logger: log.child({ component: "log" }),
   });
   // The worker's own view of the local log: policies, tag registers, run requests.
@@ -80,7 +83,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     mesh,
     store,
     log: eventLog,
-    nats: config.nats,
+    connections,
     peers,
     stateDir,
     logger: log,
@@ -113,6 +116,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
       await follower.stop();
       await view.close();
       await eventLog.close();
+      await connections.close();
     },
   };
 }

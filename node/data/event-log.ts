@@ -8,8 +8,14 @@
  *   LogConflictError when an `expectLastSubjectSeq` check fails.
  * - `tail` yields every event from a sequence on, in order, forever; it rides
  *   out disconnections by itself and ends only when the signal aborts.
+ * - `subscribe` consumes the log through a named durable consumer whose
+ *   position the log keeps: each delivery's handler returns its outcome
+ *   (ack / retry-later / give-up), applied in log order, each after every
+ *   earlier one's (durable-subscription.ts has the whole contract). A
+ *   delivery not acknowledged comes again; one given up never does.
  */
 import type { RegistryEvent } from "../../protocol/events.js";
+import type { DeliveryHandler, SubscribeOptions } from "./durable-subscription.js";
 
 export interface LoggedEvent {
   seq: number;
@@ -37,6 +43,13 @@ export interface EventLog {
 
   /** Every event with sequence ≥ `fromSeq`, in order, until `signal` aborts. */
   tail(fromSeq: number, signal: AbortSignal): AsyncIterable<LoggedEvent>;
+
+  /**
+   * Deliver every event not yet acknowledged through the durable consumer
+   * `durable` to `handler`, until `options.signal` aborts (then resolves);
+   * rides out disconnections by itself.
+   */
+  subscribe(durable: string, handler: DeliveryHandler, options: SubscribeOptions): Promise<void>;
 
   /** True while the log can take appends (connected). */
   readonly writable: boolean;

@@ -3,7 +3,7 @@
  * file storage, message-id de-duplication over a two-minute window, and
  * expected-last-subject-sequence checks for compare-and-set appends.
  *
- * The connection is made in the background and retried forever, so a node can
+ * The connection (nats-connection.ts) is made in the background and retried forever, so a node can
  * start and serve reads while NATS is down; `writable` tells whether appends
  * can go through right now, and `append` fails fast with LogUnavailableError
  * instead of queueing while disconnected.
@@ -18,7 +18,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream";
-import { connect, type NatsConnection, nanos } from "@nats-io/transport-node";
+import { nanos } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { LogConflictError, LogUnavailableError } from "../../protocol/errors.js";
 import {
@@ -29,16 +29,23 @@ import {
   streamSubjects,
   subjectFor,
 } from "../../protocol/events.js";
+import { type DeliveryHandler, type SubscribeOptions, subscribeDurable } from "./durable-subscription.js";
 import type { AppendOptions, EventLog, LoggedEvent } from "./event-log.js";
-import { describeNatsClient, type NatsClientConfig, natsConnectOptions } from "./nats-connect.js";
+import { describeNatsClient, type NatsClientConfig } from "./nats-connect.js";
+import { type ManagedConnection, NatsConnectionManager } from "./nats-connection.js";
 
 export interface JetStreamLogOptions {
   servers: string[];
   region: string;
   /** Connection name shown by the server (process role). */
   name: string;
-  /** Credentials, inbox prefix and TLS (nats-connect.ts); none: anonymous. */
+  /** Credentials, inbox prefix and TLS (nats-connect.ts); none: anonymous. Ignored with `connections`. */
   nats?: NatsClientConfig;
+  /**
+   * The process's connection manager (nats-connection.ts), which then owns
+   * the client configuration; none: the log makes one of its own.
+   */
+  connections?: NatsConnectionManager;
   /** How long an append may wait for the server's acknowledgement. */
   appendTimeoutMs?: number;
   logger: Logger;
@@ -72,16 +79,37 @@ export const TAIL_STALL_MS = 3_000;
 export class JetStreamLog implements EventLog {
   readonly #options: JetStreamLogOptions;
   readonly #stream: string;
-  #nc: NatsConnection | undefined;
+  readonly #connection: ManagedConnection;
+  /** The connection manager this log made for itself (closed with it), if it was given none. */
+  readonly #ownManager: NatsConnectionManager | undefined;
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
   #connected = false;
-  #closed = false;
   #ready: Promise<void>;
 
   private constructor(options: JetStreamLogOptions) {
     this.#options = options;
     this.#stream = streamName(options.region);
+    if (options.connections === undefined) this.#ownManager = new NatsConnectionManager(options.nats);
+    const log = options.logger;
+    this.#connection = (options.connections ?? this.#ownManager)!.open({
+      servers: options.servers,
+      name: options.name,
+      reconnectTimeWaitMs: 250,
+      onDisconnect: () => {
+        this.#connected = false;
+        log.warn("log disconnected");
+      },
+      onReconnect: () => {
+        this.#ensureStream().then(
+          () => {
+            this.#connected = true;
+            log.info("log reconnected");
+          },
+          (err) => log.error({ err }, "log stream check failed"),
+        );
+      },
+    });
     this.#ready = this.#connect();
   }
 
@@ -100,41 +128,17 @@ export class JetStreamLog implements EventLog {
   }
 
   async #connect(): Promise<void> {
-    const log = this.#options.logger;
-    const nc = await connect({
-      ...natsConnectOptions(this.#options.nats),
-      servers: this.#options.servers,
-      name: this.#options.name,
-      waitOnFirstConnect: true,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-    });
-    if (this.#closed) {
-      await nc.close();
-      return;
-    }
-    this.#nc = nc;
+    const nc = await this.#connection.connected;
+    if (nc === undefined) return; // closed first
     this.#jsm = await jetstreamManager(nc);
     await this.#ensureStream();
     this.#js = jetstream(nc, { timeout: this.#options.appendTimeoutMs ?? 5_000 });
     this.#connected = true;
-    log.info({ servers: this.#options.servers, as: describeNatsClient(this.#options.nats) }, "log connected");
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === "disconnect") {
-          this.#connected = false;
-          log.warn("log disconnected");
-        } else if (s.type === "reconnect") {
-          this.#ensureStream().then(
-            () => {
-              this.#connected = true;
-              log.info("log reconnected");
-            },
-            (err) => log.error({ err }, "log stream check failed"),
-          );
-        }
-      }
-    })();
+    const config = this.#options.connections?.config ?? this.#options.nats;
+    this.#options.logger.info(
+      { servers: this.#options.servers, as: describeNatsClient(config) },
+      "log connected",
+    );
   }
 
   async #ensureStream(): Promise<void> {
@@ -258,10 +262,15 @@ export class JetStreamLog implements EventLog {
     }
   }
 
+  async subscribe(durable: string, handler: DeliveryHandler, options: SubscribeOptions): Promise<void> {
+    await this.#ready;
+    await subscribeDurable(this.#js!, this.#jsm!, this.#stream, durable, handler, options);
+  }
+
   async close(): Promise<void> {
-    this.#closed = true;
     this.#connected = false;
-    await this.#nc?.drain().catch(() => this.#nc?.close());
+    await this.#connection.close();
+    await this.#ownManager?.close();
   }
 }
 

@@ -37,7 +37,7 @@
  * Callers read through `view.content`, `view.admin` and `view.identity`.
  * The view's own read methods below only delegate, for the callers not yet
  * converted (node/http/admin.ts, node/http/identity-routes.ts,
- * replication/worker.ts, node/server.ts: files that other parts of issue 12
+ * node/server.ts: files that other parts of issue 12
  * rewrite at the same time); remove them once those read through the
  * projections too.
  */

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { LogConflictError, LogUnavailableError } from "../../protocol/errors.js";
-import { type EventBody, makeEvent, type RegistryEvent, subjectFor } from "../../protocol/events.js";
+import {
+  decodeEvent,
+  type EventBody,
+  makeEvent,
+  type RegistryEvent,
+  subjectFor,
+} from "../../protocol/events.js";
 import {
   type After,
   cleanupStack,
@@ -17,6 +23,7 @@ import {
   startTestNats,
   tempDir,
 } from "../../testing/harness.js";
+import type { Delivery, DeliveryHandler, Outcome } from "../data/durable-subscription.js";
 import type { EventLog, LoggedEvent } from "../data/event-log.js";
 import { JetStreamLog } from "../data/jetstream-log.js";
 
@@ -62,6 +69,35 @@ async function take(log: EventLog, from: number, n: number, timeoutMs = 20_000):
   }
   return out;
 }
+
+/**
+ * Run a subscription until `done()` says so (or `timeoutMs`), then stop it
+ * and wait for it to end (the outcomes under way applied).
+ */
+async function subscribeUntil(
+  log: EventLog,
+  durable: string,
+  handler: DeliveryHandler,
+  done: () => boolean,
+  options: { depth?: number; ackWaitMs?: number; timeoutMs?: number } = {},
+): Promise<void> {
+  const ac = new AbortController();
+  const errors: unknown[] = [];
+  const running = log.subscribe(durable, handler, {
+    signal: ac.signal,
+    ...(options.depth === undefined ? {} : { depth: options.depth }),
+    ...(options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
+    onError: (err) => errors.push(err),
+  });
+  try {
+    await eventually(done, options.timeoutMs ?? 20_000);
+  } finally {
+    ac.abort();
+    await running;
+  }
+}
+
+const nameOf = (d: Delivery) => (decodeEvent(d.data) as { name: string }).name;
 
 export function eventLogSuite(name: string, open: (after: After) => Promise<EventLogHarness>) {
   describe(`EventLog: ${name}`, () => {
@@ -140,6 +176,103 @@ export function eventLogSuite(name: string, open: (after: After) => Promise<Even
       const none: LoggedEvent[] = [];
       for await (const entry of log.tail(1, ac.signal)) none.push(entry);
       assert.deepEqual(none, []);
+    });
+
+    test("subscribe: each delivery's outcome is applied; acknowledged and given-up events never come again, retried ones do", async () => {
+      const { log } = await fresh();
+      for (const n of ["ack", "retry", "give-up", "last"]) await log.append(policyDeleted(n));
+      const seen: Array<{ name: string; seq: number; redelivered: boolean }> = [];
+      const outcomeOf = (d: Delivery): Outcome => {
+        const name = nameOf(d);
+        if (name === "retry" && !d.redelivered) return { outcome: "retry-later", delayMs: 200 };
+        if (name === "give-up") return { outcome: "give-up", reason: "poison" };
+        return { outcome: "ack" };
+      };
+      await subscribeUntil(
+        log,
+        "suite-durable",
+        async (d) => {
+          seen.push({ name: nameOf(d), seq: d.seq, redelivered: d.redelivered });
+          return outcomeOf(d);
+        },
+        () => seen.some((s) => s.name === "retry" && s.redelivered) && seen.some((s) => s.name === "last"),
+      );
+      assert.deepEqual(
+        seen.filter((s) => !s.redelivered).map((s) => [s.seq, s.name]),
+        [
+          [1, "ack"],
+          [2, "retry"],
+          [3, "give-up"],
+          [4, "last"],
+        ],
+      );
+      assert.deepEqual(
+        seen.filter((s) => s.redelivered).map((s) => s.name),
+        ["retry"],
+        "only the event to retry came again",
+      );
+      // The durable resumes where it stood: only what is appended later comes to it.
+      await log.append(policyDeleted("after"));
+      const again: string[] = [];
+      await subscribeUntil(
+        log,
+        "suite-durable",
+        async (d) => {
+          again.push(nameOf(d));
+          return { outcome: "ack" };
+        },
+        () => again.includes("after"),
+      );
+      await new Promise((r) => setTimeout(r, 500)); // anything else would have come by now
+      assert.deepEqual(again, ["after"]);
+    });
+
+    test("subscribe: handlers overlap up to `depth`, `earlier` settles in log order, outcomes applied in order", async () => {
+      const { log } = await fresh();
+      for (const n of ["1", "2", "3", "4"]) await log.append(policyDeleted(n));
+      const ordered: number[] = [];
+      /** How many had committed when each one's handler was called. */
+      const committedAtStart: number[] = [];
+      let releaseFirst!: () => void;
+      const firstHeld = new Promise<void>((r) => {
+        releaseFirst = r;
+      });
+      await subscribeUntil(
+        log,
+        "suite-ordered",
+        async (d) => {
+          committedAtStart.push(ordered.length);
+          // The first one's slow part ends only once the fourth was called: they overlap,
+          // and the later ones, done first, must still wait for it.
+          if (d.seq === 1) await firstHeld;
+          if (d.seq === 4) releaseFirst();
+          await d.earlier;
+          ordered.push(d.seq);
+          return { outcome: "ack" };
+        },
+        () => ordered.length === 4,
+        { depth: 4 },
+      );
+      assert.deepEqual(committedAtStart, [0, 0, 0, 0], "all four were handled at once");
+      assert.deepEqual(ordered, [1, 2, 3, 4]);
+    });
+
+    test("subscribe: a delivery whose handler throws is not acknowledged and comes again", async () => {
+      const { log } = await fresh();
+      await log.append(policyDeleted("flaky"));
+      const attempts: boolean[] = [];
+      await subscribeUntil(
+        log,
+        "suite-throws",
+        async (d) => {
+          attempts.push(d.redelivered);
+          if (!d.redelivered) throw new Error("handler failed");
+          return { outcome: "ack" };
+        },
+        () => attempts.length >= 2,
+        { ackWaitMs: 500 },
+      );
+      assert.deepEqual(attempts.slice(0, 2), [false, true]);
     });
 
     test("while the backend is down, appends fail fast with LogUnavailableError; tail rides it out", async () => {
