@@ -98,6 +98,7 @@ import { AuditLog } from "../node/audit.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
+import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
@@ -163,8 +164,9 @@ export async function up(options: UpOptions): Promise<number> {
     resolveDone = r;
   });
 
-  const stopAll = async (code: number) => {
-    if (stopping) return;
+  /** Stops everything once; resolves with the exit code of the first reason to stop. */
+  const stopAll = async (code: number): Promise<number> => {
+    if (stopping) return done;
     stopping = true;
     for (const role of ["front-door", "worker", "peer", "node"]) {
       await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
@@ -173,10 +175,21 @@ export async function up(options: UpOptions): Promise<number> {
     watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
+    return done;
   };
-  process.once("SIGINT", () => void stopAll(0));
-  process.once("SIGTERM", () => void stopAll(0));
-  process.once("SIGHUP", () => void stopAll(0));
+  // SIGINT/SIGTERM/SIGHUP stop everything, exit 0 (node/lifecycle.ts); a second signal exits 1 at
+  // once (the children follow by their parent watch, the nats-servers by the watchdog). No bound
+  // of its own: each child is SIGKILLed 10 s after its SIGTERM. An uncaught error stops, exit 1.
+  // A stop already under way for another reason (a child died: exit 1) keeps its exit code.
+  handleStopSignals({
+    logger: { error: stderrLine, fatal: stderrLine },
+    graceMs: false,
+    hangup: "stop",
+    stop: async ({ err }) => {
+      const code = await stopAll(err === undefined ? 0 : 1);
+      if (code !== 0) process.exit(code);
+    },
+  });
   // The parent going away (npm, or the shell running `npm start`, killed
   // without passing the signal on) re-parents `up`: stop then too (issue 11).
   const parent = process.ppid;
@@ -355,6 +368,12 @@ export async function up(options: UpOptions): Promise<number> {
     await stopAll(1);
   }
   return done;
+}
+
+/** `up` writes plain lines to stderr ("meridian up: …"), not JSON logs. */
+function stderrLine(fields: object, message: string): void {
+  const err = (fields as { err?: Error }).err;
+  process.stderr.write(`meridian up: ${message}${err === undefined ? "" : `: ${err.stack ?? err}`}\n`);
 }
 
 /**

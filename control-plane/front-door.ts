@@ -135,14 +135,13 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Server as TlsServer } from "node:tls";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { ServiceToken } from "../mesh-client/service-token.js";
 import { PROXY_PROOF_HEADER } from "../mesh-client/tokens.js";
-import { exitWithParent } from "../node/parent-watch.js";
+import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import {
   AccessDeniedError,
   MeridianError,
@@ -1010,42 +1009,12 @@ async function main(): Promise<void> {
   }
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const frontDoor = await startFrontDoor(config, logger);
-  let closing = false;
-  const shutdown = (signal: string) => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, "front door stopping");
-    frontDoor.close().then(
-      () => process.exit(0),
-      (err) => {
-        logger.error({ err }, "front door stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", () => shutdown("SIGINT"));
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
-  // SIGHUP re-reads the certificate; it never stops the process (a stray one, such as
-  // the kernel's to an orphaned process group with a stopped member, must not).
-  process.on("SIGHUP", () => {
-    if (config.tls.certFile === undefined) return logger.info("SIGHUP: nothing to reload");
-    try {
-      frontDoor.reloadTls();
-      logger.info("tls certificate reloaded");
-    } catch (err) {
-      logger.error({ err }, "tls certificate reload failed; serving the previous one");
-    }
+  serveUntilStopped(frontDoor, {
+    name: "front door",
+    logger,
+    listening: { frontDoor: frontDoor.url },
+    ...(config.tls.certFile === undefined ? {} : { reloadTls: () => frontDoor.reloadTls() }),
   });
-  // Ready only now that every signal handler is in place: a supervisor may signal at once.
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", frontDoor: frontDoor.url, pid: process.pid })}\n`,
-  );
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err) => {
-    process.stderr.write(`front door failed: ${err?.stack ?? err}\n`);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, "front door", main);
