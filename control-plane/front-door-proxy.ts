@@ -60,7 +60,8 @@ import {
 } from "../protocol/errors.js";
 import { ociErrorBody } from "../protocol/oci-errors.js";
 import type { RegionMonitor } from "./front-door-health.js";
-import { type RouteReason, rewriteLocation } from "./front-door-routing.js";
+import type { RouteReason } from "./front-door-routing.js";
+import { rewriteLocation } from "./front-door-urls.js";
 
 /** Reads retried on the same region after failing on stale keep-alive connections (one each). */
 const MAX_STALE_RETRIES = 4;

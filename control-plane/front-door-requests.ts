@@ -56,9 +56,8 @@ import {
   requestShape,
   route,
   type SeqToken,
-  splitTarget,
-  takeRegionParam,
 } from "./front-door-routing.js";
+import { splitTarget, takeRegionParam } from "./front-door-urls.js";
 
 /** How often a read-your-writes read re-polls the regions while it waits. */
 const RYW_POLL_MS = 50;
