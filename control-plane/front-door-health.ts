@@ -99,7 +99,11 @@ export class RegionMonitor {
     if (next.up !== previous.up) this.#onChange(next, previous);
   }
 
-  /** Poll every region's Status once more (read-your-writes waits); one poll per region in flight. */
+  /**
+   * Poll every region's Status once more (read-your-writes waits); one poll
+   * per region in flight, shared by every waiter (a single flight, not a
+   * concurrency gate: a map of promises is all it takes, p-limit would add nothing).
+   */
   pollStatus(): Promise<void> {
     return Promise.all(
       this.#targets.map((t) => {
