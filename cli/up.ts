@@ -62,7 +62,9 @@
  * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
  * nodes, then nats-servers); if any process dies on its own, the rest are
  * stopped and `up` exits non-zero, printing the last lines of its log when it
- * failed to start (issue 11, finding 6).
+ * failed to start (issue 11, finding 6). A second signal while stopping
+ * exits 1 at once (node/lifecycle.ts; the children follow by their parent
+ * watch, the nats-servers by the watchdog).
  *
  * Lifecycle (issue 11, finding 5): package.json's start script `exec`s `up`,
  * so the signal npm passes on reaches `up` itself (a shell waiting for a
@@ -71,8 +73,9 @@
  * without passing the signal on). Each Meridian process it starts gets
  * MERIDIAN_PARENT_PID and exits within about a second of `up` going away,
  * even by SIGKILL (node/parent-watch.ts). nats-server cannot watch: a small
- * watchdog process (WATCHDOG below) holds a pipe from `up` and stops the
- * servers when the pipe closes. Not covered: `up` and the watchdog both
+ * watchdog process (WATCHDOG in ./up-processes.ts, with the spawning and
+ * stopping of every child) holds a pipe from `up` and stops the servers when
+ * the pipe closes. Not covered: `up` and the watchdog both
  * SIGKILLed together (e.g. `kill -9` of the process group); then the
  * nats-servers stay until killed by the pids `up` printed, and their locks
  * are taken over on the next start once they are gone.
@@ -86,11 +89,10 @@
  * once naming it, before any nats-server opens the live store; a lock whose
  * pid is dead (a SIGKILLed owner) is taken over.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { writeTokenKey } from "../mesh-client/token-key-file.js";
@@ -98,10 +100,12 @@ import { AuditLog } from "../node/audit.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
+import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
 import { lastLines, type NatsServerProcess, startNatsServer } from "./nats-server.js";
+import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
 
 export interface UpOptions {
   regions: string[];
@@ -163,8 +167,9 @@ export async function up(options: UpOptions): Promise<number> {
     resolveDone = r;
   });
 
-  const stopAll = async (code: number) => {
-    if (stopping) return;
+  /** Stops everything once; resolves with the exit code of the first reason to stop. */
+  const stopAll = async (code: number): Promise<number> => {
+    if (stopping) return done;
     stopping = true;
     for (const role of ["front-door", "worker", "peer", "node"]) {
       await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
@@ -173,10 +178,21 @@ export async function up(options: UpOptions): Promise<number> {
     watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
+    return done;
   };
-  process.once("SIGINT", () => void stopAll(0));
-  process.once("SIGTERM", () => void stopAll(0));
-  process.once("SIGHUP", () => void stopAll(0));
+  // SIGINT/SIGTERM/SIGHUP stop everything, exit 0 (node/lifecycle.ts); a second signal exits 1 at
+  // once (the children follow by their parent watch, the nats-servers by the watchdog). No bound
+  // of its own: each child is SIGKILLed 10 s after its SIGTERM. An uncaught error stops, exit 1.
+  // A stop already under way for another reason (a child died: exit 1) keeps its exit code.
+  handleStopSignals({
+    logger: { error: stderrLine, fatal: stderrLine },
+    graceMs: false,
+    hangup: "stop",
+    stop: async ({ err }) => {
+      const code = await stopAll(err === undefined ? 0 : 1);
+      if (code !== 0) process.exit(code);
+    },
+  });
   // The parent going away (npm, or the shell running `npm start`, killed
   // without passing the signal on) re-parents `up`: stop then too (issue 11).
   const parent = process.ppid;
@@ -357,6 +373,12 @@ export async function up(options: UpOptions): Promise<number> {
   return done;
 }
 
+/** `up` writes plain lines to stderr ("meridian up: …"), not JSON logs. */
+function stderrLine(fields: object, message: string): void {
+  const err = (fields as { err?: Error }).err;
+  process.stderr.write(`meridian up: ${message}${err === undefined ? "" : `: ${err.stack ?? err}`}\n`);
+}
+
 /**
  * Housekeeping as the operator, before the region's processes start: the
  * region's event and audit streams exist with the settings this version
@@ -394,127 +416,4 @@ async function ensureAuthFiles(dataDir: string): Promise<{ keyFile: string; pass
   if (!existsSync(passwordFile))
     writeFileSync(passwordFile, `${randomBytes(18).toString("base64url")}\n`, { mode: 0o600 });
   return { keyFile, passwordFile };
-}
-
-/**
- * This process's environment without NATS credentials: each process gets
- * its own identity's (natsClientEnv), never a mix with ones `up` inherited.
- */
-function inherited(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([k]) => !k.startsWith("MERIDIAN_NATS_") || k === "MERIDIAN_NATS_SERVER",
-    ),
-  );
-}
-
-/** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
-async function startProcess(
-  entry: string,
-  what: string,
-  logFile: string,
-  env: Record<string, string>,
-): Promise<{ child: ChildProcess; info: Record<string, string> }> {
-  const log = createWriteStream(logFile, { flags: "a" });
-  const child = spawn(process.execPath, [entry], {
-    stdio: ["ignore", "pipe", "pipe"],
-    // Every child in a process group of its own. Sharing `up`'s group, a child
-    // stopped by an operator (kill -STOP, a frozen VM's worth of gray failure)
-    // made the group an orphaned one with a stopped member as soon as anything
-    // in it exited, and the kernel then sends the whole group SIGHUP: nodes
-    // died and `up` stopped the mesh. `up` stops its children itself on
-    // SIGINT/SIGTERM/SIGHUP, and they exit once `up` is gone (parent watch).
-    detached: true,
-    // MERIDIAN_PARENT_PID: the process exits once `up` is gone (node/parent-watch.ts).
-    env: { ...inherited(), ...env, MERIDIAN_PARENT_PID: String(process.pid) },
-  });
-  child.stderr!.pipe(log);
-  // The cause of a failed start (e.g. "address already in use") goes into the error, not only the log.
-  let tail = "";
-  const keepTail = (d: Buffer) => {
-    tail = (tail + d).slice(-4000);
-  };
-  child.stderr!.on("data", keepTail);
-  const lines = createInterface({ input: child.stdout! });
-  return new Promise((resolvePromise, reject) => {
-    const onExit = (code: number | null) => {
-      // stderr may still hold the last words when "exit" fires: wait for it to close.
-      const report = () => {
-        const last = tail.trimEnd().split("\n").slice(-10);
-        reject(
-          new Error(
-            `${what} exited with ${code} before listening; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
-          ),
-        );
-      };
-      if (child.stderr!.readableEnded) report();
-      else child.stderr!.once("close", report);
-    };
-    child.once("exit", onExit);
-    lines.on("line", (line) => {
-      try {
-        const msg = JSON.parse(line);
-        if (msg.event === "listening") {
-          child.off("exit", onExit);
-          child.stderr!.off("data", keepTail);
-          resolvePromise({ child, info: msg });
-        }
-      } catch {
-        // not a status line
-      }
-    });
-  });
-}
-
-/**
- * A watchdog for the nats-servers (they cannot watch their parent): `up`
- * writes each server's pid to its stdin; when that pipe closes while it still
- * holds pids (`up` died, even by SIGKILL) it stops them (SIGTERM, SIGKILL
- * after 5 s) and exits. It ignores SIGINT/SIGTERM/SIGHUP (a terminal's Ctrl-C
- * reaches the whole group: `up` stops the servers itself then and kills the
- * watchdog).
- */
-const WATCHDOG = `
-for (const s of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(s, () => {});
-const pids = new Set();
-let buf = "";
-process.stdin.on("data", (d) => {
-  buf += d;
-  const lines = buf.split("\\n");
-  buf = lines.pop();
-  for (const l of lines) if (Number(l) > 0) pids.add(Number(l));
-});
-process.stdin.on("close", () => {
-  const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
-  for (const pid of pids) try { process.kill(pid, "SIGTERM"); } catch {}
-  const deadline = Date.now() + 5000;
-  const check = setInterval(() => {
-    const left = [...pids].filter(alive);
-    if (left.length > 0 && Date.now() < deadline) return;
-    for (const pid of left) try { process.kill(pid, "SIGKILL"); } catch {}
-    clearInterval(check);
-    process.exit(0);
-  }, 100);
-});
-`;
-
-function startNatsWatchdog(): ChildProcess {
-  const watchdog = spawn(process.execPath, ["-e", WATCHDOG], { stdio: ["pipe", "ignore", "ignore"] });
-  // Neither keeps `up` running.
-  watchdog.unref();
-  (watchdog.stdin as unknown as { unref(): void }).unref();
-  watchdog.stdin!.on("error", () => {});
-  return watchdog;
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolvePromise) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolvePromise();
-    });
-    child.kill("SIGTERM");
-  });
 }

@@ -2,7 +2,7 @@
  * The front door's decisions, as pure functions of what it observes (no
  * clock read, no IO): which region a client belongs to, which regions are up,
  * which are nearest, which have applied a read-your-writes token, where a
- * repository's writes go, and how a Location header is rewritten. The process
+ * repository's writes go (request targets and Location headers: ./front-door-urls.ts). The process
  * around them (probes, proxying, metrics) is control-plane/front-door.ts,
  * whose header documents the behaviour as a whole.
  */
@@ -448,83 +448,4 @@ export function route(input: RouteInput, view: RouteView): RouteDecision {
       reason: i === 0 && region === input.clientRegion ? "local" : "nearest",
     })),
   };
-}
-
-// ---------------------------------------------------------------- URLs
-
-/** A request target split into path and query (the query without its `?`; "" when none). */
-export function splitTarget(target: string): { path: string; query: string } {
-  const q = target.indexOf("?");
-  return q < 0 ? { path: target, query: "" } : { path: target.slice(0, q), query: target.slice(q + 1) };
-}
-
-/**
- * The `_region` parameter of a query and the query without it (other
- * parameters keep their exact bytes). Undefined region when absent.
- * UnsupportedError (400) when it is not a region name's shape or not valid
- * percent-encoding: the query is the client's, so nothing in it may make
- * the front door fail otherwise.
- */
-export function takeRegionParam(query: string): { region: string | undefined; query: string } {
-  let region: string | undefined;
-  const kept: string[] = [];
-  for (const part of query === "" ? [] : query.split("&")) {
-    if (part.startsWith("_region=")) region = parseRegionParam(part.slice("_region=".length));
-    else kept.push(part);
-  }
-  return { region, query: kept.join("&") };
-}
-
-function parseRegionParam(encoded: string): string {
-  let region: string;
-  try {
-    region = decodeURIComponent(encoded);
-  } catch {
-    throw new UnsupportedError("malformed _region parameter: invalid percent-encoding");
-  }
-  if (!/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(region))
-    throw new UnsupportedError("malformed _region parameter: not a region name");
-  return region;
-}
-
-const UPLOAD_PATH = /^\/v2\/.+\/blobs\/uploads\/[^/]+$/;
-
-/**
- * A response's Location as the front door's client should see it. On a
- * redirect (3xx) it passes through untouched: the region sent the client
- * elsewhere on purpose (fetch on miss). Otherwise an absolute URL on a
- * region's registry becomes relative to the front door, and a URL of an
- * upload session gains `_region=<the region holding it>`, so the session's
- * next requests go back there. Any other Location passes through.
- */
-export function rewriteLocation(
-  location: string,
-  status: number,
-  servedBy: string,
-  registries: ReadonlyMap<string, string>,
-): string {
-  if (status >= 300 && status < 400) return location;
-  let target = location;
-  let holder = servedBy;
-  if (!location.startsWith("/")) {
-    let url: URL;
-    try {
-      url = new URL(location);
-    } catch {
-      return location;
-    }
-    const region = registries.get(url.origin);
-    if (region === undefined) return location;
-    target = `${url.pathname}${url.search}`;
-    holder = region;
-  }
-  const { path, query } = splitTarget(target);
-  if (!UPLOAD_PATH.test(path)) return target;
-  // The region's own query: any `_region` in it is replaced, never parsed.
-  const rest = query
-    .split("&")
-    .filter((part) => part !== "" && !part.startsWith("_region="))
-    .join("&");
-  const param = `_region=${encodeURIComponent(holder)}`;
-  return `${path}?${rest === "" ? param : `${rest}&${param}`}`;
 }

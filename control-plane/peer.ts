@@ -23,7 +23,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { type Logger, pino } from "pino";
@@ -36,7 +36,7 @@ import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
-import { exitWithParent } from "../node/parent-watch.js";
+import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { regionOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
@@ -410,33 +410,11 @@ async function main(): Promise<void> {
   privateDirs([config.dataDir, config.view.dir, config.storage.root]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const peer = await startPeer(config, logger);
-  let closing = false;
-  const shutdown = (signal: string) => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, "peer stopping");
-    peer.close().then(
-      () => process.exit(0),
-      (err) => {
-        logger.error({ err }, "peer stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", () => shutdown("SIGINT"));
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  // Nothing to reload; a stray SIGHUP must not stop the peer (node/server.ts).
-  process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
-  exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
-  // Ready only now that every signal handler is in place: a supervisor may signal at once.
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", region: config.region, grpc: peer.grpc, metrics: peer.metrics, pid: process.pid })}\n`,
-  );
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err) => {
-    process.stderr.write(`peer failed: ${err?.stack ?? err}\n`);
-    process.exit(1);
+  serveUntilStopped(peer, {
+    name: "peer",
+    logger,
+    listening: { region: config.region, grpc: peer.grpc, metrics: peer.metrics },
   });
 }
+
+runIfMain(import.meta.url, "peer", main);

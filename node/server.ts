@@ -12,7 +12,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import type { Server as TlsServer } from "node:tls";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
@@ -37,6 +36,7 @@ import { FetchOnMiss } from "./fetch-on-miss.js";
 import type { HttpAuth } from "./http/access.js";
 import { buildApp } from "./http/app.js";
 import { ProxyTrust } from "./http/forwarded.js";
+import { runIfMain, serveUntilStopped } from "./lifecycle.js";
 import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
 
@@ -395,6 +395,7 @@ async function main(): Promise<void> {
     process.stderr.write(`node: ${err.message}\n`);
     process.exit(1);
   }
+  // Watched from the start, not only once serving: a start may wait long (node/lifecycle.ts watches again, a no-op).
   exitWithParent();
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   let node: RunningNode;
@@ -407,41 +408,12 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  let closing = false;
-  const shutdown = (signal: string) => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, "node stopping");
-    node.close().then(
-      () => process.exit(0),
-      (err) => {
-        logger.error({ err }, "node stop failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", () => shutdown("SIGINT"));
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  // SIGHUP re-reads the certificate; it never stops the process (a stray one, such as
-  // the kernel's to an orphaned process group with a stopped member, must not).
-  process.on("SIGHUP", () => {
-    if (config.tls === undefined) return logger.info("SIGHUP: nothing to reload");
-    try {
-      node.reloadTls();
-      logger.info("tls certificate reloaded");
-    } catch (err) {
-      logger.error({ err }, "tls certificate reload failed; serving the previous one");
-    }
+  serveUntilStopped(node, {
+    name: "node",
+    logger,
+    listening: { region: config.region, registry: node.url },
+    ...(config.tls === undefined ? {} : { reloadTls: () => node.reloadTls() }),
   });
-  // Ready only now that every signal handler is in place: a supervisor may signal at once.
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", region: config.region, registry: node.url, pid: process.pid })}\n`,
-  );
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err) => {
-    process.stderr.write(`node failed: ${err?.stack ?? err}\n`);
-    process.exit(1);
-  });
-}
+runIfMain(import.meta.url, "node", main);

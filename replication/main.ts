@@ -13,7 +13,6 @@
 import { mkdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
@@ -24,7 +23,7 @@ import { NatsConnectionManager } from "../node/data/nats-connection.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
-import { exitWithParent } from "../node/parent-watch.js";
+import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, regionOf } from "../protocol/mesh.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
@@ -170,29 +169,11 @@ async function main(): Promise<void> {
   privateDirs([config.dataDir, join(config.dataDir, "replication"), config.viewDir, config.storageRoot]);
   const logger = pino(loggerOptions(config.logLevel), pino.destination(2));
   const running = await startWorker(config, logger);
-  let closing = false;
-  const shutdown = () => {
-    if (closing) return;
-    closing = true;
-    running.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGINT", shutdown);
-  process.on("SIGTERM", shutdown);
-  // Nothing to reload; a stray SIGHUP must not stop the worker (node/server.ts).
-  process.on("SIGHUP", () => logger.info("SIGHUP: nothing to reload"));
-  exitWithParent(); // issue 11: dies with `meridian up`, even a SIGKILLed one
-  // Ready only now that every signal handler is in place: a supervisor may signal at once.
-  process.stdout.write(
-    `${JSON.stringify({ event: "listening", region: config.region, metrics: running.metricsUrl, pid: process.pid })}\n`,
-  );
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((err) => {
-    process.stderr.write(`worker failed: ${err?.stack ?? err}\n`);
-    process.exit(1);
+  serveUntilStopped(running, {
+    name: "worker",
+    logger,
+    listening: { region: config.region, metrics: running.metricsUrl },
   });
 }
+
+runIfMain(import.meta.url, "worker", main);

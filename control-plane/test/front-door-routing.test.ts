@@ -27,10 +27,9 @@ import {
   regionRtt,
   repositoryOf,
   requestShape,
-  rewriteLocation,
   route,
-  takeRegionParam,
 } from "../front-door-routing.js";
+import { rewriteLocation, takeRegionParam } from "../front-door-urls.js";
 
 const REGIONS = ["a", "b", "c"];
 

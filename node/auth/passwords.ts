@@ -30,6 +30,7 @@
  * a wrong password takes (81-117 ms against 1.5-2 ms before).
  */
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
+import PQueue from "p-queue";
 import { Counter, Gauge, type Registry as MetricsRegistry } from "prom-client";
 import { TooManyLoginsError } from "../../protocol/errors.js";
 
@@ -54,46 +55,38 @@ export const KDF_BACKLOG = 64;
  * A bounded FIFO of asynchronous jobs: `run` starts a job when fewer than
  * `concurrency` run, queues it when fewer than `backlog` wait, and refuses
  * it (undefined) otherwise. `runs` counts jobs started (a metric, and how
- * tests see that a check ran).
+ * tests see that a check ran). The queue itself is p-queue's; p-queue has
+ * no bound on its backlog, so the refusal when full is this wrapper's.
  */
 export class BoundedQueue {
-  #running = 0;
-  readonly #waiting: Array<() => void> = [];
+  readonly #queue: PQueue;
   runs = 0;
   refused = 0;
 
   constructor(
     readonly concurrency: number,
     readonly backlog: number,
-  ) {}
+  ) {
+    this.#queue = new PQueue({ concurrency });
+  }
 
   get running(): number {
-    return this.#running;
+    return this.#queue.pending;
   }
 
   get waiting(): number {
-    return this.#waiting.length;
+    return this.#queue.size;
   }
 
   /** `job`'s result, or undefined (without running it) when the backlog is full. */
   run<T>(job: () => Promise<T>): Promise<T> | undefined {
-    if (this.#running >= this.concurrency && this.#waiting.length >= this.backlog) {
+    if (this.#queue.pending >= this.concurrency && this.#queue.size >= this.backlog) {
       this.refused++;
       return undefined;
     }
-    return new Promise<T>((resolve, reject) => {
-      const start = () => {
-        this.#running++;
-        this.runs++;
-        job()
-          .then(resolve, reject)
-          .finally(() => {
-            this.#running--;
-            this.#waiting.shift()?.();
-          });
-      };
-      if (this.#running < this.concurrency) start();
-      else this.#waiting.push(start);
+    return this.#queue.add(() => {
+      this.runs++;
+      return job();
     });
   }
 }

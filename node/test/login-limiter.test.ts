@@ -75,6 +75,46 @@ describe("BoundedQueue", () => {
     assert.equal(queue.refused, 2);
   });
 
+  test("jobs start in the order they came; once the backlog drains, new jobs are taken again", async () => {
+    const queue = new BoundedQueue(1, 1);
+    const order: number[] = [];
+    let release!: () => void;
+    const first = queue.run(
+      () =>
+        new Promise<void>((r) => {
+          order.push(1);
+          release = r;
+        }),
+    );
+    const second = queue.run(async () => {
+      order.push(2);
+    });
+    assert.equal(queue.running, 1);
+    assert.equal(queue.waiting, 1);
+    assert.equal(
+      queue.run(async () => order.push(3)),
+      undefined,
+      "full: one running, one waiting",
+    );
+    release();
+    await Promise.all([first, second]);
+    assert.deepEqual(order, [1, 2]);
+    assert.equal(queue.running + queue.waiting, 0);
+    assert.equal(await queue.run(async () => "again"), "again");
+    assert.equal(queue.refused, 1);
+  });
+
+  test("a job's failure reaches its caller and frees its place", async () => {
+    const queue = new BoundedQueue(1, 0);
+    await assert.rejects(
+      queue.run(async () => {
+        throw new Error("kdf failed");
+      })!,
+      /kdf failed/,
+    );
+    assert.equal(await queue.run(async () => 1), 1);
+  });
+
   test("verifyUnknown runs a derivation and never matches", async () => {
     const cost = { log2N: 4, r: 8, p: 1 };
     assert.equal(await verifyUnknown("anything", cost), false);

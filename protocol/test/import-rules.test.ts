@@ -60,6 +60,7 @@ const CASES: Record<string, Array<[string, boolean]>> = {
   "control-plane/a.ts": [
     ['import "../node/data/view.js";', false],
     ['import "../node/parent-watch.js";', false],
+    ['import "../node/lifecycle.js";', false],
     ['import "../mesh-client/peer-client.js";', false],
     ['import "../replication/worker.js";', true],
     ['import "../node/http/app.js";', true],

@@ -1,0 +1,134 @@
+/**
+ * The processes `meridian up` (./up.ts) starts and stops: a Meridian
+ * process spawned detached in a process group of its own with
+ * MERIDIAN_PARENT_PID (it exits once `up` is gone: node/parent-watch.ts),
+ * its stderr to its log, ready at its `{"event":"listening",…}` line; its
+ * stop (SIGTERM, SIGKILL after 10 s); and the watchdog that stops the
+ * nats-servers if `up` dies without doing so.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { createInterface } from "node:readline";
+
+/**
+ * This process's environment without NATS credentials: each process gets
+ * its own identity's (natsClientEnv), never a mix with ones `up` inherited.
+ */
+function inherited(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([k]) => !k.startsWith("MERIDIAN_NATS_") || k === "MERIDIAN_NATS_SERVER",
+    ),
+  );
+}
+
+/** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
+export async function startProcess(
+  entry: string,
+  what: string,
+  logFile: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; info: Record<string, string> }> {
+  const log = createWriteStream(logFile, { flags: "a" });
+  const child = spawn(process.execPath, [entry], {
+    stdio: ["ignore", "pipe", "pipe"],
+    // Every child in a process group of its own. Sharing `up`'s group, a child
+    // stopped by an operator (kill -STOP, a frozen VM's worth of gray failure)
+    // made the group an orphaned one with a stopped member as soon as anything
+    // in it exited, and the kernel then sends the whole group SIGHUP: nodes
+    // died and `up` stopped the mesh. `up` stops its children itself on
+    // SIGINT/SIGTERM/SIGHUP, and they exit once `up` is gone (parent watch).
+    detached: true,
+    // MERIDIAN_PARENT_PID: the process exits once `up` is gone (node/parent-watch.ts).
+    env: { ...inherited(), ...env, MERIDIAN_PARENT_PID: String(process.pid) },
+  });
+  child.stderr!.pipe(log);
+  // The cause of a failed start (e.g. "address already in use") goes into the error, not only the log.
+  let tail = "";
+  const keepTail = (d: Buffer) => {
+    tail = (tail + d).slice(-4000);
+  };
+  child.stderr!.on("data", keepTail);
+  const lines = createInterface({ input: child.stdout! });
+  return new Promise((resolvePromise, reject) => {
+    const onExit = (code: number | null) => {
+      // stderr may still hold the last words when "exit" fires: wait for it to close.
+      const report = () => {
+        const last = tail.trimEnd().split("\n").slice(-10);
+        reject(
+          new Error(
+            `${what} exited with ${code} before listening; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
+          ),
+        );
+      };
+      if (child.stderr!.readableEnded) report();
+      else child.stderr!.once("close", report);
+    };
+    child.once("exit", onExit);
+    lines.on("line", (line) => {
+      try {
+        const msg = JSON.parse(line);
+        if (msg.event === "listening") {
+          child.off("exit", onExit);
+          child.stderr!.off("data", keepTail);
+          resolvePromise({ child, info: msg });
+        }
+      } catch {
+        // not a status line
+      }
+    });
+  });
+}
+
+/**
+ * A watchdog for the nats-servers (they cannot watch their parent): `up`
+ * writes each server's pid to its stdin; when that pipe closes while it still
+ * holds pids (`up` died, even by SIGKILL) it stops them (SIGTERM, SIGKILL
+ * after 5 s) and exits. It ignores SIGINT/SIGTERM/SIGHUP (a terminal's Ctrl-C
+ * reaches the whole group: `up` stops the servers itself then and kills the
+ * watchdog).
+ */
+const WATCHDOG = `
+for (const s of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(s, () => {});
+const pids = new Set();
+let buf = "";
+process.stdin.on("data", (d) => {
+  buf += d;
+  const lines = buf.split("\\n");
+  buf = lines.pop();
+  for (const l of lines) if (Number(l) > 0) pids.add(Number(l));
+});
+process.stdin.on("close", () => {
+  const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  for (const pid of pids) try { process.kill(pid, "SIGTERM"); } catch {}
+  const deadline = Date.now() + 5000;
+  const check = setInterval(() => {
+    const left = [...pids].filter(alive);
+    if (left.length > 0 && Date.now() < deadline) return;
+    for (const pid of left) try { process.kill(pid, "SIGKILL"); } catch {}
+    clearInterval(check);
+    process.exit(0);
+  }, 100);
+});
+`;
+
+export function startNatsWatchdog(): ChildProcess {
+  const watchdog = spawn(process.execPath, ["-e", WATCHDOG], { stdio: ["pipe", "ignore", "ignore"] });
+  // Neither keeps `up` running.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref(): void }).unref();
+  watchdog.stdin!.on("error", () => {});
+  return watchdog;
+}
+
+export function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolvePromise) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolvePromise();
+    });
+    child.kill("SIGTERM");
+  });
+}
