@@ -395,13 +395,13 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     // Sessions are capped per client: the identity, or for anonymous clients their address.
     const owner =
       req.identity.kind === "anonymous" ? `address:${clientAddress(req)}` : `identity:${req.identity.name}`;
-    const state = await reg.startUpload(repo, owner);
+    const state = await reg.uploads.start(repo, owner);
     return uploadAccepted(reply.status(202), repo, state.id, state.offset);
   }
 
   async function uploadStatus(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    const state = await reg.upload(repo, m[2]!);
+    const state = await reg.uploads.state(repo, m[2]!);
     return uploadAccepted(reply.status(204), repo, state.id, state.offset);
   }
 
@@ -409,7 +409,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const repo = parseRepository(m[1]!);
     const { start, length } = chunkBounds(req);
     const ac = abortOnClose(req.raw);
-    const state = await reg.appendUpload(repo, m[2]!, req.raw, start, length, ac.signal);
+    const state = await reg.uploads.append(repo, m[2]!, req.raw, start, length, ac.signal);
     return uploadAccepted(reply.status(202), repo, state.id, state.offset);
   }
 
@@ -422,15 +422,15 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const { start, length } = chunkBounds(req);
     if (hasBody(req) && length !== 0) {
       const ac = abortOnClose(req.raw);
-      await reg.appendUpload(repo, id, req.raw, start, length, ac.signal);
+      await reg.uploads.append(repo, id, req.raw, start, length, ac.signal);
     }
-    const seq = await reg.completeUpload(repo, id, digest, req.identity.name);
+    const seq = await reg.uploads.complete(repo, id, digest, req.identity.name);
     return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
   }
 
   async function cancelUpload(_req: FastifyRequest, reply: FastifyReply, m: RegExpExecArray) {
     const repo = parseRepository(m[1]!);
-    await reg.cancelUpload(repo, m[2]!);
+    await reg.uploads.cancel(repo, m[2]!);
     return reply.status(204).send();
   }
 
