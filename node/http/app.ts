@@ -248,7 +248,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     writable: options.registry.writable,
     appliedSeq: options.registry.view.appliedSeq,
   }));
-  app.setNotFoundHandler((_req, reply) => {
+  // Like every error answered before the body is read (closeOnUnreadBody), an unknown endpoint closes.
+  app.setNotFoundHandler((req, reply) => {
+    if (!req.raw.complete && hasBody(req)) reply.header("connection", "close");
     reply.status(404).type("application/json").send(ociErrorBody("UNSUPPORTED", "no such endpoint"));
   });
   return app;
