@@ -235,7 +235,7 @@ async function unauthenticatedStart(
   log: Logger,
 ): Promise<string | undefined> {
   if (config.auth.enabled) return undefined;
-  const users = (await view.users()).length;
+  const users = (await view.identity.users()).length;
   const found: string[] = [];
   if (users > 0) found.push(`its view has ${users} user${users === 1 ? "" : "s"}`);
   if (existsSync(config.auth.tokenKeyFile)) found.push(`the token key ${config.auth.tokenKeyFile} exists`);
@@ -325,7 +325,9 @@ function applyConfiguredPolicies(registry: Registry, policies: Policy[], log: Lo
   let stopped = false;
   const attempt = async () => {
     try {
-      const stored = new Map((await registry.view.policies()).map((p) => [p.name, JSON.stringify(p.policy)]));
+      const stored = new Map(
+        (await registry.view.admin.policies()).map((p) => [p.name, JSON.stringify(p.policy)]),
+      );
       for (const policy of policies) {
         if (stored.get(policy.name) === JSON.stringify(policy)) continue;
         await registry.commitAdmin(
@@ -360,12 +362,14 @@ function schedulePurge(
 ): NodeJS.Timeout {
   const run = () => {
     const now = Date.now();
-    registry.purgeUploads(new Date(now - idleMinutes * 60_000), new Date(now - maxAgeHours * 3_600_000)).then(
-      (n) => {
-        if (n.uploads + n.leftovers > 0) log.info(n, "stale uploads purged");
-      },
-      (err) => log.warn({ err }, "upload purge failed"),
-    );
+    registry.uploads
+      .purge(new Date(now - idleMinutes * 60_000), new Date(now - maxAgeHours * 3_600_000))
+      .then(
+        (n) => {
+          if (n.uploads + n.leftovers > 0) log.info(n, "stale uploads purged");
+        },
+        (err) => log.warn({ err }, "upload purge failed"),
+      );
   };
   run();
   const everyMs = Math.min(3_600_000, Math.max(1_000, (idleMinutes * 60_000) / 4));

@@ -47,7 +47,10 @@ const CASES: Record<string, Array<[string, boolean]>> = {
     ['import "../data/view.js";', false],
     ['import "../http/forwarded.js";', true],
   ],
-  "node/data/a.ts": [['import "../http/app.js";', true]],
+  "node/data/a.ts": [
+    ['import "../http/app.js";', true],
+    ['import "../http/oci/paths.js";', true],
+  ],
   "node/server.ts": [
     ['import "./http/app.js";', false],
     ['import "../cli/main.js";', true],
@@ -56,6 +59,12 @@ const CASES: Record<string, Array<[string, boolean]>> = {
     ['import "./forwarded.js";', false],
     ['import "../data/view.js";', false],
     ['import "../../control-plane/config.js";', true],
+  ],
+  "node/http/oci/a.ts": [
+    ['import "../forwarded.js";', false],
+    ['import "../../data/registry.js";', false],
+    ['import "../../../control-plane/config.js";', true],
+    ['import "../../../replication/worker.js";', true],
   ],
   "control-plane/a.ts": [
     ['import "../node/data/view.js";', false],

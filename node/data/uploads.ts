@@ -1,0 +1,106 @@
+/**
+ * Upload sessions of the OCI API (chunked and monolithic pushes): opened
+ * under the caps of ./upload-sessions.ts, appended to as the bytes stream,
+ * completed into a blob linked into the repository through the commit step,
+ * purged when idle (node/server.ts). `Registry.uploads`.
+ */
+import { randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
+import type { Digest } from "../../protocol/digest.js";
+import { DigestMismatchError, UploadNotFoundError } from "../../protocol/errors.js";
+import type { BlobStore, UploadState } from "./blob-store.js";
+import type { UploadSessions } from "./upload-sessions.js";
+
+export class Uploads {
+  readonly #store: BlobStore;
+  readonly #limits: UploadSessions | undefined;
+  /** Link a stored blob into a repository (Registry's `#link`): the sequence of the link. */
+  readonly #link: (repo: string, digest: Digest, size: number, actor: string) => Promise<number>;
+
+  constructor(
+    store: BlobStore,
+    limits: UploadSessions | undefined,
+    link: (repo: string, digest: Digest, size: number, actor: string) => Promise<number>,
+  ) {
+    this.#store = store;
+    this.#limits = limits;
+    this.#link = link;
+  }
+
+  /**
+   * Open an upload session for `repo` on behalf of `owner` (who is counted
+   * against the caps: an identity, or an address for anonymous clients);
+   * UploadLimitError when a cap is reached.
+   */
+  async start(repo: string, owner = "anonymous"): Promise<UploadState> {
+    const sessions = this.#limits;
+    if (sessions === undefined) return this.#store.startUpload(repo);
+    sessions.check(repo, owner);
+    // Reserved before the store's await, so a burst of concurrent starts cannot overshoot a cap.
+    const slot = `pending:${randomUUID()}`;
+    sessions.add(slot, repo, owner);
+    try {
+      const state = await this.#store.startUpload(repo);
+      sessions.add(state.id, repo, owner);
+      return state;
+    } finally {
+      sessions.remove(slot);
+    }
+  }
+
+  /**
+   * Remove upload sessions that received nothing since `idleBefore` or began
+   * before `startedBefore` (and crash leftovers), and stop counting sessions
+   * that are gone from the store.
+   */
+  async purge(idleBefore: Date, startedBefore: Date): Promise<{ uploads: number; leftovers: number }> {
+    const purged = await this.#store.purgeStale(startedBefore, { idleBefore });
+    await this.#limits?.reconcile((id) =>
+      this.#store.uploadState(id).then(
+        () => true,
+        (err) => !(err instanceof UploadNotFoundError),
+      ),
+    );
+    return purged;
+  }
+
+  /** An upload session of `repo`; UploadNotFoundError for an unknown id or another repository's. */
+  async state(repo: string, id: string): Promise<UploadState> {
+    const state = await this.#store.uploadState(id);
+    if (state.repo !== repo) throw new UploadNotFoundError("blob upload unknown");
+    return state;
+  }
+
+  async append(
+    repo: string,
+    id: string,
+    source: Readable,
+    start: number | undefined,
+    length: number | undefined,
+    signal?: AbortSignal,
+  ): Promise<UploadState> {
+    await this.state(repo, id);
+    return this.#store.appendUpload(id, source, start, length, signal);
+  }
+
+  /** Finish an upload: verify against `digest`, make it a blob, link it into `repo`. */
+  async complete(repo: string, id: string, digest: Digest, actor: string): Promise<number> {
+    await this.state(repo, id);
+    let size: number;
+    try {
+      ({ size } = await this.#store.commitUpload(id, digest));
+    } catch (err) {
+      // A digest mismatch discards the session's bytes: the session is over.
+      if (err instanceof DigestMismatchError) this.#limits?.remove(id);
+      throw err;
+    }
+    this.#limits?.remove(id);
+    return this.#link(repo, digest, size, actor);
+  }
+
+  async cancel(repo: string, id: string): Promise<void> {
+    await this.state(repo, id);
+    await this.#store.cancelUpload(id);
+    this.#limits?.remove(id);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Blob reads and deletes: `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`. A miss
+ * is answered from another region when the mesh holds the blob (fetch on
+ * miss: relayed, or redirected with a pull token; a HEAD from that region's
+ * metadata, copying no bytes).
+ */
+import type { Readable } from "node:stream";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import { parseDigest } from "../../../protocol/digest.js";
+import { BlobNotFoundError } from "../../../protocol/errors.js";
+import { parseRepository } from "../../../protocol/names.js";
+import type { ByteRange } from "../../data/blob-store.js";
+import { blobRange } from "../headers.js";
+import {
+  abortOnClose,
+  FETCHED_FROM_HEADER,
+  methodsNotAllowed,
+  type OciRoutesOptions,
+  ociConfig,
+  onlyIfCached,
+  presigned,
+  type RepoRequest,
+  redirectTo,
+  SEQ_HEADER,
+} from "./common.js";
+import { OCI_URLS } from "./paths.js";
+
+type BlobRequest = RepoRequest<{ name: string; digest: string }>;
+
+export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions): Promise<void> {
+  const reg = options.registry;
+
+  async function getBlob(req: BlobRequest, reply: FastifyReply) {
+    const repo = parseRepository(req.params.name);
+    const digest = parseDigest(req.params.digest);
+    const headers = {
+      "docker-content-digest": digest,
+      etag: `"${digest}"`,
+      "accept-ranges": "bytes",
+      "content-type": "application/octet-stream",
+      "cache-control": "max-age=31536000",
+    };
+    const ac = abortOnClose(req.raw);
+    const wanted = (size: number) => blobRange(req.headers.range, size);
+    let opened: { size: number; range?: ByteRange; stream?: Readable };
+    try {
+      opened =
+        req.method === "HEAD"
+          ? { size: await reg.blobSize(repo, digest) }
+          : await reg.openBlob(repo, digest, wanted, ac.signal);
+    } catch (err) {
+      if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || onlyIfCached(req))
+        throw err;
+      if (req.method === "HEAD") {
+        // Answered from where the repository holds it elsewhere, copying no bytes (see fetch-on-miss.ts).
+        const located = await options.fetchOnMiss.blobHead(repo, digest);
+        if (located === undefined) throw err;
+        reply.header(FETCHED_FROM_HEADER, located.region);
+        return reply.headers({ ...headers, "content-length": located.size }).send();
+      }
+      const miss = await options.fetchOnMiss.blob(repo, digest, wanted, ac.signal);
+      if (miss === undefined) throw err;
+      if ("redirect" in miss) return redirectTo(reply, await presigned(options.auth, req, repo, miss));
+      reply.header(FETCHED_FROM_HEADER, miss.found.region);
+      opened = miss.found;
+    }
+    const { size, range, stream } = opened;
+    if (stream === undefined) return reply.headers({ ...headers, "content-length": size }).send();
+    reply.headers(headers);
+    if (range !== undefined) {
+      reply.status(206).header("content-range", `bytes ${range.start}-${range.end}/${size}`);
+      reply.header("content-length", range.end - range.start + 1);
+    } else {
+      reply.header("content-length", size);
+    }
+    return reply.send(stream);
+  }
+
+  async function deleteBlob(req: BlobRequest, reply: FastifyReply) {
+    const repo = parseRepository(req.params.name);
+    const seq = await reg.deleteBlob(repo, parseDigest(req.params.digest), req.identity.name);
+    return reply
+      .status(202)
+      .headers({ "content-length": 0, [SEQ_HEADER]: `${reg.region}:${seq}` })
+      .send();
+  }
+
+  app.route({
+    method: ["GET", "HEAD"],
+    url: OCI_URLS.blob,
+    config: ociConfig("blob", "pull"),
+    handler: getBlob,
+  });
+  app.route({
+    method: "DELETE",
+    url: OCI_URLS.blob,
+    config: ociConfig("blob", "delete"),
+    handler: deleteBlob,
+  });
+  methodsNotAllowed(app, "blob", ["GET", "HEAD", "DELETE"]);
+}
