@@ -107,9 +107,13 @@ describe("identity bodies", () => {
         name: "wide",
         grants: [{ project: "robotic", repos: "app/*", actions: ["pull"] }],
       }),
-      "grants",
+      /grants\[0\]\.repos: unknown key/,
     );
     await refused(await call("POST", "/robots", { name: "wide", grants: "robotic" }), "grants");
+    await refused(
+      await call("POST", "/robots", { name: "wide", grants: [{ project: 7, actions: ["pull"] }] }),
+      /grants\[0\]\.project/,
+    );
     await refused(
       await call("POST", "/robots", {
         name: "wide",

@@ -92,20 +92,40 @@ function describe(schema: TSchema, value: unknown, errors: SchemaError[], query:
       }
       continue;
     }
-    const field = e.instancePath.slice(1).split("/")[0]!;
+    const path = e.instancePath.slice(1).split("/");
+    const field = path[0]!;
     if (problems.has(field)) continue;
     const got = (value as Record<string, unknown>)[field];
     if (query && Array.isArray(got)) problems.set(field, `parameter ${field}: give it once`);
+    else if (path.length > 1) problems.set(field, nested(pathText(path), e));
     else {
       const w = properties[field]?.want;
-      const where = e.instancePath.slice(1).replaceAll("/", ".");
       problems.set(
         field,
-        w === undefined ? `${where}: ${e.message}` : `${field}: want ${w}, got ${show(got)}`,
+        w === undefined ? `${field}: ${e.message}` : `${field}: want ${w}, got ${show(got)}`,
       );
     }
   }
   return problems.size > 0 ? [...problems.values()] : ["request: does not match its schema"];
+}
+
+/** A problem inside a field (a grant of a robot): where exactly, and what. */
+function nested(where: string, e: SchemaError): string {
+  const keys = (name: string) => ((e.params[name] as string[] | undefined) ?? []).map((k) => k.slice(0, 64));
+  if (e.keyword === "additionalProperties")
+    return keys("additionalProperties")
+      .map((k) => `${where}.${k}: unknown key`)
+      .join("; ");
+  if (e.keyword === "required")
+    return keys("requiredProperties")
+      .map((k) => `${where}.${k}: required`)
+      .join("; ");
+  return `${where}: ${e.message}`;
+}
+
+/** `grants/0/project` as `grants[0].project`. */
+function pathText(path: string[]): string {
+  return path.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
 }
 
 export function typeName(v: unknown): string {
