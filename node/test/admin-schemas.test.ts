@@ -166,6 +166,11 @@ describe("admin bodies and queries", () => {
     await refused(await call("POST", "/failover", { from: "a" }), /to: required/);
     await refused(await call("POST", "/rebuild", { region: "test", full: true }), "full");
     await refused(await call("POST", "/rebuild", { region: 3 }), "region");
+    // A flood of unknown keys is listed shortly, not echoed back whole.
+    const flood = Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`k${i}`, i]));
+    const errors = await refused(await call("POST", "/rebuild", flood), "k0");
+    assert.ok(errors.length > 0 && errors.length <= 21, errors.join(" | "));
+    assert.ok(errors.join("; ").length < 2048);
   });
 
   test("an unknown query parameter is refused, naming it", async () => {

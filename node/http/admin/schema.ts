@@ -63,7 +63,10 @@ export const validatorCompiler: FastifySchemaCompiler<TSchema> = ({ schema, http
   };
 };
 
-/** One line per field that is wrong, in the order the schema lists them. */
+/** Problems listed at most, whatever the checker reports: a body of a thousand unknown keys is not echoed back whole. */
+const MAX_PROBLEMS = 20;
+
+/** One line per field that is wrong, in the order the check finds them. */
 function describe(schema: TSchema, value: unknown, errors: SchemaError[], query: boolean): string[] {
   const properties = ((schema as { properties?: Record<string, TSchema> }).properties ?? {}) as Record<
     string,
@@ -72,16 +75,18 @@ function describe(schema: TSchema, value: unknown, errors: SchemaError[], query:
   const known = Object.keys(properties);
   const problems = new Map<string, string>();
   for (const e of errors) {
-    if (e.keyword === "boolean") continue; // the additionalProperties error names the key
+    if (e.keyword === "boolean") {
+      // `additionalProperties: false` failing for one key (listed before, and for many keys
+      // instead of, the error naming them all): an unknown key, at the top or inside a field.
+      const path = e.instancePath.slice(1).split("/");
+      if (path.length === 1) problems.set(path[0]!, unknownKey(path[0]!, known, query));
+      else if (!problems.has(path[0]!)) problems.set(path[0]!, `${pathText(path)}: unknown key`);
+      continue;
+    }
     if (e.instancePath === "") {
       if (e.keyword === "additionalProperties") {
         for (const key of (e.params.additionalProperties as string[] | undefined) ?? [])
-          problems.set(
-            key,
-            query
-              ? `unknown parameter ${JSON.stringify(key.slice(0, 64))}: want ${known.join(", ")}`
-              : `${key.slice(0, 64)}: unknown key`,
-          );
+          problems.set(key, unknownKey(key, known, query));
       } else if (e.keyword === "required") {
         for (const key of (e.params.requiredProperties as string[] | undefined) ?? []) {
           const w = properties[key]?.want;
@@ -106,7 +111,17 @@ function describe(schema: TSchema, value: unknown, errors: SchemaError[], query:
       );
     }
   }
-  return problems.size > 0 ? [...problems.values()] : ["request: does not match its schema"];
+  const all = [...problems.values()];
+  if (all.length === 0) return ["request: does not match its schema"];
+  return all.length <= MAX_PROBLEMS
+    ? all
+    : [...all.slice(0, MAX_PROBLEMS), `… and ${all.length - MAX_PROBLEMS} more`];
+}
+
+function unknownKey(key: string, known: string[], query: boolean): string {
+  return query
+    ? `unknown parameter ${JSON.stringify(key.slice(0, 64))}: want ${known.join(", ")}`
+    : `${key.slice(0, 64)}: unknown key`;
 }
 
 /** A problem inside a field (a grant of a robot): where exactly, and what. */
