@@ -6,7 +6,7 @@
  * - none: anonymous (pulls from public projects only);
  * - `Basic user:password` (users) or `Basic robot$name:secret` (robots),
  *   checked against the scrypt hash in the view (node/auth/passwords.ts);
- * - `Bearer <token>`: a token from `/auth/token` (./tokens.ts), signed by the
+ * - `Bearer <token>`: a token from `/auth/token` (mesh-client/tokens.ts), signed by the
  *   mesh's key, so one issued by any region is good here.
  *
  * Costs on the request path: a verified password is remembered for
@@ -41,14 +41,21 @@
  * issued for (`cred`), compared with the current one on every use (the fast
  * lane included, from the cached subject: no extra await), so changing a
  * password or rotating a secret ends every token issued before.
+ *
+ * This file is the Authenticator (identify, login, the fast lane
+ * `identifyCached`/`decideCached`, issue); its parts by responsibility:
+ * ./identity.ts (the Identity a request carries, ANONYMOUS, service
+ * identities, `meantForAdmin`), ./credentials.ts (Basic decoding, the
+ * Bearer challenge, cache keys, credential fingerprints), ./lookup-cache.ts
+ * (the subject and project caches the fast lane peeks into) and ./scope.ts
+ * (`judge`: the access decision cut to a token's scope). What the HTTP layer
+ * imports is re-exported here.
  */
-import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import {
   ADMIN_SCOPE,
   type GrantedAccess,
-  grants,
   proxyAudience,
   TOKEN_ISSUER,
   type TokenClaims,
@@ -58,56 +65,33 @@ import {
 import {
   type Action,
   allowedActions,
-  type Decision,
-  decide,
   type ProjectInfo,
   parseScope,
   projectOf,
-  type Subject,
 } from "../../protocol/access.js";
 import { TooManyLoginsError, UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
 import { ROBOT_NAME, USER_NAME } from "../../protocol/events.js";
 import { parseRepository } from "../../protocol/names.js";
 import type { MetadataView } from "../data/view.js";
+import { credentialFingerprint, credentialKey, decodeBasic, tokenKey } from "./credentials.js";
+import { ANONYMOUS, type Identity, type LoginOutcome, serviceIdentity } from "./identity.js";
 import type { LoginLimiter } from "./login-limiter.js";
+import { type CacheEntry, cached, expired, MAX_CACHED, peek, type StoredSubject } from "./lookup-cache.js";
 import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
+import { type Judgement, judge } from "./scope.js";
+
+// What the HTTP layer and the tests import from here, wherever it lives now.
+export { bearerChallenge, credentialFingerprint, decodeBasic } from "./credentials.js";
+export {
+  ANONYMOUS,
+  type Identity,
+  type IdentityKind,
+  type LoginOutcome,
+  meantForAdmin,
+} from "./identity.js";
+export type { Judgement } from "./scope.js";
 
 const CREDENTIAL_CACHE_MS = 5 * 60_000;
-const LOOKUP_CACHE_MS = 1_000;
-/** Entries per cache; past it the least recently used goes (lru-cache), never the whole cache at once. */
-const MAX_CACHED = 10_000;
-
-export type IdentityKind = "user" | "robot" | "anonymous" | "service";
-
-/** The party behind a request. */
-export interface Identity {
-  name: string;
-  kind: IdentityKind;
-  subject: Subject;
-  /** How it proved itself. */
-  via: "none" | "basic" | "bearer";
-  /** A bearer token's claims (its scope limits what the identity may do). */
-  claims?: TokenClaims;
-  /** Fingerprint of the user's password or the robot's secret hash (tokens issued to it carry it). */
-  cred?: string;
-}
-
-/**
- * Whether the admin API may take this identity's credentials: a password or
- * secret (Basic), or a bearer token naming `registry:admin:*` (services'
- * tokens included); never another bearer token (a pull token, a redirect's
- * `_token`).
- */
-export function meantForAdmin(identity: Identity): boolean {
-  return identity.via !== "bearer" || identity.claims?.admin === true;
-}
-
-export const ANONYMOUS: Identity = Object.freeze({
-  name: "anonymous",
-  kind: "anonymous",
-  subject: { kind: "anonymous" },
-  via: "none",
-}) as Identity;
 
 export interface AuthenticatorOptions {
   view: MetadataView;
@@ -116,15 +100,6 @@ export interface AuthenticatorOptions {
   tokenTtlSeconds: number;
   limiter: LoginLimiter;
   logger: Logger;
-}
-
-/** A login attempt's outcome, for the audit log. */
-export interface LoginOutcome {
-  identity?: Identity;
-  name: string;
-  failure?: string;
-  /** Refused by the limiter (429) without checking the password. */
-  limited?: boolean;
 }
 
 export class Authenticator {
@@ -451,109 +426,4 @@ export class Authenticator {
       };
     });
   }
-}
-
-function tokenKey(token: string): string {
-  return token.slice(-43);
-}
-
-/** A decision; `scopeMissing`: the holder may, but the bearer token does not name it (ask for a new token). */
-export type Judgement = Decision & { scopeMissing?: boolean };
-
-function judge(
-  identity: Identity,
-  action: Action,
-  repo: string,
-  project: ProjectInfo | undefined,
-): Judgement {
-  const decision = decide(identity.subject, action, repo, project, Date.now());
-  const scoped = identity.via === "bearer" && identity.kind !== "service" && identity.claims !== undefined;
-  if (scoped && !grants(identity.claims!, repo, action))
-    return decision.allowed
-      ? { allowed: false, reason: `token does not grant ${action} on ${repo}`, scopeMissing: true }
-      : decision;
-  return decision;
-}
-
-/** A Meridian component holding the mesh's key: a system admin. */
-function serviceIdentity(claims: TokenClaims): Identity {
-  return {
-    name: claims.subject,
-    kind: "service",
-    subject: { kind: "user", name: claims.subject, systemAdmin: true, roles: {} },
-    via: "bearer",
-    claims,
-  };
-}
-
-/** The verified-credential cache's key: a hash, so no password is kept in clear. */
-function credentialKey(name: string, password: string): string {
-  return createHash("sha256").update(name).update("\0").update(password).digest("base64url");
-}
-
-function expired(stored: StoredSubject): boolean {
-  return stored.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt;
-}
-
-/** What a token records of its holder's credential: a short hash of the stored KDF hash (salted: every change differs). */
-export function credentialFingerprint(hash: string): string {
-  return createHash("sha256").update(hash).digest("base64url").slice(0, 16);
-}
-
-interface StoredSubject {
-  hash: string;
-  cred: string;
-  subject: Subject;
-}
-
-interface CacheEntry<T> {
-  at: number;
-  value: Promise<T>;
-  /** Set once `value` has resolved: what the request path reads without awaiting. */
-  resolved?: { value: T };
-}
-
-function cached<T>(map: LRUCache<string, CacheEntry<T>>, key: string, load: () => Promise<T>): Promise<T> {
-  const now = Date.now();
-  const hit = map.get(key);
-  if (hit !== undefined && now - hit.at < LOOKUP_CACHE_MS) return hit.value;
-  const entry: CacheEntry<T> = { at: now, value: load() };
-  map.set(key, entry);
-  entry.value.then(
-    (value) => {
-      entry.resolved = { value };
-    },
-    () => map.delete(key),
-  );
-  return entry.value;
-}
-
-/** A fresh, resolved cache entry's value; undefined when the slow path must load it. */
-function peek<T>(map: LRUCache<string, CacheEntry<T>>, key: string): { value: T } | undefined {
-  const hit = map.get(key);
-  return hit !== undefined && Date.now() - hit.at < LOOKUP_CACHE_MS ? hit.resolved : undefined;
-}
-
-/** `user:password` from a Basic credential; UnauthorizedError when malformed. */
-export function decodeBasic(value: string): { name: string; password: string } {
-  const text = Buffer.from(value, "base64").toString("utf8");
-  const colon = text.indexOf(":");
-  if (value === "" || colon <= 0) throw new UnauthorizedError("malformed basic credentials");
-  return { name: text.slice(0, colon), password: text.slice(colon + 1) };
-}
-
-/**
- * The `WWW-Authenticate` challenge sending a client to the token endpoint:
- * `Bearer realm="…",service="…"[,scope="…"][,error="insufficient_scope"]`.
- */
-export function bearerChallenge(options: {
-  realm: string;
-  service: string;
-  scope?: string;
-  insufficientScope?: boolean;
-}): string {
-  let value = `Bearer realm="${options.realm}",service="${options.service}"`;
-  if (options.scope !== undefined) value += `,scope="${options.scope}"`;
-  if (options.insufficientScope === true) value += `,error="insufficient_scope"`;
-  return value;
 }

@@ -8,7 +8,9 @@
  * `since` and `until` are ISO-8601 times or durations meaning "that long ago"
  * (`90s`, `15m`, `2h`, `7d`, `1w`, or sums such as `1h30m`); `action` is one
  * of AUDIT_ACTIONS; `limit` is 1…10000 (default 1000). A malformed or unknown
- * parameter is an UnsupportedError (400) naming it.
+ * parameter is an UnsupportedError (400) naming it: the query string's shape
+ * (known names, each given once) is the route's schema (admin/schema.ts),
+ * its values are `parseAuditQuery`'s.
  */
 import type { FastifyInstance } from "fastify";
 import { parseAuditTime } from "../../protocol/audit-time.js";
@@ -21,11 +23,18 @@ import {
   DEFAULT_AUDIT_LIMIT,
   MAX_AUDIT_LIMIT,
 } from "../audit.js";
+import { Fixed, Type, validatorCompiler } from "./admin/schema.js";
 
 /** How long one query may read the stream before it is answered with a 503. */
 const QUERY_TIMEOUT_MS = 30_000;
 
 const PARAMETERS = new Set(["since", "until", "actor", "action", "repo", "limit"]);
+const AuditParameters = Fixed(
+  Object.fromEntries([...PARAMETERS].map((p) => [p, Type.Optional(Type.String())])) as Record<
+    string,
+    ReturnType<typeof Type.Optional<ReturnType<typeof Type.String>>>
+  >,
+);
 
 /** The query string of GET /audit as an AuditQuery; throws UnsupportedError naming the first bad parameter. */
 export function parseAuditQuery(params: Record<string, unknown>, now: Date): AuditQuery {
@@ -70,9 +79,13 @@ export function parseAuditQuery(params: Record<string, unknown>, now: Date): Aud
   return q;
 }
 
-/** Register GET /audit on the admin API's instance (its prefix and error handler apply). */
+/**
+ * Register GET /audit on the admin API's instance (its prefix and error
+ * handler apply). The route brings its own validator: mounted elsewhere (a
+ * test's bare context) its schema is still checked the admin API's way.
+ */
 export async function auditRoutes(admin: FastifyInstance, audit: AuditLog, region: string): Promise<void> {
-  admin.get("/audit", async (req) => {
+  admin.get("/audit", { schema: { querystring: AuditParameters }, validatorCompiler }, async (req) => {
     const query = parseAuditQuery((req.query ?? {}) as Record<string, unknown>, new Date());
     const records = await audit.query(query, AbortSignal.timeout(QUERY_TIMEOUT_MS));
     return { region, records };
