@@ -85,7 +85,7 @@ import type { BlobStore } from "../node/data/blob-store.js";
 import type { EventLog } from "../node/data/event-log.js";
 import { type NatsClientConfig, natsConnectOptions } from "../node/data/nats-connect.js";
 import type { MetadataView } from "../node/data/view.js";
-import { PeerUnavailableError } from "../protocol/errors.js";
+import { isTerminal, PeerUnavailableError } from "../protocol/errors.js";
 import {
   type ContentEvent,
   decodeEvent,
@@ -935,9 +935,9 @@ export class ReplicationWorker {
         return { kind: "commit", event, outgoing };
       } catch (err) {
         if (this.#abort.signal.aborted) return { kind: "stopped" };
-        if (err instanceof ClosureLimitError || deadline.aborted) {
+        if (err instanceof ClosureLimitError || isTerminal(err) || deadline.aborted) {
           const reason =
-            err instanceof ClosureLimitError
+            err instanceof ClosureLimitError || isTerminal(err)
               ? err.message
               : `content not copied within ${deadlineMs} ms${last === "" ? "" : ` (last error: ${last})`}`;
           log.error({ eventId: event.id, seq: m.seq, attempt, reason }, "replication of an event failed");
