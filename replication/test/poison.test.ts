@@ -7,7 +7,8 @@
  * c's worker asks a's peer for the layer and gets INTERNAL, with its code
  * in the trailing metadata: terminal. The image is recorded as a failed
  * replication with its reason at once (not after the deadline), visible in
- * `meridian replication status`, and a later image still arrives.
+ * `meridian replication status` and `meridian alerts`, and a later image
+ * still arrives.
  * (Before the fix INTERNAL was a retryable "peer unavailable": the event was
  * retried until its 15-minute deadline and held a's stream behind it.)
  */
@@ -67,6 +68,14 @@ test("an event the source's peer fails with INTERNAL is recorded as failed at on
   assert.equal(c1.state, "failed");
   assert.match(c1.detail, /internal error/);
   assert.equal(await present("poison/app", "v1"), false);
+  // The same record as an alert: `meridian alerts`.
+  const alerts = await runCli(["alerts", "--json", "--mesh", mesh.meshFile, "--region", "c"]);
+  assert.equal(alerts.code, 0, alerts.stderr);
+  const raised = (
+    JSON.parse(alerts.stdout) as { alerts: Array<{ kind: string; detail?: Record<string, unknown> }> }
+  ).alerts.filter((x) => x.kind === "replication-failed" && x.detail?.digest === poison.digest);
+  assert.equal(raised.length, 1);
+  assert.match(String(raised[0]!.detail?.reason), /internal error/);
 
   // The stream goes on: a later image from a arrives at c.
   await a.pushRandomImage("poison/app", "v2");
