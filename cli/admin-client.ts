@@ -296,3 +296,13 @@ export function statsText(stats: Record<string, number>): string {
   const entries = Object.entries(stats).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return entries.length === 0 ? "no changes" : entries.map(([k, v]) => `${k} ${v}`).join(", ");
 }
+
+/** A repository name as URL path segments: whatever was typed reaches the server as the name. */
+export function segments(repo: string): string {
+  return repo.split("/").map(encodeURIComponent).join("/");
+}
+
+/** Sort order of names: by code unit, the same on every machine (no locale). */
+export function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -33,6 +33,7 @@ import { parseReference } from "../node/data/registry.js";
 import { algorithmOf, type Digest, digestOf, parseDigest } from "../protocol/digest.js";
 import {
   BlobNotFoundError,
+  isTerminal,
   ManifestNotFoundError,
   PeerUnavailableError,
   RangeNotSatisfiableError,
@@ -233,7 +234,11 @@ export class MeshFetch {
         }
         return;
       }
-      // Holders that failed to send make the blob unavailable, not absent.
+      // Holders that failed to send make the blob unavailable, not absent. One that
+      // failed for good (INTERNAL: terminal for a worker's event) leaves this
+      // region's caller only unable to fetch it now: unavailable too (a 503).
+      if (isTerminal(failure))
+        throw new PeerUnavailableError(`blob ${d}: no holder could send it`, { cause: failure });
       if (failure !== undefined) throw failure;
       throw new BlobNotFoundError("blob unknown in every reachable region", {
         detail: { repo: name, digest: d },

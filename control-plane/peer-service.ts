@@ -19,9 +19,14 @@
  * PERMISSION_DENIED. A plaintext mesh (`"insecure": true`) carries no
  * identities and is not checked.
  *
- * Every failure leaves through `toGrpcStatus` (protocol/grpc-errors.ts), so a
- * caller's `fromGrpcError` turns it back into the same domain error; an
- * unexpected error becomes INTERNAL without its message.
+ * Every failure leaves through `toGrpcStatus` (protocol/grpc-errors.ts), its
+ * domain code in the trailing metadata, so a caller's `fromGrpcError` turns
+ * it back into the same domain error; an unexpected error becomes INTERNAL
+ * without its message — and INTERNAL is terminal for the replication event
+ * asking (recorded as failed, never retried). So what is only a moment's
+ * trouble must not become INTERNAL: once the peer is closing (`closing`), and
+ * for a store that is closed or out of resources (`unavailableNow`), a
+ * failure answers UNAVAILABLE, which callers retry.
  */
 import { once } from "node:events";
 import type * as grpc from "@grpc/grpc-js";
@@ -34,11 +39,12 @@ import {
   BlobNotFoundError,
   ManifestNotFoundError,
   NameInvalidError,
+  PeerUnavailableError,
   RangeNotSatisfiableError,
 } from "../protocol/errors.js";
 import type { BlobChunk } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
 import type { PeerHandlers } from "../protocol/generated/meridian/peer/v1/Peer.js";
-import { toGrpcStatus } from "../protocol/grpc-errors.js";
+import { type GrpcErrorStatus, toGrpcStatus } from "../protocol/grpc-errors.js";
 import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
 import { repoStateToWire } from "../protocol/registers.js";
 import { isEmpty, type RepoDigest, summaryRoot } from "../protocol/summary.js";
@@ -48,6 +54,8 @@ import type { MeshFetch } from "./mesh-fetch.js";
 
 /** Largest `data` in one BlobChunk. */
 export const CHUNK_BYTES = 1 << 20;
+/** grpc.status.INTERNAL (the grpc-js value import stays out of this module). */
+const GRPC_INTERNAL = 13 as grpc.status;
 /** Blobs stat'ed at once by HasBlobs. */
 const STAT_CONCURRENCY = 32;
 
@@ -109,6 +117,36 @@ export interface PeerServiceOptions {
    * another region asking right after a push here must not hear "not here".
    */
   caughtUp?: () => Promise<void>;
+  /**
+   * True once the peer has begun to shut down (its stores about to close):
+   * every failure then answers UNAVAILABLE, so a restart never fails a
+   * caller's event for good. Default: never.
+   */
+  closing?: () => boolean;
+}
+
+/**
+ * Error codes of a store that cannot serve right now but may in a moment:
+ * the view's level database closed or closing (abstract-level's codes), the
+ * process out of file descriptors or memory, a busy resource.
+ */
+const UNAVAILABLE_NOW: ReadonlySet<string> = new Set([
+  "LEVEL_DATABASE_NOT_OPEN",
+  "LEVEL_ITERATOR_NOT_OPEN",
+  "EMFILE",
+  "ENFILE",
+  "ENOMEM",
+  "EAGAIN",
+  "EBUSY",
+]);
+
+/** Is `err` a store's passing trouble (UNAVAILABLE_NOW), itself or as the cause of a wrapper? */
+export function unavailableNow(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && UNAVAILABLE_NOW.has(code)) return true;
+  }
+  return false;
 }
 
 /** The handlers to pass to `server.addService(peerPackage().meridian.peer.v1.Peer.service, …)`. */
@@ -161,9 +199,13 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
     }
   };
 
-  const fail = (method: string, err: unknown): { code: grpc.status; details: string } => {
+  const fail = (method: string, err: unknown): GrpcErrorStatus => {
+    if (options.closing?.() === true || unavailableNow(err)) {
+      logger?.debug({ err, method }, "peer call failed while the peer cannot serve");
+      return toGrpcStatus(new PeerUnavailableError(`${region}: peer cannot serve now`, { cause: err }));
+    }
     const status = toGrpcStatus(err);
-    if (status.details === "internal error") logger?.error({ err, method }, "peer call failed");
+    if (status.code === GRPC_INTERNAL) logger?.error({ err, method }, "peer call failed");
     return status;
   };
 

@@ -86,7 +86,10 @@ export function peerVersion(): string {
 export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): Promise<RunningPeer> {
   const log = logger.child({ region: config.region });
   const cleanup: Array<() => Promise<void> | void> = [];
+  // From here on the peer service answers failures UNAVAILABLE, not INTERNAL (terminal for a caller's event).
+  let closing = false;
   const closeAll = async () => {
+    closing = true;
     let first: unknown;
     for (const step of cleanup.reverse()) {
       try {
@@ -202,6 +205,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
         meshFetch,
         // A miss waits (at most CATCH_UP_ON_MISS_MS) for the view to apply what the log holds now.
         caughtUp: async () => view.waitFor(await eventLog.lastSeq(), CATCH_UP_ON_MISS_MS),
+        closing: () => closing,
         // Regions may call every RPC; the front door's certificate only Status (peer-service.ts).
         regions: config.mesh.tls === undefined ? undefined : config.mesh.regions.map((r) => r.name),
       }),

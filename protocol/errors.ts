@@ -6,6 +6,11 @@
  *
  * `recoverable` marks failures a caller may retry unchanged (the log was
  * down, a peer timed out). Everything else is the request's fault or final.
+ * `terminal` marks the final ones a loop that retries an operation until it
+ * succeeds (the replication worker copying an event's content) must give up
+ * on at once: the request is invalid, or the peer failed unexpectedly serving
+ * it, and asking again the same way meets the same answer. Neither (a blob
+ * not found, a digest mismatch): retrying later or elsewhere may succeed.
  */
 
 /** OCI Distribution error codes (spec §"Error Codes"), plus two extensions. */
@@ -42,6 +47,8 @@ export class MeridianError extends Error {
   readonly code: string = "INTERNAL";
   /** True when retrying the same operation later may succeed. */
   readonly recoverable: boolean = false;
+  /** True when retrying the same operation can never succeed (see the header); never with `recoverable`. */
+  readonly terminal: boolean = false;
   readonly detail: unknown;
 
   constructor(message: string, options: MeridianErrorOptions = {}) {
@@ -67,6 +74,7 @@ export class UploadRangeError extends MeridianError {
 }
 export class DigestInvalidError extends MeridianError {
   override readonly code = "DIGEST_INVALID";
+  override readonly terminal = true;
 }
 /** Content did not hash to the digest it was sent or stored under. */
 export class DigestMismatchError extends MeridianError {
@@ -77,6 +85,7 @@ export class ManifestNotFoundError extends MeridianError {
 }
 export class ManifestInvalidError extends MeridianError {
   override readonly code = "MANIFEST_INVALID";
+  override readonly terminal = true;
 }
 /** A manifest refers to blobs or child manifests the repository does not hold. */
 export class ManifestReferenceError extends MeridianError {
@@ -87,24 +96,28 @@ export class ManifestTooLargeError extends MeridianError {
 }
 export class NameInvalidError extends MeridianError {
   override readonly code = "NAME_INVALID";
+  override readonly terminal = true;
 }
 export class RepositoryNotFoundError extends MeridianError {
   override readonly code = "REPOSITORY_NOT_FOUND";
 }
 export class TagInvalidError extends MeridianError {
   override readonly code = "TAG_INVALID";
+  override readonly terminal = true;
 }
 export class SizeInvalidError extends MeridianError {
   override readonly code = "SIZE_INVALID";
 }
 export class RangeNotSatisfiableError extends MeridianError {
   override readonly code = "RANGE_NOT_SATISFIABLE";
+  override readonly terminal = true;
   constructor(
     message: string,
     /** Size of the entity, for the `Content-Range: bytes *\/size` reply. */
     readonly size: number,
+    options: MeridianErrorOptions = {},
   ) {
-    super(message);
+    super(message, options);
   }
 }
 export class PaginationInvalidError extends MeridianError {
@@ -112,6 +125,7 @@ export class PaginationInvalidError extends MeridianError {
 }
 export class UnsupportedError extends MeridianError {
   override readonly code = "UNSUPPORTED";
+  override readonly terminal = true;
 }
 export class MethodNotAllowedError extends MeridianError {
   override readonly code = "METHOD_NOT_ALLOWED";
@@ -136,6 +150,15 @@ export class EventInvalidError extends MeridianError {
 export class PeerUnavailableError extends MeridianError {
   override readonly code = "PEER_UNAVAILABLE";
   override readonly recoverable = true;
+}
+/**
+ * A peer failed unexpectedly serving a call (gRPC INTERNAL, sent by its
+ * service: protocol/grpc-errors.ts): a corrupt record, a bug. Its message is
+ * not sent across regions. Asking again meets the same fault: terminal.
+ */
+export class PeerInternalError extends MeridianError {
+  override readonly code = "PEER_INTERNAL";
+  override readonly terminal = true;
 }
 /** A request body ended before the length it announced, or the client went away. */
 export class RequestAbortedError extends MeridianError {
@@ -268,4 +291,9 @@ export function ociErrorFor(err: unknown): OciBinding | undefined {
 /** Every class in the table, for the test that checks each binding. */
 export function boundErrorClasses(): ErrorClass[] {
   return [...OCI_TABLE.keys()];
+}
+
+/** Must a caller that retries until success give up on `err` at once? (`terminal`, see the header.) */
+export function isTerminal(err: unknown): err is MeridianError {
+  return err instanceof MeridianError && err.terminal;
 }

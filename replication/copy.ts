@@ -25,6 +25,18 @@ import {
 import { parseManifest } from "../protocol/manifest.js";
 import { isIndexType } from "../protocol/media-types.js";
 
+/**
+ * Which of two peers' failures to report for a copy none could make: one
+ * that may pass (a peer unreachable now: it may hold the content) before a
+ * terminal one (a peer refused or failed for good: the event is given up),
+ * before a plain "not here"; the later of equals.
+ */
+function graver(earlier: unknown, later: unknown): unknown {
+  const rank = (err: unknown) =>
+    err === undefined ? -1 : !(err instanceof MeridianError) || err.recoverable ? 2 : err.terminal ? 1 : 0;
+  return rank(earlier) > rank(later) ? earlier : later;
+}
+
 /** Upload sessions of copies belong to no repository a client can name. */
 const COPY_REPO = "_replication";
 
@@ -188,14 +200,14 @@ export class Copier {
       try {
         const [present] = await peer.hasBlobs([digest]);
         if (!present) {
-          last = new BlobNotFoundError(`blob ${digest} not at ${peer.region}`);
+          last = graver(last, new BlobNotFoundError(`blob ${digest} not at ${peer.region}`));
           continue;
         }
         await this.#copyFrom(peer, digest, signal);
         return;
       } catch (err) {
         if (signal.aborted) throw err;
-        last = err;
+        last = graver(last, err);
         // The next peer is tried; when none has it, the caller reports the attempt's failure.
         this.options.logger.debug({ err, digest, peer: peer.region }, "blob copy failed");
       }

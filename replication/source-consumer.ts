@@ -29,7 +29,7 @@ import type { Logger } from "pino";
 import type { PeerClient } from "../mesh-client/peer-client.js";
 import { type Delivery, type Outcome, subscribeDurable } from "../node/data/durable-subscription.js";
 import type { ManagedConnection } from "../node/data/nats-connection.js";
-import { PeerUnavailableError } from "../protocol/errors.js";
+import { isTerminal, PeerUnavailableError } from "../protocol/errors.js";
 import {
   type ContentEvent,
   decodeEvent,
@@ -237,9 +237,9 @@ export class SourceConsumer {
         return { kind: "commit", event, outgoing };
       } catch (err) {
         if (this.#o.stopped.aborted) return { kind: "stopped" };
-        if (err instanceof ClosureLimitError || deadline.aborted) {
+        if (err instanceof ClosureLimitError || isTerminal(err) || deadline.aborted) {
           const reason =
-            err instanceof ClosureLimitError
+            err instanceof ClosureLimitError || isTerminal(err)
               ? err.message
               : `content not copied within ${deadlineMs} ms${last === "" ? "" : ` (last error: ${last})`}`;
           log.error({ eventId: event.id, seq: m.seq, attempt, reason }, "replication of an event failed");

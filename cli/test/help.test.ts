@@ -3,12 +3,15 @@
  * command, through the real bin/meridian: each prints that command's usage
  * and exits 0 without running anything (`up --help` once started a mesh
  * parser that answered "Unknown option '--help'"); an unknown command is 2.
+ * The commands are read from the usage table itself, so a command added
+ * there is checked without touching this file.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { runCli } from "../../testing/harness.js";
 
-const COMMANDS = [
+/** Every command the known list must hold at least (the usage table is checked against it). */
+const KNOWN = [
   "up",
   "status",
   "rebuild",
@@ -28,8 +31,20 @@ const COMMANDS = [
   "config",
 ];
 
-test("every command answers `help CMD` and `CMD --help` with its own usage", async () => {
-  for (const command of COMMANDS) {
+/** Every command in the usage table of `meridian help`: the first word of each entry line. */
+async function usageCommands(): Promise<string[]> {
+  const { stdout } = await runCli(["help"], 20_000);
+  const names = stdout.split("\n").flatMap((l) => /^ {2}([a-z][\w-]*)/.exec(l)?.[1] ?? []);
+  return [...new Set(names)];
+}
+
+test("the usage table names every command", async () => {
+  const commands = await usageCommands();
+  for (const c of KNOWN) assert.ok(commands.includes(c), `${c} is missing from the usage table`);
+});
+
+test("every command in the usage table answers `help CMD` and `CMD --help` with its own usage", async () => {
+  for (const command of await usageCommands()) {
     const viaHelp = await runCli(["help", command], 20_000);
     assert.equal(viaHelp.code, 0, `help ${command}: ${viaHelp.stderr}`);
     assert.ok(viaHelp.stdout.startsWith(`usage: meridian ${command} `), viaHelp.stdout);

@@ -43,7 +43,7 @@ const EXPORTED_CLASSES = Object.entries(errors).filter(
 ) as [string, AnyErrorClass][];
 
 /** Classes deliberately left unbound: they reach a client only as a 500. */
-const UNBOUND = new Set(["EventInvalidError"]);
+const UNBOUND = new Set(["EventInvalidError", "PeerInternalError"]);
 
 /** The binding each class must have (OCI Distribution Spec v1.1, CNCF Distribution where silent). */
 const EXPECTED: Record<string, { code: OciCode; status: number }> = {
