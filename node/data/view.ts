@@ -34,16 +34,12 @@
  * recorded as applied (so the log moves on) but changes nothing, and
  * `onRefused` hears of it.
  *
- * Callers read through `view.content`, `view.admin` and `view.identity`.
- * The view's own read methods below only delegate, for the callers not yet
- * converted (node/http/admin.ts, node/http/identity-routes.ts,
- * node/server.ts: files that other parts of issue 12
- * rewrite at the same time); remove them once those read through the
- * projections too.
+ * Callers read through `view.content`, `view.admin` and `view.identity`
+ * (each projection's read interface); the view itself answers only for
+ * what spans them: open/close, apply, waitFor, the applied sequence and
+ * origins, and the dump the layout test pins.
  */
 import { Level } from "level";
-import type { Role } from "../../protocol/access.js";
-import type { Digest } from "../../protocol/digest.js";
 import { AUTHORITY_TYPES, authorizeEvent } from "../../protocol/event-authority.js";
 import { type RegistryEvent, writeIdOf } from "../../protocol/events.js";
 import { compareHlc } from "../../protocol/hlc.js";
@@ -275,74 +271,6 @@ export class MetadataView {
     const out: Array<[string, string]> = [];
     for await (const entry of this.#db.iterator()) out.push(entry);
     return out;
-  }
-
-  // ---- reads, delegated to the projections (see their interfaces for what each answers), kept
-  // only while callers named in the header still use them; a read nobody calls here any more is
-  // gone (read it through view.content, view.admin or view.identity).
-
-  configFor(repo: string): RepoConfig {
-    return this.content.configFor(repo);
-  }
-  configs(): RepoConfig[] {
-    return this.content.configs();
-  }
-  repositoryExists(repo: string): Promise<boolean> {
-    return this.content.repositoryExists(repo);
-  }
-  manifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
-    return this.content.manifest(repo, digest);
-  }
-  manifestRegister(repo: string, digest: Digest): Promise<ManifestRegister | undefined> {
-    return this.content.manifestRegister(repo, digest);
-  }
-  visibleTag(repo: string, tag: string): Promise<Digest | undefined> {
-    return this.content.visibleTag(repo, tag);
-  }
-  tagHistory(repo: string, tag: string): Promise<TagHistoryEntry[]> {
-    return this.content.tagHistory(repo, tag);
-  }
-  conflicts(repo: string, tag?: string): Promise<ConflictRecord[]> {
-    return this.content.conflicts(repo, tag);
-  }
-  liveTags(repo: string): Promise<Array<{ tag: string; digest: Digest }>> {
-    return this.content.liveTags(repo);
-  }
-  policies(): Promise<Array<{ name: string; policy: Record<string, unknown>; w: Write }>> {
-    return this.admin.policies();
-  }
-  runs(name: string): Promise<RunRecord[]> {
-    return this.admin.runs(name);
-  }
-  run(name: string, runId: string): Promise<RunRecord | undefined> {
-    return this.admin.run(name, runId);
-  }
-  alerts(): Promise<AlertRecord[]> {
-    return this.admin.alerts();
-  }
-  breakerReset(policy: string): Promise<Write | undefined> {
-    return this.admin.breakerReset(policy);
-  }
-  user(name: string): Promise<UserRecord | undefined> {
-    return this.identity.user(name);
-  }
-  users(): Promise<Array<{ name: string } & UserRecord>> {
-    return this.identity.users();
-  }
-  robot(name: string): Promise<RobotRecord | undefined> {
-    return this.identity.robot(name);
-  }
-  robots(): Promise<Array<{ name: string } & RobotRecord>> {
-    return this.identity.robots();
-  }
-  projects(): Promise<Array<{ name: string; public: boolean }>> {
-    return this.identity.projects();
-  }
-  rolesOf(user: string): Promise<Record<string, Role>> {
-    return this.identity.rolesOf(user);
-  }
-  members(project: string): Promise<Array<{ user: string; role: Role }>> {
-    return this.identity.members(project);
   }
 }
 
