@@ -71,13 +71,29 @@ export function acquirePidLock(file: string, what: string): PidLock {
   const release = () => {
     if (!held) return;
     held = false;
-    process.off("exit", release);
+    heldReleases.delete(release);
     try {
       if (readFileSync(file, "utf8").trim() === String(process.pid)) unlinkSync(file);
     } catch {
       // already gone
     }
   };
-  process.on("exit", release);
+  heldReleases.add(release);
+  if (!releasingAtExit) {
+    releasingAtExit = true;
+    process.once("exit", releaseAll);
+  }
   return { file, release };
+}
+
+/**
+ * Locks this process holds, released together at exit by one listener (a
+ * process may hold many: a test's nats-servers, a mesh's stores), so their
+ * number never trips Node's listener-leak warning.
+ */
+const heldReleases = new Set<() => void>();
+let releasingAtExit = false;
+
+function releaseAll(): void {
+  for (const release of [...heldReleases]) release();
 }
