@@ -18,6 +18,8 @@ import { isPermissionViolation } from "./data/nats-connect.js";
 
 /** The stream's limits (./audit.ts AuditLogOptions). */
 export interface AuditStreamLimits {
+  /** Replicas when created (a JetStream cluster: 3); default 1. */
+  replicas?: number;
   maxAgeDays?: number;
   maxBytes?: number;
   maxMessages?: number;
@@ -70,6 +72,7 @@ export async function ensureAuditStream(
       retention: RetentionPolicy.Limits,
       discard: DiscardPolicy.Old,
       duplicate_window: nanos(120_000),
+      num_replicas: options.replicas ?? 1,
       ...limits,
     });
   } catch (err) {

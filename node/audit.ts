@@ -409,7 +409,9 @@ export class AuditLog {
   }
 
   #ensureStream(): Promise<void> {
-    return ensureAuditStream(this.#jsm!, this.#options.region, this.#options, this.#log);
+    // Replicas come with the client configuration (`nats.replicas`), as for the event stream.
+    const replicas = (this.#options.connections?.config ?? this.#options.nats)?.replicas;
+    return ensureAuditStream(this.#jsm!, this.#options.region, { ...this.#options, replicas }, this.#log);
   }
 
   // ------------------------------------------------------------ flushing

@@ -3,13 +3,17 @@
  * Each helper registers its own cleanup with the given `after` hook.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { type NatsServerProcess, startNatsServer } from "../cli/nats-server.js";
+import { type NatsServerProcess, startNatsCluster, startNatsServer } from "../cli/nats-server.js";
 import { loadNodeConfig, type NodeConfigInput } from "../node/config.js";
 import { type RunningNode, startNode } from "../node/server.js";
 import { freePort } from "./ports.js";
@@ -59,6 +63,52 @@ export async function startTestNats(after: After, storeDir?: string): Promise<Na
   const nats = await startNatsServer({ port: await freePort(), storeDir: dir, name: `test-${process.pid}` });
   after(() => nats.stop());
   return nats;
+}
+
+/**
+ * `n` clustered nats-servers on loopback (cli/nats-server.ts startNatsCluster),
+ * anonymous clients, stopped after the test. Resolves once JetStream answers
+ * (its meta leader is elected).
+ */
+export async function startTestNatsCluster(after: After, n: number): Promise<NatsServerProcess[]> {
+  const ports: number[] = [];
+  const routePorts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    ports.push(await freePort());
+    routePorts.push(await freePort());
+  }
+  const servers = await startNatsCluster({
+    name: `test-${process.pid}-${ports[0]}`,
+    ports,
+    routePorts,
+    storeDirs: ports.map(() => tempDir(after, "meridian-nats-")),
+    routePassword: randomBytes(16).toString("hex"),
+  });
+  after(async () => {
+    await Promise.allSettled(servers.map((s) => s.stop()));
+  });
+  await waitForJetStream(servers.map((s) => s.url));
+  return servers;
+}
+
+/** Wait (bounded) until JetStream at `servers` answers an account info (a meta leader is elected). */
+export async function waitForJetStream(servers: string[], timeoutMs = 20_000): Promise<void> {
+  const nc = await connect({ servers });
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        // jetstreamManager asks for the account's info (the JetStream API answers once a meta leader is elected).
+        await jetstreamManager(nc);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await sleep(200);
+      }
+    }
+  } finally {
+    await nc.close();
+  }
 }
 
 /** Restart a stopped nats-server on the same port and store (its data survives). */
@@ -176,6 +226,8 @@ export async function spawnNodeProcess(
     port?: number;
     viewDir?: string;
     storageRoot?: string;
+    /** nats.replicas (a clustered NATS: 3). */
+    replicas?: number;
   },
 ): Promise<NodeProcess> {
   const port = env.port ?? (await freePort());
@@ -188,6 +240,7 @@ export async function spawnNodeProcess(
     MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
     ...(env.viewDir ? { MERIDIAN_VIEW_DIR: env.viewDir } : {}),
     ...(env.storageRoot ? { MERIDIAN_STORAGE_ROOT: env.storageRoot } : {}),
+    ...(env.replicas ? { MERIDIAN_NATS_REPLICAS: String(env.replicas) } : {}),
   });
   return { url: node.info.registry!, child: node.child, kill: node.kill, stop: node.stop };
 }

@@ -8,6 +8,8 @@
  * can go through right now, and `append` fails fast with LogUnavailableError
  * instead of queueing while disconnected.
  */
+
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   DeliverPolicy,
   JetStreamApiError,
@@ -48,6 +50,8 @@ export interface JetStreamLogOptions {
   connections?: NatsConnectionManager;
   /** How long an append may wait for the server's acknowledgement. */
   appendTimeoutMs?: number;
+  /** Replicas of the stream when this log creates it; default the client configuration's `replicas`, else 1. */
+  replicas?: number;
   logger: Logger;
 }
 
@@ -75,6 +79,34 @@ export const TAIL_PULL_EXPIRES_MS = 5_000;
  * moves again within about this long of the server answering.
  */
 export const TAIL_STALL_MS = 3_000;
+
+const JETSTREAM_UNAVAILABLE = 10008;
+const INSUFFICIENT_RESOURCES = 10023;
+const NO_SUITABLE_PEERS = 10005;
+
+/**
+ * Run `step` (a stream check or creation) again while a JetStream cluster is
+ * still forming — no meta leader yet ("temporarily unavailable", 503), or
+ * not enough servers known yet to place every replica — for at most
+ * `withinMs`: a region's servers and its processes start together, and
+ * the first seconds of a cluster are its election. Any other error, or the
+ * same one past the bound, is thrown.
+ */
+export async function whileJetStreamForms<T>(step: () => Promise<T>, withinMs = 20_000): Promise<T> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    try {
+      return await step();
+    } catch (err) {
+      const forming =
+        err instanceof JetStreamApiError &&
+        (err.status === 503 ||
+          [JETSTREAM_UNAVAILABLE, INSUFFICIENT_RESOURCES, NO_SUITABLE_PEERS].includes(err.code));
+      if (!forming || Date.now() > deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
 
 export class JetStreamLog implements EventLog {
   readonly #options: JetStreamLogOptions;
@@ -143,19 +175,23 @@ export class JetStreamLog implements EventLog {
 
   async #ensureStream(): Promise<void> {
     const jsm = this.#jsm!;
-    try {
-      await jsm.streams.info(this.#stream);
-    } catch (err) {
-      if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
-      await jsm.streams.add({
-        name: this.#stream,
-        subjects: [streamSubjects(this.#options.region)],
-        storage: StorageType.File,
-        retention: RetentionPolicy.Limits,
-        duplicate_window: nanos(120_000),
-        allow_direct: true,
-      });
-    }
+    const config = this.#options.connections?.config ?? this.#options.nats;
+    await whileJetStreamForms(async () => {
+      try {
+        await jsm.streams.info(this.#stream);
+      } catch (err) {
+        if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
+        await jsm.streams.add({
+          name: this.#stream,
+          subjects: [streamSubjects(this.#options.region)],
+          storage: StorageType.File,
+          retention: RetentionPolicy.Limits,
+          duplicate_window: nanos(120_000),
+          allow_direct: true,
+          num_replicas: this.#options.replicas ?? config?.replicas ?? 1,
+        });
+      }
+    });
   }
 
   async append(

@@ -43,6 +43,12 @@ export interface NatsClientConfig {
   passwordFile?: string;
   inboxPrefix?: string;
   tls?: { caFile?: string; certFile?: string; keyFile?: string };
+  /**
+   * Replicas of the streams this process creates when missing (the region's
+   * event stream, the audit stream): 1 on a single nats-server, 3 on a
+   * three-server JetStream cluster (README: Operations, durability). Default 1.
+   */
+  replicas?: number;
   /** Liveness (see above; defaults NATS_LIVENESS). */
   pingIntervalMs?: number;
   maxPingOut?: number;
@@ -95,6 +101,15 @@ export function natsClientSettings() {
       ),
       keyFile: optional(string({ env: "MERIDIAN_NATS_TLS_KEY_FILE", doc: "mutual TLS: the client key" })),
     }),
+    replicas: optional(
+      integer({
+        env: "MERIDIAN_NATS_REPLICAS",
+        minimum: 1,
+        maximum: 5,
+        defaultText: "`1`",
+        doc: "replicas of the streams a process creates (3 on a three-server JetStream cluster)",
+      }),
+    ),
     pingIntervalMs: optional(
       integer({
         env: "MERIDIAN_NATS_PING_INTERVAL_MS",
@@ -166,13 +181,16 @@ export function checkNatsClient(
       problems.push(`${where}.inboxPrefix: subject tokens without wildcards or spaces`);
     out.inboxPrefix = input.inboxPrefix;
   }
-  const count = (name: "pingIntervalMs" | "maxPingOut" | "connectTimeoutMs", min: number) => {
+  const count = (name: "replicas" | "pingIntervalMs" | "maxPingOut" | "connectTimeoutMs", min: number) => {
     const raw = input?.[name];
     if (raw === undefined || (raw as unknown) === "") return;
     const n = Number(raw);
     if (!Number.isSafeInteger(n) || n < min) problems.push(`${where}.${name} "${raw}": an integer ≥ ${min}`);
     else out[name] = n;
   };
+  count("replicas", 1);
+  if (out.replicas !== undefined && out.replicas > 5)
+    problems.push(`${where}.replicas ${out.replicas}: JetStream allows at most 5`);
   count("pingIntervalMs", 100);
   count("maxPingOut", 1);
   count("connectTimeoutMs", 100);
