@@ -1,7 +1,7 @@
 /**
  * The `meridian` command line (bin/meridian).
  *
- *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth]
+ *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth] [--nats-cluster N]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
@@ -19,7 +19,7 @@ import {
   natsClientFromEnv,
 } from "../node/data/nats-connect.js";
 import { privateDirs } from "../node/data/private-files.js";
-import { parseMesh, regionOf } from "../protocol/mesh.js";
+import { natsServersOf, parseMesh, regionOf } from "../protocol/mesh.js";
 import { ADMIN_USAGE, admin } from "./admin.js";
 import { audit } from "./audit.js";
 import { CONFIG_USAGE, config } from "./config.js";
@@ -40,6 +40,8 @@ commands:
               --tls             registries and front door over HTTPS (certificates under DIR/certs)
               --auth            authentication on: an admin password in DIR/auth/admin-password
               --no-auth         authentication off although DIR/auth exists (refused without it; logged, audited)
+              --nats-cluster N  N clustered nats-servers per region (1-5, default 1), streams with N replicas;
+                                extra client ports N+10i+6…, route ports after the regions' blocks
             every nats-server requires NKEY authentication (seeds in DIR/nats-auth, always)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
@@ -114,8 +116,10 @@ async function main(argv: string[]): Promise<number> {
           tls: { type: "boolean", default: false },
           auth: { type: "boolean", default: false },
           "no-auth": { type: "boolean", default: false },
+          "nats-cluster": { type: "string", default: "1" },
         },
       });
+      const natsCluster = Number(values["nats-cluster"]);
       return up({
         regions: values.regions
           .split(",")
@@ -126,6 +130,7 @@ async function main(argv: string[]): Promise<number> {
         tls: values.tls,
         auth: values.auth,
         noAuth: values["no-auth"],
+        natsCluster,
       });
     }
     case "rebuild": {
@@ -149,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
       const region = values.region ?? mesh?.regions[0]?.name ?? "local";
       const nats =
         values.nats ??
-        (mesh ? regionOf(mesh, region).nats : `nats://127.0.0.1:${port(values["base-port"]) + 1}`);
+        (mesh ? natsServersOf(regionOf(mesh, region)) : `nats://127.0.0.1:${port(values["base-port"]) + 1}`);
       privateDirs([]);
       return rebuild({
         dataDir: values.data,

@@ -32,7 +32,8 @@ import { MetadataView } from "../node/data/view.js";
 export interface RebuildOptions {
   dataDir: string;
   region: string;
-  nats: string;
+  /** The region's NATS: one URL or its cluster's list. */
+  nats: string | string[];
   /** How to sign in to it (see the header). */
   natsClient?: NatsClientConfig;
   viewDir?: string;
@@ -87,7 +88,7 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   }
   const logger = pino({ level: "warn" }, pino.destination(2));
   const log = JetStreamLog.open({
-    servers: [options.nats],
+    servers: [options.nats].flat(),
     region: options.region,
     name: "meridian-rebuild",
     nats: options.natsClient,

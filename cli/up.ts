@@ -12,6 +12,17 @@
  *
  *   B+5       the front door (OCI HTTP)        control-plane/front-door.ts
  *
+ * With `--nats-cluster N` (2..5; issue 13) each region runs N clustered
+ * nats-servers instead of one: client ports B+10i+1, B+10i+6, B+10i+7, …
+ * and route ports B+10R+10i+k (k < N, R regions, after every region's
+ * block), stores <data>/<region>/nats-cluster/<k>, logs nats-<k>.log; routes
+ * on 127.0.0.1 with a route password (<data>/nats-auth/route-password). Every
+ * server gets the same NKEY authorization. The region's streams are created
+ * with N replicas (MERIDIAN_NATS_REPLICAS for its processes), its processes
+ * and mesh.json get the whole server list, and the region's ready line gives
+ * `nats` (URLs) and `pids.nats` as arrays. Without the flag both stay one
+ * string / one number.
+ *
  * With more than one region, `up` writes <data>/mesh.json (regions and their
  * endpoints, given to every process as MERIDIAN_MESH) and a mesh CA with a
  * certificate per region and one for the front door (`front-door`) under
@@ -104,7 +115,8 @@ import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
-import { lastLines, type NatsServerProcess, startNatsServer } from "./nats-server.js";
+import { lastLines, type NatsServerProcess } from "./nats-server.js";
+import { natsClusterPorts, startRegionNats } from "./up-nats.js";
 import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
 
 export interface UpOptions {
@@ -121,6 +133,12 @@ export interface UpOptions {
    * it every node starts with MERIDIAN_NO_AUTH=true, which it logs and audits.
    */
   noAuth?: boolean;
+  /**
+   * Servers per region's JetStream cluster (`--nats-cluster N`, 1..5): with
+   * more than one, each region runs N clustered nats-servers and its streams
+   * get N replicas (see the header). Default 1: one nats-server, as before.
+   */
+  natsCluster?: number;
 }
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -149,6 +167,11 @@ export async function up(options: UpOptions): Promise<number> {
   const dataDir = resolve(options.dataDir);
   if (options.auth === true && options.noAuth === true) {
     process.stderr.write("meridian up: --auth and --no-auth contradict each other\n");
+    return 2;
+  }
+  const clusterSize = options.natsCluster ?? 1;
+  if (!Number.isSafeInteger(clusterSize) || clusterSize < 1 || clusterSize > 5) {
+    process.stderr.write("meridian up: --nats-cluster takes 1 to 5 (servers per region)\n");
     return 2;
   }
   if (options.auth !== true && options.noAuth !== true && existsSync(join(dataDir, "auth"))) {
@@ -234,13 +257,19 @@ export async function up(options: UpOptions): Promise<number> {
       throw err;
     }
     const natsIds = ensureNatsIdentities(join(dataDir, "nats-auth"), options.regions);
+    const clustered = clusterSize > 1;
+    // Region i's NATS URLs: one, or its cluster's (mesh.json then lists them all).
+    const natsUrls = (i: number): string[] =>
+      natsClusterPorts(options.basePort, options.regions.length, i, clusterSize).clients.map(
+        (p) => `nats://127.0.0.1:${p}`,
+      );
     const mesh: Mesh = {
       regions: options.regions.map((name, i) => {
         const p = regionPorts(options.basePort, i);
         return {
           name,
           registry: `${scheme}://127.0.0.1:${p.registry}`,
-          nats: `nats://127.0.0.1:${p.nats}`,
+          nats: clustered ? natsUrls(i) : natsUrls(i)[0]!,
           grpc: `127.0.0.1:${p.grpc}`,
           metrics: {
             peer: `http://127.0.0.1:${p.peerMetrics}`,
@@ -286,29 +315,34 @@ export async function up(options: UpOptions): Promise<number> {
     for (const [i, region] of options.regions.entries()) {
       const regionDir = join(dataDir, region);
       const ports = regionPorts(options.basePort, i);
-      const nats = await startNatsServer({
-        port: ports.nats,
-        storeDir: join(regionDir, "nats"),
-        name: `meridian-${region}`,
-        logFile: join(regionDir, "nats.log"),
+      // The region's nats-servers: one, or a JetStream cluster (always a list here).
+      const regionNats = await startRegionNats(dataDir, region, i, {
+        basePort: options.basePort,
+        regionCount: options.regions.length,
+        size: clusterSize,
         authorization: authorizationFor(natsIds, region),
-        detached: true,
       });
-      natsServers.push(nats);
-      watchdog.stdin!.write(`${nats.pid}\n`);
-      await prepareStreams(nats.url, region, natsIds.operator);
-      nats.child.once("exit", (code, signal) => {
-        if (!stopping) {
-          process.stderr.write(
-            `meridian up: nats-server of ${region} exited (${code ?? signal}); stopping\n${lastLines(join(regionDir, "nats.log"), 10)}\n`,
-          );
-          void stopAll(1);
-        }
-      });
+      for (const { server } of regionNats) {
+        natsServers.push(server);
+        watchdog.stdin!.write(`${server.pid}\n`);
+      }
+      const urls = regionNats.map((n) => n.server.url);
+      await prepareStreams(urls, region, natsIds.operator, clusterSize);
+      for (const { server, logFile } of regionNats)
+        server.child.once("exit", (code, signal) => {
+          if (!stopping) {
+            process.stderr.write(
+              `meridian up: nats-server of ${region} (pid ${server.pid}) exited (${code ?? signal}); stopping\n${lastLines(logFile, 10)}\n`,
+            );
+            void stopAll(1);
+          }
+        });
       const env = {
         MERIDIAN_REGION: region,
         MERIDIAN_DATA_DIR: regionDir,
-        MERIDIAN_NATS_SERVERS: nats.url,
+        MERIDIAN_NATS_SERVERS: urls.join(","),
+        // Streams a process creates get one replica per server of the cluster.
+        ...(clustered ? { MERIDIAN_NATS_REPLICAS: String(clusterSize) } : {}),
         ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
       };
       const node = await startProcess(ENTRIES.node, `node of ${region}`, join(regionDir, "node.log"), {
@@ -322,8 +356,17 @@ export async function up(options: UpOptions): Promise<number> {
         ...nodeAuthEnv,
       });
       watch(region, "node", node.child);
-      const line: Record<string, unknown> = { region, registry: node.info.registry, nats: nats.url };
-      const pids: Record<string, number | undefined> = { nats: nats.pid, node: node.child.pid };
+      // Without --nats-cluster, the shape tests and docs read: one URL, one pid.
+      const line: Record<string, unknown> = {
+        region,
+        registry: node.info.registry,
+        nats: clustered ? urls : urls[0],
+      };
+      const natsPids = regionNats.map((n) => n.server.pid);
+      const pids: Record<string, number | number[] | undefined> = {
+        nats: clustered ? natsPids : natsPids[0],
+        node: node.child.pid,
+      };
       if (multi) {
         const peer = await startProcess(ENTRIES.peer, `peer of ${region}`, join(regionDir, "peer.log"), {
           ...env,
@@ -385,11 +428,16 @@ function stderrLine(fields: object, message: string): void {
  * wants (only the operator may update a stream, so a node could not bring an
  * older audit stream's limits up to date itself).
  */
-async function prepareStreams(url: string, region: string, operator: NatsIdentity): Promise<void> {
+async function prepareStreams(
+  servers: string[],
+  region: string,
+  operator: NatsIdentity,
+  replicas: number,
+): Promise<void> {
   const logger = pino({ level: "warn" }, pino.destination(2));
-  const nats = { seedFile: operator.seedFile, inboxPrefix: operator.inboxPrefix };
-  const log = JetStreamLog.open({ servers: [url], region, name: "meridian-up", nats, logger });
-  const audit = await AuditLog.open({ servers: [url], region, name: "meridian-up", nats, logger });
+  const nats = { seedFile: operator.seedFile, inboxPrefix: operator.inboxPrefix, replicas };
+  const log = JetStreamLog.open({ servers, region, name: "meridian-up", nats, logger });
+  const audit = await AuditLog.open({ servers, region, name: "meridian-up", nats, logger });
   try {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

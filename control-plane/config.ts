@@ -41,7 +41,7 @@ import {
   Setting,
   type Static,
 } from "../protocol/config-schema.js";
-import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
+import { type Mesh, MeshConfigError, natsServersOf, parseMesh } from "../protocol/mesh.js";
 
 const { string, integer, list, optional, section } = Setting;
 
@@ -189,7 +189,7 @@ export function loadPeerConfig(sources: {
     storage: { root: resolve(settings.storage.root ?? join(dataDir, "store")) },
     view: { dir: resolve(settings.view.dir ?? join(dataDir, "peer-view")) },
     nats: {
-      servers: settings.nats.servers ?? (self ? [self.nats] : []),
+      servers: settings.nats.servers ?? (self ? natsServersOf(self) : []),
       ...checkNatsClient(settings.nats, problems),
     },
     grpc: { listen: settings.grpc.listen ?? self?.grpc ?? "" },

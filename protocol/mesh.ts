@@ -7,6 +7,7 @@
  *   {
  *     "regions": [
  *       { "name": "a", "registry": "http://127.0.0.1:5000", "nats": "nats://127.0.0.1:5001",
+ *         // or, for a JetStream cluster: "nats": ["nats://127.0.0.1:5001", "nats://127.0.0.1:5006", …]
  *         "grpc": "127.0.0.1:5002" }, …
  *     ],
  *     "tls": { "ca": "/…/ca.crt", "dir": "/…/certs" }    // or "insecure": true
@@ -22,12 +23,21 @@ export interface RegionEndpoints {
   name: string;
   /** OCI HTTP endpoint of the region's registry node(s). */
   registry: string;
-  /** The region's NATS (JetStream) URL. */
-  nats: string;
+  /**
+   * The region's NATS (JetStream): one URL, or the list of its clustered
+   * servers (`meridian up --nats-cluster N`; clients dial any and fail over to
+   * the others). Read it with natsServersOf.
+   */
+  nats: string | string[];
   /** host:port of the region's control-plane peer (gRPC). */
   grpc: string;
   /** Optional Prometheus endpoints (base URLs) of the region's peer and worker, for `meridian status`. */
   metrics?: { peer?: string; worker?: string };
+}
+
+/** A region's NATS servers as a list (RegionEndpoints.nats is one URL or a list). Pure. */
+export function natsServersOf(region: Pick<RegionEndpoints, "nats">): string[] {
+  return Array.isArray(region.nats) ? [...region.nats] : [region.nats];
 }
 
 export interface MeshTls {
@@ -66,8 +76,9 @@ export function parseMesh(value: unknown): Mesh {
     seen.add(r?.name);
     if (typeof r?.registry !== "string" || !/^https?:\/\/\S+$/.test(r.registry))
       problems.push(`${where}.registry: an http(s) URL`);
-    if (typeof r?.nats !== "string" || !/^(nats|tls):\/\/\S+$/.test(r.nats))
-      problems.push(`${where}.nats: a nats:// URL`);
+    const nats: unknown[] = Array.isArray(r?.nats) ? r.nats : [r?.nats];
+    if (nats.length === 0 || nats.some((u) => typeof u !== "string" || !/^(nats|tls):\/\/\S+$/.test(u)))
+      problems.push(`${where}.nats: a nats:// URL, or a non-empty list of them`);
     if (typeof r?.grpc !== "string" || !/^[^\s:/]+:\d{1,5}$/.test(r.grpc))
       problems.push(`${where}.grpc: host:port`);
   }

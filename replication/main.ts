@@ -25,7 +25,7 @@ import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { loggerOptions } from "../protocol/logging.js";
-import { type Mesh, regionOf } from "../protocol/mesh.js";
+import { type Mesh, natsServersOf, regionOf } from "../protocol/mesh.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
 import { ReplicationWorker } from "./worker.js";
 
@@ -47,7 +47,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   // The process's one NATS connection manager: the local log's connection and one to each source.
   const connections = new NatsConnectionManager(config.nats);
   const eventLog = JetStreamLog.open({
-    servers: [local.nats],
+    servers: natsServersOf(local),
     region: config.region,
     name: `meridian-worker-${config.region}`,
     connections,

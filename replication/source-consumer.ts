@@ -38,7 +38,7 @@ import {
   streamName,
   writeIdOf,
 } from "../protocol/events.js";
-import type { RegionEndpoints } from "../protocol/mesh.js";
+import { natsServersOf, type RegionEndpoints } from "../protocol/mesh.js";
 import { type EventKind, isFiltered, selectsKind, selectsRepository } from "../protocol/policy.js";
 import { inStartupGrace, STARTUP_GRACE_MS } from "../protocol/startup-grace.js";
 import { backoffMs, sleep } from "./backoff.js";
@@ -123,7 +123,7 @@ export class SourceConsumer {
     );
     stillDown.unref();
     const connection: ManagedConnection = this.#w.connections.open({
-      servers: [source.nats],
+      servers: natsServersOf(source),
       name: `meridian-worker-${this.#w.region}<-${source.name}`,
       reconnectTimeWaitMs: 500,
     });

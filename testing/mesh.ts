@@ -12,8 +12,9 @@ import { createInterface } from "node:readline";
 import { TcpProxy } from "../chaos/tcp-proxy.js";
 import { ensureMeshCerts } from "../cli/certs.js";
 import type { NatsServerProcess } from "../cli/nats-server.js";
+import { natsClusterPorts } from "../cli/up-nats.js";
 import { inboxPrefixOf, type NatsClientConfig } from "../node/data/nats-connect.js";
-import type { Mesh } from "../protocol/mesh.js";
+import { type Mesh, natsServersOf } from "../protocol/mesh.js";
 import {
   type After,
   CLI_ENTRY,
@@ -33,6 +34,11 @@ export interface RegionInfo {
   grpc?: string;
   metrics?: { peer: string; worker: string };
   pids: Record<string, number>;
+  /**
+   * With `--nats-cluster N`: the region's servers (the ready line's `nats` and
+   * `pids.nats` arrays); `nats` and `pids.nats` above are then the first's.
+   */
+  natsCluster?: { urls: string[]; pids: number[] };
 }
 
 export interface RunningMesh {
@@ -56,9 +62,17 @@ export async function startMesh(
   flags: string[] = [],
 ): Promise<RunningMesh> {
   const dir = dataDir ?? tempDir(after, "meridian-mesh-");
-  // cli/up.ts regionPorts: B+10i … B+10i+4 per region, and B+5 for the front door.
+  // cli/up.ts regionPorts: B+10i … B+10i+4 per region, and B+5 for the front door; with
+  // --nats-cluster N, cli/up-nats.ts natsClusterPorts too.
   const offsets = [...regions.flatMap((_, i) => [0, 1, 2, 3, 4].map((o) => 10 * i + o)), 5];
-  const base = await freePortBlock(offsets);
+  const cluster = flags.indexOf("--nats-cluster");
+  const clusterSize = cluster < 0 ? 1 : Number(flags[cluster + 1]);
+  if (clusterSize > 1)
+    for (const [i] of regions.entries()) {
+      const { clients, routes } = natsClusterPorts(0, regions.length, i, clusterSize);
+      offsets.push(...clients, ...routes);
+    }
+  const base = await freePortBlock([...new Set(offsets)]);
   const child = spawn(
     process.execPath,
     [CLI_ENTRY, "up", "--regions", regions.join(","), "--base-port", String(base), "--data", dir, ...flags],
@@ -109,7 +123,14 @@ export async function startMesh(
         natsAuthDir = msg.natsAuthDir;
         clearTimeout(timer);
         resolve();
-      } else if (msg.region) infos.set(msg.region, msg);
+      } else if (msg.region) {
+        if (Array.isArray(msg.nats)) {
+          msg.natsCluster = { urls: msg.nats, pids: msg.pids.nats };
+          msg.nats = msg.nats[0];
+          msg.pids.nats = msg.pids.nats[0];
+        }
+        infos.set(msg.region, msg);
+      }
     });
   });
   return {
@@ -254,7 +275,11 @@ export async function startProxiedMesh(
       return proxy;
     };
     for (const r of mesh.regions) {
-      edges.set(r.name, { registry: await to(r.registry), grpc: await to(r.grpc), nats: await to(r.nats) });
+      edges.set(r.name, {
+        registry: await to(r.registry),
+        grpc: await to(r.grpc),
+        nats: await to(natsServersOf(r)[0]!),
+      });
       metricsPorts.set(r.name, { peer: String(await freePort()), worker: String(await freePort()) });
     }
     const seen: Mesh = {
@@ -277,7 +302,8 @@ export async function startProxiedMesh(
     const dir = join(root, r.name);
     // With edges, the region's own processes reach its nats-server through its edge proxy: the
     // worker takes its local NATS from mesh.json, so the region gets a copy naming that proxy.
-    const localNats = edges === undefined ? r.nats : `nats://${edges.get(r.name)!.nats.address}`;
+    const localNats =
+      edges === undefined ? natsServersOf(r).join(",") : `nats://${edges.get(r.name)!.nats.address}`;
     let regionMeshFile = meshFile;
     if (edges !== undefined) {
       regionMeshFile = join(root, `mesh-${r.name}.json`);

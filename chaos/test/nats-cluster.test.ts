@@ -12,6 +12,7 @@ import { test } from "node:test";
 import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { auditStreamName } from "../../node/audit-records.js";
+import { whileJetStreamForms } from "../../node/data/jetstream-log.js";
 import { streamName } from "../../protocol/events.js";
 import { waitWritable } from "../../testing/faults.js";
 import {
@@ -110,7 +111,9 @@ test("kill -9 of the stream's leader under pushes: nothing acknowledged is lost,
   t.diagnostic(
     `leader ${leaderName} killed; writes stalled ${stalledMs} ms; ${acked.length} pushes acknowledged, ${failures} failed meanwhile`,
   );
-  assert.ok(stalledMs < 15_000, `pushes resumed by themselves within seconds (${stalledMs} ms)`);
+  // About 5 s here (a new Raft leader is elected, appends in flight time out after 5 s); the
+  // bound is generous for a loaded CI machine, where a stuck log would never resume.
+  assert.ok(stalledMs < 20_000, `pushes resumed by themselves within seconds (${stalledMs} ms)`);
 
   // A new leader among the two left, the stream still configured for three.
   await eventually(async () => {
@@ -119,16 +122,20 @@ test("kill -9 of the stream's leader under pushes: nothing acknowledged is lost,
   }, 15_000);
 
   // Every acknowledged push is in the log…
-  const inLog = new Set<string>();
-  const js = jetstream(nc);
-  const consumer = await js.consumers.get(streamName(REGION), { deliver_policy: DeliverPolicy.All });
-  const last = (await jsm.streams.info(streamName(REGION))).state.last_seq;
-  const messages = await consumer.consume();
-  for await (const m of messages) {
-    inLog.add(m.string());
-    if (m.seq >= last) break;
-  }
-  const log = [...inLog].join("\n");
+  // (Read again whole when a request times out: this connection may be failing over itself.)
+  const log = await whileJetStreamForms(async () => {
+    const inLog: string[] = [];
+    const consumer = await jetstream(nc).consumers.get(streamName(REGION), {
+      deliver_policy: DeliverPolicy.All,
+    });
+    const last = (await jsm.streams.info(streamName(REGION))).state.last_seq;
+    const messages = await consumer.consume();
+    for await (const m of messages) {
+      inLog.push(m.string());
+      if (m.seq >= last) break;
+    }
+    return inLog.join("\n");
+  });
   for (const m of acked) assert.ok(log.includes(m.digest), `${m.tag} (${m.digest}) is in the log`);
   // …and served from the view.
   for (const m of acked) {

@@ -20,7 +20,7 @@ import {
   RetentionPolicy,
   StorageType,
 } from "@nats-io/jetstream";
-import { nanos } from "@nats-io/transport-node";
+import { nanos, RequestError, TimeoutError } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { LogConflictError, LogUnavailableError } from "../../protocol/errors.js";
 import {
@@ -86,7 +86,8 @@ const NO_SUITABLE_PEERS = 10005;
 
 /**
  * Run `step` (a stream check or creation) again while a JetStream cluster is
- * still forming — no meta leader yet ("temporarily unavailable", 503), or
+ * still forming — no meta leader yet ("temporarily unavailable", 503, or
+ * no answer before the request's timeout), or
  * not enough servers known yet to place every replica — for at most
  * `withinMs`: a region's servers and its processes start together, and
  * the first seconds of a cluster are its election. Any other error, or the
@@ -98,10 +99,13 @@ export async function whileJetStreamForms<T>(step: () => Promise<T>, withinMs = 
     try {
       return await step();
     } catch (err) {
+      // No answer at all (a timeout, no responders) is what a server gives while it has no meta leader.
       const forming =
-        err instanceof JetStreamApiError &&
-        (err.status === 503 ||
-          [JETSTREAM_UNAVAILABLE, INSUFFICIENT_RESOURCES, NO_SUITABLE_PEERS].includes(err.code));
+        err instanceof TimeoutError ||
+        (err instanceof RequestError && err.isNoResponders()) ||
+        (err instanceof JetStreamApiError &&
+          (err.status === 503 ||
+            [JETSTREAM_UNAVAILABLE, INSUFFICIENT_RESOURCES, NO_SUITABLE_PEERS].includes(err.code)));
       if (!forming || Date.now() > deadline) throw err;
       await sleep(250);
     }
@@ -162,7 +166,7 @@ export class JetStreamLog implements EventLog {
   async #connect(): Promise<void> {
     const nc = await this.#connection.connected;
     if (nc === undefined) return; // closed first
-    this.#jsm = await jetstreamManager(nc);
+    this.#jsm = await whileJetStreamForms(() => jetstreamManager(nc));
     await this.#ensureStream();
     this.#js = jetstream(nc, { timeout: this.#options.appendTimeoutMs ?? 5_000 });
     this.#connected = true;

@@ -1,0 +1,68 @@
+/**
+ * The nats-servers of one region under `meridian up` (./up.ts's header has
+ * the port layout): one server as always, or with `--nats-cluster N` a
+ * JetStream cluster of N (issue 13). Kept apart from up.ts's process
+ * supervision: up.ts treats a region's servers as a list either way.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type NatsServerProcess, startNatsCluster, startNatsServer } from "./nats-server.js";
+
+/**
+ * A region's nats-servers with `--nats-cluster n` (see the header): client
+ * ports B+10i+1 (the single server's), then B+10i+6 …; route ports in a
+ * block after every region's, B+10R+10i+k (R regions). Pure.
+ */
+export function natsClusterPorts(basePort: number, regionCount: number, i: number, n: number) {
+  const b = basePort + 10 * i;
+  const clients = [b + 1, b + 6, b + 7, b + 8, b + 9].slice(0, n);
+  const routes = clients.map((_, k) => basePort + 10 * regionCount + 10 * i + k);
+  return { clients, routes };
+}
+
+/**
+ * Region `i`'s nats-servers. One (size 1): <region>/nats, nats.log, as
+ * always. A cluster: <region>/nats-cluster/<k> and nats-<k>.log for k = 1..n,
+ * named meridian-<region>-<k> in cluster meridian-<region>; a separate store
+ * from the single server's, so switching modes starts from another log
+ * (nothing migrates between them). Routes listen on 127.0.0.1 and require
+ * the route password in <data>/nats-auth/route-password (0600, made once):
+ * see cli/nats-server.ts clusterBlock for why both.
+ */
+export async function startRegionNats(
+  dataDir: string,
+  region: string,
+  i: number,
+  o: { basePort: number; regionCount: number; size: number; authorization: unknown },
+): Promise<Array<{ server: NatsServerProcess; logFile: string }>> {
+  const regionDir = join(dataDir, region);
+  const ports = natsClusterPorts(o.basePort, o.regionCount, i, o.size);
+  if (o.size === 1) {
+    const logFile = join(regionDir, "nats.log");
+    const server = await startNatsServer({
+      port: ports.clients[0]!,
+      storeDir: join(regionDir, "nats"),
+      name: `meridian-${region}`,
+      logFile,
+      authorization: o.authorization,
+      detached: true,
+    });
+    return [{ server, logFile }];
+  }
+  const passwordFile = join(dataDir, "nats-auth", "route-password");
+  if (!existsSync(passwordFile))
+    writeFileSync(passwordFile, `${randomBytes(24).toString("hex")}\n`, { mode: 0o600, flag: "wx" });
+  const logFiles = ports.clients.map((_, k) => join(regionDir, `nats-${k + 1}.log`));
+  const servers = await startNatsCluster({
+    name: `meridian-${region}`,
+    ports: ports.clients,
+    routePorts: ports.routes,
+    storeDirs: ports.clients.map((_, k) => join(regionDir, "nats-cluster", String(k + 1))),
+    routePassword: readFileSync(passwordFile, "utf8").trim(),
+    logFiles,
+    authorization: o.authorization,
+    detached: true,
+  });
+  return servers.map((server, k) => ({ server, logFile: logFiles[k]! }));
+}
