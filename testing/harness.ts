@@ -65,30 +65,49 @@ export async function startTestNats(after: After, storeDir?: string): Promise<Na
   return nats;
 }
 
+/** A test's JetStream cluster (startTestNatsCluster). */
+export interface TestNatsCluster {
+  servers: NatsServerProcess[];
+  urls: string[];
+  /** Stop every server (SIGTERM; stores kept). */
+  stop(): Promise<void>;
+  /** Start every server again on the same ports and stores; resolves once JetStream answers. */
+  restart(): Promise<void>;
+}
+
 /**
  * `n` clustered nats-servers on loopback (cli/nats-server.ts startNatsCluster),
  * anonymous clients, stopped after the test. Resolves once JetStream answers
  * (its meta leader is elected).
  */
-export async function startTestNatsCluster(after: After, n: number): Promise<NatsServerProcess[]> {
+export async function startTestNatsCluster(after: After, n: number): Promise<TestNatsCluster> {
   const ports: number[] = [];
   const routePorts: number[] = [];
   for (let i = 0; i < n; i++) {
     ports.push(await freePort());
     routePorts.push(await freePort());
   }
-  const servers = await startNatsCluster({
+  const options = {
     name: `test-${process.pid}-${ports[0]}`,
     ports,
     routePorts,
     storeDirs: ports.map(() => tempDir(after, "meridian-nats-")),
     routePassword: randomBytes(16).toString("hex"),
-  });
-  after(async () => {
-    await Promise.allSettled(servers.map((s) => s.stop()));
-  });
-  await waitForJetStream(servers.map((s) => s.url));
-  return servers;
+  };
+  const cluster: TestNatsCluster = {
+    servers: await startNatsCluster(options),
+    urls: ports.map((p) => `nats://127.0.0.1:${p}`),
+    stop: async () => {
+      await Promise.allSettled(cluster.servers.map((s) => s.stop()));
+    },
+    restart: async () => {
+      cluster.servers = await startNatsCluster(options);
+      await waitForJetStream(cluster.urls);
+    },
+  };
+  after(() => cluster.stop());
+  await waitForJetStream(cluster.urls);
+  return cluster;
 }
 
 /** Wait (bounded) until JetStream at `servers` answers an account info (a meta leader is elected). */

@@ -40,8 +40,7 @@ function imageManifest(config: unknown, layer: unknown, nonce: string): Buffer {
 
 test("kill -9 of the stream's leader under pushes: nothing acknowledged is lost, writes resume", async (t) => {
   const after = cleanupStack(t);
-  const servers = await startTestNatsCluster(after, 3);
-  const urls = servers.map((s) => s.url);
+  const { servers, urls } = await startTestNatsCluster(after, 3);
   const node = await spawnNodeProcess(after, {
     nats: urls.join(","),
     dataDir: tempDir(after),

@@ -21,6 +21,8 @@ import {
   restartNats,
   silentLogger,
   startTestNats,
+  startTestNatsCluster,
+  type TestNatsCluster,
   tempDir,
 } from "../../testing/harness.js";
 import type { Delivery, DeliveryHandler, Outcome } from "../data/durable-subscription.js";
@@ -315,5 +317,29 @@ eventLogSuite("JetStreamLog on a real nats-server", async (after) => {
     startBackend: async () => {
       nats = await restartNats(after, nats, storeDir);
     },
+  };
+});
+
+// The same contract on a three-server JetStream cluster, streams at three replicas (issue 13):
+// one cluster for the suite, a fresh region (so a fresh stream) per test.
+let cluster: Promise<TestNatsCluster> | undefined;
+eventLogSuite("JetStreamLog on a three-server JetStream cluster (R3)", async (after) => {
+  cluster ??= startTestNatsCluster(after, 3);
+  const c = await cluster;
+  const region = `cluster${++counter}`;
+  const log = JetStreamLog.open({
+    servers: c.urls,
+    region,
+    name: "event-log-suite",
+    replicas: 3,
+    logger: silentLogger,
+  });
+  after(() => log.close());
+  return {
+    log,
+    ready: () => log.ready(),
+    subjectOf: (e) => subjectFor(region, e),
+    stopBackend: () => c.stop(),
+    startBackend: () => c.restart(),
   };
 });
