@@ -181,6 +181,29 @@ export interface NatsClusterOptions {
 }
 
 /**
+ * startNatsServer's options for member `i` (from 0) of the cluster: what
+ * starts it again alone after it died (it rejoins, catching up from the others).
+ */
+export function clusterMemberOptions(options: NatsClusterOptions, i: number) {
+  return {
+    port: options.ports[i]!,
+    storeDir: options.storeDirs[i]!,
+    name: `${options.name}-${i + 1}`,
+    binary: options.binary,
+    logFile: options.logFiles?.[i],
+    authorization: options.authorization,
+    detached: options.detached,
+    cluster: {
+      name: options.name,
+      port: options.routePorts[i]!,
+      peers: options.routePorts.filter((_, j) => j !== i),
+      user: "meridian-route",
+      password: options.routePassword,
+    },
+  };
+}
+
+/**
  * Start `ports.length` clustered nats-servers (one region's JetStream
  * cluster): each routes to every other on loopback; JetStream elects its
  * meta leader once a majority is up. Resolves when every server answers
@@ -193,24 +216,7 @@ export async function startNatsCluster(options: NatsClusterOptions): Promise<Nat
   if (options.routePorts.length !== n || options.storeDirs.length !== n)
     throw new Error("startNatsCluster: one client port, route port and store per server");
   const servers = await Promise.allSettled(
-    options.ports.map((port, i) =>
-      startNatsServer({
-        port,
-        storeDir: options.storeDirs[i]!,
-        name: `${options.name}-${i + 1}`,
-        binary: options.binary,
-        logFile: options.logFiles?.[i],
-        authorization: options.authorization,
-        detached: options.detached,
-        cluster: {
-          name: options.name,
-          port: options.routePorts[i]!,
-          peers: options.routePorts.filter((_, j) => j !== i),
-          user: "meridian-route",
-          password: options.routePassword,
-        },
-      }),
-    ),
+    options.ports.map((_, i) => startNatsServer(clusterMemberOptions(options, i))),
   );
   const started = servers.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
   const failed = servers.find((s): s is PromiseRejectedResult => s.status === "rejected");

@@ -7,7 +7,12 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type NatsServerProcess, startNatsCluster, startNatsServer } from "./nats-server.js";
+import {
+  clusterMemberOptions,
+  type NatsServerProcess,
+  startNatsCluster,
+  startNatsServer,
+} from "./nats-server.js";
 
 /**
  * A region's nats-servers with `--nats-cluster n` (see the header): client
@@ -19,6 +24,14 @@ export function natsClusterPorts(basePort: number, regionCount: number, i: numbe
   const clients = [b + 1, b + 6, b + 7, b + 8, b + 9].slice(0, n);
   const routes = clients.map((_, k) => basePort + 10 * regionCount + 10 * i + k);
   return { clients, routes };
+}
+
+/** One of a region's nats-servers as `up` started it. */
+export interface RegionNatsServer {
+  server: NatsServerProcess;
+  logFile: string;
+  /** Start this server again, alone, as it was (same port, store, name, cluster routes): for a supervisor. */
+  start(): Promise<NatsServerProcess>;
 }
 
 /**
@@ -35,26 +48,26 @@ export async function startRegionNats(
   region: string,
   i: number,
   o: { basePort: number; regionCount: number; size: number; authorization: unknown },
-): Promise<Array<{ server: NatsServerProcess; logFile: string }>> {
+): Promise<RegionNatsServer[]> {
   const regionDir = join(dataDir, region);
   const ports = natsClusterPorts(o.basePort, o.regionCount, i, o.size);
   if (o.size === 1) {
     const logFile = join(regionDir, "nats.log");
-    const server = await startNatsServer({
+    const options = {
       port: ports.clients[0]!,
       storeDir: join(regionDir, "nats"),
       name: `meridian-${region}`,
       logFile,
       authorization: o.authorization,
       detached: true,
-    });
-    return [{ server, logFile }];
+    };
+    return [{ server: await startNatsServer(options), logFile, start: () => startNatsServer(options) }];
   }
   const passwordFile = join(dataDir, "nats-auth", "route-password");
   if (!existsSync(passwordFile))
     writeFileSync(passwordFile, `${randomBytes(24).toString("hex")}\n`, { mode: 0o600, flag: "wx" });
   const logFiles = ports.clients.map((_, k) => join(regionDir, `nats-${k + 1}.log`));
-  const servers = await startNatsCluster({
+  const options = {
     name: `meridian-${region}`,
     ports: ports.clients,
     routePorts: ports.routes,
@@ -63,6 +76,11 @@ export async function startRegionNats(
     logFiles,
     authorization: o.authorization,
     detached: true,
-  });
-  return servers.map((server, k) => ({ server, logFile: logFiles[k]! }));
+  };
+  const servers = await startNatsCluster(options);
+  return servers.map((server, k) => ({
+    server,
+    logFile: logFiles[k]!,
+    start: () => startNatsServer(clusterMemberOptions(options, k)),
+  }));
 }

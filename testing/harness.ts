@@ -13,7 +13,12 @@ import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { type NatsServerProcess, startNatsCluster, startNatsServer } from "../cli/nats-server.js";
+import {
+  clusterMemberOptions,
+  type NatsServerProcess,
+  startNatsCluster,
+  startNatsServer,
+} from "../cli/nats-server.js";
 import { loadNodeConfig, type NodeConfigInput } from "../node/config.js";
 import { type RunningNode, startNode } from "../node/server.js";
 import { freePort } from "./ports.js";
@@ -73,6 +78,8 @@ export interface TestNatsCluster {
   stop(): Promise<void>;
   /** Start every server again on the same ports and stores; resolves once JetStream answers. */
   restart(): Promise<void>;
+  /** Start server `i` (from 0) again alone, after it died: it rejoins the others. */
+  startMember(i: number): Promise<NatsServerProcess>;
 }
 
 /**
@@ -103,6 +110,11 @@ export async function startTestNatsCluster(after: After, n: number): Promise<Tes
     restart: async () => {
       cluster.servers = await startNatsCluster(options);
       await waitForJetStream(cluster.urls);
+    },
+    startMember: async (i) => {
+      const server = await startNatsServer(clusterMemberOptions(options, i));
+      cluster.servers[i] = server;
+      return server;
     },
   };
   after(() => cluster.stop());

@@ -4,7 +4,7 @@
  * are pushed, the nats-server leading the region's event stream is killed
  * with SIGKILL: every push that got 201 is still in the log and served from
  * the view afterwards, and pushes resume by themselves (the test prints how
- * long writes stalled).
+ * long writes stalled). The killed server, started again, rejoins.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -40,7 +40,9 @@ function imageManifest(config: unknown, layer: unknown, nonce: string): Buffer {
 
 test("kill -9 of the stream's leader under pushes: nothing acknowledged is lost, writes resume", async (t) => {
   const after = cleanupStack(t);
-  const { servers, urls } = await startTestNatsCluster(after, 3);
+  const cluster = await startTestNatsCluster(after, 3);
+  const { urls } = cluster;
+  const servers = [...cluster.servers];
   const node = await spawnNodeProcess(after, {
     nats: urls.join(","),
     dataDir: tempDir(after),
@@ -143,4 +145,12 @@ test("kill -9 of the stream's leader under pushes: nothing acknowledged is lost,
     assert.equal(res.status, 200, `${m.tag} is served`);
     assert.deepEqual(body, m.bytes);
   }
+
+  // The killed server, started again alone, rejoins and catches up: three current replicas.
+  await cluster.startMember(leaderIndex);
+  await eventually(async () => {
+    const info = await jsm.streams.info(streamName(REGION)).catch(() => undefined);
+    const replicas = info?.cluster?.replicas ?? [];
+    return replicas.length === 2 && replicas.every((r) => r.current && !r.offline);
+  }, 20_000);
 });
