@@ -121,6 +121,7 @@ export class JetStreamLog implements EventLog {
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
   #connected = false;
+  #replicasWarned = false;
   #ready: Promise<void>;
 
   private constructor(options: JetStreamLogOptions) {
@@ -180,9 +181,19 @@ export class JetStreamLog implements EventLog {
   async #ensureStream(): Promise<void> {
     const jsm = this.#jsm!;
     const config = this.#options.connections?.config ?? this.#options.nats;
+    const replicas = this.#options.replicas ?? config?.replicas ?? 1;
     await whileJetStreamForms(async () => {
       try {
-        await jsm.streams.info(this.#stream);
+        const info = await jsm.streams.info(this.#stream);
+        // An existing stream keeps its replicas (only the operator may update a stream under
+        // `up`; `nats stream edit --replicas` scales it): say so rather than pretend.
+        if (info.config.num_replicas !== replicas && !this.#replicasWarned) {
+          this.#replicasWarned = true;
+          this.#options.logger.warn(
+            { stream: this.#stream, replicas: info.config.num_replicas, configured: replicas },
+            "the event stream exists with other replicas than nats.replicas; it keeps its own",
+          );
+        }
       } catch (err) {
         if (!(err instanceof JetStreamApiError) || err.status !== 404) throw err;
         await jsm.streams.add({
@@ -192,7 +203,7 @@ export class JetStreamLog implements EventLog {
           retention: RetentionPolicy.Limits,
           duplicate_window: nanos(120_000),
           allow_direct: true,
-          num_replicas: this.#options.replicas ?? config?.replicas ?? 1,
+          num_replicas: replicas,
         });
       }
     });
