@@ -89,7 +89,6 @@
  * once naming it, before any nats-server opens the live store; a lock whose
  * pid is dead (a SIGKILLed owner) is taken over.
  */
-import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -104,7 +103,15 @@ import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
-import { lastLines, type NatsServerProcess, startNatsServer } from "./nats-server.js";
+import { startNatsServer } from "./nats-server.js";
+import {
+  Control,
+  controlFile,
+  pidsOf,
+  type Started,
+  Supervised,
+  type SupervisedRegion,
+} from "./supervisor.js";
 import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
 
 export interface UpOptions {
@@ -158,8 +165,19 @@ export async function up(options: UpOptions): Promise<number> {
     );
     return 1;
   }
-  const natsServers: NatsServerProcess[] = [];
-  const children: Array<{ role: string; child: ChildProcess }> = [];
+  // Every process, supervised (./supervisor.ts): restarted when it dies, held down by `region stop`.
+  const regions: SupervisedRegion[] = [];
+  let frontDoor: Supervised | undefined;
+  const control = new Control(dataDir, regions, () => frontDoor);
+  const supervise = (what: string, role: string, logFile: string, start: () => Promise<Started>) =>
+    new Supervised(
+      what,
+      role,
+      logFile,
+      start,
+      (line) => process.stderr.write(`meridian up: ${line}\n`),
+      () => control.write(),
+    );
   const locks: PidLock[] = [];
   let stopping = false;
   let resolveDone: (code: number) => void = () => {};
@@ -171,10 +189,12 @@ export async function up(options: UpOptions): Promise<number> {
   const stopAll = async (code: number): Promise<number> => {
     if (stopping) return done;
     stopping = true;
-    for (const role of ["front-door", "worker", "peer", "node"]) {
-      await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
+    control.close();
+    await frontDoor?.shutdown();
+    for (const role of ["worker", "peer", "node", "nats"]) {
+      const all = regions.flatMap((r) => r.processes.filter((p) => p.role === role));
+      await Promise.all(all.map((p) => p.shutdown()));
     }
-    await Promise.all(natsServers.map((n) => n.stop()));
     watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
@@ -207,14 +227,21 @@ export async function up(options: UpOptions): Promise<number> {
   }
   // nats-server cannot watch `up`: a watchdog stops the servers if `up` dies without doing so.
   const watchdog = startNatsWatchdog();
-  const watch = (region: string, role: string, child: ChildProcess) => {
-    children.push({ role, child });
-    child.once("exit", (code, signal) => {
-      if (!stopping) {
-        process.stderr.write(`meridian up: ${role} of ${region} exited (${code ?? signal}); stopping\n`);
-        void stopAll(1);
-      }
+  // A Meridian process as a supervised one: started (and restarted) by `startProcess`.
+  const meridianProcess = (
+    what: string,
+    role: string,
+    entry: string,
+    logFile: string,
+    env: Record<string, string>,
+  ) => {
+    let info: Record<string, string> = {};
+    const p = supervise(what, role, logFile, async () => {
+      const started = await startProcess(entry, what, logFile, env);
+      info = started.info;
+      return { child: started.child, stop: () => stopChild(started.child) };
     });
+    return { p, info: () => info };
   };
 
   try {
@@ -286,32 +313,33 @@ export async function up(options: UpOptions): Promise<number> {
     for (const [i, region] of options.regions.entries()) {
       const regionDir = join(dataDir, region);
       const ports = regionPorts(options.basePort, i);
-      const nats = await startNatsServer({
-        port: ports.nats,
-        storeDir: join(regionDir, "nats"),
-        name: `meridian-${region}`,
-        logFile: join(regionDir, "nats.log"),
-        authorization: authorizationFor(natsIds, region),
-        detached: true,
+      const supervised: SupervisedRegion = { name: region, processes: [] };
+      regions.push(supervised);
+      // The region's nats-servers (one today; a list, so a cluster fits the same supervision).
+      const natsLog = join(regionDir, "nats.log");
+      const nats = supervise(`nats-server of ${region}`, "nats", natsLog, async () => {
+        const server = await startNatsServer({
+          port: ports.nats,
+          storeDir: join(regionDir, "nats"),
+          name: `meridian-${region}`,
+          logFile: natsLog,
+          authorization: authorizationFor(natsIds, region),
+          detached: true,
+        });
+        watchdog.stdin!.write(`${server.pid}\n`);
+        return { child: server.child, stop: () => server.stop() };
       });
-      natsServers.push(nats);
-      watchdog.stdin!.write(`${nats.pid}\n`);
-      await prepareStreams(nats.url, region, natsIds.operator);
-      nats.child.once("exit", (code, signal) => {
-        if (!stopping) {
-          process.stderr.write(
-            `meridian up: nats-server of ${region} exited (${code ?? signal}); stopping\n${lastLines(join(regionDir, "nats.log"), 10)}\n`,
-          );
-          void stopAll(1);
-        }
-      });
+      supervised.processes.push(nats);
+      await nats.start();
+      const natsUrl = `nats://127.0.0.1:${ports.nats}`;
+      await prepareStreams(natsUrl, region, natsIds.operator);
       const env = {
         MERIDIAN_REGION: region,
         MERIDIAN_DATA_DIR: regionDir,
-        MERIDIAN_NATS_SERVERS: nats.url,
+        MERIDIAN_NATS_SERVERS: natsUrl,
         ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
       };
-      const node = await startProcess(ENTRIES.node, `node of ${region}`, join(regionDir, "node.log"), {
+      const node = meridianProcess(`node of ${region}`, "node", ENTRIES.node, join(regionDir, "node.log"), {
         ...env,
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
@@ -321,20 +349,22 @@ export async function up(options: UpOptions): Promise<number> {
         ...tlsEnv(region),
         ...nodeAuthEnv,
       });
-      watch(region, "node", node.child);
-      const line: Record<string, unknown> = { region, registry: node.info.registry, nats: nats.url };
-      const pids: Record<string, number | undefined> = { nats: nats.pid, node: node.child.pid };
+      supervised.processes.push(node.p);
+      await node.p.start();
+      const line: Record<string, unknown> = { region, registry: node.info().registry, nats: natsUrl };
       if (multi) {
-        const peer = await startProcess(ENTRIES.peer, `peer of ${region}`, join(regionDir, "peer.log"), {
+        const peer = meridianProcess(`peer of ${region}`, "peer", ENTRIES.peer, join(regionDir, "peer.log"), {
           ...env,
           MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
           ...natsClientEnv(natsIds.regions[region]!.peer),
           ...serviceAuthEnv,
         });
-        watch(region, "peer", peer.child);
-        const worker = await startProcess(
-          ENTRIES.worker,
+        supervised.processes.push(peer.p);
+        await peer.p.start();
+        const worker = meridianProcess(
           `worker of ${region}`,
+          "worker",
+          ENTRIES.worker,
           join(regionDir, "worker.log"),
           {
             ...env,
@@ -342,29 +372,38 @@ export async function up(options: UpOptions): Promise<number> {
             ...natsClientEnv(natsIds.regions[region]!.worker),
           },
         );
-        watch(region, "worker", worker.child);
-        line.grpc = peer.info.grpc;
-        line.metrics = { peer: peer.info.metrics, worker: worker.info.metrics };
-        pids.peer = peer.child.pid;
-        pids.worker = worker.child.pid;
+        supervised.processes.push(worker.p);
+        await worker.p.start();
+        line.grpc = peer.info().grpc;
+        line.metrics = { peer: peer.info().metrics, worker: worker.info().metrics };
       }
-      process.stdout.write(`${JSON.stringify({ ...line, pids })}\n`);
+      process.stdout.write(`${JSON.stringify({ ...line, pids: pidsOf(supervised.processes) })}\n`);
     }
     const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
-      const frontDoor = await startProcess(ENTRIES.frontDoor, "front door", join(dataDir, "front-door.log"), {
-        MERIDIAN_MESH: meshFile,
-        MERIDIAN_FRONT_DOOR_HOST: "127.0.0.1",
-        MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
-        MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
-        ...tlsEnv(FRONT_DOOR_IDENTITY),
-        ...serviceAuthEnv,
-      });
-      watch("the mesh", "front-door", frontDoor.child);
-      ready.frontDoor = frontDoor.info.frontDoor;
-      ready.pids = { frontDoor: frontDoor.child.pid };
+      const fd = meridianProcess(
+        "front door",
+        "frontDoor",
+        ENTRIES.frontDoor,
+        join(dataDir, "front-door.log"),
+        {
+          MERIDIAN_MESH: meshFile,
+          MERIDIAN_FRONT_DOOR_HOST: "127.0.0.1",
+          MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
+          MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
+          ...tlsEnv(FRONT_DOOR_IDENTITY),
+          ...serviceAuthEnv,
+        },
+      );
+      frontDoor = fd.p;
+      await fd.p.start();
+      ready.frontDoor = fd.info().frontDoor;
+      ready.pids = pidsOf([fd.p]);
     }
+    // `meridian region stop|start` and the current pids: <data>/up.json (./supervisor.ts).
+    await control.listen();
+    ready.controlFile = controlFile(dataDir);
     process.stdout.write(`${JSON.stringify(ready)}\n`);
   } catch (err) {
     process.stderr.write(`meridian up: ${(err as Error).message}\n`);
