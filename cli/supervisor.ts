@@ -23,11 +23,12 @@
  * lines, progress first (`{"progress":"…"}`), then `{"done":true}` or
  * `{"error":"…"}`. A held region stays down (its processes are not
  * restarted) until started again or until `up` restarts (holds live in
- * memory only).
+ * memory only). `up` removes up.json when it stops (a SIGKILLed `up` leaves
+ * it behind: `meridian region` then finds nothing answering and says so).
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { renameSync, writeFileSync } from "node:fs";
+import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -262,9 +263,12 @@ export class Control {
     this.write();
   }
 
+  /** Stop serving and remove <data>/up.json (`up` is stopping: no pids there are current any more). */
   close(): void {
     this.server?.close();
     this.server?.closeAllConnections();
+    if (this.url !== "") rmSync(controlFile(this.dataDir), { force: true });
+    this.url = "";
   }
 
   /** Rewrite <data>/up.json (atomically: a reader never sees half a file). */
