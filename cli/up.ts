@@ -34,7 +34,9 @@
  * stdout is machine-readable, one JSON object per line:
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
- *   {"ready":true,"natsAuthDir":"<data>/nats-auth","frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…}}
+ *   {"ready":true,"natsAuthDir":"<data>/nats-auth","frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…},
+ *    "controlFile":"<data>/up.json"}
+ * (pids as at the first start; <data>/up.json has the current ones after restarts).
  *
  * With `--auth` every node checks credentials (node/auth/): `up` makes the
  * mesh's token signing key (<data>/auth/token-key.pem) and a generated
@@ -60,9 +62,12 @@
  * an older version left them open), so no other local user can read region
  * data (issue 10, finding 10).
  * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
- * nodes, then nats-servers); if any process dies on its own, the rest are
- * stopped and `up` exits non-zero, printing the last lines of its log when it
- * failed to start (issue 11, finding 6). A second signal while stopping
+ * nodes, then nats-servers). A process that fails its first start stops the
+ * rest and `up` exits non-zero, printing the last lines of its log (issue 11,
+ * finding 6); one that dies after it was up is logged and restarted with
+ * backoff while the rest keeps serving, and `meridian region stop|start`
+ * holds a region down and brings it back (issue 13: ./supervisor.ts; the
+ * current pids in <data>/up.json). A second signal while stopping
  * exits 1 at once (node/lifecycle.ts; the children follow by their parent
  * watch, the nats-servers by the watchdog).
  *
