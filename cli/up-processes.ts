@@ -82,7 +82,9 @@ export async function startProcess(
 
 /**
  * A watchdog for the nats-servers (they cannot watch their parent): `up`
- * writes each server's pid to its stdin; when that pipe closes while it still
+ * writes each server's pid to its stdin, and `-PID` once that server has
+ * exited (a restarted server has a new pid: a dead one's pid may be reused by
+ * an unrelated process, which must never get the watchdog's signal); when that pipe closes while it still
  * holds pids (`up` died, even by SIGKILL) it stops them (SIGTERM, SIGKILL
  * after 5 s) and exits. It ignores SIGINT/SIGTERM/SIGHUP (a terminal's Ctrl-C
  * reaches the whole group: `up` stops the servers itself then and kills the
@@ -96,7 +98,10 @@ process.stdin.on("data", (d) => {
   buf += d;
   const lines = buf.split("\\n");
   buf = lines.pop();
-  for (const l of lines) if (Number(l) > 0) pids.add(Number(l));
+  for (const l of lines) {
+    if (Number(l) > 0) pids.add(Number(l));
+    else if (Number(l) < 0) pids.delete(-Number(l));
+  }
 });
 process.stdin.on("close", () => {
   const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };

@@ -332,6 +332,7 @@ export async function up(options: UpOptions): Promise<number> {
           detached: true,
         });
         watchdog.stdin!.write(`${server.pid}\n`);
+        server.child.once("exit", () => watchdog.stdin!.write(`-${server.pid}\n`));
         return { child: server.child, stop: () => server.stop() };
       });
       supervised.processes.push(nats);

@@ -138,3 +138,25 @@ test("kill -9 of region a's processes: up keeps running, the front door keeps an
   for (const pid of last) assert.equal(processAlive(pid), false, `pid ${pid} is gone`);
   assert.equal(existsSync(join(data, "up.json")), false, "up.json goes with up");
 });
+
+test("a restarted nats-server is still stopped by the watchdog when up is SIGKILLed", async (t) => {
+  const after = cleanupStack(t);
+  const mesh = await startMesh(after, ["solo"]);
+  const first = mesh.regions.get("solo")!.pids.nats!;
+  process.kill(first, "SIGKILL");
+  let restarted = 0;
+  after(() => {
+    if (restarted > 0 && processAlive(restarted)) process.kill(restarted, "SIGKILL");
+  });
+  await eventually(
+    () => {
+      restarted = state(mesh.dataDir).regions.solo!.pids.nats as number;
+      return restarted > 0 && restarted !== first && processAlive(restarted);
+    },
+    30_000,
+    100,
+  );
+  const node = state(mesh.dataDir).regions.solo!.pids.node as number;
+  mesh.child.kill("SIGKILL");
+  await eventually(() => !processAlive(restarted) && !processAlive(node), 20_000, 100);
+});
