@@ -4,7 +4,7 @@
  *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
- *   meridian region stop|start NAME [--data DIR]              (a running `up`: cli/region.ts)
+ *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
  *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
@@ -47,6 +47,7 @@ commands:
             as up runs); current pids and the control endpoint in DIR/up.json (mode 0600)
   region    region stop NAME | region start NAME: hold a region of a running 'up' down (its
             processes stopped, not restarted) or bring it back; waits until done
+              --only ROLES      stop: only these of nats,node,peer,worker (e.g. node, for 'rebuild')
               --data DIR        data directory of that 'up' (default .meridian; reads DIR/up.json)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
@@ -183,12 +184,13 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { data: { type: "string", default: ".meridian" } },
+        options: { data: { type: "string", default: ".meridian" }, only: { type: "string" } },
       });
       const [action, name] = positionals;
       if ((action !== "stop" && action !== "start") || name === undefined || positionals.length !== 2)
-        throw new UsageError("usage: meridian region stop|start NAME [--data DIR]");
-      return region(action, name, values.data);
+        throw new UsageError("usage: meridian region stop|start NAME [--only ROLES] [--data DIR]");
+      if (values.only !== undefined && action !== "stop") throw new UsageError("--only is for region stop");
+      return region(action, name, values.data, values.only);
     }
     case "audit":
       return audit(rest);

@@ -1,5 +1,5 @@
 /**
- * `meridian region stop|start NAME [--data DIR]`: ask the `meridian up`
+ * `meridian region stop|start NAME [--only ROLES] [--data DIR]`: ask the `meridian up`
  * running on DIR (default .meridian) to stop a region's processes and hold
  * them down, or to start them again, through the control endpoint named in
  * DIR/up.json (./supervisor.ts). Prints the progress lines `up` sends and
@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { type ControlState, controlFile } from "./supervisor.js";
 
-export async function region(action: string, name: string, dataDir: string): Promise<number> {
+export async function region(action: string, name: string, dataDir: string, only?: string): Promise<number> {
   const file = controlFile(resolve(dataDir));
   let state: ControlState;
   try {
@@ -24,7 +24,8 @@ export async function region(action: string, name: string, dataDir: string): Pro
   }
   let res: Response;
   try {
-    res = await fetch(`${state.control}/regions/${encodeURIComponent(name)}/${action}`, {
+    const query = only === undefined ? "" : `?only=${encodeURIComponent(only)}`;
+    res = await fetch(`${state.control}/regions/${encodeURIComponent(name)}/${action}${query}`, {
       method: "POST",
       headers: { authorization: `Bearer ${state.token}` },
     });

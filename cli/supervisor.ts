@@ -19,7 +19,9 @@
  * writes its address, a random bearer token and the current pids to
  * <data>/up.json (mode 0600, in the 0700 data directory, rewritten on every
  * start, stop and restart): only who can read the data directory can
- * control `up`. Requests: POST /regions/NAME/stop|start, answered as JSON
+ * control `up`. Requests: POST /regions/NAME/stop|start (stop?only=ROLE,…:
+ * only those processes, e.g. the node for `meridian rebuild`, which needs the
+ * region's NATS; start starts whatever of the region is down), answered as JSON
  * lines, progress first (`{"progress":"…"}`), then `{"done":true}` or
  * `{"error":"…"}`. A held region stays down (its processes are not
  * restarted) until started again or until `up` restarts (holds live in
@@ -230,7 +232,13 @@ export class Control {
         res.writeHead(401).end();
         return;
       }
-      const m = /^\/regions\/([^/]+)\/(stop|start)$/.exec(req.url ?? "");
+      const url = new URL(req.url ?? "/", "http://control");
+      const m = /^\/regions\/([^/]+)\/(stop|start)$/.exec(url.pathname);
+      // ?only=node,peer: stop only those roles (e.g. the node, for `meridian rebuild`, which needs NATS).
+      const only = url.searchParams
+        .get("only")
+        ?.split(",")
+        .filter((r) => r !== "");
       const region = m === null ? undefined : this.regions.find((r) => r.name === decodeURIComponent(m[1]!));
       if (req.method !== "POST" || m === null) {
         res.writeHead(404).end();
@@ -243,7 +251,16 @@ export class Control {
         res.end();
         return;
       }
-      const run = m[2] === "stop" ? () => this.stop(region, send) : () => this.start(region, send);
+      const roles = new Set(region.processes.map((p) => p.role));
+      const unknownRole = only?.find((r) => !roles.has(r));
+      if (unknownRole !== undefined) {
+        send({
+          error: `region ${region.name} has no process ${unknownRole} (it has ${[...roles].join(", ")})`,
+        });
+        res.end();
+        return;
+      }
+      const run = m[2] === "stop" ? () => this.stop(region, only, send) : () => this.start(region, send);
       const previous = this.queues.get(region.name) ?? Promise.resolve();
       const next = previous.then(run).then(
         () => send({ done: true }),
@@ -293,15 +310,19 @@ export class Control {
   }
 
   /** Worker, peer, node, then the nats-servers: the reverse of the start order. */
-  private async stop(region: SupervisedRegion, send: (o: object) => void): Promise<void> {
+  private async stop(
+    region: SupervisedRegion,
+    only: string[] | undefined,
+    send: (o: object) => void,
+  ): Promise<void> {
     for (const p of [...region.processes].reverse()) {
+      if (only !== undefined && !only.includes(p.role)) continue;
       const pid = p.pid;
       send({ progress: `stopping ${p.what}${pid === undefined ? "" : ` (pid ${pid})`}` });
       await p.hold();
     }
-    send({
-      progress: `region ${region.name} is stopped and held down until 'meridian region start ${region.name}'`,
-    });
+    const what = only === undefined ? `region ${region.name} is` : `${only.join(", ")} of ${region.name}:`;
+    send({ progress: `${what} stopped and held down until 'meridian region start ${region.name}'` });
   }
 
   private async start(region: SupervisedRegion, send: (o: object) => void): Promise<void> {

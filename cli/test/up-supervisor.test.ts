@@ -123,6 +123,22 @@ test("kill -9 of region a's processes: up keeps running, the front door keeps an
   assert.equal(state(data).regions.a!.held, false);
   assert.equal(mesh.child.exitCode, null, "up still runs");
 
+  // Only the node held down (NATS stays up): the way to `meridian rebuild` a view under `up`.
+  const natsPid = state(data).regions.a!.pids.nats as number;
+  const nodePid = state(data).regions.a!.pids.node as number;
+  const nodeOnly = await runCli(["region", "stop", "a", "--only", "node", "--data", data]);
+  assert.equal(nodeOnly.code, 0, nodeOnly.stderr);
+  assert.equal(processAlive(nodePid), false, "the node is stopped");
+  assert.ok(processAlive(natsPid), "the nats-server is left running");
+  assert.equal(state(data).regions.a!.pids.node, null);
+  const rebuilt = await runCli(["rebuild", "--data", data, "--region", "a"]);
+  assert.equal(rebuilt.code, 0, rebuilt.stderr);
+  assert.equal((await runCli(["region", "start", "a", "--data", data])).code, 0);
+  assert.equal(await digestAt(a, "sup/back", "v1"), after1.digest, "the rebuilt view serves what a held");
+  const badRole = await runCli(["region", "stop", "a", "--only", "nodes", "--data", data]);
+  assert.equal(badRole.code, 1);
+  assert.match(badRole.stderr, /no process nodes/);
+
   // Unknown region and a wrong token are refused.
   const unknown = await runCli(["region", "stop", "nope", "--data", data]);
   assert.equal(unknown.code, 1);
