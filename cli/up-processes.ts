@@ -22,6 +22,13 @@ function inherited(): NodeJS.ProcessEnv {
   );
 }
 
+/**
+ * How long a process may take to print its listening line: one that hangs at
+ * start is killed and its start fails (a restart of ./supervisor.ts would
+ * otherwise wait forever, and with it `region stop|start`).
+ */
+export const READY_WITHIN_MS = 60_000;
+
 /** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
 export async function startProcess(
   entry: string,
@@ -50,14 +57,20 @@ export async function startProcess(
   };
   child.stderr!.on("data", keepTail);
   const lines = createInterface({ input: child.stdout! });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, READY_WITHIN_MS);
   return new Promise((resolvePromise, reject) => {
     const onExit = (code: number | null) => {
+      clearTimeout(timer);
       // stderr may still hold the last words when "exit" fires: wait for it to close.
       const report = () => {
         const last = tail.trimEnd().split("\n").slice(-10);
         reject(
           new Error(
-            `${what} exited with ${code} before listening; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
+            `${what} ${timedOut ? `did not listen within ${READY_WITHIN_MS / 1000} s (killed)` : `exited with ${code} before listening`}; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
           ),
         );
       };
@@ -69,6 +82,7 @@ export async function startProcess(
       try {
         const msg = JSON.parse(line);
         if (msg.event === "listening") {
+          clearTimeout(timer);
           child.off("exit", onExit);
           child.stderr!.off("data", keepTail);
           resolvePromise({ child, info: msg });
