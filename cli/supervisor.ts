@@ -83,7 +83,7 @@ export class Supervised {
   /** The first start: throws on failure (nothing is retried). */
   async start(): Promise<void> {
     this.wanted = true;
-    this.adopt(await this.startOnce());
+    await this.startNow();
   }
 
   /** Stop it and keep it down (no restarts) until `release`. */
@@ -105,10 +105,12 @@ export class Supervised {
     this.delay = BACKOFF_FIRST_MS;
     if (this.pid !== undefined) return;
     try {
-      this.adopt(await this.startOnce());
+      await this.startNow();
     } catch (err) {
-      this.log(`${this.what} did not start: ${(err as Error).message}; retrying in ${this.delay / 1000} s`);
-      this.schedule();
+      if (this.wanted) {
+        this.log(`${this.what} did not start: ${(err as Error).message}; retrying in ${this.delay / 1000} s`);
+        this.schedule();
+      }
       throw err;
     }
   }
@@ -128,6 +130,30 @@ export class Supervised {
     await this.starting;
   }
 
+  /**
+   * One start, tracked so `settle` waits for it: a start that completes
+   * after a hold or a shutdown is stopped at once (never left running
+   * unsupervised, e.g. by an `up` that is exiting).
+   */
+  private startNow(): Promise<void> {
+    const attempt = this.startOnce().then(async (started) => {
+      if (!this.wanted) {
+        await started.stop();
+        throw new Error(`${this.what} was stopped while it started`);
+      }
+      this.adopt(started);
+    });
+    const tracked = attempt.then(
+      () => {},
+      () => {},
+    );
+    this.starting = tracked;
+    void tracked.then(() => {
+      if (this.starting === tracked) this.starting = undefined;
+    });
+    return attempt;
+  }
+
   private adopt(started: Started): void {
     this.current = started;
     this.startedAt = Date.now();
@@ -145,36 +171,24 @@ export class Supervised {
     });
   }
 
+  /** A restart after the current backoff, which doubles (capped) for the next one. */
   private schedule(): void {
     const delay = this.delay;
     this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.starting = this.restart().finally(() => {
-        this.starting = undefined;
-      });
-    }, delay);
-  }
-
-  private async restart(): Promise<void> {
-    if (!this.wanted) return;
-    let started: Started;
-    try {
-      started = await this.startOnce();
-    } catch (err) {
-      this.log(
-        `${this.what} failed to restart: ${(err as Error).message}; retrying in ${this.delay / 1000} s`,
+      if (!this.wanted) return;
+      this.startNow().then(
+        () => this.log(`${this.what} restarted (pid ${this.pid})`),
+        (err) => {
+          if (!this.wanted) return;
+          this.log(
+            `${this.what} failed to restart: ${(err as Error).message}; retrying in ${this.delay / 1000} s`,
+          );
+          this.schedule();
+        },
       );
-      if (this.wanted) this.schedule();
-      return;
-    }
-    if (!this.wanted) {
-      // Held (or shut down) while it started.
-      await started.stop();
-      return;
-    }
-    this.adopt(started);
-    this.log(`${this.what} restarted (pid ${started.child.pid})`);
+    }, delay);
   }
 }
 

@@ -64,3 +64,38 @@ test("a dead process is restarted; failing restarts are retried with doubling ba
   await p.hold();
   assert.equal(processAlive(third), false, "hold stops a running process");
 });
+
+test("a process that finishes starting (region start) after up began stopping is stopped, not left running", async (t) => {
+  const after = cleanupStack(t);
+  const spawned: number[] = [];
+  let slow = false;
+  const p = new Supervised(
+    "slow",
+    "slow",
+    "/nonexistent.log",
+    async () => {
+      const s = sleeper();
+      spawned.push(s.child.pid!);
+      if (slow) await sleep(1_500);
+      return s;
+    },
+    () => {},
+    () => {},
+  );
+  after(async () => {
+    for (const pid of spawned) if (processAlive(pid)) process.kill(pid, "SIGKILL");
+  });
+  await p.start();
+  await p.hold();
+  // `region start` under way (a slow start) when `up` is told to stop.
+  slow = true;
+  const released = p.release().then(
+    () => "started",
+    (err: Error) => err.message,
+  );
+  await eventually(() => spawned.length === 2, 5_000, 10);
+  await p.shutdown();
+  assert.match(await released, /stopped while it started/);
+  assert.equal(p.pid, undefined);
+  await eventually(() => !processAlive(spawned[1]!), 5_000, 50);
+});
