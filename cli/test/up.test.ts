@@ -1,11 +1,13 @@
 /**
  * `meridian up` as a real child process: its JSON status lines, push and pull
- * through the registries it prints, and that stopping it (SIGTERM, or one of
- * its processes dying) leaves none of the processes it listed behind.
+ * through the registries it prints, that stopping it (SIGTERM) leaves none of
+ * the processes it listed behind, and that one of its processes dying is
+ * restarted (also through a crash loop) while `up` keeps running (issue 13).
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
@@ -187,4 +189,33 @@ test("meridian up: a process that dies is logged and restarted on the same port;
   for (const pid of [restarted, region!.pids.nats]) {
     assert.equal(processAlive(pid), false, `pid ${pid} is gone`);
   }
+});
+
+test("meridian up: a process that cannot restart (its port taken) is retried with growing backoff while up keeps running", async (t) => {
+  const after = cleanupStack(t);
+  const data = tempDir(after, "meridian-up-");
+  const up = await startUp(after, ["solo"], data);
+  const [region] = up.regions;
+  const port = Number(new URL(region!.registry).port);
+  process.kill(region!.pids.node, "SIGKILL");
+  await eventually(() => !processAlive(region!.pids.node), 5_000, 5);
+  const squatter = createServer();
+  await new Promise<void>((resolve, reject) => {
+    squatter.once("error", reject);
+    squatter.listen(port, "127.0.0.1", () => resolve());
+  });
+  after(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+  await eventually(
+    () => (up.stderr().match(/node of solo failed to restart/g) ?? []).length >= 2,
+    20_000,
+    100,
+  );
+  assert.match(
+    up.stderr(),
+    /failed to restart: node of solo exited with 1 before listening.*retrying in 2 s/s,
+  );
+  assert.equal(up.child.exitCode, null, "up keeps running through the crash loop");
+  assert.ok(processAlive(region!.pids.nats), "the nats-server keeps running");
+  squatter.close();
+  await waitWritable(region!.registry, 20_000);
 });
