@@ -113,6 +113,9 @@ test("kill -9 of region a's processes: up keeps running, the front door keeps an
     assert.equal(state(data).regions.a!.held, true);
   }
   await pullThroughFrontDoor(front, img.digest, blobs);
+  const st = await runCli(["status", "--data", data]);
+  assert.equal(st.code, 1, "status names a as down");
+  assert.match(st.stderr, /region a is unreachable: .*held down by 'meridian region stop'/);
 
   // region start a: back, ready when the command returns.
   const started = await runCli(["region", "start", "a", "--data", data]);
