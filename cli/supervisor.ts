@@ -59,6 +59,7 @@ export class Supervised {
   /** Whether it should be running: false once held or shut down. */
   private wanted = false;
   private shutDown = false;
+  private holding = false;
 
   constructor(
     /** e.g. "node of a", "nats-server of a", "front door". */
@@ -76,8 +77,9 @@ export class Supervised {
     return c !== undefined && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
   }
 
+  /** Held down by `hold` (region stop) and not released since. */
   get held(): boolean {
-    return !this.wanted && !this.shutDown;
+    return this.holding;
   }
 
   /** The first start: throws on failure (nothing is retried). */
@@ -89,6 +91,7 @@ export class Supervised {
   /** Stop it and keep it down (no restarts) until `release`. */
   async hold(): Promise<void> {
     this.wanted = false;
+    this.holding = true;
     await this.settle();
     await this.current?.stop();
     this.changed();
@@ -102,6 +105,7 @@ export class Supervised {
     if (this.shutDown) throw new Error("up is stopping");
     await this.settle();
     this.wanted = true;
+    this.holding = false;
     this.delay = BACKOFF_FIRST_MS;
     if (this.pid !== undefined) return;
     try {
