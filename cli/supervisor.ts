@@ -257,15 +257,24 @@ export class Control {
         .get("only")
         ?.split(",")
         .filter((r) => r !== "");
-      const region = m === null ? undefined : this.regions.find((r) => r.name === decodeURIComponent(m[1]!));
       if (req.method !== "POST" || m === null) {
         res.writeHead(404).end();
         return;
       }
+      let name: string;
+      try {
+        name = decodeURIComponent(m[1]!);
+      } catch {
+        res.writeHead(400).end();
+        return;
+      }
+      const region = this.regions.find((r) => r.name === name);
+      // The caller may go away mid-operation: the operation still completes.
+      res.on("error", () => {});
       res.writeHead(200, { "content-type": "application/x-ndjson" });
       const send = (o: object) => res.write(`${JSON.stringify(o)}\n`);
       if (region === undefined) {
-        send({ error: `no region ${decodeURIComponent(m[1]!)} in this mesh` });
+        send({ error: `no region ${name} in this mesh` });
         res.end();
         return;
       }

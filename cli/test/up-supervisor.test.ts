@@ -151,6 +151,11 @@ test("kill -9 of region a's processes: up keeps running, the front door keeps an
     headers: { authorization: "Bearer wrong" },
   });
   assert.equal(denied.status, 401);
+  const malformed = await fetch(`${state(data).control}/regions/%E0/stop`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${state(data).token}` },
+  });
+  assert.equal(malformed.status, 400, "a malformed name is refused, not a crash of up");
 
   const last = Object.values(state(data).regions).flatMap((r) => Object.values(r.pids).flat()) as number[];
   assert.equal(await mesh.stop(), 0, "up stops cleanly on SIGTERM");
