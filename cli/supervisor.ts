@@ -70,6 +70,8 @@ export class Supervised {
     private readonly log: Log,
     /** Called after every start and stop (the pids changed). */
     private readonly changed: () => void,
+    /** A run this long resets the backoff (tests shorten it). */
+    private readonly stableMs = STABLE_MS,
   ) {}
 
   get pid(): number | undefined {
@@ -165,7 +167,7 @@ export class Supervised {
     const pid = started.child.pid;
     started.child.once("exit", (code, signal) => {
       if (!this.wanted || this.current !== started) return;
-      if (Date.now() - this.startedAt >= STABLE_MS) this.delay = BACKOFF_FIRST_MS;
+      if (Date.now() - this.startedAt >= this.stableMs) this.delay = BACKOFF_FIRST_MS;
       const tail = lastLines(this.logFile, 10);
       this.log(
         `${this.what} (pid ${pid}) exited (${code ?? signal}); restarting in ${this.delay / 1000} s${tail === "" ? "" : `\n${tail}`}`,

@@ -99,3 +99,31 @@ test("a process that finishes starting (region start) after up began stopping is
   assert.equal(p.pid, undefined);
   await eventually(() => !processAlive(spawned[1]!), 5_000, 50);
 });
+
+test("the backoff doubles for short-lived runs and resets after a run that lasted", async (t) => {
+  const after = cleanupStack(t);
+  const logs: string[] = [];
+  const p = new Supervised(
+    "flaky",
+    "flaky",
+    "/nonexistent.log",
+    async () => sleeper(),
+    (line) => logs.push(line),
+    () => {},
+    1_000,
+  );
+  after(() => p.shutdown());
+  const crash = async () => {
+    const pid = p.pid!;
+    process.kill(pid, "SIGKILL");
+    await eventually(() => p.pid !== undefined && p.pid !== pid, 10_000, 20);
+  };
+  await p.start();
+  await sleep(1_200);
+  await crash(); // after a run that lasted: 0.5 s
+  await crash(); // at once: doubled
+  await sleep(1_200);
+  await crash(); // lasted again: back to 0.5 s
+  const delays = logs.filter((l) => l.includes("exited")).map((l) => /restarting in ([\d.]+) s/.exec(l)![1]);
+  assert.deepEqual(delays, ["0.5", "1", "0.5"]);
+});
