@@ -4,6 +4,7 @@
  *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth] [--nats-cluster N]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
+ *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
  *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
@@ -24,6 +25,7 @@ import { ADMIN_USAGE, admin } from "./admin.js";
 import { audit } from "./audit.js";
 import { CONFIG_USAGE, config } from "./config.js";
 import { rebuild } from "./rebuild.js";
+import { region } from "./region.js";
 import { status } from "./status.js";
 import { up } from "./up.js";
 
@@ -42,7 +44,13 @@ commands:
               --no-auth         authentication off although DIR/auth exists (refused without it; logged, audited)
               --nats-cluster N  N clustered nats-servers per region (1-5, default 1), streams with N replicas;
                                 extra client ports N+10i+6…, route ports after the regions' blocks
-            every nats-server requires NKEY authentication (seeds in DIR/nats-auth, always)
+            every nats-server requires NKEY authentication (seeds in DIR/nats-auth, always);
+            a process that dies is restarted (backoff 0.5 s doubling to 10 s, retried for as long
+            as up runs); current pids and the control endpoint in DIR/up.json (mode 0600)
+  region    region stop NAME | region start NAME: hold a region of a running 'up' down (its
+            processes stopped, not restarted) or bring it back; waits until done
+              --only ROLES      stop: only these of nats,node,peer,worker (e.g. node, for 'rebuild')
+              --data DIR        data directory of that 'up' (default .meridian; reads DIR/up.json)
   status    regions, peer health, RTT, replication lag and backlog (a table, or --json)
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
               --mesh FILE       a mesh file elsewhere
@@ -176,6 +184,18 @@ async function main(argv: string[]): Promise<number> {
         },
       });
       return status({ dataDir: values.data, meshFile: values.mesh, json: values.json });
+    }
+    case "region": {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { data: { type: "string", default: ".meridian" }, only: { type: "string" } },
+      });
+      const [action, name] = positionals;
+      if ((action !== "stop" && action !== "start") || name === undefined || positionals.length !== 2)
+        throw new UsageError("usage: meridian region stop|start NAME [--only ROLES] [--data DIR]");
+      if (values.only !== undefined && action !== "stop") throw new UsageError("--only is for region stop");
+      return region(action, name, values.data, values.only);
     }
     case "audit":
       return audit(rest);

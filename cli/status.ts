@@ -28,6 +28,7 @@ import { join } from "node:path";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
 import { RECENT_LAG_WINDOW_MS } from "../replication/links.js";
+import { type ControlState, controlFile } from "./supervisor.js";
 import { table } from "./table.js";
 
 export interface RegionStatus {
@@ -84,8 +85,11 @@ export async function status(options: {
   process.stdout.write(
     options.json ? `${JSON.stringify({ regions: report }, null, 2)}\n` : formatTable(report),
   );
+  const held = heldRegions(options.dataDir);
   for (const r of report.filter((x) => !x.up))
-    process.stderr.write(`meridian status: region ${r.region} is unreachable: ${r.error ?? "no answer"}\n`);
+    process.stderr.write(
+      `meridian status: region ${r.region} is unreachable: ${r.error ?? "no answer"}${held.has(r.region) ? ` (held down by 'meridian region stop'; 'meridian region start ${r.region}' brings it back)` : ""}\n`,
+    );
   const code = report.every((r) => r.up) ? 0 : 1;
   // The CLI's end (status() is the `meridian status` command). grpc-js keeps a
   // connection attempt to a frozen peer (a TLS handshake that never ends) open
@@ -94,6 +98,16 @@ export async function status(options: {
   // nothing left open exits at once without it.
   setTimeout(() => process.exit(code), LINGER_MS).unref();
   return code;
+}
+
+/** Regions the `up` running on `dataDir` holds down (cli/supervisor.ts's up.json; none without it). */
+function heldRegions(dataDir: string): Set<string> {
+  try {
+    const state = JSON.parse(readFileSync(controlFile(dataDir), "utf8")) as ControlState;
+    return new Set(Object.entries(state.regions).flatMap(([name, r]) => (r.held ? [name] : [])));
+  } catch {
+    return new Set();
+  }
 }
 
 export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {

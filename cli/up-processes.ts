@@ -22,6 +22,13 @@ function inherited(): NodeJS.ProcessEnv {
   );
 }
 
+/**
+ * How long a process may take to print its listening line: one that hangs at
+ * start is killed and its start fails (a restart of ./supervisor.ts would
+ * otherwise wait forever, and with it `region stop|start`).
+ */
+export const READY_WITHIN_MS = 60_000;
+
 /** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
 export async function startProcess(
   entry: string,
@@ -50,14 +57,20 @@ export async function startProcess(
   };
   child.stderr!.on("data", keepTail);
   const lines = createInterface({ input: child.stdout! });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGKILL");
+  }, READY_WITHIN_MS);
   return new Promise((resolvePromise, reject) => {
     const onExit = (code: number | null) => {
+      clearTimeout(timer);
       // stderr may still hold the last words when "exit" fires: wait for it to close.
       const report = () => {
         const last = tail.trimEnd().split("\n").slice(-10);
         reject(
           new Error(
-            `${what} exited with ${code} before listening; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
+            `${what} ${timedOut ? `did not listen within ${READY_WITHIN_MS / 1000} s (killed)` : `exited with ${code} before listening`}; last lines of ${logFile}:\n${last.map((l) => `  ${l}`).join("\n")}`,
           ),
         );
       };
@@ -69,6 +82,7 @@ export async function startProcess(
       try {
         const msg = JSON.parse(line);
         if (msg.event === "listening") {
+          clearTimeout(timer);
           child.off("exit", onExit);
           child.stderr!.off("data", keepTail);
           resolvePromise({ child, info: msg });
@@ -82,7 +96,9 @@ export async function startProcess(
 
 /**
  * A watchdog for the nats-servers (they cannot watch their parent): `up`
- * writes each server's pid to its stdin; when that pipe closes while it still
+ * writes each server's pid to its stdin, and `-PID` once that server has
+ * exited (a restarted server has a new pid: a dead one's pid may be reused by
+ * an unrelated process, which must never get the watchdog's signal); when that pipe closes while it still
  * holds pids (`up` died, even by SIGKILL) it stops them (SIGTERM, SIGKILL
  * after 5 s) and exits. It ignores SIGINT/SIGTERM/SIGHUP (a terminal's Ctrl-C
  * reaches the whole group: `up` stops the servers itself then and kills the
@@ -96,7 +112,10 @@ process.stdin.on("data", (d) => {
   buf += d;
   const lines = buf.split("\\n");
   buf = lines.pop();
-  for (const l of lines) if (Number(l) > 0) pids.add(Number(l));
+  for (const l of lines) {
+    if (Number(l) > 0) pids.add(Number(l));
+    else if (Number(l) < 0) pids.delete(-Number(l));
+  }
 });
 process.stdin.on("close", () => {
   const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };

@@ -45,7 +45,9 @@
  * stdout is machine-readable, one JSON object per line:
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
- *   {"ready":true,"natsAuthDir":"<data>/nats-auth","frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…}}
+ *   {"ready":true,"natsAuthDir":"<data>/nats-auth","frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…},
+ *    "controlFile":"<data>/up.json"}
+ * (pids as at the first start; <data>/up.json has the current ones after restarts).
  *
  * With `--auth` every node checks credentials (node/auth/): `up` makes the
  * mesh's token signing key (<data>/auth/token-key.pem) and a generated
@@ -71,9 +73,12 @@
  * an older version left them open), so no other local user can read region
  * data (issue 10, finding 10).
  * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
- * nodes, then nats-servers); if any process dies on its own, the rest are
- * stopped and `up` exits non-zero, printing the last lines of its log when it
- * failed to start (issue 11, finding 6). A second signal while stopping
+ * nodes, then nats-servers). A process that fails its first start stops the
+ * rest and `up` exits non-zero, printing the last lines of its log (issue 11,
+ * finding 6); one that dies after it was up is logged and restarted with
+ * backoff while the rest keeps serving, and `meridian region stop|start`
+ * holds a region down and brings it back (issue 13: ./supervisor.ts; the
+ * current pids in <data>/up.json). A second signal while stopping
  * exits 1 at once (node/lifecycle.ts; the children follow by their parent
  * watch, the nats-servers by the watchdog).
  *
@@ -100,7 +105,6 @@
  * once naming it, before any nats-server opens the live store; a lock whose
  * pid is dead (a SIGKILLed owner) is taken over.
  */
-import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -115,7 +119,15 @@ import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
-import { lastLines, type NatsServerProcess } from "./nats-server.js";
+import type { NatsServerProcess } from "./nats-server.js";
+import {
+  Control,
+  controlFile,
+  pidsOf,
+  type Started,
+  Supervised,
+  type SupervisedRegion,
+} from "./supervisor.js";
 import { natsClusterPorts, startRegionNats } from "./up-nats.js";
 import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
 
@@ -181,8 +193,19 @@ export async function up(options: UpOptions): Promise<number> {
     );
     return 1;
   }
-  const natsServers: NatsServerProcess[] = [];
-  const children: Array<{ role: string; child: ChildProcess }> = [];
+  // Every process, supervised (./supervisor.ts): restarted when it dies, held down by `region stop`.
+  const regions: SupervisedRegion[] = [];
+  let frontDoor: Supervised | undefined;
+  const control = new Control(dataDir, regions, () => frontDoor);
+  const supervise = (what: string, role: string, logFile: string, start: () => Promise<Started>) =>
+    new Supervised(
+      what,
+      role,
+      logFile,
+      start,
+      (line) => process.stderr.write(`meridian up: ${line}\n`),
+      () => control.write(),
+    );
   const locks: PidLock[] = [];
   let stopping = false;
   let resolveDone: (code: number) => void = () => {};
@@ -194,10 +217,12 @@ export async function up(options: UpOptions): Promise<number> {
   const stopAll = async (code: number): Promise<number> => {
     if (stopping) return done;
     stopping = true;
-    for (const role of ["front-door", "worker", "peer", "node"]) {
-      await Promise.all(children.filter((c) => c.role === role).map((c) => stopChild(c.child)));
+    control.close();
+    await frontDoor?.shutdown();
+    for (const role of ["worker", "peer", "node", "nats"]) {
+      const all = regions.flatMap((r) => r.processes.filter((p) => p.role === role));
+      await Promise.all(all.map((p) => p.shutdown()));
     }
-    await Promise.all(natsServers.map((n) => n.stop()));
     watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
@@ -230,14 +255,21 @@ export async function up(options: UpOptions): Promise<number> {
   }
   // nats-server cannot watch `up`: a watchdog stops the servers if `up` dies without doing so.
   const watchdog = startNatsWatchdog();
-  const watch = (region: string, role: string, child: ChildProcess) => {
-    children.push({ role, child });
-    child.once("exit", (code, signal) => {
-      if (!stopping) {
-        process.stderr.write(`meridian up: ${role} of ${region} exited (${code ?? signal}); stopping\n`);
-        void stopAll(1);
-      }
+  // A Meridian process as a supervised one: started (and restarted) by `startProcess`.
+  const meridianProcess = (
+    what: string,
+    role: string,
+    entry: string,
+    logFile: string,
+    env: Record<string, string>,
+  ) => {
+    let info: Record<string, string> = {};
+    const p = supervise(what, role, logFile, async () => {
+      const started = await startProcess(entry, what, logFile, env);
+      info = started.info;
+      return { child: started.child, stop: () => stopChild(started.child) };
     });
+    return { p, info: () => info };
   };
 
   try {
@@ -315,28 +347,32 @@ export async function up(options: UpOptions): Promise<number> {
     for (const [i, region] of options.regions.entries()) {
       const regionDir = join(dataDir, region);
       const ports = regionPorts(options.basePort, i);
-      // The region's nats-servers: one, or a JetStream cluster (always a list here).
+      const supervised: SupervisedRegion = { name: region, processes: [] };
+      regions.push(supervised);
+      // The region's nats-servers: one, or a JetStream cluster started together
+      // (./up-nats.ts); each is then supervised alone (a restarted member
+      // rejoins its cluster), its first start being the one just made.
       const regionNats = await startRegionNats(dataDir, region, i, {
         basePort: options.basePort,
         regionCount: options.regions.length,
         size: clusterSize,
         authorization: authorizationFor(natsIds, region),
       });
-      for (const { server } of regionNats) {
-        natsServers.push(server);
-        watchdog.stdin!.write(`${server.pid}\n`);
+      for (const [k, member] of regionNats.entries()) {
+        let first: NatsServerProcess | undefined = member.server;
+        const what = clustered ? `nats-server ${k + 1} of ${region}` : `nats-server of ${region}`;
+        const nats = supervise(what, "nats", member.logFile, async () => {
+          const server = first ?? (await member.start());
+          first = undefined;
+          watchdog.stdin!.write(`${server.pid}\n`);
+          server.child.once("exit", () => watchdog.stdin!.write(`-${server.pid}\n`));
+          return { child: server.child, stop: () => server.stop() };
+        });
+        supervised.processes.push(nats);
+        await nats.start();
       }
       const urls = regionNats.map((n) => n.server.url);
       await prepareStreams(urls, region, natsIds.operator, clusterSize);
-      for (const { server, logFile } of regionNats)
-        server.child.once("exit", (code, signal) => {
-          if (!stopping) {
-            process.stderr.write(
-              `meridian up: nats-server of ${region} (pid ${server.pid}) exited (${code ?? signal}); stopping\n${lastLines(logFile, 10)}\n`,
-            );
-            void stopAll(1);
-          }
-        });
       const env = {
         MERIDIAN_REGION: region,
         MERIDIAN_DATA_DIR: regionDir,
@@ -345,7 +381,7 @@ export async function up(options: UpOptions): Promise<number> {
         ...(clustered ? { MERIDIAN_NATS_REPLICAS: String(clusterSize) } : {}),
         ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
       };
-      const node = await startProcess(ENTRIES.node, `node of ${region}`, join(regionDir, "node.log"), {
+      const node = meridianProcess(`node of ${region}`, "node", ENTRIES.node, join(regionDir, "node.log"), {
         ...env,
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(ports.registry),
@@ -355,29 +391,27 @@ export async function up(options: UpOptions): Promise<number> {
         ...tlsEnv(region),
         ...nodeAuthEnv,
       });
-      watch(region, "node", node.child);
-      // Without --nats-cluster, the shape tests and docs read: one URL, one pid.
+      supervised.processes.push(node.p);
+      await node.p.start();
+      // Without --nats-cluster, the shape tests and docs read: one URL (pids: one number).
       const line: Record<string, unknown> = {
         region,
-        registry: node.info.registry,
+        registry: node.info().registry,
         nats: clustered ? urls : urls[0],
       };
-      const natsPids = regionNats.map((n) => n.server.pid);
-      const pids: Record<string, number | number[] | undefined> = {
-        nats: clustered ? natsPids : natsPids[0],
-        node: node.child.pid,
-      };
       if (multi) {
-        const peer = await startProcess(ENTRIES.peer, `peer of ${region}`, join(regionDir, "peer.log"), {
+        const peer = meridianProcess(`peer of ${region}`, "peer", ENTRIES.peer, join(regionDir, "peer.log"), {
           ...env,
           MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
           ...natsClientEnv(natsIds.regions[region]!.peer),
           ...serviceAuthEnv,
         });
-        watch(region, "peer", peer.child);
-        const worker = await startProcess(
-          ENTRIES.worker,
+        supervised.processes.push(peer.p);
+        await peer.p.start();
+        const worker = meridianProcess(
           `worker of ${region}`,
+          "worker",
+          ENTRIES.worker,
           join(regionDir, "worker.log"),
           {
             ...env,
@@ -385,29 +419,38 @@ export async function up(options: UpOptions): Promise<number> {
             ...natsClientEnv(natsIds.regions[region]!.worker),
           },
         );
-        watch(region, "worker", worker.child);
-        line.grpc = peer.info.grpc;
-        line.metrics = { peer: peer.info.metrics, worker: worker.info.metrics };
-        pids.peer = peer.child.pid;
-        pids.worker = worker.child.pid;
+        supervised.processes.push(worker.p);
+        await worker.p.start();
+        line.grpc = peer.info().grpc;
+        line.metrics = { peer: peer.info().metrics, worker: worker.info().metrics };
       }
-      process.stdout.write(`${JSON.stringify({ ...line, pids })}\n`);
+      process.stdout.write(`${JSON.stringify({ ...line, pids: pidsOf(supervised.processes) })}\n`);
     }
     const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
-      const frontDoor = await startProcess(ENTRIES.frontDoor, "front door", join(dataDir, "front-door.log"), {
-        MERIDIAN_MESH: meshFile,
-        MERIDIAN_FRONT_DOOR_HOST: "127.0.0.1",
-        MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
-        MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
-        ...tlsEnv(FRONT_DOOR_IDENTITY),
-        ...serviceAuthEnv,
-      });
-      watch("the mesh", "front-door", frontDoor.child);
-      ready.frontDoor = frontDoor.info.frontDoor;
-      ready.pids = { frontDoor: frontDoor.child.pid };
+      const fd = meridianProcess(
+        "front door",
+        "frontDoor",
+        ENTRIES.frontDoor,
+        join(dataDir, "front-door.log"),
+        {
+          MERIDIAN_MESH: meshFile,
+          MERIDIAN_FRONT_DOOR_HOST: "127.0.0.1",
+          MERIDIAN_FRONT_DOOR_PORT: String(frontDoorPort(options.basePort)),
+          MERIDIAN_FRONT_DOOR_IDENTITY: FRONT_DOOR_IDENTITY,
+          ...tlsEnv(FRONT_DOOR_IDENTITY),
+          ...serviceAuthEnv,
+        },
+      );
+      frontDoor = fd.p;
+      await fd.p.start();
+      ready.frontDoor = fd.info().frontDoor;
+      ready.pids = pidsOf([fd.p]);
     }
+    // `meridian region stop|start` and the current pids: <data>/up.json (./supervisor.ts).
+    await control.listen();
+    ready.controlFile = controlFile(dataDir);
     process.stdout.write(`${JSON.stringify(ready)}\n`);
   } catch (err) {
     process.stderr.write(`meridian up: ${(err as Error).message}\n`);

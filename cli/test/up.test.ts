@@ -1,16 +1,18 @@
 /**
  * `meridian up` as a real child process: its JSON status lines, push and pull
- * through the registries it prints, and that stopping it (SIGTERM, or one of
- * its processes dying) leaves none of the processes it listed behind.
+ * through the registries it prints, that stopping it (SIGTERM) leaves none of
+ * the processes it listed behind, and that one of its processes dying is
+ * restarted (also through a crash loop) while `up` keeps running (issue 13).
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { processAlive, waitWritable, within } from "../../testing/faults.js";
-import { type After, CLI_ENTRY, cleanupStack, tempDir } from "../../testing/harness.js";
+import { type After, CLI_ENTRY, cleanupStack, eventually, tempDir } from "../../testing/harness.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 import { freePortBlock } from "../../testing/ports.js";
 
@@ -149,18 +151,71 @@ test("meridian up: one line per region, then ready with the front door; push and
   }
 });
 
-test("meridian up: when one of its processes dies, it stops the rest and exits non-zero", async (t) => {
+test("meridian up: a process that dies is logged and restarted on the same port; the rest keeps running; SIGTERM stops the new one too", async (t) => {
   const after = cleanupStack(t);
   const data = tempDir(after, "meridian-up-");
   const up = await startUp(after, ["solo"], data);
   assert.equal(up.ready.frontDoor, undefined, "one region: no mesh, no front door");
   const [region] = up.regions;
   process.kill(region!.pids.node, "SIGKILL");
+  const current = () =>
+    (
+      JSON.parse(readFileSync(join(data, "up.json"), "utf8")) as {
+        regions: { solo: { pids: { node: number | null } } };
+      }
+    ).regions.solo.pids.node;
+  await eventually(
+    () => {
+      const pid = current();
+      return pid !== null && pid !== region!.pids.node && processAlive(pid);
+    },
+    30_000,
+    100,
+  );
+  assert.equal(up.child.exitCode, null, "up keeps running");
+  assert.match(
+    up.stderr(),
+    new RegExp(`node of solo \\(pid ${region!.pids.node}\\) exited \\(SIGKILL\\); restarting`),
+  );
+  assert.match(up.stderr(), /last lines of .*node\.log/);
+  assert.ok(processAlive(region!.pids.nats), "the nats-server was left alone");
+  await waitWritable(region!.registry);
+  const pushed = await new OciClient(region!.registry).pushRandomImage("demo/app", "again", 1, 1024);
+  assert.ok(pushed.digest.startsWith("sha256:"));
+  const restarted = current()!;
+  up.child.kill("SIGTERM");
   const exited = await within(up.exit, 20_000);
-  assert.notEqual(exited, "timeout", "up notices the death and stops");
-  assert.notEqual((exited as { code: number | null }).code, 0, "up exits non-zero");
-  assert.match(up.stderr(), /node of solo exited/);
-  for (const pid of [region!.pids.node, region!.pids.nats]) {
+  assert.deepEqual(exited, { code: 0, signal: null }, `up exits 0 (stderr: ${up.stderr()})`);
+  for (const pid of [restarted, region!.pids.nats]) {
     assert.equal(processAlive(pid), false, `pid ${pid} is gone`);
   }
+});
+
+test("meridian up: a process that cannot restart (its port taken) is retried with growing backoff while up keeps running", async (t) => {
+  const after = cleanupStack(t);
+  const data = tempDir(after, "meridian-up-");
+  const up = await startUp(after, ["solo"], data);
+  const [region] = up.regions;
+  const port = Number(new URL(region!.registry).port);
+  process.kill(region!.pids.node, "SIGKILL");
+  await eventually(() => !processAlive(region!.pids.node), 5_000, 5);
+  const squatter = createServer();
+  await new Promise<void>((resolve, reject) => {
+    squatter.once("error", reject);
+    squatter.listen(port, "127.0.0.1", () => resolve());
+  });
+  after(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+  await eventually(
+    () => (up.stderr().match(/node of solo failed to restart/g) ?? []).length >= 2,
+    20_000,
+    100,
+  );
+  assert.match(
+    up.stderr(),
+    /failed to restart: node of solo exited with 1 before listening.*retrying in 2 s/s,
+  );
+  assert.equal(up.child.exitCode, null, "up keeps running through the crash loop");
+  assert.ok(processAlive(region!.pids.nats), "the nats-server keeps running");
+  squatter.close();
+  await waitWritable(region!.registry, 20_000);
 });
