@@ -2,11 +2,17 @@
  * The nats-servers of one region under `meridian up` (./up.ts's header has
  * the port layout): one server as always, or with `--nats-cluster N` a
  * JetStream cluster of N (issue 13). Kept apart from up.ts's process
- * supervision: up.ts treats a region's servers as a list either way.
+ * supervision: up.ts treats a region's servers as a list either way. Also
+ * the operator's housekeeping before a region starts: its streams made
+ * (prepareStreams).
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pino } from "pino";
+import { AuditLog } from "../node/audit.js";
+import { JetStreamLog } from "../node/data/jetstream-log.js";
+import type { NatsIdentity } from "./nats-auth.js";
 import {
   clusterMemberOptions,
   type NatsServerProcess,
@@ -83,4 +89,33 @@ export async function startRegionNats(
     logFile: logFiles[k]!,
     start: () => startNatsServer(clusterMemberOptions(options, k)),
   }));
+}
+
+/**
+ * Housekeeping as the operator, before the region's processes start: the
+ * region's event and audit streams exist with the settings this version
+ * wants (only the operator may update a stream, so a node could not bring an
+ * older audit stream's limits up to date itself).
+ */
+export async function prepareStreams(
+  servers: string[],
+  region: string,
+  operator: NatsIdentity,
+  replicas: number,
+): Promise<void> {
+  const logger = pino({ level: "warn" }, pino.destination(2));
+  const nats = { seedFile: operator.seedFile, inboxPrefix: operator.inboxPrefix, replicas };
+  const log = JetStreamLog.open({ servers, region, name: "meridian-up", nats, logger });
+  const audit = await AuditLog.open({ servers, region, name: "meridian-up", nats, logger });
+  try {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`streams of ${region} not ready within 30 s`)), 30_000);
+    });
+    await Promise.race([Promise.all([log.ready(), audit.ready()]), timeout]).finally(() =>
+      clearTimeout(timer),
+    );
+  } finally {
+    await Promise.all([log.close(), audit.close()]);
+  }
 }

@@ -109,16 +109,13 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { pino } from "pino";
 import { writeTokenKey } from "../mesh-client/token-key-file.js";
-import { AuditLog } from "../node/audit.js";
-import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
-import { authorizationFor, ensureNatsIdentities, type NatsIdentity, natsClientEnv } from "./nats-auth.js";
+import { authorizationFor, ensureNatsIdentities, natsClientEnv } from "./nats-auth.js";
 import type { NatsServerProcess } from "./nats-server.js";
 import {
   Control,
@@ -128,7 +125,7 @@ import {
   Supervised,
   type SupervisedRegion,
 } from "./supervisor.js";
-import { natsClusterPorts, startRegionNats } from "./up-nats.js";
+import { natsClusterPorts, prepareStreams, startRegionNats } from "./up-nats.js";
 import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
 
 export interface UpOptions {
@@ -463,35 +460,6 @@ export async function up(options: UpOptions): Promise<number> {
 function stderrLine(fields: object, message: string): void {
   const err = (fields as { err?: Error }).err;
   process.stderr.write(`meridian up: ${message}${err === undefined ? "" : `: ${err.stack ?? err}`}\n`);
-}
-
-/**
- * Housekeeping as the operator, before the region's processes start: the
- * region's event and audit streams exist with the settings this version
- * wants (only the operator may update a stream, so a node could not bring an
- * older audit stream's limits up to date itself).
- */
-async function prepareStreams(
-  servers: string[],
-  region: string,
-  operator: NatsIdentity,
-  replicas: number,
-): Promise<void> {
-  const logger = pino({ level: "warn" }, pino.destination(2));
-  const nats = { seedFile: operator.seedFile, inboxPrefix: operator.inboxPrefix, replicas };
-  const log = JetStreamLog.open({ servers, region, name: "meridian-up", nats, logger });
-  const audit = await AuditLog.open({ servers, region, name: "meridian-up", nats, logger });
-  try {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`streams of ${region} not ready within 30 s`)), 30_000);
-    });
-    await Promise.race([Promise.all([log.ready(), audit.ready()]), timeout]).finally(() =>
-      clearTimeout(timer),
-    );
-  } finally {
-    await Promise.all([log.close(), audit.close()]);
-  }
 }
 
 /**
