@@ -42,6 +42,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import {
   algorithmOf,
   type Digest,
@@ -63,6 +64,12 @@ import { S3Uploads } from "./s3-uploads.js";
 const MiB = 1 << 20;
 /** S3's smallest part (every part but the last). */
 export const MIN_PART_SIZE = 5 * MiB;
+/**
+ * Life of a presigned blob URL (`redirect`): the client follows a 307 at once,
+ * so a minute is plenty, and a URL that leaks (logs, a proxy) is useless soon
+ * after. It carries a signature, never the secret key; it names one object.
+ */
+export const REDIRECT_EXPIRY_SECONDS = 60;
 /** CopyObject's largest source. */
 const MAX_COPY = 5 * 1024 * MiB;
 
@@ -80,6 +87,9 @@ export class S3BlobStore implements BlobStore {
   readonly #partSize: number;
   readonly #uploads: S3Uploads;
 
+  /** Present only with `redirect`: the node answers blob GETs with a 307 to this URL. */
+  readonly directUrl?: (digest: Digest) => Promise<string>;
+
   constructor(options: S3BlobStoreOptions) {
     this.client = options.client ?? makeS3Client(options);
     this.bucket = options.bucket;
@@ -87,6 +97,18 @@ export class S3BlobStore implements BlobStore {
     this.keys = new S3Keys(prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`);
     this.#partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 8 * MiB);
     this.#uploads = new S3Uploads(this, this.#partSize);
+    if (options.redirect === true) {
+      this.directUrl = (digest) =>
+        getSignedUrl(
+          this.client,
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: this.keys.blob(digest),
+            ResponseContentType: "application/octet-stream",
+          }),
+          { expiresIn: REDIRECT_EXPIRY_SECONDS },
+        );
+    }
   }
 
   /** Nothing to create: the bucket must exist (a deployment's job, like its lifecycle rules). */

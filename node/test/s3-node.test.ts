@@ -21,6 +21,7 @@ import {
   freePort,
   spawnMeridian,
   startTestNats,
+  startTestNode,
   tempDir,
 } from "../../testing/harness.js";
 import { OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, sha256 } from "../../testing/oci-client.js";
@@ -34,6 +35,8 @@ const MiB = 1 << 20;
 let nodes: string[] = [];
 let dataDirs: string[] = [];
 let work: string;
+let redirectNode: string;
+let s3Endpoint: string;
 
 before(async () => {
   const s3 = await startTestS3([BUCKET]);
@@ -63,6 +66,24 @@ before(async () => {
   );
   nodes = started.map((n) => n.url);
   dataDirs = started.map((n) => n.dataDir);
+  s3Endpoint = s3.endpoint;
+  // A third node of the region, in this process, that redirects blob GETs to the bucket.
+  const node = await startTestNode(cleanup, {
+    nats: nats.url,
+    region: "a",
+    storage: {
+      type: "s3",
+      s3: {
+        bucket: BUCKET,
+        prefix: "registry/",
+        endpoint: s3.endpoint,
+        forcePathStyle: true,
+        credentialsFile: credentials,
+        redirect: true,
+      },
+    },
+  });
+  redirectNode = node.url;
 });
 
 test("every process's loader reads storage.type and storage.s3, and s3 without a bucket is an error", () => {
@@ -209,4 +230,36 @@ test("skopeo pushes an image through one node and pulls it through the other", a
   for (const d of [config, ...layers]) {
     assert.equal(sha256(readFileSync(join(out, "blobs", "sha256", d.digest.slice(7)))), d.digest);
   }
+});
+
+test("redirect: a blob GET is a 307 to a presigned URL of at most a minute; HEAD and unknown blobs stay local", async () => {
+  const [a] = nodes as [string];
+  const blob = randomBytes(100_000);
+  const digest = sha256(blob);
+  const res = await fetch(`${a}/v2/team/redirect/blobs/uploads/?digest=${digest}`, {
+    method: "POST",
+    body: blob,
+  });
+  assert.equal(res.status, 201, await res.text());
+  const url = `${redirectNode}/v2/team/redirect/blobs/${digest}`;
+  await eventually(async () => (await fetch(url, { method: "HEAD" })).ok, 10_000);
+  const head = await fetch(url, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("content-length"), String(blob.length));
+  const get = await fetch(url, { redirect: "manual" });
+  assert.equal(get.status, 307);
+  const location = new URL(get.headers.get("location")!);
+  assert.equal(location.origin, s3Endpoint);
+  assert.equal(location.searchParams.get("X-Amz-Expires"), "60");
+  assert.ok(location.searchParams.get("X-Amz-Signature"), "signed, not carrying a secret");
+  const direct = await fetch(location);
+  assert.equal(direct.status, 200);
+  assert.equal(sha256(Buffer.from(await direct.arrayBuffer())), digest);
+  // Followed by a client, with a Range: the bucket answers the range.
+  const ranged = await fetch(url, { headers: { range: "bytes=10-19" } });
+  assert.equal(ranged.status, 206);
+  assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(blob.subarray(10, 20)));
+  // Not linked into this repository: the view says no, no URL is handed out.
+  const other = await fetch(`${redirectNode}/v2/team/other/blobs/${digest}`, { redirect: "manual" });
+  assert.equal(other.status, 404);
 });
