@@ -108,6 +108,7 @@ export const CommonSettings = {
       prefix: Setting.string({
         env: "MERIDIAN_S3_PREFIX",
         default: "",
+        defaultText: "none",
         doc: "key prefix of every object the store writes (several registries in one bucket)",
       }),
       endpoint: Setting.optional(
