@@ -188,6 +188,9 @@ export class S3Uploads {
         abortSignal: signal,
       });
       state.multipart = created.UploadId;
+      // Recorded at once (the session is otherwise unchanged: no parts yet), so a
+      // crash before the append's own commit point cannot orphan the upload.
+      await this.#save(id, state, signal);
     }
     const n = state.parts.length + 1;
     const res = await client.send(
@@ -195,6 +198,9 @@ export class S3Uploads {
       { abortSignal: signal },
     );
     state.parts.push({ n, etag: res.ETag ?? "", size: body.length });
+    // A long PATCH updates state.json only at its end: this marker's time tells
+    // `purge` the session is busy (one tiny PUT per part of 5 MiB or more).
+    await this.#store.putBytes(`${this.#dir(id)}active`, new Uint8Array(0), signal);
   }
 
   commit(id: string, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
@@ -283,13 +289,19 @@ export class S3Uploads {
   }
 
   async #list(prefix: string): Promise<string[]> {
-    const keys: string[] = [];
+    return (await this.#listWithTimes(prefix)).map((o) => o.key);
+  }
+
+  async #listWithTimes(prefix: string): Promise<{ key: string; modified: number }[]> {
+    const keys: { key: string; modified: number }[] = [];
     let token: string | undefined;
     for (let page = 0; page < 10_000; page++) {
       const res = await this.#store.client.send(
         new ListObjectsV2Command({ Bucket: this.#store.bucket, Prefix: prefix, ContinuationToken: token }),
       );
-      for (const o of res.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key);
+      for (const o of res.Contents ?? []) {
+        if (o.Key !== undefined) keys.push({ key: o.Key, modified: o.LastModified?.getTime() ?? 0 });
+      }
       token = res.NextContinuationToken;
       if (!res.IsTruncated || token === undefined) break;
     }
@@ -304,15 +316,19 @@ export class S3Uploads {
     let leftovers = 0;
     const idleBefore = options.idleBefore?.getTime() ?? Number.NEGATIVE_INFINITY;
     const root = this.#store.keys.uploads;
-    const ids = new Set<string>();
-    for (const key of await this.#list(root)) ids.add(key.slice(root.length).split("/")[0] ?? "");
-    for (const id of ids) {
+    // Each session's latest object write (state.json, tail, the `active` marker of a part).
+    const touched = new Map<string, number>();
+    for (const { key, modified } of await this.#listWithTimes(root)) {
+      const id = key.slice(root.length).split("/")[0] ?? "";
+      touched.set(id, Math.max(touched.get(id) ?? 0, modified));
+    }
+    for (const [id, modified] of touched) {
       if (!UUID.test(id)) continue;
       options.signal?.throwIfAborted();
       const state = await this.#load(id).catch(() => undefined);
       // No state.json: a session whose commit or cancel crashed half-way; its objects are leftovers.
       const started = state === undefined ? Number.NEGATIVE_INFINITY : Date.parse(state.startedAt);
-      const active = state === undefined ? started : Date.parse(state.activeAt);
+      const active = state === undefined ? started : Math.max(Date.parse(state.activeAt), modified);
       if (started < before.getTime() || active < idleBefore) {
         await this.#serialized(id, () => this.#drop(id, state));
         this.#hashes.delete(id);

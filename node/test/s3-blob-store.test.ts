@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { digestOf } from "../../protocol/digest.js";
@@ -135,7 +136,7 @@ describe("S3BlobStore specifics", () => {
     await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
   });
 
-  test("purging an abandoned session drops its multipart upload and tail", async () => {
+  test("purging abandoned sessions drops their multipart uploads and tails, also after a failed append", async () => {
     const prefix = `t-${randomUUID()}/`;
     const store = open(prefix);
     const data = bytesOf(10, MIN_PART_SIZE + 1000);
@@ -144,10 +145,22 @@ describe("S3BlobStore specifics", () => {
     await store.appendUpload(s.id, streamOf(data), 0, data.length);
     assert.equal((await s3.multipartUploads(BUCKET)).length, earlier.length + 1, "one part went up");
     const live = await store.startUpload("r");
+    // A session whose first append failed after its first part went up: the
+    // multipart upload was recorded when created, so it is not orphaned.
+    const failed = await store.startUpload("r");
+    const broken = Readable.from(
+      (async function* () {
+        yield bytesOf(11, MIN_PART_SIZE + 10);
+        throw new Error("client went away");
+      })(),
+    );
+    await assert.rejects(store.appendUpload(failed.id, broken, 0, undefined), /client went away/);
+    assert.equal((await store.uploadState(failed.id)).offset, 0, "the failed append changed nothing");
+    assert.equal((await s3.multipartUploads(BUCKET)).length, earlier.length + 2);
     const result = await open(prefix).purgeStale(new Date(Date.now() + 60_000), {
       idleBefore: new Date(Date.now() + 60_000),
     });
-    assert.deepEqual(result, { uploads: 2, leftovers: 0 });
+    assert.deepEqual(result, { uploads: 3, leftovers: 0 });
     assert.deepEqual(await s3.multipartUploads(BUCKET), earlier, "the multipart upload was aborted");
     await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
     await assert.rejects(store.uploadState(live.id), UploadNotFoundError);
