@@ -18,8 +18,13 @@
  * A crash before that request leaves only tmp/ or uploads/ objects, which
  * `purgeStale` removes; a crash during it leaves the key absent or complete.
  * So a half-written or unverified blob is never visible under its digest.
+ * A monolithic `write` whose digest is known up front skips the staging: it
+ * streams to the digest's key, and the hash is checked when the source ends,
+ * before the final PutObject / CompleteMultipartUpload is sent (an error then
+ * aborts the multipart upload; its parts were never an object).
  *
- * The cost is one server-side copy per blob (no bytes through the node).
+ * The cost of a session's commit is one server-side copy (no bytes through
+ * the node).
  * CopyObject takes objects up to 5 GiB; larger blobs are refused at commit
  * (a multipart copy would lift that, not needed by any image seen so far).
  *
@@ -171,15 +176,30 @@ export class S3BlobStore implements BlobStore {
   ): Promise<{ digest: Digest; size: number }> {
     signal?.throwIfAborted();
     const algorithm: DigestAlgorithm = expected ? algorithmOf(expected) : "sha256";
-    const tmp = `${this.keys.tmp}${randomUUID()}`;
-    const hasher = new HashingCounter(newHash(algorithm));
+    // With the digest known, the bytes go straight to its key: the hasher checks
+    // digest and size when the source ends, before lib-storage has its last
+    // chunk, so a mismatch fails the upload before the PutObject or the
+    // CompleteMultipartUpload that would create the key (it aborts the parts).
+    // Without it, they are staged under tmp/ and copied once hashed.
+    const tmp = expected === undefined ? `${this.keys.tmp}${randomUUID()}` : undefined;
+    const hasher = new HashingCounter(newHash(algorithm), algorithm, (digest, bytes) => {
+      if (expectedSize !== undefined && bytes !== expectedSize) {
+        return new SizeInvalidError(`received ${bytes} bytes, expected ${expectedSize}`);
+      }
+      if (expected !== undefined && digest !== expected) {
+        return new DigestMismatchError("content does not match digest", {
+          detail: { expected, actual: digest },
+        });
+      }
+      return undefined;
+    });
     const abort = new AbortController();
     const onAbort = () => abort.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
     // lib-storage buffers at most queueSize × partSize: a bounded window, not the blob.
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: tmp, Body: hasher },
+      params: { Bucket: this.bucket, Key: tmp ?? this.keys.blob(expected as Digest), Body: hasher },
       partSize: this.#partSize,
       queueSize: 2,
       leavePartsOnError: false,
@@ -196,21 +216,16 @@ export class S3BlobStore implements BlobStore {
         source.destroy();
         throw signal?.aborted ? signal.reason : (hasher.failure ?? err);
       }
-      const digest = digestFromHash(hasher.hash, algorithm);
-      if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
-        throw new SizeInvalidError(`received ${hasher.bytes} bytes, expected ${expectedSize}`);
+      const digest = hasher.digest;
+      if (digest === undefined) throw new Error("upload finished before its source ended");
+      if (tmp !== undefined) {
+        signal?.throwIfAborted();
+        await this.commitObject(tmp, digest, hasher.bytes);
       }
-      if (expected !== undefined && digest !== expected) {
-        throw new DigestMismatchError("content does not match digest", {
-          detail: { expected, actual: digest },
-        });
-      }
-      signal?.throwIfAborted();
-      await this.commitObject(tmp, digest, hasher.bytes);
       return { digest, size: hasher.bytes };
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      await this.deleteObject(tmp).catch(() => undefined);
+      if (tmp !== undefined) await this.deleteObject(tmp).catch(() => undefined);
     }
   }
 
@@ -369,11 +384,20 @@ function sliceOf(source: Readable, range: ByteRange, first: number): Transform {
   });
 }
 
-/** Passes bytes through unchanged, hashing and counting them. */
+/**
+ * Passes bytes through unchanged, hashing and counting them; when the source
+ * ends, `check` sees the digest and size and may fail the stream (before its
+ * last bytes are released downstream).
+ */
 class HashingCounter extends Transform {
   bytes = 0;
+  digest: Digest | undefined;
   failure: Error | undefined;
-  constructor(readonly hash: Hash) {
+  constructor(
+    readonly hash: Hash,
+    readonly algorithm: DigestAlgorithm,
+    readonly check: (digest: Digest, bytes: number) => Error | undefined,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
@@ -381,8 +405,19 @@ class HashingCounter extends Transform {
     this.bytes += chunk.length;
     done(null, chunk);
   }
+  override _flush(done: TransformCallback): void {
+    const digest = digestFromHash(this.hash, this.algorithm);
+    const failure = this.check(digest, this.bytes);
+    if (failure !== undefined) {
+      this.failure = failure;
+      done(failure);
+      return;
+    }
+    this.digest = digest;
+    done();
+  }
   override _destroy(err: Error | null, done: (err: Error | null) => void): void {
-    if (err) this.failure = err;
+    if (err) this.failure ??= err;
     done(err);
   }
 }

@@ -136,6 +136,24 @@ describe("S3BlobStore specifics", () => {
     await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
   });
 
+  test("a multipart write straight to a wrong digest's key: DigestMismatchError, no key, no parts left", async () => {
+    const prefix = `t-${randomUUID()}/`;
+    const store = open(prefix);
+    const data = bytesOf(12, 3 * MIN_PART_SIZE + 3);
+    const wrong = digestOf(data.subarray(1));
+    const earlier = await s3.multipartUploads(BUCKET);
+    await assert.rejects(store.write(streamOf(data), wrong, data.length), DigestMismatchError);
+    assert.equal(await store.stat(wrong), undefined);
+    assert.deepEqual(await keys(store, prefix), []);
+    assert.deepEqual(await s3.multipartUploads(BUCKET), earlier, "the parts were aborted");
+    // The right digest goes straight to its key (no tmp/ object, no copy).
+    assert.deepEqual(await store.write(streamOf(data), digestOf(data), data.length), {
+      digest: digestOf(data),
+      size: data.length,
+    });
+    assert.deepEqual(await keys(store, prefix), [store.keys.blob(digestOf(data))]);
+  });
+
   test("purging abandoned sessions drops their multipart uploads and tails, also after a failed append", async () => {
     const prefix = `t-${randomUUID()}/`;
     const store = open(prefix);
