@@ -10,9 +10,9 @@
  * state.json is the session: it exists from start to commit/cancel, and each
  * append ends with one PutObject of it, the append's commit point. Chunks map
  * onto parts: an append reads the tail (under one part size), adds the
- * chunk's bytes and uploads a part each time partSize bytes are buffered, so
- * memory stays under one part plus one socket read whatever the client's
- * PATCH sizes (docker's are often a few KiB, S3's parts at least 5 MiB).
+ * chunk's bytes and uploads a part each time partSize bytes are buffered
+ * (up to PARTS_IN_FLIGHT at once, while the next fills), so memory stays
+ * under four parts per append whatever the client's PATCH sizes (docker's are often a few KiB, S3's parts at least 5 MiB).
  * What is left becomes the new tail. An append that fails or is aborted
  * before its state.json write leaves the session as it was: parts it
  * uploaded are not listed, and the next append uploads the same part
@@ -60,6 +60,15 @@ import { isNoSuchUpload } from "./s3-client.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** Parts of one append uploading at once (each holds its bytes until S3 has them). */
+const PARTS_IN_FLIGHT = 3;
+
+interface Part {
+  n: number;
+  etag: string;
+  size: number;
+}
+
 interface SessionState {
   repo: string;
   startedAt: string;
@@ -68,7 +77,7 @@ interface SessionState {
   offset: number;
   /** UploadId of the multipart upload to uploads/<id>/data, once the first part went up. */
   multipart?: string;
-  parts: { n: number; etag: string; size: number }[];
+  parts: Part[];
   tail?: { key: string; size: number };
 }
 
@@ -135,6 +144,9 @@ export class S3Uploads {
       let pending: Buffer[] = [];
       let pendingBytes = 0;
       let received = 0;
+      // Parts in flight, in part-number order: up to PARTS_IN_FLIGHT upload while
+      // the next one fills (memory: that many parts plus the one being filled).
+      const window: Promise<Part>[] = [];
       if (signal !== undefined) addAbortSignal(signal, source);
       try {
         for await (const chunk of source as AsyncIterable<Buffer>) {
@@ -150,12 +162,20 @@ export class S3Uploads {
           pending.push(chunk);
           pendingBytes += chunk.length;
           if (pendingBytes >= this.#partSize) {
-            await this.#uploadPart(id, next, Buffer.concat(pending, pendingBytes), signal);
+            await this.#ensureMultipart(id, next, signal);
+            const n = next.parts.length + window.length + 1;
+            const part = this.#putPart(id, next, n, Buffer.concat(pending, pendingBytes), signal);
+            part.catch(() => undefined); // awaited below, in order
+            window.push(part);
             pending = [];
             pendingBytes = 0;
+            if (window.length >= PARTS_IN_FLIGHT) next.parts.push(await (window.shift() as Promise<Part>));
           }
         }
+        for (const part of window.splice(0)) next.parts.push(await part);
       } catch (err) {
+        // Settle every part before answering: none may land after the session moves on.
+        await Promise.allSettled(window);
         throw signal?.aborted ? signal.reason : err;
       }
       if (length !== undefined && received !== length) {
@@ -181,6 +201,12 @@ export class S3Uploads {
   }
 
   async #uploadPart(id: string, state: SessionState, body: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.#ensureMultipart(id, state, signal);
+    state.parts.push(await this.#putPart(id, state, state.parts.length + 1, body, signal));
+  }
+
+  /** Create the session's multipart upload if it has none yet, and record it at once. */
+  async #ensureMultipart(id: string, state: SessionState, signal?: AbortSignal): Promise<void> {
     const { client, bucket } = this.#store;
     const Key = `${this.#dir(id)}data`;
     if (state.multipart === undefined) {
@@ -190,17 +216,32 @@ export class S3Uploads {
       state.multipart = created.UploadId;
       // Recorded at once (the session is otherwise unchanged: no parts yet), so a
       // crash before the append's own commit point cannot orphan the upload.
-      await this.#save(id, state, signal);
+      await this.#save(id, { ...state, parts: [...state.parts] }, signal);
     }
-    const n = state.parts.length + 1;
+  }
+
+  async #putPart(
+    id: string,
+    state: SessionState,
+    n: number,
+    body: Buffer,
+    signal?: AbortSignal,
+  ): Promise<Part> {
+    const { client, bucket } = this.#store;
     const res = await client.send(
-      new UploadPartCommand({ Bucket: bucket, Key, UploadId: state.multipart, PartNumber: n, Body: body }),
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: `${this.#dir(id)}data`,
+        UploadId: state.multipart,
+        PartNumber: n,
+        Body: body,
+      }),
       { abortSignal: signal },
     );
-    state.parts.push({ n, etag: res.ETag ?? "", size: body.length });
     // A long PATCH updates state.json only at its end: this marker's time tells
     // `purge` the session is busy (one tiny PUT per part of 5 MiB or more).
     await this.#store.putBytes(`${this.#dir(id)}active`, new Uint8Array(0), signal);
+    return { n, etag: res.ETag ?? "", size: body.length };
   }
 
   commit(id: string, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
