@@ -379,12 +379,9 @@ export class S3Uploads {
     }
     // Monolithic writes in flight have tmp/ objects only for their last instant
     // (lib-storage completes at the end): older ones were interrupted by a crash.
-    const res = await this.#store.client.send(
-      new ListObjectsV2Command({ Bucket: this.#store.bucket, Prefix: this.#store.keys.tmp }),
-    );
-    for (const o of res.Contents ?? []) {
-      if (o.Key !== undefined && (o.LastModified?.getTime() ?? 0) < before.getTime()) {
-        await this.#store.deleteObject(o.Key);
+    for (const { key, modified } of await this.#listWithTimes(this.#store.keys.tmp)) {
+      if (modified < before.getTime()) {
+        await this.#store.deleteObject(key);
         leftovers++;
       }
     }

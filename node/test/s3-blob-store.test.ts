@@ -184,4 +184,13 @@ describe("S3BlobStore specifics", () => {
     await assert.rejects(store.uploadState(live.id), UploadNotFoundError);
     assert.deepEqual(await keys(store, prefix), []);
   });
+
+  test("a staged write interrupted by a crash (a tmp/ object) is a leftover purge removes", async () => {
+    const prefix = `t-${randomUUID()}/`;
+    const store = open(prefix);
+    await store.putBytes(`${store.keys.tmp}${randomUUID()}`, Buffer.from("half a blob"));
+    assert.deepEqual(await store.purgeStale(new Date(Date.now() - 3_600_000)), { uploads: 0, leftovers: 0 });
+    assert.deepEqual(await store.purgeStale(new Date(Date.now() + 60_000)), { uploads: 0, leftovers: 1 });
+    assert.deepEqual(await keys(store, prefix), []);
+  });
 });
