@@ -19,6 +19,7 @@ import {
   cleanupStack,
   eventually,
   freePort,
+  type MeridianProcess,
   spawnMeridian,
   startTestNats,
   startTestNode,
@@ -44,6 +45,7 @@ let dataDirs: string[] = [];
 let work: string;
 let redirectNode: string;
 let authNode: string;
+let spawnS3Node: (dataDir: string) => Promise<MeridianProcess>;
 const ADMIN_PASSWORD = "s3-admin-secret";
 let s3Endpoint: string;
 
@@ -54,22 +56,24 @@ before(async () => {
   work = tempDir(cleanup);
   const credentials = join(work, "s3-credentials.json");
   writeFileSync(credentials, JSON.stringify(S3RVER_CREDENTIALS));
+  spawnS3Node = async (dataDir: string) =>
+    spawnMeridian(cleanup, "node/server.js", {
+      MERIDIAN_REGION: "a",
+      MERIDIAN_DATA_DIR: dataDir,
+      MERIDIAN_LISTEN_PORT: String(await freePort()),
+      MERIDIAN_NATS_SERVERS: nats.url,
+      MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
+      MERIDIAN_STORAGE_TYPE: "s3",
+      MERIDIAN_S3_BUCKET: BUCKET,
+      MERIDIAN_S3_PREFIX: "registry/",
+      MERIDIAN_S3_ENDPOINT: s3.endpoint,
+      MERIDIAN_S3_FORCE_PATH_STYLE: "true",
+      MERIDIAN_S3_CREDENTIALS_FILE: credentials,
+    });
   const started = await Promise.all(
     [0, 1].map(async (i) => {
       const dataDir = join(work, `node-${i}`);
-      const node = await spawnMeridian(cleanup, "node/server.js", {
-        MERIDIAN_REGION: "a",
-        MERIDIAN_DATA_DIR: dataDir,
-        MERIDIAN_LISTEN_PORT: String(await freePort()),
-        MERIDIAN_NATS_SERVERS: nats.url,
-        MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
-        MERIDIAN_STORAGE_TYPE: "s3",
-        MERIDIAN_S3_BUCKET: BUCKET,
-        MERIDIAN_S3_PREFIX: "registry/",
-        MERIDIAN_S3_ENDPOINT: s3.endpoint,
-        MERIDIAN_S3_FORCE_PATH_STYLE: "true",
-        MERIDIAN_S3_CREDENTIALS_FILE: credentials,
-      });
+      const node = await spawnS3Node(dataDir);
       return { url: node.info.registry!, dataDir };
     }),
   );
@@ -318,4 +322,42 @@ test("redirect with auth: pulls need credentials; the 307 URL carries none of th
   const followed = await admin.fetch(path);
   assert.equal(followed.status, 200);
   assert.equal(sha256(Buffer.from(await followed.arrayBuffer())), digest);
+});
+
+test("an upload survives kill -9 of the node that held it: another node continues and commits it", async () => {
+  const doomed = await spawnS3Node(join(work, "node-doomed"));
+  const url = doomed.info.registry!;
+  const [, b] = nodes as [string, string];
+  const blob = randomBytes(6 * MiB + 321);
+  const digest = sha256(blob);
+  let res = await fetch(`${url}/v2/team/crash/blobs/uploads/`, { method: "POST" });
+  assert.equal(res.status, 202);
+  const first = blob.subarray(0, 5 * MiB + 100);
+  res = await fetch(new URL(res.headers.get("location")!, url), {
+    method: "PATCH",
+    headers: { "content-type": "application/octet-stream", "content-range": `0-${first.length - 1}` },
+    body: first,
+  });
+  assert.equal(res.status, 202);
+  const location = res.headers.get("location")!;
+  await doomed.kill();
+  // The client asks another node where the upload stands, and goes on from there.
+  const status = await fetch(new URL(location, b));
+  assert.equal(status.status, 204);
+  assert.equal(status.headers.get("range"), `0-${first.length - 1}`);
+  res = await fetch(new URL(location, b), {
+    method: "PATCH",
+    headers: {
+      "content-type": "application/octet-stream",
+      "content-range": `${first.length}-${blob.length - 1}`,
+    },
+    body: blob.subarray(first.length),
+  });
+  assert.equal(res.status, 202, await res.text());
+  const put = new URL(res.headers.get("location")!, b);
+  put.searchParams.set("digest", digest);
+  res = await fetch(put, { method: "PUT" });
+  assert.equal(res.status, 201, await res.text());
+  const got = Buffer.from(await (await fetch(`${b}/v2/team/crash/blobs/${digest}`)).arrayBuffer());
+  assert.equal(sha256(got), digest);
 });
