@@ -172,7 +172,11 @@ export class S3Uploads {
             if (window.length >= PARTS_IN_FLIGHT) next.parts.push(await (window.shift() as Promise<Part>));
           }
         }
-        for (const part of window.splice(0)) next.parts.push(await part);
+        // Shifted only once settled: on a failure, the catch below still waits for the rest.
+        while (window.length > 0) {
+          next.parts.push(await (window[0] as Promise<Part>));
+          window.shift();
+        }
       } catch (err) {
         // Settle every part before answering: none may land after the session moves on.
         await Promise.allSettled(window);
@@ -251,12 +255,14 @@ export class S3Uploads {
       const cached = this.#hashes.get(id);
       this.#hashes.delete(id);
       let staged = state.tail?.key;
-      if (state.multipart !== undefined) {
+      // What #drop cleans up: a multipart upload without parts (its first append
+      // failed) is aborted; a completed one is only objects.
+      let done = state;
+      if (state.multipart !== undefined && state.parts.length > 0) {
         staged = `${this.#dir(id)}data`;
         await this.#complete(id, state, staged, signal);
+        done = { ...state, multipart: undefined };
       }
-      // Completed: there is no multipart upload left to abort, only objects.
-      const done: SessionState = { ...state, multipart: undefined };
       const hash =
         algorithm === "sha256" && cached?.offset === state.offset
           ? cached.hash

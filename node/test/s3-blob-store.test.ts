@@ -175,6 +175,24 @@ describe("S3BlobStore specifics", () => {
     await assert.rejects(store.appendUpload(failed.id, broken, 0, undefined), /client went away/);
     assert.equal((await store.uploadState(failed.id)).offset, 0, "the failed append changed nothing");
     assert.equal((await s3.multipartUploads(BUCKET)).length, earlier.length + 2);
+    // Such a session still commits (empty here: S3 refuses to complete a multipart upload of no parts).
+    const small = await store.startUpload("r");
+    await assert.rejects(
+      store.appendUpload(
+        small.id,
+        Readable.from(
+          (async function* () {
+            yield bytesOf(13, MIN_PART_SIZE);
+            throw new Error("gone again");
+          })(),
+        ),
+        0,
+        undefined,
+      ),
+      /gone again/,
+    );
+    assert.deepEqual(await store.commitUpload(small.id, digestOf("")), { digest: digestOf(""), size: 0 });
+    await store.delete(digestOf(""));
     const result = await open(prefix).purgeStale(new Date(Date.now() + 60_000), {
       idleBefore: new Date(Date.now() + 60_000),
     });
