@@ -31,6 +31,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "../node/data/nats-connect.js";
+import { type BlobStoreConfig, blobStoreConfig } from "../node/data/open-blob-store.js";
 import {
   CommonSettings,
   ConfigError,
@@ -51,7 +52,9 @@ export const PEER_SETTINGS = configSchema({
   meshFile: CommonSettings.requiredMeshFile(),
   dataDir: CommonSettings.dataDir("the region's"),
   storage: section({
+    type: CommonSettings.storageType(),
     root: CommonSettings.sharedStoreRoot(),
+    s3: CommonSettings.s3(),
   }),
   view: section({
     dir: optional(
@@ -143,7 +146,7 @@ export interface PeerConfig
   /** The parsed mesh (read once at load). */
   mesh: Mesh;
   dataDir: string;
-  storage: { root: string };
+  storage: BlobStoreConfig;
   view: { dir: string };
   nats: { servers: string[] } & NatsClientConfig;
   grpc: { listen: string };
@@ -186,7 +189,11 @@ export function loadPeerConfig(sources: {
     meshFile: meshFile ?? "",
     mesh: mesh ?? { regions: [] },
     dataDir,
-    storage: { root: resolve(settings.storage.root ?? join(dataDir, "store")) },
+    storage: blobStoreConfig(
+      settings.storage,
+      resolve(settings.storage.root ?? join(dataDir, "store")),
+      problems,
+    ),
     view: { dir: resolve(settings.view.dir ?? join(dataDir, "peer-view")) },
     nats: {
       servers: settings.nats.servers ?? (self ? natsServersOf(self) : []),

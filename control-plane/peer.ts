@@ -31,8 +31,8 @@ import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { peerPackage } from "../mesh-client/proto.js";
 import { ServiceToken } from "../mesh-client/service-token.js";
-import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
+import { openBlobStore } from "../node/data/open-blob-store.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
@@ -104,8 +104,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
   try {
     // ---- data: the region's shared store, this peer's own view of the region's log
     await mkdir(config.view.dir, { recursive: true });
-    const store = new FsBlobStore(config.storage.root);
-    await store.init();
+    const store = await openBlobStore(config.storage);
     const view = new MetadataView(config.view.dir);
     await view.open();
     cleanup.push(() => view.close());

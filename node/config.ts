@@ -98,6 +98,7 @@ import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../proto
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
+import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
 
@@ -133,9 +134,11 @@ export const NODE_SETTINGS = configSchema({
     ...natsClientSettings(),
   }),
   storage: section({
+    type: CommonSettings.storageType(),
     root: optional(
       string({ env: "MERIDIAN_STORAGE_ROOT", defaultText: "`<dataDir>/store`", doc: "the blob store" }),
     ),
+    s3: CommonSettings.s3(),
     fsync: boolean({
       env: "MERIDIAN_STORAGE_FSYNC",
       default: true,
@@ -314,7 +317,7 @@ export interface NodeConfig
   extends Omit<Settings, "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http"> {
   dataDir: string;
   nats: { servers: string[] } & NatsClientConfig;
-  storage: { root: string; fsync: boolean; uploadMaxAgeHours: number };
+  storage: BlobStoreConfig & { uploadMaxAgeHours: number };
   view: { dir: string };
   /** The policies read from `policiesFile` (empty without one). */
   policies: Policy[];
@@ -353,7 +356,14 @@ export function loadNodeConfig(sources: {
     ...rest,
     dataDir,
     nats: { servers: settings.nats.servers, ...checkNatsClient(settings.nats, problems) },
-    storage: { ...settings.storage, root: resolve(settings.storage.root ?? join(dataDir, "store")) },
+    storage: {
+      ...blobStoreConfig(
+        settings.storage,
+        resolve(settings.storage.root ?? join(dataDir, "store")),
+        problems,
+      ),
+      uploadMaxAgeHours: settings.storage.uploadMaxAgeHours,
+    },
     view: { dir: resolve(settings.view.dir ?? join(dataDir, "view")) },
     policies: [],
     fetchOnMiss: settings.fetchOnMiss ?? (settings.meshFile === undefined ? "off" : "proxy"),

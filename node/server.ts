@@ -25,9 +25,9 @@ import { LoginLimiter } from "./auth/login-limiter.js";
 import { registerKdfMetrics } from "./auth/passwords.js";
 import { ensureAdmin } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
-import { FsBlobStore } from "./data/fs-blob-store.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
 import { NatsConnectionManager } from "./data/nats-connection.js";
+import { openBlobStore } from "./data/open-blob-store.js";
 import { acquirePidLock, LockHeldError } from "./data/pid-lock.js";
 import { privateDirs } from "./data/private-files.js";
 import { catchUp, Registry } from "./data/registry.js";
@@ -57,8 +57,7 @@ function readTls(tls: NonNullable<NodeConfig["tls"]>): { cert: Buffer; key: Buff
 export async function startNode(config: Readonly<NodeConfig>, logger: Logger): Promise<RunningNode> {
   const log = logger.child({ region: config.region });
   await mkdir(config.view.dir, { recursive: true });
-  const store = new FsBlobStore(config.storage.root, { fsync: config.storage.fsync });
-  await store.init();
+  const store = await openBlobStore(config.storage);
   // The metrics registry comes first: the view counts the events it refuses.
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });

@@ -88,6 +88,55 @@ export const CommonSettings = {
         doc: "the region's blob store, shared with its nodes",
       }),
     ),
+  /** Which blob store a process opens (node/data/open-blob-store.ts); the same in every process of a region. */
+  storageType: () =>
+    Setting.oneOf(["fs", "s3"], {
+      env: "MERIDIAN_STORAGE_TYPE",
+      default: "fs",
+      doc: "the blob store: `fs` (a directory, `root`) or `s3` (a bucket, `s3.*`)",
+    }),
+  /** The S3 blob store's bucket and client (node/data/s3-client.ts); read when `storage.type` is `s3`. */
+  s3: () =>
+    Setting.section({
+      bucket: Setting.optional(
+        Setting.string({
+          env: "MERIDIAN_S3_BUCKET",
+          defaultText: "(required for s3)",
+          doc: "the bucket (it must exist)",
+        }),
+      ),
+      prefix: Setting.string({
+        env: "MERIDIAN_S3_PREFIX",
+        default: "",
+        defaultText: "none",
+        doc: "key prefix of every object the store writes (several registries in one bucket)",
+      }),
+      endpoint: Setting.optional(
+        Setting.string({
+          env: "MERIDIAN_S3_ENDPOINT",
+          defaultText: "AWS's, from `region`",
+          doc: "the S3 service URL (MinIO, Ceph RGW, R2, s3rver: http(s)://host:port)",
+        }),
+      ),
+      region: Setting.string({ env: "MERIDIAN_S3_REGION", default: "us-east-1", doc: "the bucket's region" }),
+      forcePathStyle: Setting.boolean({
+        env: "MERIDIAN_S3_FORCE_PATH_STYLE",
+        default: false,
+        doc: "path-style URLs (host/bucket/key): MinIO, s3rver and most on-premise services need it",
+      }),
+      credentialsFile: Setting.optional(
+        Setting.string({
+          env: "MERIDIAN_S3_CREDENTIALS_FILE",
+          defaultText: "the SDK's default chain (environment, ~/.aws, instance role)",
+          doc: "a JSON file with `accessKeyId` and `secretAccessKey` (and optionally `sessionToken`)",
+        }),
+      ),
+      redirect: Setting.boolean({
+        env: "MERIDIAN_S3_REDIRECT",
+        default: false,
+        doc: "answer blob GETs with a 307 to a short-lived presigned URL instead of streaming the bytes",
+      }),
+    }),
   metrics: () =>
     Setting.section({
       host: Setting.string({

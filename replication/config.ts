@@ -19,6 +19,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "../node/data/nats-connect.js";
+import { type BlobStoreConfig, blobStoreConfig } from "../node/data/open-blob-store.js";
 import {
   CommonSettings,
   ConfigError,
@@ -41,7 +42,9 @@ export const WORKER_SETTINGS = configSchema({
   meshFile: CommonSettings.requiredMeshFile(),
   dataDir: CommonSettings.dataDir("the region's"),
   storage: section({
+    type: CommonSettings.storageType(),
     root: CommonSettings.sharedStoreRoot(),
+    s3: CommonSettings.s3(),
     fsync: boolean({ env: "MERIDIAN_STORAGE_FSYNC", default: true, doc: "flush each copied blob to disk" }),
   }),
   view: section({
@@ -128,6 +131,8 @@ export interface WorkerConfig {
   dataDir: string;
   storageRoot: string;
   fsync: boolean;
+  /** The region's blob store (node/data/open-blob-store.ts); `storageRoot`/`fsync` are its fs settings. */
+  storage: BlobStoreConfig;
   metrics: { host: string; port: number };
   logLevel: string;
   /** Overrides of peer addresses (region → host:port), e.g. through a chaos proxy. */
@@ -167,14 +172,16 @@ export function loadWorkerConfig(sources: {
     }
   }
   const nats = checkNatsClient(s.nats, problems);
-  if (problems.length > 0) throw new WorkerConfigError(problems);
   const dataDir = resolve(s.dataDir ?? join(".meridian", s.region));
+  const storage = blobStoreConfig(s.storage, resolve(s.storage.root ?? join(dataDir, "store")), problems);
+  if (problems.length > 0) throw new WorkerConfigError(problems);
   const config: WorkerConfig = {
     region: s.region,
     mesh: mesh!,
     dataDir,
     storageRoot: resolve(s.storage.root ?? join(dataDir, "store")),
     fsync: s.storage.fsync,
+    storage,
     metrics: s.metrics,
     logLevel: s.logLevel,
     nats,

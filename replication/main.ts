@@ -17,9 +17,9 @@ import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
-import { FsBlobStore } from "../node/data/fs-blob-store.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { NatsConnectionManager } from "../node/data/nats-connection.js";
+import { openBlobStore } from "../node/data/open-blob-store.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
@@ -39,8 +39,7 @@ export interface RunningWorker {
 
 export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger): Promise<RunningWorker> {
   const log = logger.child({ region: config.region, component: "replication" });
-  const store = new FsBlobStore(config.storageRoot, { fsync: config.fsync });
-  await store.init();
+  const store = await openBlobStore(config.storage);
   const stateDir = join(config.dataDir, "replication");
   await mkdir(stateDir, { recursive: true });
   const local = regionOf(config.mesh, config.region);

@@ -36,6 +36,13 @@ export interface BlobStore {
   /** A stream of the blob's bytes (a range of them if given); BlobNotFoundError when absent. */
   read(digest: Digest, range?: ByteRange, signal?: AbortSignal): Promise<Readable>;
 
+  /**
+   * Optional: a short-lived URL the client can GET the blob's bytes from
+   * directly (S3 with `redirect`: a presigned URL), instead of through the
+   * node. Absent on stores that serve bytes only themselves.
+   */
+  directUrl?(digest: Digest): Promise<string>;
+
   /** A whole small blob (a manifest) in memory; BlobNotFoundError when absent. */
   readAll(digest: Digest, signal?: AbortSignal): Promise<Buffer>;
 

@@ -213,6 +213,18 @@ export class Registry {
     return size;
   }
 
+  /** True when blob GETs are answered with a redirect to the store (`blobUrl`). */
+  get redirectsBlobs(): boolean {
+    return this.store.directUrl !== undefined;
+  }
+
+  /** The store's direct URL of a blob linked into `repo`; BlobNotFoundError otherwise. */
+  async blobUrl(repo: string, digest: Digest): Promise<string> {
+    await this.blobSize(repo, digest);
+    if (this.store.directUrl === undefined) throw new Error("the blob store hands out no direct URLs");
+    return this.store.directUrl(digest);
+  }
+
   /**
    * Open a blob linked into `repo` for reading: one view lookup gives the size,
    * `rangeFor` turns it into the range to read (or undefined for all of it).

@@ -2,7 +2,8 @@
  * Blob reads and deletes: `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`. A miss
  * is answered from another region when the mesh holds the blob (fetch on
  * miss: relayed, or redirected with a pull token; a HEAD from that region's
- * metadata, copying no bytes).
+ * metadata, copying no bytes). On a store with direct URLs (S3, `redirect`),
+ * a GET of a blob this region holds is a 307 to a presigned URL.
  */
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply } from "fastify";
@@ -44,6 +45,15 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
     const wanted = (size: number) => blobRange(req.headers.range, size);
     let opened: { size: number; range?: ByteRange; stream?: Readable };
     try {
+      if (req.method === "GET" && reg.redirectsBlobs) {
+        // S3 with `redirect`: the bytes come from the bucket, through a presigned URL that
+        // expires within a minute (s3-blob-store.ts); the view still decides what is visible.
+        const location = await reg.blobUrl(repo, digest);
+        return reply
+          .status(307)
+          .headers({ location, "docker-content-digest": digest, "content-length": 0 })
+          .send();
+      }
       opened =
         req.method === "HEAD"
           ? { size: await reg.blobSize(repo, digest) }
