@@ -1,4 +1,5 @@
 /** Waiting between attempts, for the worker's parts. */
+import { setTimeout as delay } from "node:timers/promises";
 
 /** Backoff before attempt `n` (0-based): doubling from `min`, capped at `max`. Pure. */
 export function backoffMs(n: number, min: number, max: number): number {
@@ -7,16 +8,5 @@ export function backoffMs(n: number, min: number, max: number): number {
 
 /** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+  return delay(ms, undefined, { signal }).catch(() => undefined);
 }

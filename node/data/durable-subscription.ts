@@ -29,6 +29,8 @@
  * stops, the outcomes under way are applied, and `subscribe` resolves.
  * Every 2 s the server is asked where the durable stands (`onPending`).
  */
+
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   AckPolicy,
   DeliverPolicy,
@@ -123,7 +125,7 @@ export async function subscribeDurable(
       } catch (err) {
         if (!signal.aborted) options.onInterrupted?.(err);
       }
-      if (!signal.aborted) await abortableDelay(RESTART_MS, signal);
+      if (!signal.aborted) await sleep(RESTART_MS, undefined, { signal }).catch(() => undefined);
     }
   } finally {
     clearInterval(pendingTimer);
@@ -216,19 +218,4 @@ function settle(m: JsMsg, o: Outcome): void {
       m.term(o.reason?.slice(0, 200));
       return;
   }
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

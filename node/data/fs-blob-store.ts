@@ -50,6 +50,7 @@ import {
   UploadRangeError,
 } from "../../protocol/errors.js";
 import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+import { PerKeySerial } from "./per-key-serial.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const READ_CHUNK = 1 << 20;
@@ -71,7 +72,8 @@ export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #fsync: boolean;
   readonly #hashes = new Map<string, HashState>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Each upload's appends and commit, one at a time in this process. */
+  readonly #perUpload = new PerKeySerial();
 
   constructor(root: string, options: FsBlobStoreOptions = {}) {
     this.#root = root;
@@ -223,7 +225,7 @@ export class FsBlobStore implements BlobStore {
     length: number | undefined,
     signal?: AbortSignal,
   ): Promise<UploadState> {
-    return this.#serialized(id, async () => {
+    return this.#perUpload.run(id, async () => {
       const state = await this.uploadState(id);
       if (start !== undefined && start !== state.offset) {
         source.resume();
@@ -247,7 +249,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   commitUpload(id: string, digest: Digest): Promise<{ digest: Digest; size: number }> {
-    return this.#serialized(id, async () => {
+    return this.#perUpload.run(id, async () => {
       const state = await this.uploadState(id);
       const algorithm = algorithmOf(digest);
       const hash =
@@ -274,7 +276,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   cancelUpload(id: string): Promise<void> {
-    return this.#serialized(id, async () => {
+    return this.#perUpload.run(id, async () => {
       await this.uploadState(id);
       this.#hashes.delete(id);
       await rm(this.#uploadDir(id), { recursive: true, force: true });
@@ -331,18 +333,6 @@ export class FsBlobStore implements BlobStore {
     const path = this.#blobPath(digest);
     await mkdir(dirname(path), { recursive: true });
     await rename(from, path);
-  }
-
-  /** Run `work` after every earlier call for the same upload id has settled. */
-  #serialized<T>(id: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(id) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const settled = next.catch(() => undefined);
-    this.#locks.set(id, settled);
-    void settled.then(() => {
-      if (this.#locks.get(id) === settled) this.#locks.delete(id);
-    });
-    return next;
   }
 }
 

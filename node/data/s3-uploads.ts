@@ -55,6 +55,7 @@ import {
   UploadRangeError,
 } from "../../protocol/errors.js";
 import type { UploadState } from "./blob-store.js";
+import { PerKeySerial } from "./per-key-serial.js";
 import type { S3BlobStore } from "./s3-blob-store.js";
 import { isNoSuchUpload } from "./s3-client.js";
 
@@ -85,7 +86,8 @@ export class S3Uploads {
   readonly #store: S3BlobStore;
   readonly #partSize: number;
   readonly #hashes = new Map<string, { hash: Hash; offset: number }>();
-  readonly #locks = new Map<string, Promise<unknown>>();
+  /** Each upload's appends and commit, one at a time in this process. */
+  readonly #perUpload = new PerKeySerial();
 
   constructor(store: S3BlobStore, partSize: number) {
     this.#store = store;
@@ -126,7 +128,7 @@ export class S3Uploads {
     length: number | undefined,
     signal?: AbortSignal,
   ): Promise<UploadState> {
-    return this.#serialized(id, async () => {
+    return this.#perUpload.run(id, async () => {
       const state = await this.#load(id, signal).catch((err) => {
         source.resume();
         throw err;
@@ -249,7 +251,7 @@ export class S3Uploads {
   }
 
   commit(id: string, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
-    return this.#serialized(id, async () => {
+    return this.#perUpload.run(id, async () => {
       const state = await this.#load(id, signal);
       const algorithm = algorithmOf(digest);
       const cached = this.#hashes.get(id);
@@ -306,7 +308,7 @@ export class S3Uploads {
   }
 
   cancel(id: string, signal?: AbortSignal): Promise<void> {
-    return this.#serialized(id, async () => {
+    return this.#perUpload.run(id, async () => {
       const state = await this.#load(id, signal);
       this.#hashes.delete(id);
       await this.#drop(id, state);
@@ -377,7 +379,7 @@ export class S3Uploads {
       const started = state === undefined ? Number.NEGATIVE_INFINITY : Date.parse(state.startedAt);
       const active = state === undefined ? started : Math.max(Date.parse(state.activeAt), modified);
       if (started < before.getTime() || active < idleBefore) {
-        await this.#serialized(id, () => this.#drop(id, state));
+        await this.#perUpload.run(id, () => this.#drop(id, state));
         this.#hashes.delete(id);
         if (state === undefined) leftovers++;
         else uploads++;
@@ -392,17 +394,5 @@ export class S3Uploads {
       }
     }
     return { uploads, leftovers };
-  }
-
-  /** Run `work` after every earlier call for the same upload id in this process has settled. */
-  #serialized<T>(id: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.#locks.get(id) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const settled = next.catch(() => undefined);
-    this.#locks.set(id, settled);
-    void settled.then(() => {
-      if (this.#locks.get(id) === settled) this.#locks.delete(id);
-    });
-    return next;
   }
 }
