@@ -7,6 +7,8 @@
  *   {
  *     "regions": [
  *       { "name": "a", "registry": "http://127.0.0.1:5000", "nats": "nats://127.0.0.1:5001",
+ *         // or, for a region of several registry nodes with no load balancer of its own:
+ *         // "registry": ["http://127.0.0.1:5000", "http://127.0.0.1:5080", …]
  *         // or, for a JetStream cluster: "nats": ["nats://127.0.0.1:5001", "nats://127.0.0.1:5006", …]
  *         "grpc": "127.0.0.1:5002" }, …
  *     ],
@@ -21,8 +23,18 @@ import { parseRegion } from "./events.js";
 
 export interface RegionEndpoints {
   name: string;
-  /** OCI HTTP endpoint of the region's registry node(s). */
+  /**
+   * OCI HTTP endpoint of the region's registry: its load balancer, or its
+   * first node when mesh.json lists several (then `registries` has them all).
+   */
   registry: string;
+  /**
+   * Every registry node of the region, when mesh.json's `registry` is a list
+   * (stateless nodes with no load balancer of their own, e.g. `meridian up
+   * --nodes N`): the front door spreads the region's requests over them.
+   * parseMesh sets it from the list; read it with registriesOf.
+   */
+  registries?: string[];
   /**
    * The region's NATS (JetStream): one URL, or the list of its clustered
    * servers (`meridian up --nats-cluster N`; clients dial any and fail over to
@@ -33,6 +45,27 @@ export interface RegionEndpoints {
   grpc: string;
   /** Optional Prometheus endpoints (base URLs) of the region's peer and worker, for `meridian status`. */
   metrics?: { peer?: string; worker?: string };
+}
+
+/** A region's registry nodes as a list (one URL when mesh.json names one). Pure. */
+export function registriesOf(region: Pick<RegionEndpoints, "registry" | "registries">): string[] {
+  return region.registries !== undefined && region.registries.length > 0
+    ? [...region.registries]
+    : [region.registry];
+}
+
+/**
+ * The mesh as mesh.json writes it: a region with several registry nodes
+ * gives `registry` as their list (parseMesh reads it back into `registry`
+ * and `registries`). Pure.
+ */
+export function meshDocument(mesh: Mesh): object {
+  return {
+    ...mesh,
+    regions: mesh.regions.map(({ registries, ...r }) =>
+      registries !== undefined && registries.length > 1 ? { ...r, registry: registries } : r,
+    ),
+  };
 }
 
 /** A region's NATS servers as a list (RegionEndpoints.nats is one URL or a list). Pure. */
@@ -74,8 +107,15 @@ export function parseMesh(value: unknown): Mesh {
     }
     if (seen.has(r?.name)) problems.push(`${where}.name: "${r?.name}" appears twice`);
     seen.add(r?.name);
-    if (typeof r?.registry !== "string" || !/^https?:\/\/\S+$/.test(r.registry))
-      problems.push(`${where}.registry: an http(s) URL`);
+    const written = r?.registry as unknown;
+    const registries: unknown[] = Array.isArray(written) ? written : [written];
+    if (
+      registries.length === 0 ||
+      registries.some((u) => typeof u !== "string" || !/^https?:\/\/\S+$/.test(u))
+    )
+      problems.push(`${where}.registry: an http(s) URL, or a non-empty list of them`);
+    else if (new Set(registries).size !== registries.length)
+      problems.push(`${where}.registry: a URL appears twice`);
     const nats: unknown[] = Array.isArray(r?.nats) ? r.nats : [r?.nats];
     if (nats.length === 0 || nats.some((u) => typeof u !== "string" || !/^(nats|tls):\/\/\S+$/.test(u)))
       problems.push(`${where}.nats: a nats:// URL, or a non-empty list of them`);
@@ -89,7 +129,14 @@ export function parseMesh(value: unknown): Mesh {
     problems.push('tls: required (or "insecure": true for plaintext between peers)');
   }
   if (problems.length > 0) throw new MeshConfigError(problems);
-  return doc as Mesh;
+  // `registry` as a list: the first node stays `registry`, all of them `registries`.
+  const regions = (doc.regions as RegionEndpoints[]).map((r) => {
+    const written = r.registry as unknown;
+    return Array.isArray(written)
+      ? { ...r, registry: written[0] as string, registries: written as string[] }
+      : r;
+  });
+  return { ...doc, regions } as Mesh;
 }
 
 export function regionOf(mesh: Mesh, name: string): RegionEndpoints {
