@@ -40,7 +40,7 @@ import type { BlobStore, ByteRange } from "./blob-store.js";
 import { CommitStep } from "./commit-step.js";
 import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
-import { materialize } from "./log-follow.js";
+import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import { Uploads } from "./uploads.js";
@@ -130,6 +130,8 @@ export class Registry {
     maxEntrySize: 4 << 20,
     sizeCalculation: (b) => b.byteLength,
   });
+  /** Misses look again once the view has what the log holds (other nodes of the region write too). */
+  readonly #catchUp: CatchUpOnMiss;
   #tailAbort: AbortController | undefined;
   #tailDone: Promise<void> | undefined;
 
@@ -160,6 +162,7 @@ export class Registry {
       this.#link(repo, digest, size, actor),
     );
     this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
+    this.#catchUp = new CatchUpOnMiss(this.#log, this.view);
   }
 
   get maxManifestBytes(): number {
@@ -185,7 +188,22 @@ export class Registry {
 
   // ---------------------------------------------------------------- reads
 
+  /**
+   * The manifest `reference` names in `repo`; on a miss, looked up again once
+   * the view has caught up with the log (another node of the region may have
+   * just acknowledged it: ./log-follow.ts CatchUpOnMiss).
+   */
   async resolveManifest(repo: string, reference: Reference): Promise<ResolvedManifest> {
+    try {
+      return await this.#resolveManifest(repo, reference);
+    } catch (err) {
+      if (!(err instanceof ManifestNotFoundError)) throw err;
+      await this.#catchUp.request();
+      return this.#resolveManifest(repo, reference);
+    }
+  }
+
+  async #resolveManifest(repo: string, reference: Reference): Promise<ResolvedManifest> {
     let digest: Digest;
     if ("tag" in reference) {
       const tag = await this.view.content.tagRecord(repo, reference.tag);
@@ -218,9 +236,20 @@ export class Registry {
     return this.store.directUrl !== undefined;
   }
 
+  /** blobSize, looked up again after catching up with the log on a miss (GETs: see resolveManifest). */
+  async #blobSizeCaughtUp(repo: string, digest: Digest): Promise<number> {
+    try {
+      return await this.blobSize(repo, digest);
+    } catch (err) {
+      if (!(err instanceof BlobNotFoundError)) throw err;
+      await this.#catchUp.request();
+      return this.blobSize(repo, digest);
+    }
+  }
+
   /** The store's direct URL of a blob linked into `repo`; BlobNotFoundError otherwise. */
   async blobUrl(repo: string, digest: Digest): Promise<string> {
-    await this.blobSize(repo, digest);
+    await this.#blobSizeCaughtUp(repo, digest);
     if (this.store.directUrl === undefined) throw new Error("the blob store hands out no direct URLs");
     return this.store.directUrl(digest);
   }
@@ -235,7 +264,7 @@ export class Registry {
     rangeFor: (size: number) => ByteRange | undefined,
     signal?: AbortSignal,
   ): Promise<{ size: number; range: ByteRange | undefined; stream: Readable }> {
-    const size = await this.blobSize(repo, digest);
+    const size = await this.#blobSizeCaughtUp(repo, digest);
     const range = rangeFor(size);
     return { size, range, stream: await this.store.read(digest, range, signal) };
   }
@@ -282,12 +311,11 @@ export class Registry {
       });
     }
     const parsed = parseManifest(bytes, contentType);
-    const missing: Digest[] = [];
-    for (const blob of parsed.blobs) {
-      if ((await this.view.content.blobLink(repo, blob)) === undefined) missing.push(blob);
-    }
-    for (const child of parsed.manifests) {
-      if ((await this.view.content.manifest(repo, child)) === undefined) missing.push(child);
+    let missing = await this.#missingReferences(repo, parsed);
+    if (missing.length > 0) {
+      // Pushed through another node of the region a moment ago? Look again once caught up.
+      await this.#catchUp.request();
+      missing = await this.#missingReferences(repo, parsed);
     }
     if (missing.length > 0) {
       throw new ManifestReferenceError("manifest references unknown blobs or manifests", {
@@ -330,6 +358,21 @@ export class Registry {
    * including a repeated one, so a client retrying after a timeout is
    * acknowledged exactly when the condition holds.
    */
+  /** What a manifest refers to that `repo` does not hold (blobs, then child manifests). */
+  async #missingReferences(
+    repo: string,
+    parsed: { blobs: Digest[]; manifests: Digest[] },
+  ): Promise<Digest[]> {
+    const missing: Digest[] = [];
+    for (const blob of parsed.blobs) {
+      if ((await this.view.content.blobLink(repo, blob)) === undefined) missing.push(blob);
+    }
+    for (const child of parsed.manifests) {
+      if ((await this.view.content.manifest(repo, child)) === undefined) missing.push(child);
+    }
+    return missing;
+  }
+
   async #awaitDurability(repo: string, digest: Digest): Promise<void> {
     const copies = parseDurability(this.view.content.configFor(repo).durability) ?? 0;
     if (copies === 0) return;
