@@ -90,6 +90,9 @@ once(join(secrets, "auth", "admin-password"), () => `${token(18)}\n`);
 
 const accessKey = once(join(secrets, "s3", "access-key"), () => `meridian-${token(6)}\n`).trim();
 const secretKey = once(join(secrets, "s3", "secret-key"), () => `${token(30)}\n`).trim();
-once(join(secrets, "s3", "credentials.json"), () => `${JSON.stringify({ accessKeyId: accessKey, secretAccessKey: secretKey })}\n`);
+once(
+  join(secrets, "s3", "credentials.json"),
+  () => `${JSON.stringify({ accessKeyId: accessKey, secretAccessKey: secretKey })}\n`,
+);
 
 process.stdout.write(`secrets ready for regions ${regions.join(", ")}: ${secrets}, ${natsConfig}\n`);

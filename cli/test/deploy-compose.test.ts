@@ -1,0 +1,150 @@
+/**
+ * deploy/compose checked without a Docker engine (./deploy-compose-check.ts
+ * says what is checked): Debian's `docker-compose config` accepts it, the
+ * one-shot services really make the certificates and secrets, every process
+ * loads its settings, and Prometheus, mesh.json and the NATS clusters agree
+ * with the services. Broken copies of the folder must each be reported, so
+ * the checks cannot pass vacuously.
+ */
+import assert from "node:assert/strict";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { test } from "node:test";
+import { cleanupStack, tempDir } from "../../testing/harness.js";
+import { checkCompose } from "./deploy-compose-check.js";
+
+const COMPOSE = resolve(import.meta.dirname, "..", "..", "..", "deploy", "compose");
+
+test("deploy/compose: docker-compose config accepts it and every service is configured consistently", (t) => {
+  const volumesDir = tempDir(cleanupStack(t));
+  assert.deepEqual(checkCompose(COMPOSE, { volumesDir }), []);
+  // The one-shot services made what the processes read.
+  for (const f of [
+    "certs/ca.crt",
+    "certs/a.crt",
+    "certs/front-door.key",
+    "nats-auth/b-worker.seed",
+    "auth/token-key.pem",
+    "s3/credentials.json",
+  ])
+    assert.ok(readFileSync(join(volumesDir, "secrets", f)).length > 0, f);
+});
+
+/** A copy of deploy/compose with `file`'s text changed by `edit` (which must change it). */
+function brokenCopy(dir: string, file: string, edit: (text: string) => string): string {
+  const copy = join(dir, `copy-${Math.random().toString(36).slice(2)}`);
+  cpSync(COMPOSE, copy, { recursive: true });
+  const before = readFileSync(join(copy, file), "utf8");
+  const after = edit(before);
+  assert.notEqual(after, before, `the edit of ${file} changed nothing`);
+  writeFileSync(join(copy, file), after);
+  return copy;
+}
+
+const BROKEN: Array<{ what: string; file: string; edit: (t: string) => string; reported: RegExp }> = [
+  {
+    what: "a misspelt variable",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace('MERIDIAN_LISTEN_PORT: "5000"', 'MERIDIAN_LISTN_PORT: "5000"'),
+    reported: /node-a-1: MERIDIAN_LISTN_PORT is not a setting of the node/,
+  },
+  {
+    what: "a value out of range",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace('MERIDIAN_METRICS_PORT: "9100"', 'MERIDIAN_METRICS_PORT: "91000"'),
+    reported: /peer-a: MERIDIAN_METRICS_PORT \(metrics\.port\)/,
+  },
+  {
+    what: "a seed file that is not there",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace("/secrets/nats-auth/c-peer.seed", "/secrets/nats-auth/c-peers.seed"),
+    reported: /peer-c: .*c-peers\.seed/,
+  },
+  {
+    what: "a mounted file that is missing",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace("./prometheus.yml:", "./prometheus.yaml:"),
+    reported: /prometheus: mounted file .*prometheus\.yaml does not exist/,
+  },
+  {
+    what: "a scrape target on the wrong port",
+    file: "prometheus.yml",
+    edit: (t) => t.replace('"worker-b:9100"', '"worker-b:9101"'),
+    reported: /worker-b:9101: worker-b serves \/metrics on 9100/,
+  },
+  {
+    what: "a scrape target that is no service",
+    file: "prometheus.yml",
+    edit: (t) => t.replace('"peer-c:9100"', '"peer-z:9100"'),
+    reported: /peer-z:9100: no Meridian service peer-z[\s\S]*peer-c is not scraped/,
+  },
+  {
+    what: "mesh.json's grpc on another port",
+    file: "mesh.json",
+    edit: (t) => t.replace('"peer-b:7000"', '"peer-b:7001"'),
+    reported: /mesh.json region b: tcp:\/\/peer-b:7001: peer-b listens on 7000/,
+  },
+  {
+    what: "mesh.json's registry naming another region's node",
+    file: "mesh.json",
+    edit: (t) => t.replace('"http://node-c-1:5000"', '"http://node-a-2:5000"'),
+    reported: /mesh.json region c: http:\/\/node-a-2:5000: node-a-2 is region a's/,
+  },
+  {
+    what: "a NATS cluster whose third member is not in mesh.json",
+    file: "mesh.json",
+    edit: (t) => t.replace('"nats://nats-b-3:4222"', '"nats://nats-b-2:4222"'),
+    reported: /region b's NATS: nats-b-3 is in the cluster but not in mesh\.json/,
+  },
+  {
+    what: "a NATS server mounting another region's config",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace(/(nats-c-2:[\s\S]*?)\.\/nats\/c\.conf/, "$1./nats/a.conf"),
+    reported: /region c's NATS: nats-c-2 mounts .*a\.conf, not region c's cluster config/,
+  },
+  {
+    what: "a NATS config nats-server refuses",
+    file: "nats/b.conf",
+    edit: (t) =>
+      t.replace("max_payload: 8388608", "max_payload: 8388608\nno_such_option: true\njetstream: {"),
+    reported: /region b's NATS: nats-server -t for nats-b-1/,
+  },
+  {
+    what: "two nodes sharing a data volume",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace("node-b-2-data:/data", "node-b-1-data:/data"),
+    reported: /node-b-2: data volume node-b-1-data shared with node-b-1, node-b-2/,
+  },
+  {
+    what: "a node on the filesystem store",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace(/(node-c-2:[\s\S]*?MERIDIAN_REGION: c)/, "$1\n      MERIDIAN_STORAGE_TYPE: fs"),
+    reported: /node-c-2: storage is not s3/,
+  },
+  {
+    what: "streams with one replica on a three-server cluster",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace(/(worker-a:[\s\S]*?)MERIDIAN_NATS_REPLICAS: "3"/, '$1MERIDIAN_NATS_REPLICAS: "1"'),
+    reported: /worker-a: MERIDIAN_NATS_REPLICAS is not 3/,
+  },
+  {
+    what: "a file docker-compose refuses",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace("services:\n", "services:\n  bad: [\n"),
+    reported: /docker-compose config: exit [1-9]/,
+  },
+];
+
+test("deploy/compose: each broken copy is reported", (t) => {
+  const dir = tempDir(cleanupStack(t));
+  const volumesDir = join(dir, "volumes");
+  for (const [i, b] of BROKEN.entries()) {
+    // The certificates and secrets are made once, by the first copy's check.
+    const problems = checkCompose(brokenCopy(dir, b.file, b.edit), { volumesDir, oneShots: i === 0 });
+    assert.match(
+      problems.join("\n"),
+      b.reported,
+      `${b.what}: ${problems.join("\n") || "(nothing reported)"}`,
+    );
+  }
+});
