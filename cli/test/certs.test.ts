@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { cleanupStack, tempDir } from "../../testing/harness.js";
+import { cleanupStack, REPO_ROOT, tempDir } from "../../testing/harness.js";
 import { ensureMeshCerts } from "../certs.js";
 
 function openssl(...args: string[]): string {
@@ -83,7 +83,7 @@ test("ensureMeshCerts reuses what exists and reissues only what is missing", asy
 
 test("meridian certs --dir DIR NAME... makes the same files, keeps them on a rerun, refuses bad usage", (t) => {
   const dir = join(tempDir(cleanupStack(t)), "certs");
-  const bin = join(import.meta.dirname, "..", "..", "..", "bin", "meridian");
+  const bin = join(REPO_ROOT, "bin", "meridian");
   const run = (...args: string[]) =>
     spawnSync(process.execPath, [bin, "certs", ...args], { encoding: "utf8" });
   const first = run("--dir", dir, "a", "front-door");

@@ -27,7 +27,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import type { TSchema } from "typebox";
 import { parse } from "yaml";
 import { loadPeerConfig, PEER_SETTINGS } from "../../control-plane/config.js";
@@ -36,8 +36,7 @@ import { loadNodeConfig, NODE_SETTINGS } from "../../node/config.js";
 import { ConfigError, leaves, resolveSettings } from "../../protocol/config-schema.js";
 import { type Mesh, natsServersOf, parseMesh } from "../../protocol/mesh.js";
 import { loadWorkerConfig, WORKER_SETTINGS } from "../../replication/config.js";
-
-const REPO = resolve(import.meta.dirname, "..", "..", "..");
+import { REPO_ROOT as REPO } from "../../testing/harness.js";
 
 type Env = Record<string, string>;
 type Kind = "node" | "peer" | "worker" | "front-door";

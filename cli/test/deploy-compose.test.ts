@@ -8,12 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { test } from "node:test";
-import { cleanupStack, tempDir } from "../../testing/harness.js";
+import { cleanupStack, REPO_ROOT, tempDir } from "../../testing/harness.js";
 import { checkCompose } from "./deploy-compose-check.js";
 
-const COMPOSE = resolve(import.meta.dirname, "..", "..", "..", "deploy", "compose");
+const COMPOSE = join(REPO_ROOT, "deploy", "compose");
 
 test("deploy/compose: docker-compose config accepts it and every service is configured consistently", (t) => {
   const volumesDir = tempDir(cleanupStack(t));
