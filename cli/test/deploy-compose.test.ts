@@ -4,13 +4,19 @@
  * one-shot services really make the certificates and secrets, every process
  * loads its settings, and Prometheus, mesh.json and the NATS clusters agree
  * with the services. Broken copies of the folder must each be reported, so
- * the checks cannot pass vacuously.
+ * the checks cannot pass vacuously. Region a's NATS cluster is then run
+ * from its files on loopback, as far as one can without containers.
  */
 import assert from "node:assert/strict";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { cleanupStack, REPO_ROOT, tempDir } from "../../testing/harness.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { JetStreamLog } from "../../node/data/jetstream-log.js";
+import { inboxPrefixOf, natsConnectOptions } from "../../node/data/nats-connect.js";
+import { cleanupStack, freePort, REPO_ROOT, silentLogger, tempDir } from "../../testing/harness.js";
 import { checkCompose } from "./deploy-compose-check.js";
 
 const COMPOSE = join(REPO_ROOT, "deploy", "compose");
@@ -148,3 +154,87 @@ test("deploy/compose: each broken copy is reported", (t) => {
     );
   }
 });
+
+test("deploy/compose: region a's three nats-servers, run from its files, form a cluster that takes the node's R3 stream", async (t) => {
+  const after = cleanupStack(t);
+  const dir = tempDir(after);
+  const volumesDir = join(dir, "volumes");
+  assert.deepEqual(checkCompose(COMPOSE, { volumesDir }), []);
+  const generated = join(volumesDir, "nats-config");
+  // The container's files, with each server's ports moved to free loopback ones and the
+  // service names the routes use (nats-a-K:6222) pointed at them: nothing else changes.
+  const ports: Array<{ client: number; route: number; http: number }> = [];
+  for (let k = 1; k <= 3; k++)
+    ports.push({ client: await freePort(), route: await freePort(), http: await freePort() });
+  const cluster = readFileSync(join(generated, "cluster-a.conf"), "utf8").replace(
+    /@nats-a-(\d):6222/g,
+    (_, k: string) => `@127.0.0.1:${ports[Number(k) - 1]!.route}`,
+  );
+  assert.equal((cluster.match(/@127\.0\.0\.1:/g) ?? []).length, 3, "the routes name the three servers");
+  const conf = readFileSync(join(COMPOSE, "nats", "a.conf"), "utf8");
+  for (const [i, p] of ports.entries()) {
+    const root = join(dir, `nats-a-${i + 1}`);
+    mkdirSync(join(root, "generated"), { recursive: true });
+    cpSync(join(generated, "authorization-a.conf"), join(root, "generated", "authorization-a.conf"));
+    writeFileSync(join(root, "generated", "cluster-a.conf"), cluster);
+    const text = conf
+      .replace(/^port: 4222$/m, `port: ${p.client}`)
+      .replace(/^http_port: 8222$/m, `http_port: ${p.http}`)
+      .replace("store_dir: /data", `store_dir: ${JSON.stringify(join(root, "data"))}`)
+      .replace("listen: 0.0.0.0:6222", `listen: 127.0.0.1:${p.route}`);
+    assert.equal((text.match(new RegExp(`${p.client}|${p.http}|${p.route}`, "g")) ?? []).length, 3);
+    writeFileSync(join(root, "nats.conf"), text);
+    const child = spawn("nats-server", ["-c", join(root, "nats.conf")], {
+      env: { ...process.env, NATS_SERVER_NAME: `nats-a-${i + 1}` },
+      stdio: "ignore",
+    });
+    after(
+      () =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          child.once("exit", () => resolve());
+          child.kill("SIGKILL");
+        }),
+    );
+  }
+  const urls = ports.map((p) => `nats://127.0.0.1:${p.client}`);
+  const secrets = join(volumesDir, "secrets", "nats-auth");
+  const operator = { seedFile: join(secrets, "operator.seed"), inboxPrefix: inboxPrefixOf("operator") };
+  // Anonymous clients are refused: the generated authorization is in force.
+  await assert.rejects(connect({ servers: urls[0]!, reconnect: false, timeout: 2_000 }));
+  const nc = await connect({
+    servers: urls,
+    ...natsConnectOptions(operator),
+    inboxPrefix: operator.inboxPrefix,
+  });
+  after(() => nc.close());
+  await waitForJetStreamAs(nc);
+  // The node of a, as docker-compose.yml signs it in, creates its stream with 3 replicas.
+  const log = JetStreamLog.open({
+    servers: urls,
+    region: "a",
+    name: "deploy-compose-test",
+    nats: { seedFile: join(secrets, "a-node.seed"), inboxPrefix: inboxPrefixOf("a-node"), replicas: 3 },
+    logger: silentLogger,
+  });
+  after(() => log.close());
+  await log.ready();
+  const info = await (await jetstreamManager(nc)).streams.info("MERIDIAN_A");
+  assert.equal(info.config.num_replicas, 3);
+  assert.equal(info.cluster?.replicas?.length, 2, "a leader and two followers");
+  assert.equal(info.cluster?.name, "meridian-a");
+});
+
+/** waitForJetStream for an authenticated connection: a meta leader is elected (bounded). */
+async function waitForJetStreamAs(nc: Awaited<ReturnType<typeof connect>>): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      await (await jetstreamManager(nc)).getAccountInfo();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
