@@ -183,6 +183,17 @@ export function checkCompose(composeDir: string, options: CheckOptions): string[
     if (port(host) !== p) return `${url}: ${host} listens on ${port(host)}`;
     return undefined;
   };
+  // Each region's peer serves, and calls others, with <tls.dir>/<region>.crt/.key (control-plane/tls.ts).
+  const peer = services[ofKind("peer")[0]?.[0] ?? ""];
+  const tlsDir = mesh?.tls?.dir;
+  for (const r of tlsDir === undefined || peer === undefined ? [] : (mesh?.regions ?? []))
+    for (const ext of ["crt", "key"]) {
+      const file = hostPath(peer!, `${tlsDir}/${r.name}.${ext}`, volumesDir);
+      if (file === undefined || !existsSync(file))
+        problems.push(
+          `mesh.json region ${r.name}: no ${tlsDir}/${r.name}.${ext} (the certs service's names)`,
+        );
+    }
   for (const r of mesh?.regions ?? []) {
     const metricsOf = (n: string) => meridian.get(n)?.metricsPort;
     const grpcOf = (n: string) => hostPort(meridian.get(n)?.env.MERIDIAN_GRPC_LISTEN ?? "x:7000").port;

@@ -47,7 +47,14 @@ function brokenCopy(dir: string, file: string, edit: (text: string) => string): 
   return copy;
 }
 
-const BROKEN: Array<{ what: string; file: string; edit: (t: string) => string; reported: RegExp }> = [
+/** `fresh`: checked with volumes of its own, its one-shot services run (the break is in what they make). */
+const BROKEN: Array<{
+  what: string;
+  file: string;
+  edit: (t: string) => string;
+  reported: RegExp;
+  fresh?: boolean;
+}> = [
   {
     what: "a misspelt variable",
     file: "docker-compose.yml",
@@ -134,6 +141,13 @@ const BROKEN: Array<{ what: string; file: string; edit: (t: string) => string; r
     reported: /worker-a: MERIDIAN_NATS_REPLICAS is not 3/,
   },
   {
+    what: "a region without a certificate",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace('"a", "b", "c", "front-door"', '"a", "b", "front-door"'),
+    reported: /mesh.json region c: no \/secrets\/certs\/c\.crt/,
+    fresh: true,
+  },
+  {
     what: "a file docker-compose refuses",
     file: "docker-compose.yml",
     edit: (t) => t.replace("services:\n", "services:\n  bad: [\n"),
@@ -146,7 +160,10 @@ test("deploy/compose: each broken copy is reported", (t) => {
   const volumesDir = join(dir, "volumes");
   for (const [i, b] of BROKEN.entries()) {
     // The certificates and secrets are made once, by the first copy's check.
-    const problems = checkCompose(brokenCopy(dir, b.file, b.edit), { volumesDir, oneShots: i === 0 });
+    const problems = checkCompose(brokenCopy(dir, b.file, b.edit), {
+      volumesDir: b.fresh === true ? join(dir, `volumes-${i}`) : volumesDir,
+      oneShots: i === 0 || b.fresh === true,
+    });
     assert.match(
       problems.join("\n"),
       b.reported,
