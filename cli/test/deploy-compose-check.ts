@@ -41,29 +41,51 @@ import { REPO_ROOT as REPO } from "../../testing/harness.js";
 type Env = Record<string, string>;
 type Kind = "node" | "peer" | "worker" | "front-door";
 
-/** What each Meridian entrypoint is, and how that process loads its settings (the metrics port it serves). */
-const KINDS: Record<string, { kind: Kind; schema: TSchema; load: (env: Env) => { metricsPort: number } }> = {
+/** Where a process serves: /metrics (host, port) and, for a peer, gRPC (host:port), as its loader resolves them. */
+interface Served {
+  metricsHost: string;
+  metricsPort: number;
+  grpcListen?: string;
+}
+
+/** What each Meridian entrypoint is, and how that process loads its settings. */
+const KINDS: Record<string, { kind: Kind; schema: TSchema; load: (env: Env) => Served }> = {
   "dist/node/server.js": {
     kind: "node",
     schema: NODE_SETTINGS,
-    load: (env) => ({ metricsPort: loadNodeConfig({ env }).listen.port }),
+    load: (env) => {
+      const c = loadNodeConfig({ env });
+      return { metricsHost: c.listen.host, metricsPort: c.listen.port };
+    },
   },
   "dist/control-plane/peer.js": {
     kind: "peer",
     schema: PEER_SETTINGS,
-    load: (env) => ({ metricsPort: loadPeerConfig({ env }).metrics.port }),
+    load: (env) => {
+      const c = loadPeerConfig({ env });
+      return { metricsHost: c.metrics.host, metricsPort: c.metrics.port, grpcListen: c.grpc.listen };
+    },
   },
   "dist/replication/main.js": {
     kind: "worker",
     schema: WORKER_SETTINGS,
-    load: (env) => ({ metricsPort: loadWorkerConfig({ env }).metrics.port }),
+    load: (env) => {
+      const c = loadWorkerConfig({ env });
+      return { metricsHost: c.metrics.host, metricsPort: c.metrics.port };
+    },
   },
   "dist/control-plane/front-door.js": {
     kind: "front-door",
     schema: FRONT_DOOR_SETTINGS,
-    load: (env) => ({ metricsPort: loadFrontDoorConfig({ env }).listen.port }),
+    load: (env) => {
+      const c = loadFrontDoorConfig({ env });
+      return { metricsHost: c.listen.host, metricsPort: c.listen.port };
+    },
   },
 };
+
+/** An address only the container itself can reach. */
+const LOOPBACK = /^(127\.|::1$|localhost$)/;
 
 interface Service {
   image?: string;
@@ -137,7 +159,7 @@ export function checkCompose(composeDir: string, options: CheckOptions): string[
   }
 
   // Each Meridian process: its variables are its settings, and it loads with them.
-  const meridian = new Map<string, { kind: Kind; env: Env; metricsPort?: number }>();
+  const meridian = new Map<string, { kind: Kind; env: Env; served?: Served }>();
   for (const [name, s] of Object.entries(services)) {
     const entry = s.entrypoint?.[0] === "node" ? KINDS[s.entrypoint[1] ?? ""] : undefined;
     if (entry === undefined) continue;
@@ -154,7 +176,12 @@ export function checkCompose(composeDir: string, options: CheckOptions): string[
     for (const p of schemaProblems) problems.push(`${name}: ${p}`);
     const hostEnv = mapEnv(name, s, env, volumesDir);
     try {
-      meridian.get(name)!.metricsPort = entry.load(hostEnv).metricsPort;
+      const served = entry.load(hostEnv);
+      meridian.get(name)!.served = served;
+      // Other containers reach it: nothing it serves may listen on loopback only.
+      for (const host of [served.metricsHost, hostPort(served.grpcListen ?? "0.0.0.0:1").host])
+        if (LOOPBACK.test(host))
+          problems.push(`${name}: listens on ${host}, which other containers cannot reach`);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       for (const p of err.problems) problems.push(`${name}: ${p}`);
@@ -195,8 +222,8 @@ export function checkCompose(composeDir: string, options: CheckOptions): string[
         );
     }
   for (const r of mesh?.regions ?? []) {
-    const metricsOf = (n: string) => meridian.get(n)?.metricsPort;
-    const grpcOf = (n: string) => hostPort(meridian.get(n)?.env.MERIDIAN_GRPC_LISTEN ?? "x:7000").port;
+    const metricsOf = (n: string) => meridian.get(n)?.served?.metricsPort;
+    const grpcOf = (n: string) => hostPort(meridian.get(n)?.served?.grpcListen ?? "x:0").port;
     const found = [
       served(r.registry, "node", r.name, metricsOf),
       served(`tcp://${r.grpc}`, "peer", r.name, grpcOf),
@@ -259,7 +286,7 @@ function mapEnv(name: string, s: Service, env: Env, volumesDir: string): Env {
 /** Prometheus scrapes every Meridian process, each on the port it serves /metrics on. */
 function checkPrometheus(
   services: Record<string, Service>,
-  meridian: Map<string, { kind: Kind; env: Env; metricsPort?: number }>,
+  meridian: Map<string, { kind: Kind; env: Env; served?: Served }>,
   problems: string[],
 ): void {
   const prometheus = services.prometheus;
@@ -279,12 +306,10 @@ function checkPrometheus(
       scraped.add(host);
       if (m === undefined)
         problems.push(`prometheus.yml ${job.job_name}: ${target}: no Meridian service ${host}`);
-      else if (m.metricsPort !== port)
+      else if (m.served?.metricsPort !== port)
         problems.push(
-          `prometheus.yml ${job.job_name}: ${target}: ${host} serves /metrics on ${m.metricsPort}`,
+          `prometheus.yml ${job.job_name}: ${target}: ${host} serves /metrics on ${m.served?.metricsPort}`,
         );
-      else if (m.kind !== "node" && m.kind !== "front-door" && m.env.MERIDIAN_METRICS_HOST !== "0.0.0.0")
-        problems.push(`prometheus.yml ${job.job_name}: ${target}: ${host}'s metrics listen on loopback only`);
     }
   for (const name of meridian.keys())
     if (!scraped.has(name)) problems.push(`prometheus.yml: ${name} is not scraped`);

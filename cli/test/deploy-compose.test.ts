@@ -141,6 +141,12 @@ const BROKEN: Array<{
     reported: /worker-a: MERIDIAN_NATS_REPLICAS is not 3/,
   },
   {
+    what: "a peer's metrics on loopback (its default)",
+    file: "docker-compose.yml",
+    edit: (t) => t.replace(/(peer-b:[\s\S]*?) {6}MERIDIAN_METRICS_HOST: 0\.0\.0\.0\n/, "$1"),
+    reported: /peer-b: listens on 127\.0\.0\.1, which other containers cannot reach/,
+  },
+  {
     what: "a region without a certificate",
     file: "docker-compose.yml",
     edit: (t) => t.replace('"a", "b", "c", "front-door"', '"a", "b", "front-door"'),
