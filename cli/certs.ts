@@ -11,13 +11,18 @@
  * missing or foreign region pair is (re)issued; a new CA reissues every
  * region. Keys are mode 0600. Files appear by rename, so an interrupted run
  * never leaves half a pair under its final name.
+ *
+ * `meridian certs --dir DIR NAME...` runs ensureMeshCerts for a deployment
+ * that is not `meridian up` (deploy/compose's one-shot `certs` service):
+ * the regions' names and the front door's identity (`front-door`), then
+ * mesh.json's `tls` is `{ "ca": "DIR/ca.crt", "dir": "DIR" }`.
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { parseRegion } from "../protocol/events.js";
 
 const run = promisify(execFile);
@@ -29,6 +34,40 @@ export interface MeshCerts {
   /** The directory holding `R.crt` / `R.key` (mesh.json's `tls.dir`). */
   dir: string;
   regions: Record<string, { cert: string; key: string }>;
+}
+
+export const CERTS_USAGE = `  certs --dir DIR NAME...        the mesh CA and a certificate per NAME (the regions, and the front
+                                  door's identity \`front-door\`) under DIR for mesh.json's tls; what
+                                  exists and verifies is kept (deploy/compose's \`certs\` service)
+`;
+
+/** `meridian certs --dir DIR NAME...`: prints the files; exit 0, or 2 for a usage error. */
+export async function certs(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { dir: { type: "string" } },
+  });
+  const bad = positionals.find((n) => !isName(n));
+  if (values.dir === undefined || positionals.length === 0 || bad !== undefined) {
+    process.stderr.write(
+      `meridian certs: ${bad === undefined ? "--dir DIR and at least one NAME are required" : `"${bad}" is not a region name (lower-case letters, digits, dashes)`}\n${CERTS_USAGE}`,
+    );
+    return 2;
+  }
+  const made = await ensureMeshCerts(values.dir, positionals);
+  process.stdout.write(`ca ${made.ca}\n`);
+  for (const [name, pair] of Object.entries(made.regions)) process.stdout.write(`${name} ${pair.cert}\n`);
+  return 0;
+}
+
+function isName(name: string): boolean {
+  try {
+    parseRegion(name);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function ensureMeshCerts(dir: string, regions: readonly string[]): Promise<MeshCerts> {

@@ -8,6 +8,7 @@
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
  *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
+ *   meridian certs --dir DIR NAME...                          (mesh certificates: cli/certs.ts)
  *   meridian help [CMD] | meridian CMD --help
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -23,6 +24,7 @@ import { privateDirs } from "../node/data/private-files.js";
 import { natsServersOf, parseMesh, regionOf } from "../protocol/mesh.js";
 import { ADMIN_USAGE, admin } from "./admin.js";
 import { audit } from "./audit.js";
+import { CERTS_USAGE, certs } from "./certs.js";
 import { CONFIG_USAGE, config } from "./config.js";
 import { rebuild } from "./rebuild.js";
 import { region } from "./region.js";
@@ -65,7 +67,7 @@ commands:
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
             signs in to NATS with MERIDIAN_NATS_* when set, else DIR/nats-auth/operator.seed
-${CONFIG_USAGE}
+${CONFIG_USAGE}${CERTS_USAGE}
 admin commands (through a region's admin API):
 ${ADMIN_USAGE}`;
 
@@ -201,6 +203,8 @@ async function main(argv: string[]): Promise<number> {
       return audit(rest);
     case "config":
       return config(rest);
+    case "certs":
+      return certs(rest);
     case undefined:
     case "--help":
     case "-h":

@@ -7,7 +7,8 @@
 //      setting the lock lacks other platforms' optional packages, and `npm ci` refuses it;
 //   2. the TypeScript build into dist/ when any source is newer than the last build;
 //   3. system tools from Debian's packages: nats-server and openssl (mesh certificates) always;
-//      skopeo and podman with --test;
+//      skopeo and podman with --test, and docker-compose (cli/test/deploy-compose.test.ts runs
+//      `docker-compose config` on deploy/compose; no engine is needed);
 //      docker-registry, wrk and curl with --bench. As root they are installed with apt-get;
 //      otherwise the script stops and prints the apt-get command to run.
 import { spawnSync } from "node:child_process";
@@ -77,6 +78,8 @@ const tools = [
 if (args.has("--test") || args.has("--bench")) tools.push(["skopeo", "skopeo"]);
 // podman: a second real client for the login flows (node/test/auth.test.ts); no engine is run.
 if (args.has("--test")) tools.push(["podman", "podman"]);
+// docker-compose: `docker-compose config` validates deploy/compose (cli/test/deploy-compose.test.ts).
+if (args.has("--test")) tools.push(["docker-compose", "docker-compose"]);
 if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"], ["curl", "curl"]);
 const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;
 const missing = tools.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);

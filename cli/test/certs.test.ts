@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { cleanupStack, tempDir } from "../../testing/harness.js";
+import { cleanupStack, REPO_ROOT, tempDir } from "../../testing/harness.js";
 import { ensureMeshCerts } from "../certs.js";
 
 function openssl(...args: string[]): string {
@@ -79,4 +79,33 @@ test("ensureMeshCerts reuses what exists and reissues only what is missing", asy
   for (const r of ["a", "b"]) openssl("verify", "-CAfile", join(dir, "ca.crt"), join(dir, `${r}.crt`));
 
   await assert.rejects(ensureMeshCerts(dir, ["Bad Name"]));
+});
+
+test("meridian certs --dir DIR NAME... makes the same files, keeps them on a rerun, refuses bad usage", (t) => {
+  const dir = join(tempDir(cleanupStack(t)), "certs");
+  const bin = join(REPO_ROOT, "bin", "meridian");
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [bin, "certs", ...args], { encoding: "utf8" });
+  const first = run("--dir", dir, "a", "front-door");
+  assert.equal(first.status, 0, first.stderr);
+  assert.deepEqual(first.stdout.trim().split("\n"), [
+    `ca ${join(dir, "ca.crt")}`,
+    `a ${join(dir, "a.crt")}`,
+    `front-door ${join(dir, "front-door.crt")}`,
+  ]);
+  for (const name of ["a", "front-door"]) {
+    openssl("verify", "-CAfile", join(dir, "ca.crt"), join(dir, `${name}.crt`));
+    assert.match(
+      openssl("x509", "-in", join(dir, `${name}.crt`), "-noout", "-ext", "subjectAltName"),
+      new RegExp(`DNS:${name}`),
+    );
+  }
+  const before = readFileSync(join(dir, "a.crt"), "utf8");
+  assert.equal(run("--dir", dir, "a", "front-door").status, 0);
+  assert.equal(readFileSync(join(dir, "a.crt"), "utf8"), before, "a rerun reissued a valid certificate");
+  for (const bad of [["--dir", dir], ["a"], ["--dir", dir, "Bad Name"]]) {
+    const r = run(...bad);
+    assert.equal(r.status, 2, `${bad.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, /usage|certs --dir/);
+  }
 });
