@@ -34,7 +34,7 @@ import { loadPeerConfig, PEER_SETTINGS } from "../../control-plane/config.js";
 import { FRONT_DOOR_SETTINGS, loadFrontDoorConfig } from "../../control-plane/front-door-config.js";
 import { loadNodeConfig, NODE_SETTINGS } from "../../node/config.js";
 import { ConfigError, leaves, resolveSettings } from "../../protocol/config-schema.js";
-import { type Mesh, natsServersOf, parseMesh } from "../../protocol/mesh.js";
+import { type Mesh, natsServersOf, parseMesh, registriesOf } from "../../protocol/mesh.js";
 import { loadWorkerConfig, WORKER_SETTINGS } from "../../replication/config.js";
 import { REPO_ROOT as REPO } from "../../testing/harness.js";
 
@@ -225,7 +225,11 @@ export function checkCompose(composeDir: string, options: CheckOptions): string[
     const metricsOf = (n: string) => meridian.get(n)?.served?.metricsPort;
     const grpcOf = (n: string) => hostPort(meridian.get(n)?.served?.grpcListen ?? "x:0").port;
     const found = [
-      served(r.registry, "node", r.name, metricsOf),
+      // The region's two nodes, both listed: the front door spreads over them (mesh.json's list form).
+      ...registriesOf(r).map((url) => served(url, "node", r.name, metricsOf)),
+      registriesOf(r).length === ofKind("node").filter(([, m]) => m.env.MERIDIAN_REGION === r.name).length
+        ? undefined
+        : `registry lists ${registriesOf(r).length} nodes, compose runs ${ofKind("node").filter(([, m]) => m.env.MERIDIAN_REGION === r.name).length}`,
       served(`tcp://${r.grpc}`, "peer", r.name, grpcOf),
       r.metrics?.peer === undefined ? undefined : served(r.metrics.peer, "peer", r.name, metricsOf),
       r.metrics?.worker === undefined ? undefined : served(r.metrics.worker, "worker", r.name, metricsOf),
