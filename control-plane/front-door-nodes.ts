@@ -1,0 +1,204 @@
+/**
+ * The front door's decisions about a region's registry nodes, pure like
+ * ./front-door-routing.ts (no clock read, no IO): each node's health and what
+ * its view has applied, which nodes may serve a read-your-writes read, and
+ * the order to try a region's nodes in.
+ *
+ * A region may run several stateless registry nodes with no load balancer of
+ * its own (mesh.json `registry` as a list, protocol/mesh.ts registriesOf).
+ * ./front-door-routing.ts `route` picks the regions; `attemptsFor` turns
+ * them into attempts at nodes:
+ * - Within a region, the up nodes, fewest requests outstanding first (at
+ *   this front door), ties in round-robin order from a cursor the caller
+ *   advances per request; the region's other nodes follow before the next
+ *   region, so a read whose node fails or misses its first-byte bound is
+ *   retried on another node of the same region first.
+ * - Read-your-writes: each node has its own view, which follows the region's
+ *   log at its own pace, so a read carrying `Meridian-Seq` goes only to a node
+ *   that has applied every token: its last `/healthz` (`applied`, per origin)
+ *   or a write it answered (its `Meridian-Seq` is applied there before the
+ *   answer leaves, node/data/commit-step.ts), never a lagging one. A region of one
+ *   node keeps today's rule besides (the region has applied the token: it is
+ *   its origin, or its peer's Status says so), so nothing changes for it.
+ * - Upload sessions (`_region`) go to any up node of their region: with the
+ *   S3 store the session lives in the bucket (node/data/s3-uploads.ts), with
+ *   the filesystem store in files every node sharing the region's storage
+ *   root reads (node/data/fs-blob-store.ts), so a session need not stick to
+ *   the node that opened it.
+ */
+import type { RouteReason, SeqToken } from "./front-door-routing.js";
+
+/** What the front door knows of one registry node of a region. */
+export interface NodeState {
+  region: string;
+  /** The node's registry URL without a trailing slash (its name in metrics and /healthz). */
+  node: string;
+  /** Routable: answered its last probe and not found unreachable since. */
+  up: boolean;
+  /** Consecutive failed probes (0 after a success). */
+  misses: number;
+  /** Smoothed round trip of the node's probes, ms; undefined before the first. */
+  rttMs: number | undefined;
+  lastSeenAt: number | undefined;
+  lastError: string | undefined;
+  /**
+   * What the node's view has applied, per origin region (its own region: the
+   * position in the region's log); undefined until it said. Lowered only by
+   * its own report (a node whose view was rebuilt starts over).
+   */
+  applied: Readonly<Record<string, number>> | undefined;
+}
+
+export function initialNodeState(region: string, node: string): NodeState {
+  return {
+    region,
+    node,
+    up: false,
+    misses: 0,
+    rttMs: undefined,
+    lastSeenAt: undefined,
+    lastError: undefined,
+    applied: undefined,
+  };
+}
+
+export type NodeObservation =
+  /** The node answered its probe (`applied`: its /healthz's, when it said). */
+  | { kind: "probe-ok"; at: number; rttMs: number; applied: Record<string, number> | undefined }
+  /** The probe failed, answered 5xx, or timed out. */
+  | { kind: "probe-failed"; at: number; error: string }
+  /** A proxied request could not reach it (refused, reset, connect timeout, no first byte in time). */
+  | { kind: "unreachable"; at: number; error: string }
+  /** News of what it applied, not of its health: an extra /healthz poll (read-your-writes waits). */
+  | { kind: "applied"; applied: Record<string, number> }
+  /** It answered a write with `Meridian-Seq: origin:seq`: applied there before the answer. */
+  | { kind: "wrote"; origin: string; seq: number };
+
+/**
+ * The next state of a node after one observation: the rules of a region
+ * (./front-door-routing.ts observeRegion): up on one good probe, down after
+ * `missesToDown` failed ones or at once when a request could not reach it.
+ */
+export function observeNode(
+  state: NodeState,
+  o: NodeObservation,
+  rules: { missesToDown: number; alpha: number },
+): NodeState {
+  switch (o.kind) {
+    case "probe-ok": {
+      const sample = Math.max(0, o.rttMs);
+      return {
+        ...state,
+        up: true,
+        misses: 0,
+        rttMs: state.rttMs === undefined ? sample : state.rttMs + rules.alpha * (sample - state.rttMs),
+        lastSeenAt: o.at,
+        lastError: undefined,
+        applied: o.applied ?? state.applied,
+      };
+    }
+    case "probe-failed": {
+      const misses = state.misses + 1;
+      return { ...state, up: state.up && misses < rules.missesToDown, misses, lastError: o.error };
+    }
+    case "unreachable":
+      return { ...state, up: false, lastError: o.error };
+    case "applied":
+      return { ...state, applied: o.applied };
+    case "wrote": {
+      const known = state.applied?.[o.origin] ?? 0;
+      if (known >= o.seq) return state;
+      return { ...state, applied: { ...state.applied, [o.origin]: o.seq } };
+    }
+  }
+}
+
+/**
+ * A node's `/healthz` as what it has applied: `applied` (every origin's
+ * events replicated into its region and applied by its view, its own region
+ * included), else `appliedSeq` (its own region's log only; an older node).
+ * Undefined when the answer says neither.
+ */
+export function appliedOfHealthz(region: string, body: unknown): Record<string, number> | undefined {
+  const b = body as { applied?: unknown; appliedSeq?: unknown } | null;
+  if (typeof b !== "object" || b === null) return undefined;
+  const out: Record<string, number> = {};
+  if (typeof b.applied === "object" && b.applied !== null) {
+    for (const [origin, seq] of Object.entries(b.applied as Record<string, unknown>))
+      if (typeof seq === "number" && Number.isFinite(seq)) out[origin] = seq;
+  }
+  if (typeof b.appliedSeq === "number" && Number.isFinite(b.appliedSeq)) out[region] = b.appliedSeq;
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+/** Whether the node's view has applied every token's event, as far as the front door knows. */
+export function nodeHasApplied(tokens: readonly SeqToken[], node: NodeState): boolean {
+  return tokens.every((t) => (node.applied?.[t.origin] ?? 0) >= t.seq);
+}
+
+/**
+ * The nodes of a region that may serve a read carrying `tokens` (all of them
+ * without tokens). `regionHasApplied`: today's region-level rule
+ * (./front-door-routing.ts hasApplied); it admits the only node of a
+ * one-node region, never a node among several.
+ */
+export function servingNodes(
+  nodes: readonly NodeState[],
+  tokens: readonly SeqToken[],
+  regionHasApplied: boolean,
+): NodeState[] {
+  if (tokens.length === 0) return nodes.filter((n) => n.up);
+  return nodes.filter((n) => n.up && (nodeHasApplied(tokens, n) || (nodes.length === 1 && regionHasApplied)));
+}
+
+/**
+ * The order to try `nodes` in (indexes into it): fewest `outstanding`
+ * requests first, ties in round-robin order starting at `cursor` (mod the
+ * number of nodes). Deterministic; every index appears once.
+ */
+export function nodeOrder(outstanding: readonly number[], cursor: number): number[] {
+  const n = outstanding.length;
+  const start = n === 0 ? 0 : ((cursor % n) + n) % n;
+  const rotated = Array.from({ length: n }, (_, i) => (start + i) % n);
+  return rotated.sort((x, y) => (outstanding[x] ?? 0) - (outstanding[y] ?? 0) || rotation(x) - rotation(y));
+  function rotation(i: number): number {
+    return (i - start + n) % n;
+  }
+}
+
+/** One attempt of a request: a node of a candidate region. */
+export interface Attempt {
+  region: string;
+  reason: RouteReason;
+  node: string;
+}
+
+/**
+ * The attempts for a routing decision's candidate regions, in order: per
+ * region its serving nodes (servingNodes) by nodeOrder. `cursors` and
+ * `outstanding` are per region, index-aligned with `nodes`.
+ */
+export function attemptsFor(
+  candidates: ReadonlyArray<{ region: string; reason: RouteReason }>,
+  view: {
+    nodes: ReadonlyMap<string, readonly NodeState[]>;
+    outstanding: (region: string) => readonly number[];
+    cursor: (region: string) => number;
+    tokens: readonly SeqToken[];
+    /** The region-level read-your-writes rule (./front-door-routing.ts hasApplied). */
+    regionHasApplied: (region: string) => boolean;
+  },
+): Attempt[] {
+  const out: Attempt[] = [];
+  for (const c of candidates) {
+    const nodes = view.nodes.get(c.region) ?? [];
+    const serving = new Set(
+      servingNodes(nodes, view.tokens, view.tokens.length > 0 && view.regionHasApplied(c.region)),
+    );
+    for (const i of nodeOrder(view.outstanding(c.region), view.cursor(c.region))) {
+      const n = nodes[i];
+      if (n !== undefined && serving.has(n)) out.push({ region: c.region, reason: c.reason, node: n.node });
+    }
+  }
+  return out;
+}
