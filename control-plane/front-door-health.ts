@@ -35,6 +35,7 @@ import {
   type NodeObservation,
   type NodeState,
   observeNode,
+  WriteFloors,
 } from "./front-door-nodes.js";
 import {
   initialRegionState,
@@ -74,6 +75,8 @@ export class RegionMonitor {
   readonly #onChange: (state: RegionState, previous: RegionState) => void;
   readonly #onNodeChange: (state: NodeState) => void;
   readonly #polls = new Map<string, Promise<void>>();
+  /** The floors of the writes passed through the front door (./front-door-nodes.ts). */
+  readonly floors = new WriteFloors();
   #abort = new AbortController();
   #loops: Promise<void>[] = [];
 
@@ -164,6 +167,13 @@ export class RegionMonitor {
     const previous = nodes[i]!;
     const next = observeNode(previous, observation, { missesToDown: MISSES_TO_DOWN, alpha: RTT_ALPHA });
     nodes[i] = next;
+    if (observation.kind === "probe-ok" || observation.kind === "applied") {
+      // Repositories every up node of the region has applied need no floor any more (a node
+      // that comes back has caught up with the log before it listens: node/data/log-follow.ts).
+      const up = nodes.filter((n) => n.up);
+      const least = Math.min(...up.map((n) => n.applied?.[region] ?? 0));
+      if (up.length > 0 && least > 0) this.floors.prune(region, least);
+    }
     if (next.up !== previous.up) this.#onNodeChange(next);
     if (observation.kind === "unreachable" && !nodes.some((n) => n.up))
       this.record(region, { kind: "unreachable", at: observation.at, error: observation.error });

@@ -20,6 +20,19 @@
  *   answer leaves, node/data/commit-step.ts), never a lagging one. A region of one
  *   node keeps today's rule besides (the region has applied the token: it is
  *   its origin, or its peer's Status says so), so nothing changes for it.
+ * - Writes passed through this front door set floors (WriteFloors): a view
+ *   applies the log in order, so a node that has applied a write's position
+ *   has applied every earlier one. Writes (and the steps of an upload) go to
+ *   a node known to have applied every write the front door has seen its
+ *   region answer: a manifest pushed right after its blobs, through another
+ *   node, finds them linked in that node's view. Reads of a repository go to
+ *   a node known to have applied the last write to it answered here, until
+ *   every node has: a client that pushes and then pulls through the front
+ *   door sees its push without sending `Meridian-Seq`, as with one node. Both
+ *   are preferences among the up nodes (freshestNodes): those known to have
+ *   applied the floor come first, then the region's other nodes (a retry
+ *   there beats one in another region, which may lag as much). Other reads
+ *   are spread over every up node.
  * - Upload sessions (`_region`) go to any up node of their region: with the
  *   S3 store the session lives in the bucket (node/data/s3-uploads.ts), with
  *   the filesystem store in files every node sharing the region's storage
@@ -166,6 +179,64 @@ export function nodeOrder(outstanding: readonly number[], cursor: number): numbe
   }
 }
 
+/**
+ * Among `nodes` (of `region`), those known to have applied `floor` of the
+ * region's log; all of them when none is known to (a write is then sent as
+ * without several nodes: the node answers from its view, never refused here).
+ */
+export function freshestNodes(nodes: readonly NodeState[], region: string, floor: number): NodeState[] {
+  const fresh = nodes.filter((n) => (n.applied?.[region] ?? 0) >= floor);
+  return fresh.length > 0 ? fresh : [...nodes];
+}
+
+/** At most this many repositories' floors are kept per region (the oldest go first). */
+const MAX_REPOSITORY_FLOORS = 10_000;
+
+/**
+ * The floors of the writes passed through the front door (see the header):
+ * per region the highest position of its log a node answered a write with,
+ * and per repository the position of its last write, until every node of the
+ * region is known to have applied it (`prune`). No IO, no clock.
+ */
+export class WriteFloors {
+  readonly #region = new Map<string, number>();
+  readonly #repos = new Map<string, Map<string, number>>();
+
+  /** A node of `region` answered a write (to `repo`, when the path named one) at `seq` of its log. */
+  wrote(region: string, repo: string | undefined, seq: number): void {
+    if (seq > (this.#region.get(region) ?? 0)) this.#region.set(region, seq);
+    if (repo === undefined) return;
+    let repos = this.#repos.get(region);
+    if (repos === undefined) this.#repos.set(region, (repos = new Map()));
+    const known = repos.get(repo) ?? 0;
+    repos.delete(repo); // re-inserted last: the map's order is the eviction order
+    repos.set(repo, Math.max(known, seq));
+    if (repos.size > MAX_REPOSITORY_FLOORS) repos.delete(repos.keys().next().value!);
+  }
+
+  /** The floor of a write to `region`: every write answered there. */
+  forWrite(region: string): number {
+    return this.#region.get(region) ?? 0;
+  }
+
+  /** The floor of a read of `repo` in `region`: its last write answered there (0: none pending). */
+  forRead(region: string, repo: string | undefined): number {
+    return repo === undefined ? 0 : (this.#repos.get(region)?.get(repo) ?? 0);
+  }
+
+  /** Forget repositories' floors every node of `region` has applied (`applied`: the least of them). */
+  prune(region: string, applied: number): void {
+    const repos = this.#repos.get(region);
+    if (repos === undefined) return;
+    for (const [repo, seq] of repos) if (seq <= applied) repos.delete(repo);
+  }
+
+  /** Repositories with a floor pending in `region` (for tests and /healthz). */
+  pending(region: string): number {
+    return this.#repos.get(region)?.size ?? 0;
+  }
+}
+
 /** One attempt of a request: a node of a candidate region. */
 export interface Attempt {
   region: string;
@@ -187,18 +258,31 @@ export function attemptsFor(
     tokens: readonly SeqToken[];
     /** The region-level read-your-writes rule (./front-door-routing.ts hasApplied). */
     regionHasApplied: (region: string) => boolean;
+    /**
+     * The position of the region's log a node should have applied to serve
+     * the request (WriteFloors; 0: none). Nodes known to have applied it are
+     * preferred (freshestNodes).
+     */
+    floor?: (region: string) => number;
   },
 ): Attempt[] {
   const out: Attempt[] = [];
   for (const c of candidates) {
     const nodes = view.nodes.get(c.region) ?? [];
-    const serving = new Set(
-      servingNodes(nodes, view.tokens, view.tokens.length > 0 && view.regionHasApplied(c.region)),
+    const serving = servingNodes(
+      nodes,
+      view.tokens,
+      view.tokens.length > 0 && view.regionHasApplied(c.region),
     );
-    for (const i of nodeOrder(view.outstanding(c.region), view.cursor(c.region))) {
-      const n = nodes[i];
-      if (n !== undefined && serving.has(n)) out.push({ region: c.region, reason: c.reason, node: n.node });
-    }
+    const floor = view.floor?.(c.region) ?? 0;
+    const fresh = new Set(floor > 0 ? freshestNodes(serving, c.region, floor) : serving);
+    const ordered = nodeOrder(view.outstanding(c.region), view.cursor(c.region))
+      .map((i) => nodes[i]!)
+      .filter((n) => serving.includes(n));
+    // The floor orders, it does not exclude: when the fresh nodes fail, the region's others
+    // (most likely caught up by then) come before another region (which may lag as much).
+    for (const n of [...ordered.filter((x) => fresh.has(x)), ...ordered.filter((x) => !fresh.has(x))])
+      out.push({ region: c.region, reason: c.reason, node: n.node });
   }
   return out;
 }

@@ -287,7 +287,7 @@ export function createForwarder(options: ForwarderOptions): Forward {
 /** What the attempts at a request's candidate regions need (./front-door.ts wires it). */
 export interface ProxyContext {
   forward: Forward;
-  monitor: Pick<RegionMonitor, "states" | "record" | "recordNode" | "nodeUp">;
+  monitor: Pick<RegionMonitor, "states" | "record" | "recordNode" | "nodeUp" | "floors">;
   /** Requests under way at each node (by URL), for ./front-door-nodes.ts nodeOrder. */
   outstanding: Map<string, number>;
   responseTimeouts: { readMs: number; writeMs: number };
@@ -315,6 +315,8 @@ export async function proxyToCandidates(
     path: string;
     target: string;
     clientRegion: string;
+    /** The repository the path names (a write's floor, ./front-door-nodes.ts WriteFloors). */
+    repo: string | undefined;
     /** The routing decision's candidate regions (the error names the first when no attempt is left). */
     candidates: ReadonlyArray<{ region: string; reason: RouteReason }>;
     /** Their nodes, in the order to try them (./front-door-nodes.ts attemptsFor). */
@@ -352,8 +354,10 @@ export async function proxyToCandidates(
       if (path.startsWith("/admin/") && !retryable && outcome.status < 300) ctx.adminWritten();
       // A write's position in the region's log is applied on the node that answered it.
       const wrote = outcome.seq === undefined ? undefined : ownSeq(outcome.seq, a.region);
-      if (wrote !== undefined)
+      if (wrote !== undefined && !retryable) {
         monitor.recordNode(a.region, a.node, { kind: "wrote", origin: a.region, seq: wrote });
+        monitor.floors.wrote(a.region, request.repo, wrote);
+      }
       return;
     }
     if (outcome.timedOut) {

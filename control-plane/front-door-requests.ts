@@ -189,12 +189,17 @@ export function createRequestHandler(
       },
       tokens,
       regionHasApplied: (r) => hasApplied(r, tokens, monitor.states.get(r)),
+      floor:
+        shape.kind === "read"
+          ? (r) => monitor.floors.forRead(r, shape.repo)
+          : (r) => monitor.floors.forWrite(r),
     });
     await proxyToCandidates(proxy, req, res, {
       method,
       path,
       target,
       clientRegion,
+      repo: shape.repo,
       candidates: decision.candidates,
       attempts,
       gone: () => gone,

@@ -8,12 +8,14 @@ import { describe, test } from "node:test";
 import {
   appliedOfHealthz,
   attemptsFor,
+  freshestNodes,
   initialNodeState,
   type NodeState,
   nodeHasApplied,
   nodeOrder,
   observeNode,
   servingNodes,
+  WriteFloors,
 } from "../front-door-nodes.js";
 import { initialRegionState, type RegionState, route } from "../front-door-routing.js";
 
@@ -169,6 +171,18 @@ describe("attempts", () => {
     );
   });
 
+  test("writes prefer nodes that applied the region's last answered write; else any up node", () => {
+    const got = (floor: number) =>
+      attemptsFor([{ region: "a", reason: "home" }], view({ floor: () => floor })).map((x) => x.node);
+    assert.deepEqual(got(10), ["a1", "a2"], "the fresh node first, the other as a retry");
+    assert.deepEqual(got(4), ["a2", "a1"]);
+    assert.deepEqual(got(11), ["a2", "a1"], "none known to have it: sent as without the rule");
+    assert.deepEqual(
+      freshestNodes([node("x"), node("y", { applied: { a: 3 } })], "a", 3).map((n) => n.node),
+      ["y"],
+    );
+  });
+
   test("down nodes are not attempted", () => {
     const down = new Map(nodes);
     down.set("a", [node("a1", { up: false }), node("a2")]);
@@ -223,5 +237,52 @@ describe("route with nodes", () => {
       ["b", [node("b1", {}, "b")]],
     ]);
     assert.deepEqual(decide(single), route(input, { regions: ["a", "b"], states, homes: new Map() }));
+  });
+});
+
+describe("write floors", () => {
+  test("a repository's reads wait for its last write; writes for every write; pruned once applied everywhere", () => {
+    const f = new WriteFloors();
+    assert.equal(f.forRead("a", "r"), 0);
+    f.wrote("a", "r", 5);
+    f.wrote("a", "s", 7);
+    f.wrote("a", "r", 3); // an answer overtaken by a later one
+    f.wrote("b", undefined, 2);
+    assert.equal(f.forRead("a", "r"), 5);
+    assert.equal(f.forRead("a", "s"), 7);
+    assert.equal(f.forRead("a", undefined), 0);
+    assert.equal(f.forRead("b", "r"), 0, "floors are per region");
+    assert.equal(f.forWrite("a"), 7);
+    assert.equal(f.forWrite("b"), 2);
+    f.prune("a", 6);
+    assert.equal(f.forRead("a", "r"), 0, "every node applied it");
+    assert.equal(f.forRead("a", "s"), 7);
+    assert.equal(f.forWrite("a"), 7, "the region's floor stays (a view never goes back but on rebuild)");
+    assert.equal(f.pending("a"), 1);
+  });
+
+  test("bounded: the oldest repositories go first", () => {
+    const f = new WriteFloors();
+    for (let i = 0; i < 10_005; i++) f.wrote("a", `r${i}`, i + 1);
+    assert.equal(f.pending("a"), 10_000);
+    assert.equal(f.forRead("a", "r0"), 0);
+    assert.equal(f.forRead("a", "r10004"), 10_005);
+  });
+
+  test("a read of a repository written here skips nodes not known to have the write", () => {
+    const nodes = new Map([["a", [node("a1", { applied: { a: 4 } }), node("a2", { applied: { a: 9 } })]]]);
+    const f = new WriteFloors();
+    f.wrote("a", "r", 9);
+    const attempts = (repo: string) =>
+      attemptsFor([{ region: "a", reason: "local" }], {
+        nodes,
+        outstanding: () => [0, 0],
+        cursor: () => 0,
+        tokens: [],
+        regionHasApplied: () => true,
+        floor: (r) => f.forRead(r, repo),
+      }).map((x) => x.node);
+    assert.deepEqual(attempts("r"), ["a2", "a1"]);
+    assert.deepEqual(attempts("other"), ["a1", "a2"]);
   });
 });
