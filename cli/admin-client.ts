@@ -212,8 +212,7 @@ export class AdminClient {
     path: string,
     body?: { json: unknown } | { text: string; type: string },
   ): Promise<T> {
-    let nodes = this.#nodes.get(region.name);
-    if (nodes === undefined) this.#nodes.set(region.name, (nodes = registriesOf(region)));
+    const nodes = this.#nodes.get(region.name) ?? registriesOf(region);
     for (let i = 0; ; i++) {
       const node = nodes[i]!;
       try {

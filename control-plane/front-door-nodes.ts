@@ -206,8 +206,8 @@ export class WriteFloors {
   wrote(region: string, repo: string | undefined, seq: number): void {
     if (seq > (this.#region.get(region) ?? 0)) this.#region.set(region, seq);
     if (repo === undefined) return;
-    let repos = this.#repos.get(region);
-    if (repos === undefined) this.#repos.set(region, (repos = new Map()));
+    const repos = this.#repos.get(region) ?? new Map<string, number>();
+    this.#repos.set(region, repos);
     const known = repos.get(repo) ?? 0;
     repos.delete(repo); // re-inserted last: the map's order is the eviction order
     repos.set(repo, Math.max(known, seq));
