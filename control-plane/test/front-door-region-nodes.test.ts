@@ -11,6 +11,7 @@
  * cleanup.
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, test } from "node:test";
 import { cleanupStack, eventually, type MeridianProcess, spawnMeridian } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
@@ -103,6 +104,18 @@ test("requests through the front door reach both nodes of the region; a push spr
     gained.every((n) => n >= 5),
     `each node answered a share of the requests: ${gained}`,
   );
+  // An upload session continued on whichever node: its chunks are spread over both, the blob is whole.
+  const during = [await answered(a1), await answered(a2.url)];
+  const bytes = randomBytes(60_000);
+  const blob = await new OciClient(url).pushBlobChunked("team/app", bytes, 10_000);
+  const parts = [(await answered(a1)) - during[0]!, (await answered(a2.url)) - during[1]!];
+  assert.ok(
+    parts.every((n) => n >= 2),
+    `both nodes took part in the upload: ${parts}`,
+  );
+  const got = await fetch(`${url}/v2/team/app/blobs/${blob.digest}`);
+  assert.equal(got.status, 200);
+  assert.ok(Buffer.from(await got.arrayBuffer()).equals(bytes));
   const metrics = await (await fetch(`${url}/metrics`)).text();
   assert.match(metrics, new RegExp(`meridian_front_door_node_up\\{region="a",node="${a2.url}"\\} 1`));
   assert.match(metrics, /meridian_front_door_region_up\{region="a"\} 1/);
