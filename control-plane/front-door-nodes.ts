@@ -1,8 +1,9 @@
 /**
  * The front door's decisions about a region's registry nodes, pure like
  * ./front-door-routing.ts (no clock read, no IO): each node's health and what
- * its view has applied, which nodes may serve a read-your-writes read, and
- * the order to try a region's nodes in.
+ * its view has applied, which nodes may serve a read-your-writes read, the
+ * order to try a region's nodes in, and the floors of the writes passed
+ * through (WriteFloors: bookkeeping without IO or clock).
  *
  * A region may run several stateless registry nodes with no load balancer of
  * its own (mesh.json `registry` as a list, protocol/mesh.ts registriesOf).
@@ -246,8 +247,9 @@ export interface Attempt {
 
 /**
  * The attempts for a routing decision's candidate regions, in order: per
- * region its serving nodes (servingNodes) by nodeOrder. `cursors` and
- * `outstanding` are per region, index-aligned with `nodes`.
+ * region its serving nodes (servingNodes) by nodeOrder, those past the
+ * floor first. `outstanding` is per region, index-aligned with `nodes`;
+ * `cursor` is asked once per region (the caller advances it).
  */
 export function attemptsFor(
   candidates: ReadonlyArray<{ region: string; reason: RouteReason }>,
