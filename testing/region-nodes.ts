@@ -62,3 +62,13 @@ export function meshWithNodes(meshFile: string, nodes: Record<string, string[]>,
   writeFileSync(out, JSON.stringify(meshDocument({ ...mesh, regions })));
   return out;
 }
+
+/** Requests a node has answered so far (its own metrics: every route's request histogram count). */
+export async function requestsAnswered(node: string): Promise<number> {
+  const text = await (await fetch(`${node}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n"))
+    if (line.startsWith("meridian_http_request_duration_seconds_count"))
+      total += Number(line.split(" ").pop());
+  return total;
+}

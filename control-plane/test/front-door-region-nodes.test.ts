@@ -16,10 +16,15 @@ import { after, before, test } from "node:test";
 import { cleanupStack, eventually, type MeridianProcess, spawnMeridian } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";
-import { addRegionNode, type ExtraNode, meshWithNodes } from "../../testing/region-nodes.js";
+import {
+  addRegionNode,
+  type ExtraNode,
+  meshWithNodes,
+  requestsAnswered,
+} from "../../testing/region-nodes.js";
 
 const cleanup = cleanupStack({ after });
-const INTERVAL_MS = 500;
+const INTERVAL_MS = 1_000;
 const READ_MS = 2_000;
 
 let mesh: ProxiedMesh;
@@ -43,16 +48,6 @@ const nodeUp = async (node: string) =>
 /** A node's own view's position in its region's log. */
 const appliedSeq = async (node: string) =>
   ((await (await fetch(`${node}/healthz`)).json()) as { appliedSeq: number }).appliedSeq;
-
-/** Requests a node has answered so far (its own metrics: every route's histogram count). */
-async function answered(node: string): Promise<number> {
-  const text = await (await fetch(`${node}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n"))
-    if (line.startsWith("meridian_http_request_duration_seconds_count"))
-      total += Number(line.split(" ").pop());
-  return total;
-}
 
 before(async () => {
   mesh = await startProxiedMesh(cleanup, ["a", "b"]);
@@ -78,7 +73,7 @@ before(async () => {
 });
 
 test("requests through the front door reach both nodes of the region; a push spread over them works", async () => {
-  const before = [await answered(a1), await answered(a2.url)];
+  const before = [await requestsAnswered(a1), await requestsAnswered(a2.url)];
   // The push's blobs, upload steps and manifest may land on either node (the store is shared).
   const image = await new OciClient(url).pushRandomImage("team/app", "v1");
   // A pull right after the push sees it (the repository's floor: a node that applied the push).
@@ -99,16 +94,16 @@ test("requests through the front door reach both nodes of the region; a push spr
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("meridian-region"), "a");
   }
-  const gained = [(await answered(a1)) - before[0]!, (await answered(a2.url)) - before[1]!];
+  const gained = [(await requestsAnswered(a1)) - before[0]!, (await requestsAnswered(a2.url)) - before[1]!];
   assert.ok(
     gained.every((n) => n >= 5),
     `each node answered a share of the requests: ${gained}`,
   );
   // An upload session continued on whichever node: its chunks are spread over both, the blob is whole.
-  const during = [await answered(a1), await answered(a2.url)];
+  const during = [await requestsAnswered(a1), await requestsAnswered(a2.url)];
   const bytes = randomBytes(60_000);
   const blob = await new OciClient(url).pushBlobChunked("team/app", bytes, 10_000);
-  const parts = [(await answered(a1)) - during[0]!, (await answered(a2.url)) - during[1]!];
+  const parts = [(await requestsAnswered(a1)) - during[0]!, (await requestsAnswered(a2.url)) - during[1]!];
   assert.ok(
     parts.every((n) => n >= 2),
     `both nodes took part in the upload: ${parts}`,
@@ -138,7 +133,7 @@ test("a read-your-writes read never reaches the node whose view lags", async () 
     assert.match(seq ?? "", /^a:\d+$/);
     // a2 itself does not have it (so a read sent there would be a 404).
     assert.equal((await fetch(`${a2.url}/v2/team/ryw/manifests/v1`, { method: "HEAD" })).status, 404);
-    const a2Before = await answered(a2.url);
+    const a2Before = await requestsAnswered(a2.url);
     for (let i = 0; i < 12; i++) {
       const res = await fetch(`${url}/v2/team/ryw/manifests/v1`, {
         method: "HEAD",
@@ -147,7 +142,7 @@ test("a read-your-writes read never reaches the node whose view lags", async () 
       assert.equal(res.status, 200, `read ${i} saw the write`);
     }
     // Only its /healthz probes reached a2 meanwhile (one per interval, a few RYW polls at most).
-    const probes = (await answered(a2.url)) - a2Before;
+    const probes = (await requestsAnswered(a2.url)) - a2Before;
     assert.ok(probes < 12, `the reads did not go to a2 (${probes} requests there)`);
   } finally {
     a2.nats.heal();

@@ -16,23 +16,13 @@ import { after, before, test } from "node:test";
 import { cleanupStack, eventually, spawnMeridian, tempDir } from "../../testing/harness.js";
 import { startProxiedMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";
-import { addRegionNode, meshWithNodes } from "../../testing/region-nodes.js";
+import { addRegionNode, meshWithNodes, requestsAnswered } from "../../testing/region-nodes.js";
 import { S3RVER_CREDENTIALS, startTestS3 } from "../../testing/s3.js";
 
 const cleanup = cleanupStack({ after });
 const BUCKET = "meridian-a";
 let nodes: string[];
 let url: string;
-
-/** Requests a node has answered so far (its own metrics). */
-async function answered(node: string): Promise<number> {
-  const text = await (await fetch(`${node}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split("\n"))
-    if (line.startsWith("meridian_http_request_duration_seconds_count"))
-      total += Number(line.split(" ").pop());
-  return total;
-}
 
 before(async () => {
   const s3 = await startTestS3([BUCKET]);
@@ -104,10 +94,10 @@ test("S3 nodes: an upload spread over both nodes, a pull right after the push, r
     10_000,
     50,
   );
-  const before = await Promise.all(nodes.map(answered));
+  const before = await Promise.all(nodes.map(requestsAnswered));
   const bytes = randomBytes(6 << 20);
   const blob = await client.pushBlobChunked("team/s3", bytes, 1 << 20);
-  const parts = (await Promise.all(nodes.map(answered))).map((n, i) => n - before[i]!);
+  const parts = (await Promise.all(nodes.map(requestsAnswered))).map((n, i) => n - before[i]!);
   assert.ok(
     parts.every((n) => n >= 2),
     `both nodes took part in the upload: ${parts}`,
