@@ -7,7 +7,14 @@ import { existsSync, readFileSync } from "node:fs";
 import type { Agent } from "node:http";
 import { join } from "node:path";
 import { registryAgent, registryRequest } from "../control-plane/registry-http.js";
-import { type Mesh, MeshConfigError, parseMesh, type RegionEndpoints, regionOf } from "../protocol/mesh.js";
+import {
+  type Mesh,
+  MeshConfigError,
+  parseMesh,
+  type RegionEndpoints,
+  regionOf,
+  registriesOf,
+} from "../protocol/mesh.js";
 
 export class UsageError extends Error {}
 
@@ -132,10 +139,19 @@ function idempotent(method: string, path: string): boolean {
  * is idempotent (it may have been applied where it went unanswered). The
  * region that answered serves the client's later calls (a run requested
  * there is followed there).
+ *
+ * A region of several registry nodes (mesh.json `registry` as a list, no
+ * load balancer in front) is tried node by node first, by the same rules:
+ * its nodes share the region's log, so any of them serves the call, and the
+ * next node is asked when one does not answer (refused, or silent for an
+ * idempotent call), before the next region. The node that answered is asked
+ * first next time.
  */
 export class AdminClient {
   #agent: Agent | undefined;
   #regions: RegionEndpoints[];
+  /** Each region's nodes in the order to ask them (the last that answered first). */
+  readonly #nodes = new Map<string, string[]>();
 
   constructor(
     region: RegionEndpoints,
@@ -174,8 +190,8 @@ export class AdminClient {
           if (this.#regions.length === 1)
             throw new CommandError(
               err.refused
-                ? `cannot reach region ${region.name} at ${region.registry}: ${err.detail}`
-                : `region ${region.name} at ${region.registry} ${err.message}; is it down or frozen? name another with --region`,
+                ? `cannot reach region ${region.name} at ${where(region)}: ${err.detail}`
+                : `region ${region.name} at ${where(region)} ${err.message}; is it down or frozen? name another with --region`,
             );
           throw new CommandError(
             next === undefined
@@ -189,13 +205,39 @@ export class AdminClient {
     throw new CommandError("no region to ask");
   }
 
+  /** One call to a region: its nodes in turn (see the class comment); NoAnswer when none answered. */
   async #sendTo<T>(
     region: RegionEndpoints,
     method: string,
     path: string,
     body?: { json: unknown } | { text: string; type: string },
   ): Promise<T> {
-    const url = `${region.registry.replace(/\/+$/, "")}/admin/v1${path}`;
+    const nodes = this.#nodes.get(region.name) ?? registriesOf(region);
+    for (let i = 0; ; i++) {
+      const node = nodes[i]!;
+      try {
+        const answer = await this.#sendToNode<T>(region, node, method, path, body);
+        if (i > 0) this.#nodes.set(region.name, [node, ...nodes.filter((n) => n !== node)]);
+        return answer;
+      } catch (err) {
+        const next = nodes[i + 1];
+        if (!(err instanceof NoAnswer) || next === undefined || !(err.refused || idempotent(method, path)))
+          throw err;
+        process.stderr.write(
+          `meridian: region ${region.name}'s node ${node} ${err.message}; trying its node ${next}\n`,
+        );
+      }
+    }
+  }
+
+  async #sendToNode<T>(
+    region: RegionEndpoints,
+    node: string,
+    method: string,
+    path: string,
+    body?: { json: unknown } | { text: string; type: string },
+  ): Promise<T> {
+    const url = `${node.replace(/\/+$/, "")}/admin/v1${path}`;
     const headers: Record<string, string> = {};
     if (this.authorization !== undefined) headers.authorization = this.authorization;
     const answerMs = method === "GET" ? READ_ANSWER_MS : WRITE_ANSWER_MS;
@@ -240,7 +282,7 @@ export class AdminClient {
           cause?.message ?? (err as Error).message,
         );
       throw new CommandError(
-        `cannot reach region ${region.name} at ${region.registry}: ${cause?.message ?? (err as Error).message}`,
+        `cannot reach region ${region.name} at ${node}: ${cause?.message ?? (err as Error).message}`,
       );
     }
     let value: unknown;
@@ -267,6 +309,11 @@ export class AdminClient {
           : e.message;
     throw new CommandError(`${message} (region ${region.name})`, problems, res.status);
   }
+}
+
+/** Where a region's admin API is: its registry, or its nodes' URLs. */
+function where(region: RegionEndpoints): string {
+  return registriesOf(region).join(", ");
 }
 
 export function readMesh(meshFile: string | undefined, dataDir: string): Mesh {

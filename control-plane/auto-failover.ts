@@ -79,7 +79,8 @@ export function recovered(health: readonly PeerHealth[], done: Set<string>): voi
 export function startAutoFailover(options: {
   self: string;
   regions: readonly string[];
-  registry: string;
+  /** This region's registry node, or its nodes (mesh.json may list several): see askNodes. */
+  registry: string | readonly string[];
   agent: Agent;
   afterMs: number;
   everyMs: number;
@@ -89,6 +90,7 @@ export function startAutoFailover(options: {
   authorization?: () => Promise<string>;
 }): () => void {
   const done = new Set<string>();
+  const nodes = new NodeTurns(typeof options.registry === "string" ? [options.registry] : options.registry);
   let busy = false;
   const tick = async () => {
     if (busy) return;
@@ -105,16 +107,19 @@ export function startAutoFailover(options: {
         done,
       });
       if (decision === undefined) return;
-      const res = await registryRequest(`${options.registry.replace(/\/+$/, "")}/admin/v1/failover`, {
-        agent: options.agent,
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          ...(options.authorization === undefined ? {} : { authorization: await options.authorization() }),
-        },
-        body: JSON.stringify(decision),
-        signal: AbortSignal.timeout(10_000),
-      });
+      const headers = {
+        "content-type": "application/json",
+        ...(options.authorization === undefined ? {} : { authorization: await options.authorization() }),
+      };
+      const res = await nodes.ask((node) =>
+        registryRequest(`${node}/admin/v1/failover`, {
+          agent: options.agent,
+          method: "POST",
+          headers,
+          body: JSON.stringify(decision),
+          signal: AbortSignal.timeout(10_000),
+        }),
+      );
       const body = res.body.toString("utf8");
       if (res.status >= 200 && res.status < 300) {
         done.add(decision.from);
@@ -133,4 +138,34 @@ export function startAutoFailover(options: {
   };
   const timer = setInterval(() => void tick(), options.everyMs);
   return () => clearInterval(timer);
+}
+
+/**
+ * A region's registry nodes for the peer's calls to its own region: the
+ * node that answered last first, and on a failure to get any answer
+ * (refused, reset, timed out) the next one, within the same call. A failover
+ * the first node may have applied before timing out is safe to send again:
+ * it names its epoch's successor, and the tick would send it again anyway.
+ */
+export class NodeTurns {
+  #nodes: string[];
+
+  constructor(nodes: readonly string[]) {
+    this.#nodes = nodes.map((n) => n.replace(/\/+$/, ""));
+  }
+
+  /** `call` on each node in turn until one answers; rejects with the last failure. */
+  async ask<T>(call: (node: string) => Promise<T>): Promise<T> {
+    let last: unknown;
+    for (const node of [...this.#nodes]) {
+      try {
+        const answer = await call(node);
+        this.#nodes = [node, ...this.#nodes.filter((n) => n !== node)];
+        return answer;
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
 }

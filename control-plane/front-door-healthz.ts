@@ -1,7 +1,8 @@
 /**
  * The front door's `GET /healthz` (./front-door.ts serves it on its own
  * port, next to `/metrics`): each region's up, RTT, misses, applied, epoch,
- * fence, and the homes in use; with auth, liveness only for callers without
+ * fence and nodes (each registry node's up, RTT, misses, applied), and the
+ * homes in use; with auth, liveness only for callers without
  * a system admin's credentials.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -36,7 +37,8 @@ export function createHealthz(deps: {
     if (config.auth.tokenKeyFile === undefined) return json(200, healthz());
     const authorization = req.headers.authorization;
     if (authorization === undefined) return json(200, liveness());
-    const checker = targets.find((t) => monitor.states.get(t.region)?.up);
+    const up = targets.find((t) => monitor.states.get(t.region)?.up);
+    const checker = up === undefined ? undefined : monitor.nodeOf(up.region);
     if (checker === undefined) {
       sendError(req, res, new PeerUnavailableError("no region is up to check the credentials"));
       return;
@@ -83,6 +85,16 @@ export function createHealthz(deps: {
         epoch: s.epoch,
         fence: s.fence,
         peers: s.peers,
+        // Each registry node (one unless mesh.json lists several): its own health and view.
+        nodes: (monitor.nodes.get(r) ?? []).map((n) => ({
+          node: n.node,
+          up: n.up,
+          rttMs: n.rttMs ?? null,
+          misses: n.misses,
+          lastSeenAt: n.lastSeenAt === undefined ? null : new Date(n.lastSeenAt).toISOString(),
+          lastError: n.lastError ?? null,
+          applied: n.applied ?? null,
+        })),
       };
     }),
     homes: homeList(homes.rules),

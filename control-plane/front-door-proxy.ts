@@ -4,10 +4,15 @@
  * request's candidate regions with their retries (`proxyToCandidates`),
  * the headers both ways, and the OCI error answer.
  *
- * A bodiless GET/HEAD that cannot reach its region is retried at once on the
- * next candidate (so killing a region costs readers nothing but the retry); a
- * failure on a reused keep-alive connection (one the region had closed) is
- * first retried on the same region and never takes it down. Requests with a
+ * Each attempt goes to one registry node of a region (./front-door-nodes.ts
+ * attemptsFor: a region's up nodes, fewest outstanding requests first, in
+ * round-robin; each node has its own keep-alive agent). A bodiless GET/HEAD
+ * that cannot reach its node is retried at once on the next attempt: another
+ * node of the same region, then the next candidate region (so killing a node
+ * or a region costs readers nothing but the retry); a failure on a reused
+ * keep-alive connection (one the node had closed) is first retried on the
+ * same node and never takes it down. A node that cannot be reached is down
+ * at once (its region with its last up node). Requests with a
  * body are never replayed: their client gets 503 UNAVAILABLE (404
  * BLOB_UPLOAD_UNKNOWN for an upload session) and retries.
  *
@@ -18,9 +23,10 @@
  * above the nodes' `syncTimeoutMs`) from the end of its body. The client's
  * status and headers are written only with the region's first body byte (or
  * its end), so until then an attempt may still fail over. Past the bound, or
- * when the region's response breaks before that byte, the region is marked
- * down (the probes bring it back) and a bodiless GET/HEAD is retried once on
- * the next healthy candidate: at most about 2 × `readMs` in all. Writes and
+ * when the node's response breaks before that byte, the node is marked
+ * down (the probes bring it back; its region goes down with its last up
+ * node) and a bodiless GET/HEAD is retried once on the next healthy attempt
+ * (another node of the region first): at most about 2 × `readMs` in all. Writes and
  * upload sessions are never replayed elsewhere (a session lives in one
  * region; a timed-out write may have been applied): 503 UNAVAILABLE saying
  * the region did not answer in time. A body the region stops taking, and a
@@ -60,6 +66,7 @@ import {
 } from "../protocol/errors.js";
 import { ociErrorBody } from "../protocol/oci-errors.js";
 import type { RegionMonitor } from "./front-door-health.js";
+import type { Attempt } from "./front-door-nodes.js";
 import type { RouteReason } from "./front-door-routing.js";
 import { rewriteLocation } from "./front-door-urls.js";
 
@@ -78,22 +85,20 @@ const HOP_BY_HOP = new Set([
   "upgrade",
 ]);
 
-/** One attempt at `region` (see createForwarder). */
+/** One attempt at a node of a region (see createForwarder). */
 export type Forward = (
   req: IncomingMessage,
   res: ServerResponse,
-  region: string,
+  attempt: { region: string; node: string },
   target: string,
   bodiless: boolean,
   boundMs: number,
 ) => Promise<Outcome>;
 
 export interface ForwarderOptions {
-  /** Each region's registry URL, without a trailing slash. */
-  registries: ReadonlyMap<string, string>;
-  /** Each region's keep-alive agent for proxied requests. */
+  /** Each registry node's keep-alive agent for proxied requests, by its URL (no trailing slash). */
   agents: ReadonlyMap<string, Agent>;
-  /** Each region's registry origin → its name (absolute Locations become relative). */
+  /** Each registry node's origin → its region's name (absolute Locations become relative). */
   registryOrigins: ReadonlyMap<string, string>;
   /** How long a connection to a region may take (one heartbeat interval). */
   connectTimeoutMs: number;
@@ -115,13 +120,14 @@ export function createForwarder(options: ForwarderOptions): Forward {
   const forward = (
     req: IncomingMessage,
     res: ServerResponse,
-    region: string,
+    attempt: { region: string; node: string },
     target: string,
     bodiless: boolean,
     boundMs: number,
   ): Promise<Outcome> =>
     new Promise((resolve) => {
-      const base = new URL(options.registries.get(region)!);
+      const { region } = attempt;
+      const base = new URL(attempt.node);
       const transport = base.protocol === "https:" ? https : http;
       let clientGone = false;
       let settled = false;
@@ -141,7 +147,7 @@ export function createForwarder(options: ForwarderOptions): Forward {
           method: req.method,
           path: `${base.pathname.replace(/\/+$/, "")}${target}`,
           headers: requestHeaders(req, base.host),
-          agent: options.agents.get(region),
+          agent: options.agents.get(attempt.node),
         });
       } catch (err) {
         // Node refuses to send what the client sent (a target or header it cannot carry): the client's fault.
@@ -210,7 +216,8 @@ export function createForwarder(options: ForwarderOptions): Forward {
             headers.connection = "close";
           }
           res.writeHead(status, headers);
-          settle({ kind: "answered", status });
+          const seq = headers["meridian-seq"];
+          settle({ kind: "answered", status, seq: typeof seq === "string" ? seq : undefined });
           return true;
         };
         const onData = (chunk: Buffer) => {
@@ -280,20 +287,24 @@ export function createForwarder(options: ForwarderOptions): Forward {
 /** What the attempts at a request's candidate regions need (./front-door.ts wires it). */
 export interface ProxyContext {
   forward: Forward;
-  monitor: Pick<RegionMonitor, "states" | "record">;
+  monitor: Pick<RegionMonitor, "states" | "record" | "recordNode" | "nodeUp" | "floors">;
+  /** Requests under way at each node (by URL), for ./front-door-nodes.ts nodeOrder. */
+  outstanding: Map<string, number>;
   responseTimeouts: { readMs: number; writeMs: number };
   /** Counts each attempt's routing decision (every retry included). */
   countRoute(clientRegion: string, region: string, reason: RouteReason): void;
+  /** Counts each attempt at a node. */
+  countNode(region: string, node: string): void;
   /** An admin write was answered with success: the home rules may have changed. */
   adminWritten(): void;
   log: Logger;
 }
 
 /**
- * Try the request's candidate regions in order until one answers (the
- * retry rules are in the header); when none does and the client is still
- * there, answer it 503 UNAVAILABLE (404 BLOB_UPLOAD_UNKNOWN for an upload
- * session).
+ * Try the request's attempts (nodes of its candidate regions, in order) until
+ * one answers (the retry rules are in the header); when none does and the
+ * client is still there, answer it 503 UNAVAILABLE (404 BLOB_UPLOAD_UNKNOWN
+ * for an upload session).
  */
 export async function proxyToCandidates(
   ctx: ProxyContext,
@@ -304,26 +315,36 @@ export async function proxyToCandidates(
     path: string;
     target: string;
     clientRegion: string;
+    /** The repository the path names (a write's floor, ./front-door-nodes.ts WriteFloors). */
+    repo: string | undefined;
+    /** The routing decision's candidate regions (the error names the first when no attempt is left). */
     candidates: ReadonlyArray<{ region: string; reason: RouteReason }>;
+    /** Their nodes, in the order to try them (./front-door-nodes.ts attemptsFor). */
+    attempts: readonly Attempt[];
     /** The client went away before its response was over. */
     gone: () => boolean;
   },
 ): Promise<void> {
-  const { method, path, target, candidates } = request;
+  const { method, path, target, attempts } = request;
   const { monitor, log: proxyLog } = ctx;
   const withoutBody = bodiless(req);
   const retryable = (method === "GET" || method === "HEAD") && withoutBody;
-  let last: { region: string; reason: RouteReason } | undefined;
+  let last: { region: string; reason: RouteReason } | undefined = request.candidates[0];
   let staleRetries = 0;
   let timedOut = false;
   const boundMs = retryable ? ctx.responseTimeouts.readMs : ctx.responseTimeouts.writeMs;
-  for (let i = 0; i < candidates.length; i++) {
-    const c = candidates[i]!;
-    // A candidate found unreachable by another request since the decision is skipped.
-    if (i > 0 && monitor.states.get(c.region)?.up !== true) continue;
-    last = c;
-    ctx.countRoute(request.clientRegion, c.region, c.reason);
-    const outcome = await ctx.forward(req, res, c.region, target, withoutBody, boundMs);
+  for (let i = 0; i < attempts.length; i++) {
+    const a = attempts[i]!;
+    // A node (or region) found unreachable by another request since the decision is skipped.
+    if (i > 0 && !(monitor.states.get(a.region)?.up === true && monitor.nodeUp(a.region, a.node))) continue;
+    last = a;
+    ctx.countRoute(request.clientRegion, a.region, a.reason);
+    ctx.countNode(a.region, a.node);
+    ctx.outstanding.set(a.node, (ctx.outstanding.get(a.node) ?? 0) + 1);
+    const done = () => ctx.outstanding.set(a.node, (ctx.outstanding.get(a.node) ?? 1) - 1);
+    const outcome = await ctx.forward(req, res, a, target, withoutBody, boundMs);
+    if (outcome.kind === "answered") res.once("close", done);
+    else done();
     if (outcome.kind === "client-gone") return;
     if (outcome.kind === "invalid") {
       sendError(req, res, outcome.error, !withoutBody);
@@ -331,12 +352,25 @@ export async function proxyToCandidates(
     }
     if (outcome.kind === "answered") {
       if (path.startsWith("/admin/") && !retryable && outcome.status < 300) ctx.adminWritten();
+      // A write's position in the region's log is applied on the node that answered it.
+      const wrote = outcome.seq === undefined ? undefined : ownSeq(outcome.seq, a.region);
+      if (wrote !== undefined && !retryable) {
+        monitor.recordNode(a.region, a.node, { kind: "wrote", origin: a.region, seq: wrote });
+        monitor.floors.wrote(a.region, request.repo, wrote);
+      }
       return;
     }
     if (outcome.timedOut) {
       // Accepts connections, answers nothing (frozen, blackholed): suspect until a probe succeeds.
-      proxyLog.warn({ region: c.region, boundMs, err: outcome.error.message }, "region did not answer");
-      monitor.record(c.region, { kind: "unreachable", at: Date.now(), error: outcome.error.message });
+      proxyLog.warn(
+        { region: a.region, node: a.node, boundMs, err: outcome.error.message },
+        "region did not answer",
+      );
+      monitor.recordNode(a.region, a.node, {
+        kind: "unreachable",
+        at: Date.now(),
+        error: outcome.error.message,
+      });
       // A read is retried once elsewhere (bounded: at most two bounds in all); a write never.
       if (!retryable || timedOut) {
         timedOut = true;
@@ -346,13 +380,17 @@ export async function proxyToCandidates(
       continue;
     }
     if (outcome.reused) {
-      // A keep-alive connection the region had already closed: no sign that it is down.
+      // A keep-alive connection the node had already closed: no sign that it is down.
       if (!retryable) break;
       if (staleRetries++ < MAX_STALE_RETRIES) i--;
       continue;
     }
-    proxyLog.warn({ region: c.region, err: outcome.error }, "region unreachable");
-    monitor.record(c.region, { kind: "unreachable", at: Date.now(), error: outcome.error.message });
+    proxyLog.warn({ region: a.region, node: a.node, err: outcome.error }, "region unreachable");
+    monitor.recordNode(a.region, a.node, {
+      kind: "unreachable",
+      at: Date.now(),
+      error: outcome.error.message,
+    });
     if (!retryable) break;
   }
   if (res.headersSent || request.gone()) return;
@@ -370,8 +408,15 @@ export async function proxyToCandidates(
   sendError(req, res, error, !withoutBody);
 }
 
+/** The sequence of a write's `Meridian-Seq` (`region:seq`, or bare) when it is `region`'s own log's. */
+function ownSeq(header: string, region: string): number | undefined {
+  const m = /^(?:([a-z0-9-]+):)?(\d{1,15})$/.exec(header.trim());
+  return m === null || (m[1] !== undefined && m[1] !== region) ? undefined : Number(m[2]);
+}
+
 export type Outcome =
-  | { kind: "answered"; status: number }
+  /** `seq`: the response's `Meridian-Seq` as sent to the client (a write's position, `region:seq`). */
+  | { kind: "answered"; status: number; seq: string | undefined }
   | { kind: "client-gone" }
   /** The request cannot be forwarded as the client sent it (400). */
   | { kind: "invalid"; error: MeridianError }

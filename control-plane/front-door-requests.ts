@@ -33,6 +33,12 @@
  *   the client's region if up (reason `local`), else the other up regions by
  *   RTT from the client's region as the regions' peers measure it (reason
  *   `nearest`). 503 UNAVAILABLE when no region is up.
+ *
+ * Then, within each region, which of its registry nodes
+ * (./front-door-nodes.ts attemptsFor): its up nodes, fewest requests
+ * outstanding first, in round-robin; for a read-your-writes read only nodes
+ * whose own view has applied the tokens (the region is eligible only if one
+ * of its up nodes has).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -42,6 +48,7 @@ import { MeridianError, ociErrorFor, RouteNotFoundError } from "../protocol/erro
 import type { FrontDoorConfig } from "./front-door-config.js";
 import type { RegionMonitor } from "./front-door-health.js";
 import type { HomeCache } from "./front-door-homes.js";
+import { attemptsFor } from "./front-door-nodes.js";
 import {
   bodiless,
   type Forward,
@@ -52,6 +59,7 @@ import {
 import {
   clientRegionOf,
   clientRegionTable,
+  hasApplied,
   parseSeqTokens,
   requestShape,
   route,
@@ -69,6 +77,8 @@ export interface RequestHandlerDeps {
   homes: HomeCache;
   /** meridian_front_door_routes_total */
   routes: Counter<"client_region" | "region" | "reason">;
+  /** meridian_front_door_node_requests_total */
+  nodeRequests: Counter<"region" | "node">;
   metrics: MetricsRegistry;
   serveHealthz: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   forward: Forward;
@@ -82,11 +92,16 @@ export function createRequestHandler(
   const { config, regionNames, monitor, homes, routes, metrics, serveHealthz, log: proxyLog } = deps;
   const table = clientRegionTable(config.clientRegions);
   const regionHeader = config.regionHeader.toLowerCase();
+  const outstanding = new Map<string, number>();
+  /** Each region's round-robin cursor over its nodes (./front-door-nodes.ts nodeOrder). */
+  const cursors = new Map<string, number>();
   const proxy: ProxyContext = {
     forward: deps.forward,
     monitor,
+    outstanding,
     responseTimeouts: config.responseTimeouts,
     countRoute: (clientRegion, region, reason) => routes.inc({ client_region: clientRegion, region, reason }),
+    countNode: (region, node) => deps.nodeRequests.inc({ region, node }),
     adminWritten: () => homes.invalidate(),
     log: proxyLog,
   };
@@ -146,7 +161,13 @@ export function createRequestHandler(
       gone = !res.writableFinished;
     });
     const input = { method, path, clientRegion, tokens, uploadRegion };
-    const decide = () => route(input, { regions: regionNames, states: monitor.states, homes: homes.rules });
+    const decide = () =>
+      route(input, {
+        regions: regionNames,
+        states: monitor.states,
+        homes: homes.rules,
+        nodes: monitor.nodes,
+      });
     let decision = decide();
     const until = Date.now() + config.rywWaitMs;
     while (decision.kind === "refuse" && decision.wait && Date.now() < until && !gone) {
@@ -158,12 +179,29 @@ export function createRequestHandler(
       sendError(req, res, decision.error);
       return;
     }
+    const attempts = attemptsFor(decision.candidates, {
+      nodes: monitor.nodes,
+      outstanding: (r) => (monitor.nodes.get(r) ?? []).map((n) => outstanding.get(n.node) ?? 0),
+      cursor: (r) => {
+        const c = cursors.get(r) ?? 0;
+        cursors.set(r, c + 1);
+        return c;
+      },
+      tokens,
+      regionHasApplied: (r) => hasApplied(r, tokens, monitor.states.get(r)),
+      floor:
+        shape.kind === "read"
+          ? (r) => monitor.floors.forRead(r, shape.repo)
+          : (r) => monitor.floors.forWrite(r),
+    });
     await proxyToCandidates(proxy, req, res, {
       method,
       path,
       target,
       clientRegion,
+      repo: shape.repo,
       candidates: decision.candidates,
+      attempts,
       gone: () => gone,
     });
   };

@@ -15,6 +15,7 @@ import {
 } from "../protocol/errors.js";
 import { parseRepository } from "../protocol/names.js";
 import { nearestFirst } from "../protocol/routing.js";
+import { type NodeState, servingNodes } from "./front-door-nodes.js";
 
 /** Why a request went where it did (the `reason` label of the routing metric). */
 export type RouteReason = "local" | "nearest" | "home" | "read-your-writes" | "upload-session";
@@ -373,6 +374,12 @@ export interface RouteView {
   regions: readonly string[];
   states: ReadonlyMap<string, RegionState>;
   homes: HomeRules;
+  /**
+   * Each region's registry nodes (./front-door-nodes.ts). With them, a
+   * read-your-writes read goes only to a region with an up node that has
+   * applied its tokens (servingNodes); without, the region-level rule alone.
+   */
+  nodes?: ReadonlyMap<string, readonly NodeState[]>;
 }
 
 export type RouteDecision =
@@ -401,7 +408,11 @@ export function route(input: RouteInput, view: RouteView): RouteDecision {
   }
   const shape = requestShape(input.method, input.path);
   if (shape.kind === "read" && input.tokens.length > 0) {
-    const eligible = view.regions.filter((r) => hasApplied(r, input.tokens, states.get(r)));
+    const eligible = view.regions.filter((r) => {
+      const regionWide = hasApplied(r, input.tokens, states.get(r));
+      const nodes = view.nodes?.get(r);
+      return nodes === undefined ? regionWide : servingNodes(nodes, input.tokens, regionWide).length > 0;
+    });
     const order = nearestUp(input.clientRegion, eligible, states);
     if (order.length > 0) {
       return { kind: "proxy", candidates: order.map((region) => ({ region, reason: "read-your-writes" })) };

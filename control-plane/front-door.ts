@@ -22,9 +22,13 @@
  * Its own port also serves `GET /metrics` (`meridian_front_door_routes_total
  * {client_region, region, reason}` — every routing decision, including each
  * retry; a refusal counts with `region="none"` — and
- * `meridian_front_door_region_up{region}`, process metrics prefixed
- * `meridian_front_door_`) and `GET /healthz` (JSON: each region's up, RTT,
- * misses, applied, epoch, fence; the homes in use). With auth (the regions
+ * `meridian_front_door_region_up{region}`,
+ * `meridian_front_door_node_up{region,node}` and
+ * `meridian_front_door_node_requests_total{region,node}` for each registry
+ * node of a region (mesh.json may list several: ./front-door-nodes.ts),
+ * process metrics prefixed `meridian_front_door_`) and `GET /healthz` (JSON:
+ * each region's up, RTT, misses, applied, epoch, fence and nodes; the homes
+ * in use). With auth (the regions
  * check credentials), callers without credentials get liveness only
  * (`status`, each region's `up`): the homes name private repositories. The
  * whole view needs a system admin's credentials, checked by an up region.
@@ -61,6 +65,7 @@ import { ServiceToken } from "../mesh-client/service-token.js";
 import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { ConnectionCounter, limitConnections, serverTimeouts } from "../protocol/http-limits.js";
 import { loggerOptions } from "../protocol/logging.js";
+import { registriesOf } from "../protocol/mesh.js";
 import { answerClientError } from "../protocol/oci-errors.js";
 import { type FrontDoorConfig, FrontDoorConfigError, loadFrontDoorConfig } from "./front-door-config.js";
 import { type ProbeTarget, RegionMonitor } from "./front-door-health.js";
@@ -88,8 +93,13 @@ export async function startFrontDoor(
 ): Promise<RunningFrontDoor> {
   const log = logger.child({ component: "front-door" });
   const regionNames = config.mesh.regions.map((r) => r.name);
-  const registries = new Map(config.mesh.regions.map((r) => [r.name, r.registry.replace(/\/+$/, "")]));
-  const registryOrigins = new Map(config.mesh.regions.map((r) => [new URL(r.registry).origin, r.name]));
+  // Each region's registry nodes (one, or mesh.json's list: ./front-door-nodes.ts), without trailing slashes.
+  const nodeUrls = new Map(
+    config.mesh.regions.map((r) => [r.name, registriesOf(r).map((u) => u.replace(/\/+$/, ""))]),
+  );
+  const registryOrigins = new Map(
+    [...nodeUrls].flatMap(([region, urls]) => urls.map((u) => [new URL(u).origin, region] as const)),
+  );
   const { certFile, keyFile } = config.tls;
   // The listener's certificate and key, read at start and on reloadTls.
   const listenTls =
@@ -113,13 +123,28 @@ export async function startFrontDoor(
     registers: [metrics],
   });
   for (const r of regionNames) upGauge.set({ region: r }, 0);
+  const nodeUpGauge = new Gauge({
+    name: "meridian_front_door_node_up",
+    help: "1 while the front door sends requests to the registry node, 0 while it is down",
+    labelNames: ["region", "node"] as const,
+    registers: [metrics],
+  });
+  for (const [region, urls] of nodeUrls) for (const node of urls) nodeUpGauge.set({ region, node }, 0);
+  const nodeRequests = new Counter({
+    name: "meridian_front_door_node_requests_total",
+    help: "Attempts at each registry node (every retry included)",
+    labelNames: ["region", "node"] as const,
+    registers: [metrics],
+  });
 
   // ---- health
   const credentials = peerCredentials(config.mesh, config.tls.identity);
   const targets: ProbeTarget[] = config.mesh.regions.map((r) => ({
     region: r.name,
-    registry: registries.get(r.name)!,
-    agent: registryAgent(config.mesh, r.registry, { keepAlive: true }),
+    nodes: nodeUrls.get(r.name)!.map((registry) => ({
+      registry,
+      agent: registryAgent(config.mesh, registry, { keepAlive: true }),
+    })),
     client: new PeerClient(r.name, r.grpc, credentials, config.tls.identity, {
       // The peer must hold region r's certificate (DNS:r), whatever address it is reached at.
       "grpc.ssl_target_name_override": r.name,
@@ -138,33 +163,40 @@ export async function startFrontDoor(
       if (state.up) healthLog.info({ region: state.region }, "region up");
       else healthLog.warn({ region: state.region, err: state.lastError }, "region down");
     },
+    onNodeChange: (state) => {
+      nodeUpGauge.set({ region: state.region, node: state.node }, state.up ? 1 : 0);
+      if (state.up) healthLog.info({ region: state.region, node: state.node }, "node up");
+      else healthLog.warn({ region: state.region, node: state.node, err: state.lastError }, "node down");
+    },
   });
   const homes = new HomeCache(
-    () => targets.filter((t) => monitor.states.get(t.region)?.up),
+    () => targets.filter((t) => monitor.states.get(t.region)?.up).map((t) => monitor.nodeOf(t.region)!),
     Math.max(500, 2 * config.heartbeat.intervalMs),
     log.child({ component: "homes" }),
     await ServiceToken.fromKeyFile(config.auth.tokenKeyFile, "front-door", config.auth.service, log),
   );
   // Nodes honour X-Forwarded-* only from a proxy that proves itself with the mesh key (node/http/forwarded.ts).
   const proxyProof = await ServiceToken.proxyProof(config.auth.tokenKeyFile, config.auth.service, log);
+  // One keep-alive agent per node.
   const agents = new Map<string, Agent>(
-    config.mesh.regions.map((r) => [
-      r.name,
-      registryAgent(config.mesh, r.registry, { keepAlive: true, maxFreeSockets: 64, scheduling: "lifo" }),
-    ]),
+    [...nodeUrls.values()]
+      .flat()
+      .map((node) => [
+        node,
+        registryAgent(config.mesh, node, { keepAlive: true, maxFreeSockets: 64, scheduling: "lifo" }),
+      ]),
   );
 
   const closeClients = () => {
     for (const t of targets) {
       t.client.close();
-      t.agent.destroy();
+      for (const n of t.nodes) n.agent.destroy();
     }
     for (const a of agents.values()) a.destroy();
   };
   const proxyLog = log.child({ component: "proxy" });
 
   const forward = createForwarder({
-    registries,
     agents,
     registryOrigins,
     connectTimeoutMs: config.heartbeat.intervalMs,
@@ -178,6 +210,7 @@ export async function startFrontDoor(
     monitor,
     homes,
     routes,
+    nodeRequests,
     metrics,
     serveHealthz,
     forward,

@@ -39,7 +39,7 @@ import {
   RangeNotSatisfiableError,
   UnsupportedError,
 } from "../protocol/errors.js";
-import type { Mesh } from "../protocol/mesh.js";
+import { type Mesh, registriesOf } from "../protocol/mesh.js";
 import { parseRepository } from "../protocol/names.js";
 import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
 
@@ -69,7 +69,7 @@ export interface MeshFetchOptions {
 /** Where a repository's manifest or blob is (LocateReply). */
 export interface Located {
   region: string;
-  /** That region's OCI endpoint, from the mesh. */
+  /** That region's OCI endpoint, from the mesh (one of its nodes in turn when it lists several). */
   registry: string;
   digest: Digest;
   /** Manifests only ("" for a blob). */
@@ -94,6 +94,8 @@ const EMPTY = Buffer.alloc(0);
 
 export class MeshFetch {
   readonly #mesh: Mesh;
+  /** Each region's next node for a redirect (#located). */
+  readonly #turns = new Map<string, number>();
   readonly #peers: ReadonlyMap<string, MeshPeer>;
   readonly #health: () => readonly RegionHealth[];
   readonly #others: readonly string[];
@@ -352,9 +354,21 @@ export class MeshFetch {
     }
   }
 
+  /**
+   * `registry`: where a node in redirect mode (node/fetch-on-miss.ts) sends
+   * its client. A region of several nodes (mesh.json `registry` as a list)
+   * gets its nodes in turn, one per answer: this peer's heartbeats reach that
+   * region's peer, not its nodes, so it cannot tell which of them answer, and
+   * the client follows the redirect itself (its failure is its own to retry,
+   * as with a region of one node that just died); turning spreads the
+   * redirected clients instead of piling them on the first node.
+   */
   #located(region: string, value: Omit<Located, "region" | "registry">): Located {
-    const registry = this.#mesh.regions.find((r) => r.name === region)?.registry ?? "";
-    return { region, registry, ...value };
+    const r = this.#mesh.regions.find((x) => x.name === region);
+    const nodes = r === undefined ? [""] : registriesOf(r);
+    const turn = this.#turns.get(region) ?? 0;
+    this.#turns.set(region, turn + 1);
+    return { region, registry: nodes[turn % nodes.length]!, ...value };
   }
 }
 

@@ -38,7 +38,7 @@ import { catchUp, followLog } from "../node/data/registry.js";
 import { MetadataView } from "../node/data/view.js";
 import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { loggerOptions } from "../protocol/logging.js";
-import { regionOf } from "../protocol/mesh.js";
+import { regionOf, registriesOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
 import { startAutoFailover } from "./auto-failover.js";
@@ -276,8 +276,10 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
 
     // ---- automatic failover (off unless failover.autoAfterMs is set)
     if (config.failover.autoAfterMs > 0) {
-      const registry = regionOf(config.mesh, config.region).registry;
-      const agent = registryAgent(config.mesh, registry);
+      // Every node of the region (mesh.json may list several, one scheme for all): the next is asked
+      // when one does not answer (auto-failover.ts NodeTurns).
+      const registry = registriesOf(regionOf(config.mesh, config.region));
+      const agent = registryAgent(config.mesh, registry[0]!);
       const token = await ServiceToken.fromKeyFile(
         config.auth.tokenKeyFile,
         `peer-${config.region}`,

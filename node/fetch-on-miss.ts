@@ -6,7 +6,8 @@
  * answering 404.
  *
  * Two modes (node/config.ts `fetchOnMiss`):
- * - `redirect`: answer 307 to that region's registry URL; the client fetches
+ * - `redirect`: answer 307 to that region's registry URL (one of its nodes in
+ *   turn when mesh.json lists several: control-plane/mesh-fetch.ts); the client fetches
  *   from there. Nothing passes through this region.
  * - `proxy`: relay the content. A blob is written into this region's
  *   content store as it arrives (verified against its digest), paced by the

@@ -3,12 +3,15 @@
  * whose peers fail over on their own when the home region dies.
  */
 import assert from "node:assert/strict";
+import { createServer, Agent as HttpAgent } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { type After, cleanupStack, eventually } from "../../testing/harness.js";
+import { type After, cleanupStack, eventually, freePort } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
-import { autoFailoverDecision, recovered } from "../auto-failover.js";
+import { autoFailoverDecision, NodeTurns, recovered } from "../auto-failover.js";
 import type { PeerHealth, RemotePeerView } from "../heartbeat.js";
+import { registryRequest } from "../registry-http.js";
 
 const NOW = 1_000_000;
 const health = (
@@ -175,5 +178,33 @@ describe("automatic failover with live regions", () => {
     // Nobody fails over again while b stays dark.
     await new Promise((r) => setTimeout(r, 1_000));
     assert.deepEqual(await homes("c"), { "0": "b", "1": "a" });
+  });
+});
+
+describe("NodeTurns (the peer's calls to its region's nodes)", () => {
+  test("a node that refuses is passed over for the next; the one that answered is asked first after", async () => {
+    const server = createServer((req, res) => res.writeHead(200).end(req.url));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const live = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const agent = new HttpAgent();
+    const asked: string[] = [];
+    try {
+      const turns = new NodeTurns([dead, `${live}/`]);
+      const call = (node: string) => {
+        asked.push(node);
+        return registryRequest(`${node}/admin/v1/failover`, { agent, method: "POST", body: "{}" });
+      };
+      const first = await turns.ask(call);
+      assert.equal(first.status, 200);
+      assert.deepEqual(asked, [dead, live]);
+      asked.length = 0;
+      await turns.ask(call);
+      assert.deepEqual(asked, [live], "the node that answered is asked first");
+      await assert.rejects(new NodeTurns([dead]).ask(call), /ECONNREFUSED/);
+    } finally {
+      agent.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 });

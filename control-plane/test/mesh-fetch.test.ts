@@ -310,3 +310,26 @@ test("WaitReplicated times out unsatisfied with the regions found; refuses impos
   );
   await assert.rejects(local.waitReplicated("Bad", onlyB.digest as Digest, 1, 1_000), isInvalidArgument);
 });
+
+test("a region of several nodes: its located registry turns over them (redirects spread)", async (t) => {
+  const client = new PeerClient(
+    "b",
+    mesh.regions.find((x) => x.name === "b")!.grpc,
+    peerCredentials(mesh, "a"),
+    "a",
+  );
+  cleanupStack(t)(() => client.close());
+  const nodes = ["http://127.0.0.1:11", "http://127.0.0.1:21", "http://127.0.0.1:31"];
+  const fetcher = new MeshFetch({
+    region: "a",
+    mesh: {
+      ...mesh,
+      regions: mesh.regions.map((r) => (r.name === "b" ? { ...r, registries: nodes } : r)),
+    },
+    peers: new Map([["b", client]]),
+    health: () => [{ region: "b", up: true, rttMs: 1 }],
+  });
+  const seen: string[] = [];
+  for (let i = 0; i < 6; i++) seen.push((await fetcher.locate("team/app", "v1", true)).registry);
+  assert.deepEqual(seen, [...nodes, ...nodes]);
+});

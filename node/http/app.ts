@@ -243,11 +243,18 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
   });
-  app.get("/healthz", async () => ({
-    region: options.registry.region,
-    writable: options.registry.writable,
-    appliedSeq: options.registry.view.appliedSeq,
-  }));
+  // `applied`: what this node's view has applied of every origin's events (its own region's: its
+  // log position), so a front door sends a read-your-writes read only to a node that has it.
+  app.get("/healthz", async () => {
+    const { view } = options.registry;
+    const appliedSeq = view.appliedSeq;
+    return {
+      region: options.registry.region,
+      writable: options.registry.writable,
+      appliedSeq,
+      applied: { ...(await view.originSeqs()), [options.registry.region]: appliedSeq },
+    };
+  });
   // Like every error answered before the body is read (closeOnUnreadBody), an unknown endpoint closes.
   app.setNotFoundHandler((req, reply) => {
     if (!req.raw.complete && hasBody(req)) reply.header("connection", "close");
