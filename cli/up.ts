@@ -107,16 +107,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { writeTokenKey } from "../mesh-client/token-key-file.js";
 import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { handleStopSignals } from "../node/lifecycle.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
-import { authorizationFor, ensureNatsIdentities, natsClientEnv } from "./nats-auth.js";
-import type { NatsServerProcess } from "./nats-server.js";
+import { ensureNatsIdentities } from "./nats-auth.js";
 import {
   Control,
   controlFile,
@@ -125,8 +123,9 @@ import {
   Supervised,
   type SupervisedRegion,
 } from "./supervisor.js";
-import { natsClusterPorts, prepareStreams, startRegionNats } from "./up-nats.js";
-import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
+import { natsClusterPorts } from "./up-nats.js";
+import { startNatsWatchdog } from "./up-processes.js";
+import { ENTRIES, meridianProcess, type RegionContext, regionPorts, startRegion } from "./up-region.js";
 
 export interface UpOptions {
   regions: string[];
@@ -150,22 +149,8 @@ export interface UpOptions {
   natsCluster?: number;
 }
 
-const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
-const ENTRIES = {
-  node: join(DIST, "node", "server.js"),
-  peer: join(DIST, "control-plane", "peer.js"),
-  worker: join(DIST, "replication", "main.js"),
-  frontDoor: join(DIST, "control-plane", "front-door.js"),
-};
-
 /** The front door's certificate name under <data>/certs (front-door-config.ts `tls.identity`). */
 const FRONT_DOOR_IDENTITY = "front-door";
-
-/** Port layout of region `i` (see the header). */
-export function regionPorts(basePort: number, i: number) {
-  const b = basePort + 10 * i;
-  return { registry: b, nats: b + 1, grpc: b + 2, peerMetrics: b + 3, workerMetrics: b + 4 };
-}
 
 /** The front door's port (see the header): free in region 0's block. */
 export function frontDoorPort(basePort: number): number {
@@ -252,23 +237,6 @@ export async function up(options: UpOptions): Promise<number> {
   }
   // nats-server cannot watch `up`: a watchdog stops the servers if `up` dies without doing so.
   const watchdog = startNatsWatchdog();
-  // A Meridian process as a supervised one: started (and restarted) by `startProcess`.
-  const meridianProcess = (
-    what: string,
-    role: string,
-    entry: string,
-    logFile: string,
-    env: Record<string, string>,
-  ) => {
-    let info: Record<string, string> = {};
-    const p = supervise(what, role, logFile, async () => {
-      const started = await startProcess(entry, what, logFile, env);
-      info = started.info;
-      return { child: started.child, stop: () => stopChild(started.child) };
-    });
-    return { p, info: () => info };
-  };
-
   try {
     const multi = options.regions.length > 1;
     const scheme = options.tls === true ? "https" : "http";
@@ -341,92 +309,31 @@ export async function up(options: UpOptions): Promise<number> {
           };
     const serviceAuthEnv: Record<string, string> =
       auth === undefined ? {} : { MERIDIAN_TOKEN_KEY_FILE: auth.keyFile };
+    const regionContext: RegionContext = {
+      dataDir,
+      basePort: options.basePort,
+      regionCount: options.regions.length,
+      clusterSize,
+      natsIds,
+      meshFile,
+      multi,
+      supervise,
+      watchdog,
+      tlsEnv,
+      nodeAuthEnv,
+      serviceAuthEnv,
+    };
     for (const [i, region] of options.regions.entries()) {
-      const regionDir = join(dataDir, region);
-      const ports = regionPorts(options.basePort, i);
       const supervised: SupervisedRegion = { name: region, processes: [] };
       regions.push(supervised);
-      // The region's nats-servers: one, or a JetStream cluster started together
-      // (./up-nats.ts); each is then supervised alone (a restarted member
-      // rejoins its cluster), its first start being the one just made.
-      const regionNats = await startRegionNats(dataDir, region, i, {
-        basePort: options.basePort,
-        regionCount: options.regions.length,
-        size: clusterSize,
-        authorization: authorizationFor(natsIds, region),
-      });
-      for (const [k, member] of regionNats.entries()) {
-        let first: NatsServerProcess | undefined = member.server;
-        const what = clustered ? `nats-server ${k + 1} of ${region}` : `nats-server of ${region}`;
-        const nats = supervise(what, "nats", member.logFile, async () => {
-          const server = first ?? (await member.start());
-          first = undefined;
-          watchdog.stdin!.write(`${server.pid}\n`);
-          server.child.once("exit", () => watchdog.stdin!.write(`-${server.pid}\n`));
-          return { child: server.child, stop: () => server.stop() };
-        });
-        supervised.processes.push(nats);
-        await nats.start();
-      }
-      const urls = regionNats.map((n) => n.server.url);
-      await prepareStreams(urls, region, natsIds.operator, clusterSize);
-      const env = {
-        MERIDIAN_REGION: region,
-        MERIDIAN_DATA_DIR: regionDir,
-        MERIDIAN_NATS_SERVERS: urls.join(","),
-        // Streams a process creates get one replica per server of the cluster.
-        ...(clustered ? { MERIDIAN_NATS_REPLICAS: String(clusterSize) } : {}),
-        ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
-      };
-      const node = meridianProcess(`node of ${region}`, "node", ENTRIES.node, join(regionDir, "node.log"), {
-        ...env,
-        MERIDIAN_LISTEN_HOST: "127.0.0.1",
-        MERIDIAN_LISTEN_PORT: String(ports.registry),
-        ...natsClientEnv(natsIds.regions[region]!.node),
-        // The front door's address; with --auth it also proves itself with the mesh key.
-        ...(multi ? { MERIDIAN_TRUSTED_PROXIES: "127.0.0.1" } : {}),
-        ...tlsEnv(region),
-        ...nodeAuthEnv,
-      });
-      supervised.processes.push(node.p);
-      await node.p.start();
-      // Without --nats-cluster, the shape tests and docs read: one URL (pids: one number).
-      const line: Record<string, unknown> = {
-        region,
-        registry: node.info().registry,
-        nats: clustered ? urls : urls[0],
-      };
-      if (multi) {
-        const peer = meridianProcess(`peer of ${region}`, "peer", ENTRIES.peer, join(regionDir, "peer.log"), {
-          ...env,
-          MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
-          ...natsClientEnv(natsIds.regions[region]!.peer),
-          ...serviceAuthEnv,
-        });
-        supervised.processes.push(peer.p);
-        await peer.p.start();
-        const worker = meridianProcess(
-          `worker of ${region}`,
-          "worker",
-          ENTRIES.worker,
-          join(regionDir, "worker.log"),
-          {
-            ...env,
-            MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
-            ...natsClientEnv(natsIds.regions[region]!.worker),
-          },
-        );
-        supervised.processes.push(worker.p);
-        await worker.p.start();
-        line.grpc = peer.info().grpc;
-        line.metrics = { peer: peer.info().metrics, worker: worker.info().metrics };
-      }
-      process.stdout.write(`${JSON.stringify({ ...line, pids: pidsOf(supervised.processes) })}\n`);
+      const line = await startRegion(regionContext, i, supervised);
+      process.stdout.write(`${JSON.stringify(line)}\n`);
     }
     const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
       const fd = meridianProcess(
+        supervise,
         "front door",
         "frontDoor",
         ENTRIES.frontDoor,
