@@ -28,6 +28,23 @@ export function regionPorts(basePort: number, i: number) {
   return { registry: b, nats: b + 1, grpc: b + 2, peerMetrics: b + 3, workerMetrics: b + 4 };
 }
 
+/**
+ * The registry ports of region `i`'s `n` nodes (see up.ts's header): the
+ * first at the region's registry port, the others at B+10R+10i+5 … +8 (R
+ * regions: the free end of the region's block of route ports). Pure.
+ */
+export function nodePorts(basePort: number, regionCount: number, i: number, n: number): number[] {
+  const extra = [5, 6, 7, 8].slice(0, n - 1).map((o) => basePort + 10 * regionCount + 10 * i + o);
+  return [regionPorts(basePort, i).registry, ...extra];
+}
+
+/** Node `k` (1-based) of a region: its data directory and log (see up.ts's header). */
+export function nodeFiles(regionDir: string, k: number): { dataDir: string; logFile: string } {
+  return k === 1
+    ? { dataDir: regionDir, logFile: join(regionDir, "node.log") }
+    : { dataDir: join(regionDir, `node-${k}`), logFile: join(regionDir, `node-${k}.log`) };
+}
+
 /** How up.ts supervises a process: what, role, log file, one start. */
 export type Supervise = (
   what: string,
@@ -66,6 +83,10 @@ export interface RegionContext {
   meshFile: string;
   /** Several regions: peers, workers and a front door run. */
   multi: boolean;
+  /** Registry nodes per region (`--nodes`, 1..5). */
+  nodes: number;
+  /** The blob store settings of a region's processes (`--s3`: its bucket; empty: the filesystem). */
+  storageEnv(region: string): Record<string, string>;
   supervise: Supervise;
   /** The nats-servers' watchdog (./up-processes.ts startNatsWatchdog). */
   watchdog: { stdin: NodeJS.WritableStream | null };
@@ -123,29 +144,45 @@ export async function startRegion(
     ...(clustered ? { MERIDIAN_NATS_REPLICAS: String(ctx.clusterSize) } : {}),
     ...(ctx.multi ? { MERIDIAN_MESH: ctx.meshFile } : {}),
   };
-  const node = meridianProcess(
-    ctx.supervise,
-    `node of ${region}`,
-    "node",
-    ENTRIES.node,
-    join(regionDir, "node.log"),
-    {
-      ...env,
-      MERIDIAN_LISTEN_HOST: "127.0.0.1",
-      MERIDIAN_LISTEN_PORT: String(ports.registry),
-      ...natsClientEnv(natsIds.regions[region]!.node),
-      // The front door's address; with --auth it also proves itself with the mesh key.
-      ...(ctx.multi ? { MERIDIAN_TRUSTED_PROXIES: "127.0.0.1" } : {}),
-      ...ctx.tlsEnv(region),
-      ...ctx.nodeAuthEnv,
-    },
-  );
-  supervised.processes.push(node.p);
-  await node.p.start();
-  // Without --nats-cluster, the shape tests and docs read: one URL (pids: one number).
+  const storageEnv = ctx.storageEnv(region);
+  const nodes = nodePorts(ctx.basePort, ctx.regionCount, i, ctx.nodes);
+  const registries: string[] = [];
+  for (const [index, port] of nodes.entries()) {
+    const k = index + 1;
+    const files = nodeFiles(regionDir, k);
+    const node = meridianProcess(
+      ctx.supervise,
+      nodes.length === 1 ? `node of ${region}` : `node ${k} of ${region}`,
+      "node",
+      ENTRIES.node,
+      files.logFile,
+      {
+        ...env,
+        // Its own view, locks and caches; the blobs where every process of the region has them:
+        // the bucket, or (filesystem) the region's store directory, shared (up.ts's header).
+        MERIDIAN_DATA_DIR: files.dataDir,
+        ...(k > 1 && storageEnv.MERIDIAN_STORAGE_TYPE !== "s3"
+          ? { MERIDIAN_STORAGE_ROOT: join(regionDir, "store") }
+          : {}),
+        ...storageEnv,
+        MERIDIAN_LISTEN_HOST: "127.0.0.1",
+        MERIDIAN_LISTEN_PORT: String(port),
+        ...natsClientEnv(natsIds.regions[region]!.node),
+        // The front door's address; with --auth it also proves itself with the mesh key.
+        ...(ctx.multi ? { MERIDIAN_TRUSTED_PROXIES: "127.0.0.1" } : {}),
+        ...ctx.tlsEnv(region),
+        ...ctx.nodeAuthEnv,
+      },
+    );
+    supervised.processes.push(node.p);
+    await node.p.start();
+    registries.push(node.info().registry!);
+  }
+  // Without --nats-cluster / --nodes, the shape tests and docs read: one URL (pids: one number).
   const line: Record<string, unknown> = {
     region,
-    registry: node.info().registry,
+    registry: registries[0],
+    ...(registries.length > 1 ? { registries } : {}),
     nats: clustered ? urls : urls[0],
   };
   if (ctx.multi) {
@@ -157,6 +194,7 @@ export async function startRegion(
       join(regionDir, "peer.log"),
       {
         ...env,
+        ...storageEnv,
         MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
         ...natsClientEnv(natsIds.regions[region]!.peer),
         ...ctx.serviceAuthEnv,
@@ -172,6 +210,7 @@ export async function startRegion(
       join(regionDir, "worker.log"),
       {
         ...env,
+        ...storageEnv,
         MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
         ...natsClientEnv(natsIds.regions[region]!.worker),
       },

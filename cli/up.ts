@@ -112,7 +112,7 @@ import { writeTokenKey } from "../mesh-client/token-key-file.js";
 import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { handleStopSignals } from "../node/lifecycle.js";
-import type { Mesh } from "../protocol/mesh.js";
+import { type Mesh, meshDocument } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
 import { ensureNatsIdentities } from "./nats-auth.js";
 import {
@@ -125,7 +125,15 @@ import {
 } from "./supervisor.js";
 import { natsClusterPorts } from "./up-nats.js";
 import { startNatsWatchdog } from "./up-processes.js";
-import { ENTRIES, meridianProcess, type RegionContext, regionPorts, startRegion } from "./up-region.js";
+import {
+  ENTRIES,
+  meridianProcess,
+  nodePorts,
+  type RegionContext,
+  regionPorts,
+  startRegion,
+} from "./up-region.js";
+import { s3Port, startUpS3, type UpS3 } from "./up-s3.js";
 
 export interface UpOptions {
   regions: string[];
@@ -147,6 +155,10 @@ export interface UpOptions {
    * get N replicas (see the header). Default 1: one nats-server, as before.
    */
   natsCluster?: number;
+  /** `--s3`: blobs in a local S3-protocol server `up` runs, one bucket per region (./up-s3.ts). */
+  s3?: boolean;
+  /** `--nodes N` (1..5, default 1): registry nodes per region, each with its own data directory. */
+  nodes?: number;
 }
 
 /** The front door's certificate name under <data>/certs (front-door-config.ts `tls.identity`). */
@@ -168,6 +180,11 @@ export async function up(options: UpOptions): Promise<number> {
     process.stderr.write("meridian up: --nats-cluster takes 1 to 5 (servers per region)\n");
     return 2;
   }
+  const nodeCount = options.nodes ?? 1;
+  if (!Number.isSafeInteger(nodeCount) || nodeCount < 1 || nodeCount > 5) {
+    process.stderr.write("meridian up: --nodes takes 1 to 5 (registry nodes per region)\n");
+    return 2;
+  }
   if (options.auth !== true && options.noAuth !== true && existsSync(join(dataDir, "auth"))) {
     process.stderr.write(
       `meridian up: refusing to start without authentication: ${join(dataDir, "auth")} exists, so this mesh ran with --auth ` +
@@ -178,7 +195,13 @@ export async function up(options: UpOptions): Promise<number> {
   // Every process, supervised (./supervisor.ts): restarted when it dies, held down by `region stop`.
   const regions: SupervisedRegion[] = [];
   let frontDoor: Supervised | undefined;
-  const control = new Control(dataDir, regions, () => frontDoor);
+  let s3: UpS3 | undefined;
+  const control = new Control(
+    dataDir,
+    regions,
+    () => frontDoor,
+    () => s3?.server,
+  );
   const supervise = (what: string, role: string, logFile: string, start: () => Promise<Started>) =>
     new Supervised(
       what,
@@ -205,6 +228,7 @@ export async function up(options: UpOptions): Promise<number> {
       const all = regions.flatMap((r) => r.processes.filter((p) => p.role === role));
       await Promise.all(all.map((p) => p.shutdown()));
     }
+    await s3?.server.shutdown();
     watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
@@ -266,6 +290,9 @@ export async function up(options: UpOptions): Promise<number> {
         return {
           name,
           registry: `${scheme}://127.0.0.1:${p.registry}`,
+          registries: nodePorts(options.basePort, options.regions.length, i, nodeCount).map(
+            (port) => `${scheme}://127.0.0.1:${port}`,
+          ),
           nats: clustered ? natsUrls(i) : natsUrls(i)[0]!,
           grpc: `127.0.0.1:${p.grpc}`,
           metrics: {
@@ -294,7 +321,8 @@ export async function up(options: UpOptions): Promise<number> {
     // One region: mesh.json is still written, for the admin commands (no peer runs to read it).
     if (certs !== undefined) mesh.tls = { ca: certs.ca, dir: certs.dir };
     else mesh.insecure = true;
-    writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
+    // One node per region: `registry` stays one URL; several: the list (protocol/mesh.ts).
+    writeFileSync(meshFile, `${JSON.stringify(meshDocument(mesh), null, 2)}\n`);
     const auth = options.auth === true ? await ensureAuthFiles(dataDir) : undefined;
     // Nodes check credentials; peers and the front door sign in to the nodes' admin API with the key.
     const nodeAuthEnv: Record<string, string> =
@@ -309,6 +337,14 @@ export async function up(options: UpOptions): Promise<number> {
           };
     const serviceAuthEnv: Record<string, string> =
       auth === undefined ? {} : { MERIDIAN_TOKEN_KEY_FILE: auth.keyFile };
+    // The mesh's S3 server, before any region (their processes open their buckets at start).
+    if (options.s3 === true)
+      s3 = await startUpS3(
+        dataDir,
+        s3Port(options.basePort, options.regions.length),
+        options.regions,
+        supervise,
+      );
     const regionContext: RegionContext = {
       dataDir,
       basePort: options.basePort,
@@ -317,6 +353,8 @@ export async function up(options: UpOptions): Promise<number> {
       natsIds,
       meshFile,
       multi,
+      nodes: nodeCount,
+      storageEnv: (region) => s3?.env(region) ?? {},
       supervise,
       watchdog,
       tlsEnv,
@@ -330,6 +368,7 @@ export async function up(options: UpOptions): Promise<number> {
       process.stdout.write(`${JSON.stringify(line)}\n`);
     }
     const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
+    if (s3 !== undefined) ready.s3 = s3.endpoint;
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
       const fd = meridianProcess(
@@ -350,8 +389,12 @@ export async function up(options: UpOptions): Promise<number> {
       frontDoor = fd.p;
       await fd.p.start();
       ready.frontDoor = fd.info().frontDoor;
-      ready.pids = pidsOf([fd.p]);
     }
+    const meshWide = [
+      ...(s3 === undefined ? [] : [s3.server]),
+      ...(frontDoor === undefined ? [] : [frontDoor]),
+    ];
+    if (meshWide.length > 0) ready.pids = pidsOf(meshWide);
     // `meridian region stop|start` and the current pids: <data>/up.json (./supervisor.ts).
     await control.listen();
     ready.controlFile = controlFile(dataDir);
