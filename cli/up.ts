@@ -11,6 +11,36 @@
  * and, once for the whole mesh:
  *
  *   B+5       the front door (OCI HTTP)        control-plane/front-door.ts
+ *   B+10R+9   with --s3: the S3 server (s3rver)  ./up-s3.ts, ./s3-server.ts
+ *
+ * (R regions). The second block of ten per region, B+10R+10i …, holds the
+ * region's extra ports: +0…+4 NATS routes (--nats-cluster), +5…+8 its nodes
+ * 2…5 (--nodes); region 0's +9 the S3 server.
+ *
+ * With `--s3` (issue 13, item 7) `up` first starts a local S3-protocol
+ * server, supervised like every process (role `s3`), with its data and the
+ * key pair it accepts (made once, 0600) under <data>/s3 and one bucket per
+ * region, `meridian-<region>` (./up-s3.ts); every process of a region gets
+ * storage.type=s3 and its bucket. The last ready line gives `s3` (its URL)
+ * and `pids.s3`; up.json its current pid. Without it blobs stay on the
+ * filesystem (<data>/<region>/store), as before.
+ *
+ * With `--nodes N` (1..5, issue 13, item 3) each region runs N registry
+ * nodes, each supervised alone: node 1 as always (data <data>/<region>,
+ * log node.log), node k ≥ 2 on port B+10R+10i+5+(k-2) with its own data
+ * directory <data>/<region>/node-<k>/ (its view, view lock, caches) and log
+ * node-<k>.log. With --s3 they share nothing on local disk (blobs in the
+ * bucket, the log in NATS): a node's directory can be deleted and rebuilds
+ * from the log. Without --s3 the nodes share the region's filesystem store,
+ * <data>/<region>/store, as its peer and worker already do: safe on one
+ * machine (node/data/fs-blob-store.ts: blobs commit by rename, upload
+ * sessions are files any process on the root continues; only a client
+ * sending two chunks of one upload at once to two nodes could interleave
+ * them, and the digest check at commit refuses the result). mesh.json's
+ * region `registry` becomes the list of its nodes' URLs (protocol/mesh.ts
+ * meshDocument), the region's ready line gives `registry` (the first),
+ * `registries` (all) and `pids.node` as an array. Without the flag: one
+ * URL, one number.
  *
  * With `--nats-cluster N` (2..5; issue 13) each region runs N clustered
  * nats-servers instead of one: client ports B+10i+1, B+10i+6, B+10i+7, …
@@ -73,7 +103,7 @@
  * an older version left them open), so no other local user can read region
  * data (issue 10, finding 10).
  * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
- * nodes, then nats-servers). A process that fails its first start stops the
+ * nodes, nats-servers, then the S3 server). A process that fails its first start stops the
  * rest and `up` exits non-zero, printing the last lines of its log (issue 11,
  * finding 6); one that dies after it was up is logged and restarted with
  * backoff while the rest keeps serving, and `meridian region stop|start`
@@ -99,8 +129,8 @@
  * Locks (issue 11, finding 6): before writing or starting anything `up`
  * takes <data>/up.lock and <data>/<region>/region.lock, and each NATS store
  * <data>/<region>/nats/meridian.lock (cli/nats-server.ts); every node takes
- * <view>.lock next to its view (<data>/<region>/view.lock: nodes of one region
- * share its data directory, each with its own view). Each holds the owner's pid
+ * <view>.lock next to its view (<data>/<region>/view.lock; node k ≥ 2 of
+ * --nodes in <data>/<region>/node-<k>/). Each holds the owner's pid
  * (node/data/pid-lock.ts): a second `up` or node on the same data refuses at
  * once naming it, before any nats-server opens the live store; a lock whose
  * pid is dead (a SIGKILLed owner) is taken over.
