@@ -230,7 +230,7 @@ export async function up(options: UpOptions): Promise<number> {
     dataDir,
     regions,
     () => frontDoor,
-    () => s3?.server,
+    () => s3,
   );
   const supervise = (what: string, role: string, logFile: string, start: () => Promise<Started>) =>
     new Supervised(

@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { processAlive } from "../../testing/faults.js";
-import { cleanupStack, eventually } from "../../testing/harness.js";
+import { cleanupStack, eventually, runCli } from "../../testing/harness.js";
 import { startMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 import type { ControlState } from "../supervisor.js";
@@ -46,6 +46,11 @@ test("up --s3 --nats-cluster 3: every pid in the ready lines, replication betwee
   };
   const first = await clientA.pushRandomImage("s3cluster/app", "v1", 2, 200_000);
   await eventually(() => pulledFromB("s3cluster/app", first.digest), 30_000, 100);
+
+  // `meridian status` knows the S3 server (through up.json).
+  const status = await runCli(["status", "--data", mesh.dataDir, "--json"], 30_000);
+  assert.equal(status.code, 0, status.stderr);
+  assert.deepEqual(JSON.parse(status.stdout).s3, { endpoint: mesh.s3, up: true, pid: s3Pid });
 
   process.kill(s3Pid, "SIGKILL");
   const upJson = join(mesh.dataDir, "up.json");
