@@ -16,6 +16,10 @@
  * bucket through MERIDIAN_* overrides (protocol/config-schema.ts
  * CommonSettings.storageType/.s3; the same store in every process of a
  * region, node/data/open-blob-store.ts).
+ *
+ * Nothing migrates: a data directory that ran on the filesystem store keeps
+ * its blobs in <data>/<region>/store, which an --s3 start does not read (its
+ * view names blobs the bucket lacks), and the other way round.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
