@@ -1,7 +1,7 @@
 /**
  * The `meridian` command line (bin/meridian).
  *
- *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth] [--nats-cluster N]
+ *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth] [--nats-cluster N] [--s3] [--nodes N]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
@@ -46,6 +46,10 @@ commands:
               --no-auth         authentication off although DIR/auth exists (refused without it; logged, audited)
               --nats-cluster N  N clustered nats-servers per region (1-5, default 1), streams with N replicas;
                                 extra client ports N+10i+6…, route ports after the regions' blocks
+              --s3              blobs in a local S3 server up runs (s3rver, 127.0.0.1:N+10R+9 for R regions;
+                                data and credentials.json in DIR/s3), one bucket per region
+              --nodes N         N registry nodes per region (1-5, default 1), each with its own data
+                                directory (DIR/REGION/node-K); ports N+10R+10i+5…; mesh.json lists them
             every nats-server requires NKEY authentication (seeds in DIR/nats-auth, always);
             a process that dies is restarted (backoff 0.5 s doubling to 10 s, retried for as long
             as up runs); current pids and the control endpoint in DIR/up.json (mode 0600)
@@ -127,6 +131,8 @@ async function main(argv: string[]): Promise<number> {
           auth: { type: "boolean", default: false },
           "no-auth": { type: "boolean", default: false },
           "nats-cluster": { type: "string", default: "1" },
+          s3: { type: "boolean", default: false },
+          nodes: { type: "string", default: "1" },
         },
       });
       const natsCluster = Number(values["nats-cluster"]);
@@ -141,6 +147,8 @@ async function main(argv: string[]): Promise<number> {
         auth: values.auth,
         noAuth: values["no-auth"],
         natsCluster,
+        s3: values.s3,
+        nodes: Number(values.nodes),
       });
     }
     case "rebuild": {

@@ -81,16 +81,22 @@ export async function status(options: {
     process.stderr.write(`meridian status: cannot read ${meshFile}: ${(err as Error).message}\n`);
     return 2;
   }
-  const report = await collectStatus(mesh);
+  const [report, s3] = await Promise.all([collectStatus(mesh), s3Status(options.dataDir)]);
   process.stdout.write(
-    options.json ? `${JSON.stringify({ regions: report }, null, 2)}\n` : formatTable(report),
+    options.json
+      ? `${JSON.stringify({ regions: report, ...(s3 === undefined ? {} : { s3 }) }, null, 2)}\n`
+      : `${formatTable(report)}${s3 === undefined ? "" : `S3 server ${s3.endpoint}: ${s3.up ? "up" : "down"}${s3.pid === null ? "" : ` (pid ${s3.pid})`}\n`}`,
   );
+  if (s3?.up === false)
+    process.stderr.write(
+      `meridian status: the S3 server of 'meridian up' (${s3.endpoint}) does not answer${s3.pid === null ? " (it is being restarted)" : ""}\n`,
+    );
   const held = heldRegions(options.dataDir);
   for (const r of report.filter((x) => !x.up))
     process.stderr.write(
       `meridian status: region ${r.region} is unreachable: ${r.error ?? "no answer"}${held.has(r.region) ? ` (held down by 'meridian region stop'; 'meridian region start ${r.region}' brings it back)` : ""}\n`,
     );
-  const code = report.every((r) => r.up) ? 0 : 1;
+  const code = report.every((r) => r.up) && s3?.up !== false ? 0 : 1;
   // The CLI's end (status() is the `meridian status` command). grpc-js keeps a
   // connection attempt to a frozen peer (a TLS handshake that never ends) open
   // after its channel is closed and the call's deadline passed; that socket
@@ -108,6 +114,34 @@ function heldRegions(dataDir: string): Set<string> {
   } catch {
     return new Set();
   }
+}
+
+/**
+ * `up --s3`: the S3 server named in up.json and whether it answers HTTP at
+ * all (any status: it refuses an unsigned request) within the metrics
+ * deadline. None without up.json or without --s3.
+ */
+async function s3Status(
+  dataDir: string,
+): Promise<{ endpoint: string; up: boolean; pid: number | null } | undefined> {
+  let state: ControlState;
+  try {
+    state = JSON.parse(readFileSync(controlFile(dataDir), "utf8")) as ControlState;
+  } catch {
+    return undefined;
+  }
+  if (state.s3 === undefined) return undefined;
+  const pid = state.s3.pids.s3;
+  const up = await new Promise<boolean>((resolve) => {
+    const req = http.get(state.s3!.endpoint, { agent: false }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    const timer = setTimeout(() => req.destroy(new Error("deadline")), METRICS_DEADLINE_MS);
+    req.once("error", () => resolve(false));
+    req.once("close", () => clearTimeout(timer));
+  });
+  return { endpoint: state.s3.endpoint, up, pid: typeof pid === "number" ? pid : null };
 }
 
 export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {

@@ -225,6 +225,8 @@ export interface ControlState {
   token: string;
   regions: Record<string, { held: boolean; pids: Record<string, number | number[] | null> }>;
   frontDoor?: { pids: Record<string, number | number[] | null> };
+  /** `up --s3`: the mesh's S3 server (cli/up-s3.ts). */
+  s3?: { endpoint: string; pids: Record<string, number | number[] | null> };
 }
 
 /**
@@ -242,6 +244,7 @@ export class Control {
     private readonly dataDir: string,
     private readonly regions: SupervisedRegion[],
     private readonly frontDoor: () => Supervised | undefined,
+    private readonly s3: () => { server: Supervised; endpoint: string } | undefined = () => undefined,
   ) {}
 
   async listen(): Promise<void> {
@@ -333,6 +336,8 @@ export class Control {
     };
     const fd = this.frontDoor();
     if (fd !== undefined) state.frontDoor = { pids: pidsOf([fd]) };
+    const s3 = this.s3();
+    if (s3 !== undefined) state.s3 = { endpoint: s3.endpoint, pids: pidsOf([s3.server]) };
     const file = controlFile(this.dataDir);
     writeFileSync(`${file}.tmp`, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
     renameSync(`${file}.tmp`, file);

@@ -11,6 +11,36 @@
  * and, once for the whole mesh:
  *
  *   B+5       the front door (OCI HTTP)        control-plane/front-door.ts
+ *   B+10R+9   with --s3: the S3 server (s3rver)  ./up-s3.ts, ./s3-server.ts
+ *
+ * (R regions). The second block of ten per region, B+10R+10i …, holds the
+ * region's extra ports: +0…+4 NATS routes (--nats-cluster), +5…+8 its nodes
+ * 2…5 (--nodes); region 0's +9 the S3 server.
+ *
+ * With `--s3` (issue 13, item 7) `up` first starts a local S3-protocol
+ * server, supervised like every process (role `s3`), with its data and the
+ * key pair it accepts (made once, 0600) under <data>/s3 and one bucket per
+ * region, `meridian-<region>` (./up-s3.ts); every process of a region gets
+ * storage.type=s3 and its bucket. The last ready line gives `s3` (its URL)
+ * and `pids.s3`; up.json its current pid. Without it blobs stay on the
+ * filesystem (<data>/<region>/store), as before.
+ *
+ * With `--nodes N` (1..5, issue 13, item 3) each region runs N registry
+ * nodes, each supervised alone: node 1 as always (data <data>/<region>,
+ * log node.log), node k ≥ 2 on port B+10R+10i+5+(k-2) with its own data
+ * directory <data>/<region>/node-<k>/ (its view, view lock, caches) and log
+ * node-<k>.log. With --s3 they share nothing on local disk (blobs in the
+ * bucket, the log in NATS): a node's directory can be deleted and rebuilds
+ * from the log. Without --s3 the nodes share the region's filesystem store,
+ * <data>/<region>/store, as its peer and worker already do: safe on one
+ * machine (node/data/fs-blob-store.ts: blobs commit by rename, upload
+ * sessions are files any process on the root continues; only a client
+ * sending two chunks of one upload at once to two nodes could interleave
+ * them, and the digest check at commit refuses the result). mesh.json's
+ * region `registry` becomes the list of its nodes' URLs (protocol/mesh.ts
+ * meshDocument), the region's ready line gives `registry` (the first),
+ * `registries` (all) and `pids.node` as an array. Without the flag: one
+ * URL, one number.
  *
  * With `--nats-cluster N` (2..5; issue 13) each region runs N clustered
  * nats-servers instead of one: client ports B+10i+1, B+10i+6, B+10i+7, …
@@ -73,7 +103,7 @@
  * an older version left them open), so no other local user can read region
  * data (issue 10, finding 10).
  * SIGINT/SIGTERM/SIGHUP stop every process (the front door, workers, peers,
- * nodes, then nats-servers). A process that fails its first start stops the
+ * nodes, nats-servers, then the S3 server). A process that fails its first start stops the
  * rest and `up` exits non-zero, printing the last lines of its log (issue 11,
  * finding 6); one that dies after it was up is logged and restarted with
  * backoff while the rest keeps serving, and `meridian region stop|start`
@@ -99,24 +129,22 @@
  * Locks (issue 11, finding 6): before writing or starting anything `up`
  * takes <data>/up.lock and <data>/<region>/region.lock, and each NATS store
  * <data>/<region>/nats/meridian.lock (cli/nats-server.ts); every node takes
- * <view>.lock next to its view (<data>/<region>/view.lock: nodes of one region
- * share its data directory, each with its own view). Each holds the owner's pid
+ * <view>.lock next to its view (<data>/<region>/view.lock; node k ≥ 2 of
+ * --nodes in <data>/<region>/node-<k>/). Each holds the owner's pid
  * (node/data/pid-lock.ts): a second `up` or node on the same data refuses at
  * once naming it, before any nats-server opens the live store; a lock whose
  * pid is dead (a SIGKILLed owner) is taken over.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { writeTokenKey } from "../mesh-client/token-key-file.js";
 import { acquirePidLock, LockHeldError, type PidLock } from "../node/data/pid-lock.js";
 import { privateDirs } from "../node/data/private-files.js";
 import { handleStopSignals } from "../node/lifecycle.js";
-import type { Mesh } from "../protocol/mesh.js";
+import { type Mesh, meshDocument } from "../protocol/mesh.js";
 import { ensureMeshCerts } from "./certs.js";
-import { authorizationFor, ensureNatsIdentities, natsClientEnv } from "./nats-auth.js";
-import type { NatsServerProcess } from "./nats-server.js";
+import { ensureNatsIdentities } from "./nats-auth.js";
 import {
   Control,
   controlFile,
@@ -125,8 +153,17 @@ import {
   Supervised,
   type SupervisedRegion,
 } from "./supervisor.js";
-import { natsClusterPorts, prepareStreams, startRegionNats } from "./up-nats.js";
-import { startNatsWatchdog, startProcess, stopChild } from "./up-processes.js";
+import { natsClusterPorts } from "./up-nats.js";
+import { startNatsWatchdog } from "./up-processes.js";
+import {
+  ENTRIES,
+  meridianProcess,
+  nodePorts,
+  type RegionContext,
+  regionPorts,
+  startRegion,
+} from "./up-region.js";
+import { s3Port, startUpS3, type UpS3 } from "./up-s3.js";
 
 export interface UpOptions {
   regions: string[];
@@ -148,24 +185,14 @@ export interface UpOptions {
    * get N replicas (see the header). Default 1: one nats-server, as before.
    */
   natsCluster?: number;
+  /** `--s3`: blobs in a local S3-protocol server `up` runs, one bucket per region (./up-s3.ts). */
+  s3?: boolean;
+  /** `--nodes N` (1..5, default 1): registry nodes per region, each with its own data directory. */
+  nodes?: number;
 }
-
-const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
-const ENTRIES = {
-  node: join(DIST, "node", "server.js"),
-  peer: join(DIST, "control-plane", "peer.js"),
-  worker: join(DIST, "replication", "main.js"),
-  frontDoor: join(DIST, "control-plane", "front-door.js"),
-};
 
 /** The front door's certificate name under <data>/certs (front-door-config.ts `tls.identity`). */
 const FRONT_DOOR_IDENTITY = "front-door";
-
-/** Port layout of region `i` (see the header). */
-export function regionPorts(basePort: number, i: number) {
-  const b = basePort + 10 * i;
-  return { registry: b, nats: b + 1, grpc: b + 2, peerMetrics: b + 3, workerMetrics: b + 4 };
-}
 
 /** The front door's port (see the header): free in region 0's block. */
 export function frontDoorPort(basePort: number): number {
@@ -183,6 +210,11 @@ export async function up(options: UpOptions): Promise<number> {
     process.stderr.write("meridian up: --nats-cluster takes 1 to 5 (servers per region)\n");
     return 2;
   }
+  const nodeCount = options.nodes ?? 1;
+  if (!Number.isSafeInteger(nodeCount) || nodeCount < 1 || nodeCount > 5) {
+    process.stderr.write("meridian up: --nodes takes 1 to 5 (registry nodes per region)\n");
+    return 2;
+  }
   if (options.auth !== true && options.noAuth !== true && existsSync(join(dataDir, "auth"))) {
     process.stderr.write(
       `meridian up: refusing to start without authentication: ${join(dataDir, "auth")} exists, so this mesh ran with --auth ` +
@@ -193,7 +225,13 @@ export async function up(options: UpOptions): Promise<number> {
   // Every process, supervised (./supervisor.ts): restarted when it dies, held down by `region stop`.
   const regions: SupervisedRegion[] = [];
   let frontDoor: Supervised | undefined;
-  const control = new Control(dataDir, regions, () => frontDoor);
+  let s3: UpS3 | undefined;
+  const control = new Control(
+    dataDir,
+    regions,
+    () => frontDoor,
+    () => s3,
+  );
   const supervise = (what: string, role: string, logFile: string, start: () => Promise<Started>) =>
     new Supervised(
       what,
@@ -220,6 +258,7 @@ export async function up(options: UpOptions): Promise<number> {
       const all = regions.flatMap((r) => r.processes.filter((p) => p.role === role));
       await Promise.all(all.map((p) => p.shutdown()));
     }
+    await s3?.server.shutdown();
     watchdog.kill("SIGKILL");
     for (const lock of locks) lock.release();
     resolveDone(code);
@@ -252,23 +291,6 @@ export async function up(options: UpOptions): Promise<number> {
   }
   // nats-server cannot watch `up`: a watchdog stops the servers if `up` dies without doing so.
   const watchdog = startNatsWatchdog();
-  // A Meridian process as a supervised one: started (and restarted) by `startProcess`.
-  const meridianProcess = (
-    what: string,
-    role: string,
-    entry: string,
-    logFile: string,
-    env: Record<string, string>,
-  ) => {
-    let info: Record<string, string> = {};
-    const p = supervise(what, role, logFile, async () => {
-      const started = await startProcess(entry, what, logFile, env);
-      info = started.info;
-      return { child: started.child, stop: () => stopChild(started.child) };
-    });
-    return { p, info: () => info };
-  };
-
   try {
     const multi = options.regions.length > 1;
     const scheme = options.tls === true ? "https" : "http";
@@ -298,6 +320,9 @@ export async function up(options: UpOptions): Promise<number> {
         return {
           name,
           registry: `${scheme}://127.0.0.1:${p.registry}`,
+          registries: nodePorts(options.basePort, options.regions.length, i, nodeCount).map(
+            (port) => `${scheme}://127.0.0.1:${port}`,
+          ),
           nats: clustered ? natsUrls(i) : natsUrls(i)[0]!,
           grpc: `127.0.0.1:${p.grpc}`,
           metrics: {
@@ -326,7 +351,8 @@ export async function up(options: UpOptions): Promise<number> {
     // One region: mesh.json is still written, for the admin commands (no peer runs to read it).
     if (certs !== undefined) mesh.tls = { ca: certs.ca, dir: certs.dir };
     else mesh.insecure = true;
-    writeFileSync(meshFile, `${JSON.stringify(mesh, null, 2)}\n`);
+    // One node per region: `registry` stays one URL; several: the list (protocol/mesh.ts).
+    writeFileSync(meshFile, `${JSON.stringify(meshDocument(mesh), null, 2)}\n`);
     const auth = options.auth === true ? await ensureAuthFiles(dataDir) : undefined;
     // Nodes check credentials; peers and the front door sign in to the nodes' admin API with the key.
     const nodeAuthEnv: Record<string, string> =
@@ -341,92 +367,42 @@ export async function up(options: UpOptions): Promise<number> {
           };
     const serviceAuthEnv: Record<string, string> =
       auth === undefined ? {} : { MERIDIAN_TOKEN_KEY_FILE: auth.keyFile };
+    // The mesh's S3 server, before any region (their processes open their buckets at start).
+    if (options.s3 === true)
+      s3 = await startUpS3(
+        dataDir,
+        s3Port(options.basePort, options.regions.length),
+        options.regions,
+        supervise,
+      );
+    const regionContext: RegionContext = {
+      dataDir,
+      basePort: options.basePort,
+      regionCount: options.regions.length,
+      clusterSize,
+      natsIds,
+      meshFile,
+      multi,
+      nodes: nodeCount,
+      storageEnv: (region) => s3?.env(region) ?? {},
+      supervise,
+      watchdog,
+      tlsEnv,
+      nodeAuthEnv,
+      serviceAuthEnv,
+    };
     for (const [i, region] of options.regions.entries()) {
-      const regionDir = join(dataDir, region);
-      const ports = regionPorts(options.basePort, i);
       const supervised: SupervisedRegion = { name: region, processes: [] };
       regions.push(supervised);
-      // The region's nats-servers: one, or a JetStream cluster started together
-      // (./up-nats.ts); each is then supervised alone (a restarted member
-      // rejoins its cluster), its first start being the one just made.
-      const regionNats = await startRegionNats(dataDir, region, i, {
-        basePort: options.basePort,
-        regionCount: options.regions.length,
-        size: clusterSize,
-        authorization: authorizationFor(natsIds, region),
-      });
-      for (const [k, member] of regionNats.entries()) {
-        let first: NatsServerProcess | undefined = member.server;
-        const what = clustered ? `nats-server ${k + 1} of ${region}` : `nats-server of ${region}`;
-        const nats = supervise(what, "nats", member.logFile, async () => {
-          const server = first ?? (await member.start());
-          first = undefined;
-          watchdog.stdin!.write(`${server.pid}\n`);
-          server.child.once("exit", () => watchdog.stdin!.write(`-${server.pid}\n`));
-          return { child: server.child, stop: () => server.stop() };
-        });
-        supervised.processes.push(nats);
-        await nats.start();
-      }
-      const urls = regionNats.map((n) => n.server.url);
-      await prepareStreams(urls, region, natsIds.operator, clusterSize);
-      const env = {
-        MERIDIAN_REGION: region,
-        MERIDIAN_DATA_DIR: regionDir,
-        MERIDIAN_NATS_SERVERS: urls.join(","),
-        // Streams a process creates get one replica per server of the cluster.
-        ...(clustered ? { MERIDIAN_NATS_REPLICAS: String(clusterSize) } : {}),
-        ...(multi ? { MERIDIAN_MESH: meshFile } : {}),
-      };
-      const node = meridianProcess(`node of ${region}`, "node", ENTRIES.node, join(regionDir, "node.log"), {
-        ...env,
-        MERIDIAN_LISTEN_HOST: "127.0.0.1",
-        MERIDIAN_LISTEN_PORT: String(ports.registry),
-        ...natsClientEnv(natsIds.regions[region]!.node),
-        // The front door's address; with --auth it also proves itself with the mesh key.
-        ...(multi ? { MERIDIAN_TRUSTED_PROXIES: "127.0.0.1" } : {}),
-        ...tlsEnv(region),
-        ...nodeAuthEnv,
-      });
-      supervised.processes.push(node.p);
-      await node.p.start();
-      // Without --nats-cluster, the shape tests and docs read: one URL (pids: one number).
-      const line: Record<string, unknown> = {
-        region,
-        registry: node.info().registry,
-        nats: clustered ? urls : urls[0],
-      };
-      if (multi) {
-        const peer = meridianProcess(`peer of ${region}`, "peer", ENTRIES.peer, join(regionDir, "peer.log"), {
-          ...env,
-          MERIDIAN_METRICS_PORT: String(ports.peerMetrics),
-          ...natsClientEnv(natsIds.regions[region]!.peer),
-          ...serviceAuthEnv,
-        });
-        supervised.processes.push(peer.p);
-        await peer.p.start();
-        const worker = meridianProcess(
-          `worker of ${region}`,
-          "worker",
-          ENTRIES.worker,
-          join(regionDir, "worker.log"),
-          {
-            ...env,
-            MERIDIAN_METRICS_PORT: String(ports.workerMetrics),
-            ...natsClientEnv(natsIds.regions[region]!.worker),
-          },
-        );
-        supervised.processes.push(worker.p);
-        await worker.p.start();
-        line.grpc = peer.info().grpc;
-        line.metrics = { peer: peer.info().metrics, worker: worker.info().metrics };
-      }
-      process.stdout.write(`${JSON.stringify({ ...line, pids: pidsOf(supervised.processes) })}\n`);
+      const line = await startRegion(regionContext, i, supervised);
+      process.stdout.write(`${JSON.stringify(line)}\n`);
     }
     const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
+    if (s3 !== undefined) ready.s3 = s3.endpoint;
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
     if (multi) {
       const fd = meridianProcess(
+        supervise,
         "front door",
         "frontDoor",
         ENTRIES.frontDoor,
@@ -443,8 +419,12 @@ export async function up(options: UpOptions): Promise<number> {
       frontDoor = fd.p;
       await fd.p.start();
       ready.frontDoor = fd.info().frontDoor;
-      ready.pids = pidsOf([fd.p]);
     }
+    const meshWide = [
+      ...(s3 === undefined ? [] : [s3.server]),
+      ...(frontDoor === undefined ? [] : [frontDoor]),
+    ];
+    if (meshWide.length > 0) ready.pids = pidsOf(meshWide);
     // `meridian region stop|start` and the current pids: <data>/up.json (./supervisor.ts).
     await control.listen();
     ready.controlFile = controlFile(dataDir);

@@ -137,7 +137,11 @@ export class SourceConsumer {
       const nc = await connection.connected;
       clearTimeout(stillDown);
       if (nc === undefined) return; // stopped before the source answered
-      const jsm = await jetstreamManager(nc);
+      // No API check at connect: a source whose JetStream cluster is still forming (`up
+      // --nats-cluster 3` starts its regions one after the other) times it out, and that
+      // rejection, outside the subscription's retries, stopped the worker. The subscription
+      // below meets the same state as an interruption and retries it.
+      const jsm = await jetstreamManager(nc, { checkAPI: false });
       const js = jetstream(nc);
       await subscribeDurable(
         js,

@@ -13,6 +13,7 @@ import { TcpProxy } from "../chaos/tcp-proxy.js";
 import { ensureMeshCerts } from "../cli/certs.js";
 import type { NatsServerProcess } from "../cli/nats-server.js";
 import { natsClusterPorts } from "../cli/up-nats.js";
+import { nodePorts } from "../cli/up-region.js";
 import { inboxPrefixOf, type NatsClientConfig } from "../node/data/nats-connect.js";
 import { type Mesh, natsServersOf } from "../protocol/mesh.js";
 import {
@@ -39,6 +40,12 @@ export interface RegionInfo {
    * `pids.nats` arrays); `nats` and `pids.nats` above are then the first's.
    */
   natsCluster?: { urls: string[]; pids: number[] };
+  /**
+   * With `--nodes N` (N > 1): every node's URL and pid (the ready line's
+   * `registries` and `pids.node` array); `registry` and `pids.node` above are
+   * then the first's.
+   */
+  nodes?: { urls: string[]; pids: number[] };
 }
 
 export interface RunningMesh {
@@ -47,6 +54,10 @@ export interface RunningMesh {
   frontDoor?: string;
   /** The ready line's `adminPasswordFile` (with `--auth`). */
   adminPasswordFile?: string;
+  /** The ready line's `s3` (with `--s3`): the S3 server's URL. */
+  s3?: string;
+  /** The ready line's `pids` (the front door's, the S3 server's), as printed. */
+  pids: Record<string, number>;
   /** The ready line's `natsAuthDir`: NATS seeds of every identity (cli/nats-auth.ts). */
   natsAuthDir: string;
   dataDir: string;
@@ -72,6 +83,11 @@ export async function startMesh(
       const { clients, routes } = natsClusterPorts(0, regions.length, i, clusterSize);
       offsets.push(...clients, ...routes);
     }
+  // --s3: cli/up-s3.ts s3Port; --nodes N: cli/up-region.ts nodePorts (the free end of the route block).
+  const nodesAt = flags.indexOf("--nodes");
+  const nodeCount = nodesAt < 0 ? 1 : Number(flags[nodesAt + 1]);
+  if (flags.includes("--s3")) offsets.push(10 * regions.length + 9);
+  for (const [i] of regions.entries()) offsets.push(...nodePorts(0, regions.length, i, nodeCount).slice(1));
   const base = await freePortBlock([...new Set(offsets)]);
   const child = spawn(
     process.execPath,
@@ -109,6 +125,8 @@ export async function startMesh(
   let frontDoor: string | undefined;
   let adminPasswordFile: string | undefined;
   let natsAuthDir = "";
+  let s3: string | undefined;
+  let readyPids: Record<string, number> = {};
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`mesh did not come up: ${stderr}`)), 60_000);
     child.once("exit", (code) => {
@@ -121,6 +139,8 @@ export async function startMesh(
         frontDoor = msg.frontDoor;
         adminPasswordFile = msg.adminPasswordFile;
         natsAuthDir = msg.natsAuthDir;
+        s3 = msg.s3;
+        readyPids = msg.pids ?? {};
         clearTimeout(timer);
         resolve();
       } else if (msg.region) {
@@ -128,6 +148,10 @@ export async function startMesh(
           msg.natsCluster = { urls: msg.nats, pids: msg.pids.nats };
           msg.nats = msg.nats[0];
           msg.pids.nats = msg.pids.nats[0];
+        }
+        if (Array.isArray(msg.pids.node)) {
+          msg.nodes = { urls: msg.registries, pids: msg.pids.node };
+          msg.pids.node = msg.pids.node[0];
         }
         infos.set(msg.region, msg);
       }
@@ -137,6 +161,8 @@ export async function startMesh(
     regions: infos,
     ...(frontDoor === undefined ? {} : { frontDoor }),
     ...(adminPasswordFile === undefined ? {} : { adminPasswordFile }),
+    ...(s3 === undefined ? {} : { s3 }),
+    pids: readyPids,
     natsAuthDir,
     dataDir: dir,
     child,

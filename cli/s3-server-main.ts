@@ -1,23 +1,37 @@
 /**
- * Child-process entry of testing/s3.ts: s3rver 3.7 plus the one S3 call the
- * blob store needs that s3rver lacks, AbortMultipartUpload (DELETE
- * /bucket/key?uploadId=ID: its parts' directory is removed; an unknown id is
- * 404 NoSuchUpload, as on S3), and read-after-write consistency: s3rver
- * answers a PutObject or UploadPart before its file is written (it resolves
- * on its hashing stream's end, not the file's close, and truncates the file
- * first), so a GET right after a PUT could read an empty or partial object.
- * Here both write to a temporary file, wait for its close and rename it.
- * Prints "S3rver listening on ADDRESS:PORT".
+ * Child-process entry of ./s3-server.ts (`meridian up --s3`, and the tests'
+ * testing/s3.ts): s3rver 3.7 on 127.0.0.1 plus what the blob store needs
+ * that s3rver lacks.
  *
- *   node s3rver-main.js DIR BUCKET...
+ * - AbortMultipartUpload (DELETE /bucket/key?uploadId=ID): its parts'
+ *   directory is removed; an unknown id is 404 NoSuchUpload, as on S3.
+ * - Read-after-write consistency: s3rver answers a PutObject or UploadPart
+ *   before its file is written (it resolves on its hashing stream's end, not
+ *   the file's close, and truncates the file first), so a GET right after a
+ *   PUT could read an empty or partial object. Here both write to a
+ *   temporary file, wait for its close and rename it.
+ * - With CREDENTIALS (a JSON file {accessKeyId, secretAccessKey}, the format
+ *   storage.s3.credentialsFile reads): that key pair replaces s3rver's
+ *   built-in S3RVER/S3RVER and unsigned requests are refused (403
+ *   AccessDenied; s3rver itself lets them through). Limit: s3rver checks a
+ *   V4 request's access key id but not its signature, so this keeps out a
+ *   client without the key file's id, not one that read it — a trial
+ *   server on loopback, not a security boundary.
+ *
+ * Buckets named on the command line are created when missing (existing
+ * objects are kept). Prints "S3rver listening on ADDRESS:PORT".
+ *
+ *   node s3-server-main.js DIR PORT CREDENTIALS|- BUCKET...
+ *   (PORT 0: any free port; CREDENTIALS "-": s3rver's own key pair, open to unsigned requests)
  */
 import { createHash, randomUUID } from "node:crypto";
-import { createWriteStream, existsSync } from "node:fs";
+import { createWriteStream, existsSync, readFileSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { exitWithParent } from "../node/parent-watch.js";
 
 interface KoaContext {
   method: string;
@@ -26,6 +40,7 @@ interface KoaContext {
   status: number;
   body: unknown;
   type: string;
+  headers: Record<string, string | undefined>;
 }
 interface S3rverApp {
   middleware: ((ctx: KoaContext, next: () => Promise<void>) => Promise<void>)[];
@@ -70,12 +85,13 @@ async function writeWhole(path: string, content: Buffer | Readable): Promise<Wri
   return { size, md5: md5.digest("hex") };
 }
 
-const S3rver = createRequire(import.meta.url)("s3rver") as new (options: object) => S3rverApp;
-const [directory, ...buckets] = process.argv.slice(2);
+const require = createRequire(import.meta.url);
+const S3rver = require("s3rver") as new (options: object) => S3rverApp;
+const [directory, port, credentialsFile, ...buckets] = process.argv.slice(2);
 const app = new S3rver({
   directory,
   address: "127.0.0.1",
-  port: 0,
+  port: Number(port),
   silent: true,
   configureBuckets: buckets.map((name) => ({ name, configs: [] })),
 });
@@ -110,5 +126,34 @@ app.middleware.unshift(async (ctx, next) => {
   await rm(dir, { recursive: true, force: true });
   ctx.status = 204;
 });
-const { address, port } = await app.run();
-console.log(`S3rver listening on ${address}:${port}`);
+if (credentialsFile !== undefined && credentialsFile !== "-") {
+  const { accessKeyId, secretAccessKey } = JSON.parse(readFileSync(credentialsFile, "utf8")) as {
+    accessKeyId: string;
+    secretAccessKey: string;
+  };
+  const account = require("s3rver/lib/models/account.js") as {
+    DUMMY_ACCOUNT: {
+      createKeyPair(id: string, secret: string): void;
+      revokeAccessKey(id: string): void;
+    };
+  };
+  account.DUMMY_ACCOUNT.revokeAccessKey("S3RVER");
+  account.DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey);
+  // First in the chain: an unsigned request never reaches s3rver's routes.
+  app.middleware.unshift(async (ctx, next) => {
+    const signed =
+      ctx.headers.authorization !== undefined ||
+      ctx.query["X-Amz-Algorithm"] !== undefined ||
+      ctx.query.Signature !== undefined;
+    if (signed) return next();
+    ctx.status = 403;
+    ctx.type = "application/xml";
+    ctx.body =
+      '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>' +
+      "<Message>Access Denied</Message></Error>";
+  });
+}
+// Under `meridian up` (MERIDIAN_PARENT_PID): exit once `up` is gone, even by SIGKILL.
+exitWithParent();
+const listening = await app.run();
+console.log(`S3rver listening on ${listening.address}:${listening.port}`);
