@@ -247,6 +247,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     region: options.registry.region,
     writable: options.registry.writable,
     appliedSeq: options.registry.view.appliedSeq,
+    storage: options.registry.store.health?.() ?? { ok: true },
   }));
   // Like every error answered before the body is read (closeOnUnreadBody), an unknown endpoint closes.
   app.setNotFoundHandler((req, reply) => {
