@@ -193,8 +193,6 @@ export interface NodeProcess {
   kill(): Promise<void>;
   /** SIGTERM, and wait for the exit. */
   stop(): Promise<void>;
-  /** Everything the node wrote to stderr so far (its log). */
-  log(): string;
 }
 
 /** A Meridian process (node, peer, worker) started from its dist entry, awaiting its "listening" line. */
@@ -275,7 +273,7 @@ export async function spawnNodeProcess(
     ...(env.storageRoot ? { MERIDIAN_STORAGE_ROOT: env.storageRoot } : {}),
     ...(env.replicas ? { MERIDIAN_NATS_REPLICAS: String(env.replicas) } : {}),
   });
-  return { url: node.info.registry!, child: node.child, kill: node.kill, stop: node.stop, log: node.log };
+  return { url: node.info.registry!, child: node.child, kill: node.kill, stop: node.stop };
 }
 
 /** Poll `check` until it returns true or `timeoutMs` passes. */
