@@ -120,6 +120,7 @@ import type { NatsServerProcess } from "./nats-server.js";
 import {
   Control,
   controlFile,
+  livenessProbe,
   pidsOf,
   type Started,
   Supervised,
@@ -264,7 +265,7 @@ export async function up(options: UpOptions): Promise<number> {
     const p = supervise(what, role, logFile, async () => {
       const started = await startProcess(entry, what, logFile, env);
       info = started.info;
-      return { child: started.child, stop: () => stopChild(started.child) };
+      return { child: started.child, stop: () => stopChild(started.child), probe: livenessProbe(info) };
     });
     return { p, info: () => info };
   };
