@@ -15,6 +15,22 @@
  * very first start is not retried: it throws, and `up` fails as before (a
  * taken port is a mistake to report, not to retry).
  *
+ * Liveness: a process that stops answering without exiting (SIGSTOP, a
+ * hung event loop, a frozen VM) would never be restarted on exit alone, and
+ * its region's registry would stay silent. A process that serves HTTP (a
+ * node's and the front door's /healthz, a peer's and a worker's /metrics:
+ * `livenessProbe`, from its listening line) is probed every
+ * LIVENESS.intervalMs after the previous probe ended; a probe answered with
+ * any HTTP status within LIVENESS.timeoutMs counts as alive (the process
+ * answers; whether its dependencies do is /healthz's business, not a reason
+ * to restart it). After LIVENESS.failures unanswered probes in a row (with
+ * the defaults, at least 19 s and at most about 24 s after it froze: longer
+ * than the gray-failure drills' holds of 11 s) it is logged and killed with
+ * SIGKILL, and the exit above restarts it with the usual backoff.
+ * nats-servers are not probed (no HTTP endpoint under `up`).
+ * MERIDIAN_UP_LIVENESS=off in `up`'s environment turns probing off (a drill
+ * or test that keeps a process frozen on purpose).
+ *
  * Control: `up` serves a small HTTP endpoint on 127.0.0.1 (a free port) and
  * writes its address, a random bearer token and the current pids to
  * <data>/up.json (mode 0600, in the 0700 data directory, rewritten on every
@@ -31,7 +47,8 @@
 import type { ChildProcess } from "node:child_process";
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { renameSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server } from "node:http";
+import { request as httpsRequest } from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { lastLines } from "./nats-server.js";
@@ -41,10 +58,51 @@ export const STABLE_MS = 30_000;
 export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 10_000;
 
+/** The liveness probe's cadence (see the header). */
+export const LIVENESS = { intervalMs: 5_000, timeoutMs: 3_000, failures: 3 } as const;
+
 /** One started process: its child, and how to stop it (SIGTERM, then SIGKILL). */
 export interface Started {
   child: ChildProcess;
   stop(): Promise<void>;
+  /** Resolves true when the process answered (see `livenessProbe`); none: not probed. */
+  probe?: () => Promise<boolean>;
+}
+
+/**
+ * The liveness probe of a Meridian process from the fields of its listening
+ * line: GET /healthz of a node (`registry`) or the front door (`frontDoor`),
+ * /metrics of a peer or worker (`metrics`); undefined without any of them.
+ */
+export function livenessProbe(
+  info: Record<string, string>,
+  timeoutMs: number = LIVENESS.timeoutMs,
+  env: NodeJS.ProcessEnv = process.env,
+): (() => Promise<boolean>) | undefined {
+  if (env.MERIDIAN_UP_LIVENESS === "off") return undefined;
+  const base = info.registry ?? info.frontDoor;
+  const url = base !== undefined ? `${base}/healthz` : info.metrics && `${info.metrics}/metrics`;
+  return url ? () => httpAnswers(url, timeoutMs) : undefined;
+}
+
+/**
+ * True when `url` answers a GET with any status within `timeoutMs`. An
+ * https endpoint's certificate is not checked: this asks whether the process
+ * answers, it trusts nothing it says.
+ */
+export function httpAnswers(url: string, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const get = url.startsWith("https:") ? httpsRequest : httpRequest;
+    const req = get(url, { method: "GET", rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      req.destroy();
+      resolve(true);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy());
+    req.once("error", () => resolve(false));
+    req.once("close", () => resolve(false));
+    req.end();
+  });
 }
 
 type Log = (line: string) => void;
@@ -72,6 +130,8 @@ export class Supervised {
     private readonly changed: () => void,
     /** A run this long resets the backoff (tests shorten it). */
     private readonly stableMs = STABLE_MS,
+    /** The liveness probe's cadence (tests shorten it). */
+    private readonly liveness: { intervalMs: number; failures: number } = LIVENESS,
   ) {}
 
   get pid(): number | undefined {
@@ -175,6 +235,33 @@ export class Supervised {
       this.changed();
       this.schedule();
     });
+    if (started.probe !== undefined) this.watch(started, started.probe);
+  }
+
+  /** Probe `started` while it is the current run; SIGKILL it after too many unanswered probes. */
+  private watch(started: Started, probe: () => Promise<boolean>): void {
+    const { child } = started;
+    const current = () =>
+      this.wanted && this.current === started && child.exitCode === null && child.signalCode === null;
+    let failures = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const next = () => {
+      timer = setTimeout(async () => {
+        if (!current()) return;
+        const answered = await probe();
+        if (!current()) return;
+        failures = answered ? 0 : failures + 1;
+        if (failures < this.liveness.failures) return next();
+        this.log(
+          `${this.what} (pid ${child.pid}) answered none of ${failures} liveness probes in a row ` +
+            `(${this.liveness.intervalMs / 1000} s apart); killing it (SIGKILL)`,
+        );
+        child.kill("SIGKILL");
+      }, this.liveness.intervalMs);
+      timer.unref();
+    };
+    child.once("exit", () => clearTimeout(timer));
+    next();
   }
 
   /** A restart after the current backoff, which doubles (capped) for the next one. */

@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { authorizationFor, type NatsIdentities, natsClientEnv } from "./nats-auth.js";
 import type { NatsServerProcess } from "./nats-server.js";
-import { pidsOf, type Started, type Supervised, type SupervisedRegion } from "./supervisor.js";
+import { livenessProbe, pidsOf, type Started, type Supervised, type SupervisedRegion } from "./supervisor.js";
 import { prepareStreams, startRegionNats } from "./up-nats.js";
 import { startProcess, stopChild } from "./up-processes.js";
 
@@ -53,7 +53,11 @@ export type Supervise = (
   start: () => Promise<Started>,
 ) => Supervised;
 
-/** A Meridian process as a supervised one: started (and restarted) by `startProcess`. */
+/**
+ * A Meridian process as a supervised one: started (and restarted) by
+ * `startProcess`, and probed for liveness from its listening line (a frozen
+ * process is killed and restarted: ./supervisor.ts).
+ */
 export function meridianProcess(
   supervise: Supervise,
   what: string,
@@ -66,7 +70,7 @@ export function meridianProcess(
   const p = supervise(what, role, logFile, async () => {
     const started = await startProcess(entry, what, logFile, env);
     info = started.info;
-    return { child: started.child, stop: () => stopChild(started.child) };
+    return { child: started.child, stop: () => stopChild(started.child), probe: livenessProbe(info) };
   });
   return { p, info: () => info };
 }

@@ -26,7 +26,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { privateDirs } from "../node/data/private-files.js";
 import { startS3Server } from "./s3-server.js";
-import type { Supervised } from "./supervisor.js";
+import { httpAnswers, LIVENESS, type Supervised } from "./supervisor.js";
 import type { Supervise } from "./up-region.js";
 
 /** The S3 server's port: the last of region 0's second block (up.ts's header). Pure. */
@@ -65,6 +65,13 @@ export async function startUpS3(
     writeFileSync(credentialsFile, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600, flag: "wx" });
   }
   const logFile = join(dir, "s3.log");
+  const endpoint = `http://127.0.0.1:${port}`;
+  // Frozen (SIGSTOP) it would hang every region's blobs until the nodes' S3 timeouts: probed like
+  // the Meridian processes, any HTTP answer (s3rver's 403 to an unsigned GET) counting as alive.
+  const probe =
+    process.env.MERIDIAN_UP_LIVENESS === "off"
+      ? undefined
+      : () => httpAnswers(`${endpoint}/`, LIVENESS.timeoutMs);
   const server = supervise("S3 server", "s3", logFile, async () => {
     const s = await startS3Server({
       dir: join(dir, "data"),
@@ -76,10 +83,9 @@ export async function startUpS3(
       env: { MERIDIAN_PARENT_PID: String(process.pid) },
       detached: true,
     });
-    return { child: s.child, stop: s.stop };
+    return { child: s.child, stop: s.stop, probe };
   });
   await server.start();
-  const endpoint = `http://127.0.0.1:${port}`;
   return {
     server,
     endpoint,

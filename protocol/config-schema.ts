@@ -57,6 +57,13 @@ export const Setting = {
     Type.Object(properties, { additionalProperties: false, default: {} }),
 };
 
+/**
+ * Defaults of the S3 client's bounds (node/data/s3-client.ts): one S3 call
+ * ends within maxAttempts × (connectTimeoutMs + idleTimeoutMs) plus a short
+ * backoff when the service stops answering.
+ */
+export const S3_BOUNDS = { connectTimeoutMs: 3_000, idleTimeoutMs: 10_000, maxAttempts: 2 } as const;
+
 /** Settings several processes have, described the same way in each (one place to change them). */
 export const CommonSettings = {
   region: () =>
@@ -135,6 +142,25 @@ export const CommonSettings = {
         env: "MERIDIAN_S3_REDIRECT",
         default: false,
         doc: "answer blob GETs with a 307 to a short-lived presigned URL instead of streaming the bytes",
+      }),
+      connectTimeoutMs: Setting.integer({
+        env: "MERIDIAN_S3_CONNECT_TIMEOUT_MS",
+        default: S3_BOUNDS.connectTimeoutMs,
+        minimum: 100,
+        doc: "a connection to the S3 service within this, ms",
+      }),
+      idleTimeoutMs: Setting.integer({
+        env: "MERIDIAN_S3_IDLE_TIMEOUT_MS",
+        default: S3_BOUNDS.idleTimeoutMs,
+        minimum: 100,
+        doc: "an S3 request that moves no byte for this long is cut, ms (no total deadline: a long transfer that moves is never cut)",
+      }),
+      maxAttempts: Setting.integer({
+        env: "MERIDIAN_S3_MAX_ATTEMPTS",
+        default: S3_BOUNDS.maxAttempts,
+        minimum: 1,
+        maximum: 10,
+        doc: "tries of one S3 call, the first included; then the request fails with 503 UNAVAILABLE",
       }),
     }),
   metrics: () =>

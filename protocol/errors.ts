@@ -146,6 +146,15 @@ export class LogConflictError extends MeridianError {
 export class EventInvalidError extends MeridianError {
   override readonly code = "EVENT_INVALID";
 }
+/**
+ * The region's blob store (an S3 service) refused, failed (5xx) or did not
+ * answer within its bounds (node/data/s3-client.ts): the bytes are not
+ * reachable right now; retrying later may succeed.
+ */
+export class StorageUnavailableError extends MeridianError {
+  override readonly code = "STORAGE_UNAVAILABLE";
+  override readonly recoverable = true;
+}
 /** A peer region could not be reached or did not answer in time. */
 export class PeerUnavailableError extends MeridianError {
   override readonly code = "PEER_UNAVAILABLE";
@@ -268,6 +277,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [LogUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [LogConflictError, { code: "UNAVAILABLE", status: 503 }],
   [PeerUnavailableError, { code: "UNAVAILABLE", status: 503 }],
+  [StorageUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
   [PolicyInvalidError, { code: "UNSUPPORTED", status: 400 }],
   [PolicyNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],

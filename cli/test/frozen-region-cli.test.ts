@@ -30,6 +30,8 @@ const signal = (pids: number[], sig: NodeJS.Signals) => {
 };
 
 before(async () => {
+  // Frozen on purpose for the whole file: up's liveness probe would restart them (cli/supervisor.ts).
+  process.env.MERIDIAN_UP_LIVENESS = "off";
   mesh = await startMesh(cleanup, ["a", "b"]);
   for (const r of mesh.regions.values()) await waitWritable(r.registry);
   frozen = Object.values(mesh.regions.get("a")!.pids);

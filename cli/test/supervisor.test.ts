@@ -2,14 +2,15 @@
  * cli/supervisor.ts's Supervised with real child processes: a process that
  * dies is restarted; failed restarts (a crash loop at start) are retried
  * with a doubling backoff and logged; `hold` cancels a pending restart and
- * keeps the process down until `release`.
+ * keeps the process down until `release`; a process that stops answering
+ * its liveness probe (frozen) is killed and restarted.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { processAlive, sleep } from "../../testing/faults.js";
 import { cleanupStack, eventually } from "../../testing/harness.js";
-import { type Started, Supervised } from "../supervisor.js";
+import { httpAnswers, type Started, Supervised } from "../supervisor.js";
 import { stopChild } from "../up-processes.js";
 
 function sleeper(): Started {
@@ -126,4 +127,51 @@ test("the backoff doubles for short-lived runs and resets after a run that laste
   await crash(); // lasted again: back to 0.5 s
   const delays = logs.filter((l) => l.includes("exited")).map((l) => /restarting in ([\d.]+) s/.exec(l)![1]);
   assert.deepEqual(delays, ["0.5", "1", "0.5"]);
+});
+
+/** A child serving HTTP on a free port, answering `status` to everything; resolves once it listens. */
+async function server(status: number): Promise<Started & { url: string }> {
+  const code = `const s = require("node:http").createServer((q, r) => r.writeHead(${status}).end());
+    s.listen(0, "127.0.0.1", () => console.log(s.address().port));`;
+  const child = spawn(process.execPath, ["-e", code], { stdio: ["ignore", "pipe", "ignore"] });
+  const port = await new Promise<number>((resolve) => child.stdout!.once("data", (d) => resolve(Number(d))));
+  const url = `http://127.0.0.1:${port}`;
+  return { child, url, stop: () => stopChild(child), probe: () => httpAnswers(`${url}/healthz`, 500) };
+}
+
+test("liveness: a frozen process is SIGKILLed after its probes fail in a row and restarted; one answering 503 is left alone", async (t) => {
+  const after = cleanupStack(t);
+  const logs: string[] = [];
+  const liveness = { intervalMs: 200, failures: 3 };
+  const make = (status: number) =>
+    new Supervised(
+      "srv",
+      "srv",
+      "/nonexistent.log",
+      () => server(status),
+      (l) => logs.push(l),
+      () => {},
+      30_000,
+      liveness,
+    );
+  const frozen = make(200);
+  const sick = make(503);
+  after(() => frozen.shutdown());
+  after(() => sick.shutdown());
+  await frozen.start();
+  await sick.start();
+  const [frozenPid, sickPid] = [frozen.pid!, sick.pid!];
+  after(() => {
+    if (processAlive(frozenPid)) process.kill(frozenPid, "SIGCONT");
+  });
+  process.kill(frozenPid, "SIGSTOP");
+  await eventually(() => frozen.pid !== undefined && frozen.pid !== frozenPid, 15_000, 50);
+  assert.equal(processAlive(frozenPid), false, "the frozen process was killed");
+  assert.match(logs.join("\n"), new RegExp(`srv \\(pid ${frozenPid}\\) answered none of 3 liveness probes`));
+  assert.match(logs.join("\n"), new RegExp(`srv \\(pid ${frozenPid}\\) exited \\(SIGKILL\\); restarting`));
+  await sleep(1_500);
+  assert.equal(sick.pid, sickPid, "a process that answers, whatever its status, is not restarted");
+  // Held: no probe kills it, nothing restarts it.
+  await frozen.hold();
+  assert.equal(frozen.pid, undefined);
 });

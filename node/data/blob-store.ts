@@ -43,6 +43,13 @@ export interface BlobStore {
    */
   directUrl?(digest: Digest): Promise<string>;
 
+  /**
+   * Optional: whether the store's backend answers, as of its last call
+   * (S3: `ok: false` with the error and since when after a timeout or 5xx;
+   * /healthz shows it). Absent on stores with no remote backend.
+   */
+  health?(): { ok: boolean; error?: string; since?: string };
+
   /** A whole small blob (a manifest) in memory; BlobNotFoundError when absent. */
   readAll(digest: Digest, signal?: AbortSignal): Promise<Buffer>;
 

@@ -233,6 +233,18 @@ export class JetStreamLog implements EventLog {
     }
   }
 
+  /**
+   * The last event on `subject`, from the stream's leader (STREAM.MSG.GET).
+   * When JetStream answers "temporarily unavailable" (10008: the server the
+   * client is on sees no meta leader, as for many seconds after a frozen
+   * meta leader is thawed and disrupts the group that replaced it, while the
+   * stream itself takes appends), it is read with a direct get instead
+   * (DIRECT.GET, `allow_direct`, answered by any current replica without the
+   * meta layer). A replica may answer a little behind the leader: the read
+   * only seeds a compare-and-set append, which the leader checks, so a stale
+   * answer costs one LogConflictError and a retry (commit-step.ts), never a
+   * lost write.
+   */
   async lastOnSubject(subject: string): Promise<LoggedEvent | undefined> {
     const jsm = this.#jsm;
     if (!this.#connected || jsm === undefined) throw new LogUnavailableError("event log unavailable");
@@ -242,6 +254,15 @@ export class JetStreamLog implements EventLog {
       return { seq: m.seq, event: decodeEvent(m.data) };
     } catch (err) {
       if (err instanceof JetStreamApiError && err.code === NO_MESSAGE_FOUND) return undefined;
+      if (!(err instanceof JetStreamApiError && err.code === JETSTREAM_UNAVAILABLE)) {
+        throw new LogUnavailableError("event log unavailable", { cause: err });
+      }
+    }
+    try {
+      const m = await jsm.direct.getMessage(this.#stream, { last_by_subj: subject });
+      if (m === null) return undefined;
+      return { seq: m.seq, event: decodeEvent(m.data) };
+    } catch (err) {
       throw new LogUnavailableError("event log unavailable", { cause: err });
     }
   }

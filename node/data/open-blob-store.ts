@@ -33,6 +33,9 @@ export interface S3Section {
   forcePathStyle: boolean;
   credentialsFile?: string;
   redirect: boolean;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  maxAttempts: number;
 }
 
 /** The store's configuration from a process's loaded `storage` settings; problems are appended. */

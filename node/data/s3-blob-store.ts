@@ -61,9 +61,18 @@ import {
   DigestMismatchError,
   RangeNotSatisfiableError,
   SizeInvalidError,
+  StorageUnavailableError,
 } from "../../protocol/errors.js";
 import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
-import { isNotFound, makeS3Client, S3Keys, type S3StoreSettings } from "./s3-client.js";
+import {
+  isNotFound,
+  makeS3Client,
+  S3Health,
+  S3Keys,
+  type S3StoreSettings,
+  type StoreHealth,
+  storeError,
+} from "./s3-client.js";
 import { S3Uploads } from "./s3-uploads.js";
 
 const MiB = 1 << 20;
@@ -91,12 +100,13 @@ export class S3BlobStore implements BlobStore {
   readonly keys: S3Keys;
   readonly #partSize: number;
   readonly #uploads: S3Uploads;
+  readonly #health = new S3Health();
 
   /** Present only with `redirect`: the node answers blob GETs with a 307 to this URL. */
   readonly directUrl?: (digest: Digest) => Promise<string>;
 
   constructor(options: S3BlobStoreOptions) {
-    this.client = options.client ?? makeS3Client(options);
+    this.client = options.client ?? makeS3Client(options, this.#health);
     this.bucket = options.bucket;
     const prefix = options.prefix ?? "";
     this.keys = new S3Keys(prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`);
@@ -114,6 +124,11 @@ export class S3BlobStore implements BlobStore {
           { expiresIn: REDIRECT_EXPIRY_SECONDS },
         );
     }
+  }
+
+  /** The outcome of the last S3 call (/healthz): whether the bucket answers. */
+  health(): StoreHealth {
+    return this.#health.status;
   }
 
   /** Nothing to create: the bucket must exist (a deployment's job, like its lifecycle rules). */
@@ -208,13 +223,16 @@ export class S3BlobStore implements BlobStore {
     source.once("error", (err) => hasher.destroy(err));
     if (signal !== undefined) addAbortSignal(signal, source);
     source.pipe(hasher);
+    let unavailable = false;
     try {
       try {
         await upload.done();
       } catch (err) {
         source.unpipe(hasher);
         source.destroy();
-        throw signal?.aborted ? signal.reason : (hasher.failure ?? err);
+        const failure = signal?.aborted ? signal.reason : storeError(hasher.failure ?? err);
+        unavailable = failure instanceof StorageUnavailableError;
+        throw failure;
       }
       const digest = hasher.digest;
       if (digest === undefined) throw new Error("upload finished before its source ended");
@@ -225,7 +243,10 @@ export class S3BlobStore implements BlobStore {
       return { digest, size: hasher.bytes };
     } finally {
       signal?.removeEventListener("abort", onAbort);
-      if (tmp !== undefined) await this.deleteObject(tmp).catch(() => undefined);
+      // After an outage the delete would meet it too: not awaited then (the
+      // request's bound is one call's), purgeStale removes what it misses.
+      const removed = tmp === undefined ? undefined : this.deleteObject(tmp).catch(() => undefined);
+      if (!unavailable) await removed;
     }
   }
 
@@ -333,7 +354,7 @@ export class S3BlobStore implements BlobStore {
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      throw err;
+      throw storeError(err); // a body cut mid-way comes after the client's middleware
     }
   }
 
@@ -344,7 +365,11 @@ export class S3BlobStore implements BlobStore {
     const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
       abortSignal: signal,
     });
-    for await (const chunk of res.Body as Readable) hash.update(chunk as Buffer);
+    try {
+      for await (const chunk of res.Body as Readable) hash.update(chunk as Buffer);
+    } catch (err) {
+      throw storeError(err);
+    }
     return hash;
   }
 

@@ -12,6 +12,24 @@
  *   sessionToken?}) when given, else the SDK's default chain (environment,
  *   ~/.aws, instance or pod roles).
  *
+ * Bounds, for a service that stops answering without closing anything (a
+ * frozen process, a blackholed link; chaos/test/s3-frozen.test.ts): a
+ * connection is established within `connectTimeoutMs`, and a request that
+ * moves no byte either way for `idleTimeoutMs` (waiting for the first byte
+ * of an answer, or mid-body in either direction) is cut. There is no total
+ * deadline: a long part upload or blob download that keeps moving is never
+ * cut for being long. A cut or refused call is tried `maxAttempts` times in
+ * all (the SDK's standard retry, a short jittered backoff), so one S3 call
+ * ends within maxAttempts × (connectTimeoutMs + idleTimeoutMs) plus that
+ * backoff (and 3 s per try: smithy arms an idle timer of 6 s or more 3 s
+ * into a request; defaults: about 30 s), and every failure that means "the service is not there right
+ * now" (a timeout, a refused or reset connection, a 5xx) leaves the client
+ * as `StorageUnavailableError` (503 UNAVAILABLE), by a middleware around
+ * every call, the multipart calls of lib-storage included. The first such
+ * failure ends the request: the store never tries a second call after one
+ * timed out, so the bound of one call is the bound of the request.
+ * `S3Health` keeps the outcome of the last call for /healthz.
+ *
  * `AWS_CA_BUNDLE`: the JavaScript SDK v3 does not read it (only the CLI and
  * the Python/Go SDKs do), so it neither helps nor breaks plain-http endpoints
  * such as a local s3rver. For an https endpoint with a private CA, start the
@@ -19,7 +37,9 @@
  */
 import { readFileSync } from "node:fs";
 import { S3Client } from "@aws-sdk/client-s3";
+import { S3_BOUNDS } from "../../protocol/config-schema.js";
 import { algorithmOf, type Digest, encodedOf } from "../../protocol/digest.js";
+import { MeridianError, StorageUnavailableError } from "../../protocol/errors.js";
 
 export interface S3StoreSettings {
   bucket: string;
@@ -31,9 +51,71 @@ export interface S3StoreSettings {
   credentialsFile?: string;
   /** Answer blob GETs with a 307 to a presigned URL (off by default). */
   redirect?: boolean;
+  /** A TCP connection to the service within this, ms (S3_BOUNDS). */
+  connectTimeoutMs?: number;
+  /** A request that moves no byte for this long is cut, ms (S3_BOUNDS). */
+  idleTimeoutMs?: number;
+  /** Tries of one call in all, the first included (S3_BOUNDS). */
+  maxAttempts?: number;
 }
 
-export function makeS3Client(settings: S3StoreSettings): S3Client {
+/** What /healthz says of the store: the outcome of its last S3 call. */
+export interface StoreHealth {
+  ok: boolean;
+  /** With !ok: why the last call failed, and since when calls fail (ISO time). */
+  error?: string;
+  since?: string;
+}
+
+/** The outcome of the last S3 call of a client (set by its middleware). */
+export class S3Health {
+  #failure: { error: string; since: string } | undefined;
+  succeeded(): void {
+    this.#failure = undefined;
+  }
+  failed(err: Error): void {
+    this.#failure ??= { error: err.message, since: new Date().toISOString() };
+    this.#failure.error = err.message;
+  }
+  get status(): StoreHealth {
+    return this.#failure === undefined ? { ok: true } : { ok: false, ...this.#failure };
+  }
+}
+
+const UNREACHABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+]);
+
+/**
+ * `err` as the store reports it: a timeout, an unreachable service or a 5xx
+ * becomes StorageUnavailableError (503); anything else (not found, a
+ * caller's abort, a 4xx, a Meridian error) is returned unchanged.
+ */
+export function storeError(err: unknown): unknown {
+  if (err instanceof MeridianError || !(err instanceof Error)) return err;
+  const e = err as Error & { code?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name === "AbortError") return err;
+  const status = e.$metadata?.httpStatusCode;
+  const unreachable =
+    e.name === "TimeoutError" ||
+    (e.code !== undefined && UNREACHABLE_CODES.has(e.code)) ||
+    (status !== undefined && status >= 500);
+  if (!unreachable) return err;
+  const what =
+    e.name === "TimeoutError" ? "did not answer in time" : `failed (${e.code ?? status ?? e.name})`;
+  return new StorageUnavailableError(`the blob store (S3) ${what}`, { cause: err });
+}
+
+export function makeS3Client(settings: S3StoreSettings, health?: S3Health): S3Client {
   let credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string } | undefined;
   if (settings.credentialsFile) {
     const parsed = JSON.parse(readFileSync(settings.credentialsFile, "utf8")) as Record<string, unknown>;
@@ -46,14 +128,39 @@ export function makeS3Client(settings: S3StoreSettings): S3Client {
       sessionToken: typeof parsed.sessionToken === "string" ? parsed.sessionToken : undefined,
     };
   }
-  return new S3Client({
+  const client = new S3Client({
     region: settings.region ?? "us-east-1",
     endpoint: settings.endpoint,
     forcePathStyle: settings.forcePathStyle ?? false,
     credentials,
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
+    maxAttempts: settings.maxAttempts ?? S3_BOUNDS.maxAttempts,
+    // socketTimeout is smithy's idle timeout (no byte either way, either
+    // direction, mid-body included); its requestTimeout would be a deadline
+    // to the response headers, which a long part upload must not have.
+    requestHandler: {
+      connectionTimeout: settings.connectTimeoutMs ?? S3_BOUNDS.connectTimeoutMs,
+      socketTimeout: settings.idleTimeoutMs ?? S3_BOUNDS.idleTimeoutMs,
+    },
   });
+  // Outside the retries (initialize step): one verdict per call, after its last attempt.
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        const out = await next(args);
+        health?.succeeded();
+        return out;
+      } catch (err) {
+        const mapped = storeError(err);
+        if (mapped instanceof StorageUnavailableError) health?.failed(mapped);
+        else if ((err as { $metadata?: unknown }).$metadata !== undefined) health?.succeeded();
+        throw mapped;
+      }
+    },
+    { step: "initialize", name: "meridianStoreErrors" },
+  );
+  return client;
 }
 
 /** Object keys of the store under its prefix. */

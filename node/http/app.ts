@@ -253,6 +253,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       writable: options.registry.writable,
       appliedSeq,
       applied: { ...(await view.originSeqs()), [options.registry.region]: appliedSeq },
+      storage: options.registry.store.health?.() ?? { ok: true },
     };
   });
   // Like every error answered before the body is read (closeOnUnreadBody), an unknown endpoint closes.

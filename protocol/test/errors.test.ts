@@ -69,6 +69,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   LogUnavailableError: { code: "UNAVAILABLE", status: 503 },
   LogConflictError: { code: "UNAVAILABLE", status: 503 },
   PeerUnavailableError: { code: "UNAVAILABLE", status: 503 },
+  StorageUnavailableError: { code: "UNAVAILABLE", status: 503 },
   RequestAbortedError: { code: "SIZE_INVALID", status: 400 },
   PolicyInvalidError: { code: "UNSUPPORTED", status: 400 },
   PolicyNotFoundError: { code: "NAME_UNKNOWN", status: 404 },
@@ -206,6 +207,7 @@ describe("MeridianError subclasses", () => {
     assert.equal(new errors.LogUnavailableError("x").recoverable, true);
     assert.equal(new errors.LogConflictError("x").recoverable, true);
     assert.equal(new errors.PeerUnavailableError("x").recoverable, true);
+    assert.equal(new errors.StorageUnavailableError("x").recoverable, true);
     assert.equal(new errors.BlobNotFoundError("x").recoverable, false);
     assert.equal(new MeridianError("x").recoverable, false);
     assert.equal(new MeridianError("x").code, "INTERNAL");
