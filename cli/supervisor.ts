@@ -27,7 +27,9 @@
  * the defaults, at least 19 s and at most about 24 s after it froze: longer
  * than the gray-failure drills' holds of 11 s) it is logged and killed with
  * SIGKILL, and the exit above restarts it with the usual backoff.
- * nats-servers are not probed (no HTTP endpoint under `up`).
+ * `up --s3`'s S3 server is probed at its root (./up-s3.ts). nats-servers are
+ * not probed (no HTTP endpoint under `up`; a frozen one is the cluster's
+ * business: chaos/test/nats-cluster.test.ts).
  * MERIDIAN_UP_LIVENESS=off in `up`'s environment turns probing off (a drill
  * or test that keeps a process frozen on purpose).
  *
