@@ -21,10 +21,11 @@
  * upload completes to uploads/<id>/data, and that object is verified and
  * copied to the digest key (s3-blob-store.ts says why that is atomic).
  *
- * The running hash is kept in memory by the process that received the
- * bytes (sha256 state cannot be serialized); a session continued elsewhere
- * is re-hashed from the staged object at commit, as FsBlobStore re-hashes
- * its file.
+ * The running hash (sha256) is kept in memory by the process that received
+ * the bytes, from the session's first byte on (sha256 state cannot be
+ * serialized); a session continued elsewhere, or committed with another
+ * algorithm, is re-hashed from the staged object at commit, as FsBlobStore
+ * re-hashes its file.
  *
  * Abandoned sessions: `purge` deletes sessions started before the cutoff (or
  * idle since `idleBefore`), aborting their multipart uploads. A node that
@@ -47,7 +48,7 @@ import {
   ListObjectsV2Command,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { algorithmOf, type Digest, digestFromHash } from "../../protocol/digest.js";
+import { algorithmOf, type Digest, digestFromHash, newHash } from "../../protocol/digest.js";
 import {
   DigestMismatchError,
   SizeInvalidError,
@@ -140,7 +141,11 @@ export class S3Uploads {
         });
       }
       const cached = this.#hashes.get(id);
-      const hash = cached?.offset === state.offset ? cached.hash : undefined;
+      // The running sha256 (what commit checks unless asked for another algorithm):
+      // from this process's cache, or new for a session with no bytes yet. Without
+      // one, commit downloads and re-hashes the whole staged object.
+      const hash =
+        cached?.offset === state.offset ? cached.hash : state.offset === 0 ? newHash("sha256") : undefined;
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
       const next: SessionState = { ...state, parts: [...state.parts] };
       let pending: Buffer[] = [];

@@ -1,0 +1,152 @@
+/**
+ * What the two upload forms real clients use cost on the S3 store, counted
+ * as the S3 requests a real client (the SDK against a real s3rver) sends:
+ *
+ * - chunked (POST, PATCHes, empty PUT) in one process: the running digest is
+ *   kept from the first byte, so the commit never downloads the staged
+ *   object again to hash it;
+ * - POST, then PUT with the whole body (Uploads.finish): the bytes stream
+ *   straight to the digest's key (verified while streaming), with no parts
+ *   under the session, no completion of them and no server-side copy.
+ *
+ * The figures they move are in benchmarks/README.md ("S3 store (issue 13)").
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { digestOf } from "../../protocol/digest.js";
+import { DigestMismatchError, UploadNotFoundError } from "../../protocol/errors.js";
+import { S3RVER_CREDENTIALS, startTestS3, type TestS3 } from "../../testing/s3.js";
+import { MIN_PART_SIZE, S3BlobStore } from "../data/s3-blob-store.js";
+import { makeS3Client } from "../data/s3-client.js";
+import { Uploads } from "../data/uploads.js";
+import { bytesOf, collect, streamOf } from "./blob-store-suite.js";
+
+const BUCKET = "meridian";
+let s3: TestS3;
+
+before(async () => {
+  s3 = await startTestS3([BUCKET]);
+});
+after(() => s3?.stop());
+
+interface Sent {
+  command: string;
+  key: string;
+}
+
+/** A store whose client records every S3 command it sends (with its key), in order. */
+function open(): { store: S3BlobStore; sent: Sent[] } {
+  const client = makeS3Client({ bucket: BUCKET, endpoint: s3.endpoint, forcePathStyle: true });
+  client.config.credentials = async () => S3RVER_CREDENTIALS;
+  const sent: Sent[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const input = args.input as { Key?: string };
+      sent.push({ command: context.commandName ?? "?", key: input.Key ?? "" });
+      return next(args);
+    },
+    { step: "initialize", name: "countCommands" },
+  );
+  const store = new S3BlobStore({
+    bucket: BUCKET,
+    prefix: `t-${randomUUID()}/`,
+    client,
+    partSize: MIN_PART_SIZE,
+  });
+  return { store, sent };
+}
+
+/** Uploads over `store`, linking into a list instead of the log (the link is not what is counted here). */
+function uploadsOf(store: S3BlobStore): { uploads: Uploads; linked: string[] } {
+  const linked: string[] = [];
+  const uploads = new Uploads(store, undefined, async (repo, digest, size) => {
+    linked.push(`${repo} ${digest} ${size}`);
+    return linked.length;
+  });
+  return { uploads, linked };
+}
+
+describe("S3 store: the upload forms clients use", () => {
+  test("chunked in one process: the commit does not read the staged bytes back to hash them", async () => {
+    const { store, sent } = open();
+    const data = bytesOf(21, 2 * MIN_PART_SIZE + 1234);
+    const s = await store.startUpload("team/app");
+    const chunk = MIN_PART_SIZE;
+    for (let offset = 0; offset < data.length; offset += chunk) {
+      const piece = data.subarray(offset, offset + chunk);
+      await store.appendUpload(s.id, streamOf(piece), offset, piece.length);
+    }
+    sent.length = 0;
+    assert.deepEqual(await store.commitUpload(s.id, digestOf(data)), {
+      digest: digestOf(data),
+      size: data.length,
+    });
+    const session = store.keys.upload(s.id);
+    const readBack = sent.filter((c) => c.command === "GetObjectCommand" && c.key !== `${session}state.json`);
+    // The tail is read once, to go up as the last part; the data object never.
+    assert.deepEqual(
+      readBack.map((c) => c.key.slice(session.length).replace(/^tail-.*/, "tail")),
+      ["tail"],
+      "bytes read back at commit",
+    );
+    assert.ok((await collect(await store.read(digestOf(data)))).equals(data));
+  });
+
+  test("POST then PUT with the whole body: one upload to the digest's key, no session parts, no copy", async () => {
+    const { store, sent } = open();
+    const { uploads, linked } = uploadsOf(store);
+    const data = bytesOf(22, 2 * MIN_PART_SIZE + 77);
+    const digest = digestOf(data);
+    const s = await uploads.start("team/app");
+    sent.length = 0;
+    await uploads.finish("team/app", s.id, streamOf(data), undefined, data.length, digest, "alice");
+    assert.deepEqual(linked, [`team/app ${digest} ${data.length}`]);
+    const blobKey = store.keys.blob(digest);
+    const bulk = sent.filter((c) =>
+      [
+        "UploadPartCommand",
+        "PutObjectCommand",
+        "CopyObjectCommand",
+        "CompleteMultipartUploadCommand",
+      ].includes(c.command),
+    );
+    assert.ok(bulk.length > 0, "the bytes went somewhere");
+    for (const c of bulk)
+      assert.equal(c.key, blobKey, `${c.command} of ${c.key}: only the digest's key is written`);
+    assert.ok(!sent.some((c) => c.command === "CopyObjectCommand"), "no server-side copy");
+    assert.ok((await collect(await store.read(digest))).equals(data));
+    await assert.rejects(store.uploadState(s.id), UploadNotFoundError, "the session is over");
+  });
+
+  test("POST then PUT with a body of the wrong digest: refused, nothing stored, the session is over", async () => {
+    const { store } = open();
+    const { uploads, linked } = uploadsOf(store);
+    const data = bytesOf(23, MIN_PART_SIZE + 5);
+    const wrong = digestOf(Buffer.concat([data, Buffer.from("x")]));
+    const s = await uploads.start("team/app");
+    await assert.rejects(
+      uploads.finish("team/app", s.id, streamOf(data), undefined, data.length, wrong, "alice"),
+      DigestMismatchError,
+    );
+    assert.deepEqual(linked, []);
+    assert.equal(await store.stat(wrong), undefined);
+    assert.equal(await store.stat(digestOf(data)), undefined);
+    await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
+  });
+
+  test("PUT with the last bytes of a session that has some: appended, then committed as before", async () => {
+    const { store } = open();
+    const { uploads, linked } = uploadsOf(store);
+    const data = bytesOf(24, MIN_PART_SIZE + 99);
+    const digest = digestOf(data);
+    const s = await uploads.start("team/app");
+    const head = data.subarray(0, 1000);
+    await uploads.append("team/app", s.id, streamOf(head), 0, head.length);
+    const rest = data.subarray(1000);
+    await uploads.finish("team/app", s.id, streamOf(rest), 1000, rest.length, digest, "alice");
+    assert.deepEqual(linked, [`team/app ${digest} ${data.length}`]);
+    assert.ok((await collect(await store.read(digest))).equals(data));
+    await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
+  });
+});
