@@ -24,7 +24,16 @@
  * aborts the multipart upload; its parts were never an object).
  *
  * The cost of a session's commit is one server-side copy (no bytes through
- * the node).
+ * the node, but the S3 server reads and writes the whole blob once more).
+ * The two-request monolithic form (empty POST, then PUT with the whole body)
+ * does not pay it: node/data/uploads.ts `finish` sends an empty session's
+ * body to `write` with its digest, so it costs what a plain multipart upload
+ * costs. Measured (benchmarks/README.md, "S3 store (issue 13)"): on the
+ * local s3rver that form and pulls run at about the plain SDK client's
+ * speed; chunked pushes pay the copy, which s3rver does as a file read and
+ * write in its one Node process, and stay near 0.6× of the plain client
+ * there: the limit is the S3 server's CPU and disk on this 2-core machine,
+ * not the node.
  * CopyObject takes objects up to 5 GiB; larger blobs are refused at commit
  * (a multipart copy would lift that, not needed by any image seen so far).
  *

@@ -328,6 +328,12 @@ export class S3Uploads {
     const dir = this.#dir(id);
     await this.#store.deleteObject(`${dir}state.json`);
     if (state?.multipart !== undefined) await this.#abort(`${dir}data`, state.multipart);
+    // A session that never had a part or a tail (most: POST, then PUT with the
+    // whole body) has nothing else to list for. A tail left by an append that
+    // failed before its state.json write is under a session without state.json
+    // now, which `purge` removes as a leftover.
+    if (state !== undefined && state.multipart === undefined && state.parts.length === 0 && !state.tail)
+      return;
     for (const key of await this.#list(dir)) await this.#store.deleteObject(key);
   }
 

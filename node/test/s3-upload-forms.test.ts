@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { digestOf } from "../../protocol/digest.js";
 import { DigestMismatchError, UploadNotFoundError } from "../../protocol/errors.js";
 import { S3RVER_CREDENTIALS, startTestS3, type TestS3 } from "../../testing/s3.js";
@@ -115,6 +116,14 @@ describe("S3 store: the upload forms clients use", () => {
     for (const c of bulk)
       assert.equal(c.key, blobKey, `${c.command} of ${c.key}: only the digest's key is written`);
     assert.ok(!sent.some((c) => c.command === "CopyObjectCommand"), "no server-side copy");
+    assert.ok(
+      !sent.some((c) => c.command === "ListObjectsV2Command"),
+      "a session with no parts is not listed",
+    );
+    const left = await store.client.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: store.keys.uploads }),
+    );
+    assert.deepEqual(left.Contents ?? [], [], "the session left nothing behind");
     assert.ok((await collect(await store.read(digest))).equals(data));
     await assert.rejects(store.uploadState(s.id), UploadNotFoundError, "the session is over");
   });
