@@ -144,6 +144,23 @@ describe("S3 store: the upload forms clients use", () => {
     await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
   });
 
+  test("the store's client does not sign payloads: parts are hashed once, for the digest", async () => {
+    const { store } = open();
+    const signed: string[] = [];
+    store.client.middlewareStack.add(
+      (next) => async (args) => {
+        const headers = (args.request as { headers: Record<string, string> }).headers;
+        signed.push(headers["x-amz-content-sha256"] ?? "");
+        return next(args);
+      },
+      { step: "deserialize", name: "seeSignedRequest" },
+    );
+    const data = bytesOf(25, 1000);
+    await store.writeAll(data, digestOf(data));
+    assert.ok(signed.length >= 2, signed.join());
+    assert.deepEqual([...new Set(signed.slice(1))], ["UNSIGNED-PAYLOAD"], "the PutObject");
+  });
+
   test("PUT with the last bytes of a session that has some: appended, then committed as before", async () => {
     const { store } = open();
     const { uploads, linked } = uploadsOf(store);
