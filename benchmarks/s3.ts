@@ -7,10 +7,12 @@
  *   node dist/benchmarks/s3.js [--runs N] [--quick] [--profile]
  *
  * Rounds are interleaved: each round starts every contestant fresh (a new
- * node, nats-server and s3rver), one after another in an order that rotates
- * from round to round, and runs the four operations on it: push 256 MiB as
- * POST + PUT, push 256 MiB in 8 MiB PATCHes, pull it, push 50 images. Every
- * figure is the median over the rounds, with its spread (min–max). CPU is
+ * node, nats-server and s3rver each) and runs each operation on each of them
+ * back to back, in an order that rotates from round to round: push 256 MiB
+ * as POST + PUT, push 256 MiB in 8 MiB PATCHes, pull it, push 50 images. A
+ * ratio is the median of the per-round ratios (figures measured seconds
+ * apart); every figure is the median over the rounds, with its spread
+ * (min–max). CPU is
  * the utime+stime of each process over the operation (/proc), per MiB moved.
  * Markdown on stdout; every round's figures in
  * benchmarks/results/s3-<timestamp>.json (and .md).
@@ -70,44 +72,58 @@ async function measure(running: Running, work: () => Promise<unknown>): Promise<
   return { ms, cpu };
 }
 
+type Data = {
+  postPut: GeneratedBlob;
+  chunked: GeneratedBlob;
+  chunkedAgain: GeneratedBlob;
+  images: ImageData;
+};
+
+/**
+ * One round: every operation on every contestant, one contestant after the
+ * other per operation (`order`), so the figures a ratio compares were
+ * measured seconds apart, not minutes, on a machine whose load moves.
+ */
 async function round(
-  running: Running,
+  contestants: Running[],
   sizes: Sizes,
-  data: { postPut: GeneratedBlob; chunked: GeneratedBlob; images: ImageData },
+  data: Data,
   verify: boolean,
-): Promise<Round> {
-  const postPut = await measure(running, () => running.pushPostPut(data.postPut));
-  const chunked = await measure(running, () => running.pushChunked(data.chunked, sizes.chunkBytes));
-  let chunkedSequential: Op | undefined;
-  if (running.name === "plain-sdk") {
-    // Another key's worth of the same bytes: the chunked blob again, one part at a time.
-    const again = new GeneratedBlob(data.chunked.size, "bench-s3-chunked-sequential");
-    again.digest();
-    chunkedSequential = await measure(running, () => running.pushChunked(again, sizes.chunkBytes, true));
-  }
-  const pull = await measure(running, () => running.pull(data.postPut));
-  const pullCurl =
-    running.name === "plain-sdk"
-      ? await measure(running, () => running.pull(data.postPut, false))
-      : undefined;
-  if (verify) {
-    for (const blob of [data.postPut, data.chunked]) {
-      const got = await running.verifyPull(blob);
-      if (got !== blob.digest()) throw new Error(`${running.name}: pulled ${got}, pushed ${blob.digest()}`);
-    }
-  }
-  let requests = 0;
-  const images = await measure(running, async () => {
-    requests = await running.pushImages(data.images, sizes.inFlight);
-  });
-  return {
-    postPut,
-    chunked,
-    ...(chunkedSequential ? { chunkedSequential } : {}),
-    pull,
-    ...(pullCurl ? { pullCurl } : {}),
-    images: { ...images, requests },
+): Promise<Map<Contestant, Round>> {
+  const out = new Map<Contestant, Partial<Round>>(contestants.map((c) => [c.name, {}]));
+  const each = async (work: (c: Running, figures: Partial<Round>) => Promise<void>) => {
+    for (const c of contestants) await work(c, out.get(c.name)!);
   };
+  await each(async (c, f) => {
+    f.postPut = await measure(c, () => c.pushPostPut(data.postPut));
+  });
+  await each(async (c, f) => {
+    f.chunked = await measure(c, () => c.pushChunked(data.chunked, sizes.chunkBytes));
+    // The plain client again, one part at a time, to another key (what a chunk-at-a-time client gets).
+    if (c.name === "plain-sdk") {
+      f.chunkedSequential = await measure(c, () => c.pushChunked(data.chunkedAgain, sizes.chunkBytes, true));
+    }
+  });
+  await each(async (c, f) => {
+    f.pull = await measure(c, () => c.pull(data.postPut));
+    if (c.name === "plain-sdk") f.pullCurl = await measure(c, () => c.pull(data.postPut, false));
+  });
+  if (verify) {
+    await each(async (c) => {
+      for (const blob of [data.postPut, data.chunked]) {
+        const got = await c.verifyPull(blob);
+        if (got !== blob.digest()) throw new Error(`${c.name}: pulled ${got}, pushed ${blob.digest()}`);
+      }
+    });
+  }
+  await each(async (c, f) => {
+    let requests = 0;
+    const op = await measure(c, async () => {
+      requests = await c.pushImages(data.images, sizes.inFlight);
+    });
+    f.images = { ...op, requests };
+  });
+  return out as Map<Contestant, Round>;
 }
 
 // ------------------------------------------------------------------ report
@@ -289,13 +305,13 @@ async function main(): Promise<void> {
   const cpuProfDir = values.profile ? join(resultsDir, `profiles-s3-${stamp}`) : undefined;
 
   say("preparing data");
-  const data = {
+  const data: Data = {
     postPut: new GeneratedBlob(sizes.blobBytes, "bench-s3-post-put"),
     chunked: new GeneratedBlob(sizes.blobBytes, "bench-s3-chunked"),
+    chunkedAgain: new GeneratedBlob(sizes.blobBytes, "bench-s3-chunked-sequential"),
     images: new ImageData(sizes),
   };
-  data.postPut.digest();
-  data.chunked.digest();
+  for (const blob of [data.postPut, data.chunked, data.chunkedAgain]) blob.digest();
   const imageMiB =
     data.images.images.reduce((n, img) => n + img.blobs.reduce((m, b) => m + b.desc.size, 0), 0) / MiB;
 
@@ -303,28 +319,32 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   const raw: Record<Contestant, Round[]> = { "meridian-fs": [], "meridian-s3": [], "plain-sdk": [] };
   const settings: Partial<Record<Contestant, Record<string, unknown>>> = {};
+  const running: Running[] = [];
   for (let r = 0; r < runs; r++) {
     const order = CONTESTANTS.map((_, i) => CONTESTANTS[(i + r) % CONTESTANTS.length]!);
-    for (const name of order) {
-      say(`round ${r + 1}/${runs}: ${name}`);
-      const running = await startContestant(name, {
-        ...(cpuProfDir !== undefined && name === "meridian-s3" ? { cpuProfDir } : {}),
-      });
-      active = running;
-      try {
-        const figures = await round(running, sizes, data, r === 0);
-        raw[name].push(figures);
-        settings[name] = running.settings;
-        const mibs = (op: Op, mib: number) => (mib / (op.ms / 1000)).toFixed(0);
-        say(
-          `round ${r + 1}/${runs}: ${name}: post+put ${mibs(figures.postPut, sizes.blobBytes / MiB)} MiB/s, ` +
-            `patches ${mibs(figures.chunked, sizes.blobBytes / MiB)} MiB/s, pull ${mibs(figures.pull, sizes.blobBytes / MiB)} MiB/s, ` +
-            `images ${(figures.images.ms / 1000).toFixed(2)} s`,
+    say(`round ${r + 1}/${runs}: ${order.join(", ")}`);
+    try {
+      for (const name of order) {
+        running.push(
+          await startContestant(name, {
+            ...(cpuProfDir !== undefined && name === "meridian-s3" ? { cpuProfDir } : {}),
+          }),
         );
-      } finally {
-        active = undefined;
-        await running.stop();
       }
+      active = running;
+      const figures = await round(running, sizes, data, r === 0);
+      for (const c of running) {
+        const f = figures.get(c.name)!;
+        raw[c.name].push(f);
+        settings[c.name] = c.settings;
+        const mibs = (op: Op) => (sizes.blobBytes / MiB / (op.ms / 1000)).toFixed(0);
+        say(
+          `round ${r + 1}/${runs}: ${c.name}: post+put ${mibs(f.postPut)} MiB/s, patches ${mibs(f.chunked)} MiB/s, ` +
+            `pull ${mibs(f.pull)} MiB/s, images ${(f.images.ms / 1000).toFixed(2)} s`,
+        );
+      }
+    } finally {
+      await Promise.allSettled(running.splice(0).map((c) => c.stop()));
     }
   }
 
@@ -336,7 +356,7 @@ async function main(): Promise<void> {
       `before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}, after ${loadavg()
         .map((l) => l.toFixed(2))
         .join(" ")}. ` +
-      `${runs} interleaved round(s); each contestant started fresh per round. Plain SDK: ${PLAIN_PART_BYTES / MiB} MiB parts, ${PLAIN_QUEUE_SIZE} in flight.`,
+      `${runs} interleaved round(s); each round starts all three fresh and runs each operation on each back to back (order rotating). Plain SDK: ${PLAIN_PART_BYTES / MiB} MiB parts, ${PLAIN_QUEUE_SIZE} in flight.`,
     "",
     table,
   ].join("\n");
@@ -350,19 +370,20 @@ async function main(): Promise<void> {
   say(`results: ${file}`);
 }
 
-let active: Running | undefined;
+/** Contestants of the current round, stopped on a signal or a failure. */
+let active: Running[] = [];
 let interrupted = false;
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     if (interrupted) return;
     interrupted = true;
     say(`${signal}: stopping`);
-    Promise.allSettled([active?.stop()]).then(() => process.exit(130));
+    Promise.allSettled(active.map((c) => c.stop())).then(() => process.exit(130));
   });
 }
 
 main().catch(async (err) => {
   process.stderr.write(`bench s3 failed: ${err?.stack ?? err}\n`);
-  await Promise.allSettled([active?.stop()]);
+  await Promise.allSettled(active.map((c) => c.stop()));
   process.exit(1);
 });
