@@ -63,6 +63,8 @@ export const PLAIN_QUEUE_SIZE = 4;
 
 export interface Running {
   name: Contestant;
+  /** The registry's base URL (Meridian only). */
+  url?: string;
   /** Processes whose CPU is counted: the registry node, its nats-server, the S3 server. */
   pids: { node?: number; nats?: number; s3?: number };
   settings: Record<string, unknown>;
@@ -134,6 +136,7 @@ async function meridian(
   const repo = "bench/s3";
   return {
     name,
+    url: target.url,
     pids: { node: target.pid, nats: target.natsPid, s3: s3?.s3.pid },
     settings: { ...target.settings, storage: s3 === undefined ? "fs" : "s3 (s3rver child process)" },
     async pushPostPut(blob) {
