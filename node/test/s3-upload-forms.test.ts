@@ -13,10 +13,12 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
+import { setTimeout } from "node:timers/promises";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { digestOf } from "../../protocol/digest.js";
-import { DigestMismatchError, UploadNotFoundError } from "../../protocol/errors.js";
+import { DigestMismatchError, SizeInvalidError, UploadNotFoundError } from "../../protocol/errors.js";
 import { S3RVER_CREDENTIALS, startTestS3, type TestS3 } from "../../testing/s3.js";
 import { MIN_PART_SIZE, S3BlobStore } from "../data/s3-blob-store.js";
 import { makeS3Client } from "../data/s3-client.js";
@@ -159,6 +161,50 @@ describe("S3 store: the upload forms clients use", () => {
     await store.writeAll(data, digestOf(data));
     assert.ok(signed.length >= 2, signed.join());
     assert.deepEqual([...new Set(signed.slice(1))], ["UNSIGNED-PAYLOAD"], "the PutObject");
+  });
+
+  test("a PATCH whose Content-Length announces a whole part streams it to S3 while it arrives", async () => {
+    const { store, sent } = open();
+    const data = bytesOf(26, 2 * MIN_PART_SIZE + 500);
+    const s = await store.startUpload("team/app");
+    const source = new PassThrough();
+    const appended = store.appendUpload(s.id, source, 0, data.length);
+    // Only the first MiB is sent until S3 sees the part: buffering a whole part first would wait forever.
+    source.write(data.subarray(0, 1 << 20));
+    const deadline = Date.now() + 10_000;
+    while (!sent.some((c) => c.command === "UploadPartCommand") && Date.now() < deadline)
+      await setTimeout(20);
+    assert.ok(
+      sent.some((c) => c.command === "UploadPartCommand"),
+      "the part's upload starts before its bytes are all in",
+    );
+    source.end(data.subarray(1 << 20));
+    assert.equal((await appended).offset, data.length);
+    await store.commitUpload(s.id, digestOf(data));
+    assert.ok((await collect(await store.read(digestOf(data)))).equals(data));
+  });
+
+  test("a PATCH cut short of its Content-Length inside a streamed part fails without hanging; the session is unchanged", async () => {
+    const { store, sent } = open();
+    const data = bytesOf(27, 2 * MIN_PART_SIZE);
+    const s = await store.startUpload("team/app");
+    const short = data.subarray(0, MIN_PART_SIZE + 1000);
+    await assert.rejects(store.appendUpload(s.id, streamOf(short), 0, data.length), SizeInvalidError);
+    const failing = new PassThrough();
+    failing.on("error", () => undefined); // what an HTTP server's request has: the store sees it through its reads
+    const parts = sent.filter((c) => c.command === "UploadPartCommand").length;
+    const appended = store.appendUpload(s.id, failing, 0, data.length);
+    failing.write(data.subarray(0, 1 << 20));
+    const deadline = Date.now() + 10_000;
+    while (sent.filter((c) => c.command === "UploadPartCommand").length === parts && Date.now() < deadline) {
+      await setTimeout(20);
+    }
+    failing.destroy(new Error("client went away"));
+    await assert.rejects(appended, /client went away/);
+    assert.equal((await store.uploadState(s.id)).offset, 0);
+    await store.appendUpload(s.id, streamOf(data), 0, data.length);
+    await store.commitUpload(s.id, digestOf(data));
+    assert.ok((await collect(await store.read(digestOf(data)))).equals(data));
   });
 
   test("PUT with the last bytes of a session that has some: appended, then committed as before", async () => {
