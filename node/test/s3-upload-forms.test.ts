@@ -207,6 +207,37 @@ describe("S3 store: the upload forms clients use", () => {
     assert.ok((await collect(await store.read(digestOf(data)))).equals(data));
   });
 
+  test("a write with its digest and size streams its parts while the bytes arrive; short or long bodies leave nothing", async () => {
+    const { store, sent } = open();
+    const data = bytesOf(28, 2 * MIN_PART_SIZE + 300);
+    const digest = digestOf(data);
+    const earlier = await s3.multipartUploads(BUCKET);
+    const source = new PassThrough();
+    const written = store.write(source, digest, data.length);
+    source.write(data.subarray(0, 1 << 20));
+    const deadline = Date.now() + 10_000;
+    while (!sent.some((c) => c.command === "UploadPartCommand") && Date.now() < deadline)
+      await setTimeout(20);
+    assert.ok(
+      sent.some((c) => c.command === "UploadPartCommand"),
+      "the first part's upload starts before its bytes are all in",
+    );
+    assert.equal(await store.stat(digest), undefined, "nothing visible before the bytes are complete");
+    source.end(data.subarray(1 << 20));
+    assert.deepEqual(await written, { digest, size: data.length });
+    assert.ok((await collect(await store.read(digest))).equals(data));
+    const other = bytesOf(29, MIN_PART_SIZE + 10);
+    for (const body of [other.subarray(0, MIN_PART_SIZE + 5), Buffer.concat([other, Buffer.from("more")])]) {
+      await assert.rejects(store.write(streamOf(body), digestOf(other), other.length), SizeInvalidError);
+    }
+    assert.equal(await store.stat(digestOf(other)), undefined);
+    assert.deepEqual(
+      await s3.multipartUploads(BUCKET),
+      earlier,
+      "every multipart upload completed or aborted",
+    );
+  });
+
   test("PUT with the last bytes of a session that has some: appended, then committed as before", async () => {
     const { store } = open();
     const { uploads, linked } = uploadsOf(store);
