@@ -32,11 +32,12 @@
  * does not pay it: node/data/uploads.ts `finish` sends an empty session's
  * body to `write` with its digest, so it costs what a plain multipart upload
  * costs. Measured (benchmarks/README.md, "S3 store (issue 13)"): on the
- * local s3rver that form and pulls run at about the plain SDK client's
- * speed; chunked pushes pay the copy, which s3rver does as a file read and
- * write in its one Node process, and stay near 0.6× of the plain client
- * there: the limit is the S3 server's CPU and disk on this 2-core machine,
- * not the node.
+ * local s3rver that form (0.96×) and pulls (1.04×) run at the plain SDK
+ * client's speed; chunked pushes pay the completion and the copy, which
+ * s3rver does by reading and writing the whole blob twice in its one Node
+ * process (five passes over the bytes against the plain upload's three),
+ * and stay near 0.6× of the plain client: that is the physical limit on
+ * this 2-core machine (the S3 server's CPU and disk), not the node's work.
  * CopyObject takes objects up to 5 GiB; larger blobs are refused at commit
  * (a multipart copy would lift that, not needed by any image seen so far).
  *

@@ -15,9 +15,10 @@
  * under four parts per append whatever the client's PATCH sizes (docker's are often a few KiB, S3's parts at least 5 MiB).
  * When the chunk's length is known (Content-Length) and a whole part is
  * coming, that part is not buffered: its UploadPart starts at once and the
- * bytes go through as they arrive (receiving and sending overlap; an 8 MiB
- * PATCH took about three times as long received first and sent after). A
- * chunk that ends short of its length aborts that part's request.
+ * bytes go through as they arrive (receiving and sending overlap: the 32
+ * PATCHes of a 256 MiB push took 8.3 s buffered, 2.3 s streamed, by hand on
+ * the shared 2-core machine). A chunk that ends short of its length aborts
+ * that part's request.
  * What is left becomes the new tail. An append that fails or is aborted
  * before its state.json write leaves the session as it was: parts it
  * uploaded are not listed, and the next append uploads the same part
