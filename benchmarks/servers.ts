@@ -63,6 +63,8 @@ export interface TargetOptions {
   cpuProfDir?: string;
   /** Require this password (Meridian's user is always `admin`). */
   auth?: { password: string };
+  /** Meridian: more MERIDIAN_* settings (the S3 suite's storage.type=s3 and storage.s3.*), recorded in `settings.env`. */
+  env?: Record<string, string>;
 }
 
 export function startTarget(name: TargetName, options: TargetOptions = {}): Promise<Target> {
@@ -169,6 +171,7 @@ async function startMeridian(options: TargetOptions): Promise<Target> {
       MERIDIAN_NATS_SERVERS: nats.url,
       MERIDIAN_LOG_LEVEL: "warn",
       ...(options.fsync !== undefined ? { MERIDIAN_STORAGE_FSYNC: String(options.fsync) } : {}),
+      ...options.env,
     };
     const credentials = options.auth && { user: MERIDIAN_ADMIN, password: options.auth.password };
     if (credentials !== undefined) {
@@ -211,6 +214,7 @@ async function startMeridian(options: TargetOptions): Promise<Target> {
         logLevel: config.logLevel,
         nats: "nats-server (JetStream, file store) on its own temp dir",
         cpuProfile: options.cpuProfDir ?? false,
+        ...(options.env === undefined ? {} : { env: options.env }),
         auth:
           credentials === undefined
             ? "off"

@@ -21,10 +21,23 @@
  * A monolithic `write` whose digest is known up front skips the staging: it
  * streams to the digest's key, and the hash is checked when the source ends,
  * before the final PutObject / CompleteMultipartUpload is sent (an error then
- * aborts the multipart upload; its parts were never an object).
+ * aborts the multipart upload; its parts were never an object). With its
+ * size known too (Content-Length) and at least a part, each part's
+ * UploadPart is fed as the bytes arrive (s3-parts.ts streamParts), not
+ * buffered first.
  *
  * The cost of a session's commit is one server-side copy (no bytes through
- * the node).
+ * the node, but the S3 server reads and writes the whole blob once more).
+ * The two-request monolithic form (empty POST, then PUT with the whole body)
+ * does not pay it: node/data/uploads.ts `finish` sends an empty session's
+ * body to `write` with its digest, so it costs what a plain multipart upload
+ * costs. Measured (benchmarks/README.md, "S3 store (issue 13)"): on the
+ * local s3rver that form (0.96×) and pulls (1.04×) run at the plain SDK
+ * client's speed; chunked pushes pay the completion and the copy, which
+ * s3rver does by reading and writing the whole blob twice in its one Node
+ * process (five passes over the bytes against the plain upload's three),
+ * and stay near 0.6× of the plain client: that is the physical limit on
+ * this 2-core machine (the S3 server's CPU and disk), not the node's work.
  * CopyObject takes objects up to 5 GiB; larger blobs are refused at commit
  * (a multipart copy would lift that, not needed by any image seen so far).
  *
@@ -37,7 +50,7 @@
 
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
-import { addAbortSignal, type Readable, Transform, type TransformCallback } from "node:stream";
+import { addAbortSignal, type Readable, Transform } from "node:stream";
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
@@ -48,14 +61,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import {
-  algorithmOf,
-  type Digest,
-  type DigestAlgorithm,
-  digestFromHash,
-  digestOf,
-  newHash,
-} from "../../protocol/digest.js";
+import { algorithmOf, type Digest, type DigestAlgorithm, digestOf, newHash } from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
   DigestMismatchError,
@@ -73,6 +79,7 @@ import {
   type StoreHealth,
   storeError,
 } from "./s3-client.js";
+import { HashingCounter, streamParts } from "./s3-parts.js";
 import { S3Uploads } from "./s3-uploads.js";
 
 const MiB = 1 << 20;
@@ -211,22 +218,39 @@ export class S3BlobStore implements BlobStore {
     const abort = new AbortController();
     const onAbort = () => abort.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
-    // lib-storage buffers at most queueSize × partSize: a bounded window, not the blob.
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: tmp ?? this.keys.blob(expected as Digest), Body: hasher },
-      partSize: this.#partSize,
-      queueSize: 2,
-      leavePartsOnError: false,
-      abortController: abort,
-    });
+    const key = tmp ?? this.keys.blob(expected as Digest);
+    // Digest and a size of at least a part known: parts stream as the bytes
+    // arrive (#streamParts). Otherwise lib-storage, which buffers at most
+    // queueSize × partSize (a bounded window, not the blob) and sends a body
+    // under one part as one PutObject once the source has ended.
+    const streamed = expected !== undefined && expectedSize !== undefined && expectedSize >= this.#partSize;
+    const upload = streamed
+      ? undefined
+      : new Upload({
+          client: this.client,
+          params: { Bucket: this.bucket, Key: key, Body: hasher },
+          partSize: this.#partSize,
+          queueSize: 2,
+          leavePartsOnError: false,
+          abortController: abort,
+        });
     source.once("error", (err) => hasher.destroy(err));
     if (signal !== undefined) addAbortSignal(signal, source);
     source.pipe(hasher);
     let unavailable = false;
     try {
       try {
-        await upload.done();
+        await (upload === undefined
+          ? streamParts(
+              this.client,
+              this.bucket,
+              key,
+              this.#partSize,
+              hasher,
+              expectedSize as number,
+              abort.signal,
+            )
+          : upload.done());
       } catch (err) {
         source.unpipe(hasher);
         source.destroy();
@@ -407,42 +431,4 @@ function sliceOf(source: Readable, range: ByteRange, first: number): Transform {
       done();
     },
   });
-}
-
-/**
- * Passes bytes through unchanged, hashing and counting them; when the source
- * ends, `check` sees the digest and size and may fail the stream (before its
- * last bytes are released downstream).
- */
-class HashingCounter extends Transform {
-  bytes = 0;
-  digest: Digest | undefined;
-  failure: Error | undefined;
-  constructor(
-    readonly hash: Hash,
-    readonly algorithm: DigestAlgorithm,
-    readonly check: (digest: Digest, bytes: number) => Error | undefined,
-  ) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    done(null, chunk);
-  }
-  override _flush(done: TransformCallback): void {
-    const digest = digestFromHash(this.hash, this.algorithm);
-    const failure = this.check(digest, this.bytes);
-    if (failure !== undefined) {
-      this.failure = failure;
-      done(failure);
-      return;
-    }
-    this.digest = digest;
-    done();
-  }
-  override _destroy(err: Error | null, done: (err: Error | null) => void): void {
-    if (err) this.failure ??= err;
-    done(err);
-  }
 }

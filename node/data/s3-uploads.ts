@@ -13,6 +13,12 @@
  * chunk's bytes and uploads a part each time partSize bytes are buffered
  * (up to PARTS_IN_FLIGHT at once, while the next fills), so memory stays
  * under four parts per append whatever the client's PATCH sizes (docker's are often a few KiB, S3's parts at least 5 MiB).
+ * When the chunk's length is known (Content-Length) and a whole part is
+ * coming, that part is not buffered: its UploadPart starts at once and the
+ * bytes go through as they arrive (receiving and sending overlap: the 32
+ * PATCHes of a 256 MiB push took 8.3 s buffered, 2.3 s streamed, by hand on
+ * the shared 2-core machine). A chunk that ends short of its length aborts
+ * that part's request.
  * What is left becomes the new tail. An append that fails or is aborted
  * before its state.json write leaves the session as it was: parts it
  * uploaded are not listed, and the next append uploads the same part
@@ -21,10 +27,11 @@
  * upload completes to uploads/<id>/data, and that object is verified and
  * copied to the digest key (s3-blob-store.ts says why that is atomic).
  *
- * The running hash is kept in memory by the process that received the
- * bytes (sha256 state cannot be serialized); a session continued elsewhere
- * is re-hashed from the staged object at commit, as FsBlobStore re-hashes
- * its file.
+ * The running hash (sha256) is kept in memory by the process that received
+ * the bytes, from the session's first byte on (sha256 state cannot be
+ * serialized); a session continued elsewhere, or committed with another
+ * algorithm, is re-hashed from the staged object at commit, as FsBlobStore
+ * re-hashes its file.
  *
  * Abandoned sessions: `purge` deletes sessions started before the cutoff (or
  * idle since `idleBefore`), aborting their multipart uploads. A node that
@@ -39,7 +46,8 @@
 
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
-import { addAbortSignal, type Readable } from "node:stream";
+import { once } from "node:events";
+import { addAbortSignal, PassThrough, type Readable } from "node:stream";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -47,7 +55,7 @@ import {
   ListObjectsV2Command,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import { algorithmOf, type Digest, digestFromHash } from "../../protocol/digest.js";
+import { algorithmOf, type Digest, digestFromHash, newHash } from "../../protocol/digest.js";
 import {
   DigestMismatchError,
   SizeInvalidError,
@@ -140,7 +148,11 @@ export class S3Uploads {
         });
       }
       const cached = this.#hashes.get(id);
-      const hash = cached?.offset === state.offset ? cached.hash : undefined;
+      // The running sha256 (what commit checks unless asked for another algorithm):
+      // from this process's cache, or new for a session with no bytes yet. Without
+      // one, commit downloads and re-hashes the whole staged object.
+      const hash =
+        cached?.offset === state.offset ? cached.hash : state.offset === 0 ? newHash("sha256") : undefined;
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
       const next: SessionState = { ...state, parts: [...state.parts] };
       let pending: Buffer[] = [];
@@ -149,6 +161,13 @@ export class S3Uploads {
       // Parts in flight, in part-number order: up to PARTS_IN_FLIGHT upload while
       // the next one fills (memory: that many parts plus the one being filled).
       const window: Promise<Part>[] = [];
+      // The part being streamed, when the chunk's length says a whole part is coming.
+      let streaming:
+        | { body: PassThrough; left: number; done: Promise<Part>; abort: AbortController }
+        | undefined;
+      const settleWindow = async () => {
+        if (window.length >= PARTS_IN_FLIGHT) next.parts.push(await (window.shift() as Promise<Part>));
+      };
       if (signal !== undefined) addAbortSignal(signal, source);
       try {
         for await (const chunk of source as AsyncIterable<Buffer>) {
@@ -161,18 +180,65 @@ export class S3Uploads {
           }
           hash?.update(chunk);
           received += chunk.length;
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          if (pendingBytes >= this.#partSize) {
-            await this.#ensureMultipart(id, next, signal);
-            const n = next.parts.length + window.length + 1;
-            const part = this.#putPart(id, next, n, Buffer.concat(pending, pendingBytes), signal);
-            part.catch(() => undefined); // awaited below, in order
-            window.push(part);
-            pending = [];
-            pendingBytes = 0;
-            if (window.length >= PARTS_IN_FLIGHT) next.parts.push(await (window.shift() as Promise<Part>));
+          let rest = chunk;
+          while (rest.length > 0) {
+            if (streaming !== undefined) {
+              // Into the open part, as the bytes arrive (back-pressure from S3's socket).
+              const take = Math.min(rest.length, streaming.left);
+              const ok = streaming.body.write(take === rest.length ? rest : rest.subarray(0, take));
+              streaming.left -= take;
+              rest = rest.subarray(take);
+              if (streaming.left === 0) {
+                streaming.body.end();
+                streaming = undefined;
+                await settleWindow();
+              } else if (!ok) {
+                await Promise.race([once(streaming.body, "drain"), streaming.done]);
+              }
+              continue;
+            }
+            if (length !== undefined && pendingBytes + rest.length + (length - received) >= this.#partSize) {
+              // A whole part is coming (Content-Length says so): stream it to S3 while
+              // it arrives instead of receiving it first and sending it after.
+              await this.#ensureMultipart(id, next, signal);
+              const n = next.parts.length + window.length + 1;
+              const body = new PassThrough();
+              const abort = new AbortController();
+              const partSignal =
+                signal === undefined ? abort.signal : AbortSignal.any([signal, abort.signal]);
+              const done = this.#putPart(id, next, n, body, this.#partSize, partSignal);
+              done.catch(() => undefined); // awaited below, in order
+              window.push(done);
+              streaming = { body, left: this.#partSize - pendingBytes, done, abort };
+              for (const piece of pending) body.write(piece);
+              pending = [];
+              pendingBytes = 0;
+              continue;
+            }
+            pending.push(rest);
+            pendingBytes += rest.length;
+            rest = rest.subarray(rest.length);
+            if (pendingBytes >= this.#partSize) {
+              await this.#ensureMultipart(id, next, signal);
+              const n = next.parts.length + window.length + 1;
+              const part = this.#putPart(
+                id,
+                next,
+                n,
+                Buffer.concat(pending, pendingBytes),
+                pendingBytes,
+                signal,
+              );
+              part.catch(() => undefined); // awaited below, in order
+              window.push(part);
+              pending = [];
+              pendingBytes = 0;
+              await settleWindow();
+            }
           }
+        }
+        if (streaming !== undefined) {
+          throw new SizeInvalidError(`chunk has ${received} bytes, Content-Length said ${length}`);
         }
         // Shifted only once settled: on a failure, the catch below still waits for the rest.
         while (window.length > 0) {
@@ -180,6 +246,10 @@ export class S3Uploads {
           window.shift();
         }
       } catch (err) {
+        // A part cut short must fail, not wait for bytes that will not come:
+        // its request is aborted (a body that just stops would leave it open).
+        streaming?.abort.abort(err);
+        streaming?.body.destroy();
         // Settle every part before answering: none may land after the session moves on.
         await Promise.allSettled(window);
         throw signal?.aborted ? signal.reason : err;
@@ -208,7 +278,7 @@ export class S3Uploads {
 
   async #uploadPart(id: string, state: SessionState, body: Buffer, signal?: AbortSignal): Promise<void> {
     await this.#ensureMultipart(id, state, signal);
-    state.parts.push(await this.#putPart(id, state, state.parts.length + 1, body, signal));
+    state.parts.push(await this.#putPart(id, state, state.parts.length + 1, body, body.length, signal));
   }
 
   /** Create the session's multipart upload if it has none yet, and record it at once. */
@@ -230,7 +300,8 @@ export class S3Uploads {
     id: string,
     state: SessionState,
     n: number,
-    body: Buffer,
+    body: Buffer | Readable,
+    size: number,
     signal?: AbortSignal,
   ): Promise<Part> {
     const { client, bucket } = this.#store;
@@ -241,13 +312,14 @@ export class S3Uploads {
         UploadId: state.multipart,
         PartNumber: n,
         Body: body,
+        ContentLength: size,
       }),
       { abortSignal: signal },
     );
     // A long PATCH updates state.json only at its end: this marker's time tells
     // `purge` the session is busy (one tiny PUT per part of 5 MiB or more).
     await this.#store.putBytes(`${this.#dir(id)}active`, new Uint8Array(0), signal);
-    return { n, etag: res.ETag ?? "", size: body.length };
+    return { n, etag: res.ETag ?? "", size };
   }
 
   commit(id: string, digest: Digest, signal?: AbortSignal): Promise<{ digest: Digest; size: number }> {
@@ -323,6 +395,12 @@ export class S3Uploads {
     const dir = this.#dir(id);
     await this.#store.deleteObject(`${dir}state.json`);
     if (state?.multipart !== undefined) await this.#abort(`${dir}data`, state.multipart);
+    // A session that never had a part or a tail (most: POST, then PUT with the
+    // whole body) has nothing else to list for. A tail left by an append that
+    // failed before its state.json write is under a session without state.json
+    // now, which `purge` removes as a leftover.
+    if (state !== undefined && state.multipart === undefined && state.parts.length === 0 && !state.tail)
+      return;
     for (const key of await this.#list(dir)) await this.#store.deleteObject(key);
   }
 

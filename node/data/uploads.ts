@@ -98,6 +98,51 @@ export class Uploads {
     return this.#link(repo, digest, size, actor);
   }
 
+  /**
+   * Finish an upload whose last request carries bytes (`PUT ?digest=` with a
+   * body). A session that has no bytes yet (the two-request monolithic form:
+   * empty POST, then PUT with the whole blob, as docker and skopeo push) is
+   * written like `POST ?digest=`: the store verifies the digest while the
+   * bytes stream and makes the blob visible only once they are complete, then
+   * the session is dropped. On S3 that is one multipart upload to the
+   * digest's key instead of parts under the session, a completion and a
+   * server-side copy of the whole blob (s3-blob-store.ts). Otherwise: append,
+   * then complete. A digest mismatch ends the session either way.
+   */
+  async finish(
+    repo: string,
+    id: string,
+    source: Readable,
+    start: number | undefined,
+    length: number | undefined,
+    digest: Digest,
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const state = await this.state(repo, id);
+    if (state.offset !== 0 || (start !== undefined && start !== 0)) {
+      await this.append(repo, id, source, start, length, signal);
+      return this.complete(repo, id, digest, actor);
+    }
+    let size: number;
+    try {
+      ({ size } = await this.#store.write(source, digest, length, signal));
+    } catch (err) {
+      if (err instanceof DigestMismatchError) await this.#end(id);
+      throw err;
+    }
+    await this.#end(id);
+    return this.#link(repo, digest, size, actor);
+  }
+
+  /** Drop a finished session (gone already is fine: purged, or cancelled meanwhile). */
+  async #end(id: string): Promise<void> {
+    this.#limits?.remove(id);
+    await this.#store.cancelUpload(id).catch((err) => {
+      if (!(err instanceof UploadNotFoundError)) throw err;
+    });
+  }
+
   async cancel(repo: string, id: string): Promise<void> {
     await this.state(repo, id);
     await this.#store.cancelUpload(id);

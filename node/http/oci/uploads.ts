@@ -94,11 +94,19 @@ export async function uploadRoutes(app: FastifyInstance, options: OciRoutesOptio
     const id = req.params.id;
     const digest = parseDigest(req.query.digest);
     const { start, length } = chunkBounds(req);
-    if (hasBody(req) && length !== 0) {
-      const ac = abortOnClose(req.raw);
-      await reg.uploads.append(repo, id, req.raw, start, length, ac.signal);
-    }
-    const seq = await reg.uploads.complete(repo, id, digest, req.identity.name);
+    const seq =
+      hasBody(req) && length !== 0
+        ? await reg.uploads.finish(
+            repo,
+            id,
+            req.raw,
+            start,
+            length,
+            digest,
+            req.identity.name,
+            abortOnClose(req.raw).signal,
+          )
+        : await reg.uploads.complete(repo, id, digest, req.identity.name);
     return blobCreated(reply, repo, digest, `${reg.region}:${seq}`);
   }
 
