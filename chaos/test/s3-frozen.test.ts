@@ -173,9 +173,15 @@ test("a frozen S3 server: pushes and pulls end with 503 within the bound, nothin
   const healthBody = (await (await fetch(`${url}/healthz`)).json()) as { storage?: { ok: boolean } };
   for (const o of [...outcomes, health]) t.diagnostic(`${o.what}: ${o.status} ${o.code ?? ""} in ${o.ms} ms`);
   for (const o of outcomes) {
+    assert.ok(o.ms < BOUND_MS, `${o.what} ended within ${BOUND_MS} ms (${o.ms} ms)`);
+    // A write that streams its parts as the bytes arrive (node/data/s3-parts.ts) meets the frozen
+    // store at its first request, with most of a 9 MiB body still unsent: the node answers 503 and
+    // closes without reading the rest (app.ts closeOnUnreadBody), and fetch, still writing, reports
+    // the closed connection instead of the answer. Either way the push ended, unacknowledged, in
+    // time; that it stays invisible is checked after SIGCONT below.
+    if (o.what === "monolithic multipart push" && o.status === "failed") continue;
     assert.equal(o.status, 503, `${o.what}: 503, not ${o.status}`);
     assert.equal(o.code, "UNAVAILABLE", o.what);
-    assert.ok(o.ms < BOUND_MS, `${o.what} ended within ${BOUND_MS} ms (${o.ms} ms)`);
   }
   assert.equal(health.status, 200, "/healthz answers while the store is frozen");
   assert.equal(healthBody.storage?.ok, false, `/healthz says the store fails: ${JSON.stringify(healthBody)}`);
