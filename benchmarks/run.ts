@@ -1,7 +1,7 @@
 /**
  * Meridian versus CNCF Distribution, side by side on 127.0.0.1.
  *
- *   npm run bench -- [--runs N] [--quick] [--only blob,small,auth,images,memory,replication]
+ *   npm run bench -- [--runs N] [--quick] [--only blob,small,auth,images,memory,replication,pushforms]
  *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]
  *
  * Each benchmark run starts each registry fresh (the order alternates from run
@@ -23,6 +23,14 @@ import { REPO_ROOT } from "../testing/harness.js";
 import { GeneratedBlob, MiB } from "./data.js";
 import type { Tool } from "./load.js";
 import { clkTck } from "./proc.js";
+import {
+  PUSHFORM_GOALS,
+  type PushformsRaw,
+  pushformsMarkdown,
+  pushformsSuite,
+  SKOPEO_FULL,
+  SKOPEO_QUICK,
+} from "./pushforms.js";
 import { REPLICATION_FULL, REPLICATION_QUICK, replicationSuite, stopReplication } from "./replication.js";
 import { markdown, type RawResults, summarize, TARGETS } from "./report.js";
 import {
@@ -46,7 +54,7 @@ import {
   smallSuite,
 } from "./suites.js";
 
-const SUITES = ["blob", "small", "auth", "images", "memory", "replication"] as const;
+const SUITES = ["blob", "small", "auth", "images", "memory", "replication", "pushforms"] as const;
 type SuiteName = (typeof SUITES)[number];
 
 const active = new Set<Target>();
@@ -90,7 +98,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,auth,images,memory,replication]\n" +
+      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,auth,images,memory,replication,pushforms]\n" +
         "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]\n",
     );
     return;
@@ -119,7 +127,14 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
 
   const replicationSizes = values.quick ? REPLICATION_QUICK : REPLICATION_FULL;
+  const skopeoLayers = values.quick ? SKOPEO_QUICK : SKOPEO_FULL;
+  let pushforms: PushformsRaw | undefined;
   for (const suite of only) {
+    if (suite === "pushforms") {
+      // Both registries in every round, each operation on both back to back (pushforms.ts).
+      pushforms = await pushformsSuite({ runs, sizes, skopeoLayers, targetOptions: options, say });
+      continue;
+    }
     if (suite === "replication") {
       raw.replication = await replicationSuite({
         runs,
@@ -202,7 +217,7 @@ async function main(): Promise<void> {
     meridian: settings.meridian,
     distribution: settings.distribution ?? { version: distributionVersion() },
     ...(raw.auth ? { auth: authSettings } : {}),
-    targets: TARGETS,
+    targets: { ...TARGETS, ...(pushforms ? { pushforms: PUSHFORM_GOALS } : {}) },
     tools: {
       get: tool ?? "wrk -t1 (Lua done() hook for percentiles)",
       head: tool ?? "loadgen.ts (wrk cannot do HEAD)",
@@ -213,12 +228,20 @@ async function main(): Promise<void> {
     "",
     `Machine: ${meta.machine.cpus} × ${meta.machine.cpuModel}, ${meta.machine.memoryGiB} GiB, shared; ` +
       `load average before ${loadBefore.map((l) => l.toFixed(2)).join(" ")}. ` +
-      `Meridian fsync: ${String((settings.meridian ?? authSettings["meridian, auth off"])?.fsync ?? (raw.replication ? !values["no-fsync"] : "n/a"))}. ${meta.distribution.version ?? ""}`,
+      `Meridian fsync: ${String((settings.meridian ?? authSettings["meridian, auth off"])?.fsync ?? (raw.replication || pushforms ? !values["no-fsync"] : "n/a"))}. ${meta.distribution.version ?? ""}`,
     "",
     markdown(summary, labels),
+    ...(pushforms
+      ? [
+          "",
+          `### Real client forms (interleaved rounds: both registries per round, operations back to back)`,
+          "",
+          pushformsMarkdown(pushforms, sizes, skopeoLayers),
+        ]
+      : []),
   ].join("\n");
   const file = join(resultsDir, `${stamp}${values.quick ? "-quick" : ""}.json`);
-  writeFileSync(file, `${JSON.stringify({ meta, summary, raw }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ meta, summary, raw: { ...raw, pushforms } }, null, 2)}\n`);
   writeFileSync(file.replace(/\.json$/, ".md"), `${md}\n`);
   process.stdout.write(`${md}\n`);
   say(`results: ${file}`);
