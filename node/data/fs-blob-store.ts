@@ -4,7 +4,8 @@
  *   <root>/
  *   ├── blobs/<algorithm>/<first two hex>/<encoded>   committed bytes, named by digest
  *   ├── uploads/<uuid>/meta.json                      {repo, startedAt}, written once
- *   ├── uploads/<uuid>/data                           bytes received so far (mtime: last activity)
+ *   ├── uploads/<uuid>/data                           bytes received so far (mtime: last activity);
+ *   │                                                 absent until the first chunk (offset 0)
  *   └── tmp/<uuid>                                    monolithic writes in flight
  *
  * A blob becomes visible only by rename(2) of a complete, verified (and, with
@@ -14,6 +15,15 @@
  * the running sha256 of a session is cached in memory and rebuilt from the
  * file whenever it does not match the file's length (after a restart, or a
  * chunk appended by another process).
+ *
+ * File-system calls per blob are kept few, because a push of many small
+ * blobs is bound by them (benchmarks/README.md, "Real client forms"): a
+ * session is a directory and its meta.json (the data file comes with the
+ * first chunk), the meta of a session is cached once read (it never
+ * changes), the digest-prefix directories of `blobs/` are created on the
+ * first rename that needs them, and a session is dropped by unlinking its
+ * two files. The durability promise does not change: with `fsync`, every
+ * blob's bytes are flushed before the rename that makes it visible.
  */
 
 import type { Hash } from "node:crypto";
@@ -27,7 +37,7 @@ import {
   open as openCb,
   type WriteStream,
 } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -68,10 +78,20 @@ interface HashState {
   offset: number;
 }
 
+interface SessionMeta {
+  repo: string;
+  startedAt: string;
+}
+
+/** Sessions whose meta is kept in memory; past this the cache starts over (sessions are capped far below). */
+const META_CACHE_MAX = 10_000;
+
 export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #fsync: boolean;
   readonly #hashes = new Map<string, HashState>();
+  /** The meta.json of sessions seen by this process (written once, never changed). */
+  readonly #metas = new Map<string, SessionMeta>();
   /** Each upload's appends and commit, one at a time in this process. */
   readonly #perUpload = new PerKeySerial();
 
@@ -149,6 +169,7 @@ export class FsBlobStore implements BlobStore {
     const algorithm: DigestAlgorithm = expected ? algorithmOf(expected) : "sha256";
     const tmp = join(this.#root, "tmp", randomUUID());
     const hasher = new HashingCounter(newHash(algorithm));
+    let renamed = false;
     try {
       const file = createWriteStream(tmp, { flush: this.#fsync });
       if (this.#fsync) hasher.onBytes = backgroundSync(file, 0);
@@ -163,9 +184,10 @@ export class FsBlobStore implements BlobStore {
         });
       }
       await this.#commitFile(tmp, digest);
+      renamed = true;
       return { digest, size: hasher.bytes };
     } finally {
-      await rm(tmp, { force: true });
+      if (!renamed) await rm(tmp, { force: true });
     }
   }
 
@@ -176,15 +198,15 @@ export class FsBlobStore implements BlobStore {
         detail: { expected: digest, actual },
       });
     }
-    const path = this.#blobPath(digest);
     if ((await this.stat(digest)) === bytes.byteLength) return;
     const tmp = join(this.#root, "tmp", randomUUID());
+    let renamed = false;
     try {
       await writeFile(tmp, bytes, { flush: this.#fsync });
-      await mkdir(dirname(path), { recursive: true });
-      await rename(tmp, path);
+      await this.#commitFile(tmp, digest);
+      renamed = true;
     } finally {
-      await rm(tmp, { force: true });
+      if (!renamed) await rm(tmp, { force: true });
     }
   }
 
@@ -196,26 +218,66 @@ export class FsBlobStore implements BlobStore {
     const id = randomUUID();
     const dir = this.#uploadDir(id);
     const startedAt = new Date().toISOString();
-    await mkdir(dir, { recursive: true });
-    await writeFile(join(dir, "data"), "");
-    // meta.json last: its presence is what makes the session exist.
-    await writeFile(join(dir, "meta.json.tmp"), JSON.stringify({ repo, startedAt }));
-    await rename(join(dir, "meta.json.tmp"), join(dir, "meta.json"));
+    await mkdir(dir);
+    // meta.json's presence is what makes the session exist. It is written
+    // in place: nobody knows the id before this returns, and a creation cut
+    // short by a crash is a directory purgeStale judges by its age. The data
+    // file is created by the first chunk; until then the offset is 0.
+    await writeFile(join(dir, "meta.json"), JSON.stringify({ repo, startedAt }), { flag: "wx" });
+    this.#remember(id, { repo, startedAt });
     return { id, repo, offset: 0, startedAt };
   }
 
   async uploadState(id: string): Promise<UploadState> {
     const dir = this.#uploadDir(id);
-    let meta: { repo: string; startedAt: string };
+    let meta = this.#metas.get(id);
     let size: number;
     try {
-      meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8"));
-      size = (await stat(join(dir, "data"))).size;
+      if (meta === undefined) {
+        meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as SessionMeta;
+        this.#remember(id, meta);
+      }
+      size = await stat(join(dir, "data")).then(
+        (s) => s.size,
+        async (err) => {
+          if (!isMissing(err)) throw err;
+          // No chunk yet; or the session is gone (ended by another process: check its marker).
+          await stat(join(dir, "meta.json"));
+          return 0;
+        },
+      );
+    } catch (err) {
+      if (isMissing(err)) {
+        this.#metas.delete(id);
+        throw new UploadNotFoundError("blob upload unknown", { cause: err });
+      }
+      throw err;
+    }
+    return { id, repo: meta.repo, offset: size, startedAt: meta.startedAt };
+  }
+
+  #remember(id: string, meta: SessionMeta): void {
+    if (this.#metas.size >= META_CACHE_MAX) this.#metas.clear();
+    this.#metas.set(id, meta);
+  }
+
+  /**
+   * Remove a session's files: meta.json first (the session stops existing),
+   * then its data and its directory; UploadNotFoundError when it is gone.
+   */
+  async #removeSession(id: string): Promise<void> {
+    const dir = this.#uploadDir(id);
+    this.#hashes.delete(id);
+    this.#metas.delete(id);
+    try {
+      await unlink(join(dir, "meta.json"));
     } catch (err) {
       if (isMissing(err)) throw new UploadNotFoundError("blob upload unknown", { cause: err });
       throw err;
     }
-    return { id, repo: meta.repo, offset: size, startedAt: meta.startedAt };
+    await rm(join(dir, "data"), { force: true });
+    // Anything else in the directory (a file of an older layout): remove it all.
+    await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
   }
 
   appendUpload(
@@ -255,32 +317,30 @@ export class FsBlobStore implements BlobStore {
       const hash =
         algorithm === "sha256"
           ? (await this.#hashAt(id, state.offset)).hash
-          : await hashFile(join(this.#uploadDir(id), "data"), algorithm);
+          : await hashFile(join(this.#uploadDir(id), "data"), algorithm, state.offset);
       const actual = digestFromHash(hash, algorithm);
       this.#hashes.delete(id);
       if (actual !== digest) {
-        await rm(this.#uploadDir(id), { recursive: true, force: true });
+        await this.#removeSession(id).catch(() => undefined);
         throw new DigestMismatchError("content does not match digest", {
           detail: { expected: digest, actual },
         });
       }
       const data = join(this.#uploadDir(id), "data");
+      // A session that never got a chunk has no data file yet.
+      if (state.offset === 0) await writeFile(data, "", { flag: "a" });
       if (this.#fsync) {
         const handle = await open(data, "r+");
         await handle.sync().finally(() => handle.close());
       }
       await this.#commitFile(data, digest);
-      await rm(this.#uploadDir(id), { recursive: true, force: true });
+      await this.#removeSession(id);
       return { digest, size: state.offset };
     });
   }
 
   cancelUpload(id: string): Promise<void> {
-    return this.#perUpload.run(id, async () => {
-      await this.uploadState(id);
-      this.#hashes.delete(id);
-      await rm(this.#uploadDir(id), { recursive: true, force: true });
-    });
+    return this.#perUpload.run(id, () => this.#removeSession(id));
   }
 
   async purgeStale(
@@ -303,6 +363,7 @@ export class FsBlobStore implements BlobStore {
       const active = Math.max(started, (await stat(join(dir, "data")).catch(() => undefined))?.mtimeMs ?? 0);
       if (started < before.getTime() || active < idleBefore) {
         this.#hashes.delete(id);
+        this.#metas.delete(id);
         await rm(dir, { recursive: true, force: true });
         uploads++;
       }
@@ -329,10 +390,16 @@ export class FsBlobStore implements BlobStore {
     return state;
   }
 
+  /** Rename a complete file into `blobs/`; its digest-prefix directory is made when missing (once per prefix). */
   async #commitFile(from: string, digest: Digest): Promise<void> {
     const path = this.#blobPath(digest);
-    await mkdir(dirname(path), { recursive: true });
-    await rename(from, path);
+    try {
+      await rename(from, path);
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+      await mkdir(dirname(path), { recursive: true });
+      await rename(from, path);
+    }
   }
 }
 

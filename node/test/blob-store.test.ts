@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { digestOf } from "../../protocol/digest.js";
+import { UploadNotFoundError } from "../../protocol/errors.js";
 import { FsBlobStore } from "../data/fs-blob-store.js";
 import { type BlobStoreHarness, blobStoreSuite, streamOf, walk } from "./blob-store-suite.js";
 
@@ -58,6 +59,48 @@ describe("FsBlobStore specifics", () => {
       assert.deepEqual(await walk(join(root, "blobs")), [
         join(root, "blobs", "sha256", encoded.slice(0, 2), encoded),
       ]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  // The push forms clients use are bound by file-system calls per blob (benchmarks/README.md,
+  // "Real client forms"): a session is a directory with its meta.json, and the data file comes
+  // with the first chunk, so an empty POST then a PUT with the body never creates it.
+  test("a session has no data file until its first chunk, and reports offset 0 meanwhile", async () => {
+    const root = await mkdtemp(join(tmpdir(), "meridian-blob-store-"));
+    try {
+      const store = new FsBlobStore(root, { fsync: false });
+      await store.init();
+      const s = await store.startUpload("r");
+      assert.deepEqual(await readdir(join(root, "uploads", s.id)), ["meta.json"]);
+      assert.equal((await store.uploadState(s.id)).offset, 0);
+      // Another process on the same root reads the same session.
+      const other = new FsBlobStore(root, { fsync: false });
+      assert.deepEqual(await other.uploadState(s.id), { ...s, offset: 0 });
+      await store.appendUpload(s.id, streamOf(Buffer.from("abc")), 0, 3);
+      assert.deepEqual((await readdir(join(root, "uploads", s.id))).sort(), ["data", "meta.json"]);
+      assert.equal((await other.uploadState(s.id)).offset, 3);
+      // Ended by this process: the other one, which cached the session's meta, sees it gone.
+      await store.cancelUpload(s.id);
+      await assert.rejects(other.uploadState(s.id), UploadNotFoundError);
+      await assert.rejects(other.cancelUpload(s.id), UploadNotFoundError);
+      assert.deepEqual(await readdir(join(root, "uploads")), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  test("committing a session that never got a chunk stores the empty blob and removes the session", async () => {
+    const root = await mkdtemp(join(tmpdir(), "meridian-blob-store-"));
+    try {
+      const store = new FsBlobStore(root, { fsync: true });
+      await store.init();
+      const s = await store.startUpload("r");
+      assert.deepEqual(await store.commitUpload(s.id, digestOf("")), { digest: digestOf(""), size: 0 });
+      assert.equal(await store.stat(digestOf("")), 0);
+      assert.deepEqual(await readdir(join(root, "uploads")), []);
+      await assert.rejects(store.uploadState(s.id), UploadNotFoundError);
     } finally {
       await rm(root, { recursive: true, force: true });
     }
