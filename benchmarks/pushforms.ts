@@ -19,16 +19,19 @@
  * | `images` | 50 images × (config + 5 × 1 MiB): per blob `HEAD`, `POST`, `PUT ?digest=` with the body, 8 in flight; then each manifest `PUT` |
  * | `skopeoIn` / `skopeoOut` | `skopeo copy` of one image of 5 × 20 MiB layers from an OCI layout into the registry, and from it to a `dir:` |
  * | `floor` | `skopeo copy` of the same layout to a `dir:` (no registry): skopeo's own cost |
+ * | `sink` | `postPut` against sink-server.ts (hashes and drops the body): the client's own limit now |
  *
  * CPU is utime+stime from /proc over each operation: the registry process
  * (Meridian: the node, and its nats-server separately) and this process (the
  * client); reported per MiB moved.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import { REPO_ROOT } from "../testing/harness.js";
 import { writeImageLayout } from "../testing/oci-layout.js";
 import { BenchClient, Limiter } from "./client.js";
 import { GeneratedBlob, MiB } from "./data.js";
@@ -63,6 +66,8 @@ export interface PushformsRaw {
   rounds: Record<TargetName, Round[]>;
   /** skopeo `oci:` → `dir:` of the same image, per round. */
   floorMs: number[];
+  /** `postPut` of the big blob against sink-server.ts, per round (its CPU in `cpu.server`). */
+  sink: Op[];
   mib: Record<OpName, number>;
 }
 
@@ -212,6 +217,33 @@ async function runOp(
   }
 }
 
+/** `postPut` of `blob` against a fresh sink-server.ts process: the client's limit at this moment. */
+async function sinkPush(blob: GeneratedBlob): Promise<Op> {
+  const child = spawn(process.execPath, [join(REPO_ROOT, "dist", "benchmarks", "sink-server.js")], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once("exit", (code) => reject(new Error(`sink server exited with ${code}`)));
+      createInterface({ input: child.stdout! }).once("line", (line) => resolve(JSON.parse(line).port));
+    });
+    const target = { name: "meridian", url: `http://127.0.0.1:${port}`, pid: child.pid! } as Target;
+    const client = new BenchClient(target.url, 2);
+    client.monolithic = "post-put";
+    try {
+      return await measure(target, () =>
+        client.pushMonolithic(REPO, blob.digest(), blob.size, blob.pieces()),
+      );
+    } finally {
+      client.close();
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
 export async function pushformsSuite(options: PushformsOptions): Promise<PushformsRaw> {
   const { runs, sizes, say } = options;
   say("pushforms: preparing data");
@@ -242,6 +274,7 @@ export async function pushformsSuite(options: PushformsOptions): Promise<Pushfor
     const raw: PushformsRaw = {
       rounds: { meridian: [], distribution: [] },
       floorMs: [],
+      sink: [],
       mib: {
         post: blobMiB,
         postPut: blobMiB,
@@ -275,6 +308,7 @@ export async function pushformsSuite(options: PushformsOptions): Promise<Pushfor
               `distribution ${(d.ms / 1000).toFixed(2)} s (M/D time ${(m.ms / d.ms).toFixed(2)})`,
           );
         }
+        raw.sink.push(await sinkPush(data.blobs.postPut));
         const floorOut = join(work, `floor-${r}`);
         const t0 = performance.now();
         await skopeo(data.policy, [`oci:${data.layout}:v1`, `dir:${floorOut}`]);
@@ -373,9 +407,17 @@ export function pushformsMarkdown(raw: PushformsRaw, sizes: Sizes, skopeoLayers:
         `${g === undefined ? "" : g.met(median) ? "yes" : "**no**"} | ${cell(mCpu)} (nats ${fmt(quantiles(mNats).median)}) | ${cell(dCpu)} | ${cell(ratios(mCpu, dCpu))} |`,
     );
   }
+  const sinkS = raw.sink.map((o) => o.ms / 1000);
+  const mPostPut = m.map((r) => r.postPut.ms / 1000);
+  const dPostPut = d.map((r) => r.postPut.ms / 1000);
   const floor = raw.floorMs.map((x) => x / 1000);
   const dIn = d.map((r) => r.skopeoIn.ms / 1000);
   lines.push(
+    "",
+    `The client's own limit (\`POST\` + \`PUT\` of the ${blob} blob against sink-server.ts, which hashes and drops the body): ` +
+      `${cell(sinkS)} s, ${cell(sinkS.map((x) => raw.mib.postPut / x))} MiB/s, its CPU ${cell(raw.sink.map((o) => (o.cpu.server * 1000) / raw.mib.postPut))} ms/MiB; ` +
+      `Distribution's POST + PUT takes ${cell(ratios(dPostPut, sinkS))}× the sink's time, Meridian's ${cell(ratios(mPostPut, sinkS))}× (per round). ` +
+      `So Distribution's MiB/s × 2 is reachable only where Distribution is at least 2× the sink's time.`,
     "",
     `skopeo's own floor (\`oci:\` → \`dir:\` of the same image, no registry): ${cell(floor)} s, ` +
       `${cell(ratios(floor, dIn))}× Distribution's copy-in time, per round.`,
