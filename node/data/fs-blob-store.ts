@@ -31,16 +31,15 @@ import { randomUUID } from "node:crypto";
 import {
   close as closeCb,
   createReadStream,
-  createWriteStream,
-  fdatasync,
+  fdatasync as fdatasyncCb,
   fstat as fstatCb,
+  fsync as fsyncCb,
   open as openCb,
-  type WriteStream,
+  writev,
 } from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import type { Readable } from "node:stream";
 import { promisify } from "node:util";
 import {
   algorithmOf,
@@ -67,6 +66,8 @@ const READ_CHUNK = 1 << 20;
 const openFd = promisify(openCb);
 const fstatFd = promisify(fstatCb);
 const closeFd = promisify(closeCb);
+const fsyncFd = promisify(fsyncCb);
+const fdatasyncFd = promisify(fdatasyncCb);
 
 export interface FsBlobStoreOptions {
   /** Flush each blob to disk before it becomes visible (default true). */
@@ -168,15 +169,13 @@ export class FsBlobStore implements BlobStore {
   ): Promise<{ digest: Digest; size: number }> {
     const algorithm: DigestAlgorithm = expected ? algorithmOf(expected) : "sha256";
     const tmp = join(this.#root, "tmp", randomUUID());
-    const hasher = new HashingCounter(newHash(algorithm));
+    const hash = newHash(algorithm);
     let renamed = false;
     try {
-      const file = createWriteStream(tmp, { flush: this.#fsync });
-      if (this.#fsync) hasher.onBytes = backgroundSync(file, 0);
-      await pipeToFile(source, hasher, file, signal);
-      const digest = digestFromHash(hasher.hash, algorithm);
-      if (expectedSize !== undefined && hasher.bytes !== expectedSize) {
-        throw new SizeInvalidError(`received ${hasher.bytes} bytes, expected ${expectedSize}`);
+      const bytes = await streamToFile(source, tmp, "w", hash, 0, this.#fsync ? "flush" : "none", signal);
+      const digest = digestFromHash(hash, algorithm);
+      if (expectedSize !== undefined && bytes !== expectedSize) {
+        throw new SizeInvalidError(`received ${bytes} bytes, expected ${expectedSize}`);
       }
       if (expected !== undefined && digest !== expected) {
         throw new DigestMismatchError("content does not match digest", {
@@ -185,7 +184,7 @@ export class FsBlobStore implements BlobStore {
       }
       await this.#commitFile(tmp, digest);
       renamed = true;
-      return { digest, size: hasher.bytes };
+      return { digest, size: bytes };
     } finally {
       if (!renamed) await rm(tmp, { force: true });
     }
@@ -296,14 +295,14 @@ export class FsBlobStore implements BlobStore {
         });
       }
       const running = await this.#hashAt(id, state.offset);
-      const hasher = new HashingCounter(running.hash);
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
-      const file = createWriteStream(join(this.#uploadDir(id), "data"), { flags: "a" });
-      if (this.#fsync) hasher.onBytes = backgroundSync(file, state.offset);
-      await pipeToFile(source, hasher, file, signal);
-      const offset = state.offset + hasher.bytes;
-      if (length !== undefined && hasher.bytes !== length) {
-        throw new SizeInvalidError(`chunk has ${hasher.bytes} bytes, Content-Length said ${length}`);
+      const data = join(this.#uploadDir(id), "data");
+      // The commit flushes the session's file; meanwhile it is flushed in the background.
+      const mode = this.#fsync ? "background" : "none";
+      const bytes = await streamToFile(source, data, "a", running.hash, state.offset, mode, signal);
+      const offset = state.offset + bytes;
+      if (length !== undefined && bytes !== length) {
+        throw new SizeInvalidError(`chunk has ${bytes} bytes, Content-Length said ${length}`);
       }
       this.#hashes.set(id, { hash: running.hash, offset });
       return { ...state, offset };
@@ -403,70 +402,113 @@ export class FsBlobStore implements BlobStore {
   }
 }
 
-/** Passes bytes through unchanged, hashing and counting them. */
-class HashingCounter extends Transform {
-  bytes = 0;
-  constructor(
-    readonly hash: Hash,
-    public onBytes?: (bytes: number) => void,
-  ) {
-    super({ highWaterMark: READ_CHUNK });
-  }
-  #pending: Buffer[] = [];
-  #pendingBytes = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    this.onBytes?.(this.bytes);
-    // Socket reads arrive in ~64 KiB pieces; hand the file 1 MiB writes instead
-    // (a sixteenth of the write calls through the thread pool).
-    this.#pending.push(chunk);
-    this.#pendingBytes += chunk.length;
-    if (this.#pendingBytes >= READ_CHUNK) this.#release();
-    done();
-  }
-  override _flush(done: TransformCallback): void {
-    this.#release();
-    done();
-  }
-  #release(): void {
-    if (this.#pendingBytes === 0) return;
-    const pending = this.#pending;
-    this.push(pending.length === 1 ? pending[0] : Buffer.concat(pending, this.#pendingBytes));
-    this.#pending = [];
-    this.#pendingBytes = 0;
-  }
-}
-
+/** Bytes gathered before one writev(2) to the file (socket reads arrive in ~64 KiB pieces). */
+const WRITE_BYTES = 1 << 20;
+/** At most this many pieces in one writev (IOV_MAX is 1024; libuv splits larger ones anyway). */
+const WRITE_PIECES = 512;
 /** Bytes written between background flushes of a file being streamed to disk. */
 const SYNC_EVERY = 32 * 1024 * 1024;
 
 /**
- * Flush a file to disk in the background while it is still being written
- * (fdatasync every SYNC_EVERY bytes, one at a time), so the flush that makes
- * a blob durable at commit has little left to do: the disk works while the
- * network does instead of after it. Errors are ignored here; the final,
- * awaited flush is the one that counts.
+ * Stream `source` into the file at `path` (opened with `flags`: "w" for a
+ * new file, "a" to append at `startOffset`), hashing every byte into `hash`;
+ * the number of bytes. The received pieces are written as they are, 1 MiB
+ * at a time with one writev(2) (no gathering copy, no stream machinery
+ * between the socket and the file: this loop is the push's hot path), one
+ * write in flight while the next MiB arrives.
+ *
+ * `sync`: "flush" flushes the file before it is closed (a blob about to be
+ * renamed into place); "background" only flushes every SYNC_EVERY bytes
+ * while it streams, so the flush that makes the bytes durable later (at
+ * commit) has little left to do: the disk works while the network does.
+ * Either way a flush runs every SYNC_EVERY bytes in the background.
+ *
+ * On failure it settles only once the file is closed and no write or flush
+ * is in flight (their bytes would otherwise land after we return, behind the
+ * next chunk of an upload or in a tmp file already removed). An abort
+ * rejects with the signal's reason, as the BlobStore contract says.
  */
-function backgroundSync(ws: WriteStream, startOffset: number): (bytes: number) => void {
-  let next = (Math.floor(startOffset / SYNC_EVERY) + 1) * SYNC_EVERY;
+async function streamToFile(
+  source: Readable,
+  path: string,
+  flags: "w" | "a",
+  hash: Hash,
+  startOffset: number,
+  sync: "flush" | "background" | "none",
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const onAbort = () => source.destroy(signal?.reason);
   let fd: number | undefined;
-  let busy = false;
-  ws.once("open", (opened: number) => {
-    fd = opened;
-  });
-  ws.once("close", () => {
-    fd = undefined;
-  });
-  return (bytes) => {
-    const total = startOffset + bytes;
-    if (busy || total < next || fd === undefined) return;
-    next = total + SYNC_EVERY;
-    busy = true;
-    fdatasync(fd, () => {
-      busy = false;
-    });
+  let bytes = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let writing: Promise<void> | undefined;
+  let syncing: Promise<void> | undefined;
+  let nextSync = (Math.floor(startOffset / SYNC_EVERY) + 1) * SYNC_EVERY;
+  const settle = async () => {
+    await writing?.catch(() => undefined);
+    await syncing;
   };
+  const flush = async (opened: number) => {
+    // One writev at a time, in order; a failed one is reported here.
+    if (writing !== undefined) await writing;
+    writing = undefined;
+    if (pendingBytes === 0) return;
+    const pieces = pending;
+    pending = [];
+    pendingBytes = 0;
+    writing = writeAll(opened, pieces);
+    writing.catch(() => undefined); // awaited by the next flush or by settle
+    const total = startOffset + bytes;
+    if (sync !== "none" && syncing === undefined && total >= nextSync) {
+      nextSync = total + SYNC_EVERY;
+      // After the write it follows; errors are ignored: the awaited flush is the one that counts.
+      syncing = writing
+        .then(() => fdatasyncFd(opened))
+        .catch(() => undefined)
+        .then(() => {
+          syncing = undefined;
+        });
+    }
+  };
+  try {
+    signal?.throwIfAborted();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    fd = await openFd(path, flags, 0o666);
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= WRITE_BYTES || pending.length >= WRITE_PIECES) await flush(fd);
+    }
+    await flush(fd);
+    await writing;
+    await syncing;
+    if (sync === "flush") await fsyncFd(fd);
+    const opened = fd;
+    fd = undefined;
+    await closeFd(opened);
+    return bytes;
+  } catch (err) {
+    await settle();
+    if (fd !== undefined) await closeFd(fd).catch(() => undefined);
+    throw signal?.aborted ? signal.reason : err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/** writev(2) all of `pieces` at the file's current position (a short write writes the rest). */
+function writeAll(fd: number, pieces: Buffer[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    writev(fd, pieces, (err, written) => {
+      if (err) return reject(err);
+      const total = pieces.reduce((n, p) => n + p.length, 0);
+      if (written === total) return resolve();
+      writeAll(fd, [Buffer.concat(pieces, total).subarray(written)]).then(resolve, reject);
+    });
+  });
 }
 
 async function hashFile(path: string, algorithm: DigestAlgorithm, length?: number): Promise<Hash> {
@@ -478,32 +520,6 @@ async function hashFile(path: string, algorithm: DigestAlgorithm, length?: numbe
   });
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash;
-}
-
-/**
- * Pipe a source through the hasher into a file. On failure, settle only once
- * the file is closed: pipeline() can reject while the file stream still has a
- * write in flight, whose bytes would then land after we return (behind the
- * next chunk of an upload, or in a tmp file already removed). An abort rejects
- * with the signal's reason, as the BlobStore contract says, not pipeline's
- * generic AbortError.
- */
-async function pipeToFile(
-  source: Readable,
-  hasher: HashingCounter,
-  file: WriteStream,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  try {
-    await pipeline(source, hasher, file, { signal });
-  } catch (err) {
-    if (!file.closed) {
-      const closed = new Promise<void>((resolve) => file.once("close", () => resolve()));
-      file.destroy();
-      await closed;
-    }
-    throw signal?.aborted ? signal.reason : err;
-  }
 }
 
 function isMissing(err: unknown): boolean {
