@@ -19,7 +19,7 @@
  * | `images` | 50 images × (config + 5 × 1 MiB): per blob `HEAD`, `POST`, `PUT ?digest=` with the body, 8 in flight; then each manifest `PUT` |
  * | `skopeoIn` / `skopeoOut` | `skopeo copy` of one image of 5 × 20 MiB layers from an OCI layout into the registry, and from it to a `dir:` |
  * | `floor` | `skopeo copy` of the same layout to a `dir:` (no registry): skopeo's own cost |
- * | `sink` | `postPut` against sink-server.ts (hashes and drops the body): the client's own limit now |
+ * | `sink` | `postPut` against sink-server.ts (hashes and drops the body), right after `postPut`: the client's own limit then |
  *
  * CPU is utime+stime from /proc over each operation: the registry process
  * (Meridian: the node, and its nats-server separately) and this process (the
@@ -301,6 +301,8 @@ export async function pushformsSuite(options: PushformsOptions): Promise<Pushfor
           for (const t of order) {
             figures[t.name][op] = await runOp(op, t, clients.get(t.name)!, data, sizes, r);
           }
+          // The client's own limit, right after the two figures it is held against.
+          if (op === "postPut") raw.sink.push(await sinkPush(data.blobs.postPut));
           const m = figures.meridian[op]!;
           const d = figures.distribution[op]!;
           say(
@@ -308,7 +310,6 @@ export async function pushformsSuite(options: PushformsOptions): Promise<Pushfor
               `distribution ${(d.ms / 1000).toFixed(2)} s (M/D time ${(m.ms / d.ms).toFixed(2)})`,
           );
         }
-        raw.sink.push(await sinkPush(data.blobs.postPut));
         const floorOut = join(work, `floor-${r}`);
         const t0 = performance.now();
         await skopeo(data.policy, [`oci:${data.layout}:v1`, `dir:${floorOut}`]);
