@@ -274,7 +274,9 @@ export class FsBlobStore implements BlobStore {
       if (isMissing(err)) throw new UploadNotFoundError("blob upload unknown", { cause: err });
       throw err;
     }
-    await rm(join(dir, "data"), { force: true });
+    await unlink(join(dir, "data")).catch((err) => {
+      if (!isMissing(err)) throw err;
+    });
     // Anything else in the directory (a file of an older layout): remove it all.
     await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
   }
@@ -475,7 +477,9 @@ async function streamToFile(
     signal?.throwIfAborted();
     signal?.addEventListener("abort", onAbort, { once: true });
     fd = await openFd(path, flags, 0o666);
-    for await (const chunk of source as AsyncIterable<Buffer>) {
+    for await (const piece of source as AsyncIterable<Buffer | Uint8Array | string>) {
+      // A socket gives Buffers; an object-mode source (Readable.from) may give strings or views.
+      const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as Uint8Array);
       hash.update(chunk);
       bytes += chunk.length;
       pending.push(chunk);

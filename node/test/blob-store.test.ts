@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { digestOf } from "../../protocol/digest.js";
 import { UploadNotFoundError } from "../../protocol/errors.js";
@@ -86,6 +87,27 @@ describe("FsBlobStore specifics", () => {
       await assert.rejects(other.uploadState(s.id), UploadNotFoundError);
       await assert.rejects(other.cancelUpload(s.id), UploadNotFoundError);
       assert.deepEqual(await readdir(join(root, "uploads")), []);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  // The write loop takes the source's pieces as they are (writev, no gathering copy): a source in
+  // object mode (Readable.from) may give strings or byte views rather than Buffers.
+  test("sources of strings and byte views are stored as their bytes", async () => {
+    const root = await mkdtemp(join(tmpdir(), "meridian-blob-store-"));
+    try {
+      const store = new FsBlobStore(root, { fsync: true });
+      await store.init();
+      const text = await store.write(Readable.from(["ab", "c"]), digestOf("abc"), 3);
+      assert.deepEqual(text, { digest: digestOf("abc"), size: 3 });
+      const view = new Uint8Array([1, 2, 3, 4]).subarray(1, 3);
+      const s = await store.startUpload("r");
+      await store.appendUpload(s.id, Readable.from([view, "x"]), 0, 3);
+      const bytes = Buffer.from([2, 3, 120]);
+      await store.commitUpload(s.id, digestOf(bytes));
+      assert.deepEqual(await store.readAll(digestOf(bytes)), bytes);
+      assert.deepEqual(await store.readAll(digestOf("abc")), Buffer.from("abc"));
     } finally {
       await rm(root, { recursive: true, force: true });
     }
