@@ -41,6 +41,7 @@ import { loggerOptions } from "../protocol/logging.js";
 import { regionOf, registriesOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
+import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
 import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
@@ -243,7 +244,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     // ---- metrics
     const metrics = new MetricsRegistry();
     metrics.setDefaultLabels({ region: config.region });
-    collectDefaultMetrics({ register: metrics, prefix: "meridian_peer_" });
+    collectDefaultMetrics({ register: metrics, prefix: "meridian_peer_", ...PROCESS_METRICS_OPTIONS });
     const upGauge = new Gauge({
       name: "meridian_peer_up",
       help: "1 while the peer answers heartbeats, 0 once it has missed enough of them (or before its first answer)",
