@@ -190,7 +190,11 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     await refreshPolicies();
     const budgets = new LinkBudgets((to) => linkBandwidth(policies, config.region, to));
     const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
-    const server = new grpc.Server({ "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW });
+    const server = new grpc.Server({
+      "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW,
+      // No channelz (nothing serves or reads it): per-call trackers on every Status (issue 14, cost at rest).
+      "grpc.enable_channelz": 0,
+    });
     server.addService(
       peerPackage().meridian.peer.v1.Peer.service,
       createPeerService({
