@@ -18,7 +18,7 @@
  * Liveness: a process that stops answering without exiting (SIGSTOP, a
  * hung event loop, a frozen VM) would never be restarted on exit alone, and
  * its region's registry would stay silent. A process that serves HTTP (a
- * node's and the front door's /healthz, a peer's and a worker's /metrics:
+ * node's, the front door's, a peer's and a worker's /healthz (the last two on their metrics port):
  * `livenessProbe`, from its listening line) is probed every
  * LIVENESS.intervalMs after the previous probe ended; a probe answered with
  * any HTTP status within LIVENESS.timeoutMs counts as alive (the process
