@@ -18,7 +18,7 @@
  * Liveness: a process that stops answering without exiting (SIGSTOP, a
  * hung event loop, a frozen VM) would never be restarted on exit alone, and
  * its region's registry would stay silent. A process that serves HTTP (a
- * node's and the front door's /healthz, a peer's and a worker's /metrics:
+ * node's, the front door's, a peer's and a worker's /healthz (the last two on their metrics port):
  * `livenessProbe`, from its listening line) is probed every
  * LIVENESS.intervalMs after the previous probe ended; a probe answered with
  * any HTTP status within LIVENESS.timeoutMs counts as alive (the process
@@ -73,8 +73,8 @@ export interface Started {
 
 /**
  * The liveness probe of a Meridian process from the fields of its listening
- * line: GET /healthz of a node (`registry`) or the front door (`frontDoor`),
- * /metrics of a peer or worker (`metrics`); undefined without any of them.
+ * line: GET /healthz of a node (`registry`), the front door (`frontDoor`), or
+ * a peer's or worker's metrics server (`metrics`); undefined without any of them.
  */
 export function livenessProbe(
   info: Record<string, string>,
@@ -82,8 +82,10 @@ export function livenessProbe(
   env: NodeJS.ProcessEnv = process.env,
 ): (() => Promise<boolean>) | undefined {
   if (env.MERIDIAN_UP_LIVENESS === "off") return undefined;
-  const base = info.registry ?? info.frontDoor;
-  const url = base !== undefined ? `${base}/healthz` : info.metrics && `${info.metrics}/metrics`;
+  // Peers and workers serve /healthz beside /metrics: a small JSON answer, where /metrics
+  // rendered every metric of the process each probe (issue 14, cost at rest).
+  const base = info.registry ?? info.frontDoor ?? info.metrics;
+  const url = base !== undefined ? `${base}/healthz` : undefined;
   return url ? () => httpAnswers(url, timeoutMs) : undefined;
 }
 

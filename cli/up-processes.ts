@@ -29,15 +29,35 @@ function inherited(): NodeJS.ProcessEnv {
  */
 export const READY_WITHIN_MS = 60_000;
 
+/**
+ * V8 flags of the processes `up` starts, by role (issue 14, "Cost at rest" in
+ * benchmarks/README.md). `--max-semi-space-size` caps the young generation
+ * only: V8 grows each of its two semi-spaces from 1 MiB up to this cap (16 MiB
+ * by default on 64-bit) while a process allocates fast, i.e. during start-up,
+ * and an idle process that seldom collects keeps them, about 32 MiB of RSS
+ * each that rest does not need. The old generation's limit is untouched, so
+ * nothing can run out of memory sooner; a smaller young generation only
+ * means more, smaller scavenges while allocating fast. The peer and the
+ * worker carry blob bytes in Buffers (outside the JS heap) and allocate few
+ * JS objects per byte, so for them that cost is small; the node and the front
+ * door serve clients' small requests at high rates, where scavenge frequency
+ * shows, and keep V8's defaults.
+ */
+export const V8_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  peer: ["--max-semi-space-size=2"],
+  worker: ["--max-semi-space-size=2"],
+};
+
 /** Spawn a Meridian process and wait for its {"event":"listening",…} line. */
 export async function startProcess(
   entry: string,
   what: string,
   logFile: string,
   env: Record<string, string>,
+  v8Flags: readonly string[] = [],
 ): Promise<{ child: ChildProcess; info: Record<string, string> }> {
   const log = createWriteStream(logFile, { flags: "a" });
-  const child = spawn(process.execPath, [entry], {
+  const child = spawn(process.execPath, [...v8Flags, entry], {
     stdio: ["ignore", "pipe", "pipe"],
     // Every child in a process group of its own. Sharing `up`'s group, a child
     // stopped by an operator (kill -STOP, a frozen VM's worth of gray failure)

@@ -12,7 +12,7 @@ import { authorizationFor, type NatsIdentities, natsClientEnv } from "./nats-aut
 import type { NatsServerProcess } from "./nats-server.js";
 import { livenessProbe, pidsOf, type Started, type Supervised, type SupervisedRegion } from "./supervisor.js";
 import { prepareStreams, startRegionNats } from "./up-nats.js";
-import { startProcess, stopChild } from "./up-processes.js";
+import { startProcess, stopChild, V8_FLAGS } from "./up-processes.js";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const ENTRIES = {
@@ -68,7 +68,7 @@ export function meridianProcess(
 ) {
   let info: Record<string, string> = {};
   const p = supervise(what, role, logFile, async () => {
-    const started = await startProcess(entry, what, logFile, env);
+    const started = await startProcess(entry, what, logFile, env, V8_FLAGS[role]);
     info = started.info;
     return { child: started.child, stop: () => stopChild(started.child), probe: livenessProbe(info) };
   });

@@ -79,10 +79,27 @@ export function peerMayCall(
 /** What the handlers need of a call to authorize it (every kind of grpc-js server call has these). */
 type AuthorizedCall = Pick<grpc.ServerUnaryCall<unknown, unknown>, "getAuthContext" | "emit">;
 
+/**
+ * Identities by HTTP/2 session: a TLS session's peer certificate is fixed at
+ * its handshake (Node has no client-certificate renegotiation), while
+ * getAuthContext() converts it into a JavaScript object again on every call,
+ * about a tenth of a resting peer's CPU with heartbeats, the nodes' fence
+ * polls and the front door's probes arriving several times a second (issue
+ * 14, cost at rest). The session is grpc-js's internal `call.stream.session`;
+ * where it is not found the identity is read each call, as before.
+ */
+const sessionIdentities = new WeakMap<object, string>();
+
 /** The caller's identity: its TLS certificate's subject CN; "" without a certificate or a CN. */
 function callerIdentity(call: AuthorizedCall): string {
+  const session = (call as { call?: { stream?: { session?: unknown } } }).call?.stream?.session;
+  const keyed = typeof session === "object" && session !== null ? session : undefined;
+  const known = keyed === undefined ? undefined : sessionIdentities.get(keyed);
+  if (known !== undefined) return known;
   const cn = call.getAuthContext()?.sslPeerCertificate?.subject?.CN as string | string[] | undefined;
-  return (Array.isArray(cn) ? cn[0] : cn) ?? "";
+  const identity = (Array.isArray(cn) ? cn[0] : cn) ?? "";
+  if (keyed !== undefined) sessionIdentities.set(keyed, identity);
+  return identity;
 }
 
 export interface PeerServiceOptions {

@@ -41,6 +41,7 @@ import { loggerOptions } from "../protocol/logging.js";
 import { regionOf, registriesOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
+import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
 import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
@@ -163,9 +164,14 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
           .map((h) => ({ region: h.peer, up: h.state === "up", rttMs: h.rttMs })),
       logger: log.child({ component: "mesh-fetch" }),
     });
-    // Bandwidth budgets of the links out of this region, from the policies (re-read every 2 s).
+    // Bandwidth budgets of the links out of this region, from the policies: read at start and
+    // again whenever the view applies a policy change (it publishes after the commit), not on a
+    // timer: a resting peer read and parsed every policy every 2 s (issue 14, cost at rest).
     let policies: Policy[] = [];
+    let policyReads = 0;
     const refreshPolicies = async () => {
+      // Reads may overlap; only the latest one started may set the budgets (an older one saw less).
+      const read = ++policyReads;
       const out: Policy[] = [];
       for (const { policy } of await view.admin.policies()) {
         try {
@@ -174,14 +180,21 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
           // a malformed stored policy: the workers log it; it sets no budget
         }
       }
-      policies = out;
+      if (read === policyReads) policies = out;
     };
+    const stopPolicyWatch = view.applied.subscribe((event) => {
+      if (event.type === "policy.set" || event.type === "policy.deleted")
+        void refreshPolicies().catch((err) => log.warn({ err }, "policies not re-read"));
+    });
+    cleanup.push(stopPolicyWatch);
     await refreshPolicies();
-    const policyTimer = setInterval(() => void refreshPolicies().catch(() => undefined), 2_000);
-    cleanup.push(() => clearInterval(policyTimer));
     const budgets = new LinkBudgets((to) => linkBandwidth(policies, config.region, to));
     const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
-    const server = new grpc.Server({ "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW });
+    const server = new grpc.Server({
+      "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW,
+      // No channelz (nothing serves or reads it): per-call trackers on every Status (issue 14, cost at rest).
+      "grpc.enable_channelz": 0,
+    });
     server.addService(
       peerPackage().meridian.peer.v1.Peer.service,
       createPeerService({
@@ -243,7 +256,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     // ---- metrics
     const metrics = new MetricsRegistry();
     metrics.setDefaultLabels({ region: config.region });
-    collectDefaultMetrics({ register: metrics, prefix: "meridian_peer_" });
+    collectDefaultMetrics({ register: metrics, prefix: "meridian_peer_", ...PROCESS_METRICS_OPTIONS });
     const upGauge = new Gauge({
       name: "meridian_peer_up",
       help: "1 while the peer answers heartbeats, 0 once it has missed enough of them (or before its first answer)",

@@ -19,6 +19,7 @@ import { loadTokenKeys } from "../mesh-client/token-key-file.js";
 import type { TokenKeys } from "../mesh-client/tokens.js";
 import { loggerOptions } from "../protocol/logging.js";
 import type { Policy } from "../protocol/policy.js";
+import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
@@ -61,7 +62,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   // The metrics registry comes first: the view counts the events it refuses.
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
-  collectDefaultMetrics({ register: metrics, prefix: "meridian_node_" });
+  collectDefaultMetrics({ register: metrics, prefix: "meridian_node_", ...PROCESS_METRICS_OPTIONS });
   // With auth, the token keys come before the view: it checks identity and
   // policy events' proofs with them from the first event it applies.
   const keys = config.auth.enabled

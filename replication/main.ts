@@ -26,6 +26,7 @@ import { MetadataView } from "../node/data/view.js";
 import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, natsServersOf, regionOf } from "../protocol/mesh.js";
+import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
 import { ReplicationWorker } from "./worker.js";
 
@@ -73,7 +74,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   };
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
-  collectDefaultMetrics({ register: metrics, prefix: "meridian_worker_" });
+  collectDefaultMetrics({ register: metrics, prefix: "meridian_worker_", ...PROCESS_METRICS_OPTIONS });
   const localPeer = new PeerClient(config.region, local.grpc, credentials);
   const worker = new ReplicationWorker({
     localPeer,

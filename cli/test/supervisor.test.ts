@@ -7,10 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { processAlive, sleep } from "../../testing/faults.js";
 import { cleanupStack, eventually } from "../../testing/harness.js";
-import { httpAnswers, type Started, Supervised } from "../supervisor.js";
+import { httpAnswers, livenessProbe, type Started, Supervised } from "../supervisor.js";
 import { stopChild } from "../up-processes.js";
 
 function sleeper(): Started {
@@ -174,4 +176,26 @@ test("liveness: a frozen process is SIGKILLed after its probes fail in a row and
   // Held: no probe kills it, nothing restarts it.
   await frozen.hold();
   assert.equal(frozen.pid, undefined);
+});
+
+test("liveness probes ask every kind of process for /healthz, never /metrics (rendering every metric each probe cost an idle mesh CPU)", async (t) => {
+  const after = cleanupStack(t);
+  const paths: string[] = [];
+  const s = createServer((q, r) => {
+    paths.push(q.url ?? "");
+    r.writeHead(q.url === "/healthz" ? 200 : 404).end();
+  });
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  after(() => new Promise<void>((resolve) => s.close(() => resolve())));
+  const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  // The fields of each kind's listening line: node, front door, peer and worker (metrics server).
+  const infos: Array<Record<string, string>> = [{ registry: url }, { frontDoor: url }, { metrics: url }];
+  for (const info of infos) {
+    const probe = livenessProbe(info, 2_000, {});
+    assert.ok(probe, `a probe for ${JSON.stringify(info)}`);
+    assert.equal(await probe(), true);
+  }
+  assert.deepEqual(paths, ["/healthz", "/healthz", "/healthz"]);
+  assert.equal(livenessProbe({}, 2_000, {}), undefined, "nothing to probe without an address");
+  assert.equal(livenessProbe({ metrics: url }, 2_000, { MERIDIAN_UP_LIVENESS: "off" }), undefined);
 });

@@ -122,6 +122,14 @@ export class MetadataView {
   readonly #routes = new Map<string, ApplyHandler>();
   #applied = 0;
   #chain: Promise<void> = Promise.resolve();
+  /**
+   * originSeqs() as last read from the database, until a batch changes an
+   * `o!` key: every heartbeat (Status) asks for it several times a second,
+   * and at rest it never changes (issue 14, cost at rest). `#originsRead`
+   * counts invalidations, so a read that raced a commit is not kept.
+   */
+  #origins: Readonly<Record<string, number>> | undefined;
+  #originsRead = 0;
   readonly #waiters = new Set<{ seq: number; resolve: () => void }>();
   /** Each applied event, after its batch committed, in log order; any number of subscribers. */
   readonly applied = new AppliedEvents();
@@ -154,6 +162,7 @@ export class MetadataView {
     if ((await this.#db.get("m!schema")) !== VIEW_SCHEMA) {
       // An older layout: start over; the caller replays the log from the start.
       await this.#db.clear();
+      this.#forgetOrigins();
       await this.#db.put("m!schema", VIEW_SCHEMA);
     }
     this.#applied = Number((await this.#db.get("m!seq")) ?? 0);
@@ -205,6 +214,7 @@ export class MetadataView {
     const batch = new Batch(this.#db);
     let applied = this.#applied;
     const done: LoggedEvent[] = [];
+    let originsChanged = false;
     for (const entry of entries) {
       const { seq, event } = entry;
       if (seq <= applied) continue;
@@ -221,7 +231,10 @@ export class MetadataView {
       await this.#routes.get(event.type)?.(batch, event, writeOf(event), seq);
       if (event.srcSeq !== undefined) {
         const key = `o!${event.origin}`;
-        if (Number((await batch.get(key)) ?? 0) < event.srcSeq) batch.put(key, String(event.srcSeq));
+        if (Number((await batch.get(key)) ?? 0) < event.srcSeq) {
+          batch.put(key, String(event.srcSeq));
+          originsChanged = true;
+        }
       }
       done.push(entry);
     }
@@ -230,10 +243,12 @@ export class MetadataView {
     try {
       await batch.write();
     } catch (err) {
+      this.#forgetOrigins();
       // Undo what the handlers cached from the batch that did not commit.
       for (const projection of this.#projections) await projection.load?.();
       throw err;
     }
+    if (originsChanged) this.#forgetOrigins();
     this.#applied = applied;
     let failure: unknown;
     for (const { event, seq } of done) {
@@ -260,10 +275,18 @@ export class MetadataView {
 
   /** Highest sequence of each other region's stream applied here through replicas, by origin. */
   async originSeqs(): Promise<Record<string, number>> {
+    if (this.#origins !== undefined) return { ...this.#origins };
+    const read = this.#originsRead;
     const out: Record<string, number> = {};
     for await (const [key, value] of this.#db.iterator({ gt: "o!", lt: `o!${END}` }))
       out[key.slice(2)] = Number(value);
+    if (read === this.#originsRead) this.#origins = { ...out };
     return out;
+  }
+
+  #forgetOrigins(): void {
+    this.#origins = undefined;
+    this.#originsRead++;
   }
 
   /** Every key and value, in order (tests compare views with it). */

@@ -390,3 +390,36 @@ describe("identities", () => {
     assert.equal(await view.identity.robot("robot$ci"), undefined);
   });
 });
+
+describe("view origin sequences", () => {
+  // originSeqs() is kept in memory between changes (every heartbeat asks for it):
+  // what it answers must still follow every applied replica, and a caller's copy is its own.
+  test("originSeqs follows replicas applied after it was read, and answers a copy", async (t) => {
+    const view = await openView(t);
+    assert.deepEqual(await view.originSeqs(), {});
+    await applyAll(view, [pushM("b", 10, M1, "v1")]);
+    assert.deepEqual(await view.originSeqs(), {}, "a local event has no origin sequence");
+    await applyAll(
+      view,
+      [setTag("b", 20, "v2", M1)].map((e) => ({ ...e, srcSeq: 5 })),
+    );
+    const first: Record<string, number> = await view.originSeqs();
+    assert.deepEqual({ ...first }, { b: 5 });
+    first["b"] = 99;
+    first["x"] = 1;
+    assert.deepEqual(await view.originSeqs(), { b: 5 }, "a caller's change does not leak into the view");
+    await applyAll(
+      view,
+      [setTag("b", 30, "v3", M1), setTag("c", 31, "v4", M1)].map((e, i) => ({ ...e, srcSeq: 7 + i })),
+    );
+    assert.deepEqual(await view.originSeqs(), { b: 7, c: 8 });
+    // Read while a batch that changes it is being applied: the answer after the apply is the new one.
+    const during = view.originSeqs();
+    const applying = applyAll(
+      view,
+      [setTag("c", 40, "v5", M1)].map((e) => ({ ...e, srcSeq: 9 })),
+    );
+    await Promise.all([during, applying]);
+    assert.deepEqual(await view.originSeqs(), { b: 7, c: 9 });
+  });
+});

@@ -429,7 +429,8 @@ describe("replication policies", () => {
       repositories: ["bw/**"],
       bandwidth: "1MiB/s",
     });
-    await sleep(2_500); // the serving peer re-reads policies every 2 s
+    // The serving peer re-reads policies once its view applies the change (it used to poll every 2 s).
+    await sleep(1_000);
     // c is cut off so b copies from a, over the budgeted link.
     mesh.partition("c");
     try {
