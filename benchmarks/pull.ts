@@ -196,7 +196,8 @@ async function seed(target: Target, blobs: GeneratedBlob[], layers: GeneratedBlo
     const config = Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", bench: "pull" }));
     const configDigest = await pushBytes(client, "bench/skopeo", config, OCI_CONFIG);
     const layerDescs = [];
-    for (const l of layers) layerDescs.push(await client.pushMonolithic("bench/skopeo", l.digest(), l.size, l.pieces()));
+    for (const l of layers)
+      layerDescs.push(await client.pushMonolithic("bench/skopeo", l.digest(), l.size, l.pieces()));
     await client.putManifest("bench/skopeo", "v1", {
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
@@ -280,7 +281,8 @@ async function main(): Promise<void> {
     let flip = 0;
     for (let round = 1; round <= rounds; round++) {
       for (const op of only) {
-        const order: TargetName[] = flip++ % 2 === 0 ? ["meridian", "distribution"] : ["distribution", "meridian"];
+        const order: TargetName[] =
+          flip++ % 2 === 0 ? ["meridian", "distribution"] : ["distribution", "meridian"];
         for (const name of order) {
           const result = await runOp(op, targets[name]!, clients[name]!, seeded);
           all[op] ??= { meridian: [], distribution: [] };
@@ -315,7 +317,8 @@ async function main(): Promise<void> {
     const { meridian: m, distribution: d } = all[op]!;
     const mibs = (o: Op) => o.bytes / MiB / (o.ms / 1000);
     const ratios = m.map((mo, i) => mibs(mo) / mibs(d[i]!));
-    const cpuPerMiB = (ops: Op[], k: "server" | "client") => median(ops.map((o) => (o.cpu[k] * 1000) / (o.bytes / MiB)));
+    const cpuPerMiB = (ops: Op[], k: "server" | "client") =>
+      median(ops.map((o) => (o.cpu[k] * 1000) / (o.bytes / MiB)));
     const row = {
       meridianMiBs: median(m.map(mibs)),
       distributionMiBs: median(d.map(mibs)),
