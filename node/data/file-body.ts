@@ -128,6 +128,7 @@ export class FileBody extends Readable {
           inFlight = new Promise<void>((resolve, reject) => {
             out.end((err?: Error | null) => (err ? reject(err) : resolve()));
           });
+          inFlight.catch(() => {});
           break;
         }
         const chunk = n < buf.length ? buf.subarray(0, n) : buf;
@@ -140,6 +141,8 @@ export class FileBody extends Readable {
           if (last) out.end(chunk, done);
           else out.write(chunk, done);
         });
+        // Its failure is awaited (or superseded by `closed`) later: never an unhandled rejection.
+        inFlight.catch(() => {});
         if (last) break;
       }
       if (inFlight !== undefined) await Promise.race([inFlight, closed]);

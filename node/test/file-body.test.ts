@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readlinkSync } from "node:fs";
+import { existsSync, readdirSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
@@ -158,13 +158,16 @@ describe("through a node", () => {
   test("a client that leaves mid-body leaves no open file; the next pull gets every byte", async () => {
     const bytes = randomBytes(24 * FILE_CHUNK);
     const { digest } = await c.pushBlob("body/leave", bytes);
-    const blobPath = join(dataDir, "blobs", "sha256", digest.slice(7, 9), digest.slice(7));
+    // The node's fs store lives in <dataDir>/store (storage.root's default).
+    const blobPath = join(dataDir, "store", "blobs", "sha256", digest.slice(7, 9), digest.slice(7));
+    assert.ok(existsSync(blobPath), `the blob's file is at ${blobPath}`);
     await new Promise<void>((resolve, reject) => {
       const req = request(`${base}/v2/body/leave/blobs/${digest}`, (res) => {
         assert.equal(res.statusCode, 200);
         assert.equal(res.headers["content-length"], String(bytes.length));
         assert.equal(res.headers["transfer-encoding"], undefined, "framed by Content-Length");
         res.once("data", () => {
+          assert.equal(openOn(blobPath), 1, "the body reads the blob's file while it is sent");
           req.destroy();
           resolve();
         });
