@@ -48,12 +48,18 @@ export class FileBody extends Readable {
   readonly #end: number;
   #reading: Promise<unknown> | undefined;
   #closed = false;
+  #bytesRead = 0;
 
   constructor(fd: number, start = 0, end?: number, signal?: AbortSignal) {
     super({ highWaterMark: FILE_CHUNK, ...(signal ? { signal } : {}) });
     this.#fd = fd;
     this.#pos = start;
     this.#end = end ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Bytes read from the file so far, as fs.ReadStream's (the peer's backpressure test watches it). */
+  get bytesRead(): number {
+    return this.#bytesRead;
   }
 
   /** Up to `length` bytes at the current position into `buf`; 0 at the end of the file. */
@@ -64,6 +70,7 @@ export class FileBody extends Readable {
         this.#reading = undefined;
         if (err) return reject(err);
         this.#pos += n;
+        this.#bytesRead += n;
         resolve(n);
       });
     });

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readlinkSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
-import { request } from "node:http";
+import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -190,5 +190,31 @@ describe("through a node", () => {
     assert.ok(
       Buffer.from(await ranged.arrayBuffer()).equals(bytes.subarray(FILE_CHUNK - 1, 2 * FILE_CHUNK + 1)),
     );
+  });
+
+  test("one keep-alive connection carries GET after GET of a blob", async () => {
+    const bytes = randomBytes(FILE_CHUNK + 7);
+    const { digest } = await c.pushBlob("body/keepalive", bytes);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const sockets = new Set<unknown>();
+      for (let i = 0; i < 3; i++) {
+        const got = await new Promise<Buffer>((resolve, reject) => {
+          request(`${base}/v2/body/keepalive/blobs/${digest}`, { agent }, (res) => {
+            sockets.add(res.socket);
+            const parts: Buffer[] = [];
+            res.on("data", (part: Buffer) => parts.push(part));
+            res.on("end", () => resolve(Buffer.concat(parts)));
+            res.on("error", reject);
+          })
+            .on("error", reject)
+            .end();
+        });
+        assert.ok(got.equals(bytes), `GET ${i}`);
+      }
+      assert.equal(sockets.size, 1, "every GET on the same connection");
+    } finally {
+      agent.destroy();
+    }
   });
 });
