@@ -59,6 +59,7 @@ import {
   UploadRangeError,
 } from "../../protocol/errors.js";
 import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+import { FileBody } from "./file-body.js";
 import { PerKeySerial } from "./per-key-serial.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -127,8 +128,8 @@ export class FsBlobStore implements BlobStore {
   }
 
   async read(digest: Digest, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    // A numeric fd and the classic ReadStream: its callback reads cost less
-    // than FileHandle's promise reads on the pull path.
+    // A numeric fd (callback reads cost less than FileHandle's promise reads),
+    // as a FileBody: the GET path copies it with reused buffers (file-body.ts).
     let fd: number;
     try {
       fd = await openFd(this.#blobPath(digest), "r");
@@ -143,13 +144,7 @@ export class FsBlobStore implements BlobStore {
         throw new RangeNotSatisfiableError("range not satisfiable", size);
       }
     }
-    return createReadStream("", {
-      fd,
-      start: range?.start,
-      end: range?.end,
-      highWaterMark: READ_CHUNK,
-      signal,
-    });
+    return new FileBody(fd, range?.start, range === undefined ? undefined : range.end + 1, signal);
   }
 
   async readAll(digest: Digest): Promise<Buffer> {

@@ -11,6 +11,7 @@ import { parseDigest } from "../../../protocol/digest.js";
 import { BlobNotFoundError } from "../../../protocol/errors.js";
 import { parseRepository } from "../../../protocol/names.js";
 import type { ByteRange } from "../../data/blob-store.js";
+import { FileBody } from "../../data/file-body.js";
 import { blobRange } from "../headers.js";
 import {
   abortOnClose,
@@ -27,6 +28,33 @@ import {
 import { OCI_URLS } from "./paths.js";
 
 type BlobRequest = RepoRequest<{ name: string; digest: string }>;
+
+/**
+ * The fs store's bytes, written by the body itself into the response through
+ * reused buffers (file-body.ts: no per-chunk allocation, so no GC per pull)
+ * instead of piped by fastify. Everything before the body is as for any reply:
+ * auth and the gate ran, the status and headers are the reply's (Content-Length,
+ * so no chunked framing), and a failed first read is still an ordinary error
+ * answer, because the reply is taken over only once the first bytes are in
+ * hand. After that, a failure (client gone, cut by the idle timeout, a read
+ * error) destroys the connection, as a piped stream's does; the onResponse
+ * hooks (metrics, audit) run on 'finish' as for every reply.
+ */
+async function sendFileBody(reply: FastifyReply, body: FileBody): Promise<void> {
+  const res = reply.raw;
+  try {
+    await body.writeTo(res, () => {
+      reply.hijack();
+      for (const [name, value] of Object.entries(reply.getHeaders())) {
+        if (value !== undefined) res.setHeader(name, value);
+      }
+      res.writeHead(res.statusCode);
+    });
+  } catch (err) {
+    if (!reply.sent) throw err;
+    res.destroy();
+  }
+}
 
 export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions): Promise<void> {
   const reg = options.registry;
@@ -83,6 +111,7 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
     } else {
       reply.header("content-length", size);
     }
+    if (stream instanceof FileBody) return sendFileBody(reply, stream);
     return reply.send(stream);
   }
 
