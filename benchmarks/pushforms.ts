@@ -37,6 +37,7 @@ import { BenchClient, Limiter } from "./client.js";
 import { GeneratedBlob, MiB } from "./data.js";
 import { cpuSeconds } from "./proc.js";
 import { startTarget, type Target, type TargetName, type TargetOptions } from "./servers.js";
+import { cell, fmt, perRoundRatios, quantiles } from "./spread.js";
 import { ImageData, type Sizes } from "./suites.js";
 
 const execFileAsync = promisify(execFile);
@@ -330,30 +331,6 @@ export async function pushformsSuite(options: PushformsOptions): Promise<Pushfor
 
 // ------------------------------------------------------------------ report
 
-function quantiles(values: number[]): { median: number; min: number; max: number } {
-  const s = [...values].sort((a, b) => a - b);
-  const n = s.length;
-  const median = n % 2 === 1 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-  return { median, min: s[0]!, max: s[n - 1]! };
-}
-
-function fmt(x: number): string {
-  if (!Number.isFinite(x)) return "–";
-  if (Math.abs(x) >= 100) return Math.round(x).toLocaleString("en-US");
-  if (Math.abs(x) >= 10) return x.toFixed(1);
-  return x.toFixed(2);
-}
-
-function cell(values: number[]): string {
-  if (values.length === 0) return "–";
-  const q = quantiles(values);
-  return values.length === 1 ? fmt(q.median) : `${fmt(q.median)} (${fmt(q.min)}–${fmt(q.max)})`;
-}
-
-function ratios(a: number[], b: number[]): number[] {
-  return a.slice(0, Math.min(a.length, b.length)).map((x, i) => x / b[i]!);
-}
-
 const LABELS: Record<OpName, string> = {
   post: "push 256 MiB, one `POST ?digest=` (Distribution: POST + PUT)",
   postPut: "push 256 MiB, `POST` + one `PUT ?digest=` with the body",
@@ -396,7 +373,7 @@ export function pushformsMarkdown(raw: PushformsRaw, sizes: Sizes, skopeoLayers:
     const mib = raw.mib[op];
     const mt = m.map((r) => r[op].ms / 1000);
     const dt = d.map((r) => r[op].ms / 1000);
-    const timeRatios = ratios(mt, dt);
+    const timeRatios = perRoundRatios(mt, dt);
     const rateRatios = timeRatios.map((x) => 1 / x);
     const mCpu = m.map((r) => ((r[op].cpu.server + (r[op].cpu.nats ?? 0)) * 1000) / mib);
     const mNats = m.map((r) => ((r[op].cpu.nats ?? 0) * 1000) / mib);
@@ -404,8 +381,8 @@ export function pushformsMarkdown(raw: PushformsRaw, sizes: Sizes, skopeoLayers:
     const g = goal[op];
     const median = timeRatios.length ? quantiles(timeRatios).median : Number.NaN;
     lines.push(
-      `| ${label(op)} | ${cell(mt)} | ${cell(dt)} | ${cell(timeRatios)} | ${cell(rateRatios)} | ${g?.text ?? ""} | ` +
-        `${g === undefined ? "" : g.met(median) ? "yes" : "**no**"} | ${cell(mCpu)} (nats ${fmt(quantiles(mNats).median)}) | ${cell(dCpu)} | ${cell(ratios(mCpu, dCpu))} |`,
+      `| ${label(op)} | ${cell(mt, "–")} | ${cell(dt, "–")} | ${cell(timeRatios, "–")} | ${cell(rateRatios, "–")} | ${g?.text ?? ""} | ` +
+        `${g === undefined ? "" : g.met(median) ? "yes" : "**no**"} | ${cell(mCpu, "–")} (nats ${fmt(quantiles(mNats).median)}) | ${cell(dCpu, "–")} | ${cell(perRoundRatios(mCpu, dCpu), "–")} |`,
     );
   }
   const sinkS = raw.sink.map((o) => o.ms / 1000);
@@ -416,12 +393,18 @@ export function pushformsMarkdown(raw: PushformsRaw, sizes: Sizes, skopeoLayers:
   lines.push(
     "",
     `The client's own limit (\`POST\` + \`PUT\` of the ${blob} blob against sink-server.ts, which hashes and drops the body): ` +
-      `${cell(sinkS)} s, ${cell(sinkS.map((x) => raw.mib.postPut / x))} MiB/s, its CPU ${cell(raw.sink.map((o) => (o.cpu.server * 1000) / raw.mib.postPut))} ms/MiB; ` +
-      `Distribution's POST + PUT takes ${cell(ratios(dPostPut, sinkS))}× the sink's time, Meridian's ${cell(ratios(mPostPut, sinkS))}× (per round). ` +
+      `${cell(sinkS, "–")} s, ${cell(
+        sinkS.map((x) => raw.mib.postPut / x),
+        "–",
+      )} MiB/s, its CPU ${cell(
+        raw.sink.map((o) => (o.cpu.server * 1000) / raw.mib.postPut),
+        "–",
+      )} ms/MiB; ` +
+      `Distribution's POST + PUT takes ${cell(perRoundRatios(dPostPut, sinkS), "–")}× the sink's time, Meridian's ${cell(perRoundRatios(mPostPut, sinkS), "–")}× (per round). ` +
       `So Distribution's MiB/s × 2 is reachable only where Distribution is at least 2× the sink's time.`,
     "",
-    `skopeo's own floor (\`oci:\` → \`dir:\` of the same image, no registry): ${cell(floor)} s, ` +
-      `${cell(ratios(floor, dIn))}× Distribution's copy-in time, per round.`,
+    `skopeo's own floor (\`oci:\` → \`dir:\` of the same image, no registry): ${cell(floor, "–")} s, ` +
+      `${cell(perRoundRatios(floor, dIn), "–")}× Distribution's copy-in time, per round.`,
     "",
     "Times are medians (min–max) over rounds; ratios are medians of per-round ratios (min–max). " +
       "CPU: utime+stime of the registry process (Meridian: node + its nats-server; nats alone in parentheses) per MiB moved.",

@@ -30,6 +30,7 @@ import { parseArgs } from "node:util";
 import { CLI_ENTRY } from "../testing/harness.js";
 import { freePortBlock } from "../testing/ports.js";
 import { cpuSeconds, memory } from "./proc.js";
+import { quantiles } from "./spread.js";
 
 const say = (msg: string) => process.stderr.write(`bench rest: ${msg}\n`);
 
@@ -148,11 +149,7 @@ async function main(): Promise<void> {
       const total = MESH_KINDS.reduce((s, k) => s + round[k].cpuPct, 0);
       say(`round ${r + 1}/${rounds}: mesh ${total.toFixed(2)} % of a core`);
     }
-    const median = (xs: number[]) => {
-      const s = [...xs].sort((a, b) => a - b);
-      const m = s.length >> 1;
-      return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-    };
+    const median = (xs: number[]) => quantiles(xs).median;
     const fmt = (xs: number[], digits: number) =>
       `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
     const lines = [

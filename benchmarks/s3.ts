@@ -32,6 +32,7 @@ import {
   type Running,
   startContestant,
 } from "./s3-targets.js";
+import { cell, perRoundRatios, quantiles } from "./spread.js";
 import { FULL, ImageData, QUICK, type Sizes } from "./suites.js";
 
 const say = (msg: string) => process.stderr.write(`bench s3: ${msg}\n`);
@@ -128,26 +129,6 @@ async function round(
 
 // ------------------------------------------------------------------ report
 
-function quantiles(values: number[]): { median: number; min: number; max: number } {
-  const s = [...values].sort((a, b) => a - b);
-  const n = s.length;
-  const median = n % 2 === 1 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
-  return { median, min: s[0]!, max: s[n - 1]! };
-}
-
-function fmt(x: number): string {
-  if (!Number.isFinite(x)) return "–";
-  if (Math.abs(x) >= 100) return Math.round(x).toLocaleString("en-US");
-  if (Math.abs(x) >= 10) return x.toFixed(1);
-  return x.toFixed(2);
-}
-
-function cell(values: number[]): string {
-  if (values.length === 0) return "";
-  const q = quantiles(values);
-  return values.length === 1 ? fmt(q.median) : `${fmt(q.median)} (${fmt(q.min)}–${fmt(q.max)})`;
-}
-
 type Pick = (r: Round) => Op | undefined;
 
 function rates(rounds: Round[], pick: Pick, mib: number): number[] {
@@ -166,14 +147,8 @@ function cpuPerMiB(rounds: Round[], pick: Pick, mib: number, proc: keyof Op["cpu
 
 /** Median of per-round ratios a[i]/b[i] (rounds are interleaved, so round i of each ran close in time). */
 function ratio(a: number[], b: number[]): { text: string; value: number } {
-  const n = Math.min(a.length, b.length);
-  if (n === 0) return { text: "", value: Number.NaN };
-  const r = Array.from({ length: n }, (_, i) => a[i]! / b[i]!);
-  const q = quantiles(r);
-  return {
-    text: n === 1 ? fmt(q.median) : `${fmt(q.median)} (${fmt(q.min)}–${fmt(q.max)})`,
-    value: q.median,
-  };
+  const r = perRoundRatios(a, b);
+  return { text: cell(r), value: r.length === 0 ? Number.NaN : quantiles(r).median };
 }
 
 export function markdown(raw: Record<Contestant, Round[]>, sizes: Sizes, imageMiB: number): string {
