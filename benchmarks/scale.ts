@@ -92,6 +92,8 @@ export interface LagRun {
   quietSec: number;
   /** CPU seconds over the phase (until the mesh is quiet), per kind; `bench` is this process (pollers, pushes, the proxies). */
   cpu: PerKind;
+  /** CPU seconds per process, "<region>.<kind>": a is the origin of every image. */
+  cpuByProcess: Record<string, number>;
   benchCpu: number;
 }
 
@@ -111,7 +113,14 @@ export interface ConvergenceRun {
    * the whole catch-up, replicas the workers skip included (agreement comes
    * before the last of those are delivered).
    */
-  untilQuiet: { ms: number; events: number; byOutcome: Record<string, number>; cpu: PerKind };
+  untilQuiet: {
+    ms: number;
+    events: number;
+    byOutcome: Record<string, number>;
+    cpu: PerKind;
+    /** CPU seconds per process, "<region>.<kind>". */
+    cpuByProcess: Record<string, number>;
+  };
   benchCpu: number;
 }
 
@@ -120,7 +129,15 @@ export interface ScalePoint {
   startSec: number;
   /** Durable consumers counted in JetStream: the replication links, and the regions' own views. */
   consumers: { links: number; local: number };
-  rest: { load: number; seconds: number; cpuPct: PerKind; rssMiB: PerKind; benchCpuPct: number };
+  rest: {
+    load: number;
+    seconds: number;
+    cpuPct: PerKind;
+    rssMiB: PerKind;
+    /** CPU % of one core per process, "<region>.<kind>". */
+    cpuPctByProcess: Record<string, number>;
+    benchCpuPct: number;
+  };
   lag: LagRun[];
   convergence: ConvergenceRun[];
   /** Peak RSS (VmHWM) per kind at the end, summed. */
@@ -147,14 +164,19 @@ const zero = (): PerKind => ({ nats: 0, node: 0, peer: 0, worker: 0 });
 async function cpuOver<T>(
   pids: Pids,
   work: () => Promise<T>,
-): Promise<{ result: T; cpu: PerKind; bench: number }> {
+): Promise<{ result: T; cpu: PerKind; byProcess: Record<string, number>; bench: number }> {
   const before = pids.map((p) => cpuSeconds(p.pid));
   const bench0 = process.cpuUsage();
   const result = await work();
   const benchUs = process.cpuUsage(bench0);
   const cpu = zero();
-  for (const [i, p] of pids.entries()) cpu[p.kind] += cpuSeconds(p.pid) - before[i]!;
-  return { result, cpu, bench: (benchUs.user + benchUs.system) / 1e6 };
+  const byProcess: Record<string, number> = {};
+  for (const [i, p] of pids.entries()) {
+    const used = cpuSeconds(p.pid) - before[i]!;
+    cpu[p.kind] += used;
+    byProcess[`${p.region}.${p.kind}`] = used;
+  }
+  return { result, cpu, byProcess, bench: (benchUs.user + benchUs.system) / 1e6 };
 }
 
 const total = (x: PerKind) => KINDS.reduce((s, k) => s + x[k], 0);
@@ -377,6 +399,7 @@ async function convergenceRun(
   const {
     result: quietAt,
     cpu: cpuQuiet,
+    byProcess,
     bench,
   } = await cpuOver(pids, async () => {
     mesh.heal(PARTITIONED);
@@ -394,6 +417,7 @@ async function convergenceRun(
     events: sum(all),
     byOutcome: all,
     cpu: cpuQuiet,
+    cpuByProcess: byProcess,
   };
   return {
     load,
@@ -470,6 +494,7 @@ async function point(n: number, options: Options): Promise<ScalePoint> {
         ...l.result,
         wallSec: (performance.now() - t) / 1000,
         cpu: l.cpu,
+        cpuByProcess: l.byProcess,
         benchCpu: l.bench,
       };
       lag.push(lagRow);
@@ -491,7 +516,16 @@ async function point(n: number, options: Options): Promise<ScalePoint> {
       regions: n,
       startSec,
       consumers,
-      rest: { load: restLoad, seconds, cpuPct, rssMiB, benchCpuPct: (100 * rest.bench) / seconds },
+      rest: {
+        load: restLoad,
+        seconds,
+        cpuPct,
+        rssMiB,
+        cpuPctByProcess: Object.fromEntries(
+          Object.entries(rest.byProcess).map(([k, v]) => [k, (100 * v) / seconds]),
+        ),
+        benchCpuPct: (100 * rest.bench) / seconds,
+      },
       lag,
       convergence,
       peakRssMiB,
@@ -501,6 +535,11 @@ async function point(n: number, options: Options): Promise<ScalePoint> {
     probe?.close();
     for (const hook of hooks.reverse()) await hook();
   }
+}
+
+/** CPU seconds of the origin region's processes. */
+function originCpu(byProcess: Record<string, number>): number {
+  return KINDS.reduce((s, k) => s + (byProcess[`${SOURCE}.${k}`] ?? 0), 0);
 }
 
 /** CPU seconds of `cpu` over `seconds` beyond what the mesh spends at rest in that time. */
@@ -567,6 +606,14 @@ function report(points: ScalePoint[], options: Options): string {
     ["  of which workers", lagRuns((r) => r.cpu.worker / options.images)],
     ["  of which peers", lagRuns((r) => r.cpu.peer / options.images)],
     ["  of which nodes", lagRuns((r) => r.cpu.node / options.images)],
+    [
+      "  of which the origin region a (its 4 processes)",
+      lagRuns((r) => originCpu(r.cpuByProcess) / options.images),
+    ],
+    [
+      "  of which a's peer (serves every copy)",
+      lagRuns((r) => (r.cpuByProcess[`${SOURCE}.peer`] ?? 0) / options.images),
+    ],
     [
       "mesh CPU s per image per destination",
       lagRuns((r) => total(r.cpu) / options.images / (r.lagMs.length / options.images)),
