@@ -4,6 +4,10 @@
  *
  *   node dist/benchmarks/scale.js [--regions 2,3,4,6] [--runs 3] [--writes 200]
  *                                 [--images 5] [--poll-ms 10] [--rest-sec 10] [--fsync true]
+ *   node dist/benchmarks/scale.js --from results/scale-A.json,results/scale-B.json
+ *
+ * The second form runs nothing: it pools the runs of earlier raw figures per
+ * region count and prints the table and the model's constants again.
  *
  * Per region count N, one mesh of N regions as separate processes
  * (testing/mesh.ts startProxiedMesh: a nats-server, node, peer and worker per
@@ -36,11 +40,12 @@
  * The load average is recorded at every phase: the machine (2 cores here) is
  * shared, and a mesh of 6 regions is 24 processes on it. CPU seconds per
  * image and per event are the figures load distorts least. Medians over the
- * runs are printed as markdown; every figure goes to
+ * runs are printed as markdown, then the constants benchmarks/README.md's
+ * model rests on, fitted to the run (modelLines); every figure goes to
  * benchmarks/results/scale-<timestamp>.json.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -538,7 +543,9 @@ async function point(n: number, options: Options): Promise<ScalePoint> {
 }
 
 /** CPU seconds of the origin region's processes. */
-function originCpu(byProcess: Record<string, number>): number {
+function originCpu(byProcess: Record<string, number> | undefined): number {
+  // Raw figures from before per-process CPU was kept have none.
+  if (byProcess === undefined) return Number.NaN;
   return KINDS.reduce((s, k) => s + (byProcess[`${SOURCE}.${k}`] ?? 0), 0);
 }
 
@@ -553,11 +560,86 @@ function pct(values: number[], p: number): number {
   return v[Math.min(v.length - 1, Math.max(0, Math.ceil(p * v.length) - 1))] ?? Number.NaN;
 }
 
+// -------------------------------------------------------------- the model's constants
+
+/** Least squares of y ≈ a·x1 + b·x2 (no intercept), by the 2×2 normal equations. */
+export function fit2(rows: Array<[number, number, number]>): { a: number; b: number } {
+  let s11 = 0;
+  let s12 = 0;
+  let s22 = 0;
+  let s1y = 0;
+  let s2y = 0;
+  const finite = rows.filter((r) => r.every(Number.isFinite));
+  for (const [x1, x2, y] of finite) {
+    s11 += x1 * x1;
+    s12 += x1 * x2;
+    s22 += x2 * x2;
+    s1y += x1 * y;
+    s2y += x2 * y;
+  }
+  const det = s11 * s22 - s12 * s12;
+  if (finite.length < 2 || Math.abs(det) < 1e-12) return { a: Number.NaN, b: Number.NaN };
+  return { a: (s1y * s22 - s2y * s12) / det, b: (s2y * s11 - s1y * s12) / det };
+}
+
+/**
+ * The constants benchmarks/README.md's model rests on, fitted to this run's
+ * points (they need at least two region counts):
+ *   catch-up CPU  ≈ c_r · replicated + c_s · skipped   (heal → quiet, above rest, every run)
+ *   resting CPU % ≈ α · N + β · N·(N−1)                 (every point)
+ *   a peer at rest ≈ p0 + p1 · (N−1)                     (every point)
+ *   origin CPU per image ≈ o0 + o1 · (N−1)               (every lag run; its peer alone too)
+ */
+function modelLines(points: ScalePoint[], images: number): string[] {
+  const catchUp = fit2(
+    points.flatMap((p) =>
+      p.convergence.map((r): [number, number, number] => [
+        r.untilQuiet.byOutcome.replicated ?? 0,
+        r.untilQuiet.byOutcome.skipped ?? 0,
+        aboveRest(p, r.untilQuiet.cpu, r.untilQuiet.ms / 1000 + 1),
+      ]),
+    ),
+  );
+  const rest = fit2(points.map((p) => [p.regions, p.regions * (p.regions - 1), total(p.rest.cpuPct)]));
+  const peer = fit2(points.map((p) => [1, p.regions - 1, p.rest.cpuPct.peer / p.regions]));
+  const origin = fit2(
+    points.flatMap((p) =>
+      p.lag.map((r): [number, number, number] => [1, p.regions - 1, originCpu(r.cpuByProcess) / images]),
+    ),
+  );
+  const originPeer = fit2(
+    points.flatMap((p) =>
+      p.lag.map((r): [number, number, number] => [
+        1,
+        p.regions - 1,
+        (r.cpuByProcess?.[`${SOURCE}.peer`] ?? Number.NaN) / images,
+      ]),
+    ),
+  );
+  const workerShare =
+    points
+      .flatMap((p) => p.convergence.map((r) => r.untilQuiet.cpu.worker / total(r.untilQuiet.cpu)))
+      .reduce((x, y) => x + y, 0) /
+    Math.max(
+      1,
+      points.reduce((n, p) => n + p.convergence.length, 0),
+    );
+  const ms = (x: number) => (1000 * x).toFixed(2);
+  return [
+    "Model constants fitted to this run (least squares; see benchmarks/README.md, Scale):",
+    "",
+    `- catch-up: c_r = ${ms(catchUp.a)} ms of mesh CPU per replicated event, c_s = ${ms(catchUp.b)} ms per skipped delivery; workers ${(100 * workerShare).toFixed(0)} % of it`,
+    `- at rest: ${rest.a.toFixed(2)} % of a core per region + ${rest.b.toFixed(3)} % per ordered pair of regions; a peer ${peer.a.toFixed(2)} % + ${peer.b.toFixed(3)} % per other region`,
+    `- per 1 MiB image: the origin region ${origin.a.toFixed(3)} + ${origin.b.toFixed(3)} CPU-s per destination, its peer ${originPeer.a.toFixed(3)} + ${originPeer.b.toFixed(3)}`,
+  ];
+}
+
 // -------------------------------------------------------------- report
 
 function report(points: ScalePoint[], options: Options): string {
   const col = (f: (p: ScalePoint) => string) => points.map(f).join(" | ");
-  const runs = <T>(p: ScalePoint, xs: (p: ScalePoint) => T[], f: (x: T) => number) => cell(xs(p).map(f));
+  const runs = <T>(p: ScalePoint, xs: (p: ScalePoint) => T[], f: (x: T) => number) =>
+    cell(xs(p).map(f).filter(Number.isFinite), "–");
   const lagRuns = (f: (x: LagRun) => number) => (p: ScalePoint) => runs(p, (q) => q.lag, f);
   const convRuns = (f: (x: ConvergenceRun) => number) => (p: ScalePoint) => runs(p, (q) => q.convergence, f);
   const pooled = (p: ScalePoint, q: number) =>
@@ -612,7 +694,7 @@ function report(points: ScalePoint[], options: Options): string {
     ],
     [
       "  of which a's peer (serves every copy)",
-      lagRuns((r) => (r.cpuByProcess[`${SOURCE}.peer`] ?? 0) / options.images),
+      lagRuns((r) => (r.cpuByProcess?.[`${SOURCE}.peer`] ?? Number.NaN) / options.images),
     ],
     [
       "mesh CPU s per image per destination",
@@ -675,6 +757,12 @@ function report(points: ScalePoint[], options: Options): string {
   ].join("\n");
 }
 
+/** What a run writes to benchmarks/results/scale-*.json. */
+interface Raw {
+  options: Options;
+  points: ScalePoint[];
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -685,6 +773,7 @@ async function main(): Promise<void> {
       "poll-ms": { type: "string", default: "10" },
       "rest-sec": { type: "string", default: "10" },
       fsync: { type: "string", default: "true" },
+      from: { type: "string" },
     },
   });
   const options: Options = {
@@ -696,12 +785,42 @@ async function main(): Promise<void> {
     restMs: Number(values["rest-sec"]) * 1000,
     fsync: values.fsync !== "false",
   };
+  if (values.from !== undefined) {
+    // Report again from raw figures (several files' points are pooled per region count): no mesh is run.
+    const files = values.from.split(",").map((f) => JSON.parse(readFileSync(f, "utf8")) as Raw);
+    const all = files.flatMap((f) => f.points.filter((p) => p.convergence.every((r) => r.untilQuiet)));
+    const counts = [...new Set(all.map((p) => p.regions))].sort((x, y) => x - y);
+    const pooled = counts.map((n) => {
+      const same = all.filter((p) => p.regions === n);
+      // At rest: the median over the files of each kind's figure.
+      const med = (f: (p: ScalePoint) => number) => quantiles(same.map(f)).median;
+      const perKind = (f: (p: ScalePoint, k: Kind) => number) =>
+        Object.fromEntries(KINDS.map((k) => [k, med((p) => f(p, k))])) as PerKind;
+      const rest = {
+        ...same[0]!.rest,
+        load: med((p) => p.rest.load),
+        cpuPct: perKind((p, k) => p.rest.cpuPct[k]),
+        rssMiB: perKind((p, k) => p.rest.rssMiB[k]),
+        benchCpuPct: med((p) => p.rest.benchCpuPct),
+      };
+      return {
+        ...same[0]!,
+        rest,
+        lag: same.flatMap((p) => p.lag),
+        convergence: same.flatMap((p) => p.convergence),
+      };
+    });
+    const first = files[0]!.options;
+    process.stdout.write(`${report(pooled, first)}\n\n${modelLines(all, first.images).join("\n")}\n`);
+    return;
+  }
   if (options.counts.some((n) => !Number.isInteger(n) || n < 2 || n > 26))
     throw new Error("--regions: counts between 2 and 26");
   const started = Date.now();
   const points: ScalePoint[] = [];
   for (const n of options.counts) points.push(await point(n, options));
   process.stdout.write(`${report(points, options)}\n`);
+  if (points.length > 1) process.stdout.write(`\n${modelLines(points, options.images).join("\n")}\n`);
   const dir = join(REPO_ROOT, "benchmarks", "results");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `scale-${new Date().toISOString().replaceAll(":", "-")}.json`);
