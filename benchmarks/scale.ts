@@ -563,7 +563,7 @@ function pct(values: number[], p: number): number {
 // -------------------------------------------------------------- the model's constants
 
 /** Least squares of y ≈ a·x1 + b·x2 (no intercept), by the 2×2 normal equations. */
-export function fit2(rows: Array<[number, number, number]>): { a: number; b: number } {
+function fit2(rows: Array<[number, number, number]>): { a: number; b: number } {
   let s11 = 0;
   let s12 = 0;
   let s22 = 0;
@@ -811,7 +811,10 @@ async function main(): Promise<void> {
       };
     });
     const first = files[0]!.options;
-    process.stdout.write(`${report(pooled, first)}\n\n${modelLines(all, first.images).join("\n")}\n`);
+    const runs = Math.max(...pooled.map((p) => p.convergence.length));
+    process.stdout.write(
+      `${report(pooled, { ...first, runs })}\n\n${modelLines(all, first.images).join("\n")}\n`,
+    );
     return;
   }
   if (options.counts.some((n) => !Number.isInteger(n) || n < 2 || n > 26))
