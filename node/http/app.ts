@@ -76,11 +76,13 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   // Bodies are streamed by the handlers from request.raw; nothing is parsed up front.
   app.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
   app.setErrorHandler(closeOnUnreadBody);
-  app.addHook("onRequest", async (req, reply) => {
+  // Both hooks run on every request: callback style, no promise per request.
+  app.addHook("onRequest", (req, reply, done) => {
     req.identity = ANONYMOUS;
     reply.header("docker-distribution-api-version", "registry/2.0");
+    done();
   });
-  app.addHook("onResponse", async (req, reply) => {
+  app.addHook("onResponse", (req, reply, done) => {
     duration.observe(
       { route: req.ociRoute, method: req.method, code: reply.statusCode },
       reply.elapsedTime / 1000,
@@ -96,6 +98,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         reference: req.ociTarget.reference,
         status: reply.statusCode,
       });
+    done();
   });
 
   await app.register(async (oci) => {
