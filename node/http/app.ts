@@ -42,6 +42,7 @@ import { type OciRouteName, rewriteOciUrl } from "./oci/paths.js";
 import { referrersRoutes } from "./oci/referrers.js";
 import { tagsCatalogRoutes } from "./oci/tags-catalog.js";
 import { uploadRoutes } from "./oci/uploads.js";
+import { lazyRequestLogger } from "./request-logger.js";
 import { tokenRoutes } from "./token-routes.js";
 
 export interface OciApiOptions extends OciRoutesOptions {
@@ -180,6 +181,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const app = fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // Each request's child logger is made only if the request logs (./request-logger.ts).
+    childLoggerFactory: lazyRequestLogger,
     exposeHeadRoutes: false,
     bodyLimit: 1 << 20,
     keepAliveTimeout: options.http?.keepAliveTimeoutMs ?? 75_000,
