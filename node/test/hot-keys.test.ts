@@ -25,7 +25,10 @@ function slowDb(values: Map<string, string>) {
       return new Promise<string | undefined>((resolve) => pending.push(() => resolve(value)));
     },
   } as unknown as ViewDb;
-  return { db, release: () => pending.splice(0).forEach((f) => f()), reads: () => reads };
+  const release = () => {
+    for (const answer of pending.splice(0)) answer();
+  };
+  return { db, release, reads: () => reads };
 }
 
 test("a value read while a batch committed the key is not kept; later reads are served from memory", async () => {
