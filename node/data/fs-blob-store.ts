@@ -28,7 +28,13 @@
 
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
-import { close as closeCb, createReadStream, fstat as fstatCb, open as openCb } from "node:fs";
+import {
+  close as closeCb,
+  createReadStream,
+  fstat as fstatCb,
+  open as openCb,
+  writeFile as writeFileCb,
+} from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
@@ -60,6 +66,8 @@ const READ_CHUNK = 1 << 20;
 const openFd = promisify(openCb);
 const fstatFd = promisify(fstatCb);
 const closeFd = promisify(closeCb);
+/** fs.writeFile with callbacks: no FileHandle object per call (a session's meta.json, per POST). */
+const writeSmallFile = promisify(writeFileCb);
 
 export interface FsBlobStoreOptions {
   /** Flush each blob to disk before it becomes visible (default true). */
@@ -221,7 +229,7 @@ export class FsBlobStore implements BlobStore {
     // in place: nobody knows the id before this returns, and a creation cut
     // short by a crash is a directory purgeStale judges by its age. The data
     // file is created by the first chunk; until then the offset is 0.
-    await writeFile(join(dir, "meta.json"), JSON.stringify({ repo, startedAt }), { flag: "wx" });
+    await writeSmallFile(join(dir, "meta.json"), JSON.stringify({ repo, startedAt }), { flag: "wx" });
     this.#remember(id, { repo, startedAt });
     this.#withoutData.add(id);
     return { id, repo, offset: 0, startedAt };
