@@ -20,9 +20,10 @@
  * blobs is bound by them (benchmarks/README.md, "Real client forms"): a
  * session is a directory and its meta.json (the data file comes with the
  * first chunk), the meta of a session is cached once read (it never
- * changes), the digest-prefix directories of `blobs/` are created on the
- * first rename that needs them, and a session is dropped by unlinking its
- * two files. The durability promise does not change: with `fsync`, every
+ * changes), the 256 digest-prefix directories of `blobs/sha256/` are made by
+ * `init` (other algorithms' on the first rename that needs them), and a
+ * session is dropped by unlinking its files (only meta.json when it was last
+ * seen without data) and its directory. The durability promise does not change: with `fsync`, every
  * blob's bytes are flushed before the rename that makes it visible.
  */
 
