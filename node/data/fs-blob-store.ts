@@ -23,8 +23,9 @@
  * changes), the 256 digest-prefix directories of `blobs/sha256/` are made by
  * `init` (other algorithms' on the first rename that needs them), and a
  * session is dropped by unlinking its files (only meta.json when it was last
- * seen without data) and its directory. The durability promise does not change: with `fsync`, every
- * blob's bytes are flushed before the rename that makes it visible.
+ * seen without data) and its directory. The durability promise does not
+ * change: with `fsync`, every blob's bytes are flushed before the rename that
+ * makes it visible.
  */
 
 import type { Hash } from "node:crypto";
@@ -278,9 +279,9 @@ export class FsBlobStore implements BlobStore {
    * Remove a session's files: meta.json first (the session stops existing),
    * then its data and its directory; UploadNotFoundError when it is gone.
    * A session last seen without a data file (the POST + PUT-with-body form)
-   * has its directory removed straight away;
-   * should a chunk have landed meanwhile (through another process), the
-   * directory is not empty and is removed with everything in it.
+   * has its directory removed straight away; should a chunk have landed
+   * meanwhile (through another process), the directory is not empty and is
+   * removed with everything in it.
    */
   async #removeSession(id: string): Promise<void> {
     const dir = this.#uploadDir(id);
