@@ -1,6 +1,6 @@
 /**
- * CPU per pushed blob, Meridian against the floor of Node's HTTP itself
- * (floor-server.ts), for the request pattern of the 50-image push
+ * CPU per pushed blob, Meridian and CNCF Distribution against the floor of
+ * Node's HTTP itself (floor-server.ts), for the request pattern of the 50-image push
  * (pushforms.ts `images`): per blob `HEAD` (a miss), empty `POST`, `PUT
  * ?digest=` with the body, 8 blobs in flight. Every target is started fresh
  * for each measurement, the order rotates from round to round, and the figure
@@ -9,7 +9,7 @@
  * blobs (50 × config + 5 × 1 MiB: bytes and requests) and 1 KiB blobs (the
  * fixed cost of the three requests).
  *
- *   node dist/benchmarks/perblob.js [--runs 3] [--small 1500] [--targets meridian,http,fastify,http-store,fastify-store]
+ *   node dist/benchmarks/perblob.js [--runs 3] [--small 1500] [--targets meridian,distribution,http,fastify,http-store,fastify-store]
  *
  * Markdown on stdout. See benchmarks/README.md, "Real client forms".
  */
@@ -27,7 +27,7 @@ import { cell } from "./spread.js";
 import { FULL, ImageData } from "./suites.js";
 
 const FLOORS = ["http", "fastify", "http-store", "fastify-store"] as const;
-type TargetKind = "meridian" | (typeof FLOORS)[number];
+type TargetKind = "meridian" | "distribution" | (typeof FLOORS)[number];
 
 interface Running {
   url: string;
@@ -62,8 +62,8 @@ async function startFloor(mode: (typeof FLOORS)[number]): Promise<Running> {
 }
 
 async function start(kind: TargetKind): Promise<Running> {
-  if (kind !== "meridian") return startFloor(kind);
-  const t = await startTarget("meridian");
+  if (kind !== "meridian" && kind !== "distribution") return startFloor(kind);
+  const t = await startTarget(kind);
   return { url: t.url, pid: t.pid, natsPid: t.natsPid, stop: () => t.stop() };
 }
 
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     options: {
       runs: { type: "string", default: "3" },
       small: { type: "string", default: "1500" },
-      targets: { type: "string", default: ["meridian", ...FLOORS].join(",") },
+      targets: { type: "string", default: ["meridian", "distribution", ...FLOORS].join(",") },
     },
   });
   const runs = Number(values.runs);
