@@ -115,7 +115,13 @@ export class HotKeys {
     if (this.#values.has(key)) return this.#values.get(key);
     const token = {};
     this.#reading.set(key, token);
-    const value = await db.get(key);
+    let value: string | undefined;
+    try {
+      value = await db.get(key);
+    } catch (err) {
+      if (this.#reading.get(key) === token) this.#reading.delete(key);
+      throw err;
+    }
     if (this.#reading.get(key) === token) {
       this.#reading.delete(key);
       this.#keep(key, value);
