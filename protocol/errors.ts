@@ -252,7 +252,7 @@ export interface OciBinding {
  * the OCI Distribution Spec v1.1 where it names one, CNCF Distribution where it
  * does not.
  */
-type ErrorClass = abstract new (...args: never[]) => MeridianError;
+export type ErrorClass = abstract new (...args: never[]) => MeridianError;
 
 const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBinding>([
   [BlobNotFoundError, { code: "BLOB_UNKNOWN", status: 404 }],
@@ -296,6 +296,13 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
 export function ociErrorFor(err: unknown): OciBinding | undefined {
   if (!(err instanceof MeridianError)) return undefined;
   return OCI_TABLE.get(err.constructor as ErrorClass);
+}
+
+/** The OCI binding of a domain error class (a handler answering a miss without throwing one). */
+export function ociBindingOf(cls: ErrorClass): OciBinding {
+  const binding = OCI_TABLE.get(cls);
+  if (binding === undefined) throw new Error(`${cls.name} has no OCI binding`);
+  return binding;
 }
 
 /** Every class in the table, for the test that checks each binding. */

@@ -20,15 +20,23 @@
  * blobs is bound by them (benchmarks/README.md, "Real client forms"): a
  * session is a directory and its meta.json (the data file comes with the
  * first chunk), the meta of a session is cached once read (it never
- * changes), the digest-prefix directories of `blobs/` are created on the
- * first rename that needs them, and a session is dropped by unlinking its
- * two files. The durability promise does not change: with `fsync`, every
- * blob's bytes are flushed before the rename that makes it visible.
+ * changes), the 256 digest-prefix directories of `blobs/sha256/` are made by
+ * `init` (other algorithms' on the first rename that needs them), and a
+ * session is dropped by unlinking its files (only meta.json when it was last
+ * seen without data) and its directory. The durability promise does not
+ * change: with `fsync`, every blob's bytes are flushed before the rename that
+ * makes it visible.
  */
 
 import type { Hash } from "node:crypto";
 import { randomUUID } from "node:crypto";
-import { close as closeCb, createReadStream, fstat as fstatCb, open as openCb } from "node:fs";
+import {
+  close as closeCb,
+  createReadStream,
+  fstat as fstatCb,
+  open as openCb,
+  writeFile as writeFileCb,
+} from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
@@ -60,6 +68,8 @@ const READ_CHUNK = 1 << 20;
 const openFd = promisify(openCb);
 const fstatFd = promisify(fstatCb);
 const closeFd = promisify(closeCb);
+/** fs.writeFile with callbacks: no FileHandle object per call (a session's meta.json, per POST). */
+const writeSmallFile = promisify(writeFileCb);
 
 export interface FsBlobStoreOptions {
   /** Flush each blob to disk before it becomes visible (default true). */
@@ -85,6 +95,8 @@ export class FsBlobStore implements BlobStore {
   readonly #hashes = new Map<string, HashState>();
   /** The meta.json of sessions seen by this process (written once, never changed). */
   readonly #metas = new Map<string, SessionMeta>();
+  /** Sessions last seen here without a data file (no chunk yet): their removal skips the data file. */
+  readonly #withoutData = new Set<string>();
   /** Each upload's appends and commit, one at a time in this process. */
   readonly #perUpload = new PerKeySerial();
 
@@ -96,6 +108,17 @@ export class FsBlobStore implements BlobStore {
   async init(): Promise<void> {
     await Promise.all(
       ["blobs", "uploads", "tmp"].map((d) => mkdir(join(this.#root, d), { recursive: true })),
+    );
+    // The 256 digest-prefix directories of sha256, made once here rather than by the first
+    // rename into each (a failed rename and a mkdir more for most blobs of a new registry).
+    const sha256 = join(this.#root, "blobs", "sha256");
+    await mkdir(sha256, { recursive: true });
+    await Promise.all(
+      Array.from({ length: 256 }, (_, i) =>
+        mkdir(join(sha256, i.toString(16).padStart(2, "0"))).catch((err) => {
+          if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        }),
+      ),
     );
   }
 
@@ -208,8 +231,9 @@ export class FsBlobStore implements BlobStore {
     // in place: nobody knows the id before this returns, and a creation cut
     // short by a crash is a directory purgeStale judges by its age. The data
     // file is created by the first chunk; until then the offset is 0.
-    await writeFile(join(dir, "meta.json"), JSON.stringify({ repo, startedAt }), { flag: "wx" });
+    await writeSmallFile(join(dir, "meta.json"), JSON.stringify({ repo, startedAt }), { flag: "wx" });
     this.#remember(id, { repo, startedAt });
+    this.#withoutData.add(id);
     return { id, repo, offset: 0, startedAt };
   }
 
@@ -223,11 +247,16 @@ export class FsBlobStore implements BlobStore {
         this.#remember(id, meta);
       }
       size = await stat(join(dir, "data")).then(
-        (s) => s.size,
+        (s) => {
+          this.#withoutData.delete(id);
+          return s.size;
+        },
         async (err) => {
           if (!isMissing(err)) throw err;
           // No chunk yet; or the session is gone (ended by another process: check its marker).
           await stat(join(dir, "meta.json"));
+          if (this.#withoutData.size >= META_CACHE_MAX) this.#withoutData.clear();
+          this.#withoutData.add(id);
           return 0;
         },
       );
@@ -249,20 +278,26 @@ export class FsBlobStore implements BlobStore {
   /**
    * Remove a session's files: meta.json first (the session stops existing),
    * then its data and its directory; UploadNotFoundError when it is gone.
+   * A session last seen without a data file (the POST + PUT-with-body form)
+   * has its directory removed straight away; should a chunk have landed
+   * meanwhile (through another process), the directory is not empty and is
+   * removed with everything in it.
    */
   async #removeSession(id: string): Promise<void> {
     const dir = this.#uploadDir(id);
     this.#hashes.delete(id);
     this.#metas.delete(id);
+    const hasData = !this.#withoutData.delete(id);
     try {
       await unlink(join(dir, "meta.json"));
     } catch (err) {
       if (isMissing(err)) throw new UploadNotFoundError("blob upload unknown", { cause: err });
       throw err;
     }
-    await unlink(join(dir, "data")).catch((err) => {
-      if (!isMissing(err)) throw err;
-    });
+    if (hasData)
+      await unlink(join(dir, "data")).catch((err) => {
+        if (!isMissing(err)) throw err;
+      });
     // Anything else in the directory (a file of an older layout): remove it all.
     await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
   }
@@ -284,6 +319,7 @@ export class FsBlobStore implements BlobStore {
       }
       const running = await this.#hashAt(id, state.offset);
       this.#hashes.delete(id); // re-cached only if the chunk lands whole
+      this.#withoutData.delete(id);
       const data = join(this.#uploadDir(id), "data");
       // The commit flushes the session's file; meanwhile it is flushed in the background.
       const mode = this.#fsync ? "background" : "none";
@@ -321,6 +357,7 @@ export class FsBlobStore implements BlobStore {
         await handle.sync().finally(() => handle.close());
       }
       await this.#commitFile(data, digest);
+      this.#withoutData.add(id); // renamed into blobs/
       await this.#removeSession(id);
       return { digest, size: state.offset };
     });
@@ -351,6 +388,7 @@ export class FsBlobStore implements BlobStore {
       if (started < before.getTime() || active < idleBefore) {
         this.#hashes.delete(id);
         this.#metas.delete(id);
+        this.#withoutData.delete(id);
         await rm(dir, { recursive: true, force: true });
         uploads++;
       }

@@ -221,6 +221,9 @@ export function natsConnectOptions(config: NatsClientConfig | undefined): Partia
     pingInterval: config?.pingIntervalMs ?? NATS_LIVENESS.pingIntervalMs,
     maxPingOut: config?.maxPingOut ?? NATS_LIVENESS.maxPingOut,
     timeout: config?.connectTimeoutMs ?? NATS_LIVENESS.connectTimeoutMs,
+    // nats.js otherwise builds an Error per request (every JetStream append) for the caller's
+    // async stack; a failed request still says what failed, without where it was awaited.
+    noAsyncTraces: true,
   };
   if (config === undefined) return out;
   if (config.seedFile !== undefined) {

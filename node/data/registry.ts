@@ -225,10 +225,20 @@ export class Registry {
 
   /** Size of a blob linked into `repo`; BlobNotFoundError otherwise. */
   async blobSize(repo: string, digest: Digest): Promise<number> {
-    const link = await this.view.content.blobLink(repo, digest);
-    const size = link === undefined ? undefined : link.size >= 0 ? link.size : await this.store.stat(digest);
+    const size = await this.linkedBlobSize(repo, digest);
     if (size === undefined) throw new BlobNotFoundError("blob unknown", { detail: { digest } });
     return size;
+  }
+
+  /**
+   * Size of a blob linked into `repo`, undefined when it is not: the HEAD a
+   * client sends before every blob push is usually a miss, answered without
+   * building an error (node/http/oci/blobs.ts).
+   */
+  async linkedBlobSize(repo: string, digest: Digest): Promise<number | undefined> {
+    const link = await this.view.content.blobLink(repo, digest);
+    if (link === undefined) return undefined;
+    return link.size >= 0 ? link.size : this.store.stat(digest);
   }
 
   /** True when blob GETs are answered with a redirect to the store (`blobUrl`). */

@@ -42,6 +42,7 @@ import { type OciRouteName, rewriteOciUrl } from "./oci/paths.js";
 import { referrersRoutes } from "./oci/referrers.js";
 import { tagsCatalogRoutes } from "./oci/tags-catalog.js";
 import { uploadRoutes } from "./oci/uploads.js";
+import { lazyRequestLogger } from "./request-logger.js";
 import { tokenRoutes } from "./token-routes.js";
 
 export interface OciApiOptions extends OciRoutesOptions {
@@ -76,11 +77,13 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   // Bodies are streamed by the handlers from request.raw; nothing is parsed up front.
   app.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
   app.setErrorHandler(closeOnUnreadBody);
-  app.addHook("onRequest", async (req, reply) => {
+  // Both hooks run on every request: callback style, no promise per request.
+  app.addHook("onRequest", (req, reply, done) => {
     req.identity = ANONYMOUS;
     reply.header("docker-distribution-api-version", "registry/2.0");
+    done();
   });
-  app.addHook("onResponse", async (req, reply) => {
+  app.addHook("onResponse", (req, reply, done) => {
     duration.observe(
       { route: req.ociRoute, method: req.method, code: reply.statusCode },
       reply.elapsedTime / 1000,
@@ -96,6 +99,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         reference: req.ociTarget.reference,
         status: reply.statusCode,
       });
+    done();
   });
 
   await app.register(async (oci) => {
@@ -177,6 +181,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const app = fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    // Each request's child logger is made only if the request logs (./request-logger.ts).
+    childLoggerFactory: lazyRequestLogger,
     exposeHeadRoutes: false,
     bodyLimit: 1 << 20,
     keepAliveTimeout: options.http?.keepAliveTimeoutMs ?? 75_000,

@@ -4,10 +4,35 @@
  * protocol/errors.ts. Unexpected errors are 500s that never echo their message.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
-import { ociErrorFor, RangeNotSatisfiableError, type UploadRangeError } from "../../protocol/errors.js";
+import {
+  type ErrorClass,
+  ociBindingOf,
+  ociErrorFor,
+  RangeNotSatisfiableError,
+  type UploadRangeError,
+} from "../../protocol/errors.js";
 import { answerClientError, ociErrorBody } from "../../protocol/oci-errors.js";
 
 export { ociErrorBody };
+
+/**
+ * The envelope `handleError` would send for an error of class `cls`, sent
+ * without an error being built and thrown: for the misses clients expect
+ * (the HEAD before every blob push), where the throw, its stack trace and
+ * fastify's error path cost more than the lookup itself.
+ */
+export function sendOciError(
+  reply: FastifyReply,
+  cls: ErrorClass,
+  message: string,
+  detail?: unknown,
+): FastifyReply {
+  const binding = ociBindingOf(cls);
+  return reply
+    .status(binding.status)
+    .type("application/json")
+    .send(ociErrorBody(binding.code, message, detail));
+}
 
 export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
   const binding = ociErrorFor(err);

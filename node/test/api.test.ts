@@ -107,6 +107,31 @@ describe("blobs", () => {
     await expectError(await c.fetch(`/v2/blobs/owner/blobs/md5:${"a".repeat(32)}`), 400, "DIGEST_INVALID");
   });
 
+  test("a HEAD of a missing blob answers what its GET answers, less the body (the miss is not thrown)", async () => {
+    const d = await c.pushBlob("blobs/headmiss", randomBytes(10));
+    for (const path of [
+      `/v2/blobs/headmiss-other/blobs/${d.digest}`,
+      `/v2/blobs/headmiss/blobs/${sha256("none")}`,
+    ]) {
+      const get = await c.fetch(path);
+      const body = await get.text();
+      const head = await c.fetch(path, { method: "HEAD" });
+      assert.equal(head.status, 404);
+      assert.equal(get.status, 404);
+      assert.equal(JSON.parse(body).errors[0].code, "BLOB_UNKNOWN");
+      for (const h of ["content-type", "content-length", "docker-distribution-api-version"])
+        assert.equal(head.headers.get(h), get.headers.get(h), h);
+      assert.equal(head.headers.get("content-length"), String(Buffer.byteLength(body)));
+      assert.equal((await head.arrayBuffer()).byteLength, 0);
+    }
+    const malformed = await c.fetch("/v2/blobs/headmiss/blobs/sha256:xyz", { method: "HEAD" });
+    assert.equal(malformed.status, 400);
+    const hit = await c.fetch(`/v2/blobs/headmiss/blobs/${d.digest}`, { method: "HEAD" });
+    assert.equal(hit.status, 200);
+    assert.equal(hit.headers.get("content-length"), "10");
+    assert.equal(hit.headers.get("docker-content-digest"), d.digest);
+  });
+
   test("Range requests: 206 with Content-Range, suffix and open ranges, 416 otherwise", async () => {
     const bytes = Buffer.from("0123456789abcdefghij");
     const { digest } = await c.pushBlob("blobs/range", bytes);

@@ -92,6 +92,35 @@ describe("FsBlobStore specifics", () => {
     }
   });
 
+  // A session this process last saw without a data file is removed without unlinking one (one
+  // file-system call less per POST + PUT push); a chunk appended meanwhile through another process
+  // must still leave with it, and a session committed from its chunks leaves nothing either.
+  test("a session last seen without data is removed whole, even after another process appended to it", async () => {
+    const root = await mkdtemp(join(tmpdir(), "meridian-blob-store-"));
+    try {
+      const store = new FsBlobStore(root, { fsync: false });
+      await store.init();
+      const other = new FsBlobStore(root, { fsync: false });
+      const s = await store.startUpload("r");
+      assert.equal((await store.uploadState(s.id)).offset, 0);
+      await other.appendUpload(s.id, streamOf(Buffer.from("abc")), 0, 3);
+      await store.cancelUpload(s.id);
+      assert.deepEqual(await readdir(join(root, "uploads")), []);
+      await assert.rejects(other.uploadState(s.id), UploadNotFoundError);
+      // Chunks appended here, then committed: nothing of the session stays either.
+      const t = await store.startUpload("r");
+      await store.appendUpload(t.id, streamOf(Buffer.from("xyz")), 0, 3);
+      await store.commitUpload(t.id, digestOf("xyz"));
+      assert.deepEqual(await readdir(join(root, "uploads")), []);
+      // A blob written whole (POST ?digest=, or PUT with the body) lands in its prefix directory.
+      await store.write(streamOf(Buffer.from("whole")), digestOf("whole"), 5);
+      assert.deepEqual(await store.readAll(digestOf("whole")), Buffer.from("whole"));
+      assert.equal((await readdir(join(root, "blobs", "sha256"))).length, 256);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   // The write loop takes the source's pieces as they are (writev, no gathering copy): a source in
   // object mode (Readable.from) may give strings or byte views rather than Buffers.
   test("sources of strings and byte views are stored as their bytes", async () => {

@@ -16,7 +16,7 @@ import type {
 import { type RepoDigest, summarizeRepository } from "../../../protocol/summary.js";
 import type { ConflictRecord, ReferrerRecord, TagHistoryEntry } from "./content.js";
 import type { RepoConfig, RepoConfigs } from "./repo-configs.js";
-import { Batch, END, getJson, type Page, type ViewDb } from "./store.js";
+import { Batch, cacheHotKeys, END, getJson, type Page, readCommitted, type ViewDb } from "./store.js";
 
 /** What the content projection answers; undefined means absent (never written, or deleted). */
 export interface ContentReads {
@@ -69,6 +69,8 @@ export class ContentReadsImpl implements ContentReads {
   constructor(db: ViewDb, configs: RepoConfigs) {
     this.#db = db;
     this.#repoConfigs = configs;
+    // Blob link registers and repository tombstones: read by every blob push up to three times.
+    cacheHotKeys(db, ["b!", "Z!"]);
   }
 
   configFor(repo: string): RepoConfig {
@@ -89,7 +91,8 @@ export class ContentReadsImpl implements ContentReads {
   }
 
   async blobLink(repo: string, digest: Digest): Promise<{ size: number } | undefined> {
-    const register = await getJson<BlobRegister>(this.#db, `b!${repo}!${digest}`);
+    const raw = await readCommitted(this.#db, `b!${repo}!${digest}`);
+    const register = raw === undefined ? undefined : (JSON.parse(raw) as BlobRegister);
     return register?.live ? { size: register.size } : undefined;
   }
 

@@ -81,6 +81,89 @@ export async function putRegister(batch: Batch, key: string, w: Write, value: ()
   batch.put(key, JSON.stringify({ value: value(), w }));
 }
 
+/**
+ * The committed values of a view's hottest small keys, held in memory: every
+ * blob push reads its link register (`b!`) and its repository's tombstone
+ * (`Z!`) up to three times (the client's HEAD, the link's own check, the
+ * projection's merge before it writes), each a LevelDB read through libuv's
+ * thread pool. Absent keys are held too (a HEAD before a push is a miss).
+ *
+ * Coherence rests on one fact: this process is the only writer of its view's
+ * database (LevelDB locks it), and every write goes through `Batch.write`,
+ * which hands the cache what it committed. A read that was in flight while a
+ * batch wrote its key is not kept (its value may predate the write): each
+ * read leaves a token, and a committed write of the key takes it away. The
+ * view clears its database only when it opens, before any read.
+ */
+export class HotKeys {
+  readonly #prefixes: readonly string[];
+  readonly #max: number;
+  readonly #values = new Map<string, string | undefined>();
+  readonly #reading = new Map<string, object>();
+
+  constructor(prefixes: readonly string[], max = 16_384) {
+    this.#prefixes = prefixes;
+    this.#max = max;
+  }
+
+  covers(key: string): boolean {
+    for (const p of this.#prefixes) if (key.startsWith(p)) return true;
+    return false;
+  }
+
+  async get(db: ViewDb, key: string): Promise<string | undefined> {
+    if (this.#values.has(key)) return this.#values.get(key);
+    const token = {};
+    this.#reading.set(key, token);
+    let value: string | undefined;
+    try {
+      value = await db.get(key);
+    } catch (err) {
+      if (this.#reading.get(key) === token) this.#reading.delete(key);
+      throw err;
+    }
+    if (this.#reading.get(key) === token) {
+      this.#reading.delete(key);
+      this.#keep(key, value);
+    }
+    return value;
+  }
+
+  /** A batch committed `value` under `key` (undefined: deleted). */
+  committed(key: string, value: string | undefined): void {
+    this.#reading.delete(key);
+    this.#keep(key, value);
+  }
+
+  /** A batch failed: what it may have half-written is read again from the database. */
+  forget(): void {
+    this.#values.clear();
+    this.#reading.clear();
+  }
+
+  #keep(key: string, value: string | undefined): void {
+    if (this.#values.size >= this.#max && !this.#values.has(key)) {
+      // Oldest first out (insertion order).
+      const oldest = this.#values.keys().next().value;
+      if (oldest !== undefined) this.#values.delete(oldest);
+    }
+    this.#values.set(key, value);
+  }
+}
+
+const hotKeys = new WeakMap<ViewDb, HotKeys>();
+
+/** Hold the committed values of keys under `prefixes` of `db` in memory (see HotKeys); once per database. */
+export function cacheHotKeys(db: ViewDb, prefixes: readonly string[]): void {
+  if (!hotKeys.has(db)) hotKeys.set(db, new HotKeys(prefixes));
+}
+
+/** A committed value, from the hot-key cache when `key` is one of its prefixes'. */
+export function readCommitted(db: ViewDb, key: string): Promise<string | undefined> {
+  const hot = hotKeys.get(db);
+  return hot?.covers(key) ? hot.get(db, key) : db.get(key);
+}
+
 /** A level batch whose reads see its own pending writes. */
 export class Batch {
   readonly #pending = new Map<string, string | undefined>();
@@ -88,7 +171,7 @@ export class Batch {
 
   async get(key: string): Promise<string | undefined> {
     if (this.#pending.has(key)) return this.#pending.get(key);
-    return this.db.get(key);
+    return readCommitted(this.db, key);
   }
   put(key: string, value: string): void {
     this.#pending.set(key, value);
@@ -117,10 +200,18 @@ export class Batch {
     return (await this.entriesUnder(prefix)).map(([, v]) => v);
   }
   async write(): Promise<void> {
-    await this.db.batch(
-      [...this.#pending].map(([key, value]) =>
-        value === undefined ? { type: "del" as const, key } : { type: "put" as const, key, value },
-      ),
-    );
+    const hot = hotKeys.get(this.db);
+    try {
+      await this.db.batch(
+        [...this.#pending].map(([key, value]) =>
+          value === undefined ? { type: "del" as const, key } : { type: "put" as const, key, value },
+        ),
+      );
+    } catch (err) {
+      hot?.forget();
+      throw err;
+    }
+    if (hot !== undefined)
+      for (const [key, value] of this.#pending) if (hot.covers(key)) hot.committed(key, value);
   }
 }

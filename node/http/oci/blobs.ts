@@ -12,6 +12,7 @@ import { BlobNotFoundError } from "../../../protocol/errors.js";
 import { parseRepository } from "../../../protocol/names.js";
 import type { ByteRange } from "../../data/blob-store.js";
 import { FileBody } from "../../data/file-body.js";
+import { sendOciError } from "../errors.js";
 import { blobRange } from "../headers.js";
 import {
   abortOnClose,
@@ -69,6 +70,19 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
       "content-type": "application/octet-stream",
       "cache-control": "max-age=31536000",
     };
+    if (req.method === "HEAD") {
+      // Every blob push begins with this HEAD, usually a miss: answered without an error thrown.
+      const size = await reg.linkedBlobSize(repo, digest);
+      if (size !== undefined) return reply.headers({ ...headers, "content-length": size }).send();
+      // Answered from where the repository holds it elsewhere, copying no bytes (see fetch-on-miss.ts).
+      const located =
+        options.fetchOnMiss === undefined || onlyIfCached(req)
+          ? undefined
+          : await options.fetchOnMiss.blobHead(repo, digest);
+      if (located === undefined) return sendOciError(reply, BlobNotFoundError, "blob unknown", { digest });
+      reply.header(FETCHED_FROM_HEADER, located.region);
+      return reply.headers({ ...headers, "content-length": located.size }).send();
+    }
     const ac = abortOnClose(req.raw);
     const wanted = (size: number) => blobRange(req.headers.range, size);
     let opened: { size: number; range?: ByteRange; stream?: Readable };
@@ -82,20 +96,10 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
           .headers({ location, "docker-content-digest": digest, "content-length": 0 })
           .send();
       }
-      opened =
-        req.method === "HEAD"
-          ? { size: await reg.blobSize(repo, digest) }
-          : await reg.openBlob(repo, digest, wanted, ac.signal);
+      opened = await reg.openBlob(repo, digest, wanted, ac.signal);
     } catch (err) {
       if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || onlyIfCached(req))
         throw err;
-      if (req.method === "HEAD") {
-        // Answered from where the repository holds it elsewhere, copying no bytes (see fetch-on-miss.ts).
-        const located = await options.fetchOnMiss.blobHead(repo, digest);
-        if (located === undefined) throw err;
-        reply.header(FETCHED_FROM_HEADER, located.region);
-        return reply.headers({ ...headers, "content-length": located.size }).send();
-      }
       const miss = await options.fetchOnMiss.blob(repo, digest, wanted, ac.signal);
       if (miss === undefined) throw err;
       if ("redirect" in miss) return redirectTo(reply, await presigned(options.auth, req, repo, miss));
