@@ -469,13 +469,15 @@ export class SourceConsumer {
     const peers = this.#o.peersFor();
     switch (event.type) {
       case "blob.pushed":
-        await this.#o.copier.ensureBlob(event.digest, peers, signal);
+        await this.#o.copier.ensureBlob(event.digest, peers, signal, event.size);
         break;
       case "manifest.pushed":
       case "tag.set":
         // A manifest live here had its closure checked when it became live: a tag on it needs no copy.
         if ((await this.#w.view.content.manifest(event.repo, event.digest)) === undefined)
-          await this.#o.copier.ensureManifest(event.digest, peers, signal);
+          await this.#o.copier.ensureManifest(event.digest, peers, signal, {
+            ...(event.type === "manifest.pushed" ? { size: event.size } : {}),
+          });
         break;
       default:
         break; // deletions carry no content
