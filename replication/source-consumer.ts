@@ -345,7 +345,9 @@ export class SourceConsumer {
    *
    * If an append fails while later ones go through (a connection lost
    * mid-batch), its retry lands after them: the local log then holds this
-   * source's events slightly out of order. The view merges every piece of
+   * source's events slightly out of order (as after a restart, before and
+   * after pipelining: JetStream delivers the events never delivered before
+   * those left undone at the stop). The view merges every piece of
    * content as a register, whatever order its writes arrive in
    * (node/data/projections/content.ts), and every event's content was copied
    * before any append was issued, so no tag is visible before its closure

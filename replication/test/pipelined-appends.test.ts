@@ -257,3 +257,30 @@ test("an append whose acknowledgement is lost mid-batch is retried without a dup
   assert.equal(state.ackPending, 0);
   assert.equal(state.pending, 0);
 });
+
+test("a worker stopped mid-batch and started again stores every event once, losing none", async (t) => {
+  const after = cleanupStack(t);
+  const { natsA, natsB, logA, start } = await regions(after);
+  const N = 300;
+  const written: RegistryEvent[] = [];
+  for (let i = 0; i < N; i++) {
+    const e = ev("a", 1_000 + i, { type: "tag.set", repo: REPO, tag: `w${i}`, digest: M });
+    written.push(e);
+    await logA.append(e);
+  }
+  const replicas = async () => (await streamOf(natsB.url, "b")).filter((e) => e.origin === "a");
+  const first = start();
+  // Stopped with appends in flight: those stored but not acknowledged at a come again and are
+  // de-duplicated; those left undone come again after their delay (JetStream delivers the
+  // never-delivered ones first, so these may land after later events: the view merges
+  // registers in any order).
+  await eventually(async () => (await replicas()).length >= 30, 30_000, 5);
+  await first.stop();
+  assert.ok((await durableState(natsA.url)).ackFloor < N, "stopped before the end");
+  const second = start();
+  after(() => second.stop());
+  await eventually(async () => (await durableState(natsA.url)).ackFloor === N, 30_000, 50);
+  const got = (await replicas()).map((e) => e.cause!);
+  assert.equal(got.length, N, "none twice");
+  assert.deepEqual(new Set(got), new Set(written.map((e) => e.id)), "none lost");
+});
