@@ -9,8 +9,11 @@
  * Per source, events are committed strictly in order: up to PIPELINE_DEPTH
  * of them are prepared (`#prepare`: decoded, judged under the policies and
  * the delete breaker, their content copied) at once, and each is committed
- * (`#commit`: appended here, then acknowledged) only after every earlier
- * one, so a later tag never overtakes the manifest it points to; an event
+ * (appended here, then acknowledged) after every earlier one: its append is
+ * issued once the previous event's was, and the acknowledgements are awaited
+ * side by side (pipelined, `#issueAppend`), so a later tag never overtakes
+ * the manifest it points to, and 1000 events do not cost 1000 round trips
+ * one after the other; an event
  * whose content cannot be copied yet is retried with backoff and holds back
  * that source only. Deletions are judged one at a time, once everything
  * before them is committed. An event is acknowledged only after its replica
