@@ -12,7 +12,16 @@
  *               100); c's worker starts. Measured: time until c's summaries
  *               equal a's (anti-entropy only).
  *
- *   node dist/benchmarks/convergence.js [--runs N] [--writes N] [--images N]
+ *   node dist/benchmarks/convergence.js [--runs N] [--writes N] [--images N] [--partition-only]
+ *                                       [--profile DIR]
+ *
+ * `--profile DIR`: every node, peer and worker is CPU-profiled (the
+ * cpu-prof-preload.ts preload, as replication.ts does) into DIR, and stopped
+ * with SIGTERM at the end so the profiles are written.
+ *
+ * With the partition, the CPU seconds every region's processes used from the
+ * heal until agreement are recorded per process kind (nats, node, peer,
+ * worker; summed over a, b and c, from /proc), with the load average.
  *
  * Medians over the runs are printed as markdown; every run's figures go to
  * benchmarks/results/convergence-<timestamp>.json. Target (issue 4):
@@ -20,14 +29,39 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { CONVERGENCE_WORKER_ENV, MeshProbe, REGIONS } from "../chaos/convergence.js";
 import { sleep } from "../testing/faults.js";
 import { cleanupStack, REPO_ROOT, spawnMeridian } from "../testing/harness.js";
+import type { ProxiedMesh } from "../testing/mesh.js";
 import { startProxiedMesh } from "../testing/mesh.js";
 import { OCI_MANIFEST, type OciClient } from "../testing/oci-client.js";
 import { skipConsumerToEnd } from "../testing/streams.js";
+import { cpuSeconds } from "./proc.js";
+
+const KINDS = ["nats", "node", "peer", "worker"] as const;
+
+/** CPU seconds so far of every region's processes, summed per kind. */
+function cpuByKind(mesh: ProxiedMesh): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kind of KINDS) {
+    out[kind] = 0;
+    for (const region of mesh.regions.values()) {
+      const proc = region[kind];
+      const pid = "pid" in proc ? proc.pid : proc.child.pid;
+      if (pid === undefined) continue;
+      try {
+        out[kind] += cpuSeconds(pid);
+      } catch {
+        // gone (a worker being restarted)
+      }
+    }
+  }
+  return out;
+}
 
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
@@ -90,12 +124,23 @@ async function partitionRun(probe: MeshProbe, run: number, writes: number): Prom
   // c keeps receiving a's writes during the partition: let it finish, so the figure is the heal's.
   await until(120_000, async () => (await probe.summary("c", repo)) === (await probe.summary("a", repo)));
   const healed = Date.now();
+  const cpu0 = cpuByKind(probe.mesh);
+  const [load1] = loadavg();
   probe.mesh.heal("b");
   const convergedMs = await until(300_000, async () => {
     const s = await Promise.all(REGIONS.map((r) => probe.summary(r, repo)));
     return s[0] !== "" && s.every((x) => x === s[0]);
   });
-  return { writes, writeMs, convergedMs, sinceHealMs: Date.now() - healed };
+  const cpu1 = cpuByKind(probe.mesh);
+  const cpu = Object.fromEntries(KINDS.map((k) => [`cpu_${k}_s`, +(cpu1[k]! - cpu0[k]!).toFixed(2)]));
+  return {
+    writes,
+    writeMs,
+    convergedMs,
+    sinceHealMs: Date.now() - healed,
+    load1: +load1!.toFixed(2),
+    ...cpu,
+  };
 }
 
 async function backfillRun(
@@ -142,6 +187,8 @@ async function main(): Promise<void> {
       runs: { type: "string", default: "3" },
       writes: { type: "string", default: "1000" },
       images: { type: "string", default: "1000" },
+      "partition-only": { type: "boolean", default: false },
+      profile: { type: "string" },
     },
   });
   const runs = Number(values.runs);
@@ -153,15 +200,28 @@ async function main(): Promise<void> {
   };
   let probe: MeshProbe | undefined;
   try {
+    if (values.profile !== undefined) {
+      mkdirSync(values.profile, { recursive: true });
+      const preload = pathToFileURL(join(REPO_ROOT, "dist", "benchmarks", "cpu-prof-preload.js")).href;
+      process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ""} --import=${preload}`.trim();
+      process.env.MERIDIAN_BENCH_PROFILE_DIR = values.profile;
+    }
     const mesh = await startProxiedMesh(after, [...REGIONS], {
       worker: { ...CONVERGENCE_WORKER_ENV, MERIDIAN_LOG_LEVEL: "warn" },
     });
+    // Gracefully first, so profiles are written (the cleanups kill).
+    if (values.profile !== undefined)
+      hooks.push(async () => {
+        for (const region of mesh.regions.values())
+          await Promise.all([region.worker.stop(), region.peer.stop(), region.node.stop()]);
+      });
     probe = new MeshProbe(mesh);
     const c = mesh.regions.get("c")!;
     for (let run = 0; run < runs; run++) {
       const p = await partitionRun(probe, run, Number(values.writes));
       say(`partition run ${run + 1}: ${JSON.stringify(p)}`);
       results.partition.push(p);
+      if (values["partition-only"]) continue;
       const b = await backfillRun(
         probe,
         run,
@@ -185,6 +245,11 @@ async function main(): Promise<void> {
     "|---|---|---|",
     `| converge after heal, ${values.writes} tag writes on each side | ${(m(results.partition, "convergedMs") / 1000).toFixed(2)} s | ≤ 5 s |`,
     `| (the writes themselves, both sides at once) | ${(m(results.partition, "writeMs") / 1000).toFixed(2)} s | |`,
+    ...KINDS.map(
+      (k) =>
+        `| CPU s from heal to agreement, ${k} (a+b+c) | ${m(results.partition, `cpu_${k}_s`).toFixed(2)} | |`,
+    ),
+    `| load average (1 min) at the heal | ${m(results.partition, "load1").toFixed(2)} | |`,
     `| anti-entropy backfill of ${values.images} images (10 repositories) | ${(m(results.backfill, "backfillMs") / 1000).toFixed(2)} s | |`,
     `| (pushing them to the source) | ${(m(results.backfill, "pushMs") / 1000).toFixed(2)} s | |`,
   ];

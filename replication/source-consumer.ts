@@ -9,8 +9,11 @@
  * Per source, events are committed strictly in order: up to PIPELINE_DEPTH
  * of them are prepared (`#prepare`: decoded, judged under the policies and
  * the delete breaker, their content copied) at once, and each is committed
- * (`#commit`: appended here, then acknowledged) only after every earlier
- * one, so a later tag never overtakes the manifest it points to; an event
+ * (appended here, then acknowledged) after every earlier one: its append is
+ * issued once the previous event's was, and the acknowledgements are awaited
+ * side by side (pipelined, `#issueAppend`), so a later tag never overtakes
+ * the manifest it points to, and 1000 events do not cost 1000 round trips
+ * one after the other; an event
  * whose content cannot be copied yet is retried with backoff and holds back
  * that source only. Deletions are judged one at a time, once everything
  * before them is committed. An event is acknowledged only after its replica
@@ -102,8 +105,16 @@ export interface SourceConsumerOptions {
 export class SourceConsumer {
   readonly #o: SourceConsumerOptions;
   readonly #w: WorkerOptions;
-  /** Sequence of this worker's last append per "repo:tag" not yet known applied (conflict checks wait on it). */
-  readonly #tagAppends = new Map<string, number>();
+  /**
+   * This worker's last append per "repo:tag" not yet known applied (conflict
+   * checks wait on it): its sequence, or its acknowledgement while in flight.
+   */
+  readonly #tagAppends = new Map<string, number | Promise<number>>();
+  /**
+   * Per source: resolves once the previous delivery's append was issued (or,
+   * for anything but an append, its outcome decided): the next append's turn.
+   */
+  readonly #turns = new Map<string, Promise<void>>();
 
   constructor(options: SourceConsumerOptions) {
     this.#o = options;
@@ -176,12 +187,31 @@ export class SourceConsumer {
     }
   }
 
-  /** One delivery: prepared alongside others, committed after every earlier one. */
+  /**
+   * One delivery: prepared alongside others; its append issued once the
+   * previous delivery's was (or, for anything but an append, once every
+   * earlier outcome is applied); its outcome applied after every earlier one.
+   */
   async #handle(source: string, d: Delivery, log: Logger): Promise<Outcome> {
     this.#o.links.delivered(source, d.seq, d.storedAtMs, d.pending);
-    const prepared = await this.#prepare(source, d, log, d.earlier);
-    await d.earlier;
-    return this.#commit(source, d, prepared, log);
+    // Handlers are called in stream order, so this chain is in stream order too.
+    const turn = this.#turns.get(source) ?? Promise.resolve();
+    let next!: () => void;
+    this.#turns.set(source, new Promise<void>((resolve) => (next = resolve)));
+    try {
+      const prepared = await this.#prepare(source, d, log, d.earlier);
+      if (prepared.kind !== "commit") {
+        await d.earlier;
+        return await this.#commit(source, d, prepared, log);
+      }
+      await turn;
+      const outcome = await this.#issueAppend(prepared, d.seq, log, next);
+      await d.earlier;
+      if (outcome.outcome === "ack") this.#replicated(source, d.seq, prepared);
+      return outcome;
+    } finally {
+      next();
+    }
   }
 
   /**
@@ -265,8 +295,16 @@ export class SourceConsumer {
     }
   }
 
-  /** Commit a prepared event, in stream order: append it here, then say it is done (ack), recorded. */
-  async #commit(source: string, m: Delivery, p: Prepared, log: Logger): Promise<Outcome> {
+  /**
+   * The outcome of an event that is not appended here (skipped, filtered,
+   * invalid, given up on: recorded first; stopped), in stream order.
+   */
+  async #commit(
+    source: string,
+    m: Delivery,
+    p: Exclude<Prepared, { kind: "commit" }>,
+    log: Logger,
+  ): Promise<Outcome> {
     const stopped = this.#o.stopped;
     // Not done: redelivered after a restart, as an unacknowledged event would be after the ack wait.
     const later: Outcome = { outcome: "retry-later", delayMs: ACK_WAIT_MS };
@@ -279,41 +317,77 @@ export class SourceConsumer {
     }
     const min = this.#w.retryMinMs ?? 250;
     const max = this.#w.retryMaxMs ?? 5_000;
-    if (p.kind === "failed") {
-      // Recorded durably before the source forgets it: the alert, then term (never redelivered).
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await this.#o.failures.record(source, p, m.seq);
-          break;
-        } catch (err) {
-          if (stopped.aborted) return later;
-          log.warn({ err, eventId: p.event.id, seq: m.seq, attempt }, "recording a failed event failed");
-          await sleep(backoffMs(attempt, min, max), stopped);
-          if (stopped.aborted) return later;
-        }
-      }
-      this.#committed(source, m.seq);
-      this.#o.metrics.handled(source, "failed");
-      return { outcome: "give-up", reason: p.reason };
-    }
-    const { event, outgoing } = p;
+    // Given up on: recorded durably before the source forgets it: the alert, then term (never redelivered).
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#append(outgoing, m.seq);
+        await this.#o.failures.record(source, p, m.seq);
         break;
       } catch (err) {
         if (stopped.aborted) return later;
-        log.warn({ err, eventId: event.id, seq: m.seq, attempt }, "appending a replicated event failed");
+        log.warn({ err, eventId: p.event.id, seq: m.seq, attempt }, "recording a failed event failed");
         await sleep(backoffMs(attempt, min, max), stopped);
         if (stopped.aborted) return later;
       }
     }
-    this.#o.failures.replicated(outgoing);
+    this.#committed(source, m.seq);
+    this.#o.metrics.handled(source, "failed");
+    return { outcome: "give-up", reason: p.reason };
+  }
+
+  /**
+   * Append a prepared event's replica (and the conflict it makes) here.
+   * `issued` is called as soon as the append is handed to the log (after the
+   * conflict check), so #handle lets the next event's append go while this
+   * one's acknowledgement is awaited: appends of one source are pipelined,
+   * issued in stream order on one connection, and the server stores a
+   * connection's messages in that order. Resolves `ack` once the replica (and
+   * its conflict record) are durably in the local log, retrying with backoff
+   * (a retry is de-duplicated by the event's id, so an append that was stored
+   * but not acknowledged is not stored twice); `retry-later` when the worker
+   * stops first.
+   *
+   * If an append fails while later ones go through (a connection lost
+   * mid-batch), its retry lands after them: the local log then holds this
+   * source's events slightly out of order (as after a restart, before and
+   * after pipelining: JetStream delivers the events never delivered before
+   * those left undone at the stop). The view merges every piece of
+   * content as a register, whatever order its writes arrive in
+   * (node/data/projections/content.ts), and every event's content was copied
+   * before any append was issued, so no tag is visible before its closure
+   * either way.
+   */
+  async #issueAppend(
+    p: Extract<Prepared, { kind: "commit" }>,
+    srcSeq: number,
+    log: Logger,
+    issued: () => void,
+  ): Promise<Outcome> {
+    const stopped = this.#o.stopped;
+    const later: Outcome = { outcome: "retry-later", delayMs: ACK_WAIT_MS };
+    const min = this.#w.retryMinMs ?? 250;
+    const max = this.#w.retryMaxMs ?? 5_000;
+    let pending = this.#append(p.outgoing, srcSeq, issued);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await pending;
+        return { outcome: "ack" };
+      } catch (err) {
+        if (stopped.aborted) return later;
+        log.warn({ err, eventId: p.event.id, seq: srcSeq, attempt }, "appending a replicated event failed");
+        await sleep(backoffMs(attempt, min, max), stopped);
+        if (stopped.aborted) return later;
+        pending = this.#append(p.outgoing, srcSeq, issued);
+      }
+    }
+  }
+
+  /** Bookkeeping of an event whose replica is in the local log (in stream order). */
+  #replicated(source: string, seq: number, p: Extract<Prepared, { kind: "commit" }>): void {
+    this.#o.failures.replicated(p.outgoing);
     this.#o.metrics.handled(source, "replicated");
-    const lag = Math.max(0, (Date.now() - Date.parse(event.at)) / 1000);
+    const lag = Math.max(0, (Date.now() - Date.parse(p.event.at)) / 1000);
     this.#o.metrics.lag(source, lag);
-    this.#committed(source, m.seq, lag);
-    return { outcome: "ack" };
+    this.#committed(source, seq, lag);
   }
 
   #committed(source: string, seq: number, lagSeconds?: number): void {
@@ -377,10 +451,13 @@ export class SourceConsumer {
     // The register must include this worker's own last write to the tag, if any (not every append).
     const view = this.#w.view;
     const key = `${event.repo}:${event.tag}`;
-    const mine = this.#tagAppends.get(key);
-    if (mine !== undefined) {
-      if (mine > view.appliedSeq) await view.waitFor(mine, 5_000).catch(() => undefined);
-      this.#tagAppends.delete(key);
+    const entry = this.#tagAppends.get(key);
+    if (entry !== undefined) {
+      // Issued but perhaps not acknowledged yet (appends are pipelined): its sequence first.
+      const mine = typeof entry === "number" ? entry : await entry.catch(() => undefined);
+      if (mine !== undefined && mine > view.appliedSeq)
+        await view.waitFor(mine, 5_000).catch(() => undefined);
+      if (this.#tagAppends.get(key) === entry) this.#tagAppends.delete(key);
     }
     return conflictHere(view, this.#w.region, event.repo, event.tag, {
       digest: digest ?? undefined,
@@ -397,35 +474,59 @@ export class SourceConsumer {
     const peers = this.#o.peersFor();
     switch (event.type) {
       case "blob.pushed":
-        await this.#o.copier.ensureBlob(event.digest, peers, signal);
+        await this.#o.copier.ensureBlob(event.digest, peers, signal, event.size);
         break;
       case "manifest.pushed":
       case "tag.set":
         // A manifest live here had its closure checked when it became live: a tag on it needs no copy.
         if ((await this.#w.view.content.manifest(event.repo, event.digest)) === undefined)
-          await this.#o.copier.ensureManifest(event.digest, peers, signal);
+          await this.#o.copier.ensureManifest(event.digest, peers, signal, {
+            ...(event.type === "manifest.pushed" ? { size: event.size } : {}),
+          });
         break;
       default:
         break; // deletions carry no content
     }
   }
 
-  /** Append a replicated event here (its content is present), recording a conflict it makes. */
-  async #append(event: RegistryEvent, srcSeq: number): Promise<void> {
+  /**
+   * Append a replicated event here (its content is present), recording a
+   * conflict it makes. Both appends are handed to the log (EventLog.append
+   * sends before its first await) before `issued` is called; resolves once
+   * both are durable.
+   */
+  async #append(event: RegistryEvent, srcSeq: number, issued: () => void): Promise<void> {
     const conflict = await this.#conflictWith(event);
-    const { seq } = await this.#w.log.append({ ...event, cause: event.id, srcSeq });
-    this.#o.appended(seq);
+    const appended = this.#w.log.append({ ...event, cause: event.id, srcSeq }).then(({ seq }) => {
+      this.#o.appended(seq);
+      return seq;
+    });
+    const recorded = conflict === undefined ? undefined : this.#o.recordConflict(conflict);
+    issued();
     if (
       (event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed") &&
       event.tag
     ) {
-      this.#tagAppends.set(`${event.repo}:${event.tag}`, seq);
+      const key = `${event.repo}:${event.tag}`;
+      this.#tagAppends.set(key, appended);
+      appended.then(
+        (seq) => {
+          if (this.#tagAppends.get(key) === appended) this.#tagAppends.set(key, seq);
+        },
+        () => {
+          if (this.#tagAppends.get(key) === appended) this.#tagAppends.delete(key);
+        },
+      );
       if (this.#tagAppends.size > 10_000) {
         const applied = this.#w.view.appliedSeq;
-        for (const [k, v] of this.#tagAppends) if (v <= applied) this.#tagAppends.delete(k);
+        for (const [k, v] of this.#tagAppends)
+          if (typeof v === "number" && v <= applied) this.#tagAppends.delete(k);
       }
     }
-    if (conflict !== undefined) await this.#o.recordConflict(conflict);
+    // Both awaited even if one fails, so neither is left an unhandled rejection.
+    const [a, r] = await Promise.allSettled([appended, recorded]);
+    if (a.status === "rejected") throw a.reason;
+    if (r.status === "rejected") throw r.reason;
   }
 }
 

@@ -5,7 +5,8 @@
  *
  * Per source region, events are committed strictly in order: up to
  * PIPELINE_DEPTH of them are prepared (their content copied) at once, and
- * each is appended here only after every earlier one; an event that cannot be
+ * each one's append is issued here only after every earlier one's (their
+ * acknowledgements awaited side by side); an event that cannot be
  * completed yet (a peer is unreachable) is retried with backoff and holds
  * back that source only, so a later tag never overtakes the manifest it
  * points to. Deletions are judged by the delete breaker one at a time, once

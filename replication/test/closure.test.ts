@@ -25,7 +25,7 @@ async function source(parts: Array<{ digest: string; bytes: Buffer }>) {
   const fetched = new Map<string, number>();
   const peer: CopySource = {
     region: "a",
-    hasBlobs: (digests) => Promise.all(digests.map(async (d) => (await store.stat(d)) !== undefined)),
+    blobSizes: (digests) => Promise.all(digests.map((d) => store.stat(d))),
     fetchBlob: (digest, offset, signal) => {
       fetched.set(digest, (fetched.get(digest) ?? 0) + 1);
       const out = new PassThrough();

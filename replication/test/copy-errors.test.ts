@@ -32,7 +32,7 @@ const DIGEST = `sha256:${"ab".repeat(32)}` as Digest;
 function peer(region: string, err: MeridianError | undefined): CopySource {
   return {
     region,
-    hasBlobs: async (digests: Digest[]) => digests.map(() => err !== undefined),
+    blobSizes: async (digests: Digest[]) => digests.map(() => (err !== undefined ? 1 : undefined)),
     fetchBlob: () => {
       const out = new PassThrough();
       // As PeerClient's stream: the error stays on it for the consumer, not an uncaught 'error'.

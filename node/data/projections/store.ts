@@ -167,11 +167,26 @@ export function readCommitted(db: ViewDb, key: string): Promise<string | undefin
 /** A level batch whose reads see its own pending writes. */
 export class Batch {
   readonly #pending = new Map<string, string | undefined>();
+  /**
+   * What this batch read from the database, by key: nothing else writes the
+   * database while a batch is applied (the view applies one at a time), and
+   * a batch of many events reads the same keys again and again (a
+   * repository's deletion barrier `Z!<repo>` once per event, and per blob of
+   * each manifest): one read each (issue 14, apply latency).
+   */
+  readonly #read = new Map<string, Promise<string | undefined>>();
   constructor(private readonly db: ViewDb) {}
 
-  async get(key: string): Promise<string | undefined> {
-    if (this.#pending.has(key)) return this.#pending.get(key);
-    return readCommitted(this.db, key);
+  get(key: string): Promise<string | undefined> {
+    if (this.#pending.has(key)) return Promise.resolve(this.#pending.get(key));
+    let read = this.#read.get(key);
+    if (read === undefined) {
+      read = readCommitted(this.db, key);
+      this.#read.set(key, read);
+      // A failed read is not kept (the caller sees it; a retry reads again).
+      read.catch(() => this.#read.delete(key));
+    }
+    return read;
   }
   put(key: string, value: string): void {
     this.#pending.set(key, value);
