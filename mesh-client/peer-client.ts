@@ -142,6 +142,15 @@ export class PeerClient {
     );
   }
 
+  /**
+   * The peer's Status as a stream (WatchStatus): one reply at once, one on
+   * every fence change, one every `keepaliveMs`. No deadline: the stream
+   * lives until cancelled; mesh-client/status-watch.ts keeps one open.
+   */
+  watchStatus(from: string, keepaliveMs: number): grpc.ClientReadableStream<StatusReply__Output> {
+    return this.#client.watchStatus({ fromRegion: from, keepaliveMs });
+  }
+
   /** Which of `digests` the peer holds (with `repo`: holds linked in that repository). */
   hasBlobs(digests: Digest[], repo = "", options: CallOptions = {}): Promise<boolean[]> {
     return this.blobSizes(digests, repo, options).then((sizes) => sizes.map((s) => s !== undefined));

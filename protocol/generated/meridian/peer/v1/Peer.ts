@@ -19,6 +19,7 @@ import type { SummarizeReply as _meridian_peer_v1_SummarizeReply, SummarizeReply
 import type { SummarizeRequest as _meridian_peer_v1_SummarizeRequest, SummarizeRequest__Output as _meridian_peer_v1_SummarizeRequest__Output } from '../../../meridian/peer/v1/SummarizeRequest.js';
 import type { WaitReplicatedReply as _meridian_peer_v1_WaitReplicatedReply, WaitReplicatedReply__Output as _meridian_peer_v1_WaitReplicatedReply__Output } from '../../../meridian/peer/v1/WaitReplicatedReply.js';
 import type { WaitReplicatedRequest as _meridian_peer_v1_WaitReplicatedRequest, WaitReplicatedRequest__Output as _meridian_peer_v1_WaitReplicatedRequest__Output } from '../../../meridian/peer/v1/WaitReplicatedRequest.js';
+import type { WatchStatusRequest as _meridian_peer_v1_WatchStatusRequest, WatchStatusRequest__Output as _meridian_peer_v1_WatchStatusRequest__Output } from '../../../meridian/peer/v1/WatchStatusRequest.js';
 
 export interface PeerClient extends grpc.Client {
   /**
@@ -164,6 +165,29 @@ export interface PeerClient extends grpc.Client {
   waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
   waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Status pushed instead of polled, for the peer's own region (its nodes'
+   * write fence, its worker's view of the other regions): one StatusReply at
+   * once, another as soon as the fence changes (the peer re-checks it on
+   * every heartbeat, on every failover configuration its view applies, and
+   * when the lease lapses), and one every `keepalive_ms` while nothing
+   * changes, so a caller that hears nothing for a few keepalives knows the
+   * peer is gone or frozen. The stream ends only when the peer shuts down.
+   */
+  WatchStatus(argument: _meridian_peer_v1_WatchStatusRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  WatchStatus(argument: _meridian_peer_v1_WatchStatusRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  /**
+   * Status pushed instead of polled, for the peer's own region (its nodes'
+   * write fence, its worker's view of the other regions): one StatusReply at
+   * once, another as soon as the fence changes (the peer re-checks it on
+   * every heartbeat, on every failover configuration its view applies, and
+   * when the lease lapses), and one every `keepalive_ms` while nothing
+   * changes, so a caller that hears nothing for a few keepalives knows the
+   * peer is gone or frozen. The stream ends only when the peer shuts down.
+   */
+  watchStatus(argument: _meridian_peer_v1_WatchStatusRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  watchStatus(argument: _meridian_peer_v1_WatchStatusRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  
 }
 
 export interface PeerHandlers extends grpc.UntypedServiceImplementation {
@@ -220,6 +244,17 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
    */
   WaitReplicated: grpc.handleUnaryCall<_meridian_peer_v1_WaitReplicatedRequest__Output, _meridian_peer_v1_WaitReplicatedReply>;
   
+  /**
+   * Status pushed instead of polled, for the peer's own region (its nodes'
+   * write fence, its worker's view of the other regions): one StatusReply at
+   * once, another as soon as the fence changes (the peer re-checks it on
+   * every heartbeat, on every failover configuration its view applies, and
+   * when the lease lapses), and one every `keepalive_ms` while nothing
+   * changes, so a caller that hears nothing for a few keepalives knows the
+   * peer is gone or frozen. The stream ends only when the peer shuts down.
+   */
+  WatchStatus: grpc.handleServerStreamingCall<_meridian_peer_v1_WatchStatusRequest__Output, _meridian_peer_v1_StatusReply>;
+  
 }
 
 export interface PeerDefinition extends grpc.ServiceDefinition {
@@ -232,4 +267,5 @@ export interface PeerDefinition extends grpc.ServiceDefinition {
   Status: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   Summarize: MethodDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeRequest__Output, _meridian_peer_v1_SummarizeReply__Output>
   WaitReplicated: MethodDefinition<_meridian_peer_v1_WaitReplicatedRequest, _meridian_peer_v1_WaitReplicatedReply, _meridian_peer_v1_WaitReplicatedRequest__Output, _meridian_peer_v1_WaitReplicatedReply__Output>
+  WatchStatus: MethodDefinition<_meridian_peer_v1_WatchStatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_WatchStatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
 }

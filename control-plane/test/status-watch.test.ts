@@ -1,0 +1,208 @@
+/**
+ * WatchStatus (control-plane/status-feed.ts, mesh-client/status-watch.ts):
+ * the write fence and the peer's status pushed to its own region's node and
+ * worker instead of polled (issue 14, cost at rest). Region a's peer is a
+ * real process (frozen with SIGSTOP, restarted), region b's runs in this
+ * process; real gRPC with mutual TLS, one real nats-server.
+ *
+ * - a fence change arrives by the stream as it happens: the watcher asks for
+ *   a keepalive far longer than the test, so only a push on change can bring it;
+ * - a frozen peer fences its node within the staleness bound (no status for
+ *   2 s), and the node opens again when the peer resumes;
+ * - the stream comes back after the peer restarts;
+ * - every port is a door: the front door's identity (mesh CA, not a region)
+ *   is refused the stream, a certificate of another CA cannot connect.
+ */
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { ensureMeshCerts, type MeshCerts } from "../../cli/certs.js";
+import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
+import { StatusWatch } from "../../mesh-client/status-watch.js";
+import { MeshLink } from "../../node/mesh-link.js";
+import type { StatusReply__Output } from "../../protocol/generated/meridian/peer/v1/StatusReply.js";
+import type { Mesh } from "../../protocol/mesh.js";
+import {
+  type After,
+  cleanupStack,
+  eventually,
+  freePort,
+  type MeridianProcess,
+  silentLogger,
+  spawnMeridian,
+  startTestNats,
+  tempDir,
+} from "../../testing/harness.js";
+import { loadPeerConfig } from "../config.js";
+import { type RunningPeer, startPeer } from "../peer.js";
+
+const defer = cleanupStack({ after });
+const INTERVAL = 100;
+const LEASE = 600;
+/** Longer than any test here: a status that arrives was pushed on a change, not sent as a keepalive. */
+const NEVER_MS = 60_000;
+
+let root: string;
+let meshFile: string;
+let mesh: Mesh;
+let certs: MeshCerts;
+let peerA: MeridianProcess;
+
+before(async () => {
+  const nats = await startTestNats(defer);
+  root = tempDir(defer);
+  certs = await ensureMeshCerts(join(root, "certs"), ["a", "b", "front-door"]);
+  mesh = {
+    regions: await Promise.all(
+      ["a", "b"].map(async (name) => ({
+        name,
+        registry: `http://127.0.0.1:${name === "a" ? 1 : 2}`,
+        nats: nats.url,
+        grpc: `127.0.0.1:${await freePort()}`,
+      })),
+    ),
+    tls: { ca: certs.ca, dir: certs.dir },
+  };
+  meshFile = join(root, "mesh.json");
+  writeFileSync(meshFile, JSON.stringify(mesh));
+  peerA = await spawnPeerA();
+});
+
+/** Region a's peer as its own process (so it can be frozen and restarted). */
+function spawnPeerA(): Promise<MeridianProcess> {
+  return spawnMeridian(defer, "control-plane/peer.js", {
+    MERIDIAN_REGION: "a",
+    MERIDIAN_MESH: meshFile,
+    MERIDIAN_DATA_DIR: join(root, "a"),
+    MERIDIAN_HEARTBEAT_INTERVAL_MS: String(INTERVAL),
+    MERIDIAN_LEASE_MS: String(LEASE),
+    MERIDIAN_LOG_LEVEL: "warn",
+  });
+}
+
+/** Region b's peer in this process. */
+function startPeerB(after: After): Promise<RunningPeer> {
+  const config = loadPeerConfig({
+    overrides: {
+      region: "b",
+      meshFile,
+      dataDir: join(root, "b"),
+      heartbeat: { intervalMs: INTERVAL },
+      failover: { leaseMs: LEASE },
+      logLevel: "silent",
+    },
+  });
+  return startPeer(config, silentLogger).then((peer) => {
+    after(() => peer.close());
+    return peer;
+  });
+}
+
+/** A watcher of a's status as a's own region, keeping every status it is sent. */
+function watchA(after: After, keepaliveMs: number): { watch: StatusWatch; seen: StatusReply__Output[] } {
+  const client = new PeerClient("a", mesh.regions[0]!.grpc, peerCredentials(mesh, "a"), "a");
+  const seen: StatusReply__Output[] = [];
+  const watch = new StatusWatch({ client, from: "a", keepaliveMs, onStatus: (s) => seen.push(s) });
+  watch.start();
+  after(() => {
+    watch.close();
+    client.close();
+  });
+  return { watch, seen };
+}
+
+const fenceOf = (seen: StatusReply__Output[]) => seen.at(-1)?.fence;
+
+test("a fence change arrives by the stream when it happens, not at the next keepalive", async (t) => {
+  const after = cleanupStack(t);
+  const { watch, seen } = watchA(after, NEVER_MS);
+  await eventually(() => seen.length > 0, 10_000);
+  assert.equal(fenceOf(seen), "starting: no other region has answered yet", "the status comes at once");
+
+  const b = await startPeerB(after);
+  await eventually(() => fenceOf(seen) === "", 10_000);
+
+  await b.close();
+  // Nothing answers a's heartbeats now: the lease lapses, and a is fenced.
+  await eventually(() => /^cut off from every other region for /.test(fenceOf(seen) ?? ""), 10_000);
+  assert.equal(watch.opened, 1, "one stream carried every change");
+  // Cut off it stays: the running figure in the text is no change, and nothing more is pushed.
+  const sent = seen.length;
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.equal(seen.length, sent, "nothing is sent while the fence stays as it is");
+});
+
+test("a frozen peer fences its node within the staleness bound, and the node opens when it resumes", async (t) => {
+  const after = cleanupStack(t);
+  await startPeerB(after);
+  // As the node has it (node/server.ts): the keepalive of `peerPollMs`' default.
+  const link = new MeshLink({ region: "a", mesh, keepaliveMs: 1_000, logger: silentLogger });
+  link.start();
+  after(() => link.close());
+  await eventually(() => link.fence() === "", 10_000);
+
+  const pid = peerA.child.pid!;
+  process.kill(pid, "SIGSTOP");
+  after(() => {
+    if (peerA.child.exitCode === null) process.kill(pid, "SIGCONT");
+  });
+  const frozenAt = Date.now();
+  // No status for 2 s fences; the test allows far more than that (a loaded machine).
+  await eventually(() => /has not answered for/.test(link.fence()), 10_000, 50);
+  const fencedAfter = Date.now() - frozenAt;
+  assert.ok(fencedAfter >= 1_000, `fenced only once the keepalives stopped (${fencedAfter} ms)`);
+  assert.ok(fencedAfter < 10_000);
+
+  process.kill(pid, "SIGCONT");
+  await eventually(() => link.fence() === "", 15_000, 50);
+});
+
+test("the stream comes back after the peer restarts", async (t) => {
+  const after = cleanupStack(t);
+  await startPeerB(after);
+  const link = new MeshLink({ region: "a", mesh, keepaliveMs: 1_000, logger: silentLogger });
+  link.start();
+  after(() => link.close());
+  const { watch, seen } = watchA(after, 200);
+  await eventually(() => link.fence() === "" && fenceOf(seen) === "", 10_000);
+
+  await peerA.stop();
+  await eventually(() => link.fence() !== "", 10_000, 50);
+  const before = seen.length;
+  peerA = await spawnPeerA();
+  await eventually(() => link.fence() === "" && seen.length > before && fenceOf(seen) === "", 20_000, 50);
+  assert.ok(watch.opened >= 2, "the stream was opened again");
+});
+
+test("every port is a door: the front door's identity is refused the stream, another CA cannot connect", async (t) => {
+  const after = cleanupStack(t);
+  const address = mesh.regions[0]!.grpc;
+  const firstError = (client: PeerClient) =>
+    new Promise<grpc.ServiceError>((resolve, reject) => {
+      const call = client.watchStatus("a", 100);
+      call.on("data", () => reject(new Error("a status reached a caller that may not have one")));
+      call.on("error", (err) => resolve(err as grpc.ServiceError));
+    });
+
+  // The front door may ask Status (its health probe), not hold a status stream.
+  const frontDoor = new PeerClient("a", address, peerCredentials(mesh, "front-door"));
+  after(() => frontDoor.close());
+  assert.equal((await firstError(frontDoor)).code, grpc.status.PERMISSION_DENIED);
+  assert.equal((await frontDoor.status("front-door")).region, "a", "while Status stays open to it");
+
+  // A certificate named "a" but issued by another CA: the TLS handshake refuses it.
+  const foreign = await ensureMeshCerts(join(root, "foreign-certs"), ["a"]);
+  const stranger = new PeerClient(
+    "a",
+    address,
+    grpc.credentials.createSsl(
+      readFileSync(certs.ca),
+      readFileSync(foreign.regions.a!.key),
+      readFileSync(foreign.regions.a!.cert),
+    ),
+  );
+  after(() => stranger.close());
+  assert.equal((await firstError(stranger)).code, grpc.status.UNAVAILABLE);
+});
