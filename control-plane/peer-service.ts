@@ -15,7 +15,8 @@
  * of the mesh CA; its subject CN is its identity. A region's identity (one
  * of `regions`: its peer, node, worker and the admin commands) may call every
  * RPC. Any other identity of the mesh CA — the front door's (`front-door`)
- * — may call only `NON_REGION_RPCS`: the front door needs Status (health,
+ * — may call only `NON_REGION_RPCS`: the front door needs Status or its
+ * ping form PingStatus (health,
  * applied positions, epoch, fence) and nothing that serves content, so its
  * certificate, if stolen, fetches no blob or manifest. Refusals are
  * PERMISSION_DENIED. A plaintext mesh (`"insecure": true`) carries no
@@ -64,7 +65,7 @@ const GRPC_INTERNAL = 13 as grpc.status;
 const STAT_CONCURRENCY = 32;
 
 /** The RPCs a caller whose identity is not a region may make (the front door's health probe). */
-export const NON_REGION_RPCS: ReadonlySet<string> = new Set(["Status"]);
+export const NON_REGION_RPCS: ReadonlySet<string> = new Set(["Status", "PingStatus"]);
 
 /**
  * May a caller presenting `identity` (its certificate's subject CN, "" when
@@ -358,6 +359,35 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
         : unary("WaitReplicated", (request, signal) =>
             meshFetch.waitReplicated(request.repo, request.digest, request.copies, request.timeoutMs, signal),
           ),
+
+    // Status as pings on one stream (heartbeats, the front door's probes): each request answered
+    // by its reply, as Status would; the stream ends once the caller has ended it and every
+    // reply is written.
+    PingStatus: (call) => {
+      let inFlight = 0;
+      let ended = false;
+      call.on("data", (request: { sentAtMs: number }) => {
+        inFlight++;
+        statusReply(options, request.sentAtMs).then(
+          (reply) => {
+            inFlight--;
+            if (call.cancelled || call.writableEnded) return;
+            call.write(reply);
+            if (ended && inFlight === 0) call.end();
+          },
+          (err) => {
+            inFlight--;
+            if (!call.cancelled && !call.writableEnded) call.emit("error", fail("PingStatus", err));
+          },
+        );
+      });
+      call.on("end", () => {
+        ended = true;
+        if (inFlight === 0 && !call.writableEnded) call.end();
+      });
+      // A cancelled or failed call: nothing to release (replies in flight are dropped above).
+      call.on("error", () => undefined);
+    },
 
     // Status pushed (control-plane/status-feed.ts); UNIMPLEMENTED without a feed.
     WatchStatus: (call) => {

@@ -260,7 +260,8 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
 
     // ---- heartbeats to every other region's peer
     const probe: Probe = async (peer, timeoutMs, signal) => {
-      const reply = await clients.get(peer)!.status(config.region, { timeoutMs, signal });
+      // A ping on the long-lived PingStatus stream, not a call of its own (mesh-client/status-pings.ts).
+      const reply = await clients.get(peer)!.pingStatus(config.region, { timeoutMs, signal });
       return {
         applied: reply.applied,
         epoch: reply.epoch,

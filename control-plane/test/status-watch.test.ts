@@ -10,8 +10,12 @@
  * - a frozen peer fences its node within the staleness bound (no status for
  *   2 s), and the node opens again when the peer resumes;
  * - the stream comes back after the peer restarts;
+ * - PingStatus (heartbeats, the front door's probes): each ping answered on
+ *   one stream; a frozen peer's pings go unanswered and its heartbeats miss
+ *   (down), and it is up again once it resumes;
  * - every port is a door: the front door's identity (mesh CA, not a region)
- *   is refused the stream, a certificate of another CA cannot connect.
+ *   is refused the status stream but may ping, a certificate of another CA
+ *   cannot connect.
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -22,6 +26,7 @@ import { ensureMeshCerts, type MeshCerts } from "../../cli/certs.js";
 import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import { StatusWatch } from "../../mesh-client/status-watch.js";
 import { MeshLink } from "../../node/mesh-link.js";
+import { PeerUnavailableError } from "../../protocol/errors.js";
 import type { StatusReply__Output } from "../../protocol/generated/meridian/peer/v1/StatusReply.js";
 import type { Mesh } from "../../protocol/mesh.js";
 import {
@@ -159,6 +164,31 @@ test("a frozen peer fences its node within the staleness bound, and the node ope
   await eventually(() => link.fence() === "", 15_000, 50);
 });
 
+test("pings: one stream answers each; a frozen peer's go unanswered, its heartbeats miss, and it is up again once it resumes", async (t) => {
+  const after = cleanupStack(t);
+  const b = await startPeerB(after);
+  const client = new PeerClient("a", mesh.regions[0]!.grpc, peerCredentials(mesh, "b"), "b");
+  after(() => client.close());
+  const first = await client.pingStatus("b");
+  const second = await client.pingStatus("b");
+  assert.equal(first.region, "a");
+  assert.ok(second.sentAtMs > first.sentAtMs, "each reply echoes its own ping");
+  await eventually(() => b.heartbeat.health("a")?.state === "up", 10_000);
+
+  const pid = peerA.child.pid!;
+  process.kill(pid, "SIGSTOP");
+  after(() => {
+    if (peerA.child.exitCode === null) process.kill(pid, "SIGCONT");
+  });
+  await assert.rejects(client.pingStatus("b", { timeoutMs: 500 }), PeerUnavailableError);
+  // b's heartbeats ride the same kind of stream: three unanswered and a is down.
+  await eventually(() => b.heartbeat.health("a")?.state === "down", 10_000, 50);
+
+  process.kill(pid, "SIGCONT");
+  await eventually(() => b.heartbeat.health("a")?.state === "up", 15_000, 50);
+  assert.equal((await client.pingStatus("b")).region, "a", "a later ping is answered on a new stream");
+});
+
 test("the stream comes back after the peer restarts", async (t) => {
   const after = cleanupStack(t);
   await startPeerB(after);
@@ -191,6 +221,7 @@ test("every port is a door: the front door's identity is refused the stream, ano
   after(() => frontDoor.close());
   assert.equal((await firstError(frontDoor)).code, grpc.status.PERMISSION_DENIED);
   assert.equal((await frontDoor.status("front-door")).region, "a", "while Status stays open to it");
+  assert.equal((await frontDoor.pingStatus("front-door")).region, "a", "and its ping form (its probes)");
 
   // A certificate named "a" but issued by another CA: the TLS handshake refuses it.
   const foreign = await ensureMeshCerts(join(root, "foreign-certs"), ["a"]);
@@ -205,4 +236,5 @@ test("every port is a door: the front door's identity is refused the stream, ano
   );
   after(() => stranger.close());
   assert.equal((await firstError(stranger)).code, grpc.status.UNAVAILABLE);
+  await assert.rejects(stranger.pingStatus("a"), PeerUnavailableError);
 });

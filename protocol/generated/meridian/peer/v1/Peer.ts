@@ -98,6 +98,27 @@ export interface PeerClient extends grpc.Client {
   locate(argument: _meridian_peer_v1_LocateRequest, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
   
   /**
+   * Status as pings on one long-lived stream: every StatusRequest the caller
+   * sends is answered by one StatusReply echoing its sent_at_ms, as Status
+   * would answer it. The heartbeats between peers and the front door's
+   * probes use it: a ping is a message each way on an open stream, not a
+   * call of its own (issue 14, cost at rest); a ping not answered in time
+   * counts as a missed heartbeat, as a failed Status call did.
+   */
+  PingStatus(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  PingStatus(options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  /**
+   * Status as pings on one long-lived stream: every StatusRequest the caller
+   * sends is answered by one StatusReply echoing its sent_at_ms, as Status
+   * would answer it. The heartbeats between peers and the front door's
+   * probes use it: a ping is a message each way on an open stream, not a
+   * call of its own (issue 14, cost at rest); a ping not answered in time
+   * counts as a missed heartbeat, as a failed Status call did.
+   */
+  pingStatus(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  pingStatus(options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  
+  /**
    * Every register of one repository, deletions included, with the write
    * that set each: what anti-entropy replays where summaries differ.
    */
@@ -221,6 +242,16 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
   Locate: grpc.handleUnaryCall<_meridian_peer_v1_LocateRequest__Output, _meridian_peer_v1_LocateReply>;
   
   /**
+   * Status as pings on one long-lived stream: every StatusRequest the caller
+   * sends is answered by one StatusReply echoing its sent_at_ms, as Status
+   * would answer it. The heartbeats between peers and the front door's
+   * probes use it: a ping is a message each way on an open stream, not a
+   * call of its own (issue 14, cost at rest); a ping not answered in time
+   * counts as a missed heartbeat, as a failed Status call did.
+   */
+  PingStatus: grpc.handleBidiStreamingCall<_meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply>;
+  
+  /**
    * Every register of one repository, deletions included, with the write
    * that set each: what anti-entropy replays where summaries differ.
    */
@@ -263,6 +294,7 @@ export interface PeerDefinition extends grpc.ServiceDefinition {
   GetManifest: MethodDefinition<_meridian_peer_v1_GetManifestRequest, _meridian_peer_v1_ManifestReply, _meridian_peer_v1_GetManifestRequest__Output, _meridian_peer_v1_ManifestReply__Output>
   HasBlobs: MethodDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsReply, _meridian_peer_v1_HasBlobsRequest__Output, _meridian_peer_v1_HasBlobsReply__Output>
   Locate: MethodDefinition<_meridian_peer_v1_LocateRequest, _meridian_peer_v1_LocateReply, _meridian_peer_v1_LocateRequest__Output, _meridian_peer_v1_LocateReply__Output>
+  PingStatus: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   RepoState: MethodDefinition<_meridian_peer_v1_RepoStateRequest, _meridian_peer_v1_RepoStateReply, _meridian_peer_v1_RepoStateRequest__Output, _meridian_peer_v1_RepoStateReply__Output>
   Status: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   Summarize: MethodDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeRequest__Output, _meridian_peer_v1_SummarizeReply__Output>
