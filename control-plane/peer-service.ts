@@ -48,6 +48,7 @@ import {
 import type { BlobChunk } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
 import type { PeerHandlers } from "../protocol/generated/meridian/peer/v1/Peer.js";
 import type { StatusReply } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
+import type { StatusRequest__Output } from "../protocol/generated/meridian/peer/v1/StatusRequest.js";
 import type { WatchStatusRequest__Output } from "../protocol/generated/meridian/peer/v1/WatchStatusRequest.js";
 import { type GrpcErrorStatus, toGrpcStatus } from "../protocol/grpc-errors.js";
 import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
@@ -147,6 +148,8 @@ export interface PeerServiceOptions {
   closing?: () => boolean;
   /** Serves WatchStatus (a StatusFeed's `watch`, control-plane/status-feed.ts); UNIMPLEMENTED without. */
   watchStatus?: (call: grpc.ServerWritableStream<WatchStatusRequest__Output, StatusReply>) => void;
+  /** Serves PingStatus (a StatusFeed's `pings`); UNIMPLEMENTED without. */
+  pingStatus?: (call: grpc.ServerDuplexStream<StatusRequest__Output, StatusReply>) => void;
 }
 
 /**
@@ -360,33 +363,10 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
             meshFetch.waitReplicated(request.repo, request.digest, request.copies, request.timeoutMs, signal),
           ),
 
-    // Status as pings on one stream (heartbeats, the front door's probes): each request answered
-    // by its reply, as Status would; the stream ends once the caller has ended it and every
-    // reply is written.
+    // Status as pings on one stream (heartbeats, the front door's probes; control-plane/status-feed.ts).
     PingStatus: (call) => {
-      let inFlight = 0;
-      let ended = false;
-      call.on("data", (request: { sentAtMs: number }) => {
-        inFlight++;
-        statusReply(options, request.sentAtMs).then(
-          (reply) => {
-            inFlight--;
-            if (call.cancelled || call.writableEnded) return;
-            call.write(reply);
-            if (ended && inFlight === 0) call.end();
-          },
-          (err) => {
-            inFlight--;
-            if (!call.cancelled && !call.writableEnded) call.emit("error", fail("PingStatus", err));
-          },
-        );
-      });
-      call.on("end", () => {
-        ended = true;
-        if (inFlight === 0 && !call.writableEnded) call.end();
-      });
-      // A cancelled or failed call: nothing to release (replies in flight are dropped above).
-      call.on("error", () => undefined);
+      if (options.pingStatus === undefined) call.emit("error", unimplemented("PingStatus"));
+      else options.pingStatus(call);
     },
 
     // Status pushed (control-plane/status-feed.ts); UNIMPLEMENTED without a feed.

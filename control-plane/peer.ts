@@ -240,6 +240,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
         budgets,
         meshFetch,
         watchStatus: (call) => feed.watch(call),
+        pingStatus: (call) => feed.pings(call),
         // A miss waits (at most CATCH_UP_ON_MISS_MS) for the view to apply what the log holds now.
         caughtUp: async () => view.waitFor(await eventLog.lastSeq(), CATCH_UP_ON_MISS_MS),
         closing: () => closing,

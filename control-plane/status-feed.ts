@@ -1,5 +1,8 @@
 /**
- * WatchStatus (protocol/proto/peer.proto): the peer's Status pushed to its
+ * WatchStatus and PingStatus (protocol/proto/peer.proto), the long-lived
+ * forms of Status.
+ *
+ * WatchStatus: the peer's Status pushed to its
  * own region's nodes and worker over one long-lived stream each, instead of
  * their polling Status (a node every 250 ms, the worker every second: 15
  * unary calls a second in a resting three-region mesh, each a new HTTP/2
@@ -22,13 +25,19 @@
  *
  * A watcher that does not read (its buffer full) is sent nothing until it
  * drains, then the status of that moment: a stalled watcher never makes the
- * peer buffer more than one status. `close()` ends every stream (a peer
- * shutting down), so watchers reconnect at once instead of waiting for
- * their silence to show.
+ * peer buffer more than one status.
+ *
+ * PingStatus (`pings`): every request on the stream answered by the status
+ * of that moment, for the other peers' heartbeats and the front door's
+ * probes (mesh-client/status-pings.ts is the caller's side).
+ *
+ * `close()` ends every stream of both kinds (a peer shutting down), so
+ * callers hear it at once instead of waiting for their silence to show.
  */
 import type * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { StatusReply } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
+import type { StatusRequest__Output } from "../protocol/generated/meridian/peer/v1/StatusRequest.js";
 import type { WatchStatusRequest__Output } from "../protocol/generated/meridian/peer/v1/WatchStatusRequest.js";
 
 export const DEFAULT_KEEPALIVE_MS = 1_000;
@@ -36,6 +45,7 @@ export const MIN_KEEPALIVE_MS = 100;
 export const MAX_KEEPALIVE_MS = 60_000;
 
 export type WatchCall = grpc.ServerWritableStream<WatchStatusRequest__Output, StatusReply>;
+export type PingCall = grpc.ServerDuplexStream<StatusRequest__Output, StatusReply>;
 
 export interface StatusFeedOptions {
   /** The status as Status would answer it now (sentAtMs is set by the feed). */
@@ -76,6 +86,7 @@ export function fenceKind(fence: string): string {
 export class StatusFeed {
   readonly #o: StatusFeedOptions;
   readonly #watchers = new Set<Watcher>();
+  readonly #pingCalls = new Set<PingCall>();
   /** The kind of fence last sent to watchers (fenceKind; undefined before the first check). */
   #fence: string | undefined;
   #lapseTimer: NodeJS.Timeout | undefined;
@@ -116,6 +127,50 @@ export class StatusFeed {
   }
 
   /**
+   * Serve one PingStatus call: every ping is answered with the status of
+   * that moment, echoing its sentAtMs (what Status answers). A status that
+   * cannot be had fails the call UNAVAILABLE: the caller counts a miss at
+   * once, as it did when a Status call failed, and opens a new stream.
+   */
+  pings(call: PingCall): void {
+    if (this.#closed) {
+      call.end();
+      return;
+    }
+    this.#pingCalls.add(call);
+    let inFlight = 0;
+    let ended = false;
+    const done = () => this.#pingCalls.delete(call);
+    const open = () => this.#pingCalls.has(call) && !call.cancelled && !call.writableEnded;
+    call.once("cancelled", done);
+    call.once("close", done);
+    call.on("error", done);
+    call.on("data", (request: StatusRequest__Output) => {
+      inFlight++;
+      this.#o.status().then(
+        (reply) => {
+          inFlight--;
+          if (!open()) return;
+          call.write({ ...reply, sentAtMs: request.sentAtMs });
+          if (ended && inFlight === 0) call.end();
+        },
+        (err) => {
+          inFlight--;
+          this.#o.logger?.debug({ err }, "status for a ping failed");
+          if (!open()) return;
+          done();
+          call.emit("error", { code: 14 as grpc.status, details: "status unavailable now" }); // UNAVAILABLE
+        },
+      );
+    });
+    // The caller ended its side: end ours once every ping is answered.
+    call.on("end", () => {
+      ended = true;
+      if (inFlight === 0 && open()) call.end();
+    });
+  }
+
+  /**
    * Something the fence depends on may have changed: re-check it, push the
    * status to every watcher if it did, and re-arm the lease-lapse timer.
    */
@@ -137,13 +192,21 @@ export class StatusFeed {
     }
   }
 
-  /** End every stream and refuse new ones (the peer is shutting down). */
+  /**
+   * End every stream, watches and pings, and refuse new ones (the peer is
+   * shutting down): callers hear it at once, and the server's graceful
+   * shutdown does not wait on streams that never end by themselves.
+   */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#lapseTimer);
     for (const w of [...this.#watchers]) {
       this.#drop(w);
       w.call.end();
+    }
+    for (const call of [...this.#pingCalls]) {
+      this.#pingCalls.delete(call);
+      if (!call.cancelled && !call.writableEnded) call.end();
     }
   }
 
