@@ -43,6 +43,22 @@ export function memory(pid: number): Memory {
   return { rssMiB: kib("VmRSS") / 1024, hwmMiB: kib("VmHWM") / 1024 };
 }
 
+/**
+ * Proportional set size (MiB, /proc/<pid>/smaps_rollup): the process's
+ * resident pages with each shared page divided among the processes mapping
+ * it. Ten Node processes map the same `node` binary; VmRSS counts its
+ * resident pages (~45 MiB) in each of them, PSS once over all of them, so
+ * summed over processes PSS is what the machine spends. NaN when unreadable.
+ */
+export function pssMiB(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Samples VmRSS every `everyMs` until stopped; keeps the peak. */
 export class RssSampler {
   peakMiB = 0;

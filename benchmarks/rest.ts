@@ -9,7 +9,9 @@
  * then, `--rounds` times, reads utime+stime (/proc/<pid>/stat) of every
  * process in the ready lines (nats-servers included) plus `up` itself and its
  * nats watchdog at the start and end of a `--window` second window, and VmRSS
- * (/proc/<pid>/status) at its end. Nothing is sent to the mesh.
+ * (/proc/<pid>/status) and PSS (/proc/<pid>/smaps_rollup: shared pages such
+ * as the `node` binary's divided among the processes mapping them, so the
+ * sum is what the machine spends) at its end. Nothing is sent to the mesh.
  *
  * CPU time a process consumes while idle is barely changed by other load on
  * the machine (it is what its own timers and sockets make it do, not how long
@@ -29,7 +31,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { CLI_ENTRY } from "../testing/harness.js";
 import { freePortBlock } from "../testing/ports.js";
-import { cpuSeconds, memory } from "./proc.js";
+import { cpuSeconds, memory, pssMiB } from "./proc.js";
 import { quantiles } from "./spread.js";
 
 const say = (msg: string) => process.stderr.write(`bench rest: ${msg}\n`);
@@ -129,20 +131,21 @@ async function main(): Promise<void> {
     for (const pid of childrenOf(up.pid!))
       if (!pids.has(pid) && cmdline(pid).includes(" -e ")) pids.set(pid, "watchdog");
     await sleep(settleMs);
-    const perRound: Array<Record<Kind, { cpuPct: number; rssMiB: number; count: number }>> = [];
+    type Figures = { cpuPct: number; rssMiB: number; pssMiB: number; count: number };
+    const perRound: Array<Record<Kind, Figures>> = [];
     for (let r = 0; r < rounds; r++) {
       const before = new Map([...pids.keys()].map((pid) => [pid, cpuSeconds(pid)]));
       const start = process.hrtime.bigint();
       await sleep(windowMs);
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const round = Object.fromEntries(KINDS.map((k) => [k, { cpuPct: 0, rssMiB: 0, count: 0 }])) as Record<
-        Kind,
-        { cpuPct: number; rssMiB: number; count: number }
-      >;
+      const round = Object.fromEntries(
+        KINDS.map((k) => [k, { cpuPct: 0, rssMiB: 0, pssMiB: 0, count: 0 }]),
+      ) as Record<Kind, Figures>;
       for (const [pid, kind] of pids) {
         const cpu = cpuSeconds(pid) - before.get(pid)!;
         round[kind].cpuPct += (100 * cpu) / seconds;
         round[kind].rssMiB += memory(pid).rssMiB;
+        round[kind].pssMiB += pssMiB(pid);
         round[kind].count++;
       }
       perRound.push(round);
@@ -157,8 +160,8 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(2))
         .join(" ")}`,
       "",
-      "| process kind | count | CPU % of one core, summed | RSS MiB, summed |",
-      "|---|---|---|---|",
+      "| process kind | count | CPU % of one core, summed | RSS MiB, summed | PSS MiB, summed |",
+      "|---|---|---|---|---|",
     ];
     for (const k of KINDS)
       lines.push(
@@ -168,14 +171,17 @@ async function main(): Promise<void> {
         )} | ${fmt(
           perRound.map((r) => r[k].rssMiB),
           0,
+        )} | ${fmt(
+          perRound.map((r) => r[k].pssMiB),
+          0,
         )} |`,
       );
-    const sum = (ks: Kind[], f: "cpuPct" | "rssMiB") =>
+    const sum = (ks: Kind[], f: "cpuPct" | "rssMiB" | "pssMiB") =>
       perRound.map((r) => ks.reduce((s, k) => s + r[k][f], 0));
     const count = (ks: Kind[]) => ks.reduce((s, k) => s + perRound[0]![k].count, 0);
     lines.push(
-      `| **mesh (the issue's ${count(MESH_KINDS)})** | ${count(MESH_KINDS)} | **${fmt(sum(MESH_KINDS, "cpuPct"), 2)}** | **${fmt(sum(MESH_KINDS, "rssMiB"), 0)}** |`,
-      `| all, with up and watchdog | ${count([...KINDS])} | ${fmt(sum([...KINDS], "cpuPct"), 2)} | ${fmt(sum([...KINDS], "rssMiB"), 0)} |`,
+      `| **mesh (the issue's ${count(MESH_KINDS)})** | ${count(MESH_KINDS)} | **${fmt(sum(MESH_KINDS, "cpuPct"), 2)}** | **${fmt(sum(MESH_KINDS, "rssMiB"), 0)}** | **${fmt(sum(MESH_KINDS, "pssMiB"), 0)}** |`,
+      `| all, with up and watchdog | ${count([...KINDS])} | ${fmt(sum([...KINDS], "cpuPct"), 2)} | ${fmt(sum([...KINDS], "rssMiB"), 0)} | ${fmt(sum([...KINDS], "pssMiB"), 0)} |`,
       "",
       "Medians of the rounds (min–max).",
     );
