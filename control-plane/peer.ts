@@ -311,7 +311,11 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     );
     heartbeatRef = heartbeat;
     const stopFeedUpdates = heartbeat.onUpdate(() => feed.changed());
-    cleanup.push(stopFeedUpdates);
+    const stopFeedChanges = heartbeat.onChange(() => feed.peersChanged());
+    cleanup.push(() => {
+      stopFeedUpdates();
+      stopFeedChanges();
+    });
     heartbeat.start();
     cleanup.push(() => {
       stopChangeLog();

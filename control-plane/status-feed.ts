@@ -17,11 +17,14 @@
  *   heartbeat update and on every `repository.configured` its view applies,
  *   and `changed()` sets a timer for the moment the lease would lapse
  *   (`fenceLapsesAt`) if no other region answers before;
+ * - one as soon as another region goes up or down (`peersChanged`, from the
+ *   heartbeats' verdicts), so the worker's source order need not wait for a
+ *   keepalive;
  * - one every keepalive (the watcher's `keepalive_ms`, within
  *   [MIN_KEEPALIVE_MS, MAX_KEEPALIVE_MS]) whatever changed: the watcher's
  *   proof that the peer is alive (a frozen peer sends nothing, and the
  *   watcher's staleness rule fences on that), and the carrier of what is not
- *   pushed on change (applied positions, the other regions' health).
+ *   pushed on change (applied positions, round trips).
  *
  * A watcher that does not read (its buffer full) is sent nothing until it
  * drains, then the status of that moment: a stalled watcher never makes the
@@ -190,6 +193,12 @@ export class StatusFeed {
       this.#lapseTimer = setTimeout(() => this.changed(), delay);
       this.#lapseTimer.unref();
     }
+  }
+
+  /** Another region went up or down (the heartbeats' verdict): every watcher hears it now. */
+  peersChanged(): void {
+    if (this.#closed) return;
+    for (const w of this.#watchers) void this.#send(w);
   }
 
   /**

@@ -95,6 +95,9 @@ import { Scheduler } from "./scheduler.js";
 import { SourceConsumer } from "./source-consumer.js";
 import type { WorkerOptions } from "./worker-options.js";
 
+/** How often the local peer re-sends its status (round trips) on the worker's stream; up/down comes at once. */
+const HEALTH_KEEPALIVE_MS = 5_000;
+
 export { backoffMs } from "./backoff.js";
 export { failedAlertId, failureKey, REPLICATION_FAILED } from "./failures.js";
 export { durableName } from "./source-consumer.js";
@@ -230,13 +233,14 @@ export class ReplicationWorker {
     this.#startedAtMs = Date.now();
     const local = this.#o.localPeer;
     if (local !== undefined) {
-      // The other regions' health as the local peer's heartbeats see it, pushed every second on
-      // its status stream (mesh-client/status-watch.ts) rather than polled. While the stream is
-      // down the last view is kept; before the first status the order falls back to names.
+      // The other regions' health as the local peer's heartbeats see it, pushed on its status
+      // stream (mesh-client/status-watch.ts) rather than polled every second: at once when a
+      // region goes up or down, round trips every HEALTH_KEEPALIVE_MS. While the stream is down
+      // the last view is kept; before the first status the order falls back to names.
       this.#healthWatch = new StatusWatch({
         client: local,
         from: this.#o.region,
-        keepaliveMs: 1_000,
+        keepaliveMs: HEALTH_KEEPALIVE_MS,
         onStatus: (reply) => {
           this.#health = reply.peers.map((p) => ({ region: p.region, up: p.up, rttMs: p.rttMs }));
         },

@@ -7,6 +7,7 @@
  *
  * - a fence change arrives by the stream as it happens: the watcher asks for
  *   a keepalive far longer than the test, so only a push on change can bring it;
+ * - another region going down or up is pushed too (the worker's source order);
  * - a frozen peer fences its node within the staleness bound (no status for
  *   2 s), and the node opens again when the peer resumes;
  * - the stream comes back after the peer restarts;
@@ -88,14 +89,14 @@ function spawnPeerA(): Promise<MeridianProcess> {
 }
 
 /** Region b's peer in this process. */
-function startPeerB(after: After): Promise<RunningPeer> {
+function startPeerB(after: After, leaseMs = LEASE): Promise<RunningPeer> {
   const config = loadPeerConfig({
     overrides: {
       region: "b",
       meshFile,
       dataDir: join(root, "b"),
       heartbeat: { intervalMs: INTERVAL },
-      failover: { leaseMs: LEASE },
+      failover: { leaseMs },
       logLevel: "silent",
     },
   });
@@ -105,11 +106,16 @@ function startPeerB(after: After): Promise<RunningPeer> {
   });
 }
 
-/** A watcher of a's status as a's own region, keeping every status it is sent. */
-function watchA(after: After, keepaliveMs: number): { watch: StatusWatch; seen: StatusReply__Output[] } {
-  const client = new PeerClient("a", mesh.regions[0]!.grpc, peerCredentials(mesh, "a"), "a");
+/** A watcher of a region's status as that region, keeping every status it is sent. */
+function watch(
+  after: After,
+  region: "a" | "b",
+  keepaliveMs: number,
+): { watch: StatusWatch; seen: StatusReply__Output[] } {
+  const address = mesh.regions.find((r) => r.name === region)!.grpc;
+  const client = new PeerClient(region, address, peerCredentials(mesh, region), region);
   const seen: StatusReply__Output[] = [];
-  const watch = new StatusWatch({ client, from: "a", keepaliveMs, onStatus: (s) => seen.push(s) });
+  const watch = new StatusWatch({ client, from: region, keepaliveMs, onStatus: (s) => seen.push(s) });
   watch.start();
   after(() => {
     watch.close();
@@ -117,6 +123,8 @@ function watchA(after: After, keepaliveMs: number): { watch: StatusWatch; seen: 
   });
   return { watch, seen };
 }
+
+const watchA = (after: After, keepaliveMs: number) => watch(after, "a", keepaliveMs);
 
 const fenceOf = (seen: StatusReply__Output[]) => seen.at(-1)?.fence;
 
@@ -162,6 +170,26 @@ test("a frozen peer fences its node within the staleness bound, and the node ope
 
   process.kill(pid, "SIGCONT");
   await eventually(() => link.fence() === "", 15_000, 50);
+});
+
+test("another region going down and up is pushed to watchers at once (the worker's source order)", async (t) => {
+  const after = cleanupStack(t);
+  // A lease far longer than the test: b's fence stays open, so only the up/down change can push.
+  const b = await startPeerB(after, 120_000);
+  const { seen } = watch(after, "b", NEVER_MS);
+  const aUp = (s: StatusReply__Output | undefined) => s?.peers.find((p) => p.region === "a")?.up;
+  await eventually(() => aUp(seen.at(-1)) === true, 10_000);
+
+  const pid = peerA.child.pid!;
+  process.kill(pid, "SIGSTOP");
+  after(() => {
+    if (peerA.child.exitCode === null) process.kill(pid, "SIGCONT");
+  });
+  await eventually(() => aUp(seen.at(-1)) === false, 10_000, 50);
+  assert.equal(fenceOf(seen), "", "b's fence did not change: the push was for a's health");
+  process.kill(pid, "SIGCONT");
+  await eventually(() => aUp(seen.at(-1)) === true, 15_000, 50);
+  assert.equal(b.heartbeat.health("a")?.state, "up");
 });
 
 test("pings: one stream answers each; a frozen peer's go unanswered, its heartbeats miss, and it is up again once it resumes", async (t) => {

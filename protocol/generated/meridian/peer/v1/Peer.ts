@@ -191,7 +191,8 @@ export interface PeerClient extends grpc.Client {
    * write fence, its worker's view of the other regions): one StatusReply at
    * once, another as soon as the fence changes (the peer re-checks it on
    * every heartbeat, on every failover configuration its view applies, and
-   * when the lease lapses), and one every `keepalive_ms` while nothing
+   * when the lease lapses), another as soon as another region goes up or
+   * down (the heartbeats' verdict), and one every `keepalive_ms` while nothing
    * changes, so a caller that hears nothing for a few keepalives knows the
    * peer is gone or frozen. The stream ends only when the peer shuts down.
    */
@@ -202,7 +203,8 @@ export interface PeerClient extends grpc.Client {
    * write fence, its worker's view of the other regions): one StatusReply at
    * once, another as soon as the fence changes (the peer re-checks it on
    * every heartbeat, on every failover configuration its view applies, and
-   * when the lease lapses), and one every `keepalive_ms` while nothing
+   * when the lease lapses), another as soon as another region goes up or
+   * down (the heartbeats' verdict), and one every `keepalive_ms` while nothing
    * changes, so a caller that hears nothing for a few keepalives knows the
    * peer is gone or frozen. The stream ends only when the peer shuts down.
    */
@@ -280,7 +282,8 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
    * write fence, its worker's view of the other regions): one StatusReply at
    * once, another as soon as the fence changes (the peer re-checks it on
    * every heartbeat, on every failover configuration its view applies, and
-   * when the lease lapses), and one every `keepalive_ms` while nothing
+   * when the lease lapses), another as soon as another region goes up or
+   * down (the heartbeats' verdict), and one every `keepalive_ms` while nothing
    * changes, so a caller that hears nothing for a few keepalives knows the
    * peer is gone or frozen. The stream ends only when the peer shuts down.
    */
