@@ -51,12 +51,27 @@ export function memory(pid: number): Memory {
  * summed over processes PSS is what the machine spends. NaN when unreadable.
  */
 export function pssMiB(pid: number): number {
+  return smapsRollup(pid).pssMiB;
+}
+
+/**
+ * From /proc/<pid>/smaps_rollup (MiB; NaN when unreadable): `pssMiB` (see
+ * above), `anonMiB`, the process's own anonymous memory (heap, stacks,
+ * malloc), and `fileMiB`, its resident file-backed pages (Rss − Anonymous:
+ * mostly its executable's, which every process of that executable shares).
+ */
+export function smapsRollup(pid: number): { pssMiB: number; anonMiB: number; fileMiB: number } {
+  let text: string;
   try {
-    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"));
-    return m ? Number(m[1]) / 1024 : Number.NaN;
+    text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
   } catch {
-    return Number.NaN;
+    return { pssMiB: Number.NaN, anonMiB: Number.NaN, fileMiB: Number.NaN };
   }
+  const kib = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  };
+  return { pssMiB: kib("Pss"), anonMiB: kib("Anonymous"), fileMiB: kib("Rss") - kib("Anonymous") };
 }
 
 /** Samples VmRSS every `everyMs` until stopped; keeps the peak. */
