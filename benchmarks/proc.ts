@@ -43,6 +43,37 @@ export function memory(pid: number): Memory {
   return { rssMiB: kib("VmRSS") / 1024, hwmMiB: kib("VmHWM") / 1024 };
 }
 
+/**
+ * Proportional set size (MiB, /proc/<pid>/smaps_rollup): the process's
+ * resident pages with each shared page divided among the processes mapping
+ * it. Ten Node processes map the same `node` binary; VmRSS counts its
+ * resident pages (~45 MiB) in each of them, PSS once over all of them, so
+ * summed over processes PSS is what the machine spends. NaN when unreadable.
+ */
+export function pssMiB(pid: number): number {
+  return smapsRollup(pid).pssMiB;
+}
+
+/**
+ * From /proc/<pid>/smaps_rollup (MiB; NaN when unreadable): `pssMiB` (see
+ * above), `anonMiB`, the process's own anonymous memory (heap, stacks,
+ * malloc), and `fileMiB`, its resident file-backed pages (Rss − Anonymous:
+ * mostly its executable's, which every process of that executable shares).
+ */
+export function smapsRollup(pid: number): { pssMiB: number; anonMiB: number; fileMiB: number } {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  } catch {
+    return { pssMiB: Number.NaN, anonMiB: Number.NaN, fileMiB: Number.NaN };
+  }
+  const kib = (key: string) => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(text);
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  };
+  return { pssMiB: kib("Pss"), anonMiB: kib("Anonymous"), fileMiB: kib("Rss") - kib("Anonymous") };
+}
+
 /** Samples VmRSS every `everyMs` until stopped; keeps the peak. */
 export class RssSampler {
   peakMiB = 0;

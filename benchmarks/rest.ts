@@ -9,7 +9,13 @@
  * then, `--rounds` times, reads utime+stime (/proc/<pid>/stat) of every
  * process in the ready lines (nats-servers included) plus `up` itself and its
  * nats watchdog at the start and end of a `--window` second window, and VmRSS
- * (/proc/<pid>/status) at its end. Nothing is sent to the mesh.
+ * (/proc/<pid>/status), PSS and anonymous memory (/proc/<pid>/smaps_rollup)
+ * at its end. VmRSS counts the `node` executable's resident pages (~33–45
+ * MiB) in each of the ten Node processes; PSS divides shared pages among
+ * every process mapping them, on the whole machine (other Node processes
+ * too, so it is a lower bound); the footprint line counts each process's
+ * anonymous memory and each executable's pages once. Nothing is sent to
+ * the mesh.
  *
  * CPU time a process consumes while idle is barely changed by other load on
  * the machine (it is what its own timers and sockets make it do, not how long
@@ -29,7 +35,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { CLI_ENTRY } from "../testing/harness.js";
 import { freePortBlock } from "../testing/ports.js";
-import { cpuSeconds, memory } from "./proc.js";
+import { cpuSeconds, memory, smapsRollup } from "./proc.js";
 import { quantiles } from "./spread.js";
 
 const say = (msg: string) => process.stderr.write(`bench rest: ${msg}\n`);
@@ -129,22 +135,36 @@ async function main(): Promise<void> {
     for (const pid of childrenOf(up.pid!))
       if (!pids.has(pid) && cmdline(pid).includes(" -e ")) pids.set(pid, "watchdog");
     await sleep(settleMs);
-    const perRound: Array<Record<Kind, { cpuPct: number; rssMiB: number; count: number }>> = [];
+    type Figures = { cpuPct: number; rssMiB: number; pssMiB: number; anonMiB: number; count: number };
+    const perRound: Array<Record<Kind, Figures>> = [];
+    /** Per round: the mesh's anonymous memory plus the largest file-backed set of each executable, once. */
+    const footprints: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const before = new Map([...pids.keys()].map((pid) => [pid, cpuSeconds(pid)]));
+      const filesOnce = new Map<string, number>();
       const start = process.hrtime.bigint();
       await sleep(windowMs);
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const round = Object.fromEntries(KINDS.map((k) => [k, { cpuPct: 0, rssMiB: 0, count: 0 }])) as Record<
-        Kind,
-        { cpuPct: number; rssMiB: number; count: number }
-      >;
+      const round = Object.fromEntries(
+        KINDS.map((k) => [k, { cpuPct: 0, rssMiB: 0, pssMiB: 0, anonMiB: 0, count: 0 }]),
+      ) as Record<Kind, Figures>;
       for (const [pid, kind] of pids) {
         const cpu = cpuSeconds(pid) - before.get(pid)!;
         round[kind].cpuPct += (100 * cpu) / seconds;
         round[kind].rssMiB += memory(pid).rssMiB;
+        const smaps = smapsRollup(pid);
+        round[kind].pssMiB += smaps.pssMiB;
+        round[kind].anonMiB += smaps.anonMiB;
         round[kind].count++;
+        if (MESH_KINDS.includes(kind)) {
+          const exe = kind === "nats" ? "nats" : "node";
+          filesOnce.set(exe, Math.max(filesOnce.get(exe) ?? 0, smaps.fileMiB));
+        }
       }
+      footprints.push(
+        MESH_KINDS.reduce((s, k) => s + round[k].anonMiB, 0) +
+          [...filesOnce.values()].reduce((s, v) => s + v, 0),
+      );
       perRound.push(round);
       const total = MESH_KINDS.reduce((s, k) => s + round[k].cpuPct, 0);
       say(`round ${r + 1}/${rounds}: mesh ${total.toFixed(2)} % of a core`);
@@ -157,8 +177,8 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(2))
         .join(" ")}`,
       "",
-      "| process kind | count | CPU % of one core, summed | RSS MiB, summed |",
-      "|---|---|---|---|",
+      "| process kind | count | CPU % of one core, summed | RSS MiB, summed | PSS MiB, summed | anonymous MiB, summed |",
+      "|---|---|---|---|---|---|",
     ];
     for (const k of KINDS)
       lines.push(
@@ -168,16 +188,23 @@ async function main(): Promise<void> {
         )} | ${fmt(
           perRound.map((r) => r[k].rssMiB),
           0,
+        )} | ${fmt(
+          perRound.map((r) => r[k].pssMiB),
+          0,
+        )} | ${fmt(
+          perRound.map((r) => r[k].anonMiB),
+          0,
         )} |`,
       );
-    const sum = (ks: Kind[], f: "cpuPct" | "rssMiB") =>
+    const sum = (ks: Kind[], f: "cpuPct" | "rssMiB" | "pssMiB" | "anonMiB") =>
       perRound.map((r) => ks.reduce((s, k) => s + r[k][f], 0));
     const count = (ks: Kind[]) => ks.reduce((s, k) => s + perRound[0]![k].count, 0);
     lines.push(
-      `| **mesh (the issue's ${count(MESH_KINDS)})** | ${count(MESH_KINDS)} | **${fmt(sum(MESH_KINDS, "cpuPct"), 2)}** | **${fmt(sum(MESH_KINDS, "rssMiB"), 0)}** |`,
-      `| all, with up and watchdog | ${count([...KINDS])} | ${fmt(sum([...KINDS], "cpuPct"), 2)} | ${fmt(sum([...KINDS], "rssMiB"), 0)} |`,
+      `| **mesh (the issue's ${count(MESH_KINDS)})** | ${count(MESH_KINDS)} | **${fmt(sum(MESH_KINDS, "cpuPct"), 2)}** | **${fmt(sum(MESH_KINDS, "rssMiB"), 0)}** | **${fmt(sum(MESH_KINDS, "pssMiB"), 0)}** | **${fmt(sum(MESH_KINDS, "anonMiB"), 0)}** |`,
+      `| all, with up and watchdog | ${count([...KINDS])} | ${fmt(sum([...KINDS], "cpuPct"), 2)} | ${fmt(sum([...KINDS], "rssMiB"), 0)} | ${fmt(sum([...KINDS], "pssMiB"), 0)} | ${fmt(sum([...KINDS], "anonMiB"), 0)} |`,
       "",
       "Medians of the rounds (min–max).",
+      `The mesh's own memory (its 13 processes' anonymous memory, plus the resident pages of the node and nats-server executables counted once): ${fmt(footprints, 0)} MiB.`,
     );
     process.stdout.write(`${lines.join("\n")}\n`);
   } finally {

@@ -263,7 +263,8 @@ export class RegionMonitor {
 
   async #status(t: ProbeTarget, timeoutMs: number): Promise<{ status: StatusSnapshot; rttMs: number }> {
     const started = performance.now();
-    const reply = await t.client.status(this.#identity, { timeoutMs, signal: this.#abort.signal });
+    // A ping on the long-lived PingStatus stream, not a call of its own (mesh-client/status-pings.ts).
+    const reply = await t.client.pingStatus(this.#identity, { timeoutMs, signal: this.#abort.signal });
     return { status: snapshotOf(reply), rttMs: performance.now() - started };
   }
 

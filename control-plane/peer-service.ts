@@ -7,13 +7,16 @@
  * FetchFromMesh, WaitReplicated) delegate to `meshFetch`
  * (control-plane/mesh-fetch.ts); without it they answer UNIMPLEMENTED.
  * Status is the heartbeat: it reads only memory and the view's cheap
- * counters.
+ * counters. WatchStatus pushes the same reply to the region's own nodes and
+ * worker (control-plane/status-feed.ts); like every RPC but Status, only a
+ * region's identity may open it.
  *
  * Who may call what. Under mutual TLS every caller presents a certificate
  * of the mesh CA; its subject CN is its identity. A region's identity (one
  * of `regions`: its peer, node, worker and the admin commands) may call every
  * RPC. Any other identity of the mesh CA — the front door's (`front-door`)
- * — may call only `NON_REGION_RPCS`: the front door needs Status (health,
+ * — may call only `NON_REGION_RPCS`: the front door needs Status or its
+ * ping form PingStatus (health,
  * applied positions, epoch, fence) and nothing that serves content, so its
  * certificate, if stolen, fetches no blob or manifest. Refusals are
  * PERMISSION_DENIED. A plaintext mesh (`"insecure": true`) carries no
@@ -44,6 +47,9 @@ import {
 } from "../protocol/errors.js";
 import type { BlobChunk } from "../protocol/generated/meridian/peer/v1/BlobChunk.js";
 import type { PeerHandlers } from "../protocol/generated/meridian/peer/v1/Peer.js";
+import type { StatusReply } from "../protocol/generated/meridian/peer/v1/StatusReply.js";
+import type { StatusRequest__Output } from "../protocol/generated/meridian/peer/v1/StatusRequest.js";
+import type { WatchStatusRequest__Output } from "../protocol/generated/meridian/peer/v1/WatchStatusRequest.js";
 import { type GrpcErrorStatus, toGrpcStatus } from "../protocol/grpc-errors.js";
 import { MAX_NAME_LENGTH, parseRepository } from "../protocol/names.js";
 import { repoStateToWire } from "../protocol/registers.js";
@@ -60,7 +66,7 @@ const GRPC_INTERNAL = 13 as grpc.status;
 const STAT_CONCURRENCY = 32;
 
 /** The RPCs a caller whose identity is not a region may make (the front door's health probe). */
-export const NON_REGION_RPCS: ReadonlySet<string> = new Set(["Status"]);
+export const NON_REGION_RPCS: ReadonlySet<string> = new Set(["Status", "PingStatus"]);
 
 /**
  * May a caller presenting `identity` (its certificate's subject CN, "" when
@@ -140,6 +146,10 @@ export interface PeerServiceOptions {
    * caller's event for good. Default: never.
    */
   closing?: () => boolean;
+  /** Serves WatchStatus (a StatusFeed's `watch`, control-plane/status-feed.ts); UNIMPLEMENTED without. */
+  watchStatus?: (call: grpc.ServerWritableStream<WatchStatusRequest__Output, StatusReply>) => void;
+  /** Serves PingStatus (a StatusFeed's `pings`); UNIMPLEMENTED without. */
+  pingStatus?: (call: grpc.ServerDuplexStream<StatusRequest__Output, StatusReply>) => void;
 }
 
 /**
@@ -203,7 +213,7 @@ function authorizeByIdentity(
 }
 
 function servePeer(options: PeerServiceOptions): PeerHandlers {
-  const { region, store, view, version, logger, peerHealth, budgets, fence, leaseMs, meshFetch } = options;
+  const { region, store, view, logger, budgets, meshFetch } = options;
   /** The view caught up with the log (see `caughtUp`): a second look may find what the first missed. */
   const caughtUpNow = async (): Promise<boolean> => {
     if (options.caughtUp === undefined) return false;
@@ -254,23 +264,7 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
   });
 
   return {
-    Status: unary("Status", async (request) => ({
-      region,
-      epoch: highestEpoch(view.content.configs()),
-      // Own region: the local stream position applied; others: the highest
-      // sequence of their stream replicated and applied here.
-      applied: { ...(await view.originSeqs()), [region]: view.appliedSeq },
-      version,
-      sentAtMs: request.sentAtMs,
-      peers: (peerHealth?.() ?? []).map((p) => ({
-        region: p.region,
-        up: p.up,
-        rttMs: p.rttMs ?? 0,
-        lastSeenAtMs: p.lastSeenAtMs ?? 0,
-      })),
-      fence: fence?.() ?? "",
-      leaseMs: leaseMs ?? 0,
-    })),
+    Status: unary("Status", (request) => statusReply(options, request.sentAtMs)),
 
     HasBlobs: unary("HasBlobs", async (request) => {
       const digests = request.digests.map((d) => parseDigest(d));
@@ -368,6 +362,46 @@ function servePeer(options: PeerServiceOptions): PeerHandlers {
         : unary("WaitReplicated", (request, signal) =>
             meshFetch.waitReplicated(request.repo, request.digest, request.copies, request.timeoutMs, signal),
           ),
+
+    // Status as pings on one stream (heartbeats, the front door's probes; control-plane/status-feed.ts).
+    PingStatus: (call) => {
+      if (options.pingStatus === undefined) call.emit("error", unimplemented("PingStatus"));
+      else options.pingStatus(call);
+    },
+
+    // Status pushed (control-plane/status-feed.ts); UNIMPLEMENTED without a feed.
+    WatchStatus: (call) => {
+      if (options.watchStatus === undefined) call.emit("error", unimplemented("WatchStatus"));
+      else options.watchStatus(call);
+    },
+  };
+}
+
+/**
+ * What Status answers now: reads only memory and the view's cached counters
+ * (it is the heartbeat, and WatchStatus sends it every keepalive).
+ */
+export async function statusReply(
+  options: Pick<PeerServiceOptions, "region" | "view" | "version" | "peerHealth" | "fence" | "leaseMs">,
+  sentAtMs: number,
+): Promise<StatusReply> {
+  const { region, view, version, peerHealth, fence, leaseMs } = options;
+  return {
+    region,
+    epoch: highestEpoch(view.content.configs()),
+    // Own region: the local stream position applied; others: the highest
+    // sequence of their stream replicated and applied here.
+    applied: { ...(await view.originSeqs()), [region]: view.appliedSeq },
+    version,
+    sentAtMs,
+    peers: (peerHealth?.() ?? []).map((p) => ({
+      region: p.region,
+      up: p.up,
+      rttMs: p.rttMs ?? 0,
+      lastSeenAtMs: p.lastSeenAtMs ?? 0,
+    })),
+    fence: fence?.() ?? "",
+    leaseMs: leaseMs ?? 0,
   };
 }
 

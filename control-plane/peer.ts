@@ -8,7 +8,8 @@
  * made for this region's nodes (MeshFetch: fetch on miss, sync(k)), so the
  * heartbeat keeps the channel those calls use connected. The write fence
  * served in Status (control-plane/fence.ts) is computed on each call from the
- * heartbeats and the view's home tables.
+ * heartbeats and the view's home tables; WatchStatus pushes it to the
+ * region's nodes and worker when it changes (control-plane/status-feed.ts).
  *
  *   node dist/control-plane/peer.js [--config FILE]   (settings: control-plane/config.ts)
  *
@@ -49,8 +50,9 @@ import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, logPeerChanges, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
-import { createPeerService } from "./peer-service.js";
+import { createPeerService, statusReply } from "./peer-service.js";
 import { registryAgent } from "./registry-http.js";
+import { StatusFeed } from "./status-feed.js";
 import { serverCredentials } from "./tls.js";
 
 /** How long a lookup that missed waits for the peer's view to catch up with its log (peer-service.ts `caughtUp`). */
@@ -189,6 +191,40 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     cleanup.push(stopPolicyWatch);
     await refreshPolicies();
     const budgets = new LinkBudgets((to) => linkBandwidth(policies, config.region, to));
+    // Status pushed to this region's nodes and worker (WatchStatus); re-checked on every
+    // heartbeat update and failover configuration below, and when the lease would lapse.
+    const statusOptions = {
+      region: config.region,
+      view,
+      version: peerVersion(),
+      // The heartbeat starts below; until then Status reports no peers.
+      peerHealth: () =>
+        (heartbeatRef?.snapshot() ?? []).map((h) => ({
+          region: h.peer,
+          up: h.state === "up",
+          rttMs: h.rttMs,
+          lastSeenAtMs: h.lastSeenAt,
+        })),
+      fence,
+      leaseMs: config.failover.leaseMs,
+    };
+    const feed = new StatusFeed({
+      status: () => statusReply(statusOptions, 0),
+      fence,
+      fenceLapsesAt: () => {
+        let lastSeen: number | undefined;
+        for (const r of others) {
+          const seen = heartbeatRef?.health(r.name)?.lastSeenAt;
+          if (seen !== undefined && (lastSeen === undefined || seen > lastSeen)) lastSeen = seen;
+        }
+        return lastSeen === undefined ? undefined : lastSeen + config.failover.leaseMs;
+      },
+      logger: log.child({ component: "status-feed" }),
+    });
+    const stopFenceWatch = view.applied.subscribe((event) => {
+      if (event.type === "repository.configured") feed.changed();
+    });
+    cleanup.push(stopFenceWatch);
     const health = new HealthService({ "": "SERVING", "meridian.peer.v1.Peer": "SERVING" });
     const server = new grpc.Server({
       "grpc-node.flow_control_window": PEER_FLOW_CONTROL_WINDOW,
@@ -198,23 +234,13 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     server.addService(
       peerPackage().meridian.peer.v1.Peer.service,
       createPeerService({
-        region: config.region,
+        ...statusOptions,
         store,
-        view,
-        version: peerVersion(),
         logger: log.child({ component: "peer-service" }),
         budgets,
-        // The heartbeat starts below; until then Status reports no peers.
-        peerHealth: () =>
-          (heartbeatRef?.snapshot() ?? []).map((h) => ({
-            region: h.peer,
-            up: h.state === "up",
-            rttMs: h.rttMs,
-            lastSeenAtMs: h.lastSeenAt,
-          })),
-        fence,
-        leaseMs: config.failover.leaseMs,
         meshFetch,
+        watchStatus: (call) => feed.watch(call),
+        pingStatus: (call) => feed.pings(call),
         // A miss waits (at most CATCH_UP_ON_MISS_MS) for the view to apply what the log holds now.
         caughtUp: async () => view.waitFor(await eventLog.lastSeq(), CATCH_UP_ON_MISS_MS),
         closing: () => closing,
@@ -229,11 +255,14 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       ),
     );
     cleanup.push(() => shutdownGrpc(server, health));
+    // Runs before the shutdown above (cleanup runs last-in first): watchers' streams end at once.
+    cleanup.push(() => feed.close());
     const grpcAddress = `${config.grpc.listen.slice(0, config.grpc.listen.lastIndexOf(":"))}:${port}`;
 
     // ---- heartbeats to every other region's peer
     const probe: Probe = async (peer, timeoutMs, signal) => {
-      const reply = await clients.get(peer)!.status(config.region, { timeoutMs, signal });
+      // A ping on the long-lived PingStatus stream, not a call of its own (mesh-client/status-pings.ts).
+      const reply = await clients.get(peer)!.pingStatus(config.region, { timeoutMs, signal });
       return {
         applied: reply.applied,
         epoch: reply.epoch,
@@ -281,6 +310,12 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       config.startupGraceMs,
     );
     heartbeatRef = heartbeat;
+    const stopFeedUpdates = heartbeat.onUpdate(() => feed.changed());
+    const stopFeedChanges = heartbeat.onChange(() => feed.peersChanged());
+    cleanup.push(() => {
+      stopFeedUpdates();
+      stopFeedChanges();
+    });
     heartbeat.start();
     cleanup.push(() => {
       stopChangeLog();

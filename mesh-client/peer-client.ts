@@ -20,6 +20,7 @@ import { DEADLINES, deadline, PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.
 import { type RepoState, repoStateFromWire } from "../protocol/registers.js";
 import type { RepoDigest } from "../protocol/summary.js";
 import { peerPackage } from "./proto.js";
+import { StatusPings } from "./status-pings.js";
 
 /**
  * Credentials for calling other peers as `region`: mutual TLS under the mesh
@@ -79,6 +80,7 @@ export function livenessChannelOptions(): grpc.ChannelOptions {
 
 export class PeerClient {
   readonly #client: GeneratedPeerClient;
+  #pings: StatusPings | undefined;
 
   /**
    * `region` is the peer's region; `from`, the caller's (sent with blob
@@ -140,6 +142,25 @@ export class PeerClient {
     return this.#unary("status", DEADLINES.status, options, (o, cb) =>
       this.#client.status({ fromRegion: from, sentAtMs: Date.now() }, o, cb),
     );
+  }
+
+  /**
+   * The peer's Status as a ping on one long-lived PingStatus stream
+   * (mesh-client/status-pings.ts): what heartbeats and health probes ask
+   * every interval. Same answer, deadline and errors as `status`.
+   */
+  pingStatus(from: string, options: CallOptions = {}): Promise<StatusReply__Output> {
+    this.#pings ??= new StatusPings(() => this.#client.pingStatus());
+    return this.#pings.status(from, options);
+  }
+
+  /**
+   * The peer's Status as a stream (WatchStatus): one reply at once, one on
+   * every fence change, one every `keepaliveMs`. No deadline: the stream
+   * lives until cancelled; mesh-client/status-watch.ts keeps one open.
+   */
+  watchStatus(from: string, keepaliveMs: number): grpc.ClientReadableStream<StatusReply__Output> {
+    return this.#client.watchStatus({ fromRegion: from, keepaliveMs });
   }
 
   /** Which of `digests` the peer holds (with `repo`: holds linked in that repository). */
@@ -337,6 +358,7 @@ export class PeerClient {
   }
 
   close(): void {
+    this.#pings?.close();
     this.#client.close();
   }
 }

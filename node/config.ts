@@ -33,7 +33,9 @@
  * - `sync(k)` durability: a push to such a repository is acknowledged only
  *   once k other regions hold it, waiting at most `syncTimeoutMs`;
  * - fencing: writes as a repository's home are refused while the peer says
- *   the region must not make them (polled every `peerPollMs`).
+ *   the region must not make them (pushed on a stream at once when it
+ *   changes, and every `peerPollMs` as a keepalive; no status for two
+ *   keepalives, at least 2 s, and the node refuses them too).
  *
  * `policiesFile` is a YAML file of replication policies (the format of
  * `meridian policy apply`, protocol/policy.ts). It is validated with the rest
@@ -202,9 +204,10 @@ export const NODE_SETTINGS = configSchema({
   }),
   peerPollMs: integer({
     env: "MERIDIAN_PEER_POLL_MS",
-    default: 250,
-    minimum: 10,
-    doc: "how often the node asks its peer whether home writes are fenced",
+    default: 1_000,
+    minimum: 100,
+    maximum: 60_000,
+    doc: "how often the peer re-sends the write fence on the node's status stream while it does not change (its keepalive; a change is sent at once); no status for two keepalives (at least 2 s) fences the node",
   }),
   tls: section({
     certFile: optional(

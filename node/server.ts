@@ -96,7 +96,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
       : new MeshLink({
           region: config.region,
           mesh: config.mesh,
-          pollMs: config.peerPollMs,
+          keepaliveMs: config.peerPollMs,
           startupGraceMs: config.startupGraceMs,
           logger: log.child({ component: "mesh-link" }),
         });

@@ -27,7 +27,7 @@ export interface WorkerOptions {
   /** Peer clients of the other regions, by region name. */
   peers: Map<string, PeerClient>;
   /**
-   * This region's own peer: its Status says how the control plane sees the
+   * This region's own peer: its Status (pushed on a WatchStatus stream) says how the control plane sees the
    * other regions (up, RTT), which orders the regions a copy is tried from.
    */
   localPeer?: PeerClient;

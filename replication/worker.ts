@@ -78,6 +78,7 @@
  * metrics.ts keep the policies in force, the failed events and the metrics.
  */
 import type { PeerClient } from "../mesh-client/peer-client.js";
+import { StatusWatch } from "../mesh-client/status-watch.js";
 import { type ContentEvent, derivedId, type EventBody, makeEvent } from "../protocol/events.js";
 import { HybridClock } from "../protocol/hlc.js";
 import { DEFAULT_POLICY } from "../protocol/policy.js";
@@ -94,6 +95,9 @@ import { Reconciler, type TagConflictBody } from "./reconcile.js";
 import { Scheduler } from "./scheduler.js";
 import { SourceConsumer } from "./source-consumer.js";
 import type { WorkerOptions } from "./worker-options.js";
+
+/** How often the local peer re-sends its status (round trips) on the worker's stream; up/down comes at once. */
+const HEALTH_KEEPALIVE_MS = 5_000;
 
 export { backoffMs } from "./backoff.js";
 export { failedAlertId, failureKey, REPLICATION_FAILED } from "./failures.js";
@@ -119,7 +123,7 @@ export class ReplicationWorker {
   readonly applied = new Map<string, number>();
   /** The control plane's latest view of the other regions. */
   #health: RegionHealth[] = [];
-  #healthTimer: NodeJS.Timeout | undefined;
+  #healthWatch: StatusWatch | undefined;
   /** Ends this worker's subscription to the view's applied events (stop). */
   #unsubscribeApplied: (() => void) | undefined;
   readonly #clock = new HybridClock();
@@ -230,15 +234,19 @@ export class ReplicationWorker {
     this.#startedAtMs = Date.now();
     const local = this.#o.localPeer;
     if (local !== undefined) {
-      const refresh = () =>
-        local.status(this.#o.region).then(
-          (reply) => {
-            this.#health = reply.peers.map((p) => ({ region: p.region, up: p.up, rttMs: p.rttMs }));
-          },
-          () => undefined, // keep the last view; the order falls back to names
-        );
-      void refresh();
-      this.#healthTimer = setInterval(refresh, 1_000);
+      // The other regions' health as the local peer's heartbeats see it, pushed on its status
+      // stream (mesh-client/status-watch.ts) rather than polled every second: at once when a
+      // region goes up or down, round trips every HEALTH_KEEPALIVE_MS. While the stream is down
+      // the last view is kept; before the first status the order falls back to names.
+      this.#healthWatch = new StatusWatch({
+        client: local,
+        from: this.#o.region,
+        keepaliveMs: HEALTH_KEEPALIVE_MS,
+        onStatus: (reply) => {
+          this.#health = reply.peers.map((p) => ({ region: p.region, up: p.up, rttMs: p.rttMs }));
+        },
+      });
+      this.#healthWatch.start();
     }
     for (const source of this.#o.mesh.regions) {
       if (source.name === this.#o.region) continue;
@@ -265,7 +273,7 @@ export class ReplicationWorker {
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#healthTimer);
+    this.#healthWatch?.close();
     this.#unsubscribeApplied?.();
     const scheduled = this.#scheduler.stop(); // its timers now, its runs once the signal ends them
     this.#abort.abort();

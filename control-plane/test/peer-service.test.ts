@@ -457,7 +457,7 @@ test("Summarize carries a root over the repositories; RepoState the registers wi
   });
 });
 
-test("who may call what: regions everything, other mesh identities Status only, a plaintext mesh unchecked", () => {
+test("who may call what: regions everything, other mesh identities Status (and its ping form) only, a plaintext mesh unchecked", () => {
   const regions = ["a", "b"];
   const rpcs = Object.keys(
     createPeerService({ region: "t", store: {} as BlobStore, view: {} as MetadataView, version: "0" }),
@@ -465,9 +465,14 @@ test("who may call what: regions everything, other mesh identities Status only, 
   assert.ok(rpcs.includes("FetchBlob") && rpcs.includes("Status"));
   for (const rpc of rpcs) {
     assert.equal(peerMayCall("a", rpc, regions), true, `a: ${rpc}`);
-    assert.equal(peerMayCall("front-door", rpc, regions), rpc === "Status", `front-door: ${rpc}`);
-    assert.equal(peerMayCall("", rpc, regions), rpc === "Status", `no name: ${rpc}`);
+    const statusOnly = rpc === "Status" || rpc === "PingStatus";
+    assert.equal(peerMayCall("front-door", rpc, regions), statusOnly, `front-door: ${rpc}`);
+    assert.equal(peerMayCall("", rpc, regions), statusOnly, `no name: ${rpc}`);
     assert.equal(peerMayCall("front-door", rpc, undefined), true, `plaintext: ${rpc}`);
   }
-  assert.deepEqual([...NON_REGION_RPCS], ["Status"]);
+  assert.deepEqual([...NON_REGION_RPCS], ["Status", "PingStatus"]);
+  assert.ok(
+    rpcs.includes("WatchStatus") && !NON_REGION_RPCS.has("WatchStatus"),
+    "the status stream is the region's",
+  );
 });

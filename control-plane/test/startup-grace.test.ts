@@ -141,7 +141,7 @@ test("the node's fence while no other region answers: info within the grace, one
   after(() => peer.close());
   const mesh = JSON.parse(readFileSync(meshFile, "utf8")) as Mesh;
   const { logger, lines } = capture();
-  const link = new MeshLink({ region: "a", mesh, pollMs: 100, logger, startupGraceMs: GRACE_MS });
+  const link = new MeshLink({ region: "a", mesh, keepaliveMs: 100, logger, startupGraceMs: GRACE_MS });
   link.start();
   after(() => link.close());
   await eventually(() => at(lines, 30).includes("home writes refused while starting"), 5_000, 20);

@@ -24,6 +24,7 @@ import type { SummarizeRequest as _meridian_peer_v1_SummarizeRequest, SummarizeR
 import type { TagState as _meridian_peer_v1_TagState, TagState__Output as _meridian_peer_v1_TagState__Output } from './meridian/peer/v1/TagState.js';
 import type { WaitReplicatedReply as _meridian_peer_v1_WaitReplicatedReply, WaitReplicatedReply__Output as _meridian_peer_v1_WaitReplicatedReply__Output } from './meridian/peer/v1/WaitReplicatedReply.js';
 import type { WaitReplicatedRequest as _meridian_peer_v1_WaitReplicatedRequest, WaitReplicatedRequest__Output as _meridian_peer_v1_WaitReplicatedRequest__Output } from './meridian/peer/v1/WaitReplicatedRequest.js';
+import type { WatchStatusRequest as _meridian_peer_v1_WatchStatusRequest, WatchStatusRequest__Output as _meridian_peer_v1_WatchStatusRequest__Output } from './meridian/peer/v1/WatchStatusRequest.js';
 import type { Write as _meridian_peer_v1_Write, Write__Output as _meridian_peer_v1_Write__Output } from './meridian/peer/v1/Write.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -56,6 +57,7 @@ export interface ProtoGrpcType {
         TagState: MessageTypeDefinition<_meridian_peer_v1_TagState, _meridian_peer_v1_TagState__Output>
         WaitReplicatedReply: MessageTypeDefinition<_meridian_peer_v1_WaitReplicatedReply, _meridian_peer_v1_WaitReplicatedReply__Output>
         WaitReplicatedRequest: MessageTypeDefinition<_meridian_peer_v1_WaitReplicatedRequest, _meridian_peer_v1_WaitReplicatedRequest__Output>
+        WatchStatusRequest: MessageTypeDefinition<_meridian_peer_v1_WatchStatusRequest, _meridian_peer_v1_WatchStatusRequest__Output>
         Write: MessageTypeDefinition<_meridian_peer_v1_Write, _meridian_peer_v1_Write__Output>
       }
     }

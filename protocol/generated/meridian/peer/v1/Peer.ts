@@ -19,6 +19,7 @@ import type { SummarizeReply as _meridian_peer_v1_SummarizeReply, SummarizeReply
 import type { SummarizeRequest as _meridian_peer_v1_SummarizeRequest, SummarizeRequest__Output as _meridian_peer_v1_SummarizeRequest__Output } from '../../../meridian/peer/v1/SummarizeRequest.js';
 import type { WaitReplicatedReply as _meridian_peer_v1_WaitReplicatedReply, WaitReplicatedReply__Output as _meridian_peer_v1_WaitReplicatedReply__Output } from '../../../meridian/peer/v1/WaitReplicatedReply.js';
 import type { WaitReplicatedRequest as _meridian_peer_v1_WaitReplicatedRequest, WaitReplicatedRequest__Output as _meridian_peer_v1_WaitReplicatedRequest__Output } from '../../../meridian/peer/v1/WaitReplicatedRequest.js';
+import type { WatchStatusRequest as _meridian_peer_v1_WatchStatusRequest, WatchStatusRequest__Output as _meridian_peer_v1_WatchStatusRequest__Output } from '../../../meridian/peer/v1/WatchStatusRequest.js';
 
 export interface PeerClient extends grpc.Client {
   /**
@@ -97,6 +98,27 @@ export interface PeerClient extends grpc.Client {
   locate(argument: _meridian_peer_v1_LocateRequest, callback: grpc.requestCallback<_meridian_peer_v1_LocateReply__Output>): grpc.ClientUnaryCall;
   
   /**
+   * Status as pings on one long-lived stream: every StatusRequest the caller
+   * sends is answered by one StatusReply echoing its sent_at_ms, as Status
+   * would answer it. The heartbeats between peers and the front door's
+   * probes use it: a ping is a message each way on an open stream, not a
+   * call of its own (issue 14, cost at rest); a ping not answered in time
+   * counts as a missed heartbeat, as a failed Status call did.
+   */
+  PingStatus(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  PingStatus(options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  /**
+   * Status as pings on one long-lived stream: every StatusRequest the caller
+   * sends is answered by one StatusReply echoing its sent_at_ms, as Status
+   * would answer it. The heartbeats between peers and the front door's
+   * probes use it: a ping is a message each way on an open stream, not a
+   * call of its own (issue 14, cost at rest); a ping not answered in time
+   * counts as a missed heartbeat, as a failed Status call did.
+   */
+  pingStatus(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  pingStatus(options?: grpc.CallOptions): grpc.ClientDuplexStream<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply__Output>;
+  
+  /**
    * Every register of one repository, deletions included, with the write
    * that set each: what anti-entropy replays where summaries differ.
    */
@@ -164,6 +186,31 @@ export interface PeerClient extends grpc.Client {
   waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
   waitReplicated(argument: _meridian_peer_v1_WaitReplicatedRequest, callback: grpc.requestCallback<_meridian_peer_v1_WaitReplicatedReply__Output>): grpc.ClientUnaryCall;
   
+  /**
+   * Status pushed instead of polled, for the peer's own region (its nodes'
+   * write fence, its worker's view of the other regions): one StatusReply at
+   * once, another as soon as the fence changes (the peer re-checks it on
+   * every heartbeat, on every failover configuration its view applies, and
+   * when the lease lapses), another as soon as another region goes up or
+   * down (the heartbeats' verdict), and one every `keepalive_ms` while nothing
+   * changes, so a caller that hears nothing for a few keepalives knows the
+   * peer is gone or frozen. The stream ends only when the peer shuts down.
+   */
+  WatchStatus(argument: _meridian_peer_v1_WatchStatusRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  WatchStatus(argument: _meridian_peer_v1_WatchStatusRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  /**
+   * Status pushed instead of polled, for the peer's own region (its nodes'
+   * write fence, its worker's view of the other regions): one StatusReply at
+   * once, another as soon as the fence changes (the peer re-checks it on
+   * every heartbeat, on every failover configuration its view applies, and
+   * when the lease lapses), another as soon as another region goes up or
+   * down (the heartbeats' verdict), and one every `keepalive_ms` while nothing
+   * changes, so a caller that hears nothing for a few keepalives knows the
+   * peer is gone or frozen. The stream ends only when the peer shuts down.
+   */
+  watchStatus(argument: _meridian_peer_v1_WatchStatusRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  watchStatus(argument: _meridian_peer_v1_WatchStatusRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_meridian_peer_v1_StatusReply__Output>;
+  
 }
 
 export interface PeerHandlers extends grpc.UntypedServiceImplementation {
@@ -197,6 +244,16 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
   Locate: grpc.handleUnaryCall<_meridian_peer_v1_LocateRequest__Output, _meridian_peer_v1_LocateReply>;
   
   /**
+   * Status as pings on one long-lived stream: every StatusRequest the caller
+   * sends is answered by one StatusReply echoing its sent_at_ms, as Status
+   * would answer it. The heartbeats between peers and the front door's
+   * probes use it: a ping is a message each way on an open stream, not a
+   * call of its own (issue 14, cost at rest); a ping not answered in time
+   * counts as a missed heartbeat, as a failed Status call did.
+   */
+  PingStatus: grpc.handleBidiStreamingCall<_meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply>;
+  
+  /**
    * Every register of one repository, deletions included, with the write
    * that set each: what anti-entropy replays where summaries differ.
    */
@@ -220,6 +277,18 @@ export interface PeerHandlers extends grpc.UntypedServiceImplementation {
    */
   WaitReplicated: grpc.handleUnaryCall<_meridian_peer_v1_WaitReplicatedRequest__Output, _meridian_peer_v1_WaitReplicatedReply>;
   
+  /**
+   * Status pushed instead of polled, for the peer's own region (its nodes'
+   * write fence, its worker's view of the other regions): one StatusReply at
+   * once, another as soon as the fence changes (the peer re-checks it on
+   * every heartbeat, on every failover configuration its view applies, and
+   * when the lease lapses), another as soon as another region goes up or
+   * down (the heartbeats' verdict), and one every `keepalive_ms` while nothing
+   * changes, so a caller that hears nothing for a few keepalives knows the
+   * peer is gone or frozen. The stream ends only when the peer shuts down.
+   */
+  WatchStatus: grpc.handleServerStreamingCall<_meridian_peer_v1_WatchStatusRequest__Output, _meridian_peer_v1_StatusReply>;
+  
 }
 
 export interface PeerDefinition extends grpc.ServiceDefinition {
@@ -228,8 +297,10 @@ export interface PeerDefinition extends grpc.ServiceDefinition {
   GetManifest: MethodDefinition<_meridian_peer_v1_GetManifestRequest, _meridian_peer_v1_ManifestReply, _meridian_peer_v1_GetManifestRequest__Output, _meridian_peer_v1_ManifestReply__Output>
   HasBlobs: MethodDefinition<_meridian_peer_v1_HasBlobsRequest, _meridian_peer_v1_HasBlobsReply, _meridian_peer_v1_HasBlobsRequest__Output, _meridian_peer_v1_HasBlobsReply__Output>
   Locate: MethodDefinition<_meridian_peer_v1_LocateRequest, _meridian_peer_v1_LocateReply, _meridian_peer_v1_LocateRequest__Output, _meridian_peer_v1_LocateReply__Output>
+  PingStatus: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   RepoState: MethodDefinition<_meridian_peer_v1_RepoStateRequest, _meridian_peer_v1_RepoStateReply, _meridian_peer_v1_RepoStateRequest__Output, _meridian_peer_v1_RepoStateReply__Output>
   Status: MethodDefinition<_meridian_peer_v1_StatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_StatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
   Summarize: MethodDefinition<_meridian_peer_v1_SummarizeRequest, _meridian_peer_v1_SummarizeReply, _meridian_peer_v1_SummarizeRequest__Output, _meridian_peer_v1_SummarizeReply__Output>
   WaitReplicated: MethodDefinition<_meridian_peer_v1_WaitReplicatedRequest, _meridian_peer_v1_WaitReplicatedReply, _meridian_peer_v1_WaitReplicatedRequest__Output, _meridian_peer_v1_WaitReplicatedReply__Output>
+  WatchStatus: MethodDefinition<_meridian_peer_v1_WatchStatusRequest, _meridian_peer_v1_StatusReply, _meridian_peer_v1_WatchStatusRequest__Output, _meridian_peer_v1_StatusReply__Output>
 }
