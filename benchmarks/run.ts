@@ -1,7 +1,8 @@
 /**
  * Meridian versus CNCF Distribution, side by side on 127.0.0.1.
  *
- *   npm run bench -- [--runs N] [--quick] [--only blob,small,auth,images,memory,replication,pushforms]
+ *   npm run bench -- [--runs N] [--quick]
+ *                    [--only blob,small,auth,images,memory,replication,pushforms,pull,perblob,rest,convergence,scale]
  *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]
  *
  * Each benchmark run starts each registry fresh (the order alternates from run
@@ -12,6 +13,8 @@
  * authentication off and on.
  * The replication suite (replication.ts) is Meridian only: one local
  * three-region mesh for all its runs, medians over the runs.
+ * pull, perblob, rest, convergence and scale are scripts of their own, run
+ * after these suites as child processes (companions.ts).
  * See benchmarks/README.md.
  */
 import { randomBytes } from "node:crypto";
@@ -20,6 +23,7 @@ import { cpus, hostname, loadavg, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { REPO_ROOT } from "../testing/harness.js";
+import { COMPANIONS, type CompanionName, companionArgs, runCompanion } from "./companions.js";
 import { GeneratedBlob, MiB } from "./data.js";
 import type { Tool } from "./load.js";
 import { clkTck } from "./proc.js";
@@ -98,7 +102,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(
-      "usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only blob,small,auth,images,memory,replication,pushforms]\n" +
+      `usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only ${[...SUITES, ...COMPANIONS].join(",")}]\n` +
         "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]\n",
     );
     return;
@@ -107,8 +111,15 @@ async function main(): Promise<void> {
   if (values.duration !== undefined) sizes.smallDurationSec = Number(values.duration);
   const runs = Number(values.runs ?? (values.quick ? 1 : 3));
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) throw new Error("--runs: 1 to 20");
-  const only = (values.only?.split(",").map((s) => s.trim()) ?? [...SUITES]) as SuiteName[];
-  for (const s of only) if (!SUITES.includes(s)) throw new Error(`--only: one of ${SUITES.join(", ")}`);
+  const chosen = values.only?.split(",").map((s) => s.trim()) ?? [...SUITES, ...COMPANIONS];
+  const isSuite = (s: string): s is SuiteName => (SUITES as readonly string[]).includes(s);
+  const isCompanion = (s: string): s is CompanionName => (COMPANIONS as readonly string[]).includes(s);
+  for (const s of chosen) {
+    if (!isSuite(s) && !isCompanion(s))
+      throw new Error(`--only: one of ${[...SUITES, ...COMPANIONS].join(", ")}`);
+  }
+  const only = chosen.filter(isSuite);
+  const companions = chosen.filter(isCompanion);
   const tool = values.tool as Tool | undefined;
   if (tool !== undefined && tool !== "wrk" && tool !== "loadgen") throw new Error("--tool: wrk or loadgen");
 
@@ -240,12 +251,23 @@ async function main(): Promise<void> {
         ]
       : []),
   ].join("\n");
-  const file = join(resultsDir, `${stamp}${values.quick ? "-quick" : ""}.json`);
-  writeFileSync(file, `${JSON.stringify({ meta, summary, raw: { ...raw, pushforms } }, null, 2)}\n`);
-  writeFileSync(file.replace(/\.json$/, ".md"), `${md}\n`);
-  process.stdout.write(`${md}\n`);
-  say(`results: ${file}`);
+  if (only.length > 0) {
+    const file = join(resultsDir, `${stamp}${values.quick ? "-quick" : ""}.json`);
+    writeFileSync(file, `${JSON.stringify({ meta, summary, raw: { ...raw, pushforms } }, null, 2)}\n`);
+    writeFileSync(file.replace(/\.json$/, ".md"), `${md}\n`);
+    process.stdout.write(`${md}\n`);
+    say(`results: ${file}`);
+  }
+  for (const name of companions) {
+    const child = runCompanion(name, companionArgs(name, runs, values.quick ?? false), say);
+    stopCompanion = child.stop;
+    await child.done;
+    stopCompanion = undefined;
+  }
 }
+
+/** The companion running now, stopped with this process (companions.ts). */
+let stopCompanion: (() => void) | undefined;
 
 /**
  * The auth suite: per run, each registry twice side by side, authentication
@@ -301,6 +323,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     if (interrupted) return;
     interrupted = true;
     say(`${signal}: stopping the registries`);
+    stopCompanion?.();
     Promise.allSettled([...[...active].map((t) => t.stop()), stopReplication()]).then(() =>
       process.exit(130),
     );
