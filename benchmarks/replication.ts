@@ -60,7 +60,6 @@ export const REPLICATION_FULL: ReplicationSizes = {
 export const REPLICATION_QUICK: ReplicationSizes = { ...REPLICATION_FULL, bigBytes: 32 * MiB };
 
 const SOURCE = "a";
-const REGIONS = ["a", "b", "c"];
 const SMALL_TIMEOUT_MS = 60_000;
 const BIG_TIMEOUT_MS = 180_000;
 
@@ -102,6 +101,14 @@ export interface BigImage {
   copy: Record<string, { firstByteMs: number; lastByteMs: number }>;
   /** CPU seconds per process (region.role) from the layer push's start to pullable everywhere. */
   cpu: Record<string, number>;
+  /** Length of that CPU window, s. */
+  cpuWindowSec?: number;
+  /**
+   * CPU seconds per second of each process just before, over REST_WINDOW_MS
+   * with the same probing as the phase (the byte sampler, the HEAD pollers at
+   * every destination) and nothing to copy: what the window costs anyway.
+   */
+  restCpuPerSec?: Record<string, number>;
   wallSec: number;
 }
 
@@ -142,6 +149,8 @@ export interface ReplicationResults {
 
 export interface ReplicationOptions {
   runs: number;
+  /** The mesh's regions, the source first (default a, b, c: two destinations copy at once). */
+  regions?: string[];
   sizes: ReplicationSizes;
   fsync: boolean;
   /** Run every mesh process with --cpu-prof into this directory. */
@@ -287,8 +296,9 @@ async function startBenchMesh(options: ReplicationOptions): Promise<RunningMesh>
     process.env.MERIDIAN_BENCH_PROFILE_DIR = options.cpuProfDir;
   }
   try {
-    options.say(`replication: starting a mesh of ${REGIONS.join(", ")}`);
-    return await startMesh(after, REGIONS);
+    const regions = options.regions ?? ["a", "b", "c"];
+    options.say(`replication: starting a mesh of ${regions.join(", ")}`);
+    return await startMesh(after, regions);
   } finally {
     restoreEnv("MERIDIAN_STORAGE_FSYNC", saved.fsync);
     restoreEnv("NODE_OPTIONS", saved.nodeOptions);
@@ -431,8 +441,9 @@ async function bigPhase(
   const pids: Record<string, number> = {};
   for (const [name, r] of regions)
     for (const [role, pid] of Object.entries(r.pids)) pids[`${name}.${role}`] = pid;
-  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const restCpuPerSec = await restRates(pids, regions, pollers, sizes);
   const bytes0 = await bytesCopied(regions, [...pollers.keys()]);
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
   const tStart = performance.now();
   await pushConfig(push, img);
   const tLayer = performance.now();
@@ -451,6 +462,7 @@ async function bigPhase(
   );
   const cpu: Record<string, number> = {};
   for (const [k, pid] of Object.entries(pids)) cpu[k] = cpuSeconds(pid) - cpu0[k]!;
+  const cpuWindowSec = (performance.now() - tStart) / 1000;
   const copy = await sampling.stop();
   const per = (f: (at: number) => number) =>
     Object.fromEntries(Object.entries(pullable).map(([d, at]) => [d, f(at)]));
@@ -466,8 +478,37 @@ async function bigPhase(
     replicationMiBs: per((at) => sizes.bigBytes / MiB / ((at - tLayer201) / 1000)),
     copy,
     cpu,
+    cpuWindowSec,
+    restCpuPerSec,
     wallSec: (Math.max(...Object.values(pullable)) - tStart) / 1000,
   };
+}
+
+const REST_WINDOW_MS = 2_000;
+
+/**
+ * CPU s per s of every process over REST_WINDOW_MS while the phase's probes
+ * run (the byte sampler; HEAD of a tag that does not exist at every
+ * destination, every pollMs) and nothing is copied.
+ */
+async function restRates(
+  pids: Record<string, number>,
+  regions: Map<string, RegionInfo>,
+  pollers: Map<string, BenchClient>,
+  sizes: ReplicationSizes,
+): Promise<Record<string, number>> {
+  const dsts = [...pollers.keys()];
+  const sampling = sampleBytes(regions, dsts, await bytesCopied(regions, dsts), Number.POSITIVE_INFINITY, 0);
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const t0 = performance.now();
+  await Promise.all(
+    [...pollers.values()].map((p) =>
+      pollPullable(p, "repl/absent", "none", "sha256:none", t0, sizes.pollMs, REST_WINDOW_MS).catch(() => 0),
+    ),
+  );
+  const sec = (performance.now() - t0) / 1000;
+  await sampling.stop();
+  return Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (cpuSeconds(pid) - cpu0[k]!) / sec]));
 }
 
 /** meridian_replication_bytes_total{src=a} of each destination's worker. */

@@ -514,6 +514,25 @@ function summarizeReplication(r: ReplicationResults): { small: ValueRow[]; big: 
       value: med((run) => ((run.big.cpu[`${d}.worker`] ?? Number.NaN) * 1000) / mibCopied),
       target: "",
     });
+  // The same net of what each process spends per second anyway under the phase's probes
+  // (restCpuPerSec × the window): the per-byte cost, less distorted by a slow, loaded run.
+  const net = (run: (typeof runs)[number], key: string, mib: number) =>
+    run.big.restCpuPerSec === undefined || run.big.cpuWindowSec === undefined
+      ? Number.NaN
+      : (((run.big.cpu[key] ?? Number.NaN) - (run.big.restCpuPerSec[key] ?? 0) * run.big.cpuWindowSec) *
+          1000) /
+        mib;
+  big.push({
+    measure: "CPU ms per MiB net of rest, a peer (per MiB served)",
+    value: med((run) => net(run, "a.peer", mibCopied * dsts.length)),
+    target: "",
+  });
+  for (const d of dsts)
+    big.push({
+      measure: `CPU ms per MiB net of rest, ${d} worker`,
+      value: med((run) => net(run, `${d}.worker`, mibCopied)),
+      target: "",
+    });
   for (const [key, label] of [
     ["a.node", "CPU s, a node"],
     ["a.peer", "CPU s, a peer"],
