@@ -58,7 +58,12 @@ import type { BlobStore } from "../node/data/blob-store.js";
 import { FileBody } from "../node/data/file-body.js";
 import type { MetadataView } from "../node/data/view.js";
 import { parseDigest } from "../protocol/digest.js";
-import { BlobNotFoundError, PeerUnavailableError, RangeNotSatisfiableError } from "../protocol/errors.js";
+import {
+  BlobNotFoundError,
+  DigestInvalidError,
+  PeerUnavailableError,
+  RangeNotSatisfiableError,
+} from "../protocol/errors.js";
 import { ERROR_CODE_KEY, toGrpcStatus } from "../protocol/grpc-errors.js";
 import type { Mesh } from "../protocol/mesh.js";
 import { parseRepository } from "../protocol/names.js";
@@ -106,6 +111,15 @@ function identityOf(req: IncomingMessage): string {
   return (Array.isArray(cn) ? cn[0] : cn) ?? "";
 }
 
+/** A path segment percent-decoded; a malformed escape is an invalid digest, not a fault of the peer. */
+function decodedPath(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch (err) {
+    throw new DigestInvalidError("malformed digest in the path", { cause: err });
+  }
+}
+
 /** The offset of a `Range: bytes=N-` header (0 without one); RangeNotSatisfiableError for any other form. */
 export function rangeOffset(header: string | undefined, size: number): number {
   if (header === undefined) return 0;
@@ -136,7 +150,7 @@ async function serveBlob(
     });
     return;
   }
-  const digest = parseDigest(decodeURIComponent(url.pathname.slice(BLOB_CHANNEL_PATH.length)));
+  const digest = parseDigest(decodedPath(url.pathname.slice(BLOB_CHANNEL_PATH.length)));
   const repoParam = url.searchParams.get("repo");
   if (repoParam !== null && repoParam !== "") {
     const repo = parseRepository(repoParam);

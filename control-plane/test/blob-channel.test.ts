@@ -187,9 +187,11 @@ test("a mesh certificate that is not a region's (the front door's) may not fetch
 
 test("malformed requests get clear refusals, never bytes", async () => {
   const a = certs.regions.a!;
-  const bad = await rawGet("/blobs/sha256:nothex?from=a", a);
-  assert.equal(bad.status, 400);
-  assert.equal(bad.headers["meridian-error-code"], "DIGEST_INVALID");
+  for (const path of ["/blobs/sha256:nothex?from=a", "/blobs/%E0%A4%A?from=a"]) {
+    const bad = await rawGet(path, a);
+    assert.equal(bad.status, 400, path);
+    assert.equal(bad.headers["meridian-error-code"], "DIGEST_INVALID", path);
+  }
   const range = await rawGet(`/blobs/${small.digest}?from=a`, a, { range: "bytes=0-10" });
   assert.equal(range.status, 416);
   assert.equal(range.headers["meridian-error-code"], "RANGE_NOT_SATISFIABLE");
