@@ -23,6 +23,12 @@
  * same to its bulk bytes. On a plaintext mesh (`"insecure": true`) there is
  * no ALPN; the peer binds gRPC alone and copies use FetchBlob.
  *
+ * Upgrades: a new peer serves both FetchBlob and the byte channel, so old
+ * workers keep copying; a new worker asks only the byte channel, which an
+ * old peer refuses at the handshake (no "http/1.1" among its ALPN
+ * protocols): its copies fail as retryable until that peer is upgraded.
+ * Upgrade the peers first.
+ *
  * The request (mesh-client/blob-channel.ts sends it):
  *
  *   GET /blobs/<digest>?from=<region>[&repo=<name>]   [Range: bytes=<offset>-]
