@@ -43,9 +43,11 @@
  * - Failures carry the gRPC status FetchBlob would have answered, in the
  *   `grpc-status` and `meridian-error-code` headers (protocol/grpc-errors.ts,
  *   one table for both channels), with the HTTP status of the same meaning.
- * - `from` names the link whose bandwidth budget applies (control-plane/
- *   bandwidth.ts); with a budget, bytes leave in pieces of at most a quarter
- *   second's worth, so the channel's idle bounds never see a budget's wait.
+ * - The link whose bandwidth budget applies (control-plane/bandwidth.ts) is
+ *   the caller's identity, its certificate's region (`from` is only a
+ *   fallback; FetchBlob trusts its `from_region` as sent). With a budget,
+ *   bytes leave in pieces of at most a quarter second's worth, so the
+ *   channel's idle bounds never see a budget's wait.
  * - Bounded: one blob per request, only GET, a request line and headers
  *   within Node's limits, and a connection idle for `idleMs` (no byte read
  *   or accepted either way: a client that stopped reading, a slowloris) is
@@ -183,7 +185,9 @@ async function serveBlob(
   };
   const partial = req.headers.range !== undefined && size > 0;
   if (partial) headers["content-range"] = `bytes ${offset}-${size - 1}/${size}`;
-  const from = url.searchParams.get("from") ?? "";
+  // The link is the caller's certificate's region, not what it says it is (`from` only where no
+  // certificate names one).
+  const from = identity !== "" ? identity : (url.searchParams.get("from") ?? "");
   const rate = budgets?.rate(from);
   const out = rate === undefined ? res : throttled(res, budgets!, from, rate, abort.signal);
   try {

@@ -24,6 +24,7 @@ import { ensureMeshCerts, type MeshCerts } from "../../cli/certs.js";
 import { BlobChannel, blobChannelTls } from "../../mesh-client/blob-channel.js";
 import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import { FsBlobStore } from "../../node/data/fs-blob-store.js";
+import { MetadataView } from "../../node/data/view.js";
 import type { Digest } from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
@@ -42,6 +43,8 @@ import {
   startTestNats,
   tempDir,
 } from "../../testing/harness.js";
+import { LinkBudgets } from "../bandwidth.js";
+import { createBlobChannel, listenPeer } from "../blob-channel.js";
 import { loadPeerConfig } from "../config.js";
 import { type RunningPeer, startPeer } from "../peer.js";
 
@@ -212,6 +215,41 @@ test("malformed requests get clear refusals, never bytes", async () => {
     drain(channel().fetch(small.digest, 0, undefined, undefined, "other/repo")),
     BlobNotFoundError,
   );
+});
+
+test("the link's bandwidth budget paces the byte channel, charged to the caller's certificate; a link without one is not held", async (t) => {
+  const cleanup = cleanupStack(t);
+  const storeRoot = tempDir(cleanup);
+  const bytes = randomBytes(MiB + 256 * 1024);
+  const digest = await putBlob(storeRoot, bytes);
+  const store = new FsBlobStore(storeRoot);
+  await store.init();
+  const view = new MetadataView(tempDir(cleanup));
+  await view.open();
+  cleanup(() => view.close());
+  const rate = 512 * 1024;
+  const budgets = new LinkBudgets((to) => (to === "a" ? rate : undefined));
+  const server = new grpc.Server();
+  const blobs = createBlobChannel({ store, view, budgets, regions: ["a", "b", "c"] });
+  const listener = await listenPeer(server, blobs, mesh(), "b", "127.0.0.1:0");
+  cleanup(async () => {
+    await listener.close();
+    server.forceShutdown();
+  });
+  const address = `127.0.0.1:${listener.port}`;
+  // The budget is charged to the certificate's region, whatever `from` the caller claims.
+  const timed = async (identity: string) => {
+    const c = new BlobChannel("b", address, blobChannelTls(mesh(), identity)!, "c");
+    cleanup(() => c.close());
+    const started = performance.now();
+    assert.deepEqual(await drain(c.fetch(digest, 0)), bytes);
+    return performance.now() - started;
+  };
+  // One second's worth goes at once; the other 768 KiB wait for the refill at 512 KiB/s (1.5 s).
+  const paced = await timed("a");
+  assert.ok(paced >= 1_200, `a's copy took ${Math.round(paced)} ms under a budget of 512 KiB/s`);
+  const free = await timed("b");
+  assert.ok(free < paced, `b's copy (no budget) took ${Math.round(free)} ms`);
 });
 
 test("a copy of corrupt bytes (the source's file no longer matches its digest) is refused at commit", async (t) => {
