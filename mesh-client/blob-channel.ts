@@ -98,6 +98,9 @@ export class BlobChannel {
       // Pieces (~16 KiB each, one TLS record): about 4 MiB buffered.
       highWaterMark: 256,
       read() {
+        // The idle bound counts only time spent waiting for the peer: while a slow consumer (a
+        // disk) held the response paused, no byte could come.
+        if (response?.isPaused()) lastByteAt = performance.now();
         response?.resume();
       },
       destroy(err, done) {

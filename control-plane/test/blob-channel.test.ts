@@ -157,6 +157,27 @@ test("a region's certificate fetches a blob whole, and from an offset (a resumed
   assert.equal((await drain(channel().fetch(small.digest, small.bytes.length))).length, 0);
 });
 
+test("a caller that goes away mid-blob leaves the peer serving (its read of the file ends quietly)", async () => {
+  const big = randomBytes(32 * MiB);
+  const digest = await putBlob(join(root, "b", "store"), big);
+  for (let i = 0; i < 3; i++) {
+    const abort = new AbortController();
+    const stream = channel().fetch(digest, 0, abort.signal);
+    let got = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const piece of stream) {
+          got += (piece as Buffer).length;
+          if (got >= 2 * MiB) abort.abort(new Error("caller gone"));
+        }
+      })(),
+      /caller gone/,
+    );
+  }
+  // The peer is still there and serves the whole blob.
+  assert.deepEqual(await drain(channel().fetch(digest, 0)), big);
+});
+
 test("gRPC is still served on the same port (ALPN h2), beside the byte channel", async () => {
   const client = new PeerClient("b", bAddress, peerCredentials(mesh(), "a"), "a");
   defer(() => client.close());
