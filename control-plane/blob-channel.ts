@@ -173,6 +173,8 @@ async function serveBlob(
   }
   const abort = new AbortController();
   res.once("close", () => abort.abort(new Error("blob request closed")));
+  // The caller may have gone while the blob was looked up (a request delivered late): nothing to send.
+  if (res.destroyed) return;
   const body = await store.read(
     digest,
     size === 0 ? undefined : { start: offset, end: size - 1 },
@@ -248,6 +250,8 @@ interface ErrorAnswer {
 }
 
 function answerError(options: BlobChannelOptions, res: ServerResponse, err: unknown): void {
+  // The caller went away (its failure is its own abort): nobody to answer, nothing to report.
+  if (res.destroyed && !res.headersSent) return;
   if (res.headersSent) {
     // Mid-body: only cutting the connection tells the client the bytes are incomplete.
     res.destroy();
