@@ -17,18 +17,21 @@
  *    the layer push to pullable, and the effective replication throughput =
  *    bigBytes / (pullable − the layer's 201), since a destination starts
  *    copying when the layer's blob.pushed event arrives.
- * 3. The reference: `bigBytes` over a plain node:http stream on loopback
- *    (stream-server.ts in its own process, a node:http client that discards
- *    the bytes), once alone and once as two concurrent streams (replication
- *    copies to b and c at the same time).
+ * 3. The reference: `bigBytes` over a TLS stream on loopback with the mesh's
+ *    own mutual TLS (stream-server.ts --tls in its own process, serving with
+ *    a's certificate; a node:https client presenting b's that discards the
+ *    bytes), once alone and once as two concurrent streams (replication
+ *    copies to b and c at the same time), with the CPU per MiB of both ends;
+ *    and the same over plain node:http (the figure before issue 14).
  *
  * The workers' own meridian_replication_lag_seconds histograms (src="a") are
  * scraped before and after each phase and their deltas kept.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, statSync } from "node:fs";
-import { get } from "node:http";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { get, type IncomingMessage } from "node:http";
+import { get as httpsGet } from "node:https";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
@@ -57,7 +60,6 @@ export const REPLICATION_FULL: ReplicationSizes = {
 export const REPLICATION_QUICK: ReplicationSizes = { ...REPLICATION_FULL, bigBytes: 32 * MiB };
 
 const SOURCE = "a";
-const REGIONS = ["a", "b", "c"];
 const SMALL_TIMEOUT_MS = 60_000;
 const BIG_TIMEOUT_MS = 180_000;
 
@@ -99,6 +101,14 @@ export interface BigImage {
   copy: Record<string, { firstByteMs: number; lastByteMs: number }>;
   /** CPU seconds per process (region.role) from the layer push's start to pullable everywhere. */
   cpu: Record<string, number>;
+  /** Length of that CPU window, s. */
+  cpuWindowSec?: number;
+  /**
+   * CPU seconds per second of each process just before, over REST_WINDOW_MS
+   * with the same probing as the phase (the byte sampler, the HEAD pollers at
+   * every destination) and nothing to copy: what the window costs anyway.
+   */
+  restCpuPerSec?: Record<string, number>;
   wallSec: number;
 }
 
@@ -111,10 +121,21 @@ export interface StreamReference {
   pairTotalMiBs: number;
 }
 
+/** The TLS reference: as StreamReference, and the CPU of each end per MiB of the single stream. */
+export interface TlsStreamReference extends StreamReference {
+  /** CPU ms per MiB of the sending process (stream-server.ts --tls). */
+  serverCpuMsPerMiB: number;
+  /** CPU ms per MiB of the receiving process (this one, discarding the bytes). */
+  clientCpuMsPerMiB: number;
+}
+
 export interface ReplicationRun {
   images: SmallImage[];
   big: BigImage;
+  /** Plain node:http (the reference before issue 14). */
   stream: StreamReference;
+  /** The mesh's mutual TLS (issue 14's reference; optional in results from before it). */
+  tls?: TlsStreamReference;
   worker: Record<string, { small: HistogramDelta; big: HistogramDelta }>;
 }
 
@@ -128,6 +149,8 @@ export interface ReplicationResults {
 
 export interface ReplicationOptions {
   runs: number;
+  /** The mesh's regions, the source first (default a, b, c: two destinations copy at once). */
+  regions?: string[];
   sizes: ReplicationSizes;
   fsync: boolean;
   /** Run every mesh process with --cpu-prof into this directory. */
@@ -174,7 +197,14 @@ export async function replicationSuite(options: ReplicationOptions): Promise<Rep
     after(() => {
       for (const p of pollers.values()) p.close();
     });
-    const streamServer = await startStreamServer();
+    const streamServer = await startStreamServer([]);
+    const certs = join(mesh.dataDir, "certs");
+    const tlsServer = await startStreamServer(["--tls", certs, "--name", SOURCE]);
+    const tlsClient = {
+      ca: readFileSync(join(certs, "ca.crt")),
+      cert: readFileSync(join(certs, `${dsts[0]}.crt`)),
+      key: readFileSync(join(certs, `${dsts[0]}.key`)),
+    };
 
     // Warm-up: every worker connected and replicating before anything is timed.
     const nonce = randomBytes(4).toString("hex");
@@ -219,12 +249,15 @@ export async function replicationSuite(options: ReplicationOptions): Promise<Rep
             )
             .join("; "),
       );
-      const stream = await streamReference(streamServer.port, sizes.bigBytes);
+      const tls = await tlsReference(tlsServer, tlsClient, sizes.bigBytes);
+      const stream = await streamReference((size) => streamOnce(streamServer.port, size), sizes.bigBytes);
       say(
-        `replication: run ${run}/${options.runs}: plain stream ${Math.round(stream.singleMiBs)} MiB/s ` +
-          `(two at once: ${Math.round(stream.pairEachMiBs)} MiB/s each)`,
+        `replication: run ${run}/${options.runs}: TLS stream ${Math.round(tls.singleMiBs)} MiB/s ` +
+          `(two at once: ${Math.round(tls.pairEachMiBs)} MiB/s each; CPU ms/MiB sender ` +
+          `${tls.serverCpuMsPerMiB.toFixed(2)}, receiver ${tls.clientCpuMsPerMiB.toFixed(2)}); ` +
+          `plain stream ${Math.round(stream.singleMiBs)} MiB/s (two at once: ${Math.round(stream.pairEachMiBs)} MiB/s each)`,
       );
-      runs.push({ images, big, stream, worker });
+      runs.push({ images, big, stream, tls, worker });
     }
     const results: ReplicationResults = {
       runs,
@@ -263,8 +296,9 @@ async function startBenchMesh(options: ReplicationOptions): Promise<RunningMesh>
     process.env.MERIDIAN_BENCH_PROFILE_DIR = options.cpuProfDir;
   }
   try {
-    options.say(`replication: starting a mesh of ${REGIONS.join(", ")}`);
-    return await startMesh(after, REGIONS);
+    const regions = options.regions ?? ["a", "b", "c"];
+    options.say(`replication: starting a mesh of ${regions.join(", ")}`);
+    return await startMesh(after, regions);
   } finally {
     restoreEnv("MERIDIAN_STORAGE_FSYNC", saved.fsync);
     restoreEnv("NODE_OPTIONS", saved.nodeOptions);
@@ -407,8 +441,9 @@ async function bigPhase(
   const pids: Record<string, number> = {};
   for (const [name, r] of regions)
     for (const [role, pid] of Object.entries(r.pids)) pids[`${name}.${role}`] = pid;
-  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const restCpuPerSec = await restRates(pids, regions, pollers, sizes);
   const bytes0 = await bytesCopied(regions, [...pollers.keys()]);
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
   const tStart = performance.now();
   await pushConfig(push, img);
   const tLayer = performance.now();
@@ -427,6 +462,7 @@ async function bigPhase(
   );
   const cpu: Record<string, number> = {};
   for (const [k, pid] of Object.entries(pids)) cpu[k] = cpuSeconds(pid) - cpu0[k]!;
+  const cpuWindowSec = (performance.now() - tStart) / 1000;
   const copy = await sampling.stop();
   const per = (f: (at: number) => number) =>
     Object.fromEntries(Object.entries(pullable).map(([d, at]) => [d, f(at)]));
@@ -442,8 +478,37 @@ async function bigPhase(
     replicationMiBs: per((at) => sizes.bigBytes / MiB / ((at - tLayer201) / 1000)),
     copy,
     cpu,
+    cpuWindowSec,
+    restCpuPerSec,
     wallSec: (Math.max(...Object.values(pullable)) - tStart) / 1000,
   };
+}
+
+const REST_WINDOW_MS = 2_000;
+
+/**
+ * CPU s per s of every process over REST_WINDOW_MS while the phase's probes
+ * run (the byte sampler; HEAD of a tag that does not exist at every
+ * destination, every pollMs) and nothing is copied.
+ */
+async function restRates(
+  pids: Record<string, number>,
+  regions: Map<string, RegionInfo>,
+  pollers: Map<string, BenchClient>,
+  sizes: ReplicationSizes,
+): Promise<Record<string, number>> {
+  const dsts = [...pollers.keys()];
+  const sampling = sampleBytes(regions, dsts, await bytesCopied(regions, dsts), Number.POSITIVE_INFINITY, 0);
+  const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const t0 = performance.now();
+  await Promise.all(
+    [...pollers.values()].map((p) =>
+      pollPullable(p, "repl/absent", "none", "sha256:none", t0, sizes.pollMs, REST_WINDOW_MS).catch(() => 0),
+    ),
+  );
+  const sec = (performance.now() - t0) / 1000;
+  await sampling.stop();
+  return Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (cpuSeconds(pid) - cpu0[k]!) / sec]));
 }
 
 /** meridian_replication_bytes_total{src=a} of each destination's worker. */
@@ -504,10 +569,12 @@ function sampleBytes(
 
 // -------------------------------------------------------------- plain stream
 
-async function startStreamServer(): Promise<{ port: number; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, "dist", "benchmarks", "stream-server.js")], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+async function startStreamServer(args: string[]): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [join(REPO_ROOT, "dist", "benchmarks", "stream-server.js"), ...args],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   after(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
@@ -520,11 +587,16 @@ async function startStreamServer(): Promise<{ port: number; child: ChildProcess 
   return { port, child };
 }
 
-/** GET `size` bytes from the stream server, discarding them; MiB/s. */
-function streamOnce(port: number, size: number): Promise<number> {
+/** GET `size` bytes from the stream server (over TLS with `tls`), discarding them; MiB/s. */
+function streamOnce(
+  port: number,
+  size: number,
+  tls?: { ca: Buffer; cert: Buffer; key: Buffer },
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const req = get({ host: "127.0.0.1", port, path: `/?size=${size}`, agent: false }, (res) => {
+    const target = { host: "127.0.0.1", port, path: `/?size=${size}`, agent: false } as const;
+    const onResponse = (res: IncomingMessage) => {
       let bytes = 0;
       res.on("data", (chunk: Buffer) => {
         bytes += chunk.length;
@@ -534,18 +606,46 @@ function streamOnce(port: number, size: number): Promise<number> {
         if (bytes !== size) reject(new Error(`plain stream: ${bytes} bytes, expected ${size}`));
         else resolve(size / MiB / ((performance.now() - t0) / 1000));
       });
-    });
+    };
+    const req =
+      tls === undefined
+        ? get(target, onResponse)
+        : httpsGet({ ...target, ...tls, servername: "localhost" }, onResponse);
     req.on("error", reject);
   });
 }
 
-async function streamReference(port: number, size: number): Promise<StreamReference> {
-  await streamOnce(port, Math.min(size, 16 * MiB)); // warm-up
-  const singleMiBs = await streamOnce(port, size);
+async function streamReference(
+  once: (size: number) => Promise<number>,
+  size: number,
+): Promise<StreamReference> {
+  await once(Math.min(size, 16 * MiB)); // warm-up
+  const singleMiBs = await once(size);
   const t0 = performance.now();
-  const pair = await Promise.all([streamOnce(port, size), streamOnce(port, size)]);
+  const pair = await Promise.all([once(size), once(size)]);
   const pairTotalMiBs = (2 * size) / MiB / ((performance.now() - t0) / 1000);
   return { bytes: size, singleMiBs, pairEachMiBs: Math.min(...pair), pairTotalMiBs };
+}
+
+/** The TLS reference, and the CPU per MiB of both ends over one stream alone. */
+async function tlsReference(
+  server: { port: number; child: ChildProcess },
+  tls: { ca: Buffer; cert: Buffer; key: Buffer },
+  size: number,
+): Promise<TlsStreamReference> {
+  const once = (n: number) => streamOnce(server.port, n, tls);
+  await once(Math.min(size, 16 * MiB)); // warm-up
+  const server0 = cpuSeconds(server.child.pid!);
+  const client0 = process.cpuUsage();
+  await once(size);
+  const client = process.cpuUsage(client0);
+  const serverSec = cpuSeconds(server.child.pid!) - server0;
+  const ref = await streamReference(once, size);
+  return {
+    ...ref,
+    serverCpuMsPerMiB: (serverSec * 1000) / (size / MiB),
+    clientCpuMsPerMiB: (client.user + client.system) / 1000 / (size / MiB),
+  };
 }
 
 // -------------------------------------------------------------- worker metrics

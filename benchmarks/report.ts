@@ -422,7 +422,10 @@ function summarizeReplication(r: ReplicationResults): { small: ValueRow[]; big: 
     );
   }
   const push = med((run) => run.big.pushMs);
-  const stream = med((run) => run.stream.singleMiBs);
+  // Issue 14: the target is a TLS stream (the mesh's mutual TLS); results from before it have only plain.
+  const hasTls = runs.every((run) => run.tls !== undefined);
+  const stream = med((run) => (hasTls ? run.tls!.singleMiBs : run.stream.singleMiBs));
+  const streamName = hasTls ? "TLS stream" : "plain stream";
   const thrTarget = TARGETS.replicationThroughputRatio;
   const big: ValueRow[] = [
     { measure: "local push time (ms): config + layer + manifest", value: push, target: "" },
@@ -455,25 +458,81 @@ function summarizeReplication(r: ReplicationResults): { small: ValueRow[]; big: 
       {
         measure: `replication throughput to ${d} (MiB/s)`,
         value: mibs,
-        target: `≥ ${thrTarget}× stream = ${fmt(thrTarget * stream)}`,
+        target: `≥ ${thrTarget}× ${streamName} = ${fmt(thrTarget * stream)}`,
         met: mibs >= thrTarget * stream,
       },
       {
-        measure: `  ratio to the plain stream (${d})`,
+        measure: `  ratio to the ${streamName} (${d})`,
         value: mibs / stream,
         target: `≥ ${thrTarget}`,
         met: mibs / stream >= thrTarget,
       },
     );
+    if (hasTls)
+      big.push({
+        measure: `  ratio to two TLS streams at once, each (${d})`,
+        value: mibs / med((run) => run.tls!.pairEachMiBs),
+        target: "",
+      });
   }
+  if (hasTls)
+    big.push(
+      { measure: "TLS stream (mesh mTLS) on loopback (MiB/s)", value: stream, target: "" },
+      {
+        measure: "two TLS streams at once, each (MiB/s)",
+        value: med((run) => run.tls!.pairEachMiBs),
+        target: "",
+      },
+      {
+        measure: "TLS stream: CPU ms per MiB, sender / receiver",
+        value: med((run) => run.tls!.serverCpuMsPerMiB),
+        target: `receiver ${fmt(med((run) => run.tls!.clientCpuMsPerMiB))}`,
+      },
+    );
   big.push(
-    { measure: "plain node:http stream on loopback (MiB/s)", value: stream, target: "" },
+    {
+      measure: "plain node:http stream on loopback (MiB/s)",
+      value: med((run) => run.stream.singleMiBs),
+      target: "",
+    },
     {
       measure: "two plain streams at once, each (MiB/s)",
       value: med((run) => run.stream.pairEachMiBs),
       target: "",
     },
   );
+  // CPU per MiB copied: a's peer serves every destination its own copy.
+  const mibCopied = r.sizes.bigBytes / MiB;
+  big.push({
+    measure: "CPU ms per MiB, a peer (per MiB served, all destinations)",
+    value: med((run) => ((run.big.cpu["a.peer"] ?? Number.NaN) * 1000) / (mibCopied * dsts.length)),
+    target: "",
+  });
+  for (const d of dsts)
+    big.push({
+      measure: `CPU ms per MiB, ${d} worker`,
+      value: med((run) => ((run.big.cpu[`${d}.worker`] ?? Number.NaN) * 1000) / mibCopied),
+      target: "",
+    });
+  // The same net of what each process spends per second anyway under the phase's probes
+  // (restCpuPerSec × the window): the per-byte cost, less distorted by a slow, loaded run.
+  const net = (run: (typeof runs)[number], key: string, mib: number) =>
+    run.big.restCpuPerSec === undefined || run.big.cpuWindowSec === undefined
+      ? Number.NaN
+      : (((run.big.cpu[key] ?? Number.NaN) - (run.big.restCpuPerSec[key] ?? 0) * run.big.cpuWindowSec) *
+          1000) /
+        mib;
+  big.push({
+    measure: "CPU ms per MiB net of rest, a peer (per MiB served)",
+    value: med((run) => net(run, "a.peer", mibCopied * dsts.length)),
+    target: "",
+  });
+  for (const d of dsts)
+    big.push({
+      measure: `CPU ms per MiB net of rest, ${d} worker`,
+      value: med((run) => net(run, `${d}.worker`, mibCopied)),
+      target: "",
+    });
   for (const [key, label] of [
     ["a.node", "CPU s, a node"],
     ["a.peer", "CPU s, a peer"],

@@ -3,7 +3,7 @@
  *
  *   npm run bench -- [--runs N] [--quick]
  *                    [--only blob,small,auth,images,memory,replication,pushforms,pull,perblob,rest,convergence,scale]
- *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]
+ *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile] [--replication-regions 2|3]
  *
  * Each benchmark run starts each registry fresh (the order alternates from run
  * to run), drives it with the same client, and stops it. Medians over the runs
@@ -97,13 +97,14 @@ async function main(): Promise<void> {
       tool: { type: "string" },
       "no-fsync": { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
+      "replication-regions": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
       `usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only ${[...SUITES, ...COMPANIONS].join(",")}]\n` +
-        "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile]\n",
+        "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile] [--replication-regions 2|3]\n",
     );
     return;
   }
@@ -151,6 +152,8 @@ async function main(): Promise<void> {
         runs,
         sizes: replicationSizes,
         fsync: !values["no-fsync"],
+        // 2: a and b only (one copy: the pair the issue's target names); default 3 (a copies to b and c).
+        regions: ["a", "b", "c"].slice(0, Number(values["replication-regions"] ?? 3)),
         say,
         logsDir: join(resultsDir, `replication-logs-${stamp}`),
         ...(values.profile ? { cpuProfDir: join(resultsDir, `profiles-${stamp}`, "replication") } : {}),

@@ -4,7 +4,7 @@
  *
  *   B+10i     registry node (OCI HTTP)         node/server.ts
  *   B+10i+1   nats-server with JetStream
- *   B+10i+2   control-plane peer (gRPC, mTLS)  control-plane/peer.ts
+ *   B+10i+2   control-plane peer (gRPC, mTLS; and blob copies, by ALPN)  control-plane/peer.ts
  *   B+10i+3   the peer's /metrics
  *   B+10i+4   the replication worker's /metrics  replication/main.ts
  *

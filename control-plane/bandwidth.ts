@@ -42,6 +42,11 @@ export class LinkBudgets {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
+  /** The link's budget to `destination` in bytes per second, or undefined for none. */
+  rate(destination: string): number | undefined {
+    return destination === "" ? undefined : this.rateOf(destination);
+  }
+
   /** Charge `bytes` sent to `destination`; resolves when they may go (at once without a budget). */
   async take(destination: string, bytes: number, signal?: AbortSignal): Promise<void> {
     const rate = this.rateOf(destination);

@@ -45,6 +45,7 @@ import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
 import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
 import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
+import { createBlobChannel, listenPeer } from "./blob-channel.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
 import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
@@ -249,12 +250,30 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       }),
     );
     server.addService(healthPackage().grpc.health.v1.Health.service, health.handlers);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(config.grpc.listen, serverCredentials(config.mesh, config.region), (err, p) =>
-        err ? reject(err) : resolve(p),
-      ),
-    );
-    cleanup.push(() => shutdownGrpc(server, health));
+    let port: number;
+    if (config.mesh.tls !== undefined) {
+      // With TLS, the port also serves the byte channel for blob data (blob-channel.ts): one
+      // listener does the mutual TLS and hands each connection to gRPC or to it by ALPN.
+      const blobs = createBlobChannel({
+        store,
+        view,
+        budgets,
+        regions: config.mesh.regions.map((r) => r.name),
+        logger: log.child({ component: "blob-channel" }),
+        closing: () => closing,
+      });
+      const listener = await listenPeer(server, blobs, config.mesh, config.region, config.grpc.listen, log);
+      port = listener.port;
+      cleanup.push(() => shutdownGrpc(server, health));
+      cleanup.push(() => listener.close());
+    } else {
+      port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(config.grpc.listen, serverCredentials(config.mesh, config.region), (err, p) =>
+          err ? reject(err) : resolve(p),
+        ),
+      );
+      cleanup.push(() => shutdownGrpc(server, health));
+    }
     // Runs before the shutdown above (cleanup runs last-in first): watchers' streams end at once.
     cleanup.push(() => feed.close());
     const grpcAddress = `${config.grpc.listen.slice(0, config.grpc.listen.lastIndexOf(":"))}:${port}`;

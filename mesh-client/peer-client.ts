@@ -19,6 +19,7 @@ import type { Mesh } from "../protocol/mesh.js";
 import { DEADLINES, deadline, PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { type RepoState, repoStateFromWire } from "../protocol/registers.js";
 import type { RepoDigest } from "../protocol/summary.js";
+import { BlobChannel, type BlobChannelTls } from "./blob-channel.js";
 import { peerPackage } from "./proto.js";
 import { StatusPings } from "./status-pings.js";
 
@@ -81,12 +82,17 @@ export function livenessChannelOptions(): grpc.ChannelOptions {
 export class PeerClient {
   readonly #client: GeneratedPeerClient;
   #pings: StatusPings | undefined;
+  /** The peer's byte channel, when the caller copies blobs through it (see fetchBlob). */
+  readonly #blobs: BlobChannel | undefined;
 
   /**
    * `region` is the peer's region; `from`, the caller's (sent with blob
    * fetches, so the serving peer can apply that link's bandwidth budget).
    * `channelOptions` override the defaults below (the peer's heartbeat
    * channel checks the server's region name and reconnects sooner).
+   * With `blobChannel` (the caller's TLS material: mesh-client/
+   * blob-channel.ts blobChannelTls), fetchBlob reads the peer's byte channel
+   * instead of gRPC's FetchBlob (issue 14: the replication workers' copies).
    */
   constructor(
     readonly region: string,
@@ -94,7 +100,9 @@ export class PeerClient {
     credentials: grpc.ChannelCredentials,
     readonly from = "",
     channelOptions: grpc.ChannelOptions = {},
+    blobChannel?: BlobChannelTls,
   ) {
+    this.#blobs = blobChannel === undefined ? undefined : new BlobChannel(region, address, blobChannel, from);
     const Peer = peerPackage().meridian.peer.v1.Peer;
     this.#client = new Peer(address, credentials, {
       // Certificates name the region and localhost; the address may be a proxy's.
@@ -188,8 +196,9 @@ export class PeerClient {
   /**
    * A blob's bytes from `offset` on. The stream fails with a domain error
    * (PeerUnavailableError, BlobNotFoundError) if the call does; it is also
-   * failed when no chunk arrives for DEADLINES.fetchIdle ms, and cancelled
-   * when `signal` aborts or the consumer destroys it.
+   * failed when no chunk arrives for DEADLINES.fetchIdle ms (on the byte
+   * channel: DEADLINES.blobChannelIdle), and cancelled when `signal` aborts
+   * or the consumer destroys it.
    */
   fetchBlob(
     digest: Digest,
@@ -198,6 +207,7 @@ export class PeerClient {
     onBytes?: (n: number) => void,
     repo = "",
   ): Readable {
+    if (this.#blobs !== undefined) return this.#blobs.fetch(digest, offset, signal, onBytes, repo);
     return this.#blobStream(
       this.#client.fetchBlob({ digest, offset, fromRegion: this.from, repo }),
       digest,
@@ -360,5 +370,6 @@ export class PeerClient {
   close(): void {
     this.#pings?.close();
     this.#client.close();
+    this.#blobs?.close();
   }
 }

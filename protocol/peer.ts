@@ -16,7 +16,20 @@ export const DEADLINES = {
   /** FetchBlob: a deadline for the first chunk; the stream then has an idle timeout. */
   fetchFirstChunk: 10_000,
   fetchIdle: 30_000,
+  /**
+   * The byte channel (control-plane/blob-channel.ts): a copy fails when no
+   * byte arrives for this long. It has no HTTP/2 PING to notice a frozen
+   * peer (PEER_CHANNEL_LIVENESS's 5 s + 3 s), so its idle bound is that
+   * bound; a budget never holds its bytes longer (they leave in pieces of a
+   * quarter second's worth).
+   */
+  blobChannelIdle: 8_000,
 } as const;
+
+/** ALPN protocol of the peer's byte channel for blob data, beside gRPC's "h2" on the same port. */
+export const BLOB_CHANNEL_ALPN = "http/1.1";
+/** Path prefix of a blob on the byte channel: `GET /blobs/<digest>?from=<region>[&repo=<name>]`. */
+export const BLOB_CHANNEL_PATH = "/blobs/";
 
 export function deadline(ms: number): Date {
   return new Date(Date.now() + ms);

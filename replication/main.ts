@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { blobChannelTls } from "../mesh-client/blob-channel.js";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
 import { NatsConnectionManager } from "../node/data/nats-connection.js";
@@ -60,13 +61,13 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   const follower = followLog(eventLog, view, log.child({ component: "view" }));
   await catchUp(eventLog, view, log);
   const credentials = peerCredentials(config.mesh, config.region);
+  // Copies read the peers' byte channels (control-plane/blob-channel.ts) on a mesh with TLS.
+  const blobTls = blobChannelTls(config.mesh, config.region);
   const peers = new Map<string, PeerClient>();
   for (const r of config.mesh.regions) {
     if (r.name === config.region) continue;
-    peers.set(
-      r.name,
-      new PeerClient(r.name, config.peerAddresses?.[r.name] ?? r.grpc, credentials, config.region),
-    );
+    const address = config.peerAddresses?.[r.name] ?? r.grpc;
+    peers.set(r.name, new PeerClient(r.name, address, credentials, config.region, {}, blobTls));
   }
   const mesh: Mesh = {
     ...config.mesh,

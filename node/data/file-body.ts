@@ -26,7 +26,7 @@
  *   write never completed is left to the garbage collector.
  */
 import { close, read } from "node:fs";
-import { Readable, type Writable } from "node:stream";
+import { addAbortSignal, Readable, type Writable } from "node:stream";
 
 /** Bytes per read and per write. */
 export const FILE_CHUNK = 1 << 20;
@@ -51,10 +51,20 @@ export class FileBody extends Readable {
   #bytesRead = 0;
 
   constructor(fd: number, start = 0, end?: number, signal?: AbortSignal) {
-    super({ highWaterMark: FILE_CHUNK, ...(signal ? { signal } : {}) });
+    super({ highWaterMark: FILE_CHUNK });
     this.#fd = fd;
     this.#pos = start;
     this.#end = end ?? Number.POSITIVE_INFINITY;
+    // Not Readable's `signal` option: an already aborted signal destroyed the stream inside the
+    // base constructor, before this class's fields existed, and _destroy threw (a peer serving a
+    // caller that had already gone died of it, issue 14). Here the fields are set first. An
+    // abort fails the body with an AbortError; when the signal is already aborted nobody can be
+    // listening yet, so that 'error' event is not left to kill the process: the failure stays on
+    // the stream (errored), and reads, iteration and writeTo still reject with it.
+    if (signal !== undefined) {
+      if (signal.aborted) this.on("error", () => undefined);
+      addAbortSignal(signal, this);
+    }
   }
 
   /** Bytes read from the file so far, as fs.ReadStream's (the peer's backpressure test watches it). */

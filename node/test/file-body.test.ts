@@ -133,6 +133,19 @@ describe("the fs store's blob bodies", () => {
     assert.ok(await eventually(() => openOn(pathOf(digest)) === 0, 5_000), "the file is closed");
   });
 
+  test("a signal aborted before the read is opened: the body is born destroyed, the file closed, nothing thrown", async () => {
+    // Issue 14: a peer read a blob for a caller that had already gone; the abort ran the stream's
+    // _destroy inside Readable's constructor, before FileBody's own fields existed, and the
+    // TypeError killed the process.
+    const { digest } = blobs.get(5 * FILE_CHUNK + 12345)!;
+    const ac = new AbortController();
+    ac.abort(new Error("client went away"));
+    const body = (await store.read(digest, undefined, ac.signal)) as FileBody;
+    assert.ok(body.destroyed, "destroyed at once");
+    await assert.rejects(body.writeTo(new Sink()));
+    assert.ok(await eventually(() => openOn(pathOf(digest)) === 0, 5_000), "the file is closed");
+  });
+
   test("streamed as a Readable it gives the same bytes", async () => {
     const { digest, bytes } = blobs.get(5 * FILE_CHUNK + 12345)!;
     const parts: Buffer[] = [];
