@@ -287,7 +287,19 @@ export function eventLogSuite(name: string, open: (after: After) => Promise<Even
       await h.startBackend();
       await eventually(() => h.log.writable, 20_000);
       const after = policyDeleted("after");
-      await h.log.append(after);
+      // A cluster's connection is back before JetStream has elected its leaders again: until
+      // then an append fails as LogUnavailableError (recoverable, a client's 503), so it is
+      // retried as a client would, within a bound. The event's id makes a retry idempotent.
+      const until = Date.now() + 20_000;
+      for (;;) {
+        try {
+          await h.log.append(after);
+          break;
+        } catch (err) {
+          if (!(err instanceof LogUnavailableError) || Date.now() > until) throw err;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       const got = await tailed;
       assert.deepEqual(
         got.map((x) => x.seq),
