@@ -36,7 +36,7 @@
  * - 200 with the whole blob, or 206 with `Content-Range: bytes <o>-<size-1>/<size>`
  *   from offset o on; `Content-Length` always. A resume at the blob's end
  *   (o = size) is 416 with `Content-Range: bytes *\/<size>` (nothing left).
- * - Authorization as FetchBlob's (peer-service.ts `peerMayCall`): only a
+ * - Authorization as FetchBlob's (peer-access.ts `peerMayCall`): only a
  *   region's identity (its certificate's CN); any other certificate of the
  *   mesh CA (the front door's) is refused 403. No certificate, or one of
  *   another CA, never completes the handshake.
@@ -77,7 +77,8 @@ import type { Mesh } from "../protocol/mesh.js";
 import { parseRepository } from "../protocol/names.js";
 import { BLOB_CHANNEL_ALPN, BLOB_CHANNEL_PATH, DEADLINES } from "../protocol/peer.js";
 import type { LinkBudgets } from "./bandwidth.js";
-import { peerMayCall, unavailableNow } from "./peer-service.js";
+import { peerMayCall } from "./peer-access.js";
+import { unavailableNow } from "./peer-service.js";
 
 /** HTTP status of each gRPC status a failed blob request answers with (others: 500). */
 const HTTP_STATUS: ReadonlyMap<number, number> = new Map([

@@ -11,7 +11,7 @@
  * the delete breaker, their content copied) at once, and each is committed
  * (appended here, then acknowledged) after every earlier one: its append is
  * issued once the previous event's was, and the acknowledgements are awaited
- * side by side (pipelined, `#issueAppend`), so a later tag never overtakes
+ * side by side (pipelined, replica-append.ts), so a later tag never overtakes
  * the manifest it points to, and 1000 events do not cost 1000 round trips
  * one after the other; an event
  * whose content cannot be copied yet is retried with backoff and holds back
@@ -39,7 +39,6 @@ import {
   isContentEvent,
   type RegistryEvent,
   streamName,
-  writeIdOf,
 } from "../protocol/events.js";
 import { natsServersOf, type RegionEndpoints } from "../protocol/mesh.js";
 import { type EventKind, isFiltered, selectsKind, selectsRepository } from "../protocol/policy.js";
@@ -50,7 +49,8 @@ import type { FailureLog, GivenUp } from "./failures.js";
 import type { LinkMonitor } from "./links.js";
 import type { WorkerMetrics } from "./metrics.js";
 import type { PolicyCache } from "./policy-cache.js";
-import { conflictHere, type TagConflictBody } from "./reconcile.js";
+import type { TagConflictBody } from "./reconcile.js";
+import { ReplicaAppender } from "./replica-append.js";
 import type { Scheduler } from "./scheduler.js";
 import { DEFAULT_EVENT_DEADLINE_MS, type WorkerOptions } from "./worker-options.js";
 
@@ -105,11 +105,7 @@ export interface SourceConsumerOptions {
 export class SourceConsumer {
   readonly #o: SourceConsumerOptions;
   readonly #w: WorkerOptions;
-  /**
-   * This worker's last append per "repo:tag" not yet known applied (conflict
-   * checks wait on it): its sequence, or its acknowledgement while in flight.
-   */
-  readonly #tagAppends = new Map<string, number | Promise<number>>();
+  readonly #appender: ReplicaAppender;
   /**
    * Per source: resolves once the previous delivery's append was issued (or,
    * for anything but an append, its outcome decided): the next append's turn.
@@ -119,6 +115,13 @@ export class SourceConsumer {
   constructor(options: SourceConsumerOptions) {
     this.#o = options;
     this.#w = options.worker;
+    this.#appender = new ReplicaAppender({
+      worker: options.worker,
+      stopped: options.stopped,
+      retryLaterMs: ACK_WAIT_MS,
+      appended: (seq) => options.appended(seq),
+      recordConflict: (conflict) => options.recordConflict(conflict),
+    });
   }
 
   /** Replicate from `source` until the worker stops: connect, subscribe, ride out interruptions. */
@@ -205,7 +208,7 @@ export class SourceConsumer {
         return await this.#commit(source, d, prepared, log);
       }
       await turn;
-      const outcome = await this.#issueAppend(prepared, d.seq, log, next);
+      const outcome = await this.#appender.append(prepared, d.seq, log, next);
       await d.earlier;
       if (outcome.outcome === "ack") this.#replicated(source, d.seq, prepared);
       return outcome;
@@ -334,53 +337,6 @@ export class SourceConsumer {
     return { outcome: "give-up", reason: p.reason };
   }
 
-  /**
-   * Append a prepared event's replica (and the conflict it makes) here.
-   * `issued` is called as soon as the append is handed to the log (after the
-   * conflict check), so #handle lets the next event's append go while this
-   * one's acknowledgement is awaited: appends of one source are pipelined,
-   * issued in stream order on one connection, and the server stores a
-   * connection's messages in that order. Resolves `ack` once the replica (and
-   * its conflict record) are durably in the local log, retrying with backoff
-   * (a retry is de-duplicated by the event's id, so an append that was stored
-   * but not acknowledged is not stored twice); `retry-later` when the worker
-   * stops first.
-   *
-   * If an append fails while later ones go through (a connection lost
-   * mid-batch), its retry lands after them: the local log then holds this
-   * source's events slightly out of order (as after a restart, before and
-   * after pipelining: JetStream delivers the events never delivered before
-   * those left undone at the stop). The view merges every piece of
-   * content as a register, whatever order its writes arrive in
-   * (node/data/projections/content.ts), and every event's content was copied
-   * before any append was issued, so no tag is visible before its closure
-   * either way.
-   */
-  async #issueAppend(
-    p: Extract<Prepared, { kind: "commit" }>,
-    srcSeq: number,
-    log: Logger,
-    issued: () => void,
-  ): Promise<Outcome> {
-    const stopped = this.#o.stopped;
-    const later: Outcome = { outcome: "retry-later", delayMs: ACK_WAIT_MS };
-    const min = this.#w.retryMinMs ?? 250;
-    const max = this.#w.retryMaxMs ?? 5_000;
-    let pending = this.#append(p.outgoing, srcSeq, issued);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await pending;
-        return { outcome: "ack" };
-      } catch (err) {
-        if (stopped.aborted) return later;
-        log.warn({ err, eventId: p.event.id, seq: srcSeq, attempt }, "appending a replicated event failed");
-        await sleep(backoffMs(attempt, min, max), stopped);
-        if (stopped.aborted) return later;
-        pending = this.#append(p.outgoing, srcSeq, issued);
-      }
-    }
-  }
-
   /** Bookkeeping of an event whose replica is in the local log (in stream order). */
   #replicated(source: string, seq: number, p: Extract<Prepared, { kind: "commit" }>): void {
     this.#o.failures.replicated(p.outgoing);
@@ -442,33 +398,6 @@ export class SourceConsumer {
     return out;
   }
 
-  /** If `event` writes a tag concurrently with this region's own write there, the conflict to record. */
-  async #conflictWith(event: RegistryEvent): Promise<TagConflictBody | undefined> {
-    if (event.type !== "tag.set" && event.type !== "tag.deleted" && event.type !== "manifest.pushed")
-      return undefined;
-    if (event.tag === undefined) return undefined;
-    const digest = event.type === "tag.deleted" ? null : event.digest;
-    // The register must include this worker's own last write to the tag, if any (not every append).
-    const view = this.#w.view;
-    const key = `${event.repo}:${event.tag}`;
-    const entry = this.#tagAppends.get(key);
-    if (entry !== undefined) {
-      // Issued but perhaps not acknowledged yet (appends are pipelined): its sequence first.
-      const mine = typeof entry === "number" ? entry : await entry.catch(() => undefined);
-      if (mine !== undefined && mine > view.appliedSeq)
-        await view.waitFor(mine, 5_000).catch(() => undefined);
-      if (this.#tagAppends.get(key) === entry) this.#tagAppends.delete(key);
-    }
-    return conflictHere(view, this.#w.region, event.repo, event.tag, {
-      digest: digest ?? undefined,
-      hlc: event.hlc,
-      origin: event.origin,
-      eventId: writeIdOf(event),
-      epoch: event.epoch,
-      prev: event.prev,
-    });
-  }
-
   /** Copy what an event needs here (a manifest's whole closure, a blob) before it is appended. */
   async #fetchContent(event: RegistryEvent, signal: AbortSignal): Promise<void> {
     const peers = this.#o.peersFor();
@@ -487,46 +416,6 @@ export class SourceConsumer {
       default:
         break; // deletions carry no content
     }
-  }
-
-  /**
-   * Append a replicated event here (its content is present), recording a
-   * conflict it makes. Both appends are handed to the log (EventLog.append
-   * sends before its first await) before `issued` is called; resolves once
-   * both are durable.
-   */
-  async #append(event: RegistryEvent, srcSeq: number, issued: () => void): Promise<void> {
-    const conflict = await this.#conflictWith(event);
-    const appended = this.#w.log.append({ ...event, cause: event.id, srcSeq }).then(({ seq }) => {
-      this.#o.appended(seq);
-      return seq;
-    });
-    const recorded = conflict === undefined ? undefined : this.#o.recordConflict(conflict);
-    issued();
-    if (
-      (event.type === "tag.set" || event.type === "tag.deleted" || event.type === "manifest.pushed") &&
-      event.tag
-    ) {
-      const key = `${event.repo}:${event.tag}`;
-      this.#tagAppends.set(key, appended);
-      appended.then(
-        (seq) => {
-          if (this.#tagAppends.get(key) === appended) this.#tagAppends.set(key, seq);
-        },
-        () => {
-          if (this.#tagAppends.get(key) === appended) this.#tagAppends.delete(key);
-        },
-      );
-      if (this.#tagAppends.size > 10_000) {
-        const applied = this.#w.view.appliedSeq;
-        for (const [k, v] of this.#tagAppends)
-          if (typeof v === "number" && v <= applied) this.#tagAppends.delete(k);
-      }
-    }
-    // Both awaited even if one fails, so neither is left an unhandled rejection.
-    const [a, r] = await Promise.allSettled([appended, recorded]);
-    if (a.status === "rejected") throw a.reason;
-    if (r.status === "rejected") throw r.reason;
   }
 }
 

@@ -32,7 +32,8 @@ import {
   tempDir,
 } from "../../testing/harness.js";
 import { OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
-import { CHUNK_BYTES, createPeerService, NON_REGION_RPCS, peerMayCall } from "../peer-service.js";
+import { NON_REGION_RPCS, peerMayCall } from "../peer-access.js";
+import { CHUNK_BYTES, createPeerService } from "../peer-service.js";
 
 const defer = cleanupStack({ after });
 const MiB = 1 << 20;

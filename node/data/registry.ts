@@ -7,8 +7,9 @@
  * event never names content that is not there; bytes without an event are
  * invisible (and collectable).
  *
- * Its parts, one file each: reads and manifest/blob/tag writes here; upload
- * sessions in ./uploads.ts (`registry.uploads`); undelete in ./undelete.ts;
+ * Its parts, one file each: reads and blob/tag writes here; manifest pushes
+ * in ./manifest-push.ts; upload sessions in ./uploads.ts (`registry.uploads`);
+ * undelete in ./undelete.ts;
  * failover in ./failover.ts; following the log in ./log-follow.ts.
  *
  * No HTTP here: the HTTP layer (node/http) maps requests onto these methods and
@@ -17,30 +18,17 @@
 import type { Readable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
-import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/digest.js";
-import {
-  BlobNotFoundError,
-  DigestMismatchError,
-  ManifestNotFoundError,
-  ManifestReferenceError,
-  ManifestTooLargeError,
-  ReplicationPendingError,
-  RepositoryNotFoundError,
-} from "../../protocol/errors.js";
-import {
-  type EventBody,
-  type ManifestPushed,
-  parseDurability,
-  type RegistryEvent,
-} from "../../protocol/events.js";
+import { type Digest, parseDigest } from "../../protocol/digest.js";
+import { BlobNotFoundError, ManifestNotFoundError, RepositoryNotFoundError } from "../../protocol/errors.js";
+import type { EventBody, RegistryEvent } from "../../protocol/events.js";
 import { HybridClock } from "../../protocol/hlc.js";
-import { parseManifest } from "../../protocol/manifest.js";
 import { parseTag } from "../../protocol/names.js";
 import type { BlobStore, ByteRange } from "./blob-store.js";
 import { CommitStep } from "./commit-step.js";
 import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
+import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import { Uploads } from "./uploads.js";
@@ -123,7 +111,8 @@ export class Registry {
   readonly #maxManifestBytes: number;
   readonly #undeleteWindowMs: number;
   readonly #mesh: RegionLink | undefined;
-  readonly #syncTimeoutMs: number;
+  /** What the manifest push (./manifest-push.ts) works with. */
+  readonly #push: ManifestPushContext;
   /** Immutable manifest bytes by digest (never stale): 32 MiB, none over 4 MiB, least recently used out first. */
   readonly #manifestCache = new LRUCache<string, Buffer>({
     maxSize: 32 << 20,
@@ -146,7 +135,6 @@ export class Registry {
     this.#undeleteWindowMs = options.undeleteWindowMs ?? 7 * 24 * 3600_000;
     this.#mesh = options.mesh;
     this.otherRegions = options.otherRegions ?? 0;
-    this.#syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
     this.#commits = new CommitStep({
       region: this.region,
       log: this.#log,
@@ -163,6 +151,16 @@ export class Registry {
     );
     this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
     this.#catchUp = new CatchUpOnMiss(this.#log, this.view);
+    this.#push = {
+      region: this.region,
+      store: this.store,
+      view: this.view,
+      commits: this.#commits,
+      catchUp: this.#catchUp,
+      maxManifestBytes: this.#maxManifestBytes,
+      mesh: this.#mesh,
+      syncTimeoutMs: options.syncTimeoutMs ?? 30_000,
+    };
   }
 
   get maxManifestBytes(): number {
@@ -301,103 +299,17 @@ export class Registry {
   /**
    * Accept a manifest: verify its digest, validate it, check that everything
    * it references is in the repository, store its exact bytes, then commit
-   * `manifest.pushed` (unless already present) and, by tag, `tag.set`.
+   * `manifest.pushed` (unless already present) and, by tag, `tag.set`
+   * (./manifest-push.ts).
    */
-  async putManifest(
+  putManifest(
     repo: string,
     reference: Reference,
     bytes: Buffer,
     contentType: string | undefined,
     actor: string,
   ): Promise<{ digest: Digest; subject?: Digest; seq: number }> {
-    if (bytes.byteLength > this.#maxManifestBytes) {
-      throw new ManifestTooLargeError(`manifest larger than ${this.#maxManifestBytes} bytes`);
-    }
-    const digest =
-      "digest" in reference ? digestOf(bytes, algorithmOf(reference.digest)) : digestOf(bytes, "sha256");
-    if ("digest" in reference && digest !== reference.digest) {
-      throw new DigestMismatchError("manifest does not match digest", {
-        detail: { expected: reference.digest, actual: digest },
-      });
-    }
-    const parsed = parseManifest(bytes, contentType);
-    let missing = await this.#missingReferences(repo, parsed);
-    if (missing.length > 0) {
-      // Pushed through another node of the region a moment ago? Look again once caught up.
-      await this.#catchUp.request();
-      missing = await this.#missingReferences(repo, parsed);
-    }
-    if (missing.length > 0) {
-      throw new ManifestReferenceError("manifest references unknown blobs or manifests", {
-        detail: { missing },
-      });
-    }
-    await this.store.writeAll(bytes, digest);
-    const tag = "tag" in reference ? reference.tag : undefined;
-    let seq = this.view.appliedSeq;
-    if ((await this.view.content.manifest(repo, digest)) === undefined) {
-      const body: EventBody<ManifestPushed> = {
-        type: "manifest.pushed",
-        repo,
-        digest,
-        mediaType: parsed.mediaType,
-        size: bytes.byteLength,
-        blobs: parsed.blobs,
-        manifests: parsed.manifests,
-        subject: parsed.subject,
-        artifactType: parsed.artifactType,
-        annotations: parsed.annotations,
-        platforms: parsed.platforms,
-        tag,
-      };
-      // By tag, manifest and tag are one event (on the tag's subject): never one without the other.
-      seq =
-        tag === undefined
-          ? await this.#commits.commit(body, actor)
-          : await this.#commits.commitTag({ ...body, tag }, actor);
-    } else if (tag !== undefined) {
-      seq = await this.#commits.commitTag({ type: "tag.set", repo, tag, digest }, actor);
-    }
-    await this.#awaitDurability(repo, digest);
-    return { digest, subject: parsed.subject, seq };
-  }
-
-  /**
-   * For a `sync(k)` repository, return only once k other regions hold the
-   * manifest (and so everything it references). Runs on every push,
-   * including a repeated one, so a client retrying after a timeout is
-   * acknowledged exactly when the condition holds.
-   */
-  /** What a manifest refers to that `repo` does not hold (blobs, then child manifests). */
-  async #missingReferences(
-    repo: string,
-    parsed: { blobs: Digest[]; manifests: Digest[] },
-  ): Promise<Digest[]> {
-    const missing: Digest[] = [];
-    for (const blob of parsed.blobs) {
-      if ((await this.view.content.blobLink(repo, blob)) === undefined) missing.push(blob);
-    }
-    for (const child of parsed.manifests) {
-      if ((await this.view.content.manifest(repo, child)) === undefined) missing.push(child);
-    }
-    return missing;
-  }
-
-  async #awaitDurability(repo: string, digest: Digest): Promise<void> {
-    const copies = parseDurability(this.view.content.configFor(repo).durability) ?? 0;
-    if (copies === 0) return;
-    if (this.#mesh === undefined) {
-      throw new ReplicationPendingError(`${repo} is sync(${copies}) but this region has no mesh to copy to`, {
-        detail: { repo, digest, required: copies, held: [] },
-      });
-    }
-    const { regions, satisfied } = await this.#mesh.waitReplicated(repo, digest, copies, this.#syncTimeoutMs);
-    if (!satisfied) {
-      throw new ReplicationPendingError(
-        `${repo}@${digest} is stored in region ${this.region} but ${regions.length} of the ${copies} other regions sync(${copies}) requires hold it after ${this.#syncTimeoutMs} ms; not acknowledged, retry the push`,
-        { detail: { repo, digest, required: copies, held: regions } },
-      );
-    }
+    return pushManifest(this.#push, repo, reference, bytes, contentType, actor);
   }
 
   /** Delete by digest (the manifest and the tags on it) or by tag (the tag only). */
