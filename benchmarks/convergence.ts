@@ -250,8 +250,12 @@ async function main(): Promise<void> {
         `| CPU s from heal to agreement, ${k} (a+b+c) | ${m(results.partition, `cpu_${k}_s`).toFixed(2)} | |`,
     ),
     `| load average (1 min) at the heal | ${m(results.partition, "load1").toFixed(2)} | |`,
-    `| anti-entropy backfill of ${values.images} images (10 repositories) | ${(m(results.backfill, "backfillMs") / 1000).toFixed(2)} s | |`,
-    `| (pushing them to the source) | ${(m(results.backfill, "pushMs") / 1000).toFixed(2)} s | |`,
+    ...(results.backfill.length === 0
+      ? [] // --partition-only
+      : [
+          `| anti-entropy backfill of ${values.images} images (10 repositories) | ${(m(results.backfill, "backfillMs") / 1000).toFixed(2)} s | |`,
+          `| (pushing them to the source) | ${(m(results.backfill, "pushMs") / 1000).toFixed(2)} s | |`,
+        ]),
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
   const dir = join(REPO_ROOT, "benchmarks", "results");
