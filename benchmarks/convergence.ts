@@ -34,12 +34,12 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { CONVERGENCE_WORKER_ENV, MeshProbe, REGIONS } from "../chaos/convergence.js";
-import { sleep } from "../testing/faults.js";
 import { cleanupStack, REPO_ROOT, spawnMeridian } from "../testing/harness.js";
 import type { ProxiedMesh } from "../testing/mesh.js";
 import { startProxiedMesh } from "../testing/mesh.js";
 import { OCI_MANIFEST, type OciClient } from "../testing/oci-client.js";
 import { skipConsumerToEnd } from "../testing/streams.js";
+import { pool, until } from "./loops.js";
 import { cpuSeconds } from "./proc.js";
 
 const KINDS = ["nats", "node", "peer", "worker"] as const;
@@ -76,29 +76,6 @@ async function smallImage(oci: OciClient, repo: string, tag: string): Promise<st
   const body = JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config, layers: [layer] });
   await oci.pushManifest(repo, tag, body);
   return body;
-}
-
-/** Run `n` tasks with at most `width` in flight. */
-async function pool(n: number, width: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) await task(next++);
-    }),
-  );
-}
-
-async function until(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    try {
-      if (await check()) return Date.now() - start;
-    } catch {
-      // a link mid-heal: ask again
-    }
-    await sleep(50);
-  }
-  throw new Error(`not converged within ${ms} ms`);
 }
 
 async function partitionRun(probe: MeshProbe, run: number, writes: number): Promise<Record<string, number>> {

@@ -139,23 +139,31 @@ async function pushStreamed(client: BenchClient, blob: GeneratedBlob): Promise<v
   await finishEmpty(client, client.url(String(res.headers.location)), blob.digest());
 }
 
-/** Per blob HEAD, POST, PUT with the body, `inFlight` at a time; then each image's manifest. */
-async function pushImages(client: BenchClient, data: ImageData, inFlight: number): Promise<void> {
+/**
+ * Per blob HEAD, POST, PUT with the body, `inFlight` at a time; then each
+ * image's manifest. The number of requests sent (the S3 benchmark's rates).
+ */
+export async function pushImages(client: BenchClient, data: ImageData, inFlight: number): Promise<number> {
+  let requests = 0;
   const limit = new Limiter(inFlight);
   await Promise.all(
     data.images.map(async (img) => {
       await Promise.all(
         img.blobs.map((b) =>
           limit.run(async () => {
+            requests++;
             const head = await client.send("HEAD", `/v2/${img.repo}/blobs/${b.desc.digest}`);
             if (head.status === 200) return;
+            requests += 2;
             await client.pushMonolithic(img.repo, b.desc.digest, b.desc.size, b.bytes, b.desc.mediaType);
           }),
         ),
       );
+      requests++;
       await limit.run(() => client.putManifest(img.repo, img.tag, img.manifest));
     }),
   );
+  return requests;
 }
 
 async function skopeo(policy: string, args: string[]): Promise<void> {

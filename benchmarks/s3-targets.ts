@@ -47,6 +47,7 @@ import { makeS3Client } from "../node/data/s3-client.js";
 import { S3RVER_CREDENTIALS, startTestS3, type TestS3 } from "../testing/s3.js";
 import { BenchClient, Limiter } from "./client.js";
 import { type GeneratedBlob, MiB } from "./data.js";
+import { pushImages } from "./pushforms.js";
 import { startTarget, type Target } from "./servers.js";
 import type { ImageData } from "./suites.js";
 
@@ -158,28 +159,7 @@ async function meridian(
       if (res !== 200) throw new Error(`verify GET: HTTP ${res}`);
       return `sha256:${hash.digest("hex")}`;
     },
-    async pushImages(data, inFlight) {
-      let requests = 0;
-      const limit = new Limiter(inFlight);
-      await Promise.all(
-        data.images.map(async (img) => {
-          await Promise.all(
-            img.blobs.map((b) =>
-              limit.run(async () => {
-                requests++;
-                const head = await client.send("HEAD", `/v2/${img.repo}/blobs/${b.desc.digest}`);
-                if (head.status === 200) return;
-                requests += 2;
-                await client.pushMonolithic(img.repo, b.desc.digest, b.desc.size, b.bytes, b.desc.mediaType);
-              }),
-            ),
-          );
-          requests++;
-          await limit.run(() => client.putManifest(img.repo, img.tag, img.manifest));
-        }),
-      );
-      return requests;
-    },
+    pushImages: (data, inFlight) => pushImages(client, data, inFlight),
     async stop() {
       client.close();
       await target.stop();

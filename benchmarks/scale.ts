@@ -60,6 +60,7 @@ import { type ProxiedMesh, startProxiedMesh } from "../testing/mesh.js";
 import { OCI_MANIFEST as OCI_MANIFEST_TYPE } from "../testing/oci-client.js";
 import { BenchClient, type Descriptor, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "./client.js";
 import { MiB } from "./data.js";
+import { pool, until } from "./loops.js";
 import { cpuSeconds, memory } from "./proc.js";
 import { cell, quantiles } from "./spread.js";
 
@@ -325,28 +326,6 @@ async function lagRun(
 }
 
 // -------------------------------------------------------------- convergence
-
-async function until(ms: number, check: () => Promise<boolean>): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < ms) {
-    try {
-      if (await check()) return Date.now() - start;
-    } catch {
-      // a link mid-heal: ask again
-    }
-    await sleep(50);
-  }
-  throw new Error(`not converged within ${ms} ms`);
-}
-
-async function pool(n: number, width: number, task: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < n) await task(next++);
-    }),
-  );
-}
 
 async function smallManifest(probe: MeshProbe, region: string, repo: string, tag: string): Promise<string> {
   const oci = probe.oci.get(region)!;
