@@ -51,6 +51,9 @@ class CountingLog implements EventLog {
   /** Ids whose next append is stored but answered with a failure, as when its acknowledgement is lost. */
   readonly loseAckOf = new Set<string>();
   lostAcks = 0;
+  /** When set, appends are stored at most one per this many milliseconds (a slow link to b). */
+  paceMs = 0;
+  #nextSlot = 0;
   constructor(readonly inner: JetStreamLog) {}
   get writable(): boolean {
     return this.inner.writable;
@@ -59,6 +62,11 @@ class CountingLog implements EventLog {
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
+      if (this.paceMs > 0) {
+        const slot = Math.max(Date.now(), this.#nextSlot);
+        this.#nextSlot = slot + this.paceMs;
+        await new Promise((r) => setTimeout(r, slot - Date.now()));
+      }
       const result = await this.inner.append(event, options);
       if (this.loseAckOf.delete(event.cause ?? event.id)) {
         this.lostAcks++;
@@ -183,7 +191,12 @@ async function durableState(url: string) {
   const nc = await connect({ servers: url });
   try {
     const jsm = await jetstreamManager(nc);
-    const info = await jsm.consumers.info(streamName("a"), durableName("b"));
+    // Before the worker has made its durable there is nothing yet: nothing acknowledged.
+    const info = await jsm.consumers.info(streamName("a"), durableName("b")).catch((err: unknown) => {
+      if (err instanceof Error && err.name === "ConsumerNotFoundError") return undefined;
+      throw err;
+    });
+    if (info === undefined) return { ackFloor: 0, pending: -1, ackPending: -1 };
     return {
       ackFloor: info.ack_floor.stream_seq,
       pending: info.num_pending,
@@ -260,8 +273,11 @@ test("an append whose acknowledgement is lost mid-batch is retried without a dup
 
 test("a worker stopped mid-batch and started again stores every event once, losing none", async (t) => {
   const after = cleanupStack(t);
-  const { natsA, natsB, logA, start } = await regions(after);
+  const { natsA, natsB, logA, logB, start } = await regions(after);
   const N = 300;
+  // Paced so the first worker cannot finish all N between the check below and its stop
+  // (unpaced, a fast machine sometimes stored all 300 before the stop landed).
+  logB.paceMs = 10;
   const written: RegistryEvent[] = [];
   for (let i = 0; i < N; i++) {
     const e = ev("a", 1_000 + i, { type: "tag.set", repo: REPO, tag: `w${i}`, digest: M });
@@ -277,6 +293,7 @@ test("a worker stopped mid-batch and started again stores every event once, losi
   await eventually(async () => (await replicas()).length >= 30, 30_000, 5);
   await first.stop();
   assert.ok((await durableState(natsA.url)).ackFloor < N, "stopped before the end");
+  logB.paceMs = 0;
   const second = start();
   after(() => second.stop());
   await eventually(async () => (await durableState(natsA.url)).ackFloor === N, 30_000, 50);
