@@ -7,6 +7,7 @@
  *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
  *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
+ *   meridian backup --to DIR|s3://… | restore --from …        (a region's snapshot: cli/backup-command.ts)
  *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
  *   meridian certs --dir DIR NAME...                          (mesh certificates: cli/certs.ts)
  *   meridian help [CMD] | meridian CMD --help
@@ -24,6 +25,7 @@ import { privateDirs } from "../node/data/private-files.js";
 import { natsServersOf, parseMesh, regionOf } from "../protocol/mesh.js";
 import { ADMIN_USAGE, admin } from "./admin.js";
 import { audit } from "./audit.js";
+import { BACKUP_USAGE, backupCommand } from "./backup-command.js";
 import { CERTS_USAGE, certs } from "./certs.js";
 import { CONFIG_USAGE, config } from "./config.js";
 import { rebuild } from "./rebuild.js";
@@ -71,7 +73,7 @@ commands:
               --view DIR        the view to rebuild (default <data>/<region>/view)
               --base-port N     as for 'up', to find the default NATS port
             signs in to NATS with MERIDIAN_NATS_* when set, else DIR/nats-auth/operator.seed
-${CONFIG_USAGE}${CERTS_USAGE}
+${BACKUP_USAGE}${CONFIG_USAGE}${CERTS_USAGE}
 admin commands (through a region's admin API):
 ${ADMIN_USAGE}`;
 
@@ -209,6 +211,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case "audit":
       return audit(rest);
+    case "backup":
+    case "restore":
+      return backupCommand(command, rest, operatorNatsClient);
     case "config":
       return config(rest);
     case "certs":
