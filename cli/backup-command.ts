@@ -12,7 +12,11 @@
  * - otherwise the layout of `meridian up`: `--data DIR` (default
  *   .meridian), `--region` (default the first region of DIR/mesh.json),
  *   NATS from DIR/mesh.json (or `--nats`), signing in with DIR's operator
- *   seed, the store in DIR/REGION/store (or `--store`).
+ *   seed, the store in DIR/REGION/store (or `--store`); with `--s3` (a mesh
+ *   that `up --s3` runs) the region's bucket on up's S3 server instead, at
+ *   the port `--base-port` (default 5000) puts it, with DIR/s3's key pair.
+ *   A filesystem store directory that does not exist is refused rather than
+ *   backed up as "every blob missing".
  *
  * An `s3://` target is reached with `--s3-endpoint`, `--s3-region`,
  * `--s3-credentials-file` and `--s3-path-style`; when the region's own store
@@ -24,8 +28,9 @@ import { parseArgs } from "node:util";
 import { loadNodeConfig } from "../node/config.js";
 import type { NatsClientConfig } from "../node/data/nats-connect.js";
 import { natsServersOf, parseMesh, regionOf } from "../protocol/mesh.js";
-import { backup, type RegionAccess, RestoreRefusedError, restore } from "./backup.js";
+import { backup, RefusedError, type RegionAccess, restore } from "./backup.js";
 import type { TargetS3Settings } from "./backup-target.js";
+import { bucketOf, s3Port } from "./up-s3.js";
 
 export const BACKUP_USAGE = `  backup    write a consistent snapshot of a region (its log and the blobs it names) to DIR or S3,
             incrementally by digest; the region keeps serving
@@ -36,6 +41,8 @@ export const BACKUP_USAGE = `  backup    write a consistent snapshot of a region
               --region NAME     region (default: the first in DIR/mesh.json)
               --nats URL        the region's NATS (default: from DIR/mesh.json)
               --store DIR       the region's filesystem store (default DIR/REGION/store)
+              --s3              the mesh runs with 'up --s3': the region's bucket on up's S3 server
+              --base-port N     as for 'up', to find that server (default 5000)
               --s3-endpoint URL --s3-region R --s3-credentials-file F --s3-path-style
                                 how to reach an s3:// target (default: the region's S3 store's)
   restore   bring a wiped region (empty log) back to a snapshot: blobs first, then the events in order;
@@ -59,6 +66,8 @@ export async function backupCommand(
       region: { type: "string" },
       nats: { type: "string" },
       store: { type: "string" },
+      s3: { type: "boolean", default: false },
+      "base-port": { type: "string", default: "5000" },
       "s3-endpoint": { type: "string" },
       "s3-region": { type: "string" },
       "s3-credentials-file": { type: "string" },
@@ -98,7 +107,7 @@ export async function backupCommand(
     );
     return 0;
   } catch (err) {
-    if (err instanceof RestoreRefusedError) {
+    if (err instanceof RefusedError) {
       process.stderr.write(`meridian ${command}: ${err.message}\n`);
       return 1;
     }
@@ -107,7 +116,15 @@ export async function backupCommand(
 }
 
 function regionAccess(
-  values: { config?: string; data: string; region?: string; nats?: string; store?: string },
+  values: {
+    config?: string;
+    data: string;
+    region?: string;
+    nats?: string;
+    store?: string;
+    s3: boolean;
+    "base-port": string;
+  },
   operatorNatsClient: (dataDir: string) => NatsClientConfig | undefined,
 ): RegionAccess {
   if (values.config !== undefined || process.env.MERIDIAN_REGION !== undefined) {
@@ -128,11 +145,38 @@ function regionAccess(
   const region = values.region ?? mesh?.regions[0]?.name ?? "local";
   const nats = values.nats ?? (mesh ? natsServersOf(regionOf(mesh, region)) : undefined);
   if (nats === undefined) throw new Error(`no mesh file at ${meshFile}: give --nats URL (or --config FILE)`);
+  const root = resolve(values.store ?? join(values.data, region, "store"));
+  if (values.s3) {
+    const base = Number(values["base-port"]);
+    if (!Number.isInteger(base) || base < 1 || base > 65000)
+      throw new Error(`invalid port: ${values["base-port"]}`);
+    return {
+      region,
+      nats,
+      natsClient: operatorNatsClient(values.data),
+      store: {
+        type: "s3",
+        root,
+        fsync: true,
+        s3: {
+          bucket: bucketOf(region),
+          endpoint: `http://127.0.0.1:${s3Port(base, mesh?.regions.length ?? 1)}`,
+          forcePathStyle: true,
+          region: "us-east-1",
+          credentialsFile: resolve(values.data, "s3", "credentials.json"),
+        },
+      },
+    };
+  }
+  if (!existsSync(root))
+    throw new Error(
+      `no filesystem store at ${root} (a mesh of 'up --s3'? add --s3; elsewhere --config FILE)`,
+    );
   return {
     region,
     nats,
     natsClient: operatorNatsClient(values.data),
-    store: { type: "fs", root: resolve(values.store ?? join(values.data, region, "store")), fsync: true },
+    store: { type: "fs", root, fsync: true },
   };
 }
 

@@ -12,7 +12,9 @@
  * `events-S.ndjson` (one `{"seq","event"}` line per event, in order), then
  * the blobs, then `backup.json` naming that events file — so a target always
  * describes one complete snapshot: a backup cut short leaves the previous
- * one in force. The region keeps serving throughout (an online backup:
+ * one in force (the events files of earlier snapshots stay beside it: they
+ * are small, and removing them is left to whoever prunes old backups). The
+ * region keeps serving throughout (an online backup:
  * blobs are immutable by digest, and the events past S are simply not in
  * this snapshot). Blobs are copied through the blob store interface,
  * verified against their digest, and only when the target lacks them, so a
@@ -84,8 +86,12 @@ export interface RestoreOptions extends RegionAccess {
   progress?: (line: string) => void;
 }
 
-/** A restore refused (the region is not wiped, the snapshot is not one): nothing was changed. */
-export class RestoreRefusedError extends Error {}
+/**
+ * Refused, nothing changed in the region: a restore (the region is not
+ * wiped, the snapshot is not one), or a backup that found none of the blobs
+ * its events name (the wrong store: it would be a snapshot of nothing).
+ */
+export class RefusedError extends Error {}
 
 const quiet = pino({ level: "silent" });
 
@@ -178,6 +184,10 @@ export async function backup(options: BackupOptions): Promise<SnapshotDescriptio
       `backup of ${options.region}: blobs ${done}/${wanted.size} (${mib(bytes)} MiB, ${newBlobs} new)`,
       true,
     );
+    if (wanted.size > 0 && skipped.length === wanted.size)
+      throw new RefusedError(
+        `none of the ${wanted.size} blobs region ${options.region}'s log names is in its store (${storeName(options.store)}): the wrong store? (a mesh of 'up --s3': add --s3); backup.json left as it was`,
+      );
     const description: SnapshotDescription = {
       format: BACKUP_FORMAT,
       region: options.region,
@@ -201,27 +211,25 @@ export async function readSnapshot(
   target: BackupTarget,
 ): Promise<{ description: SnapshotDescription; events: RegistryEvent[] }> {
   const raw = await target.get("backup.json");
-  if (raw === undefined)
-    throw new RestoreRefusedError(`${target.location}: no backup.json (not a Meridian backup)`);
+  if (raw === undefined) throw new RefusedError(`${target.location}: no backup.json (not a Meridian backup)`);
   const description = JSON.parse(raw.toString("utf8")) as SnapshotDescription;
   if (description.format !== BACKUP_FORMAT || !/^events-\d+\.ndjson$/.test(description.eventsFile ?? ""))
-    throw new RestoreRefusedError(`${target.location}: backup.json is not of format ${BACKUP_FORMAT}`);
+    throw new RefusedError(`${target.location}: backup.json is not of format ${BACKUP_FORMAT}`);
   const file = await target.get(description.eventsFile);
-  if (file === undefined)
-    throw new RestoreRefusedError(`${target.location}: ${description.eventsFile} is missing`);
+  if (file === undefined) throw new RefusedError(`${target.location}: ${description.eventsFile} is missing`);
   const events: RegistryEvent[] = [];
   let previous = 0;
   for (const line of file.toString("utf8").split("\n")) {
     if (line === "") continue;
     const { seq, event } = JSON.parse(line) as { seq: number; event: unknown };
     if (!(Number.isInteger(seq) && seq > previous))
-      throw new RestoreRefusedError(`${description.eventsFile}: sequence ${seq} out of order`);
+      throw new RefusedError(`${description.eventsFile}: sequence ${seq} out of order`);
     previous = seq;
     // Validated as any event read from a log is.
     events.push(decodeEvent(Buffer.from(JSON.stringify(event))));
   }
   if (events.length !== description.events)
-    throw new RestoreRefusedError(
+    throw new RefusedError(
       `${description.eventsFile}: ${events.length} events where backup.json says ${description.events}`,
     );
   return { description, events };
@@ -241,7 +249,7 @@ export async function restore(options: RestoreOptions): Promise<{
   const target = await openTarget(options.from, options.targetS3);
   const { description, events } = await readSnapshot(target);
   if (description.region !== options.region)
-    throw new RestoreRefusedError(
+    throw new RefusedError(
       `${options.from} is a backup of region ${description.region}, not ${options.region}`,
     );
   const log = openLog(options, "meridian-restore");
@@ -266,7 +274,7 @@ export async function restore(options: RestoreOptions): Promise<{
       }
       stop.abort();
       if (foreign.length > 0)
-        throw new RestoreRefusedError(
+        throw new RefusedError(
           `region ${options.region}'s log holds ${foreign.length} writes of its own that are not this snapshot's (${foreign.slice(0, 3).join(", ")}${foreign.length > 3 ? ", …" : ""}): restore is for a wiped region (empty its stream first); nothing was changed`,
         );
     }
@@ -302,6 +310,10 @@ export async function restore(options: RestoreOptions): Promise<{
   } finally {
     await log.close();
   }
+}
+
+function storeName(store: BlobStoreConfig): string {
+  return store.type === "s3" ? `s3://${store.s3?.bucket}` : store.root;
 }
 
 function mib(bytes: number): string {

@@ -12,11 +12,11 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after as afterAll, before, describe, test } from "node:test";
 import { cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
-import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
+import { type ProxiedMesh, startMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 import { S3RVER_CREDENTIALS, startTestS3 } from "../../testing/s3.js";
 
@@ -187,5 +187,54 @@ describe("backup to S3", () => {
     assert.equal(r.code, 0, r.stderr);
     await pullsIntact(wiped, image);
     await pullsIntact(wiped, fromB);
+  });
+});
+
+describe("backup and restore of a region of `meridian up`, found by its data directory", () => {
+  const after = cleanupStack({ after: afterAll });
+
+  test("the defaults find the region, its NATS (signing in as the operator) and its store", async () => {
+    const data = tempDir(after, "meridian-up-backup-");
+    const target = tempDir(after, "meridian-up-target-");
+    const first = await startMesh(after, ["a"], data);
+    const image: Image = {
+      ...(await new OciClient(first.regions.get("a")!.registry).pushRandomImage("up/app", "v1")),
+      repo: "up/app",
+      tag: "v1",
+    };
+    const b = await runCli(["backup", "--data", data, "--to", target], 60_000);
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /^backup of a: \d+ events up to seq \d+, 4 blobs/);
+
+    // The region lost: `up` stopped, its data deleted, started again empty.
+    assert.equal(await first.stop(), 0);
+    rmSync(join(data, "a"), { recursive: true, force: true });
+    const second = await startMesh(after, ["a"], data);
+    const client = new OciClient(second.regions.get("a")!.registry);
+    assert.equal((await client.fetch("/v2/up/app/manifests/v1", { method: "HEAD" })).status, 404);
+    const r = await runCli(["restore", "--data", data, "--from", target], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(
+      async () => (await client.fetch("/v2/up/app/manifests/v1", { method: "HEAD" })).status === 200,
+    );
+    await pullsIntact(client, image);
+  });
+
+  test("`--s3` backs up a mesh of `up --s3` from its bucket; without it the wrong store is refused", async () => {
+    const data = tempDir(after, "meridian-up-s3-");
+    const target = tempDir(after, "meridian-up-s3-target-");
+    const mesh = await startMesh(after, ["a"], data, ["--s3"]);
+    await new OciClient(mesh.regions.get("a")!.registry).pushRandomImage("up/s3", "v1");
+    // up.ts's layout: the S3 server at B + 10 × regions + 9.
+    const base = Number(new URL(mesh.s3!).port) - 19;
+    const wrong = await runCli(["backup", "--data", data, "--to", target], 60_000);
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /none of the 4 blobs .* is in its store .*add --s3/);
+    const b = await runCli(
+      ["backup", "--data", data, "--s3", "--base-port", String(base), "--to", target],
+      60_000,
+    );
+    assert.equal(b.code, 0, b.stderr);
+    assert.match(b.stdout, /, 4 blobs \([\d.]+ MiB, 4 new\)/);
   });
 });
