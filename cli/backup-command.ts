@@ -89,19 +89,18 @@ export async function backupCommand(
           forcePathStyle: values["s3-path-style"],
         }
       : (access.store.s3 ?? {});
-  const progress = (line: string) => process.stderr.write(`${line}\n`);
   const started = performance.now();
   const seconds = () => ((performance.now() - started) / 1000).toFixed(1);
   try {
     if (command === "backup") {
-      const r = await backup({ ...access, to: where, targetS3, progress });
+      const r = await backup({ ...access, to: where, targetS3 });
       process.stdout.write(
         `backup of ${r.region}: ${r.events} events up to seq ${r.lastSeq}, ${r.blobs} blobs (${mib(r.bytes)} MiB, ${r.newBlobs} new) in ${seconds()} s to ${where}\n`,
       );
       for (const d of r.skipped) process.stdout.write(`skipped ${d}: no longer in the region's store\n`);
       return 0;
     }
-    const r = await restore({ ...access, from: where, targetS3, progress });
+    const r = await restore({ ...access, from: where, targetS3 });
     process.stdout.write(
       `restore of ${access.region}: ${r.appended} events appended (${r.events} in the snapshot${r.resumedAt > 0 ? `, ${r.resumedAt} already there` : ""}), log at seq ${r.lastSeq}; ${r.blobs} blobs (${mib(r.bytes)} MiB, ${r.copied} copied) in ${seconds()} s\n`,
     );

@@ -46,6 +46,7 @@ import { type BlobStoreConfig, openBlobStore } from "../node/data/open-blob-stor
 import type { Digest } from "../protocol/digest.js";
 import { decodeEvent, encodeEvent, type RegistryEvent } from "../protocol/events.js";
 import { type BackupTarget, openTarget, type TargetS3Settings } from "./backup-target.js";
+import { type ProgressOptions, progress } from "./progress.js";
 
 export const BACKUP_FORMAT = "meridian-backup/1";
 
@@ -76,14 +77,14 @@ export interface BackupOptions extends RegionAccess {
   /** A directory or s3://BUCKET[/PREFIX]. */
   to: string;
   targetS3?: TargetS3Settings;
-  /** Progress lines (stderr). */
-  progress?: (line: string) => void;
+  /** Where progress is drawn (./progress.ts; default stderr). */
+  progressTo?: ProgressOptions["stream"];
 }
 
 export interface RestoreOptions extends RegionAccess {
   from: string;
   targetS3?: TargetS3Settings;
-  progress?: (line: string) => void;
+  progressTo?: ProgressOptions["stream"];
 }
 
 /**
@@ -103,17 +104,6 @@ function openLog(access: RegionAccess, name: string): JetStreamLog {
     nats: access.natsClient,
     logger: quiet,
   });
-}
-
-/** Calls `say` at most once a second, and always for the last call (`done`). */
-function throttled(say: ((line: string) => void) | undefined) {
-  let last = 0;
-  return (line: string, done = false) => {
-    const now = Date.now();
-    if (say === undefined || (!done && now - last < 1_000)) return;
-    last = now;
-    say(line);
-  };
 }
 
 /** The blobs a snapshot's events name, in first-named order. */
@@ -143,7 +133,8 @@ async function copyBlob(
 }
 
 export async function backup(options: BackupOptions): Promise<SnapshotDescription & { newBlobs: number }> {
-  const say = throttled(options.progress);
+  const shown = (label: string, total: number, noun: string) =>
+    progress(label, total, { stream: options.progressTo, noun });
   const log = openLog(options, "meridian-backup");
   const store = await openBlobStore(options.store);
   try {
@@ -151,16 +142,18 @@ export async function backup(options: BackupOptions): Promise<SnapshotDescriptio
     await log.ready();
     const lastSeq = await log.lastSeq();
     const events: { seq: number; event: RegistryEvent }[] = [];
+    const reading = shown(`backup of ${options.region}: events`, lastSeq, "events");
     if (lastSeq > 0) {
       const stop = new AbortController();
       for await (const e of log.tail(1, stop.signal)) {
         events.push(e);
-        say(`backup of ${options.region}: events ${e.seq}/${lastSeq}`);
+        reading.update(e.seq);
         if (e.seq >= lastSeq) break;
       }
       stop.abort();
     }
-    say(`backup of ${options.region}: events ${lastSeq}/${lastSeq}`, true);
+    reading.update(lastSeq);
+    reading.finish();
     const eventsFile = `events-${lastSeq}.ndjson`;
     const lines = events.map(({ seq, event }) =>
       JSON.stringify({ seq, event: JSON.parse(Buffer.from(encodeEvent(event)).toString("utf8")) }),
@@ -172,18 +165,16 @@ export async function backup(options: BackupOptions): Promise<SnapshotDescriptio
     let bytes = 0;
     let newBlobs = 0;
     const skipped: Digest[] = [];
+    const copying = shown(`backup of ${options.region}: blobs`, wanted.size, "blobs");
     for (const digest of wanted.keys()) {
       const { size, copied } = await copyBlob(store, target.blobs, digest);
       done++;
       if (size === undefined) skipped.push(digest);
       else bytes += size;
       if (copied) newBlobs++;
-      say(`backup of ${options.region}: blobs ${done}/${wanted.size} (${mib(bytes)} MiB, ${newBlobs} new)`);
+      copying.update(done, `${mib(bytes)} MiB, ${newBlobs} new`);
     }
-    say(
-      `backup of ${options.region}: blobs ${done}/${wanted.size} (${mib(bytes)} MiB, ${newBlobs} new)`,
-      true,
-    );
+    copying.finish();
     if (wanted.size > 0 && skipped.length === wanted.size)
       throw new RefusedError(
         `none of the ${wanted.size} blobs region ${options.region}'s log names is in its store (${storeName(options.store)}): the wrong store? (a mesh of 'up --s3': add --s3); backup.json left as it was`,
@@ -245,7 +236,8 @@ export async function restore(options: RestoreOptions): Promise<{
   copied: number;
   bytes: number;
 }> {
-  const say = throttled(options.progress);
+  const shown = (label: string, total: number, noun: string) =>
+    progress(label, total, { stream: options.progressTo, noun });
   const target = await openTarget(options.from, options.targetS3);
   const { description, events } = await readSnapshot(target);
   if (description.region !== options.region)
@@ -283,21 +275,23 @@ export async function restore(options: RestoreOptions): Promise<{
     let done = 0;
     let copied = 0;
     let bytes = 0;
+    const copying = shown(`restore of ${options.region}: blobs`, wanted.size, "blobs");
     for (const digest of wanted.keys()) {
       const result = await copyBlob(target.blobs, store, digest);
       done++;
       if (result.copied) copied++;
       bytes += result.size ?? 0;
-      say(`restore of ${options.region}: blobs ${done}/${wanted.size} (${mib(bytes)} MiB)`);
+      copying.update(done, `${mib(bytes)} MiB`);
     }
-    say(`restore of ${options.region}: blobs ${done}/${wanted.size} (${mib(bytes)} MiB)`, true);
+    copying.finish();
     let appended = 0;
+    const appending = shown(`restore of ${options.region}: events`, events.length, "events");
     for (const event of events) {
       const { duplicate } = await log.append(event);
       if (!duplicate) appended++;
-      say(`restore of ${options.region}: events ${appended}/${events.length}`);
+      appending.update(appended);
     }
-    say(`restore of ${options.region}: events ${appended}/${events.length}`, true);
+    appending.finish();
     return {
       resumedAt: already,
       lastSeq: await log.lastSeq(),

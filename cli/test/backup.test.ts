@@ -77,7 +77,7 @@ describe("backup and restore of a region with no peer to rebuild from", () => {
     assert.equal(Number(m[5]), Number(m[3]), "the first backup copies every blob");
     // 3 images of config + 2 layers + manifest, and the deleted tag's image (its bytes are still stored).
     assert.equal(Number(m[3]), 16);
-    assert.match(first.stderr, /backup of a: blobs 16\/16/);
+    assert.match(first.stderr, /^backup of a: blobs: 16\/16 blobs, 100%, .*16 new$/m);
     assert.equal(statSync(dir).mode & 0o777, 0o700, "the backup directory is private");
 
     await push("app/web", "v3");
