@@ -80,6 +80,7 @@ const ADMIN_COMMANDS = new Set([
   "policy",
   "alerts",
   "tag",
+  "immutable",
   "undelete",
   "repo",
   "replication",
