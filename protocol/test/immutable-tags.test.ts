@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { digestOf } from "../digest.js";
+import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../event-authority.js";
+import type { RegistryEvent } from "../events.js";
 import {
   foldTag,
   type ImmutabilityRule,
@@ -235,5 +237,68 @@ describe("foldTag properties", () => {
       if (firstSet !== undefined) assert.equal(out.winner?.digest, firstSet.digest);
       for (const r of out.rejected) assert.notEqual(r.write.digest, firstSet?.digest);
     });
+  });
+});
+
+describe("who may make immutability events (authorizeEvent, as every view applies them)", () => {
+  const event = (actor: string, body: Record<string, unknown>) =>
+    ({
+      id: "e",
+      v: 1,
+      origin: "eu",
+      hlc: { wall: 1, logical: 0 },
+      actor,
+      at: "1970-01-01T00:00:00.001Z",
+      ...body,
+    }) as RegistryEvent;
+  const setRule = (repositories: string) => ({
+    type: "immutability.set",
+    name: "r",
+    repositories,
+    tags: "v*",
+  });
+  const deleteRule = { type: "immutability.deleted", name: "r" };
+  const prodAdmin = { actorUser: { systemAdmin: false, roles: { prod: "projectAdmin" as const } } };
+  const prodDev = { actorUser: { systemAdmin: false, roles: { prod: "developer" as const } } };
+  const cases: [string, RegistryEvent, EventFacts, boolean][] = [
+    [
+      "a system admin, any glob",
+      event("root", setRule("**")),
+      { actorUser: { systemAdmin: true, roles: {} } },
+      true,
+    ],
+    ["a service", event("service:peer-a", setRule("**")), {}, true],
+    ["a project admin within the project", event("pa", setRule("prod/*")), prodAdmin, true],
+    ["a project admin, glob reaching other projects", event("pa", setRule("*/api")), prodAdmin, false],
+    ["a project admin of another project", event("pa", setRule("dev/*")), prodAdmin, false],
+    [
+      "a project admin replacing another project's rule",
+      event("pa", setRule("prod/*")),
+      { ...prodAdmin, targetRule: { repositories: "dev/*" } },
+      false,
+    ],
+    ["a developer", event("dev", setRule("prod/*")), prodDev, false],
+    [
+      "a project admin deleting their rule",
+      event("pa", deleteRule),
+      { ...prodAdmin, targetRule: { repositories: "prod/**" } },
+      true,
+    ],
+    [
+      "a project admin deleting a mesh-wide rule",
+      event("pa", deleteRule),
+      { ...prodAdmin, targetRule: { repositories: "**" } },
+      false,
+    ],
+    ["a project admin deleting a rule this view does not know", event("pa", deleteRule), prodAdmin, false],
+    ["config", event("config", setRule("prod/*")), {}, false],
+    ["an unknown actor", event("ghost", setRule("prod/*")), {}, false],
+  ];
+  for (const [name, e, facts, allowed] of cases)
+    test(name, () => assert.equal(authorizeEvent(e, facts).allowed, allowed));
+
+  test("both event types need a proof", () => {
+    assert.ok(AUTHORITY_TYPES.has("immutability.set"));
+    assert.ok(AUTHORITY_TYPES.has("immutability.deleted"));
   });
 });

@@ -166,7 +166,8 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     seq: number,
   ): Promise<void> {
     const versions = this.#rules.apply(batch, e, w);
-    for (const repo of await this.repositoriesUnder("")) {
+    // Through the batch: a repository first written earlier in this same batch counts too.
+    for (const repo of await batch.keysUnder("r!")) {
       if (!ImmutabilityRules.coversRepository(versions, repo)) continue;
       const tags = new Set((await batch.keysUnder(`h!${repo}!`)).map((k) => k.slice(0, k.indexOf("!"))));
       for (const tag of tags)
