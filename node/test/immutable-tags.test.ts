@@ -220,6 +220,12 @@ describe("immutable tags across two regions", () => {
       assert.equal(conflicts[0]!.loser.origin, "b");
       assert.equal(conflicts[0]!.rule, "prod-v");
     }
+    // The history names the rule, and what the tag held at a time folds the same way.
+    const at = new Date(Date.now()).toISOString();
+    const history = await admin("b", "GET", `/repositories/prod/race/tags/v1/history?at=${at}`);
+    assert.equal(history.body.immutable, "prod-v");
+    assert.equal((history.body.at as { digest: string }).digest, inA.digest);
+    assert.equal((history.body.writes as unknown[]).length, 2, "the losing write stays in the history");
     // Still one after a moment more (both regions may detect it; it is recorded once).
     await new Promise((r) => setTimeout(r, 1_000));
     for (const region of ["a", "b"]) {
