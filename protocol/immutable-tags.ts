@@ -39,6 +39,9 @@
  *     rejected while the rule was in force stay rejected (they were made
  *     while the tag was immutable), so deleting a rule never resurrects a
  *     losing write: only new writes move the tag.
+ * Deleting the manifest a protected tag points at, or its repository, is
+ * refused where it is asked (node/data/immutability-guard.ts); the fold
+ * itself orders tag writes only.
  * The first-write merge rule already keeps the first write of every tag:
  * under it a rule changes nothing and the fold is tag-merge's.
  *

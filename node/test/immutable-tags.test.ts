@@ -129,6 +129,13 @@ describe("immutable tags across two regions", () => {
     const del = await client("a").fetch("/v2/prod/api/manifests/v1", { method: "DELETE" });
     assert.equal(del.status, 403);
     assert.match(await del.text(), /"DENIED".*cannot be deleted/);
+    // So is deleting the manifest it points at, or the repository (either would hide the tag).
+    const byDigest = await client("a").fetch(`/v2/prod/api/manifests/${one.digest}`, { method: "DELETE" });
+    assert.equal(byDigest.status, 403);
+    assert.match(await byDigest.text(), /"DENIED".*carries tag v1, which is immutable \(rule prod-v\)/);
+    const repoDelete = await admin("a", "DELETE", "/repositories/prod/api");
+    assert.equal(repoDelete.status, 403, JSON.stringify(repoDelete.body));
+    assert.equal(await tagIn("a", "prod/api", "v1"), one.digest);
     // Tags and repositories the rule does not match stay mutable.
     for (const tag of ["latest", "latest"])
       assert.equal(
@@ -242,6 +249,8 @@ describe("immutable tags across two regions", () => {
     assert.equal((await putManifest("a", "prod/api", "v1", next.manifest)).status, 201);
     assert.equal(await tagIn("a", "prod/api", "v1"), next.digest);
     await eventually(async () => (await tagIn("b", "prod/api", "v1")) === next.digest, 30_000, 100);
+    const byDigest = await client("a").fetch(`/v2/prod/api/manifests/${next.digest}`, { method: "DELETE" });
+    assert.equal(byDigest.status, 202);
     // The write rejected while the rule was in force stays rejected: b's race write did not come back.
     assert.equal(await tagIn("b", "prod/race", "v1"), first.get("race")!.digest);
     const again = await admin("a", "DELETE", "/immutability/prod-v");
