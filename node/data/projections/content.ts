@@ -283,14 +283,12 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     const survivors = entries.filter((h) => z === undefined || olderWrite(z.w, h.w));
     const config = this.#configs.configFor(repo);
     const writes = survivors.map(historyToWrite);
-    const winner = this.#rules.everCovers(repo, tag)
-      ? foldTag(
-          config.tagMerge,
-          writes,
-          (x) => protectingRule(this.#rules.histories(), repo, tag, x),
-          config.homes,
-        ).winner
-      : foldWrites(config.tagMerge, writes, config.homes);
+    let winner: TagWrite | undefined;
+    if (this.#rules.everCovers(repo, tag)) {
+      const rules = this.#rules.histories();
+      const protect = (x: TagWrite) => protectingRule(rules, repo, tag, x);
+      winner = foldTag(config.tagMerge, writes, protect, config.homes).winner;
+    } else winner = foldWrites(config.tagMerge, writes, config.homes);
     const key = `t!${repo}!${tag}`;
     const current = await getJson<TagRecord>(batch, key);
     if (winner === undefined) {

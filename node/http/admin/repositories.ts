@@ -98,12 +98,12 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: Registry }> = asyn
         epoch: h.w.epoch,
       }));
       // A tag an immutable-tag rule covers folds as the view folds it (protocol/immutable-tags.ts).
-      const rules = view.immutability;
-      const winner = rules.everCovers(repo, tag)
+      const rules = view.immutability.histories();
+      const winner = view.immutability.everCovers(repo, tag)
         ? foldTag(
             tagMerge,
             writes.filter((w) => w.hlc.wall <= atMs),
-            (w) => protectingRule(rules.histories(), repo, tag, w),
+            (w) => protectingRule(rules, repo, tag, w),
             homes,
           ).winner
         : registerAt(tagMerge, writes, atMs, homes);
