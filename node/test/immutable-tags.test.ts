@@ -318,6 +318,10 @@ describe("immutable tags across two regions", () => {
     const list = await meridian(["immutable", "list"]);
     assert.match(list.stdout, /^name\s+repositories\s+tags\s+set by\s+at\s+in$/m);
     assert.match(list.stdout, /^cli-rule\s+prod\/\*\s+v\*\s+admin\s+\S+\s+a$/m);
+    const history = await meridian(["tag", "history", "prod/race:v1"]);
+    assert.equal(history.code, 0, history.stderr);
+    assert.match(history.stdout, /^prod\/race:v1 {2}rule lww, immutable \(rule cli-rule\)$/m);
+    assert.match(history.stdout, /^conflict recorded .* \(a\) won over .* \(b\)$/m);
     const bad = await meridian(["immutable", "add", "x", "--repos", "prod/*"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--repos GLOB and --tags GLOB are required/);
