@@ -82,6 +82,7 @@ const ADMIN_COMMANDS = new Set([
   "policy",
   "alerts",
   "tag",
+  "immutable",
   "undelete",
   "repo",
   "replication",

@@ -52,6 +52,7 @@ interface HistoryReply {
     id: string;
   }>;
   current: string | null;
+  immutable?: string | null;
   at?: { time: string; digest: string | null; deleted: boolean };
   conflicts: Array<{
     winner: { origin: string; digest: string | null };
@@ -72,7 +73,10 @@ async function tagHistory(ctx: Context): Promise<number> {
     .api()
     .get<HistoryReply>(`/repositories/${segments(repo)}/tags/${encodeURIComponent(tag)}/history${query}`);
   if (ctx.json) return printJson(h);
-  const out = [`${h.repo}:${h.tag}  rule ${h.rule}${h.scope === "" ? "" : ` (scope ${h.scope})`}`];
+  const immutable = h.immutable ? `, immutable (rule ${h.immutable})` : "";
+  const out = [
+    `${h.repo}:${h.tag}  rule ${h.rule}${h.scope === "" ? "" : ` (scope ${h.scope})`}${immutable}`,
+  ];
   const rows = [["time", "origin", "digest", "actor", "via"]];
   for (const w of h.writes) rows.push([w.at, w.origin, w.digest ?? "deleted", w.actor, w.via]);
   out.push(table(rows).trimEnd());

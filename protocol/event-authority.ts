@@ -37,6 +37,10 @@
  *    | policy.set, policy.deleted     | a system admin; `config` (the node's configuration file)            |
  *    | policy.run, breaker.reset,     | a system admin                                                       |
  *    | repository.configured          |                                                                      |
+ *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
+ *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
+ *    |                                | a glob reaching several projects: system admins only)              |
+ *    | immutability.deleted           | a system admin; a project admin of the deleted rule's project       |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
  *    door, a peer, acting through a node's admin API) counts as a system
@@ -59,6 +63,7 @@
 import type { Decision, RobotGrant, Role } from "./access.js";
 import type { EventType, RegistryEvent } from "./events.js";
 import { writeIdOf } from "./events.js";
+import { ruleProject } from "./immutable-tags.js";
 
 /** Event types that need a proof and an actor with the right to make them. */
 export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
@@ -73,6 +78,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "policy.run",
   "breaker.reset",
   "repository.configured",
+  "immutability.set",
+  "immutability.deleted",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */
@@ -90,6 +97,8 @@ export interface EventFacts {
   targetWrittenBy?: string;
   /** robot.set, robot.deleted: the robot it names, as the view holds it now. */
   targetRobot?: { grants: readonly RobotGrant[] };
+  /** immutability.set, immutability.deleted: the rule of that name in force now (absent: none). */
+  targetRule?: { repositories: string };
 }
 
 /** May `event.actor` have made `event`, given `facts`? (Events outside AUTHORITY_TYPES: always.) */
@@ -136,6 +145,18 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
       if ((facts.targetRobot?.grants ?? []).every((g) => manages(g.project)))
         return { allowed: true, reason: "project admin of every project the robot names" };
       return refuse(`${actor} does not administer every project ${event.name} names`);
+    case "immutability.set":
+    case "immutability.deleted": {
+      const globs = [
+        facts.targetRule?.repositories,
+        event.type === "immutability.set" ? event.repositories : undefined,
+      ];
+      const projects = globs.filter((g) => g !== undefined).map(ruleProject);
+      // A deletion of a rule this view does not know: nothing shows whose it was.
+      if (projects.length > 0 && projects.every((p) => p !== undefined && manages(p)))
+        return { allowed: true, reason: "project admin of the rule's project" };
+      return refuse(`${actor} does not administer the project of immutability rule ${event.name}`);
+    }
     case "member.set":
       if (manages(event.project)) return { allowed: true, reason: `project admin of ${event.project}` };
       return refuse(`${actor} does not administer ${event.project}`);

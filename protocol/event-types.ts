@@ -111,6 +111,8 @@ export interface TagConflict extends Envelope {
   tag: string;
   winner: ConflictSide;
   loser: ConflictSide;
+  /** The immutable-tag rule that rejected the loser (protocol/immutable-tags.ts); absent: the merge rule. */
+  rule?: string;
 }
 
 /**
@@ -221,6 +223,23 @@ export interface MemberSet extends Envelope {
   role: Role | null;
 }
 
+/**
+ * An immutable-tag rule created or replaced (protocol/immutable-tags.ts):
+ * tags matching `tags` in repositories matching `repositories` cannot be
+ * moved or deleted once set, from this event's place in the order on.
+ */
+export interface ImmutabilitySet extends Envelope {
+  type: "immutability.set";
+  name: string;
+  repositories: string;
+  tags: string;
+}
+/** The immutable-tag rule `name` no longer protects writes made after this event. */
+export interface ImmutabilityDeleted extends Envelope {
+  type: "immutability.deleted";
+  name: string;
+}
+
 /** User names: lower-case letters, digits and `._-`, at most 63. */
 export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** Robot names carry the `robot$` prefix (as Harbor's), so no user can be mistaken for one. */
@@ -250,7 +269,9 @@ export type AdminEvent =
   | RobotSet
   | RobotDeleted
   | ProjectSet
-  | MemberSet;
+  | MemberSet
+  | ImmutabilitySet
+  | ImmutabilityDeleted;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -279,6 +300,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "robot.deleted",
   "project.set",
   "member.set",
+  "immutability.set",
+  "immutability.deleted",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

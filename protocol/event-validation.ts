@@ -19,6 +19,7 @@ import {
   USER_NAME,
 } from "./event-types.js";
 import { isHlc } from "./hlc.js";
+import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 
@@ -118,6 +119,7 @@ export function validateEvent(value: unknown): RegistryEvent {
       wrap("tag", () => parseTag(e.tag as string));
       need(isConflictSide(e.winner), "winner");
       need(isConflictSide(e.loser), "loser");
+      need(e.rule === undefined || (typeof e.rule === "string" && RULE_NAME.test(e.rule)), "rule");
       break;
     case "repository.configured":
       need(typeof e.scope === "string", "scope");
@@ -182,6 +184,13 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "project.set":
       need(typeof e.name === "string" && PROJECT_NAME.test(e.name), "name");
       need(typeof e.public === "boolean", "public");
+      break;
+    case "immutability.set":
+      for (const field of ["name", "repositories", "tags"])
+        need(!ruleProblems(e).some((p) => p.startsWith(`${field}:`)), field);
+      break;
+    case "immutability.deleted":
+      need(typeof e.name === "string" && RULE_NAME.test(e.name), "name");
       break;
     case "member.set":
       need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");

@@ -68,6 +68,8 @@ export type {
   Envelope,
   EventBody,
   EventType,
+  ImmutabilityDeleted,
+  ImmutabilitySet,
   ManifestDeleted,
   ManifestPushed,
   MemberSet,

@@ -110,7 +110,7 @@ function compiled(key: string, build: () => Test): Test {
  * picomatch's and RegExp's; a source the automaton does not support keeps
  * the RegExp (its length is capped by MAX_PATTERN_LENGTH).
  */
-function globMatch(pattern: string, s: string): boolean {
+export function globMatch(pattern: string, s: string): boolean {
   return compiled(`glob:${pattern}`, () => {
     const re = picomatch.makeRe(pattern, PICOMATCH);
     const linear = linearRegex(re.source, re.flags);

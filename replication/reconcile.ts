@@ -21,10 +21,11 @@ import type { MetadataView } from "../node/data/view.js";
 import type { Digest } from "../protocol/digest.js";
 import { RepositoryNotFoundError } from "../protocol/errors.js";
 import { derivedId, type EventBody, makeEvent } from "../protocol/events.js";
+import { immutableConflict, protectingRule } from "../protocol/immutable-tags.js";
 import { type Policy, selectsRepository } from "../protocol/policy.js";
 import type { RepoState, Write } from "../protocol/registers.js";
 import { differingRepositories, isEmpty, type RepoDigest } from "../protocol/summary.js";
-import { type CausalWrite, conflictBetween } from "../protocol/tag-merge.js";
+import { type CausalWrite, conflictBetween, type TagWrite } from "../protocol/tag-merge.js";
 import type { Copier } from "./copy.js";
 import { type Action, type BreakerLimits, breakerTrips, type Plan, planRepository } from "./plan.js";
 
@@ -210,9 +211,38 @@ export async function conflictHere(
   tag: string,
   incoming: CausalWrite,
 ): Promise<TagConflictBody | undefined> {
+  const { tagMerge, homes } = view.content.configFor(repo);
+  if (tagMerge !== "first-write" && view.content.immutability.everCovers(repo, tag)) {
+    // Immutable tags: a rejected write is a conflict whichever region's write stands.
+    const rules = view.content.immutability.histories();
+    const history = (await view.content.tagHistory(repo, tag)).map(
+      (h): TagWrite => ({
+        digest: h.digest ?? undefined,
+        hlc: h.w.hlc,
+        origin: h.w.origin,
+        eventId: h.w.id,
+        epoch: h.w.epoch,
+      }),
+    );
+    const found = immutableConflict(
+      tagMerge,
+      history,
+      incoming,
+      (w) => protectingRule(rules, repo, tag, w),
+      homes,
+    );
+    if (found !== undefined)
+      return {
+        type: "tag.conflict",
+        repo,
+        tag,
+        winner: sideOf(found.winner),
+        loser: sideOf(found.loser),
+        rule: found.rule,
+      };
+  }
   const current = await view.content.tagRecord(repo, tag);
   if (current === undefined || current.origin !== region) return undefined;
-  const { tagMerge, homes } = view.content.configFor(repo);
   const mine: CausalWrite = {
     digest: current.digest ?? undefined,
     hlc: current.hlc,
@@ -223,11 +253,9 @@ export async function conflictHere(
   };
   const found = conflictBetween(tagMerge, mine, incoming, homes);
   if (found === undefined) return undefined;
-  const side = (w: CausalWrite) => ({
-    id: w.eventId,
-    origin: w.origin,
-    digest: (w.digest ?? null) as Digest | null,
-    hlc: w.hlc,
-  });
-  return { type: "tag.conflict", repo, tag, winner: side(found.winner), loser: side(found.loser) };
+  return { type: "tag.conflict", repo, tag, winner: sideOf(found.winner), loser: sideOf(found.loser) };
+}
+
+function sideOf(w: TagWrite) {
+  return { id: w.eventId, origin: w.origin, digest: (w.digest ?? null) as Digest | null, hlc: w.hlc };
 }

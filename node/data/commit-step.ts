@@ -123,6 +123,7 @@ export class CommitStep {
   async #checkTagRule(body: TagBody): Promise<number | undefined | "unchanged"> {
     const { tagMerge, homes } = this.#view.content.configFor(body.repo);
     const digest = body.type === "tag.deleted" ? null : body.digest;
+    await this.#checkImmutability(body, digest);
     if (tagMerge === "first-write") {
       const current = await this.#view.content.tagRecord(body.repo, body.tag);
       if (current === undefined) return undefined;
@@ -150,6 +151,26 @@ export class CommitStep {
       return epoch;
     }
     return undefined;
+  }
+
+  /**
+   * An immutable-tag rule in force now (protocol/immutable-tags.ts) refuses
+   * to move or delete a tag that stands set: the same decision the view's
+   * fold makes for this write (its clock is past every rule this view
+   * applied), so the client hears "no" and nothing of the push becomes
+   * visible. The first write of the tag and a re-push of the digest it
+   * holds pass. Rules are in memory: nothing is read unless one matches.
+   */
+  async #checkImmutability(body: TagBody, digest: string | null): Promise<void> {
+    const rule = this.#view.content.immutability.protectingNow(body.repo, body.tag);
+    if (rule === undefined) return;
+    const current = await this.#view.content.tagRecord(body.repo, body.tag);
+    if (current === undefined || current.digest === null || current.digest === digest) return;
+    const verb = digest === null ? "deleted" : "moved";
+    throw new TagImmutableError(
+      `tag ${body.tag} of ${body.repo} is immutable (rule ${rule}) and cannot be ${verb}: it points at ${current.digest}`,
+      { detail: { repo: body.repo, tag: body.tag, rule, digest: current.digest } },
+    );
   }
 
   async #applied(entry: LoggedEvent): Promise<void> {

@@ -27,6 +27,7 @@ import type { BlobStore, ByteRange } from "./blob-store.js";
 import { CommitStep } from "./commit-step.js";
 import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
+import { refuseProtectedDelete } from "./immutability-guard.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
@@ -324,6 +325,7 @@ export class Registry {
     if ((await this.view.content.manifest(repo, reference.digest)) === undefined) {
       throw new ManifestNotFoundError("manifest unknown", { detail: { digest: reference.digest } });
     }
+    await refuseProtectedDelete(this.view, repo, reference.digest);
     return this.#commits.commit({ type: "manifest.deleted", repo, digest: reference.digest }, actor);
   }
 
@@ -373,6 +375,7 @@ export class Registry {
     if (!(await this.view.content.repositoryExists(repo))) {
       throw new RepositoryNotFoundError("repository name not known to registry", { detail: { name: repo } });
     }
+    await refuseProtectedDelete(this.view, repo);
     return this.#commits.commit({ type: "repository.deleted", repo }, actor);
   }
 

@@ -269,7 +269,12 @@ export class MetadataView {
     if (this.#authority === undefined || !AUTHORITY_TYPES.has(e.type)) return undefined;
     if (e.proof === undefined) return "no proof";
     if (!(await this.#authority.verify(e))) return "invalid proof";
-    const decision = authorizeEvent(e, await this.#identity.authorityFacts(batch, e));
+    const facts = await this.#identity.authorityFacts(batch, e);
+    if (e.type === "immutability.set" || e.type === "immutability.deleted") {
+      const rule = this.content.immutability.rule(e.name);
+      if (rule !== undefined) facts.targetRule = { repositories: rule.repositories };
+    }
+    const decision = authorizeEvent(e, facts);
     return decision.allowed ? undefined : decision.reason;
   }
 

@@ -9,6 +9,7 @@
  *
  *   admin/policies.ts      /policies…, /alerts
  *   admin/rules.ts         /rules
+ *   admin/immutability.ts  /immutability, /immutability/:name
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
  *   admin/failover.ts      /failover, /rebuild…
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
@@ -43,6 +44,7 @@ import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
 import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
+import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
 import { repositoryRoutes } from "./admin/repositories.js";
 import { ruleRoutes } from "./admin/rules.js";
@@ -90,6 +92,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       const registry = options.registry;
       await admin.register(policyRoutes, { registry });
       await admin.register(ruleRoutes, { registry });
+      await admin.register(immutabilityRoutes, { registry });
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
       await admin.register(identityRoutes, {

@@ -131,5 +131,10 @@ export function scenario(): RegistryEvent[] {
     ...scenarioEvent("c", 30, { type: "tag.set", repo: REPO, tag: "c-tag", digest: M1 }),
     srcSeq: 7,
   });
+  // Immutable-tag rules (issue 15): last, so the sequences above stay as the golden layout has them.
+  list.push(
+    e("a", 33, { type: "immutability.set", name: "frozen", repositories: "frozen/*", tags: "v*" }),
+    e("b", 34, { type: "immutability.deleted", name: "frozen" }),
+  );
   return list;
 }

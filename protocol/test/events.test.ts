@@ -112,6 +112,14 @@ const VALID: Record<EventType, Record<string, unknown>> = {
   "robot.deleted": { ...envelope, type: "robot.deleted", name: "robot$ci+deploy" },
   "project.set": { ...envelope, type: "project.set", name: "team", public: true },
   "member.set": { ...envelope, type: "member.set", project: "team", user: "alice", role: "developer" },
+  "immutability.set": {
+    ...envelope,
+    type: "immutability.set",
+    name: "prod-v",
+    repositories: "prod/*",
+    tags: "v*",
+  },
+  "immutability.deleted": { ...envelope, type: "immutability.deleted", name: "prod-v" },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -138,6 +146,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "robot.deleted": ["name"],
   "project.set": ["name", "public"],
   "member.set": ["project", "user", "role"],
+  "immutability.set": ["name", "repositories", "tags"],
+  "immutability.deleted": ["name"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */

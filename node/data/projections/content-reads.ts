@@ -15,6 +15,7 @@ import type {
 } from "../../../protocol/registers.js";
 import { type RepoDigest, summarizeRepository } from "../../../protocol/summary.js";
 import type { ConflictRecord, ReferrerRecord, TagHistoryEntry } from "./content.js";
+import type { ImmutabilityReads } from "./immutability.js";
 import type { RepoConfig, RepoConfigs } from "./repo-configs.js";
 import { Batch, cacheHotKeys, END, getJson, type Page, readCommitted, type ViewDb } from "./store.js";
 
@@ -60,15 +61,19 @@ export interface ContentReads {
   configFor(repo: string): RepoConfig;
   /** Every configured scope. Synchronous. */
   configs(): RepoConfig[];
+  /** Immutable-tag rules (./immutability.ts). */
+  readonly immutability: ImmutabilityReads;
 }
 
 export class ContentReadsImpl implements ContentReads {
   readonly #db: ViewDb;
   readonly #repoConfigs: RepoConfigs;
+  readonly immutability: ImmutabilityReads;
 
-  constructor(db: ViewDb, configs: RepoConfigs) {
+  constructor(db: ViewDb, configs: RepoConfigs, immutability: ImmutabilityReads) {
     this.#db = db;
     this.#repoConfigs = configs;
+    this.immutability = immutability;
     // Blob link registers and repository tombstones: read by every blob push up to three times.
     cacheHotKeys(db, ["b!", "Z!"]);
   }

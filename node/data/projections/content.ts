@@ -30,9 +30,17 @@
  *   Z!<repo>                       repository tombstone       {w: Write}
  *   c!<repo>!<tag>!<loser id>      a recorded tag conflict    ConflictRecord
  *   C!…, H!…                       repository configurations  (repo-configs.ts)
+ *   I!…                            immutable-tag rules        (immutability.ts)
+ *
+ * A tag some immutable-tag rule ever covered is folded whole from its history
+ * (protocol/immutable-tags.ts `foldTag`), as home-region tags are: whether a
+ * write is rejected depends on the rule in force at its place in the order
+ * and on what stood before it, not on arrival. A rule event refolds every
+ * tag any version of the rule covers, in every repository it covers.
  */
 import type { Digest } from "../../../protocol/digest.js";
 import type { ConflictSide } from "../../../protocol/events.js";
+import { foldTag, protectingRule, ruleMatches } from "../../../protocol/immutable-tags.js";
 import type {
   BlobRegister,
   ManifestRecord,
@@ -42,6 +50,7 @@ import type {
 } from "../../../protocol/registers.js";
 import { foldWrites, type TagMergeRule, type TagWrite } from "../../../protocol/tag-merge.js";
 import { ContentReadsImpl } from "./content-reads.js";
+import { ImmutabilityRules } from "./immutability.js";
 import { RepoConfigs } from "./repo-configs.js";
 import {
   type Batch,
@@ -75,6 +84,8 @@ export interface ConflictRecord {
   tag: string;
   winner: ConflictSide;
   loser: ConflictSide;
+  /** The immutable-tag rule that rejected the loser (absent: the tag merge rule decided). */
+  rule?: string;
   /** Region that recorded it, and when. */
   origin: string;
   at: string;
@@ -82,15 +93,19 @@ export interface ConflictRecord {
 
 export class ContentProjection extends ContentReadsImpl implements Projection {
   readonly #configs: RepoConfigs;
+  readonly #rules: ImmutabilityRules;
 
   constructor(db: ViewDb, defaultRule: TagMergeRule) {
     const configs = new RepoConfigs(db, defaultRule);
-    super(db, configs);
+    const rules = new ImmutabilityRules(db);
+    super(db, configs, rules);
     this.#configs = configs;
+    this.#rules = rules;
   }
 
-  load(): Promise<void> {
-    return this.#configs.load();
+  async load(): Promise<void> {
+    await this.#configs.load();
+    await this.#rules.load();
   }
 
   readonly handlers: Handlers = {
@@ -125,8 +140,11 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
         origin: e.origin,
         at: e.at,
       };
+      if (e.rule !== undefined) record.rule = e.rule;
       batch.put(`c!${e.repo}!${e.tag}!${e.loser.id}`, JSON.stringify(record));
     },
+    "immutability.set": (batch, e, w, seq) => this.#ruleChanged(batch, e, w, seq),
+    "immutability.deleted": (batch, e, w, seq) => this.#ruleChanged(batch, e, w, seq),
     "repository.configured": async (batch, e, w, seq) => {
       if (!(await this.#configs.apply(batch, e, w))) return;
       // Every tag under the scope is refolded under the rule now in force.
@@ -139,6 +157,23 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
       }
     },
   };
+
+  /** An immutable-tag rule set or deleted: refold every tag any version of it covers. */
+  async #ruleChanged(
+    batch: Batch,
+    e: Parameters<ImmutabilityRules["apply"]>[1],
+    w: Write,
+    seq: number,
+  ): Promise<void> {
+    const versions = this.#rules.apply(batch, e, w);
+    // Through the batch: a repository first written earlier in this same batch counts too.
+    for (const repo of await batch.keysUnder("r!")) {
+      if (!ImmutabilityRules.coversRepository(versions, repo)) continue;
+      const tags = new Set((await batch.keysUnder(`h!${repo}!`)).map((k) => k.slice(0, k.indexOf("!"))));
+      for (const tag of tags)
+        if (versions.some((r) => ruleMatches(r, repo, tag))) await this.#recomputeTag(batch, repo, tag, seq);
+    }
+  }
 
   /**
    * The repository deletion that voids `w`, if one newer than it was seen. A
@@ -229,8 +264,8 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     const current = await getJson<TagRecord>(batch, key);
     const config = this.#configs.configFor(repo);
     const incoming = historyToWrite(entry);
-    if (config.tagMerge === "home-region") {
-      // Which writes count depends on the home table, not on arrival: fold the whole history.
+    if (config.tagMerge === "home-region" || this.#rules.everCovers(repo, tag)) {
+      // Which writes count depends on the home table or the rules in force, not on arrival: fold the whole history.
       await this.#recomputeTag(batch, repo, tag, seq);
       return;
     }
@@ -247,7 +282,13 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     for (const raw of await batch.valuesUnder(`h!${repo}!${tag}!`)) entries.push(JSON.parse(raw));
     const survivors = entries.filter((h) => z === undefined || olderWrite(z.w, h.w));
     const config = this.#configs.configFor(repo);
-    const winner = foldWrites(config.tagMerge, survivors.map(historyToWrite), config.homes);
+    const writes = survivors.map(historyToWrite);
+    let winner: TagWrite | undefined;
+    if (this.#rules.everCovers(repo, tag)) {
+      const rules = this.#rules.histories();
+      const protect = (x: TagWrite) => protectingRule(rules, repo, tag, x);
+      winner = foldTag(config.tagMerge, writes, protect, config.homes).winner;
+    } else winner = foldWrites(config.tagMerge, writes, config.homes);
     const key = `t!${repo}!${tag}`;
     const current = await getJson<TagRecord>(batch, key);
     if (winner === undefined) {

@@ -18,6 +18,7 @@ import {
   RepositoryNotFoundError,
   RouteNotFoundError,
 } from "../../../protocol/errors.js";
+import { foldTag, protectingRule } from "../../../protocol/immutable-tags.js";
 import { parseRepository, parseTag } from "../../../protocol/names.js";
 import { registerAt, type TagWrite } from "../../../protocol/tag-merge.js";
 import type { Registry, UndeleteTarget } from "../../data/registry.js";
@@ -85,6 +86,8 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: Registry }> = asyn
         ...(h.w.epoch === undefined ? {} : { epoch: h.w.epoch }),
       })),
       current: (await view.visibleTag(repo, tag)) ?? null,
+      /** The immutable-tag rule protecting the tag now, or null. */
+      immutable: view.immutability.protectingNow(repo, tag) ?? null,
     };
     if (atMs !== undefined) {
       const writes: TagWrite[] = history.map((h) => ({
@@ -94,7 +97,16 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: Registry }> = asyn
         eventId: h.w.id,
         epoch: h.w.epoch,
       }));
-      const winner = registerAt(tagMerge, writes, atMs, homes);
+      // A tag an immutable-tag rule covers folds as the view folds it (protocol/immutable-tags.ts).
+      const rules = view.immutability.histories();
+      const winner = view.immutability.everCovers(repo, tag)
+        ? foldTag(
+            tagMerge,
+            writes.filter((w) => w.hlc.wall <= atMs),
+            (w) => protectingRule(rules, repo, tag, w),
+            homes,
+          ).winner
+        : registerAt(tagMerge, writes, atMs, homes);
       out.at = {
         time: new Date(atMs).toISOString(),
         digest: winner?.digest ?? null,
