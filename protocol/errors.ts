@@ -242,6 +242,16 @@ export class UploadLimitError extends MeridianError {
   override readonly code = "UPLOAD_LIMIT";
 }
 
+/**
+ * A push that would take its project over its storage quota in this region
+ * (node/data/quota-gate.ts): 403 DENIED, as Harbor answers an over-quota push
+ * ("quota exceeded") and as the OCI spec's DENIED is 403. `detail` holds the
+ * project, its limit, its usage and what the push would add.
+ */
+export class QuotaExceededError extends MeridianError {
+  override readonly code = "QUOTA_EXCEEDED";
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -290,6 +300,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [AccessDeniedError, { code: "DENIED", status: 403 }],
   [TooManyLoginsError, { code: "TOOMANYREQUESTS", status: 429 }],
   [UploadLimitError, { code: "TOOMANYREQUESTS", status: 429 }],
+  [QuotaExceededError, { code: "DENIED", status: 403 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

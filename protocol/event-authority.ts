@@ -36,7 +36,8 @@
  *    | member.set                     | a system admin; a project admin of that project                      |
  *    | policy.set, policy.deleted     | a system admin; `config` (the node's configuration file)            |
  *    | policy.run, breaker.reset,     | a system admin                                                       |
- *    | repository.configured          |                                                                      |
+ *    | repository.configured,         |                                                                      |
+ *    | quota.set                      |                                                                      |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
  *    door, a peer, acting through a node's admin API) counts as a system
@@ -73,6 +74,7 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "policy.run",
   "breaker.reset",
   "repository.configured",
+  "quota.set",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */

@@ -221,6 +221,17 @@ export interface MemberSet extends Envelope {
   role: Role | null;
 }
 
+/**
+ * A project's storage quota (issue 15, quotas): the most bytes of distinct
+ * content the project may hold in each region (node/data/projections/quotas.ts
+ * counts them); `limitBytes: null` removes the quota. A system admin's change.
+ */
+export interface QuotaSet extends Envelope {
+  type: "quota.set";
+  project: string;
+  limitBytes: number | null;
+}
+
 /** User names: lower-case letters, digits and `._-`, at most 63. */
 export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** Robot names carry the `robot$` prefix (as Harbor's), so no user can be mistaken for one. */
@@ -250,7 +261,8 @@ export type AdminEvent =
   | RobotSet
   | RobotDeleted
   | ProjectSet
-  | MemberSet;
+  | MemberSet
+  | QuotaSet;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -279,6 +291,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   "robot.deleted",
   "project.set",
   "member.set",
+  "quota.set",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

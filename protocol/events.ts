@@ -76,6 +76,7 @@ export type {
   PolicyRunFinished,
   PolicySet,
   ProjectSet,
+  QuotaSet,
   RegistryEvent,
   RepositoryConfigured,
   RepositoryDeleted,

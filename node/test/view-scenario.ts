@@ -125,6 +125,7 @@ export function scenario(): RegistryEvent[] {
       tag: "hidden",
     }),
     e("a", 32, { type: "manifest.deleted", repo: REPO, digest: M3 }),
+    e("a", 33, { type: "quota.set", project: "team", limitBytes: 1_000_000 }),
   ];
   // One event replicated from another region's stream (srcSeq: the origin's own sequence).
   list.push({

@@ -112,6 +112,7 @@ const VALID: Record<EventType, Record<string, unknown>> = {
   "robot.deleted": { ...envelope, type: "robot.deleted", name: "robot$ci+deploy" },
   "project.set": { ...envelope, type: "project.set", name: "team", public: true },
   "member.set": { ...envelope, type: "member.set", project: "team", user: "alice", role: "developer" },
+  "quota.set": { ...envelope, type: "quota.set", project: "team", limitBytes: 10_000_000 },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -138,6 +139,7 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "robot.deleted": ["name"],
   "project.set": ["name", "public"],
   "member.set": ["project", "user", "role"],
+  "quota.set": ["project", "limitBytes"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -190,6 +192,7 @@ const BAD_VALUES: Record<string, unknown[]> = {
   project: ["", "Team", "a/b", "x".repeat(64), null],
   user: ["", "Alice", "robot$x", null],
   role: ["owner", "", 1],
+  limitBytes: [-1, 1.5, "1", 2 ** 53],
 };
 
 describe("validateEvent accepts", () => {

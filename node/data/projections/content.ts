@@ -30,6 +30,10 @@
  *   Z!<repo>                       repository tombstone       {w: Write}
  *   c!<repo>!<tag>!<loser id>      a recorded tag conflict    ConflictRecord
  *   C!…, H!…                       repository configurations  (repo-configs.ts)
+ *
+ * Every write of a `b!` or `M!` register is also told to `holders` (the quota
+ * projection, ./quotas.ts: storage usage per project), before and after, in
+ * the same batch.
  */
 import type { Digest } from "../../../protocol/digest.js";
 import type { ConflictSide } from "../../../protocol/events.js";
@@ -42,6 +46,7 @@ import type {
 } from "../../../protocol/registers.js";
 import { foldWrites, type TagMergeRule, type TagWrite } from "../../../protocol/tag-merge.js";
 import { ContentReadsImpl } from "./content-reads.js";
+import type { Held } from "./quotas.js";
 import { RepoConfigs } from "./repo-configs.js";
 import {
   type Batch,
@@ -80,13 +85,26 @@ export interface ConflictRecord {
   at: string;
 }
 
+/** Who hears of every change of a blob link or manifest register (./quotas.ts). */
+export interface HolderListener {
+  holderChanged(
+    batch: Batch,
+    repo: string,
+    digest: string,
+    before: Held | undefined,
+    after: Held,
+  ): Promise<void>;
+}
+
 export class ContentProjection extends ContentReadsImpl implements Projection {
   readonly #configs: RepoConfigs;
+  readonly #holders: HolderListener | undefined;
 
-  constructor(db: ViewDb, defaultRule: TagMergeRule) {
+  constructor(db: ViewDb, defaultRule: TagMergeRule, holders?: HolderListener) {
     const configs = new RepoConfigs(db, defaultRule);
     super(db, configs);
     this.#configs = configs;
+    this.#holders = holders;
   }
 
   load(): Promise<void> {
@@ -165,11 +183,16 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     const current = await getJson<BlobRegister>(batch, key);
     if (current !== undefined && !olderWrite(current.w, w)) {
       // An older write still teaches the size when the register lacks it.
-      if (current.size < 0 && size !== undefined) batch.put(key, JSON.stringify({ ...current, size }));
+      if (current.size < 0 && size !== undefined) {
+        batch.put(key, JSON.stringify({ ...current, size }));
+        await this.#holders?.holderChanged(batch, repo, digest, current, { live: current.live, size });
+      }
       return;
     }
     batch.put(`r!${repo}`, "{}");
-    batch.put(key, JSON.stringify({ size: size ?? current?.size ?? -1, live, w } satisfies BlobRegister));
+    const next = { size: size ?? current?.size ?? -1, live, w } satisfies BlobRegister;
+    batch.put(key, JSON.stringify(next));
+    await this.#holders?.holderChanged(batch, repo, digest, current, next);
   }
 
   async #writeManifest(
@@ -186,12 +209,21 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     const current = await getJson<ManifestRegister>(batch, key);
     const known = record ?? current?.record ?? null;
     if (current !== undefined && !olderWrite(current.w, w)) {
-      if (current.record === null && known !== null)
+      if (current.record === null && known !== null) {
         batch.put(key, JSON.stringify({ ...current, record: known }));
+        await this.#holders?.holderChanged(batch, repo, digest, heldManifest(current), {
+          live: current.live,
+          size: known.size,
+        });
+      }
       return;
     }
     batch.put(`r!${repo}`, "{}");
     batch.put(key, JSON.stringify({ record: known, live, w } satisfies ManifestRegister));
+    await this.#holders?.holderChanged(batch, repo, digest, heldManifest(current), {
+      live,
+      size: known?.size ?? -1,
+    });
     if (live) batch.put(`L!${repo}!${digest}`, "");
     else batch.del(`L!${repo}!${digest}`);
     if (known?.subject !== undefined) {
@@ -269,16 +301,25 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
       const register = JSON.parse(raw) as ManifestRegister;
       if (!olderWrite(register.w, w)) continue;
       batch.put(`M!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      await this.#holders?.holderChanged(batch, repo, suffix, heldManifest(register), {
+        live: false,
+        size: register.record?.size ?? -1,
+      });
       batch.del(`L!${repo}!${suffix}`);
       if (register.record?.subject !== undefined) batch.del(`R!${repo}!${register.record.subject}!${suffix}`);
     }
     for (const [suffix, raw] of await batch.entriesUnder(`b!${repo}!`)) {
       const register = JSON.parse(raw) as BlobRegister;
-      if (olderWrite(register.w, w))
-        batch.put(`b!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      if (!olderWrite(register.w, w)) continue;
+      batch.put(`b!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      await this.#holders?.holderChanged(batch, repo, suffix, register, { live: false, size: register.size });
     }
     for (const tag of await batch.keysUnder(`t!${repo}!`)) await this.#recomputeTag(batch, repo, tag, seq);
   }
+}
+
+function heldManifest(register: ManifestRegister | undefined): Held | undefined {
+  return register === undefined ? undefined : { live: register.live, size: register.record?.size ?? -1 };
 }
 
 function historyToWrite(h: TagHistoryEntry): TagWrite {
