@@ -9,7 +9,9 @@
  * through; deletions free usage (and count as reclaimable until collected);
  * the Prometheus gauges; who may set and see a quota; and a second node of
  * the region, whose view replays the log from the start (what a rebuild
- * does), holds exactly the same numbers.
+ * does), holds exactly the same numbers. The same refusals on a node whose
+ * blobs are in S3 (a real S3 protocol server), where the two-request
+ * monolithic form and chunked uploads take the S3 store's own paths.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -25,6 +27,7 @@ import {
   OciClient,
   sha256,
 } from "../../testing/oci-client.js";
+import { S3RVER_CREDENTIALS, startTestS3 } from "../../testing/s3.js";
 import type { RunningNode } from "../server.js";
 
 const cleanup = cleanupStack({ after });
@@ -343,5 +346,66 @@ describe("project quotas", () => {
         body: more,
       }),
     );
+  });
+});
+
+describe("project quotas on the S3 store", () => {
+  test("over-quota chunked and two-request pushes are refused; nothing linked; within quota succeeds", async () => {
+    const s3 = await startTestS3(["quota-bucket"]);
+    cleanup(() => s3.stop());
+    const work = tempDir(cleanup);
+    const credentials = join(work, "s3-credentials.json");
+    writeFileSync(credentials, JSON.stringify(S3RVER_CREDENTIALS));
+    const s3Node = await startTestNode(cleanup, {
+      nats: (await startTestNats(cleanup)).url,
+      dataDir: work,
+      storage: {
+        type: "s3",
+        s3: {
+          bucket: "quota-bucket",
+          endpoint: s3.endpoint,
+          forcePathStyle: true,
+          credentialsFile: credentials,
+        },
+      },
+    });
+    const c = new OciClient(s3Node.url);
+    // Without auth, admin writes come from loopback (auth.adminWriteAddresses).
+    const set = await c.fetch("/admin/v1/quotas/s3p", {
+      method: "PUT",
+      body: JSON.stringify({ limitBytes: 10_000 }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(set.status, 200, await set.text());
+    const fits = randomBytes(6000);
+    await c.pushBlobChunked("s3p/app", fits, 2500);
+    const tooBig = randomBytes(5000);
+    const digest = sha256(tooBig);
+    // Chunked: refused at the PUT that completes it.
+    const start = await c.fetch("/v2/s3p/app/blobs/uploads/", { method: "POST" });
+    const patch = await c.fetch(start.headers.get("location")!, {
+      method: "PATCH",
+      headers: { "content-type": "application/octet-stream", "content-range": `0-${tooBig.byteLength - 1}` },
+      body: tooBig,
+    });
+    assert.equal(patch.status, 202);
+    const done = new URL(patch.headers.get("location")!, s3Node.url);
+    done.searchParams.set("digest", digest);
+    await assertQuotaRefusal(await c.fetch(done.pathname + done.search, { method: "PUT" }));
+    // Two requests: an empty POST, then PUT ?digest= with the whole blob (docker's and skopeo's form).
+    const empty = await c.fetch("/v2/s3p/app/blobs/uploads/", { method: "POST" });
+    const put = new URL(empty.headers.get("location")!, s3Node.url);
+    put.searchParams.set("digest", digest);
+    await assertQuotaRefusal(
+      await c.fetch(put.pathname + put.search, {
+        method: "PUT",
+        headers: { "content-type": "application/octet-stream" },
+        body: tooBig,
+      }),
+    );
+    assert.equal((await c.fetch(`/v2/s3p/app/blobs/${digest}`, { method: "HEAD" })).status, 404);
+    const shown = (await (await c.fetch("/admin/v1/quotas/s3p")).json()) as Usage;
+    assert.equal(shown.usedBytes, fits.byteLength);
+    assert.equal(shown.blobs, 1);
   });
 });
