@@ -5,7 +5,9 @@
  * Registry's `#link`, and earlier from ./uploads.ts with the size received so
  * far, so a refused upload is not even moved into the store) and a new
  * manifest (./manifest-push.ts, before its bytes are stored) — never on a
- * pull.
+ * pull. Not checked: replicated content (the regions would diverge; it
+ * counts once applied) and an undelete (an operator restoring what was
+ * deleted within the window: it counts again once restored).
  *
  * Cost: a project without a quota is answered from memory (the projection
  * holds quotas in memory), no IO. With a quota, two view reads: whether the
