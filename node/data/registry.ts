@@ -349,9 +349,8 @@ export class Registry {
     actor: string,
     signal?: AbortSignal,
   ): Promise<number> {
-    // A declared length over the quota is refused before a byte is stored.
-    if (length !== undefined && (await this.view.content.blobLink(repo, digest)) === undefined)
-      await this.#quota.check(repo, digest, length);
+    // A declared length over the quota is refused before a byte is stored (no IO without a quota).
+    if (length !== undefined) await this.#quota.check(repo, digest, length);
     const { size } = await this.store.write(source, digest, length, signal);
     return this.#link(repo, digest, size, actor);
   }

@@ -321,6 +321,31 @@ describe("project quotas", () => {
     assert.match(text, /meridian_project_storage_bytes\{project="team",region="test"\}/);
   });
 
+  test("concurrent pushes through one node never take the project over its quota together", async () => {
+    const size = 10_000;
+    await setQuota("conc", Math.floor(2.5 * size));
+    const blobs = Array.from({ length: 8 }, () => randomBytes(size));
+    const answers = await Promise.all(
+      blobs.map((b) =>
+        admin().fetch(`/v2/conc/app/blobs/uploads/?digest=${sha256(b)}`, { method: "POST", body: b }),
+      ),
+    );
+    let admitted = 0;
+    for (const res of answers) {
+      if (res.status === 201) admitted++;
+      else await assertQuotaRefusal(res);
+    }
+    assert.ok(admitted <= 2, `${admitted} admitted`);
+    const u = await usage("conc");
+    assert.equal(u.usedBytes, admitted * size);
+    // Refusals may be conservative under contention; one at a time, what fits goes in.
+    for (const b of blobs) {
+      if ((await usage("conc")).usedBytes + size > 2.5 * size) break;
+      await admin().pushBlob("conc/app", b);
+    }
+    assert.equal((await usage("conc")).usedBytes, 2 * size);
+  });
+
   test("another node of the region, its view replayed from the whole log, holds the same numbers", async () => {
     const second = await startTestNode(cleanup, {
       nats: natsUrl,
