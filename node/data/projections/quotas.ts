@@ -137,6 +137,9 @@ export class QuotaProjection implements Projection, QuotaReads {
     before: Held | undefined,
     after: Held,
   ): Promise<void> {
+    // The same standing, no size it did not know: nothing can change (a manifest re-linking
+    // blobs its repository holds, the common case), so no read on the apply path.
+    if (before !== undefined && before.live === after.live && after.size <= before.size) return;
     const project = projectOf(repo);
     const key = `qd!${project}!${digest}`;
     const current = await getJson<Entry>(batch, key);
