@@ -244,9 +244,11 @@ export class UploadLimitError extends MeridianError {
 
 /**
  * A push that would take its project over its storage quota in this region
- * (node/data/quota-gate.ts): 403 DENIED, as Harbor answers an over-quota push
- * ("quota exceeded") and as the OCI spec's DENIED is 403. `detail` holds the
- * project, its limit, its usage and what the push would add.
+ * (node/data/quota-gate.ts): 403 DENIED "quota exceeded", as Harbor answers
+ * an over-quota push (it moved from 500 to DENIED so that docker stops
+ * retrying: goharbor/harbor#8688, #8802) and as the OCI spec's DENIED is
+ * 403. Distribution has no quotas. `detail` holds the project, its limit,
+ * its usage, what this node has admitted meanwhile and what the push adds.
  */
 export class QuotaExceededError extends MeridianError {
   override readonly code = "QUOTA_EXCEEDED";
