@@ -32,10 +32,11 @@ import { DR_COMMANDS, DR_USAGE } from "./dr.js";
 import { IDENTITY_COMMANDS, IDENTITY_USAGE } from "./identity.js";
 import { IMMUTABLE_COMMANDS, IMMUTABLE_USAGE } from "./immutable-commands.js";
 import { POLICY_COMMANDS, POLICY_USAGE } from "./policy-commands.js";
+import { QUOTA_COMMANDS, QUOTA_USAGE } from "./quota-commands.js";
 import { REPLICATION_COMMANDS, REPLICATION_USAGE } from "./replication-commands.js";
 import { REPOSITORY_COMMANDS, REPOSITORY_USAGE } from "./repository-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -48,6 +49,7 @@ const COMMANDS: Record<string, Command> = {
   ...REPLICATION_COMMANDS,
   ...DR_COMMANDS,
   ...IDENTITY_COMMANDS,
+  ...QUOTA_COMMANDS,
 };
 
 /** Commands without a subcommand. */
@@ -86,7 +88,9 @@ export async function admin(command: string, argv: string[]): Promise<number> {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    if (parsed.positionals.length !== spec.args.length)
+    // An argument written "[NAME]" may be left out.
+    const required = spec.args.filter((a) => !a.startsWith("[")).length;
+    if (parsed.positionals.length < required || parsed.positionals.length > spec.args.length)
       throw new UsageError(`usage: ${label}${spec.args.map((a) => ` ${a}`).join("")}`);
     useAuthorization(cliAuthorization(parsed.values.data as string));
     let mesh: Mesh | undefined;

@@ -93,6 +93,7 @@ const ADMIN_COMMANDS = new Set([
   "robot",
   "project",
   "audit",
+  "quota",
 ]);
 
 /**

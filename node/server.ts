@@ -40,6 +40,7 @@ import { ProxyTrust } from "./http/forwarded.js";
 import { runIfMain, serveUntilStopped } from "./lifecycle.js";
 import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
+import { registerQuotaMetrics } from "./quota-metrics.js";
 
 export interface RunningNode {
   url: string;
@@ -78,6 +79,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     keys === undefined ? {} : { authority: { verify: (event) => keys.verifyEvent(event) } },
   );
   watchRefusals(view, metrics, log.child({ component: "view" }));
+  registerQuotaMetrics(metrics, view.quotas);
   await view.open();
   // The process's one NATS connection manager (data/nats-connection.ts): the event log's and the
   // audit log's connections; each log closes its own.

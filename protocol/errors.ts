@@ -242,6 +242,18 @@ export class UploadLimitError extends MeridianError {
   override readonly code = "UPLOAD_LIMIT";
 }
 
+/**
+ * A push that would take its project over its storage quota in this region
+ * (node/data/quota-gate.ts): 403 DENIED "quota exceeded", as Harbor answers
+ * an over-quota push (it moved from 500 to DENIED so that docker stops
+ * retrying: goharbor/harbor#8688, #8802) and as the OCI spec's DENIED is
+ * 403. Distribution has no quotas. `detail` holds the project, its limit,
+ * its usage, what this node has admitted meanwhile and what the push adds.
+ */
+export class QuotaExceededError extends MeridianError {
+  override readonly code = "QUOTA_EXCEEDED";
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -290,6 +302,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [AccessDeniedError, { code: "DENIED", status: 403 }],
   [TooManyLoginsError, { code: "TOOMANYREQUESTS", status: 429 }],
   [UploadLimitError, { code: "TOOMANYREQUESTS", status: 429 }],
+  [QuotaExceededError, { code: "DENIED", status: 403 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -36,7 +36,8 @@
  *    | member.set                     | a system admin; a project admin of that project                      |
  *    | policy.set, policy.deleted     | a system admin; `config` (the node's configuration file)            |
  *    | policy.run, breaker.reset,     | a system admin                                                       |
- *    | repository.configured          |                                                                      |
+ *    | repository.configured,         |                                                                      |
+ *    | quota.set                      |                                                                      |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -80,6 +81,7 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "repository.configured",
   "immutability.set",
   "immutability.deleted",
+  "quota.set",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */

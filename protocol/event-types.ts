@@ -239,6 +239,16 @@ export interface ImmutabilityDeleted extends Envelope {
   type: "immutability.deleted";
   name: string;
 }
+/**
+ * A project's storage quota (issue 15, quotas): the most bytes of distinct
+ * content the project may hold in each region (node/data/projections/quotas.ts
+ * counts them); `limitBytes: null` removes the quota. A system admin's change.
+ */
+export interface QuotaSet extends Envelope {
+  type: "quota.set";
+  project: string;
+  limitBytes: number | null;
+}
 
 /** User names: lower-case letters, digits and `._-`, at most 63. */
 export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -271,7 +281,8 @@ export type AdminEvent =
   | ProjectSet
   | MemberSet
   | ImmutabilitySet
-  | ImmutabilityDeleted;
+  | ImmutabilityDeleted
+  | QuotaSet;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -302,6 +313,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   "member.set",
   "immutability.set",
   "immutability.deleted",
+  "quota.set",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

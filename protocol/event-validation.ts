@@ -197,6 +197,13 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(typeof e.user === "string" && USER_NAME.test(e.user), "user");
       need(e.role === null || ROLES.includes(e.role as Role), "role");
       break;
+    case "quota.set":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(
+        e.limitBytes === null || (Number.isSafeInteger(e.limitBytes) && (e.limitBytes as number) >= 0),
+        "limitBytes",
+      );
+      break;
   }
   return e as unknown as RegistryEvent;
 }

@@ -30,7 +30,8 @@
  *   admin     `repository.configured` (merge rule, home region and
  *             durability of a repository or a prefix), `policy.*` (replication policies and
  *             their runs), `alert.raised`, `breaker.reset`, and identities:
- *             `user.*`, `robot.*`, `project.set`, `member.set`.
+ *             `user.*`, `robot.*`, `project.set`, `member.set`; and
+ *             `quota.set` (a project's storage quota).
  * Both replicate to every region the same way, so every region knows the
  * policies, rules and alerts.
  *
@@ -78,6 +79,7 @@ export type {
   PolicyRunFinished,
   PolicySet,
   ProjectSet,
+  QuotaSet,
   RegistryEvent,
   RepositoryConfigured,
   RepositoryDeleted,

@@ -21,6 +21,7 @@ import { parseManifest } from "../../protocol/manifest.js";
 import type { BlobStore } from "./blob-store.js";
 import type { CommitStep } from "./commit-step.js";
 import type { CatchUpOnMiss } from "./log-follow.js";
+import type { QuotaGate } from "./quota-gate.js";
 import type { Reference, RegionLink } from "./registry.js";
 import type { MetadataView } from "./view.js";
 
@@ -37,6 +38,8 @@ export interface ManifestPushContext {
   mesh: Pick<RegionLink, "waitReplicated"> | undefined;
   /** How long a `sync(k)` push waits for k other regions. */
   syncTimeoutMs: number;
+  /** Project quotas (./quota-gate.ts): a new manifest's bytes are admitted before they are stored. */
+  quota?: QuotaGate;
 }
 
 /**
@@ -76,10 +79,32 @@ export async function pushManifest(
       detail: { missing },
     });
   }
+  // Its references are linked into the repository already (checked above): only its own bytes can be new.
+  const isNew = (await ctx.view.content.manifest(repo, digest)) === undefined;
+  const release =
+    isNew && ctx.quota !== undefined ? await ctx.quota.admit(repo, digest, bytes.byteLength) : undefined;
+  try {
+    return await commitManifest(ctx, repo, reference, bytes, digest, parsed, isNew, actor);
+  } finally {
+    release?.();
+  }
+}
+
+/** Store the manifest's bytes and commit it (and its tag), then wait for its durability. */
+async function commitManifest(
+  ctx: ManifestPushContext,
+  repo: string,
+  reference: Reference,
+  bytes: Buffer,
+  digest: Digest,
+  parsed: ReturnType<typeof parseManifest>,
+  isNew: boolean,
+  actor: string,
+): Promise<{ digest: Digest; subject?: Digest; seq: number }> {
   await ctx.store.writeAll(bytes, digest);
   const tag = "tag" in reference ? reference.tag : undefined;
   let seq = ctx.view.appliedSeq;
-  if ((await ctx.view.content.manifest(repo, digest)) === undefined) {
+  if (isNew) {
     const body: EventBody<ManifestPushed> = {
       type: "manifest.pushed",
       repo,

@@ -30,6 +30,7 @@ import { failover } from "./failover.js";
 import { refuseProtectedDelete } from "./immutability-guard.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
+import { QuotaGate } from "./quota-gate.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import { Uploads } from "./uploads.js";
@@ -114,6 +115,8 @@ export class Registry {
   readonly #mesh: RegionLink | undefined;
   /** What the manifest push (./manifest-push.ts) works with. */
   readonly #push: ManifestPushContext;
+  /** Project quotas, checked at push (./quota-gate.ts). */
+  readonly #quota: QuotaGate;
   /** Immutable manifest bytes by digest (never stale): 32 MiB, none over 4 MiB, least recently used out first. */
   readonly #manifestCache = new LRUCache<string, Buffer>({
     maxSize: 32 << 20,
@@ -147,8 +150,12 @@ export class Registry {
       fence: () => this.#mesh?.fence() ?? "",
     });
     const limits = options.uploadLimits === undefined ? undefined : new UploadSessions(options.uploadLimits);
-    this.uploads = new Uploads(this.store, limits, (repo, digest, size, actor) =>
-      this.#link(repo, digest, size, actor),
+    this.#quota = new QuotaGate(this.view.quotas);
+    this.uploads = new Uploads(
+      this.store,
+      limits,
+      (repo, digest, size, actor) => this.#link(repo, digest, size, actor),
+      (repo, digest, size) => this.#quota.check(repo, digest, size),
     );
     this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
     this.#catchUp = new CatchUpOnMiss(this.#log, this.view);
@@ -161,6 +168,7 @@ export class Registry {
       maxManifestBytes: this.#maxManifestBytes,
       mesh: this.#mesh,
       syncTimeoutMs: options.syncTimeoutMs ?? 30_000,
+      quota: this.#quota,
     };
   }
 
@@ -343,6 +351,8 @@ export class Registry {
     actor: string,
     signal?: AbortSignal,
   ): Promise<number> {
+    // A declared length over the quota is refused before a byte is stored (no IO without a quota).
+    if (length !== undefined) await this.#quota.check(repo, digest, length);
     const { size } = await this.store.write(source, digest, length, signal);
     return this.#link(repo, digest, size, actor);
   }
@@ -361,10 +371,19 @@ export class Registry {
     return size === undefined ? undefined : this.#link(repo, digest, size, actor);
   }
 
-  /** Link a blob into a repository; the sequence of the link (this view's position when already linked). */
+  /**
+   * Link a blob into a repository; the sequence of the link (this view's
+   * position when already linked). Every new link passes the project's quota
+   * first (QuotaExceededError, nothing appended).
+   */
   async #link(repo: string, digest: Digest, size: number, actor: string): Promise<number> {
     if ((await this.view.content.blobLink(repo, digest)) !== undefined) return this.view.appliedSeq;
-    return this.#commits.commit({ type: "blob.pushed", repo, digest, size }, actor);
+    const release = await this.#quota.admit(repo, digest, size);
+    try {
+      return await this.#commits.commit({ type: "blob.pushed", repo, digest, size }, actor);
+    } finally {
+      release();
+    }
   }
 
   /**

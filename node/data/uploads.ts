@@ -16,15 +16,23 @@ export class Uploads {
   readonly #limits: UploadSessions | undefined;
   /** Link a stored blob into a repository (Registry's `#link`): the sequence of the link. */
   readonly #link: (repo: string, digest: Digest, size: number, actor: string) => Promise<number>;
+  /**
+   * The project quota's early check (./quota-gate.ts `check`), with the size
+   * known before the blob is stored: a refused upload is not moved into the
+   * store. `#link` checks again with the stored size (and reserves).
+   */
+  readonly #quotaCheck: (repo: string, digest: Digest, size: number) => Promise<void>;
 
   constructor(
     store: BlobStore,
     limits: UploadSessions | undefined,
     link: (repo: string, digest: Digest, size: number, actor: string) => Promise<number>,
+    quotaCheck: (repo: string, digest: Digest, size: number) => Promise<void> = async () => undefined,
   ) {
     this.#store = store;
     this.#limits = limits;
     this.#link = link;
+    this.#quotaCheck = quotaCheck;
   }
 
   /**
@@ -85,7 +93,8 @@ export class Uploads {
 
   /** Finish an upload: verify against `digest`, make it a blob, link it into `repo`. */
   async complete(repo: string, id: string, digest: Digest, actor: string): Promise<number> {
-    await this.state(repo, id);
+    const state = await this.state(repo, id);
+    await this.#quotaCheck(repo, digest, state.offset);
     let size: number;
     try {
       ({ size } = await this.#store.commitUpload(id, digest));
@@ -120,6 +129,8 @@ export class Uploads {
     signal?: AbortSignal,
   ): Promise<number> {
     const state = await this.state(repo, id);
+    // Refused before a byte of the last request is read when its declared length takes the project over.
+    if (length !== undefined) await this.#quotaCheck(repo, digest, state.offset + length);
     if (state.offset !== 0 || (start !== undefined && start !== 0)) {
       await this.append(repo, id, source, start, length, signal);
       return this.complete(repo, id, digest, actor);

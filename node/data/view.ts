@@ -11,7 +11,9 @@
  *     region, whatever order their writes arrive in;
  *   - `admin` (replication-admin.ts): replication policies, runs, alerts,
  *     delete-breaker resets;
- *   - `identity` (identity.ts): users, robots, projects, memberships.
+ *   - `identity` (identity.ts): users, robots, projects, memberships;
+ *   - `quotas` (quotas.ts): storage usage and quota per project, kept from
+ *     every change of a content register the content projection reports.
  * Each projection owns its key prefixes (drawn in its header) and applies
  * the event types it lists in its `handlers`; an event type belongs to
  * exactly one projection. The view owns the rest:
@@ -68,6 +70,12 @@ import {
   type UserRecord,
 } from "./projections/identity.js";
 import {
+  type ProjectQuota,
+  type ProjectUsage,
+  QuotaProjection,
+  type QuotaReads,
+} from "./projections/quotas.js";
+import {
   type AlertRecord,
   ReplicationAdminProjection,
   type ReplicationAdminReads,
@@ -86,6 +94,9 @@ export type {
   ManifestRecord,
   ManifestRegister,
   Page,
+  ProjectQuota,
+  ProjectUsage,
+  QuotaReads,
   ReferrerRecord,
   ReplicationAdminReads,
   RepoConfig,
@@ -99,7 +110,7 @@ export type {
 };
 
 /** Layout version of every projection's keys; bump when a value's shape changes. */
-const VIEW_SCHEMA = "3";
+const VIEW_SCHEMA = "4";
 
 /**
  * The check of identity and policy events (protocol/event-authority.ts):
@@ -116,6 +127,7 @@ export class MetadataView {
   readonly content: ContentReads;
   readonly admin: ReplicationAdminReads;
   readonly identity: IdentityReads;
+  readonly quotas: QuotaReads;
   readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
@@ -139,11 +151,12 @@ export class MetadataView {
   constructor(location: string, options: { tagRule?: TagMergeRule; authority?: EventAuthority } = {}) {
     this.#db = new Level<string, string>(location);
     this.#authority = options.authority;
-    const content = new ContentProjection(this.#db, options.tagRule ?? "lww");
+    const quotas = new QuotaProjection(this.#db);
+    const content = new ContentProjection(this.#db, options.tagRule ?? "lww", quotas);
     const admin = new ReplicationAdminProjection(this.#db);
     this.#identity = new IdentityProjection(this.#db);
-    [this.content, this.admin, this.identity] = [content, admin, this.#identity];
-    this.#projections = [content, admin, this.#identity];
+    [this.content, this.admin, this.identity, this.quotas] = [content, admin, this.#identity, quotas];
+    this.#projections = [content, admin, this.#identity, quotas];
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);

@@ -12,6 +12,7 @@
  *   admin/immutability.ts  /immutability, /immutability/:name
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
  *   admin/failover.ts      /failover, /rebuild…
+ *   admin/quotas.ts        /quotas… (project quotas and storage usage)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -46,6 +47,7 @@ import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
+import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
 import { ruleRoutes } from "./admin/rules.js";
 import { validatorCompiler } from "./admin/schema.js";
@@ -95,6 +97,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(immutabilityRoutes, { registry });
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
+      await admin.register(quotaRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

@@ -125,6 +125,18 @@ describe("authorizeEvent: who may make which identity or policy event", () => {
       false,
     ],
     ["a project admin cannot set policies", ev("p", 1, { type: "policy.deleted", name: "x" }), padmin, false],
+    [
+      "a project admin cannot set their project's quota",
+      ev("p", 1, { type: "quota.set", project: "team", limitBytes: null }),
+      padmin,
+      false,
+    ],
+    [
+      "a system admin sets a quota",
+      ev("root", 1, { type: "quota.set", project: "team", limitBytes: 1 }),
+      sysadmin,
+      true,
+    ],
     ["a robot can do nothing", ev("robot$r", 1, member("team", "x", "guest")), {}, false],
   ];
   for (const [name, event, facts, allowed] of cases)

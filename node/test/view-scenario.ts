@@ -125,6 +125,7 @@ export function scenario(): RegistryEvent[] {
       tag: "hidden",
     }),
     e("a", 32, { type: "manifest.deleted", repo: REPO, digest: M3 }),
+    e("a", 33, { type: "quota.set", project: "team", limitBytes: 1_000_000 }),
   ];
   // One event replicated from another region's stream (srcSeq: the origin's own sequence).
   list.push({
@@ -133,8 +134,8 @@ export function scenario(): RegistryEvent[] {
   });
   // Immutable-tag rules (issue 15): last, so the sequences above stay as the golden layout has them.
   list.push(
-    e("a", 33, { type: "immutability.set", name: "frozen", repositories: "frozen/*", tags: "v*" }),
-    e("b", 34, { type: "immutability.deleted", name: "frozen" }),
+    e("a", 35, { type: "immutability.set", name: "frozen", repositories: "frozen/*", tags: "v*" }),
+    e("b", 36, { type: "immutability.deleted", name: "frozen" }),
   );
   return list;
 }

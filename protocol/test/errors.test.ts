@@ -82,6 +82,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   AccessDeniedError: { code: "DENIED", status: 403 },
   TooManyLoginsError: { code: "TOOMANYREQUESTS", status: 429 },
   UploadLimitError: { code: "TOOMANYREQUESTS", status: 429 },
+  QuotaExceededError: { code: "DENIED", status: 403 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */

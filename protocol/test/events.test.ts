@@ -120,6 +120,7 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     tags: "v*",
   },
   "immutability.deleted": { ...envelope, type: "immutability.deleted", name: "prod-v" },
+  "quota.set": { ...envelope, type: "quota.set", project: "team", limitBytes: 10_000_000 },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -148,6 +149,7 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "member.set": ["project", "user", "role"],
   "immutability.set": ["name", "repositories", "tags"],
   "immutability.deleted": ["name"],
+  "quota.set": ["project", "limitBytes"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -200,6 +202,7 @@ const BAD_VALUES: Record<string, unknown[]> = {
   project: ["", "Team", "a/b", "x".repeat(64), null],
   user: ["", "Alice", "robot$x", null],
   role: ["owner", "", 1],
+  limitBytes: [-1, 1.5, "1", 2 ** 53],
 };
 
 describe("validateEvent accepts", () => {

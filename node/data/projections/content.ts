@@ -37,6 +37,10 @@
  * write is rejected depends on the rule in force at its place in the order
  * and on what stood before it, not on arrival. A rule event refolds every
  * tag any version of the rule covers, in every repository it covers.
+ *
+ * Every write of a `b!` or `M!` register is also told to `holders` (the quota
+ * projection, ./quotas.ts: storage usage per project), before and after, in
+ * the same batch.
  */
 import type { Digest } from "../../../protocol/digest.js";
 import type { ConflictSide } from "../../../protocol/events.js";
@@ -51,6 +55,7 @@ import type {
 import { foldWrites, type TagMergeRule, type TagWrite } from "../../../protocol/tag-merge.js";
 import { ContentReadsImpl } from "./content-reads.js";
 import { ImmutabilityRules } from "./immutability.js";
+import type { Held } from "./quotas.js";
 import { RepoConfigs } from "./repo-configs.js";
 import {
   type Batch,
@@ -91,16 +96,29 @@ export interface ConflictRecord {
   at: string;
 }
 
+/** Who hears of every change of a blob link or manifest register (./quotas.ts). */
+export interface HolderListener {
+  holderChanged(
+    batch: Batch,
+    repo: string,
+    digest: string,
+    before: Held | undefined,
+    after: Held,
+  ): Promise<void>;
+}
+
 export class ContentProjection extends ContentReadsImpl implements Projection {
   readonly #configs: RepoConfigs;
   readonly #rules: ImmutabilityRules;
+  readonly #holders: HolderListener | undefined;
 
-  constructor(db: ViewDb, defaultRule: TagMergeRule) {
+  constructor(db: ViewDb, defaultRule: TagMergeRule, holders?: HolderListener) {
     const configs = new RepoConfigs(db, defaultRule);
     const rules = new ImmutabilityRules(db);
     super(db, configs, rules);
     this.#configs = configs;
     this.#rules = rules;
+    this.#holders = holders;
   }
 
   async load(): Promise<void> {
@@ -200,11 +218,16 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     const current = await getJson<BlobRegister>(batch, key);
     if (current !== undefined && !olderWrite(current.w, w)) {
       // An older write still teaches the size when the register lacks it.
-      if (current.size < 0 && size !== undefined) batch.put(key, JSON.stringify({ ...current, size }));
+      if (current.size < 0 && size !== undefined) {
+        batch.put(key, JSON.stringify({ ...current, size }));
+        await this.#holders?.holderChanged(batch, repo, digest, current, { live: current.live, size });
+      }
       return;
     }
     batch.put(`r!${repo}`, "{}");
-    batch.put(key, JSON.stringify({ size: size ?? current?.size ?? -1, live, w } satisfies BlobRegister));
+    const next = { size: size ?? current?.size ?? -1, live, w } satisfies BlobRegister;
+    batch.put(key, JSON.stringify(next));
+    await this.#holders?.holderChanged(batch, repo, digest, current, next);
   }
 
   async #writeManifest(
@@ -221,12 +244,21 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     const current = await getJson<ManifestRegister>(batch, key);
     const known = record ?? current?.record ?? null;
     if (current !== undefined && !olderWrite(current.w, w)) {
-      if (current.record === null && known !== null)
+      if (current.record === null && known !== null) {
         batch.put(key, JSON.stringify({ ...current, record: known }));
+        await this.#holders?.holderChanged(batch, repo, digest, heldManifest(current), {
+          live: current.live,
+          size: known.size,
+        });
+      }
       return;
     }
     batch.put(`r!${repo}`, "{}");
     batch.put(key, JSON.stringify({ record: known, live, w } satisfies ManifestRegister));
+    await this.#holders?.holderChanged(batch, repo, digest, heldManifest(current), {
+      live,
+      size: known?.size ?? -1,
+    });
     if (live) batch.put(`L!${repo}!${digest}`, "");
     else batch.del(`L!${repo}!${digest}`);
     if (known?.subject !== undefined) {
@@ -310,16 +342,25 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
       const register = JSON.parse(raw) as ManifestRegister;
       if (!olderWrite(register.w, w)) continue;
       batch.put(`M!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      await this.#holders?.holderChanged(batch, repo, suffix, heldManifest(register), {
+        live: false,
+        size: register.record?.size ?? -1,
+      });
       batch.del(`L!${repo}!${suffix}`);
       if (register.record?.subject !== undefined) batch.del(`R!${repo}!${register.record.subject}!${suffix}`);
     }
     for (const [suffix, raw] of await batch.entriesUnder(`b!${repo}!`)) {
       const register = JSON.parse(raw) as BlobRegister;
-      if (olderWrite(register.w, w))
-        batch.put(`b!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      if (!olderWrite(register.w, w)) continue;
+      batch.put(`b!${repo}!${suffix}`, JSON.stringify({ ...register, live: false, w }));
+      await this.#holders?.holderChanged(batch, repo, suffix, register, { live: false, size: register.size });
     }
     for (const tag of await batch.keysUnder(`t!${repo}!`)) await this.#recomputeTag(batch, repo, tag, seq);
   }
+}
+
+function heldManifest(register: ManifestRegister | undefined): Held | undefined {
+  return register === undefined ? undefined : { live: register.live, size: register.record?.size ?? -1 };
 }
 
 function historyToWrite(h: TagHistoryEntry): TagWrite {
