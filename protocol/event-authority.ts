@@ -36,7 +36,8 @@
  *    | member.set                     | a system admin; a project admin of that project                      |
  *    | policy.set, policy.deleted     | a system admin; `config` (the node's configuration file)            |
  *    | policy.run, breaker.reset,     | a system admin                                                       |
- *    | repository.configured          |                                                                      |
+ *    | repository.configured,         |                                                                      |
+ *    | retention.set/deleted          |                                                                      |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
  *    door, a peer, acting through a node's admin API) counts as a system
@@ -44,8 +45,10 @@
  *
  * Events of other types need no proof: content events (authorized by the
  * node that accepted the push; the log's own permissions keep others from
- * appending them), and what replication workers append (`policy.run.finished`,
- * `alert.raised`, `tag.conflict`): workers hold no token key.
+ * appending them), what replication workers append (`policy.run.finished`,
+ * `alert.raised`, `tag.conflict`): workers hold no token key, and the pulls
+ * nodes record (`pulls.recorded`): a forged one can only make retention keep
+ * more, never delete.
  *
  * Determinism: the proof check depends on the event and the key set alone.
  * The right is judged against the view's state when the event is applied,
@@ -73,6 +76,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "policy.run",
   "breaker.reset",
   "repository.configured",
+  "retention.set",
+  "retention.deleted",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */

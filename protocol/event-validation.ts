@@ -12,6 +12,7 @@ import {
   EVENT_SCHEMA_VERSION,
   EVENT_TYPES,
   type EventType,
+  MAX_PULLS_PER_EVENT,
   PROJECT_NAME,
   REPO_TYPES,
   type RegistryEvent,
@@ -20,6 +21,7 @@ import {
 } from "./event-types.js";
 import { isHlc } from "./hlc.js";
 import { parseRepository, parseTag } from "./names.js";
+import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 
 const REGION = new RegExp(REGION_PATTERN);
@@ -187,6 +189,24 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
       need(typeof e.user === "string" && USER_NAME.test(e.user), "user");
       need(e.role === null || ROLES.includes(e.role as Role), "role");
+      break;
+    case "retention.set":
+      need(typeof e.name === "string" && RETENTION_NAME.test(e.name), "name");
+      wrap("rule", () => parseRetentionRule(e.rule));
+      need((e.rule as Record<string, unknown>).name === e.name, "rule.name");
+      break;
+    case "retention.deleted":
+      need(typeof e.name === "string" && RETENTION_NAME.test(e.name), "name");
+      break;
+    case "pulls.recorded":
+      need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");
+      for (const p of e.pulls as Array<Record<string, unknown>>) {
+        need(typeof p === "object" && p !== null, "pulls");
+        need(typeof p.repo === "string", "pulls.repo");
+        wrap("pulls.repo", () => parseRepository(p.repo as string));
+        wrap("pulls.digest", () => parseDigest(p.digest as string));
+        need(typeof p.at === "string" && !Number.isNaN(Date.parse(p.at)), "pulls.at");
+      }
       break;
   }
   return e as unknown as RegistryEvent;

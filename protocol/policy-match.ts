@@ -110,7 +110,7 @@ function compiled(key: string, build: () => Test): Test {
  * picomatch's and RegExp's; a source the automaton does not support keeps
  * the RegExp (its length is capped by MAX_PATTERN_LENGTH).
  */
-function globMatch(pattern: string, s: string): boolean {
+export function globMatch(pattern: string, s: string): boolean {
   return compiled(`glob:${pattern}`, () => {
     const re = picomatch.makeRe(pattern, PICOMATCH);
     const linear = linearRegex(re.source, re.flags);
@@ -120,7 +120,8 @@ function globMatch(pattern: string, s: string): boolean {
   })(s);
 }
 
-function tagMatches(m: TagMatcher, tag: string): boolean {
+/** One tag matcher (glob, regex or semver; see selectsTag) against a tag. */
+export function tagMatches(m: TagMatcher, tag: string): boolean {
   if (m.kind === "glob") return globMatch(m.pattern, tag);
   if (m.kind === "regex") {
     return compiled(`regex:${m.pattern}`, () => {

@@ -29,6 +29,7 @@ import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
+import { PullRecord } from "./pull-record.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import { Uploads } from "./uploads.js";
@@ -64,6 +65,8 @@ export interface RegistryOptions {
   otherRegions?: number;
   /** Caps on the upload sessions this node opens (./upload-sessions.ts); uncapped without. */
   uploadLimits?: UploadSessionLimits;
+  /** How often pulls seen are recorded in the log for retention (./pull-record.ts); never without. */
+  pullFlushMs?: number;
 }
 
 /** What the registry needs from the other regions. */
@@ -104,6 +107,8 @@ export class Registry {
   readonly view: MetadataView;
   /** Upload sessions (./uploads.ts): start, append, complete, cancel, purge. */
   readonly uploads: Uploads;
+  /** Pulls seen by this node, recorded coarsely for retention (./pull-record.ts); absent: not tracked. */
+  readonly pulls: PullRecord | undefined;
   readonly #log: EventLog;
   readonly #logger: Logger;
   readonly #clock: HybridClock;
@@ -151,6 +156,15 @@ export class Registry {
     );
     this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
     this.#catchUp = new CatchUpOnMiss(this.#log, this.view);
+    this.pulls =
+      options.pullFlushMs === undefined
+        ? undefined
+        : new PullRecord({
+            commit: (body) => this.#commits.commit(body, "system"),
+            lastRecorded: (repo, digest) => this.view.retention.pulledAt(repo, digest),
+            flushMs: options.pullFlushMs,
+            logger: this.#logger,
+          });
     this.#push = {
       region: this.region,
       store: this.store,
@@ -177,9 +191,11 @@ export class Registry {
     const abort = new AbortController();
     this.#tailAbort = abort;
     this.#tailDone = materialize(this.#log, this.view, abort.signal, this.#logger);
+    this.pulls?.start();
   }
 
   async stop(): Promise<void> {
+    this.pulls?.stop();
     this.#tailAbort?.abort();
     await this.#tailDone;
   }

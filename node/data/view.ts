@@ -11,7 +11,8 @@
  *     region, whatever order their writes arrive in;
  *   - `admin` (replication-admin.ts): replication policies, runs, alerts,
  *     delete-breaker resets;
- *   - `identity` (identity.ts): users, robots, projects, memberships.
+ *   - `identity` (identity.ts): users, robots, projects, memberships;
+ *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
  * Each projection owns its key prefixes (drawn in its header) and applies
  * the event types it lists in its `handlers`; an event type belongs to
  * exactly one projection. The view owns the rest:
@@ -74,6 +75,7 @@ import {
   type RunRecord,
 } from "./projections/replication-admin.js";
 import type { RepoConfig } from "./projections/repo-configs.js";
+import { RetentionProjection, type RetentionReads } from "./projections/retention.js";
 import { type ApplyHandler, Batch, END, type Page, type Projection } from "./projections/store.js";
 
 export type { AppliedListener } from "./projections/applied-events.js";
@@ -90,6 +92,7 @@ export type {
   ReplicationAdminReads,
   RepoConfig,
   RepoState,
+  RetentionReads,
   RobotRecord,
   RunRecord,
   TagHistoryEntry,
@@ -116,6 +119,7 @@ export class MetadataView {
   readonly content: ContentReads;
   readonly admin: ReplicationAdminReads;
   readonly identity: IdentityReads;
+  readonly retention: RetentionReads;
   readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
@@ -142,8 +146,9 @@ export class MetadataView {
     const content = new ContentProjection(this.#db, options.tagRule ?? "lww");
     const admin = new ReplicationAdminProjection(this.#db);
     this.#identity = new IdentityProjection(this.#db);
-    [this.content, this.admin, this.identity] = [content, admin, this.#identity];
-    this.#projections = [content, admin, this.#identity];
+    const retention = new RetentionProjection(this.#db);
+    [this.content, this.admin, this.identity, this.retention] = [content, admin, this.#identity, retention];
+    this.#projections = [content, admin, this.#identity, retention];
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);

@@ -11,6 +11,7 @@
  *   admin/rules.ts         /rules
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
  *   admin/failover.ts      /failover, /rebuild…
+ *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -45,6 +46,7 @@ import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { policyRoutes } from "./admin/policies.js";
 import { repositoryRoutes } from "./admin/repositories.js";
+import { retentionRoutes } from "./admin/retention.js";
 import { ruleRoutes } from "./admin/rules.js";
 import { validatorCompiler } from "./admin/schema.js";
 import { auditRoutes } from "./audit-routes.js";
@@ -92,6 +94,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(ruleRoutes, { registry });
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
+      await admin.register(retentionRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

@@ -112,6 +112,18 @@ const VALID: Record<EventType, Record<string, unknown>> = {
   "robot.deleted": { ...envelope, type: "robot.deleted", name: "robot$ci+deploy" },
   "project.set": { ...envelope, type: "project.set", name: "team", public: true },
   "member.set": { ...envelope, type: "member.set", project: "team", user: "alice", role: "developer" },
+  "retention.set": {
+    ...envelope,
+    type: "retention.set",
+    name: "ci",
+    rule: { name: "ci", repositories: ["ci/**"], region: "eu-west-1", keepLast: 3, untaggedDays: 7 },
+  },
+  "retention.deleted": { ...envelope, type: "retention.deleted", name: "ci" },
+  "pulls.recorded": {
+    ...envelope,
+    type: "pulls.recorded",
+    pulls: [{ repo: "a/b", digest: D1, at: "2024-05-01T12:00:00.000Z" }],
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -138,6 +150,9 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "robot.deleted": ["name"],
   "project.set": ["name", "public"],
   "member.set": ["project", "user", "role"],
+  "retention.set": ["name", "rule"],
+  "retention.deleted": ["name"],
+  "pulls.recorded": ["pulls"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -190,6 +205,24 @@ const BAD_VALUES: Record<string, unknown[]> = {
   project: ["", "Team", "a/b", "x".repeat(64), null],
   user: ["", "Alice", "robot$x", null],
   role: ["owner", "", 1],
+  rule: [
+    null,
+    { name: "other", repositories: ["**"], region: "eu" },
+    { name: "ci", repositories: [], region: "eu" },
+    { name: "ci", repositories: ["**"], region: "EU" },
+    { name: "ci", repositories: ["**"], region: "eu", keepLast: -1 },
+    { name: "ci", repositories: ["**"], region: "eu", keepTags: ["semver:not a range"] },
+    { name: "ci", repositories: ["**"], region: "eu", untaggedDays: 0 },
+    { name: "ci", repositories: ["**"], region: "eu", sweep: true },
+  ],
+  pulls: [
+    null,
+    [],
+    [{ repo: "A", digest: D1, at: "2024-05-01T12:00:00.000Z" }],
+    [{ repo: "a/b", digest: "sha256:x", at: "2024-05-01T12:00:00.000Z" }],
+    [{ repo: "a/b", digest: D1, at: "soon" }],
+    Array.from({ length: 501 }, () => ({ repo: "a/b", digest: D1, at: "2024-05-01T12:00:00.000Z" })),
+  ],
 };
 
 describe("validateEvent accepts", () => {
