@@ -206,6 +206,7 @@ export function planRepository(
     if (m.subject !== undefined && byDigest.has(m.subject) && m.subject !== m.digest)
       hold(m.digest, m.subject);
   }
+  for (const list of holders.values()) list.sort();
   const images = manifests
     .filter((m) => !holders.has(m.digest))
     .sort((a, b) => compareOrder(b.pushOrder, a.pushOrder));
@@ -242,14 +243,17 @@ export function planRepository(
       changed = true;
     }
   }
-  for (const m of followers)
-    if (!deleted.has(m.digest))
-      keep.push({
-        digest: m.digest,
-        tags: m.tags,
-        reasons: [m.tags.length > 0 ? "tagged itself" : `held by ${holders.get(m.digest)![0]}`],
-        follows: holders.get(m.digest)![0],
-      });
+  for (const m of followers) {
+    if (deleted.has(m.digest)) continue;
+    const by = holders.get(m.digest)!;
+    const holder = by.find((h) => !deleted.has(h)) ?? by[0]!;
+    keep.push({
+      digest: m.digest,
+      tags: m.tags,
+      reasons: [m.tags.length > 0 ? "tagged itself" : `held by ${holder}`],
+      follows: holder,
+    });
+  }
   return { repo, decidedBy, rules: rules.map((r) => r.name), keep, delete: gone };
 }
 
