@@ -139,6 +139,18 @@ export function ruleSummary(rule: RetentionRule): string {
   return parts.length === 0 ? "keeps everything" : parts.join("; ");
 }
 
+/** Whether a repository glob (`meridian retention plan --repo`) selects `repo`. */
+export function repoGlobMatches(glob: string, repo: string): boolean {
+  return globMatch(glob, repo);
+}
+
+/** The problems of a repository glob (empty when it is valid). */
+export function repoGlobProblems(glob: string, field = "repo"): string[] {
+  const problems: string[] = [];
+  checkGlob(glob, field, (f, problem) => problems.push(`${f}: ${problem}`));
+  return problems;
+}
+
 export function ruleMatches(rule: RetentionRule, repo: string): boolean {
   return rule.repositories.some((g) => globMatch(g, repo));
 }

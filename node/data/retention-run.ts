@@ -23,12 +23,12 @@
 import { randomUUID } from "node:crypto";
 import type { Digest } from "../../protocol/digest.js";
 import { ManifestNotFoundError, UnsupportedError } from "../../protocol/errors.js";
-import { globMatch } from "../../protocol/policy-match.js";
 import {
   type PlanManifest,
   planRepository,
   type RepoPlan,
   type RetentionRule,
+  repoGlobMatches,
   rulesFor,
 } from "../../protocol/retention.js";
 import type { Registry } from "./registry.js";
@@ -51,7 +51,7 @@ export async function planRetention(
   const out: RepoPlan[] = [];
   if (rules.length > 0) {
     for (const repo of await reg.view.content.repositoriesUnder("")) {
-      if (options.repoGlob !== undefined && !globMatch(options.repoGlob, repo)) continue;
+      if (options.repoGlob !== undefined && !repoGlobMatches(options.repoGlob, repo)) continue;
       const plan = await planOne(reg, rules, repo, options.nowMs);
       if (plan !== undefined) out.push(plan);
     }

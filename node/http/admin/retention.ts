@@ -16,8 +16,12 @@
  */
 import type { FastifyPluginAsync } from "fastify";
 import { PolicyNotFoundError } from "../../../protocol/errors.js";
-import { checkGlob } from "../../../protocol/policy-parse.js";
-import { parseRetentionRule, RETENTION_NAME, ruleSummary } from "../../../protocol/retention.js";
+import {
+  parseRetentionRule,
+  RETENTION_NAME,
+  repoGlobProblems,
+  ruleSummary,
+} from "../../../protocol/retention.js";
 import type { Registry } from "../../data/registry.js";
 import { planRetention, RetentionRuns } from "../../data/retention-run.js";
 import { actorOf } from "../access.js";
@@ -108,7 +112,6 @@ function ruleName(raw: string): string {
 }
 
 function repoGlob(glob: string): void {
-  const problems: string[] = [];
-  if (!checkGlob(glob, "repo", (field, problem) => problems.push(`${field}: ${problem}`)))
-    throw badRequest(problems);
+  const problems = repoGlobProblems(glob);
+  if (problems.length > 0) throw badRequest(problems);
 }
