@@ -315,4 +315,42 @@ describe("retention across a two-region mesh", () => {
     assert.equal(tagged.status, 200, "its tag came back with it");
     await tagged.arrayBuffer();
   });
+
+  test("a retention deletion of most of a repository's tags trips b's delete breaker, as any deletion would", async () => {
+    for (const t of ["m1", "m2", "m3", "m4", "m5"]) await pushed(t, "keep/many", t);
+    for (const t of ["m1", "m2", "m3", "m4", "m5"])
+      await eventually(() => present("b", "keep/many", img[t]!), 30_000, 100);
+    await succeeds([
+      "retention",
+      "set",
+      "many",
+      "--repos",
+      "keep/many",
+      "--keep-last",
+      "1",
+      "--deciding-region",
+      "a",
+    ]);
+    await eventually(async () => (await plan("a")).get("keep/many")?.delete.length === 4, 30_000, 200);
+    const out = await succeeds(["retention", "run", "--repo", "keep/many"]);
+    assert.match(out, /region a: done; deleted 4 manifest\(s\) in 1 repository/);
+    for (const t of ["m1", "m2", "m3", "m4"])
+      assert.equal(await present("a", "keep/many", img[t]!), false, t);
+    // b lets some through, then halts the rest (4 of 5 tags is over the default 50%) and says so.
+    await eventually(
+      async () => {
+        const alerts = (await admin("b", "GET", "/alerts")).body.alerts as Array<{
+          kind: string;
+          repo?: string;
+        }>;
+        return alerts.some((x) => x.kind === "delete-breaker" && x.repo === "keep/many");
+      },
+      30_000,
+      200,
+    );
+    const held = [];
+    for (const t of ["m1", "m2", "m3", "m4"]) if (await present("b", "keep/many", img[t]!)) held.push(t);
+    assert.ok(held.length > 0, "the breaker held some deletions in b");
+    assert.ok(await present("b", "keep/many", img.m5!));
+  });
 });
