@@ -38,7 +38,7 @@ export interface RetentionPlan {
   at: string;
   /** The region that made the plan. */
   region: string;
-  /** Every repository some rule matches (and `repo` selects), in name order. */
+  /** Every repository with live manifests that some rule matches (and `repo` selects), in name order. */
   repositories: RepoPlan[];
 }
 
@@ -53,7 +53,8 @@ export async function planRetention(
     for (const repo of await reg.view.content.repositoriesUnder("")) {
       if (options.repoGlob !== undefined && !repoGlobMatches(options.repoGlob, repo)) continue;
       const plan = await planOne(reg, rules, repo, options.nowMs);
-      if (plan !== undefined) out.push(plan);
+      // A repository with no live manifest (deleted, or blobs only) has nothing to judge.
+      if (plan !== undefined && plan.keep.length + plan.delete.length > 0) out.push(plan);
     }
   }
   return { at: new Date(options.nowMs).toISOString(), region: reg.region, repositories: out };
