@@ -222,7 +222,6 @@ describe("retention across a two-region mesh", () => {
     for (const [name, digest] of Object.entries(img))
       await eventually(() => present("b", repoOf[name]!, digest), 30_000, 100);
     await sleep(Math.max(0, oldPushedAt + UNTAGGED_S * 1000 + 500 - Date.now()));
-    await pushed("fresh", "keep/untagged");
     const pull = await client("b").fetch("/v2/keep/pulled/manifests/p1", {
       headers: { accept: OCI_MANIFEST },
     });
@@ -234,6 +233,8 @@ describe("retention across a two-region mesh", () => {
       30_000,
       250,
     );
+    // Pushed last, so it is as young as can be when the table is checked (it expires UNTAGGED_S later).
+    await pushed("fresh", "keep/untagged");
 
     const a = await plan("a");
     const table: Array<[string, string[], string[]]> = [
@@ -300,9 +301,9 @@ describe("retention across a two-region mesh", () => {
       assert.ok(await present("b", repoOf[name]!, digest), `${name} kept in b`);
     }
     // A second run finds nothing more to delete.
-    assert.deepEqual(deletions(await plan("a")), []);
-    const again = await succeeds(["retention", "run"]);
-    assert.match(again, /region a: done; deleted 0 manifest\(s\) in 4 repositories/);
+    // (keep/untagged left out: its fresh image expires UNTAGGED_S after its push, whenever this runs.)
+    const again = await succeeds(["retention", "run", "--repo", "keep/{last,tags,pulled}"]);
+    assert.match(again, /region a: done; deleted 0 manifest\(s\) in 3 repositories/);
   });
 
   test("undelete brings back a retention deletion, in both regions", async () => {
