@@ -2,7 +2,8 @@
  * The admin commands of `meridian`, one file per group: replication
  * policies and alerts (policy-commands.ts), tags, undelete and repository
  * deletion (repository-commands.ts), where one artifact has replicated
- * (replication-commands.ts), disaster recovery (dr.ts), identities
+ * (replication-commands.ts), retention rules, plans and runs
+ * (retention-commands.ts), disaster recovery (dr.ts), identities
  * (identity.ts). This file puts their usage together and dispatches
  * `meridian <command> …` to the right one, with the options they all take.
  * They talk to a region's admin API (node/http/admin.ts) at the registry URL
@@ -35,8 +36,9 @@ import { POLICY_COMMANDS, POLICY_USAGE } from "./policy-commands.js";
 import { QUOTA_COMMANDS, QUOTA_USAGE } from "./quota-commands.js";
 import { REPLICATION_COMMANDS, REPLICATION_USAGE } from "./replication-commands.js";
 import { REPOSITORY_COMMANDS, REPOSITORY_USAGE } from "./repository-commands.js";
+import { RETENTION_COMMANDS, RETENTION_USAGE } from "./retention-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -46,6 +48,7 @@ const COMMANDS: Record<string, Command> = {
   ...POLICY_COMMANDS,
   ...REPOSITORY_COMMANDS,
   ...IMMUTABLE_COMMANDS,
+  ...RETENTION_COMMANDS,
   ...REPLICATION_COMMANDS,
   ...DR_COMMANDS,
   ...IDENTITY_COMMANDS,

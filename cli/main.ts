@@ -5,7 +5,7 @@
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
  *   meridian status [--data DIR] [--mesh FILE] [--json]
  *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
- *   meridian policy|alerts|tag|undelete|repo|replication …   (admin commands: cli/admin.ts)
+ *   meridian policy|alerts|tag|undelete|repo|replication|retention …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
  *   meridian backup --to DIR|s3://… | restore --from …        (a region's snapshot: cli/backup-command.ts)
  *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
@@ -86,6 +86,7 @@ const ADMIN_COMMANDS = new Set([
   "undelete",
   "repo",
   "replication",
+  "retention",
   "failover",
   "rebuild-region",
   "whoami",

@@ -174,6 +174,12 @@ export const NODE_SETTINGS = configSchema({
     exclusiveMinimum: 0,
     doc: "how long deleted content stays restorable with `meridian undelete`, in hours",
   }),
+  pullFlushSeconds: number({
+    env: "MERIDIAN_PULL_FLUSH_SECONDS",
+    default: 600,
+    exclusiveMinimum: 0,
+    doc: "how often a node records the pulls it saw in the log, for retention's pulledDays (node/data/pull-record.ts)",
+  }),
   logLevel: CommonSettings.logLevel(),
   policiesFile: optional(
     string({

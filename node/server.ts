@@ -114,6 +114,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     logger: log.child({ component: "registry" }),
     maxManifestBytes: config.maxManifestBytes,
     undeleteWindowMs: config.undeleteWindowHours * 3_600_000,
+    pullFlushMs: config.pullFlushSeconds * 1000,
     ...(keys === undefined ? {} : { signEvent: (event) => keys.signEvent(event) }),
     uploadLimits: config.uploads,
   });

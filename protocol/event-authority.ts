@@ -37,7 +37,8 @@
  *    | policy.set, policy.deleted     | a system admin; `config` (the node's configuration file)            |
  *    | policy.run, breaker.reset,     | a system admin                                                       |
  *    | repository.configured,         |                                                                      |
- *    | quota.set                      |                                                                      |
+ *    | quota.set,                     |                                                                      |
+ *    | retention.set/deleted          |                                                                      |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -49,8 +50,10 @@
  *
  * Events of other types need no proof: content events (authorized by the
  * node that accepted the push; the log's own permissions keep others from
- * appending them), and what replication workers append (`policy.run.finished`,
- * `alert.raised`, `tag.conflict`): workers hold no token key.
+ * appending them), what replication workers append (`policy.run.finished`,
+ * `alert.raised`, `tag.conflict`): workers hold no token key, and the pulls
+ * nodes record (`pulls.recorded`): a forged one can only make retention keep
+ * more, never delete.
  *
  * Determinism: the proof check depends on the event and the key set alone.
  * The right is judged against the view's state when the event is applied,
@@ -82,6 +85,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "immutability.set",
   "immutability.deleted",
   "quota.set",
+  "retention.set",
+  "retention.deleted",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */

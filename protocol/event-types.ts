@@ -249,6 +249,32 @@ export interface QuotaSet extends Envelope {
   project: string;
   limitBytes: number | null;
 }
+/**
+ * Retention rules (issue 15, item 2; protocol/retention.ts): `rule` is the
+ * normalized RetentionRule, named `name`. Replicated like policies, so every
+ * region holds the same rules.
+ */
+export interface RetentionSet extends Envelope {
+  type: "retention.set";
+  name: string;
+  rule: Record<string, unknown>;
+}
+export interface RetentionDeleted extends Envelope {
+  type: "retention.deleted";
+  name: string;
+}
+/**
+ * Pulls a node saw, coarsely (node/data/pull-record.ts): the last pull of
+ * each manifest since the node's previous record, at most one event per
+ * flush interval per node, so retention's `pulledDays` sees pulls in every
+ * region without a write per pull.
+ */
+export interface PullsRecorded extends Envelope {
+  type: "pulls.recorded";
+  pulls: Array<{ repo: string; digest: Digest; at: string }>;
+}
+/** Most pulls one `pulls.recorded` carries. */
+export const MAX_PULLS_PER_EVENT = 500;
 
 /** User names: lower-case letters, digits and `._-`, at most 63. */
 export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -282,7 +308,10 @@ export type AdminEvent =
   | MemberSet
   | ImmutabilitySet
   | ImmutabilityDeleted
-  | QuotaSet;
+  | QuotaSet
+  | RetentionSet
+  | RetentionDeleted
+  | PullsRecorded;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -314,6 +343,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "immutability.set",
   "immutability.deleted",
   "quota.set",
+  "retention.set",
+  "retention.deleted",
+  "pulls.recorded",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

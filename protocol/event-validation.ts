@@ -12,6 +12,7 @@ import {
   EVENT_SCHEMA_VERSION,
   EVENT_TYPES,
   type EventType,
+  MAX_PULLS_PER_EVENT,
   PROJECT_NAME,
   REPO_TYPES,
   type RegistryEvent,
@@ -21,6 +22,7 @@ import {
 import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
+import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 
 const REGION = new RegExp(REGION_PATTERN);
@@ -203,6 +205,24 @@ export function validateEvent(value: unknown): RegistryEvent {
         e.limitBytes === null || (Number.isSafeInteger(e.limitBytes) && (e.limitBytes as number) >= 0),
         "limitBytes",
       );
+      break;
+    case "retention.set":
+      need(typeof e.name === "string" && RETENTION_NAME.test(e.name), "name");
+      wrap("rule", () => parseRetentionRule(e.rule));
+      need((e.rule as Record<string, unknown>).name === e.name, "rule.name");
+      break;
+    case "retention.deleted":
+      need(typeof e.name === "string" && RETENTION_NAME.test(e.name), "name");
+      break;
+    case "pulls.recorded":
+      need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");
+      for (const p of e.pulls as Array<Record<string, unknown>>) {
+        need(typeof p === "object" && p !== null, "pulls");
+        need(typeof p.repo === "string", "pulls.repo");
+        wrap("pulls.repo", () => parseRepository(p.repo as string));
+        wrap("pulls.digest", () => parseDigest(p.digest as string));
+        need(typeof p.at === "string" && !Number.isNaN(Date.parse(p.at)), "pulls.at");
+      }
       break;
   }
   return e as unknown as RegistryEvent;

@@ -120,7 +120,8 @@ export function globMatch(pattern: string, s: string): boolean {
   })(s);
 }
 
-function tagMatches(m: TagMatcher, tag: string): boolean {
+/** One tag matcher (glob, regex or semver; see selectsTag) against a tag. */
+export function tagMatches(m: TagMatcher, tag: string): boolean {
   if (m.kind === "glob") return globMatch(m.pattern, tag);
   if (m.kind === "regex") {
     return compiled(`regex:${m.pattern}`, () => {

@@ -266,7 +266,8 @@ function includeExclude<T>(
   };
 }
 
-function tagMatcher(raw: unknown, field: string, bad: Problem): TagMatcher | undefined {
+/** A tag matcher as written (`v*`, `regex:…`, `semver:…`, or {kind, …}); problems through `bad`. */
+export function tagMatcher(raw: unknown, field: string, bad: Problem): TagMatcher | undefined {
   let m: TagMatcher;
   if (typeof raw === "string") {
     if (raw.startsWith("regex:")) m = { kind: "regex", pattern: raw.slice(6) };
@@ -317,7 +318,7 @@ function checkLength(text: string, field: string, bad: Problem): boolean {
   return false;
 }
 
-function checkGlob(pattern: string, field: string, bad: Problem): boolean {
+export function checkGlob(pattern: string, field: string, bad: Problem): boolean {
   if (!checkLength(pattern, field, bad)) return false;
   try {
     // picomatch compiles a malformed glob ("a{", "[z-a]") to a regex that never matches.

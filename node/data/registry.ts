@@ -30,6 +30,7 @@ import { failover } from "./failover.js";
 import { refuseProtectedDelete } from "./immutability-guard.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
+import { PullRecord } from "./pull-record.js";
 import { QuotaGate } from "./quota-gate.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
@@ -66,6 +67,8 @@ export interface RegistryOptions {
   otherRegions?: number;
   /** Caps on the upload sessions this node opens (./upload-sessions.ts); uncapped without. */
   uploadLimits?: UploadSessionLimits;
+  /** How often pulls seen are recorded in the log for retention (./pull-record.ts); never without. */
+  pullFlushMs?: number;
 }
 
 /** What the registry needs from the other regions. */
@@ -106,6 +109,8 @@ export class Registry {
   readonly view: MetadataView;
   /** Upload sessions (./uploads.ts): start, append, complete, cancel, purge. */
   readonly uploads: Uploads;
+  /** Pulls seen by this node, recorded coarsely for retention (./pull-record.ts); absent: not tracked. */
+  readonly pulls: PullRecord | undefined;
   readonly #log: EventLog;
   readonly #logger: Logger;
   readonly #clock: HybridClock;
@@ -159,6 +164,15 @@ export class Registry {
     );
     this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
     this.#catchUp = new CatchUpOnMiss(this.#log, this.view);
+    this.pulls =
+      options.pullFlushMs === undefined
+        ? undefined
+        : new PullRecord({
+            commit: (body) => this.#commits.commit(body, "system"),
+            lastRecorded: (repo, digest) => this.view.retention.pulledAt(repo, digest),
+            flushMs: options.pullFlushMs,
+            logger: this.#logger,
+          });
     this.#push = {
       region: this.region,
       store: this.store,
@@ -186,9 +200,11 @@ export class Registry {
     const abort = new AbortController();
     this.#tailAbort = abort;
     this.#tailDone = materialize(this.#log, this.view, abort.signal, this.#logger);
+    this.pulls?.start();
   }
 
   async stop(): Promise<void> {
+    this.pulls?.stop();
     this.#tailAbort?.abort();
     await this.#tailDone;
   }

@@ -14,6 +14,7 @@
  *   - `identity` (identity.ts): users, robots, projects, memberships;
  *   - `quotas` (quotas.ts): storage usage and quota per project, kept from
  *     every change of a content register the content projection reports.
+ *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
  * Each projection owns its key prefixes (drawn in its header) and applies
  * the event types it lists in its `handlers`; an event type belongs to
  * exactly one projection. The view owns the rest:
@@ -82,6 +83,7 @@ import {
   type RunRecord,
 } from "./projections/replication-admin.js";
 import type { RepoConfig } from "./projections/repo-configs.js";
+import { RetentionProjection, type RetentionReads } from "./projections/retention.js";
 import { type ApplyHandler, Batch, END, type Page, type Projection } from "./projections/store.js";
 
 export type { AppliedListener } from "./projections/applied-events.js";
@@ -101,6 +103,7 @@ export type {
   ReplicationAdminReads,
   RepoConfig,
   RepoState,
+  RetentionReads,
   RobotRecord,
   RunRecord,
   TagHistoryEntry,
@@ -128,6 +131,7 @@ export class MetadataView {
   readonly admin: ReplicationAdminReads;
   readonly identity: IdentityReads;
   readonly quotas: QuotaReads;
+  readonly retention: RetentionReads;
   readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
@@ -155,8 +159,15 @@ export class MetadataView {
     const content = new ContentProjection(this.#db, options.tagRule ?? "lww", quotas);
     const admin = new ReplicationAdminProjection(this.#db);
     this.#identity = new IdentityProjection(this.#db);
-    [this.content, this.admin, this.identity, this.quotas] = [content, admin, this.#identity, quotas];
-    this.#projections = [content, admin, this.#identity, quotas];
+    const retention = new RetentionProjection(this.#db);
+    [this.content, this.admin, this.identity, this.quotas, this.retention] = [
+      content,
+      admin,
+      this.#identity,
+      quotas,
+      retention,
+    ];
+    this.#projections = [content, admin, this.#identity, quotas, retention];
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);

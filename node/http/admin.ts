@@ -13,6 +13,7 @@
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
  *   admin/failover.ts      /failover, /rebuild…
  *   admin/quotas.ts        /quotas… (project quotas and storage usage)
+ *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -49,6 +50,7 @@ import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
+import { retentionRoutes } from "./admin/retention.js";
 import { ruleRoutes } from "./admin/rules.js";
 import { validatorCompiler } from "./admin/schema.js";
 import { auditRoutes } from "./audit-routes.js";
@@ -98,6 +100,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
       await admin.register(quotaRoutes, { registry });
+      await admin.register(retentionRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

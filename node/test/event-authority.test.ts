@@ -138,12 +138,34 @@ describe("authorizeEvent: who may make which identity or policy event", () => {
       true,
     ],
     ["a robot can do nothing", ev("robot$r", 1, member("team", "x", "guest")), {}, false],
+    [
+      "a system admin sets retention rules",
+      ev("root", 1, { type: "retention.deleted", name: "ci" }),
+      sysadmin,
+      true,
+    ],
+    [
+      "a project admin cannot set retention rules",
+      ev("p", 1, {
+        type: "retention.set",
+        name: "ci",
+        rule: { name: "ci", repositories: ["team/**"], region: "a", keepLast: 0 },
+      }),
+      padmin,
+      false,
+    ],
+    [
+      "config cannot delete retention rules",
+      ev("config", 1, { type: "retention.deleted", name: "ci" }),
+      {},
+      false,
+    ],
   ];
   for (const [name, event, facts, allowed] of cases)
     test(name, () => assert.equal(authorizeEvent(event, facts).allowed, allowed));
 
   test("content and worker events need no right", () => {
-    for (const type of ["tag.set", "policy.run.finished", "alert.raised", "tag.conflict"])
+    for (const type of ["tag.set", "policy.run.finished", "alert.raised", "tag.conflict", "pulls.recorded"])
       assert.ok(!AUTHORITY_TYPES.has(type as RegistryEvent["type"]), type);
   });
 });

@@ -137,5 +137,32 @@ export function scenario(): RegistryEvent[] {
     e("a", 35, { type: "immutability.set", name: "frozen", repositories: "frozen/*", tags: "v*" }),
     e("b", 36, { type: "immutability.deleted", name: "frozen" }),
   );
+  // Retention (issue 15, item 2): a rule replaced, one deleted, pulls merged to the latest.
+  list.push(
+    e("a", 40, {
+      type: "retention.set",
+      name: "ci",
+      rule: { name: "ci", repositories: ["team/**"], region: "a", keepLast: 1 },
+    }),
+    e("b", 41, {
+      type: "retention.set",
+      name: "ci",
+      rule: { name: "ci", repositories: ["team/**"], region: "a", keepLast: 2 },
+    }),
+    e("a", 42, {
+      type: "retention.set",
+      name: "old",
+      rule: { name: "old", repositories: ["x/*"], region: "b" },
+    }),
+    e("a", 43, { type: "retention.deleted", name: "old" }),
+    e("b", 44, {
+      type: "pulls.recorded",
+      pulls: [{ repo: REPO, digest: M1, at: "2024-05-01T12:00:00.000Z" }],
+    }),
+    e("a", 45, {
+      type: "pulls.recorded",
+      pulls: [{ repo: REPO, digest: M1, at: "2024-04-01T12:00:00.000Z" }],
+    }),
+  );
   return list;
 }

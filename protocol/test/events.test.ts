@@ -121,6 +121,18 @@ const VALID: Record<EventType, Record<string, unknown>> = {
   },
   "immutability.deleted": { ...envelope, type: "immutability.deleted", name: "prod-v" },
   "quota.set": { ...envelope, type: "quota.set", project: "team", limitBytes: 10_000_000 },
+  "retention.set": {
+    ...envelope,
+    type: "retention.set",
+    name: "ci",
+    rule: { name: "ci", repositories: ["ci/**"], region: "eu-west-1", keepLast: 3, untaggedDays: 7 },
+  },
+  "retention.deleted": { ...envelope, type: "retention.deleted", name: "ci" },
+  "pulls.recorded": {
+    ...envelope,
+    type: "pulls.recorded",
+    pulls: [{ repo: "a/b", digest: D1, at: "2024-05-01T12:00:00.000Z" }],
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -150,6 +162,9 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "immutability.set": ["name", "repositories", "tags"],
   "immutability.deleted": ["name"],
   "quota.set": ["project", "limitBytes"],
+  "retention.set": ["name", "rule"],
+  "retention.deleted": ["name"],
+  "pulls.recorded": ["pulls"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -203,6 +218,24 @@ const BAD_VALUES: Record<string, unknown[]> = {
   user: ["", "Alice", "robot$x", null],
   role: ["owner", "", 1],
   limitBytes: [-1, 1.5, "1", 2 ** 53],
+  rule: [
+    null,
+    { name: "other", repositories: ["**"], region: "eu" },
+    { name: "ci", repositories: [], region: "eu" },
+    { name: "ci", repositories: ["**"], region: "EU" },
+    { name: "ci", repositories: ["**"], region: "eu", keepLast: -1 },
+    { name: "ci", repositories: ["**"], region: "eu", keepTags: ["semver:not a range"] },
+    { name: "ci", repositories: ["**"], region: "eu", untaggedDays: 0 },
+    { name: "ci", repositories: ["**"], region: "eu", sweep: true },
+  ],
+  pulls: [
+    null,
+    [],
+    [{ repo: "A", digest: D1, at: "2024-05-01T12:00:00.000Z" }],
+    [{ repo: "a/b", digest: "sha256:x", at: "2024-05-01T12:00:00.000Z" }],
+    [{ repo: "a/b", digest: D1, at: "soon" }],
+    Array.from({ length: 501 }, () => ({ repo: "a/b", digest: D1, at: "2024-05-01T12:00:00.000Z" })),
+  ],
 };
 
 describe("validateEvent accepts", () => {

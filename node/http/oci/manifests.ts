@@ -48,6 +48,8 @@ export async function manifestRoutes(app: FastifyInstance, options: OciRoutesOpt
     try {
       const local = await reg.resolveManifest(repo, reference);
       found = { digest: local.digest, mediaType: local.record.mediaType, bytes: local.bytes };
+      // Retention's pulledDays: a Map update, no await (node/data/pull-record.ts).
+      if (req.method === "GET") reg.pulls?.pulled(repo, local.digest);
     } catch (err) {
       const missing = err instanceof ManifestNotFoundError || err instanceof RepositoryNotFoundError;
       if (!missing || options.fetchOnMiss === undefined || onlyIfCached(req)) throw err;
