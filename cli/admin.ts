@@ -33,8 +33,9 @@ import { IDENTITY_COMMANDS, IDENTITY_USAGE } from "./identity.js";
 import { POLICY_COMMANDS, POLICY_USAGE } from "./policy-commands.js";
 import { REPLICATION_COMMANDS, REPLICATION_USAGE } from "./replication-commands.js";
 import { REPOSITORY_COMMANDS, REPOSITORY_USAGE } from "./repository-commands.js";
+import { SCRUB_COMMANDS, SCRUB_USAGE } from "./scrub-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -46,6 +47,7 @@ const COMMANDS: Record<string, Command> = {
   ...REPLICATION_COMMANDS,
   ...DR_COMMANDS,
   ...IDENTITY_COMMANDS,
+  ...SCRUB_COMMANDS,
 };
 
 /** Commands without a subcommand. */

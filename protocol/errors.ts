@@ -155,6 +155,19 @@ export class StorageUnavailableError extends MeridianError {
   override readonly code = "STORAGE_UNAVAILABLE";
   override readonly recoverable = true;
 }
+/**
+ * The region's disk (the blob store's directory, or the view's) is full
+ * (ENOSPC, EDQUOT): 507 Insufficient Storage (RFC 4918), the status made for
+ * "the server cannot store what this request needs", with the code
+ * UNAVAILABLE (the OCI spec has none for it; clients treat a 5xx as a failed
+ * push and may retry). Nothing partial became visible (every write commits
+ * by one rename or one event, after its bytes are all stored), pulls go on,
+ * and pushes succeed again as soon as space is freed: nothing is latched.
+ */
+export class StorageFullError extends MeridianError {
+  override readonly code = "STORAGE_FULL";
+  override readonly recoverable = true;
+}
 /** A peer region could not be reached or did not answer in time. */
 export class PeerUnavailableError extends MeridianError {
   override readonly code = "PEER_UNAVAILABLE";
@@ -278,6 +291,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [LogConflictError, { code: "UNAVAILABLE", status: 503 }],
   [PeerUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [StorageUnavailableError, { code: "UNAVAILABLE", status: 503 }],
+  [StorageFullError, { code: "UNAVAILABLE", status: 507 }],
   [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
   [PolicyInvalidError, { code: "UNSUPPORTED", status: 400 }],
   [PolicyNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],

@@ -9,6 +9,7 @@ import {
   ociBindingOf,
   ociErrorFor,
   RangeNotSatisfiableError,
+  StorageFullError,
   type UploadRangeError,
 } from "../../protocol/errors.js";
 import { answerClientError, ociErrorBody } from "../../protocol/oci-errors.js";
@@ -34,7 +35,36 @@ export function sendOciError(
     .send(ociErrorBody(binding.code, message, detail));
 }
 
+/**
+ * A full disk anywhere under the request (the blob store's write, the view's
+ * LevelDB, a temporary file), as its errno or in a cause's message (LevelDB
+ * wraps it): StorageFullError, so the client gets 507 and a message saying
+ * why instead of a bare 500. Only on the error path; undefined otherwise.
+ */
+export function storageFull(err: unknown): StorageFullError | undefined {
+  for (
+    let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0;
+    e && i < 5;
+    i++
+  ) {
+    if (
+      e.code === "ENOSPC" ||
+      e.code === "EDQUOT" ||
+      /no space left on device|disk quota exceeded/i.test(String(e.message))
+    )
+      return new StorageFullError(
+        "storage full: the region cannot store this now; retry once space is freed",
+        {
+          cause: err,
+        },
+      );
+    e = e.cause as typeof e;
+  }
+  return undefined;
+}
+
 export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  if (ociErrorFor(err) === undefined) err = storageFull(err) ?? err;
   const binding = ociErrorFor(err);
   if (binding !== undefined) {
     const e = err as Error & { detail?: unknown };
