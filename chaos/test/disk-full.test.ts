@@ -5,7 +5,7 @@
  * filled by a file until the kernel answers ENOSPC.
  *
  * - pushes that need the space (a monolithic blob, a chunk into a session)
- *   fail with 507 and the OCI envelope (code UNAVAILABLE, "storage full"),
+ *   fail with 507 and the OCI envelope (code STORAGE_FULL, "storage full"),
  *   not a bare 500;
  * - nothing partial becomes visible: the blob is unknown, no leftover in
  *   tmp/, the repository does not exist, a manifest referring to the blob is
@@ -13,6 +13,13 @@
  * - pulls of what was stored before go on (bytes verified);
  * - once the filler is removed the same node (same pid, no restart) takes
  *   the pushes again, and they pull back intact.
+ *
+ * The same with the node's view (<data>/a/view, LevelDB) on the full tmpfs:
+ * the log takes a push's event but the view cannot apply it, so the push is
+ * refused (507, saying the write is in the log; later ones 503 while the
+ * view waits); pulls go on; once space returns pushes work again without a
+ * restart, and every push that was refused is either whole (its tag, its
+ * manifest and every blob pull intact: the log had it) or absent.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -20,7 +27,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readdirSync, rmSync, truncateSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { cleanupStack, tempDir } from "../../testing/harness.js";
+import { cleanupStack, eventually, tempDir } from "../../testing/harness.js";
 import { startMesh } from "../../testing/mesh.js";
 import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 
@@ -82,7 +89,7 @@ describe("disk full", () => {
     });
     assert.equal(mono.status, 507);
     const body = (await mono.json()) as { errors: Array<{ code: string; message: string }> };
-    assert.equal(body.errors[0]?.code, "UNAVAILABLE");
+    assert.equal(body.errors[0]?.code, "STORAGE_FULL");
     assert.match(body.errors[0]!.message, /storage full/);
 
     // A chunked push: the session opens (it needs a few bytes) or is refused the same way; the chunk is.
@@ -95,10 +102,10 @@ describe("disk full", () => {
         body: big,
       });
       assert.equal(patch.status, 507);
-      assert.equal(await errorCode(patch), "UNAVAILABLE");
+      assert.equal(await errorCode(patch), "STORAGE_FULL");
     } else {
       assert.equal(start.status, 507);
-      assert.equal(await errorCode(start), "UNAVAILABLE");
+      assert.equal(await errorCode(start), "STORAGE_FULL");
     }
 
     // Nothing partial: the blob is unknown, no in-flight file is left, the repository does not exist,
@@ -146,5 +153,79 @@ describe("disk full", () => {
     assert.equal(sha256(Buffer.from(await back.arrayBuffer())), digest);
     process.kill(pid, 0); // still the same process
     assert.equal(mesh.regions.get("a")!.pids.node, pid);
+  });
+
+  test("a full view: pushes fail 507/503 and none is partly visible, pulls go on, pushes work again once space returns", async (t) => {
+    const dir = tempDir(cleanup, "meridian-vfull-");
+    const view = join(dir, "a", "view");
+    const unavailable = mountTmpfs(view, "16m");
+    if (unavailable !== undefined) {
+      t.skip(unavailable);
+      return;
+    }
+    const mesh = await startMesh(cleanup, ["a"], dir);
+    const a = mesh.regions.get("a")!;
+    const client = new OciClient(a.registry);
+    const kept = await client.pushRandomImage("vfull/kept", "v1", 1, 1000);
+    const filler = join(view, "filler");
+    fill(filler, 0);
+
+    // The log takes the events, the view cannot apply them: the first push is refused 507
+    // ("in the region's log…"), later ones 503 (accepted, not applied yet) while the view waits.
+    const statuses: number[] = [];
+    const images: Array<{ repo: string; layers: string[]; config: string }> = [];
+    for (let i = 0; i < 3; i++) {
+      const repo = `vfull/new${i}`;
+      try {
+        const pushed = await client.pushRandomImage(repo, "v1", 1, 1000);
+        images.push({ repo, layers: pushed.layers.map((l) => l.digest), config: pushed.config.digest });
+        statuses.push(201);
+      } catch (err) {
+        const status = Number(/ (\d{3}):/.exec(String(err))?.[1]);
+        assert.ok(status === 507 || status === 503, String(err));
+        statuses.push(status);
+        images.push({ repo, layers: [], config: "" });
+      }
+    }
+    assert.ok(statuses.includes(507), `a push met the full view: ${statuses}`);
+
+    // Pulls go on.
+    const pulled = await client.fetch("/v2/vfull/kept/manifests/v1", { headers: { accept: OCI_MANIFEST } });
+    assert.equal(pulled.status, 200);
+    assert.equal(sha256(Buffer.from(await pulled.arrayBuffer())), kept.digest);
+
+    // Space returns: pushes work again on the same node, and every earlier push is whole or absent.
+    rmSync(filler);
+    const pid = a.pids.node!;
+    await eventually(
+      async () => {
+        try {
+          await client.pushRandomImage("vfull/after", "v1", 1, 1000);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      200,
+    );
+    for (const { repo } of images) {
+      const res = await client.fetch(`/v2/${repo}/manifests/v1`, { headers: { accept: OCI_MANIFEST } });
+      if (res.status !== 200) {
+        assert.equal(res.status, 404, repo);
+        continue;
+      }
+      // A visible tag: its manifest and everything it refers to pull, verified.
+      const manifest = JSON.parse(await res.text()) as {
+        config: { digest: string };
+        layers: Array<{ digest: string }>;
+      };
+      for (const d of [manifest.config.digest, ...manifest.layers.map((l) => l.digest)]) {
+        const blob = await client.fetch(`/v2/${repo}/blobs/${d}`);
+        assert.equal(blob.status, 200, `${repo} ${d}`);
+        assert.equal(sha256(Buffer.from(await blob.arrayBuffer())), d);
+      }
+    }
+    process.kill(pid, 0);
   });
 });

@@ -6,6 +6,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import {
   type ErrorClass,
+  isStorageFull,
   ociBindingOf,
   ociErrorFor,
   RangeNotSatisfiableError,
@@ -36,31 +37,16 @@ export function sendOciError(
 }
 
 /**
- * A full disk anywhere under the request (the blob store's write, the view's
- * LevelDB, a temporary file), as its errno or in a cause's message (LevelDB
- * wraps it): StorageFullError, so the client gets 507 and a message saying
- * why instead of a bare 500. Only on the error path; undefined otherwise.
+ * A full disk anywhere under the request (the blob store's write, a
+ * temporary file; protocol/errors.ts isStorageFull) not already turned into
+ * StorageFullError below: 507 with a message saying why instead of a bare
+ * 500. Only on the error path; undefined otherwise.
  */
 export function storageFull(err: unknown): StorageFullError | undefined {
-  for (
-    let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined, i = 0;
-    e && i < 5;
-    i++
-  ) {
-    if (
-      e.code === "ENOSPC" ||
-      e.code === "EDQUOT" ||
-      /no space left on device|disk quota exceeded/i.test(String(e.message))
-    )
-      return new StorageFullError(
-        "storage full: the region cannot store this now; retry once space is freed",
-        {
-          cause: err,
-        },
-      );
-    e = e.cause as typeof e;
-  }
-  return undefined;
+  if (!isStorageFull(err)) return undefined;
+  return new StorageFullError("storage full: the region cannot store this now; retry once space is freed", {
+    cause: err,
+  });
 }
 
 export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
