@@ -90,7 +90,8 @@ export interface ScrubFinding {
 export interface ScrubRun {
   runId: string;
   region: string;
-  trigger: "background" | "manual";
+  /** background, manual, or read (a manifest read found it: `repairReported`). */
+  trigger: "background" | "manual" | "read";
   repair: boolean;
   state: "running" | "finished" | "failed";
   startedAt: string;
@@ -132,6 +133,8 @@ export class Scrubber {
   readonly #o: ScrubberOptions;
   readonly #runs: ScrubRun[] = [];
   #current: Promise<ScrubRun> | undefined;
+  /** Digests reported corrupt by a read, being repaired. */
+  readonly #reported = new Set<Digest>();
   #running: ScrubRun | undefined;
   readonly #stop = new AbortController();
   #timer: NodeJS.Timeout | undefined;
@@ -218,6 +221,42 @@ export class Scrubber {
     return this.#running === undefined ? [...this.#runs] : [...this.#runs, this.#running];
   }
 
+  /**
+   * A blob found corrupt outside a run (a manifest read whose bytes did not
+   * match: node/data/registry.ts), already quarantined: recorded and repaired
+   * like a run's finding, in the background, once per digest at a time.
+   * Shown in the node's runs as a run of trigger `read` with that one finding.
+   */
+  repairReported(repo: string, digest: Digest, actual: Digest, size: number): void {
+    if (this.#reported.has(digest) || this.#stop.signal.aborted) return;
+    this.#reported.add(digest);
+    const run = this.#newRun("read", true);
+    run.blobs = 1;
+    run.totalBytes = size;
+    run.checked = 1;
+    run.corrupt = 1;
+    this.#metrics.blobs.inc({ result: "corrupt" });
+    void this.#corrupt(run, { digest, size }, actual, this.#stop.signal, false)
+      .then(
+        (finding) => {
+          run.findings.push(finding);
+          this.#metrics.repairs.inc({ outcome: finding.outcome });
+          if (finding.outcome === "repaired") run.repaired++;
+          run.state = "finished";
+        },
+        (err) => {
+          run.state = "failed";
+          run.error = String((err as Error)?.message ?? err).slice(0, 500);
+        },
+      )
+      .finally(() => {
+        this.#reported.delete(digest);
+        run.finishedAt = new Date().toISOString();
+        this.#keep(run);
+      });
+    void repo; // the repository is looked up again (any repository linking it will do)
+  }
+
   /** Stop the background passes and any run going on (it ends `failed`: stopped). */
   async close(): Promise<void> {
     clearTimeout(this.#timer);
@@ -225,9 +264,8 @@ export class Scrubber {
     await this.#current;
   }
 
-  #start(trigger: ScrubRun["trigger"], repair: boolean): Promise<ScrubRun> {
-    if (this.#current !== undefined) return this.#current;
-    const run: ScrubRun = {
+  #newRun(trigger: ScrubRun["trigger"], repair: boolean): ScrubRun {
+    return {
       runId: randomUUID(),
       region: this.#o.region,
       trigger,
@@ -244,6 +282,16 @@ export class Scrubber {
       repaired: 0,
       findings: [],
     };
+  }
+
+  #keep(run: ScrubRun): void {
+    this.#runs.push(run);
+    if (this.#runs.length > KEEP_RUNS) this.#runs.shift();
+  }
+
+  #start(trigger: ScrubRun["trigger"], repair: boolean): Promise<ScrubRun> {
+    if (this.#current !== undefined) return this.#current;
+    const run = this.#newRun(trigger, repair);
     this.#running = run;
     this.#current = this.#pass(run)
       .then(
@@ -260,8 +308,7 @@ export class Scrubber {
         run.finishedAt = new Date().toISOString();
         this.#metrics.runs.inc({ trigger, outcome: run.state === "finished" ? "ok" : "failed" });
         this.#metrics.last.set(Date.now() / 1000);
-        this.#runs.push(run);
-        if (this.#runs.length > KEEP_RUNS) this.#runs.shift();
+        this.#keep(run);
         this.#running = undefined;
         this.#current = undefined;
         this.#o.logger.info(
@@ -343,10 +390,11 @@ export class Scrubber {
     blob: StoredBlob,
     actual: Digest,
     signal: AbortSignal,
+    quarantine = true,
   ): Promise<ScrubFinding> {
     const { digest, size } = blob;
     const log = this.#o.logger;
-    await this.#o.store.quarantine!(digest, signal);
+    if (quarantine) await this.#o.store.quarantine!(digest, signal);
     const repo = await this.#linkingRepo(digest);
     log.error(
       { digest, actual, repo, runId: run.runId },

@@ -159,6 +159,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     metrics,
     logger: log.child({ component: "scrub" }),
   });
+  registry.onCorrupt = (repo, digest, actual, size) => scrubber.repairReported(repo, digest, actual, size);
   if (config.scrub.intervalHours > 0)
     scrubber.schedule(SCRUB_FIRST_AFTER_MS, config.scrub.intervalHours * 3_600_000);
   const auth = keys === undefined ? undefined : await startAuth(config, keys, registry, log);
