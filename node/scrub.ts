@@ -37,12 +37,18 @@
  * background pass (`scrub.intervalHours` 0 on the others; `meridian up
  * --nodes N` does that); a manual run goes to whichever node the CLI reaches.
  *
- * What a pull does meanwhile: the GET path does not hash what it serves
- * (that would put a hash of every byte on the blob fast path), so between
- * corruption and the scrub's pass a GET serves the wrong bytes. No client
- * accepts them silently: every OCI client (docker, containerd, podman,
- * skopeo) checks a blob's digest and fails the pull. The scrub is the
- * detector; its rate bounds how long that window lasts.
+ * What a pull does meanwhile: a manifest's stored bytes are verified when
+ * they are read into the node's manifest cache (once per fill, a few KiB;
+ * never on a cached GET): wrong ones are quarantined, the GET is answered
+ * from another region (fetch on miss), and `repairReported` repairs them in
+ * the background (a run of trigger `read`). A blob GET does not hash what it
+ * serves (that would put a hash of every byte on the blob fast path), so
+ * between a layer's corruption and the scrub's pass a GET serves the wrong
+ * bytes. No client accepts them silently: every OCI client (docker,
+ * containerd, podman, skopeo) checks a blob's digest and fails the pull; and
+ * replication and fetch on miss in other regions verify what they copy, so a
+ * bad copy never spreads. For layers the scrub is the detector; its rate
+ * bounds how long that window lasts.
  *
  * Pacing: bytes are read at most `bytesPerSecond` averaged over the run
  * (a sleep after each chunk that got ahead), so a pass over S bytes takes
