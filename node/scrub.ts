@@ -337,14 +337,15 @@ export class Scrubber {
     const signal = this.#stop.signal;
     if (store.listBlobs === undefined || store.quarantine === undefined)
       throw new Error("this blob store cannot be scrubbed (no listBlobs/quarantine)");
-    const blobs: StoredBlob[] = [];
+    // Two walks: one counting (the progress's totals) and one checking, rather than a list of
+    // every digest in memory (a store of millions of blobs). A blob committed between the two
+    // walks may be checked beyond the count.
     for await (const blob of store.listBlobs(signal)) {
-      blobs.push(blob);
+      run.blobs++;
       run.totalBytes += blob.size;
     }
-    run.blobs = blobs.length;
     const pace = new Pace(this.#o.bytesPerSecond);
-    for (const blob of blobs) {
+    for await (const blob of store.listBlobs(signal)) {
       signal.throwIfAborted();
       const actual = await this.#hash(blob.digest, pace, run, signal);
       if (actual === undefined) {
