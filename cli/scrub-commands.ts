@@ -3,9 +3,9 @@
  * start a scrub of region R's blob store on one of its nodes (POST
  * /admin/v1/scrub/runs; node/scrub.ts), or join the one going on there, and
  * follow it: a progress line on stderr every few seconds, then a summary on
- * stdout (or the run's record with --json). Exit 0 when the run finished and
- * every corrupt blob found was repaired (or nothing links it), 1 when some
- * stay quarantined or the run failed.
+ * stdout (or the run's record with --json). Exit 0 when the run finished,
+ * read every blob and repaired every corrupt one found (or nothing links it);
+ * 1 when some stay quarantined or unread, or the run failed.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ScrubRun } from "../node/scrub.js";
@@ -58,7 +58,7 @@ async function scrubRun(ctx: Context): Promise<number> {
         `  ${f.digest}${f.repo === undefined ? "" : ` (${f.repo})`}: ${f.outcome}${f.from === undefined ? "" : ` from ${f.from}`}${f.error === undefined ? "" : `: ${f.error}`}\n`,
       );
   }
-  return run.state === "finished" && unrepaired.length === 0 ? 0 : 1;
+  return run.state === "finished" && unrepaired.length === 0 && run.errors === 0 ? 0 : 1;
 }
 
 function progress(run: ScrubRun): string {
@@ -71,7 +71,7 @@ function summary(run: ScrubRun): string {
     run.state === "failed"
       ? `scrub ${run.runId} of region ${run.region} failed: ${run.error}`
       : `scrub ${run.runId} of region ${run.region} finished`;
-  return `${head}: ${progress(run)}, ${run.repaired} repaired, ${run.vanished} vanished, in ${seconds.toFixed(1)} s`;
+  return `${head}: ${progress(run)}, ${run.repaired} repaired, ${run.vanished} vanished, ${run.errors} unreadable, in ${seconds.toFixed(1)} s`;
 }
 
 function mib(bytes: number): string {

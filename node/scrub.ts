@@ -104,7 +104,7 @@ export interface ScrubRun {
   finishedAt?: string;
   error?: string;
   bytesPerSecond: number;
-  /** Blobs listed in the store at the start, and their bytes. */
+  /** Blobs the first walk of the store counted, and their bytes. */
   blobs: number;
   totalBytes: number;
   /** Blobs and bytes re-hashed so far. */
@@ -112,6 +112,8 @@ export interface ScrubRun {
   bytes: number;
   /** Blobs gone before their turn (deleted meanwhile). */
   vanished: number;
+  /** Blobs that could not be read (the store failed: logged, the pass goes on); checked next pass. */
+  errors: number;
   corrupt: number;
   repaired: number;
   findings: ScrubFinding[];
@@ -169,7 +171,7 @@ export class Scrubber {
       }),
       blobs: new Counter({
         name: "meridian_scrub_blobs_total",
-        help: "Blobs the scrub checked, by result: ok, corrupt (bytes not matching the digest: quarantined), vanished (deleted before their turn)",
+        help: "Blobs the scrub checked, by result: ok, corrupt (bytes not matching the digest: quarantined), vanished (deleted before their turn), error (could not be read)",
         labelNames: ["result"] as const,
         registers,
       }),
@@ -187,7 +189,7 @@ export class Scrubber {
     };
     for (const outcome of ["ok", "failed"])
       for (const trigger of ["background", "manual"]) this.#metrics.runs.inc({ trigger, outcome }, 0);
-    for (const result of ["ok", "corrupt", "vanished"]) this.#metrics.blobs.inc({ result }, 0);
+    for (const result of ["ok", "corrupt", "vanished", "error"]) this.#metrics.blobs.inc({ result }, 0);
     for (const outcome of ["repaired", "unrepaired", "unreferenced"])
       this.#metrics.repairs.inc({ outcome }, 0);
   }
@@ -284,6 +286,7 @@ export class Scrubber {
       checked: 0,
       bytes: 0,
       vanished: 0,
+      errors: 0,
       corrupt: 0,
       repaired: 0,
       findings: [],
@@ -347,7 +350,17 @@ export class Scrubber {
     const pace = new Pace(this.#o.bytesPerSecond);
     for await (const blob of store.listBlobs(signal)) {
       signal.throwIfAborted();
-      const actual = await this.#hash(blob.digest, pace, run, signal);
+      let actual: Digest | undefined;
+      try {
+        actual = await this.#hash(blob.digest, pace, run, signal);
+      } catch (err) {
+        if (signal.aborted) throw err;
+        // One unreadable blob (an S3 hiccup, an I/O error) does not end a pass of hours.
+        run.errors++;
+        this.#metrics.blobs.inc({ result: "error" });
+        this.#o.logger.warn({ err, digest: blob.digest, runId: run.runId }, "scrub could not read a blob");
+        continue;
+      }
       if (actual === undefined) {
         run.vanished++;
         this.#metrics.blobs.inc({ result: "vanished" });
