@@ -95,6 +95,7 @@ const ADMIN_COMMANDS = new Set([
   "project",
   "audit",
   "quota",
+  "scrub",
 ]);
 
 /**

@@ -169,6 +169,8 @@ export async function startRegion(
           ? { MERIDIAN_STORAGE_ROOT: join(regionDir, "store") }
           : {}),
         ...storageEnv,
+        // The shared store is scrubbed in the background by the first node only (node/scrub.ts).
+        ...(k > 1 ? { MERIDIAN_SCRUB_INTERVAL_HOURS: "0" } : {}),
         MERIDIAN_LISTEN_HOST: "127.0.0.1",
         MERIDIAN_LISTEN_PORT: String(port),
         ...natsClientEnv(natsIds.regions[region]!.node),

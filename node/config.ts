@@ -24,6 +24,11 @@
  * for `idleMinutes` is abandoned and removed (checked every `idleMinutes / 4`,
  * at most hourly, at least every second); `storage.uploadMaxAgeHours` still bounds any session's life.
  *
+ * `scrub` paces the scrub (node/data/scrub.ts): every stored blob re-hashed
+ * at `bytesPerSecond`, a pass every `intervalHours` (0: only when asked,
+ * `meridian scrub run`). In a region of several nodes sharing a store, give
+ * one of them the background pass (`meridian up --nodes N` does: the first).
+ *
  * With `meshFile` (protocol/mesh.ts) the node talks to its own region's
  * control-plane peer (node/mesh-link.ts) for three things:
  * - fetch on miss: a manifest or blob this region does not hold is fetched
@@ -315,6 +320,20 @@ export const NODE_SETTINGS = configSchema({
       default: 256,
       minimum: 1,
       doc: "per repository",
+    }),
+  }),
+  scrub: section({
+    bytesPerSecond: integer({
+      env: "MERIDIAN_SCRUB_BYTES_PER_SECOND",
+      default: 8 * 1024 * 1024,
+      minimum: 1,
+      doc: "how fast the scrub re-reads stored blobs (background passes and `meridian scrub run`)",
+    }),
+    intervalHours: number({
+      env: "MERIDIAN_SCRUB_INTERVAL_HOURS",
+      default: 24,
+      minimum: 0,
+      doc: "pause between background scrub passes (the first starts 10 minutes after start); 0: no background pass",
     }),
   }),
 });

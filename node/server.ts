@@ -41,6 +41,10 @@ import { runIfMain, serveUntilStopped } from "./lifecycle.js";
 import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
 import { registerQuotaMetrics } from "./quota-metrics.js";
+import { Scrubber } from "./scrub.js";
+
+/** The first background scrub pass starts this long after the node (not in its busy start). */
+const SCRUB_FIRST_AFTER_MS = 10 * 60_000;
 
 export interface RunningNode {
   url: string;
@@ -147,6 +151,20 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
           metrics,
           logger: log.child({ component: "fetch-on-miss" }),
         });
+  // The scrub (./scrub.ts): repairs through the region's peer when there is a mesh.
+  const scrubber = new Scrubber({
+    region: config.region,
+    store,
+    content: view.content,
+    ...(link === undefined ? {} : { source: link }),
+    record: (body, actor) => registry.commitAdmin(body, actor),
+    bytesPerSecond: config.scrub.bytesPerSecond,
+    metrics,
+    logger: log.child({ component: "scrub" }),
+  });
+  registry.onCorrupt = (repo, digest, actual, size) => scrubber.repairReported(repo, digest, actual, size);
+  if (config.scrub.intervalHours > 0)
+    scrubber.schedule(SCRUB_FIRST_AFTER_MS, config.scrub.intervalHours * 3_600_000);
   const auth = keys === undefined ? undefined : await startAuth(config, keys, registry, log);
   const audit = await AuditLog.open({
     servers: config.nats.servers,
@@ -193,6 +211,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     registry,
     metrics,
     fetchOnMiss,
+    scrubber,
     logger: log.child({ component: "http" }),
     http: config.http,
     ...(config.tls === undefined ? {} : { https: readTls(config.tls) }),
@@ -215,6 +234,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
       stopApplying();
       clearInterval(purge);
       await app.close();
+      await scrubber.close();
       await audit.close();
       await registry.stop();
       await eventLog.close();

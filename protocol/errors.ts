@@ -34,7 +34,9 @@ export type OciCode =
   | "UNAVAILABLE"
   | "PAGINATION_NUMBER_INVALID"
   // Extension: a Range header on a blob GET that cannot be served (416).
-  | "RANGE_INVALID";
+  | "RANGE_INVALID"
+  // Extension: the region's disk is full (507 Insufficient Storage): StorageFullError.
+  | "STORAGE_FULL";
 
 export interface MeridianErrorOptions {
   cause?: unknown;
@@ -154,6 +156,34 @@ export class EventInvalidError extends MeridianError {
 export class StorageUnavailableError extends MeridianError {
   override readonly code = "STORAGE_UNAVAILABLE";
   override readonly recoverable = true;
+}
+/**
+ * The region's disk (the blob store's directory, or the view's) is full
+ * (ENOSPC, EDQUOT): 507 Insufficient Storage (RFC 4918), the status made for
+ * "the server cannot store what this request needs", with the extension code
+ * STORAGE_FULL (the OCI spec has none for it; clients treat a 5xx as a failed
+ * push and may retry). Not 503 UNAVAILABLE: an operator's alert on status 507
+ * tells a full disk from a log that is down. Nothing partial became visible (every write commits
+ * by one rename or one event, after its bytes are all stored), pulls go on,
+ * and pushes succeed again as soon as space is freed: nothing is latched.
+ */
+export class StorageFullError extends MeridianError {
+  override readonly code = "STORAGE_FULL";
+  override readonly recoverable = true;
+}
+/**
+ * Is `err` (or one of its causes) a full disk: ENOSPC or EDQUOT, as an errno
+ * code or in a message (LevelDB wraps it in its own error)? Pure; for the
+ * error paths that turn it into StorageFullError.
+ */
+export function isStorageFull(err: unknown): boolean {
+  let e = err as { code?: unknown; message?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    if (e.code === "ENOSPC" || e.code === "EDQUOT") return true;
+    if (/no space left on device|disk quota exceeded/i.test(String(e.message))) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
 }
 /** A peer region could not be reached or did not answer in time. */
 export class PeerUnavailableError extends MeridianError {
@@ -290,6 +320,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [LogConflictError, { code: "UNAVAILABLE", status: 503 }],
   [PeerUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [StorageUnavailableError, { code: "UNAVAILABLE", status: 503 }],
+  [StorageFullError, { code: "STORAGE_FULL", status: 507 }],
   [RequestAbortedError, { code: "SIZE_INVALID", status: 400 }],
   [PolicyInvalidError, { code: "UNSUPPORTED", status: 400 }],
   [PolicyNotFoundError, { code: "NAME_UNKNOWN", status: 404 }],

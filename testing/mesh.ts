@@ -65,12 +65,17 @@ export interface RunningMesh {
   stop(): Promise<number | null>;
 }
 
-/** `flags`: more options for `meridian up` (e.g. `--tls`). */
+/**
+ * `flags`: more options for `meridian up` (e.g. `--tls`). `env`: settings for
+ * every process `up` starts (e.g. MERIDIAN_FETCH_ON_MISS: "proxy", which is
+ * otherwise "off").
+ */
 export async function startMesh(
   after: After,
   regions: string[],
   dataDir?: string,
   flags: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<RunningMesh> {
   const dir = dataDir ?? tempDir(after, "meridian-mesh-");
   // cli/up.ts regionPorts: B+10i … B+10i+4 per region, and B+5 for the front door; with
@@ -99,6 +104,7 @@ export async function startMesh(
         ...process.env,
         MERIDIAN_FETCH_ON_MISS: "off",
         MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
+        ...env,
       },
     },
   );

@@ -29,6 +29,12 @@ export interface UploadState {
   startedAt: string;
 }
 
+/** A committed blob as a listing sees it (the scrub's walk: node/data/scrub.ts). */
+export interface StoredBlob {
+  digest: Digest;
+  size: number;
+}
+
 export interface BlobStore {
   /** Size of a stored blob, or undefined when absent. */
   stat(digest: Digest, signal?: AbortSignal): Promise<number | undefined>;
@@ -67,6 +73,24 @@ export interface BlobStore {
 
   /** Store bytes already in memory under their digest (a manifest). Idempotent. */
   writeAll(bytes: Uint8Array, digest: Digest, signal?: AbortSignal): Promise<void>;
+
+  /**
+   * Optional (both stores have it; the scrub needs it): every committed blob,
+   * in no particular order. A blob committed or removed during the walk may
+   * or may not be listed. Names under `blobs/` that are not a digest are
+   * skipped.
+   */
+  listBlobs?(signal?: AbortSignal): AsyncIterable<StoredBlob>;
+
+  /**
+   * Optional (both stores have it): move a blob's bytes aside, out of the
+   * digest's place, so nothing serves them again (the scrub found they do not
+   * hash to their digest). They are kept under `quarantine/` for an operator
+   * to look at, never read by Meridian. False when the blob was not there.
+   * Afterwards the digest is absent until it is written again (a repair, or
+   * a fetch on miss: both verify what they store).
+   */
+  quarantine?(digest: Digest, signal?: AbortSignal): Promise<boolean>;
 
   /** Remove a blob's bytes; absent is not an error. */
   delete(digest: Digest, signal?: AbortSignal): Promise<void>;

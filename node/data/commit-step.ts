@@ -12,9 +12,11 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import {
+  isStorageFull,
   LogConflictError,
   LogUnavailableError,
   RegionFencedError,
+  StorageFullError,
   TagImmutableError,
 } from "../../protocol/errors.js";
 import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
@@ -174,7 +176,17 @@ export class CommitStep {
   }
 
   async #applied(entry: LoggedEvent): Promise<void> {
-    await this.#view.apply([entry], true);
+    try {
+      await this.#view.apply([entry], true);
+    } catch (err) {
+      // The view's disk is full (issue 15): the event is in the log and is applied, whole,
+      // once space is freed; say so rather than "cannot store this".
+      if (!isStorageFull(err)) throw err;
+      throw new StorageFullError(
+        "storage full: the write is in the region's log, and becomes visible once this node's view has space to apply it",
+        { cause: err },
+      );
+    }
     try {
       await this.#view.waitFor(entry.seq, this.#applyTimeoutMs);
     } catch (err) {

@@ -6,7 +6,9 @@
  *   ├── uploads/<uuid>/meta.json                      {repo, startedAt}, written once
  *   ├── uploads/<uuid>/data                           bytes received so far (mtime: last activity);
  *   │                                                 absent until the first chunk (offset 0)
- *   └── tmp/<uuid>                                    monolithic writes in flight
+ *   ├── tmp/<uuid>                                    monolithic writes in flight
+ *   └── quarantine/<algorithm>/<encoded>.<ms>          bytes the scrub found corrupt, moved aside
+ *                                                     (node/data/scrub.ts; never read by Meridian)
  *
  * A blob becomes visible only by rename(2) of a complete, verified (and, with
  * `fsync`, flushed) file into `blobs/`, so a crash at any point leaves either
@@ -49,6 +51,7 @@ import {
   digestOf,
   encodedOf,
   newHash,
+  parseDigest,
 } from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
@@ -58,7 +61,7 @@ import {
   UploadNotFoundError,
   UploadRangeError,
 } from "../../protocol/errors.js";
-import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+import type { BlobStore, ByteRange, StoredBlob, UploadState } from "./blob-store.js";
 import { FileBody } from "./file-body.js";
 import { PerKeySerial } from "./per-key-serial.js";
 import { streamToFile } from "./stream-to-file.js";
@@ -220,6 +223,38 @@ export class FsBlobStore implements BlobStore {
 
   async delete(digest: Digest): Promise<void> {
     await rm(this.#blobPath(digest), { force: true });
+  }
+
+  async *listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
+    const blobs = join(this.#root, "blobs");
+    for (const algorithm of await readdir(blobs)) {
+      for (const prefix of await readdir(join(blobs, algorithm)).catch(() => [] as string[])) {
+        for (const encoded of await readdir(join(blobs, algorithm, prefix)).catch(() => [] as string[])) {
+          signal?.throwIfAborted();
+          let digest: Digest;
+          try {
+            digest = parseDigest(`${algorithm}:${encoded}`);
+          } catch {
+            continue;
+          }
+          const s = await stat(join(blobs, algorithm, prefix, encoded)).catch(() => undefined);
+          if (s?.isFile()) yield { digest, size: s.size };
+        }
+      }
+    }
+  }
+
+  async quarantine(digest: Digest): Promise<boolean> {
+    // rename(2): the digest's name disappears at once, and the bytes are kept for a look.
+    const dir = join(this.#root, "quarantine", algorithmOf(digest));
+    await mkdir(dir, { recursive: true });
+    try {
+      await rename(this.#blobPath(digest), join(dir, `${encodedOf(digest)}.${Date.now()}`));
+      return true;
+    } catch (err) {
+      if (isMissing(err)) return false;
+      throw err;
+    }
   }
 
   async startUpload(repo: string): Promise<UploadState> {

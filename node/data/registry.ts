@@ -18,7 +18,7 @@
 import type { Readable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
-import { type Digest, parseDigest } from "../../protocol/digest.js";
+import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/digest.js";
 import { BlobNotFoundError, ManifestNotFoundError, RepositoryNotFoundError } from "../../protocol/errors.js";
 import type { EventBody, RegistryEvent } from "../../protocol/events.js";
 import { HybridClock } from "../../protocol/hlc.js";
@@ -130,6 +130,12 @@ export class Registry {
   });
   /** Misses look again once the view has what the log holds (other nodes of the region write too). */
   readonly #catchUp: CatchUpOnMiss;
+  /**
+   * Told of a manifest whose stored bytes were found not to match their
+   * digest on read (already quarantined): the node's scrub repairs it
+   * (node/server.ts sets it; node/scrub.ts `repairReported`).
+   */
+  onCorrupt: ((repo: string, digest: Digest, actual: Digest, size: number) => void) | undefined;
   #tailAbort: AbortController | undefined;
   #tailDone: Promise<void> | undefined;
 
@@ -240,10 +246,35 @@ export class Registry {
     if (record === undefined) throw new ManifestNotFoundError("manifest unknown", { detail: { digest } });
     let bytes = this.#manifestCache.get(digest);
     if (bytes === undefined) {
-      bytes = await this.store.readAll(digest);
+      bytes = await this.#readManifest(repo, digest);
       this.#manifestCache.set(digest, bytes);
     }
     return { digest, record, bytes };
+  }
+
+  /**
+   * A manifest's stored bytes, verified before they enter the cache (once per
+   * cache fill, never on a cached GET): bytes that no longer hash to their
+   * digest are quarantined (node/scrub.ts does the repair) and, like bytes
+   * this region lacks (quarantined earlier), answered as a miss, so the
+   * caller's fetch on miss serves the manifest from another region.
+   */
+  async #readManifest(repo: string, digest: Digest): Promise<Buffer> {
+    let bytes: Buffer;
+    try {
+      bytes = await this.store.readAll(digest);
+    } catch (err) {
+      if (!(err instanceof BlobNotFoundError)) throw err;
+      throw new ManifestNotFoundError("manifest unknown", { cause: err, detail: { digest } });
+    }
+    const actual = digestOf(bytes, algorithmOf(digest));
+    if (actual === digest) return bytes;
+    this.#logger.error({ repo, digest, actual }, "stored manifest does not match its digest: quarantined");
+    const moved = await this.store
+      .quarantine?.(digest)
+      .catch((err) => this.#logger.warn({ err, digest }, "quarantine failed"));
+    if (moved === true) this.onCorrupt?.(repo, digest, actual, bytes.byteLength);
+    throw new ManifestNotFoundError("manifest unknown", { detail: { digest } });
   }
 
   /** Size of a blob linked into `repo`; BlobNotFoundError otherwise. */

@@ -7,6 +7,7 @@
  *   <prefix>uploads/<uuid>/state.json                    an upload session (s3-uploads.ts)
  *   <prefix>uploads/<uuid>/tail-<uuid>                   its bytes not yet in a part
  *   <prefix>uploads/<uuid>/data                          its multipart upload's key
+ *   <prefix>quarantine/<algorithm>/<encoded>.<ms>        bytes the scrub found corrupt, moved aside
  *
  * How a commit stays atomic without rename: S3 makes an object visible only
  * whole, at the end of the single request that creates it (PutObject,
@@ -56,12 +57,21 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import { algorithmOf, type Digest, type DigestAlgorithm, digestOf, newHash } from "../../protocol/digest.js";
+import {
+  algorithmOf,
+  type Digest,
+  type DigestAlgorithm,
+  digestOf,
+  encodedOf,
+  newHash,
+  parseDigest,
+} from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
   DigestMismatchError,
@@ -69,7 +79,7 @@ import {
   SizeInvalidError,
   StorageUnavailableError,
 } from "../../protocol/errors.js";
-import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+import type { BlobStore, ByteRange, StoredBlob, UploadState } from "./blob-store.js";
 import {
   isNotFound,
   makeS3Client,
@@ -401,6 +411,54 @@ export class S3BlobStore implements BlobStore {
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }), {
       abortSignal: signal,
     });
+  }
+
+  async *listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
+    const root = this.keys.blobs;
+    let token: string | undefined;
+    do {
+      const res = await this.client
+        .send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: root, ContinuationToken: token }), {
+          abortSignal: signal,
+        })
+        .catch((err) => {
+          throw storeError(err);
+        });
+      for (const o of res.Contents ?? []) {
+        // <root><algorithm>/<two hex>/<encoded>
+        const parts = (o.Key ?? "").slice(root.length).split("/");
+        if (parts.length !== 3) continue;
+        let digest: Digest;
+        try {
+          digest = parseDigest(`${parts[0]}:${parts[2]}`);
+        } catch {
+          continue;
+        }
+        yield { digest, size: o.Size ?? 0 };
+      }
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async quarantine(digest: Digest, signal?: AbortSignal): Promise<boolean> {
+    // No rename in S3: copy aside, then delete the digest's key (a crash between leaves both, and
+    // the next scrub finds the digest's key corrupt again and finishes the move).
+    const key = this.keys.blob(digest);
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          CopySource: `${this.bucket}/${encodeURIComponent(key).replaceAll("%2F", "/")}`,
+          Key: `${this.keys.prefix}quarantine/${algorithmOf(digest)}/${encodedOf(digest)}.${Date.now()}`,
+        }),
+        { abortSignal: signal },
+      );
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw storeError(err);
+    }
+    await this.deleteObject(key, signal);
+    return true;
   }
 
   async deleteObject(key: string, signal?: AbortSignal): Promise<void> {

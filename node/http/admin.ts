@@ -14,6 +14,7 @@
  *   admin/failover.ts      /failover, /rebuild…
  *   admin/quotas.ts        /quotas… (project quotas and storage usage)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
+ *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -42,6 +43,7 @@ import fp from "fastify-plugin";
 import type { AuditLog } from "../audit.js";
 import { LOOPBACK } from "../config.js";
 import type { Registry } from "../data/registry.js";
+import type { Scrubber } from "../scrub.js";
 import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
 import { changeSummary } from "./admin/change-summary.js";
@@ -53,6 +55,7 @@ import { repositoryRoutes } from "./admin/repositories.js";
 import { retentionRoutes } from "./admin/retention.js";
 import { ruleRoutes } from "./admin/rules.js";
 import { validatorCompiler } from "./admin/schema.js";
+import { scrubRoutes } from "./admin/scrub.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
 import { clientAddress } from "./forwarded.js";
@@ -74,6 +77,8 @@ export interface AdminApiOptions {
    * ("*": anyone); default loopback (node/config.ts auth.adminWriteAddresses).
    */
   writeAddresses?: readonly string[];
+  /** The node's scrub (node/scrub.ts): /scrub/runs… are mounted with it. */
+  scrubber?: Scrubber;
 }
 
 async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise<void> {
@@ -101,6 +106,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(failoverRoutes, { registry });
       await admin.register(quotaRoutes, { registry });
       await admin.register(retentionRoutes, { registry });
+      if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

@@ -31,6 +31,7 @@ import {
 } from "../../protocol/http-limits.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
+import type { Scrubber } from "../scrub.js";
 import { adminApiPlugin } from "./admin.js";
 import { authPlugin } from "./auth-plugin.js";
 import { handleError, ociClientError, ociErrorBody } from "./errors.js";
@@ -168,6 +169,8 @@ export interface BuildAppOptions extends OciApiOptions {
   http?: HttpLimits;
   /** Without auth: where admin writes are accepted from (./admin.ts writesFrom; default loopback). */
   adminWriteAddresses?: readonly string[];
+  /** The node's scrub, for the admin API's /scrub/runs (node/scrub.ts). */
+  scrubber?: Scrubber;
 }
 
 /**
@@ -245,6 +248,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     auth: options.auth,
     audit: options.audit,
     writeAddresses: options.adminWriteAddresses,
+    scrubber: options.scrubber,
   });
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());

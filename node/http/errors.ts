@@ -6,9 +6,11 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import {
   type ErrorClass,
+  isStorageFull,
   ociBindingOf,
   ociErrorFor,
   RangeNotSatisfiableError,
+  StorageFullError,
   type UploadRangeError,
 } from "../../protocol/errors.js";
 import { answerClientError, ociErrorBody } from "../../protocol/oci-errors.js";
@@ -34,7 +36,21 @@ export function sendOciError(
     .send(ociErrorBody(binding.code, message, detail));
 }
 
+/**
+ * A full disk anywhere under the request (the blob store's write, a
+ * temporary file; protocol/errors.ts isStorageFull) not already turned into
+ * StorageFullError below: 507 with a message saying why instead of a bare
+ * 500. Only on the error path; undefined otherwise.
+ */
+export function storageFull(err: unknown): StorageFullError | undefined {
+  if (!isStorageFull(err)) return undefined;
+  return new StorageFullError("storage full: the region cannot store this now; retry once space is freed", {
+    cause: err,
+  });
+}
+
 export function handleError(err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): void {
+  if (ociErrorFor(err) === undefined) err = storageFull(err) ?? err;
   const binding = ociErrorFor(err);
   if (binding !== undefined) {
     const e = err as Error & { detail?: unknown };

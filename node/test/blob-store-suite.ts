@@ -128,6 +128,10 @@ const isAbort = (reason: unknown) => (err: unknown) => err === reason;
 // ---------------------------------------------------------------------------
 // the suite
 
+async function bytesFromStore(store: BlobStore, digest: Digest): Promise<Buffer> {
+  return collect(await store.read(digest));
+}
+
 export function blobStoreSuite(name: string, makeStore: () => Promise<BlobStoreHarness>): void {
   describe(`BlobStore conformance: ${name}`, () => {
     let h: BlobStoreHarness;
@@ -492,6 +496,45 @@ export function blobStoreSuite(name: string, makeStore: () => Promise<BlobStoreH
         await store.delete(digestOf("never"));
         await store.writeAll(a, digestOf(a));
         assert.equal(await store.stat(digestOf(a)), 1, "a deleted blob can be written again");
+      });
+    });
+
+    describe("listBlobs and quarantine (the scrub: node/scrub.ts)", () => {
+      test("listBlobs lists every committed blob with its size, and nothing in flight", async () => {
+        await fresh();
+        const a = bytesOf(1, 3000);
+        const b = bytesOf(2, 10);
+        await store.writeAll(a, digestOf(a));
+        await store.write(streamOf(b), digestOf(b));
+        const session = await store.startUpload("r");
+        await store.appendUpload(session.id, streamOf(bytesOf(3, 100)), 0, 100);
+        const listed: Array<{ digest: string; size: number }> = [];
+        for await (const blob of store.listBlobs!()) listed.push(blob);
+        listed.sort((x, y) => x.size - y.size);
+        assert.deepEqual(listed, [
+          { digest: digestOf(b), size: 10 },
+          { digest: digestOf(a), size: 3000 },
+        ]);
+        await store.cancelUpload(session.id);
+      });
+
+      test("quarantine takes a blob out of its digest's place: absent to stat, read and listBlobs; writable again", async () => {
+        await fresh();
+        const a = bytesOf(4, 500);
+        const b = bytesOf(5, 20);
+        await store.writeAll(a, digestOf(a));
+        await store.writeAll(b, digestOf(b));
+        assert.equal(await store.quarantine!(digestOf(a)), true);
+        assert.equal(await store.stat(digestOf(a)), undefined);
+        await assert.rejects(store.read(digestOf(a)), BlobNotFoundError);
+        await assert.rejects(store.readAll(digestOf(a)), BlobNotFoundError);
+        const listed: string[] = [];
+        for await (const blob of store.listBlobs!()) listed.push(blob.digest);
+        assert.deepEqual(listed, [digestOf(b)], "only the other blob is listed");
+        assert.equal(await store.quarantine!(digestOf(a)), false, "quarantining an absent blob says so");
+        assert.deepEqual(await bytesFromStore(store, digestOf(b)), b, "other blobs are untouched");
+        await store.write(streamOf(a), digestOf(a), a.byteLength);
+        assert.deepEqual(await bytesFromStore(store, digestOf(a)), a, "a repair writes it back");
       });
     });
 

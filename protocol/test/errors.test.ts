@@ -18,6 +18,7 @@ function instance(cls: unknown, message = "boom"): MeridianError {
 }
 
 const OCI_CODES: ReadonlySet<OciCode> = new Set<OciCode>([
+  "STORAGE_FULL",
   "BLOB_UNKNOWN",
   "BLOB_UPLOAD_INVALID",
   "BLOB_UPLOAD_UNKNOWN",
@@ -70,6 +71,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   LogConflictError: { code: "UNAVAILABLE", status: 503 },
   PeerUnavailableError: { code: "UNAVAILABLE", status: 503 },
   StorageUnavailableError: { code: "UNAVAILABLE", status: 503 },
+  StorageFullError: { code: "STORAGE_FULL", status: 507 },
   RequestAbortedError: { code: "SIZE_INVALID", status: 400 },
   PolicyInvalidError: { code: "UNSUPPORTED", status: 400 },
   PolicyNotFoundError: { code: "NAME_UNKNOWN", status: 404 },
@@ -136,10 +138,10 @@ describe("the OCI binding table", () => {
     assert.deepEqual(classes.map((c) => c.name).sort(), Object.keys(EXPECTED).sort());
   });
 
-  test("only 503s are recoverable, and every 503 is", () => {
+  test("only 503s (and 507, a full disk) are recoverable, and every one is", () => {
     for (const cls of classes) {
       const err = instance(cls);
-      assert.equal(err.recoverable, ociErrorFor(err)!.status === 503, cls.name);
+      assert.equal(err.recoverable, [503, 507].includes(ociErrorFor(err)!.status), cls.name);
     }
   });
 });
