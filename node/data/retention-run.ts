@@ -22,7 +22,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Digest } from "../../protocol/digest.js";
-import { ManifestNotFoundError, UnsupportedError } from "../../protocol/errors.js";
+import { ManifestNotFoundError, TagImmutableError, UnsupportedError } from "../../protocol/errors.js";
 import {
   type PlanManifest,
   planRepository,
@@ -183,6 +183,13 @@ export class RetentionRuns {
             const tags = d.tags.length === 0 ? "" : ` (tags ${d.tags.join(", ")})`;
             run.lines.push(`${repo.repo}: deleted ${d.digest}${tags}: ${d.reasons.join("; ")}`);
           } catch (err) {
+            // An immutable tag rule outranks retention (as in Harbor): the manifest a protected
+            // tag points at is kept, said so, and the run goes on.
+            if (err instanceof TagImmutableError) {
+              kept++;
+              run.lines.push(`${repo.repo}: kept ${d.digest}: ${err.message}`);
+              continue;
+            }
             if (!(err instanceof ManifestNotFoundError)) throw err;
             gone++;
             run.lines.push(`${repo.repo}: ${d.digest} already gone`);
