@@ -221,6 +221,49 @@ export interface MemberSet extends Envelope {
   role: Role | null;
 }
 
+/**
+ * Garbage collection (issue 15, node/data/gc.ts): records of what one
+ * region's collector did, not commands (no region acts on another's). They
+ * replicate like other admin events, so every region's audit can explain a
+ * missing blob; only the `gc.collected` in the stream it was written to (no
+ * `cause`) drops that region's stale links.
+ */
+export interface GcRun extends Envelope {
+  type: "gc.run";
+  runId: string;
+  /** The region collecting. */
+  region: string;
+  dryRun: boolean;
+  /** The grace and undelete window in force for this run (`--now`: both 0). */
+  graceMs: number;
+  undeleteWindowMs: number;
+  /** How it was started: "manual" (admin API) or "scheduled". */
+  trigger: string;
+}
+/** One blob (or manifest's bytes) collected by a run, with why it was garbage. */
+export interface GcCollected extends Envelope {
+  type: "gc.collected";
+  runId: string;
+  region: string;
+  digest: Digest;
+  size: number;
+  /** Why nothing needed it: "unreferenced" (links, no live manifest), "orphan" (no link at all), "deleted" (past the undelete window). */
+  reason: string;
+  /**
+   * The stale links this collection drops: each repository's link register
+   * as the run saw it (its write id). A link written since is not touched.
+   */
+  links: Array<{ repo: string; write: string }>;
+}
+export interface GcFinished extends Envelope {
+  type: "gc.finished";
+  runId: string;
+  region: string;
+  outcome: "ok" | "failed";
+  stats: Record<string, number>;
+  error?: string;
+}
+
 /** User names: lower-case letters, digits and `._-`, at most 63. */
 export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** Robot names carry the `robot$` prefix (as Harbor's), so no user can be mistaken for one. */
@@ -250,7 +293,10 @@ export type AdminEvent =
   | RobotSet
   | RobotDeleted
   | ProjectSet
-  | MemberSet;
+  | MemberSet
+  | GcRun
+  | GcCollected
+  | GcFinished;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -279,6 +325,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "robot.deleted",
   "project.set",
   "member.set",
+  "gc.run",
+  "gc.collected",
+  "gc.finished",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

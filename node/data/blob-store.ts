@@ -29,6 +29,14 @@ export interface UploadState {
   startedAt: string;
 }
 
+/** A committed blob as a listing sees it (garbage collection, node/data/gc.ts). */
+export interface StoredBlob {
+  digest: Digest;
+  size: number;
+  /** When its bytes were last written (ms since the epoch): fs mtime, S3 LastModified. */
+  modifiedMs: number;
+}
+
 export interface BlobStore {
   /** Size of a stored blob, or undefined when absent. */
   stat(digest: Digest, signal?: AbortSignal): Promise<number | undefined>;
@@ -108,4 +116,28 @@ export interface BlobStore {
     before: Date,
     options?: { idleBefore?: Date; signal?: AbortSignal },
   ): Promise<{ uploads: number; leftovers: number }>;
+
+  /**
+   * Optional (garbage collection, node/data/gc.ts; both stores have it):
+   * every committed blob, in no particular order. A blob committed or
+   * removed during the listing may or may not be in it.
+   */
+  listBlobs?(signal?: AbortSignal): AsyncIterable<StoredBlob>;
+
+  /**
+   * Optional (garbage collection): move a blob's bytes aside under `key` (a
+   * run id), so reads see it absent while it can still be put back.
+   * Resolves with what was moved; undefined when the blob is absent.
+   */
+  setAside?(digest: Digest, key: string, signal?: AbortSignal): Promise<StoredBlob | undefined>;
+
+  /**
+   * Optional: put bytes set aside back, unless the blob is there again (a
+   * push stored it meanwhile: the same bytes, by digest). True when they
+   * were put back; the aside copy is gone either way.
+   */
+  putBack?(digest: Digest, key: string, signal?: AbortSignal): Promise<boolean>;
+
+  /** Optional: drop bytes set aside for good; absent is not an error. */
+  dropAside?(digest: Digest, key: string, signal?: AbortSignal): Promise<void>;
 }

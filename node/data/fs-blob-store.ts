@@ -6,7 +6,8 @@
  *   ├── uploads/<uuid>/meta.json                      {repo, startedAt}, written once
  *   ├── uploads/<uuid>/data                           bytes received so far (mtime: last activity);
  *   │                                                 absent until the first chunk (offset 0)
- *   └── tmp/<uuid>                                    monolithic writes in flight
+ *   ├── tmp/<uuid>                                    monolithic writes in flight
+ *   └── gc/<run id>/<algorithm>-<encoded>             blobs a GC run set aside (node/data/gc.ts)
  *
  * A blob becomes visible only by rename(2) of a complete, verified (and, with
  * `fsync`, flushed) file into `blobs/`, so a crash at any point leaves either
@@ -37,7 +38,19 @@ import {
   open as openCb,
   writeFile as writeFileCb,
 } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
+import {
+  link,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
@@ -48,6 +61,7 @@ import {
   digestFromHash,
   digestOf,
   encodedOf,
+  isDigest,
   newHash,
 } from "../../protocol/digest.js";
 import {
@@ -58,7 +72,7 @@ import {
   UploadNotFoundError,
   UploadRangeError,
 } from "../../protocol/errors.js";
-import type { BlobStore, ByteRange, UploadState } from "./blob-store.js";
+import type { BlobStore, ByteRange, StoredBlob, UploadState } from "./blob-store.js";
 import { FileBody } from "./file-body.js";
 import { PerKeySerial } from "./per-key-serial.js";
 import { streamToFile } from "./stream-to-file.js";
@@ -220,6 +234,61 @@ export class FsBlobStore implements BlobStore {
 
   async delete(digest: Digest): Promise<void> {
     await rm(this.#blobPath(digest), { force: true });
+  }
+
+  // ---------------------------------------------------------------- garbage collection (gc.ts)
+
+  async *listBlobs(): AsyncIterable<StoredBlob> {
+    const root = join(this.#root, "blobs");
+    for (const algorithm of await readdir(root).catch(() => [] as string[])) {
+      for (const prefix of await readdir(join(root, algorithm)).catch(() => [] as string[])) {
+        for (const name of await readdir(join(root, algorithm, prefix)).catch(() => [] as string[])) {
+          const digest = `${algorithm}:${name}`;
+          if (!isDigest(digest)) continue;
+          const s = await stat(join(root, algorithm, prefix, name)).catch(() => undefined);
+          if (s?.isFile()) yield { digest: digest as Digest, size: s.size, modifiedMs: s.mtimeMs };
+        }
+      }
+    }
+  }
+
+  #asidePath(digest: Digest, key: string): string {
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(key)) throw new Error(`bad set-aside key ${key}`);
+    return join(this.#root, "gc", key, `${algorithmOf(digest)}-${encodedOf(digest)}`);
+  }
+
+  async setAside(digest: Digest, key: string): Promise<StoredBlob | undefined> {
+    const aside = this.#asidePath(digest, key);
+    await mkdir(dirname(aside), { recursive: true });
+    try {
+      // One rename: a read that opened the file before keeps its bytes; one after sees it absent.
+      await rename(this.#blobPath(digest), aside);
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+    const s = await stat(aside);
+    return { digest, size: s.size, modifiedMs: s.mtimeMs };
+  }
+
+  async putBack(digest: Digest, key: string): Promise<boolean> {
+    const aside = this.#asidePath(digest, key);
+    let restored = false;
+    try {
+      // link(2) never replaces: a blob stored again meanwhile (the same bytes) stays as it is.
+      await link(aside, this.#blobPath(digest));
+      restored = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" && !isMissing(err)) throw err;
+    }
+    await this.dropAside(digest, key);
+    return restored;
+  }
+
+  async dropAside(digest: Digest, key: string): Promise<void> {
+    const aside = this.#asidePath(digest, key);
+    await rm(aside, { force: true });
+    await rmdir(dirname(aside)).catch(() => undefined); // the run's directory, once empty
   }
 
   async startUpload(repo: string): Promise<UploadState> {

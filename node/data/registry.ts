@@ -15,6 +15,7 @@
  * No HTTP here: the HTTP layer (node/http) maps requests onto these methods and
  * their domain errors onto OCI responses.
  */
+
 import type { Readable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
@@ -27,6 +28,7 @@ import type { BlobStore, ByteRange } from "./blob-store.js";
 import { CommitStep } from "./commit-step.js";
 import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
+import { GcRuns } from "./gc.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
@@ -64,6 +66,8 @@ export interface RegistryOptions {
   otherRegions?: number;
   /** Caps on the upload sessions this node opens (./upload-sessions.ts); uncapped without. */
   uploadLimits?: UploadSessionLimits;
+  /** Garbage collection (./gc.ts): grace (default 1 hour) and settle (default 5 s). */
+  gc?: { graceMs: number; settleMs: number };
 }
 
 /** What the registry needs from the other regions. */
@@ -104,6 +108,8 @@ export class Registry {
   readonly view: MetadataView;
   /** Upload sessions (./uploads.ts): start, append, complete, cancel, purge. */
   readonly uploads: Uploads;
+  /** Garbage collection runs of this node (./gc.ts). */
+  readonly gc: GcRuns;
   readonly #log: EventLog;
   readonly #logger: Logger;
   readonly #clock: HybridClock;
@@ -151,6 +157,21 @@ export class Registry {
     );
     this.view.applied.subscribe((event) => this.#clock.observe(event.hlc));
     this.#catchUp = new CatchUpOnMiss(this.#log, this.view);
+    this.gc = new GcRuns(
+      {
+        region: this.region,
+        store: this.store,
+        log: this.#log,
+        view: this.view,
+        commits: this.#commits,
+        logger: this.#logger.child({ component: "gc" }),
+      },
+      {
+        graceMs: options.gc?.graceMs ?? 3_600_000,
+        settleMs: options.gc?.settleMs ?? 5_000,
+        undeleteWindowMs: this.#undeleteWindowMs,
+      },
+    );
     this.#push = {
       region: this.region,
       store: this.store,
@@ -180,6 +201,7 @@ export class Registry {
   }
 
   async stop(): Promise<void> {
+    await this.gc.stop();
     this.#tailAbort?.abort();
     await this.#tailDone;
   }

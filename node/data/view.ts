@@ -61,6 +61,7 @@ import {
   type TagHistoryEntry,
 } from "./projections/content.js";
 import type { ContentReads } from "./projections/content-reads.js";
+import { type GcRunReads, GcRunsProjection } from "./projections/gc-runs.js";
 import {
   IdentityProjection,
   type IdentityReads,
@@ -116,6 +117,8 @@ export class MetadataView {
   readonly content: ContentReads;
   readonly admin: ReplicationAdminReads;
   readonly identity: IdentityReads;
+  /** Garbage-collection runs (projections/gc-runs.ts). */
+  readonly gc: GcRunReads;
   readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
@@ -143,7 +146,9 @@ export class MetadataView {
     const admin = new ReplicationAdminProjection(this.#db);
     this.#identity = new IdentityProjection(this.#db);
     [this.content, this.admin, this.identity] = [content, admin, this.#identity];
-    this.#projections = [content, admin, this.#identity];
+    const gc = new GcRunsProjection(this.#db);
+    this.gc = gc;
+    this.#projections = [content, admin, this.#identity, gc];
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);

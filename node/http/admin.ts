@@ -43,6 +43,7 @@ import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
 import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
+import { gcRoutes } from "./admin/gc.js";
 import { policyRoutes } from "./admin/policies.js";
 import { repositoryRoutes } from "./admin/repositories.js";
 import { ruleRoutes } from "./admin/rules.js";
@@ -92,6 +93,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(ruleRoutes, { registry });
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
+      await admin.register(gcRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

@@ -105,6 +105,9 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-3", "3"],
   ["e!sc-a-31", "30"],
   ["e!sc-a-32", "31"],
+  ["e!sc-a-33", "33"],
+  ["e!sc-a-34", "34"],
+  ["e!sc-a-35", "35"],
   ["e!sc-a-6", "6"],
   ["e!sc-a-7", "7"],
   ["e!sc-a-8", "8"],
@@ -124,6 +127,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "g!team!alice",
     '{"value":{"role":"projectAdmin"},"w":{"id":"sc-a-24","origin":"a","hlc":{"wall":24,"logical":0},"at":"1970-01-01T00:00:24.000Z","actor":"admin"}}',
+  ],
+  [
+    "gc!gc-sc",
+    '{"runId":"gc-sc","region":"a","dryRun":false,"graceMs":0,"undeleteWindowMs":0,"trigger":"manual","actor":"admin","at":"1970-01-01T00:00:33.000Z","finished":{"outcome":"ok","stats":{"collected":1},"at":"1970-01-01T00:00:35.000Z"}}',
   ],
   [
     "h!team/app!c-tag!000000000000030.000000000!c!sc-c-30",
@@ -154,7 +161,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "3"],
-  ["m!seq", "32"],
+  ["m!seq", "35"],
   ["o!c", "7"],
   ["r!other/gone", "{}"],
   ["r!team/app", "{}"],

@@ -131,5 +131,28 @@ export function scenario(): RegistryEvent[] {
     ...scenarioEvent("c", 30, { type: "tag.set", repo: REPO, tag: "c-tag", digest: M1 }),
     srcSeq: 7,
   });
+  // A garbage-collection run (issue 15); its collection names a link write the view never
+  // held, so it drops nothing (node/test/gc.test.ts shows the drops on real processes).
+  list.push(
+    e("a", 33, {
+      type: "gc.run",
+      runId: "gc-sc",
+      region: "a",
+      dryRun: false,
+      graceMs: 0,
+      undeleteWindowMs: 0,
+      trigger: "manual",
+    }),
+    e("a", 34, {
+      type: "gc.collected",
+      runId: "gc-sc",
+      region: "a",
+      digest: L2,
+      size: 20,
+      reason: "orphan",
+      links: [{ repo: REPO, write: "sc-never" }],
+    }),
+    e("a", 35, { type: "gc.finished", runId: "gc-sc", region: "a", outcome: "ok", stats: { collected: 1 } }),
+  );
   return list;
 }

@@ -112,6 +112,35 @@ const VALID: Record<EventType, Record<string, unknown>> = {
   "robot.deleted": { ...envelope, type: "robot.deleted", name: "robot$ci+deploy" },
   "project.set": { ...envelope, type: "project.set", name: "team", public: true },
   "member.set": { ...envelope, type: "member.set", project: "team", user: "alice", role: "developer" },
+  "gc.run": {
+    ...envelope,
+    type: "gc.run",
+    runId: "gc-1",
+    region: "eu-west-1",
+    dryRun: false,
+    graceMs: 3_600_000,
+    undeleteWindowMs: 0,
+    trigger: "manual",
+  },
+  "gc.collected": {
+    ...envelope,
+    type: "gc.collected",
+    runId: "gc-1",
+    region: "eu-west-1",
+    digest: D1,
+    size: 12,
+    reason: "unreferenced",
+    links: [{ repo: "library/ubuntu", write: "w-1" }],
+  },
+  "gc.finished": {
+    ...envelope,
+    type: "gc.finished",
+    runId: "gc-1",
+    region: "eu-west-1",
+    outcome: "failed",
+    stats: { collected: 1 },
+    error: "stopped",
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -138,6 +167,9 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "robot.deleted": ["name"],
   "project.set": ["name", "public"],
   "member.set": ["project", "user", "role"],
+  "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],
+  "gc.collected": ["runId", "region", "digest", "size", "reason", "links"],
+  "gc.finished": ["runId", "region", "outcome", "stats"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -190,6 +222,12 @@ const BAD_VALUES: Record<string, unknown[]> = {
   project: ["", "Team", "a/b", "x".repeat(64), null],
   user: ["", "Alice", "robot$x", null],
   role: ["owner", "", 1],
+  dryRun: ["yes", 1, null],
+  graceMs: [-1, 1.5, "0", null],
+  undeleteWindowMs: [-1, "0", null],
+  trigger: ["", 1, null],
+  reason: ["", 1, null],
+  links: [null, "a", [null], [{ repo: "UPPER", write: "w" }], [{ repo: "a" }]],
 };
 
 describe("validateEvent accepts", () => {

@@ -127,6 +127,19 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
       };
       batch.put(`c!${e.repo}!${e.tag}!${e.loser.id}`, JSON.stringify(record));
     },
+    // A GC collection (node/data/gc.ts) in the region that wrote it (a replica carries `cause`:
+    // another region's links are its own): each stale link the run saw becomes dead with its
+    // write unchanged, so anti-entropy sees the same write on both sides and copies nothing back;
+    // a link written since (another write id) is left alone.
+    "gc.collected": async (batch, e) => {
+      if (e.cause !== undefined) return;
+      for (const { repo, write } of e.links) {
+        const key = `b!${repo}!${e.digest}`;
+        const current = await getJson<BlobRegister>(batch, key);
+        if (current?.live === true && current.w.id === write)
+          batch.put(key, JSON.stringify({ ...current, live: false } satisfies BlobRegister));
+      }
+    },
     "repository.configured": async (batch, e, w, seq) => {
       if (!(await this.#configs.apply(batch, e, w))) return;
       // Every tag under the scope is refolded under the rule now in force.

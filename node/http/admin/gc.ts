@@ -1,0 +1,65 @@
+/**
+ * Garbage collection (mounted under /admin/v1 by ../admin.ts; system admins
+ * only, the gate's default):
+ *
+ *   POST /gc/runs?dryRun=true&now=true   202 {runId, region, dryRun, graceMs, undeleteWindowMs}
+ *   GET  /gc/runs/:runId                 the run: state (running|ok|failed), progress, result
+ *
+ * A run is started on the node that answers and runs there
+ * (node/data/gc.ts); its GET answers from that node's memory, else from the
+ * view's record of the run (its `gc.run` / `gc.finished` events, from any
+ * node of any region). `now=true` sets the grace and the undelete window to
+ * zero for that one run (emergencies and tests); it is recorded in the
+ * run's `gc.run` event and in the audit log like every admin write.
+ */
+import type { FastifyPluginAsync } from "fastify";
+import { RouteNotFoundError } from "../../../protocol/errors.js";
+import type { Registry } from "../../data/registry.js";
+import { actorOf } from "../access.js";
+import { Fixed, Type, want } from "./schema.js";
+
+const RunQuery = Fixed({
+  dryRun: Type.Optional(want(Type.Union([Type.Literal("true"), Type.Literal("false")]), "true or false")),
+  now: Type.Optional(want(Type.Union([Type.Literal("true"), Type.Literal("false")]), "true or false")),
+});
+
+export const gcRoutes: FastifyPluginAsync<{ registry: Registry }> = async (admin, { registry: reg }) => {
+  admin.post<{ Querystring: { dryRun?: string; now?: string } }>(
+    "/gc/runs",
+    { schema: { querystring: RunQuery } },
+    async (req, reply) => {
+      const { state } = reg.gc.start({
+        dryRun: req.query.dryRun === "true",
+        now: req.query.now === "true",
+        actor: actorOf(req.identity),
+        trigger: "manual",
+      });
+      reply.code(202);
+      return {
+        runId: state.runId,
+        region: state.region,
+        dryRun: state.dryRun,
+        graceMs: state.graceMs,
+        undeleteWindowMs: state.undeleteWindowMs,
+      };
+    },
+  );
+
+  admin.get<{ Params: { runId: string } }>("/gc/runs/:runId", async (req) => {
+    const local = reg.gc.get(req.params.runId);
+    if (local !== undefined) return local;
+    const record = await reg.view.gc.gcRun(req.params.runId);
+    if (record === undefined) throw new RouteNotFoundError(`no GC run ${req.params.runId}`);
+    return {
+      runId: record.runId,
+      region: record.region,
+      state: record.finished === undefined ? "running" : record.finished.outcome,
+      dryRun: record.dryRun,
+      graceMs: record.graceMs,
+      undeleteWindowMs: record.undeleteWindowMs,
+      startedAt: record.at,
+      stats: record.finished?.stats,
+      error: record.finished?.error,
+    };
+  });
+};
