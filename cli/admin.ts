@@ -29,12 +29,13 @@ import {
 } from "./admin-client.js";
 import { AUDIT_USAGE } from "./audit.js";
 import { DR_COMMANDS, DR_USAGE } from "./dr.js";
+import { GC_COMMANDS, GC_USAGE } from "./gc-commands.js";
 import { IDENTITY_COMMANDS, IDENTITY_USAGE } from "./identity.js";
 import { POLICY_COMMANDS, POLICY_USAGE } from "./policy-commands.js";
 import { REPLICATION_COMMANDS, REPLICATION_USAGE } from "./replication-commands.js";
 import { REPOSITORY_COMMANDS, REPOSITORY_USAGE } from "./repository-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${AUDIT_USAGE}${GC_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -46,6 +47,7 @@ const COMMANDS: Record<string, Command> = {
   ...REPLICATION_COMMANDS,
   ...DR_COMMANDS,
   ...IDENTITY_COMMANDS,
+  ...GC_COMMANDS,
 };
 
 /** Commands without a subcommand. */

@@ -90,6 +90,7 @@ const ADMIN_COMMANDS = new Set([
   "robot",
   "project",
   "audit",
+  "gc",
 ]);
 
 /**
