@@ -52,13 +52,12 @@ interface RunState {
 
 async function gcRun(ctx: Context): Promise<number> {
   const api = ctx.api();
-  const query = new URLSearchParams();
-  if (ctx.values["dry-run"] === true) query.set("dryRun", "true");
-  if (ctx.values.now === true) query.set("now", "true");
-  const q = query.size === 0 ? "" : `?${query}`;
   const started = await api.send<RunState & { graceMs: number; undeleteWindowMs: number }>(
     "POST",
-    `/gc/runs${q}`,
+    "/gc/runs",
+    {
+      json: { dryRun: ctx.values["dry-run"] === true, now: ctx.values.now === true },
+    },
   );
   const say = (line: string) => {
     if (!ctx.json) process.stdout.write(`${line}\n`);

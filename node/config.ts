@@ -301,9 +301,9 @@ export const NODE_SETTINGS = configSchema({
     }),
     settleMs: integer({
       env: "MERIDIAN_GC_SETTLE_MS",
-      default: 5_000,
+      default: 30_000,
       minimum: 0,
-      doc: "wait between setting garbage aside and checking again that no write needed it",
+      doc: "wait between setting garbage aside and checking again that no write needed it; longer than any writer's step from seeing a blob to committing its event (a node's append and apply, a replication worker's copy of a closure)",
     }),
   }),
   uploads: section({

@@ -20,7 +20,7 @@ import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 
 const REGIONS = ["a", "b", "c"] as const;
-const SEED = Number(process.env.MERIDIAN_SEED ?? Math.floor(Math.random() * 1_000_000_000));
+const SEED = Number(process.env.MERIDIAN_SEED || Math.floor(Math.random() * 1_000_000_000));
 const OPS_PER_REGION = 16;
 const GRACE_S = 5;
 
@@ -69,7 +69,7 @@ async function retried(what: string, step: () => Promise<void>): Promise<void> {
 }
 
 async function gcRun(base: string): Promise<{ collected: number; restored: number }> {
-  const res = await fetch(`${base}/admin/v1/gc/runs`, { method: "POST" });
+  const res = await fetch(`${base}/admin/v1/gc/runs`, { method: "POST", body: "" });
   assert.equal(res.status, 202);
   const { runId } = (await res.json()) as { runId: string };
   for (;;) {

@@ -38,17 +38,25 @@
  *      stale links the run saw dead, by write id: a link written since is
  *      kept), then the bytes are set aside (fs: one rename; S3: copy then
  *      delete), so readers see the blob absent but nothing is gone yet.
- *   2. After `settleMs` (longer than a writer's step between checking a link
- *      or the bytes and committing its event: the commit step's append and
- *      apply), the view is caught up with the log and everything is marked
- *      again. A blob some write needed meanwhile (a manifest committed
+ *   2. After `settleMs` (default 30 s: longer than a writer's step between
+ *      checking a link or the bytes and committing its event — a node's
+ *      manifest push checks links, then appends (5 s bound) and applies (10
+ *      s bound); a replication worker stats the blobs it holds, copies the
+ *      rest, then appends), the view is caught up with the log and
+ *      everything is marked again. A blob some write needed meanwhile (a manifest committed
  *      against a link the run dropped, a blob pushed or mounted again, new
  *      bytes stored) is put back — and re-linked where a live manifest
  *      needs it — instead of being dropped. Only then are the aside bytes
  *      deleted for good.
  * A push racing the sweep therefore never loses its blob: either its event
  * is seen by the second mark, or it came after the link was dropped and so
- * stored the bytes anew (a client that finds no link uploads again).
+ * stored the bytes anew (a client that finds no link uploads again). The
+ * one assumption is the settle bound: a writer that saw the bytes before
+ * they were set aside and commits more than `settleMs` later (a stalled
+ * replication worker holding a stat across a long closure copy) could name
+ * bytes that are gone; its event's blob is then missing in this region
+ * only, and fetch on miss or anti-entropy copies it back from a region that
+ * has it.
  */
 import type { Logger } from "pino";
 import type { Digest } from "../../protocol/digest.js";

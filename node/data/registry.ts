@@ -66,7 +66,7 @@ export interface RegistryOptions {
   otherRegions?: number;
   /** Caps on the upload sessions this node opens (./upload-sessions.ts); uncapped without. */
   uploadLimits?: UploadSessionLimits;
-  /** Garbage collection (./gc.ts): grace (default 1 hour) and settle (default 5 s). */
+  /** Garbage collection (./gc.ts): grace (default 1 hour) and settle (default 30 s). */
   gc?: { graceMs: number; settleMs: number };
 }
 
@@ -168,7 +168,7 @@ export class Registry {
       },
       {
         graceMs: options.gc?.graceMs ?? 3_600_000,
-        settleMs: options.gc?.settleMs ?? 5_000,
+        settleMs: options.gc?.settleMs ?? 30_000,
         undeleteWindowMs: this.#undeleteWindowMs,
       },
     );

@@ -45,9 +45,17 @@ interface RunState {
 }
 
 /** Start a run through the admin API and wait for its end. */
-async function runGc(base: string, query = "", authorization?: string): Promise<RunState> {
+async function runGc(
+  base: string,
+  options: { dryRun?: boolean; now?: boolean } = {},
+  authorization?: string,
+): Promise<RunState> {
   const headers: Record<string, string> = authorization === undefined ? {} : { authorization };
-  const res = await fetch(`${base}/admin/v1/gc/runs${query}`, { method: "POST", headers });
+  const res = await fetch(`${base}/admin/v1/gc/runs`, {
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json" },
+    body: JSON.stringify(options),
+  });
   assert.equal(res.status, 202, await res.clone().text());
   const { runId } = (await res.json()) as { runId: string };
   for (let i = 0; i < 600; i++) {
@@ -152,7 +160,7 @@ describe("gc on the filesystem store", () => {
     const young = await client.pushBlob("team/other", youngBytes);
 
     const garbage = [gone.digest, gone.blobs[0]!.descriptor.digest, gone.blobs[2]!.descriptor.digest];
-    const dry = await runGc(node, "?dryRun=true");
+    const dry = await runGc(node, { dryRun: true });
     assert.equal(dry.dryRun, true);
     const listed = new Map(dry.result.items.map((i) => [i.digest, i.reason]));
     assert.deepEqual(
@@ -200,7 +208,7 @@ describe("gc on the filesystem store", () => {
     const kept = await runGc(node);
     assert.ok(!kept.result.items.some((i) => i.digest === image.digest), "within the undelete window");
     assert.ok(hasBytes(image.digest));
-    const now = await runGc(node, "?now=true");
+    const now = await runGc(node, { now: true });
     assert.ok(now.result.items.some((i) => i.digest === image.digest && i.reason === "deleted"));
     assert.ok(!hasBytes(image.digest));
   });
@@ -215,7 +223,7 @@ describe("gc on the filesystem store", () => {
     await waitOutGrace();
     // …then pushed again (the same layers) while a run collects them; a client retries a
     // push the sweep made fail (its link dropped under it), as real clients do.
-    const gc = runGc(node, "?now=true");
+    const gc = runGc(node, { now: true });
     const acknowledged: Image[] = [];
     await Promise.all(
       layers.map(async (layer, i) => {
@@ -268,21 +276,53 @@ describe("gc authorization", () => {
       body: JSON.stringify({ password: "carol-password-1", systemAdmin: false }),
     });
     assert.equal(created.status, 200, await created.clone().text());
-    const anonymous = await fetch(`${node}/admin/v1/gc/runs?now=true`, { method: "POST" });
+    const now = JSON.stringify({ now: true });
+    const anonymous = await fetch(`${node}/admin/v1/gc/runs`, { method: "POST", body: now });
     assert.equal(anonymous.status, 401);
-    const carol = await fetch(`${node}/admin/v1/gc/runs?now=true`, {
+    const carol = await fetch(`${node}/admin/v1/gc/runs`, {
       method: "POST",
-      headers: { authorization: basic("carol", "carol-password-1") },
+      headers: { authorization: basic("carol", "carol-password-1"), "content-type": "application/json" },
+      body: now,
     });
     assert.equal(carol.status, 403);
     assert.equal(await errorCode(carol), "DENIED");
-    const bad = await fetch(`${node}/admin/v1/gc/runs?now=yes`, {
-      method: "POST",
-      headers: { authorization: admin },
-    });
-    assert.equal(bad.status, 400);
-    const run = await runGc(node, "?dryRun=true", admin);
+    for (const body of ['{"now":"yes"}', '{"everything":true}', "[1]"]) {
+      const bad = await fetch(`${node}/admin/v1/gc/runs`, {
+        method: "POST",
+        headers: { authorization: admin, "content-type": "application/json" },
+        body,
+      });
+      assert.equal(bad.status, 400, body);
+      assert.equal(await errorCode(bad), "UNSUPPORTED", body);
+    }
+    const run = await runGc(node, { dryRun: true }, admin);
     assert.equal(run.dryRun, true);
+  });
+});
+
+describe("scheduled gc", () => {
+  test("with gc.intervalMinutes set, runs start by themselves (metrics count them) and collect", async () => {
+    const nats = await startTestNats(cleanup);
+    const node = (
+      await startTestNode(cleanup, {
+        nats: nats.url,
+        gc: { graceMinutes: 0, settleMs: 50, intervalMinutes: 0.01 },
+        undeleteWindowHours: 1 / 3_600_000,
+      })
+    ).url;
+    const c = new OciClient(node);
+    const image = await pushImage(c, "team/sched", "v1", [randomBytes(800)]);
+    await deleteManifest(c, "team/sched", image.digest);
+    let metrics = "";
+    for (let i = 0; i < 100; i++) {
+      metrics = await (await fetch(`${node}/metrics`)).text();
+      if (/meridian_node_gc_reclaimed_blobs_total\{[^}]*\} [1-9]/.test(metrics)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(metrics, /meridian_node_gc_runs_total\{[^}]*outcome="ok"[^}]*\} [1-9]/);
+    assert.match(metrics, /meridian_node_gc_reclaimed_blobs_total\{[^}]*\} [1-9]/);
+    const gone = await c.fetch(`/v2/team/sched/blobs/${image.blobs[1]!.descriptor.digest}`);
+    assert.equal(gone.status, 404);
   });
 });
 
@@ -335,10 +375,10 @@ describe("gc on the S3 store", () => {
     const gone = await pushImage(client, "team/s3", "gone", [shared, randomBytes(1024)]);
     await deleteManifest(client, "team/s3", gone.digest);
     const garbage = [gone.digest, gone.blobs[0]!.descriptor.digest, gone.blobs[2]!.descriptor.digest];
-    const dry = await runGc(node, "?dryRun=true&now=true");
+    const dry = await runGc(node, { dryRun: true, now: true });
     assert.deepEqual(dry.result.items.map((i) => i.digest).sort(), [...garbage].sort());
     for (const d of garbage) assert.ok((await objects()).has(d), "the dry run removed nothing");
-    const run = await runGc(node, "?now=true");
+    const run = await runGc(node, { now: true });
     assert.equal(run.result.collected, garbage.length);
     const left = await objects();
     for (const d of garbage) assert.ok(!left.has(d), `${d} still stored`);

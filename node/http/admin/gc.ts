@@ -2,7 +2,7 @@
  * Garbage collection (mounted under /admin/v1 by ../admin.ts; system admins
  * only, the gate's default):
  *
- *   POST /gc/runs?dryRun=true&now=true   202 {runId, region, dryRun, graceMs, undeleteWindowMs}
+ *   POST /gc/runs  {dryRun?, now?}       202 {runId, region, dryRun, graceMs, undeleteWindowMs}
  *   GET  /gc/runs/:runId                 the run: state (running|ok|failed), progress, result
  *
  * A run is started on the node that answers and runs there
@@ -10,27 +10,29 @@
  * view's record of the run (its `gc.run` / `gc.finished` events, from any
  * node of any region). `now=true` sets the grace and the undelete window to
  * zero for that one run (emergencies and tests); it is recorded in the
- * run's `gc.run` event and in the audit log like every admin write.
+ * run's `gc.run` event (its grace and window) and, being in the body, in
+ * the audit record of the request like every admin write's body.
  */
 import type { FastifyPluginAsync } from "fastify";
 import { RouteNotFoundError } from "../../../protocol/errors.js";
 import type { Registry } from "../../data/registry.js";
 import { actorOf } from "../access.js";
+import { readBody } from "./request.js";
 import { Fixed, Type, want } from "./schema.js";
 
-const RunQuery = Fixed({
-  dryRun: Type.Optional(want(Type.Union([Type.Literal("true"), Type.Literal("false")]), "true or false")),
-  now: Type.Optional(want(Type.Union([Type.Literal("true"), Type.Literal("false")]), "true or false")),
+const RunBody = Fixed({
+  dryRun: Type.Optional(want(Type.Boolean(), "true or false")),
+  now: Type.Optional(want(Type.Boolean(), "true or false")),
 });
 
 export const gcRoutes: FastifyPluginAsync<{ registry: Registry }> = async (admin, { registry: reg }) => {
-  admin.post<{ Querystring: { dryRun?: string; now?: string } }>(
+  admin.post<{ Body: { dryRun?: boolean; now?: boolean } }>(
     "/gc/runs",
-    { schema: { querystring: RunQuery } },
+    { schema: { body: RunBody }, preValidation: readBody({}) },
     async (req, reply) => {
       const { state } = reg.gc.start({
-        dryRun: req.query.dryRun === "true",
-        now: req.query.now === "true",
+        dryRun: req.body.dryRun === true,
+        now: req.body.now === true,
         actor: actorOf(req.identity),
         trigger: "manual",
       });
