@@ -188,6 +188,14 @@ describe("gc on the filesystem store", () => {
     await assertPullsIntact(client, live);
     assert.ok(hasBytes(sha256(shared)), "the layer the deleted image shared with a live one stays");
 
+    // Why the blob is missing: its collection, by which run, from which repository.
+    const why = (await (await fetch(`${node}/admin/v1/gc/collected/${unused.digest}`)).json()) as {
+      collections: Array<{ runId: string; reason: string; repos: string[]; region: string }>;
+    };
+    assert.deepEqual(
+      why.collections.map((c) => [c.runId, c.reason, c.repos, c.region]),
+      [[run.runId, "unreferenced", ["team/other"], "test"]],
+    );
     // The bytes can come back: a push of the collected blob works as a fresh one.
     const again = await client.pushBlob("team/other", unusedBytes);
     assert.equal(again.digest, unused.digest);
@@ -297,6 +305,54 @@ describe("gc authorization", () => {
     }
     const run = await runGc(node, { dryRun: true }, admin);
     assert.equal(run.dryRun, true);
+  });
+});
+
+describe("gc puts back what a write needed during the settle", () => {
+  test("a blob pushed again while its old copy is set aside is kept, linked and intact", async () => {
+    const nats = await startTestNats(cleanup);
+    const dataDir = tempDir(cleanup);
+    const node = (
+      await startTestNode(cleanup, {
+        nats: nats.url,
+        dataDir,
+        gc: { graceMinutes: GRACE_MINUTES, settleMs: 2_000, intervalMinutes: 0 },
+      })
+    ).url;
+    const c = new OciClient(node);
+    const bytes = randomBytes(5000);
+    const blob = await c.pushBlob("team/settle", bytes);
+    const res = await fetch(`${node}/admin/v1/gc/runs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ now: true }),
+    });
+    const { runId } = (await res.json()) as { runId: string };
+    const state = async () =>
+      (await (await fetch(`${node}/admin/v1/gc/runs/${runId}`)).json()) as RunState & {
+        progress: { phase: string };
+      };
+    // Set aside (its link dropped: HEAD says absent), then pushed again by a client before the check.
+    for (let i = 0; i < 200 && (await state()).progress.phase !== "settle"; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await state()).progress.phase, "settle");
+    assert.equal((await c.fetch(`/v2/team/settle/blobs/${blob.digest}`, { method: "HEAD" })).status, 404);
+    await c.pushBlob("team/settle", bytes);
+    let done = await state();
+    for (let i = 0; i < 200 && done.state === "running"; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      done = await state();
+    }
+    assert.equal(done.state, "ok");
+    assert.equal(done.result.candidates, 1);
+    assert.equal(done.result.restored, 1);
+    assert.equal(done.result.collected, 0);
+    const got = await c.fetch(`/v2/team/settle/blobs/${blob.digest}`);
+    assert.equal(got.status, 200);
+    assert.ok(Buffer.from(await got.arrayBuffer()).equals(bytes));
+    assert.ok(
+      existsSync(join(dataDir, "store", "blobs", "sha256", blob.digest.slice(7, 9), blob.digest.slice(7))),
+    );
   });
 });
 

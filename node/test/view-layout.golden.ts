@@ -27,6 +27,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
   ],
   [
+    "G!sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604!a",
+    '{"digest":"sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604","region":"a","runId":"gc-sc","reason":"orphan","size":20,"repos":["team/app"],"at":"1970-01-01T00:00:34.000Z","actor":"admin"}',
+  ],
+  [
     "H!team/app!000000000000",
     '{"home":"a","w":{"id":"sc-a-13","origin":"a","hlc":{"wall":13,"logical":0},"at":"1970-01-01T00:00:13.000Z","actor":"admin"}}',
   ],

@@ -29,6 +29,7 @@
  *   R!<repo>!<subject>!<digest>    referrer of subject (live) ReferrerRecord
  *   Z!<repo>                       repository tombstone       {w: Write}
  *   c!<repo>!<tag>!<loser id>      a recorded tag conflict    ConflictRecord
+ *   G!<digest>!<region>            its last GC collection there  CollectionRecord
  *   C!…, H!…                       repository configurations  (repo-configs.ts)
  */
 import type { Digest } from "../../../protocol/digest.js";
@@ -41,7 +42,7 @@ import type {
   Write,
 } from "../../../protocol/registers.js";
 import { foldWrites, type TagMergeRule, type TagWrite } from "../../../protocol/tag-merge.js";
-import { ContentReadsImpl } from "./content-reads.js";
+import { type CollectionRecord, ContentReadsImpl } from "./content-reads.js";
 import { RepoConfigs } from "./repo-configs.js";
 import {
   type Batch,
@@ -132,6 +133,17 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     // write unchanged, so anti-entropy sees the same write on both sides and copies nothing back;
     // a link written since (another write id) is left alone.
     "gc.collected": async (batch, e) => {
+      const record: CollectionRecord = {
+        digest: e.digest,
+        region: e.region,
+        runId: e.runId,
+        reason: e.reason,
+        size: e.size,
+        repos: e.links.map((l) => l.repo),
+        at: e.at,
+        actor: e.actor,
+      };
+      batch.put(`G!${e.digest}!${e.region}`, JSON.stringify(record));
       if (e.cause !== undefined) return;
       for (const { repo, write } of e.links) {
         const key = `b!${repo}!${e.digest}`;

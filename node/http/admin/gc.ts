@@ -4,6 +4,8 @@
  *
  *   POST /gc/runs  {dryRun?, now?}       202 {runId, region, dryRun, graceMs, undeleteWindowMs}
  *   GET  /gc/runs/:runId                 the run: state (running|ok|failed), progress, result
+ *   GET  /gc/collected/:digest           {collections: [{region, runId, reason, size, repos, at, actor}]}:
+ *                                        why a blob is missing (any region's runs, as replicated)
  *
  * A run is started on the node that answers and runs there
  * (node/data/gc.ts); its GET answers from that node's memory, else from the
@@ -14,6 +16,7 @@
  * the audit record of the request like every admin write's body.
  */
 import type { FastifyPluginAsync } from "fastify";
+import { parseDigest } from "../../../protocol/digest.js";
 import { RouteNotFoundError } from "../../../protocol/errors.js";
 import type { Registry } from "../../data/registry.js";
 import { actorOf } from "../access.js";
@@ -64,4 +67,8 @@ export const gcRoutes: FastifyPluginAsync<{ registry: Registry }> = async (admin
       error: record.finished?.error,
     };
   });
+
+  admin.get<{ Params: { digest: string } }>("/gc/collected/:digest", async (req) => ({
+    collections: await reg.view.content.collections(parseDigest(req.params.digest)),
+  }));
 };
