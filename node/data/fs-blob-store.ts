@@ -38,19 +38,7 @@ import {
   open as openCb,
   writeFile as writeFileCb,
 } from "node:fs";
-import {
-  link,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  unlink,
-  writeFile,
-} from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
@@ -61,7 +49,6 @@ import {
   digestFromHash,
   digestOf,
   encodedOf,
-  isDigest,
   newHash,
 } from "../../protocol/digest.js";
 import {
@@ -74,6 +61,7 @@ import {
 } from "../../protocol/errors.js";
 import type { BlobStore, ByteRange, StoredBlob, UploadState } from "./blob-store.js";
 import { FileBody } from "./file-body.js";
+import { asidePath, dropAsideFile, listFsBlobs, putBackFile, setAsideFile } from "./fs-gc.js";
 import { PerKeySerial } from "./per-key-serial.js";
 import { streamToFile } from "./stream-to-file.js";
 
@@ -238,57 +226,20 @@ export class FsBlobStore implements BlobStore {
 
   // ---------------------------------------------------------------- garbage collection (gc.ts)
 
-  async *listBlobs(): AsyncIterable<StoredBlob> {
-    const root = join(this.#root, "blobs");
-    for (const algorithm of await readdir(root).catch(() => [] as string[])) {
-      for (const prefix of await readdir(join(root, algorithm)).catch(() => [] as string[])) {
-        for (const name of await readdir(join(root, algorithm, prefix)).catch(() => [] as string[])) {
-          const digest = `${algorithm}:${name}`;
-          if (!isDigest(digest)) continue;
-          const s = await stat(join(root, algorithm, prefix, name)).catch(() => undefined);
-          if (s?.isFile()) yield { digest: digest as Digest, size: s.size, modifiedMs: s.mtimeMs };
-        }
-      }
-    }
-  }
-
-  #asidePath(digest: Digest, key: string): string {
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(key)) throw new Error(`bad set-aside key ${key}`);
-    return join(this.#root, "gc", key, `${algorithmOf(digest)}-${encodedOf(digest)}`);
+  listBlobs(): AsyncIterable<StoredBlob> {
+    return listFsBlobs(join(this.#root, "blobs"));
   }
 
   async setAside(digest: Digest, key: string): Promise<StoredBlob | undefined> {
-    const aside = this.#asidePath(digest, key);
-    await mkdir(dirname(aside), { recursive: true });
-    try {
-      // One rename: a read that opened the file before keeps its bytes; one after sees it absent.
-      await rename(this.#blobPath(digest), aside);
-    } catch (err) {
-      if (isMissing(err)) return undefined;
-      throw err;
-    }
-    const s = await stat(aside);
-    return { digest, size: s.size, modifiedMs: s.mtimeMs };
+    return setAsideFile(digest, this.#blobPath(digest), asidePath(this.#root, digest, key));
   }
 
   async putBack(digest: Digest, key: string): Promise<boolean> {
-    const aside = this.#asidePath(digest, key);
-    let restored = false;
-    try {
-      // link(2) never replaces: a blob stored again meanwhile (the same bytes) stays as it is.
-      await link(aside, this.#blobPath(digest));
-      restored = true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST" && !isMissing(err)) throw err;
-    }
-    await this.dropAside(digest, key);
-    return restored;
+    return putBackFile(asidePath(this.#root, digest, key), this.#blobPath(digest));
   }
 
   async dropAside(digest: Digest, key: string): Promise<void> {
-    const aside = this.#asidePath(digest, key);
-    await rm(aside, { force: true });
-    await rmdir(dirname(aside)).catch(() => undefined); // the run's directory, once empty
+    return dropAsideFile(asidePath(this.#root, digest, key));
   }
 
   async startUpload(repo: string): Promise<UploadState> {

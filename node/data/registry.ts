@@ -28,7 +28,7 @@ import type { BlobStore, ByteRange } from "./blob-store.js";
 import { CommitStep } from "./commit-step.js";
 import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
-import { GcRuns } from "./gc.js";
+import { GcRuns } from "./gc-runner.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";

@@ -57,21 +57,12 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import {
-  algorithmOf,
-  type Digest,
-  type DigestAlgorithm,
-  digestOf,
-  encodedOf,
-  isDigest,
-  newHash,
-} from "../../protocol/digest.js";
+import { algorithmOf, type Digest, type DigestAlgorithm, digestOf, newHash } from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
   DigestMismatchError,
@@ -89,6 +80,7 @@ import {
   type StoreHealth,
   storeError,
 } from "./s3-client.js";
+import { asideKey, listS3Blobs, putBackObject, setAsideObject } from "./s3-gc.js";
 import { HashingCounter, streamParts } from "./s3-parts.js";
 import { S3Uploads } from "./s3-uploads.js";
 
@@ -305,89 +297,20 @@ export class S3BlobStore implements BlobStore {
 
   // ---------------------------------------------------------------- garbage collection (gc.ts)
 
-  async *listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
-    const prefix = this.keys.blobs;
-    let token: string | undefined;
-    for (let page = 0; page < 1_000_000; page++) {
-      const res = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
-        { abortSignal: signal },
-      );
-      for (const o of res.Contents ?? []) {
-        // <algorithm>/<two hex>/<encoded>
-        const parts = (o.Key ?? "").slice(prefix.length).split("/");
-        const digest = `${parts[0]}:${parts[2]}`;
-        if (parts.length !== 3 || !isDigest(digest)) continue;
-        yield { digest: digest as Digest, size: o.Size ?? 0, modifiedMs: o.LastModified?.getTime() ?? 0 };
-      }
-      token = res.NextContinuationToken;
-      if (!res.IsTruncated || token === undefined) return;
-    }
+  listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
+    return listS3Blobs(this, signal);
   }
 
-  #asideKey(digest: Digest, key: string): string {
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(key)) throw new Error(`bad set-aside key ${key}`);
-    return `${this.keys.prefix}gc/${key}/${algorithmOf(digest)}/${encodedOf(digest)}`;
-  }
-
-  #copy(from: string, to: string, signal?: AbortSignal): Promise<unknown> {
-    return this.client.send(
-      new CopyObjectCommand({
-        Bucket: this.bucket,
-        Key: to,
-        CopySource: `${this.bucket}/${encodeURIComponent(from).replaceAll("%2F", "/")}`,
-      }),
-      { abortSignal: signal },
-    );
-  }
-
-  /**
-   * Copy, then delete: not one atomic step as the filesystem's rename, but
-   * content-addressed — a push that stores the digest again between the two
-   * loses its object to the delete, and gc.ts puts the aside copy (the same
-   * bytes) back once that push's link is seen. Blobs over CopyObject's 5 GiB
-   * are left in place (reported absent: the run keeps them).
-   */
   async setAside(digest: Digest, key: string, signal?: AbortSignal): Promise<StoredBlob | undefined> {
-    const from = this.keys.blob(digest);
-    let head: { ContentLength?: number; LastModified?: Date };
-    try {
-      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: from }), {
-        abortSignal: signal,
-      });
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-    const size = head.ContentLength ?? 0;
-    if (size > MAX_COPY) return undefined;
-    try {
-      await this.#copy(from, this.#asideKey(digest, key), signal);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-    await this.deleteObject(from, signal);
-    return { digest, size, modifiedMs: head.LastModified?.getTime() ?? 0 };
+    return setAsideObject(this, digest, key, MAX_COPY, signal);
   }
 
   async putBack(digest: Digest, key: string, signal?: AbortSignal): Promise<boolean> {
-    const aside = this.#asideKey(digest, key);
-    let restored = false;
-    if ((await this.objectSize(this.keys.blob(digest), signal)) === undefined) {
-      try {
-        await this.#copy(aside, this.keys.blob(digest), signal);
-        restored = true;
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
-    await this.deleteObject(aside, signal);
-    return restored;
+    return putBackObject(this, digest, key, signal);
   }
 
   async dropAside(digest: Digest, key: string, signal?: AbortSignal): Promise<void> {
-    await this.deleteObject(this.#asideKey(digest, key), signal);
+    return this.deleteObject(asideKey(this, digest, key), signal);
   }
 
   startUpload(repo: string, signal?: AbortSignal): Promise<UploadState> {
