@@ -26,6 +26,12 @@
  * ("unreferenced"), content deleted before the undelete window ("deleted"),
  * and bytes no event ever linked ("orphan").
  *
+ * Links and the other regions: a collection marks the region's stale links
+ * dead with their write unchanged (projections/content.ts), so anti-entropy,
+ * which compares writes, neither copies them back nor deletes them
+ * elsewhere; until the other regions collect the same links, per-repository
+ * summaries (protocol/summary.ts counts live links) differ in exactly those.
+ *
  * Why the grace (default 1 hour) is enough for an in-flight push: clients
  * push a manifest right after its blobs (seconds), and a push that takes
  * longer than the grace between linking a layer and committing the manifest
