@@ -118,6 +118,46 @@ async function deleteManifest(client: OciClient, repo: string, digest: string): 
   assert.equal(res.status, 202);
 }
 
+/**
+ * A blob collected with `now` while a client pushes it again during the run's
+ * settle: set aside (its link dropped), pushed again, then kept, linked and
+ * intact; the run counts it put back. Needs a node whose settle is ≥ 2 s.
+ */
+async function putBackDuringSettle(node: string): Promise<Descriptor> {
+  const c = new OciClient(node);
+  const bytes = randomBytes(5000);
+  const blob = await c.pushBlob("team/settle", bytes);
+  const res = await fetch(`${node}/admin/v1/gc/runs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ now: true }),
+  });
+  const { runId } = (await res.json()) as { runId: string };
+  const state = async () =>
+    (await (await fetch(`${node}/admin/v1/gc/runs/${runId}`)).json()) as RunState & {
+      progress: { phase: string };
+    };
+  // Set aside (its link dropped: HEAD says absent), then pushed again by a client before the check.
+  for (let i = 0; i < 200 && (await state()).progress.phase !== "settle"; i++)
+    await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await state()).progress.phase, "settle");
+  assert.equal((await c.fetch(`/v2/team/settle/blobs/${blob.digest}`, { method: "HEAD" })).status, 404);
+  await c.pushBlob("team/settle", bytes);
+  let done = await state();
+  for (let i = 0; i < 200 && done.state === "running"; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    done = await state();
+  }
+  assert.equal(done.state, "ok");
+  assert.equal(done.result.candidates, 1);
+  assert.equal(done.result.restored, 1);
+  assert.equal(done.result.collected, 0);
+  const got = await c.fetch(`/v2/team/settle/blobs/${blob.digest}`);
+  assert.equal(got.status, 200);
+  assert.ok(Buffer.from(await got.arrayBuffer()).equals(bytes));
+  return blob;
+}
+
 const waitOutGrace = () => new Promise((r) => setTimeout(r, GRACE_MS + 300));
 
 describe("gc on the filesystem store", () => {
@@ -319,37 +359,7 @@ describe("gc puts back what a write needed during the settle", () => {
         gc: { graceMinutes: GRACE_MINUTES, settleMs: 2_000, intervalMinutes: 0 },
       })
     ).url;
-    const c = new OciClient(node);
-    const bytes = randomBytes(5000);
-    const blob = await c.pushBlob("team/settle", bytes);
-    const res = await fetch(`${node}/admin/v1/gc/runs`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ now: true }),
-    });
-    const { runId } = (await res.json()) as { runId: string };
-    const state = async () =>
-      (await (await fetch(`${node}/admin/v1/gc/runs/${runId}`)).json()) as RunState & {
-        progress: { phase: string };
-      };
-    // Set aside (its link dropped: HEAD says absent), then pushed again by a client before the check.
-    for (let i = 0; i < 200 && (await state()).progress.phase !== "settle"; i++)
-      await new Promise((r) => setTimeout(r, 20));
-    assert.equal((await state()).progress.phase, "settle");
-    assert.equal((await c.fetch(`/v2/team/settle/blobs/${blob.digest}`, { method: "HEAD" })).status, 404);
-    await c.pushBlob("team/settle", bytes);
-    let done = await state();
-    for (let i = 0; i < 200 && done.state === "running"; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      done = await state();
-    }
-    assert.equal(done.state, "ok");
-    assert.equal(done.result.candidates, 1);
-    assert.equal(done.result.restored, 1);
-    assert.equal(done.result.collected, 0);
-    const got = await c.fetch(`/v2/team/settle/blobs/${blob.digest}`);
-    assert.equal(got.status, 200);
-    assert.ok(Buffer.from(await got.arrayBuffer()).equals(bytes));
+    const blob = await putBackDuringSettle(node);
     assert.ok(
       existsSync(join(dataDir, "store", "blobs", "sha256", blob.digest.slice(7, 9), blob.digest.slice(7))),
     );
@@ -419,7 +429,7 @@ describe("gc on the S3 store", () => {
             credentialsFile: credentials,
           },
         },
-        gc: { graceMinutes: GRACE_MINUTES, settleMs: 200, intervalMinutes: 0 },
+        gc: { graceMinutes: GRACE_MINUTES, settleMs: 2_000, intervalMinutes: 0 },
       })
     ).url;
     client = new OciClient(node);
@@ -441,5 +451,12 @@ describe("gc on the S3 store", () => {
     await assertPullsIntact(client, live);
     const aside = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "reg/gc/" }));
     assert.equal(aside.Contents?.length ?? 0, 0, "nothing stays set aside after a run");
+  });
+
+  test("a blob pushed again while set aside (copy then delete on S3) is kept, linked and intact", async () => {
+    const blob = await putBackDuringSettle(node);
+    assert.ok((await objects()).has(blob.digest));
+    const aside = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: "reg/gc/" }));
+    assert.equal(aside.Contents?.length ?? 0, 0);
   });
 });
