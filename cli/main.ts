@@ -96,6 +96,7 @@ const ADMIN_COMMANDS = new Set([
   "audit",
   "quota",
   "scrub",
+  "gc",
 ]);
 
 /**

@@ -127,6 +127,8 @@ function streamReader(stream: string, create: boolean, durables: readonly string
     `${API}.CONSUMER.MSG.NEXT.${stream}.*`,
     `${API}.CONSUMER.INFO.${stream}.*`,
     `${API}.CONSUMER.DELETE.${stream}.*`,
+    // Reading every consumer's position (GC keeps what a durable has not acknowledged: node/data/gc.ts).
+    `${API}.CONSUMER.LIST.${stream}`,
   ];
   if (create) allow.unshift(`${API}.STREAM.CREATE.${stream}`);
   // Workers' durables are theirs alone: no reading, acking, replacing or deleting them.

@@ -296,6 +296,27 @@ export const NODE_SETTINGS = configSchema({
     "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
   ),
   http: section(httpLimitSettings({ keepAliveTimeoutMs: 75_000, exempt: ["127.0.0.1", "::1"] })),
+  // Garbage collection (node/data/gc.ts, node/gc-runner.ts).
+  gc: section({
+    intervalMinutes: number({
+      env: "MERIDIAN_GC_INTERVAL_MINUTES",
+      default: 0,
+      minimum: 0,
+      doc: "run garbage collection every this many minutes (0: off, the default; run it with `meridian gc run`). Set it on one node per region",
+    }),
+    graceMinutes: number({
+      env: "MERIDIAN_GC_GRACE_MINUTES",
+      default: 60,
+      minimum: 0,
+      doc: "bytes and unreferenced links younger than this are never collected (pushes in flight)",
+    }),
+    settleMs: integer({
+      env: "MERIDIAN_GC_SETTLE_MS",
+      default: 30_000,
+      minimum: 0,
+      doc: "wait between setting garbage aside and checking again that no write needed it; longer than any writer's step from seeing a blob to committing its event (a node's append and apply, a replication worker's copy of a closure)",
+    }),
+  }),
   uploads: section({
     idleMinutes: number({
       env: "MERIDIAN_UPLOAD_IDLE_MINUTES",

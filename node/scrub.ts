@@ -187,7 +187,7 @@ export class Scrubber {
     run.checked = 1;
     run.corrupt = 1;
     this.#metrics.blobs.inc({ result: "corrupt" });
-    void this.#corrupt(run, { digest, size }, actual, this.#stop.signal, false)
+    void this.#corrupt(run, { digest, size, modifiedMs: Date.now() }, actual, this.#stop.signal, false)
       .then(
         (finding) => {
           run.findings.push(finding);

@@ -34,6 +34,7 @@ import { privateDirs } from "./data/private-files.js";
 import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
 import { FetchOnMiss } from "./fetch-on-miss.js";
+import { scheduleGc } from "./gc-schedule.js";
 import type { HttpAuth } from "./http/access.js";
 import { buildApp } from "./http/app.js";
 import { ProxyTrust } from "./http/forwarded.js";
@@ -121,6 +122,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     pullFlushMs: config.pullFlushSeconds * 1000,
     ...(keys === undefined ? {} : { signEvent: (event) => keys.signEvent(event) }),
     uploadLimits: config.uploads,
+    gc: { graceMs: config.gc.graceMinutes * 60_000, settleMs: config.gc.settleMs },
   });
   registry.start();
   await catchUp(eventLog, view, log);
@@ -223,6 +225,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     config.storage.uploadMaxAgeHours,
     log.child({ component: "purge" }),
   );
+  const stopGc = scheduleGc(registry, config.gc.intervalMinutes, metrics, log.child({ component: "gc" }));
   return {
     url: address,
     registry,
@@ -233,6 +236,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     async close() {
       stopApplying();
       clearInterval(purge);
+      stopGc();
       await app.close();
       await scrubber.close();
       await audit.close();

@@ -275,6 +275,48 @@ export interface PullsRecorded extends Envelope {
 }
 /** Most pulls one `pulls.recorded` carries. */
 export const MAX_PULLS_PER_EVENT = 500;
+/**
+ * Garbage collection (issue 15, node/data/gc.ts): records of what one
+ * region's collector did, not commands (no region acts on another's). They
+ * replicate like other admin events, so every region's audit can explain a
+ * missing blob; only the `gc.collected` in the stream it was written to (no
+ * `cause`) drops that region's stale links.
+ */
+export interface GcRun extends Envelope {
+  type: "gc.run";
+  runId: string;
+  /** The region collecting. */
+  region: string;
+  dryRun: boolean;
+  /** The grace and undelete window in force for this run (`--now`: both 0). */
+  graceMs: number;
+  undeleteWindowMs: number;
+  /** How it was started: "manual" (admin API) or "scheduled". */
+  trigger: string;
+}
+/** One blob (or manifest's bytes) collected by a run, with why it was garbage. */
+export interface GcCollected extends Envelope {
+  type: "gc.collected";
+  runId: string;
+  region: string;
+  digest: Digest;
+  size: number;
+  /** Why nothing needed it: "unreferenced" (links, no live manifest), "orphan" (no link at all), "deleted" (past the undelete window). */
+  reason: string;
+  /**
+   * The stale links this collection drops: each repository's link register
+   * as the run saw it (its write id). A link written since is not touched.
+   */
+  links: Array<{ repo: string; write: string }>;
+}
+export interface GcFinished extends Envelope {
+  type: "gc.finished";
+  runId: string;
+  region: string;
+  outcome: "ok" | "failed";
+  stats: Record<string, number>;
+  error?: string;
+}
 
 /** User names: lower-case letters, digits and `._-`, at most 63. */
 export const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -311,7 +353,10 @@ export type AdminEvent =
   | QuotaSet
   | RetentionSet
   | RetentionDeleted
-  | PullsRecorded;
+  | PullsRecorded
+  | GcRun
+  | GcCollected
+  | GcFinished;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -346,6 +391,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "retention.set",
   "retention.deleted",
   "pulls.recorded",
+  "gc.run",
+  "gc.collected",
+  "gc.finished",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

@@ -166,6 +166,11 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "breaker.reset":
       text("name", 63);
       break;
+    case "gc.run":
+    case "gc.collected":
+    case "gc.finished":
+      validateGcEvent(e, type, need, text);
+      break;
     case "user.set":
       need(typeof e.name === "string" && USER_NAME.test(e.name), "name");
       need(typeof e.passwordHash === "string" && e.passwordHash.startsWith("scrypt$"), "passwordHash");
@@ -226,6 +231,42 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
   }
   return e as unknown as RegistryEvent;
+}
+
+/** The fields of the garbage collector's records (protocol/event-types.ts GcRun …). */
+function validateGcEvent(
+  e: Record<string, unknown>,
+  type: EventType,
+  need: (cond: boolean, field: string) => void,
+  text: (field: string, max?: number) => void,
+): void {
+  const ms = (field: string) => need(Number.isSafeInteger(e[field]) && (e[field] as number) >= 0, field);
+  text("runId", 64);
+  need(typeof e.region === "string" && REGION.test(e.region), "region");
+  if (type === "gc.run") {
+    need(typeof e.dryRun === "boolean", "dryRun");
+    ms("graceMs");
+    ms("undeleteWindowMs");
+    text("trigger", 32);
+  } else if (type === "gc.collected") {
+    wrap("digest", () => parseDigest(e.digest as string));
+    ms("size");
+    text("reason", 64);
+    need(Array.isArray(e.links) && (e.links as unknown[]).length <= 10_000, "links");
+    for (const link of e.links as Array<{ repo: string; write: string }>) {
+      need(typeof link === "object" && link !== null && typeof link.write === "string", "links");
+      wrap("links", () => parseRepository(link.repo));
+    }
+  } else {
+    need(["ok", "failed"].includes(e.outcome as string), "outcome");
+    need(
+      typeof e.stats === "object" &&
+        e.stats !== null &&
+        Object.values(e.stats).every((n) => typeof n === "number" && Number.isFinite(n)),
+      "stats",
+    );
+    need(e.error === undefined || typeof e.error === "string", "error");
+  }
 }
 
 /** A configuration scope: a repository name, or a prefix of names ending in "/" ("" = every repository). */

@@ -29,10 +29,12 @@ export interface UploadState {
   startedAt: string;
 }
 
-/** A committed blob as a listing sees it (the scrub's walk: node/data/scrub.ts). */
+/** A committed blob as a listing sees it (garbage collection: node/data/gc.ts; the scrub's walk: node/scrub.ts). */
 export interface StoredBlob {
   digest: Digest;
   size: number;
+  /** When its bytes were last written (ms since the epoch): fs mtime, S3 LastModified. */
+  modifiedMs: number;
 }
 
 export interface BlobStore {
@@ -75,7 +77,8 @@ export interface BlobStore {
   writeAll(bytes: Uint8Array, digest: Digest, signal?: AbortSignal): Promise<void>;
 
   /**
-   * Optional (both stores have it; the scrub needs it): every committed blob,
+   * Optional (both stores have it; the scrub and garbage collection need
+   * it, node/scrub.ts and node/data/gc.ts): every committed blob,
    * in no particular order. A blob committed or removed during the walk may
    * or may not be listed. Names under `blobs/` that are not a digest are
    * skipped.
@@ -132,4 +135,21 @@ export interface BlobStore {
     before: Date,
     options?: { idleBefore?: Date; signal?: AbortSignal },
   ): Promise<{ uploads: number; leftovers: number }>;
+
+  /**
+   * Optional (garbage collection): move a blob's bytes aside under `key` (a
+   * run id), so reads see it absent while it can still be put back.
+   * Resolves with what was moved; undefined when the blob is absent.
+   */
+  setAside?(digest: Digest, key: string, signal?: AbortSignal): Promise<StoredBlob | undefined>;
+
+  /**
+   * Optional: put bytes set aside back, unless the blob is there again (a
+   * push stored it meanwhile: the same bytes, by digest). True when they
+   * were put back; the aside copy is gone either way.
+   */
+  putBack?(digest: Digest, key: string, signal?: AbortSignal): Promise<boolean>;
+
+  /** Optional: drop bytes set aside for good; absent is not an error. */
+  dropAside?(digest: Digest, key: string, signal?: AbortSignal): Promise<void>;
 }

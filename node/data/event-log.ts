@@ -51,6 +51,12 @@ export interface EventLog {
    */
   subscribe(durable: string, handler: DeliveryHandler, options: SubscribeOptions): Promise<void>;
 
+  /**
+   * Optional: the lowest sequence every durable consumer of the stream has
+   * acknowledged (undefined: there is none). Garbage collection keeps the
+   * content named past it, which other regions may still fetch from here.
+   */
+  durableFloor?(signal?: AbortSignal): Promise<number | undefined>;
   /** True while the log can take appends (connected). */
   readonly writable: boolean;
 

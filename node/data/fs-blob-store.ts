@@ -9,6 +9,7 @@
  *   ├── tmp/<uuid>                                    monolithic writes in flight
  *   └── quarantine/<algorithm>/<encoded>.<ms>          bytes the scrub found corrupt, moved aside
  *                                                     (node/data/scrub.ts; never read by Meridian)
+ *   └── gc/<run id>/<algorithm>-<encoded>             blobs a GC run set aside (node/data/gc.ts)
  *
  * A blob becomes visible only by rename(2) of a complete, verified (and, with
  * `fsync`, flushed) file into `blobs/`, so a crash at any point leaves either
@@ -51,7 +52,6 @@ import {
   digestOf,
   encodedOf,
   newHash,
-  parseDigest,
 } from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
@@ -63,6 +63,7 @@ import {
 } from "../../protocol/errors.js";
 import type { BlobStore, ByteRange, StoredBlob, UploadState } from "./blob-store.js";
 import { FileBody } from "./file-body.js";
+import { asidePath, dropAsideFile, listFsBlobs, putBackFile, setAsideFile } from "./fs-gc.js";
 import { PerKeySerial } from "./per-key-serial.js";
 import { streamToFile } from "./stream-to-file.js";
 
@@ -225,23 +226,22 @@ export class FsBlobStore implements BlobStore {
     await rm(this.#blobPath(digest), { force: true });
   }
 
-  async *listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
-    const blobs = join(this.#root, "blobs");
-    for (const algorithm of await readdir(blobs)) {
-      for (const prefix of await readdir(join(blobs, algorithm)).catch(() => [] as string[])) {
-        for (const encoded of await readdir(join(blobs, algorithm, prefix)).catch(() => [] as string[])) {
-          signal?.throwIfAborted();
-          let digest: Digest;
-          try {
-            digest = parseDigest(`${algorithm}:${encoded}`);
-          } catch {
-            continue;
-          }
-          const s = await stat(join(blobs, algorithm, prefix, encoded)).catch(() => undefined);
-          if (s?.isFile()) yield { digest, size: s.size };
-        }
-      }
-    }
+  // ---------------------------------------------------------------- garbage collection (gc.ts)
+
+  listBlobs(): AsyncIterable<StoredBlob> {
+    return listFsBlobs(join(this.#root, "blobs"));
+  }
+
+  async setAside(digest: Digest, key: string): Promise<StoredBlob | undefined> {
+    return setAsideFile(digest, this.#blobPath(digest), asidePath(this.#root, digest, key));
+  }
+
+  async putBack(digest: Digest, key: string): Promise<boolean> {
+    return putBackFile(asidePath(this.#root, digest, key), this.#blobPath(digest));
+  }
+
+  async dropAside(digest: Digest, key: string): Promise<void> {
+    return dropAsideFile(asidePath(this.#root, digest, key));
   }
 
   async quarantine(digest: Digest): Promise<boolean> {

@@ -334,6 +334,28 @@ export class JetStreamLog implements EventLog {
     }
   }
 
+  /**
+   * The lowest position every durable consumer of this region's stream has
+   * acknowledged (the other regions' replication workers read this stream
+   * through durables, as do this region's own subscribers); undefined when
+   * it has none. Garbage collection keeps what events past it name
+   * (node/data/gc.ts). LogUnavailableError when the server does not answer.
+   */
+  async durableFloor(): Promise<number | undefined> {
+    await this.#ready;
+    try {
+      let floor: number | undefined;
+      for await (const c of this.#jsm!.consumers.list(this.#stream)) {
+        if (c.config.durable_name === undefined) continue;
+        const acked = c.ack_floor.stream_seq;
+        floor = floor === undefined ? acked : Math.min(floor, acked);
+      }
+      return floor;
+    } catch (err) {
+      throw new LogUnavailableError("event log unavailable", { cause: err });
+    }
+  }
+
   async subscribe(durable: string, handler: DeliveryHandler, options: SubscribeOptions): Promise<void> {
     await this.#ready;
     await subscribeDurable(this.#js!, this.#jsm!, this.#stream, durable, handler, options);

@@ -15,18 +15,19 @@
  * No HTTP here: the HTTP layer (node/http) maps requests onto these methods and
  * their domain errors onto OCI responses.
  */
+
 import type { Readable } from "node:stream";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
-import { algorithmOf, type Digest, digestOf, parseDigest } from "../../protocol/digest.js";
+import { algorithmOf, type Digest, digestOf } from "../../protocol/digest.js";
 import { BlobNotFoundError, ManifestNotFoundError, RepositoryNotFoundError } from "../../protocol/errors.js";
 import type { EventBody, RegistryEvent } from "../../protocol/events.js";
 import { HybridClock } from "../../protocol/hlc.js";
-import { parseTag } from "../../protocol/names.js";
 import type { BlobStore, ByteRange } from "./blob-store.js";
 import { CommitStep } from "./commit-step.js";
 import type { EventLog } from "./event-log.js";
 import { failover } from "./failover.js";
+import { GcRuns } from "./gc-runner.js";
 import { refuseProtectedDelete } from "./immutability-guard.js";
 import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
@@ -35,7 +36,7 @@ import { QuotaGate } from "./quota-gate.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import { Uploads } from "./uploads.js";
-import type { ManifestRecord, MetadataView, Page, ReferrerRecord } from "./view.js";
+import type { MetadataView, Page, ReferrerRecord } from "./view.js";
 
 /** Where the view follows the log, and what undelete takes: re-exported for the callers of old. */
 export { catchUp, followLog } from "./log-follow.js";
@@ -69,37 +70,13 @@ export interface RegistryOptions {
   uploadLimits?: UploadSessionLimits;
   /** How often pulls seen are recorded in the log for retention (./pull-record.ts); never without. */
   pullFlushMs?: number;
+  /** Garbage collection (./gc.ts): grace (default 1 hour) and settle (default 30 s). */
+  gc?: { graceMs: number; settleMs: number };
 }
 
-/** What the registry needs from the other regions. */
-export interface RegionLink {
-  /** Why writes as a repository's home are refused now; "" when they are not. */
-  fence(): string;
-  /** Wait until `copies` other regions hold the manifest, or `timeoutMs`. */
-  waitReplicated(
-    repo: string,
-    digest: Digest,
-    copies: number,
-    timeoutMs: number,
-  ): Promise<{ regions: string[]; satisfied: boolean }>;
-  /** How the region's peer sees the other regions, and this region's lease; undefined before it answered. */
-  peerView():
-    | { leaseMs: number; peers: Array<{ region: string; up: boolean; lastSeenAtMs: number }> }
-    | undefined;
-}
+import type { Reference, RegionLink, ResolvedManifest } from "./registry-types.js";
 
-export interface ResolvedManifest {
-  digest: Digest;
-  record: ManifestRecord;
-  bytes: Buffer;
-}
-
-/** A reference in a manifest URL: a tag or a digest. */
-export type Reference = { tag: string } | { digest: Digest };
-
-export function parseReference(value: string): Reference {
-  return value.includes(":") ? { digest: parseDigest(value) } : { tag: parseTag(value) };
-}
+export { parseReference, type Reference, type RegionLink, type ResolvedManifest } from "./registry-types.js";
 
 export class Registry {
   readonly region: string;
@@ -111,6 +88,8 @@ export class Registry {
   readonly uploads: Uploads;
   /** Pulls seen by this node, recorded coarsely for retention (./pull-record.ts); absent: not tracked. */
   readonly pulls: PullRecord | undefined;
+  /** Garbage collection runs of this node (./gc.ts). */
+  readonly gc: GcRuns;
   readonly #log: EventLog;
   readonly #logger: Logger;
   readonly #clock: HybridClock;
@@ -179,6 +158,21 @@ export class Registry {
             flushMs: options.pullFlushMs,
             logger: this.#logger,
           });
+    this.gc = new GcRuns(
+      {
+        region: this.region,
+        store: this.store,
+        log: this.#log,
+        view: this.view,
+        commits: this.#commits,
+        logger: this.#logger.child({ component: "gc" }),
+      },
+      {
+        graceMs: options.gc?.graceMs ?? 3_600_000,
+        settleMs: options.gc?.settleMs ?? 30_000,
+        undeleteWindowMs: this.#undeleteWindowMs,
+      },
+    );
     this.#push = {
       region: this.region,
       store: this.store,
@@ -211,6 +205,7 @@ export class Registry {
 
   async stop(): Promise<void> {
     this.pulls?.stop();
+    await this.gc.stop();
     this.#tailAbort?.abort();
     await this.#tailDone;
   }

@@ -4,6 +4,7 @@
  *
  *   <prefix>blobs/<algorithm>/<first two hex>/<encoded>   committed bytes, named by digest
  *   <prefix>tmp/<uuid>                                   monolithic writes in flight
+ *   <prefix>gc/<run id>/<algorithm>/<encoded>            blobs a GC run set aside (node/data/gc.ts)
  *   <prefix>uploads/<uuid>/state.json                    an upload session (s3-uploads.ts)
  *   <prefix>uploads/<uuid>/tail-<uuid>                   its bytes not yet in a part
  *   <prefix>uploads/<uuid>/data                          its multipart upload's key
@@ -57,7 +58,6 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from "@aws-sdk/client-s3";
@@ -70,7 +70,6 @@ import {
   digestOf,
   encodedOf,
   newHash,
-  parseDigest,
 } from "../../protocol/digest.js";
 import {
   BlobNotFoundError,
@@ -89,6 +88,7 @@ import {
   type StoreHealth,
   storeError,
 } from "./s3-client.js";
+import { asideKey, listS3Blobs, putBackObject, setAsideObject } from "./s3-gc.js";
 import { HashingCounter, streamParts } from "./s3-parts.js";
 import { S3Uploads } from "./s3-uploads.js";
 
@@ -303,6 +303,24 @@ export class S3BlobStore implements BlobStore {
     await this.deleteObject(this.keys.blob(digest), signal);
   }
 
+  // ---------------------------------------------------------------- garbage collection (gc.ts)
+
+  listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
+    return listS3Blobs(this, signal);
+  }
+
+  async setAside(digest: Digest, key: string, signal?: AbortSignal): Promise<StoredBlob | undefined> {
+    return setAsideObject(this, digest, key, MAX_COPY, signal);
+  }
+
+  async putBack(digest: Digest, key: string, signal?: AbortSignal): Promise<boolean> {
+    return putBackObject(this, digest, key, signal);
+  }
+
+  async dropAside(digest: Digest, key: string, signal?: AbortSignal): Promise<void> {
+    return this.deleteObject(asideKey(this, digest, key), signal);
+  }
+
   startUpload(repo: string, signal?: AbortSignal): Promise<UploadState> {
     return this.#uploads.start(repo, signal);
   }
@@ -411,33 +429,6 @@ export class S3BlobStore implements BlobStore {
     await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }), {
       abortSignal: signal,
     });
-  }
-
-  async *listBlobs(signal?: AbortSignal): AsyncIterable<StoredBlob> {
-    const root = this.keys.blobs;
-    let token: string | undefined;
-    do {
-      const res = await this.client
-        .send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: root, ContinuationToken: token }), {
-          abortSignal: signal,
-        })
-        .catch((err) => {
-          throw storeError(err);
-        });
-      for (const o of res.Contents ?? []) {
-        // <root><algorithm>/<two hex>/<encoded>
-        const parts = (o.Key ?? "").slice(root.length).split("/");
-        if (parts.length !== 3) continue;
-        let digest: Digest;
-        try {
-          digest = parseDigest(`${parts[0]}:${parts[2]}`);
-        } catch {
-          continue;
-        }
-        yield { digest, size: o.Size ?? 0 };
-      }
-      token = res.IsTruncated ? res.NextContinuationToken : undefined;
-    } while (token !== undefined);
   }
 
   async quarantine(digest: Digest, signal?: AbortSignal): Promise<boolean> {

@@ -64,6 +64,7 @@ import {
   type TagHistoryEntry,
 } from "./projections/content.js";
 import type { ContentReads } from "./projections/content-reads.js";
+import { type GcRunReads, GcRunsProjection } from "./projections/gc-runs.js";
 import {
   IdentityProjection,
   type IdentityReads,
@@ -132,6 +133,8 @@ export class MetadataView {
   readonly identity: IdentityReads;
   readonly quotas: QuotaReads;
   readonly retention: RetentionReads;
+  /** Garbage-collection runs (projections/gc-runs.ts). */
+  readonly gc: GcRunReads;
   readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
@@ -160,14 +163,16 @@ export class MetadataView {
     const admin = new ReplicationAdminProjection(this.#db);
     this.#identity = new IdentityProjection(this.#db);
     const retention = new RetentionProjection(this.#db);
-    [this.content, this.admin, this.identity, this.quotas, this.retention] = [
+    const gc = new GcRunsProjection(this.#db);
+    [this.content, this.admin, this.identity, this.quotas, this.retention, this.gc] = [
       content,
       admin,
       this.#identity,
       quotas,
       retention,
+      gc,
     ];
-    this.#projections = [content, admin, this.#identity, quotas, retention];
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc];
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);

@@ -48,6 +48,7 @@ import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
 import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
+import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
 import { quotaRoutes } from "./admin/quotas.js";
@@ -107,6 +108,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(quotaRoutes, { registry });
       await admin.register(retentionRoutes, { registry });
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
+      await admin.register(gcRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

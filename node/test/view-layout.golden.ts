@@ -27,6 +27,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
   ],
   [
+    "G!sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604!a",
+    '{"digest":"sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604","region":"a","runId":"gc-sc","reason":"orphan","size":20,"repos":["team/app"],"at":"1970-01-01T00:00:51.000Z","actor":"admin"}',
+  ],
+  [
     "H!team/app!000000000000",
     '{"home":"a","w":{"id":"sc-a-13","origin":"a","hlc":{"wall":13,"logical":0},"at":"1970-01-01T00:00:13.000Z","actor":"admin"}}',
   ],
@@ -119,6 +123,9 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-42", "38"],
   ["e!sc-a-43", "39"],
   ["e!sc-a-45", "41"],
+  ["e!sc-a-50", "42"],
+  ["e!sc-a-51", "43"],
+  ["e!sc-a-52", "44"],
   ["e!sc-a-6", "6"],
   ["e!sc-a-7", "7"],
   ["e!sc-a-8", "8"],
@@ -141,6 +148,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "g!team!alice",
     '{"value":{"role":"projectAdmin"},"w":{"id":"sc-a-24","origin":"a","hlc":{"wall":24,"logical":0},"at":"1970-01-01T00:00:24.000Z","actor":"admin"}}',
+  ],
+  [
+    "gc!gc-sc",
+    '{"runId":"gc-sc","region":"a","dryRun":false,"graceMs":0,"undeleteWindowMs":0,"trigger":"manual","actor":"admin","at":"1970-01-01T00:00:50.000Z","finished":{"outcome":"ok","stats":{"collected":1},"at":"1970-01-01T00:00:52.000Z"}}',
   ],
   [
     "h!team/app!c-tag!000000000000030.000000000!c!sc-c-30",
@@ -171,7 +182,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "41"],
+  ["m!seq", "44"],
   ["o!c", "7"],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
@@ -180,7 +191,6 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["qd!other!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c", '{"n":0,"size":10}'],
   ["qd!team!sha256:0b57c4413b6fbb0498432b80919fce8f15158934c95d6650b6864dee6aebb2d7", '{"n":1,"size":50}'],
   ["qd!team!sha256:2c16fc038f0b9b1dd37fdfd1ebc2fe2d1314eeffacb338a622e47f4e090bc1ff", '{"n":1,"size":120}'],
-  ["qd!team!sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604", '{"n":0,"size":-1}'],
   ["qd!team!sha256:9ba69afc04ec0016cd2dfa4bc2a1df7bba5de141d3397f85ef84c6cdd279471d", '{"n":0,"size":130}'],
   ["qd!team!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279", '{"n":1,"size":100}'],
   ["qd!team!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c", '{"n":1,"size":10}'],
@@ -190,7 +200,6 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ],
   ["qu!other", '{"usedBytes":0,"blobs":0,"reclaimableBytes":10}'],
   ["qu!team", '{"usedBytes":280,"blobs":4,"reclaimableBytes":130}'],
-  ["qx!sha256:4d4581be4752a4aeab6fce14c8fda7ba194ee27e248f38ba806b9097a7bb7604!team", ""],
   ["qx!sha256:9ba69afc04ec0016cd2dfa4bc2a1df7bba5de141d3397f85ef84c6cdd279471d!team", ""],
   ["qx!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c!other", ""],
   ["r!other/gone", "{}"],

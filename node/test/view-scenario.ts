@@ -164,5 +164,28 @@ export function scenario(): RegistryEvent[] {
       pulls: [{ repo: REPO, digest: M1, at: "2024-04-01T12:00:00.000Z" }],
     }),
   );
+  // A garbage-collection run (issue 15); its collection names a link write the view never
+  // held, so it drops nothing (node/test/gc.test.ts shows the drops on real processes).
+  list.push(
+    e("a", 50, {
+      type: "gc.run",
+      runId: "gc-sc",
+      region: "a",
+      dryRun: false,
+      graceMs: 0,
+      undeleteWindowMs: 0,
+      trigger: "manual",
+    }),
+    e("a", 51, {
+      type: "gc.collected",
+      runId: "gc-sc",
+      region: "a",
+      digest: L2,
+      size: 20,
+      reason: "orphan",
+      links: [{ repo: REPO, write: "sc-never" }],
+    }),
+    e("a", 52, { type: "gc.finished", runId: "gc-sc", region: "a", outcome: "ok", stats: { collected: 1 } }),
+  );
   return list;
 }

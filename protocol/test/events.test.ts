@@ -133,6 +133,35 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     type: "pulls.recorded",
     pulls: [{ repo: "a/b", digest: D1, at: "2024-05-01T12:00:00.000Z" }],
   },
+  "gc.run": {
+    ...envelope,
+    type: "gc.run",
+    runId: "gc-1",
+    region: "eu-west-1",
+    dryRun: false,
+    graceMs: 3_600_000,
+    undeleteWindowMs: 0,
+    trigger: "manual",
+  },
+  "gc.collected": {
+    ...envelope,
+    type: "gc.collected",
+    runId: "gc-1",
+    region: "eu-west-1",
+    digest: D1,
+    size: 12,
+    reason: "unreferenced",
+    links: [{ repo: "library/ubuntu", write: "w-1" }],
+  },
+  "gc.finished": {
+    ...envelope,
+    type: "gc.finished",
+    runId: "gc-1",
+    region: "eu-west-1",
+    outcome: "failed",
+    stats: { collected: 1 },
+    error: "stopped",
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -165,6 +194,9 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "retention.set": ["name", "rule"],
   "retention.deleted": ["name"],
   "pulls.recorded": ["pulls"],
+  "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],
+  "gc.collected": ["runId", "region", "digest", "size", "reason", "links"],
+  "gc.finished": ["runId", "region", "outcome", "stats"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -236,6 +268,12 @@ const BAD_VALUES: Record<string, unknown[]> = {
     [{ repo: "a/b", digest: D1, at: "soon" }],
     Array.from({ length: 501 }, () => ({ repo: "a/b", digest: D1, at: "2024-05-01T12:00:00.000Z" })),
   ],
+  dryRun: ["yes", 1, null],
+  graceMs: [-1, 1.5, "0", null],
+  undeleteWindowMs: [-1, "0", null],
+  trigger: ["", 1, null],
+  reason: ["", 1, null],
+  links: [null, "a", [null], [{ repo: "UPPER", write: "w" }], [{ repo: "a" }]],
 };
 
 describe("validateEvent accepts", () => {

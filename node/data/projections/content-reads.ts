@@ -63,6 +63,21 @@ export interface ContentReads {
   configs(): RepoConfig[];
   /** Immutable-tag rules (./immutability.ts). */
   readonly immutability: ImmutabilityReads;
+  /** Garbage collections of a blob, in any region (why a blob is missing), oldest region name first. */
+  collections(digest: Digest): Promise<CollectionRecord[]>;
+}
+
+/** A blob's collection by a GC run (content.ts applies `gc.collected`). */
+export interface CollectionRecord {
+  digest: Digest;
+  region: string;
+  runId: string;
+  reason: string;
+  size: number;
+  /** The repositories whose links the collection dropped. */
+  repos: string[];
+  at: string;
+  actor: string;
 }
 
 export class ContentReadsImpl implements ContentReads {
@@ -251,6 +266,13 @@ export class ContentReadsImpl implements ContentReads {
       const r = JSON.parse(value) as ReferrerRecord;
       if (artifactType === undefined || r.artifactType === artifactType) out.push(r);
     }
+    return out;
+  }
+
+  async collections(digest: Digest): Promise<CollectionRecord[]> {
+    const prefix = `G!${digest}!`;
+    const out: CollectionRecord[] = [];
+    for await (const value of this.#db.values({ gt: prefix, lt: prefix + END })) out.push(JSON.parse(value));
     return out;
   }
 }

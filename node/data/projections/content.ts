@@ -29,6 +29,7 @@
  *   R!<repo>!<subject>!<digest>    referrer of subject (live) ReferrerRecord
  *   Z!<repo>                       repository tombstone       {w: Write}
  *   c!<repo>!<tag>!<loser id>      a recorded tag conflict    ConflictRecord
+ *   G!<digest>!<region>            its last GC collection there  CollectionRecord
  *   C!…, H!…                       repository configurations  (repo-configs.ts)
  *   I!…                            immutable-tag rules        (immutability.ts)
  *
@@ -53,7 +54,7 @@ import type {
   Write,
 } from "../../../protocol/registers.js";
 import { foldWrites, type TagMergeRule, type TagWrite } from "../../../protocol/tag-merge.js";
-import { ContentReadsImpl } from "./content-reads.js";
+import { type CollectionRecord, ContentReadsImpl } from "./content-reads.js";
 import { ImmutabilityRules } from "./immutability.js";
 import type { Held } from "./quotas.js";
 import { RepoConfigs } from "./repo-configs.js";
@@ -96,7 +97,7 @@ export interface ConflictRecord {
   at: string;
 }
 
-/** Who hears of every change of a blob link or manifest register (./quotas.ts). */
+/** Who hears of every change of a blob link or manifest register, and of collections (./quotas.ts). */
 export interface HolderListener {
   holderChanged(
     batch: Batch,
@@ -105,6 +106,8 @@ export interface HolderListener {
     before: Held | undefined,
     after: Held,
   ): Promise<void>;
+  /** The region's garbage collection removed `digest`'s bytes from the store (`gc.collected`). */
+  collected?(batch: Batch, digest: string): Promise<void>;
 }
 
 export class ContentProjection extends ContentReadsImpl implements Projection {
@@ -163,6 +166,36 @@ export class ContentProjection extends ContentReadsImpl implements Projection {
     },
     "immutability.set": (batch, e, w, seq) => this.#ruleChanged(batch, e, w, seq),
     "immutability.deleted": (batch, e, w, seq) => this.#ruleChanged(batch, e, w, seq),
+    // A GC collection (node/data/gc.ts) in the region that wrote it (a replica carries `cause`:
+    // another region's links are its own): each stale link the run saw becomes dead with its
+    // write unchanged, so anti-entropy sees the same write on both sides and copies nothing back;
+    // a link written since (another write id) is left alone.
+    "gc.collected": async (batch, e) => {
+      const record: CollectionRecord = {
+        digest: e.digest,
+        region: e.region,
+        runId: e.runId,
+        reason: e.reason,
+        size: e.size,
+        repos: e.links.map((l) => l.repo),
+        at: e.at,
+        actor: e.actor,
+      };
+      batch.put(`G!${e.digest}!${e.region}`, JSON.stringify(record));
+      if (e.cause !== undefined) return;
+      for (const { repo, write } of e.links) {
+        const key = `b!${repo}!${e.digest}`;
+        const current = await getJson<BlobRegister>(batch, key);
+        if (current?.live === true && current.w.id === write) {
+          const next = { ...current, live: false } satisfies BlobRegister;
+          batch.put(key, JSON.stringify(next));
+          // The quota projection hears of it as of any link's end (the project's usage drops)…
+          await this.#holders?.holderChanged(batch, repo, e.digest, current, next);
+        }
+      }
+      // …and of the bytes leaving the store (no longer reclaimable in any project).
+      await this.#holders?.collected?.(batch, e.digest);
+    },
     "repository.configured": async (batch, e, w, seq) => {
       if (!(await this.#configs.apply(batch, e, w))) return;
       // Every tag under the scope is refolded under the rule now in force.

@@ -36,7 +36,7 @@
  * as in Harbor, not by the garbage collection) but stay on disk until a
  * collection removes them: the project's `reclaimableBytes` counts them, and
  * `qx!<digest>!<project>` indexes them by digest. A collection event (a
- * future `blob.collected {digest}` from the region's GC) calls `collected`:
+ * `gc.collected {digest}` from the region's GC, node/data/gc.ts) calls `collected`:
  * every project's entry for that digest with no live holder is dropped and
  * its bytes leave `reclaimableBytes`. GC collects only what nothing live
  * needs, so a collection never changes `usedBytes`; a digest pushed again
@@ -159,7 +159,7 @@ export class QuotaProjection implements Projection, QuotaReads {
 
   /**
    * The region's garbage collection removed `digest`'s bytes from the store
-   * (a future `blob.collected` event's handler calls this, in its batch):
+   * (the content projection's `gc.collected` handler calls this, in its batch):
    * every project that held it without a live holder stops counting it as
    * reclaimable. A project still holding it live is untouched (GC never
    * collects live content; were it to, the usage would still say what the

@@ -1,0 +1,115 @@
+/**
+ * `meridian gc run`: garbage-collect one region's blob store now
+ * (node/data/gc.ts through the admin API's POST /gc/runs), follow the run
+ * and print its progress and summary. Plain lines (one per phase change),
+ * a JSON result with --json. Exit 0 when the run finished ok, 1 when it
+ * failed.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Command, CommandError, type Context, JSON_OPT, printJson } from "./admin-client.js";
+
+export const GC_USAGE = `  gc run [--dry-run] [--now]      garbage-collect a region's blob store (--region R; default the first
+                                  that answers), wait for it, print progress and what was reclaimed;
+                                  --dry-run lists what would go and changes nothing; --now: grace period
+                                  and undelete window 0 for this run (system admin; audited)
+`;
+
+/** How long `gc run` follows a run before giving up. */
+const WAIT_TIMEOUT_MS = 60 * 60_000;
+const POLL_MS = 500;
+
+export const GC_COMMANDS: Record<string, Command> = {
+  "gc run": {
+    args: [],
+    options: {
+      ...JSON_OPT,
+      "dry-run": { type: "boolean", default: false },
+      now: { type: "boolean", default: false },
+    },
+    run: gcRun,
+  },
+};
+
+interface RunState {
+  runId: string;
+  region: string;
+  state: "running" | "ok" | "failed";
+  dryRun: boolean;
+  progress?: { phase: string; scanned: number; candidates: number; collected: number };
+  result?: {
+    scanned: number;
+    candidates: number;
+    candidateBytes: number;
+    collected: number;
+    collectedBytes: number;
+    restored: number;
+    durationMs: number;
+    items: Array<{ digest: string; size: number; reason: string }>;
+  };
+  stats?: Record<string, number>;
+  error?: string;
+}
+
+async function gcRun(ctx: Context): Promise<number> {
+  const api = ctx.api();
+  const started = await api.send<RunState & { graceMs: number; undeleteWindowMs: number }>(
+    "POST",
+    "/gc/runs",
+    {
+      json: { dryRun: ctx.values["dry-run"] === true, now: ctx.values.now === true },
+    },
+  );
+  const say = (line: string) => {
+    if (!ctx.json) process.stdout.write(`${line}\n`);
+  };
+  say(
+    `gc run ${started.runId} in region ${started.region}${started.dryRun ? " (dry run)" : ""}: grace ${seconds(started.graceMs)}, undelete window ${seconds(started.undeleteWindowMs)}`,
+  );
+  const deadline = Date.now() + WAIT_TIMEOUT_MS;
+  let last = "";
+  let run: RunState;
+  for (;;) {
+    try {
+      run = await api.get<RunState>(`/gc/runs/${encodeURIComponent(started.runId)}`);
+    } catch (err) {
+      // Unreachable for a moment: keep waiting; a refusal is final.
+      if (!(err instanceof CommandError) || (err.status !== undefined && err.status < 500)) throw err;
+      await sleep(POLL_MS);
+      continue;
+    }
+    const p = run.progress;
+    const line =
+      p === undefined
+        ? run.state
+        : `${p.phase}: ${p.scanned} blobs scanned, ${p.candidates} collectable, ${p.collected} collected`;
+    if (line !== last && run.state === "running") say(line);
+    last = line;
+    if (run.state !== "running") break;
+    if (Date.now() > deadline) throw new CommandError(`timed out after an hour waiting for ${started.runId}`);
+    await sleep(POLL_MS);
+  }
+  if (ctx.json) printJson(run);
+  else if (run.state === "failed") say(`failed: ${run.error ?? "unknown error"}`);
+  else {
+    const r = run.result;
+    const s = run.stats ?? {};
+    const collected = r?.collected ?? s.collected ?? 0;
+    const bytes = r?.collectedBytes ?? s.collectedBytes ?? 0;
+    const duration = r?.durationMs ?? s.durationMs ?? 0;
+    if (run.dryRun) {
+      for (const item of r?.items ?? [])
+        say(`would collect ${item.digest} ${item.size} bytes (${item.reason})`);
+      say(
+        `done (dry run): ${r?.candidates ?? s.candidates ?? 0} blobs, ${r?.candidateBytes ?? s.candidateBytes ?? 0} bytes collectable of ${r?.scanned ?? s.scanned ?? 0} scanned; nothing changed; ${seconds(duration)}`,
+      );
+    } else
+      say(
+        `done: ${collected} blobs, ${bytes} bytes reclaimed of ${r?.scanned ?? s.scanned ?? 0} scanned (${r?.restored ?? s.restored ?? 0} put back for a racing write); ${seconds(duration)}`,
+      );
+  }
+  return run.state === "failed" ? 1 : 0;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+}
