@@ -261,6 +261,22 @@ describe("gc on the filesystem store", () => {
     assert.ok(!hasBytes(image.digest));
   });
 
+  test("a project's storage usage follows a collection: the freed link leaves usage, the collected bytes leave reclaimable", async () => {
+    const usage = async () => {
+      const res = await fetch(`${node}/admin/v1/quotas/quotagc`);
+      assert.equal(res.status, 200);
+      return (await res.json()) as { usedBytes: number; blobs: number; reclaimableBytes: number };
+    };
+    const image = await pushImage(client, "quotagc/app", "v1", [randomBytes(3000)]);
+    const pushed = await usage();
+    assert.ok(pushed.usedBytes >= 3000, JSON.stringify(pushed));
+    await deleteManifest(client, "quotagc/app", image.digest);
+    const run = await runGc(node, { now: true });
+    assert.ok(run.result.collected > 0);
+    // Nothing of the project is left: its links were collected with the bytes.
+    assert.deepEqual(await usage(), { ...(await usage()), usedBytes: 0, blobs: 0, reclaimableBytes: 0 });
+  });
+
   test("pushes of the very bytes being collected, racing the sweep, lose nothing", async () => {
     // Ten images, deleted (their blobs and manifests are garbage once the grace passed)…
     const layers = Array.from({ length: 10 }, () => randomBytes(4000));
