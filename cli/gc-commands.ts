@@ -1,4 +1,9 @@
 /**
+ * `meridian gc why DIGEST`: why a blob is missing — every garbage
+ * collection of it the region knows of, its own and (replicated) other
+ * regions', with the run, the reason and the repositories whose links it
+ * dropped (GET /gc/collected/:digest).
+ *
  * `meridian gc run`: garbage-collect one region's blob store now
  * (node/data/gc.ts through the admin API's POST /gc/runs), follow the run
  * and print its progress and summary. Plain lines (one per phase change),
@@ -12,6 +17,8 @@ export const GC_USAGE = `  gc run [--dry-run] [--now]      garbage-collect a reg
                                   that answers), wait for it, print progress and what was reclaimed;
                                   --dry-run lists what would go and changes nothing; --now: grace period
                                   and undelete window 0 for this run (system admin; audited)
+  gc why DIGEST                   why a blob is missing: the GC runs that collected it (any region's),
+                                  why, and the repositories whose links they dropped
 `;
 
 /** How long `gc run` follows a run before giving up. */
@@ -28,7 +35,40 @@ export const GC_COMMANDS: Record<string, Command> = {
     },
     run: gcRun,
   },
+  "gc why": { args: ["DIGEST"], options: { ...JSON_OPT }, run: gcWhy },
 };
+
+interface Collection {
+  region: string;
+  runId: string;
+  reason: string;
+  size: number;
+  repos: string[];
+  at: string;
+  actor: string;
+}
+
+async function gcWhy(ctx: Context): Promise<number> {
+  const digest = ctx.positionals[0]!;
+  const { collections } = await ctx
+    .api()
+    .get<{ collections: Collection[] }>(`/gc/collected/${encodeURIComponent(digest)}`);
+  if (ctx.json) {
+    printJson({ digest, collections });
+    return 0;
+  }
+  if (collections.length === 0) {
+    process.stdout.write(
+      `${digest}: no garbage collection of it is recorded (deleted content stays until one runs)\n`,
+    );
+    return 0;
+  }
+  for (const c of collections)
+    process.stdout.write(
+      `${digest}: collected in region ${c.region} by ${c.runId} at ${c.at} (${c.actor}): ${c.reason}, ${c.size} bytes; links dropped: ${c.repos.length === 0 ? "none" : c.repos.join(", ")}\n`,
+    );
+  return 0;
+}
 
 interface RunState {
   runId: string;

@@ -299,6 +299,23 @@ describe(`gc racing traffic on three regions (seed ${SEED})`, () => {
     assert.equal(real.code, 0, real.stderr);
     assert.match(real.stdout, /grace 0\.0 s, undelete window 0\.0 s/);
     assert.match(real.stdout, /^done: \d+ blobs, \d+ bytes reclaimed of \d+ scanned/m);
+    // Why a blob is missing: a blob pushed to b that no manifest links, collected by a forced run.
+    const gone = Buffer.from(`why-${SEED}`);
+    const goneDigest = sha256(gone);
+    const why = new OciClient(mesh.regions.get("b")!.registry);
+    const pushed = await why.pushBlob("why/app", gone);
+    assert.equal(pushed.digest, goneDigest);
+    const forced = await runCli(["gc", "run", "--region", "b", "--now", "--data", mesh.dataDir]);
+    assert.equal(forced.code, 0, forced.stderr);
+    const explained = await runCli(["gc", "why", goneDigest, "--region", "b", "--data", mesh.dataDir]);
+    assert.equal(explained.code, 0, explained.stderr);
+    assert.match(
+      explained.stdout,
+      new RegExp(
+        `^${goneDigest}: collected in region b by gc-\\S+ at \\S+ \\(.+\\): \\w+, ${gone.length} bytes; links dropped: why/app$`,
+        "m",
+      ),
+    );
     // Still intact after the forced run.
     const c = client("b");
     for (const [key, image] of expected) {
