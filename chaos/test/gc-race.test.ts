@@ -23,6 +23,8 @@ const REGIONS = ["a", "b", "c"] as const;
 const SEED = Number(process.env.MERIDIAN_SEED || Math.floor(Math.random() * 1_000_000_000));
 const OPS_PER_REGION = 16;
 const GRACE_S = 5;
+/** The store of every region: the filesystem, or (gc-race-s3.test.ts sets it) `up --s3`'s buckets. */
+const STORE = process.env.MERIDIAN_GC_RACE_STORE === "s3" ? "s3" : "fs";
 
 /** mulberry32: a small deterministic generator. */
 function prng(seed: number): () => number {
@@ -84,7 +86,7 @@ async function gcRun(base: string): Promise<{ collected: number; restored: numbe
   }
 }
 
-describe(`gc racing traffic on three regions (seed ${SEED})`, () => {
+describe(`gc racing traffic on three regions, ${STORE} store (seed ${SEED})`, () => {
   before(async () => {
     process.stderr.write(`gc race seed ${SEED} (replay: MERIDIAN_SEED=${SEED})\n`);
     // Inherited by the nodes `up` starts (node/config.ts gc.*, undeleteWindowHours).
@@ -94,7 +96,7 @@ describe(`gc racing traffic on three regions (seed ${SEED})`, () => {
     // The workers' delete breaker would hold this traffic's deletes (most of a repository's tags
     // in seconds) and the replication behind them: it is another test's subject.
     process.env.MERIDIAN_DELETE_BREAKER_MIN_TAGS = "1000";
-    mesh = await startMesh(cleanup, [...REGIONS]);
+    mesh = await startMesh(cleanup, [...REGIONS], undefined, STORE === "s3" ? ["--s3"] : []);
     for (const r of mesh.regions.values()) await waitWritable(r.registry);
   });
 
