@@ -120,10 +120,15 @@ test("reads fail over from a frozen region within the bound; writes answer 503 p
   assert.ok(!(getManifest instanceof Error));
   assert.equal(JSON.parse(getManifest.body).config.digest, image.config.digest);
   assert.ok(!(putManifest instanceof Error), `the manifest PUT never finished: ${putManifest}`);
-  assert.equal(putManifest.status, 503, putManifest.body);
-  assert.equal(JSON.parse(putManifest.body).errors[0].code, "UNAVAILABLE");
-  assert.match(JSON.parse(putManifest.body).errors[0].message, /region a did not answer/);
   assert.ok(putManifest.ms < FINISHES_MS, `the manifest PUT took ${putManifest.ms} ms`);
+  // Sent to a: 503 promptly. On a loaded machine the front door's probes may have marked a down
+  // before the request left (CI saw it once): then it went to b, and b took it.
+  if (putManifest.region === "b") assert.equal(putManifest.status, 201, putManifest.body);
+  else {
+    assert.equal(putManifest.status, 503, putManifest.body);
+    assert.equal(JSON.parse(putManifest.body).errors[0].code, "UNAVAILABLE");
+    assert.match(JSON.parse(putManifest.body).errors[0].message, /region a did not answer/);
+  }
   // A new upload session: refused promptly, or started on b if a was already marked down.
   assert.ok(!(postUpload instanceof Error), `the upload POST never finished: ${postUpload}`);
   assert.ok(postUpload.ms < FINISHES_MS, `the upload POST took ${postUpload.ms} ms`);
