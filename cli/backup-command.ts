@@ -30,6 +30,7 @@ import type { NatsClientConfig } from "../node/data/nats-connect.js";
 import { natsServersOf, parseMesh, regionOf } from "../protocol/mesh.js";
 import { backup, RefusedError, type RegionAccess, restore } from "./backup.js";
 import type { TargetS3Settings } from "./backup-target.js";
+import { mib } from "./progress.js";
 import { bucketOf, s3Port } from "./up-s3.js";
 
 export const BACKUP_USAGE = `  backup    write a consistent snapshot of a region (its log and the blobs it names) to DIR or S3,
@@ -177,8 +178,4 @@ function regionAccess(
     natsClient: operatorNatsClient(values.data),
     store: { type: "fs", root, fsync: true },
   };
-}
-
-function mib(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(1);
 }

@@ -17,6 +17,7 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { BlobStore } from "../node/data/blob-store.js";
 import { FsBlobStore } from "../node/data/fs-blob-store.js";
+import { BUCKET_NAME } from "../node/data/open-blob-store.js";
 import type { S3StoreSettings } from "../node/data/s3-client.js";
 
 export interface BackupTarget {
@@ -60,11 +61,10 @@ export async function openTarget(location: string, s3: TargetS3Settings = {}): P
 }
 
 async function openS3Target(location: string, s3: TargetS3Settings): Promise<BackupTarget> {
-  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(location);
-  if (match === null)
+  const [bucket = "", ...rest] = location.slice("s3://".length).split("/");
+  if (!BUCKET_NAME.test(bucket))
     throw new Error(`${location}: not s3://BUCKET[/PREFIX] (a bucket name of 3-63 characters)`);
-  const bucket = match[1]!;
-  const raw = match[2] ?? "";
+  const raw = rest.join("/");
   const prefix = raw === "" || raw.endsWith("/") ? raw : `${raw}/`;
   // Loaded only for an S3 target, as the stores do (open-blob-store.ts).
   const { S3BlobStore } = await import("../node/data/s3-blob-store.js");

@@ -46,7 +46,7 @@ import { type BlobStoreConfig, openBlobStore } from "../node/data/open-blob-stor
 import type { Digest } from "../protocol/digest.js";
 import { decodeEvent, encodeEvent, type RegistryEvent } from "../protocol/events.js";
 import { type BackupTarget, openTarget, type TargetS3Settings } from "./backup-target.js";
-import { type ProgressOptions, progress } from "./progress.js";
+import { mib, type ProgressOptions, progress } from "./progress.js";
 
 export const BACKUP_FORMAT = "meridian-backup/1";
 
@@ -308,8 +308,4 @@ export async function restore(options: RestoreOptions): Promise<{
 
 function storeName(store: BlobStoreConfig): string {
   return store.type === "s3" ? `s3://${store.s3?.bucket}` : store.root;
-}
-
-function mib(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(1);
 }

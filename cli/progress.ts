@@ -98,7 +98,8 @@ export function progress(label: string, total: number | undefined, options: Prog
   };
 }
 
-function mib(bytes: number): string {
+/** Bytes as MiB with one decimal (progress lines and command summaries). */
+export function mib(bytes: number): string {
   return (bytes / 1024 / 1024).toFixed(1);
 }
 

@@ -24,6 +24,9 @@ export interface BlobStoreConfig {
   s3?: S3StoreSettings;
 }
 
+/** What S3 accepts as a bucket name (3-63 lower-case letters, digits, dots, dashes). */
+export const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
 /** The `storage.s3` section as the schema loads it. */
 export interface S3Section {
   bucket?: string;
@@ -52,7 +55,7 @@ export function blobStoreConfig(
     problems.push("storage.s3.bucket: required when storage.type is s3 (MERIDIAN_S3_BUCKET)");
     return config;
   }
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(s3.bucket)) {
+  if (!BUCKET_NAME.test(s3.bucket)) {
     problems.push(
       `storage.s3.bucket: "${s3.bucket}" is not a bucket name (3-63 lower-case letters, digits, dots, dashes)`,
     );
