@@ -23,50 +23,16 @@
  */
 import { readFileSync } from "node:fs";
 import http from "node:http";
-import https from "node:https";
 import { join } from "node:path";
-import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
+import {
+  collectStatus,
+  METRICS_DEADLINE_MS,
+  RECENT_WINDOW_SECONDS,
+  type RegionStatus,
+} from "../mesh-client/mesh-status.js";
 import { type Mesh, parseMesh } from "../protocol/mesh.js";
-import { RECENT_LAG_WINDOW_MS } from "../replication/links.js";
 import { type ControlState, controlFile } from "./supervisor.js";
 import { table } from "./table.js";
-
-export interface RegionStatus {
-  region: string;
-  up: boolean;
-  rttMs?: number;
-  appliedSeq?: number;
-  /** The highest failover epoch the region knows. */
-  epoch?: number;
-  /** Why the region refuses writes as a repository's home now ("" when it does not). */
-  fence?: string;
-  error?: string;
-  /** What this region's peer sees of the others. */
-  peers: Record<string, { up: boolean; rttMs?: number }>;
-  /** Replication into this region, by source region. */
-  replication: Record<string, LinkStatus>;
-}
-
-/** One link (source → region) as its worker tells it (replication/links.ts). */
-export interface LinkStatus {
-  /** Lag of events replicated within the last `windowSeconds`, p50 / p99 (absent: none). */
-  lagP50Ms?: number;
-  lagP99Ms?: number;
-  windowSeconds?: number;
-  /** Events of the source not yet handled here. */
-  pending?: number;
-  /** Age of the oldest of them, ms; 0 when caught up. */
-  oldestPendingMs?: number;
-  sourceLastSeq?: number;
-  appliedSeq?: number;
-  /** When the link last handled an event (ISO time; absent: not since the worker started). */
-  lastSuccessAt?: string;
-  /** When the source's server last answered the worker (ISO time; absent: never). */
-  sourceCheckedAt?: string;
-  bytes?: number;
-  /** Events replicated since the worker started. */
-  events?: number;
-}
 
 export async function status(options: {
   dataDir: string;
@@ -144,123 +110,6 @@ async function s3Status(
   return { endpoint: state.s3.endpoint, up, pid: typeof pid === "number" ? pid : null };
 }
 
-export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
-  // Call the peers as the first region (any mesh member's certificate will do locally).
-  const credentials = peerCredentials(mesh, mesh.regions[0]!.name);
-  return Promise.all(
-    mesh.regions.map(async (r): Promise<RegionStatus> => {
-      const out: RegionStatus = { region: r.name, up: false, peers: {}, replication: {} };
-      const client = new PeerClient(r.name, r.grpc, credentials);
-      // The metrics pages are asked at the same time as Status: a frozen region
-      // costs one deadline, not three in a row (chaos/gray-failures.ts, region stop).
-      const peerPage = r.metrics?.peer ? fetchText(`${r.metrics.peer}/metrics`) : undefined;
-      const workerPage = r.metrics?.worker ? fetchText(`${r.metrics.worker}/metrics`) : undefined;
-      try {
-        const started = performance.now();
-        const reply = await client.status("meridian-status", { timeoutMs: STATUS_DEADLINE_MS });
-        out.rttMs = round(performance.now() - started);
-        out.up = true;
-        out.appliedSeq = Number(reply.applied[r.name] ?? 0);
-        out.epoch = Number(reply.epoch);
-        out.fence = reply.fence;
-      } catch (err) {
-        out.error = (err as Error).message;
-      } finally {
-        client.close();
-      }
-      const peerText = await peerPage;
-      for (const s of parseProm(peerText ?? "")) {
-        const peer = s.labels.peer;
-        if (peer === undefined) continue;
-        out.peers[peer] ??= { up: false };
-        if (s.name === "meridian_peer_up") out.peers[peer].up = s.value === 1;
-        if (s.name === "meridian_peer_rtt_seconds") out.peers[peer].rttMs = round(s.value * 1000);
-      }
-      const workerText = await workerPage;
-      const samples = parseProm(workerText ?? "");
-      for (const src of mesh.regions.map((x) => x.name).filter((n) => n !== r.name))
-        out.replication[src] = linkStatus(samples, src, r.name);
-      return out;
-    }),
-  );
-}
-
-/**
- * One link's figures from its worker's metrics page (replication/links.ts
- * names them). The lag is the worker's recent window, not the histogram
- * (that one is over everything since the worker started). Pure.
- */
-export function linkStatus(samples: readonly Sample[], src: string, dst: string): LinkStatus {
-  const mine = samples.filter((s) => s.labels.src === src && s.labels.dst === dst);
-  const value = (name: string, quantileLabel?: string) =>
-    mine.find((s) => s.name === name && s.labels.quantile === quantileLabel)?.value;
-  const time = (name: string) => {
-    const v = value(name);
-    return v === undefined || v <= 0 ? undefined : new Date(v * 1000).toISOString();
-  };
-  const out: LinkStatus = {};
-  const set = <K extends keyof LinkStatus>(key: K, v: LinkStatus[K] | undefined) => {
-    if (v !== undefined) out[key] = v;
-  };
-  set("lagP50Ms", msOrUndefined(value("meridian_replication_recent_lag_seconds", "0.5")));
-  set("lagP99Ms", msOrUndefined(value("meridian_replication_recent_lag_seconds", "0.99")));
-  if (out.lagP50Ms !== undefined) out.windowSeconds = RECENT_WINDOW_SECONDS;
-  set("pending", value("meridian_replication_pending_events"));
-  set("oldestPendingMs", msOrUndefined(value("meridian_replication_oldest_pending_age_seconds")));
-  set("sourceLastSeq", value("meridian_replication_source_last_seq"));
-  set("appliedSeq", value("meridian_replication_applied_seq"));
-  set("lastSuccessAt", time("meridian_replication_last_success_timestamp_seconds"));
-  set("sourceCheckedAt", time("meridian_replication_source_checked_timestamp_seconds"));
-  set("bytes", value("meridian_replication_bytes_total"));
-  set("events", value("meridian_replication_lag_seconds_count"));
-  return out;
-}
-
-const RECENT_WINDOW_SECONDS = RECENT_LAG_WINDOW_MS / 1000;
-
-export interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Samples of a Prometheus text exposition (comments skipped). */
-export function parseProm(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (m === null) continue;
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/**
- * Quantile `q` from cumulative histogram buckets, interpolating linearly
- * inside the bucket (as Prometheus' histogram_quantile does). Pure.
- */
-export function quantile(buckets: Array<{ le: number; count: number }>, q: number): number | undefined {
-  const sorted = [...buckets].sort((x, y) => x.le - y.le);
-  const total = sorted[sorted.length - 1]?.count ?? 0;
-  if (total === 0) return undefined;
-  const rank = q * total;
-  let prevLe = 0;
-  let prevCount = 0;
-  for (const b of sorted) {
-    if (b.count >= rank) {
-      if (!Number.isFinite(b.le)) return prevLe;
-      const inBucket = b.count - prevCount;
-      return inBucket === 0 ? b.le : prevLe + ((b.le - prevLe) * (rank - prevCount)) / inBucket;
-    }
-    prevLe = b.le;
-    prevCount = b.count;
-  }
-  return prevLe;
-}
-
 function formatTable(regions: RegionStatus[]): string {
   const window = `${RECENT_WINDOW_SECONDS / 60}m`;
   const rows: string[][] = [
@@ -327,47 +176,9 @@ function formatTable(regions: RegionStatus[]): string {
 /** Past this, a link's source is called silent (the worker asks it every 2 s). */
 const SOURCE_SILENT_MS = 10_000;
 
-/** Deadline of the peer's Status call. */
-const STATUS_DEADLINE_MS = 3_000;
 /** How long the command may linger after its answer for connections it could not close. */
 const LINGER_MS = 500;
-/** Deadline of one metrics page, from the request to its last byte. */
-const METRICS_DEADLINE_MS = 3_000;
 
-/**
- * A page's text, undefined on any failure or after METRICS_DEADLINE_MS. Its
- * own connection (no keep-alive pool), destroyed at the deadline: nothing of
- * a frozen region's connection outlives the call and keeps the CLI running.
- */
-function fetchText(url: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const get = url.startsWith("https:") ? https.get : http.get;
-    let answered = false;
-    const req = get(url, { agent: false }, (res) => {
-      answered = true;
-      res.once("aborted", () => resolve(undefined));
-      if (res.statusCode !== 200) {
-        res.resume();
-        resolve(undefined);
-        return;
-      }
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-      res.once("error", () => resolve(undefined));
-    });
-    const timer = setTimeout(() => req.destroy(new Error("deadline")), METRICS_DEADLINE_MS);
-    req.once("error", () => resolve(undefined));
-    // Closed without an answer (destroyed at the deadline, refused): nothing. With one, "end" or "error" resolves.
-    req.once("close", () => {
-      clearTimeout(timer);
-      if (!answered) resolve(undefined);
-    });
-  });
-}
-
-const round = (v: number) => Math.round(v * 100) / 100;
-const msOrUndefined = (s: number | undefined) => (s === undefined ? undefined : round(s * 1000));
 const ms = (v: number | undefined) => (v === undefined ? "-" : `${v}ms`);
 /** A duration for people: 0s, 850ms, 12s, 3m05s. */
 function age(msValue: number): string {

@@ -34,9 +34,10 @@
  * functions of what the monitor was told and of `now`.
  */
 import { Gauge, type Registry as MetricsRegistry } from "prom-client";
+import { RECENT_LAG_WINDOW_MS } from "../mesh-client/mesh-status.js";
 
 /** Window over which `recent_lag_seconds` and `meridian status` lag are computed: 5 minutes. */
-export const RECENT_LAG_WINDOW_MS = 5 * 60_000;
+export { RECENT_LAG_WINDOW_MS };
 /** A source not heard of for longer than this is silent (see above). */
 export const SOURCE_SILENT_MS = 10_000;
 /** The most completions kept per link in the window (the oldest go first). */

@@ -8,7 +8,8 @@
 //   2. the TypeScript build into dist/ when any source is newer than the last build;
 //   3. system tools from Debian's packages: nats-server and openssl (mesh certificates) always;
 //      skopeo and podman with --test, and docker-compose (cli/test/deploy-compose.test.ts runs
-//      `docker-compose config` on deploy/compose; no engine is needed);
+//      `docker-compose config` on deploy/compose; no engine is needed), chromium (the dashboard's
+//      tests, through puppeteer-core) and prometheus (promtool and a real scrape) with --test;
 //      docker-registry, wrk and curl with --bench. As root they are installed with apt-get;
 //      otherwise the script stops and prints the apt-get command to run.
 import { spawnSync } from "node:child_process";
@@ -80,6 +81,10 @@ if (args.has("--test") || args.has("--bench")) tools.push(["skopeo", "skopeo"]);
 if (args.has("--test")) tools.push(["podman", "podman"]);
 // docker-compose: `docker-compose config` validates deploy/compose (cli/test/deploy-compose.test.ts).
 if (args.has("--test")) tools.push(["docker-compose", "docker-compose"]);
+// chromium: the dashboard's tests drive it headless through puppeteer-core (nothing downloads a browser);
+// prometheus: promtool checks and unit-tests deploy/prometheus's rules, and one test scrapes a local mesh.
+if (args.has("--test"))
+  tools.push(["chromium", "chromium"], ["promtool", "prometheus"], ["prometheus", "prometheus"]);
 if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"], ["curl", "curl"]);
 const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;
 const missing = tools.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);

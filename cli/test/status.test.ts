@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseProm, quantile } from "../status.js";
+import { parseProm, quantile } from "../../mesh-client/mesh-status.js";
 
 test("quantile interpolates inside cumulative buckets like histogram_quantile", () => {
   const buckets = [
