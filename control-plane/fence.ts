@@ -69,6 +69,23 @@ export function fenceReason(input: FenceInput): string {
   return "";
 }
 
+/**
+ * The fence's causes, each a `reason` of the peer's metric
+ * `meridian_peer_home_writes_refused` (1 for the cause now, 0 for the
+ * others; all 0 while home writes are allowed): a bounded label, unlike the
+ * reason's text, which carries figures.
+ */
+export const FENCE_CAUSES = ["starting", "cut_off", "behind_epoch"] as const;
+export type FenceCause = (typeof FENCE_CAUSES)[number];
+
+/** The cause of a `fenceReason` ("" → undefined: not fenced). Pure. */
+export function fenceCause(reason: string): FenceCause | undefined {
+  if (reason === "") return undefined;
+  if (reason.startsWith("starting")) return "starting";
+  if (reason.startsWith("cut off")) return "cut_off";
+  return "behind_epoch";
+}
+
 /** The highest failover epoch in any configured scope's home table; 0 when none. */
 export function highestEpoch(configs: ReadonlyArray<{ homes: HomeTable }>): number {
   let highest = 0;

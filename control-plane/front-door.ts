@@ -59,7 +59,7 @@ import type { AddressInfo } from "node:net";
 import type { Server as TlsServer } from "node:tls";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
-import { Counter, collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
+import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { ServiceToken } from "../mesh-client/service-token.js";
 import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
@@ -67,7 +67,7 @@ import { ConnectionCounter, limitConnections, serverTimeouts } from "../protocol
 import { loggerOptions } from "../protocol/logging.js";
 import { registriesOf } from "../protocol/mesh.js";
 import { answerClientError } from "../protocol/oci-errors.js";
-import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
+import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { type FrontDoorConfig, FrontDoorConfigError, loadFrontDoorConfig } from "./front-door-config.js";
 import { type ProbeTarget, RegionMonitor } from "./front-door-health.js";
 import { createHealthz } from "./front-door-healthz.js";
@@ -110,7 +110,7 @@ export async function startFrontDoor(
 
   // ---- metrics
   const metrics = new MetricsRegistry();
-  collectDefaultMetrics({ register: metrics, prefix: "meridian_front_door_", ...PROCESS_METRICS_OPTIONS });
+  collectProcessMetrics(metrics, "meridian_front_door_");
   const routes = new Counter({
     name: "meridian_front_door_routes_total",
     help: "Routing decisions by the client's region, the region chosen (none for a refusal) and why",

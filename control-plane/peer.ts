@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { type Logger, pino } from "pino";
-import { collectDefaultMetrics, Gauge, Registry as MetricsRegistry } from "prom-client";
+import { Gauge, Registry as MetricsRegistry } from "prom-client";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { peerPackage } from "../mesh-client/proto.js";
 import { ServiceToken } from "../mesh-client/service-token.js";
@@ -42,12 +42,12 @@ import { loggerOptions } from "../protocol/logging.js";
 import { regionOf, registriesOf } from "../protocol/mesh.js";
 import { PEER_FLOW_CONTROL_WINDOW } from "../protocol/peer.js";
 import { linkBandwidth, type Policy, parsePolicy } from "../protocol/policy.js";
-import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
+import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { createBlobChannel, listenPeer } from "./blob-channel.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
-import { fenceReason, highestEpoch } from "./fence.js";
+import { FENCE_CAUSES, fenceCause, fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, logPeerChanges, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
@@ -304,7 +304,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     // ---- metrics
     const metrics = new MetricsRegistry();
     metrics.setDefaultLabels({ region: config.region });
-    collectDefaultMetrics({ register: metrics, prefix: "meridian_peer_", ...PROCESS_METRICS_OPTIONS });
+    collectProcessMetrics(metrics, "meridian_peer_");
     const upGauge = new Gauge({
       name: "meridian_peer_up",
       help: "1 while the peer answers heartbeats, 0 once it has missed enough of them (or before its first answer)",
@@ -316,6 +316,17 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
       help: "Smoothed (EWMA) round trip of heartbeats to the peer",
       labelNames: ["peer"],
       registers: [metrics],
+    });
+    // The fence as it stands at each scrape (fence.ts, a pure computation; nothing per request).
+    new Gauge({
+      name: "meridian_peer_home_writes_refused",
+      help: `1 while this region refuses writes as a repository's home region, by reason (${FENCE_CAUSES.join(", ")}); else 0`,
+      labelNames: ["reason"],
+      registers: [metrics],
+      collect() {
+        const cause = fenceCause(fence());
+        for (const reason of FENCE_CAUSES) this.set({ reason }, reason === cause ? 1 : 0);
+      },
     });
     for (const r of others) upGauge.set({ peer: r.name }, 0);
     heartbeat.onUpdate((h) => {

@@ -99,7 +99,7 @@ export class FetchOnMiss {
     this.#store = options.store;
     this.#logger = options.logger;
     this.#requests = new Counter({
-      name: "meridian_node_fetch_on_miss_total",
+      name: "meridian_node_fetch_on_miss_requests_total",
       help: "Requests for content this region lacked, by kind (manifest, blob) and result: proxied (fetched from another region), shared (served from another request's fetch), redirected, head (a HEAD answered from another region's metadata), adopted (fetched for a manifest push that refers to it), or absent (no region holds it)",
       labelNames: ["kind", "result"] as const,
       registers: [options.metrics],

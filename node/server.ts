@@ -14,12 +14,12 @@ import { mkdir } from "node:fs/promises";
 import type { Server as TlsServer } from "node:tls";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
-import { Counter, collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { Counter, Registry as MetricsRegistry } from "prom-client";
 import { loadTokenKeys } from "../mesh-client/token-key-file.js";
 import type { TokenKeys } from "../mesh-client/tokens.js";
 import { loggerOptions } from "../protocol/logging.js";
 import type { Policy } from "../protocol/policy.js";
-import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
+import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
@@ -33,6 +33,7 @@ import { acquirePidLock, LockHeldError } from "./data/pid-lock.js";
 import { privateDirs } from "./data/private-files.js";
 import { catchUp, Registry } from "./data/registry.js";
 import { MetadataView } from "./data/view.js";
+import { registerDiskMetrics } from "./disk-metrics.js";
 import { FetchOnMiss } from "./fetch-on-miss.js";
 import { scheduleGc } from "./gc-schedule.js";
 import type { HttpAuth } from "./http/access.js";
@@ -68,7 +69,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   // The metrics registry comes first: the view counts the events it refuses.
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
-  collectDefaultMetrics({ register: metrics, prefix: "meridian_node_", ...PROCESS_METRICS_OPTIONS });
+  collectProcessMetrics(metrics, "meridian_node_");
   // With auth, the token keys come before the view: it checks identity and
   // policy events' proofs with them from the first event it applies.
   const keys = config.auth.enabled
@@ -85,6 +86,10 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   );
   watchRefusals(view, metrics, log.child({ component: "view" }));
   registerQuotaMetrics(metrics, view.quotas);
+  registerDiskMetrics(metrics, {
+    ...(config.storage.type === "fs" ? { store: config.storage.root } : {}),
+    view: config.view.dir,
+  });
   await view.open();
   // The process's one NATS connection manager (data/nats-connection.ts): the event log's and the
   // audit log's connections; each log closes its own.

@@ -1,7 +1,7 @@
 /**
- * What every process's default metrics (prom-client's collectDefaultMetrics in
- * node/server.ts, control-plane/peer.ts, control-plane/front-door.ts,
- * replication/main.ts) share. Pure data.
+ * What every process's default metrics (prom-client's collectDefaultMetrics,
+ * through `collectProcessMetrics` in node/server.ts, control-plane/peer.ts,
+ * control-plane/front-door.ts, replication/main.ts) share.
  *
  * The event-loop delay histogram samples with a timer that fires every
  * `eventLoopMonitoringPrecision` ms whether or not anything happens:
@@ -12,4 +12,28 @@
  * (the one it blocks), so every stall that matters to an operator is in the
  * histogram; shorter ones are sampled rather than all seen.
  */
+import { collectDefaultMetrics, type Registry } from "prom-client";
+
 export const PROCESS_METRICS_OPTIONS = { eventLoopMonitoringPrecision: 100 } as const;
+
+/**
+ * prom-client's gauges that end in `_total` (the sums of the per-type
+ * `…_active_handles`, `…_active_requests`, `…_active_resources` gauges, which
+ * stay): `_total` names a counter by Prometheus convention, and a rule or
+ * board that took them for one (rate, increase) would read nonsense.
+ */
+const GAUGES_NAMED_LIKE_COUNTERS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
+/**
+ * The process's default metrics (CPU, memory, file descriptors, event loop,
+ * heap, GC) on `registry`, named `<prefix>process_…` and `<prefix>nodejs_…`,
+ * without the gauges named like counters.
+ */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix, ...PROCESS_METRICS_OPTIONS });
+  for (const name of GAUGES_NAMED_LIKE_COUNTERS) registry.removeSingleMetric(prefix + name);
+}

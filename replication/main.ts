@@ -15,7 +15,7 @@ import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
-import { collectDefaultMetrics, Registry as MetricsRegistry } from "prom-client";
+import { Registry as MetricsRegistry } from "prom-client";
 import { blobChannelTls } from "../mesh-client/blob-channel.js";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { JetStreamLog } from "../node/data/jetstream-log.js";
@@ -27,7 +27,7 @@ import { MetadataView } from "../node/data/view.js";
 import { runIfMain, serveUntilStopped } from "../node/lifecycle.js";
 import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, natsServersOf, regionOf } from "../protocol/mesh.js";
-import { PROCESS_METRICS_OPTIONS } from "../protocol/process-metrics.js";
+import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
 import { ReplicationWorker } from "./worker.js";
 
@@ -75,7 +75,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
   };
   const metrics = new MetricsRegistry();
   metrics.setDefaultLabels({ region: config.region });
-  collectDefaultMetrics({ register: metrics, prefix: "meridian_worker_", ...PROCESS_METRICS_OPTIONS });
+  collectProcessMetrics(metrics, "meridian_worker_");
   const localPeer = new PeerClient(config.region, local.grpc, credentials);
   const worker = new ReplicationWorker({
     localPeer,

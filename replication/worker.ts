@@ -137,6 +137,7 @@ export class ReplicationWorker {
   readonly #resetsUsed = new Set<string>();
   /** Sequence of this worker's last append to the local log (its view is waited on up to it). */
   #lastAppended = 0;
+  readonly #metrics: WorkerMetrics;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -147,7 +148,8 @@ export class ReplicationWorker {
       },
       { once: true },
     );
-    const metrics = new WorkerMetrics(options.region, options.metrics);
+    const metrics = new WorkerMetrics(options.region, options.metrics, this.#sources());
+    this.#metrics = metrics;
     this.links = new LinkMonitor({
       region: options.region,
       sources: this.#sources(),
@@ -328,6 +330,7 @@ export class ReplicationWorker {
       id,
     );
     this.#o.logger.warn({ policy, repo, src: source, ...counts }, "delete breaker tripped");
+    this.#metrics.breakerTripped(source);
     return id;
   }
 
@@ -352,10 +355,15 @@ export class ReplicationWorker {
     if (decision.kind === "trip") {
       const resetBefore = (await this.#o.view.admin.breakerReset(policy))?.id;
       await this.#raiseBreaker(policy, event.repo, source, decision);
-      while (!this.#abort.signal.aborted) {
-        const reset = (await this.#o.view.admin.breakerReset(policy))?.id;
-        if (reset !== undefined && reset !== resetBefore) break;
-        await sleep(500, this.#abort.signal);
+      this.#metrics.breakerHolding(source, true);
+      try {
+        while (!this.#abort.signal.aborted) {
+          const reset = (await this.#o.view.admin.breakerReset(policy))?.id;
+          if (reset !== undefined && reset !== resetBefore) break;
+          await sleep(500, this.#abort.signal);
+        }
+      } finally {
+        this.#metrics.breakerHolding(source, false);
       }
     }
     this.#deleteWindow.set(event.repo, decision.history);

@@ -6,7 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type FenceInput, type FencePeer, fenceReason, highestEpoch } from "../fence.js";
+import {
+  FENCE_CAUSES,
+  type FenceInput,
+  type FencePeer,
+  fenceCause,
+  fenceReason,
+  highestEpoch,
+} from "../fence.js";
 
 const NOW = 1_000_000;
 const LEASE = 3_000;
@@ -98,4 +105,13 @@ test("highestEpoch: the largest epoch key over every scope's home table; 0 when 
   assert.equal(highestEpoch([{ homes: { 0: "a" } }]), 0);
   assert.equal(highestEpoch([{ homes: { 0: "a", 3: "b" } }, { homes: { 1: "c" } }, { homes: {} }]), 3);
   assert.equal(highestEpoch([{ homes: { 2: "a" } }, { homes: { 11: "b", 4: "a" } }]), 11);
+});
+
+test("fenceCause: every reason fenceReason gives has its bounded metric label; none when open", () => {
+  const at = (others: FencePeer[], epoch = 0) => fenceReason({ now: NOW, leaseMs: LEASE, epoch, others });
+  assert.equal(fenceCause(at([])), undefined);
+  assert.equal(fenceCause(at([seen("b", undefined)])), "starting");
+  assert.equal(fenceCause(at([seen("b", LEASE + 1)])), "cut_off");
+  assert.equal(fenceCause(at([seen("b", 10, 3)], 1)), "behind_epoch");
+  assert.deepEqual([...FENCE_CAUSES].sort(), ["behind_epoch", "cut_off", "starting"]);
 });

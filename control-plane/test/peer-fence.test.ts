@@ -11,6 +11,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ensureMeshCerts } from "../../cli/certs.js";
+import { parseProm } from "../../mesh-client/mesh-status.js";
 import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import type { EventBody } from "../../protocol/events.js";
 import type { StatusReply__Output } from "../../protocol/generated/meridian/peer/v1/StatusReply.js";
@@ -86,6 +87,18 @@ function startRegion(region: string, after: After): Promise<RunningPeer> {
 
 const status = (client: PeerClient): Promise<StatusReply__Output> => client.status("t");
 
+/** a's `meridian_peer_home_writes_refused` by reason, from its metrics page. */
+async function refusedByReason(): Promise<Record<string, number>> {
+  const text = await (await fetch(`${peerA.metrics}/metrics`)).text();
+  return Object.fromEntries(
+    parseProm(text)
+      .filter((s) => s.name === "meridian_peer_home_writes_refused")
+      .map((s) => [s.labels.reason!, s.value]),
+  );
+}
+const refusing = (reason: string | undefined) =>
+  Object.fromEntries(["starting", "cut_off", "behind_epoch"].map((r) => [r, r === reason ? 1 : 0]));
+
 /** A `repository.configured` naming `home` at failover `epoch`, written by a node of `region`. */
 async function configure(region: string, home: string, epoch: number): Promise<void> {
   const node = await startTestNode(defer, { nats: natsUrl, dataDir: join(root, region), region });
@@ -107,6 +120,7 @@ test("alone, a is fenced: no other region has answered yet", async () => {
     [["b", false, 0]],
   );
   assert.equal(peerA.fence(), reply.fence);
+  assert.deepEqual(await refusedByReason(), refusing("starting"));
 });
 
 test("once b answers, a is open, and its Status says when it last saw b", async () => {
@@ -120,6 +134,7 @@ test("once b answers, a is open, and its Status says when it last saw b", async 
   assert.equal(b.up, true);
   assert.ok(b.lastSeenAtMs >= before && b.lastSeenAtMs <= Date.now(), `${b.lastSeenAtMs}`);
   assert.equal((await status(toB)).fence, "");
+  assert.deepEqual(await refusedByReason(), refusing(undefined));
 });
 
 test("a later failover epoch reported by b fences a until a's view has it", async () => {
@@ -137,6 +152,7 @@ test("a later failover epoch reported by b fences a until a's view has it", asyn
   };
   assert.match(healthz.fence, /^behind failover epoch 2/);
   assert.equal(healthz.epoch, 0);
+  assert.deepEqual(await refusedByReason(), refusing("behind_epoch"));
 
   // What a's replication worker would do: the same configuration into a's log.
   await configure("a", "b", 2);
@@ -156,4 +172,5 @@ test("with b gone for longer than the lease, a is fenced as cut off", async () =
   );
   const healthz = (await (await fetch(`${peerA.metrics}/healthz`)).json()) as { fence: string };
   assert.match(healthz.fence, /^cut off/);
+  assert.deepEqual(await refusedByReason(), refusing("cut_off"));
 });

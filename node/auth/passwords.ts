@@ -97,7 +97,7 @@ export const KDF_QUEUE = new BoundedQueue(KDF_CONCURRENCY, KDF_BACKLOG);
 /**
  * `meridian_kdf_runs_total` (password derivations started: logins checked,
  * unknown names included, and hashes made), `meridian_kdf_refused_total`
- * (refused with the backlog full) and `meridian_kdf_waiting`.
+ * (refused with the backlog full) and `meridian_kdf_waiting_derivations`.
  */
 export function registerKdfMetrics(registry: MetricsRegistry): void {
   new Counter({
@@ -119,7 +119,7 @@ export function registerKdfMetrics(registry: MetricsRegistry): void {
     },
   });
   new Gauge({
-    name: "meridian_kdf_waiting",
+    name: "meridian_kdf_waiting_derivations",
     help: "Password derivations waiting for the KDF queue",
     registers: [registry],
     collect() {

@@ -88,10 +88,13 @@ describe("fetch on miss", () => {
       assert.equal(sha256(Buffer.from(await res.arrayBuffer())), desc.digest);
     }
     assert.equal(
-      await metric(b, "meridian_node_fetch_on_miss_total", { kind: "blob", result: "proxied" }),
+      await metric(b, "meridian_node_fetch_on_miss_requests_total", { kind: "blob", result: "proxied" }),
       1,
     );
-    assert.equal(await metric(b, "meridian_node_fetch_on_miss_total", { kind: "blob", result: "shared" }), 5);
+    assert.equal(
+      await metric(b, "meridian_node_fetch_on_miss_requests_total", { kind: "blob", result: "shared" }),
+      5,
+    );
     assert.equal((await metric(b, "meridian_node_fetch_on_miss_bytes_total")) - before, layer.byteLength);
     // Later requests, ranges included, are served from the bytes kept in b's store.
     const ranged = await client("b").fetch(`/v2/miss/big/blobs/${desc.digest}`, {

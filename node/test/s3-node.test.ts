@@ -167,6 +167,14 @@ test("every process's loader reads storage.type and storage.s3, and s3 without a
   }
 });
 
+test("disk metrics: the view's filesystem only, a bucket has no size to read (node/disk-metrics.ts)", async () => {
+  const text = await (await fetch(`${nodes[0]}/metrics`)).text();
+  const volumes = (name: string) =>
+    [...text.matchAll(new RegExp(`^${name}\\{[^}]*volume="(\\w+)"`, "gm"))].map((m) => m[1]);
+  assert.deepEqual(volumes("meridian_node_filesystem_avail_bytes"), ["view"]);
+  assert.deepEqual(volumes("meridian_node_filesystem_size_bytes"), ["view"]);
+});
+
 test("an upload started on one node, continued on the other and finished on the first", async () => {
   const [a, b] = nodes as [string, string];
   const repo = "team/app";

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { pino } from "pino";
+import { parseProm } from "../../mesh-client/mesh-status.js";
 import { JetStreamLog } from "../../node/data/jetstream-log.js";
 import { type EventBody, makeEvent } from "../../protocol/events.js";
 import { parsePolicy } from "../../protocol/policy.js";
@@ -70,6 +71,14 @@ async function arrives(region: string, repo: string, ref: string, digest: string
       `${repo}:${ref} not ${digest ?? "absent"} in ${region}: ${(err as Error).message}\n${log}`,
     );
   }
+}
+
+/** A series of `region`'s worker metrics page (undefined: absent). */
+async function workerMetric(region: string, name: string, labels: Record<string, string>) {
+  const text = await (await fetch(`${mesh.regions.get(region)!.worker.info.metrics}/metrics`)).text();
+  return parseProm(text).find(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
 }
 
 /** Every event in a region's stream. */
@@ -187,6 +196,9 @@ describe("replication policies", () => {
     const bytes = JSON.stringify(image.manifest);
     for (const tag of tags) await a.pushManifest("brk/app", tag, bytes);
     await arrives("c", "brk/app", "t6", image.digest);
+    const link = { src: "a", dst: "c" };
+    const tripsBefore = await workerMetric("c", "meridian_replication_delete_breaker_trips_total", link);
+    assert.equal(await workerMetric("c", "meridian_replication_delete_breaker_tripped", link), 0);
     // 7 tags in c; deleting 5 passes the 50% share on the fourth.
     for (const tag of tags.slice(0, 5))
       assert.equal((await a.fetch(`/v2/brk/app/manifests/${tag}`, { method: "DELETE" })).status, 202);
@@ -204,6 +216,17 @@ describe("replication policies", () => {
       [false, false, false, true, true, true],
       "three deletions passed, the fourth is held",
     );
+    // What deploy/prometheus/rules.yml MeridianDeleteBreakerTripped reads: the link is held, one more trip.
+    assert.equal(await workerMetric("c", "meridian_replication_delete_breaker_tripped", link), 1);
+    assert.equal(
+      await workerMetric("c", "meridian_replication_delete_breaker_tripped", { src: "b", dst: "c" }),
+      0,
+    );
+    assert.ok(
+      (await workerMetric("c", "meridian_replication_delete_breaker_trips_total", link))! >
+        (tripsBefore ?? -1),
+      "the trip is counted",
+    );
     // The stream from a is held: a later push from a waits behind it.
     const later = await a.pushRandomImage("brk/other", "x", 1, 100);
     await sleep(1_500);
@@ -212,6 +235,11 @@ describe("replication policies", () => {
     await arrives("c", "brk/app", "t5", undefined);
     await arrives("c", "brk/other", "x", later.digest);
     assert.equal(await digestAt("c", "brk/app", "t6"), image.digest);
+    assert.equal(
+      await workerMetric("c", "meridian_replication_delete_breaker_tripped", link),
+      0,
+      "reset: no longer held",
+    );
   });
 
   test("a manual policy replicates nothing on push, and everything it selects on a run", async () => {
