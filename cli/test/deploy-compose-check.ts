@@ -14,7 +14,11 @@
  *   key or mesh file the container would not find fails here too);
  * - every file mounted from the repository exists;
  * - Prometheus' targets are services, on the port each serves /metrics on,
- *   and every Meridian process is scraped;
+ *   and every Meridian process is scraped; its `rule_files` are mounted
+ *   (deploy/prometheus/rules.yml, checked by promtool in
+ *   prometheus-rules.test.ts);
+ * - Grafana's dashboard providers read directories where dashboards are
+ *   mounted (deploy/grafana/meridian.json), each one parseable JSON;
  * - mesh.json's registry, nats, grpc and metrics name services of the right
  *   region on their configured ports;
  * - each region's NATS: its servers mount the region's config, which
@@ -26,7 +30,15 @@
  * Returns the problems found, each a line naming the service or file.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import type { TSchema } from "typebox";
 import { parse } from "yaml";
@@ -191,6 +203,7 @@ export function checkCompose(composeDir: string, options: CheckOptions): string[
   const regionOf = (name: string) => meridian.get(name)?.env.MERIDIAN_REGION;
 
   checkPrometheus(services, meridian, problems);
+  checkGrafana(services, problems);
 
   // mesh.json: the file the Meridian services mount.
   const meshMount = [...meridian.keys()]
@@ -300,8 +313,16 @@ function checkPrometheus(
     return;
   }
   const doc = parse(readFileSync(config.source, "utf8")) as {
+    rule_files?: string[];
     scrape_configs?: Array<{ job_name: string; static_configs?: Array<{ targets: string[] }> }>;
   };
+  if ((doc.rule_files ?? []).length === 0)
+    problems.push("prometheus.yml: no rule_files (deploy/prometheus/rules.yml)");
+  for (const f of doc.rule_files ?? []) {
+    const host = prometheus === undefined ? undefined : hostPath(prometheus, f, "/nonexistent");
+    if (host === undefined || !existsSync(host))
+      problems.push(`prometheus.yml: rule file ${f} is not mounted`);
+  }
   const scraped = new Set<string>();
   for (const job of doc.scrape_configs ?? [])
     for (const target of (job.static_configs ?? []).flatMap((c) => c.targets)) {
@@ -317,6 +338,45 @@ function checkPrometheus(
     }
   for (const name of meridian.keys())
     if (!scraped.has(name)) problems.push(`prometheus.yml: ${name} is not scraped`);
+}
+
+/** Grafana's dashboard providers (provisioning/dashboards/*.yml) each read a directory with dashboards mounted. */
+function checkGrafana(services: Record<string, Service>, problems: string[]): void {
+  const grafana = services.grafana;
+  const dir =
+    grafana === undefined
+      ? undefined
+      : hostPath(grafana, "/etc/grafana/provisioning/dashboards", "/nonexistent");
+  if (grafana === undefined || dir === undefined || !existsSync(dir)) {
+    problems.push("grafana: no /etc/grafana/provisioning/dashboards mounted");
+    return;
+  }
+  const providers = readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .flatMap((f) => {
+      const doc = parse(readFileSync(join(dir, f), "utf8")) as {
+        providers?: Array<{ name: string; options?: { path?: string } }>;
+      };
+      return doc.providers ?? [];
+    });
+  if (providers.length === 0) problems.push("grafana: no dashboard provider");
+  for (const p of providers) {
+    const path = p.options?.path ?? "";
+    const boards = mounts(grafana).filter(
+      (m) => m.bind && m.target.startsWith(`${path}/`) && m.target.endsWith(".json"),
+    );
+    if (boards.length === 0)
+      problems.push(`grafana: provider ${p.name} reads ${path}, where no dashboard is mounted`);
+    for (const b of boards) {
+      try {
+        const board = JSON.parse(readFileSync(b.source, "utf8")) as { uid?: string; panels?: unknown[] };
+        if (board.uid === undefined || (board.panels ?? []).length === 0)
+          problems.push(`grafana: ${b.source} has no uid or no panels`);
+      } catch (err) {
+        problems.push(`grafana: ${b.source}: ${(err as Error).message}`);
+      }
+    }
+  }
 }
 
 /**

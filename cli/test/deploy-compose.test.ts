@@ -36,10 +36,15 @@ test("deploy/compose: docker-compose config accepts it and every service is conf
     assert.ok(readFileSync(join(volumesDir, "secrets", f)).length > 0, f);
 });
 
-/** A copy of deploy/compose with `file`'s text changed by `edit` (which must change it). */
+/**
+ * A copy of deploy/compose with `file`'s text changed by `edit` (which must
+ * change it); the whole of deploy/ is copied, for the files compose mounts
+ * from next to it (../prometheus/rules.yml, ../grafana/meridian.json).
+ */
 function brokenCopy(dir: string, file: string, edit: (text: string) => string): string {
-  const copy = join(dir, `copy-${Math.random().toString(36).slice(2)}`);
-  cpSync(COMPOSE, copy, { recursive: true });
+  const deploy = join(dir, `copy-${Math.random().toString(36).slice(2)}`);
+  cpSync(join(COMPOSE, ".."), deploy, { recursive: true });
+  const copy = join(deploy, "compose");
   const before = readFileSync(join(copy, file), "utf8");
   const after = edit(before);
   assert.notEqual(after, before, `the edit of ${file} changed nothing`);
@@ -78,6 +83,28 @@ const BROKEN: Array<{
     file: "docker-compose.yml",
     edit: (t) => t.replace("./prometheus.yml:", "./prometheus.yaml:"),
     reported: /prometheus: mounted file .*prometheus\.yaml does not exist/,
+  },
+  {
+    what: "no alerting rules loaded",
+    file: "prometheus.yml",
+    edit: (t) => t.replace("rule_files:\n  - /etc/prometheus/rules.yml\n", ""),
+    reported: /prometheus\.yml: no rule_files/,
+  },
+  {
+    what: "a rule file that is not mounted",
+    file: "docker-compose.yml",
+    edit: (t) =>
+      t.replace(
+        "../prometheus/rules.yml:/etc/prometheus/rules.yml:ro",
+        "../prometheus/rules.yml:/etc/prometheus/alerts.yml:ro",
+      ),
+    reported: /prometheus\.yml: rule file \/etc\/prometheus\/rules\.yml is not mounted/,
+  },
+  {
+    what: "a dashboard provider reading a directory with no dashboard",
+    file: "grafana/provisioning/dashboards/meridian.yml",
+    edit: (t) => t.replace("path: /etc/grafana/dashboards", "path: /etc/grafana/boards"),
+    reported: /grafana: provider meridian reads \/etc\/grafana\/boards, where no dashboard is mounted/,
   },
   {
     what: "a scrape target on the wrong port",
