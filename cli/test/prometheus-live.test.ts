@@ -213,6 +213,19 @@ describe("Prometheus scraping a real mesh", () => {
     }
   });
 
+  test("every metric the mesh exports is meridian_-prefixed, and _total names counters and only counters", () => {
+    const types = new Map<string, string>();
+    for (const page of pages)
+      for (const m of page.matchAll(/^# TYPE (\S+) (\S+)$/gm)) types.set(m[1]!, m[2]!);
+    assert.ok(types.size > 100, `${types.size} metrics on the pages`);
+    const wrong = [...types]
+      .filter(
+        ([name, type]) => !name.startsWith("meridian_") || (type === "counter") !== name.endsWith("_total"),
+      )
+      .map(([name, type]) => `${name} (${type})`);
+    assert.deepEqual(wrong, []);
+  });
+
   test("the Grafana board and the alert rules name only metrics the mesh exports", () => {
     const exported = exportedNames(pages);
     assert.ok(exported.has("meridian_replication_lag_seconds_bucket"), "the worker's page was read");
