@@ -145,6 +145,18 @@ describe("Prometheus scraping a real mesh", () => {
     );
   });
 
+  test("every target is up", async () => {
+    await eventually(async () => {
+      const res = (await (await fetch(`${prometheus}/api/v1/targets`)).json()) as {
+        data: { activeTargets: Array<{ health: string }> };
+      };
+      const t = res.data.activeTargets;
+      return t.length === 7 && t.every((x) => x.health === "up");
+    }, 15_000);
+    const down = await query('up{job=~"meridian.*"} == 0');
+    assert.deepEqual(down, []);
+  });
+
   test("a push into a, replicated into b, shows as a→b lag through Prometheus' API", async () => {
     const a = mesh.regions.get("a")!;
     const b = mesh.regions.get("b")!;
@@ -179,16 +191,30 @@ describe("Prometheus scraping a real mesh", () => {
     assert.equal(series!.metric.job, "meridian-worker");
   });
 
-  test("every target is up", async () => {
+  test("what the alerts read, from the real processes: fences open, breakers untripped, filesystems sized", async () => {
+    const rows = async (q: string) =>
+      (await query(q)).map(
+        (r) => ({ ...r.metric, value: Number(r.value[1]) }) as Record<string, string | number>,
+      );
+    // Each peer: one series per fence cause, all 0 once the other region has answered.
     await eventually(async () => {
-      const res = (await (await fetch(`${prometheus}/api/v1/targets`)).json()) as {
-        data: { activeTargets: Array<{ health: string }> };
-      };
-      const t = res.data.activeTargets;
-      return t.length === 7 && t.every((x) => x.health === "up");
+      const fence = await rows("meridian_peer_home_writes_refused");
+      return fence.length === 6 && fence.every((r) => r.value === 0);
     }, 15_000);
-    const down = await query('up{job=~"meridian.*"} == 0');
-    assert.deepEqual(down, []);
+    assert.deepEqual(
+      (await rows("meridian_peer_home_writes_refused")).map((r) => `${r.region}/${r.reason}`).sort(),
+      ["a/behind_epoch", "a/cut_off", "a/starting", "b/behind_epoch", "b/cut_off", "b/starting"],
+    );
+    const breakers = await rows("meridian_replication_delete_breaker_tripped");
+    assert.deepEqual(breakers.map((r) => `${r.src}->${r.dst}=${r.value}`).sort(), ["a->b=0", "b->a=0"]);
+    const free = await rows("meridian_node_filesystem_avail_bytes / meridian_node_filesystem_size_bytes");
+    assert.deepEqual(free.map((r) => `${r.region}/${r.volume}`).sort(), [
+      "a/store",
+      "a/view",
+      "b/store",
+      "b/view",
+    ]);
+    for (const r of free) assert.ok((r.value as number) > 0 && (r.value as number) <= 1, JSON.stringify(r));
   });
 
   test("every rule of rules.yml is loaded and evaluates cleanly; none fires on a healthy mesh", async () => {
