@@ -5,7 +5,8 @@
  * loaded: an image pushed into a shows up, once b has it, as a→b
  * replication lag read back through Prometheus' HTTP API; every target is
  * up; every rule is loaded and evaluates cleanly, none firing on a healthy
- * mesh. The Grafana board (deploy/grafana/meridian.json) and the rules may
+ * mesh; with b's peer held down, the alerts for it turn pending (their
+ * `for` is minutes: pending is where real data meets the expressions). The Grafana board (deploy/grafana/meridian.json) and the rules may
  * name only metrics the mesh's processes really export: the names come from
  * their /metrics pages, not from a list kept here.
  */
@@ -15,7 +16,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parse } from "yaml";
-import { cleanupStack, eventually, freePort, REPO_ROOT, tempDir } from "../../testing/harness.js";
+import { cleanupStack, eventually, freePort, REPO_ROOT, runCli, tempDir } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";
 import { exportedNames, metricNames } from "./promql-names.js";
@@ -280,5 +281,38 @@ describe("Prometheus scraping a real mesh", () => {
     // And the check can fail: a name no process exports is caught.
     check("a misspelt query", "rate(meridian_replication_byte_total[5m])");
     assert.deepEqual(wrong, ["a misspelt query: meridian_replication_byte_total is not exported"]);
+  });
+  test("b's peer held down: its target, a's view of b and a's fence turn the matching alerts pending", async () => {
+    const peerB = new URL(mesh.regions.get("b")!.metrics!.peer).host;
+    const stopped = await runCli(["region", "stop", "b", "--only", "peer", "--data", mesh.dataDir]);
+    assert.equal(stopped.code, 0, stopped.stderr);
+    type Alert = { labels: Record<string, string>; state: string };
+    let active: Alert[] = [];
+    const has = (name: string, labels: Record<string, string>) =>
+      active.some(
+        (a) => a.labels.alertname === name && Object.entries(labels).every(([k, v]) => a.labels[k] === v),
+      );
+    // Pending, not firing: each waits its `for` (minutes) first; the expression already holds.
+    await eventually(
+      async () => {
+        const res = (await (await fetch(`${prometheus}/api/v1/alerts`)).json()) as {
+          data: { alerts: Alert[] };
+        };
+        active = res.data.alerts;
+        return (
+          has("MeridianProcessDown", { job: "meridian-peer", instance: peerB }) &&
+          has("MeridianPeerDown", { region: "a", peer: "b" }) &&
+          has("MeridianRegionRefusingWrites", { region: "a", reason: "cut_off" })
+        );
+      },
+      30_000,
+      250,
+    ).catch(() => undefined);
+    const names = active.map((a) => `${a.labels.alertname}${JSON.stringify(a.labels)} ${a.state}`);
+    assert.ok(has("MeridianProcessDown", { job: "meridian-peer", instance: peerB }), names.join("\n"));
+    assert.ok(has("MeridianPeerDown", { region: "a", peer: "b" }), names.join("\n"));
+    assert.ok(has("MeridianRegionRefusingWrites", { region: "a", reason: "cut_off" }), names.join("\n"));
+    for (const a of active) assert.equal(a.state, "pending", `${a.labels.alertname} fired at once`);
+    assert.ok(!has("MeridianProcessDown", { job: "meridian-worker" }), "the workers still answer");
   });
 });
