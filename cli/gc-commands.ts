@@ -108,7 +108,7 @@ async function gcRun(ctx: Context): Promise<number> {
     `gc run ${started.runId} in region ${started.region}${started.dryRun ? " (dry run)" : ""}: grace ${seconds(started.graceMs)}, undelete window ${seconds(started.undeleteWindowMs)}`,
   );
   const deadline = Date.now() + WAIT_TIMEOUT_MS;
-  const shown = new GcProgress(started.runId);
+  const shown = new GcProgress(started.runId, started.dryRun);
   let run: RunState;
   try {
     for (;;) {
@@ -162,7 +162,10 @@ class GcProgress {
   #scan: Progress | undefined;
   #collect: Progress | undefined;
 
-  constructor(readonly runId: string) {}
+  constructor(
+    readonly runId: string,
+    readonly dryRun: boolean,
+  ) {}
 
   update(p: NonNullable<RunState["progress"]>): void {
     if (p.phase === "mark") {
@@ -176,7 +179,7 @@ class GcProgress {
       this.#scan.update(p.scanned, `${p.candidates} collectable`);
       this.#scan.finish();
     }
-    if (p.candidates === 0) return;
+    if (p.candidates === 0 || this.dryRun) return;
     this.#collect ??= progress(`gc ${this.runId} collect`, p.candidates, { noun: "blobs collected" });
     this.#collect.update(p.collected, p.phase, p.candidates);
   }
