@@ -11,8 +11,8 @@
  *     and exits 1 naming it.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { waitWritable } from "../../testing/faults.js";
@@ -23,6 +23,8 @@ import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 const cleanup = cleanupStack({ after });
 /** Generous: each command's own bounds make it a few seconds with a region frozen. */
 const FINISHES_MS = 25_000;
+/** util-linux `script`: runs a command on a pseudo-terminal. */
+const SCRIPT = "/usr/bin/script";
 let mesh: RunningMesh;
 const client = (region: string) => new OciClient(mesh.regions.get(region)!.registry);
 const meridian = (args: string[], timeoutMs = 120_000) =>
@@ -180,6 +182,37 @@ describe("the CLI's progress, lag matrix and status --watch on a real mesh", () 
       /^rebuilding b: \d+\/\d+ repositories in step(, [^,]+)*, with a \d+\/\d+, c \d+\/\d+$/,
     );
     assert.match(r.stdout, /^rebuild of b: ok after [\d.]+ s; /m);
+  });
+
+  test("on a terminal (script's pseudo-terminal): rebuild-region's bar is redrawn in place; status --watch clears and redraws", {
+    skip: !existsSync(SCRIPT) && "no util-linux script",
+  }, async () => {
+    const inPty = (command: string, timeoutMs: number) =>
+      spawnSync(SCRIPT, ["-qec", `stty cols 200 rows 50; ${command}`, "/dev/null"], {
+        encoding: "utf8",
+        timeout: timeoutMs,
+        env: { ...process.env, TERM: "xterm" },
+      });
+    const meridianCmd = `${process.execPath} ${CLI_ENTRY}`;
+    const rebuild = inPty(`${meridianCmd} rebuild-region --region b --data ${mesh.dataDir}`, 120_000);
+    assert.equal(rebuild.status, 0, rebuild.stdout);
+    const frames = rebuild.stdout.split("\r\x1b[2K").slice(1);
+    assert.ok(frames.length >= 1, `drawn in place: ${JSON.stringify(rebuild.stdout)}`);
+    for (const f of frames)
+      assert.match(f, /^rebuilding b \[[#.]{24}\] \d+\/\d+ repositories in step {2}\d+%/);
+    // The bar's line is ended before the summary.
+    assert.match(rebuild.stdout, /repositories in step[^\r\n]*\r?\n(.*\r?\n)*rebuild of b: ok after/);
+
+    // SIGINT after about 3 s (timeout keeps the command's own exit status).
+    const watch = inPty(
+      `timeout --preserve-status -s INT 3 ${meridianCmd} status --watch --interval 0.5 --data ${mesh.dataDir}`,
+      FINISHES_MS,
+    );
+    assert.equal(watch.status, 0, watch.stdout);
+    const screens = watch.stdout.split("\x1b[H\x1b[2J").slice(1);
+    assert.ok(screens.length >= 2, `cleared and redrawn: ${JSON.stringify(watch.stdout)}`);
+    for (const screen of screens.slice(0, -1))
+      assert.match(screen, /^meridian status at \S+ \(every 0\.5 s; Ctrl-C to stop\)\r?\nregion\s+peer/);
   });
 
   test("rebuild: a node's view replayed, events applied of the log's, then the result", async () => {
