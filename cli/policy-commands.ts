@@ -53,8 +53,12 @@ export const POLICY_USAGE = `  policy list                     replication polic
   alerts                          alerts raised in the mesh
 `;
 
-/** How often `policy run --wait` counts the repositories in step (every region's peer Summarize). */
-const COUNT_EVERY_MS = 1_000;
+/**
+ * How often `policy run --wait` counts the repositories in step: each count
+ * asks every region the policy names for its whole summary (one entry per
+ * repository), so not at every poll of the run.
+ */
+const COUNT_EVERY_MS = 2_000;
 /** Time `policy run --wait` follows a run before giving up. */
 const WAIT_TIMEOUT_MS = 10 * 60_000;
 const POLL_MS = 500;
@@ -273,7 +277,7 @@ async function policyRun(ctx: Context): Promise<number> {
         if (!ctx.json) shown.log(`${resultLine(region, r)}\n`, process.stdout);
       }
       const finished = destinations.every((d) => seen.has(d));
-      // The peers' summaries at most once a second, and once more at the end.
+      // The peers' summaries at most every COUNT_EVERY_MS, and once more at the end.
       if (finished || Date.now() - counted.at >= COUNT_EVERY_MS)
         counted = { ...(await follow.inStep()), at: Date.now() };
       shown.update(counted.done, `${seen.size}/${destinations.length} region(s) reported`, counted.total);

@@ -13,7 +13,7 @@
  * region slows the refresh, never stops it. SIGINT (or SIGTERM) ends the
  * watch at once with exit 0, whatever is in flight: nothing is held open
  * that needs closing (a frozen peer's connection attempt dies with the
- * process).
+ * process). A reader that goes away (`status --watch | head`) ends it too.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { readStatusMesh, type StatusOptions, snapshot } from "./status.js";
@@ -45,6 +45,8 @@ export async function statusWatch(options: StatusOptions & { intervalS: number }
   };
   process.once("SIGINT", end);
   process.once("SIGTERM", end);
+  // The reader went away (`| head`): the watch is over, as with Ctrl-C.
+  out.on("error", () => process.exit(0));
   const every = options.intervalS * 1000;
   for (let n = 0; !stop.signal.aborted; n++) {
     const started = Date.now();
