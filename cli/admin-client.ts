@@ -190,12 +190,12 @@ export class AdminClient {
           if (this.#regions.length === 1)
             throw new CommandError(
               err.refused
-                ? `cannot reach region ${region.name} at ${where(region)}: ${err.detail}`
+                ? `cannot reach region ${region.name} at ${where(region)}: ${err.detail}; ${START_HINT}`
                 : `region ${region.name} at ${where(region)} ${err.message}; is it down or frozen? name another with --region`,
             );
           throw new CommandError(
             next === undefined
-              ? `no region answered (${missed.join("; ")})`
+              ? `no region answered (${missed.join("; ")}); ${START_HINT}`
               : `region ${region.name} ${err.message}; not sent elsewhere (it may have been applied there): check, then retry or name a region with --region`,
           );
         }
@@ -282,7 +282,7 @@ export class AdminClient {
           cause?.message ?? (err as Error).message,
         );
       throw new CommandError(
-        `cannot reach region ${region.name} at ${node}: ${cause?.message ?? (err as Error).message}`,
+        `cannot reach region ${region.name} at ${node}: ${cause?.message ?? (err as Error).message}; ${START_HINT}`,
       );
     }
     let value: unknown;
@@ -307,8 +307,24 @@ export class AdminClient {
         : problems.length > 1
           ? `${problems.length} problems`
           : e.message;
-    throw new CommandError(`${message} (region ${region.name})`, problems, res.status);
+    // Signed in, but not allowed: say who is signed in and how to be someone else.
+    const next =
+      res.status === 403
+        ? `; signed in as ${signedInAs(this.authorization) ?? "nobody"}: set MERIDIAN_USER and MERIDIAN_PASSWORD_FILE to a user allowed this (a system admin for mesh-wide changes; 'meridian whoami' shows your rights)`
+        : "";
+    throw new CommandError(`${message} (region ${region.name})${next}`, problems, res.status);
   }
+}
+
+/** What to do when no region's admin API answers at all. */
+const START_HINT =
+  "is 'meridian up' running? start it with 'npm start' (or 'meridian up --data DIR'), or pass the --data DIR / --mesh FILE of the mesh that runs";
+
+/** The user of a Basic authorization (undefined for none or another scheme). */
+function signedInAs(authorization: string | undefined): string | undefined {
+  if (authorization?.startsWith("Basic ") !== true) return undefined;
+  const text = Buffer.from(authorization.slice(6), "base64").toString("utf8");
+  return text.slice(0, Math.max(0, text.indexOf(":")));
 }
 
 /** Where a region's admin API is: its registry, or its nodes' URLs. */
@@ -321,7 +337,13 @@ export function readMesh(meshFile: string | undefined, dataDir: string): Mesh {
   try {
     return parseMesh(JSON.parse(readFileSync(file, "utf8")));
   } catch (err) {
-    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
+    throw new UsageError(
+      `cannot read ${file}: ${(err as Error).message}; ${
+        (err as { code?: string }).code === "ENOENT"
+          ? `'meridian up' writes it when the mesh starts: start one with 'npm start' (or 'meridian up --data ${dataDir}'), or pass --data DIR / --mesh FILE of a running mesh`
+          : "pass --data DIR / --mesh FILE of a mesh 'meridian up' started"
+      }`,
+    );
   }
 }
 

@@ -123,7 +123,7 @@ export async function admin(command: string, argv: string[]): Promise<number> {
     return await spec.run(ctx);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`${label}: ${err.message}\n`);
+      process.stderr.write(`${label}: ${err.message}\n  see 'meridian help ${command}'\n`);
       return 2;
     }
     if (err instanceof CommandError) {

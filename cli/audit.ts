@@ -89,7 +89,7 @@ export async function audit(argv: string[], deps: AuditCliDeps = {}): Promise<nu
     return unreachable.length === 0 ? 0 : 1;
   } catch (e) {
     if (e instanceof UsageError) {
-      err(`${label}: ${e.message}\n`);
+      err(`${label}: ${e.message}\n  see 'meridian help audit'\n`);
       return 2;
     }
     err(`${label}: ${(e as Error)?.message ?? e}\n`);

@@ -28,6 +28,7 @@ import {
   statsText,
   UsageError,
 } from "./admin-client.js";
+import { progress } from "./progress.js";
 
 export const DR_USAGE = `  failover --from A --to B [--force]
                                   re-home every repository homed in A to B (a new failover
@@ -100,8 +101,8 @@ async function rebuildRegion(ctx: Context): Promise<number> {
     .filter((r) => r.name !== name)
     .map((r) => new PeerClient(r.name, r.grpc, credentials));
   const started = Date.now();
-  const tty = process.stderr.isTTY === true;
-  let lastLine = "";
+  // A bar with rate and time left on a terminal, plain lines elsewhere (cli/progress.ts).
+  const shown = progress(`rebuilding ${name}`, undefined, { noun: "repositories in step" });
   try {
     for (;;) {
       let run: RunRecord | undefined;
@@ -115,15 +116,11 @@ async function rebuildRegion(ctx: Context): Promise<number> {
         )
           throw err;
       }
-      const line = await progressLine(name, here, sources, started);
-      if (line !== lastLine || tty) {
-        process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
-        lastLine = line;
-      }
+      const step = await inStep(here, sources);
+      shown.update(step.done, step.note, step.total);
       const result = run?.results[name];
       if (result !== undefined) {
-        if (tty) process.stderr.write("\n");
-        lastLine = "";
+        shown.finish();
         if (ctx.json) printJson({ region: name, runId, ...result });
         else
           process.stdout.write(
@@ -137,24 +134,24 @@ async function rebuildRegion(ctx: Context): Promise<number> {
     }
   } finally {
     // An error ends the \r progress line too, before its message (issue 11, finding 10).
-    if (tty && lastLine !== "") process.stderr.write("\n");
+    shown.finish();
     here.close();
     for (const s of sources) s.close();
   }
 }
 
 /**
- * "rebuilding a: b 37/40 repositories in step, c 12/12 (9 s)": per source,
- * how many of its repositories the target holds in the same state (policies
+ * How far the target is: per source, how many of its repositories the target
+ * holds in the same state ("with b 37/40, c 12/12"), and their sums (policies
  * may keep some out on purpose, so 100% is not promised; the run's outcome is
  * what counts).
  */
-async function progressLine(
-  name: string,
+async function inStep(
   here: PeerClient,
   sources: PeerClient[],
-  started: number,
-): Promise<string> {
+): Promise<{ done: number; total: number; note: string }> {
+  let done = 0;
+  let total = 0;
   const mine = await here.summarize("").catch(() => undefined);
   const parts: string[] = [];
   for (const source of sources) {
@@ -164,9 +161,10 @@ async function progressLine(
       continue;
     }
     const differing = new Set(differingRepositories(mine?.repos ?? [], theirs.repos));
-    const inStep = theirs.repos.filter((r: RepoDigest) => !differing.has(r.repo)).length;
-    parts.push(`${source.region} ${inStep}/${theirs.repos.length}`);
+    const same = theirs.repos.filter((r: RepoDigest) => !differing.has(r.repo)).length;
+    done += same;
+    total += theirs.repos.length;
+    parts.push(`${source.region} ${same}/${theirs.repos.length}`);
   }
-  const elapsed = ((Date.now() - started) / 1000).toFixed(0);
-  return `rebuilding ${name}: repositories in step with ${parts.join(", ")} (${elapsed} s)`;
+  return { done, total, note: `with ${parts.join(", ")}` };
 }

@@ -6,12 +6,14 @@
  *
  * `meridian gc run`: garbage-collect one region's blob store now
  * (node/data/gc.ts through the admin API's POST /gc/runs), follow the run
- * and print its progress and summary. Plain lines (one per phase change),
- * a JSON result with --json. Exit 0 when the run finished ok, 1 when it
+ * and print its progress (on stderr: the scan, then the collection, a bar
+ * with rate and time left on a terminal, plain lines elsewhere) and its
+ * summary (stdout; the run's record with --json). Exit 0 when the run finished ok, 1 when it
  * failed.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Command, CommandError, type Context, JSON_OPT, printJson } from "./admin-client.js";
+import { type Progress, progress } from "./progress.js";
 
 export const GC_USAGE = `  gc run [--dry-run] [--now]      garbage-collect a region's blob store (--region R; default the first
                                   that answers), wait for it, print progress and what was reclaimed;
@@ -106,27 +108,26 @@ async function gcRun(ctx: Context): Promise<number> {
     `gc run ${started.runId} in region ${started.region}${started.dryRun ? " (dry run)" : ""}: grace ${seconds(started.graceMs)}, undelete window ${seconds(started.undeleteWindowMs)}`,
   );
   const deadline = Date.now() + WAIT_TIMEOUT_MS;
-  let last = "";
+  const shown = new GcProgress(started.runId, started.dryRun);
   let run: RunState;
-  for (;;) {
-    try {
-      run = await api.get<RunState>(`/gc/runs/${encodeURIComponent(started.runId)}`);
-    } catch (err) {
-      // Unreachable for a moment: keep waiting; a refusal is final.
-      if (!(err instanceof CommandError) || (err.status !== undefined && err.status < 500)) throw err;
+  try {
+    for (;;) {
+      try {
+        run = await api.get<RunState>(`/gc/runs/${encodeURIComponent(started.runId)}`);
+      } catch (err) {
+        // Unreachable for a moment: keep waiting; a refusal is final.
+        if (!(err instanceof CommandError) || (err.status !== undefined && err.status < 500)) throw err;
+        await sleep(POLL_MS);
+        continue;
+      }
+      if (run.progress !== undefined) shown.update(run.progress);
+      if (run.state !== "running") break;
+      if (Date.now() > deadline)
+        throw new CommandError(`timed out after an hour waiting for ${started.runId}`);
       await sleep(POLL_MS);
-      continue;
     }
-    const p = run.progress;
-    const line =
-      p === undefined
-        ? run.state
-        : `${p.phase}: ${p.scanned} blobs scanned, ${p.candidates} collectable, ${p.collected} collected`;
-    if (line !== last && run.state === "running") say(line);
-    last = line;
-    if (run.state !== "running") break;
-    if (Date.now() > deadline) throw new CommandError(`timed out after an hour waiting for ${started.runId}`);
-    await sleep(POLL_MS);
+  } finally {
+    shown.finish();
   }
   if (ctx.json) printJson(run);
   else if (run.state === "failed") say(`failed: ${run.error ?? "unknown error"}`);
@@ -148,6 +149,45 @@ async function gcRun(ctx: Context): Promise<number> {
       );
   }
   return run.state === "failed" ? 1 : 0;
+}
+
+/**
+ * A run's progress as its record tells it (node/data/gc.ts GcProgress), on
+ * stderr through cli/progress.ts: first the scan (blobs scanned, no total
+ * known: a count and its rate), then, once the candidates are known, the
+ * collection (collected of collectable: a bar with rate and time left), the
+ * run's phase (sweep, settle, verify) as its note. A dry run only scans.
+ */
+class GcProgress {
+  #scan: Progress | undefined;
+  #collect: Progress | undefined;
+
+  constructor(
+    readonly runId: string,
+    readonly dryRun: boolean,
+  ) {}
+
+  update(p: NonNullable<RunState["progress"]>): void {
+    if (p.phase === "mark") {
+      this.#scan ??= progress(`gc ${this.runId} scan`, undefined, { noun: "blobs scanned" });
+      this.#scan.update(p.scanned, `${p.candidates} collectable`);
+      return;
+    }
+    // Past the scan: its last count, then the collection of what it found.
+    if (this.#collect === undefined) {
+      this.#scan ??= progress(`gc ${this.runId} scan`, undefined, { noun: "blobs scanned" });
+      this.#scan.update(p.scanned, `${p.candidates} collectable`);
+      this.#scan.finish();
+    }
+    if (p.candidates === 0 || this.dryRun) return;
+    this.#collect ??= progress(`gc ${this.runId} collect`, p.candidates, { noun: "blobs collected" });
+    this.#collect.update(p.collected, p.phase, p.candidates);
+  }
+
+  finish(): void {
+    this.#scan?.finish();
+    this.#collect?.finish();
+  }
 }
 
 function seconds(ms: number): string {

@@ -3,7 +3,8 @@
  *
  *   meridian up [--regions NAMES] [--base-port N] [--data DIR] [--tls] [--auth | --no-auth] [--nats-cluster N] [--s3] [--nodes N]
  *   meridian rebuild [--data DIR] [--region NAME] [--nats URL] [--view DIR]
- *   meridian status [--data DIR] [--mesh FILE] [--json]
+ *   meridian status [--data DIR] [--mesh FILE] [--json] [--watch [--interval S]]
+ *   meridian lag [--data DIR] [--mesh FILE] [--json]          (the lag matrix: cli/lag.ts)
  *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
  *   meridian policy|alerts|tag|undelete|repo|replication|retention …   (admin commands: cli/admin.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
@@ -28,9 +29,11 @@ import { audit } from "./audit.js";
 import { BACKUP_USAGE, backupCommand } from "./backup-command.js";
 import { CERTS_USAGE, certs } from "./certs.js";
 import { CONFIG_USAGE, config } from "./config.js";
+import { LAG_USAGE, lag } from "./lag.js";
 import { rebuild } from "./rebuild.js";
 import { region } from "./region.js";
 import { status } from "./status.js";
+import { MIN_INTERVAL_S, statusWatch, watchInterval } from "./status-watch.js";
 import { up } from "./up.js";
 
 const USAGE = `usage: meridian <command> [options]
@@ -63,7 +66,10 @@ commands:
               --data DIR        data directory of the mesh (default .meridian; reads DIR/mesh.json)
               --mesh FILE       a mesh file elsewhere
               --json            machine-readable output
-  rebuild   delete a node's metadata view and replay the region's log into it
+              --watch           refresh until Ctrl-C (in place on a terminal; elsewhere snapshots
+                                one after another, each after a blank line and its time)
+              --interval S      seconds between refreshes with --watch (default 2, at least ${MIN_INTERVAL_S})
+${LAG_USAGE}  rebuild   delete a node's metadata view and replay the region's log into it
               --data DIR        data directory of the mesh (default .meridian)
               --region NAME     region (default: the first in DIR/mesh.json, else local)
               --nats URL        the region's NATS (default: from DIR/mesh.json, else base port + 1)
@@ -198,9 +204,29 @@ async function main(argv: string[]): Promise<number> {
           data: { type: "string", default: ".meridian" },
           mesh: { type: "string" },
           json: { type: "boolean", default: false },
+          watch: { type: "boolean", default: false },
+          interval: { type: "string" },
         },
       });
-      return status({ dataDir: values.data, meshFile: values.mesh, json: values.json });
+      const options = { dataDir: values.data, meshFile: values.mesh, json: values.json };
+      if (!values.watch) {
+        if (values.interval !== undefined) throw new UsageError("--interval is for status --watch");
+        return status(options);
+      }
+      const intervalS = watchInterval(values.interval);
+      if (typeof intervalS === "string") throw new UsageError(intervalS);
+      return statusWatch({ ...options, intervalS });
+    }
+    case "lag": {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          data: { type: "string", default: ".meridian" },
+          mesh: { type: "string" },
+          json: { type: "boolean", default: false },
+        },
+      });
+      return lag({ dataDir: values.data, meshFile: values.mesh, json: values.json });
     }
     case "region": {
       const { values, positionals } = parseArgs({
@@ -234,7 +260,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     default:
       if (ADMIN_COMMANDS.has(command)) return admin(command, rest);
-      process.stderr.write(`meridian: unknown command "${command}"\n${USAGE}`);
+      process.stderr.write(
+        `meridian: unknown command "${command}"${closest(command)}; the commands:\n${USAGE}`,
+      );
       return 2;
   }
 }
@@ -243,11 +271,33 @@ async function main(argv: string[]): Promise<number> {
 function help(command: string): number {
   const text = usageOf(command);
   if (text === undefined) {
-    process.stderr.write(`meridian: unknown command "${command}"\n${USAGE}`);
+    process.stderr.write(
+      `meridian: unknown command "${command}"${closest(command)}; the commands:\n${USAGE}`,
+    );
     return 2;
   }
   process.stdout.write(text);
   return 0;
+}
+
+/** " (did you mean \"status\"?)" when a command is one edit or a swapped pair from the word typed. */
+function closest(word: string): string {
+  const names = new Set(USAGE.split("\n").flatMap((l) => /^ {2}([a-z][\w-]*)/.exec(l)?.[1] ?? []));
+  for (const name of names) if (near(word, name)) return ` (did you mean "${name}"?)`;
+  return "";
+}
+
+/** One letter added, dropped, changed, or two neighbours swapped. Pure. */
+function near(a: string, b: string): boolean {
+  if (a === b || Math.abs(a.length - b.length) > 1) return false;
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  if (a.length === b.length)
+    return (
+      a.slice(i + 1) === b.slice(i + 1) ||
+      (a[i] === b[i + 1] && a[i + 1] === b[i] && a.slice(i + 2) === b.slice(i + 2))
+    );
+  return a.length > b.length ? a.slice(i + 1) === b.slice(i) : a.slice(i) === b.slice(i + 1);
 }
 
 /**
@@ -282,9 +332,15 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err) => {
+    // A usage problem (a bad flag or value): the message and where the command's usage is.
+    const usage =
+      err instanceof UsageError || (typeof err?.code === "string" && err.code.startsWith("ERR_PARSE_ARGS_"));
+    const command = process.argv[2];
     process.stderr.write(
-      `meridian: ${err instanceof UsageError || err?.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? err.message : (err?.stack ?? err)}\n`,
+      usage
+        ? `meridian: ${err.message}\n  see 'meridian help${command === undefined || usageOf(command) === undefined ? "" : ` ${command}`}'\n`
+        : `meridian: ${err?.stack ?? err}\n`,
     );
-    process.exitCode = err instanceof UsageError ? 2 : 1;
+    process.exitCode = usage ? 2 : 1;
   },
 );

@@ -40,6 +40,7 @@ import {
   printJson,
   statsText,
 } from "./admin-client.js";
+import { progress } from "./progress.js";
 import { table } from "./table.js";
 
 export const POLICY_USAGE = `  policy list                     replication policies (a table, or --json)
@@ -52,6 +53,12 @@ export const POLICY_USAGE = `  policy list                     replication polic
   alerts                          alerts raised in the mesh
 `;
 
+/**
+ * How often `policy run --wait` counts the repositories in step: each count
+ * asks every region the policy names for its whole summary (one entry per
+ * repository), so not at every poll of the run.
+ */
+const COUNT_EVERY_MS = 2_000;
 /** Time `policy run --wait` follows a run before giving up. */
 const WAIT_TIMEOUT_MS = 10 * 60_000;
 const POLL_MS = 500;
@@ -228,10 +235,11 @@ async function policyRun(ctx: Context): Promise<number> {
   const path = `/policies/${encodeURIComponent(name)}`;
   // The destinations to wait for, known before asking (a run is only ever reported by those).
   let destinations: string[] = [];
+  let policy: Policy | undefined;
   if (ctx.values.wait === true) {
-    const policy = parsePolicy((await api.get<{ policy: unknown }>(path)).policy);
+    policy = parsePolicy((await api.get<{ policy: unknown }>(path)).policy);
     const names = ctx.mesh().regions.map((r) => r.name);
-    destinations = names.filter((d) => names.some((s) => coversLink(policy, s, d)));
+    destinations = names.filter((d) => names.some((s) => coversLink(policy!, s, d)));
     if (destinations.length === 0)
       throw new CommandError(
         `policy ${name} covers no link between the regions of this mesh; nothing would run`,
@@ -250,24 +258,39 @@ async function policyRun(ctx: Context): Promise<number> {
   const deadline = Date.now() + WAIT_TIMEOUT_MS;
   const seen = new Set<string>();
   let run: RunRecord = { name, runId, results: {} };
-  for (;;) {
-    try {
-      run = await api.get<RunRecord>(`${path}/runs/${encodeURIComponent(runId)}`);
-    } catch (err) {
-      // The region unreachable or unavailable for a moment: keep waiting; a refusal is final.
-      if (!(err instanceof CommandError) || (err.status !== undefined && err.status < 500)) throw err;
+  // Progress on stderr (cli/progress.ts): how many of the repositories the policy selects
+  // in its sources each destination holds in the same state, and the regions reported.
+  const follow = new RunFollower(ctx.mesh(), policy!);
+  const shown = progress(`policy run ${name}`, undefined, { noun: "repositories in step" });
+  let counted = { done: 0, total: 0, at: Number.NEGATIVE_INFINITY };
+  try {
+    for (;;) {
+      try {
+        run = await api.get<RunRecord>(`${path}/runs/${encodeURIComponent(runId)}`);
+      } catch (err) {
+        // The region unreachable or unavailable for a moment: keep waiting; a refusal is final.
+        if (!(err instanceof CommandError) || (err.status !== undefined && err.status < 500)) throw err;
+      }
+      for (const [region, r] of Object.entries(run.results).sort(([a], [b]) => cmp(a, b))) {
+        if (seen.has(region)) continue;
+        seen.add(region);
+        if (!ctx.json) shown.log(`${resultLine(region, r)}\n`, process.stdout);
+      }
+      const finished = destinations.every((d) => seen.has(d));
+      // The peers' summaries at most every COUNT_EVERY_MS, and once more at the end.
+      if (finished || Date.now() - counted.at >= COUNT_EVERY_MS)
+        counted = { ...(await follow.inStep()), at: Date.now() };
+      shown.update(counted.done, `${seen.size}/${destinations.length} region(s) reported`, counted.total);
+      if (finished) break;
+      if (Date.now() > deadline) {
+        const missing = destinations.filter((d) => !seen.has(d));
+        throw new CommandError(`timed out after 10 minutes waiting for ${missing.join(", ")}`);
+      }
+      await sleep(POLL_MS);
     }
-    for (const [region, r] of Object.entries(run.results).sort(([a], [b]) => cmp(a, b))) {
-      if (seen.has(region)) continue;
-      seen.add(region);
-      if (!ctx.json) process.stdout.write(`${resultLine(region, r)}\n`);
-    }
-    if (destinations.every((d) => seen.has(d))) break;
-    if (Date.now() > deadline) {
-      const missing = destinations.filter((d) => !seen.has(d));
-      throw new CommandError(`timed out after 10 minutes waiting for ${missing.join(", ")}`);
-    }
-    await sleep(POLL_MS);
+  } finally {
+    shown.finish();
+    follow.close();
   }
   const results = Object.values(run.results);
   const failed = Object.entries(run.results).filter(([, r]) => r.outcome !== "ok");
@@ -441,4 +464,56 @@ function resultLine(
 
 function matcherText(m: TagMatcher): string {
   return m.kind === "glob" ? m.pattern : m.kind === "regex" ? `regex:${m.pattern}` : `semver:${m.range}`;
+}
+
+/**
+ * How far a policy run is, as the peers tell it: for every link the policy
+ * covers, the source's repositories the policy selects and how many of them
+ * the destination holds in the same state (protocol/summary.ts). Tag and
+ * kind filters may keep a repository from ever matching whole, so 100% is
+ * not promised; the run's outcome is what counts. A region that does not
+ * answer counts none of its links this time.
+ */
+class RunFollower {
+  readonly #peers = new Map<string, PeerClient>();
+  readonly #links: Array<[string, string]> = [];
+
+  constructor(
+    mesh: Mesh,
+    readonly policy: Policy,
+  ) {
+    const names = mesh.regions.map((r) => r.name);
+    const credentials = peerCredentials(mesh, names[0]!);
+    for (const src of names)
+      for (const dst of names) if (coversLink(policy, src, dst)) this.#links.push([src, dst]);
+    for (const r of mesh.regions)
+      if (this.#links.some(([s, d]) => s === r.name || d === r.name))
+        this.#peers.set(r.name, new PeerClient(r.name, r.grpc, credentials));
+  }
+
+  async inStep(): Promise<{ done: number; total: number }> {
+    const summaries = new Map(
+      await Promise.all(
+        [...this.#peers].map(
+          async ([name, peer]) => [name, await peer.summarize("").catch(() => undefined)] as const,
+        ),
+      ),
+    );
+    let done = 0;
+    let total = 0;
+    for (const [src, dst] of this.#links) {
+      const theirs = summaries.get(src);
+      const mine = summaries.get(dst);
+      if (theirs === undefined || mine === undefined) continue;
+      const selected = theirs.repos.filter((r) => selectsRepository(this.policy, r.repo));
+      const differing = new Set(differingRepositories(mine.repos, selected));
+      total += selected.length;
+      done += selected.filter((r) => !differing.has(r.repo)).length;
+    }
+    return { done, total };
+  }
+
+  close(): void {
+    for (const peer of this.#peers.values()) peer.close();
+  }
 }

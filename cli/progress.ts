@@ -24,8 +24,17 @@ export interface ProgressOptions {
 }
 
 export interface Progress {
-  /** `done` so far (of `total` when known); `note` replaces the line's tail (e.g. "37 new"). */
-  update(done: number, note?: string): void;
+  /**
+   * `done` so far (of `total` when known); `note` replaces the line's tail (e.g. "37 new");
+   * `total` replaces the total when the work turns out larger or smaller (a poll learnt it).
+   */
+  update(done: number, note?: string, total?: number): void;
+  /**
+   * Print `text` (whole lines, newline included) on `to` (default the
+   * progress's own stream) without tearing the bar: on a terminal the bar is
+   * cleared first and drawn again under the text.
+   */
+  log(text: string, to?: { write(text: string): unknown }): void;
   /** Print the last state and end the line. */
   finish(): void;
 }
@@ -33,7 +42,12 @@ export interface Progress {
 const TTY_EVERY_MS = 100;
 const LINE_EVERY_MS = 1_000;
 
-export function progress(label: string, total: number | undefined, options: ProgressOptions = {}): Progress {
+export function progress(
+  label: string,
+  initialTotal: number | undefined,
+  options: ProgressOptions = {},
+): Progress {
+  let total = initialTotal;
   const stream = options.stream ?? process.stderr;
   const tty = stream.isTTY === true;
   const now = options.now ?? (() => performance.now());
@@ -82,11 +96,18 @@ export function progress(label: string, total: number | undefined, options: Prog
   };
 
   return {
-    update(value, tail) {
+    update(value, tail, newTotal) {
       if (finished) return;
       done = value;
+      if (newTotal !== undefined) total = newTotal;
       if (tail !== undefined) note = tail;
       draw(false);
+    },
+    log(text, to) {
+      const redraw = tty && open && !finished;
+      if (redraw) stream.write("\r\x1b[2K");
+      (to ?? stream).write(text);
+      if (redraw) draw(true);
     },
     finish() {
       if (finished) return;

@@ -5,8 +5,9 @@
  * a view a node holds is refused, naming the node's pid (its
  * <view>.lock, e.g. <data>/<region>/view.lock) - nothing is deleted then (issue 11, finding 7).
  * A view that does not open for another reason (corrupt) is removed whole.
- * Progress goes to stderr, its last line ended by a newline; the result is
- * one JSON line on stdout.
+ * Progress goes to stderr (cli/progress.ts: a bar with rate and time left on
+ * a terminal, plain lines elsewhere), its last line ended by a newline; the
+ * result is one JSON line on stdout.
  *
  * NATS credentials: the MERIDIAN_NATS_* settings (node/data/nats-connect.ts)
  * when any is set, else the operator seed `meridian up` keeps in
@@ -28,6 +29,7 @@ import { JetStreamLog } from "../node/data/jetstream-log.js";
 import type { NatsClientConfig } from "../node/data/nats-connect.js";
 import { lockHolder } from "../node/data/pid-lock.js";
 import { MetadataView } from "../node/data/view.js";
+import { progress } from "./progress.js";
 
 export interface RebuildOptions {
   dataDir: string;
@@ -83,7 +85,9 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
     await clearView(viewDir, nodeLockFile);
   } catch (err) {
     if (!(err instanceof ViewInUseError)) throw err;
-    process.stderr.write(`rebuild: ${err.message}\n`);
+    process.stderr.write(
+      `rebuild: ${err.message}\n  under 'meridian up': 'meridian region stop ${options.region} --only node', rebuild, then 'meridian region start ${options.region}'\n`,
+    );
     return 1;
   }
   const logger = pino({ level: "warn" }, pino.destination(2));
@@ -95,7 +99,10 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
     logger,
   });
   const connectTimeout = setTimeout(() => {
-    process.stderr.write(`rebuild: cannot reach NATS at ${options.nats}; still trying (Ctrl-C to stop)\n`);
+    process.stderr.write(
+      `rebuild: cannot reach NATS at ${options.nats}; still trying (Ctrl-C to stop)\n` +
+        "  is the region's nats-server running? 'meridian status' shows the regions; 'meridian up' (npm start) runs them\n",
+    );
   }, 5_000);
   await log.ready();
   clearTimeout(connectTimeout);
@@ -126,9 +133,8 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
   const abort = new AbortController();
   let applied = 0;
   let batch: Parameters<MetadataView["apply"]>[0] = [];
-  let lastReport = 0;
-  const tty = process.stderr.isTTY === true;
-  let progressOpen = false;
+  // A bar with rate and time left on a terminal, plain lines elsewhere (cli/progress.ts).
+  const shown = progress(`rebuild of ${options.region}`, target, { noun: "events" });
   try {
     if (target > 0) {
       for await (const entry of log.tail(1, abort.signal)) {
@@ -137,23 +143,14 @@ export async function rebuild(options: RebuildOptions): Promise<number> {
           await view.apply(batch);
           applied += batch.length;
           batch = [];
-        }
-        if (Date.now() - lastReport > 500 || entry.seq >= target) {
-          lastReport = Date.now();
-          const pct = Math.floor((100 * entry.seq) / target);
-          // On a terminal one line redrawn in place; elsewhere (a log, a pipe) one line each.
-          const line = `rebuild: ${entry.seq}/${target} events (${pct}%)`;
-          if (tty) {
-            process.stderr.write(`\r\x1b[K${line}`);
-            progressOpen = true;
-          } else process.stderr.write(`${line}\n`);
+          shown.update(entry.seq);
         }
         if (entry.seq >= target) break;
       }
     }
   } finally {
     // The progress line ends with a newline before the result or an error (issue 11, finding 10).
-    if (progressOpen) process.stderr.write("\n");
+    shown.finish();
   }
   abort.abort();
   await view.close();

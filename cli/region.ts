@@ -18,7 +18,8 @@ export async function region(action: string, name: string, dataDir: string, only
     state = JSON.parse(readFileSync(file, "utf8")) as ControlState;
   } catch (err) {
     process.stderr.write(
-      `meridian region: no running 'meridian up' found on ${resolve(dataDir)} (${(err as Error).message})\n`,
+      `meridian region: no running 'meridian up' found on ${resolve(dataDir)} (${(err as Error).message})\n` +
+        `  start one with 'npm start' (or 'meridian up --data DIR'), or pass the --data DIR of the one running\n`,
     );
     return 1;
   }
@@ -31,12 +32,15 @@ export async function region(action: string, name: string, dataDir: string, only
     });
   } catch (err) {
     process.stderr.write(
-      `meridian region: 'meridian up' (pid ${state.pid}) does not answer at ${state.control}: ${(err as Error).cause ?? err}\n`,
+      `meridian region: 'meridian up' (pid ${state.pid}) does not answer at ${state.control}: ${(err as Error).cause ?? err}\n` +
+        `  it may have stopped without removing ${file}: start it again with 'npm start' (or 'meridian up --data DIR')\n`,
     );
     return 1;
   }
   if (res.status !== 200 || res.body === null) {
-    process.stderr.write(`meridian region: 'meridian up' refused: HTTP ${res.status}\n`);
+    process.stderr.write(
+      `meridian region: 'meridian up' refused: HTTP ${res.status}${res.status === 404 ? ` (is "${name}" one of its regions? 'meridian status' lists them)` : ""}\n`,
+    );
     return 1;
   }
   let code = 1;

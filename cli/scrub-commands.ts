@@ -2,7 +2,9 @@
  * `meridian scrub run [--region R] [--no-repair]` (README "Scrubbing"):
  * start a scrub of region R's blob store on one of its nodes (POST
  * /admin/v1/scrub/runs; node/scrub.ts), or join the one going on there, and
- * follow it: a progress line on stderr every few seconds, then a summary on
+ * follow it: its progress on stderr (cli/progress.ts: bytes read of the
+ * store's, a bar with rate and time left on a terminal, a plain line at most
+ * once a second elsewhere), then a summary on
  * stdout (or the run's record with --json). Exit 0 when the run finished,
  * read every blob and repaired every corrupt one found (or nothing links it);
  * 1 when some stay quarantined or unread, or the run failed.
@@ -10,6 +12,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ScrubRun } from "../node/scrub.js";
 import { type Command, CommandError, type Context, JSON_OPT, printJson } from "./admin-client.js";
+import { progress } from "./progress.js";
 
 export const SCRUB_USAGE = `  scrub run [--no-repair]         re-hash every stored blob of a region (--region; default the first),
                                   quarantine and repair from a peer those not matching their digest;
@@ -19,7 +22,6 @@ export const SCRUB_USAGE = `  scrub run [--no-repair]         re-hash every stor
 /** How long `scrub run` follows a run before giving up (the run goes on). */
 const FOLLOW_MS = 24 * 3_600_000;
 const POLL_MS = 1_000;
-const PROGRESS_MS = 5_000;
 
 export const SCRUB_COMMANDS: Record<string, Command> = {
   "scrub run": {
@@ -38,15 +40,18 @@ async function scrubRun(ctx: Context): Promise<number> {
     `scrub ${run.runId} of region ${run.region} (${run.trigger === "manual" ? "started" : "joined a background run"}, ${mib(run.bytesPerSecond)}/s)\n`,
   );
   const until = Date.now() + FOLLOW_MS;
-  let shown = 0;
-  while (run.state === "running") {
-    if (Date.now() > until) throw new CommandError(`scrub ${run.runId} still running; stopped following it`);
-    await sleep(POLL_MS);
-    run = await api.get<ScrubRun>(`/scrub/runs/${run.runId}`);
-    if (run.state === "running" && Date.now() - shown >= PROGRESS_MS) {
-      shown = Date.now();
-      process.stderr.write(`  ${progress(run)}\n`);
+  // Bytes read of the store's total: a bar with rate and time left on a terminal, plain lines elsewhere.
+  const shown = progress(`scrub ${run.runId}`, run.totalBytes, { unit: "bytes" });
+  try {
+    while (run.state === "running") {
+      if (Date.now() > until)
+        throw new CommandError(`scrub ${run.runId} still running; stopped following it`);
+      await sleep(POLL_MS);
+      run = await api.get<ScrubRun>(`/scrub/runs/${run.runId}`);
+      shown.update(run.bytes, `${run.checked}/${run.blobs} blobs, ${run.corrupt} corrupt`, run.totalBytes);
     }
+  } finally {
+    shown.finish();
   }
   const unrepaired = run.findings.filter((f) => f.outcome === "unrepaired");
   if (ctx.json) {
@@ -61,7 +66,7 @@ async function scrubRun(ctx: Context): Promise<number> {
   return run.state === "finished" && unrepaired.length === 0 && run.errors === 0 ? 0 : 1;
 }
 
-function progress(run: ScrubRun): string {
+function counts(run: ScrubRun): string {
   return `checked ${run.checked}/${run.blobs} blobs, ${mib(run.bytes)}/${mib(run.totalBytes)}, ${run.corrupt} corrupt`;
 }
 
@@ -71,7 +76,7 @@ function summary(run: ScrubRun): string {
     run.state === "failed"
       ? `scrub ${run.runId} of region ${run.region} failed: ${run.error}`
       : `scrub ${run.runId} of region ${run.region} finished`;
-  return `${head}: ${progress(run)}, ${run.repaired} repaired, ${run.vanished} vanished, ${run.errors} unreadable, in ${seconds.toFixed(1)} s`;
+  return `${head}: ${counts(run)}, ${run.repaired} repaired, ${run.vanished} vanished, ${run.errors} unreadable, in ${seconds.toFixed(1)} s`;
 }
 
 function mib(bytes: number): string {

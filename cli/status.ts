@@ -34,46 +34,76 @@ import { type Mesh, parseMesh } from "../protocol/mesh.js";
 import { type ControlState, controlFile } from "./supervisor.js";
 import { table } from "./table.js";
 
-export async function status(options: {
+export interface StatusOptions {
   dataDir: string;
   meshFile?: string;
   json: boolean;
-}): Promise<number> {
-  const meshFile = options.meshFile ?? join(options.dataDir, "mesh.json");
-  let mesh: Mesh;
-  try {
-    mesh = parseMesh(JSON.parse(readFileSync(meshFile, "utf8")));
-  } catch (err) {
-    process.stderr.write(`meridian status: cannot read ${meshFile}: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const [report, s3] = await Promise.all([collectStatus(mesh), s3Status(options.dataDir)]);
-  process.stdout.write(
-    options.json
-      ? `${JSON.stringify({ regions: report, ...(s3 === undefined ? {} : { s3 }) }, null, 2)}\n`
-      : `${formatTable(report)}${s3 === undefined ? "" : `S3 server ${s3.endpoint}: ${s3.up ? "up" : "down"}${s3.pid === null ? "" : ` (pid ${s3.pid})`}\n`}`,
-  );
-  if (s3?.up === false)
-    process.stderr.write(
-      `meridian status: the S3 server of 'meridian up' (${s3.endpoint}) does not answer${s3.pid === null ? " (it is being restarted)" : ""}\n`,
-    );
-  const held = heldRegions(options.dataDir);
-  for (const r of report.filter((x) => !x.up))
-    process.stderr.write(
-      `meridian status: region ${r.region} is unreachable: ${r.error ?? "no answer"}${held.has(r.region) ? ` (held down by 'meridian region stop'; 'meridian region start ${r.region}' brings it back)` : ""}\n`,
-    );
-  const code = report.every((r) => r.up) && s3?.up !== false ? 0 : 1;
+}
+
+export async function status(options: StatusOptions): Promise<number> {
+  const mesh = readStatusMesh("status", options);
+  if (mesh === undefined) return 2;
+  const snap = await snapshot(mesh, options);
+  process.stdout.write(snap.text);
+  for (const problem of snap.problems) process.stderr.write(`${problem}\n`);
   // The CLI's end (status() is the `meridian status` command). grpc-js keeps a
   // connection attempt to a frozen peer (a TLS handshake that never ends) open
   // after its channel is closed and the call's deadline passed; that socket
   // alone would keep the process alive for ever. Unref'd: a process with
   // nothing left open exits at once without it.
-  setTimeout(() => process.exit(code), LINGER_MS).unref();
-  return code;
+  setTimeout(() => process.exit(snap.code), LINGER_MS).unref();
+  return snap.code;
+}
+
+/**
+ * The mesh file of `status`/`lag` (--mesh, else <data>/mesh.json); undefined
+ * after saying on stderr what is wrong and what to do.
+ */
+export function readStatusMesh(
+  command: string,
+  options: { dataDir: string; meshFile?: string },
+): Mesh | undefined {
+  const meshFile = options.meshFile ?? join(options.dataDir, "mesh.json");
+  try {
+    return parseMesh(JSON.parse(readFileSync(meshFile, "utf8")));
+  } catch (err) {
+    const missing = (err as { code?: string }).code === "ENOENT";
+    process.stderr.write(
+      `meridian ${command}: cannot read ${meshFile}: ${(err as Error).message}\n${
+        missing
+          ? `  'meridian up' writes it when the mesh starts: start one with 'npm start' (or 'meridian up --data ${options.dataDir}'), or pass --data DIR / --mesh FILE of a running mesh\n`
+          : "  it is not a mesh file 'meridian up' wrote: pass --data DIR / --mesh FILE of a running mesh\n"
+      }`,
+    );
+    return undefined;
+  }
+}
+
+/** One collection: the table (or JSON) for stdout, the problems for stderr, the exit code. */
+export async function snapshot(
+  mesh: Mesh,
+  options: StatusOptions,
+): Promise<{ text: string; problems: string[]; code: number; report: RegionStatus[] }> {
+  const [report, s3] = await Promise.all([collectStatus(mesh), s3Status(options.dataDir)]);
+  const text = options.json
+    ? `${JSON.stringify({ regions: report, ...(s3 === undefined ? {} : { s3 }) }, null, 2)}\n`
+    : `${formatTable(report)}${s3 === undefined ? "" : `S3 server ${s3.endpoint}: ${s3.up ? "up" : "down"}${s3.pid === null ? "" : ` (pid ${s3.pid})`}\n`}`;
+  const problems: string[] = [];
+  if (s3?.up === false)
+    problems.push(
+      `meridian status: the S3 server of 'meridian up' (${s3.endpoint}) does not answer${s3.pid === null ? " (it is being restarted)" : ""}`,
+    );
+  const held = heldRegions(options.dataDir);
+  for (const r of report.filter((x) => !x.up))
+    problems.push(
+      `meridian status: region ${r.region} is unreachable: ${r.error ?? "no answer"}${held.has(r.region) ? ` (held down by 'meridian region stop'; 'meridian region start ${r.region}' brings it back)` : ""}`,
+    );
+  const code = report.every((r) => r.up) && s3?.up !== false ? 0 : 1;
+  return { text, problems, code, report };
 }
 
 /** Regions the `up` running on `dataDir` holds down (cli/supervisor.ts's up.json; none without it). */
-function heldRegions(dataDir: string): Set<string> {
+export function heldRegions(dataDir: string): Set<string> {
   try {
     const state = JSON.parse(readFileSync(controlFile(dataDir), "utf8")) as ControlState;
     return new Set(Object.entries(state.regions).flatMap(([name, r]) => (r.held ? [name] : [])));
@@ -177,7 +207,7 @@ function formatTable(regions: RegionStatus[]): string {
 const SOURCE_SILENT_MS = 10_000;
 
 /** How long the command may linger after its answer for connections it could not close. */
-const LINGER_MS = 500;
+export const LINGER_MS = 500;
 
 const ms = (v: number | undefined) => (v === undefined ? "-" : `${v}ms`);
 /** A duration for people: 0s, 850ms, 12s, 3m05s. */

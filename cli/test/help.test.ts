@@ -14,6 +14,7 @@ import { runCli } from "../../testing/harness.js";
 const KNOWN = [
   "up",
   "status",
+  "lag",
   "rebuild",
   "policy",
   "alerts",

@@ -64,3 +64,32 @@ test("no total: counts without a bar, percentage or time left; long lines are cu
   p.finish();
   assert.equal(out[0], `\r\x1b[2K${"rebuilding the view of region a 1234  1234/s".slice(0, 29)}`);
 });
+
+test("a total learnt later replaces the first; log prints above the bar without tearing it", () => {
+  const { out, stream } = recorder(true);
+  const lines: string[] = [];
+  let t = 0;
+  const p = progress("policy run p", undefined, { stream, noun: "repos", now: () => t });
+  t = 1_000;
+  p.update(2, "0/2 regions", 10);
+  p.log("b: ok\n", { write: (text: string) => lines.push(text) });
+  p.finish();
+  p.log("after\n");
+  assert.deepEqual(lines, ["b: ok\n"]);
+  assert.deepEqual(out, [
+    "\r\x1b[2Kpolicy run p [#####...................] 2/10 repos  20%  2.0/s  ETA 0:04  0/2 regions",
+    "\r\x1b[2K",
+    "\r\x1b[2Kpolicy run p [#####...................] 2/10 repos  20%  2.0/s  ETA 0:04  0/2 regions",
+    // finish draws the last state once more and ends the line.
+    "\r\x1b[2Kpolicy run p [#####...................] 2/10 repos  20%  2.0/s  ETA 0:04  0/2 regions",
+    "\n",
+    "after\n",
+  ]);
+
+  const plain = recorder(false);
+  const q = progress("gc x scan", undefined, { stream: plain.stream, noun: "blobs", now: () => t });
+  q.update(5);
+  q.log("a line\n");
+  q.finish();
+  assert.deepEqual(plain.out, ["gc x scan: 5 blobs\n", "a line\n"], "not a terminal: the line as it is");
+});

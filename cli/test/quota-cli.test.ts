@@ -123,6 +123,22 @@ describe("meridian quota", () => {
     const refused = await meridian(["quota", "set", "team", "none", "--region", "a"], env);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /system admin/);
+    // And what to do next: who is signed in, how to sign in as someone else.
+    assert.match(
+      refused.stderr,
+      /signed in as carol: set MERIDIAN_USER and MERIDIAN_PASSWORD_FILE to a user allowed this/,
+    );
+    const wrong = join(mesh.dataDir, "wrong-password");
+    writeFileSync(wrong, "not-her-password\n");
+    const denied = await meridian(["quota", "show", "team", "--region", "a"], {
+      MERIDIAN_USER: "carol",
+      MERIDIAN_PASSWORD_FILE: wrong,
+    });
+    assert.equal(denied.code, 1);
+    assert.match(
+      denied.stderr,
+      /needs credentials \(those given were refused\): set MERIDIAN_USER and MERIDIAN_PASSWORD_FILE/,
+    );
     // A member may look at the project's usage.
     const seen = await meridian(["quota", "show", "team", "--region", "a", "--json"], env);
     assert.equal(seen.code, 0, seen.stderr);

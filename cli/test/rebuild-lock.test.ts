@@ -27,6 +27,11 @@ test("rebuild refuses a view a running node holds, naming its pid, and changes n
   assert.equal(run.code, 1, `rebuild refuses (stdout: ${run.stdout}, stderr: ${run.stderr})`);
   assert.equal(run.stdout, "", "no result line");
   assert.match(run.stderr, new RegExp(`in use by the node with pid ${node.child.pid}`));
+  // And says what to do next.
+  assert.match(
+    run.stderr,
+    /'meridian region stop west --only node', rebuild, then 'meridian region start west'/,
+  );
   assert.ok(existsSync(join(viewDir, "LOCK")), "the node's view lock is still there");
   assert.ok(existsSync(join(viewDir, "CURRENT")), "the view's files are still there");
   const res = await client.fetch("/v2/team/app/manifests/v1", { method: "HEAD" });
@@ -42,5 +47,10 @@ test("rebuild refuses a view a running node holds, naming its pid, and changes n
   assert.ok(again.stderr.endsWith("\n"), `the progress ends with a newline: ${JSON.stringify(again.stderr)}`);
   assert.ok(!again.stderr.includes("\r"), `no carriage returns in a log: ${JSON.stringify(again.stderr)}`);
   for (const line of again.stderr.trimEnd().split("\n"))
-    assert.match(line, /^rebuild: \d+\/\d+ events \(\d+%\)$/, `one progress line: ${JSON.stringify(line)}`);
+    assert.match(
+      line,
+      /^rebuild of west: \d+\/\d+ events, \d+%(, [^,]+)*$/,
+      `one progress line (cli/progress.ts): ${JSON.stringify(line)}`,
+    );
+  assert.match(again.stderr, /^rebuild of west: (\d+)\/\1 events, 100%/m, "the last line shows all of it");
 });
