@@ -212,6 +212,17 @@ describe("activity", () => {
     });
     assert.equal(gc.status, 202);
 
+    // A policy run: a manual policy a→b run now (the full mirror carries on beside it).
+    const a = pmesh.regions.get("a")!.registry;
+    const policy = await fetch(`${a}/admin/v1/policies/manual-ab`, {
+      method: "PUT",
+      body: JSON.stringify({ source: "a", destination: "b", repositories: ["app/**"], trigger: "manual" }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(policy.status, 200, await policy.text());
+    const run = await fetch(`${a}/admin/v1/policies/manual-ab/run`, { method: "POST" });
+    assert.equal(run.status, 202, await run.text());
+
     const kinds = (items: Array<{ kind: string }>) => new Set(items.map((i) => i.kind));
     await eventually(
       async () => {
@@ -219,7 +230,7 @@ describe("activity", () => {
         const k = kinds(items);
         return (
           unreachable.length === 0 &&
-          ["conflict", "alert", "replication-failed", "gc-run"].every((x) => k.has(x))
+          ["conflict", "alert", "replication-failed", "gc-run", "policy-run"].every((x) => k.has(x))
         );
       },
       45_000,
@@ -232,6 +243,7 @@ describe("activity", () => {
     assert.equal((conflict.detail as { repo: string }).repo, "app/conflict");
     assert.match(items.find((i) => i.kind === "alert")!.summary, /./);
     assert.equal(items.find((i) => i.kind === "gc-run")!.region, "b");
+    assert.match(items.find((i) => i.kind === "policy-run")!.summary, /^policy manual-ab run \w+ in b/);
     assert.match(
       String(items.find((i) => i.kind === "replication-failed")!.detail?.reason),
       /internal error/,
