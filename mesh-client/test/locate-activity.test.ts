@@ -102,8 +102,12 @@ describe("locate", () => {
     await eventually(async () => states(await locate(mesh, "app/one:v1", {})).b === "present", 30_000, 200);
   });
 
-  test("a region whose node is frozen is unknown, within the deadline", async () => {
-    const resume = freeze(pmesh.regions.get("c")!.node.child.pid!);
+  test("a region whose processes are all frozen is unknown, within the deadline", async () => {
+    const c = pmesh.regions.get("c")!;
+    const resumes = [c.nats.pid, c.node.child.pid!, c.peer.child.pid!, c.worker.child.pid!].map(freeze);
+    const resume = () => {
+      for (const r of resumes) r();
+    };
     const started = Date.now();
     const seen = await locate(mesh, "app/one:v1", { timeoutMs: 1_000 });
     const took = Date.now() - started;
@@ -266,8 +270,17 @@ describe("activity", () => {
       30_000,
       200,
     );
-    // One region's node frozen: listed as unreachable, the others still answer (what it saw replicated).
-    const resume = freeze(pmesh.regions.get("b")!.node.child.pid!);
+    // One region's processes frozen: listed as unreachable, the others still answer (what it saw replicated).
+    const frozen = pmesh.regions.get("b")!;
+    const resumes = [
+      frozen.nats.pid,
+      frozen.node.child.pid!,
+      frozen.peer.child.pid!,
+      frozen.worker.child.pid!,
+    ].map(freeze);
+    const resume = () => {
+      for (const r of resumes) r();
+    };
     const started = Date.now();
     const partial = await collectActivity(mesh, { timeoutMs: 1_000 });
     const took = Date.now() - started;
