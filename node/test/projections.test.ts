@@ -14,6 +14,7 @@ import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
 import { EVENT_TYPES, type RegistryEvent } from "../../protocol/events.js";
 import { cleanupStack, tempDir } from "../../testing/harness.js";
 import type { LoggedEvent } from "../data/event-log.js";
+import { activityOf } from "../data/projections/activity.js";
 import { type EventAuthority, MetadataView } from "../data/view.js";
 import { VIEW_LAYOUT_GOLDEN } from "./view-layout.golden.js";
 import { HASH, L1, L2, M1, M2, M3, REF, REPO, scenario, scenarioEvent } from "./view-scenario.js";
@@ -139,6 +140,47 @@ describe("view projections", () => {
     );
     assert.equal((await a.breakerReset("mirror-b"))?.id, "sc-a-20");
     assert.equal(await a.breakerReset("gone"), undefined);
+  });
+
+  test("the activity index lists conflicts, alerts, runs and failovers, newest first, within its limit", async () => {
+    const view = await openView();
+    await view.apply(logged(scenario()));
+    const all = await view.activity.recent(100);
+    assert.deepEqual(
+      all.map((x) => [x.kind, x.region, x.at]),
+      [
+        ["gc-run", "a", "1970-01-01T00:00:52.000Z"],
+        ["alert", "b", "1970-01-01T00:00:19.000Z"],
+        ["policy-run", "b", "1970-01-01T00:00:18.000Z"],
+        ["conflict", "c", "1970-01-01T00:00:09.000Z"],
+      ],
+    );
+    assert.deepEqual(await view.activity.recent(2), all.slice(0, 2));
+    assert.deepEqual(
+      (await view.activity.recent(10, ["conflict", "policy-run"])).map((x) => x.kind),
+      ["policy-run", "conflict"],
+    );
+    assert.match(all[3]!.summary, /^team\/app:latest: b's sha256:\w{12} won over c's sha256:\w{12}$/);
+    // A replica of an event (its origin's id as `cause`) is the same entry, not a second one.
+    const alert = scenario().find((e) => e.type === "alert.raised")!;
+    await view.apply(logged([{ ...alert, id: "replica-of-alert", cause: alert.id }], 1_000));
+    assert.equal((await view.activity.recent(100)).length, 4);
+    // A failover's re-homing (a home at an epoch above 0) is listed; a plain rule change is not.
+    const base = { id: "f1", v: 1, origin: "b", hlc: { wall: 60, logical: 0 }, actor: "admin", at: "x" };
+    const rehomed = activityOf({
+      ...base,
+      type: "repository.configured",
+      scope: "",
+      tagMerge: "home-region",
+      home: "b",
+      epoch: 2,
+    });
+    assert.equal(rehomed?.kind, "failover");
+    assert.equal(rehomed?.summary, "every repository homed in b at epoch 2");
+    assert.equal(
+      activityOf({ ...base, type: "repository.configured", scope: "team/", tagMerge: "lww" }),
+      undefined,
+    );
   });
 
   test("the identity projection answers its reads", async () => {
