@@ -17,6 +17,7 @@
 // the totals and every failed file are repeated at the end.
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -57,7 +58,19 @@ const queue = selected
   .map((file) => ({ file, expected: expected(file) }))
   .sort((x, y) => y.expected - x.expected || x.file.localeCompare(y.file));
 
+// MERIDIAN_TEST_CONCURRENCY files always run at once (default 2). Many files
+// spend most of their time waiting (a partition held 30 s, a backoff run out,
+// a peer's lease): while the CPU has been mostly idle for a few seconds, one
+// more file starts, up to MERIDIAN_TEST_MAX_CONCURRENCY (default 3); set it
+// to the same number to run exactly that many.
 const concurrency = Math.max(1, Number(process.env.MERIDIAN_TEST_CONCURRENCY ?? 2) || 2);
+const maxConcurrency = Math.max(
+  concurrency,
+  Number(process.env.MERIDIAN_TEST_MAX_CONCURRENCY ?? 3) || concurrency,
+);
+/** Idle share of the CPU above which one more file may start, and how long it must have lasted. */
+const IDLE_TO_ADD = 0.5;
+const IDLE_WINDOW_MS = 4_000;
 // A run that outlives its deadline is stopped with a message instead of hanging CI.
 const deadlineMinutes = Number(process.env.MERIDIAN_TEST_DEADLINE_MINUTES ?? 30);
 const started = Date.now();
@@ -98,6 +111,7 @@ function startNext() {
   });
   const entry = { child, output: "", start: Date.now() };
   running.set(file, entry);
+  peak = Math.max(peak, running.size);
   child.stdout.on("data", (d) => {
     entry.output += d;
   });
@@ -121,8 +135,9 @@ function startNext() {
     process.stdout.write(
       `\n── ${name}: ${ok ? "ok" : `FAILED (exit ${code ?? signal})`}, ${seconds.toFixed(1)} s ──\n${entry.output}`,
     );
-    if (queue.length > 0) startNext();
-    else if (running.size === 0) finish();
+    if (queue.length > 0) {
+      if (running.size < concurrency) startNext();
+    } else if (running.size === 0) finish();
   });
 }
 
@@ -130,7 +145,10 @@ function finish() {
   clearTimeout(deadline);
   const wall = (Date.now() - started) / 1000;
   const slowest = [...results].sort((x, y) => y.seconds - x.seconds).slice(0, 15);
-  process.stdout.write(`\nrun-tests: slowest files (of ${results.length}, ${concurrency} at once):\n`);
+  clearInterval(sampler);
+  process.stdout.write(
+    `\nrun-tests: slowest files (of ${results.length}; ${concurrency} at once, up to ${peak} while the CPU idled):\n`,
+  );
   for (const r of slowest)
     process.stdout.write(`${r.seconds.toFixed(1).padStart(8)} s  ${relative(root, r.file)}\n`);
   const failed = results.filter((r) => !r.ok);
@@ -150,6 +168,53 @@ function finish() {
   }
   process.exit(failed.length > 0 ? 1 : 0);
 }
+
+/**
+ * Cumulative CPU time used and available, in any one unit: the cgroup's
+ * (cgroup v2: cpu.stat and its cpu.max quota, as a container limited to two
+ * CPUs of a larger host sees it), else the whole machine's (/proc/stat).
+ * Undefined where neither can be read: then exactly MERIDIAN_TEST_CONCURRENCY run.
+ */
+function cpuCounters() {
+  try {
+    const usage = Number(/^usage_usec (\d+)$/m.exec(readFileSync("/sys/fs/cgroup/cpu.stat", "utf8"))?.[1]);
+    const [quota, period] = readFileSync("/sys/fs/cgroup/cpu.max", "utf8").trim().split(/\s+/);
+    const cpus = quota === "max" ? availableParallelism() : Number(quota) / Number(period);
+    if (Number.isFinite(usage) && cpus > 0)
+      return { used: usage, total: Number(process.hrtime.bigint() / 1000n) * cpus };
+  } catch {
+    // no cgroup v2 here
+  }
+  try {
+    const fields = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = fields[3] + (fields[4] ?? 0); // idle, iowait
+    return { used: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+const samples = [];
+let lastAdded = 0;
+const sampler =
+  maxConcurrency > concurrency && cpuCounters() !== undefined
+    ? setInterval(() => {
+        const now = Date.now();
+        samples.push({ at: now, ...cpuCounters() });
+        while (samples.length > 1 && samples[0].at < now - IDLE_WINDOW_MS) samples.shift();
+        const first = samples[0];
+        const last = samples.at(-1);
+        if (now - first.at < IDLE_WINDOW_MS - 1_500 || last.total === first.total) return;
+        const idle = 1 - (last.used - first.used) / (last.total - first.total);
+        // One start per window: a file's own start (a mesh coming up) shows before the next.
+        if (idle >= IDLE_TO_ADD && running.size < maxConcurrency && now - lastAdded >= IDLE_WINDOW_MS) {
+          lastAdded = now;
+          startNext();
+        }
+      }, 1_000)
+    : undefined;
+sampler?.unref();
+let peak = 0;
 
 const deadline = setTimeout(() => {
   stopping = true;
