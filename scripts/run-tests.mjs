@@ -118,8 +118,9 @@ function startNext() {
   child.stderr.on("data", (d) => {
     entry.output += d;
   });
+  // At its exit, not at its pipes' close: a process it left holding them would hold the close.
+  child.once("exit", () => killGroup(child, "SIGKILL"));
   child.once("close", (code, signal) => {
-    killGroup(child, "SIGKILL");
     running.delete(file);
     if (stopping) {
       if (running.size === 0) process.exit(130);
