@@ -28,7 +28,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import * as grpc from "@grpc/grpc-js";
 import { type Logger, pino } from "pino";
-import { Gauge, Registry as MetricsRegistry } from "prom-client";
+import { Registry as MetricsRegistry } from "prom-client";
 import { PeerClient, peerCredentials } from "../mesh-client/peer-client.js";
 import { peerPackage } from "../mesh-client/proto.js";
 import { ServiceToken } from "../mesh-client/service-token.js";
@@ -47,10 +47,11 @@ import { startAutoFailover } from "./auto-failover.js";
 import { LinkBudgets } from "./bandwidth.js";
 import { createBlobChannel, listenPeer } from "./blob-channel.js";
 import { loadPeerConfig, type PeerConfig, PeerConfigError } from "./config.js";
-import { FENCE_CAUSES, fenceCause, fenceReason, highestEpoch } from "./fence.js";
+import { fenceReason, highestEpoch } from "./fence.js";
 import { HealthService, healthPackage } from "./health.js";
 import { Heartbeat, logPeerChanges, type PeerHealth, type Probe } from "./heartbeat.js";
 import { MeshFetch } from "./mesh-fetch.js";
+import { peerGauges } from "./peer-metrics.js";
 import { createPeerService, statusReply } from "./peer-service.js";
 import { registryAgent } from "./registry-http.js";
 import { StatusFeed } from "./status-feed.js";
@@ -305,29 +306,7 @@ export async function startPeer(config: Readonly<PeerConfig>, logger: Logger): P
     const metrics = new MetricsRegistry();
     metrics.setDefaultLabels({ region: config.region });
     collectProcessMetrics(metrics, "meridian_peer_");
-    const upGauge = new Gauge({
-      name: "meridian_peer_up",
-      help: "1 while the peer answers heartbeats, 0 once it has missed enough of them (or before its first answer)",
-      labelNames: ["peer"],
-      registers: [metrics],
-    });
-    const rttGauge = new Gauge({
-      name: "meridian_peer_rtt_seconds",
-      help: "Smoothed (EWMA) round trip of heartbeats to the peer",
-      labelNames: ["peer"],
-      registers: [metrics],
-    });
-    // The fence as it stands at each scrape (fence.ts, a pure computation; nothing per request).
-    new Gauge({
-      name: "meridian_peer_home_writes_refused",
-      help: `1 while this region refuses writes as a repository's home region, by reason (${FENCE_CAUSES.join(", ")}); else 0`,
-      labelNames: ["reason"],
-      registers: [metrics],
-      collect() {
-        const cause = fenceCause(fence());
-        for (const reason of FENCE_CAUSES) this.set({ reason }, reason === cause ? 1 : 0);
-      },
-    });
+    const { upGauge, rttGauge } = peerGauges(metrics, fence);
     for (const r of others) upGauge.set({ peer: r.name }, 0);
     heartbeat.onUpdate((h) => {
       upGauge.set({ peer: h.peer }, h.state === "up" ? 1 : 0);
