@@ -266,14 +266,8 @@ export async function startProxiedMesh(
 ): Promise<ProxiedMesh> {
   const root = tempDir(after, "meridian-pmesh-");
   const certs = await ensureMeshCerts(join(root, "certs"), [...names, "front-door"]);
-  // The regions start side by side (their nats-servers, then each region's node, peer and worker
-  // in that order): nothing in one region waits for another's processes (a worker retries the
-  // other regions' peers and NATS until they answer), and one at a time took 3× as long.
-  const natsByRegion = new Map<string, NatsServerProcess>(
-    await Promise.all(
-      names.map(async (name) => [name, await startTestNats(after, join(root, name, "nats"))] as const),
-    ),
-  );
+  const natsByRegion = new Map<string, NatsServerProcess>();
+  for (const name of names) natsByRegion.set(name, await startTestNats(after, join(root, name, "nats")));
   const mesh: Mesh = {
     regions: await Promise.all(
       names.map(async (name) => ({
@@ -335,7 +329,8 @@ export async function startProxiedMesh(
     edgeMeshFile = join(root, "mesh-edge.json");
     writeFileSync(edgeMeshFile, JSON.stringify(seen));
   }
-  const startRegion = async (r: Mesh["regions"][number]): Promise<ProxiedRegion> => {
+  const regions = new Map<string, ProxiedRegion>();
+  for (const r of mesh.regions) {
     const dir = join(root, r.name);
     // With edges, the region's own processes reach its nats-server through its edge proxy: the
     // worker takes its local NATS from mesh.json, so the region gets a copy naming that proxy.
@@ -388,7 +383,7 @@ export async function startProxiedMesh(
       ),
     };
     const worker = await spawnMeridian(after, "replication/main.js", workerEnv);
-    return {
+    regions.set(r.name, {
       name: r.name,
       dir,
       nats: natsByRegion.get(r.name)!,
@@ -399,10 +394,8 @@ export async function startProxiedMesh(
       workerEnv,
       nodeEnv,
       peerEnv,
-    };
-  };
-  const started = await Promise.all(mesh.regions.map(startRegion));
-  const regions = new Map<string, ProxiedRegion>(started.map((r) => [r.name, r]));
+    });
+  }
   const linksOf = (region: string) => [
     ...proxies.get(region)!.values(),
     ...[...proxies].filter(([dst]) => dst !== region).map(([, links]) => links.get(region)!),
