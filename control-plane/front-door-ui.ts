@@ -20,7 +20,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { DashboardFeed } from "../mesh-client/dashboard-feed.js";
-import { type AccessVerdict, createDashboardHandler } from "../mesh-client/dashboard-http.js";
+import { type AccessVerdict, createDashboardHandler, verdictOf } from "../mesh-client/dashboard-http.js";
 import {
   type DashboardSource,
   type DashboardState,
@@ -104,11 +104,7 @@ export function createFrontDoorUi(deps: {
       headers: { authorization, "x-forwarded-for": address },
       signal: AbortSignal.timeout(Math.max(1_000, 2 * config.heartbeat.intervalMs)),
     });
-    if (status === 200) return { ok: true };
-    if (status === 403)
-      return { ok: false, status: 403, message: "the dashboard needs a system admin or an operator" };
-    if (status === 401) return { ok: false, status: 401, message: "the credentials were not accepted" };
-    return { ok: false, status: 503, message: `the credentials could not be checked (${status}); retry` };
+    return verdictOf(status);
   };
 
   const serve = createDashboardHandler({

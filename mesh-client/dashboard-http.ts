@@ -49,11 +49,22 @@ import { existsSync, readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ociErrorFor } from "../protocol/errors.js";
 import { ociErrorBody } from "../protocol/oci-errors.js";
 import { type DashboardFeed, SessionTokens, SseClients, subjectOf } from "./dashboard-feed.js";
 
 /** What an admin API said of the caller's credentials. */
-export type AccessVerdict = { ok: true } | { ok: false; status: 401 | 403 | 503; message: string };
+export type AccessVerdict = { ok: true } | { ok: false; status: 401 | 403 | 429 | 503; message: string };
+
+/** The verdict of an admin API's answer to a GET with the caller's credentials. */
+export function verdictOf(status: number): AccessVerdict {
+  if (status === 200) return { ok: true };
+  if (status === 401) return { ok: false, status, message: "the credentials were not accepted" };
+  if (status === 403)
+    return { ok: false, status, message: "the dashboard needs a system admin or an operator" };
+  if (status === 429) return { ok: false, status, message: "too many failed sign-ins; wait a minute" };
+  return { ok: false, status: 503, message: `the credentials could not be checked (${status}); retry` };
+}
 
 export interface DashboardHttpDeps {
   feed: DashboardFeed;
@@ -152,13 +163,19 @@ export function createDashboardHandler(
       verdict = { ok: false, status: 503, message: "the credentials could not be checked; retry" };
     }
     if (verdict.ok) return true;
-    const code = verdict.status === 401 ? "UNAUTHORIZED" : verdict.status === 403 ? "DENIED" : "UNAVAILABLE";
+    const code = { 401: "UNAUTHORIZED", 403: "DENIED", 429: "TOOMANYREQUESTS", 503: "UNAVAILABLE" }[
+      verdict.status
+    ];
     error(
       res,
       verdict.status,
       code,
       verdict.message,
-      verdict.status === 401 ? { "www-authenticate": 'MeridianDashboard realm="meridian"' } : {},
+      verdict.status === 401
+        ? { "www-authenticate": 'MeridianDashboard realm="meridian"' }
+        : verdict.status === 429
+          ? { "retry-after": "60" }
+          : {},
     );
     return false;
   };
@@ -286,6 +303,12 @@ export function createDashboardHandler(
           return json(res, 200, await deps.activity(authorization));
       }
     } catch (err) {
+      // A domain error of the caller's making (a malformed reference: 400 NAME_INVALID…) keeps its binding.
+      const binding = ociErrorFor(err);
+      if (binding !== undefined && binding.status < 500) {
+        if (!res.headersSent) error(res, binding.status, binding.code, (err as Error).message);
+        return;
+      }
       onError(err, api);
       if (!res.headersSent) error(res, 503, "UNAVAILABLE", `the ${api} could not be collected; retry`);
     }

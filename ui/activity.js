@@ -14,6 +14,15 @@ const KIND_LEVEL = {
 
 export const ACTIVITY_REFRESH_MS = 5_000;
 
+/** An item's detail (an object of fields) as "key: value" pairs. */
+function details(detail) {
+  if (typeof detail !== "object") return String(detail);
+  return Object.entries(detail)
+    .filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
+    .join(", ");
+}
+
 export async function refreshActivity(list, api) {
   const res = await api("api/activity");
   if (res === undefined) return;
@@ -37,7 +46,7 @@ export async function refreshActivity(list, api) {
         el("span", { class: "where" }, item.region),
         el("time", { datetime: item.at, title: item.at }, ago(item.at)),
         el("span", { class: "summary" }, item.summary),
-        item.detail ? el("span", { class: "detail" }, item.detail) : null,
+        item.detail ? el("span", { class: "detail" }, details(item.detail)) : null,
       ),
     ),
     (body.unreachable ?? []).length === 0

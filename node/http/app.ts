@@ -25,6 +25,7 @@ import fastify, {
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
 import { Histogram, type Registry as MetricsRegistry } from "prom-client";
+import { verdictOf } from "../../mesh-client/dashboard-http.js";
 import {
   ConnectionCounter,
   type HttpLimits,
@@ -270,21 +271,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
               headers: { authorization },
               remoteAddress: address,
             });
-            if (res.statusCode === 200) return { ok: true as const };
-            if (res.statusCode === 401 || res.statusCode === 403)
-              return {
-                ok: false as const,
-                status: res.statusCode,
-                message:
-                  res.statusCode === 401
-                    ? "the credentials were not accepted"
-                    : "the dashboard needs a system admin or an operator",
-              };
-            return {
-              ok: false as const,
-              status: 503 as const,
-              message: "the credentials could not be checked",
-            };
+            return verdictOf(res.statusCode);
           },
         }),
   });
