@@ -15,6 +15,8 @@
  *   - `quotas` (quotas.ts): storage usage and quota per project, kept from
  *     every change of a content register the content projection reports.
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
+ *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
+ *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
  * the event types it lists in its `handlers`; an event type belongs to
  * exactly one projection. The view owns the rest:
@@ -56,6 +58,7 @@ import type {
 } from "../../protocol/registers.js";
 import type { TagMergeRule } from "../../protocol/tag-merge.js";
 import type { LoggedEvent } from "./event-log.js";
+import { ActivityIndex, type ActivityReads } from "./projections/activity.js";
 import { AppliedEvents } from "./projections/applied-events.js";
 import {
   type ConflictRecord,
@@ -135,6 +138,9 @@ export class MetadataView {
   readonly retention: RetentionReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
+  /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
+  readonly activity: ActivityReads;
+  readonly #activity: ActivityIndex;
   readonly #identity: IdentityProjection;
   readonly #projections: Projection[];
   /** Which projection applies each event type. */
@@ -173,6 +179,8 @@ export class MetadataView {
       gc,
     ];
     this.#projections = [content, admin, this.#identity, quotas, retention, gc];
+    this.#activity = new ActivityIndex(this.#db);
+    this.activity = this.#activity;
     for (const projection of this.#projections) {
       for (const [type, handler] of Object.entries(projection.handlers)) {
         if (this.#routes.has(type)) throw new Error(`two projections apply ${type}`);
@@ -258,6 +266,7 @@ export class MetadataView {
       }
       batch.put(`e!${event.id}`, String(seq));
       await this.#routes.get(event.type)?.(batch, event, writeOf(event), seq);
+      this.#activity.note(batch, event);
       if (event.srcSeq !== undefined) {
         const key = `o!${event.origin}`;
         if (Number((await batch.get(key)) ?? 0) < event.srcSeq) {

@@ -8,6 +8,7 @@
  * route plugins by aggregate, each listing its routes in its header:
  *
  *   admin/policies.ts      /policies…, /alerts
+ *   admin/activity.ts      /activity (recent conflicts, alerts, runs, failovers)
  *   admin/rules.ts         /rules
  *   admin/immutability.ts  /immutability, /immutability/:name
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
@@ -46,6 +47,7 @@ import type { Registry } from "../data/registry.js";
 import type { Scrubber } from "../scrub.js";
 import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
+import { activityRoutes } from "./admin/activity.js";
 import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
@@ -109,6 +111,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(retentionRoutes, { registry });
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(gcRoutes, { registry });
+      await admin.register(activityRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

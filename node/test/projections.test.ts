@@ -141,6 +141,31 @@ describe("view projections", () => {
     assert.equal(await a.breakerReset("gone"), undefined);
   });
 
+  test("the activity index lists conflicts, alerts, runs and failovers, newest first, within its limit", async () => {
+    const view = await openView();
+    await view.apply(logged(scenario()));
+    const all = await view.activity.recent(100);
+    assert.deepEqual(
+      all.map((x) => [x.kind, x.region, x.at]),
+      [
+        ["gc-run", "a", "1970-01-01T00:00:52.000Z"],
+        ["alert", "b", "1970-01-01T00:00:19.000Z"],
+        ["policy-run", "b", "1970-01-01T00:00:18.000Z"],
+        ["conflict", "c", "1970-01-01T00:00:09.000Z"],
+      ],
+    );
+    assert.deepEqual(await view.activity.recent(2), all.slice(0, 2));
+    assert.deepEqual(
+      (await view.activity.recent(10, ["conflict", "policy-run"])).map((x) => x.kind),
+      ["policy-run", "conflict"],
+    );
+    assert.match(all[3]!.summary, /^team\/app:latest: b's sha256:\w{12} won over c's sha256:\w{12}$/);
+    // A replica of an event (its origin's id as `cause`) is the same entry, not a second one.
+    const alert = scenario().find((e) => e.type === "alert.raised")!;
+    await view.apply(logged([{ ...alert, id: "replica-of-alert", cause: alert.id }], 1_000));
+    assert.equal((await view.activity.recent(100)).length, 4);
+  });
+
   test("the identity projection answers its reads", async () => {
     const view = await openView();
     await view.apply(logged(scenario()));

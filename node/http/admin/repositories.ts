@@ -6,6 +6,10 @@
  *   DELETE /repositories/<repo>           202 {repo, seq}
  *   POST   /undelete                      {repo, tag?|digest?} → {repo, restored}
  *   GET    /artifacts/<repo>@<digest>     {region, repo, digest, present, tags, deleted?}
+ *   GET    /artifacts/<repo>:<tag>        {region, repo, tag, digest, present, home?, at?, deleted?}:
+ *                                        the digest this region serves for the tag (null: none);
+ *                                        `deleted` when its last write deleted it; `home` the
+ *                                        repository's home region when its rule is home-region
  *
  * Repository names hold slashes: those routes take a wildcard and split it
  * as the OCI dispatcher does.
@@ -139,7 +143,9 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: Registry }> = asyn
   admin.get("/artifacts/*", async (req) => {
     const path = (req.params as { "*": string })["*"];
     const cut = path.lastIndexOf("@");
-    if (cut < 0) throw new DigestInvalidError("want <repository>@<digest>");
+    // A repository name has no ":" (protocol/names.ts), so the last one starts a tag.
+    if (cut < 0 && path.lastIndexOf(":") > 0) return tagArtifact(path);
+    if (cut < 0) throw new DigestInvalidError("want <repository>@<digest> or <repository>:<tag>");
     const repo = parseRepository(path.slice(0, cut));
     const digest: Digest = parseDigest(path.slice(cut + 1));
     const present = (await view.manifest(repo, digest)) !== undefined;
@@ -156,4 +162,26 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: Registry }> = asyn
       ...(register !== undefined && !register.live ? { deleted: { at: register.w.at } } : {}),
     };
   });
+
+  /** What this region serves for a tag (mesh-client/locate.ts compares the regions' answers). */
+  async function tagArtifact(path: string) {
+    const cut = path.lastIndexOf(":");
+    const repo = parseRepository(path.slice(0, cut));
+    const tag = parseTag(path.slice(cut + 1));
+    const record = await view.tagRecord(repo, tag);
+    const digest = (await view.visibleTag(repo, tag)) ?? null;
+    const { tagMerge, homes } = view.configFor(repo);
+    const epochs = Object.keys(homes).map(Number);
+    const home = tagMerge === "home-region" && epochs.length > 0 ? homes[Math.max(...epochs)] : undefined;
+    return {
+      region: reg.region,
+      repo,
+      tag,
+      digest,
+      present: digest !== null,
+      ...(home === undefined ? {} : { home }),
+      ...(record?.at === undefined ? {} : { at: record.at }),
+      ...(record !== undefined && record.digest === null ? { deleted: { at: record.at ?? "" } } : {}),
+    };
+  }
 };
