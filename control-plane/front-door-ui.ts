@@ -13,12 +13,16 @@
  * - Links are read from every region's worker metrics page on each tick,
  *   each under the feed's deadline (mesh-client/dashboard-state.ts
  *   LinkReader), the last good figures kept and marked stale.
+ * - Search and activity are mesh-client/locate.ts and activity.ts over every
+ *   region, with the caller's own credentials (each region answers what the
+ *   caller may read), each region within SEARCH_DEADLINE_MS.
  * - Credentials (with auth) are checked as `/healthz` checks them: by an up
  *   region's admin API (`GET /admin/v1/rules`) with the caller's
  *   Authorization, within two heartbeat intervals.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
+import { collectActivity } from "../mesh-client/activity.js";
 import { DashboardFeed } from "../mesh-client/dashboard-feed.js";
 import { type AccessVerdict, createDashboardHandler, verdictOf } from "../mesh-client/dashboard-http.js";
 import {
@@ -29,11 +33,17 @@ import {
   LinkReader,
   regionLevel,
 } from "../mesh-client/dashboard-state.js";
+import { locate } from "../mesh-client/locate.js";
 import type { FrontDoorConfig } from "./front-door-config.js";
 import type { ProbeTarget, RegionMonitor } from "./front-door-health.js";
 import type { HomeCache } from "./front-door-homes.js";
 import { homeList } from "./front-door-routing.js";
 import { registryRequest } from "./registry-http.js";
+
+/** Each region's answer to a search or an activity read, at most (locate's default, 5 s, is long for a page). */
+const SEARCH_DEADLINE_MS = 2_500;
+/** Items of recent activity shown. */
+const ACTIVITY_LIMIT = 50;
 
 export interface FrontDoorUi {
   serve(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -109,6 +119,11 @@ export function createFrontDoorUi(deps: {
 
   const serve = createDashboardHandler({
     feed,
+    // The caller's own credentials go to the regions' admin APIs: they see what the caller may see.
+    search: (reference, authorization) =>
+      locate(config.mesh, reference, { authorization, timeoutMs: SEARCH_DEADLINE_MS }),
+    activity: (authorization) =>
+      collectActivity(config.mesh, { authorization, limit: ACTIVITY_LIMIT, timeoutMs: SEARCH_DEADLINE_MS }),
     ...(config.auth.tokenKeyFile === undefined ? {} : { authorize }),
     onError: (err, what) => log.warn({ err, what }, "dashboard request failed"),
   });

@@ -11,7 +11,7 @@
  *   GET  /ui/NAME.js|.css|.svg its assets (a fixed list of flat names: no path is ever joined from input)
  *   GET  /ui/api/state        the state now (./dashboard-state.ts DashboardState)
  *   GET  /ui/api/events       Server-Sent Events: `event: state` every second (./dashboard-feed.ts)
- *   GET  /ui/api/session      public: `{auth}`, whether the page must sign in
+ *   GET  /ui/api/session      public: `{auth, search, activity}`, whether the page must sign in, what it may offer
  *   POST /ui/api/session      a session token for the event stream (with auth)
  *   GET  /ui/api/search?ref=  where REPO:TAG or REPO@DIGEST is, region by region
  *   GET  /ui/api/activity     recent conflicts, alerts, failed replications, policy and GC runs
@@ -128,7 +128,8 @@ export function uiDirectory(): string {
 export function createDashboardHandler(
   deps: DashboardHttpDeps,
 ): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const uiDir = deps.uiDir ?? uiDirectory();
+  // Found on the first asset asked for: a server whose ui/ is missing still serves the API (and 404s the page).
+  let uiDir = deps.uiDir;
   const sessions = deps.sessions ?? new SessionTokens();
   const sse = deps.sse ?? new SseClients();
   const cache = new Map<string, Buffer>();
@@ -186,6 +187,7 @@ export function createDashboardHandler(
     let body = cache.get(name);
     if (body === undefined) {
       try {
+        uiDir ??= uiDirectory();
         body = readFileSync(join(uiDir, name));
       } catch {
         return error(res, 404, "UNSUPPORTED", "no such file");
@@ -276,7 +278,12 @@ export function createDashboardHandler(
       return error(res, 405, "UNSUPPORTED", "method not allowed", { allow: allowed.join(", ") });
     if (api === "events") return events(req, res, url);
     // Public: whether to show the sign-in form (nothing else), so the page's first request is no 401.
-    if (api === "session" && method === "GET") return json(res, 200, { auth: deps.authorize !== undefined });
+    if (api === "session" && method === "GET")
+      return json(res, 200, {
+        auth: deps.authorize !== undefined,
+        search: deps.search !== undefined,
+        activity: deps.activity !== undefined,
+      });
     if (api === "session" && method === "DELETE") return json(res, 200, { signedOut: true });
     if (!(await admitted(req, res))) return;
     const authorization = req.headers.authorization;

@@ -22,6 +22,8 @@ const RENEW_BEFORE_MS = 60_000;
 
 const $ = (id) => document.getElementById(id);
 let authRequired = false;
+/** What this server offers beyond the state (GET api/session). */
+let offers = { search: true, activity: true };
 let stream;
 let pollTimer;
 let renewTimer;
@@ -139,8 +141,10 @@ async function follow() {
   }
   render(await res.json());
   void openStream();
-  void refreshActivity($("activity"), api);
-  activityTimer = setInterval(() => refreshActivity($("activity"), api), ACTIVITY_REFRESH_MS);
+  if (offers.activity) {
+    void refreshActivity($("activity"), api);
+    activityTimer = setInterval(() => refreshActivity($("activity"), api), ACTIVITY_REFRESH_MS);
+  }
 }
 
 function signOut(message = "") {
@@ -187,7 +191,11 @@ async function main() {
     fill($("scope"), el("span", { class: "error" }, "the server did not answer; reload to retry"));
     return;
   }
-  authRequired = (await res.json()).auth === true;
+  const session = await res.json();
+  authRequired = session.auth === true;
+  offers = { search: session.search === true, activity: session.activity === true };
+  $("search-section").hidden = !offers.search;
+  $("activity-section").hidden = !offers.activity;
   if (authRequired && !sessionStorage.getItem(CREDENTIALS_KEY)) signOut();
   else await follow();
 }

@@ -26,6 +26,7 @@ export function renderHealth(box, state) {
           "dl",
           {},
           row("seen by", r.seenBy),
+          r.up === false ? row("below", "as of its last answer", "warn") : null,
           r.rttMs === undefined ? null : row("RTT", duration(r.rttMs)),
           r.misses === undefined ? null : row("missed probes", String(r.misses)),
           r.lastSeenAt === undefined ? null : row("last answer", ago(r.lastSeenAt)),

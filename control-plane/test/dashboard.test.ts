@@ -244,9 +244,10 @@ test("a dead region turns red within three heartbeat intervals of its death", as
   );
   const redAfter = Date.now() - killedAt;
   t.diagnostic(`region c red on the page ${redAfter} ms after its processes were frozen`);
-  // The front door's probes take it down within 3 intervals; the page is told at once (SSE push).
-  // 250 ms is the allowance for the push to reach the page and the test's polling.
-  assert.ok(redAfter <= 3 * HEARTBEAT_MS + 250, `red after ${redAfter} ms`);
+  // The front door's probes take it down within 3 intervals and the page is told at once (an SSE
+  // push on the probes' verdict, not the next tick). The allowance is for a loaded 2-core machine's
+  // scheduling of the probes (each one interval late at most), as the front door's own tests allow.
+  assert.ok(redAfter <= 3 * HEARTBEAT_MS + 1_000, `red after ${redAfter} ms`);
   assert.match(
     await page.$eval('#health .region[data-region="c"] .status', (e) => e.textContent ?? ""),
     /DOWN/,

@@ -13,7 +13,12 @@
  * - the inbound links (every other region → this one) from the region's
  *   worker metrics page (mesh-client/dashboard-state.ts LinkReader);
  * - the homes from the node's view (the repositories' rules).
- * Without a mesh (a lone node) the region has no peer and no links.
+ * - the search (mesh-client/locate.ts) over the whole mesh: an artifact's
+ *   place is worth seeing everywhere from any node; the activity
+ *   (mesh-client/activity.ts) of this region only. Both with the caller's
+ *   own credentials.
+ * Without a mesh (a lone node) the region has no peer and no links, and the
+ * page offers no search or activity (the session answer says so).
  *
  * Credentials (with auth) are judged by this node's own admin API:
  * `authorize` is a `GET /admin/v1/rules` injected into the app with the
@@ -21,6 +26,7 @@
  * exactly who the admin API's GETs admit.
  */
 import type { FastifyPluginAsync } from "fastify";
+import { collectActivity } from "../../mesh-client/activity.js";
 import { DashboardFeed } from "../../mesh-client/dashboard-feed.js";
 import { type AccessVerdict, createDashboardHandler } from "../../mesh-client/dashboard-http.js";
 import {
@@ -32,10 +38,15 @@ import {
   type RegionHealth,
   regionLevel,
 } from "../../mesh-client/dashboard-state.js";
+import { locate } from "../../mesh-client/locate.js";
 import { PeerClient, peerCredentials } from "../../mesh-client/peer-client.js";
 import type { StatusReply__Output } from "../../protocol/generated/meridian/peer/v1/StatusReply.js";
 import type { Mesh } from "../../protocol/mesh.js";
 import type { Registry } from "../data/registry.js";
+
+/** Each region's answer to a search or an activity read, at most. */
+const SEARCH_DEADLINE_MS = 2_500;
+const ACTIVITY_LIMIT = 50;
 
 export interface UiRoutesOptions {
   registry: Registry;
@@ -126,6 +137,19 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
   const feed = new DashboardFeed(source, (err) => app.log.warn({ err }, "dashboard state not collected"));
   const serve = createDashboardHandler({
     feed,
+    ...(mesh === undefined
+      ? {}
+      : {
+          search: (reference: string, authorization: string | undefined) =>
+            locate(mesh, reference, { authorization, timeoutMs: SEARCH_DEADLINE_MS }),
+          activity: (authorization: string | undefined) =>
+            collectActivity(mesh, {
+              authorization,
+              limit: ACTIVITY_LIMIT,
+              regions: [region],
+              timeoutMs: SEARCH_DEADLINE_MS,
+            }),
+        }),
     ...(options.authorize === undefined ? {} : { authorize: options.authorize }),
     onError: (err, what) => app.log.warn({ err, what }, "dashboard request failed"),
   });
