@@ -192,7 +192,7 @@ test("a node serves its own region: its inbound links and its peer's view", asyn
   assert.deepEqual(browser.problems, []);
 });
 
-test("event streams are capped per client address (429), and a closed one frees its place", async () => {
+test("event streams are capped per client address (429); a refused page polls, and a freed place is taken", async () => {
   const base = mesh.regions.get("a")!.registry;
   const streams: AbortController[] = [];
   try {
@@ -209,7 +209,30 @@ test("event streams are capped per client address (429), and a closed one frees 
       ((await refused.json()) as { errors: Array<{ code: string }> }).errors[0]!.code,
       "TOOMANYREQUESTS",
     );
+    // A page refused its stream polls the state instead, and goes live once a place is free.
+    const polling = await browser.page(1280, 800);
+    await polling.goto(`${base}/ui/`, { waitUntil: "load" });
+    await polling.waitForFunction(() => document.getElementById("link")?.textContent === "polling", {
+      timeout: 10_000,
+    });
+    const before = await polling.evaluate(() => document.getElementById("updated")?.textContent);
+    await polling.waitForFunction(
+      (t) => document.getElementById("updated")?.textContent !== t,
+      { timeout: 5_000 },
+      before,
+    );
+    assert.equal(await polling.$$eval("#matrix td[data-src]", (tds) => tds.length), 2);
+    // The one console error: Chromium reporting the refused stream.
+    assert.ok(
+      browser.problems.length >= 1 && browser.problems.every((p) => /429/.test(p)),
+      browser.problems.join("\n"),
+    );
+    browser.problems.length = 0;
     streams.pop()!.abort();
+    await polling.waitForFunction(() => document.getElementById("link")?.textContent === "live", {
+      timeout: 15_000,
+    });
+    await polling.close();
     await eventually(async () => {
       const ac = new AbortController();
       const res = await fetch(`${base}/ui/api/events`, { signal: ac.signal });
