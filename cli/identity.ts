@@ -13,10 +13,12 @@ import { type Command, type Context, JSON_OPT, printJson, readSecret, UsageError
 import { table } from "./table.js";
 
 export const IDENTITY_USAGE = `  whoami                          who the credentials in use belong to, and their roles
-  user list                       users, whether system admin, and their roles
-  user add NAME [--admin] [--password-file F]
+  user list                       users, whether system admin or operator, and their roles
+  user add NAME [--admin] [--operator] [--password-file F]
                                   create or update a user; without F a password is generated
-                                  and printed once
+                                  and printed once; --operator: a read-only operator (every
+                                  admin read and the dashboard, no change)
+  user operator NAME on|off       grant or revoke the read-only operator role
   user delete NAME
   robot create NAME --project P --actions pull[,push,delete] [--repos GLOB] [--expires 30d]
                                   [--secret-file F]   a robot account; its secret is printed once
@@ -31,30 +33,34 @@ export const IDENTITY_USAGE = `  whoami                          who the credent
 const enc = encodeURIComponent;
 
 async function whoami(ctx: Context): Promise<number> {
-  const me = await ctx
-    .api()
-    .get<{ name: string; kind: string; systemAdmin: boolean; roles: Record<string, string> }>("/whoami");
+  const me = await ctx.api().get<{
+    name: string;
+    kind: string;
+    systemAdmin: boolean;
+    operator?: boolean;
+    roles: Record<string, string>;
+  }>("/whoami");
   if (ctx.json) return printJson(me);
   const roles = Object.entries(me.roles).map(([p, r]) => `${p}:${r}`);
-  process.stdout.write(
-    `${me.name} (${me.kind}${me.systemAdmin ? ", system admin" : ""})${roles.length > 0 ? ` ${roles.join(" ")}` : ""}\n`,
-  );
+  const role = me.systemAdmin ? ", system admin" : me.operator === true ? ", operator (read-only)" : "";
+  process.stdout.write(`${me.name} (${me.kind}${role})${roles.length > 0 ? ` ${roles.join(" ")}` : ""}\n`);
   return 0;
 }
 
 async function userList(ctx: Context): Promise<number> {
   const { users } = await ctx.api().get<{
-    users: Array<{ name: string; systemAdmin: boolean; roles: Record<string, string> }>;
+    users: Array<{ name: string; systemAdmin: boolean; operator?: boolean; roles: Record<string, string> }>;
   }>("/users");
   if (ctx.json) return printJson({ users });
   const rows = users.map((u) => [
     u.name,
     u.systemAdmin ? "yes" : "",
+    u.operator === true ? "yes" : "",
     Object.entries(u.roles)
       .map(([p, r]) => `${p}:${r}`)
       .join(" "),
   ]);
-  process.stdout.write(table([["USER", "ADMIN", "ROLES"], ...rows]));
+  process.stdout.write(table([["USER", "ADMIN", "OPERATOR", "ROLES"], ...rows]));
   return 0;
 }
 
@@ -66,7 +72,7 @@ async function userAdd(ctx: Context): Promise<number> {
   const api = ctx.api();
   // Changing one's own password needs the current one: the one this CLI signed in with.
   const signedIn = basicCredentials(api.authorization);
-  const reply = await api.send<{ name: string; systemAdmin: boolean; seq: number }>(
+  const reply = await api.send<{ name: string; systemAdmin: boolean; operator?: boolean; seq: number }>(
     "PUT",
     `/users/${enc(name)}`,
     {
@@ -74,12 +80,28 @@ async function userAdd(ctx: Context): Promise<number> {
         password,
         ...(signedIn?.name === name ? { oldPassword: signedIn.password } : {}),
         ...(ctx.values.admin === true ? { systemAdmin: true } : {}),
+        ...(ctx.values.operator === true ? { operator: true } : {}),
       },
     },
   );
   if (ctx.json) return printJson({ ...reply, ...(generated === undefined ? {} : { password: generated }) });
-  process.stdout.write(`user ${reply.name} saved${reply.systemAdmin ? " (system admin)" : ""}\n`);
+  const role = reply.systemAdmin
+    ? " (system admin)"
+    : reply.operator === true
+      ? " (operator, read-only)"
+      : "";
+  process.stdout.write(`user ${reply.name} saved${role}\n`);
   if (generated !== undefined) process.stdout.write(`password (shown once): ${generated}\n`);
+  return 0;
+}
+
+async function userOperator(ctx: Context): Promise<number> {
+  const [name, onOff] = ctx.positionals as [string, string];
+  if (onOff !== "on" && onOff !== "off") throw new UsageError(`want on or off, got "${onOff}"`);
+  const reply = await ctx.api().send<{ name: string; operator: boolean }>("PUT", `/users/${enc(name)}`, {
+    json: { operator: onOff === "on" },
+  });
+  process.stdout.write(`user ${reply.name} ${reply.operator ? "is" : "is no longer"} a read-only operator\n`);
   return 0;
 }
 
@@ -187,9 +209,15 @@ export const IDENTITY_COMMANDS: Record<string, Command> = {
   "user list": { args: [], options: JSON_OPT, run: userList },
   "user add": {
     args: ["NAME"],
-    options: { ...JSON_OPT, admin: { type: "boolean", default: false }, "password-file": { type: "string" } },
+    options: {
+      ...JSON_OPT,
+      admin: { type: "boolean", default: false },
+      operator: { type: "boolean", default: false },
+      "password-file": { type: "string" },
+    },
     run: userAdd,
   },
+  "user operator": { args: ["NAME", "on|off"], run: userOperator },
   "user delete": { args: ["NAME"], run: userDelete },
   "robot create": {
     args: ["NAME"],

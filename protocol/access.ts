@@ -42,7 +42,14 @@ const ROLE_ACTIONS: Readonly<Record<Role, readonly Action[]>> = {
 /** Who is asking. */
 export type Subject =
   | { kind: "anonymous" }
-  | { kind: "user"; name: string; systemAdmin: boolean; roles: Readonly<Record<string, Role>> }
+  | {
+      kind: "user";
+      name: string;
+      systemAdmin: boolean;
+      roles: Readonly<Record<string, Role>>;
+      /** A read-only operator: every admin API read, no write (node/http/admin/access-gate.ts). */
+      operator?: boolean;
+    }
   | { kind: "robot"; name: string; expiresAt: number; grants: readonly RobotGrant[] };
 
 /** A robot's grant: `actions` on repositories of `project` matching `repositories` (a glob; "**" for all). */

@@ -26,7 +26,7 @@
  *
  *    | event                          | who may make it                                                      |
  *    |--------------------------------|----------------------------------------------------------------------|
- *    | user.set                       | a system admin; the user themself when `systemAdmin` is unchanged    |
+ *    | user.set                       | a system admin; the user themself when `systemAdmin` and `operator` are unchanged |
  *    |                                | (a password change); `system` for the bootstrap user `admin` (a      |
  *    |                                | system admin) while nobody but `system` ever wrote `admin`           |
  *    | user.deleted, project.set      | a system admin                                                       |
@@ -99,7 +99,7 @@ export interface EventFacts {
   /** The actor as a user of the view (absent: no such user). */
   actorUser?: { systemAdmin: boolean; roles: Readonly<Record<string, Role>> };
   /** user.set: the user it names, as the view holds it now (absent: never set or deleted). */
-  targetUser?: { systemAdmin: boolean };
+  targetUser?: { systemAdmin: boolean; operator?: boolean };
   /** user.set: who last wrote the user it names, even a deletion (absent: never written). */
   targetWrittenBy?: string;
   /** robot.set, robot.deleted: the robot it names, as the view holds it now. */
@@ -137,7 +137,8 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
       if (
         event.name === actor &&
         facts.targetUser !== undefined &&
-        facts.targetUser.systemAdmin === event.systemAdmin
+        facts.targetUser.systemAdmin === event.systemAdmin &&
+        (facts.targetUser.operator === true) === (event.operator === true)
       )
         return { allowed: true, reason: "own password" };
       return refuse(`${actor} may not change user ${event.name}`);

@@ -192,6 +192,11 @@ export interface UserSet extends Envelope {
   name: string;
   passwordHash: string;
   systemAdmin: boolean;
+  /**
+   * A read-only operator (issue 16): may read every admin API route (the
+   * dashboard's data included), never change anything. Absent: false.
+   */
+  operator?: boolean;
 }
 export interface UserDeleted extends Envelope {
   type: "user.deleted";

@@ -175,6 +175,7 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(typeof e.name === "string" && USER_NAME.test(e.name), "name");
       need(typeof e.passwordHash === "string" && e.passwordHash.startsWith("scrypt$"), "passwordHash");
       need(typeof e.systemAdmin === "boolean", "systemAdmin");
+      need(e.operator === undefined || typeof e.operator === "boolean", "operator");
       break;
     case "user.deleted":
       need(typeof e.name === "string" && USER_NAME.test(e.name), "name");

@@ -422,6 +422,7 @@ export class Authenticator {
           name,
           systemAdmin: user.systemAdmin,
           roles: await view.identity.rolesOf(name),
+          ...(user.operator === true ? { operator: true } : {}),
         },
       };
     });

@@ -5,9 +5,9 @@
  * (identity/projects.ts). Every change is an admin event (protocol/events.ts),
  * so every region has it; secrets leave this process only as KDF hashes.
  *
- *   GET    /whoami                               {name, kind, systemAdmin, roles}        anyone authenticated
- *   GET    /users                                {users: [{name, systemAdmin, roles}]}
- *   PUT    /users/:name        {password?, oldPassword?, systemAdmin?}  → {name, systemAdmin, seq}  a user may change their own password
+ *   GET    /whoami                               {name, kind, systemAdmin, operator, roles}  anyone authenticated
+ *   GET    /users                                {users: [{name, systemAdmin, operator, roles}]}
+ *   PUT    /users/:name        {password?, oldPassword?, systemAdmin?, operator?}  → {name, systemAdmin, operator, seq}  a user may change their own password
  *   DELETE /users/:name                          {name, seq}                              never the last system admin
  *   GET    /robots                               {robots: [{name, expiresAt, expired, grants}]}
  *   POST   /robots             {name, grants, expiresAt? | expiresInDays?} → {name, secret, expiresAt, grants, seq}

@@ -69,6 +69,30 @@ describe("authorizeEvent: who may make which identity or policy event", () => {
       false,
     ],
     [
+      "a user cannot make themself a read-only operator",
+      ev("u", 1, { ...userSet("u"), operator: true } as EventBody),
+      { ...plain, targetUser: { systemAdmin: false } },
+      false,
+    ],
+    [
+      "an operator changes their own password, keeping the role",
+      ev("o", 1, { ...userSet("o"), operator: true } as EventBody),
+      { ...plain, targetUser: { systemAdmin: false, operator: true } },
+      true,
+    ],
+    [
+      "an operator cannot drop nor widen their own role",
+      ev("o", 1, userSet("o", true)),
+      { ...plain, targetUser: { systemAdmin: false, operator: true } },
+      false,
+    ],
+    [
+      "a system admin makes anyone an operator",
+      ev("root", 1, { ...userSet("x"), operator: true } as EventBody),
+      sysadmin,
+      true,
+    ],
+    [
       "a user cannot change another user",
       ev("u", 1, userSet("v")),
       { ...plain, targetUser: { systemAdmin: false } },

@@ -14,6 +14,7 @@ import { AUTHORITY_TYPES } from "../../protocol/event-authority.js";
 import { EVENT_TYPES, type RegistryEvent } from "../../protocol/events.js";
 import { cleanupStack, tempDir } from "../../testing/harness.js";
 import type { LoggedEvent } from "../data/event-log.js";
+import { activityOf } from "../data/projections/activity.js";
 import { type EventAuthority, MetadataView } from "../data/view.js";
 import { VIEW_LAYOUT_GOLDEN } from "./view-layout.golden.js";
 import { HASH, L1, L2, M1, M2, M3, REF, REPO, scenario, scenarioEvent } from "./view-scenario.js";
@@ -164,6 +165,22 @@ describe("view projections", () => {
     const alert = scenario().find((e) => e.type === "alert.raised")!;
     await view.apply(logged([{ ...alert, id: "replica-of-alert", cause: alert.id }], 1_000));
     assert.equal((await view.activity.recent(100)).length, 4);
+    // A failover's re-homing (a home at an epoch above 0) is listed; a plain rule change is not.
+    const base = { id: "f1", v: 1, origin: "b", hlc: { wall: 60, logical: 0 }, actor: "admin", at: "x" };
+    const rehomed = activityOf({
+      ...base,
+      type: "repository.configured",
+      scope: "",
+      tagMerge: "home-region",
+      home: "b",
+      epoch: 2,
+    });
+    assert.equal(rehomed?.kind, "failover");
+    assert.equal(rehomed?.summary, "every repository homed in b at epoch 2");
+    assert.equal(
+      activityOf({ ...base, type: "repository.configured", scope: "team/", tagMerge: "lww" }),
+      undefined,
+    );
   });
 
   test("the identity projection answers its reads", async () => {

@@ -236,6 +236,7 @@ const BAD_VALUES: Record<string, unknown[]> = {
   passwordHash: ["", "plain-text", null, 1],
   secretHash: ["", "bcrypt$x", null],
   systemAdmin: ["yes", 1, null],
+  operator: ["yes", 1, null],
   expiresAt: ["soon", "", null, 1],
   grants: [
     null,
@@ -330,6 +331,7 @@ describe("validateEvent rejects", () => {
     const checked = [...ENVELOPE_REQUIRED, ...BODY_REQUIRED[type], "cause", "epoch"];
     if (type === "manifest.pushed") checked.push("subject", "artifactType", "annotations", "tag");
     if (type === "repository.configured") checked.push("home");
+    if (type === "user.set") checked.push("operator");
     for (const field of checked) {
       for (const bad of BAD_VALUES[field] ?? []) {
         test(`${type} with ${field} = ${JSON.stringify(bad)?.slice(0, 40)}`, () => {

@@ -39,6 +39,8 @@ import {
 export interface UserRecord {
   passwordHash: string;
   systemAdmin: boolean;
+  /** A read-only operator (absent: not one). */
+  operator?: boolean;
 }
 
 export interface RobotRecord {
@@ -77,6 +79,8 @@ export class IdentityProjection implements Projection, IdentityReads {
       putRegister(batch, `u!${e.name}`, w, () => ({
         passwordHash: e.passwordHash,
         systemAdmin: e.systemAdmin,
+        // Stored only when set: users written before issue 16 keep their exact layout.
+        ...(e.operator === true ? { operator: true } : {}),
       })),
     "user.deleted": async (batch, e, w) => {
       await putRegister(batch, `u!${e.name}`, w, () => null);
@@ -121,7 +125,11 @@ export class IdentityProjection implements Projection, IdentityReads {
       facts.actorUser = { systemAdmin: actor.value.systemAdmin, roles: await rolesIn(batch, e.actor) };
     if (e.type === "user.set") {
       const target = await getJson<{ value: UserRecord | null; w: Write }>(batch, `u!${e.name}`);
-      if (target?.value != null) facts.targetUser = { systemAdmin: target.value.systemAdmin };
+      if (target?.value != null)
+        facts.targetUser = {
+          systemAdmin: target.value.systemAdmin,
+          operator: target.value.operator === true,
+        };
       if (target !== undefined) facts.targetWrittenBy = target.w.actor;
     }
     if (e.type === "robot.set" || e.type === "robot.deleted") {

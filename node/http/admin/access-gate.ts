@@ -29,6 +29,12 @@ export function access(role: RouteAccess): { config: { access: RouteAccess } } {
  * token: the front door, a peer), except routes whose `access` config lets
  * more in (../identity-routes.ts; their handlers check the finer condition).
  * No credentials: 401 with the Bearer challenge; not enough: 403 DENIED.
+ * A read-only operator (a user with `operator`, issue 16) may call every
+ * route's GET and HEAD, the routes' own reads included (none of them answers
+ * a secret: no password or secret hash, no token key); a write on a route
+ * for system admins is 403 DENIED saying operators are read-only. On the
+ * other routes (`access` beyond "admin") an operator is an ordinary user: it
+ * may change its own password, as any user may.
  * Only credentials meant for the admin API get in (finding 2): Basic, or a
  * bearer token naming `registry:admin:*`; any other token (a pull token, a
  * redirect's `_token`) is 401 with a challenge naming that scope. Every
@@ -56,8 +62,13 @@ export function gate(admin: FastifyInstance, auth: HttpAuth, audit: AuditSink | 
       challenge(auth, req, reply);
       throw new UnauthorizedError("authentication required");
     }
+    const read = req.method === "GET" || req.method === "HEAD";
+    if (s.kind === "user" && s.operator === true && read) return;
     const access = (req.routeOptions.config as { access?: RouteAccess } | undefined)?.access ?? "admin";
-    if (access === "admin") throw new AccessDeniedError("a system admin is required");
+    if (access !== "admin") return;
+    if (s.kind === "user" && s.operator === true)
+      throw new AccessDeniedError(`operators are read-only: ${req.method} needs a system admin`);
+    throw new AccessDeniedError("a system admin is required");
   });
 }
 

@@ -40,8 +40,13 @@ export const quotaRoutes: FastifyPluginAsync<{ registry: Registry }> = async (ad
     const project = projectName(req.params.project);
     const s = req.identity.subject;
     // Without authentication the identity is anonymous and reads are open, as the registry's are.
-    if (s.kind !== "anonymous" && !(s.kind === "user" && (s.systemAdmin || s.roles[project] !== undefined)))
-      throw new AccessDeniedError(`only a system admin or a member of ${project} may see its quota`);
+    if (
+      s.kind !== "anonymous" &&
+      !(s.kind === "user" && (s.systemAdmin || s.operator === true || s.roles[project] !== undefined))
+    )
+      throw new AccessDeniedError(
+        `only a system admin, an operator or a member of ${project} may see its quota`,
+      );
     const limitBytes = quotas.limitOf(project) ?? null;
     return { region: reg.region, project, limitBytes, ...(await quotas.usage(project)) };
   });

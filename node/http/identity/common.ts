@@ -33,6 +33,12 @@ export function isSystemAdmin(req: FastifyRequest): boolean {
   return req.identity.subject.kind === "user" && req.identity.subject.systemAdmin;
 }
 
+/** May the caller read everything a system admin reads (a system admin, or a read-only operator)? */
+export function readsAll(req: FastifyRequest): boolean {
+  const s = req.identity.subject;
+  return s.kind === "user" && (s.systemAdmin || s.operator === true);
+}
+
 /** May the caller manage `project` (a project admin of it, or a system admin)? */
 export function mayManage(req: FastifyRequest, project: string): boolean {
   return decide(req.identity.subject, "manage", project, undefined, Date.now()).allowed;

@@ -26,7 +26,14 @@ import { PROJECT_NAME, ROBOT_NAME } from "../../../protocol/events.js";
 import { hashPassword } from "../../auth/passwords.js";
 import { access } from "../admin/access-gate.js";
 import { Fixed, Type, want } from "../admin/schema.js";
-import { committer, type IdentityRouteOptions, isSystemAdmin, mayManage, readJson } from "./common.js";
+import {
+  committer,
+  type IdentityRouteOptions,
+  isSystemAdmin,
+  mayManage,
+  readJson,
+  readsAll,
+} from "./common.js";
 
 /** Robot secrets are 32 random bytes: a cheap scrypt cost is ample (the cost guards guessable passwords). */
 const ROBOT_COST = { log2N: 10, r: 8, p: 1 };
@@ -64,7 +71,7 @@ export const robotRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admi
   admin.get("/robots", access("projectAdmin"), async (req) => {
     const now = Date.now();
     const robots = (await view.robots()).filter(
-      (r) => isSystemAdmin(req) || r.grants.every((g) => mayManage(req, g.project)),
+      (r) => readsAll(req) || r.grants.every((g) => mayManage(req, g.project)),
     );
     return {
       robots: robots.map((r) => ({

@@ -2,9 +2,9 @@
  * Users through the admin API (mounted under /admin/v1 by ../admin.ts, see
  * ../identity-routes.ts for who may call what):
  *
- *   GET    /whoami               {name, kind, systemAdmin, roles}    anyone authenticated
- *   GET    /users                {users: [{name, systemAdmin, roles}]}
- *   PUT    /users/:name          {password?, oldPassword?, systemAdmin?} → {name, systemAdmin, seq}
+ *   GET    /whoami               {name, kind, systemAdmin, operator, roles}    anyone authenticated
+ *   GET    /users                {users: [{name, systemAdmin, operator, roles}]}
+ *   PUT    /users/:name          {password?, oldPassword?, systemAdmin?, operator?} → {name, systemAdmin, operator, seq}
  *   DELETE /users/:name          {name, seq}                          never the last system admin
  */
 import type { FastifyPluginAsync } from "fastify";
@@ -28,12 +28,14 @@ const UserBody = Fixed({
   ),
   oldPassword: Type.Optional(want(Type.String(), "the current password")),
   systemAdmin: Type.Optional(want(Type.Boolean(), "true or false")),
+  operator: Type.Optional(want(Type.Boolean(), "true or false")),
 });
 
 interface UserChange {
   password?: string;
   oldPassword?: string;
   systemAdmin?: boolean;
+  operator?: boolean;
 }
 
 export const userRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admin, options) => {
@@ -46,6 +48,7 @@ export const userRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admin
       name: req.identity.name,
       kind: req.identity.kind,
       systemAdmin: s.kind === "user" && s.systemAdmin,
+      operator: s.kind === "user" && s.operator === true,
       roles: s.kind === "user" ? s.roles : {},
       ...(s.kind === "robot" ? { expiresAt: new Date(s.expiresAt).toISOString(), grants: s.grants } : {}),
     };
@@ -56,6 +59,7 @@ export const userRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admin
       (await view.users()).map(async (u) => ({
         name: u.name,
         systemAdmin: u.systemAdmin,
+        operator: u.operator === true,
         roles: await view.rolesOf(u.name),
       })),
     ),
@@ -80,6 +84,8 @@ export const userRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admin
           throw new AccessDeniedError("only a system admin may change other users");
         if (body.systemAdmin !== undefined && body.systemAdmin !== existing?.systemAdmin)
           throw new AccessDeniedError("only a system admin may grant or revoke system admin");
+        if (body.operator !== undefined && body.operator !== (existing?.operator === true))
+          throw new AccessDeniedError("only a system admin may grant or revoke operator");
       }
       if (body.password === undefined && existing === undefined)
         throw new UnsupportedError("password: required for a new user");
@@ -101,8 +107,15 @@ export const userRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admin
       if (existing?.systemAdmin === true && !systemAdmin) await refuseLastAdmin(name);
       const passwordHash =
         body.password === undefined ? existing!.passwordHash : await hashPassword(body.password);
-      const seq = await commit(req, { type: "user.set", name, passwordHash, systemAdmin });
-      return { name, systemAdmin, seq };
+      const operator = body.operator ?? existing?.operator === true;
+      const seq = await commit(req, {
+        type: "user.set",
+        name,
+        passwordHash,
+        systemAdmin,
+        ...(operator ? { operator } : {}),
+      });
+      return { name, systemAdmin, operator, seq };
     },
   );
 
