@@ -4,7 +4,8 @@
  * On the front door and on a node alike: no credentials → 401 (a challenge
  * that is not Basic, so browsers show the page's form, not their prompt); a
  * wrong password → 401; a user who is neither a system admin nor an operator
- * → 403; a pull-scoped bearer token → refused; the event stream only with a
+ * → 403; a read-only operator (helper D's role) → 200, as a system admin;
+ * a pull-scoped bearer token → refused; the event stream only with a
  * session token from POST /ui/api/session, and not with a forged one,
  * another server's, or none; the state never carries a secret. In headless
  * Chromium the sign-in form refuses a wrong password and then follows the
@@ -41,17 +42,32 @@ before(async () => {
   ];
   const passwordFile = join(tempDir(cleanup), "dev-password");
   writeFileSync(passwordFile, `${DEV_PASSWORD}\n`);
-  const add = await runCli(["user", "add", "dev", "--password-file", passwordFile, "--data", mesh.dataDir]);
-  assert.equal(add.code, 0, add.stderr);
-  // Every region knows dev (the front door asks any up region).
+  for (const [user, flags] of [
+    ["dev", []],
+    ["ops", ["--operator"]],
+  ] as const) {
+    const add = await runCli([
+      "user",
+      "add",
+      user,
+      ...flags,
+      "--password-file",
+      passwordFile,
+      "--data",
+      mesh.dataDir,
+    ]);
+    assert.equal(add.code, 0, add.stderr);
+  }
+  // Every region knows dev and ops (the front door asks any up region).
   for (const r of mesh.regions.values())
-    await eventually(
-      async () =>
-        (await fetch(`${r.registry}/v2/`, { headers: { authorization: basic("dev", DEV_PASSWORD) } }))
-          .status === 200,
-      20_000,
-      100,
-    );
+    for (const user of ["dev", "ops"])
+      await eventually(
+        async () =>
+          (await fetch(`${r.registry}/v2/`, { headers: { authorization: basic(user, DEV_PASSWORD) } }))
+            .status === 200,
+        20_000,
+        100,
+      );
 });
 
 async function code(res: Response): Promise<string | undefined> {
@@ -173,6 +189,26 @@ test("an admin gets the state and a session for the stream; a forged, foreign or
     `${servers[1]!.base}/ui/api/events?session=${encodeURIComponent(tokens.get("front door")!)}`,
   );
   assert.equal(foreign.status, 401);
+});
+
+test("a read-only operator sees the dashboard's data, as a system admin does", async () => {
+  const ops = basic("ops", DEV_PASSWORD);
+  for (const { name, base } of servers) {
+    for (const path of ["/ui/api/state", "/ui/api/activity", "/ui/api/search?ref=team/app:v1"]) {
+      const res = await fetch(`${base}${path}`, { headers: { authorization: ops } });
+      assert.equal(
+        res.status,
+        200,
+        `${name} ${path}: ${res.status} ${res.status === 200 ? "" : await res.text()}`,
+      );
+      await res.body?.cancel();
+    }
+    const session = await fetch(`${base}/ui/api/session`, {
+      method: "POST",
+      headers: { authorization: ops },
+    });
+    assert.equal(session.status, 200, name);
+  }
 });
 
 test("the state carries no secret", async () => {
