@@ -171,16 +171,19 @@ export class LinkReader {
   /** The link cells, colour-coded with what is known of each region's health. */
   cells(up: (region: string) => boolean | undefined): LinkCell[] {
     const out: LinkCell[] = [];
-    for (const { region: dst } of this.destinations) {
+    for (const { region: dst, worker } of this.destinations) {
       const last = this.#last.get(dst);
       const stale = this.#failed.has(dst);
       for (const src of this.regions.filter((r) => r !== dst)) {
         const link = last?.links[src] ?? {};
-        const { level, why } = linkLevel(link, {
-          figures: last !== undefined && !stale,
-          src: up(src),
-          dst: up(dst),
-        });
+        // mesh.json names no metrics page for the worker: nothing to judge the link by, not a fault.
+        const { level, why } =
+          worker === undefined
+            ? {
+                level: "unknown" as const,
+                why: "mesh.json names no metrics endpoint for this region's worker",
+              }
+            : linkLevel(link, { figures: last !== undefined && !stale, src: up(src), dst: up(dst) });
         const cell: LinkCell = { ...link, src, dst, level, why };
         const rate = last?.rates[src];
         if (rate !== undefined && !stale) cell.bytesPerSecond = rate;

@@ -9,6 +9,8 @@
  * against real meshes (control-plane/test/dashboard*.test.ts).
  */
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DashboardFeed, FEED_TICK_MS, SessionTokens, SseClients, subjectOf } from "../dashboard-feed.js";
@@ -17,6 +19,7 @@ import {
   type DashboardState,
   LAG_OK_MS,
   LAG_WARN_MS,
+  LinkReader,
   linkLevel,
   regionLevel,
   Throughput,
@@ -172,4 +175,56 @@ test("push sends what is known at once, without IO; close ends every stream", as
   feed.close();
   assert.equal(closed, 1);
   assert.equal(feed.watchers, 0);
+});
+
+test("link figures from a worker's metrics page: lag, backlog, rate over successive reads; stale when it stops answering", async (t) => {
+  let bytes = 1000;
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end(
+      [
+        "# HELP meridian_replication_recent_lag_seconds recent lag",
+        'meridian_replication_recent_lag_seconds{src="a",dst="b",quantile="0.5"} 0.2',
+        'meridian_replication_recent_lag_seconds{src="a",dst="b",quantile="0.99"} 7.5',
+        'meridian_replication_pending_events{src="a",dst="b"} 3',
+        'meridian_replication_oldest_pending_age_seconds{src="a",dst="b"} 1.5',
+        `meridian_replication_bytes_total{src="a",dst="b"} ${bytes}`,
+        'meridian_replication_pending_events{src="c",dst="b"} 0',
+        "",
+      ].join("\n"),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const worker = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const reader = new LinkReader(
+    [
+      { region: "b", worker },
+      { region: "c", worker: undefined },
+    ],
+    ["a", "b", "c"],
+  );
+  await reader.refresh(800);
+  await sleep(200);
+  bytes = 3000;
+  await reader.refresh(800);
+  const cells = reader.cells(() => true);
+  const ab = cells.find((c) => c.src === "a" && c.dst === "b")!;
+  assert.equal(ab.lagP50Ms, 200);
+  assert.equal(ab.lagP99Ms, 7500);
+  assert.equal(ab.pending, 3);
+  assert.equal(ab.level, "warn");
+  assert.ok(ab.bytesPerSecond! > 2000 && ab.bytesPerSecond! <= 10_000, `${ab.bytesPerSecond} B/s`);
+  assert.equal(cells.find((c) => c.src === "c" && c.dst === "b")!.level, "idle");
+  assert.equal(cells.find((c) => c.dst === "c")!.level, "unknown", "no metrics page named: not a fault");
+  assert.equal(reader.cells((r) => r !== "b").find((c) => c.src === "a" && c.dst === "b")!.level, "bad");
+
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+  await reader.refresh(300);
+  const after = reader.cells(() => true).find((c) => c.src === "a" && c.dst === "b")!;
+  assert.equal(after.stale, true, "the last good figures, marked stale");
+  assert.equal(after.lagP99Ms, 7500);
+  assert.equal(after.level, "bad");
+  assert.equal(after.bytesPerSecond, undefined);
 });

@@ -153,8 +153,12 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
     ...(options.authorize === undefined ? {} : { authorize: options.authorize }),
     onError: (err, what) => app.log.warn({ err, what }, "dashboard request failed"),
   });
-  app.addHook("onClose", async () => {
+  // preClose: the open event streams end before the server waits for its connections to finish.
+  app.addHook("preClose", (done) => {
     feed.close();
+    done();
+  });
+  app.addHook("onClose", async () => {
     peer?.close();
   });
   for (const url of ["/ui", "/ui/*"])
