@@ -56,7 +56,9 @@ before(async () => {
 const cell = (src: string, dst: string) => `#matrix td[data-src="${src}"][data-dst="${dst}"]`;
 
 test("the page loads without console errors and shows every region and link, live", async () => {
-  await page.goto(`${mesh.frontDoor}/ui/`, { waitUntil: "load" });
+  // `meridian up` names it in its ready line (the README's "Dashboard" says to open that URL).
+  assert.equal(mesh.dashboard, `${mesh.frontDoor}/ui/`);
+  await page.goto(mesh.dashboard!, { waitUntil: "load" });
   await page.waitForSelector('body[data-ready="true"]', { timeout: 10_000 });
   await page.waitForFunction(() => document.getElementById("link")?.textContent === "live", {
     timeout: 10_000,
