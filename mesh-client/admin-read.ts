@@ -101,6 +101,15 @@ function get(
       cas.set(mesh, ca);
     }
     const options = { agent: false as const, headers, ...(ca === undefined ? {} : { ca }) };
+    // Until the whole answer is read: a node that answers its headers and then stalls is cut too.
+    const timer = setTimeout(
+      () => req.destroy(new Error(`did not answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
     const req = (secure ? https.get : http.get)(url, options, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -109,17 +118,13 @@ function get(
         if (size > MAX_BODY) req.destroy(new Error(`answer over ${MAX_BODY} bytes`));
         else chunks.push(c);
       });
-      res.once("end", () =>
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }),
-      );
-      res.once("error", reject);
-      res.once("aborted", () => reject(new Error("answer cut short")));
+      res.once("end", () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") });
+      });
+      res.once("error", fail);
+      res.once("aborted", () => fail(new Error("answer cut short")));
     });
-    const timer = setTimeout(
-      () => req.destroy(new Error(`did not answer within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-    req.once("error", reject);
-    req.once("close", () => clearTimeout(timer));
+    req.once("error", fail);
   });
 }

@@ -102,8 +102,12 @@ describe("locate", () => {
     await eventually(async () => states(await locate(mesh, "app/one:v1", {})).b === "present", 30_000, 200);
   });
 
-  test("a region whose node is frozen is unknown, within the deadline", async () => {
-    const resume = freeze(pmesh.regions.get("c")!.node.child.pid!);
+  test("a region whose processes are all frozen is unknown, within the deadline", async () => {
+    const c = pmesh.regions.get("c")!;
+    const resumes = [c.nats.pid, c.node.child.pid!, c.peer.child.pid!, c.worker.child.pid!].map(freeze);
+    const resume = () => {
+      for (const r of resumes) r();
+    };
     const started = Date.now();
     const seen = await locate(mesh, "app/one:v1", { timeoutMs: 1_000 });
     const took = Date.now() - started;
@@ -212,6 +216,17 @@ describe("activity", () => {
     });
     assert.equal(gc.status, 202);
 
+    // A policy run: a manual policy a→b run now (the full mirror carries on beside it).
+    const a = pmesh.regions.get("a")!.registry;
+    const policy = await fetch(`${a}/admin/v1/policies/manual-ab`, {
+      method: "PUT",
+      body: JSON.stringify({ source: "a", destination: "b", repositories: ["app/**"], trigger: "manual" }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(policy.status, 200, await policy.text());
+    const run = await fetch(`${a}/admin/v1/policies/manual-ab/run`, { method: "POST" });
+    assert.equal(run.status, 202, await run.text());
+
     const kinds = (items: Array<{ kind: string }>) => new Set(items.map((i) => i.kind));
     await eventually(
       async () => {
@@ -219,7 +234,7 @@ describe("activity", () => {
         const k = kinds(items);
         return (
           unreachable.length === 0 &&
-          ["conflict", "alert", "replication-failed", "gc-run"].every((x) => k.has(x))
+          ["conflict", "alert", "replication-failed", "gc-run", "policy-run"].every((x) => k.has(x))
         );
       },
       45_000,
@@ -232,6 +247,7 @@ describe("activity", () => {
     assert.equal((conflict.detail as { repo: string }).repo, "app/conflict");
     assert.match(items.find((i) => i.kind === "alert")!.summary, /./);
     assert.equal(items.find((i) => i.kind === "gc-run")!.region, "b");
+    assert.match(items.find((i) => i.kind === "policy-run")!.summary, /^policy manual-ab run \w+ in b/);
     assert.match(
       String(items.find((i) => i.kind === "replication-failed")!.detail?.reason),
       /internal error/,
@@ -254,8 +270,17 @@ describe("activity", () => {
       30_000,
       200,
     );
-    // One region's node frozen: listed as unreachable, the others still answer (what it saw replicated).
-    const resume = freeze(pmesh.regions.get("b")!.node.child.pid!);
+    // One region's processes frozen: listed as unreachable, the others still answer (what it saw replicated).
+    const frozen = pmesh.regions.get("b")!;
+    const resumes = [
+      frozen.nats.pid,
+      frozen.node.child.pid!,
+      frozen.peer.child.pid!,
+      frozen.worker.child.pid!,
+    ].map(freeze);
+    const resume = () => {
+      for (const r of resumes) r();
+    };
     const started = Date.now();
     const partial = await collectActivity(mesh, { timeoutMs: 1_000 });
     const took = Date.now() - started;

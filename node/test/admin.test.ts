@@ -578,6 +578,22 @@ describe("artifacts", () => {
     const encoded = await ok(await call("GET", `/artifacts/art/app@${encodeURIComponent(image.digest)}`));
     assert.equal(encoded.present, true);
     await fails(await call("DELETE", "/repositories/art/app%3Fx"), 400, "NAME_INVALID");
+    // A tag: the digest this region serves for it (mesh-client/locate.ts compares regions).
+    const tag = await ok(await call("GET", "/artifacts/art/app:v1"));
+    assert.equal(tag.digest, image.digest);
+    assert.equal(tag.present, true);
+    assert.equal(tag.tag, "v1");
+    assert.equal(typeof tag.at, "string");
+    assert.equal(tag.deleted, undefined);
+    const never = await ok(await call("GET", "/artifacts/art/app:never"));
+    assert.deepEqual(never, { region: "test", repo: "art/app", tag: "never", digest: null, present: false });
+    assert.equal((await c.fetch("/v2/art/app/manifests/also", { method: "DELETE" })).status, 202);
+    const gone = await ok(await call("GET", "/artifacts/art/app:also"));
+    assert.equal(gone.digest, null);
+    assert.equal(gone.present, false);
+    assert.equal(typeof (gone.deleted as { at: string } | undefined)?.at, "string");
+    await fails(await call("GET", "/artifacts/art/app:-bad"), 400, "MANIFEST_INVALID"); // TagInvalidError's OCI code
+    await fails(await call("GET", "/artifacts/Art/App:v1"), 400, "NAME_INVALID");
     await fails(await call("GET", "/repositories/art%2Fapp%3F/tags/v1/history"), 400, "NAME_INVALID");
   });
 });
