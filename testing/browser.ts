@@ -5,7 +5,7 @@
  * hangs). Every console error, page error and failed request of every page
  * is collected in `problems`, so a test asserts the page ran clean.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { type After, REPO_ROOT } from "./harness.js";
@@ -21,10 +21,6 @@ export interface TestBrowser {
   problems: string[];
   /** A new page of `width`×`height` whose problems are collected. */
   page(width?: number, height?: number): Promise<Page>;
-}
-
-export function chromiumAvailable(): boolean {
-  return existsSync(CHROMIUM);
 }
 
 export async function startBrowser(after: After): Promise<TestBrowser> {

@@ -15,8 +15,9 @@
  * node, peer, worker; `up`'s liveness probe off so it does not restart
  * them): `meridian up` would restart killed processes within half a second,
  * and a frozen region (its sockets accept, nothing answers) is the harder
- * case for the probes than a refused connection. They are resumed in cleanup.
- * The tests run in order; the freeze is last.
+ * case for the probes than a refused connection. Then they are killed for
+ * good (SIGKILL), `up` restarts them, and the page turns the region green
+ * again. The tests run in order; the freeze and the kill are last.
  */
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync } from "node:fs";
@@ -285,5 +286,33 @@ test("a dead region turns red within three heartbeat intervals of its death", as
   );
   assert.notEqual(await page.$eval(cell("a", "b"), (td) => td.getAttribute("data-level")), "bad");
   await screenshot(page, "dashboard-region-down");
+  assert.deepEqual(browser.problems, []);
+});
+
+test("the frozen region killed, up restarts its processes: it turns green again on the page", async (t) => {
+  const pids = Object.values(mesh.regions.get("c")!.pids);
+  const killedAt = Date.now();
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  await page.waitForFunction(
+    () => document.querySelector('#health .region[data-region="c"]')?.getAttribute("data-level") === "ok",
+    { timeout: 45_000, polling: 100 },
+  );
+  t.diagnostic(`region c green again ${Date.now() - killedAt} ms after its processes were killed`);
+  assert.match(
+    await page.$eval('#health .region[data-region="c"] .status', (e) => e.textContent ?? ""),
+    /up/,
+  );
+  // The links into c read its new worker's page again.
+  await page.waitForFunction(
+    (sel) => document.querySelector(sel)?.getAttribute("data-level") !== "bad",
+    { timeout: 15_000 },
+    cell("a", "c"),
+  );
   assert.deepEqual(browser.problems, []);
 });
