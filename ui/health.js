@@ -31,7 +31,7 @@ export function renderHealth(box, state) {
           r.misses === undefined ? null : row("missed probes", String(r.misses)),
           r.lastSeenAt === undefined ? null : row("last answer", ago(r.lastSeenAt)),
           r.epoch === undefined ? null : row("failover epoch", String(r.epoch)),
-          r.appliedSeq === undefined ? null : row("applied", String(r.appliedSeq)),
+          r.appliedSeq === undefined ? null : row("log position", String(r.appliedSeq)),
           r.fence === undefined
             ? null
             : row(
