@@ -74,8 +74,9 @@ export interface DashboardHttpDeps {
   search?: (reference: string, authorization: string | undefined) => Promise<unknown>;
   /** Recent activity (mesh-client/activity.ts); undefined: not available here. */
   activity?: (authorization: string | undefined) => Promise<unknown>;
-  /** Behind https (the session's `secure` use, and the page's origin). */
+  /** The event stream's session tokens (default: a key of this handler's own). */
   sessions?: SessionTokens;
+  /** The caps on open event streams (default SSE_PER_ADDRESS, SSE_TOTAL). */
   sse?: SseClients;
   /** The assets' folder (default: uiDirectory()). */
   uiDir?: string;
