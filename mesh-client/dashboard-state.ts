@@ -10,8 +10,8 @@
  * - a link (source → destination) is "ok" while the worse of its recent lag
  *   p99 and its oldest pending event's age is under LAG_OK_MS (5 s), "warn"
  *   under LAG_WARN_MS (60 s), "bad" above, and "bad" too when its figures
- *   cannot be read (the destination's worker does not answer) or either end
- *   is down; "idle" when nothing was replicated in the window and nothing
+ *   cannot be read (the destination's worker has not answered
+ *   FAILED_READS_TO_BAD reads in a row) or either end is down; "idle" when nothing was replicated in the window and nothing
  *   is pending (a quiet link is healthy, but has no lag to show);
  * - a region is "ok" while up and accepting writes, "warn" while up but
  *   refusing writes as a home (its fence), "bad" while down.
@@ -29,6 +29,13 @@ import { fetchMetricsText, type LinkStatus, linkStatus, parseProm } from "./mesh
 export const LAG_OK_MS = 5_000;
 /** Under this amber; at or above it red. */
 export const LAG_WARN_MS = 60_000;
+/**
+ * A worker page unread this many times in a row (each read under the feed's
+ * deadline, one a second) turns its links red; before that the last good
+ * figures are judged, marked stale: one slow read on a loaded machine is no
+ * outage. A destination the front door's probes find down is red at once.
+ */
+export const FAILED_READS_TO_BAD = 3;
 /** Throughput is averaged over this much of the samples. */
 export const THROUGHPUT_WINDOW_MS = 5_000;
 
@@ -134,7 +141,8 @@ export class Throughput {
  */
 export class LinkReader {
   readonly #last = new Map<string, { links: Record<string, LinkStatus>; rates: Record<string, number> }>();
-  readonly #failed = new Set<string>();
+  /** Consecutive failed reads of each destination's page. */
+  readonly #failed = new Map<string, number>();
   readonly #throughput = new Throughput();
 
   constructor(
@@ -150,7 +158,7 @@ export class LinkReader {
         const text =
           worker === undefined ? undefined : await fetchMetricsText(`${worker}/metrics`, deadlineMs);
         if (text === undefined) {
-          this.#failed.add(region);
+          this.#failed.set(region, (this.#failed.get(region) ?? 0) + 1);
           return;
         }
         this.#failed.delete(region);
@@ -173,7 +181,8 @@ export class LinkReader {
     const out: LinkCell[] = [];
     for (const { region: dst, worker } of this.destinations) {
       const last = this.#last.get(dst);
-      const stale = this.#failed.has(dst);
+      const failures = this.#failed.get(dst) ?? 0;
+      const stale = failures > 0;
       for (const src of this.regions.filter((r) => r !== dst)) {
         const link = last?.links[src] ?? {};
         // mesh.json names no metrics page for the worker: nothing to judge the link by, not a fault.
@@ -183,7 +192,11 @@ export class LinkReader {
                 level: "unknown" as const,
                 why: "mesh.json names no metrics endpoint for this region's worker",
               }
-            : linkLevel(link, { figures: last !== undefined && !stale, src: up(src), dst: up(dst) });
+            : linkLevel(link, {
+                figures: last !== undefined && failures < FAILED_READS_TO_BAD,
+                src: up(src),
+                dst: up(dst),
+              });
         const cell: LinkCell = { ...link, src, dst, level, why };
         const rate = last?.rates[src];
         if (rate !== undefined && !stale) cell.bytesPerSecond = rate;

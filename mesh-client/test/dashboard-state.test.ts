@@ -17,6 +17,7 @@ import { DashboardFeed, FEED_TICK_MS, SessionTokens, SseClients, subjectOf } fro
 import {
   type DashboardSource,
   type DashboardState,
+  FAILED_READS_TO_BAD,
   LAG_OK_MS,
   LAG_WARN_MS,
   LinkReader,
@@ -221,10 +222,15 @@ test("link figures from a worker's metrics page: lag, backlog, rate over success
 
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
+  const ab2 = () => reader.cells(() => true).find((c) => c.src === "a" && c.dst === "b")!;
+  for (let i = 1; i < FAILED_READS_TO_BAD; i++) {
+    await reader.refresh(300);
+    assert.equal(ab2().stale, true, "the last good figures, marked stale");
+    assert.equal(ab2().lagP99Ms, 7500);
+    assert.equal(ab2().level, "warn", `judged on the last good figures after ${i} failed read(s)`);
+    assert.equal(ab2().bytesPerSecond, undefined);
+  }
   await reader.refresh(300);
-  const after = reader.cells(() => true).find((c) => c.src === "a" && c.dst === "b")!;
-  assert.equal(after.stale, true, "the last good figures, marked stale");
-  assert.equal(after.lagP99Ms, 7500);
-  assert.equal(after.level, "bad");
-  assert.equal(after.bytesPerSecond, undefined);
+  assert.equal(ab2().level, "bad", `${FAILED_READS_TO_BAD} failed reads in a row`);
+  assert.match(ab2().why, /unreadable/);
 });
