@@ -7,7 +7,7 @@
  * The node's state, one region:
  * - the region's health as its own peer tells it: a Status call on one
  *   long-lived PeerClient (not a new channel every second) under the
- *   feed's deadline; its epoch, fence, what it has applied, and how it sees
+ *   feed's deadline, down after MISSES_TO_DOWN missed in a row; its epoch, fence, what it has applied, and how it sees
  *   the other regions (up, RTT). The other regions are shown as the peer
  *   sees them; the node does not probe them itself.
  * - the inbound links (every other region → this one) from the region's
@@ -44,6 +44,11 @@ import type { StatusReply__Output } from "../../protocol/generated/meridian/peer
 import type { Mesh } from "../../protocol/mesh.js";
 import type { Registry } from "../data/registry.js";
 
+/**
+ * Status calls missed in a row that show the region's peer down: as the
+ * front door's probes count (one slow call on a loaded machine is no outage).
+ */
+const MISSES_TO_DOWN = 2;
 /** Each region's answer to a search or an activity read, at most. */
 const SEARCH_DEADLINE_MS = 2_500;
 const ACTIVITY_LIMIT = 50;
@@ -72,6 +77,8 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
         );
   let status: { reply: StatusReply__Output; rttMs: number; at: number } | undefined;
   let statusError: string | undefined;
+  /** Consecutive Status calls that failed (MISSES_TO_DOWN of them: the peer is down). */
+  let misses = 0;
 
   const refreshStatus = async (deadlineMs: number) => {
     if (peer === undefined) return;
@@ -80,8 +87,10 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
       const reply = await peer.status(region, { timeoutMs: deadlineMs });
       status = { reply, rttMs: Math.round((performance.now() - started) * 100) / 100, at: Date.now() };
       statusError = undefined;
+      misses = 0;
     } catch (err) {
       statusError = (err as Error).message;
+      misses++;
     }
   };
 
@@ -90,7 +99,7 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
       await Promise.all([refreshStatus(deadlineMs), links?.refresh(deadlineMs)]);
     },
     snapshot(): DashboardState {
-      const peerUp = peer === undefined ? true : statusError === undefined && status !== undefined;
+      const peerUp = peer === undefined ? true : status !== undefined && misses < MISSES_TO_DOWN;
       const reply = peerUp ? status?.reply : undefined;
       const fence = peer === undefined ? "" : reply?.fence;
       const mine: RegionHealth = {
@@ -98,7 +107,8 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
         level: regionLevel(peerUp, fence),
         up: peerUp,
         seenBy: "node",
-        ...(status === undefined || !peerUp ? {} : { rttMs: status.rttMs, lastSeenAt: iso(status.at) }),
+        ...(status === undefined ? {} : { rttMs: status.rttMs, lastSeenAt: iso(status.at) }),
+        ...(peer === undefined ? {} : { misses }),
         ...(statusError === undefined ? {} : { lastError: `peer: ${statusError}` }),
         ...(reply === undefined ? {} : { epoch: Number(reply.epoch) }),
         ...(fence === undefined ? {} : { fence }),
