@@ -33,7 +33,7 @@ RUN npx tsc -p tsconfig.json \
  && npm prune --omit=dev --no-audit --no-fund
 
 # Runtime: production dependencies, dist/, the .proto files the gRPC loader
-# reads, and openssl for `meridian certs`. Runs as the unprivileged `meridian`
+# reads, the dashboard's page (ui/, served as is at /ui/), and openssl for `meridian certs`. Runs as the unprivileged `meridian`
 # user; /data and /secrets belong to it, so fresh named volumes mounted there
 # do too.
 FROM node:20-bookworm-slim
@@ -50,6 +50,7 @@ COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY protocol/proto ./protocol/proto
+COPY ui ./ui
 COPY bin ./bin
 COPY deploy/compose/init-secrets.mjs ./deploy/compose/init-secrets.mjs
 USER meridian

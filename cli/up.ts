@@ -76,7 +76,7 @@
  *   {"region":"a","registry":"http://127.0.0.1:5000","nats":"nats://127.0.0.1:5001",
  *    "grpc":"127.0.0.1:5002","metrics":{"peer":…,"worker":…},"pids":{"nats":…,"node":…,"peer":…,"worker":…}}
  *   {"ready":true,"natsAuthDir":"<data>/nats-auth","frontDoor":"http://127.0.0.1:5005","pids":{"frontDoor":…},
- *    "controlFile":"<data>/up.json"}
+ *    "dashboard":"http://127.0.0.1:5005/ui/","controlFile":"<data>/up.json"}
  * (pids as at the first start; <data>/up.json has the current ones after restarts).
  *
  * With `--auth` every node checks credentials (node/auth/): `up` makes the
@@ -402,8 +402,13 @@ export async function up(options: UpOptions): Promise<number> {
       starting.map((supervised, i) => startRegion(regionContext, i, supervised)),
     );
     for (const result of started) if (result.status === "rejected") throw result.reason;
+    let firstLine: Record<string, unknown> | undefined;
     for (const result of started)
-      if (result.status === "fulfilled") process.stdout.write(`${JSON.stringify(result.value)}\n`);
+      if (result.status === "fulfilled") {
+        firstLine ??= result.value;
+        process.stdout.write(`${JSON.stringify(result.value)}\n`);
+      }
+    const firstRegistry = (firstLine?.registry as string | undefined) ?? "";
     const ready: Record<string, unknown> = { ready: true, natsAuthDir: natsIds.dir };
     if (s3 !== undefined) ready.s3 = s3.endpoint;
     if (auth !== undefined) ready.adminPasswordFile = auth.passwordFile;
@@ -427,6 +432,8 @@ export async function up(options: UpOptions): Promise<number> {
       await fd.p.start();
       ready.frontDoor = fd.info().frontDoor;
     }
+    // The dashboard (README "Dashboard"): the front door's whole-mesh view, or a lone region's node.
+    ready.dashboard = `${(ready.frontDoor as string | undefined) ?? firstRegistry}/ui/`;
     const meshWide = [
       ...(s3 === undefined ? [] : [s3.server]),
       ...(frontDoor === undefined ? [] : [frontDoor]),

@@ -1,6 +1,6 @@
 /**
  * How the front door answers a request on its port (./front-door.ts
- * listens): `/metrics` and `/healthz`, else the routing decision
+ * listens): `/metrics`, `/healthz` and the dashboard (`/ui/`), else the routing decision
  * (./front-door-routing.ts `route`), read-your-writes waits included, and
  * the attempts at the chosen regions (./front-door-proxy.ts).
  *
@@ -44,6 +44,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Counter, Registry as MetricsRegistry } from "prom-client";
+import { isDashboardPath } from "../mesh-client/dashboard-http.js";
 import { MeridianError, ociErrorFor, RouteNotFoundError } from "../protocol/errors.js";
 import type { FrontDoorConfig } from "./front-door-config.js";
 import type { RegionMonitor } from "./front-door-health.js";
@@ -81,6 +82,8 @@ export interface RequestHandlerDeps {
   nodeRequests: Counter<"region" | "node">;
   metrics: MetricsRegistry;
   serveHealthz: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** The dashboard, `/ui` and `/ui/…` (./front-door-ui.ts). */
+  serveUi?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   forward: Forward;
   log: Logger;
 }
@@ -118,6 +121,10 @@ export function createRequestHandler(
       } else {
         await serveHealthz(req, res);
       }
+      return;
+    }
+    if (deps.serveUi !== undefined && isDashboardPath(path)) {
+      await deps.serveUi(req, res);
       return;
     }
     if (

@@ -16,7 +16,8 @@
  * Its parts: ./front-door-requests.ts (where a request goes, read-your-writes),
  * ./front-door-proxy.ts (forwarding, first-byte bounds, retries, headers),
  * ./front-door-health.ts (probes, region state), ./front-door-homes.ts (home
- * regions), ./front-door-healthz.ts (`/healthz`); this file starts them, and
+ * regions), ./front-door-healthz.ts (`/healthz`), ./front-door-ui.ts (the
+ * dashboard at `/ui/`); this file starts them, and
  * the HTTP server, metrics and the process around them.
  *
  * Its own port also serves `GET /metrics` (`meridian_front_door_routes_total
@@ -75,6 +76,7 @@ import { HomeCache } from "./front-door-homes.js";
 import { createForwarder } from "./front-door-proxy.js";
 import { createRequestHandler } from "./front-door-requests.js";
 import type { RegionState } from "./front-door-routing.js";
+import { createFrontDoorUi } from "./front-door-ui.js";
 import { registryAgent } from "./registry-http.js";
 
 export interface RunningFrontDoor {
@@ -155,12 +157,15 @@ export async function startFrontDoor(
     }),
   }));
   const healthLog = log.child({ component: "health" });
+  // The dashboard (./front-door-ui.ts) is told at once when a region goes down or up.
+  let healthChanged: () => void = () => undefined;
   const monitor = new RegionMonitor({
     targets,
     intervalMs: config.heartbeat.intervalMs,
     identity: config.tls.identity,
     onChange: (state) => {
       upGauge.set({ region: state.region }, state.up ? 1 : 0);
+      healthChanged();
       if (state.up) healthLog.info({ region: state.region }, "region up");
       else healthLog.warn({ region: state.region, err: state.lastError }, "region down");
     },
@@ -205,6 +210,15 @@ export async function startFrontDoor(
     proxyProof,
   });
   const serveHealthz = createHealthz({ config, regionNames, targets, monitor, homes });
+  const ui = createFrontDoorUi({
+    config,
+    regionNames,
+    targets,
+    monitor,
+    homes,
+    log: log.child({ component: "dashboard" }),
+  });
+  healthChanged = () => ui.push();
   const onRequest = createRequestHandler({
     config,
     regionNames,
@@ -214,6 +228,7 @@ export async function startFrontDoor(
     nodeRequests,
     metrics,
     serveHealthz,
+    serveUi: ui.serve,
     forward,
     log: proxyLog,
   });
@@ -259,6 +274,7 @@ export async function startFrontDoor(
     close() {
       closed ??= (async () => {
         // Stop taking requests, let those under way finish for a moment, then cut them.
+        ui.close(); // ends the dashboard's event streams, which would otherwise hold the drain
         const drained = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         const force = setTimeout(() => server.closeAllConnections(), 2_000);

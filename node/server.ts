@@ -219,6 +219,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     metrics,
     fetchOnMiss,
     scrubber,
+    ...(config.mesh === undefined ? {} : { mesh: config.mesh }),
     logger: log.child({ component: "http" }),
     http: config.http,
     ...(config.tls === undefined ? {} : { https: readTls(config.tls) }),

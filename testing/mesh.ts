@@ -52,6 +52,8 @@ export interface RunningMesh {
   regions: Map<string, RegionInfo>;
   /** The front door's URL (from the `{"ready":true,…}` line), with several regions. */
   frontDoor?: string;
+  /** The ready line's `dashboard`: the dashboard's URL (the front door's /ui/, or a lone region's). */
+  dashboard?: string;
   /** The ready line's `adminPasswordFile` (with `--auth`). */
   adminPasswordFile?: string;
   /** The ready line's `s3` (with `--s3`): the S3 server's URL. */
@@ -130,6 +132,7 @@ export async function startMesh(
   const infos = new Map<string, RegionInfo>();
   let frontDoor: string | undefined;
   let adminPasswordFile: string | undefined;
+  let dashboard: string | undefined;
   let natsAuthDir = "";
   let s3: string | undefined;
   let readyPids: Record<string, number> = {};
@@ -143,6 +146,7 @@ export async function startMesh(
       const msg = JSON.parse(line);
       if (msg.ready) {
         frontDoor = msg.frontDoor;
+        dashboard = msg.dashboard;
         adminPasswordFile = msg.adminPasswordFile;
         natsAuthDir = msg.natsAuthDir;
         s3 = msg.s3;
@@ -166,6 +170,7 @@ export async function startMesh(
   return {
     regions: infos,
     ...(frontDoor === undefined ? {} : { frontDoor }),
+    ...(dashboard === undefined ? {} : { dashboard }),
     ...(adminPasswordFile === undefined ? {} : { adminPasswordFile }),
     ...(s3 === undefined ? {} : { s3 }),
     pids: readyPids,

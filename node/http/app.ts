@@ -4,6 +4,8 @@
  * a `Registry`. Tests build it with `buildApp` and `inject()` or
  * `listen({port:0})`; node/server.ts runs it as a process.
  *
+ * The dashboard (`/ui/`, ./ui-routes.ts) shows this node's region.
+ *
  * The OCI API is `ociApiPlugin`: the hooks every request goes through
  * (identity, metrics, audit, the one error handler) and, in its own scope,
  * the auth plugin (./auth-plugin.ts) and one route plugin per resource:
@@ -23,12 +25,14 @@ import fastify, {
 import fp from "fastify-plugin";
 import type { Logger } from "pino";
 import { Histogram, type Registry as MetricsRegistry } from "prom-client";
+import { verdictOf } from "../../mesh-client/dashboard-http.js";
 import {
   ConnectionCounter,
   type HttpLimits,
   limitConnections,
   serverTimeouts,
 } from "../../protocol/http-limits.js";
+import type { Mesh } from "../../protocol/mesh.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
 import type { Scrubber } from "../scrub.js";
@@ -45,6 +49,7 @@ import { tagsCatalogRoutes } from "./oci/tags-catalog.js";
 import { uploadRoutes } from "./oci/uploads.js";
 import { lazyRequestLogger } from "./request-logger.js";
 import { tokenRoutes } from "./token-routes.js";
+import { uiRoutes } from "./ui-routes.js";
 
 export interface OciApiOptions extends OciRoutesOptions {
   metrics: MetricsRegistry;
@@ -171,6 +176,8 @@ export interface BuildAppOptions extends OciApiOptions {
   adminWriteAddresses?: readonly string[];
   /** The node's scrub, for the admin API's /scrub/runs (node/scrub.ts). */
   scrubber?: Scrubber;
+  /** The mesh, for the dashboard's view of this region (./ui-routes.ts); none for a lone node. */
+  mesh?: Mesh;
 }
 
 /**
@@ -249,6 +256,24 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     audit: options.audit,
     writeAddresses: options.adminWriteAddresses,
     scrubber: options.scrubber,
+  });
+  // The dashboard (/ui/, ./ui-routes.ts): with auth, it admits whom this node's admin API's GETs admit.
+  await app.register(uiRoutes, {
+    registry: options.registry,
+    ...(options.mesh === undefined ? {} : { mesh: options.mesh }),
+    ...(options.auth === undefined
+      ? {}
+      : {
+          authorize: async (authorization: string, address: string) => {
+            const res = await app.inject({
+              method: "GET",
+              url: "/admin/v1/rules",
+              headers: { authorization },
+              remoteAddress: address,
+            });
+            return verdictOf(res.statusCode);
+          },
+        }),
   });
   app.get("/metrics", async (_req, reply) => {
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
