@@ -6,11 +6,12 @@
  * a system admin's credentials.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServiceToken } from "../mesh-client/service-token.js";
 import { AccessDeniedError, PeerUnavailableError, UnauthorizedError } from "../protocol/errors.js";
 import type { FrontDoorConfig } from "./front-door-config.js";
 import type { ProbeTarget, RegionMonitor } from "./front-door-health.js";
 import type { HomeCache } from "./front-door-homes.js";
-import { sendError } from "./front-door-proxy.js";
+import { proofHeader, sendError } from "./front-door-proxy.js";
 import { homeList } from "./front-door-routing.js";
 import { registryRequest } from "./registry-http.js";
 
@@ -20,6 +21,8 @@ export function createHealthz(deps: {
   targets: readonly ProbeTarget[];
   monitor: RegionMonitor;
   homes: HomeCache;
+  /** Proves to the node that the caller's address in X-Forwarded-For is to be trusted (auth on). */
+  proxyProof?: ServiceToken;
 }): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { config, regionNames, targets, monitor, homes } = deps;
   /**
@@ -47,7 +50,11 @@ export function createHealthz(deps: {
     try {
       ({ status } = await registryRequest(`${checker.registry}/admin/v1/rules`, {
         agent: checker.agent,
-        headers: { authorization, "x-forwarded-for": req.socket.remoteAddress ?? "" },
+        headers: {
+          authorization,
+          "x-forwarded-for": req.socket.remoteAddress ?? "",
+          ...proofHeader(deps.proxyProof),
+        },
         signal: AbortSignal.timeout(Math.max(1_000, 2 * config.heartbeat.intervalMs)),
       }));
     } catch {

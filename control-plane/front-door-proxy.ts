@@ -442,6 +442,18 @@ function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   );
 }
 
+/**
+ * The proxy proof as a header (none without auth): a request the front door
+ * makes for a client (the dashboard's and /healthz's credential checks) names
+ * the client's address in X-Forwarded-For, and the node counts failed logins
+ * against that address only with the proof; without it, against the front
+ * door's, and a few wrong passwords would lock every client out.
+ */
+export function proofHeader(proof: ServiceToken | undefined): Record<string, string> {
+  const current = proof?.current();
+  return current === undefined ? {} : { [PROXY_PROOF_HEADER]: current };
+}
+
 /** The OCI error envelope, with the status the catalogue binds (protocol/errors.ts); 500 otherwise. */
 export function sendError(
   req: IncomingMessage,

@@ -34,9 +34,11 @@ import {
   regionLevel,
 } from "../mesh-client/dashboard-state.js";
 import { locate } from "../mesh-client/locate.js";
+import type { ServiceToken } from "../mesh-client/service-token.js";
 import type { FrontDoorConfig } from "./front-door-config.js";
 import type { ProbeTarget, RegionMonitor } from "./front-door-health.js";
 import type { HomeCache } from "./front-door-homes.js";
+import { proofHeader } from "./front-door-proxy.js";
 import { homeList } from "./front-door-routing.js";
 import { registryRequest } from "./registry-http.js";
 
@@ -58,6 +60,8 @@ export function createFrontDoorUi(deps: {
   targets: readonly ProbeTarget[];
   monitor: RegionMonitor;
   homes: HomeCache;
+  /** Proves to the node that the caller's address in X-Forwarded-For is to be trusted (auth on). */
+  proxyProof?: ServiceToken;
   log: Logger;
 }): FrontDoorUi {
   const { config, regionNames, targets, monitor, homes, log } = deps;
@@ -111,7 +115,11 @@ export function createFrontDoorUi(deps: {
       return { ok: false, status: 503, message: "no region is up to check the credentials" };
     const { status } = await registryRequest(`${checker.registry}/admin/v1/rules`, {
       agent: checker.agent,
-      headers: { authorization, "x-forwarded-for": address },
+      headers: {
+        authorization,
+        "x-forwarded-for": address,
+        ...proofHeader(deps.proxyProof),
+      },
       signal: AbortSignal.timeout(Math.max(1_000, 2 * config.heartbeat.intervalMs)),
     });
     return verdictOf(status);

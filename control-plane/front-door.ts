@@ -209,13 +209,14 @@ export async function startFrontDoor(
     forwardedProto: listenTls === undefined ? "http" : "https",
     proxyProof,
   });
-  const serveHealthz = createHealthz({ config, regionNames, targets, monitor, homes });
+  const serveHealthz = createHealthz({ config, regionNames, targets, monitor, homes, proxyProof });
   const ui = createFrontDoorUi({
     config,
     regionNames,
     targets,
     monitor,
     homes,
+    proxyProof,
     log: log.child({ component: "dashboard" }),
   });
   healthChanged = () => ui.push();

@@ -13,6 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startBrowser } from "../../testing/browser.js";
@@ -261,4 +262,56 @@ test("in Chromium: the sign-in form refuses a wrong password, then follows the m
   await page.waitForSelector("#sign-in:not([hidden])", { timeout: 5_000 });
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   assert.deepEqual(browser.problems, []);
+});
+
+/** GET from a chosen local address (all of 127.0.0.0/8 is loopback on Linux): the status. */
+function getFrom(url: string, localAddress: string, authorization: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { localAddress, headers: { authorization } }, (res) => {
+      res.resume();
+      res.once("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+test("through the front door, one client's failed sign-ins are counted against its own address, not the front door's", async () => {
+  // The front door checks dashboard credentials at a region with the client's address in
+  // X-Forwarded-For and its proxy proof; without the proof the region would count every
+  // failure against the front door's own address, and 5 wrong passwords a minute from
+  // anyone would lock every dashboard user out (429).
+  // A user who has not signed in yet: a password verified a moment ago skips the limiter.
+  const passwordFile = join(tempDir(cleanup), "ops2-password");
+  writeFileSync(passwordFile, `${DEV_PASSWORD}\n`);
+  const add = await runCli([
+    "user",
+    "add",
+    "ops2",
+    "--operator",
+    "--password-file",
+    passwordFile,
+    "--data",
+    mesh.dataDir,
+  ]);
+  assert.equal(add.code, 0, add.stderr);
+  for (const r of mesh.regions.values())
+    await eventually(
+      async () =>
+        (
+          await (await fetch(`${r.registry}/admin/v1/users`, { headers: { authorization: admin() } })).text()
+        ).includes('"ops2"'),
+      20_000,
+      100,
+    );
+  const state = `${mesh.frontDoor!}/ui/api/state`;
+  const statuses: number[] = [];
+  for (let i = 0; i < 7; i++) statuses.push(await getFrom(state, "127.0.0.2", basic("mallory", "guess")));
+  assert.equal(statuses[0], 401, "a wrong password is a 401");
+  assert.equal(statuses.at(-1), 429, `the guessing address is limited: ${statuses.join(" ")}`);
+  assert.equal(
+    await getFrom(state, "127.0.0.3", basic("ops2", DEV_PASSWORD)),
+    200,
+    "another client signs in",
+  );
 });
