@@ -17,7 +17,9 @@
  * and a frozen region (its sockets accept, nothing answers) is the harder
  * case for the probes than a refused connection. Then they are killed for
  * good (SIGKILL), `up` restarts them, and the page turns the region green
- * again. The tests run in order; the freeze and the kill are last.
+ * again. Last, `meridian region stop c` ends its processes and holds them
+ * down (a region that is simply dead): red within three intervals as well.
+ * The tests run in order; the freeze and the kills are last.
  */
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync } from "node:fs";
@@ -25,7 +27,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Page } from "puppeteer-core";
 import { screenshot, startBrowser, type TestBrowser } from "../../testing/browser.js";
-import { cleanupStack, eventually, REPO_ROOT } from "../../testing/harness.js";
+import { cleanupStack, eventually, REPO_ROOT, runCli } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OciClient } from "../../testing/oci-client.js";
 
@@ -322,6 +324,30 @@ test("the frozen region killed, up restarts its processes: it turns green again 
     (sel) => document.querySelector(sel)?.getAttribute("data-level") !== "bad",
     { timeout: 15_000 },
     cell("a", "c"),
+  );
+  assert.deepEqual(browser.problems, []);
+});
+
+test("a region whose processes are stopped and held down (meridian region stop) turns red within three heartbeat intervals", async (t) => {
+  const stop = await runCli(["region", "stop", "c", "--data", mesh.dataDir]);
+  assert.equal(stop.code, 0, stop.stderr);
+  // The command returns once c's processes have exited: they are dead from here at the latest.
+  const deadAt = Date.now();
+  cleanup(async () => {
+    await runCli(["region", "start", "c", "--data", mesh.dataDir]);
+  });
+  await page.waitForFunction(
+    () => document.querySelector('#health .region[data-region="c"]')?.getAttribute("data-level") === "bad",
+    { timeout: 10 * HEARTBEAT_MS, polling: 50 },
+  );
+  const redAfter = Date.now() - deadAt;
+  t.diagnostic(`region c red on the page ${redAfter} ms after its processes were stopped`);
+  assert.ok(redAfter <= 3 * HEARTBEAT_MS + 1_000, `red after ${redAfter} ms`);
+  const start = await runCli(["region", "start", "c", "--data", mesh.dataDir]);
+  assert.equal(start.code, 0, start.stderr);
+  await page.waitForFunction(
+    () => document.querySelector('#health .region[data-region="c"]')?.getAttribute("data-level") === "ok",
+    { timeout: 45_000, polling: 100 },
   );
   assert.deepEqual(browser.problems, []);
 });
