@@ -8,6 +8,7 @@
  * push's link is seen. Blobs over CopyObject's 5 GiB are left in place
  * (reported absent: the run keeps them).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   CopyObjectCommand,
   HeadObjectCommand,
@@ -53,6 +54,10 @@ export function asideKey(store: S3Objects, digest: Digest, key: string): string 
   return `${store.keys.prefix}gc/${key}/${algorithmOf(digest)}/${encodedOf(digest)}`;
 }
 
+/** Copies to set a blob aside, in all, and the pause before the next (times the attempt). */
+const COPY_TRIES = 3;
+const COPY_PAUSE_MS = 250;
+
 function copy(store: S3Objects, from: string, to: string, signal?: AbortSignal): Promise<unknown> {
   return store.client.send(
     new CopyObjectCommand({
@@ -83,11 +88,20 @@ export async function setAsideObject(
   }
   const size = head.ContentLength ?? 0;
   if (size > maxCopy) return undefined;
-  try {
-    await copy(store, from, asideKey(store, digest, key), signal);
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
+  // A copy racing a write of the same key (a push of the same blob overwriting it) can fail
+  // with a 5xx on some S3 servers (s3rver reads a file being replaced); the SDK's own retry
+  // comes too soon. Tried again after a pause, up to COPY_TRIES times, while the source is
+  // still there; a source gone meanwhile is nothing to set aside.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await copy(store, from, asideKey(store, digest, key), signal);
+      break;
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      if (attempt >= COPY_TRIES || signal?.aborted === true) throw err;
+      await sleep(COPY_PAUSE_MS * attempt, undefined, { signal });
+      if ((await store.objectSize(from, signal)) === undefined) return undefined;
+    }
   }
   await store.deleteObject(from, signal);
   return { digest, size, modifiedMs: head.LastModified?.getTime() ?? 0 };
