@@ -162,6 +162,16 @@ describe("GET /admin/v1/verify", () => {
     assert.equal(bad.status, 400);
     const noDigest = await fetch(`${registry}/admin/v1/verify/app/tagged`);
     assert.equal(noDigest.status, 400);
+    const digest = (await image("app/query")).digest;
+    for (const query of ["key=release&key=stranger", "key=", "keys=release"]) {
+      const res = await fetch(`${registry}/admin/v1/verify/app/query@${digest}?${query}`);
+      assert.equal(res.status, 400, query);
+      assert.equal(
+        ((await res.json()) as { errors: { code: string }[] }).errors[0]?.code,
+        "UNSUPPORTED",
+        query,
+      );
+    }
   });
 });
 

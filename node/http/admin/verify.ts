@@ -28,40 +28,49 @@ import { parseDigest } from "../../../protocol/digest.js";
 import { BlobNotFoundError, ManifestNotFoundError, UnsupportedError } from "../../../protocol/errors.js";
 import { type GateEvidence, signatureGate } from "../../../protocol/gates.js";
 import type { Registry } from "../../data/registry.js";
+import { Fixed, Type, want } from "./schema.js";
 
 /** A simple-signing payload is a few hundred bytes; a larger "payload" is not read. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
 /** Signature manifests looked at per digest (referrers are client-supplied: bounded). */
 const MAX_SIGNATURES = 32;
 
+const VerifyQuery = Fixed({
+  key: Type.Optional(want(Type.String({ minLength: 1 }), "a key name of verification.keys")),
+});
+
 export const verifyRoutes: FastifyPluginAsync<{
   registry: Registry;
   keys: ReadonlyMap<string, string>;
 }> = async (admin, { registry, keys }) => {
-  admin.get<{ Params: { "*": string }; Querystring: { key?: string } }>("/verify/*", async (req) => {
-    const target = req.params["*"];
-    const at = target.lastIndexOf("@");
-    if (at <= 0)
-      throw new UnsupportedError("expected /verify/<repo>@<digest>", {
-        detail: { target: target.slice(0, 300) },
-      });
-    const repo = target.slice(0, at);
-    const digest = parseDigest(target.slice(at + 1));
-    await registry.resolveManifest(repo, { digest }); // 404 MANIFEST_UNKNOWN when not stored here
-    const key = typeof req.query.key === "string" ? req.query.key : undefined;
-    const signatures = await findSignatures(registry, repo, digest);
-    const evidence: GateEvidence = {
-      subject: digest,
-      signatures,
-      keys,
-      reports: [],
-      annotations: {},
-      labels: {},
-      now: Date.now(),
-    };
-    const result = signatureGate(key === undefined ? [...keys.keys()] : [key], evidence);
-    return { repo, digest, ok: result.ok, results: [result], signatures: signatures.map((s) => s.source) };
-  });
+  admin.get<{ Params: { "*": string }; Querystring: { key?: string } }>(
+    "/verify/*",
+    { schema: { querystring: VerifyQuery } },
+    async (req) => {
+      const target = req.params["*"];
+      const at = target.lastIndexOf("@");
+      if (at <= 0)
+        throw new UnsupportedError("expected /verify/<repo>@<digest>", {
+          detail: { target: target.slice(0, 300) },
+        });
+      const repo = target.slice(0, at);
+      const digest = parseDigest(target.slice(at + 1));
+      await registry.resolveManifest(repo, { digest }); // 404 MANIFEST_UNKNOWN when not stored here
+      const key = req.query.key;
+      const signatures = await findSignatures(registry, repo, digest);
+      const evidence: GateEvidence = {
+        subject: digest,
+        signatures,
+        keys,
+        reports: [],
+        annotations: {},
+        labels: {},
+        now: Date.now(),
+      };
+      const result = signatureGate(key === undefined ? [...keys.keys()] : [key], evidence);
+      return { repo, digest, ok: result.ok, results: [result], signatures: signatures.map((s) => s.source) };
+    },
+  );
 };
 
 async function findSignatures(
