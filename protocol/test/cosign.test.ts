@@ -202,6 +202,20 @@ describe("verifyAnySignature", () => {
     );
     assert.deepEqual(r, { ok: true, keyId: "release" });
   });
+  test("a .sig manifest with several layers (cosign appends one per signing): any verifying layer passes", () => {
+    const stale = cosignSign(generateCosignKey().privateKey, "localhost/app", subject);
+    const fresh = cosignSign(key.privateKey, "localhost/app", subject);
+    const manifest = JSON.parse(stale.tagManifest.toString());
+    manifest.layers.push(fresh.layer);
+    const blobs = new Map([
+      [stale.payloadDigest, stale.payload],
+      [fresh.payloadDigest, fresh.payload],
+    ]);
+    const sig: FoundSignature = { source: "tag", manifest, blob: (d) => blobs.get(d) };
+    assert.deepEqual(verifyAnySignature(subject, [sig], [pub]), { ok: true, keyId: "release" });
+    manifest.layers.pop();
+    assert.equal(verifyAnySignature(subject, [sig], [pub]).ok, false);
+  });
   test("fails with each reason when none verifies", () => {
     const bad = cosignSign(generateCosignKey().privateKey, "localhost/app", subject);
     const r = verifyAnySignature(subject, [found(bad)], [pub]);
