@@ -106,6 +106,7 @@ import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
+import { checkVerificationKeys, verificationSettings } from "./verification.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
 
@@ -186,6 +187,7 @@ export const NODE_SETTINGS = configSchema({
     doc: "how often a node records the pulls it saw in the log, for retention's pulledDays (node/data/pull-record.ts)",
   }),
   logLevel: CommonSettings.logLevel(),
+  verification: verificationSettings(), // GET /admin/v1/verify/… (node/verification.ts)
   policiesFile: optional(
     string({
       env: "MERIDIAN_POLICIES_FILE",
@@ -477,7 +479,7 @@ export function loadNodeConfig(sources: {
   }
   if (config.nats.servers.length === 0 || config.nats.servers.some((s) => !/^(nats|tls):\/\/[^\s]+$/.test(s)))
     problems.push("nats.servers: each must be a nats:// or tls:// URL");
-  problems.push(...httpLimitsProblems(config.http, "http"));
+  problems.push(...httpLimitsProblems(config.http, "http"), ...checkVerificationKeys(config.verification));
   if (config.http.idleTimeoutMs <= config.syncTimeoutMs)
     problems.push(
       "http.idleTimeoutMs: must exceed syncTimeoutMs (a sync(k) push sends nothing while it waits)",

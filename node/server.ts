@@ -44,6 +44,7 @@ import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
 import { registerQuotaMetrics } from "./quota-metrics.js";
 import { Scrubber } from "./scrub.js";
+import { readVerificationKeys } from "./verification.js";
 
 /** The first background scrub pass starts this long after the node (not in its busy start). */
 const SCRUB_FIRST_AFTER_MS = 10 * 60_000;
@@ -219,6 +220,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     metrics,
     fetchOnMiss,
     scrubber,
+    verificationKeys: readVerificationKeys(config.verification.keys),
     ...(config.mesh === undefined ? {} : { mesh: config.mesh }),
     logger: log.child({ component: "http" }),
     http: config.http,

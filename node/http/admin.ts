@@ -16,6 +16,7 @@
  *   admin/quotas.ts        /quotas… (project quotas and storage usage)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
+ *   admin/verify.ts        /verify/<repo>@<digest> (cosign signature check, read-only)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -59,6 +60,7 @@ import { retentionRoutes } from "./admin/retention.js";
 import { ruleRoutes } from "./admin/rules.js";
 import { validatorCompiler } from "./admin/schema.js";
 import { scrubRoutes } from "./admin/scrub.js";
+import { verifyRoutes } from "./admin/verify.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
 import { clientAddress } from "./forwarded.js";
@@ -82,6 +84,8 @@ export interface AdminApiOptions {
   writeAddresses?: readonly string[];
   /** The node's scrub (node/scrub.ts): /scrub/runs… are mounted with it. */
   scrubber?: Scrubber;
+  /** Public keys by name (node/config.ts verification.keys) for /verify; none: every check fails "no public key configured". */
+  verificationKeys?: ReadonlyMap<string, string>;
 }
 
 async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise<void> {
@@ -111,6 +115,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(retentionRoutes, { registry });
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(gcRoutes, { registry });
+      await admin.register(verifyRoutes, { registry, keys: options.verificationKeys ?? new Map() });
       await admin.register(activityRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,

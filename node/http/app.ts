@@ -178,6 +178,8 @@ export interface BuildAppOptions extends OciApiOptions {
   scrubber?: Scrubber;
   /** The mesh, for the dashboard's view of this region (./ui-routes.ts); none for a lone node. */
   mesh?: Mesh;
+  /** Public keys for the admin API's /verify (./admin/verify.ts). */
+  verificationKeys?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -256,6 +258,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     audit: options.audit,
     writeAddresses: options.adminWriteAddresses,
     scrubber: options.scrubber,
+    verificationKeys: options.verificationKeys,
   });
   // The dashboard (/ui/, ./ui-routes.ts): with auth, it admits whom this node's admin API's GETs admit.
   await app.register(uiRoutes, {

@@ -78,6 +78,7 @@ const READS = () => [
   "/repositories/apps/app/tags/v1/history",
   `/artifacts/apps/app@${digest}`,
   "/artifacts/apps/app:v1",
+  `/verify/apps/app@${digest}`,
 ];
 
 /** Every admin write, each with a body it would take from a system admin. */
@@ -194,7 +195,13 @@ describe("operator", () => {
   });
 
   test("anonymous callers, ordinary users and pull-scoped tokens are refused the reads", async () => {
-    for (const path of ["/policies", "/activity", `/artifacts/apps/app@${digest}`, "/users"]) {
+    for (const path of [
+      "/policies",
+      "/activity",
+      `/artifacts/apps/app@${digest}`,
+      "/users",
+      `/verify/apps/app@${digest}`,
+    ]) {
       const anonymous = await call("a", "GET", path, undefined);
       assert.equal(anonymous.status, 401, path);
       const user = await call("a", "GET", path, dev);
