@@ -1,0 +1,81 @@
+/**
+ * A real CNCF Distribution (Debian's `docker-registry`) for tests: filesystem
+ * storage in a temp dir, on 127.0.0.1, optionally with htpasswd auth (a
+ * bcrypt hash, what `htpasswd -Bbn` writes). Stopped by its pid in cleanup.
+ * AWS_CA_BUNDLE is removed from its environment (Distribution's storage
+ * drivers read it and refuse to start on a bundle they cannot load).
+ */
+import { spawn } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import bcrypt from "bcryptjs";
+import { type After, tempDir } from "./harness.js";
+import { freePort } from "./ports.js";
+
+export interface Distribution {
+  url: string;
+  /** host:port, as skopeo's docker:// references want it. */
+  host: string;
+  pid: number;
+}
+
+export async function startDistribution(
+  after: After,
+  options: { user?: string; password?: string } = {},
+): Promise<Distribution> {
+  const dir = tempDir(after, "meridian-distribution-");
+  const port = await freePort();
+  mkdirSync(join(dir, "data"));
+  const htpasswd = join(dir, "htpasswd");
+  if (options.user !== undefined)
+    writeFileSync(htpasswd, `${options.user}:${bcrypt.hashSync(options.password ?? "", 4)}\n`, {
+      mode: 0o600,
+    });
+  const config = join(dir, "config.yml");
+  writeFileSync(
+    config,
+    [
+      "version: 0.1",
+      "log:",
+      "  level: error",
+      "  accesslog:",
+      "    disabled: true",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${join(dir, "data")}`,
+      "  delete:",
+      "    enabled: true",
+      "http:",
+      `  addr: 127.0.0.1:${port}`,
+      ...(options.user === undefined
+        ? []
+        : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${htpasswd}`]),
+      "",
+    ].join("\n"),
+  );
+  const env = { ...process.env };
+  delete env.AWS_CA_BUNDLE;
+  const child = spawn("docker-registry", ["serve", config], { stdio: ["ignore", "ignore", "pipe"], env });
+  let stderr = "";
+  child.stderr!.on("data", (d) => {
+    stderr += d;
+  });
+  after(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    process.kill(child.pid!, "SIGKILL");
+    await exited;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
+    try {
+      const res = await fetch(`${url}/v2/`);
+      await res.arrayBuffer();
+      if (res.status === 200 || res.status === 401)
+        return { url, host: `127.0.0.1:${port}`, pid: child.pid! };
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`docker-registry did not answer: ${stderr}`);
+}
