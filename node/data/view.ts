@@ -67,6 +67,7 @@ import {
   type TagHistoryEntry,
 } from "./projections/content.js";
 import type { ContentReads } from "./projections/content-reads.js";
+import { EndpointProjection, type EndpointReads } from "./projections/endpoints.js";
 import { type GcRunReads, GcRunsProjection } from "./projections/gc-runs.js";
 import {
   IdentityProjection,
@@ -136,6 +137,8 @@ export class MetadataView {
   readonly identity: IdentityReads;
   readonly quotas: QuotaReads;
   readonly retention: RetentionReads;
+  /** External endpoints (projections/endpoints.ts). */
+  readonly endpoints: EndpointReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
   /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
@@ -178,7 +181,9 @@ export class MetadataView {
       retention,
       gc,
     ];
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc];
+    const endpoints = new EndpointProjection(this.#db);
+    this.endpoints = endpoints;
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {
