@@ -21,7 +21,12 @@ export interface Distribution {
 
 export async function startDistribution(
   after: After,
-  options: { user?: string; password?: string } = {},
+  options: {
+    user?: string;
+    password?: string;
+    /** Distribution's token auth: tokens from `realm`, signed by the key of the PEM certificate `rootCertFile`. */
+    token?: { realm: string; service: string; issuer: string; rootCertFile: string };
+  } = {},
 ): Promise<Distribution> {
   const dir = tempDir(after, "meridian-distribution-");
   const port = await freePort();
@@ -50,6 +55,16 @@ export async function startDistribution(
       ...(options.user === undefined
         ? []
         : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${htpasswd}`]),
+      ...(options.token === undefined
+        ? []
+        : [
+            "auth:",
+            "  token:",
+            `    realm: ${options.token.realm}`,
+            `    service: ${options.token.service}`,
+            `    issuer: ${options.token.issuer}`,
+            `    rootcertbundle: ${options.token.rootCertFile}`,
+          ]),
       "",
     ].join("\n"),
   );

@@ -4,16 +4,22 @@
  * the referrers tag schema) and a real Meridian region (Referrers API):
  * an image pushed with skopeo, a multi-arch index with a signature-like
  * referrer, a Helm chart as `helm push` builds it; htpasswd auth with wrong
- * credentials; a stalled registry; a registry sending wrong bytes.
+ * credentials; Distribution's token auth (a token service in the test signs
+ * ES256 JWTs with a certificate Distribution trusts); a stalled registry
+ * (no answer; a body that stops); a registry sending wrong bytes; the
+ * credentials file's formats.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { after, test } from "node:test";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
+import { SignJWT } from "jose";
 import { digestOf } from "../../protocol/digest.js";
 import { startDistribution } from "../../testing/distribution.js";
 import { waitWritable } from "../../testing/faults.js";
@@ -21,6 +27,7 @@ import { cleanupStack, tempDir } from "../../testing/harness.js";
 import { startMesh } from "../../testing/mesh.js";
 import { writeImageLayout } from "../../testing/oci-layout.js";
 import { copyClosure } from "../oci-copy.js";
+import { CredentialsFileError, parseCredentials } from "../oci-credentials.js";
 import { type ExternalRegistryError, type ManifestBytes, OciRegistryClient } from "../oci-registry-client.js";
 
 const cleanup = cleanupStack({ after });
@@ -279,4 +286,124 @@ test("a registry that sends wrong bytes: the manifest and the blob are refused w
     })(),
     (e: ExternalRegistryError) => e.ociCode === "DIGEST_MISMATCH",
   );
+});
+
+test("Distribution's token auth: the Bearer challenge, a token from the realm with Basic credentials, cached per scope", async () => {
+  const dir = tempDir(cleanup, "meridian-token-");
+  const key = join(dir, "key.pem");
+  const cert = join(dir, "cert.pem");
+  await exec("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "1",
+    "-subj",
+    "/CN=meridian-test-token",
+  ]);
+  const x5c = new X509Certificate(readFileSync(cert)).raw.toString("base64");
+  const signingKey = createPrivateKey(readFileSync(key));
+  const asked: string[] = [];
+  // The token service: checks the Basic credentials, grants what each scope asks.
+  const tokens = createHttpServer(async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const auth = req.headers.authorization ?? "";
+    if (auth !== `Basic ${Buffer.from("ci:tok-pass").toString("base64")}`) {
+      res.writeHead(401, { "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: "bad credentials" }] }));
+      return;
+    }
+    const scopes = url.searchParams.getAll("scope");
+    // Distribution lists a scope's actions in no fixed order.
+    asked.push(scopes.map((x) => x.replace(/[^:]*$/, (a) => a.split(",").sort().join(","))).join(" "));
+    const access = scopes.map((s) => {
+      const [type, name, actions] = s.split(":");
+      return { type, name, actions: (actions ?? "").split(",") };
+    });
+    const token = await new SignJWT({ access })
+      .setProtectedHeader({ alg: "ES256", x5c: [x5c] })
+      .setIssuer("meridian-test")
+      .setAudience(url.searchParams.get("service") ?? "")
+      .setSubject("ci")
+      .setIssuedAt()
+      .setNotBefore("-10s")
+      .setExpirationTime("5m")
+      .setJti(randomBytes(8).toString("hex"))
+      .sign(signingKey);
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ token, expires_in: 300 }));
+  });
+  await new Promise<void>((r) => tokens.listen(0, "127.0.0.1", r));
+  cleanup(() => new Promise((r) => tokens.close(() => r())));
+  const realm = `http://127.0.0.1:${(tokens.address() as { port: number }).port}/token`;
+  const dist = await startDistribution(cleanup, {
+    token: { realm, service: "dist-test", issuer: "meridian-test", rootCertFile: cert },
+  });
+  const c = new OciRegistryClient({ url: dist.url, credentials: { username: "ci", password: "tok-pass" } });
+  const config = Buffer.from("{}");
+  const layer = gzipSync(randomBytes(2000));
+  const m = await push(
+    c,
+    "tok/app",
+    [config, layer],
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: blobDesc(config, "application/vnd.oci.image.config.v1+json"),
+      layers: [blobDesc(layer, "application/vnd.oci.image.layer.v1.tar+gzip")],
+    },
+    "v1",
+  );
+  assert.equal((await c.getManifest("tok/app", "v1"))?.digest, m.digest);
+  assert.equal((await c.getManifest("tok/app", m.digest))?.digest, m.digest);
+  // One token per scope asked, reused until it expires (not one per request).
+  assert.deepEqual(asked, ["repository:tok/app:pull,push", "repository:tok/app:pull"]);
+  const wrong = new OciRegistryClient({ url: dist.url, credentials: { username: "ci", password: "nope" } });
+  await assert.rejects(wrong.getManifest("tok/app", "v1"), (e: ExternalRegistryError) => {
+    assert.equal(e.ociCode, "UNAUTHORIZED");
+    assert.equal(e.status, 401);
+    return true;
+  });
+});
+
+test("a blob whose body stops after its headers: the stream fails within the idle bound", async () => {
+  const sockets = new Set<import("node:net").Socket>();
+  const server = createHttpServer((req, res) => {
+    sockets.add(req.socket);
+    res.writeHead(200, { "content-length": 1000 });
+    res.write(Buffer.alloc(10));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanup(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => server.close(() => r()));
+  });
+  const c = new OciRegistryClient({
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    idleMs: 400,
+  });
+  const blob = await c.getBlob("x/y", digestOf("whatever"));
+  await assert.rejects(
+    (async () => {
+      for await (const _ of blob.stream);
+    })(),
+    (e: ExternalRegistryError) => e.ociCode === "TIMEOUT",
+  );
+});
+
+test("credentials files: username:password, JSON, a bare token; empty or malformed ones refused", () => {
+  assert.deepEqual(parseCredentials("ci:pa:ss\n"), { username: "ci", password: "pa:ss" });
+  assert.deepEqual(parseCredentials('{"username":"u","password":"p"}'), { username: "u", password: "p" });
+  assert.deepEqual(parseCredentials('{"token":"abc"}\n'), { token: "abc" });
+  assert.deepEqual(parseCredentials("eyJhbGciOi.token\n"), { token: "eyJhbGciOi.token" });
+  for (const bad of ["", "\n", ":p", "u:", "{not json", '{"username":"u"}', "a:b\nc:d"])
+    assert.throws(() => parseCredentials(bad), CredentialsFileError, JSON.stringify(bad));
 });
