@@ -328,6 +328,8 @@ export class OciRegistryClient {
     first.body.resume();
     const auth = await this.answer(challenge, scope);
     if (auth === undefined || (body !== undefined && !Buffer.isBuffer(body))) {
+      // A stream cannot be sent twice: the caller authenticates first (pushBlob's POST, same scope).
+      if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
       throw new ExternalRegistryError(`${method} ${url.pathname}: 401 UNAUTHORIZED`, "UNAUTHORIZED", 401);
     }
     const second = await exchange(url, method, withAuth(headers, auth), body, this.transport, this.agent);

@@ -77,6 +77,8 @@ export function exchange(
       settled = true;
       clearTimeout(deadline);
       req.destroy();
+      // A streamed body (another registry's blob) is not left open behind a failed request.
+      if (body !== undefined && !Buffer.isBuffer(body)) body.destroy();
       reject(
         err instanceof ExternalRegistryError
           ? err

@@ -15,6 +15,7 @@
  *   - `quotas` (quotas.ts): storage usage and quota per project, kept from
  *     every change of a content register the content projection reports.
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
+ *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
