@@ -7,6 +7,8 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
+import { get as httpsGet } from "node:https";
 import { join } from "node:path";
 import bcrypt from "bcryptjs";
 import { type After, tempDir } from "./harness.js";
@@ -26,6 +28,8 @@ export async function startDistribution(
     password?: string;
     /** Distribution's token auth: tokens from `realm`, signed by the key of the PEM certificate `rootCertFile`. */
     token?: { realm: string; service: string; issuer: string; rootCertFile: string };
+    /** Serve https with this certificate and key (PEM files). */
+    tls?: { certFile: string; keyFile: string };
   } = {},
 ): Promise<Distribution> {
   const dir = tempDir(after, "meridian-distribution-");
@@ -52,6 +56,9 @@ export async function startDistribution(
       "    enabled: true",
       "http:",
       `  addr: 127.0.0.1:${port}`,
+      ...(options.tls === undefined
+        ? []
+        : ["  tls:", `    certificate: ${options.tls.certFile}`, `    key: ${options.tls.keyFile}`]),
       ...(options.user === undefined
         ? []
         : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${htpasswd}`]),
@@ -81,16 +88,26 @@ export async function startDistribution(
     process.kill(child.pid!, "SIGKILL");
     await exited;
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls === undefined ? "http" : "https"}://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
     try {
-      const res = await fetch(`${url}/v2/`);
-      await res.arrayBuffer();
-      if (res.status === 200 || res.status === 401)
-        return { url, host: `127.0.0.1:${port}`, pid: child.pid! };
+      const status = await answerStatus(`${url}/v2/`);
+      if (status === 200 || status === 401) return { url, host: `127.0.0.1:${port}`, pid: child.pid! };
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`docker-registry did not answer: ${stderr}`);
+}
+
+/** The status of a GET (https without verification: readiness only). */
+function answerStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith("https:") ? httpsGet : httpGet;
+    const req = get(url, { rejectUnauthorized: false, agent: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once("error", reject);
+  });
 }

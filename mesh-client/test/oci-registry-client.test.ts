@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createPrivateKey, randomBytes, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
@@ -406,4 +406,59 @@ test("credentials files: username:password, JSON, a bare token; empty or malform
   assert.deepEqual(parseCredentials("eyJhbGciOi.token\n"), { token: "eyJhbGciOi.token" });
   for (const bad of ["", "\n", ":p", "u:", "{not json", '{"username":"u"}', "a:b\nc:d"])
     assert.throws(() => parseCredentials(bad), CredentialsFileError, JSON.stringify(bad));
+});
+
+test("TLS: trusted through the endpoint's CA file, refused without it, accepted with verification off", async () => {
+  const dir = tempDir(cleanup, "meridian-tls-");
+  const f = (n: string) => join(dir, n);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await exec("openssl", [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    f("ca.key"),
+    "-out",
+    f("ca.pem"),
+    "-days",
+    "1",
+    "-subj",
+    "/CN=meridian-test-ca",
+  ]);
+  await exec("openssl", [
+    "req",
+    ...ec,
+    "-keyout",
+    f("srv.key"),
+    "-out",
+    f("srv.csr"),
+    "-subj",
+    "/CN=127.0.0.1",
+  ]);
+  writeFileSync(f("ext"), "subjectAltName=IP:127.0.0.1\n");
+  await exec("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    f("srv.csr"),
+    "-CA",
+    f("ca.pem"),
+    "-CAkey",
+    f("ca.key"),
+    "-CAcreateserial",
+    "-out",
+    f("srv.pem"),
+    "-days",
+    "1",
+    "-extfile",
+    f("ext"),
+  ]);
+  const dist = await startDistribution(cleanup, { tls: { certFile: f("srv.pem"), keyFile: f("srv.key") } });
+  assert.ok(dist.url.startsWith("https://"));
+  await new OciRegistryClient({ url: dist.url, ca: readFileSync(f("ca.pem")) }).ping();
+  await assert.rejects(
+    new OciRegistryClient({ url: dist.url, deadlineMs: 5000 }).ping(),
+    (e: ExternalRegistryError) => e.ociCode === "CONNECT" && /certificate/i.test(e.message),
+  );
+  await new OciRegistryClient({ url: dist.url, insecure: true }).ping();
 });
