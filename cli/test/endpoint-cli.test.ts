@@ -3,14 +3,21 @@
  * authentication, through `meridian endpoint …` and the admin API: added in
  * a, replicated to b, checked against a real Distribution with htpasswd auth
  * (the credentials read from the file where the command runs; never in any
- * answer), deleted everywhere; refusals: a bad name, bad URLs, a missing or
+ * answer), an image copied from it into region a with copyClosure as a worker
+ * will, and replicated to b; deleted everywhere; refusals: a bad name, bad URLs, a missing or
  * malformed credentials file, --insecure on http, an unknown body field, a
  * user who is not a system admin (403).
  */
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { copyClosure } from "../../mesh-client/oci-copy.js";
+import { readCredentialsFile } from "../../mesh-client/oci-credentials.js";
+import { OciRegistryClient } from "../../mesh-client/oci-registry-client.js";
+import { digestOf } from "../../protocol/digest.js";
 import { startDistribution } from "../../testing/distribution.js";
 import { waitWritable } from "../../testing/faults.js";
 import { cleanupStack, eventually, runCli } from "../../testing/harness.js";
@@ -22,6 +29,7 @@ let adminAuth: string;
 let distUrl: string;
 
 const SECRET = "dist-s3cret-pw";
+const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const basic = (user: string, password: string) =>
   `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 const meridian = (args: string[], env?: Record<string, string>) =>
@@ -97,6 +105,58 @@ describe("meridian endpoint", () => {
     const check = await meridian(["endpoint", "check", "onprem", "--region", "b"]);
     assert.equal(check.code, 0, check.stderr);
     assert.equal(check.stdout, `endpoint onprem answers at ${distUrl}\n`);
+
+    // What a worker will do with it: the endpoint as stored, its secret from the file here,
+    // an image copied into region a (an OCI registry like any other, with its own auth), and
+    // replicated from there to b like any push.
+    const stored = (await (await api("b", "GET", "/endpoints/onprem")).json()) as Row;
+    const onprem = new OciRegistryClient({
+      url: stored.url,
+      credentials: readCredentialsFile(stored.credentialsFile!).credentials,
+    });
+    const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+    const layer = gzipSync(randomBytes(4000));
+    for (const b of [config, layer])
+      await onprem.pushBlob("corp/app", { digest: digestOf(b), size: b.length }, async () => b);
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: {
+          mediaType: "application/vnd.oci.image.config.v1+json",
+          digest: digestOf(config),
+          size: config.length,
+        },
+        layers: [
+          {
+            mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+            digest: digestOf(layer),
+            size: layer.length,
+          },
+        ],
+      }),
+    );
+    await onprem.putManifest("corp/app", "1.0", {
+      bytes: manifest,
+      mediaType: OCI_MANIFEST,
+      digest: digestOf(manifest),
+    });
+    const regionA = new OciRegistryClient({
+      url: mesh.regions.get("a")!.registry,
+      credentials: { username: "admin", password: readFileSync(mesh.adminPasswordFile!, "utf8").trim() },
+    });
+    const copied = await copyClosure(onprem, regionA, { repository: "corp/app", reference: "1.0" });
+    assert.equal(copied.digest, digestOf(manifest));
+    assert.equal(copied.blobsCopied, 2);
+    const regionB = new OciRegistryClient({
+      url: mesh.regions.get("b")!.registry,
+      credentials: { username: "admin", password: readFileSync(mesh.adminPasswordFile!, "utf8").trim() },
+    });
+    await eventually(
+      async () => (await regionB.getManifest("corp/app", "1.0"))?.digest === digestOf(manifest),
+      30_000,
+      200,
+    );
 
     // Wrong credentials (a JSON file this time, readable by others: a warning): a clear refusal.
     const wrong = join(mesh.dataDir, "wrong.json");
