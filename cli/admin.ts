@@ -30,6 +30,7 @@ import {
 } from "./admin-client.js";
 import { AUDIT_USAGE } from "./audit.js";
 import { DR_COMMANDS, DR_USAGE } from "./dr.js";
+import { ENDPOINT_COMMANDS, ENDPOINT_USAGE } from "./endpoint-commands.js";
 import { GC_COMMANDS, GC_USAGE } from "./gc-commands.js";
 import { IDENTITY_COMMANDS, IDENTITY_USAGE } from "./identity.js";
 import { IMMUTABLE_COMMANDS, IMMUTABLE_USAGE } from "./immutable-commands.js";
@@ -40,7 +41,7 @@ import { REPOSITORY_COMMANDS, REPOSITORY_USAGE } from "./repository-commands.js"
 import { RETENTION_COMMANDS, RETENTION_USAGE } from "./retention-commands.js";
 import { SCRUB_COMMANDS, SCRUB_USAGE } from "./scrub-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}${GC_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${ENDPOINT_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}${GC_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -51,6 +52,7 @@ const COMMANDS: Record<string, Command> = {
   ...REPOSITORY_COMMANDS,
   ...IMMUTABLE_COMMANDS,
   ...RETENTION_COMMANDS,
+  ...ENDPOINT_COMMANDS,
   ...REPLICATION_COMMANDS,
   ...DR_COMMANDS,
   ...IDENTITY_COMMANDS,

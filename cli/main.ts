@@ -93,6 +93,7 @@ const ADMIN_COMMANDS = new Set([
   "repo",
   "replication",
   "retention",
+  "endpoint",
   "failover",
   "rebuild-region",
   "whoami",

@@ -39,6 +39,7 @@
  *    | repository.configured,         |                                                                      |
  *    | quota.set,                     |                                                                      |
  *    | retention.set/deleted          |                                                                      |
+ *    | endpoint.set/deleted           | a system admin                                                       |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -87,6 +88,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "quota.set",
   "retention.set",
   "retention.deleted",
+  "endpoint.set",
+  "endpoint.deleted",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */

@@ -268,6 +268,19 @@ export interface RetentionDeleted extends Envelope {
   type: "retention.deleted";
   name: string;
 }
+/** An external endpoint created or replaced (protocol/endpoints.ts; never a secret, only file paths). */
+export interface EndpointSet extends Envelope {
+  type: "endpoint.set";
+  name: string;
+  url: string;
+  credentialsFile?: string;
+  caFile?: string;
+  insecure: boolean;
+}
+export interface EndpointDeleted extends Envelope {
+  type: "endpoint.deleted";
+  name: string;
+}
 /**
  * Pulls a node saw, coarsely (node/data/pull-record.ts): the last pull of
  * each manifest since the node's previous record, at most one event per
@@ -358,6 +371,8 @@ export type AdminEvent =
   | QuotaSet
   | RetentionSet
   | RetentionDeleted
+  | EndpointSet
+  | EndpointDeleted
   | PullsRecorded
   | GcRun
   | GcCollected
@@ -395,6 +410,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "quota.set",
   "retention.set",
   "retention.deleted",
+  "endpoint.set",
+  "endpoint.deleted",
   "pulls.recorded",
   "gc.run",
   "gc.collected",

@@ -5,6 +5,7 @@
  */
 import { ACTIONS, ROLES, type RobotGrant, type Role } from "./access.js";
 import { parseDigest } from "./digest.js";
+import { ENDPOINT_NAME, endpointProblems } from "./endpoints.js";
 import { EventInvalidError } from "./errors.js";
 import { REGION_PATTERN } from "./event-subjects.js";
 import {
@@ -219,6 +220,12 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "retention.deleted":
       need(typeof e.name === "string" && RETENTION_NAME.test(e.name), "name");
+      break;
+    case "endpoint.set":
+      for (const problem of endpointProblems(e)) need(false, problem.slice(0, problem.indexOf(":")));
+      break;
+    case "endpoint.deleted":
+      need(typeof e.name === "string" && ENDPOINT_NAME.test(e.name), "name");
       break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");

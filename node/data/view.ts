@@ -15,6 +15,7 @@
  *   - `quotas` (quotas.ts): storage usage and quota per project, kept from
  *     every change of a content register the content projection reports.
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
+ *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
@@ -67,6 +68,7 @@ import {
   type TagHistoryEntry,
 } from "./projections/content.js";
 import type { ContentReads } from "./projections/content-reads.js";
+import { EndpointProjection, type EndpointReads } from "./projections/endpoints.js";
 import { type GcRunReads, GcRunsProjection } from "./projections/gc-runs.js";
 import {
   IdentityProjection,
@@ -136,6 +138,8 @@ export class MetadataView {
   readonly identity: IdentityReads;
   readonly quotas: QuotaReads;
   readonly retention: RetentionReads;
+  /** External endpoints (projections/endpoints.ts). */
+  readonly endpoints: EndpointReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
   /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
@@ -178,7 +182,9 @@ export class MetadataView {
       retention,
       gc,
     ];
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc];
+    const endpoints = new EndpointProjection(this.#db);
+    this.endpoints = endpoints;
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {

@@ -15,6 +15,7 @@
  *   admin/failover.ts      /failover, /rebuild…
  *   admin/quotas.ts        /quotas… (project quotas and storage usage)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
+ *   admin/endpoints.ts     /endpoints, /endpoints/:name (external registries, issue 17)
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   admin/verify.ts        /verify/<repo>@<digest> (cosign signature check, read-only)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
@@ -50,6 +51,7 @@ import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
 import { activityRoutes } from "./admin/activity.js";
 import { changeSummary } from "./admin/change-summary.js";
+import { endpointRoutes } from "./admin/endpoints.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
@@ -113,6 +115,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(failoverRoutes, { registry });
       await admin.register(quotaRoutes, { registry });
       await admin.register(retentionRoutes, { registry });
+      await admin.register(endpointRoutes, { registry });
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(gcRoutes, { registry });
       await admin.register(verifyRoutes, { registry, keys: options.verificationKeys ?? new Map() });

@@ -187,5 +187,18 @@ export function scenario(): RegistryEvent[] {
     }),
     e("a", 52, { type: "gc.finished", runId: "gc-sc", region: "a", outcome: "ok", stats: { collected: 1 } }),
   );
+  // External endpoints (issue 17): one replaced by a later write, one deleted.
+  list.push(
+    e("a", 60, { type: "endpoint.set", name: "onprem", url: "http://127.0.0.1:5000", insecure: false }),
+    e("b", 61, {
+      type: "endpoint.set",
+      name: "onprem",
+      url: "https://onprem.example",
+      credentialsFile: "/etc/meridian/onprem.creds",
+      insecure: false,
+    }),
+    e("a", 62, { type: "endpoint.set", name: "lab", url: "https://lab.example", insecure: true }),
+    e("b", 63, { type: "endpoint.deleted", name: "lab" }),
+  );
   return list;
 }

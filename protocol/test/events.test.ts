@@ -128,6 +128,15 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     rule: { name: "ci", repositories: ["ci/**"], region: "eu-west-1", keepLast: 3, untaggedDays: 7 },
   },
   "retention.deleted": { ...envelope, type: "retention.deleted", name: "ci" },
+  "endpoint.set": {
+    ...envelope,
+    type: "endpoint.set",
+    name: "onprem",
+    url: "https://registry.example:5000",
+    credentialsFile: "/etc/meridian/onprem.creds",
+    insecure: false,
+  },
+  "endpoint.deleted": { ...envelope, type: "endpoint.deleted", name: "onprem" },
   "pulls.recorded": {
     ...envelope,
     type: "pulls.recorded",
@@ -193,6 +202,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "quota.set": ["project", "limitBytes"],
   "retention.set": ["name", "rule"],
   "retention.deleted": ["name"],
+  "endpoint.set": ["name", "url", "insecure"],
+  "endpoint.deleted": ["name"],
   "pulls.recorded": ["pulls"],
   "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],
   "gc.collected": ["runId", "region", "digest", "size", "reason", "links"],
@@ -275,6 +286,21 @@ const BAD_VALUES: Record<string, unknown[]> = {
   trigger: ["", 1, null],
   reason: ["", 1, null],
   links: [null, "a", [null], [{ repo: "UPPER", write: "w" }], [{ repo: "a" }]],
+  url: [
+    "",
+    1,
+    null,
+    "ftp://registry.example",
+    "https://user:pw@registry.example",
+    "https://registry.example/v2/../x",
+    "https://registry.example/path",
+    "https://registry.example?x=1",
+    "https://registry.example#f",
+    "HTTPS://Registry.Example",
+  ],
+  credentialsFile: ["relative/path", "", 1, null],
+  caFile: ["relative.pem", 1, null],
+  insecure: ["yes", 1, null],
 };
 
 describe("validateEvent accepts", () => {
