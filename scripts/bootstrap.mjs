@@ -9,7 +9,8 @@
 //   3. system tools from Debian's packages: nats-server and openssl (mesh certificates) always;
 //      skopeo and podman with --test, and docker-compose (cli/test/deploy-compose.test.ts runs
 //      `docker-compose config` on deploy/compose; no engine is needed), chromium (the dashboard's
-//      tests, through puppeteer-core) and prometheus (promtool and a real scrape) with --test;
+//      tests, through puppeteer-core), prometheus (promtool and a real scrape) and docker-registry
+//      (the external registry of the endpoint tests) with --test;
 //      docker-registry, wrk and curl with --bench. As root they are installed with apt-get;
 //      otherwise the script stops and prints the apt-get command to run.
 import { spawnSync } from "node:child_process";
