@@ -24,6 +24,7 @@ import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
+import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";
 
 const REGION = new RegExp(REGION_PATTERN);
 
@@ -219,6 +220,13 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "retention.deleted":
       need(typeof e.name === "string" && RETENTION_NAME.test(e.name), "name");
+      break;
+    case "webhook.set":
+      wrap("subscription", () => parseWebhookSubscription(e.subscription));
+      break;
+    case "webhook.deleted":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
       break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");

@@ -53,6 +53,12 @@ export interface WebhookSubscription {
   events?: WebhookKind[];
   /** picomatch globs over the full repository name; absent: every repository of the project. */
   repos?: string[];
+  /**
+   * Where each worker reads the HMAC key: an absolute path present on every
+   * region's host (as TLS keys are). The key never enters the log, a GET
+   * answer or a log line; absent: deliveries are unsigned.
+   */
+  secretFile?: string;
 }
 
 /** The CloudEvent (1.0, structured JSON) announcing one log event. */
@@ -222,6 +228,12 @@ export function parseWebhookSubscription(value: unknown): WebhookSubscription {
       !repos.every((r) => typeof r === "string" && r.length > 0))
   )
     problems.push("repos: want 1-64 globs");
+  const secretFile = v.secretFile;
+  if (
+    secretFile !== undefined &&
+    (typeof secretFile !== "string" || !secretFile.startsWith("/") || secretFile.length > 4096)
+  )
+    problems.push("secretFile: want an absolute path");
   if (problems.length > 0) throw new TypeError(`invalid webhook: ${problems.join("; ")}`);
   const sub: WebhookSubscription = {
     name: v.name as string,
@@ -230,5 +242,6 @@ export function parseWebhookSubscription(value: unknown): WebhookSubscription {
   };
   if (events !== undefined) sub.events = [...(events as WebhookKind[])];
   if (repos !== undefined) sub.repos = [...(repos as string[])];
+  if (secretFile !== undefined) sub.secretFile = secretFile as string;
   return sub;
 }

@@ -14,6 +14,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type Logger, pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { blobChannelTls } from "../mesh-client/blob-channel.js";
@@ -29,6 +30,8 @@ import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, natsServersOf, regionOf } from "../protocol/mesh.js";
 import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
+import { WebhookDeliverer } from "./webhook-delivery.js";
+import { followWebhooks, type WebhookFollower } from "./webhooks-follow.js";
 import { ReplicationWorker } from "./worker.js";
 
 export { loadWorkerConfig, type WorkerConfig, WorkerConfigError };
@@ -97,6 +100,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     startupGraceMs: config.startupGraceMs,
   });
   worker.start();
+  const webhooks = startWebhooks(config, connections, natsServersOf(local), view, log);
   const server = await listenMetrics(
     config.metrics.host,
     config.metrics.port,
@@ -110,6 +114,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     metricsUrl: `http://${config.metrics.host}:${address.port}`,
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
+      await webhooks.close();
       await worker.stop();
       for (const p of peers.values()) p.close();
       localPeer.close();
@@ -178,3 +183,42 @@ async function main(): Promise<void> {
 }
 
 runIfMain(import.meta.url, "worker", main);
+
+/**
+ * Webhook deliveries of this region's own log (issue 17, item 5): on their
+ * own connection, so a slow receiver never shares anything with
+ * replication's consumers; started in the background (the log may not be up yet).
+ */
+function startWebhooks(
+  config: Readonly<WorkerConfig>,
+  connections: NatsConnectionManager,
+  servers: string[],
+  view: MetadataView,
+  log: Logger,
+): { close(): Promise<void> } {
+  const wlog = log.child({ component: "webhooks" });
+  const connection = connections.open({ servers, name: `meridian-webhooks-${config.region}` });
+  let follower: WebhookFollower | undefined;
+  let deliverer: WebhookDeliverer | undefined;
+  const started = (async () => {
+    const nc = await connection.connected;
+    if (nc === undefined) return;
+    deliverer = new WebhookDeliverer({
+      js: jetstream(nc),
+      jsm: await jetstreamManager(nc, { checkAPI: false }),
+      region: config.region,
+      logger: wlog,
+      allowLoopback: config.webhooks.allowLoopback,
+      timeoutMs: config.webhooks.timeoutMs,
+    });
+    follower = followWebhooks(view, deliverer, wlog);
+  })().catch((err) => wlog.error({ err }, "webhooks not started"));
+  return {
+    async close() {
+      follower?.stop();
+      await connection.close().catch(() => undefined);
+      await started;
+      await deliverer?.close();
+    },
+  };
+}

@@ -89,6 +89,7 @@ import {
 import type { RepoConfig } from "./projections/repo-configs.js";
 import { RetentionProjection, type RetentionReads } from "./projections/retention.js";
 import { type ApplyHandler, Batch, END, type Page, type Projection } from "./projections/store.js";
+import { WebhookProjection, type WebhookReads } from "./projections/webhooks.js";
 
 export type { AppliedListener } from "./projections/applied-events.js";
 export type {
@@ -138,6 +139,8 @@ export class MetadataView {
   readonly retention: RetentionReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
+  /** Webhook subscriptions (projections/webhooks.ts). */
+  readonly webhooks: WebhookReads;
   /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
   readonly activity: ActivityReads;
   readonly #activity: ActivityIndex;
@@ -178,7 +181,9 @@ export class MetadataView {
       retention,
       gc,
     ];
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc];
+    const webhooks = new WebhookProjection(this.#db);
+    this.webhooks = webhooks;
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc, webhooks];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {

@@ -14,6 +14,7 @@
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
  *   admin/failover.ts      /failover, /rebuild…
  *   admin/quotas.ts        /quotas… (project quotas and storage usage)
+ *   admin/webhooks.ts      /webhooks, /webhooks/:name (issue 17: CloudEvents subscriptions)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
@@ -52,6 +53,7 @@ import { changeSummary } from "./admin/change-summary.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
+import { webhookRoutes } from "./admin/webhooks.js";
 import { policyRoutes } from "./admin/policies.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
@@ -105,6 +107,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(policyRoutes, { registry });
       await admin.register(ruleRoutes, { registry });
       await admin.register(immutabilityRoutes, { registry });
+      await admin.register(webhookRoutes, { registry });
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
       await admin.register(quotaRoutes, { registry });

@@ -10,6 +10,9 @@
  * node/data/projections/activity.ts): an addition only, every other key as
  * before, so no VIEW_SCHEMA bump (a view written before lacks only the index
  * entries of events applied before the upgrade).
+ *
+ * And once more (issue 17) for the `wh!` keys of webhook subscriptions
+ * (node/data/projections/webhooks.ts): additions only, no VIEW_SCHEMA bump.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
@@ -149,6 +152,9 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-51", "43"],
   ["e!sc-a-52", "44"],
   ["e!sc-a-6", "6"],
+  ["e!sc-a-60", "45"],
+  ["e!sc-a-62", "47"],
+  ["e!sc-a-63", "48"],
   ["e!sc-a-7", "7"],
   ["e!sc-a-8", "8"],
   ["e!sc-b-12", "12"],
@@ -161,6 +167,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-b-41", "37"],
   ["e!sc-b-44", "40"],
   ["e!sc-b-5", "5"],
+  ["e!sc-b-61", "46"],
   ["e!sc-c-30", "33"],
   ["e!sc-c-9", "9"],
   [
@@ -204,7 +211,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "44"],
+  ["m!seq", "48"],
   ["o!c", "7"],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
@@ -261,6 +268,14 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "u!bob",
     '{"value":null,"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "wh!team!ci",
+    '{"subscription":{"name":"ci","url":"https://h.example/b","project":"team","events":["pushed"]},"w":{"id":"sc-b-61","origin":"b","hlc":{"wall":61,"logical":0},"at":"1970-01-01T00:01:01.000Z","actor":"admin"}}',
+  ],
+  [
+    "wh!x!old",
+    '{"subscription":null,"w":{"id":"sc-a-63","origin":"a","hlc":{"wall":63,"logical":0},"at":"1970-01-01T00:01:03.000Z","actor":"admin"}}',
   ],
   [
     "x!robot$ci",

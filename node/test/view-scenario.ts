@@ -187,5 +187,21 @@ export function scenario(): RegistryEvent[] {
     }),
     e("a", 52, { type: "gc.finished", runId: "gc-sc", region: "a", outcome: "ok", stats: { collected: 1 } }),
   );
+  // Webhook subscriptions (issue 17): one replaced by a later write, one deleted.
+  list.push(
+    e("a", 60, {
+      type: "webhook.set",
+      subscription: { name: "ci", url: "https://h.example/a", project: "team" },
+    }),
+    e("b", 61, {
+      type: "webhook.set",
+      subscription: { name: "ci", url: "https://h.example/b", project: "team", events: ["pushed"] },
+    }),
+    e("a", 62, {
+      type: "webhook.set",
+      subscription: { name: "old", url: "https://h.example/o", project: "x" },
+    }),
+    e("a", 63, { type: "webhook.deleted", project: "x", name: "old" }),
+  );
   return list;
 }
