@@ -12,7 +12,10 @@
  * Each region announces what ORIGINATED in it: an event in its own stream
  * without `cause`. A push is therefore announced once, by the region that
  * accepted it; its replica in another region is announced there as
- * `io.meridian.replicated` (id: the replica's own log id). Types:
+ * `io.meridian.replicated`. A replica keeps its origin event's id, so the
+ * two share an `id` with different `source`s: as the CloudEvents spec says,
+ * (source, id) identifies an event, and a receiver de-duplicates on the
+ * pair. Types:
  *
  *   log event                        CloudEvent type               kind (filter)
  *   manifest.pushed (no cause)       io.meridian.pushed            pushed

@@ -11,7 +11,8 @@
  * Who: a system admin (or a Meridian service), or a project admin for a
  * subscription of a project they administer (the view checks the same when
  * it applies the event, protocol/event-authority.ts); operators read. A
- * project admin sees only their projects' subscriptions. Names are unique
+ * project admin sees only their projects' subscriptions; anyone else
+ * (a developer, a robot) is 403 on every route. Names are unique
  * in the mesh: a PUT naming one another project holds is 400.
  *
  * The HMAC key never passes here: `secretFile` is a path each worker reads
@@ -32,8 +33,12 @@ import { access } from "./access-gate.js";
 import { badRequest } from "./request.js";
 
 export const webhookRoutes: FastifyPluginAsync<{ registry: Registry }> = async (admin, { registry: reg }) => {
-  const visible = async (req: FastifyRequest) =>
-    (await reg.view.webhooks.subscriptions()).filter(({ subscription }) => maySee(req, subscription.project));
+  const visible = async (req: FastifyRequest) => {
+    if (!administersAny(req)) throw new AccessDeniedError("a system admin or a project admin is required");
+    return (await reg.view.webhooks.subscriptions()).filter(({ subscription }) =>
+      maySee(req, subscription.project),
+    );
+  };
   const find = async (req: FastifyRequest, name: string) => {
     const found = (await visible(req)).find(({ subscription }) => subscription.name === name);
     if (found === undefined) throw new PolicyNotFoundError(`no webhook named ${name.slice(0, 64)}`);
@@ -99,6 +104,13 @@ function mayChange(req: FastifyRequest, project: string): boolean {
   const kind = req.identity.kind;
   // Anonymous gets here only with authentication off (the gate answers 401 otherwise).
   return isSystemAdmin(req) || kind === "service" || kind === "anonymous" || mayManage(req, project);
+}
+
+/** A system admin, operator or service, or a project admin of some project (else 403 on every route). */
+function administersAny(req: FastifyRequest): boolean {
+  const s = req.identity.subject;
+  if (mayChange(req, "")) return true;
+  return s.kind === "user" && (s.operator === true || Object.values(s.roles).includes("projectAdmin"));
 }
 
 function maySee(req: FastifyRequest, project: string): boolean {
