@@ -15,6 +15,8 @@ export const WEBHOOK_USAGE = `  webhook add NAME --url URL --project P [--events
                                   read from that path on every region's host)
   webhook list                    the subscriptions you may see
   webhook delete NAME             stop and remove a subscription
+  webhook deliveries NAME         the last delivery attempts of NAME in every region (from each
+                                  region's worker: event id, sequence, status or error, duration)
 `;
 
 export const WEBHOOK_COMMANDS: Record<string, Command> = {
@@ -32,6 +34,7 @@ export const WEBHOOK_COMMANDS: Record<string, Command> = {
   },
   "webhook list": { args: [], options: JSON_OPT, run: list },
   "webhook delete": { args: ["NAME"], options: JSON_OPT, run: remove },
+  "webhook deliveries": { args: ["NAME"], options: JSON_OPT, run: deliveries },
 };
 
 interface WebhookReply {
@@ -94,5 +97,50 @@ async function remove(ctx: Context): Promise<number> {
   const reply = await ctx.api().send<{ name: string }>("DELETE", `/webhooks/${encodeURIComponent(name)}`);
   if (ctx.json) return printJson(reply);
   process.stdout.write(`deleted webhook ${name}\n`);
+  return 0;
+}
+
+interface Attempt {
+  eventId: string;
+  seq: number;
+  type: string;
+  at: string;
+  status?: number;
+  error?: string;
+  durationMs: number;
+  attempt: number;
+}
+
+async function deliveries(ctx: Context): Promise<number> {
+  const name = ctx.positionals[0]!;
+  const out: Array<Attempt & { region: string }> = [];
+  const unreachable: string[] = [];
+  for (const region of ctx.mesh().regions) {
+    const url = region.metrics?.worker;
+    if (url === undefined) continue;
+    try {
+      const res = await fetch(`${url}/webhooks`, { signal: AbortSignal.timeout(5_000) });
+      const body = (await res.json()) as { webhooks: Record<string, Attempt[]> };
+      for (const a of body.webhooks[name] ?? []) out.push({ ...a, region: region.name });
+    } catch {
+      unreachable.push(region.name);
+    }
+  }
+  if (ctx.json) return printJson({ name, deliveries: out, unreachable });
+  const rows = [["region", "at", "seq", "event id", "type", "attempt", "status", "ms", "error"]];
+  for (const a of out)
+    rows.push([
+      a.region,
+      a.at,
+      String(a.seq),
+      a.eventId,
+      a.type,
+      String(a.attempt),
+      a.status === undefined ? "-" : String(a.status),
+      String(a.durationMs),
+      a.error ?? "",
+    ]);
+  process.stdout.write(table(rows));
+  if (unreachable.length > 0) process.stderr.write(`workers not reached: ${unreachable.join(", ")}\n`);
   return 0;
 }

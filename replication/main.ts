@@ -30,7 +30,7 @@ import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, natsServersOf, regionOf } from "../protocol/mesh.js";
 import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
-import { WebhookDeliverer } from "./webhook-delivery.js";
+import { type DeliveryAttempt, WebhookDeliverer } from "./webhook-delivery.js";
 import { followWebhooks, type WebhookFollower } from "./webhooks-follow.js";
 import { ReplicationWorker } from "./worker.js";
 
@@ -107,6 +107,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     metrics,
     worker,
     config.region,
+    webhooks,
   );
   const address = server.address() as { port: number };
   return {
@@ -132,6 +133,7 @@ function listenMetrics(
   metrics: MetricsRegistry,
   worker: ReplicationWorker,
   region: string,
+  webhooks: { deliveries(): Record<string, DeliveryAttempt[]> },
 ): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === "/metrics") {
@@ -147,6 +149,11 @@ function listenMetrics(
       // Each link's state now (replication/links.ts): what `meridian status` shows per source.
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, links: worker.links.snapshot() }));
+    } else if (req.url === "/webhooks") {
+      // Each webhook subscription's last delivery attempts (meridian webhook deliveries reads it;
+      // event ids, statuses and errors only: never a key or a body).
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, webhooks: webhooks.deliveries() }));
     } else if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));
@@ -195,7 +202,7 @@ function startWebhooks(
   servers: string[],
   view: MetadataView,
   log: Logger,
-): { close(): Promise<void> } {
+): { deliveries(): Record<string, DeliveryAttempt[]>; close(): Promise<void> } {
   const wlog = log.child({ component: "webhooks" });
   const connection = connections.open({ servers, name: `meridian-webhooks-${config.region}` });
   let follower: WebhookFollower | undefined;
@@ -214,6 +221,7 @@ function startWebhooks(
     follower = followWebhooks(view, deliverer, wlog);
   })().catch((err) => wlog.error({ err }, "webhooks not started"));
   return {
+    deliveries: () => deliverer?.allDeliveries() ?? {},
     async close() {
       follower?.stop();
       await connection.close().catch(() => undefined);

@@ -139,6 +139,11 @@ export class WebhookDeliverer {
     return [...(this.#history.get(name) ?? [])];
   }
 
+  /** The last attempts of every subscription that made one, by name. */
+  allDeliveries(): Record<string, DeliveryAttempt[]> {
+    return Object.fromEntries([...this.#history].map(([name, list]) => [name, [...list]]));
+  }
+
   /** Stop every subscription (their durables stay). */
   async close(): Promise<void> {
     await Promise.all([...this.#running.keys()].map((name) => this.#stop(name)));

@@ -192,6 +192,17 @@ describe("webhooks as CloudEvents on a two-region mesh", () => {
     // A replica keeps its origin event's id; CloudEvents identify an event by (source, id).
     assert.equal(replicated[0]!.id, one.id);
     assert.ok(!receiver.got.some((r) => JSON.stringify(r).includes(SECRET)));
+
+    // Each region's worker keeps its attempts; the CLI gathers them.
+    const shown = await runCli(["webhook", "deliveries", "ci", "--data", mesh.dataDir, "--json"], 60_000);
+    assert.equal(shown.code, 0, shown.stderr);
+    const got = JSON.parse(shown.stdout) as { deliveries: Array<Record<string, unknown>> };
+    const mine = got.deliveries.filter((d) => d.eventId === one.id);
+    assert.deepEqual(mine.map((d) => [d.region, d.type, d.status]).sort(), [
+      ["a", "io.meridian.pushed", 200],
+      ["b", "io.meridian.replicated", 200],
+    ]);
+    assert.ok(!shown.stdout.includes(SECRET));
   });
 
   test("a receiver that stalls never slows a push; once it answers, every event arrives", async () => {
