@@ -15,6 +15,9 @@ export const WEBHOOK_USAGE = `  webhook add NAME --url URL --project P [--events
                                   read from that path on every region's host)
   webhook list                    the subscriptions you may see
   webhook delete NAME             stop and remove a subscription
+  webhook replay NAME --from SEQ [--region R]
+                                  deliver again from sequence SEQ of R's log (default: the region
+                                  reached), with the same event ids
   webhook deliveries NAME         the last delivery attempts of NAME in every region (from each
                                   region's worker: event id, sequence, status or error, duration)
 `;
@@ -34,6 +37,11 @@ export const WEBHOOK_COMMANDS: Record<string, Command> = {
   },
   "webhook list": { args: [], options: JSON_OPT, run: list },
   "webhook delete": { args: ["NAME"], options: JSON_OPT, run: remove },
+  "webhook replay": {
+    args: ["NAME"],
+    options: { ...JSON_OPT, from: { type: "string" }, region: { type: "string" } },
+    run: replay,
+  },
   "webhook deliveries": { args: ["NAME"], options: JSON_OPT, run: deliveries },
 };
 
@@ -142,5 +150,26 @@ async function deliveries(ctx: Context): Promise<number> {
     ]);
   process.stdout.write(table(rows));
   if (unreachable.length > 0) process.stderr.write(`workers not reached: ${unreachable.join(", ")}\n`);
+  return 0;
+}
+
+async function replay(ctx: Context): Promise<number> {
+  const name = ctx.positionals[0]!;
+  const { from, region } = ctx.values as { from?: string; region?: string };
+  if (from === undefined || !/^\d+$/.test(from) || Number(from) < 1)
+    throw new UsageError("--from SEQ (≥ 1) is required");
+  const json: Record<string, unknown> = { from: Number(from) };
+  if (region !== undefined) json.region = region;
+  const reply = await ctx
+    .api()
+    .send<{ name: string; region: string; from: number }>(
+      "POST",
+      `/webhooks/${encodeURIComponent(name)}/replay`,
+      {
+        json,
+      },
+    );
+  if (ctx.json) return printJson(reply);
+  process.stdout.write(`webhook ${name}: replaying ${reply.region} from ${reply.from}\n`);
   return 0;
 }

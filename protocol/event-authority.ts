@@ -43,7 +43,7 @@
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
  *    | immutability.deleted           | a system admin; a project admin of the deleted rule's project       |
- *    | webhook.set, webhook.deleted   | a system admin; a project admin of the subscription's project (keyed |
+ *    | webhook.set/deleted/replay     | a system admin; a project admin of the subscription's project (keyed |
  *    |                                | by project, so one cannot touch another project's)                  |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
@@ -91,6 +91,7 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "retention.deleted",
   "webhook.set",
   "webhook.deleted",
+  "webhook.replay",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */
@@ -170,7 +171,8 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
       return refuse(`${actor} does not administer the project of immutability rule ${event.name}`);
     }
     case "webhook.set":
-    case "webhook.deleted": {
+    case "webhook.deleted":
+    case "webhook.replay": {
       const project = event.type === "webhook.set" ? String(event.subscription.project) : event.project;
       if (manages(project)) return { allowed: true, reason: `project admin of ${project}` };
       return refuse(`${actor} does not administer ${project}`);

@@ -283,6 +283,18 @@ export interface WebhookDeleted extends Envelope {
   name: string;
 }
 /**
+ * Deliver subscription `name` again from sequence `fromSeq` of `region`'s
+ * stream (a request the worker of `region` carries out, with the same
+ * CloudEvent ids; replication/webhooks-follow.ts).
+ */
+export interface WebhookReplay extends Envelope {
+  type: "webhook.replay";
+  project: string;
+  name: string;
+  region: string;
+  fromSeq: number;
+}
+/**
  * Pulls a node saw, coarsely (node/data/pull-record.ts): the last pull of
  * each manifest since the node's previous record, at most one event per
  * flush interval per node, so retention's `pulledDays` sees pulls in every
@@ -377,7 +389,8 @@ export type AdminEvent =
   | GcCollected
   | GcFinished
   | WebhookSet
-  | WebhookDeleted;
+  | WebhookDeleted
+  | WebhookReplay;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -417,6 +430,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   "gc.finished",
   "webhook.set",
   "webhook.deleted",
+  "webhook.replay",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

@@ -228,6 +228,12 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
       need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
       break;
+    case "webhook.replay":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
+      need(typeof e.region === "string" && REGION.test(e.region), "region");
+      need(Number.isSafeInteger(e.fromSeq) && (e.fromSeq as number) >= 1, "fromSeq");
+      break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");
       for (const p of e.pulls as Array<Record<string, unknown>>) {

@@ -218,7 +218,7 @@ function startWebhooks(
       allowLoopback: config.webhooks.allowLoopback,
       timeoutMs: config.webhooks.timeoutMs,
     });
-    follower = followWebhooks(view, deliverer, wlog);
+    follower = followWebhooks(view, deliverer, config.region, wlog);
   })().catch((err) => wlog.error({ err }, "webhooks not started"));
   return {
     deliveries: () => deliverer?.allDeliveries() ?? {},

@@ -6,6 +6,11 @@
  * this host at each (re)start of its delivery; a missing file is logged
  * (path only) and the subscription delivers unsigned, so a receiver that
  * checks signatures refuses them rather than the mesh silently skipping.
+ *
+ * A `webhook.replay` naming this region re-delivers from its sequence when
+ * the view applies it, if it was made less than REPLAY_FRESH_MS ago: a view
+ * rebuilt from the start of the log applies every old request again, and
+ * those must not re-send history.
  */
 import { readFile } from "node:fs/promises";
 import type { Logger } from "pino";
@@ -20,9 +25,13 @@ export interface WebhookFollower {
   ready: Promise<void>;
 }
 
+/** How recent a replay request must be to be carried out when applied. */
+export const REPLAY_FRESH_MS = 10 * 60_000;
+
 export function followWebhooks(
   view: MetadataView,
   deliverer: WebhookDeliverer,
+  region: string,
   logger: Logger,
 ): WebhookFollower {
   const running = new Map<string, string>();
@@ -49,6 +58,17 @@ export function followWebhooks(
   };
   const unsubscribe = view.applied.subscribe((event) => {
     if (event.type === "webhook.set" || event.type === "webhook.deleted") void again();
+    if (
+      event.type === "webhook.replay" &&
+      event.region === region &&
+      Date.now() - Date.parse(event.at) < REPLAY_FRESH_MS
+    ) {
+      const { name, fromSeq } = event;
+      chain = chain
+        .then(() => deliverer.replay(name, fromSeq))
+        .then(() => logger.info({ webhook: name, seq: fromSeq }, "webhook replay"))
+        .catch((err) => logger.warn({ webhook: name, err }, "webhook replay failed"));
+    }
   });
   return { stop: unsubscribe, ready: again() };
 }

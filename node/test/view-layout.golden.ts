@@ -155,6 +155,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-60", "45"],
   ["e!sc-a-62", "47"],
   ["e!sc-a-63", "48"],
+  ["e!sc-a-64", "49"],
   ["e!sc-a-7", "7"],
   ["e!sc-a-8", "8"],
   ["e!sc-b-12", "12"],
@@ -211,7 +212,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "48"],
+  ["m!seq", "49"],
   ["o!c", "7"],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",

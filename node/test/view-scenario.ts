@@ -202,6 +202,7 @@ export function scenario(): RegistryEvent[] {
       subscription: { name: "old", url: "https://h.example/o", project: "x" },
     }),
     e("a", 63, { type: "webhook.deleted", project: "x", name: "old" }),
+    e("a", 64, { type: "webhook.replay", project: "team", name: "ci", region: "a", fromSeq: 1 }),
   );
   return list;
 }

@@ -30,6 +30,8 @@ export class WebhookProjection implements Projection, WebhookReads {
     "webhook.set": (batch, e, w) =>
       this.#set(batch, String(e.subscription.project), String(e.subscription.name), e.subscription, w),
     "webhook.deleted": (batch, e, w) => this.#set(batch, e.project, e.name, null, w),
+    // A request to a worker (replication/webhooks-follow.ts), which hears it as applied; no state.
+    "webhook.replay": async () => undefined,
   };
 
   async #set(batch: Batch, project: string, name: string, subscription: unknown, w: Write): Promise<void> {

@@ -7,6 +7,9 @@
  *   GET    /webhooks/:name    one of them; 404 NAME_UNKNOWN
  *   PUT    /webhooks/:name    {url, project, events?, repos?, secretFile?} → the subscription and {seq}
  *   DELETE /webhooks/:name    {name, project, seq}; 404 NAME_UNKNOWN
+ *   POST   /webhooks/:name/replay  {from, region?} → 202 {name, region, from, seq}: that region's
+ *                             worker delivers again from sequence `from` of its own stream
+ *                             (default region: this one), with the same CloudEvent ids
  *
  * Who: a system admin (or a Meridian service), or a project admin for a
  * subscription of a project they administer (the view checks the same when
@@ -80,6 +83,30 @@ export const webhookRoutes: FastifyPluginAsync<{ registry: Registry }> = async (
     },
   );
 
+  admin.post<{ Params: { name: string }; Body: unknown }>(
+    "/webhooks/:name/replay",
+    { ...access("projectAdmin"), preValidation: readJson },
+    async (req, reply) => {
+      const { subscription } = await find(req, req.params.name);
+      if (!mayChange(req, subscription.project))
+        throw new AccessDeniedError(
+          `only a system admin or an admin of project ${subscription.project} may do this`,
+        );
+      const { from, region } = replayRequest(req.body, reg.region);
+      const seq = await reg.commitAdmin(
+        {
+          type: "webhook.replay",
+          project: subscription.project,
+          name: subscription.name,
+          region,
+          fromSeq: from,
+        },
+        actorOf(req.identity),
+      );
+      return reply.status(202).send({ name: subscription.name, region, from, seq });
+    },
+  );
+
   admin.delete<{ Params: { name: string } }>("/webhooks/:name", access("projectAdmin"), async (req) => {
     const name = req.params.name;
     if (!WEBHOOK_NAME.test(name)) throw new PolicyNotFoundError(`no webhook named ${name.slice(0, 64)}`);
@@ -95,6 +122,19 @@ export const webhookRoutes: FastifyPluginAsync<{ registry: Registry }> = async (
     return { name, project: subscription.project, seq };
   });
 };
+
+function replayRequest(body: unknown, here: string): { from: number; region: string } {
+  const b = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const problems: string[] = [];
+  if (!Number.isSafeInteger(b.from) || (b.from as number) < 1) problems.push("from: want a sequence ≥ 1");
+  if (
+    b.region !== undefined &&
+    (typeof b.region !== "string" || !/^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$/.test(b.region))
+  )
+    problems.push("region: want a region name");
+  if (problems.length > 0) throw badRequest(problems);
+  return { from: b.from as number, region: (b.region as string | undefined) ?? here };
+}
 
 function answer({ subscription, w }: { subscription: WebhookSubscription; w: Write }) {
   return { ...subscription, actor: w.actor, at: w.at, origin: w.origin };
