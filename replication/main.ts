@@ -224,6 +224,9 @@ function startWebhooks(
     deliveries: () => deliverer?.allDeliveries() ?? {},
     async close() {
       follower?.stop();
+      // Deliveries end first (their outcomes applied); then the connection, which also stops a
+      // dial still under way, so `started` settles even when the server never answered.
+      await deliverer?.close();
       await connection.close().catch(() => undefined);
       await started;
       await deliverer?.close();
