@@ -1,6 +1,8 @@
 /** Issue 17, item 5: the pure parts of webhooks (protocol/webhook.ts), by tables. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { AUTHORITY_TYPES, authorizeEvent, type EventFacts } from "../event-authority.js";
+import type { RegistryEvent } from "../events.js";
 import {
   parseWebhookSubscription,
   receiverAddressAllowed,
@@ -87,4 +89,31 @@ test("subscriptions: every problem listed; credentials in the URL and unknown ki
     () => parseWebhookSubscription({ name: "a", url: "https://u:p@h/", project: "t" }),
     /credentials/,
   );
+});
+
+test("who may make webhook events: system admins, a project admin of the subscription's project only", () => {
+  const at = { id: "e1", v: 1, origin: "a", hlc: { wall: 1, logical: 0 }, at: "2026-01-01T00:00:00Z" };
+  const set = (actor: string, project: string) =>
+    ({
+      ...at,
+      actor,
+      type: "webhook.set",
+      subscription: { name: "ci", url: "https://h/x", project },
+    }) as RegistryEvent;
+  const del = (actor: string, project: string) =>
+    ({ ...at, actor, type: "webhook.deleted", project, name: "ci" }) as RegistryEvent;
+  const replay = (actor: string, project: string) =>
+    ({ ...at, actor, type: "webhook.replay", project, name: "ci", region: "a", fromSeq: 1 }) as RegistryEvent;
+  const admin: EventFacts = { actorUser: { systemAdmin: true, roles: {} } };
+  const teamAdmin: EventFacts = { actorUser: { systemAdmin: false, roles: { team: "projectAdmin" } } };
+  const teamDev: EventFacts = { actorUser: { systemAdmin: false, roles: { team: "developer" } } };
+  for (const make of [set, del, replay]) {
+    assert.ok(AUTHORITY_TYPES.has(make("x", "team").type), "needs a proof");
+    assert.equal(authorizeEvent(make("root", "other"), admin).allowed, true);
+    assert.equal(authorizeEvent(make("pa", "team"), teamAdmin).allowed, true);
+    assert.equal(authorizeEvent(make("pa", "other"), teamAdmin).allowed, false, "not another project's");
+    assert.equal(authorizeEvent(make("dev", "team"), teamDev).allowed, false);
+    assert.equal(authorizeEvent(make("ghost", "team"), {}).allowed, false);
+    assert.equal(authorizeEvent(make("config", "team"), {}).allowed, false);
+  }
 });
