@@ -13,6 +13,7 @@ import { test } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { HTTP } from "cloudevents";
+import { pino } from "pino";
 import { JetStreamLog } from "../../node/data/jetstream-log.js";
 import type { Digest } from "../../protocol/digest.js";
 import { type EventBody, makeEvent, type RegistryEvent } from "../../protocol/events.js";
@@ -64,7 +65,7 @@ async function setup(after: After, options: { allowLoopback?: boolean; timeoutMs
     js: jetstream(nc),
     jsm: await jetstreamManager(nc),
     region: "a",
-    logger: silentLogger,
+    logger: traceLogger,
     allowLoopback: options.allowLoopback ?? true,
     timeoutMs: options.timeoutMs ?? 2_000,
     backoffScale: 0.05,
@@ -101,6 +102,10 @@ function pushed(repo: string, digest: Digest, tag?: string): EventBody {
 function sub(url: string, extra: Partial<WebhookSubscription> = {}): WebhookSubscription {
   return { name: "ci", url, project: "team", ...extra };
 }
+
+/** Every line any deliverer logged, at every level (the secret must be in none). */
+const logged: string[] = [];
+const traceLogger = pino({ level: "trace" }, { write: (line: string) => logged.push(line) });
 
 const idsOf = (got: Received[]) => got.map((r) => JSON.parse(r.body).id as string);
 
@@ -181,6 +186,7 @@ test("a push becomes one signed CloudEvent 1.0 the SDK parses; replicas, tags an
   await append({ type: "tag.set", repo: "team/box", tag: "v3", digest: D("e") } as EventBody);
   await new Promise((res) => setTimeout(res, 800));
   assert.equal(state.got.length, n);
+  assert.ok(!logged.join("").includes(SECRET), "the secret is never logged");
 });
 
 test("a receiver answering 500 for a while gets every event once it recovers; replay re-sends the same ids", async (t) => {
@@ -266,4 +272,5 @@ test("a receiver that never answers: appends unaffected, deliveries time out and
     /receiver address 127\.0\.0\.1 refused/,
   );
   assert.equal(other.got.length, 0);
+  assert.ok(!logged.join("").includes(SECRET), "nor while retrying");
 });
