@@ -71,6 +71,7 @@ const READS = () => [
   "/quotas/apps",
   "/retention/rules",
   "/retention/plan",
+  "/webhooks",
   "/scrub/runs",
   "/gc/collected/sha256:0000000000000000000000000000000000000000000000000000000000000000",
   "/gc/runs/nope",
@@ -116,6 +117,9 @@ const WRITES: Array<[string, string, unknown?]> = [
   ["DELETE", "/robots/robot$ci"],
   ["PUT", "/projects/apps", { public: true }],
   ["PUT", "/projects/apps/members/dev", { role: "projectAdmin" }],
+  ["PUT", "/webhooks/hook", { url: "https://hooks.example/x", project: "apps" }],
+  ["POST", "/webhooks/hook/replay", { from: 1 }],
+  ["DELETE", "/webhooks/hook"],
 ];
 
 /** Writes on routes for system admins only: their refusal says operators are read-only. */
@@ -124,7 +128,8 @@ const ADMIN_ONLY = (method: string, path: string) =>
     (method === "PUT" && path.startsWith("/users/")) ||
     path.startsWith("/robots") ||
     path.startsWith("/projects/apps/members") ||
-    path.startsWith("/immutability/")
+    path.startsWith("/immutability/") ||
+    path.startsWith("/webhooks/")
   );
 
 before(async () => {

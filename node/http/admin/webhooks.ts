@@ -87,6 +87,7 @@ export const webhookRoutes: FastifyPluginAsync<{ registry: Registry }> = async (
     "/webhooks/:name/replay",
     { ...access("projectAdmin"), preValidation: readJson },
     async (req, reply) => {
+      refuseReaders(req);
       const { subscription } = await find(req, req.params.name);
       if (!mayChange(req, subscription.project))
         throw new AccessDeniedError(
@@ -109,6 +110,7 @@ export const webhookRoutes: FastifyPluginAsync<{ registry: Registry }> = async (
 
   admin.delete<{ Params: { name: string } }>("/webhooks/:name", access("projectAdmin"), async (req) => {
     const name = req.params.name;
+    refuseReaders(req);
     if (!WEBHOOK_NAME.test(name)) throw new PolicyNotFoundError(`no webhook named ${name.slice(0, 64)}`);
     const { subscription } = await find(req, name);
     if (!mayChange(req, subscription.project))
@@ -149,8 +151,17 @@ function mayChange(req: FastifyRequest, project: string): boolean {
 /** A system admin, operator or service, or a project admin of some project (else 403 on every route). */
 function administersAny(req: FastifyRequest): boolean {
   const s = req.identity.subject;
-  if (mayChange(req, "")) return true;
-  return s.kind === "user" && (s.operator === true || Object.values(s.roles).includes("projectAdmin"));
+  return mayWriteSome(req) || (s.kind === "user" && s.operator === true);
+}
+
+/** May the caller change some subscription? (Else 403 before any lookup: an operator learns no 404.) */
+function mayWriteSome(req: FastifyRequest): boolean {
+  const s = req.identity.subject;
+  return mayChange(req, "") || (s.kind === "user" && Object.values(s.roles).includes("projectAdmin"));
+}
+
+function refuseReaders(req: FastifyRequest): void {
+  if (!mayWriteSome(req)) throw new AccessDeniedError("a system admin or a project admin is required");
 }
 
 function maySee(req: FastifyRequest, project: string): boolean {
