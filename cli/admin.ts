@@ -40,8 +40,9 @@ import { REPLICATION_COMMANDS, REPLICATION_USAGE } from "./replication-commands.
 import { REPOSITORY_COMMANDS, REPOSITORY_USAGE } from "./repository-commands.js";
 import { RETENTION_COMMANDS, RETENTION_USAGE } from "./retention-commands.js";
 import { SCRUB_COMMANDS, SCRUB_USAGE } from "./scrub-commands.js";
+import { WEBHOOK_COMMANDS, WEBHOOK_USAGE } from "./webhook-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${ENDPOINT_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}${GC_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${ENDPOINT_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}${GC_USAGE}${WEBHOOK_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -51,6 +52,7 @@ const COMMANDS: Record<string, Command> = {
   ...POLICY_COMMANDS,
   ...REPOSITORY_COMMANDS,
   ...IMMUTABLE_COMMANDS,
+  ...WEBHOOK_COMMANDS,
   ...RETENTION_COMMANDS,
   ...ENDPOINT_COMMANDS,
   ...REPLICATION_COMMANDS,

@@ -89,6 +89,7 @@ const ADMIN_COMMANDS = new Set([
   "alerts",
   "tag",
   "immutable",
+  "webhook",
   "undelete",
   "repo",
   "replication",

@@ -44,6 +44,8 @@
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
  *    | immutability.deleted           | a system admin; a project admin of the deleted rule's project       |
+ *    | webhook.set/deleted/replay     | a system admin; a project admin of the subscription's project (keyed |
+ *    |                                | by project, so one cannot touch another project's)                  |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
  *    door, a peer, acting through a node's admin API) counts as a system
@@ -90,6 +92,9 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "retention.deleted",
   "endpoint.set",
   "endpoint.deleted",
+  "webhook.set",
+  "webhook.deleted",
+  "webhook.replay",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */
@@ -167,6 +172,13 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
       if (projects.length > 0 && projects.every((p) => p !== undefined && manages(p)))
         return { allowed: true, reason: "project admin of the rule's project" };
       return refuse(`${actor} does not administer the project of immutability rule ${event.name}`);
+    }
+    case "webhook.set":
+    case "webhook.deleted":
+    case "webhook.replay": {
+      const project = event.type === "webhook.set" ? String(event.subscription.project) : event.project;
+      if (manages(project)) return { allowed: true, reason: `project admin of ${project}` };
+      return refuse(`${actor} does not administer ${project}`);
     }
     case "member.set":
       if (manages(event.project)) return { allowed: true, reason: `project admin of ${event.project}` };

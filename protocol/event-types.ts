@@ -282,6 +282,32 @@ export interface EndpointDeleted extends Envelope {
   name: string;
 }
 /**
+ * A webhook subscription (issue 17, item 5; protocol/webhook.ts), keyed by
+ * project and name: `subscription` is the normalized WebhookSubscription
+ * (its `secretFile` is a path on every worker's host, never the secret).
+ */
+export interface WebhookSet extends Envelope {
+  type: "webhook.set";
+  subscription: Record<string, unknown>;
+}
+export interface WebhookDeleted extends Envelope {
+  type: "webhook.deleted";
+  project: string;
+  name: string;
+}
+/**
+ * Deliver subscription `name` again from sequence `fromSeq` of `region`'s
+ * stream (a request the worker of `region` carries out, with the same
+ * CloudEvent ids; replication/webhooks-follow.ts).
+ */
+export interface WebhookReplay extends Envelope {
+  type: "webhook.replay";
+  project: string;
+  name: string;
+  region: string;
+  fromSeq: number;
+}
+/**
  * Pulls a node saw, coarsely (node/data/pull-record.ts): the last pull of
  * each manifest since the node's previous record, at most one event per
  * flush interval per node, so retention's `pulledDays` sees pulls in every
@@ -376,7 +402,10 @@ export type AdminEvent =
   | PullsRecorded
   | GcRun
   | GcCollected
-  | GcFinished;
+  | GcFinished
+  | WebhookSet
+  | WebhookDeleted
+  | WebhookReplay;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -416,6 +445,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "gc.run",
   "gc.collected",
   "gc.finished",
+  "webhook.set",
+  "webhook.deleted",
+  "webhook.replay",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

@@ -25,6 +25,7 @@ import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
+import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";
 
 const REGION = new RegExp(REGION_PATTERN);
 
@@ -226,6 +227,19 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "endpoint.deleted":
       need(typeof e.name === "string" && ENDPOINT_NAME.test(e.name), "name");
+      break;
+    case "webhook.set":
+      wrap("subscription", () => parseWebhookSubscription(e.subscription));
+      break;
+    case "webhook.deleted":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
+      break;
+    case "webhook.replay":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
+      need(typeof e.region === "string" && REGION.test(e.region), "region");
+      need(Number.isSafeInteger(e.fromSeq) && (e.fromSeq as number) >= 1, "fromSeq");
       break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");

@@ -122,6 +122,19 @@ export const WORKER_SETTINGS = configSchema({
   startupGraceMs: CommonSettings.startupGraceMs(
     "refusals by sources this soon after start are start-up: retried quietly, one warn when the grace ends",
   ),
+  webhooks: section({
+    allowLoopback: boolean({
+      env: "MERIDIAN_WEBHOOK_ALLOW_LOOPBACK",
+      default: false,
+      doc: "deliver webhooks to receivers on loopback addresses (tests, single-host labs); link-local never",
+    }),
+    timeoutMs: integer({
+      env: "MERIDIAN_WEBHOOK_TIMEOUT_MS",
+      default: 10_000,
+      minimum: 1,
+      doc: "how long one webhook delivery may take before it is retried",
+    }),
+  }),
   logLevel: CommonSettings.logLevel(),
 });
 
@@ -150,6 +163,8 @@ export interface WorkerConfig {
   eventDeadlineMs: number;
   /** Refusals by sources this long after start are start-up (protocol/startup-grace.ts). */
   startupGraceMs: number;
+  /** Webhook delivery (webhook-delivery.ts). */
+  webhooks: { allowLoopback: boolean; timeoutMs: number };
 }
 
 export class WorkerConfigError extends ConfigError {}
@@ -191,6 +206,7 @@ export function loadWorkerConfig(sources: {
     closure: s.closure,
     eventDeadlineMs: s.eventDeadlineMs,
     startupGraceMs: s.startupGraceMs,
+    webhooks: s.webhooks,
   };
   if (s.peerAddresses !== undefined) config.peerAddresses = s.peerAddresses;
   if (s.sourceNats !== undefined) config.sourceNats = s.sourceNats;

@@ -14,6 +14,7 @@ import { mkdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { type Logger, pino } from "pino";
 import { Registry as MetricsRegistry } from "prom-client";
 import { blobChannelTls } from "../mesh-client/blob-channel.js";
@@ -29,6 +30,8 @@ import { loggerOptions } from "../protocol/logging.js";
 import { type Mesh, natsServersOf, regionOf } from "../protocol/mesh.js";
 import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { loadWorkerConfig, type WorkerConfig, WorkerConfigError } from "./config.js";
+import { type DeliveryAttempt, WebhookDeliverer } from "./webhook-delivery.js";
+import { followWebhooks, type WebhookFollower } from "./webhooks-follow.js";
 import { ReplicationWorker } from "./worker.js";
 
 export { loadWorkerConfig, type WorkerConfig, WorkerConfigError };
@@ -97,12 +100,14 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     startupGraceMs: config.startupGraceMs,
   });
   worker.start();
+  const webhooks = startWebhooks(config, connections, natsServersOf(local), view, log);
   const server = await listenMetrics(
     config.metrics.host,
     config.metrics.port,
     metrics,
     worker,
     config.region,
+    webhooks,
   );
   const address = server.address() as { port: number };
   return {
@@ -110,6 +115,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger: Logger
     metricsUrl: `http://${config.metrics.host}:${address.port}`,
     async close() {
       await new Promise<void>((r) => server.close(() => r()));
+      await webhooks.close();
       await worker.stop();
       for (const p of peers.values()) p.close();
       localPeer.close();
@@ -127,6 +133,7 @@ function listenMetrics(
   metrics: MetricsRegistry,
   worker: ReplicationWorker,
   region: string,
+  webhooks: { deliveries(): Record<string, DeliveryAttempt[]> },
 ): Promise<Server> {
   const server = createServer((req, res) => {
     if (req.url === "/metrics") {
@@ -142,6 +149,11 @@ function listenMetrics(
       // Each link's state now (replication/links.ts): what `meridian status` shows per source.
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, links: worker.links.snapshot() }));
+    } else if (req.url === "/webhooks") {
+      // Each webhook subscription's last delivery attempts (meridian webhook deliveries reads it;
+      // event ids, statuses and errors only: never a key or a body).
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ region, webhooks: webhooks.deliveries() }));
     } else if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ region, applied: Object.fromEntries(worker.applied) }));
@@ -178,3 +190,46 @@ async function main(): Promise<void> {
 }
 
 runIfMain(import.meta.url, "worker", main);
+
+/**
+ * Webhook deliveries of this region's own log (issue 17, item 5): on their
+ * own connection, so a slow receiver never shares anything with
+ * replication's consumers; started in the background (the log may not be up yet).
+ */
+function startWebhooks(
+  config: Readonly<WorkerConfig>,
+  connections: NatsConnectionManager,
+  servers: string[],
+  view: MetadataView,
+  log: Logger,
+): { deliveries(): Record<string, DeliveryAttempt[]>; close(): Promise<void> } {
+  const wlog = log.child({ component: "webhooks" });
+  const connection = connections.open({ servers, name: `meridian-webhooks-${config.region}` });
+  let follower: WebhookFollower | undefined;
+  let deliverer: WebhookDeliverer | undefined;
+  const started = (async () => {
+    const nc = await connection.connected;
+    if (nc === undefined) return;
+    deliverer = new WebhookDeliverer({
+      js: jetstream(nc),
+      jsm: await jetstreamManager(nc, { checkAPI: false }),
+      region: config.region,
+      logger: wlog,
+      allowLoopback: config.webhooks.allowLoopback,
+      timeoutMs: config.webhooks.timeoutMs,
+    });
+    follower = followWebhooks(view, deliverer, config.region, wlog);
+  })().catch((err) => wlog.error({ err }, "webhooks not started"));
+  return {
+    deliveries: () => deliverer?.allDeliveries() ?? {},
+    async close() {
+      follower?.stop();
+      // Deliveries end first (their outcomes applied); then the connection, which also stops a
+      // dial still under way, so `started` settles even when the server never answered.
+      await deliverer?.close();
+      await connection.close().catch(() => undefined);
+      await started;
+      await deliverer?.close();
+    },
+  };
+}

@@ -91,6 +91,7 @@ import {
 import type { RepoConfig } from "./projections/repo-configs.js";
 import { RetentionProjection, type RetentionReads } from "./projections/retention.js";
 import { type ApplyHandler, Batch, END, type Page, type Projection } from "./projections/store.js";
+import { WebhookProjection, type WebhookReads } from "./projections/webhooks.js";
 
 export type { AppliedListener } from "./projections/applied-events.js";
 export type {
@@ -142,6 +143,8 @@ export class MetadataView {
   readonly endpoints: EndpointReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
+  /** Webhook subscriptions (projections/webhooks.ts). */
+  readonly webhooks: WebhookReads;
   /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
   readonly activity: ActivityReads;
   readonly #activity: ActivityIndex;
@@ -184,7 +187,9 @@ export class MetadataView {
     ];
     const endpoints = new EndpointProjection(this.#db);
     this.endpoints = endpoints;
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints];
+    const webhooks = new WebhookProjection(this.#db);
+    this.webhooks = webhooks;
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints, webhooks];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {

@@ -14,6 +14,7 @@
  *   admin/repositories.ts  /repositories/…, /undelete, /artifacts/…
  *   admin/failover.ts      /failover, /rebuild…
  *   admin/quotas.ts        /quotas… (project quotas and storage usage)
+ *   admin/webhooks.ts      /webhooks, /webhooks/:name (issue 17: CloudEvents subscriptions)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   admin/endpoints.ts     /endpoints, /endpoints/:name (external registries, issue 17)
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
@@ -63,6 +64,7 @@ import { ruleRoutes } from "./admin/rules.js";
 import { validatorCompiler } from "./admin/schema.js";
 import { scrubRoutes } from "./admin/scrub.js";
 import { verifyRoutes } from "./admin/verify.js";
+import { webhookRoutes } from "./admin/webhooks.js";
 import { auditRoutes } from "./audit-routes.js";
 import { handleError } from "./errors.js";
 import { clientAddress } from "./forwarded.js";
@@ -111,6 +113,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(policyRoutes, { registry });
       await admin.register(ruleRoutes, { registry });
       await admin.register(immutabilityRoutes, { registry });
+      await admin.register(webhookRoutes, { registry });
       await admin.register(repositoryRoutes, { registry });
       await admin.register(failoverRoutes, { registry });
       await admin.register(quotaRoutes, { registry });

@@ -73,6 +73,7 @@ const READS = () => [
   "/retention/plan",
   "/endpoints",
   "/endpoints/onprem",
+  "/webhooks",
   "/scrub/runs",
   "/gc/collected/sha256:0000000000000000000000000000000000000000000000000000000000000000",
   "/gc/runs/nope",
@@ -121,6 +122,9 @@ const WRITES: Array<[string, string, unknown?]> = [
   ["DELETE", "/robots/robot$ci"],
   ["PUT", "/projects/apps", { public: true }],
   ["PUT", "/projects/apps/members/dev", { role: "projectAdmin" }],
+  ["PUT", "/webhooks/hook", { url: "https://hooks.example/x", project: "apps" }],
+  ["POST", "/webhooks/hook/replay", { from: 1 }],
+  ["DELETE", "/webhooks/hook"],
 ];
 
 /** Writes on routes for system admins only: their refusal says operators are read-only. */
@@ -129,7 +133,8 @@ const ADMIN_ONLY = (method: string, path: string) =>
     (method === "PUT" && path.startsWith("/users/")) ||
     path.startsWith("/robots") ||
     path.startsWith("/projects/apps/members") ||
-    path.startsWith("/immutability/")
+    path.startsWith("/immutability/") ||
+    path.startsWith("/webhooks/")
   );
 
 before(async () => {

@@ -11,9 +11,10 @@
  * before, so no VIEW_SCHEMA bump (a view written before lacks only the index
  * entries of events applied before the upgrade).
  *
- * And once more for issue 17's external endpoints (`ep!` keys of
- * node/data/projections/endpoints.ts and the scenario's four endpoint events):
- * additions only, no VIEW_SCHEMA bump.
+ * And once more (issue 17) for the `wh!` keys of webhook subscriptions
+ * (node/data/projections/webhooks.ts): additions only, no VIEW_SCHEMA bump.
+ *
+ * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
@@ -156,6 +157,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-60", "45"],
   ["e!sc-a-62", "47"],
   ["e!sc-a-7", "7"],
+  ["e!sc-a-70", "49"],
+  ["e!sc-a-72", "51"],
+  ["e!sc-a-73", "52"],
+  ["e!sc-a-74", "53"],
   ["e!sc-a-8", "8"],
   ["e!sc-b-12", "12"],
   ["e!sc-b-16", "16"],
@@ -169,6 +174,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-b-5", "5"],
   ["e!sc-b-61", "46"],
   ["e!sc-b-63", "48"],
+  ["e!sc-b-71", "50"],
   ["e!sc-c-30", "33"],
   ["e!sc-c-9", "9"],
   [
@@ -220,7 +226,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "48"],
+  ["m!seq", "53"],
   ["o!c", "7"],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
@@ -277,6 +283,14 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "u!bob",
     '{"value":null,"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "wh!team!ci",
+    '{"subscription":{"name":"ci","url":"https://h.example/b","project":"team","events":["pushed"]},"w":{"id":"sc-b-71","origin":"b","hlc":{"wall":71,"logical":0},"at":"1970-01-01T00:01:11.000Z","actor":"admin"}}',
+  ],
+  [
+    "wh!x!old",
+    '{"subscription":null,"w":{"id":"sc-a-73","origin":"a","hlc":{"wall":73,"logical":0},"at":"1970-01-01T00:01:13.000Z","actor":"admin"}}',
   ],
   [
     "x!robot$ci",

@@ -200,5 +200,22 @@ export function scenario(): RegistryEvent[] {
     e("a", 62, { type: "endpoint.set", name: "lab", url: "https://lab.example", insecure: true }),
     e("b", 63, { type: "endpoint.deleted", name: "lab" }),
   );
+  // Webhook subscriptions (issue 17): one replaced by a later write, one deleted.
+  list.push(
+    e("a", 70, {
+      type: "webhook.set",
+      subscription: { name: "ci", url: "https://h.example/a", project: "team" },
+    }),
+    e("b", 71, {
+      type: "webhook.set",
+      subscription: { name: "ci", url: "https://h.example/b", project: "team", events: ["pushed"] },
+    }),
+    e("a", 72, {
+      type: "webhook.set",
+      subscription: { name: "old", url: "https://h.example/o", project: "x" },
+    }),
+    e("a", 73, { type: "webhook.deleted", project: "x", name: "old" }),
+    e("a", 74, { type: "webhook.replay", project: "team", name: "ci", region: "a", fromSeq: 1 }),
+  );
   return list;
 }

@@ -171,6 +171,20 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     stats: { collected: 1 },
     error: "stopped",
   },
+  "webhook.set": {
+    ...envelope,
+    type: "webhook.set",
+    subscription: { name: "ci", url: "https://hooks.example/x", project: "team", events: ["pushed"] },
+  },
+  "webhook.deleted": { ...envelope, type: "webhook.deleted", project: "team", name: "ci" },
+  "webhook.replay": {
+    ...envelope,
+    type: "webhook.replay",
+    project: "team",
+    name: "ci",
+    region: "eu-west-1",
+    fromSeq: 3,
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -208,6 +222,9 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],
   "gc.collected": ["runId", "region", "digest", "size", "reason", "links"],
   "gc.finished": ["runId", "region", "outcome", "stats"],
+  "webhook.set": ["subscription"],
+  "webhook.deleted": ["project", "name"],
+  "webhook.replay": ["project", "name", "region", "fromSeq"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */

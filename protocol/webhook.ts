@@ -1,0 +1,250 @@
+/**
+ * Webhooks as CloudEvents 1.0 (issue 17, item 5): what a subscription is,
+ * which log events it announces and how, and how a body is signed. Pure: no
+ * clock read (callers pass `nowSec`), no IO; the delivering loop is
+ * replication/webhook-delivery.ts.
+ *
+ * Derived from the event log, so deliveries are replayable and at least
+ * once with a stable id: the CloudEvent's `id` is the id of the log event it
+ * announces (a redelivery, a retry or a replay carries the same id; a
+ * receiver de-duplicates on it).
+ *
+ * Each region announces what ORIGINATED in it: an event in its own stream
+ * without `cause`. A push is therefore announced once, by the region that
+ * accepted it; its replica in another region is announced there as
+ * `io.meridian.replicated`. A replica keeps its origin event's id, so the
+ * two share an `id` with different `source`s: as the CloudEvents spec says,
+ * (source, id) identifies an event, and a receiver de-duplicates on the
+ * pair. Types:
+ *
+ *   log event                        CloudEvent type               kind (filter)
+ *   manifest.pushed (no cause)       io.meridian.pushed            pushed
+ *   manifest.pushed (replica)        io.meridian.replicated        replicated
+ *   manifest.deleted (no cause)      io.meridian.deleted           deleted
+ *   tag.set (no cause)               io.meridian.tag.moved         tag
+ *   tag.deleted (no cause)           io.meridian.tag.deleted       tag
+ *   tag.conflict (no cause)          io.meridian.conflict          conflict
+ *
+ * Not announced yet (no log event exists for them): failover, quota
+ * exceeded, scan-gate refused, promotion passed/failed.
+ *
+ * HTTP: structured mode (`Content-Type: application/cloudevents+json`, the
+ * whole CloudEvent as the body), chosen so the signed body is the entire
+ * event, attributes included. `X-Meridian-Timestamp: <unix seconds>` and
+ * `X-Meridian-Signature: sha256=<hex>`, the HMAC-SHA256 by the
+ * subscription's secret of `<timestamp>.<body>`: a receiver recomputes it
+ * and refuses a timestamp older than its tolerance (stops replays of a
+ * captured request).
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { projectOf } from "./access.js";
+import type { RegistryEvent } from "./events.js";
+import { globMatch } from "./policy-match.js";
+
+export const WEBHOOK_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export const WEBHOOK_KINDS = ["pushed", "replicated", "deleted", "tag", "conflict"] as const;
+export type WebhookKind = (typeof WEBHOOK_KINDS)[number];
+
+/** One subscription: where to deliver which events of one project. */
+export interface WebhookSubscription {
+  name: string;
+  /** http(s) URL of the receiver. */
+  url: string;
+  /** Only repositories of this project (`team` for `team/app`). */
+  project: string;
+  /** Kinds to deliver; absent: all. */
+  events?: WebhookKind[];
+  /** picomatch globs over the full repository name; absent: every repository of the project. */
+  repos?: string[];
+  /**
+   * Where each worker reads the HMAC key: an absolute path present on every
+   * region's host (as TLS keys are). The key never enters the log, a GET
+   * answer or a log line; absent: deliveries are unsigned.
+   */
+  secretFile?: string;
+}
+
+/** The CloudEvent (1.0, structured JSON) announcing one log event. */
+export interface WebhookCloudEvent {
+  specversion: "1.0";
+  id: string;
+  source: string;
+  type: string;
+  subject: string;
+  time: string;
+  datacontenttype: "application/json";
+  data: {
+    repository: string;
+    tag?: string;
+    digest?: string;
+    mediaType?: string;
+    actor: string;
+    region: string;
+    origin: string;
+  };
+}
+
+/** The kind and CloudEvent type of a log event in `region`'s stream; undefined: not announced there. */
+export function webhookKindOf(event: RegistryEvent): { kind: WebhookKind; type: string } | undefined {
+  const replica = event.cause !== undefined;
+  switch (event.type) {
+    case "manifest.pushed":
+      return replica
+        ? { kind: "replicated", type: "io.meridian.replicated" }
+        : { kind: "pushed", type: "io.meridian.pushed" };
+    case "manifest.deleted":
+      return replica ? undefined : { kind: "deleted", type: "io.meridian.deleted" };
+    case "tag.set":
+      return replica ? undefined : { kind: "tag", type: "io.meridian.tag.moved" };
+    case "tag.deleted":
+      return replica ? undefined : { kind: "tag", type: "io.meridian.tag.deleted" };
+    case "tag.conflict":
+      return replica ? undefined : { kind: "conflict", type: "io.meridian.conflict" };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The CloudEvent `sub` receives for `event` read from `region`'s stream;
+ * undefined when the subscription's project or filters leave it out.
+ */
+export function cloudEventFor(
+  sub: WebhookSubscription,
+  event: RegistryEvent,
+  region: string,
+): WebhookCloudEvent | undefined {
+  const kind = webhookKindOf(event);
+  const repo = (event as { repo?: string }).repo;
+  if (kind === undefined || repo === undefined) return undefined;
+  if (projectOf(repo) !== sub.project) return undefined;
+  if (sub.events !== undefined && !sub.events.includes(kind.kind)) return undefined;
+  if (sub.repos !== undefined && !sub.repos.some((glob) => globMatch(glob, repo))) return undefined;
+  const tag = "tag" in event && typeof event.tag === "string" ? event.tag : undefined;
+  const digest =
+    event.type === "tag.conflict"
+      ? (event.winner.digest ?? undefined)
+      : "digest" in event
+        ? event.digest
+        : undefined;
+  const data: WebhookCloudEvent["data"] = {
+    repository: repo,
+    actor: event.actor,
+    region,
+    origin: event.origin,
+  };
+  if (tag !== undefined) data.tag = tag;
+  if (digest !== undefined) data.digest = digest;
+  if (event.type === "manifest.pushed") data.mediaType = event.mediaType;
+  return {
+    specversion: "1.0",
+    id: event.id,
+    source: `meridian/${region}`,
+    type: kind.type,
+    subject: tag !== undefined ? `${repo}:${tag}` : `${repo}@${digest ?? ""}`,
+    time: event.at,
+    datacontenttype: "application/json",
+    data,
+  };
+}
+
+/** The `X-Meridian-Signature` value of `body` sent at `timestampSec` (see the header). */
+export function signWebhook(secret: string | Buffer, timestampSec: number, body: string): string {
+  const mac = createHmac("sha256", secret).update(`${timestampSec}.`).update(body).digest("hex");
+  return `sha256=${mac}`;
+}
+
+/**
+ * A receiver's check: the signature matches and the timestamp is within
+ * `toleranceSec` of `nowSec`. Constant-time comparison.
+ */
+export function verifyWebhook(
+  secret: string | Buffer,
+  timestampHeader: string | undefined,
+  signatureHeader: string | undefined,
+  body: string,
+  nowSec: number,
+  toleranceSec = 300,
+): boolean {
+  if (timestampHeader === undefined || signatureHeader === undefined) return false;
+  if (!/^\d{1,12}$/.test(timestampHeader)) return false;
+  const ts = Number(timestampHeader);
+  if (Math.abs(nowSec - ts) > toleranceSec) return false;
+  const want = Buffer.from(signWebhook(secret, ts, body));
+  const got = Buffer.from(signatureHeader);
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+/**
+ * May a delivery go to `host` (a literal address the receiver's name
+ * resolved to)? Link-local (169.254/16, fe80::/10: cloud metadata
+ * services), unspecified and multicast addresses never (SSRF); loopback
+ * only with `allowLoopback` (tests, single-host labs). Private ranges are
+ * allowed: receivers inside the network are the usual case.
+ */
+export function receiverAddressAllowed(address: string, allowLoopback: boolean): boolean {
+  const a = address.toLowerCase().replace(/^::ffff:/, "");
+  if (a === "0.0.0.0" || a === "::") return false;
+  if (/^169\.254\./.test(a) || /^fe[89ab][0-9a-f]:/.test(a)) return false;
+  if (/^(22[4-9]|23\d)\./.test(a) || a.startsWith("ff")) return false;
+  if (/^127\./.test(a) || a === "::1") return allowLoopback;
+  return true;
+}
+
+/** Backoff before retry `n` (0-based): doubling from 1 s, capped at 5 min, with up to 50% jitter (`random` in [0,1)). */
+export function webhookBackoffMs(n: number, random: number): number {
+  const base = Math.min(300_000, 1_000 * 2 ** Math.min(n, 20));
+  return Math.round(base * (0.5 + random / 2));
+}
+
+/** Read a subscription (admin API body or stored event), listing every problem. */
+export function parseWebhookSubscription(value: unknown): WebhookSubscription {
+  const problems: string[] = [];
+  const v = (typeof value === "object" && value !== null ? value : {}) as Record<string, unknown>;
+  if (typeof v.name !== "string" || !WEBHOOK_NAME.test(v.name)) problems.push("name: want [a-z0-9._-], 1-63");
+  let url: URL | undefined;
+  try {
+    url = new URL(String(v.url));
+  } catch {
+    problems.push("url: want an http(s) URL");
+  }
+  if (url !== undefined && url.protocol !== "http:" && url.protocol !== "https:")
+    problems.push("url: want an http(s) URL");
+  if (url !== undefined && (url.username !== "" || url.password !== ""))
+    problems.push("url: credentials in a URL are refused (use the secret)");
+  if (typeof v.project !== "string" || !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(v.project))
+    problems.push("project: want a project name");
+  const events = v.events;
+  if (
+    events !== undefined &&
+    (!Array.isArray(events) ||
+      events.length === 0 ||
+      !events.every((e) => (WEBHOOK_KINDS as readonly unknown[]).includes(e)))
+  )
+    problems.push(`events: want some of ${WEBHOOK_KINDS.join(", ")}`);
+  const repos = v.repos;
+  if (
+    repos !== undefined &&
+    (!Array.isArray(repos) ||
+      repos.length === 0 ||
+      repos.length > 64 ||
+      !repos.every((r) => typeof r === "string" && r.length > 0))
+  )
+    problems.push("repos: want 1-64 globs");
+  const secretFile = v.secretFile;
+  if (
+    secretFile !== undefined &&
+    (typeof secretFile !== "string" || !secretFile.startsWith("/") || secretFile.length > 4096)
+  )
+    problems.push("secretFile: want an absolute path");
+  if (problems.length > 0) throw new TypeError(`invalid webhook: ${problems.join("; ")}`);
+  const sub: WebhookSubscription = {
+    name: v.name as string,
+    url: String(v.url),
+    project: v.project as string,
+  };
+  if (events !== undefined) sub.events = [...(events as WebhookKind[])];
+  if (repos !== undefined) sub.repos = [...(repos as string[])];
+  if (secretFile !== undefined) sub.secretFile = secretFile as string;
+  return sub;
+}
