@@ -23,6 +23,7 @@ import { createInterface } from "node:readline";
 import bcrypt from "bcryptjs";
 import { startNatsServer } from "../cli/nats-server.js";
 import { loadNodeConfig } from "../node/config.js";
+import { distributionConfig } from "../testing/distribution.js";
 import { freePort, NODE_ENTRY } from "../testing/harness.js";
 
 export type TargetName = "meridian" | "distribution";
@@ -95,26 +96,12 @@ async function startDistribution(options: TargetOptions): Promise<Target> {
     }
     writeFileSync(
       config,
-      [
-        "version: 0.1",
-        "log:",
-        "  level: error",
-        "  accesslog:",
-        "    disabled: true",
-        "storage:",
-        "  filesystem:",
-        `    rootdirectory: ${join(dir, "data")}`,
-        "  delete:",
-        "    enabled: true",
-        "  cache:",
-        "    blobdescriptor: inmemory",
-        "http:",
-        `  addr: 127.0.0.1:${port}`,
-        ...(credentials === undefined
-          ? []
-          : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${htpasswd}`]),
-        "",
-      ].join("\n"),
+      distributionConfig({
+        root: join(dir, "data"),
+        port,
+        blobDescriptorCache: true,
+        ...(credentials === undefined ? {} : { htpasswd }),
+      }),
     );
     const child = spawn("docker-registry", ["serve", config], { stdio: ["ignore", "ignore", "pipe"] });
     const stopChild = track(child, "docker-registry");

@@ -20,6 +20,7 @@ import {
   selectsRepository,
   type TagMatcher,
   unselectedRepositories,
+  validPolicies,
 } from "../protocol/policy.js";
 import type { RepoState } from "../protocol/registers.js";
 import { differingRepositories } from "../protocol/summary.js";
@@ -146,15 +147,7 @@ async function policyApply(ctx: Context): Promise<number> {
 /** Every stored policy that parses (an invalid one governs nothing in the workers either). */
 async function storedPolicies(ctx: Context): Promise<Policy[]> {
   const { policies } = await ctx.api().get<{ policies: Array<{ policy: unknown }> }>("/policies");
-  const out: Policy[] = [];
-  for (const { policy } of policies) {
-    try {
-      out.push(parsePolicy(policy));
-    } catch {
-      // listed as invalid by `policy list`
-    }
-  }
-  return out;
+  return validPolicies(policies);
 }
 
 /** linkEffect for every link of the mesh that one of the named policies names. */

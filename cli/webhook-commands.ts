@@ -5,7 +5,9 @@
  * CloudEvents (protocol/webhook.ts); `--secret-file` names a file that must
  * exist at that path on every region's host (the key never enters the log).
  */
+
 import { isAbsolute, resolve } from "node:path";
+import type { DeliveryAttempt } from "../replication/webhook-delivery.js";
 import { type Command, type Context, JSON_OPT, printJson, UsageError } from "./admin-client.js";
 import { table } from "./table.js";
 
@@ -108,16 +110,8 @@ async function remove(ctx: Context): Promise<number> {
   return 0;
 }
 
-interface Attempt {
-  eventId: string;
-  seq: number;
-  type: string;
-  at: string;
-  status?: number;
-  error?: string;
-  durationMs: number;
-  attempt: number;
-}
+/** One delivery attempt, as each region's worker serves its log. */
+type Attempt = DeliveryAttempt;
 
 async function deliveries(ctx: Context): Promise<number> {
   const name = ctx.positionals[0]!;

@@ -24,7 +24,7 @@ export function createHealthz(deps: {
   /** Proves to the node that the caller's address in X-Forwarded-For is to be trusted (auth on). */
   proxyProof?: ServiceToken;
 }): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const { config, regionNames, targets, monitor, homes } = deps;
+  const { config, regionNames, monitor, homes } = deps;
   /**
    * `GET /healthz`. Without auth (the regions let anyone read everything,
    * home rules included) the whole view. With auth, the public answer is
@@ -40,25 +40,15 @@ export function createHealthz(deps: {
     if (config.auth.tokenKeyFile === undefined) return json(200, healthz());
     const authorization = req.headers.authorization;
     if (authorization === undefined) return json(200, liveness());
-    const up = targets.find((t) => monitor.states.get(t.region)?.up);
-    const checker = up === undefined ? undefined : monitor.nodeOf(up.region);
-    if (checker === undefined) {
-      sendError(req, res, new PeerUnavailableError("no region is up to check the credentials"));
-      return;
-    }
-    let status: number;
+    let status: number | undefined;
     try {
-      ({ status } = await registryRequest(`${checker.registry}/admin/v1/rules`, {
-        agent: checker.agent,
-        headers: {
-          authorization,
-          "x-forwarded-for": req.socket.remoteAddress ?? "",
-          ...proofHeader(deps.proxyProof),
-        },
-        signal: AbortSignal.timeout(Math.max(1_000, 2 * config.heartbeat.intervalMs)),
-      }));
+      status = await credentialStatus(deps, authorization, req.socket.remoteAddress ?? "");
     } catch {
       sendError(req, res, new PeerUnavailableError("the credentials could not be checked; retry"));
+      return;
+    }
+    if (status === undefined) {
+      sendError(req, res, new PeerUnavailableError("no region is up to check the credentials"));
       return;
     }
     if (status === 200) return json(200, healthz());
@@ -108,4 +98,33 @@ export function createHealthz(deps: {
   });
 
   return serveHealthz;
+}
+
+/**
+ * How an up region's admin API answers `authorization` (`GET /admin/v1/rules`:
+ * 200 for a system admin or an operator, else 401, 403 or 429), asked for the
+ * client at `address`: X-Forwarded-For with the front door's proof, so the
+ * region counts a failed sign-in against the client, not the front door.
+ * Undefined when no region is up; a region that does not answer in time throws.
+ * `/healthz` and the dashboard (./front-door-ui.ts) sign callers in with it.
+ */
+export async function credentialStatus(
+  deps: {
+    config: Readonly<FrontDoorConfig>;
+    targets: readonly ProbeTarget[];
+    monitor: RegionMonitor;
+    proxyProof?: ServiceToken;
+  },
+  authorization: string,
+  address: string,
+): Promise<number | undefined> {
+  const up = deps.targets.find((t) => deps.monitor.states.get(t.region)?.up);
+  const checker = up === undefined ? undefined : deps.monitor.nodeOf(up.region);
+  if (checker === undefined) return undefined;
+  const { status } = await registryRequest(`${checker.registry}/admin/v1/rules`, {
+    agent: checker.agent,
+    headers: { authorization, "x-forwarded-for": address, ...proofHeader(deps.proxyProof) },
+    signal: AbortSignal.timeout(Math.max(1_000, 2 * deps.config.heartbeat.intervalMs)),
+  });
+  return status;
 }

@@ -37,10 +37,9 @@ import { locate } from "../mesh-client/locate.js";
 import type { ServiceToken } from "../mesh-client/service-token.js";
 import type { FrontDoorConfig } from "./front-door-config.js";
 import type { ProbeTarget, RegionMonitor } from "./front-door-health.js";
+import { credentialStatus } from "./front-door-healthz.js";
 import type { HomeCache } from "./front-door-homes.js";
-import { proofHeader } from "./front-door-proxy.js";
 import { homeList } from "./front-door-routing.js";
-import { registryRequest } from "./registry-http.js";
 
 /** Each region's answer to a search or an activity read, at most (locate's default, 5 s, is long for a page). */
 const SEARCH_DEADLINE_MS = 2_500;
@@ -64,7 +63,7 @@ export function createFrontDoorUi(deps: {
   proxyProof?: ServiceToken;
   log: Logger;
 }): FrontDoorUi {
-  const { config, regionNames, targets, monitor, homes, log } = deps;
+  const { config, regionNames, monitor, homes, log } = deps;
   const links = new LinkReader(
     config.mesh.regions.map((r) => ({ region: r.name, worker: r.metrics?.worker })),
     regionNames,
@@ -109,19 +108,9 @@ export function createFrontDoorUi(deps: {
   const feed = new DashboardFeed(source, (err) => log.warn({ err }, "dashboard state not collected"));
 
   const authorize = async (authorization: string, address: string): Promise<AccessVerdict> => {
-    const region = targets.find((t) => monitor.states.get(t.region)?.up)?.region;
-    const checker = region === undefined ? undefined : monitor.nodeOf(region);
-    if (checker === undefined)
+    const status = await credentialStatus(deps, authorization, address);
+    if (status === undefined)
       return { ok: false, status: 503, message: "no region is up to check the credentials" };
-    const { status } = await registryRequest(`${checker.registry}/admin/v1/rules`, {
-      agent: checker.agent,
-      headers: {
-        authorization,
-        "x-forwarded-for": address,
-        ...proofHeader(deps.proxyProof),
-      },
-      signal: AbortSignal.timeout(Math.max(1_000, 2 * config.heartbeat.intervalMs)),
-    });
     return verdictOf(status);
   };
 

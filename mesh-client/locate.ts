@@ -26,7 +26,7 @@ import { type Digest, parseDigest } from "../protocol/digest.js";
 import { NameInvalidError } from "../protocol/errors.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import { parseRepository, parseTag } from "../protocol/names.js";
-import { effectivePolicies, type Policy, parsePolicy, selectsRepository } from "../protocol/policy.js";
+import { effectivePolicies, type Policy, selectsRepository, validPolicies } from "../protocol/policy.js";
 import { AdminReadError, adminGet } from "./admin-read.js";
 
 export type RegionState =
@@ -237,15 +237,7 @@ async function policiesOf(mesh: Mesh, region: RegionEndpoints, read: ReadOptions
     "/policies",
     read,
   );
-  const out: Policy[] = [];
-  for (const { policy } of policies) {
-    try {
-      out.push(parsePolicy(policy));
-    } catch {
-      // the workers leave an invalid policy out too
-    }
-  }
-  return out;
+  return validPolicies(policies);
 }
 
 /** The replications of `repo@digest` given up on, by destination region (the newest). */

@@ -77,6 +77,23 @@ export function parsePolicy(value: unknown): Policy {
 }
 
 /**
+ * The policies of the admin API's `GET /policies` answer that parse; an
+ * invalid one is left out (it governs nothing in the workers either, and
+ * `policy list` shows it as invalid).
+ */
+export function validPolicies(stored: ReadonlyArray<{ policy: unknown }>): Policy[] {
+  const out: Policy[] = [];
+  for (const { policy } of stored) {
+    try {
+      out.push(parsePolicy(policy));
+    } catch {
+      // left out, as above
+    }
+  }
+  return out;
+}
+
+/**
  * Every policy in one YAML text: one policy, a list of them, a mapping with a
  * `policies:` list, or several `---`-separated documents of any of these.
  * Empty documents are skipped; names must be unique across the text.

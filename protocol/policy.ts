@@ -45,7 +45,7 @@ export {
   selectsRepository,
   selectsTag,
 } from "./policy-match.js";
-export { parsePolicies, parsePolicy } from "./policy-parse.js";
+export { parsePolicies, parsePolicy, validPolicies } from "./policy-parse.js";
 export type { EventKind, Policy, TagMatcher, Trigger } from "./policy-types.js";
 export {
   DEFAULT_POLICY,

@@ -43,37 +43,13 @@ export async function startDistribution(
   const config = join(dir, "config.yml");
   writeFileSync(
     config,
-    [
-      "version: 0.1",
-      "log:",
-      "  level: error",
-      "  accesslog:",
-      "    disabled: true",
-      "storage:",
-      "  filesystem:",
-      `    rootdirectory: ${join(dir, "data")}`,
-      "  delete:",
-      "    enabled: true",
-      "http:",
-      `  addr: 127.0.0.1:${port}`,
-      ...(options.tls === undefined
-        ? []
-        : ["  tls:", `    certificate: ${options.tls.certFile}`, `    key: ${options.tls.keyFile}`]),
-      ...(options.user === undefined
-        ? []
-        : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${htpasswd}`]),
-      ...(options.token === undefined
-        ? []
-        : [
-            "auth:",
-            "  token:",
-            `    realm: ${options.token.realm}`,
-            `    service: ${options.token.service}`,
-            `    issuer: ${options.token.issuer}`,
-            `    rootcertbundle: ${options.token.rootCertFile}`,
-          ]),
-      "",
-    ].join("\n"),
+    distributionConfig({
+      root: join(dir, "data"),
+      port,
+      ...(options.user === undefined ? {} : { htpasswd }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      ...(options.token === undefined ? {} : { token: options.token }),
+    }),
   );
   const env = { ...process.env };
   delete env.AWS_CA_BUNDLE;
@@ -110,4 +86,52 @@ function answerStatus(url: string): Promise<number> {
     });
     req.once("error", reject);
   });
+}
+
+/**
+ * Distribution's config.yml for a filesystem store under `root`, served on
+ * 127.0.0.1:`port`, deletes on, logs quiet: with an htpasswd file, Distribution's
+ * token auth, TLS, and the in-memory blob descriptor cache as asked. The
+ * tests' registries (above) and the benchmarks' (benchmarks/servers.ts) use it.
+ */
+export function distributionConfig(o: {
+  root: string;
+  port: number;
+  htpasswd?: string;
+  token?: { realm: string; service: string; issuer: string; rootCertFile: string };
+  tls?: { certFile: string; keyFile: string };
+  blobDescriptorCache?: boolean;
+}): string {
+  return [
+    "version: 0.1",
+    "log:",
+    "  level: error",
+    "  accesslog:",
+    "    disabled: true",
+    "storage:",
+    "  filesystem:",
+    `    rootdirectory: ${o.root}`,
+    "  delete:",
+    "    enabled: true",
+    ...(o.blobDescriptorCache === true ? ["  cache:", "    blobdescriptor: inmemory"] : []),
+    "http:",
+    `  addr: 127.0.0.1:${o.port}`,
+    ...(o.tls === undefined
+      ? []
+      : ["  tls:", `    certificate: ${o.tls.certFile}`, `    key: ${o.tls.keyFile}`]),
+    ...(o.htpasswd === undefined
+      ? []
+      : ["auth:", "  htpasswd:", "    realm: basic-realm", `    path: ${o.htpasswd}`]),
+    ...(o.token === undefined
+      ? []
+      : [
+          "auth:",
+          "  token:",
+          `    realm: ${o.token.realm}`,
+          `    service: ${o.token.service}`,
+          `    issuer: ${o.token.issuer}`,
+          `    rootcertbundle: ${o.token.rootCertFile}`,
+        ]),
+    "",
+  ].join("\n");
 }
