@@ -86,7 +86,10 @@ if (args.has("--test")) tools.push(["docker-compose", "docker-compose"]);
 // prometheus: promtool checks and unit-tests deploy/prometheus's rules, and one test scrapes a local mesh.
 if (args.has("--test"))
   tools.push(["chromium", "chromium"], ["promtool", "prometheus"], ["prometheus", "prometheus"]);
-if (args.has("--bench")) tools.push(["docker-registry", "docker-registry"], ["wrk", "wrk"], ["curl", "curl"]);
+// docker-registry: CNCF Distribution, the external registry of the endpoint, import and promotion tests
+// (testing/distribution.ts) and the benchmarks' side-by-side baseline.
+if (args.has("--test") || args.has("--bench")) tools.push(["docker-registry", "docker-registry"]);
+if (args.has("--bench")) tools.push(["wrk", "wrk"], ["curl", "curl"]);
 const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;
 const missing = tools.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);
 if (missing.length > 0) {
