@@ -319,6 +319,52 @@ export const NODE_SETTINGS = configSchema({
       doc: "wait between setting garbage aside and checking again that no write needed it; longer than any writer's step from seeing a blob to committing its event (a node's append and apply, a replication worker's copy of a closure)",
     }),
   }),
+  // Pull and push rate limits (node/rate-limits.ts), shared by the region's nodes.
+  rateLimits: section({
+    pullsPerSecond: number({
+      env: "MERIDIAN_RATE_PULLS_PER_SECOND",
+      default: 0,
+      minimum: 0,
+      doc: "registry reads (GET/HEAD of manifests, blobs, tags, referrers) a second per user or robot, per address when anonymous, across the region's nodes (0: no limit)",
+    }),
+    pullBurst: integer({
+      env: "MERIDIAN_RATE_PULL_BURST",
+      default: 200,
+      minimum: 1,
+      doc: "reads allowed at once before the per-second rate applies",
+    }),
+    pushesPerSecond: number({
+      env: "MERIDIAN_RATE_PUSHES_PER_SECOND",
+      default: 0,
+      minimum: 0,
+      doc: "registry writes (uploads, manifest puts, deletes) a second per user or robot, per address when anonymous (0: no limit)",
+    }),
+    pushBurst: integer({
+      env: "MERIDIAN_RATE_PUSH_BURST",
+      default: 100,
+      minimum: 1,
+      doc: "writes allowed at once before the per-second rate applies",
+    }),
+    addressPullsPerSecond: number({
+      env: "MERIDIAN_RATE_ADDRESS_PULLS_PER_SECOND",
+      default: 0,
+      minimum: 0,
+      doc: "reads a second per client address, whoever signs in (0: no limit; mind NAT: many users may share an address)",
+    }),
+    addressPushesPerSecond: number({
+      env: "MERIDIAN_RATE_ADDRESS_PUSHES_PER_SECOND",
+      default: 0,
+      minimum: 0,
+      doc: "writes a second per client address (0: no limit)",
+    }),
+    shareIntervalMs: integer({
+      env: "MERIDIAN_RATE_SHARE_INTERVAL_MS",
+      default: 200,
+      minimum: 20,
+      maximum: 10_000,
+      doc: "how often a node tells the region's other nodes what it let through (the limit's slack across nodes)",
+    }),
+  }),
   uploads: section({
     idleMinutes: number({
       env: "MERIDIAN_UPLOAD_IDLE_MINUTES",
@@ -384,6 +430,7 @@ export interface NodeConfig
 
 /** Upload sessions opened on this node (node/data/registry.ts). */
 export type UploadLimits = Settings["uploads"];
+export type RateLimitSettings = Settings["rateLimits"];
 
 export interface AuthConfig extends Omit<Settings["auth"], "tokenKeyFile"> {
   tokenKeyFile: string;
