@@ -106,6 +106,7 @@ import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
+import { rateLimitSettings } from "./rate-limit-settings.js";
 import { checkVerificationKeys, verificationSettings } from "./verification.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
@@ -319,52 +320,8 @@ export const NODE_SETTINGS = configSchema({
       doc: "wait between setting garbage aside and checking again that no write needed it; longer than any writer's step from seeing a blob to committing its event (a node's append and apply, a replication worker's copy of a closure)",
     }),
   }),
-  // Pull and push rate limits (node/rate-limits.ts), shared by the region's nodes.
-  rateLimits: section({
-    pullsPerSecond: number({
-      env: "MERIDIAN_RATE_PULLS_PER_SECOND",
-      default: 0,
-      minimum: 0,
-      doc: "registry reads (GET/HEAD of manifests, blobs, tags, referrers) a second per user or robot, per address when anonymous, across the region's nodes (0: no limit)",
-    }),
-    pullBurst: integer({
-      env: "MERIDIAN_RATE_PULL_BURST",
-      default: 200,
-      minimum: 1,
-      doc: "reads allowed at once before the per-second rate applies",
-    }),
-    pushesPerSecond: number({
-      env: "MERIDIAN_RATE_PUSHES_PER_SECOND",
-      default: 0,
-      minimum: 0,
-      doc: "registry writes (uploads, manifest puts, deletes) a second per user or robot, per address when anonymous (0: no limit)",
-    }),
-    pushBurst: integer({
-      env: "MERIDIAN_RATE_PUSH_BURST",
-      default: 100,
-      minimum: 1,
-      doc: "writes allowed at once before the per-second rate applies",
-    }),
-    addressPullsPerSecond: number({
-      env: "MERIDIAN_RATE_ADDRESS_PULLS_PER_SECOND",
-      default: 0,
-      minimum: 0,
-      doc: "reads a second per client address, whoever signs in (0: no limit; mind NAT: many users may share an address)",
-    }),
-    addressPushesPerSecond: number({
-      env: "MERIDIAN_RATE_ADDRESS_PUSHES_PER_SECOND",
-      default: 0,
-      minimum: 0,
-      doc: "writes a second per client address (0: no limit)",
-    }),
-    shareIntervalMs: integer({
-      env: "MERIDIAN_RATE_SHARE_INTERVAL_MS",
-      default: 200,
-      minimum: 20,
-      maximum: 10_000,
-      doc: "how often a node tells the region's other nodes what it let through (the limit's slack across nodes)",
-    }),
-  }),
+  // Pull and push rate limits (./rate-limits.ts), shared by the region's nodes.
+  rateLimits: section(rateLimitSettings()),
   uploads: section({
     idleMinutes: number({
       env: "MERIDIAN_UPLOAD_IDLE_MINUTES",

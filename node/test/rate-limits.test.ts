@@ -220,7 +220,10 @@ describe("rate limits through HTTP: two nodes of one region", () => {
     });
     assert.equal(upload.status, 202);
     const metrics = await (await fetch(`${nodes[1]}/metrics`)).text();
-    assert.match(metrics, /meridian_rate_limited_requests_total\{[^}]*kind="pull",by="identity"[^}]*\} [1-9]/);
+    assert.match(
+      metrics,
+      /meridian_rate_limited_requests_total\{[^}]*kind="pull",by="identity"[^}]*\} [1-9]/,
+    );
   });
 
   test("a loop over the limit is answered 429 at once and ends; the limit lifts after Retry-After", async () => {
