@@ -147,10 +147,10 @@ export class Promoter {
       const seq = await reg.commitAdmin({ type: "promotion.recorded", ...record }, actor);
       const failed = gates.filter((g) => !g.ok);
       log.info({ failed: failed.map((g) => g.gate) }, "promotion refused");
-      throw new PromotionRefusedError(
-        `promotion refused: ${failed.map((g) => `[${g.scope}] ${g.reason}`).join("; ")}`,
-        { detail: { ...record, seq } },
-      );
+      const reasons = failed.map((g) => `[${g.scope}] ${g.reason}`);
+      throw new PromotionRefusedError(`promotion refused: ${reasons.join("; ")}`, {
+        detail: { ...record, seq, errors: reasons },
+      });
     }
     const copied = await this.#copy(source, destination);
     const seq = await reg.commitAdmin({ type: "promotion.recorded", ...record }, actor);
