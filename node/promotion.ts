@@ -98,14 +98,6 @@ export class Promoter {
     } catch (err) {
       throw new PolicyInvalidError((err as Error).message, { detail: { source: sourceText.slice(0, 200) } });
     }
-    const resolved = await reg.resolveManifest(src.repository, { tag: src.tag }).catch((err) => {
-      if (err instanceof ManifestNotFoundError)
-        throw new ManifestNotFoundError(`${src.repository}:${src.tag} is not in region ${reg.region}`, {
-          detail: { repo: src.repository, tag: src.tag, region: reg.region },
-        });
-      throw err;
-    });
-    const source: PromotionSource = { region: reg.region, ...src, digest: resolved.digest };
     const regions = this.o.mesh?.regions.map((r) => r.name) ?? [reg.region];
     const endpoints = (await reg.view.endpoints.endpoints()).map((e) => e.endpoint.name);
     let destination: PromotionDestination;
@@ -116,6 +108,15 @@ export class Promoter {
         detail: { destination: destinationText.slice(0, 200), regions, endpoints },
       });
     }
+    // The input is checked before anything is looked up.
+    const resolved = await reg.resolveManifest(src.repository, { tag: src.tag }).catch((err) => {
+      if (err instanceof ManifestNotFoundError)
+        throw new ManifestNotFoundError(`${src.repository}:${src.tag} is not in region ${reg.region}`, {
+          detail: { repo: src.repository, tag: src.tag, region: reg.region },
+        });
+      throw err;
+    });
+    const source: PromotionSource = { region: reg.region, ...src, digest: resolved.digest };
     const id = promotionId(source, destination);
     const log = this.o.logger.child({
       promotion: id,

@@ -98,7 +98,7 @@ export class PromotionProjection implements Projection, PromotionReads {
     const out: StoredGates[] = [];
     for (const [key, raw] of await new Batch(this.#db).entriesUnder("gate!")) {
       const v = JSON.parse(raw) as { gates: GateConfig | null; w: Write };
-      const [, kind, name] = key.split("!") as [string, GateScopeKind, string];
+      const [kind, name] = key.split("!") as [GateScopeKind, string]; // entriesUnder drops the prefix
       if (v.gates !== null) out.push({ scope: { kind, name }, gates: v.gates, w: v.w });
     }
     return out;
