@@ -12,7 +12,8 @@
  * is refused, below it passes (and is pullable from Distribution), a never
  * scanned image is refused; the annotation and minAge gates; a retry answers
  * the same promotion id without a copy; the record is in tag history and the
- * activity feed; an unauthenticated caller is refused; a malformed reference,
+ * activity feed; an unauthenticated caller and a project admin of the
+ * source's project (not a system admin) are refused; a malformed reference,
  * an unknown destination and a bad gate file are clear errors.
  */
 import assert from "node:assert/strict";
@@ -201,7 +202,7 @@ describe("meridian promote", () => {
   });
 
   test("a missing signature, a wrong key and a tampered payload are each refused naming the signature gate", async () => {
-    const unsigned = await image("team/app", "unsigned");
+    await image("team/app", "unsigned");
     const wrong = await image("team/app", "wrong");
     await sign("team/app", wrong, generateCosignKey());
     const tampered = await image("team/app", "tampered");
@@ -288,6 +289,24 @@ describe("meridian promote", () => {
     assert.equal((await api("/promotions", { source: "team/app:1.0", to: "b" }, "")).status, 401);
     const wrongPassword = `Basic ${Buffer.from("admin:wrong").toString("base64")}`;
     assert.equal((await api("/promotions", { source: "team/app:1.0", to: "b" }, wrongPassword)).status, 401);
+    // A user who is not a system admin (promotion acts with the mesh's rights: node/http/admin/promotions.ts).
+    const devPassword = "a developer's password";
+    const made = await fetch(`${mesh.regions.get("a")!.registry}/admin/v1/users/dev`, {
+      method: "PUT",
+      headers: { authorization: adminAuth, "content-type": "application/json" },
+      body: JSON.stringify({ password: devPassword }),
+    });
+    assert.equal(made.status, 200, await made.text());
+    const member = await fetch(`${mesh.regions.get("a")!.registry}/admin/v1/projects/team/members/dev`, {
+      method: "PUT",
+      headers: { authorization: adminAuth, "content-type": "application/json" },
+      body: JSON.stringify({ role: "projectAdmin" }),
+    });
+    assert.equal(member.status, 200, await member.text());
+    const dev = `Basic ${Buffer.from(`dev:${devPassword}`).toString("base64")}`;
+    const refused = await api("/promotions", { source: "team/app:1.0", to: "b" }, dev);
+    assert.equal(refused.status, 403);
+    assert.match(await refused.text(), /a system admin is required/);
     const badRef = await api("/promotions", { source: "team/app", to: "b" });
     assert.equal(badRef.status, 400);
     assert.match(await badRef.text(), /want REPO:TAG/);
