@@ -11,8 +11,9 @@
  * refused naming the signature gate; a vulnerability report at the severity
  * is refused, below it passes (and is pullable from Distribution), a never
  * scanned image is refused; the annotation and minAge gates; a retry answers
- * the same promotion id without a copy; the record is in tag history and the
- * activity feed; an unauthenticated caller and a project admin of the
+ * the same promotion id without a copy; the record is in the source tag's
+ * history, the destination tag's history in region b (replicated), the audit
+ * log and the activity feed; an unauthenticated caller and a project admin of the
  * source's project (not a system admin) are refused; a malformed reference,
  * an unknown destination and a bad gate file are clear errors.
  */
@@ -26,7 +27,7 @@ import { COSIGN_SIGNATURE_ARTIFACT } from "../../protocol/cosign.js";
 import { cosignSign, generateCosignKey, type TestKey } from "../../testing/cosign.js";
 import { startDistribution } from "../../testing/distribution.js";
 import { waitWritable } from "../../testing/faults.js";
-import { cleanupStack, runCli, tempDir } from "../../testing/harness.js";
+import { cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
 
@@ -194,6 +195,26 @@ describe("meridian promote", () => {
     const history = await meridian(["tag", "history", "team/app:1.0", "--region", "a"]);
     assert.equal(history.code, 0, history.stderr);
     assert.match(history.stdout, new RegExp(`promotion ${first.promotionId} passed`));
+    // The record replicates: the destination tag's history in region b lists it too.
+    await eventually(
+      async () => {
+        const there = await meridian(["tag", "history", "prod/app:1.0", "--region", "b"]);
+        return there.code === 0 && there.stdout.includes(`promotion ${first.promotionId} passed`);
+      },
+      30_000,
+      250,
+    );
+    // The audit log records the promotion request (who, when, what it asked for).
+    await eventually(
+      async () => {
+        const audit = await fetch(`${mesh.regions.get("a")!.registry}/admin/v1/audit?limit=200`, {
+          headers: { authorization: adminAuth },
+        });
+        return /POST \/admin\/v1\/promotions/.test(await audit.text());
+      },
+      10_000,
+      250,
+    );
     const activity = await fetch(`${mesh.regions.get("a")!.registry}/admin/v1/activity?kind=promotion`, {
       headers: { authorization: adminAuth },
     });
