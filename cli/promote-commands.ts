@@ -29,11 +29,11 @@ import {
 } from "./admin-client.js";
 import { table } from "./table.js";
 
-export const PROMOTE_USAGE = `  promote SRC_REPO:TAG --to DEST[/REPO[:TAG]]
+export const PROMOTE_USAGE = `  promote SRC_REPO:TAG --to DEST[/REPO[:TAG]] [--timeout SEC]
                                   copy SRC (in --region, default the first) with its referrers to DEST
                                   (a region, an external endpoint, or another repository of the same
                                   region) and set the tag there, only if every gate passes; REPO and
-                                  TAG default to the source's
+                                  TAG default to the source's; waits for the copy up to SEC (600)
   gate set SCOPE FILE             the gates (YAML or JSON) of SCOPE: destination:NAME (a region or
                                   endpoint) or project:NAME (the destination repository's project)
   gate list                       every gate configuration
@@ -41,7 +41,11 @@ export const PROMOTE_USAGE = `  promote SRC_REPO:TAG --to DEST[/REPO[:TAG]]
 `;
 
 export const PROMOTE_COMMANDS: Record<string, Command> = {
-  promote: { args: ["SRC_REPO:TAG"], options: { ...JSON_OPT, to: { type: "string" } }, run: promote },
+  promote: {
+    args: ["SRC_REPO:TAG"],
+    options: { ...JSON_OPT, to: { type: "string" }, timeout: { type: "string", default: "600" } },
+    run: promote,
+  },
   "gate set": { args: ["SCOPE", "FILE"], run: setGate },
   "gate list": { args: [], options: JSON_OPT, run: listGates },
   "gate delete": { args: ["SCOPE"], run: deleteGate },
@@ -68,7 +72,12 @@ async function promote(ctx: Context): Promise<number> {
   if (to === undefined || to === "") throw new UsageError("--to DEST[/REPO[:TAG]] is required");
   const mesh = ctx.mesh();
   const region = (ctx.values.region as string | undefined) ?? mesh.regions[0]!.name;
+  const timeout = Number(ctx.values.timeout);
+  if (!Number.isFinite(timeout) || timeout < 1 || timeout > 86_400)
+    throw new UsageError("--timeout SEC: seconds to wait for the promotion, 1 to 86400");
   const api = new AdminClient(inMesh(mesh, region));
+  // The answer comes after the copy: wait for it as long as asked (never sent to another region).
+  api.writeAnswerMs = api.callMs = timeout * 1000;
   let reply: PromotionReply;
   try {
     reply = await api.send<PromotionReply>("POST", "/promotions", {

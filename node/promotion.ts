@@ -47,6 +47,7 @@ import {
 import { evaluateGates } from "../protocol/gates.js";
 import { type Mesh, regionOf } from "../protocol/mesh.js";
 import {
+  MAX_REASON,
   type PromotionDestination,
   type PromotionRecord,
   type PromotionSource,
@@ -182,7 +183,12 @@ export class Promoter {
     const at = await tagSetAt(reg, s.repository, s.tag, s.digest);
     const withAge = at === undefined ? evidence : { ...evidence, tagSetAt: at };
     return configs.flatMap((c) =>
-      evaluateGates(c.gates, withAge).results.map((r) => ({ ...r, scope: scopeText(c.scope) })),
+      evaluateGates(c.gates, withAge).results.map((r) => ({
+        ...r,
+        // The record keeps a reason of at most MAX_REASON characters (protocol/promotion.ts).
+        reason: r.reason.length > MAX_REASON ? `${r.reason.slice(0, MAX_REASON - 1)}…` : r.reason,
+        scope: scopeText(c.scope),
+      })),
     );
   }
 
@@ -190,7 +196,8 @@ export class Promoter {
     const to = await this.#client(d);
     const from = new RegistrySource(
       this.o.registry,
-      d.kind === "repository" ? to.base.href : "http://local.invalid",
+      // Within this region blobs are mounted from the source repository, not sent again.
+      d.kind !== "endpoint" && d.name === this.o.registry.region ? to.base.href : "http://local.invalid",
     );
     try {
       const copied = await copyClosure(

@@ -160,6 +160,8 @@ export function promotionId(s: PromotionSource, d: PromotionDestination): string
 }
 
 export const PROMOTION_ID = /^pr-[0-9a-f]{24}$/;
+/** The longest gate reason a record keeps. */
+export const MAX_REASON = 2000;
 
 /** Every problem of a stored gate configuration event's fields. */
 export function gateEventProblems(e: Record<string, unknown>): string[] {
@@ -201,7 +203,7 @@ export function promotionProblems(e: Record<string, unknown>): string[] {
         !Object.hasOwn(GateConfigSchema.properties, String(g.gate)) ||
         typeof g.ok !== "boolean" ||
         typeof g.reason !== "string" ||
-        g.reason.length > 2000 ||
+        g.reason.length > MAX_REASON ||
         typeof g.scope !== "string" ||
         g.scope.length > 80
       ) {

@@ -338,6 +338,9 @@ describe("meridian promote", () => {
     assert.match(unknownDest.stderr, /no such region or endpoint/);
     const noTo = await promote(["team/app:1.0"]);
     assert.equal(noTo.code, 2);
+    const badTimeout = await promote(["team/app:1.0", "--to", "b", "--timeout", "0"]);
+    assert.equal(badTimeout.code, 2);
+    assert.match(badTimeout.stderr, /--timeout SEC/);
     const bad = await meridian([
       "gate",
       "set",
