@@ -15,11 +15,15 @@
  * history, the destination tag's history in region b (replicated), the audit
  * log and the activity feed; an unauthenticated caller and a project admin of the
  * source's project (not a system admin) are refused; a malformed reference,
- * an unknown destination and a bad gate file are clear errors.
+ * an unknown destination and a bad gate file are clear errors; a webhook
+ * receiver subscribed to the source project gets promotion.passed,
+ * promotion.failed and scan-gate.refused CloudEvents from the real worker.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -41,6 +45,8 @@ let distUrl: string;
 let work: string;
 let key: TestKey;
 let a: OciClient;
+/** CloudEvents a webhook receiver got (a subscription of project team to promotion and scan-gate). */
+const received: Array<{ type: string; data: { promotion?: { id: string; outcome: string } } }> = [];
 
 const meridian = (args: string[]) => runCli([...args, "--data", mesh.dataDir], 60_000);
 /** A POST to region a's admin API; `auth` "" sends no credentials. */
@@ -135,8 +141,22 @@ before(async () => {
   writeFileSync(pub, key.publicPem);
   const dist = await startDistribution(cleanup);
   distUrl = dist.url;
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+  cleanup(async () => {
+    receiver.closeAllConnections();
+    await new Promise((r) => receiver.close(r));
+  });
   mesh = await startMesh(cleanup, ["a", "b"], undefined, ["--auth"], {
     MERIDIAN_VERIFICATION_KEYS: `release=${pub}`,
+    MERIDIAN_WEBHOOK_ALLOW_LOOPBACK: "true",
   });
   const password = readFileSync(mesh.adminPasswordFile!, "utf8").trim();
   creds = `admin:${password}`;
@@ -146,6 +166,16 @@ before(async () => {
   const add = await meridian(["endpoint", "add", "cloud", "--url", distUrl]);
   assert.equal(add.code, 0, add.stderr);
   await setGate("destination:b", { signature: { keys: ["release"] } });
+  const hook = await fetch(`${mesh.regions.get("a")!.registry}/admin/v1/webhooks/promotions`, {
+    method: "PUT",
+    headers: { authorization: adminAuth, "content-type": "application/json" },
+    body: JSON.stringify({
+      url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`,
+      project: "team",
+      events: ["promotion", "scan-gate"],
+    }),
+  });
+  assert.equal(hook.status, 200, await hook.text());
 });
 
 describe("meridian promote", () => {
@@ -357,5 +387,24 @@ describe("meridian promote", () => {
     const list = await meridian(["gate", "list", "--json"]);
     const scopes = (JSON.parse(list.stdout) as { gates: Array<{ scope: string }> }).gates.map((g) => g.scope);
     assert.ok(scopes.includes("destination:b"), `the bad file changed nothing: ${list.stdout}`);
+  });
+
+  test("promotions are announced as CloudEvents: passed, failed, and scan-gate refused", async () => {
+    await eventually(
+      () => {
+        const types = new Set(received.map((e) => e.type));
+        return [
+          "io.meridian.promotion.passed",
+          "io.meridian.promotion.failed",
+          "io.meridian.scan-gate.refused",
+        ].every((t) => types.has(t));
+      },
+      30_000,
+      250,
+    );
+    for (const e of received) {
+      assert.ok(e.data.promotion !== undefined, "each names its promotion");
+      assert.equal(e.type === "io.meridian.promotion.passed", e.data.promotion.outcome === "passed");
+    }
   });
 });
