@@ -161,6 +161,14 @@ export class AdminClient {
     this.#regions = [region, ...fallbacks.filter((r) => r.name !== region.name)];
   }
 
+  /**
+   * Bounds of a write's answer and of the whole call (default
+   * WRITE_ANSWER_MS and CALL_MS): a change that is long by nature (a
+   * promotion waits for its copy) raises them.
+   */
+  writeAnswerMs = WRITE_ANSWER_MS;
+  callMs = CALL_MS;
+
   /** The region the calls go to (the last that answered). */
   get region(): RegionEndpoints {
     return this.#regions[0]!;
@@ -240,10 +248,10 @@ export class AdminClient {
     const url = `${node.replace(/\/+$/, "")}/admin/v1${path}`;
     const headers: Record<string, string> = {};
     if (this.authorization !== undefined) headers.authorization = this.authorization;
-    const answerMs = method === "GET" ? READ_ANSWER_MS : WRITE_ANSWER_MS;
+    const answerMs = method === "GET" ? READ_ANSWER_MS : this.writeAnswerMs;
     const noAnswer = new AbortController();
     const timer = setTimeout(() => noAnswer.abort(), answerMs);
-    const signal = AbortSignal.any([noAnswer.signal, AbortSignal.timeout(CALL_MS)]);
+    const signal = AbortSignal.any([noAnswer.signal, AbortSignal.timeout(Math.max(this.callMs, answerMs))]);
     const init: RequestInit = { method, signal, headers };
     if (body !== undefined) {
       init.body = "json" in body ? JSON.stringify(body.json) : body.text;

@@ -95,6 +95,8 @@ const ADMIN_COMMANDS = new Set([
   "replication",
   "retention",
   "endpoint",
+  "promote",
+  "gate",
   "failover",
   "rebuild-region",
   "whoami",

@@ -60,6 +60,16 @@ interface HistoryReply {
     origin: string;
     at: string;
   }>;
+  /** Promotions from or to this tag (node/http/admin/repositories.ts), oldest first. */
+  promotions?: Array<{
+    promotionId: string;
+    outcome: string;
+    at: string;
+    actor: string;
+    source: { region: string; repository: string; tag: string; digest: string };
+    destination: { kind: string; name: string; repository: string; tag: string };
+    gates: Array<{ ok: boolean; reason: string }>;
+  }>;
 }
 
 async function tagHistory(ctx: Context): Promise<number> {
@@ -87,6 +97,13 @@ async function tagHistory(ctx: Context): Promise<number> {
   for (const c of h.conflicts)
     out.push(
       `conflict recorded ${c.at} in ${c.origin}: ${c.winner.digest ?? "deleted"} (${c.winner.origin}) won over ${c.loser.digest ?? "deleted"} (${c.loser.origin})`,
+    );
+  for (const p of h.promotions ?? [])
+    out.push(
+      `promotion ${p.promotionId} ${p.outcome} ${p.at} by ${p.actor}: ${p.source.region}/${p.source.repository}:${p.source.tag} (${p.source.digest}) to ${p.destination.kind} ${p.destination.name} ${p.destination.repository}:${p.destination.tag}${p.gates
+        .filter((g) => !g.ok)
+        .map((g) => `; ${g.reason}`)
+        .join("")}`,
     );
   process.stdout.write(`${out.join("\n")}\n`);
   return 0;

@@ -11,7 +11,7 @@ import type { DeliveryAttempt } from "../replication/webhook-delivery.js";
 import { type Command, type Context, JSON_OPT, printJson, UsageError } from "./admin-client.js";
 import { table } from "./table.js";
 
-export const WEBHOOK_USAGE = `  webhook add NAME --url URL --project P [--events pushed,replicated,deleted,tag,conflict]
+export const WEBHOOK_USAGE = `  webhook add NAME --url URL --project P [--events pushed,replicated,deleted,tag,conflict,promotion,scan-gate]
               [--repos GLOB[,GLOB]] [--secret-file F]
                                   deliver P's events as signed CloudEvents to URL (F: the HMAC key,
                                   read from that path on every region's host)

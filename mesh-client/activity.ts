@@ -2,7 +2,7 @@
  * What happened lately in the mesh, for the dashboard's "recent activity":
  * tag conflicts, alerts (a delete breaker tripped, a scrub finding),
  * replications given up on with their reason, finished policy and GC runs,
- * failovers. Each region's admin API is asked at once (`GET
+ * failovers, promotions. Each region's admin API is asked at once (`GET
  * /admin/v1/activity?limit=N`, node/http/admin/activity.ts), each within
  * `timeoutMs`; the answers are merged (an event replicated to every region
  * is listed once, by its write id), the newest first, at most `limit`.
@@ -12,7 +12,14 @@
 import type { Mesh } from "../protocol/mesh.js";
 import { adminGet } from "./admin-read.js";
 
-export type ActivityKind = "conflict" | "alert" | "replication-failed" | "policy-run" | "gc-run" | "failover";
+export type ActivityKind =
+  | "conflict"
+  | "alert"
+  | "replication-failed"
+  | "policy-run"
+  | "gc-run"
+  | "failover"
+  | "promotion";
 
 export interface ActivityItem {
   kind: ActivityKind;

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { type Logger, pino } from "pino";
 import { Counter, Registry as MetricsRegistry } from "prom-client";
 import { loadTokenKeys } from "../mesh-client/token-key-file.js";
-import type { TokenKeys } from "../mesh-client/tokens.js";
+import { TOKEN_ISSUER, type TokenKeys } from "../mesh-client/tokens.js";
 import { loggerOptions } from "../protocol/logging.js";
 import type { Policy } from "../protocol/policy.js";
 import { collectProcessMetrics } from "../protocol/process-metrics.js";
@@ -42,6 +42,7 @@ import { ProxyTrust } from "./http/forwarded.js";
 import { runIfMain, serveUntilStopped } from "./lifecycle.js";
 import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
+import { Promoter } from "./promotion.js";
 import { registerQuotaMetrics } from "./quota-metrics.js";
 import { RateLimiter } from "./rate-limits.js";
 import { Scrubber } from "./scrub.js";
@@ -213,6 +214,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     nats: { connections, servers: config.nats.servers },
   });
   rateLimiter.start();
+  const verificationKeys = readVerificationKeys(config.verification.keys);
   const app = await buildApp({
     rateLimiter,
     ...(config.trustedProxies.length === 0
@@ -231,7 +233,29 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     metrics,
     fetchOnMiss,
     scrubber,
-    verificationKeys: readVerificationKeys(config.verification.keys),
+    verificationKeys,
+    promoter: new Promoter({
+      registry,
+      keys: verificationKeys,
+      ...(config.mesh === undefined ? {} : { mesh: config.mesh }),
+      // Other regions take the pushes of a promotion from this node's service token (node/promotion.ts).
+      ...(keys === undefined
+        ? {}
+        : {
+            serviceToken: async () =>
+              (
+                await keys.issue({
+                  issuer: TOKEN_ISSUER,
+                  service: config.auth.service,
+                  subject: `promotion-${config.region}`,
+                  kind: "service",
+                  access: [],
+                  ttlSeconds: 600,
+                })
+              ).token,
+          }),
+      logger: log.child({ component: "promotion" }),
+    }),
     ...(config.mesh === undefined ? {} : { mesh: config.mesh }),
     logger: log.child({ component: "http" }),
     http: config.http,

@@ -293,6 +293,20 @@ export class QuotaExceededError extends MeridianError {
   override readonly code = "QUOTA_EXCEEDED";
 }
 
+/**
+ * A promotion refused by its gates (node/promotion.ts): 403 DENIED, as a push
+ * an immutable tag refuses; `detail` holds the promotion id and every gate's
+ * result, and the message every failed gate's reason.
+ */
+export class PromotionRefusedError extends MeridianError {
+  override readonly code = "PROMOTION_REFUSED";
+}
+/** A promotion whose gates passed but whose copy to the destination failed (503: try again). */
+export class PromotionCopyError extends MeridianError {
+  override readonly code = "PROMOTION_COPY_FAILED";
+  override readonly recoverable = true;
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -344,6 +358,8 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [UploadLimitError, { code: "TOOMANYREQUESTS", status: 429 }],
   [RateLimitedError, { code: "TOOMANYREQUESTS", status: 429 }],
   [QuotaExceededError, { code: "DENIED", status: 403 }],
+  [PromotionRefusedError, { code: "DENIED", status: 403 }],
+  [PromotionCopyError, { code: "UNAVAILABLE", status: 503 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -40,6 +40,8 @@
  *    | quota.set,                     |                                                                      |
  *    | retention.set/deleted          |                                                                      |
  *    | endpoint.set/deleted           | a system admin                                                       |
+ *    | gate.set/deleted,              | a system admin (promotion gates guard every project's destination;  |
+ *    | promotion.recorded             | the node writes the record for the caller of POST /promotions)     |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -93,6 +95,9 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "retention.deleted",
   "endpoint.set",
   "endpoint.deleted",
+  "gate.set",
+  "gate.deleted",
+  "promotion.recorded",
   "webhook.set",
   "webhook.deleted",
   "webhook.replay",

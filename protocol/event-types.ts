@@ -7,7 +7,9 @@
  */
 import type { RobotGrant, Role } from "./access.js";
 import type { Digest } from "./digest.js";
+import type { GateConfig } from "./gates.js";
 import type { Hlc } from "./hlc.js";
+import type { GateScopeKind, PromotionRecord } from "./promotion.js";
 import type { TagMergeRule } from "./tag-merge.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
@@ -296,6 +298,22 @@ export interface EndpointDeleted extends Envelope {
   type: "endpoint.deleted";
   name: string;
 }
+/** A promotion gate configuration set or replaced for a scope (protocol/promotion.ts, protocol/gates.ts). */
+export interface GateSet extends Envelope {
+  type: "gate.set";
+  scope: GateScopeKind;
+  name: string;
+  gates: GateConfig;
+}
+export interface GateDeleted extends Envelope {
+  type: "gate.deleted";
+  scope: GateScopeKind;
+  name: string;
+}
+/** A promotion judged (and, when passed, carried out): protocol/promotion.ts PromotionRecord. */
+export interface PromotionRecorded extends Envelope, PromotionRecord {
+  type: "promotion.recorded";
+}
 /**
  * A webhook subscription (issue 17, item 5; protocol/webhook.ts), keyed by
  * project and name: `subscription` is the normalized WebhookSubscription
@@ -415,6 +433,9 @@ export type AdminEvent =
   | RetentionDeleted
   | EndpointSet
   | EndpointDeleted
+  | GateSet
+  | GateDeleted
+  | PromotionRecorded
   | PullsRecorded
   | GcRun
   | GcCollected
@@ -458,6 +479,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "retention.deleted",
   "endpoint.set",
   "endpoint.deleted",
+  "gate.set",
+  "gate.deleted",
+  "promotion.recorded",
   "pulls.recorded",
   "gc.run",
   "gc.collected",

@@ -23,6 +23,7 @@ import {
 import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
+import { checkGates, gateEventProblems, promotionProblems } from "./promotion.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";
@@ -231,6 +232,16 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "endpoint.deleted":
       need(typeof e.name === "string" && ENDPOINT_NAME.test(e.name), "name");
+      break;
+    case "gate.set":
+      for (const problem of gateEventProblems(e)) need(false, problem);
+      wrap("gates", () => checkGates(e.gates));
+      break;
+    case "gate.deleted":
+      for (const problem of gateEventProblems(e)) need(false, problem);
+      break;
+    case "promotion.recorded":
+      for (const problem of promotionProblems(e)) need(false, problem);
       break;
     case "webhook.set":
       wrap("subscription", () => parseWebhookSubscription(e.subscription));

@@ -24,9 +24,17 @@
  *   tag.set (no cause)               io.meridian.tag.moved         tag
  *   tag.deleted (no cause)           io.meridian.tag.deleted       tag
  *   tag.conflict (no cause)          io.meridian.conflict          conflict
+ *   promotion.recorded passed        io.meridian.promotion.passed  promotion
+ *   promotion.recorded failed        io.meridian.promotion.failed  promotion
+ *     … failed by the vulnerabilities gate: io.meridian.scan-gate.refused, kind scan-gate
  *
- * Not announced yet (no log event exists for them): failover, quota
- * exceeded, scan-gate refused, promotion passed/failed.
+ * A promotion is announced to the SOURCE repository's project (the image's
+ * owner), with the source tag and digest, by the region it was recorded in.
+ * One CloudEvent per log event (its id is the log event's): a refusal the
+ * vulnerabilities gate took part in is announced once, as scan-gate refused
+ * (its `data.promotion` lists every gate), not twice.
+ *
+ * Not announced yet (no log event exists for them): failover, quota exceeded.
  *
  * HTTP: structured mode (`Content-Type: application/cloudevents+json`, the
  * whole CloudEvent as the body), chosen so the signed body is the entire
@@ -42,7 +50,15 @@ import type { RegistryEvent } from "./events.js";
 import { globMatch } from "./policy-match.js";
 
 export const WEBHOOK_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-export const WEBHOOK_KINDS = ["pushed", "replicated", "deleted", "tag", "conflict"] as const;
+export const WEBHOOK_KINDS = [
+  "pushed",
+  "replicated",
+  "deleted",
+  "tag",
+  "conflict",
+  "promotion",
+  "scan-gate",
+] as const;
 export type WebhookKind = (typeof WEBHOOK_KINDS)[number];
 
 /** One subscription: where to deliver which events of one project. */
@@ -81,6 +97,13 @@ export interface WebhookCloudEvent {
     actor: string;
     region: string;
     origin: string;
+    /** promotion.recorded: where to, the outcome and every gate's result. */
+    promotion?: {
+      id: string;
+      outcome: "passed" | "failed";
+      destination: { kind: string; name: string; repository: string; tag: string };
+      gates: Array<{ gate: string; scope: string; ok: boolean; reason: string }>;
+    };
   };
 }
 
@@ -100,6 +123,12 @@ export function webhookKindOf(event: RegistryEvent): { kind: WebhookKind; type: 
       return replica ? undefined : { kind: "tag", type: "io.meridian.tag.deleted" };
     case "tag.conflict":
       return replica ? undefined : { kind: "conflict", type: "io.meridian.conflict" };
+    case "promotion.recorded":
+      if (replica) return undefined;
+      if (event.outcome === "passed") return { kind: "promotion", type: "io.meridian.promotion.passed" };
+      return event.gates.some((g) => g.gate === "vulnerabilities" && !g.ok)
+        ? { kind: "scan-gate", type: "io.meridian.scan-gate.refused" }
+        : { kind: "promotion", type: "io.meridian.promotion.failed" };
     default:
       return undefined;
   }
@@ -115,14 +144,17 @@ export function cloudEventFor(
   region: string,
 ): WebhookCloudEvent | undefined {
   const kind = webhookKindOf(event);
-  const repo = (event as { repo?: string }).repo;
+  const promoted = event.type === "promotion.recorded" ? event : undefined;
+  const repo = promoted?.source.repository ?? (event as { repo?: string }).repo;
   if (kind === undefined || repo === undefined) return undefined;
   if (projectOf(repo) !== sub.project) return undefined;
   if (sub.events !== undefined && !sub.events.includes(kind.kind)) return undefined;
   if (sub.repos !== undefined && !sub.repos.some((glob) => globMatch(glob, repo))) return undefined;
-  const tag = "tag" in event && typeof event.tag === "string" ? event.tag : undefined;
-  const digest =
-    event.type === "tag.conflict"
+  const tag =
+    promoted?.source.tag ?? ("tag" in event && typeof event.tag === "string" ? event.tag : undefined);
+  const digest = promoted
+    ? promoted.source.digest
+    : event.type === "tag.conflict"
       ? (event.winner.digest ?? undefined)
       : "digest" in event
         ? event.digest
@@ -136,6 +168,13 @@ export function cloudEventFor(
   if (tag !== undefined) data.tag = tag;
   if (digest !== undefined) data.digest = digest;
   if (event.type === "manifest.pushed") data.mediaType = event.mediaType;
+  if (promoted !== undefined)
+    data.promotion = {
+      id: promoted.promotionId,
+      outcome: promoted.outcome,
+      destination: promoted.destination,
+      gates: promoted.gates,
+    };
   return {
     specversion: "1.0",
     id: event.id,

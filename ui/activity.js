@@ -1,6 +1,7 @@
 // Recent activity across the regions (GET /ui/api/activity, refreshed every
 // few seconds): tag conflicts, alerts (the delete breaker, login floods),
-// failed replications with their reason, policy and GC runs, failovers.
+// failed replications with their reason, policy and GC runs, failovers,
+// promotions (passed, or refused with the gates that failed).
 import { ago, el, fill } from "./format.js";
 
 const KIND_LEVEL = {
@@ -10,6 +11,7 @@ const KIND_LEVEL = {
   "policy-run": "idle",
   "gc-run": "idle",
   failover: "warn",
+  promotion: "idle",
 };
 
 export const ACTIVITY_REFRESH_MS = 5_000;

@@ -76,6 +76,7 @@ import {
   type RobotRecord,
   type UserRecord,
 } from "./projections/identity.js";
+import { PromotionProjection, type PromotionReads } from "./projections/promotions.js";
 import {
   type ProjectQuota,
   type ProjectUsage,
@@ -141,6 +142,8 @@ export class MetadataView {
   readonly retention: RetentionReads;
   /** External endpoints (projections/endpoints.ts). */
   readonly endpoints: EndpointReads;
+  /** Promotion gates and promotions (projections/promotions.ts). */
+  readonly promotions: PromotionReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
   /** Webhook subscriptions (projections/webhooks.ts). */
@@ -189,7 +192,19 @@ export class MetadataView {
     this.endpoints = endpoints;
     const webhooks = new WebhookProjection(this.#db);
     this.webhooks = webhooks;
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints, webhooks];
+    const promotions = new PromotionProjection(this.#db);
+    this.promotions = promotions;
+    this.#projections = [
+      content,
+      admin,
+      this.#identity,
+      quotas,
+      retention,
+      gc,
+      endpoints,
+      webhooks,
+      promotions,
+    ];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {

@@ -19,6 +19,7 @@
  *   admin/endpoints.ts     /endpoints, /endpoints/:name (external registries, issue 17)
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   admin/verify.ts        /verify/<repo>@<digest> (cosign signature check, read-only)
+ *   admin/promotions.ts    /gates…, /promotions… (gated promotion, issue 17)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -44,9 +45,11 @@
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
+import type { Logger } from "pino";
 import type { AuditLog } from "../audit.js";
 import { LOOPBACK } from "../config.js";
 import type { Registry } from "../data/registry.js";
+import { Promoter } from "../promotion.js";
 import type { Scrubber } from "../scrub.js";
 import type { AuditSink, HttpAuth } from "./access.js";
 import { gate, loginAudit, writesFrom } from "./admin/access-gate.js";
@@ -57,6 +60,7 @@ import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
+import { promotionRoutes } from "./admin/promotions.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
 import { retentionRoutes } from "./admin/retention.js";
@@ -90,6 +94,8 @@ export interface AdminApiOptions {
   scrubber?: Scrubber;
   /** Public keys by name (node/config.ts verification.keys) for /verify; none: every check fails "no public key configured". */
   verificationKeys?: ReadonlyMap<string, string>;
+  /** Promotions (node/promotion.ts); default: one of this node's store without a mesh or service token. */
+  promoter?: Promoter;
 }
 
 async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise<void> {
@@ -122,6 +128,14 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(gcRoutes, { registry });
       await admin.register(verifyRoutes, { registry, keys: options.verificationKeys ?? new Map() });
+      const promoter =
+        options.promoter ??
+        new Promoter({
+          registry,
+          keys: options.verificationKeys ?? new Map(),
+          logger: admin.log as unknown as Logger,
+        });
+      await admin.register(promotionRoutes, { registry, promoter });
       await admin.register(activityRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,

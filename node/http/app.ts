@@ -36,6 +36,7 @@ import {
 import type { Mesh } from "../../protocol/mesh.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
+import type { Promoter } from "../promotion.js";
 import type { RateLimiter } from "../rate-limits.js";
 import type { Scrubber } from "../scrub.js";
 import { adminApiPlugin } from "./admin.js";
@@ -213,6 +214,8 @@ export interface BuildAppOptions extends OciApiOptions {
   mesh?: Mesh;
   /** Public keys for the admin API's /verify (./admin/verify.ts). */
   verificationKeys?: ReadonlyMap<string, string>;
+  /** Promotions (node/promotion.ts) for POST /admin/v1/promotions; default: one without a mesh or token. */
+  promoter?: Promoter;
 }
 
 /**
@@ -293,6 +296,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     writeAddresses: options.adminWriteAddresses,
     scrubber: options.scrubber,
     verificationKeys: options.verificationKeys,
+    ...(options.promoter === undefined ? {} : { promoter: options.promoter }),
   });
   // The dashboard (/ui/, ./ui-routes.ts): with auth, it admits whom this node's admin API's GETs admit.
   await app.register(uiRoutes, {

@@ -142,6 +142,31 @@ describe("view projections", () => {
     assert.equal(await a.breakerReset("gone"), undefined);
   });
 
+  test("the promotion projection answers its reads: gates by scope, a promotion's latest record, a tag's records", async () => {
+    const view = await openView();
+    await view.apply(logged(scenario()));
+    const p = view.promotions;
+    // destination:b replaced by b's later write; project:prod deleted.
+    assert.deepEqual(
+      (await p.gates()).map((g) => [g.scope, g.gates]),
+      [[{ kind: "destination", name: "b" }, { signature: { keys: ["release"] } }]],
+    );
+    assert.equal(await p.gate({ kind: "project", name: "prod" }), undefined);
+    const latest = await p.promotion("pr-00112233445566778899aabb");
+    assert.equal(latest?.record.outcome, "passed", "the later record of the same id");
+    assert.equal(await p.promotion("pr-ffffffffffffffffffffffff"), undefined);
+    // Both records, oldest first, under the source tag and the destination tag.
+    for (const [repo, tag] of [
+      [REPO, "v1"],
+      ["prod/app", "v1"],
+    ] as const)
+      assert.deepEqual(
+        (await p.promotionsOfTag(repo, tag)).map((r) => r.record.outcome),
+        ["failed", "passed"],
+      );
+    assert.deepEqual(await p.promotionsOfTag(REPO, "v"), [], "a tag that is a prefix of another is its own");
+  });
+
   test("the activity index lists conflicts, alerts, runs and failovers, newest first, within its limit", async () => {
     const view = await openView();
     await view.apply(logged(scenario()));
@@ -149,6 +174,8 @@ describe("view projections", () => {
     assert.deepEqual(
       all.map((x) => [x.kind, x.region, x.at]),
       [
+        ["promotion", "a", "1970-01-01T00:01:45.000Z"],
+        ["promotion", "a", "1970-01-01T00:01:44.000Z"],
         ["gc-run", "a", "1970-01-01T00:00:52.000Z"],
         ["alert", "b", "1970-01-01T00:00:19.000Z"],
         ["policy-run", "b", "1970-01-01T00:00:18.000Z"],
@@ -160,11 +187,15 @@ describe("view projections", () => {
       (await view.activity.recent(10, ["conflict", "policy-run"])).map((x) => x.kind),
       ["policy-run", "conflict"],
     );
-    assert.match(all[3]!.summary, /^team\/app:latest: b's sha256:\w{12} won over c's sha256:\w{12}$/);
+    assert.match(all[5]!.summary, /^team\/app:latest: b's sha256:\w{12} won over c's sha256:\w{12}$/);
+    assert.match(
+      all[1]!.summary,
+      /^team\/app:v1 \(sha256:\w{12}\) promoted to b\/prod\/app:v1: failed \(signature\) by admin$/,
+    );
     // A replica of an event (its origin's id as `cause`) is the same entry, not a second one.
     const alert = scenario().find((e) => e.type === "alert.raised")!;
     await view.apply(logged([{ ...alert, id: "replica-of-alert", cause: alert.id }], 1_000));
-    assert.equal((await view.activity.recent(100)).length, 4);
+    assert.equal((await view.activity.recent(100)).length, 6);
     // A failover's re-homing (a home at an epoch above 0) is listed; a plain rule change is not.
     const base = { id: "f1", v: 1, origin: "b", hlc: { wall: 60, logical: 0 }, actor: "admin", at: "x" };
     const rehomed = activityOf({

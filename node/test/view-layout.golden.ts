@@ -16,6 +16,9 @@
  *
  * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
  *
+ * And for issue 17 promotion (`gate!`, `pro!`, `prt!` keys of node/data/projections/promotions.ts,
+ * and the activity index's promotion records): additions only, no VIEW_SCHEMA bump.
+ *
  * And for issue 18 token revocations (`tr!` keys of node/data/projections/identity.ts): additions only.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
@@ -111,6 +114,14 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"id":"sc-a-52","kind":"gc-run","region":"a","at":"1970-01-01T00:00:52.000Z","summary":"GC run ok in a","detail":{"runId":"gc-sc","outcome":"ok","stats":{"collected":1}}}',
   ],
   [
+    "a!000000000000104.000000000!sc-a-104",
+    '{"id":"sc-a-104","kind":"promotion","region":"a","at":"1970-01-01T00:01:44.000Z","summary":"team/app:v1 (sha256:c79126217e17) promoted to b/prod/app:v1: failed (signature) by admin","detail":{"promotionId":"pr-00112233445566778899aabb","outcome":"failed","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":false,"reason":"signature: none found"}],"actor":"admin"}}',
+  ],
+  [
+    "a!000000000000105.000000000!sc-a-105",
+    '{"id":"sc-a-105","kind":"promotion","region":"a","at":"1970-01-01T00:01:45.000Z","summary":"team/app:v1 (sha256:c79126217e17) promoted to b/prod/app:v1: passed by admin","detail":{"promotionId":"pr-00112233445566778899aabb","outcome":"passed","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":true,"reason":"signature: verified"}],"actor":"admin"}}',
+  ],
+  [
     "b!other/gone!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c",
     '{"size":10,"live":false,"w":{"id":"sc-a-11","origin":"a","hlc":{"wall":11,"logical":0},"at":"1970-01-01T00:00:11.000Z","actor":"admin"}}',
   ],
@@ -128,6 +139,11 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ],
   ["e!sc-a-1", "1"],
   ["e!sc-a-10", "10"],
+  ["e!sc-a-100", "57"],
+  ["e!sc-a-102", "59"],
+  ["e!sc-a-103", "60"],
+  ["e!sc-a-104", "61"],
+  ["e!sc-a-105", "62"],
   ["e!sc-a-11", "11"],
   ["e!sc-a-13", "13"],
   ["e!sc-a-14", "14"],
@@ -166,6 +182,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-73", "52"],
   ["e!sc-a-74", "53"],
   ["e!sc-a-8", "8"],
+  ["e!sc-b-101", "58"],
   ["e!sc-b-12", "12"],
   ["e!sc-b-16", "16"],
   ["e!sc-b-18", "18"],
@@ -197,6 +214,14 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "g!team!alice",
     '{"value":{"role":"projectAdmin"},"w":{"id":"sc-a-24","origin":"a","hlc":{"wall":24,"logical":0},"at":"1970-01-01T00:00:24.000Z","actor":"admin"}}',
+  ],
+  [
+    "gate!destination!b",
+    '{"gates":{"signature":{"keys":["release"]}},"w":{"id":"sc-b-101","origin":"b","hlc":{"wall":101,"logical":0},"at":"1970-01-01T00:01:41.000Z","actor":"admin"}}',
+  ],
+  [
+    "gate!project!prod",
+    '{"gates":null,"w":{"id":"sc-a-103","origin":"a","hlc":{"wall":103,"logical":0},"at":"1970-01-01T00:01:43.000Z","actor":"admin"}}',
   ],
   [
     "gc!gc-sc",
@@ -231,8 +256,28 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "56"],
+  ["m!seq", "62"],
   ["o!c", "7"],
+  [
+    "pro!pr-00112233445566778899aabb",
+    '{"record":{"promotionId":"pr-00112233445566778899aabb","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":true,"reason":"signature: verified"}],"outcome":"passed"},"w":{"id":"sc-a-105","origin":"a","hlc":{"wall":105,"logical":0},"at":"1970-01-01T00:01:45.000Z","actor":"admin"}}',
+  ],
+  [
+    "prt!prod/app!v1!000000000000104.000000000!sc-a-104",
+    '{"record":{"promotionId":"pr-00112233445566778899aabb","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":false,"reason":"signature: none found"}],"outcome":"failed"},"w":{"id":"sc-a-104","origin":"a","hlc":{"wall":104,"logical":0},"at":"1970-01-01T00:01:44.000Z","actor":"admin"}}',
+  ],
+  [
+    "prt!prod/app!v1!000000000000105.000000000!sc-a-105",
+    '{"record":{"promotionId":"pr-00112233445566778899aabb","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":true,"reason":"signature: verified"}],"outcome":"passed"},"w":{"id":"sc-a-105","origin":"a","hlc":{"wall":105,"logical":0},"at":"1970-01-01T00:01:45.000Z","actor":"admin"}}',
+  ],
+  [
+    "prt!team/app!v1!000000000000104.000000000!sc-a-104",
+    '{"record":{"promotionId":"pr-00112233445566778899aabb","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":false,"reason":"signature: none found"}],"outcome":"failed"},"w":{"id":"sc-a-104","origin":"a","hlc":{"wall":104,"logical":0},"at":"1970-01-01T00:01:44.000Z","actor":"admin"}}',
+  ],
+  [
+    "prt!team/app!v1!000000000000105.000000000!sc-a-105",
+    '{"record":{"promotionId":"pr-00112233445566778899aabb","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":true,"reason":"signature: verified"}],"outcome":"passed"},"w":{"id":"sc-a-105","origin":"a","hlc":{"wall":105,"logical":0},"at":"1970-01-01T00:01:45.000Z","actor":"admin"}}',
+  ],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
     '{"at":1714564800000}',

@@ -223,5 +223,34 @@ export function scenario(): RegistryEvent[] {
     e("b", 241, { type: "tokens.revoked", name: "alice", before: "2024-05-01T00:00:00.000Z" }),
     e("a", 242, { type: "tokens.revoked", name: "robot$ci", before: "2024-05-03T00:00:00.000Z" }),
   );
+  // Promotion (issue 17): gates replaced and deleted, a refusal then a pass of the same promotion.
+  const promotion = {
+    promotionId: "pr-00112233445566778899aabb",
+    source: { region: "a", repository: REPO, tag: "v1", digest: M1 },
+    destination: { kind: "region" as const, name: "b", repository: "prod/app", tag: "v1" },
+  };
+  list.push(
+    e("a", 100, { type: "gate.set", scope: "destination", name: "b", gates: { minAge: { seconds: 60 } } }),
+    e("b", 101, {
+      type: "gate.set",
+      scope: "destination",
+      name: "b",
+      gates: { signature: { keys: ["release"] } },
+    }),
+    e("a", 102, { type: "gate.set", scope: "project", name: "prod", gates: { annotations: { owner: "*" } } }),
+    e("a", 103, { type: "gate.deleted", scope: "project", name: "prod" }),
+    e("a", 104, {
+      type: "promotion.recorded",
+      ...promotion,
+      gates: [{ gate: "signature", scope: "destination:b", ok: false, reason: "signature: none found" }],
+      outcome: "failed",
+    }),
+    e("a", 105, {
+      type: "promotion.recorded",
+      ...promotion,
+      gates: [{ gate: "signature", scope: "destination:b", ok: true, reason: "signature: verified" }],
+      outcome: "passed",
+    }),
+  );
   return list;
 }

@@ -86,6 +86,8 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   RateLimitedError: { code: "TOOMANYREQUESTS", status: 429 },
   UploadLimitError: { code: "TOOMANYREQUESTS", status: 429 },
   QuotaExceededError: { code: "DENIED", status: 403 },
+  PromotionRefusedError: { code: "DENIED", status: 403 },
+  PromotionCopyError: { code: "UNAVAILABLE", status: 503 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */

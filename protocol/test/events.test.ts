@@ -143,6 +143,25 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     insecure: false,
   },
   "endpoint.deleted": { ...envelope, type: "endpoint.deleted", name: "onprem" },
+  "gate.set": {
+    ...envelope,
+    type: "gate.set",
+    scope: "destination",
+    name: "eu-west-1",
+    gates: { signature: { keys: ["release"] }, minAge: { seconds: 60 } },
+  },
+  "gate.deleted": { ...envelope, type: "gate.deleted", scope: "project", name: "prod" },
+  "promotion.recorded": {
+    ...envelope,
+    type: "promotion.recorded",
+    promotionId: "pr-0123456789abcdef01234567",
+    source: { region: "us-east-1", repository: "team/app", tag: "1.0", digest: `sha256:${"a".repeat(64)}` },
+    destination: { kind: "region", name: "eu-west-1", repository: "team/app", tag: "1.0" },
+    gates: [
+      { gate: "signature", scope: "destination:eu-west-1", ok: false, reason: "signature: none found" },
+    ],
+    outcome: "failed",
+  },
   "pulls.recorded": {
     ...envelope,
     type: "pulls.recorded",
@@ -225,6 +244,9 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "retention.deleted": ["name"],
   "endpoint.set": ["name", "url", "insecure"],
   "endpoint.deleted": ["name"],
+  "gate.set": ["scope", "name", "gates"],
+  "gate.deleted": ["scope", "name"],
+  "promotion.recorded": ["promotionId", "source", "destination", "gates", "outcome"],
   "pulls.recorded": ["pulls"],
   "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],
   "gc.collected": ["runId", "region", "digest", "size", "reason", "links"],
@@ -325,6 +347,10 @@ const BAD_VALUES: Record<string, unknown[]> = {
   credentialsFile: ["relative/path", "", 1, null],
   caFile: ["relative.pem", 1, null],
   insecure: ["yes", 1, null],
+  gates: [null, "x", { signature: { keys: [] } }, { unknown: {} }, [{ gate: "x", ok: true }]],
+  promotionId: ["", "pr-1", 1, null],
+  source: [null, {}, { region: "a", repository: "UPPER", tag: "1", digest: "sha256:x" }],
+  destination: [null, {}, { kind: "elsewhere", name: "a", repository: "a", tag: "1" }],
 };
 
 describe("validateEvent accepts", () => {

@@ -3,7 +3,7 @@
  * in a list of what happened lately (the dashboard's "recent activity",
  * `GET /admin/v1/activity`, mesh-client/activity.ts): tag conflicts, alerts
  * (a replication given up on among them), finished policy runs and GC runs,
- * failovers. It is an index, not a projection: those events belong to the
+ * failovers, promotions (passed or refused, with each gate's reason). It is an index, not a projection: those events belong to the
  * projections that apply them (content, replication-admin, gc-runs); the
  * view (../view.ts) also tells each applied event to `note`, in the same
  * batch, so the index is committed with what it points at.
@@ -19,9 +19,17 @@
  */
 import type { RegistryEvent } from "../../../protocol/events.js";
 import { writeIdOf } from "../../../protocol/events.js";
+import { promotionSummary } from "../../../protocol/promotion.js";
 import { type Batch, END, hlcKey, type ViewDb } from "./store.js";
 
-export type ActivityKind = "conflict" | "alert" | "replication-failed" | "policy-run" | "gc-run" | "failover";
+export type ActivityKind =
+  | "conflict"
+  | "alert"
+  | "replication-failed"
+  | "policy-run"
+  | "gc-run"
+  | "failover"
+  | "promotion";
 export const ACTIVITY_KINDS: readonly ActivityKind[] = [
   "conflict",
   "alert",
@@ -29,6 +37,7 @@ export const ACTIVITY_KINDS: readonly ActivityKind[] = [
   "policy-run",
   "gc-run",
   "failover",
+  "promotion",
 ];
 
 export interface ActivityRecord {
@@ -156,6 +165,21 @@ function describe(e: RegistryEvent): Omit<ActivityRecord, "id"> | undefined {
         at: e.at,
         summary: `${e.scope === "" ? "every repository" : e.scope} homed in ${e.home} at epoch ${e.epoch}`,
         detail: { scope: e.scope, home: e.home, epoch: e.epoch, actor: e.actor },
+      };
+    case "promotion.recorded":
+      return {
+        kind: "promotion",
+        region: e.origin,
+        at: e.at,
+        summary: `${promotionSummary(e)} by ${e.actor}`,
+        detail: {
+          promotionId: e.promotionId,
+          outcome: e.outcome,
+          source: e.source,
+          destination: e.destination,
+          gates: e.gates,
+          actor: e.actor,
+        },
       };
     default:
       return undefined;

@@ -92,6 +92,13 @@ export const repositoryRoutes: FastifyPluginAsync<{ registry: Registry }> = asyn
       current: (await view.visibleTag(repo, tag)) ?? null,
       /** The immutable-tag rule protecting the tag now, or null. */
       immutable: view.immutability.protectingNow(repo, tag) ?? null,
+      /** Promotions from or to this tag (node/data/projections/promotions.ts), oldest first. */
+      promotions: (await reg.view.promotions.promotionsOfTag(repo, tag)).map(({ record, w }) => ({
+        ...record,
+        actor: w.actor,
+        at: w.at,
+        origin: w.origin,
+      })),
     };
     if (atMs !== undefined) {
       const writes: TagWrite[] = history.map((h) => ({
