@@ -97,6 +97,7 @@ const ADMIN_COMMANDS = new Set([
   "endpoint",
   "promote",
   "gate",
+  "pull-policy",
   "failover",
   "rebuild-region",
   "whoami",

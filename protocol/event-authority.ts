@@ -42,6 +42,8 @@
  *    | endpoint.set/deleted           | a system admin                                                       |
  *    | gate.set/deleted,              | a system admin (promotion gates guard every project's destination;  |
  *    | promotion.recorded             | the node writes the record for the caller of POST /promotions)     |
+ *    | pull-policy.set/deleted        | a system admin (a block-pull policy is a security control: a       |
+ *    |                                | project admin could otherwise lift it from their own project)      |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -97,6 +99,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "endpoint.deleted",
   "gate.set",
   "gate.deleted",
+  "pull-policy.set",
+  "pull-policy.deleted",
   "promotion.recorded",
   "webhook.set",
   "webhook.deleted",

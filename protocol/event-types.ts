@@ -10,6 +10,7 @@ import type { Digest } from "./digest.js";
 import type { GateConfig } from "./gates.js";
 import type { Hlc } from "./hlc.js";
 import type { GateScopeKind, PromotionRecord } from "./promotion.js";
+import type { PullPolicyDeleted, PullPolicySet } from "./pull-policy.js";
 import type { TagMergeRule } from "./tag-merge.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
@@ -435,6 +436,8 @@ export type AdminEvent =
   | EndpointDeleted
   | GateSet
   | GateDeleted
+  | PullPolicySet
+  | PullPolicyDeleted
   | PromotionRecorded
   | PullsRecorded
   | GcRun
@@ -481,6 +484,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "endpoint.deleted",
   "gate.set",
   "gate.deleted",
+  "pull-policy.set",
+  "pull-policy.deleted",
   "promotion.recorded",
   "pulls.recorded",
   "gc.run",

@@ -24,6 +24,7 @@ import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
 import { checkGates, gateEventProblems, promotionProblems } from "./promotion.js";
+import { parsePullPolicy } from "./pull-policy.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";
@@ -239,6 +240,17 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "gate.deleted":
       for (const problem of gateEventProblems(e)) need(false, problem);
+      break;
+    case "pull-policy.set":
+      wrap("policy", () => {
+        const p = e.policy as { project?: unknown; gates?: unknown; exempt?: unknown } | undefined;
+        const parsed = parsePullPolicy(String(p?.project), { gates: p?.gates, exempt: p?.exempt });
+        // Stored normalized: the same document parses to the same policy.
+        if (JSON.stringify(parsed) !== JSON.stringify(p)) throw new Error("not normalized");
+      });
+      break;
+    case "pull-policy.deleted":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
       break;
     case "promotion.recorded":
       for (const problem of promotionProblems(e)) need(false, problem);

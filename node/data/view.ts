@@ -16,6 +16,7 @@
  *     every change of a content register the content projection reports.
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
  *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
+ *   - `pullPolicies` (pull-policies.ts): block-pull policies per project (issue 18).
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
@@ -77,6 +78,7 @@ import {
   type UserRecord,
 } from "./projections/identity.js";
 import { PromotionProjection, type PromotionReads } from "./projections/promotions.js";
+import { PullPolicyProjection, type PullPolicyReads } from "./projections/pull-policies.js";
 import {
   type ProjectQuota,
   type ProjectUsage,
@@ -144,6 +146,8 @@ export class MetadataView {
   readonly endpoints: EndpointReads;
   /** Promotion gates and promotions (projections/promotions.ts). */
   readonly promotions: PromotionReads;
+  /** Block-pull policies (projections/pull-policies.ts). */
+  readonly pullPolicies: PullPolicyReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
   /** Webhook subscriptions (projections/webhooks.ts). */
@@ -194,6 +198,8 @@ export class MetadataView {
     this.webhooks = webhooks;
     const promotions = new PromotionProjection(this.#db);
     this.promotions = promotions;
+    const pullPolicies = new PullPolicyProjection(this.#db);
+    this.pullPolicies = pullPolicies;
     this.#projections = [
       content,
       admin,
@@ -204,6 +210,7 @@ export class MetadataView {
       endpoints,
       webhooks,
       promotions,
+      pullPolicies,
     ];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;

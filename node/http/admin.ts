@@ -20,6 +20,7 @@
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   admin/verify.ts        /verify/<repo>@<digest> (cosign signature check, read-only)
  *   admin/promotions.ts    /gates…, /promotions… (gated promotion, issue 17)
+ *   admin/pull-policies.ts /pull-policies… (block-pull policies, issue 18)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
  *   audit-routes.ts        /audit
  *
@@ -61,6 +62,7 @@ import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
 import { promotionRoutes } from "./admin/promotions.js";
+import { pullPolicyRoutes } from "./admin/pull-policies.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
 import { retentionRoutes } from "./admin/retention.js";
@@ -136,6 +138,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
           logger: admin.log as unknown as Logger,
         });
       await admin.register(promotionRoutes, { registry, promoter });
+      await admin.register(pullPolicyRoutes, { registry, keys: options.verificationKeys ?? new Map() });
       await admin.register(activityRoutes, { registry });
       await admin.register(identityRoutes, {
         registry,

@@ -37,6 +37,7 @@ import type { Mesh } from "../../protocol/mesh.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
 import type { Promoter } from "../promotion.js";
+import { PullGate } from "../pull-gate.js";
 import type { RateLimiter } from "../rate-limits.js";
 import type { Scrubber } from "../scrub.js";
 import { adminApiPlugin } from "./admin.js";
@@ -68,6 +69,8 @@ declare module "fastify" {
     identity: Identity;
     /** The repository and reference an OCI route named (for the audit log). */
     ociTarget?: { repo: string; reference?: string };
+    /** Why the request was refused, when the audit log should say more than its status (a block-pull policy). */
+    auditDetail?: string;
   }
 }
 
@@ -84,6 +87,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
   // Reference-typed decorators must start null (fastify shares them otherwise); every request starts anonymous.
   app.decorateRequest("identity", null as unknown as Identity);
   app.decorateRequest("ociTarget", undefined);
+  app.decorateRequest("auditDetail", undefined);
   app.removeAllContentTypeParsers();
   // Bodies are streamed by the handlers from request.raw; nothing is parsed up front.
   app.addContentTypeParser("*", (_req, _payload, done) => done(null, undefined));
@@ -109,6 +113,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
         repo: req.ociTarget.repo,
         reference: req.ociTarget.reference,
         status: reply.statusCode,
+        ...(req.auditDetail === undefined ? {} : { detail: req.auditDetail }),
       });
     done();
   });
@@ -136,6 +141,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       fetchOnMiss: options.fetchOnMiss,
       auth: options.auth,
       audit: options.audit,
+      ...(options.pullGate === undefined ? {} : { pullGate: options.pullGate }),
     };
     await oci.register(tagsCatalogRoutes, routes);
     await oci.register(uploadRoutes, routes);
@@ -282,6 +288,15 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     auth: options.auth,
     audit: options.audit,
     ...(options.rateLimiter === undefined ? {} : { rateLimiter: options.rateLimiter }),
+    // Block-pull policies, judged with the same keys as /verify and promotions.
+    pullGate:
+      options.pullGate ??
+      new PullGate({
+        registry: options.registry,
+        keys: options.verificationKeys ?? new Map(),
+        metrics: options.metrics,
+        logger: options.logger.child({ component: "pull-gate" }),
+      }),
   });
   if (options.auth !== undefined)
     await tokenRoutes(app, {

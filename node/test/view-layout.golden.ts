@@ -19,6 +19,8 @@
  * And for issue 17 promotion (`gate!`, `pro!`, `prt!` keys of node/data/projections/promotions.ts,
  * and the activity index's promotion records): additions only, no VIEW_SCHEMA bump.
  *
+ * And for issue 18 block-pull policies (`pp!` keys of node/data/projections/pull-policies.ts): additions only.
+ *
  * And for issue 18 token revocations (`tr!` keys of node/data/projections/identity.ts): additions only.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
@@ -158,6 +160,9 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-240", "54"],
   ["e!sc-a-242", "56"],
   ["e!sc-a-25", "25"],
+  ["e!sc-a-250", "63"],
+  ["e!sc-a-252", "65"],
+  ["e!sc-a-253", "66"],
   ["e!sc-a-27", "27"],
   ["e!sc-a-28", "28"],
   ["e!sc-a-29", "29"],
@@ -188,6 +193,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
   ["e!sc-b-241", "55"],
+  ["e!sc-b-251", "64"],
   ["e!sc-b-26", "26"],
   ["e!sc-b-36", "35"],
   ["e!sc-b-4", "4"],
@@ -256,8 +262,16 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "62"],
+  ["m!seq", "66"],
   ["o!c", "7"],
+  [
+    "pp!lab",
+    '{"value":null,"w":{"id":"sc-a-253","origin":"a","hlc":{"wall":253,"logical":0},"at":"1970-01-01T00:04:13.000Z","actor":"admin"}}',
+  ],
+  [
+    "pp!prod",
+    '{"value":{"project":"prod","gates":{"signature":{"keys":["release","ops"]}},"exempt":{"systemAdmins":true,"robots":[]}},"w":{"id":"sc-b-251","origin":"b","hlc":{"wall":251,"logical":0},"at":"1970-01-01T00:04:11.000Z","actor":"admin"}}',
+  ],
   [
     "pro!pr-00112233445566778899aabb",
     '{"record":{"promotionId":"pr-00112233445566778899aabb","source":{"region":"a","repository":"team/app","tag":"v1","digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279"},"destination":{"kind":"region","name":"b","repository":"prod/app","tag":"v1"},"gates":[{"gate":"signature","scope":"destination:b","ok":true,"reason":"signature: verified"}],"outcome":"passed"},"w":{"id":"sc-a-105","origin":"a","hlc":{"wall":105,"logical":0},"at":"1970-01-01T00:01:45.000Z","actor":"admin"}}',

@@ -252,5 +252,17 @@ export function scenario(): RegistryEvent[] {
       outcome: "passed",
     }),
   );
+  // Block-pull policies (issue 18): one replaced by a later write, one deleted.
+  const pullPolicy = (project: string, keys: string[]) => ({
+    project,
+    gates: { signature: { keys } },
+    exempt: { systemAdmins: true, robots: [] },
+  });
+  list.push(
+    e("a", 250, { type: "pull-policy.set", policy: pullPolicy("prod", ["release"]) }),
+    e("b", 251, { type: "pull-policy.set", policy: pullPolicy("prod", ["release", "ops"]) }),
+    e("a", 252, { type: "pull-policy.set", policy: pullPolicy("lab", ["release"]) }),
+    e("a", 253, { type: "pull-policy.deleted", project: "lab" }),
+  );
   return list;
 }

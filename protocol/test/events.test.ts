@@ -151,6 +151,16 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     gates: { signature: { keys: ["release"] }, minAge: { seconds: 60 } },
   },
   "gate.deleted": { ...envelope, type: "gate.deleted", scope: "project", name: "prod" },
+  "pull-policy.set": {
+    ...envelope,
+    type: "pull-policy.set",
+    policy: {
+      project: "prod",
+      gates: { signature: { keys: ["release"] } },
+      exempt: { systemAdmins: true, robots: ["robot$scanner"] },
+    },
+  },
+  "pull-policy.deleted": { ...envelope, type: "pull-policy.deleted", project: "prod" },
   "promotion.recorded": {
     ...envelope,
     type: "promotion.recorded",
@@ -246,6 +256,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "endpoint.deleted": ["name"],
   "gate.set": ["scope", "name", "gates"],
   "gate.deleted": ["scope", "name"],
+  "pull-policy.set": ["policy"],
+  "pull-policy.deleted": ["project"],
   "promotion.recorded": ["promotionId", "source", "destination", "gates", "outcome"],
   "pulls.recorded": ["pulls"],
   "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],

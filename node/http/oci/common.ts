@@ -5,11 +5,13 @@
  * response headers of writes and of content fetched elsewhere, and the
  * helpers several routes use.
  */
+
 import type { IncomingMessage } from "node:http";
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError } from "fastify";
 import { MethodNotAllowedError, RequestAbortedError } from "../../../protocol/errors.js";
 import type { Registry } from "../../data/registry.js";
 import type { FetchOnMiss } from "../../fetch-on-miss.js";
+import type { PullGate } from "../../pull-gate.js";
 import type { AuditSink, HttpAuth } from "../access.js";
 import type { AccessConfig, RouteAccess } from "../auth-plugin.js";
 import { OCI_URLS, type OciRouteName } from "./paths.js";
@@ -22,6 +24,8 @@ export interface OciRoutesOptions {
   auth?: HttpAuth;
   /** Where pulls, pushes, deletes and logins are recorded (node/audit.ts). */
   audit?: AuditSink;
+  /** Block-pull policies (node/pull-gate.ts); absent: every pull the access rules allow is answered. */
+  pullGate?: PullGate;
 }
 
 /** The route config of every OCI route (read when the route is registered: ../app.ts, ../auth-plugin.ts). */

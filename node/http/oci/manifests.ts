@@ -67,6 +67,11 @@ export async function manifestRoutes(app: FastifyInstance, options: OciRoutesOpt
         found = miss.found;
       }
     }
+    // A project's block-pull policy judges what a GET would hand out (../../pull-gate.ts).
+    if (req.method === "GET" && options.pullGate !== undefined)
+      await options.pullGate.check(req.identity, repo, found.digest, (reason) => {
+        req.auditDetail = reason;
+      });
     reply.headers({
       "content-type": found.mediaType,
       "content-length": found.bytes.byteLength,
