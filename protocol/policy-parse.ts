@@ -10,6 +10,7 @@
 import picomatch from "picomatch";
 import semver from "semver";
 import { LineCounter, parseAllDocuments } from "yaml";
+import { ENDPOINT_NAME } from "./endpoints.js";
 import { PolicyInvalidError } from "./errors.js";
 import {
   anyList,
@@ -30,7 +31,9 @@ import {
 } from "./policy-fields.js";
 import {
   cronOf,
+  ENDPOINT_PREFIX,
   EVENT_KINDS,
+  endpointOf,
   type EventKind,
   MAX_PATTERN_LENGTH,
   matcherText,
@@ -177,6 +180,8 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
 
   const sources = regions(v, "source", "sources", bad);
   const destinations = regions(v, "destination", "destinations", bad);
+  const policyTrigger = trigger(v.trigger, bad);
+  endpointRules(sources, destinations, policyTrigger, v.trigger !== undefined, bad);
   if (
     sources.length === 1 &&
     sources[0] !== "*" &&
@@ -203,7 +208,7 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
     events: events(v.events, bad),
     deletes: bool(v.deletes, "deletes", false, bad),
     override: bool(v.override, "override", true, bad),
-    trigger: trigger(v.trigger, bad),
+    trigger: policyTrigger,
     bandwidthBytesPerSecond: bandwidth(v, bad),
     holdTagsForReferrers: sortedUnique(
       valid(
@@ -219,7 +224,33 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
   return errors.length === before ? policy : undefined;
 }
 
-/** `single` (a string or list) or `plural` (a list or string): region names or "*". */
+/**
+ * The rules of external endpoints in a policy (./policy.ts's header):
+ * never on both sides, and an import (an endpoint among the sources) is
+ * never on-push: an external registry has no event stream to follow.
+ */
+function endpointRules(
+  sources: string[],
+  destinations: string[],
+  t: Trigger,
+  triggerGiven: boolean,
+  bad: Problem,
+): void {
+  const from = sources.filter((s) => endpointOf(s) !== undefined);
+  const to = destinations.filter((d) => endpointOf(d) !== undefined);
+  if (from.length > 0 && to.length > 0)
+    bad(
+      "destinations",
+      `an endpoint on both sides (${[...from, ...to].join(", ")}): a policy imports from endpoints or exports to them, not both (Meridian never relays between two external registries)`,
+    );
+  if (from.length > 0 && t.type === "on-push")
+    bad(
+      "trigger",
+      `${triggerGiven ? "on-push" : "on-push (the default)"} cannot import from ${from.join(", ")}: an external registry has no event stream; use trigger: manual or {schedule: "<cron>"}`,
+    );
+}
+
+/** `single` (a string or list) or `plural` (a list or string): region names, "*" or `endpoint:NAME`. */
 function regions(v: Record<string, unknown>, single: string, plural: string, bad: Problem): string[] {
   if (v[single] !== undefined && v[plural] !== undefined) {
     bad(plural, `give ${single} or ${plural}, not both`);
@@ -232,8 +263,18 @@ function regions(v: Record<string, unknown>, single: string, plural: string, bad
   }
   const list = strings(v[key], key, bad);
   if (list.length === 0 && (typeof v[key] === "string" || Array.isArray(v[key]))) bad(key, "empty");
-  const names = valid(list, isRegionOrAll, (r) => `invalid region name ${show(r)}`, bad);
-  return names.some(([r]) => r === "*") ? ["*"] : sortedUnique(names);
+  const names = valid(
+    list,
+    (r) => isRegionOrAll(r) || endpointOf(r) !== undefined,
+    (r) =>
+      r.startsWith(ENDPOINT_PREFIX)
+        ? `invalid endpoint name ${show(r.slice(ENDPOINT_PREFIX.length))} (want ${ENDPOINT_NAME.source})`
+        : `invalid region name ${show(r)} (or endpoint:NAME for an external endpoint)`,
+    bad,
+  );
+  // "*" is every region and never an endpoint: endpoints named beside it are kept.
+  if (!names.some(([r]) => r === "*")) return sortedUnique(names);
+  return ["*", ...sortedUnique(names.filter(([r]) => endpointOf(r) !== undefined))];
 }
 
 function repositories(value: unknown, bad: Problem): Policy["repositories"] {
