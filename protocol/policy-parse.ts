@@ -180,8 +180,6 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
 
   const sources = regions(v, "source", "sources", bad);
   const destinations = regions(v, "destination", "destinations", bad);
-  const policyTrigger = trigger(v.trigger, bad);
-  endpointRules(sources, destinations, policyTrigger, v.trigger !== undefined, bad);
   if (
     sources.length === 1 &&
     sources[0] !== "*" &&
@@ -208,7 +206,7 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
     events: events(v.events, bad),
     deletes: bool(v.deletes, "deletes", false, bad),
     override: bool(v.override, "override", true, bad),
-    trigger: policyTrigger,
+    trigger: trigger(v.trigger, bad),
     bandwidthBytesPerSecond: bandwidth(v, bad),
     holdTagsForReferrers: sortedUnique(
       valid(
@@ -221,6 +219,12 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
     enabled: bool(v.enabled, "enabled", true, bad),
     exclusive: bool(v.exclusive, "exclusive", false, bad),
   };
+  // An invalid trigger reads as on-push: only a trigger that asked for on-push is judged.
+  const onPush =
+    v.trigger === undefined ||
+    v.trigger === "on-push" ||
+    (isObject(v.trigger) && present(v.trigger).type === "on-push");
+  endpointRules(sources, destinations, onPush, v.trigger !== undefined, bad);
   return errors.length === before ? policy : undefined;
 }
 
@@ -232,7 +236,7 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
 function endpointRules(
   sources: string[],
   destinations: string[],
-  t: Trigger,
+  onPush: boolean,
   triggerGiven: boolean,
   bad: Problem,
 ): void {
@@ -243,7 +247,7 @@ function endpointRules(
       "destinations",
       `an endpoint on both sides (${[...from, ...to].join(", ")}): a policy imports from endpoints or exports to them, not both (Meridian never relays between two external registries)`,
     );
-  if (from.length > 0 && t.type === "on-push")
+  if (from.length > 0 && onPush)
     bad(
       "trigger",
       `${triggerGiven ? "on-push" : "on-push (the default)"} cannot import from ${from.join(", ")}: an external registry has no event stream; use trigger: manual or {schedule: "<cron>"}`,
