@@ -132,7 +132,10 @@ export class EndpointReplicator {
   }
 
   /** Failing endpoint links with their reasons (the worker's /failures). */
-  failures(): Record<string, { source: string; destination: string; reason: string; attempts: number; at: string }> {
+  failures(): Record<
+    string,
+    { source: string; destination: string; reason: string; attempts: number; at: string }
+  > {
     return this.#status.failures();
   }
 
@@ -173,18 +176,19 @@ export class EndpointReplicator {
         // The worker invalidates the cache on the same event; read again after it.
         this.#o.policies.invalidate();
         const name = event.name;
-        return await this.#requestAll(
-          event.type,
-          (p) => p.name === name && p.trigger.type !== "manual",
-        );
+        return await this.#requestAll(event.type, (p) => p.name === name && p.trigger.type !== "manual");
       }
       if (event.type === "endpoint.set") {
         const name = event.name;
-        return await this.#requestAll(event.type, (p, l) => l.endpoint === name && p.trigger.type !== "manual");
+        return await this.#requestAll(
+          event.type,
+          (p, l) => l.endpoint === name && p.trigger.type !== "manual",
+        );
       }
       if (event.type === "policy.run" && (event.region ?? this.#o.region) === this.#o.region)
         return await this.manualRun(event.name, event.runId);
-      if (event.type !== "manifest.pushed" && event.type !== "tag.set" && event.type !== "tag.deleted") return;
+      if (event.type !== "manifest.pushed" && event.type !== "tag.set" && event.type !== "tag.deleted")
+        return;
       const kind = event.type === "manifest.pushed" ? "push" : event.type === "tag.set" ? "tag" : "delete";
       const repo = event.repo;
       for (const link of await this.#links()) {
@@ -207,7 +211,9 @@ export class EndpointReplicator {
 
   async #links(): Promise<EndpointLink[]> {
     this.#policies = await this.#o.policies.policies();
-    return endpointLinks(this.#policies, this.#o.region);
+    const links = endpointLinks(this.#policies, this.#o.region);
+    this.#status.inForce(links);
+    return links;
   }
 
   async #requestAll(reason: string, which: (p: Policy, l: EndpointLink) => boolean): Promise<void> {
@@ -293,7 +299,12 @@ export class EndpointReplicator {
         this.#status.succeeded(link, result.stats, queued(q)?.since);
         if (result.plans.length > 0)
           this.#o.logger.info(
-            { policy: link.policy.name, endpoint: link.endpoint, direction: link.direction, stats: result.stats },
+            {
+              policy: link.policy.name,
+              endpoint: link.endpoint,
+              direction: link.direction,
+              stats: result.stats,
+            },
             "endpoint link run",
           );
         for (const done of request.done) done(result);
@@ -302,7 +313,13 @@ export class EndpointReplicator {
         const error = err instanceof Error ? err : new Error(String(err));
         this.#status.failed(link, error.message, request.since);
         this.#o.logger.warn(
-          { err: error, policy: link.policy.name, endpoint: link.endpoint, direction: link.direction, attempt },
+          {
+            err: error,
+            policy: link.policy.name,
+            endpoint: link.endpoint,
+            direction: link.direction,
+            attempt,
+          },
           "endpoint link run failed",
         );
         for (const done of request.done) done(error);

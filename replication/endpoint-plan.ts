@@ -58,7 +58,12 @@ export function planEndpointRepository(
   destination: ReadonlyMap<string, string>,
 ): EndpointPlan {
   const actions: EndpointAction[] = [];
-  const selected = new Set(candidateTags(policy, source.map((s) => s.tag)));
+  const selected = new Set(
+    candidateTags(
+      policy,
+      source.map((s) => s.tag),
+    ),
+  );
   for (const { tag, digest, signed } of [...source].sort((a, b) => (a.tag < b.tag ? -1 : 1))) {
     if (!selected.has(tag)) continue;
     if (policy.signedOnly && !signed) continue;

@@ -23,7 +23,8 @@ export interface EndpointLinkSnapshot {
   direction: "export" | "import";
   src: string;
   dst: string;
-  state: "ok" | "failing" | "pending";
+  /** idle: in force, never asked to run yet (a manual policy); pending: asked, not run yet. */
+  state: "idle" | "pending" | "ok" | "failing";
   /** Age of the oldest request not carried out yet, seconds; 0 when caught up. */
   oldestPendingAgeSeconds: number;
   lastSuccessUnix?: number;
@@ -84,8 +85,7 @@ export class EndpointLinkStatus {
       registers,
       collect: () => {
         oldest.reset();
-        for (const s of this.snapshot())
-          oldest.set({ src: s.src, dst: s.dst }, s.oldestPendingAgeSeconds);
+        for (const s of this.snapshot()) oldest.set({ src: s.src, dst: s.dst }, s.oldestPendingAgeSeconds);
       },
     });
   }
@@ -106,7 +106,7 @@ export class EndpointLinkStatus {
           endpoint: link.endpoint,
           direction: link.direction,
           ...this.labels(link),
-          state: "pending",
+          state: "idle",
           bytes: 0,
         },
         pendingSince: undefined,
@@ -117,9 +117,21 @@ export class EndpointLinkStatus {
     return s;
   }
 
+  /** The links in force now: new ones are shown (idle), those gone are forgotten. */
+  inForce(links: readonly EndpointLink[]): void {
+    const keys = new Set(links.map(linkKey));
+    for (const [key, s] of this.#links)
+      if (!keys.has(key)) {
+        this.#links.delete(key);
+        this.#failing.remove({ src: s.snapshot.src, dst: s.snapshot.dst });
+      }
+    for (const link of links) this.#state(link);
+  }
+
   /** Something was asked of the link at `since` (ms). */
   pending(link: EndpointLink, since: number): void {
     const s = this.#state(link);
+    if (s.snapshot.state === "idle") s.snapshot.state = "pending";
     s.pendingSince = Math.min(s.pendingSince ?? since, since);
   }
 
@@ -173,9 +185,14 @@ export class EndpointLinkStatus {
   }
 
   /** Failing links, by "policy/endpoint/direction": what /failures shows. */
-  failures(): Record<string, { source: string; destination: string; reason: string; attempts: number; at: string }> {
-    const out: Record<string, { source: string; destination: string; reason: string; attempts: number; at: string }> =
-      {};
+  failures(): Record<
+    string,
+    { source: string; destination: string; reason: string; attempts: number; at: string }
+  > {
+    const out: Record<
+      string,
+      { source: string; destination: string; reason: string; attempts: number; at: string }
+    > = {};
     for (const s of this.#links.values()) {
       const f = s.snapshot.failure;
       if (f === undefined) continue;

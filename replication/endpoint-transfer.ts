@@ -163,7 +163,8 @@ function endpointSide(endpoint: OciRegistryClient): Side {
       // A registry that names no digest on HEAD: the bytes say (and are verified).
       return head.digest !== "" ? head.digest : (await endpoint.getManifest(repo, tag))?.digest;
     },
-    referrers: async (repo, digest) => (await endpoint.referrers(repo, digest)).manifests.map((m) => m.digest),
+    referrers: async (repo, digest) =>
+      (await endpoint.referrers(repo, digest)).manifests.map((m) => m.digest),
     signed: async (repo, digest) =>
       (await endpoint.referrers(repo, digest)).manifests.some((m) =>
         isSignatureReferrer(m.artifactType, m.mediaType),

@@ -158,7 +158,11 @@ function listenMetrics(
       // Each link's state now (replication/links.ts): what `meridian status` shows per source.
       res.writeHead(200, { "content-type": "application/json" });
       res.end(
-        JSON.stringify({ region, links: worker.links.snapshot(), endpointLinks: worker.endpoints.snapshot() }),
+        JSON.stringify({
+          region,
+          links: worker.links.snapshot(),
+          endpointLinks: worker.endpoints.snapshot(),
+        }),
       );
     } else if (req.url === "/webhooks") {
       // Each webhook subscription's last delivery attempts (meridian webhook deliveries reads it;

@@ -78,8 +78,8 @@
  * metrics.ts keep the policies in force, the failed events and the metrics.
  */
 import type { PeerClient } from "../mesh-client/peer-client.js";
-import { Registry } from "../node/data/registry.js";
 import { StatusWatch } from "../mesh-client/status-watch.js";
+import { Registry } from "../node/data/registry.js";
 import { type ContentEvent, derivedId, type EventBody, makeEvent } from "../protocol/events.js";
 import { HybridClock } from "../protocol/hlc.js";
 import { DEFAULT_POLICY } from "../protocol/policy.js";
