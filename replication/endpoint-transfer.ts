@@ -74,20 +74,7 @@ export async function runEndpointLink(
   const names = (repos ?? (await source.repositories())).filter((r) => selectsRepository(link.policy, r));
   for (const repo of [...new Set(names)].sort()) {
     ctx.signal.throwIfAborted();
-    const tags = candidateTags(link.policy, await source.tags(repo));
-    const shown: SourceTag[] = [];
-    for (const tag of tags) {
-      const digest = await source.digestOf(repo, tag);
-      if (digest === undefined) continue;
-      const signed = link.policy.signedOnly ? await source.signed(repo, digest) : false;
-      shown.push({ tag, digest, signed });
-    }
-    const there = new Map<string, string>();
-    for (const { tag } of shown) {
-      const d = await destination.digestOf(repo, tag);
-      if (d !== undefined) there.set(tag, d);
-    }
-    const plan = planEndpointRepository(link.policy, repo, shown, there);
+    const plan = await planRepository(link, source, destination, repo);
     if (ctx.dryRun) {
       if (plan.actions.some((a) => a.kind !== "in-step")) plans.push(plan);
       continue;
@@ -119,6 +106,33 @@ export async function runEndpointLink(
   return { plans, stats: ctx.dryRun ? endpointPlanStats(plans) : stats };
 }
 
+/** The repositories a link's run looks at: those the policy selects at the source side. */
+export async function linkRepositories(link: EndpointLink, source: Side): Promise<string[]> {
+  return [...new Set((await source.repositories()).filter((r) => selectsRepository(link.policy, r)))].sort();
+}
+
+/** Plan one repository of a link from both sides' tags (./endpoint-plan.ts). */
+export async function planRepository(
+  link: EndpointLink,
+  source: Side,
+  destination: Side,
+  repo: string,
+): Promise<EndpointPlan> {
+  const shown: SourceTag[] = [];
+  for (const tag of candidateTags(link.policy, await source.tags(repo))) {
+    const digest = await source.digestOf(repo, tag);
+    if (digest === undefined) continue;
+    const signed = link.policy.signedOnly ? await source.signed(repo, digest) : false;
+    shown.push({ tag, digest, signed });
+  }
+  const there = new Map<string, string>();
+  for (const { tag } of shown) {
+    const d = await destination.digestOf(repo, tag);
+    if (d !== undefined) there.set(tag, d);
+  }
+  return planEndpointRepository(link.policy, repo, shown, there);
+}
+
 /** Remove a tag deleted here from the endpoint (see the header); true when something was deleted. */
 async function deleteAtEndpoint(ctx: TransferContext, { repo, tag }: TagDeletion): Promise<boolean> {
   if (!selectsRepository(ctx.link.policy, repo) || candidateTags(ctx.link.policy, [tag]).length === 0)
@@ -131,8 +145,8 @@ async function deleteAtEndpoint(ctx: TransferContext, { repo, tag }: TagDeletion
   return ctx.endpoint.deleteManifest(repo, there);
 }
 
-/** What a run reads of either side. */
-interface Side {
+/** What a run (or `meridian policy plan`) reads of either side. */
+export interface Side {
   repositories(): Promise<string[]>;
   tags(repo: string): Promise<string[]>;
   digestOf(repo: string, tag: string): Promise<string | undefined>;
@@ -153,7 +167,8 @@ function regionSide(region: RegionRegistry): Side {
   };
 }
 
-function endpointSide(endpoint: OciRegistryClient): Side {
+/** An endpoint as a side of a link, through its OCI API. */
+export function endpointSide(endpoint: OciRegistryClient): Side {
   return {
     repositories: () => endpoint.catalog(),
     tags: (repo) => endpoint.listTags(repo),

@@ -23,7 +23,7 @@ import { type ManifestBytes, OciRegistryClient } from "../../mesh-client/oci-reg
 import { digestOf } from "../../protocol/digest.js";
 import { cosignSign, generateCosignKey } from "../../testing/cosign.js";
 import { type Distribution, startDistribution } from "../../testing/distribution.js";
-import { type After, cleanupStack, eventually, tempDir } from "../../testing/harness.js";
+import { type After, cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 import { streamEvents } from "../../testing/streams.js";
@@ -259,6 +259,22 @@ describe("policies with external endpoints", () => {
       async () => (await endpointLink("b", "import-onprem")) !== undefined,
       "b",
     );
+    // `policy plan` says what the run will copy (the CLI reads the endpoint as the worker does).
+    const planned = await runCli(["policy", "plan", "import-onprem", "--json", "--mesh", mesh.meshFile]);
+    assert.equal(planned.code, 0, planned.stderr);
+    const { endpointLinks } = JSON.parse(planned.stdout) as {
+      endpointLinks: Array<{
+        region: string;
+        src: string;
+        plans: Array<{ repo: string; actions: unknown[] }>;
+      }>;
+    };
+    assert.equal(endpointLinks.length, 1);
+    assert.equal(endpointLinks[0]!.region, "b");
+    assert.equal(endpointLinks[0]!.src, "endpoint:onprem");
+    assert.deepEqual(endpointLinks[0]!.plans, [
+      { repo: "onprem/web", actions: [{ kind: "copy", tag: "v1", digest: web1 }] },
+    ]);
     const { runId } = await ok(await adminSend("a", "POST", "/policies/import-onprem/run"));
     await until(
       "the run's result",
