@@ -23,6 +23,7 @@ import { type ManifestBytes, OciRegistryClient } from "../../mesh-client/oci-reg
 import { digestOf } from "../../protocol/digest.js";
 import { cosignSign, generateCosignKey } from "../../testing/cosign.js";
 import { type Distribution, startDistribution } from "../../testing/distribution.js";
+import { sleep } from "../../testing/faults.js";
 import { type After, cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
@@ -366,5 +367,47 @@ describe("policies with external endpoints", () => {
         src: "a",
       }))! > 0,
     );
+  });
+
+  test("deletes travel to the endpoint only when asked, and never take a manifest another tag shows", async () => {
+    const c = client("a");
+    const v4 = await c.pushRandomImage("prod/app", "v4");
+    await c.pushManifest("prod/app", "v4-alias", v4.manifest);
+    await until("v4 and its alias at Distribution", async () => {
+      const [a, b] = await Promise.all([
+        onprem.headManifest("prod/app", "v4"),
+        onprem.headManifest("prod/app", "v4-alias"),
+      ]);
+      return a?.digest === v4.digest && b?.digest === v4.digest;
+    });
+    // Without deletes (export-prod's default): a tag deleted here stays there.
+    assert.equal((await c.fetch("/v2/prod/app/manifests/v2", { method: "DELETE" })).status, 202);
+    await c.pushRandomImage("prod/app", "after-v2-delete");
+    await until(
+      "the next push there",
+      async () => (await onprem.headManifest("prod/app", "after-v2-delete")) !== undefined,
+    );
+    assert.ok(
+      (await onprem.headManifest("prod/app", "v2")) !== undefined,
+      "v2 kept: the policy carries no deletes",
+    );
+
+    await setPolicy("export-prod", {
+      source: "a",
+      destination: "endpoint:onprem",
+      repositories: ["prod/**"],
+      deletes: true,
+    });
+    await sleep(1_000); // the worker's view has the policy
+    // v4 still shown by v4-alias here: its manifest stays there.
+    assert.equal((await c.fetch("/v2/prod/app/manifests/v4", { method: "DELETE" })).status, 202);
+    const v3 = await onprem.headManifest("prod/app", "v3");
+    assert.equal((await c.fetch("/v2/prod/app/manifests/v3", { method: "DELETE" })).status, 202);
+    await until(
+      "v3's manifest deleted at Distribution",
+      async () => (await onprem.headManifest("prod/app", "v3")) === undefined,
+    );
+    assert.equal(await onprem.getManifest("prod/app", v3!.digest), undefined);
+    assert.equal((await onprem.headManifest("prod/app", "v4-alias"))?.digest, v4.digest);
   });
 });
