@@ -18,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
-import { parseProm } from "../../mesh-client/mesh-status.js";
+import { endpointLinkFigures, parseProm } from "../../mesh-client/mesh-status.js";
 import { type ManifestBytes, OciRegistryClient } from "../../mesh-client/oci-registry-client.js";
 import { digestOf } from "../../protocol/digest.js";
 import { cosignSign, generateCosignKey } from "../../testing/cosign.js";
@@ -98,12 +98,31 @@ interface LinkShown {
   dst: string;
   state: string;
   bytes: number;
+  oldestPendingAgeSeconds: number;
   failure?: { reason: string };
 }
 
 async function endpointLink(region: string, policy: string): Promise<LinkShown | undefined> {
   const { endpointLinks } = await workerJson<{ endpointLinks: LinkShown[] }>(region, "/links");
   return endpointLinks.find((l) => l.policy === policy);
+}
+
+/**
+ * The digest Distribution shows for repo:tag, for polling: "error" when it
+ * fails to answer (Distribution 2.8 answers 500 now and then to a HEAD on a
+ * tag being written).
+ */
+function there(repo: string, tag: string): Promise<string | undefined> {
+  return onprem.headManifest(repo, tag).then(
+    (h) => h?.digest,
+    () => "error",
+  );
+}
+
+/** The endpoint links as `meridian status` reads them off a worker's metrics page. */
+async function statusFigures(region: string) {
+  const text = await (await fetch(`${mesh.regions.get(region)!.worker.info.metrics}/metrics`)).text();
+  return endpointLinkFigures(parseProm(text));
 }
 
 async function workerMetric(region: string, name: string, labels: Record<string, string>) {
@@ -212,10 +231,7 @@ describe("policies with external endpoints", () => {
     const c = client("a");
     await c.pushRandomImage("dev/tool", "v1");
     const image = await c.pushRandomImage("prod/app", "v1", 2, 300 * 1024);
-    await until(
-      "prod/app:v1 at Distribution",
-      async () => (await onprem.headManifest("prod/app", "v1"))?.digest === image.digest,
-    );
+    await until("prod/app:v1 at Distribution", async () => (await there("prod/app", "v1")) === image.digest);
     const size = Buffer.byteLength(JSON.stringify(image.manifest));
     // The signature comes after the image: it still travels (the tag is in step, its referrers are not).
     const sig = await signIn("a", "prod/app", { digest: image.digest, size });
@@ -242,6 +258,9 @@ describe("policies with external endpoints", () => {
       (await workerMetric("a", "meridian_replication_endpoint_budget_wait_seconds_total", labels))! > 0,
     );
     assert.ok((await workerMetric("a", "meridian_replication_endpoint_bytes_total", labels))! >= 600 * 1024);
+    const shown = (await statusFigures("a")).find((l) => l.dst === "endpoint:onprem")!;
+    assert.equal(shown.failing, false);
+    assert.ok(shown.lastSuccessAt !== undefined && shown.bytes! >= 600 * 1024);
   });
 
   test("manual import: onprem→b brings onprem/** tags v* through b's write path, and b's content replicates to a", async () => {
@@ -349,16 +368,16 @@ describe("policies with external endpoints", () => {
       (await endpointLink("a", "export-prod"))!.failure!.reason,
       /ECONNRESET|socket|closed|hang up/i,
     );
+    const shown = (await statusFigures("a")).find((l) => l.dst === "endpoint:onprem")!;
+    assert.equal(shown.failing, true);
+    assert.ok(shown.oldestPendingMs! > 0);
     // Region replication goes on while the endpoint is down.
     await until("prod/app:v3 in b", async () => (await digestAt("b", "prod/app", "v3")) === v3.digest, "b");
     assert.equal(await onprem.headManifest("prod/app", "v2"), undefined);
     proxy.heal();
     await until("v2 and v3 at Distribution", async () => {
-      const [h2, h3] = await Promise.all([
-        onprem.headManifest("prod/app", "v2"),
-        onprem.headManifest("prod/app", "v3"),
-      ]);
-      return h2?.digest === v2.digest && h3?.digest === v3.digest;
+      const [h2, h3] = await Promise.all([there("prod/app", "v2"), there("prod/app", "v3")]);
+      return h2 === v2.digest && h3 === v3.digest;
     });
     await until("the link ok again", async () => (await endpointLink("a", "export-prod"))?.state === "ok");
     assert.ok(
@@ -374,19 +393,21 @@ describe("policies with external endpoints", () => {
     const v4 = await c.pushRandomImage("prod/app", "v4");
     await c.pushManifest("prod/app", "v4-alias", v4.manifest);
     await until("v4 and its alias at Distribution", async () => {
-      const [a, b] = await Promise.all([
-        onprem.headManifest("prod/app", "v4"),
-        onprem.headManifest("prod/app", "v4-alias"),
-      ]);
-      return a?.digest === v4.digest && b?.digest === v4.digest;
+      const [a, b] = await Promise.all([there("prod/app", "v4"), there("prod/app", "v4-alias")]);
+      return a === v4.digest && b === v4.digest;
     });
     // Without deletes (export-prod's default): a tag deleted here stays there.
     assert.equal((await c.fetch("/v2/prod/app/manifests/v2", { method: "DELETE" })).status, 202);
-    await c.pushRandomImage("prod/app", "after-v2-delete");
+    const after = await c.pushRandomImage("prod/app", "after-v2-delete");
     await until(
       "the next push there",
-      async () => (await onprem.headManifest("prod/app", "after-v2-delete")) !== undefined,
+      async () => (await there("prod/app", "after-v2-delete")) === after.digest,
     );
+    // Every request of the link carried out (the deletion was asked before that push).
+    await until("the link caught up", async () => {
+      const l = await endpointLink("a", "export-prod");
+      return l?.state === "ok" && l.oldestPendingAgeSeconds === 0;
+    });
     assert.ok(
       (await onprem.headManifest("prod/app", "v2")) !== undefined,
       "v2 kept: the policy carries no deletes",
@@ -405,7 +426,7 @@ describe("policies with external endpoints", () => {
     assert.equal((await c.fetch("/v2/prod/app/manifests/v3", { method: "DELETE" })).status, 202);
     await until(
       "v3's manifest deleted at Distribution",
-      async () => (await onprem.headManifest("prod/app", "v3")) === undefined,
+      async () => (await there("prod/app", "v3")) === undefined,
     );
     assert.equal(await onprem.getManifest("prod/app", v3!.digest), undefined);
     assert.equal((await onprem.headManifest("prod/app", "v4-alias"))?.digest, v4.digest);
