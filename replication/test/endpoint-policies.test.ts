@@ -13,10 +13,12 @@
  * replicating), then back: everything arrives.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
 import { endpointLinkFigures, parseProm } from "../../mesh-client/mesh-status.js";
 import { type ManifestBytes, OciRegistryClient } from "../../mesh-client/oci-registry-client.js";
@@ -29,6 +31,7 @@ import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 import { streamEvents } from "../../testing/streams.js";
 
+const exec = promisify(execFile);
 let mesh: ProxiedMesh;
 let cleanup: After;
 let dist: Distribution;
@@ -430,5 +433,99 @@ describe("policies with external endpoints", () => {
     );
     assert.equal(await onprem.getManifest("prod/app", v3!.digest), undefined);
     assert.equal((await onprem.headManifest("prod/app", "v4-alias"))?.digest, v4.digest);
+  });
+
+  test("TLS: an endpoint trusted by its CA file exports and imports on schedule; one without the CA fails with the reason", async () => {
+    const certs = tempDir(cleanup, "meridian-endpoint-tls-");
+    const f = (n: string) => join(certs, n);
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    await exec(
+      "openssl",
+      ["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "1"].concat([
+        "-subj",
+        "/CN=meridian-test-ca",
+      ]),
+    );
+    await exec("openssl", [
+      "req",
+      ...ec,
+      "-keyout",
+      f("srv.key"),
+      "-out",
+      f("srv.csr"),
+      "-subj",
+      "/CN=127.0.0.1",
+    ]);
+    writeFileSync(f("ext"), "subjectAltName=IP:127.0.0.1\n");
+    await exec("openssl", [
+      "x509",
+      "-req",
+      "-in",
+      f("srv.csr"),
+      "-CA",
+      f("ca.pem"),
+      "-CAkey",
+      f("ca.key"),
+      "-CAcreateserial",
+      "-out",
+      f("srv.pem"),
+      "-days",
+      "1",
+      "-extfile",
+      f("ext"),
+    ]);
+    const cloud = await startDistribution(cleanup, {
+      tls: { certFile: f("srv.pem"), keyFile: f("srv.key") },
+    });
+    const direct = new OciRegistryClient({ url: cloud.url, ca: readFileSync(f("ca.pem")) });
+    await ok(await adminSend("a", "PUT", "/endpoints/cloud", { url: cloud.url, caFile: f("ca.pem") }));
+    await ok(await adminSend("a", "PUT", "/endpoints/cloud-untrusted", { url: cloud.url }));
+
+    await setPolicy("export-tls", { source: "a", destination: "endpoint:cloud", repositories: ["tls/**"] });
+    await until("the link", async () => (await endpointLink("a", "export-tls")) !== undefined);
+    const image = await client("a").pushRandomImage("tls/app", "v1");
+    await until("tls/app:v1 at the TLS registry", async () =>
+      direct.headManifest("tls/app", "v1").then(
+        (h) => h?.digest === image.digest,
+        () => false,
+      ),
+    );
+
+    await setPolicy("export-untrusted", {
+      source: "a",
+      destination: "endpoint:cloud-untrusted",
+      repositories: ["tls/**"],
+      trigger: "manual",
+    });
+    await until(
+      "the untrusted link",
+      async () => (await endpointLink("a", "export-untrusted")) !== undefined,
+    );
+    const { runId } = await ok(await adminSend("a", "POST", "/policies/export-untrusted/run"));
+    let run = "";
+    await until("the failed run", async () => {
+      run = await runText("export-untrusted", runId);
+      return run.includes('"outcome":"failed"');
+    });
+    assert.match(run, /certificate/i);
+    assert.match((await endpointLink("a", "export-untrusted"))!.failure!.reason, /certificate/i);
+    await ok(await adminSend("a", "DELETE", "/policies/export-untrusted"));
+
+    // A scheduled import (every 2 s) from the TLS registry into b: what appears there arrives.
+    const v1 = await pushTo(direct, "sched/base", "v1");
+    await setPolicy("import-sched", {
+      source: "endpoint:cloud",
+      destination: "b",
+      repositories: ["sched/**"],
+      trigger: { schedule: "*/2 * * * * *" },
+    });
+    await until("sched/base:v1 in b", async () => (await digestAt("b", "sched/base", "v1")) === v1, "b");
+    const v2 = await pushTo(direct, "sched/base", "v2");
+    await until(
+      "sched/base:v2 in b at a later tick",
+      async () => (await digestAt("b", "sched/base", "v2")) === v2,
+      "b",
+    );
+    await ok(await adminSend("a", "DELETE", "/policies/import-sched"));
   });
 });
