@@ -13,12 +13,10 @@
  * replicating), then back: everything arrives.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
 import { endpointLinkFigures, parseProm } from "../../mesh-client/mesh-status.js";
 import { type ManifestBytes, OciRegistryClient } from "../../mesh-client/oci-registry-client.js";
@@ -30,8 +28,8 @@ import { type After, cleanupStack, eventually, runCli, tempDir } from "../../tes
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 import { streamEvents } from "../../testing/streams.js";
+import { serverCerts } from "../../testing/tls.js";
 
-const exec = promisify(execFile);
 let mesh: ProxiedMesh;
 let cleanup: After;
 let dist: Distribution;
@@ -436,49 +434,12 @@ describe("policies with external endpoints", () => {
   });
 
   test("TLS: an endpoint trusted by its CA file exports and imports on schedule; one without the CA fails with the reason", async () => {
-    const certs = tempDir(cleanup, "meridian-endpoint-tls-");
-    const f = (n: string) => join(certs, n);
-    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    await exec(
-      "openssl",
-      ["req", "-x509", ...ec, "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "1"].concat([
-        "-subj",
-        "/CN=meridian-test-ca",
-      ]),
-    );
-    await exec("openssl", [
-      "req",
-      ...ec,
-      "-keyout",
-      f("srv.key"),
-      "-out",
-      f("srv.csr"),
-      "-subj",
-      "/CN=127.0.0.1",
-    ]);
-    writeFileSync(f("ext"), "subjectAltName=IP:127.0.0.1\n");
-    await exec("openssl", [
-      "x509",
-      "-req",
-      "-in",
-      f("srv.csr"),
-      "-CA",
-      f("ca.pem"),
-      "-CAkey",
-      f("ca.key"),
-      "-CAcreateserial",
-      "-out",
-      f("srv.pem"),
-      "-days",
-      "1",
-      "-extfile",
-      f("ext"),
-    ]);
+    const certs = await serverCerts(cleanup);
     const cloud = await startDistribution(cleanup, {
-      tls: { certFile: f("srv.pem"), keyFile: f("srv.key") },
+      tls: { certFile: certs.cert, keyFile: certs.key },
     });
-    const direct = new OciRegistryClient({ url: cloud.url, ca: readFileSync(f("ca.pem")) });
-    await ok(await adminSend("a", "PUT", "/endpoints/cloud", { url: cloud.url, caFile: f("ca.pem") }));
+    const direct = new OciRegistryClient({ url: cloud.url, ca: readFileSync(certs.ca) });
+    await ok(await adminSend("a", "PUT", "/endpoints/cloud", { url: cloud.url, caFile: certs.ca }));
     await ok(await adminSend("a", "PUT", "/endpoints/cloud-untrusted", { url: cloud.url }));
 
     await setPolicy("export-tls", { source: "a", destination: "endpoint:cloud", repositories: ["tls/**"] });
