@@ -140,11 +140,11 @@ export class EndpointReplicator {
   }
 
   start(): void {
-    void this.#requestAll("start", (p) => p.trigger.type !== "manual");
+    this.#safely(this.#requestAll("start", (p) => p.trigger.type !== "manual"));
     if (this.#o.antiEntropyIntervalMs > 0)
       this.#timers.push(
         setInterval(
-          () => void this.#requestAll("interval", (p) => p.trigger.type !== "manual"),
+          () => this.#safely(this.#requestAll("interval", (p) => p.trigger.type !== "manual")),
           this.#o.antiEntropyIntervalMs,
         ),
       );
@@ -154,10 +154,12 @@ export class EndpointReplicator {
         const now = new Date();
         const from = lastTick;
         lastTick = now;
-        void this.#requestAll("schedule", (p) => {
-          const next = nextRun(p, from);
-          return next !== undefined && next <= now;
-        });
+        this.#safely(
+          this.#requestAll("schedule", (p) => {
+            const next = nextRun(p, from);
+            return next !== undefined && next <= now;
+          }),
+        );
       }, 1_000),
     );
     this.#unsubscribe = this.#o.view.applied.subscribe((event) => void this.#applied(event));
@@ -168,6 +170,11 @@ export class EndpointReplicator {
     for (const t of this.#timers) clearInterval(t);
     this.#abort.abort();
     await Promise.allSettled([...this.#queues.values()].map((q) => q.running));
+  }
+
+  /** A background request: its failure (the view unreadable) is logged, never unhandled. */
+  #safely(work: Promise<void>): void {
+    work.catch((err) => this.#o.logger.warn({ err }, "endpoint links: request failed"));
   }
 
   async #applied(event: RegistryEvent): Promise<void> {
@@ -273,9 +280,11 @@ export class EndpointReplicator {
     queue.next = merge(queue.next, request);
     if (queue.running !== undefined || this.#abort.signal.aborted) return;
     const q = queue;
-    q.running = this.#drain(link, q).finally(() => {
-      q.running = undefined;
-    });
+    q.running = this.#drain(link, q)
+      .catch((err) => this.#o.logger.warn({ err, endpoint: link.endpoint }, "endpoint link queue stopped"))
+      .finally(() => {
+        q.running = undefined;
+      });
   }
 
   async #drain(first: EndpointLink, q: { next: Request | undefined }): Promise<void> {
