@@ -19,14 +19,14 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { TcpProxy } from "../../chaos/tcp-proxy.js";
 import { endpointLinkFigures, parseProm } from "../../mesh-client/mesh-status.js";
-import { type ManifestBytes, OciRegistryClient } from "../../mesh-client/oci-registry-client.js";
+import { OciRegistryClient } from "../../mesh-client/oci-registry-client.js";
 import { digestOf } from "../../protocol/digest.js";
 import { cosignSign, generateCosignKey } from "../../testing/cosign.js";
 import { type Distribution, startDistribution } from "../../testing/distribution.js";
 import { sleep } from "../../testing/faults.js";
 import { type After, cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type ProxiedMesh, startProxiedMesh } from "../../testing/mesh.js";
-import { OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
+import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, OciClient } from "../../testing/oci-client.js";
 import { streamEvents } from "../../testing/streams.js";
 import { serverCerts } from "../../testing/tls.js";
 
@@ -134,30 +134,15 @@ async function workerMetric(region: string, name: string, labels: Record<string,
 }
 
 /** Push blobs and a manifest with a registry client (into Distribution). */
-async function pushTo(c: OciRegistryClient, repo: string, tag: string, layerBytes = 2048): Promise<string> {
-  const config = Buffer.from(
-    JSON.stringify({ architecture: "amd64", os: "linux", n: randomBytes(8).toString("hex") }),
-  );
-  const layer = randomBytes(layerBytes);
-  for (const b of [config, layer])
-    await c.pushBlob(repo, { digest: digestOf(b), size: b.length }, async () => b);
-  const bytes = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: {
-        mediaType: "application/vnd.oci.image.config.v1+json",
-        digest: digestOf(config),
-        size: config.length,
-      },
-      layers: [
-        { mediaType: "application/vnd.oci.image.layer.v1.tar", digest: digestOf(layer), size: layer.length },
-      ],
-    }),
-  );
-  const m: ManifestBytes = { bytes, mediaType: OCI_MANIFEST, digest: digestOf(bytes) };
-  await c.putManifest(repo, tag, m);
-  return m.digest;
+async function pushTo(c: OciRegistryClient, repo: string, tag: string): Promise<string> {
+  const desc = (mediaType: string, b: Buffer) => ({ mediaType, digest: digestOf(b), size: b.length });
+  const config = Buffer.from(JSON.stringify({ os: "linux", n: randomBytes(8).toString("hex") }));
+  const layer = randomBytes(2048);
+  for (const b of [config, layer]) await c.pushBlob(repo, desc("", b), async () => b);
+  const manifest = { schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc(OCI_CONFIG, config) };
+  const bytes = Buffer.from(JSON.stringify({ ...manifest, layers: [desc(OCI_LAYER, layer)] }));
+  await c.putManifest(repo, tag, { bytes, mediaType: OCI_MANIFEST, digest: digestOf(bytes) });
+  return digestOf(bytes);
 }
 
 /** A cosign signature of `subject` (an OCI 1.1 referrer) pushed into `region`; its digest. */
@@ -387,6 +372,27 @@ describe("policies with external endpoints", () => {
         src: "a",
       }))! > 0,
     );
+  });
+
+  test("override off: an endpoint tag pointing elsewhere is kept, and policy plan says so", async () => {
+    const theirs = await pushTo(onprem, "keep/app", "pinned");
+    await setPolicy("export-keep", {
+      source: "a",
+      destination: "endpoint:onprem",
+      repositories: ["keep/**"],
+      override: false,
+    });
+    await until("the link", async () => (await endpointLink("a", "export-keep")) !== undefined);
+    const c = client("a");
+    await c.pushRandomImage("keep/app", "pinned");
+    const fresh = await c.pushRandomImage("keep/app", "fresh");
+    await until("keep/app:fresh there", async () => (await there("keep/app", "fresh")) === fresh.digest);
+    await until("the link caught up", async () => (await endpointLink("a", "export-keep"))?.state === "ok");
+    assert.equal(await there("keep/app", "pinned"), theirs);
+    const planned = await runCli(["policy", "plan", "export-keep", "--mesh", mesh.meshFile]);
+    assert.equal(planned.code, 0, planned.stderr);
+    assert.match(planned.stdout, new RegExp(`keep pinned: override is off \\(the tag there is ${theirs}\\)`));
+    await ok(await adminSend("a", "DELETE", "/policies/export-keep"));
   });
 
   test("deletes travel to the endpoint only when asked, and never take a manifest another tag shows", async () => {
