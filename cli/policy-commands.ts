@@ -12,6 +12,7 @@ import { RepositoryNotFoundError } from "../protocol/errors.js";
 import type { Mesh, RegionEndpoints } from "../protocol/mesh.js";
 import {
   coversLink,
+  endpointRunners,
   isExclusiveLink,
   linkEffect,
   namesLink,
@@ -41,6 +42,7 @@ import {
   printJson,
   statsText,
 } from "./admin-client.js";
+import { endpointPlanText, planEndpointLinks } from "./policy-endpoint-plan.js";
 import { RunFollower } from "./policy-run-follower.js";
 import { progress } from "./progress.js";
 import { table } from "./table.js";
@@ -50,7 +52,7 @@ export const POLICY_USAGE = `  policy list                     replication polic
   policy show NAME                a policy as YAML, and its recent runs
   policy delete NAME
   policy run NAME [--wait]        run a policy now; --wait follows it until every destination reports
-  policy plan NAME                what a run would do, link by link (changes nothing)
+  policy plan NAME                what a run would do, link by link, endpoints too (changes nothing)
   policy reset-breaker NAME       let a policy's halted deletes through
   alerts                          alerts raised in the mesh
 `;
@@ -234,6 +236,8 @@ async function policyRun(ctx: Context): Promise<number> {
     policy = parsePolicy((await api.get<{ policy: unknown }>(path)).policy);
     const names = ctx.mesh().regions.map((r) => r.name);
     destinations = names.filter((d) => names.some((s) => coversLink(policy!, s, d)));
+    // Endpoint links are run (and reported) by the region at their Meridian end.
+    for (const r of endpointRunners(policy, names)) if (!destinations.includes(r)) destinations.push(r);
     if (destinations.length === 0)
       throw new CommandError(
         `policy ${name} covers no link between the regions of this mesh; nothing would run`,
@@ -327,12 +331,15 @@ async function policyPlan(ctx: Context): Promise<number> {
     effect: linkEffect(all, l.source, l.destination),
     stopped: l.stopped,
   }));
-  if (ctx.json) return printJson({ policy: name, links: links.map((l, i) => ({ ...l, ...effects[i] })) });
-  if (links.length === 0) {
+  // Links to external endpoints (issue 17): ./policy-endpoint-plan.ts.
+  const endpointLinks = await planEndpointLinks(ctx, policy);
+  if (ctx.json)
+    return printJson({ policy: name, links: links.map((l, i) => ({ ...l, ...effects[i] })), endpointLinks });
+  if (links.length === 0 && endpointLinks.length === 0) {
     process.stdout.write(`policy ${name} covers no link between the regions of this mesh\n`);
     return 0;
   }
-  const out: string[] = [];
+  const out: string[] = endpointLinks.flatMap(endpointPlanText);
   for (const [i, link] of links.entries()) {
     const head = `${link.source} → ${link.destination}`;
     out.push(effects[i]!.effect);

@@ -200,7 +200,19 @@ function formatTable(regions: RegionStatus[]): string {
           `${src} → ${r.region}: ${src}'s NATS has not answered ${r.region}'s worker for ${age(quiet)}; pending is as of then\n`,
         );
     }
-  return table(rows) + fences.join("") + silent.join("");
+  // Links to external endpoints (issue 17): why one fails is on its worker's /failures.
+  const endpoints = regions.flatMap((r) =>
+    (r.endpointLinks ?? []).map(
+      (l) =>
+        `${l.src} → ${l.dst}: ${l.failing ? "FAILING (retrying; the worker's /failures says why)" : "ok"}, oldest pending ${age(l.oldestPendingMs ?? 0)}, last ok ${l.lastSuccessAt === undefined ? "never" : `${age(now - Date.parse(l.lastSuccessAt))} ago`}, copied ${bytes(l.bytes ?? 0)}\n`,
+    ),
+  );
+  return (
+    table(rows) +
+    fences.join("") +
+    silent.join("") +
+    (endpoints.length === 0 ? "" : `endpoint links:\n${endpoints.map((l) => `  ${l}`).join("")}`)
+  );
 }
 
 /** Past this, a link's source is called silent (the worker asks it every 2 s). */

@@ -43,6 +43,21 @@ export interface RegionStatus {
   peers: Record<string, { up: boolean; rttMs?: number }>;
   /** Replication into this region, by source region. */
   replication: Record<string, LinkStatus>;
+  /** This region's links to external endpoints (exports and imports), from its worker's metrics page. */
+  endpointLinks?: EndpointLinkFigures[];
+}
+
+/** A link between a region and an external endpoint, as its worker tells it (replication/endpoint-status.ts). */
+export interface EndpointLinkFigures {
+  /** A region, or `endpoint:NAME`. */
+  src: string;
+  dst: string;
+  /** The link's last run failed (it is being retried). */
+  failing: boolean;
+  /** Age of the oldest request not carried out yet, ms; 0 when caught up. */
+  oldestPendingMs?: number;
+  lastSuccessAt?: string;
+  bytes?: number;
 }
 
 /** One link (source → region) as its worker tells it (replication/links.ts). */
@@ -102,6 +117,8 @@ export async function collectStatus(mesh: Mesh): Promise<RegionStatus[]> {
       const samples = parseProm(workerText ?? "");
       for (const src of mesh.regions.map((x) => x.name).filter((n) => n !== r.name))
         out.replication[src] = linkStatus(samples, src, r.name);
+      const endpoints = endpointLinkFigures(samples);
+      if (endpoints.length > 0) out.endpointLinks = endpoints;
       return out;
     }),
   );
@@ -136,6 +153,26 @@ export function linkStatus(samples: readonly Sample[], src: string, dst: string)
   set("bytes", value("meridian_replication_bytes_total"));
   set("events", value("meridian_replication_lag_seconds_count"));
   return out;
+}
+
+/** Every endpoint link on a worker's metrics page (by its `_failing` series), sorted. Pure. */
+export function endpointLinkFigures(samples: readonly Sample[]): EndpointLinkFigures[] {
+  const out: EndpointLinkFigures[] = [];
+  for (const f of samples.filter((s) => s.name === "meridian_replication_endpoint_failing")) {
+    const { src, dst } = f.labels;
+    if (src === undefined || dst === undefined) continue;
+    const value = (name: string) =>
+      samples.find((s) => s.name === name && s.labels.src === src && s.labels.dst === dst)?.value;
+    const link: EndpointLinkFigures = { src, dst, failing: f.value === 1 };
+    const oldest = value("meridian_replication_endpoint_oldest_pending_age_seconds");
+    if (oldest !== undefined) link.oldestPendingMs = Math.round(oldest * 1000);
+    const last = value("meridian_replication_endpoint_last_success_timestamp_seconds");
+    if (last !== undefined && last > 0) link.lastSuccessAt = new Date(last * 1000).toISOString();
+    const bytes = value("meridian_replication_endpoint_bytes_total");
+    if (bytes !== undefined) link.bytes = bytes;
+    out.push(link);
+  }
+  return out.sort((a, b) => (`${a.src} ${a.dst}` < `${b.src} ${b.dst}` ? -1 : 1));
 }
 
 export interface Sample {

@@ -26,6 +26,16 @@ import {
   referrersTag,
 } from "./oci-registry-client.js";
 
+/**
+ * What a copy needs of either side: an `OciRegistryClient`, or anything
+ * answering the same calls the same way (the replication worker's own
+ * region, replication/region-registry.ts).
+ */
+export type OciRegistry = Pick<
+  OciRegistryClient,
+  "base" | "getManifest" | "putManifest" | "hasBlob" | "getBlob" | "pushBlob" | "referrers"
+>;
+
 export interface CopyTarget {
   repository: string;
   /** The source's tag or digest; the destination's tag (a digest sets none). */
@@ -50,8 +60,8 @@ export interface CopyOptions {
 const INDEX_TYPES = new Set<string>([MediaType.OciIndex, MediaType.DockerManifestList]);
 
 export async function copyClosure(
-  from: OciRegistryClient,
-  to: OciRegistryClient,
+  from: OciRegistry,
+  to: OciRegistry,
   source: CopyTarget,
   destination: CopyTarget = source,
   options: CopyOptions = {},
@@ -78,8 +88,8 @@ class Copier {
   private readonly sameRegistry: boolean;
 
   constructor(
-    private readonly from: OciRegistryClient,
-    private readonly to: OciRegistryClient,
+    private readonly from: OciRegistry,
+    private readonly to: OciRegistry,
     private readonly src: string,
     private readonly dst: string,
     private readonly options: CopyOptions,

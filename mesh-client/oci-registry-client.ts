@@ -71,7 +71,7 @@ export interface OciDescriptor {
   annotations?: Record<string, string>;
 }
 
-type Action = "pull" | "push" | "pull,push";
+type Action = "pull" | "push" | "pull,push" | "delete";
 
 export class OciRegistryClient {
   readonly base: URL;
@@ -161,6 +161,28 @@ export class OciRegistryClient {
     await this.expect(ex, [201], `PUT manifest ${repository}:${reference}`);
     ex.body.resume();
     return { subject: header(ex, "oci-subject") !== undefined };
+  }
+
+  /**
+   * DELETE a manifest by digest (the registry drops every tag on it, as
+   * Distribution does); false when it was not there.
+   */
+  async deleteManifest(repository: string, digest: string): Promise<boolean> {
+    const d = parseDigest(digest);
+    const ex = await this.call(
+      "DELETE",
+      `/v2/${repository}/manifests/${d}`,
+      {},
+      undefined,
+      scopeOf(repository, "delete"),
+    );
+    if (ex.status === 404) {
+      ex.body.resume();
+      return false;
+    }
+    await this.expect(ex, [202, 200], `DELETE manifest ${repository}@${d}`);
+    ex.body.resume();
+    return true;
   }
 
   /** Whether the registry holds a blob (HEAD). */

@@ -10,6 +10,7 @@
 import picomatch from "picomatch";
 import semver from "semver";
 import { LineCounter, parseAllDocuments } from "yaml";
+import { ENDPOINT_NAME } from "./endpoints.js";
 import { PolicyInvalidError } from "./errors.js";
 import {
   anyList,
@@ -30,8 +31,10 @@ import {
 } from "./policy-fields.js";
 import {
   cronOf,
+  ENDPOINT_PREFIX,
   EVENT_KINDS,
   type EventKind,
+  endpointOf,
   MAX_PATTERN_LENGTH,
   matcherText,
   PICOMATCH,
@@ -216,10 +219,42 @@ function readPolicy(value: unknown, fallbackLabel: string, errors: string[]): Po
     enabled: bool(v.enabled, "enabled", true, bad),
     exclusive: bool(v.exclusive, "exclusive", false, bad),
   };
+  // An invalid trigger reads as on-push: only a trigger that asked for on-push is judged.
+  const onPush =
+    v.trigger === undefined ||
+    v.trigger === "on-push" ||
+    (isObject(v.trigger) && present(v.trigger).type === "on-push");
+  endpointRules(sources, destinations, onPush, v.trigger !== undefined, bad);
   return errors.length === before ? policy : undefined;
 }
 
-/** `single` (a string or list) or `plural` (a list or string): region names or "*". */
+/**
+ * The rules of external endpoints in a policy (./policy.ts's header):
+ * never on both sides, and an import (an endpoint among the sources) is
+ * never on-push: an external registry has no event stream to follow.
+ */
+function endpointRules(
+  sources: string[],
+  destinations: string[],
+  onPush: boolean,
+  triggerGiven: boolean,
+  bad: Problem,
+): void {
+  const from = sources.filter((s) => endpointOf(s) !== undefined);
+  const to = destinations.filter((d) => endpointOf(d) !== undefined);
+  if (from.length > 0 && to.length > 0)
+    bad(
+      "destinations",
+      `an endpoint on both sides (${[...from, ...to].join(", ")}): a policy imports from endpoints or exports to them, not both (Meridian never relays between two external registries)`,
+    );
+  if (from.length > 0 && onPush)
+    bad(
+      "trigger",
+      `${triggerGiven ? "on-push" : "on-push (the default)"} cannot import from ${from.join(", ")}: an external registry has no event stream; use trigger: manual or {schedule: "<cron>"}`,
+    );
+}
+
+/** `single` (a string or list) or `plural` (a list or string): region names, "*" or `endpoint:NAME`. */
 function regions(v: Record<string, unknown>, single: string, plural: string, bad: Problem): string[] {
   if (v[single] !== undefined && v[plural] !== undefined) {
     bad(plural, `give ${single} or ${plural}, not both`);
@@ -232,8 +267,18 @@ function regions(v: Record<string, unknown>, single: string, plural: string, bad
   }
   const list = strings(v[key], key, bad);
   if (list.length === 0 && (typeof v[key] === "string" || Array.isArray(v[key]))) bad(key, "empty");
-  const names = valid(list, isRegionOrAll, (r) => `invalid region name ${show(r)}`, bad);
-  return names.some(([r]) => r === "*") ? ["*"] : sortedUnique(names);
+  const names = valid(
+    list,
+    (r) => isRegionOrAll(r) || endpointOf(r) !== undefined,
+    (r) =>
+      r.startsWith(ENDPOINT_PREFIX)
+        ? `invalid endpoint name ${show(r.slice(ENDPOINT_PREFIX.length))} (want ${ENDPOINT_NAME.source})`
+        : `invalid region name ${show(r)} (or endpoint:NAME for an external endpoint)`,
+    bad,
+  );
+  // "*" is every region and never an endpoint: endpoints named beside it are kept.
+  if (!names.some(([r]) => r === "*")) return sortedUnique(names);
+  return ["*", ...sortedUnique(names.filter(([r]) => endpointOf(r) !== undefined))];
 }
 
 function repositories(value: unknown, bad: Problem): Policy["repositories"] {

@@ -7,6 +7,7 @@
  */
 import { Cron } from "croner";
 import type picomatch from "picomatch";
+import { ENDPOINT_NAME } from "./endpoints.js";
 
 export type EventKind = "push" | "tag" | "delete";
 export type Trigger = { type: "on-push" } | { type: "schedule"; cron: string } | { type: "manual" };
@@ -18,9 +19,12 @@ export type TagMatcher =
 export interface Policy {
   /** /^[a-z0-9][a-z0-9._-]{0,62}$/, unique within a mesh. */
   name: string;
-  /** Region names, sorted and unique, or ["*"] for every region. */
+  /**
+   * Region names, sorted and unique, or ["*"] for every region; and external
+   * endpoints as `endpoint:NAME` (after "*" when both are given). See ./policy.ts.
+   */
   sources: string[];
-  /** Region names, sorted and unique, or ["*"] for every region. */
+  /** As `sources`. An endpoint is never on both sides, and "*" never includes one. */
   destinations: string[];
   /** picomatch globs over the full repository name; include is never empty (default ["**"]). */
   repositories: { include: string[]; exclude: string[] };
@@ -50,6 +54,16 @@ export interface Policy {
    * stays, and this policy narrows nothing).
    */
   exclusive: boolean;
+}
+
+/** How a policy names an external endpoint (protocol/endpoints.ts) among its sources or destinations. */
+export const ENDPOINT_PREFIX = "endpoint:";
+
+/** The endpoint's name when `end` is `endpoint:NAME` with a valid name; else undefined. */
+export function endpointOf(end: string): string | undefined {
+  if (!end.startsWith(ENDPOINT_PREFIX)) return undefined;
+  const name = end.slice(ENDPOINT_PREFIX.length);
+  return ENDPOINT_NAME.test(name) ? name : undefined;
 }
 
 export const EVENT_KINDS: readonly EventKind[] = ["delete", "push", "tag"];

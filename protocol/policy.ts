@@ -31,10 +31,41 @@
  *    exclusive. Removing an exclusive policy (or making it non-exclusive)
  *    brings the mirror back, and the replication worker runs its catch-up
  *    at once (replication/worker.ts), not at the next periodic anti-entropy.
+ *
+ * External endpoints (issue 17; protocol/endpoints.ts) as sources or
+ * destinations, written `endpoint:NAME` (NAME as ENDPOINT_NAME):
+ *  - `source: a, destination: endpoint:onprem` is an export: region a's
+ *    replication worker pushes what the policy selects in a to the endpoint
+ *    (on-push: following a's log; schedule, manual and the start-up backfill:
+ *    comparing a's tags with the endpoint's). `sources: ["*"]` has every
+ *    region export what it holds (idempotent: content the endpoint has is
+ *    not sent again);
+ *  - `source: endpoint:onprem, destination: b` is an import: region b's
+ *    worker lists the endpoint's repositories (`/v2/_catalog`) and tags and
+ *    copies what is selected and missing into b through b's own write path,
+ *    so it replicates on by b's region policies like any push. An import is
+ *    never on-push (refused when parsed: an external registry has no event
+ *    stream); it runs on its schedule, when run by hand, and at the
+ *    worker's start;
+ *  - an endpoint is never on both sides of one policy (Meridian never relays
+ *    between two external registries), and "*" never includes an endpoint;
+ *  - region links are unaffected: endpoint entries never name a region link
+ *    (`namesLink`), so `exclusive` and the default mirror concern regions only;
+ *  - a policy naming an endpoint that does not exist (yet) is valid; the
+ *    worker reports the link as failing ("endpoint NAME not defined") in its
+ *    /links and /failures, and `policy plan` says so;
+ *  - the filters apply as between regions (repositories, tags, signedOnly,
+ *    events, deletes, override), with two readings: `platforms` narrows
+ *    nothing (an index travels with every child, since a registry refuses
+ *    an index whose children it lacks), and `deletes` on an export removes
+ *    the endpoint's tag by deleting its manifest there, only when no other
+ *    tag of the region's repository points at that manifest.
+ *  - `bandwidth` budgets the endpoint link (the smallest among the policies
+ *    carrying it), applied where the worker reads the bytes.
  */
 import { cmp } from "./policy-fields.js";
 import { selectsRepository } from "./policy-match.js";
-import { cronOf, DEFAULT_POLICY, type Policy } from "./policy-types.js";
+import { cronOf, DEFAULT_POLICY, endpointOf, type Policy } from "./policy-types.js";
 
 export { formatBytesPerSecond, policyToYaml } from "./policy-format.js";
 export {
@@ -49,7 +80,9 @@ export { parsePolicies, parsePolicy, validPolicies } from "./policy-parse.js";
 export type { EventKind, Policy, TagMatcher, Trigger } from "./policy-types.js";
 export {
   DEFAULT_POLICY,
+  ENDPOINT_PREFIX,
   EVENT_KINDS,
+  endpointOf,
   MAX_PATTERN_LENGTH,
   SIGNATURE_ARTIFACT_TYPES,
 } from "./policy-types.js";
@@ -149,4 +182,64 @@ export function linkBandwidth(
 export function nextRun(policy: Policy, after: Date): Date | undefined {
   if (!policy.enabled || policy.trigger.type !== "schedule") return undefined;
   return cronOf(policy.trigger.cron).nextRun(after) ?? undefined;
+}
+
+/** One direction of traffic between a region and an external endpoint, as one policy carries it. */
+export interface EndpointLink {
+  policy: Policy;
+  region: string;
+  endpoint: string;
+  /** export: region → endpoint (run by the region's worker); import: endpoint → region (likewise). */
+  direction: "export" | "import";
+}
+
+/** The endpoint names among `ends` (a policy's sources or destinations). */
+export function endpointsIn(ends: readonly string[]): string[] {
+  return ends.map(endpointOf).filter((e): e is string => e !== undefined);
+}
+
+/** The policy names some endpoint (on either side). */
+export function namesEndpoint(policy: Policy): boolean {
+  return endpointsIn(policy.sources).length > 0 || endpointsIn(policy.destinations).length > 0;
+}
+
+/**
+ * The endpoint links `region`'s worker runs: exports of the enabled policies
+ * naming it (or "*") among their sources, imports of those naming it (or
+ * "*") among their destinations; sorted by policy, then endpoint.
+ */
+export function endpointLinks(policies: readonly Policy[], region: string): EndpointLink[] {
+  const out: EndpointLink[] = [];
+  const names = (ends: readonly string[]) => ends.includes("*") || ends.includes(region);
+  for (const policy of [...policies].sort((a, b) => cmp(a.name, b.name))) {
+    if (!policy.enabled) continue;
+    if (names(policy.sources))
+      for (const endpoint of endpointsIn(policy.destinations))
+        out.push({ policy, region, endpoint, direction: "export" });
+    if (names(policy.destinations))
+      for (const endpoint of endpointsIn(policy.sources))
+        out.push({ policy, region, endpoint, direction: "import" });
+  }
+  return out;
+}
+
+/** An endpoint link's budget: the smallest among the policies carrying it; undefined when none sets one. */
+export function endpointLinkBandwidth(
+  policies: readonly Policy[],
+  region: string,
+  endpoint: string,
+  direction: EndpointLink["direction"],
+): number | undefined {
+  let min: number | undefined;
+  for (const link of endpointLinks(policies, region)) {
+    if (link.endpoint !== endpoint || link.direction !== direction) continue;
+    const b = link.policy.bandwidthBytesPerSecond;
+    if (b !== undefined && (min === undefined || b < min)) min = b;
+  }
+  return min;
+}
+
+/** The regions (of `regions`) whose workers run some endpoint link of `policy` (`policy run --wait` waits for them). */
+export function endpointRunners(policy: Policy, regions: readonly string[]): string[] {
+  return regions.filter((r) => endpointLinks([policy], r).length > 0);
 }

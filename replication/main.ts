@@ -7,7 +7,9 @@
  * variable and default is in replication/config.ts (`WORKER_SETTINGS`) and
  * the README's configuration reference. See worker.ts and copy.ts for what
  * they bound. HTTP: /metrics, /links (each link's state,
- * replication/links.ts), /failures, /healthz.
+ * replication/links.ts; `endpointLinks`: each external endpoint link's,
+ * replication/endpoint-status.ts), /failures (`endpoints`: failing
+ * endpoint links), /healthz.
  * Once running it prints {"event":"listening","region":…,"metrics":…,"pid":…}.
  */
 import { mkdir } from "node:fs/promises";
@@ -144,11 +146,24 @@ function listenMetrics(
     } else if (req.url === "/failures") {
       // What this worker is retrying, and why (meridian replication status reads it).
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ region, failures: Object.fromEntries(worker.failures) }));
+      // `endpoints`: failing links to external endpoints (replication/endpoint-status.ts), by policy/endpoint/direction.
+      res.end(
+        JSON.stringify({
+          region,
+          failures: Object.fromEntries(worker.failures),
+          endpoints: worker.endpoints.failures(),
+        }),
+      );
     } else if (req.url === "/links") {
       // Each link's state now (replication/links.ts): what `meridian status` shows per source.
       res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ region, links: worker.links.snapshot() }));
+      res.end(
+        JSON.stringify({
+          region,
+          links: worker.links.snapshot(),
+          endpointLinks: worker.endpoints.snapshot(),
+        }),
+      );
     } else if (req.url === "/webhooks") {
       // Each webhook subscription's last delivery attempts (meridian webhook deliveries reads it;
       // event ids, statuses and errors only: never a key or a body).

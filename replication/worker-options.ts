@@ -60,6 +60,10 @@ export interface WorkerOptions {
   eventDeadlineMs?: number;
   /** Refusals by sources this long after start() are start-up (default STARTUP_GRACE_MS, protocol/startup-grace.ts). */
   startupGraceMs?: number;
+  /** Largest manifest an import accepts into this region (default 4 MiB, the node's default). */
+  maxManifestBytes?: number;
+  /** Longest wait between retries of a failing endpoint link, ms (default 60 s). */
+  endpointRetryMaxMs?: number;
 }
 
 /** Default `eventDeadlineMs`: 15 minutes (a multi-GiB layer over a slow link fits; a stuck event does not block for longer). */

@@ -79,6 +79,7 @@
  */
 import type { PeerClient } from "../mesh-client/peer-client.js";
 import { StatusWatch } from "../mesh-client/status-watch.js";
+import { Registry } from "../node/data/registry.js";
 import { type ContentEvent, derivedId, type EventBody, makeEvent } from "../protocol/events.js";
 import { HybridClock } from "../protocol/hlc.js";
 import { DEFAULT_POLICY } from "../protocol/policy.js";
@@ -86,6 +87,7 @@ import { nearestFirst, type RegionHealth } from "../protocol/routing.js";
 import { sleep } from "./backoff.js";
 import { Copier } from "./copy.js";
 import { judgeDeletion, resetLetsThrough, type WindowEntry } from "./delete-breaker.js";
+import { EndpointReplicator } from "./endpoint-links.js";
 import { FailureLog } from "./failures.js";
 import { LinkMonitor } from "./links.js";
 import { WorkerMetrics } from "./metrics.js";
@@ -138,6 +140,8 @@ export class ReplicationWorker {
   /** Sequence of this worker's last append to the local log (its view is waited on up to it). */
   #lastAppended = 0;
   readonly #metrics: WorkerMetrics;
+  /** Links to external endpoints (issue 17): exports from and imports into this region. */
+  readonly endpoints: EndpointReplicator;
 
   constructor(options: WorkerOptions) {
     this.#o = options;
@@ -189,6 +193,26 @@ export class ReplicationWorker {
       breakerOpen: (policy, repo) => this.#breakerOpen(policy, repo),
       raiseBreaker: (policy, repo, source, counts) => this.#raiseBreaker(policy, repo, source, counts),
       appendOwn: (body) => this.#appendOwn(body),
+    });
+    this.endpoints = new EndpointReplicator({
+      region: options.region,
+      view: options.view,
+      policies: this.#policies,
+      // This region's write path, for imports (replication/region-registry.ts).
+      registry: () =>
+        new Registry({
+          region: options.region,
+          store: options.store,
+          log: options.log,
+          view: options.view,
+          logger: options.logger.child({ component: "endpoint-import" }),
+          maxManifestBytes: options.maxManifestBytes ?? 4 * 1024 * 1024,
+        }),
+      logger: options.logger.child({ component: "endpoints" }),
+      metrics: options.metrics,
+      antiEntropyIntervalMs: options.antiEntropyIntervalMs ?? 600_000,
+      appendOwn: (body) => this.#appendOwn(body),
+      ...(options.endpointRetryMaxMs === undefined ? {} : { retryMaxMs: options.endpointRetryMaxMs }),
     });
     this.#consumer = new SourceConsumer({
       worker: options,
@@ -272,15 +296,18 @@ export class ReplicationWorker {
         void this.#scheduler.manualRun(event.name, event.runId);
     });
     this.#scheduler.start();
+    this.endpoints.start();
   }
 
   async stop(): Promise<void> {
     this.#healthWatch?.close();
     this.#unsubscribeApplied?.();
     const scheduled = this.#scheduler.stop(); // its timers now, its runs once the signal ends them
+    const endpoints = this.endpoints.stop();
     this.#abort.abort();
     await Promise.allSettled(this.#runs); // each source's connection closes with its run
     await scheduled;
+    await endpoints;
   }
 
   #sources(): string[] {
