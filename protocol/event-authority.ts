@@ -40,6 +40,8 @@
  *    | quota.set,                     |                                                                      |
  *    | retention.set/deleted          |                                                                      |
  *    | endpoint.set/deleted           | a system admin                                                       |
+ *    | proxy.set/deleted              | a system admin (a proxy reads the endpoint's credentials: no project |
+ *    |                                | admin may point a project at them)                                   |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -92,6 +94,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "retention.deleted",
   "endpoint.set",
   "endpoint.deleted",
+  "proxy.set",
+  "proxy.deleted",
   "webhook.set",
   "webhook.deleted",
   "webhook.replay",

@@ -23,6 +23,7 @@ import {
 import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
+import { proxyProblems } from "./proxy.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";
@@ -227,6 +228,12 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "endpoint.deleted":
       need(typeof e.name === "string" && ENDPOINT_NAME.test(e.name), "name");
+      break;
+    case "proxy.set":
+      for (const problem of proxyProblems(e)) need(false, problem.slice(0, problem.indexOf(":")));
+      break;
+    case "proxy.deleted":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
       break;
     case "webhook.set":
       wrap("subscription", () => parseWebhookSubscription(e.subscription));

@@ -16,6 +16,7 @@
  *     every change of a content register the content projection reports.
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
  *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
+ *   - `proxies` (proxies.ts): projects that are pull-through caches of an endpoint (issue 17), in memory too.
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
@@ -76,6 +77,7 @@ import {
   type RobotRecord,
   type UserRecord,
 } from "./projections/identity.js";
+import { ProxyProjection, type ProxyReads } from "./projections/proxies.js";
 import {
   type ProjectQuota,
   type ProjectUsage,
@@ -141,6 +143,8 @@ export class MetadataView {
   readonly retention: RetentionReads;
   /** External endpoints (projections/endpoints.ts). */
   readonly endpoints: EndpointReads;
+  /** Pull-through cache projects (projections/proxies.ts). */
+  readonly proxies: ProxyReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
   /** Webhook subscriptions (projections/webhooks.ts). */
@@ -187,9 +191,11 @@ export class MetadataView {
     ];
     const endpoints = new EndpointProjection(this.#db);
     this.endpoints = endpoints;
+    const proxies = new ProxyProjection(this.#db);
+    this.proxies = proxies;
     const webhooks = new WebhookProjection(this.#db);
     this.webhooks = webhooks;
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints, webhooks];
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints, webhooks, proxies];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {

@@ -17,6 +17,7 @@
  *   admin/webhooks.ts      /webhooks, /webhooks/:name (issue 17: CloudEvents subscriptions)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   admin/endpoints.ts     /endpoints, /endpoints/:name (external registries, issue 17)
+ *   admin/proxies.ts       /proxies, /proxies/:project (pull-through cache projects, issue 17)
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   admin/verify.ts        /verify/<repo>@<digest> (cosign signature check, read-only)
  *   identity-routes.ts     /whoami, /users…, /robots…, /projects… (identity/*.ts)
@@ -57,6 +58,7 @@ import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
+import { proxyRoutes } from "./admin/proxies.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
 import { retentionRoutes } from "./admin/retention.js";
@@ -119,6 +121,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(quotaRoutes, { registry });
       await admin.register(retentionRoutes, { registry });
       await admin.register(endpointRoutes, { registry });
+      await admin.register(proxyRoutes, { registry });
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(gcRoutes, { registry });
       await admin.register(verifyRoutes, { registry, keys: options.verificationKeys ?? new Map() });

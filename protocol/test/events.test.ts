@@ -137,6 +137,15 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     insecure: false,
   },
   "endpoint.deleted": { ...envelope, type: "endpoint.deleted", name: "onprem" },
+  "proxy.set": {
+    ...envelope,
+    type: "proxy.set",
+    project: "hub",
+    endpoint: "dockerhub",
+    upstreamPrefix: "library",
+    freshnessSeconds: 300,
+  },
+  "proxy.deleted": { ...envelope, type: "proxy.deleted", project: "hub" },
   "pulls.recorded": {
     ...envelope,
     type: "pulls.recorded",
@@ -218,6 +227,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "retention.deleted": ["name"],
   "endpoint.set": ["name", "url", "insecure"],
   "endpoint.deleted": ["name"],
+  "proxy.set": ["project", "endpoint", "freshnessSeconds"],
+  "proxy.deleted": ["project"],
   "pulls.recorded": ["pulls"],
   "gc.run": ["runId", "region", "dryRun", "graceMs", "undeleteWindowMs", "trigger"],
   "gc.collected": ["runId", "region", "digest", "size", "reason", "links"],
@@ -317,6 +328,9 @@ const BAD_VALUES: Record<string, unknown[]> = {
   ],
   credentialsFile: ["relative/path", "", 1, null],
   caFile: ["relative.pem", 1, null],
+  endpoint: ["", "Onprem", 1, null, "x".repeat(64)],
+  upstreamPrefix: ["", "Library", "/library", "library/", "a//b", 1, null],
+  freshnessSeconds: [-1, 1.5, "300", null, 7 * 24 * 3600 + 1],
   insecure: ["yes", 1, null],
 };
 
