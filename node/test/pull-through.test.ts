@@ -52,11 +52,12 @@ let host: string;
 const basic = (user: string, password: string) =>
   `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 const meridian = (args: string[]) => runCli([...args, "--data", mesh.dataDir], 30_000);
-const admin = (method: string, path: string, body?: unknown, auth: string | undefined = adminAuth) =>
+/** An admin API call; `auth` null: anonymous. */
+const admin = (method: string, path: string, body?: unknown, auth: string | null = adminAuth) =>
   fetch(`${regionA}/admin/v1${path}`, {
     method,
     headers: {
-      ...(auth === undefined ? {} : { authorization: auth }),
+      ...(auth === null ? {} : { authorization: auth }),
       ...(body === undefined ? {} : { "content-type": "application/json" }),
     },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -185,7 +186,7 @@ before(async () => {
 
 describe("pull-through cache", () => {
   test("configuration: system admins only; bad settings refused naming the field", async () => {
-    assert.equal((await admin("PUT", "/proxies/hub", { endpoint: "up" }, undefined)).status, 401);
+    assert.equal((await admin("PUT", "/proxies/hub", { endpoint: "up" }, null)).status, 401);
     const user = await admin("PUT", "/users/dev", { password: "dev-password-1", systemAdmin: false });
     assert.equal(user.status, 200, await user.text());
     const asDev = await admin("PUT", "/proxies/hub", { endpoint: "up" }, basic("dev", "dev-password-1"));
@@ -210,7 +211,9 @@ describe("pull-through cache", () => {
     const none = await meridian(["project", "proxy", "hub", "--off"]);
     assert.notEqual(none.code, 0);
     assert.match(none.stderr, /project hub is not a proxy/);
-    assert.equal((await admin("GET", "/proxies")).status, 200);
+    // Nothing refused was stored.
+    const listed = (await (await admin("GET", "/proxies")).json()) as { proxies: unknown[] };
+    assert.deepEqual(listed.proxies, []);
   });
 
   test("a miss is fetched, stored, replicated and served; the second pull is a hit; pushes are refused", async () => {
