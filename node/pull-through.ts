@@ -348,6 +348,8 @@ export class PullThrough {
     if ((await this.#reg.store.stat(digest)) === undefined) {
       await this.#shared(this.#blobs, digest, () =>
         this.#upstream(async () => {
+          // Another fetch of it may have committed between the stat above and this turn.
+          if ((await this.#reg.store.stat(digest)) !== undefined) return;
           const { size, stream } = await client.getBlob(up.repository, digest);
           await this.#reg.store.write(stream, digest, size >= 0 ? size : undefined);
         }),

@@ -37,6 +37,8 @@ import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 
 const run = promisify(execFile);
 const cleanup = cleanupStack({ after });
+/** What the corrupting relay answered (see corruptingRelay). */
+const relayed: string[] = [];
 const SECRET = "upstream-s3cret-pw";
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const MANIFEST_ACCEPT = `${OCI_MANIFEST}, application/vnd.oci.image.index.v1+json`;
@@ -134,14 +136,20 @@ async function setProxy(project: string, endpoint: string, extra: string[] = [])
 
 /**
  * An HTTP server between Meridian and the upstream that relays everything,
- * except that the bytes of blob `corrupt` have their first byte flipped (same length).
+ * except that the bytes of blob `corrupt` have their first byte flipped (same length);
+ * each answer is recorded in `answered` as "METHOD URL STATUS".
  */
-async function corruptingRelay(target: string, corrupt: () => string | undefined): Promise<string> {
+async function corruptingRelay(
+  target: string,
+  corrupt: () => string | undefined,
+  answered: string[],
+): Promise<string> {
   const server: Server = createServer((req, res) => {
     const upstreamReq = httpRequest(
       `${target}${req.url}`,
       { method: req.method, headers: { ...req.headers, host: new URL(target).host } },
       (up) => {
+        answered.push(`${req.method} ${req.url} ${up.statusCode}`);
         const bad = corrupt();
         const flip = bad !== undefined && req.method === "GET" && req.url?.endsWith(`/blobs/${bad}`) === true;
         res.writeHead(up.statusCode ?? 502, up.headers);
@@ -327,7 +335,8 @@ describe("pull-through cache", () => {
 
   test("a blob whose upstream bytes are corrupted is refused and nothing of it is stored", async () => {
     let corrupt: string | undefined;
-    const relay = await corruptingRelay(dist.url, () => corrupt);
+    relayed.length = 0;
+    const relay = await corruptingRelay(dist.url, () => corrupt, relayed);
     const creds = join(mesh.dataDir, "upstream.creds");
     const add = await meridian(["endpoint", "add", "relay", "--url", relay, "--credentials-file", creds]);
     assert.equal(add.code, 0, add.stderr);
@@ -354,6 +363,26 @@ describe("pull-through cache", () => {
     const fixed = await manifest(regionA, "bad/library/corrupt", "1");
     assert.equal(fixed.status, 200);
     assert.equal(fixed.headers.get("docker-content-digest"), image.digest);
+  });
+
+  test("concurrent misses of one image share one upstream fetch of each part", async () => {
+    const image = await pushUpstream("library/many", "1");
+    relayed.length = 0;
+    const manifests = Array.from({ length: 6 }, () => manifest(regionA, "bad/library/many", "1"));
+    const blobs = Array.from({ length: 6 }, () =>
+      fetch(`${regionA}/v2/bad/library/many/blobs/${image.layer}`, { headers: { authorization: adminAuth } }),
+    );
+    for (const r of await Promise.all(manifests)) {
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("docker-content-digest"), image.digest);
+    }
+    for (const r of await Promise.all(blobs)) {
+      assert.equal(r.status, 200);
+      assert.equal(digestOf(Buffer.from(await r.arrayBuffer())), image.layer);
+    }
+    const ok = (path: string) => relayed.filter((l) => l === `GET ${path} 200`).length;
+    assert.equal(ok(`/v2/library/many/blobs/${image.layer}`), 1, relayed.join("\n"));
+    assert.equal(ok("/v2/library/many/manifests/1"), 1, relayed.join("\n"));
   });
 
   test("upstream frozen, then gone: cached tags keep being served", async () => {

@@ -217,5 +217,18 @@ export function scenario(): RegistryEvent[] {
     e("a", 73, { type: "webhook.deleted", project: "x", name: "old" }),
     e("a", 74, { type: "webhook.replay", project: "team", name: "ci", region: "a", fromSeq: 1 }),
   );
+  // Pull-through cache projects (issue 17): one replaced by a later write, one turned off.
+  list.push(
+    e("a", 120, { type: "proxy.set", project: "hub", endpoint: "onprem", freshnessSeconds: 300 }),
+    e("b", 121, {
+      type: "proxy.set",
+      project: "hub",
+      endpoint: "onprem",
+      upstreamPrefix: "library",
+      freshnessSeconds: 60,
+    }),
+    e("a", 122, { type: "proxy.set", project: "old", endpoint: "onprem", freshnessSeconds: 0 }),
+    e("b", 123, { type: "proxy.deleted", project: "old" }),
+  );
   return list;
 }
