@@ -26,10 +26,12 @@
  *   served, logged and counted, and a check still running finishes in the
  *   background (bounded by `fetchTimeoutMs` per request). A tag upstream no
  *   longer has is kept (served as cached): a proxy is no mirror of deletes.
- * - Each upstream request is one of at most `concurrency` per node (a
- *   closure's requests take turns; no request holds a turn while waiting for
- *   another, so nested fetches cannot deadlock). A pull that hits never
- *   waits for a turn, so a slow upstream delays only its own misses.
+ * - Each upstream request is one of at most `concurrency` per node and
+ *   endpoint (a closure's requests take turns; no request holds a turn
+ *   while waiting for another, so nested fetches cannot deadlock). A pull
+ *   that hits never waits for a turn, and one endpoint's slow requests
+ *   hold only that endpoint's turns: a slow upstream delays only its own
+ *   misses (and its own tag checks, which give up at `checkTimeoutMs`).
  * - Concurrent misses of one manifest (by repository and reference) or one
  *   blob (by digest) share one fetch.
  * - Credentials: the endpoint's credentials file and CA file are read on
@@ -70,7 +72,7 @@ export function pullThroughSettings() {
       default: 8,
       minimum: 1,
       maximum: 256,
-      doc: "pull-through cache projects (issue 17): most upstream requests this node has in flight at once (manifests, blobs, tag checks); more wait their turn",
+      doc: "pull-through cache projects (issue 17): most upstream requests this node has in flight at once to one endpoint (manifests, blobs, tag checks); more wait their turn",
     }),
     checkTimeoutMs: Setting.integer({
       env: "MERIDIAN_PULL_THROUGH_CHECK_TIMEOUT_MS",
@@ -140,7 +142,9 @@ export class PullThrough {
   readonly #now: () => number;
   readonly #checkTimeoutMs: number;
   readonly #fetchTimeoutMs: number;
-  readonly #queue: PQueue;
+  readonly #concurrency: number;
+  /** One queue of turns per endpoint: a slow upstream holds only its own turns. */
+  readonly #queues = new Map<string, PQueue>();
   readonly #clients = new Map<string, Clients>();
   readonly #manifests = new Map<string, Promise<void>>();
   readonly #blobs = new Map<Digest, Promise<void>>();
@@ -156,7 +160,7 @@ export class PullThrough {
     this.#now = options.now ?? Date.now;
     this.#checkTimeoutMs = options.checkTimeoutMs;
     this.#fetchTimeoutMs = options.fetchTimeoutMs;
-    this.#queue = new PQueue({ concurrency: options.concurrency });
+    this.#concurrency = options.concurrency;
     this.#requests = new Counter({
       name: "meridian_node_pull_through_requests_total",
       help: "Pulls in pull-through cache projects by kind (manifest, blob) and result: hit (served from the cache), fresh (a tag confirmed with upstream), refreshed (a tag moved upstream, fetched and moved here), stale (a cached tag served because upstream failed or was slow), miss (fetched from upstream), absent (upstream does not have it), failed (upstream failed a miss)",
@@ -249,7 +253,9 @@ export class PullThrough {
 
   async #confirm(repo: string, tag: string, cached: Digest, up: Upstream): Promise<void> {
     const clients = await this.#clientsFor(up.proxy);
-    const head = await this.#upstream(() => clients.check.headManifest(up.repository, tag));
+    const head = await this.#upstream(up.proxy.endpoint, () =>
+      clients.check.headManifest(up.repository, tag),
+    );
     if (head === undefined || head.digest === cached) {
       this.count("manifest", "fresh");
     } else {
@@ -289,7 +295,7 @@ export class PullThrough {
     client: OciRegistryClient,
   ): Promise<void> {
     const ref = "tag" in reference ? reference.tag : reference.digest;
-    const manifest = await this.#upstream(() => client.getManifest(up.repository, ref));
+    const manifest = await this.#upstream(up.proxy.endpoint, () => client.getManifest(up.repository, ref));
     if (manifest === undefined)
       throw new ManifestNotFoundError("manifest unknown upstream", {
         detail: { repository: up.repository, reference: ref },
@@ -315,7 +321,9 @@ export class PullThrough {
       parsed.manifests.map(async (digest) => {
         if ((await this.#reg.view.content.manifest(repo, digest)) !== undefined) return;
         await this.#shared(this.#manifests, `${repo}@${digest}`, async () => {
-          const child = await this.#upstream(() => client.getManifest(up.repository, digest));
+          const child = await this.#upstream(up.proxy.endpoint, () =>
+            client.getManifest(up.repository, digest),
+          );
           if (child === undefined)
             throw new UpstreamError(`upstream index ${manifest.digest} names ${digest}, which it lacks`);
           await this.#closure(repo, up, client, child, depth + 1);
@@ -347,7 +355,7 @@ export class PullThrough {
     if ((await this.#reg.linkedBlobSize(repo, digest)) !== undefined) return;
     if ((await this.#reg.store.stat(digest)) === undefined) {
       await this.#shared(this.#blobs, digest, () =>
-        this.#upstream(async () => {
+        this.#upstream(up.proxy.endpoint, async () => {
           // Another fetch of it may have committed between the stat above and this turn.
           if ((await this.#reg.store.stat(digest)) !== undefined) return;
           const { size, stream } = await client.getBlob(up.repository, digest);
@@ -374,9 +382,14 @@ export class PullThrough {
    * failure logged, counted by reason and turned into an UpstreamError
    * (whose message names the request and status, never a credential).
    */
-  async #upstream<T>(call: () => Promise<T>): Promise<T> {
+  async #upstream<T>(endpoint: string, call: () => Promise<T>): Promise<T> {
+    let queue = this.#queues.get(endpoint);
+    if (queue === undefined) {
+      queue = new PQueue({ concurrency: this.#concurrency });
+      this.#queues.set(endpoint, queue);
+    }
     try {
-      return (await this.#queue.add(call)) as T;
+      return (await queue.add(call)) as T;
     } catch (err) {
       if (!(err instanceof ExternalRegistryError)) {
         if (err instanceof MeridianError) throw err;
