@@ -36,19 +36,17 @@
  *   blob (by digest) share one fetch.
  * - Credentials: the endpoint's credentials file and CA file are read on
  *   this node's host when the endpoint's client is made (again when the
- *   endpoint changes); an unreadable file is an upstream error (logged with
+ *   endpoint or one of the files changes); an unreadable file is an upstream error (logged with
  *   its path, never its content).
  */
-import { readFileSync } from "node:fs";
 import { LRUCache } from "lru-cache";
 import PQueue from "p-queue";
 import type { Logger } from "pino";
 import { Counter, type Registry as MetricsRegistry } from "prom-client";
-import { readCredentialsFile } from "../mesh-client/oci-credentials.js";
 import {
   ExternalRegistryError,
   type ManifestBytes,
-  OciRegistryClient,
+  type OciRegistryClient,
 } from "../mesh-client/oci-registry-client.js";
 import { projectOf } from "../protocol/access.js";
 import { Setting } from "../protocol/config-schema.js";
@@ -56,13 +54,17 @@ import type { Digest } from "../protocol/digest.js";
 import {
   AccessDeniedError,
   BlobNotFoundError,
+  DigestMismatchError,
+  ManifestInvalidError,
   ManifestNotFoundError,
   MeridianError,
+  SizeInvalidError,
   UpstreamError,
 } from "../protocol/errors.js";
 import { parseManifest } from "../protocol/manifest.js";
 import { type ProxyConfig, tagIsStale, upstreamRepository } from "../protocol/proxy.js";
 import type { Reference, Registry } from "./data/registry.js";
+import { REASONS, reasonOf, UpstreamClients } from "./pull-through-upstream.js";
 
 /** The node's `pullThrough` settings (node/config.ts NODE_SETTINGS). */
 export function pullThroughSettings() {
@@ -100,18 +102,6 @@ const MAX_DEPTH = 4;
 /** The actor of what the cache stores (reserved: no user can bear it). */
 const ACTOR = "system";
 
-/** Upstream failure reasons, the bounded label of the errors metric. */
-const REASONS = [
-  "unauthorized",
-  "not_found",
-  "timeout",
-  "connect",
-  "digest_mismatch",
-  "server",
-  "other",
-] as const;
-type Reason = (typeof REASONS)[number];
-
 export interface PullThroughOptions {
   registry: Registry;
   logger: Logger;
@@ -128,24 +118,15 @@ export interface Upstream {
   repository: string;
 }
 
-interface Clients {
-  key: string;
-  /** Misses: `fetchTimeoutMs` for each answer and body chunk. */
-  fetch: OciRegistryClient;
-  /** Freshness checks: `checkTimeoutMs`. */
-  check: OciRegistryClient;
-}
-
 export class PullThrough {
   readonly #reg: Registry;
   readonly #logger: Logger;
   readonly #now: () => number;
   readonly #checkTimeoutMs: number;
-  readonly #fetchTimeoutMs: number;
   readonly #concurrency: number;
   /** One queue of turns per endpoint: a slow upstream holds only its own turns. */
   readonly #queues = new Map<string, PQueue>();
-  readonly #clients = new Map<string, Clients>();
+  readonly #clients: UpstreamClients;
   readonly #manifests = new Map<string, Promise<void>>();
   readonly #blobs = new Map<Digest, Promise<void>>();
   readonly #checks = new Map<string, Promise<unknown>>();
@@ -159,7 +140,6 @@ export class PullThrough {
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
     this.#checkTimeoutMs = options.checkTimeoutMs;
-    this.#fetchTimeoutMs = options.fetchTimeoutMs;
     this.#concurrency = options.concurrency;
     this.#requests = new Counter({
       name: "meridian_node_pull_through_requests_total",
@@ -174,6 +154,9 @@ export class PullThrough {
       registers: [options.metrics],
     });
     for (const reason of REASONS) this.#errors.inc({ reason }, 0);
+    this.#clients = new UpstreamClients(this.#reg.view.endpoints, this.#logger, options, (reason) =>
+      this.#errors.inc({ reason }),
+    );
   }
 
   /** The upstream of `repo` when its project is a proxy (no IO: the view holds proxies in memory). */
@@ -252,7 +235,7 @@ export class PullThrough {
   }
 
   async #confirm(repo: string, tag: string, cached: Digest, up: Upstream): Promise<void> {
-    const clients = await this.#clientsFor(up.proxy);
+    const clients = await this.#clients.for(up.proxy);
     const head = await this.#upstream(up.proxy.endpoint, () =>
       clients.check.headManifest(up.repository, tag),
     );
@@ -278,11 +261,14 @@ export class PullThrough {
     const key = `${repo}@${"tag" in reference ? reference.tag : reference.digest}`;
     try {
       await this.#shared(this.#manifests, key, async () =>
-        this.#fetchManifest(repo, reference, up, (await this.#clientsFor(up.proxy)).fetch),
+        this.#fetchManifest(repo, reference, up, (await this.#clients.for(up.proxy)).fetch),
       );
       this.count("manifest", "miss");
     } catch (err) {
       this.count("manifest", err instanceof ManifestNotFoundError ? "absent" : "failed");
+      // Upstream's manifest is no valid one: upstream's fault, not the client's request.
+      if (err instanceof ManifestInvalidError)
+        throw new UpstreamError(`upstream sent an invalid manifest: ${err.message}`, { cause: err });
       throw err;
     }
     if ("tag" in reference) this.#checked.set(`${repo}:${reference.tag}`, this.#now());
@@ -340,7 +326,7 @@ export class PullThrough {
    */
   async blobMiss(repo: string, digest: Digest, up: Upstream): Promise<void> {
     try {
-      await this.#blob(repo, up, (await this.#clientsFor(up.proxy)).fetch, digest);
+      await this.#blob(repo, up, (await this.#clients.for(up.proxy)).fetch, digest);
       this.count("blob", "miss");
     } catch (err) {
       const absent =
@@ -391,6 +377,15 @@ export class PullThrough {
     try {
       return (await queue.add(call)) as T;
     } catch (err) {
+      if (err instanceof DigestMismatchError || err instanceof SizeInvalidError) {
+        // The store's own check of the bytes streamed in (the client's may not have fired first).
+        this.#errors.inc({ reason: "digest_mismatch" });
+        this.#logger.warn({ endpoint, err: err.message }, "upstream sent other bytes than asked for");
+        throw new UpstreamError(`upstream sent other bytes than asked for: ${err.message}`, {
+          cause: err,
+          detail: { reason: "digest_mismatch" },
+        });
+      }
       if (!(err instanceof ExternalRegistryError)) {
         if (err instanceof MeridianError) throw err;
         this.#errors.inc({ reason: "other" });
@@ -398,7 +393,10 @@ export class PullThrough {
       }
       const reason = reasonOf(err);
       this.#errors.inc({ reason });
-      this.#logger.warn({ reason, status: err.status, err: err.message }, "upstream request failed");
+      this.#logger.warn(
+        { endpoint, reason, status: err.status, err: err.message },
+        "upstream request failed",
+      );
       const message =
         reason === "unauthorized"
           ? `upstream refused this registry's credentials (401): check the endpoint's credentials file; ${err.message}`
@@ -406,56 +404,6 @@ export class PullThrough {
       throw new UpstreamError(message, { cause: err, detail: { reason } });
     }
   }
-
-  /** The endpoint's two clients, made again when the endpoint changed (its files read then). */
-  async #clientsFor(proxy: ProxyConfig): Promise<Clients> {
-    const found = (await this.#reg.view.endpoints.endpoint(proxy.endpoint))?.endpoint;
-    if (found === undefined)
-      throw new UpstreamError(`endpoint ${proxy.endpoint} of proxy project ${proxy.project} does not exist`);
-    const key = JSON.stringify(found);
-    const known = this.#clients.get(proxy.endpoint);
-    if (known !== undefined && known.key === key) return known;
-    let base: Omit<ConstructorParameters<typeof OciRegistryClient>[0], "deadlineMs" | "idleMs">;
-    try {
-      base = {
-        url: found.url,
-        ...(found.credentialsFile === undefined
-          ? {}
-          : { credentials: readCredentialsFile(found.credentialsFile).credentials }),
-        ...(found.caFile === undefined ? {} : { ca: readFileSync(found.caFile) }),
-        ...(found.insecure ? { insecure: true } : {}),
-      };
-    } catch (err) {
-      this.#errors.inc({ reason: "other" });
-      this.#logger.error({ endpoint: proxy.endpoint, err: brief(err) }, "upstream credentials unreadable");
-      throw new UpstreamError(`endpoint ${proxy.endpoint}: its credentials or CA file cannot be read here`);
-    }
-    const clients = {
-      key,
-      fetch: new OciRegistryClient({
-        ...base,
-        deadlineMs: this.#fetchTimeoutMs,
-        idleMs: this.#fetchTimeoutMs,
-      }),
-      check: new OciRegistryClient({
-        ...base,
-        deadlineMs: this.#checkTimeoutMs,
-        idleMs: this.#checkTimeoutMs,
-      }),
-    };
-    this.#clients.set(proxy.endpoint, clients);
-    return clients;
-  }
-}
-
-function reasonOf(err: ExternalRegistryError): Reason {
-  if (err.status === 401 || err.ociCode === "UNAUTHORIZED") return "unauthorized";
-  if (err.status === 404) return "not_found";
-  if (err.ociCode === "TIMEOUT") return "timeout";
-  if (err.ociCode === "CONNECT" || err.status === 0) return "connect";
-  if (err.ociCode === "DIGEST_MISMATCH") return "digest_mismatch";
-  if (err.status >= 500) return "server";
-  return "other";
 }
 
 /** An error's message for a log line, bounded. */
