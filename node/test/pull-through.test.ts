@@ -41,7 +41,8 @@ const cleanup = cleanupStack({ after });
 const relayed: string[] = [];
 const SECRET = "upstream-s3cret-pw";
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-const MANIFEST_ACCEPT = `${OCI_MANIFEST}, application/vnd.oci.image.index.v1+json`;
+const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_ACCEPT = `${OCI_MANIFEST}, ${OCI_INDEX}`;
 let mesh: RunningMesh;
 let dist: Distribution;
 let upstream: OciRegistryClient;
@@ -76,8 +77,8 @@ const manifest = (base: string, repo: string, ref: string, method = "GET", cache
     signal: AbortSignal.timeout(30_000),
   });
 
-/** Push a one-layer image of random bytes to the upstream; its manifest digest and layer digest. */
-async function pushUpstream(repo: string, tag: string): Promise<{ digest: string; layer: string }> {
+/** Push a one-layer image of random bytes to the upstream (under `tag`, else by digest); its digests. */
+async function pushUpstream(repo: string, tag?: string) {
   const config = Buffer.from(
     JSON.stringify({ architecture: "amd64", os: "linux", seed: randomBytes(8).toString("hex") }),
   );
@@ -102,8 +103,31 @@ async function pushUpstream(repo: string, tag: string): Promise<{ digest: string
       ],
     }),
   );
-  await upstream.putManifest(repo, tag, { bytes, mediaType: OCI_MANIFEST, digest: digestOf(bytes) });
-  return { digest: digestOf(bytes), layer: digestOf(layer) };
+  await upstream.putManifest(repo, tag ?? digestOf(bytes), {
+    bytes,
+    mediaType: OCI_MANIFEST,
+    digest: digestOf(bytes),
+  });
+  return { digest: digestOf(bytes), layer: digestOf(layer), size: bytes.length };
+}
+
+/** Push an index of two such images (by digest) under `tag`; the index's and the children's digests. */
+async function pushIndexUpstream(repo: string, tag: string) {
+  const children = [await pushUpstream(repo), await pushUpstream(repo)];
+  const bytes = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: children.map((c, i) => ({
+        mediaType: OCI_MANIFEST,
+        digest: c.digest,
+        size: c.size,
+        platform: { os: "linux", architecture: i === 0 ? "amd64" : "arm64" },
+      })),
+    }),
+  );
+  await upstream.putManifest(repo, tag, { bytes, mediaType: OCI_INDEX, digest: digestOf(bytes) });
+  return { digest: digestOf(bytes), children };
 }
 
 async function skopeoPull(ref: string): Promise<string> {
@@ -296,6 +320,26 @@ describe("pull-through cache", () => {
       (err: { stderr: string }) => err.stderr,
     );
     assert.match(push, /denied/i);
+  });
+
+  test("a multi-platform index, first asked with HEAD (as containerd does): its whole closure is cached", async () => {
+    const index = await pushIndexUpstream("library/multi", "1");
+    const head = await manifest(regionA, "hub/library/multi", "1", "HEAD");
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("docker-content-digest"), index.digest);
+    assert.equal(head.headers.get("content-type"), OCI_INDEX);
+    // Every platform's manifest and layer is here now: pulls of any of them need no upstream.
+    for (const child of index.children) {
+      assert.equal((await manifest(regionA, "hub/library/multi", child.digest, "GET", true)).status, 200);
+      const layer = await fetch(`${regionA}/v2/hub/library/multi/blobs/${child.layer}`, {
+        method: "HEAD",
+        headers: { authorization: adminAuth, "cache-control": "only-if-cached" },
+      });
+      assert.equal(layer.status, 200);
+    }
+    // A child asked by a digest upstream never had: MANIFEST_UNKNOWN.
+    const nope = await manifest(regionA, "hub/library/multi", digestOf("never pushed"));
+    assert.equal(nope.status, 404);
   });
 
   test("a tag moved upstream is served moved once its freshness passed", async () => {
