@@ -11,8 +11,9 @@
  * - a tag moved upstream is served moved once its freshness passed, HEAD
  *   and GET alike;
  * - upstream frozen (SIGSTOP): a cached tag past its freshness is still
- *   served (bounded wait), a never-cached tag fails 503 UNAVAILABLE, and
- *   then upstream killed: cached content still pulls with skopeo;
+ *   served (bounded wait), a never-cached tag fails 503 UNAVAILABLE, more
+ *   misses than the node's turns do not hold up a miss on another
+ *   upstream, and then upstream killed: cached content still pulls with skopeo;
  * - a blob whose upstream bytes are corrupted (a small HTTP server between
  *   Meridian and Distribution flips a byte of one blob) is refused: 503,
  *   nothing of it stored, the manifest not cached;
@@ -45,6 +46,8 @@ const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_ACCEPT = `${OCI_MANIFEST}, ${OCI_INDEX}`;
 let mesh: RunningMesh;
 let dist: Distribution;
+/** A second upstream, without auth: never frozen. */
+let other: Distribution;
 let upstream: OciRegistryClient;
 let adminPassword: string;
 let adminAuth: string;
@@ -199,6 +202,7 @@ async function corruptingRelay(
 
 before(async () => {
   dist = await startDistribution(cleanup, { user: "ci", password: SECRET });
+  other = await startDistribution(cleanup);
   upstream = new OciRegistryClient({ url: dist.url, credentials: { username: "ci", password: SECRET } });
   mesh = await startMesh(cleanup, ["a", "b"], undefined, ["--auth"], {
     MERIDIAN_PULL_THROUGH_CHECK_TIMEOUT_MS: "1000",
@@ -440,6 +444,34 @@ describe("pull-through cache", () => {
   });
 
   test("upstream frozen, then gone: cached tags keep being served", async () => {
+    // Another upstream, for a miss while this one is frozen.
+    const add = await meridian(["endpoint", "add", "other", "--url", other.url]);
+    assert.equal(add.code, 0, add.stderr);
+    await setProxy("elsewhere", "other");
+    const otherClient = new OciRegistryClient({ url: other.url });
+    const config = Buffer.from('{"architecture":"amd64","os":"linux"}');
+    await otherClient.pushBlob(
+      "library/app",
+      { digest: digestOf(config), size: config.length },
+      async () => config,
+    );
+    const otherManifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: {
+          mediaType: "application/vnd.oci.image.config.v1+json",
+          digest: digestOf(config),
+          size: config.length,
+        },
+        layers: [],
+      }),
+    );
+    await otherClient.putManifest("library/app", "1", {
+      bytes: otherManifest,
+      mediaType: OCI_MANIFEST,
+      digest: digestOf(otherManifest),
+    });
     const live = (await manifest(regionA, "live/library/live", "stable")).headers.get(
       "docker-content-digest",
     );
@@ -454,6 +486,17 @@ describe("pull-through cache", () => {
       // Never cached: nothing to serve, a bounded failure.
       const never = await manifest(regionA, "live/library/never", "1");
       assert.equal(never.status, 503);
+      // More misses than the node's turns for the frozen upstream wait on it; a miss on another
+      // upstream does not wait for them: it is served while they are all still pending.
+      const stuck = Array.from({ length: 10 }, (_, i) =>
+        manifest(regionA, `live/library/stuck${i}`, "1").then((r) => r.status),
+      );
+      let settled = 0;
+      for (const p of stuck) void p.then(() => settled++);
+      const elsewhere = await manifest(regionA, "elsewhere/library/app", "1");
+      assert.equal(elsewhere.status, 200);
+      assert.equal(settled, 0, "the frozen upstream's misses are still waiting");
+      assert.deepEqual(await Promise.all(stuck), Array(10).fill(503));
       // A project with a long freshness never asks: a hit.
       assert.equal((await manifest(regionA, "hub/library/app", "1.0")).status, 200);
     } finally {
