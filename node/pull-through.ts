@@ -50,7 +50,7 @@ import {
 } from "../mesh-client/oci-registry-client.js";
 import { projectOf } from "../protocol/access.js";
 import { Setting } from "../protocol/config-schema.js";
-import type { Digest } from "../protocol/digest.js";
+import { type Digest, isDigest } from "../protocol/digest.js";
 import {
   AccessDeniedError,
   BlobNotFoundError,
@@ -239,7 +239,13 @@ export class PullThrough {
     const head = await this.#upstream(up.proxy.endpoint, () =>
       clients.check.headManifest(up.repository, tag),
     );
-    if (head === undefined || head.digest === cached) {
+    // An upstream whose HEAD names no digest is asked with a GET (its bytes hashed by the client).
+    const current =
+      head === undefined || isDigest(head.digest)
+        ? head?.digest
+        : (await this.#upstream(up.proxy.endpoint, () => clients.check.getManifest(up.repository, tag)))
+            ?.digest;
+    if (current === undefined || current === cached) {
       this.count("manifest", "fresh");
     } else {
       await this.#shared(this.#manifests, `${repo}@${tag}`, () =>
