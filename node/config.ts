@@ -106,6 +106,7 @@ import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
+import { pullThroughSettings } from "./pull-through.js";
 import { rateLimitSettings } from "./rate-limit-settings.js";
 import { checkVerificationKeys, verificationSettings } from "./verification.js";
 
@@ -295,6 +296,7 @@ export const NODE_SETTINGS = configSchema({
       doc: "with auth off, the socket addresses admin writes are accepted from (`*`: anyone)",
     }),
   }),
+  pullThrough: pullThroughSettings(), // pull-through cache projects (node/pull-through.ts)
   startupGraceMs: CommonSettings.startupGraceMs(
     "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
   ),

@@ -43,6 +43,7 @@ import { runIfMain, serveUntilStopped } from "./lifecycle.js";
 import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
 import { Promoter } from "./promotion.js";
+import { PullThrough } from "./pull-through.js";
 import { registerQuotaMetrics } from "./quota-metrics.js";
 import { RateLimiter } from "./rate-limits.js";
 import { Scrubber } from "./scrub.js";
@@ -161,6 +162,13 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
           metrics,
           logger: log.child({ component: "fetch-on-miss" }),
         });
+  // Pull-through cache projects (./pull-through.ts): their misses are fetched from upstream.
+  const pullThrough = new PullThrough({
+    registry,
+    metrics,
+    logger: log.child({ component: "pull-through" }),
+    ...config.pullThrough,
+  });
   // The scrub (./scrub.ts): repairs through the region's peer when there is a mesh.
   const scrubber = new Scrubber({
     region: config.region,
@@ -232,6 +240,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     registry,
     metrics,
     fetchOnMiss,
+    pullThrough,
     scrubber,
     verificationKeys,
     promoter: new Promoter({

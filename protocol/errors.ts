@@ -289,6 +289,17 @@ export class UploadLimitError extends MeridianError {
  * 403. Distribution has no quotas. `detail` holds the project, its limit,
  * its usage, what this node has admitted meanwhile and what the push adds.
  */
+/**
+ * A pull-through cache's upstream registry failed what a miss needed
+ * (issue 17; node/pull-through.ts): unreachable, too slow, refused the
+ * endpoint's credentials, answered an error, or sent bytes that are not the
+ * digest asked for. 503 UNAVAILABLE (the client may retry); never a 401 to the
+ * client for the upstream's 401 (its own credentials are not in question).
+ */
+export class UpstreamError extends MeridianError {
+  override readonly code = "UPSTREAM_FAILED";
+  override readonly recoverable = true;
+}
 export class QuotaExceededError extends MeridianError {
   override readonly code = "QUOTA_EXCEEDED";
 }
@@ -360,6 +371,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [QuotaExceededError, { code: "DENIED", status: 403 }],
   [PromotionRefusedError, { code: "DENIED", status: 403 }],
   [PromotionCopyError, { code: "UNAVAILABLE", status: 503 }],
+  [UpstreamError, { code: "UNAVAILABLE", status: 503 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -44,6 +44,8 @@
  *    | promotion.recorded             | the node writes the record for the caller of POST /promotions)     |
  *    | pull-policy.set/deleted        | a system admin (a block-pull policy is a security control: a       |
  *    |                                | project admin could otherwise lift it from their own project)      |
+ *    | proxy.set/deleted              | a system admin (a proxy reads the endpoint's credentials: no project |
+ *    |                                | admin may point a project at them)                                   |
  *    | immutability.set               | a system admin; a project admin of the project of its repositories  |
  *    |                                | glob AND of the rule it replaces (immutable-tags.ts `ruleProject`;  |
  *    |                                | a glob reaching several projects: system admins only)              |
@@ -102,6 +104,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "pull-policy.set",
   "pull-policy.deleted",
   "promotion.recorded",
+  "proxy.set",
+  "proxy.deleted",
   "webhook.set",
   "webhook.deleted",
   "webhook.replay",

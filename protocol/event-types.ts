@@ -316,6 +316,22 @@ export interface PromotionRecorded extends Envelope, PromotionRecord {
   type: "promotion.recorded";
 }
 /**
+ * A project made (or re-made) a pull-through cache of an upstream registry
+ * named by an external endpoint (protocol/proxy.ts), or turned back into an
+ * ordinary project (`proxy.deleted`; what it cached stays).
+ */
+export interface ProxySet extends Envelope {
+  type: "proxy.set";
+  project: string;
+  endpoint: string;
+  upstreamPrefix?: string;
+  freshnessSeconds: number;
+}
+export interface ProxyDeleted extends Envelope {
+  type: "proxy.deleted";
+  project: string;
+}
+/**
  * A webhook subscription (issue 17, item 5; protocol/webhook.ts), keyed by
  * project and name: `subscription` is the normalized WebhookSubscription
  * (its `secretFile` is a path on every worker's host, never the secret).
@@ -439,6 +455,8 @@ export type AdminEvent =
   | PullPolicySet
   | PullPolicyDeleted
   | PromotionRecorded
+  | ProxySet
+  | ProxyDeleted
   | PullsRecorded
   | GcRun
   | GcCollected
@@ -487,6 +505,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "pull-policy.set",
   "pull-policy.deleted",
   "promotion.recorded",
+  "proxy.set",
+  "proxy.deleted",
   "pulls.recorded",
   "gc.run",
   "gc.collected",

@@ -24,6 +24,7 @@ import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
 import { checkGates, gateEventProblems, promotionProblems } from "./promotion.js";
+import { proxyProblems } from "./proxy.js";
 import { parsePullPolicy } from "./pull-policy.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
@@ -254,6 +255,12 @@ export function validateEvent(value: unknown): RegistryEvent {
       break;
     case "promotion.recorded":
       for (const problem of promotionProblems(e)) need(false, problem);
+      break;
+    case "proxy.set":
+      for (const problem of proxyProblems(e)) need(false, problem.slice(0, problem.indexOf(":")));
+      break;
+    case "proxy.deleted":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
       break;
     case "webhook.set":
       wrap("subscription", () => parseWebhookSubscription(e.subscription));

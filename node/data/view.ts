@@ -17,6 +17,7 @@
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
  *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
  *   - `pullPolicies` (pull-policies.ts): block-pull policies per project (issue 18).
+ *   - `proxies` (proxies.ts): projects that are pull-through caches of an endpoint (issue 17), in memory too.
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
@@ -78,6 +79,7 @@ import {
   type UserRecord,
 } from "./projections/identity.js";
 import { PromotionProjection, type PromotionReads } from "./projections/promotions.js";
+import { ProxyProjection, type ProxyReads } from "./projections/proxies.js";
 import { PullPolicyProjection, type PullPolicyReads } from "./projections/pull-policies.js";
 import {
   type ProjectQuota,
@@ -148,6 +150,8 @@ export class MetadataView {
   readonly promotions: PromotionReads;
   /** Block-pull policies (projections/pull-policies.ts). */
   readonly pullPolicies: PullPolicyReads;
+  /** Pull-through cache projects (projections/proxies.ts). */
+  readonly proxies: ProxyReads;
   /** Garbage-collection runs (projections/gc-runs.ts). */
   readonly gc: GcRunReads;
   /** Webhook subscriptions (projections/webhooks.ts). */
@@ -194,6 +198,8 @@ export class MetadataView {
     ];
     const endpoints = new EndpointProjection(this.#db);
     this.endpoints = endpoints;
+    const proxies = new ProxyProjection(this.#db);
+    this.proxies = proxies;
     const webhooks = new WebhookProjection(this.#db);
     this.webhooks = webhooks;
     const promotions = new PromotionProjection(this.#db);
@@ -211,6 +217,7 @@ export class MetadataView {
       webhooks,
       promotions,
       pullPolicies,
+      proxies,
     ];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;

@@ -17,6 +17,7 @@
  *   admin/webhooks.ts      /webhooks, /webhooks/:name (issue 17: CloudEvents subscriptions)
  *   admin/retention.ts     /retention/rules…, /retention/plan, /retention/runs…
  *   admin/endpoints.ts     /endpoints, /endpoints/:name (external registries, issue 17)
+ *   admin/proxies.ts       /proxies, /proxies/:project (pull-through cache projects, issue 17)
  *   admin/scrub.ts         /scrub/runs… (with a scrubber: node/scrub.ts)
  *   admin/verify.ts        /verify/<repo>@<digest> (cosign signature check, read-only)
  *   admin/promotions.ts    /gates…, /promotions… (gated promotion, issue 17)
@@ -62,6 +63,7 @@ import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
 import { policyRoutes } from "./admin/policies.js";
 import { promotionRoutes } from "./admin/promotions.js";
+import { proxyRoutes } from "./admin/proxies.js";
 import { pullPolicyRoutes } from "./admin/pull-policies.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
@@ -127,6 +129,7 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(quotaRoutes, { registry });
       await admin.register(retentionRoutes, { registry });
       await admin.register(endpointRoutes, { registry });
+      await admin.register(proxyRoutes, { registry });
       if (options.scrubber !== undefined) await admin.register(scrubRoutes, { scrubber: options.scrubber });
       await admin.register(gcRoutes, { registry });
       await admin.register(verifyRoutes, { registry, keys: options.verificationKeys ?? new Map() });

@@ -139,6 +139,7 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
     const routes: OciRoutesOptions = {
       registry: options.registry,
       fetchOnMiss: options.fetchOnMiss,
+      pullThrough: options.pullThrough,
       auth: options.auth,
       audit: options.audit,
       ...(options.pullGate === undefined ? {} : { pullGate: options.pullGate }),
@@ -285,6 +286,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     registry: options.registry,
     metrics: options.metrics,
     fetchOnMiss: options.fetchOnMiss,
+    pullThrough: options.pullThrough,
     auth: options.auth,
     audit: options.audit,
     ...(options.rateLimiter === undefined ? {} : { rateLimiter: options.rateLimiter }),

@@ -239,6 +239,33 @@ describe("view projections", () => {
     assert.equal(await i.robot("robot$old"), undefined);
   });
 
+  test("the proxies projection: last writer wins, held in memory and reloaded at open", async () => {
+    const dir = join(tempDir(cleanup), "view");
+    const hub = { project: "hub", endpoint: "onprem", upstreamPrefix: "library", freshnessSeconds: 60 };
+    let view = new MetadataView(dir);
+    await view.open();
+    await view.apply(logged(scenario()));
+    assert.deepEqual(view.proxies.proxyOf("hub"), hub);
+    assert.equal(view.proxies.proxyOf("old"), undefined, "proxy.deleted turns a project back");
+    // An older write arriving late (another region's) changes nothing.
+    const late = scenarioEvent("c", 119, {
+      type: "proxy.set",
+      project: "hub",
+      endpoint: "x",
+      freshnessSeconds: 1,
+    });
+    await view.apply(logged([late], scenario().length + 1));
+    assert.deepEqual(view.proxies.proxyOf("hub"), hub);
+    await view.close();
+    view = new MetadataView(dir);
+    await view.open();
+    cleanup(() => view.close());
+    assert.deepEqual(
+      view.proxies.proxies().map((p) => p.proxy),
+      [hub],
+    );
+  });
+
   test("re-applying an applied history changes nothing, and nobody hears it again", async () => {
     const view = await openView();
     const entries = logged(scenario());

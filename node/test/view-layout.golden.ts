@@ -16,8 +16,7 @@
  *
  * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
  *
- * And for issue 17 promotion (`gate!`, `pro!`, `prt!` keys of node/data/projections/promotions.ts,
- * and the activity index's promotion records): additions only, no VIEW_SCHEMA bump.
+ * And for issue 17 pull-through cache projects (`px!` keys of node/data/projections/proxies.ts): additions only, no VIEW_SCHEMA bump.
  *
  * And for issue 18 block-pull policies (`pp!` keys of node/data/projections/pull-policies.ts): additions only.
  *
@@ -147,6 +146,8 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-104", "61"],
   ["e!sc-a-105", "62"],
   ["e!sc-a-11", "11"],
+  ["e!sc-a-120", "67"],
+  ["e!sc-a-122", "69"],
   ["e!sc-a-13", "13"],
   ["e!sc-a-14", "14"],
   ["e!sc-a-15", "15"],
@@ -189,6 +190,8 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-8", "8"],
   ["e!sc-b-101", "58"],
   ["e!sc-b-12", "12"],
+  ["e!sc-b-121", "68"],
+  ["e!sc-b-123", "70"],
   ["e!sc-b-16", "16"],
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
@@ -262,7 +265,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "66"],
+  ["m!seq", "70"],
   ["o!c", "7"],
   [
     "pp!lab",
@@ -295,6 +298,14 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
     '{"at":1714564800000}',
+  ],
+  [
+    "px!hub",
+    '{"proxy":{"project":"hub","endpoint":"onprem","upstreamPrefix":"library","freshnessSeconds":60},"w":{"id":"sc-b-121","origin":"b","hlc":{"wall":121,"logical":0},"at":"1970-01-01T00:02:01.000Z","actor":"admin"}}',
+  ],
+  [
+    "px!old",
+    '{"proxy":null,"w":{"id":"sc-b-123","origin":"b","hlc":{"wall":123,"logical":0},"at":"1970-01-01T00:02:03.000Z","actor":"admin"}}',
   ],
   ["qd!other!sha256:d66bb68b0694f5e8f359b835baf543f37e485ad48ac1137e7a4557d1fa08e55c", '{"n":0,"size":10}'],
   ["qd!team!sha256:0b57c4413b6fbb0498432b80919fce8f15158934c95d6650b6864dee6aebb2d7", '{"n":1,"size":50}'],

@@ -264,5 +264,18 @@ export function scenario(): RegistryEvent[] {
     e("a", 252, { type: "pull-policy.set", policy: pullPolicy("lab", ["release"]) }),
     e("a", 253, { type: "pull-policy.deleted", project: "lab" }),
   );
+  // Pull-through cache projects (issue 17): one replaced by a later write, one turned off.
+  list.push(
+    e("a", 120, { type: "proxy.set", project: "hub", endpoint: "onprem", freshnessSeconds: 300 }),
+    e("b", 121, {
+      type: "proxy.set",
+      project: "hub",
+      endpoint: "onprem",
+      upstreamPrefix: "library",
+      freshnessSeconds: 60,
+    }),
+    e("a", 122, { type: "proxy.set", project: "old", endpoint: "onprem", freshnessSeconds: 0 }),
+    e("b", 123, { type: "proxy.deleted", project: "old" }),
+  );
   return list;
 }

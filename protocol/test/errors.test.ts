@@ -88,6 +88,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   QuotaExceededError: { code: "DENIED", status: 403 },
   PromotionRefusedError: { code: "DENIED", status: 403 },
   PromotionCopyError: { code: "UNAVAILABLE", status: 503 },
+  UpstreamError: { code: "UNAVAILABLE", status: 503 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */

@@ -72,7 +72,14 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
     };
     if (req.method === "HEAD") {
       // Every blob push begins with this HEAD, usually a miss: answered without an error thrown.
-      const size = await reg.linkedBlobSize(repo, digest);
+      let size = await reg.linkedBlobSize(repo, digest);
+      const upstream = onlyIfCached(req) ? undefined : options.pullThrough?.upstreamOf(repo);
+      if (upstream !== undefined) {
+        // A pull-through cache project: a miss is fetched into the cache, then answered from it.
+        if (size === undefined) await options.pullThrough?.blobMiss(repo, digest, upstream);
+        else options.pullThrough?.count("blob", "hit");
+        size = await reg.linkedBlobSize(repo, digest);
+      }
       if (size !== undefined) return reply.headers({ ...headers, "content-length": size }).send();
       // Answered from where the repository holds it elsewhere, copying no bytes (see fetch-on-miss.ts).
       const located =
@@ -97,7 +104,15 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
           .send();
       }
       opened = await reg.openBlob(repo, digest, wanted, ac.signal);
+      if (options.pullThrough?.upstreamOf(repo) !== undefined) options.pullThrough.count("blob", "hit");
     } catch (err) {
+      const upstream = onlyIfCached(req) ? undefined : options.pullThrough?.upstreamOf(repo);
+      if (err instanceof BlobNotFoundError && upstream !== undefined) {
+        // A pull-through cache project: fetched from upstream into the cache, then served from it.
+        await options.pullThrough?.blobMiss(repo, digest, upstream);
+        opened = await reg.openBlob(repo, digest, wanted, ac.signal);
+        return sendBlob(reply, headers, opened);
+      }
       if (!(err instanceof BlobNotFoundError) || options.fetchOnMiss === undefined || onlyIfCached(req))
         throw err;
       const miss = await options.fetchOnMiss.blob(repo, digest, wanted, ac.signal);
@@ -106,6 +121,14 @@ export async function blobRoutes(app: FastifyInstance, options: OciRoutesOptions
       reply.header(FETCHED_FROM_HEADER, miss.found.region);
       opened = miss.found;
     }
+    return sendBlob(reply, headers, opened);
+  }
+
+  function sendBlob(
+    reply: FastifyReply,
+    headers: Record<string, string>,
+    opened: { size: number; range?: ByteRange; stream?: Readable },
+  ) {
     const { size, range, stream } = opened;
     if (stream === undefined) return reply.headers({ ...headers, "content-length": size }).send();
     reply.headers(headers);

@@ -12,6 +12,7 @@ import { MethodNotAllowedError, RequestAbortedError } from "../../../protocol/er
 import type { Registry } from "../../data/registry.js";
 import type { FetchOnMiss } from "../../fetch-on-miss.js";
 import type { PullGate } from "../../pull-gate.js";
+import type { PullThrough } from "../../pull-through.js";
 import type { AuditSink, HttpAuth } from "../access.js";
 import type { AccessConfig, RouteAccess } from "../auth-plugin.js";
 import { OCI_URLS, type OciRouteName } from "./paths.js";
@@ -20,6 +21,8 @@ export interface OciRoutesOptions {
   registry: Registry;
   /** Content this region lacks, from the other regions (node/fetch-on-miss.ts); absent for a lone region. */
   fetchOnMiss?: FetchOnMiss;
+  /** Pull-through cache projects (node/pull-through.ts): their misses are fetched from upstream. */
+  pullThrough?: PullThrough;
   /** Authentication (node/auth/); absent: everyone may do everything, as `anonymous`. */
   auth?: HttpAuth;
   /** Where pulls, pushes, deletes and logins are recorded (node/audit.ts). */

@@ -18,6 +18,7 @@ import {
 } from "../../../protocol/errors.js";
 import { parseRepository } from "../../../protocol/names.js";
 import { parseReference, type Reference } from "../../data/registry.js";
+import type { PullThrough, Upstream } from "../../pull-through.js";
 import { contentLength } from "../headers.js";
 import {
   FETCHED_FROM_HEADER,
@@ -45,6 +46,17 @@ export async function manifestRoutes(app: FastifyInstance, options: OciRoutesOpt
     const raw = req.params.reference;
     const reference = readableReference(raw);
     let found: { digest: Digest; mediaType: string; bytes: Buffer };
+    const upstream = onlyIfCached(req) ? undefined : options.pullThrough?.upstreamOf(repo);
+    if (upstream !== undefined) {
+      // A pull-through cache project: a miss (or a tag past its freshness) asks upstream.
+      const local = await resolveProxied(repo, reference, upstream);
+      if (req.method === "GET") reg.pulls?.pulled(repo, local.digest);
+      return sendManifest(req, reply, {
+        digest: local.digest,
+        mediaType: local.record.mediaType,
+        bytes: local.bytes,
+      });
+    }
     try {
       const local = await reg.resolveManifest(repo, reference);
       found = { digest: local.digest, mediaType: local.record.mediaType, bytes: local.bytes };
@@ -67,9 +79,17 @@ export async function manifestRoutes(app: FastifyInstance, options: OciRoutesOpt
         found = miss.found;
       }
     }
+    return sendManifest(req, reply, found);
+  }
+
+  async function sendManifest(
+    req: ManifestRequest,
+    reply: FastifyReply,
+    found: { digest: Digest; mediaType: string; bytes: Buffer },
+  ) {
     // A project's block-pull policy judges what a GET would hand out (../../pull-gate.ts).
     if (req.method === "GET" && options.pullGate !== undefined)
-      await options.pullGate.check(req.identity, repo, found.digest, (reason) => {
+      await options.pullGate.check(req.identity, parseRepository(req.params.name), found.digest, (reason) => {
         req.auditDetail = reason;
       });
     reply.headers({
@@ -79,6 +99,29 @@ export async function manifestRoutes(app: FastifyInstance, options: OciRoutesOpt
       etag: `"${found.digest}"`,
     });
     return reply.send(req.method === "HEAD" ? undefined : found.bytes);
+  }
+
+  /**
+   * A manifest of a pull-through cache project (node/pull-through.ts): the
+   * cached one (a tag past its freshness confirmed with upstream first,
+   * within a bound; moved when upstream moved it), else fetched from
+   * upstream with its closure, stored, and read back as any pushed manifest.
+   * Misses in these projects never go to other regions: upstream is the source.
+   */
+  async function resolveProxied(repo: string, reference: Reference, upstream: Upstream) {
+    const pt = options.pullThrough as PullThrough;
+    try {
+      const local = await reg.resolveManifest(repo, reference);
+      if (!("tag" in reference)) {
+        pt.count("manifest", "hit");
+        return local;
+      }
+      if (!(await pt.refresh(repo, reference.tag, local.digest, upstream))) return local;
+    } catch (err) {
+      if (!(err instanceof ManifestNotFoundError || err instanceof RepositoryNotFoundError)) throw err;
+      await pt.manifestMiss(repo, reference, upstream);
+    }
+    return reg.resolveManifest(repo, reference);
   }
 
   /**
@@ -120,6 +163,8 @@ export async function manifestRoutes(app: FastifyInstance, options: OciRoutesOpt
 
   async function putManifest(req: ManifestRequest, reply: FastifyReply) {
     const repo = parseRepository(req.params.name);
+    // A pull-through cache project holds upstream's copy only: 403 DENIED, the body unread.
+    options.pullThrough?.refusePush(repo);
     const reference = parseReference(req.params.reference);
     const bytes = await readBody(req.raw, reg.maxManifestBytes, contentLength(req.headers["content-length"]));
     const result = await putManifestAdopting(

@@ -51,6 +51,8 @@ export async function uploadRoutes(app: FastifyInstance, options: OciRoutesOptio
 
   async function startUpload(req: StartRequest, reply: FastifyReply) {
     const repo = parseRepository(req.params.name);
+    // A pull-through cache project holds upstream's copy only (node/pull-through.ts): 403 DENIED.
+    options.pullThrough?.refusePush(repo);
     const q = req.query;
     if (q.mount !== undefined) {
       const digest = parseDigest(q.mount);
@@ -91,6 +93,7 @@ export async function uploadRoutes(app: FastifyInstance, options: OciRoutesOptio
 
   async function putUpload(req: CompleteRequest, reply: FastifyReply) {
     const repo = parseRepository(req.params.name);
+    options.pullThrough?.refusePush(repo);
     const id = req.params.id;
     const digest = parseDigest(req.query.digest);
     const { start, length } = chunkBounds(req);
