@@ -27,6 +27,7 @@ import { waitWritable } from "../../testing/faults.js";
 import { CLI_ENTRY, cleanupStack, freePort, runCli, tempDir } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { writeImageLayout } from "../../testing/oci-layout.js";
+import { startTokenDistribution } from "../../testing/token-distribution.js";
 
 const run = promisify(execFile);
 const cleanup = cleanupStack({ after });
@@ -438,5 +439,57 @@ describe("meridian import", () => {
         (await regionA.headManifest(`bulk/img-${i}`, "1"))?.digest,
         content[`bulk/img-${i}:1`]!.digest,
       );
+  });
+
+  test("a registry that refuses its catalog (token auth without registry:catalog:*): a clear error; literal --repos go without it", async () => {
+    const tok = await startTokenDistribution(cleanup, {
+      user: "ci",
+      password: SECRET,
+      grants: (scope) => !scope.startsWith("registry:catalog:"),
+    });
+    const client = new OciRegistryClient({ url: tok.url, credentials: { username: "ci", password: SECRET } });
+    const saved = upstream;
+    upstream = client;
+    const pushed = await image("tok/app", "v1").finally(() => {
+      upstream = saved;
+    });
+    const creds = join(work, "tok.creds");
+    writeFileSync(creds, `ci:${SECRET}\n`, { mode: 0o600 });
+    const add = await meridian(["endpoint", "add", "tokreg", "--url", tok.url, "--credentials-file", creds]);
+    assert.equal(add.code, 0, add.stderr);
+    const cp = join(work, "tok.json");
+    const refused = await meridian(["import", "--from", "tokreg", "--checkpoint", cp]);
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /endpoint tokreg refuses its catalog \(.*401 UNAUTHORIZED.*\): name the repositories with --repos NAME \(repeatable, without glob characters\)/,
+    );
+    const glob = await meridian(["import", "--from", "tokreg", "--repos", "tok/*", "--checkpoint", cp]);
+    assert.match(glob.stderr, /refuses its catalog/);
+    const named = await meridian([
+      "import",
+      "--from",
+      "tokreg",
+      "--repos",
+      "tok/app",
+      "--repos",
+      "nothing/here",
+      "--to-prefix",
+      "tok-mirror",
+      "--checkpoint",
+      cp,
+      "--json",
+    ]);
+    assert.equal(named.code, 0, named.stderr);
+    const r = JSON.parse(named.stdout) as Report;
+    assert.deepEqual(tagsOf(r.copied), ["tok/app:v1"]);
+    assert.equal(reasonOf(r, "nothing/here:*"), "no tags upstream (or repository unknown)");
+    assert.equal((await regionA.headManifest("tok-mirror/tok/app", "v1"))?.digest, pushed.digest);
+    const other = await meridian(["import", "--from", "tokreg", "--repos", "tok/app", "--checkpoint", cp]);
+    assert.equal(other.code, 2, "a checkpoint of another import (no prefix) is refused");
+    assert.match(
+      other.stderr,
+      /written for prefix "tok-mirror", not ""; name another with --checkpoint FILE/,
+    );
   });
 });
