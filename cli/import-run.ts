@@ -185,6 +185,7 @@ export async function runImport(o: ImportOptions, signal: AbortSignal): Promise<
     result.wouldCopy = jobs.map(outcome);
     return result;
   }
+  if (jobs.length === 0) return result;
 
   const totalBytes = jobs.reduce((n, j) => n + j.bytes, 0);
   const jobRepos = new Set(jobs.map((j) => j.repo));
