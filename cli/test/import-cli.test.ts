@@ -7,7 +7,8 @@
  * chart built the way `helm push` builds it, an artifact with artifactType
  * and an empty config and a two-platform index, each served back by Meridian
  * byte-identical by digest (and by skopeo inspect --raw), with the skipped
- * (tag excluded, blob unknown upstream, quota exceeded) and failed (a blob
+ * (tag excluded, blob unknown upstream, quota exceeded, an immutable tag
+ * denied) and failed (a blob
  * corrupted upstream) tags reported with reasons and exit 1; a second run
  * that finds everything done; and a run interrupted by SIGINT that writes
  * its checkpoint and is resumed, re-copying a tag that moved upstream.
@@ -64,10 +65,10 @@ async function push(
   config: { mediaType: string; bytes: Buffer },
   layers: Array<{ mediaType: string; bytes: Buffer }>,
   fields: Record<string, unknown> = {},
+  to = upstream,
 ): Promise<Pushed> {
   const blobs = [config.bytes, ...layers.map((l) => l.bytes)];
-  for (const b of blobs)
-    await upstream.pushBlob(repo, { digest: digestOf(b), size: b.length }, async () => b);
+  for (const b of blobs) await to.pushBlob(repo, { digest: digestOf(b), size: b.length }, async () => b);
   const d = (x: { mediaType: string; bytes: Buffer }) => ({
     mediaType: x.mediaType,
     digest: digestOf(x.bytes),
@@ -82,20 +83,14 @@ async function push(
       layers: layers.map(d),
     }),
   );
-  await upstream.putManifest(repo, tag, { bytes, mediaType: OCI_MANIFEST, digest: digestOf(bytes) });
+  await to.putManifest(repo, tag, { bytes, mediaType: OCI_MANIFEST, digest: digestOf(bytes) });
   return { digest: digestOf(bytes), bytes, blobs };
 }
 
-function image(repo: string, tag: string, layerBytes: number[] = [3000]): Promise<Pushed> {
-  return push(
-    repo,
-    tag,
-    {
-      mediaType: OCI_CONFIG,
-      bytes: Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", tag })),
-    },
-    layerBytes.map((n) => ({ mediaType: OCI_LAYER, bytes: gzipSync(randomBytes(n)) })),
-  );
+function image(repo: string, tag: string, layerBytes: number[] = [3000], to = upstream): Promise<Pushed> {
+  const config = Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", tag }));
+  const layers = layerBytes.map((n) => ({ mediaType: OCI_LAYER, bytes: gzipSync(randomBytes(n)) }));
+  return push(repo, tag, { mediaType: OCI_CONFIG, bytes: config }, layers, {}, to);
 }
 
 /** Distribution's file of a blob (docker/registry/v2/blobs/sha256/ab/<hex>/data). */
@@ -315,17 +310,30 @@ describe("meridian import", () => {
   });
 
   test("the full import: images, a Helm chart, an artifact, an index, byte-identical; skips and failures with reasons", async () => {
+    // A tag Meridian holds at another digest under an immutable-tag rule: denied, with the reason.
+    const held = await image("corp/app", "1.1", [100], regionA);
+    assert.equal(
+      (await meridian(["immutable", "add", "frozen", "--repos", "corp/app", "--tags", "1.1"])).code,
+      0,
+    );
     const cp = join(work, "full.json");
     const r = await meridian(["import", "--from", "onprem", "--checkpoint", cp]);
     assert.equal(r.code, 1, `a failed tag: exit 1\n${r.stdout}${r.stderr}`);
     assert.match(
       r.stdout,
-      /^import from onprem into region a: 7 repositories; 8 copied, 0 already present, 2 skipped, 1 failed;/,
+      /^import from onprem into region a: 7 repositories; 7 copied, 0 already present, 3 skipped, 1 failed;/,
     );
     assert.match(r.stdout, /^skipped:\n(?:.*\n)*? {2}big\/app:1 {2}quota exceeded: /m);
     assert.match(r.stdout, /^ {2}broken\/app:1 {2}blob unknown upstream$/m);
+    assert.match(r.stdout, /^ {2}corp\/app:1\.1 {2}denied by Meridian: .*immutable/im);
     assert.match(r.stdout, /^failed:\n {2}corrupt\/app:1 {2}digest mismatch: /m);
+    assert.equal(
+      (await regionA.headManifest("corp/app", "1.1"))?.digest,
+      held.digest,
+      "the immutable tag stays",
+    );
     for (const [ref, pushed] of Object.entries(content)) {
+      if (ref === "corp/app:1.1") continue;
       const [repo, tag] = ref.split(":") as [string, string];
       const got = await regionA.getManifest(repo, pushed.digest);
       assert.ok(got !== undefined, ref);
@@ -367,7 +375,7 @@ describe("meridian import", () => {
     const again = await meridian(["import", "--from", "onprem", "--checkpoint", cp, "--json"]);
     const a = JSON.parse(again.stdout) as Report;
     assert.deepEqual(a.copied, []);
-    assert.equal(a.resumed.length, 8);
+    assert.equal(a.resumed.length, 7);
     const fresh = await meridian([
       "import",
       "--from",
@@ -378,7 +386,7 @@ describe("meridian import", () => {
     ]);
     const f = JSON.parse(fresh.stdout) as Report;
     assert.deepEqual(f.copied, []);
-    assert.equal(f.present.length, 8);
+    assert.equal(f.present.length, 7);
     assert.equal(fresh.code, 1, "the corrupt blob still fails");
   });
 
@@ -448,11 +456,7 @@ describe("meridian import", () => {
       grants: (scope) => !scope.startsWith("registry:catalog:"),
     });
     const client = new OciRegistryClient({ url: tok.url, credentials: { username: "ci", password: SECRET } });
-    const saved = upstream;
-    upstream = client;
-    const pushed = await image("tok/app", "v1").finally(() => {
-      upstream = saved;
-    });
+    const pushed = await image("tok/app", "v1", [3000], client);
     const creds = join(work, "tok.creds");
     writeFileSync(creds, `ci:${SECRET}\n`, { mode: 0o600 });
     const add = await meridian(["endpoint", "add", "tokreg", "--url", tok.url, "--credentials-file", creds]);
