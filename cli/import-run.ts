@@ -4,7 +4,7 @@
  *
  * Plan: the repositories (the catalog, or the names `--repos` gives
  * literally), each one's tags, the tags the filter selects, and for each
- * selected tag its manifest upstream (digest, media type, the size of its
+ * selected tag (2 × concurrency read at once) its manifest upstream (digest, media type, the size of its
  * closure without referrers, children of an index included). A tag is then
  * done already when the checkpoint holds it at that digest, or present when
  * Meridian's tag points at that digest (one HEAD): neither is copied again.
@@ -167,16 +167,22 @@ export async function runImport(o: ImportOptions, signal: AbortSignal): Promise<
   const repos = await repositories(o);
   result.repositories = repos.length;
   const jobs: Job[] = [];
-  const planner = new PQueue({ concurrency: o.concurrency });
+  // Repositories listed a few at a time; their tags' manifests read by a shared, wider queue
+  // (a repository of thousands of tags is not planned one request after another).
+  const lister = new PQueue({ concurrency: o.concurrency });
+  const reader = new PQueue({ concurrency: 2 * o.concurrency });
   let planned = 0;
   o.hooks.planning(0, repos.length);
   for (const repo of repos)
-    void planner.add(async () => {
+    void lister.add(async () => {
       if (signal.aborted) return;
-      await planRepo(o, repo, result, jobs);
+      await planRepo(o, repo, result, jobs, reader, signal);
       o.hooks.planning(++planned, repos.length);
     });
-  await planner.onIdle();
+  await lister.onIdle();
+  await reader.onIdle();
+  for (const list of [result.present, result.resumed, result.skipped, result.failed, jobs])
+    list.sort(byRepoTag);
   if (signal.aborted) {
     result.interrupted = true;
     return result;
@@ -262,7 +268,14 @@ async function repositories(o: ImportOptions): Promise<string[]> {
   return all.filter((r) => selectsRepo(o.filter, r)).sort();
 }
 
-async function planRepo(o: ImportOptions, repo: string, result: ImportResult, jobs: Job[]): Promise<void> {
+async function planRepo(
+  o: ImportOptions,
+  repo: string,
+  result: ImportResult,
+  jobs: Job[],
+  reader: PQueue,
+  signal: AbortSignal,
+): Promise<void> {
   const destination = destinationRepo(o.filter, repo);
   let tags: string[];
   try {
@@ -281,7 +294,8 @@ async function planRepo(o: ImportOptions, repo: string, result: ImportResult, jo
     result.skipped.push({ repo, tag: "*", destination, reason: "no tags upstream (or repository unknown)" });
     return;
   }
-  for (const tag of [...new Set(tags)].sort()) {
+  const reads: Array<Promise<void>> = [];
+  for (const tag of new Set(tags)) {
     const base = { repo, tag, destination };
     if (!selectsImportTag(o.filter, tag)) {
       result.skipped.push({ ...base, reason: "tag excluded by --tags" });
@@ -292,34 +306,54 @@ async function planRepo(o: ImportOptions, repo: string, result: ImportResult, jo
       result.skipped.push({ ...base, reason: bad });
       continue;
     }
-    try {
-      const root = await o.source.getManifest(repo, tag);
-      if (root === undefined) {
-        result.skipped.push({ ...base, reason: "manifest unknown upstream (deleted meanwhile?)" });
-        continue;
-      }
-      const unsupported = mediaTypeProblem(root.mediaType);
-      if (unsupported !== undefined) {
-        result.skipped.push({ ...base, digest: root.digest, reason: unsupported });
-        continue;
-      }
-      if (isDone(o.checkpoint, repo, tag, root.digest)) {
-        result.resumed.push({ ...base, digest: root.digest });
-        continue;
-      }
-      const there = await o.meridian.headManifest(destination, tag);
-      if (there?.digest === root.digest) {
-        result.present.push({ ...base, digest: root.digest });
-        if (!o.dryRun) o.hooks.finished(repo, tag, root.digest);
-        continue;
-      }
-      const bytes = await closureBytes(o.source, repo, root);
-      jobs.push({ ...base, digest: root.digest, bytes, uploaded: 0, state: "queued" });
-    } catch (err) {
-      const c = classify(err);
-      (c.outcome === "skipped" ? result.skipped : result.failed).push({ ...base, reason: c.reason });
-    }
+    reads.push(
+      reader.add(() =>
+        signal.aborted ? Promise.resolve() : planTag(o, base, result, jobs),
+      ) as Promise<void>,
+    );
   }
+  await Promise.all(reads);
+}
+
+/** One selected tag: its manifest upstream, then done before, present, or a job. */
+async function planTag(
+  o: ImportOptions,
+  base: { repo: string; tag: string; destination: string },
+  result: ImportResult,
+  jobs: Job[],
+): Promise<void> {
+  const { repo, tag, destination } = base;
+  try {
+    const root = await o.source.getManifest(repo, tag);
+    if (root === undefined) {
+      result.skipped.push({ ...base, reason: "manifest unknown upstream (deleted meanwhile?)" });
+      return;
+    }
+    const unsupported = mediaTypeProblem(root.mediaType);
+    if (unsupported !== undefined) {
+      result.skipped.push({ ...base, digest: root.digest, reason: unsupported });
+      return;
+    }
+    if (isDone(o.checkpoint, repo, tag, root.digest)) {
+      result.resumed.push({ ...base, digest: root.digest });
+      return;
+    }
+    const there = await o.meridian.headManifest(destination, tag);
+    if (there?.digest === root.digest) {
+      result.present.push({ ...base, digest: root.digest });
+      if (!o.dryRun) o.hooks.finished(repo, tag, root.digest);
+      return;
+    }
+    const bytes = await closureBytes(o.source, repo, root);
+    jobs.push({ ...base, digest: root.digest, bytes, uploaded: 0, state: "queued" });
+  } catch (err) {
+    const c = classify(err);
+    (c.outcome === "skipped" ? result.skipped : result.failed).push({ ...base, reason: c.reason });
+  }
+}
+
+function byRepoTag(a: { repo: string; tag: string }, b: { repo: string; tag: string }): number {
+  return a.repo < b.repo ? -1 : a.repo > b.repo ? 1 : a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0;
 }
 
 /** The bytes of a manifest's config and layers, an index's children's included (referrers not). */
