@@ -30,9 +30,16 @@ export class CommandError extends Error {
   }
 }
 
-export type OptionSpec = Record<string, { type: "string" | "boolean"; default?: string | boolean }>;
+export type OptionSpec = Record<
+  string,
+  {
+    type: "string" | "boolean";
+    default?: string | boolean /** Repeatable: a list of values. */;
+    multiple?: boolean;
+  }
+>;
 export interface Context {
-  values: Record<string, string | boolean | undefined>;
+  values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
   mesh: () => Mesh;
   api: () => AdminClient;

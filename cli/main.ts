@@ -7,6 +7,7 @@
  *   meridian lag [--data DIR] [--mesh FILE] [--json]          (the lag matrix: cli/lag.ts)
  *   meridian region stop|start NAME [--only ROLES] [--data DIR] (a running `up`: cli/region.ts)
  *   meridian policy|alerts|tag|undelete|repo|replication|retention …   (admin commands: cli/admin.ts)
+ *   meridian import --from ENDPOINT …                          (migration: cli/import-command.ts)
  *   meridian failover|rebuild-region …                        (disaster recovery: cli/dr.ts)
  *   meridian backup --to DIR|s3://… | restore --from …        (a region's snapshot: cli/backup-command.ts)
  *   meridian config verify FILE [--kind K] | config reference   (cli/config.ts)
@@ -98,6 +99,7 @@ const ADMIN_COMMANDS = new Set([
   "promote",
   "gate",
   "pull-policy",
+  "import",
   "failover",
   "rebuild-region",
   "whoami",

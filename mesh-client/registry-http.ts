@@ -90,17 +90,37 @@ export function exchange(
             ),
       );
     };
-    const deadline = setTimeout(
-      () =>
+    // The answer's deadline counts from the end of the request: a streamed body (a blob of
+    // gigabytes) may take longer to send than any answer should take to come; while it is
+    // sent, the socket's silence is bounded by idleMs instead.
+    let deadline: NodeJS.Timeout | undefined;
+    const startDeadline = () => {
+      if (settled) return;
+      deadline = setTimeout(
+        () =>
+          fail(
+            new ExternalRegistryError(
+              `${method} ${url.host}${url.pathname}: no answer within ${options.deadlineMs} ms`,
+              "TIMEOUT",
+              0,
+            ),
+          ),
+        options.deadlineMs,
+      );
+    };
+    const streamed = body !== undefined && !Buffer.isBuffer(body);
+    if (streamed) {
+      req.once("finish", startDeadline);
+      req.setTimeout(options.idleMs, () =>
         fail(
           new ExternalRegistryError(
-            `${method} ${url.host}${url.pathname}: no answer within ${options.deadlineMs} ms`,
+            `${method} ${url.host}${url.pathname}: sending idle ${options.idleMs} ms`,
             "TIMEOUT",
             0,
           ),
         ),
-      options.deadlineMs,
-    );
+      );
+    } else startDeadline();
     req.on("error", fail);
     req.on("response", (res) => {
       if (settled) {

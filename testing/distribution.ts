@@ -19,6 +19,8 @@ export interface Distribution {
   /** host:port, as skopeo's docker:// references want it. */
   host: string;
   pid: number;
+  /** Its filesystem storage's root (tests reach into it to lose or corrupt a blob). */
+  root: string;
 }
 
 export async function startDistribution(
@@ -69,7 +71,8 @@ export async function startDistribution(
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${stderr}`);
     try {
       const status = await answerStatus(`${url}/v2/`);
-      if (status === 200 || status === 401) return { url, host: `127.0.0.1:${port}`, pid: child.pid! };
+      if (status === 200 || status === 401)
+        return { url, host: `127.0.0.1:${port}`, pid: child.pid!, root: join(dir, "data") };
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
