@@ -24,9 +24,30 @@
  *   tag.set (no cause)               io.meridian.tag.moved         tag
  *   tag.deleted (no cause)           io.meridian.tag.deleted       tag
  *   tag.conflict (no cause)          io.meridian.conflict          conflict
+ *   failover.recorded (no cause)     io.meridian.failover          failover
+ *   quota.exceeded (no cause)        io.meridian.quota.exceeded    quota
+ *   (audit stream, SIEM only)        io.meridian.audit.<action>    (protocol/siem.ts)
  *
- * Not announced yet (no log event exists for them): failover, quota
- * exceeded, scan-gate refused, promotion passed/failed.
+ * Not announced here: scan-gate refused, promotion passed/failed (their own
+ * work).
+ *
+ * Failover is mesh-wide (no project). It goes to every subscription whose
+ * kinds include `failover` (all, when it lists none), whatever its `repos`
+ * filter: a failover changes where every project's writes are accepted.
+ * What a project's subscription sees of it is cut to its project: `scopes`
+ * lists only the re-homed scopes of that project (another project's
+ * repository names never reach it). A subscription of project `*` (system
+ * admins only: protocol/event-authority.ts, node/http/admin/webhooks.ts)
+ * receives every project's events and the whole failover.
+ *
+ * Quota exceeded: `quota.exceeded` events are written by the node that
+ * refused a push, at most one per (project, repository) per node per minute
+ * (node/data/quota-refusals.ts), so a receiver hears of a refusing project
+ * once a minute at most per repository and node, not once per retry.
+ *
+ * SIEM subscriptions (`siem: true`, project `*`, no filters) deliver the
+ * region's audit records instead of its log events (protocol/siem.ts,
+ * replication/siem-delivery.ts).
  *
  * HTTP: structured mode (`Content-Type: application/cloudevents+json`, the
  * whole CloudEvent as the body), chosen so the signed body is the entire
@@ -42,7 +63,19 @@ import type { RegistryEvent } from "./events.js";
 import { globMatch } from "./policy-match.js";
 
 export const WEBHOOK_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-export const WEBHOOK_KINDS = ["pushed", "replicated", "deleted", "tag", "conflict"] as const;
+/** A subscription's project: a project name, or `*` (every project; system admins only). */
+export const WEBHOOK_PROJECT = /^(?:\*|[a-z0-9][a-z0-9._-]{0,62})$/;
+/** The project of a subscription reaching every project. */
+export const ALL_PROJECTS = "*";
+export const WEBHOOK_KINDS = [
+  "pushed",
+  "replicated",
+  "deleted",
+  "tag",
+  "conflict",
+  "failover",
+  "quota",
+] as const;
 export type WebhookKind = (typeof WEBHOOK_KINDS)[number];
 
 /** One subscription: where to deliver which events of one project. */
@@ -50,8 +83,13 @@ export interface WebhookSubscription {
   name: string;
   /** http(s) URL of the receiver. */
   url: string;
-  /** Only repositories of this project (`team` for `team/app`). */
+  /** Only repositories of this project (`team` for `team/app`); `*`: every project. */
   project: string;
+  /**
+   * Deliver the region's audit records (a SIEM), batched, instead of its log
+   * events; only with project `*` and no `events`/`repos` filter.
+   */
+  siem?: boolean;
   /** Kinds to deliver; absent: all. */
   events?: WebhookKind[];
   /** picomatch globs over the full repository name; absent: every repository of the project. */
@@ -74,13 +112,18 @@ export interface WebhookCloudEvent {
   time: string;
   datacontenttype: "application/json";
   data: {
-    repository: string;
+    /** Absent for a failover (mesh-wide). */
+    repository?: string;
     tag?: string;
     digest?: string;
     mediaType?: string;
     actor: string;
     region: string;
     origin: string;
+    /** failover.recorded: from, to, epoch, force and the scopes the subscription may see. */
+    failover?: { from: string; to: string; epoch: number; force: boolean; scopes: string[] };
+    /** quota.exceeded: the project's quota and usage when the push was refused. */
+    quota?: { project: string; limitBytes: number; usedBytes: number; requestedBytes: number };
   };
 }
 
@@ -100,6 +143,10 @@ export function webhookKindOf(event: RegistryEvent): { kind: WebhookKind; type: 
       return replica ? undefined : { kind: "tag", type: "io.meridian.tag.deleted" };
     case "tag.conflict":
       return replica ? undefined : { kind: "conflict", type: "io.meridian.conflict" };
+    case "failover.recorded":
+      return replica ? undefined : { kind: "failover", type: "io.meridian.failover" };
+    case "quota.exceeded":
+      return replica ? undefined : { kind: "quota", type: "io.meridian.quota.exceeded" };
     default:
       return undefined;
   }
@@ -114,11 +161,14 @@ export function cloudEventFor(
   event: RegistryEvent,
   region: string,
 ): WebhookCloudEvent | undefined {
+  if (sub.siem === true) return undefined;
   const kind = webhookKindOf(event);
-  const repo = (event as { repo?: string }).repo;
-  if (kind === undefined || repo === undefined) return undefined;
-  if (projectOf(repo) !== sub.project) return undefined;
+  if (kind === undefined) return undefined;
   if (sub.events !== undefined && !sub.events.includes(kind.kind)) return undefined;
+  if (event.type === "failover.recorded") return failoverEventFor(sub, event, region);
+  const repo = (event as { repo?: string }).repo;
+  if (repo === undefined) return undefined;
+  if (sub.project !== ALL_PROJECTS && projectOf(repo) !== sub.project) return undefined;
   if (sub.repos !== undefined && !sub.repos.some((glob) => globMatch(glob, repo))) return undefined;
   const tag = "tag" in event && typeof event.tag === "string" ? event.tag : undefined;
   const digest =
@@ -136,6 +186,13 @@ export function cloudEventFor(
   if (tag !== undefined) data.tag = tag;
   if (digest !== undefined) data.digest = digest;
   if (event.type === "manifest.pushed") data.mediaType = event.mediaType;
+  if (event.type === "quota.exceeded")
+    data.quota = {
+      project: event.project,
+      limitBytes: event.limitBytes,
+      usedBytes: event.usedBytes,
+      requestedBytes: event.requestedBytes,
+    };
   return {
     specversion: "1.0",
     id: event.id,
@@ -145,6 +202,34 @@ export function cloudEventFor(
     time: event.at,
     datacontenttype: "application/json",
     data,
+  };
+}
+
+/** A failover as `sub` sees it: its project's scopes only, unless it is `*`. */
+function failoverEventFor(
+  sub: WebhookSubscription,
+  event: Extract<RegistryEvent, { type: "failover.recorded" }>,
+  region: string,
+): WebhookCloudEvent {
+  const scopes =
+    sub.project === ALL_PROJECTS
+      ? [...event.scopes]
+      : // "" is the scope of every repository: every project's.
+        event.scopes.filter((s) => s === "" || projectOf(s) === sub.project);
+  return {
+    specversion: "1.0",
+    id: event.id,
+    source: `meridian/${region}`,
+    type: "io.meridian.failover",
+    subject: `${event.from}->${event.to}`,
+    time: event.at,
+    datacontenttype: "application/json",
+    data: {
+      actor: event.actor,
+      region,
+      origin: event.origin,
+      failover: { from: event.from, to: event.to, epoch: event.epoch ?? 0, force: event.force, scopes },
+    },
   };
 }
 
@@ -212,8 +297,12 @@ export function parseWebhookSubscription(value: unknown): WebhookSubscription {
     problems.push("url: want an http(s) URL");
   if (url !== undefined && (url.username !== "" || url.password !== ""))
     problems.push("url: credentials in a URL are refused (use the secret)");
-  if (typeof v.project !== "string" || !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(v.project))
-    problems.push("project: want a project name");
+  if (typeof v.project !== "string" || !WEBHOOK_PROJECT.test(v.project))
+    problems.push("project: want a project name or *");
+  if (v.siem !== undefined && typeof v.siem !== "boolean") problems.push("siem: want true or false");
+  if (v.siem === true && v.project !== ALL_PROJECTS) problems.push("siem: wants project *");
+  if (v.siem === true && (v.events !== undefined || v.repos !== undefined))
+    problems.push("siem: takes no events or repos filter (it streams every audit record)");
   const events = v.events;
   if (
     events !== undefined &&
@@ -243,6 +332,7 @@ export function parseWebhookSubscription(value: unknown): WebhookSubscription {
     url: String(v.url),
     project: v.project as string,
   };
+  if (v.siem === true) sub.siem = true;
   if (events !== undefined) sub.events = [...(events as WebhookKind[])];
   if (repos !== undefined) sub.repos = [...(repos as string[])];
   if (secretFile !== undefined) sub.secretFile = secretFile as string;

@@ -15,6 +15,9 @@
  * (node/data/projections/webhooks.ts): additions only, no VIEW_SCHEMA bump.
  *
  * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
+ *
+ * And for issue 17's webhook records (failover.recorded, quota.exceeded: no keys of their own, only
+ * their applied `e!` entries) and a mesh-wide SIEM subscription (`wh!*!siem`): additions only.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
@@ -130,6 +133,8 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-13", "13"],
   ["e!sc-a-14", "14"],
   ["e!sc-a-15", "15"],
+  ["e!sc-a-161", "55"],
+  ["e!sc-a-162", "56"],
   ["e!sc-a-17", "17"],
   ["e!sc-a-2", "2"],
   ["e!sc-a-20", "20"],
@@ -164,6 +169,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-8", "8"],
   ["e!sc-b-12", "12"],
   ["e!sc-b-16", "16"],
+  ["e!sc-b-160", "54"],
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
   ["e!sc-b-26", "26"],
@@ -226,7 +232,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "53"],
+  ["m!seq", "56"],
   ["o!c", "7"],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
@@ -283,6 +289,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "u!bob",
     '{"value":null,"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "wh!*!siem",
+    '{"subscription":{"name":"siem","url":"https://siem.example/in","project":"*","siem":true},"w":{"id":"sc-a-162","origin":"a","hlc":{"wall":162,"logical":0},"at":"1970-01-01T00:02:42.000Z","actor":"admin"}}',
   ],
   [
     "wh!team!ci",
