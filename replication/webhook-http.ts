@@ -4,8 +4,10 @@
  * ONCE per attempt; every address it resolves to is checked
  * (protocol/webhook.ts `receiverAddressAllowed`: link-local and cloud
  * metadata, unspecified and multicast never, loopback only when allowed);
- * then the connection is made to the first of those checked addresses by a
- * `lookup` that answers it whatever it is asked. A name that resolves to
+ * then the connection is made to those checked addresses by a `lookup`
+ * that answers them whatever it is asked (all of them when asked for all:
+ * Node tries each in turn, so `localhost` answering ::1 then 127.0.0.1
+ * reaches a receiver on either; otherwise the first). A name that resolves to
  * an allowed address for the check and to a refused one a moment later
  * cannot reach the refused one: there is no second resolution. TLS still
  * verifies the certificate against the URL's host name (SNI and the check
@@ -34,14 +36,14 @@ export class ReceiverRefusedError extends Error {
 }
 
 /**
- * Resolve `host` once and check every address; the address to connect to.
+ * Resolve `host` once and check every address; the addresses to connect to.
  * Throws ReceiverRefusedError when one is refused (or none came back).
  */
-export async function checkedAddress(
+export async function checkedAddresses(
   host: string,
   allowLoopback: boolean,
   resolve: Resolver,
-): Promise<string> {
+): Promise<string[]> {
   const bare = host.replace(/^\[|\]$/g, "");
   const addresses = isIP(bare) !== 0 ? [bare] : await resolve(bare);
   if (addresses.length === 0)
@@ -49,18 +51,19 @@ export async function checkedAddress(
   for (const address of addresses)
     if (isIP(address) === 0 || !receiverAddressAllowed(address, allowLoopback))
       throw new ReceiverRefusedError(`receiver address ${address.slice(0, 64)} refused`);
-  return addresses[0] as string;
+  return addresses;
 }
 
-/** A `lookup` for http.request that answers `address` for any name: the connection goes where the check said. */
-export function pinnedLookup(address: string): LookupFunction {
-  const family = isIP(address);
+/** A `lookup` for http.request that answers `addresses` for any name: the connection goes where the check said. */
+export function pinnedLookup(addresses: readonly string[]): LookupFunction {
+  const list = addresses.map((address) => ({ address, family: isIP(address) }));
   return ((_host: string, options: unknown, callback: (...args: unknown[]) => void) => {
     const cb = typeof options === "function" ? (options as typeof callback) : callback;
     const all =
       typeof options === "object" && options !== null && (options as { all?: boolean }).all === true;
-    if (all) cb(null, [{ address, family }]);
-    else cb(null, address, family);
+    const first = list[0] as { address: string; family: number };
+    if (all) cb(null, list);
+    else cb(null, first.address, first.family);
   }) as LookupFunction;
 }
 
@@ -79,7 +82,7 @@ export async function postPinned(url: string, options: PostOptions): Promise<num
   const target = new URL(url);
   const timeout = AbortSignal.timeout(options.timeoutMs);
   const signal = AbortSignal.any([options.signal, timeout]);
-  const address = await checkedAddress(
+  const addresses = await checkedAddresses(
     target.hostname,
     options.allowLoopback,
     options.resolve ?? systemResolver,
@@ -99,7 +102,7 @@ export async function postPinned(url: string, options: PostOptions): Promise<num
       {
         method: "POST",
         headers: { ...options.headers, "content-length": String(body.byteLength) },
-        lookup: pinnedLookup(address),
+        lookup: pinnedLookup(addresses),
         signal,
       },
       (res: IncomingMessage) => {
