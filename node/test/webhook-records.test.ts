@@ -283,10 +283,8 @@ describe("failover, quota refusals and the SIEM stream as CloudEvents", () => {
       teamR.state.stalled.length >= 1 &&
         teamR.state.got.every((g) => g.status === undefined || g.status === 204),
     );
-    await eventually(
-      () => worker.deliverer.deliveries("team").some((a) => a.error === "timed out"),
-      15_000,
-    ); // and deliveries time out meanwhile
+    // Deliveries time out meanwhile.
+    await eventually(() => worker.deliverer.deliveries("team").some((a) => a.error === "timed out"), 15_000);
     teamR.state.mode = "ok";
     await eventually(() => {
       const moved = new Set(
@@ -316,7 +314,9 @@ describe("failover, quota refusals and the SIEM stream as CloudEvents", () => {
     node = await startTheNode();
     await worker.stop();
     worker = await startWorker();
-    const after = await as("dev").fetch(`/v2/team/siem/manifests/v1`, { signal: AbortSignal.timeout(30_000) });
+    const after = await as("dev").fetch(`/v2/team/siem/manifests/v1`, {
+      signal: AbortSignal.timeout(30_000),
+    });
     assert.equal(after.status, 200);
     await after.arrayBuffer();
     assert.equal((await as("mallory", "nope").fetch("/v2/")).status, 401);
