@@ -85,7 +85,7 @@ async function add(ctx: Context): Promise<number> {
     throw new UsageError("--siem takes no --events or --repos (it streams every audit record)");
   const project = siem ? (v.project ?? "*") : v.project;
   if (v.url === undefined || project === undefined)
-    throw new UsageError("--url URL and --project P (or --siem) are required");
+    throw new UsageError("--url URL and --project P are required (with --siem, only --url)");
   const file = v["secret-file"];
   const json: Record<string, unknown> = { url: v.url, project };
   if (siem) json.siem = true;
