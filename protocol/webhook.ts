@@ -47,7 +47,13 @@
  *
  * SIEM subscriptions (`siem: true`, project `*`, no filters) deliver the
  * region's audit records instead of its log events (protocol/siem.ts,
- * replication/siem-delivery.ts).
+ * replication/webhook-delivery.ts).
+ *
+ * Announcements read the stream, not the view: a record is announced as
+ * the stream holds it, so it is as trustworthy as the stream's append
+ * rights (cli/nats-auth.ts). `failover.recorded` carries the mesh's proof
+ * like the re-homing events before it (protocol/event-authority.ts); the
+ * view's check of it guards the view, not the announcement.
  *
  * HTTP: structured mode (`Content-Type: application/cloudevents+json`, the
  * whole CloudEvent as the body), chosen so the signed body is the entire

@@ -136,7 +136,14 @@ export class WebhookDeliverer {
 
   /** Start (or restart with new settings) delivering to `target`. */
   async set(target: WebhookTarget): Promise<void> {
-    await this.#stop(target.subscription.name);
+    const name = target.subscription.name;
+    const before = this.#running.get(name)?.target.subscription.siem === true;
+    await this.#stop(name);
+    // Turned from a webhook into a SIEM (or back): its position on the other stream means nothing now.
+    if (before !== (target.subscription.siem === true)) {
+      const old = this.#where(name, before);
+      await this.#o.jsm.consumers.delete(old.stream, old.durable).catch(() => false);
+    }
     this.#start(target);
   }
 

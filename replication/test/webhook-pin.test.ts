@@ -225,4 +225,11 @@ test("orphan durables: removed when the subscription is deleted, and at start fo
     r.state.got.slice(n).map((g) => JSON.parse(g.body).id),
     [next],
   );
+  // Turned into a SIEM subscription: its position on the event stream goes, one on the audit stream comes.
+  await second.set({
+    subscription: sub(r.url, { name: "keep", project: "*", siem: true }),
+    secret: Buffer.alloc(0),
+  });
+  assert.deepEqual(await names(streamName("a")), ["replicate-to-b"]);
+  await eventually(async () => (await names(auditStreamName("a"))).includes("siem-keep"), 10_000);
 });
