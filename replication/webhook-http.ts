@@ -14,6 +14,9 @@
  * use the name, only the socket's address is pinned).
  *
  * No redirects are followed (a 3xx is a failed attempt, as any non-2xx).
+ * Connections are kept alive by Node's global agent, pooled by host and
+ * port: a pooled connection goes to an address checked when it was opened,
+ * and every attempt checks the name's addresses again before any request.
  * The whole attempt, connection, request and the answer's headers, is
  * bounded by `timeoutMs`; the answer's body is read and dropped (bounded
  * by the same timeout).
@@ -108,6 +111,10 @@ export async function postPinned(url: string, options: PostOptions): Promise<num
       (res: IncomingMessage) => {
         res.on("error", fail);
         res.on("end", () => resolve(res.statusCode ?? 0));
+        // Cut short (the timeout, the delivery stopping, the receiver hanging up): never left pending.
+        res.on("close", () => {
+          if (!res.complete) fail(new Error("answer cut short"));
+        });
         res.resume();
       },
     );
