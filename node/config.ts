@@ -106,6 +106,7 @@ import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
+import { rateLimitSettings } from "./rate-limit-settings.js";
 import { checkVerificationKeys, verificationSettings } from "./verification.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
@@ -319,6 +320,8 @@ export const NODE_SETTINGS = configSchema({
       doc: "wait between setting garbage aside and checking again that no write needed it; longer than any writer's step from seeing a blob to committing its event (a node's append and apply, a replication worker's copy of a closure)",
     }),
   }),
+  // Pull and push rate limits (./rate-limits.ts), shared by the region's nodes.
+  rateLimits: section(rateLimitSettings()),
   uploads: section({
     idleMinutes: number({
       env: "MERIDIAN_UPLOAD_IDLE_MINUTES",
@@ -384,6 +387,7 @@ export interface NodeConfig
 
 /** Upload sessions opened on this node (node/data/registry.ts). */
 export type UploadLimits = Settings["uploads"];
+export type RateLimitSettings = Settings["rateLimits"];
 
 export interface AuthConfig extends Omit<Settings["auth"], "tokenKeyFile"> {
   tokenKeyFile: string;

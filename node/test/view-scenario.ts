@@ -239,5 +239,11 @@ export function scenario(): RegistryEvent[] {
       subscription: { name: "siem", url: "https://siem.example/in", project: "*", siem: true },
     }),
   );
+  // Token revocations (issue 18): the latest `before` stands whatever the order they arrive in.
+  list.push(
+    e("a", 240, { type: "tokens.revoked", name: "alice", before: "2024-05-02T00:00:00.000Z" }),
+    e("b", 241, { type: "tokens.revoked", name: "alice", before: "2024-05-01T00:00:00.000Z" }),
+    e("a", 242, { type: "tokens.revoked", name: "robot$ci", before: "2024-05-03T00:00:00.000Z" }),
+  );
   return list;
 }
