@@ -15,7 +15,8 @@
  * - the SIEM receives every audit record (pushes, pulls, logins, failed
  *   logins, admin changes) as signed CloudEvents batches, including those
  *   made while it answered 500 and across a restart of the node and of the
- *   worker: nothing lost, every id always carrying the same record.
+ *   worker: nothing lost, every id always carrying the same record; a
+ *   replay from the audit stream's first sequence re-sends the same ids.
  *
  * One node for the file; the steps run in order.
  */
@@ -397,5 +398,18 @@ describe("failover, quota refusals and the SIEM stream as CloudEvents", () => {
       "a failed login after the restarts",
     );
     assert.ok(worker.deliverer.deliveries("siem").every((a) => a.type.startsWith("io.meridian.audit (")));
+
+    // Replay from the audit stream's first sequence: the same ids carrying the same records.
+    const n = siemR.state.got.length;
+    await ok(admin(), "POST", "/webhooks/siem/replay", { from: 1 });
+    const replayed = () =>
+      siemR.state.got.slice(n).flatMap((g) => JSON.parse(g.body) as Array<{ id: string; data: unknown }>);
+    await eventually(() => replayed().some((e) => e.id === "test:1:0"), 30_000);
+    for (const e of replayed())
+      assert.equal(seen.get(e.id) ?? canon(e.data), canon(e.data), `replayed ${e.id}`);
+    assert.ok(
+      replayed().some((e) => seen.has(e.id)),
+      "the replay re-sends ids already delivered",
+    );
   });
 });
