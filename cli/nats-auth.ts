@@ -22,7 +22,11 @@
  * - peer of S: read MERIDIAN_S (info, message get, ordered consumers); it
  *   appends nothing (failover decisions go through a node's admin API).
  * - worker of S: as the node for MERIDIAN_S (it appends replicas, alerts and
- *   run records), no audit stream.
+ *   run records); it may also acknowledge on MERIDIAN_S (its webhook
+ *   durables `webhook-*`; never another region's `replicate-to-*`, denied by
+ *   name) and read AUDIT_S through durables it acknowledges (the SIEM
+ *   stream's `siem-*`, replication/webhook-delivery.ts); it never publishes
+ *   audit records.
  * - worker of R ≠ S: read only, through its own durable `replicate-to-R` on
  *   MERIDIAN_S: create/update, info, next, ack. No publish to `meridian.S.>`.
  * - operator: everything, including purge/delete/update of streams.
@@ -190,8 +194,23 @@ export function permissionsFor(
   const info = { allow: [`${API}.INFO`] };
   if (role === "peer") return { publish: merge(info, streamReader(events, false, durables)), subscribe };
   const own = { allow: [streamSubjects(server)] };
-  if (role === "worker")
-    return { publish: merge(info, own, streamReader(events, true, durables)), subscribe };
+  if (role === "worker") {
+    // Webhook and SIEM durables on this region's own streams (replication/webhook-delivery.ts).
+    const acks = {
+      allow: [`$JS.ACK.${events}.>`, `$JS.ACK.${auditStreamName(server)}.>`],
+      deny: durables.map((d) => `$JS.ACK.${events}.${d}.>`),
+    };
+    return {
+      publish: merge(
+        info,
+        own,
+        streamReader(events, true, durables),
+        streamReader(auditStreamName(server), false, []),
+        acks,
+      ),
+      subscribe,
+    };
+  }
   return {
     publish: merge(
       info,

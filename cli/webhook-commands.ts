@@ -4,6 +4,9 @@
  * cli/admin.ts. A subscription delivers a project's events as signed
  * CloudEvents (protocol/webhook.ts); `--secret-file` names a file that must
  * exist at that path on every region's host (the key never enters the log).
+ * `--project '*'` (system admins) reaches every project; `--siem` (system
+ * admins, implies project `*`) streams every audit record instead
+ * (protocol/siem.ts).
  */
 
 import { isAbsolute, resolve } from "node:path";
@@ -11,10 +14,15 @@ import type { DeliveryAttempt } from "../replication/webhook-delivery.js";
 import { type Command, type Context, JSON_OPT, printJson, UsageError } from "./admin-client.js";
 import { table } from "./table.js";
 
-export const WEBHOOK_USAGE = `  webhook add NAME --url URL --project P [--events pushed,replicated,deleted,tag,conflict,promotion,scan-gate]
+export const WEBHOOK_USAGE = `  webhook add NAME --url URL --project P [--events pushed,replicated,deleted,tag,conflict,promotion,scan-gate,failover,quota]
               [--repos GLOB[,GLOB]] [--secret-file F]
                                   deliver P's events as signed CloudEvents to URL (F: the HMAC key,
-                                  read from that path on every region's host)
+                                  read from that path on every region's host); P '*': every project
+                                  (system admins); failovers reach every subscription asking for them
+  webhook add NAME --siem --url URL [--secret-file F]
+                                  stream every audit record (pulls, pushes, logins, failed logins,
+                                  admin changes) of every region to a SIEM as signed CloudEvents
+                                  batches (system admins)
   webhook list                    the subscriptions you may see
   webhook delete NAME             stop and remove a subscription
   webhook replay NAME --from SEQ [--region R]
@@ -34,6 +42,7 @@ export const WEBHOOK_COMMANDS: Record<string, Command> = {
       events: { type: "string" },
       repos: { type: "string" },
       "secret-file": { type: "string" },
+      siem: { type: "boolean" },
     },
     run: add,
   },
@@ -54,6 +63,7 @@ interface WebhookReply {
   events?: string[];
   repos?: string[];
   secretFile?: string;
+  siem?: boolean;
   actor?: string;
   at?: string;
   origin?: string;
@@ -70,16 +80,21 @@ const csv = (s: string | undefined) =>
 async function add(ctx: Context): Promise<number> {
   const name = ctx.positionals[0]!;
   const v = ctx.values as Record<string, string | undefined>;
-  if (v.url === undefined || v.project === undefined)
-    throw new UsageError("--url URL and --project P are required");
+  const siem = (ctx.values as { siem?: boolean }).siem === true;
+  if (siem && (v.events !== undefined || v.repos !== undefined))
+    throw new UsageError("--siem takes no --events or --repos (it streams every audit record)");
+  const project = siem ? (v.project ?? "*") : v.project;
+  if (v.url === undefined || project === undefined)
+    throw new UsageError("--url URL and --project P are required (with --siem, only --url)");
   const file = v["secret-file"];
-  const json: Record<string, unknown> = { url: v.url, project: v.project };
+  const json: Record<string, unknown> = { url: v.url, project };
+  if (siem) json.siem = true;
   if (v.events !== undefined) json.events = csv(v.events);
   if (v.repos !== undefined) json.repos = csv(v.repos);
   if (file !== undefined) json.secretFile = isAbsolute(file) ? file : resolve(file);
   const reply = await ctx.api().send<WebhookReply>("PUT", `/webhooks/${encodeURIComponent(name)}`, { json });
   if (ctx.json) return printJson(reply);
-  process.stdout.write(`webhook ${name}: ${v.project} → ${v.url}\n`);
+  process.stdout.write(`webhook ${name}: ${siem ? "audit (SIEM)" : project} → ${v.url}\n`);
   return 0;
 }
 
@@ -92,7 +107,7 @@ async function list(ctx: Context): Promise<number> {
       w.name,
       w.project,
       w.url,
-      w.events?.join(",") ?? "all",
+      w.siem === true ? "audit" : (w.events?.join(",") ?? "all"),
       w.repos?.join(",") ?? "all",
       w.secretFile === undefined ? "no" : "yes",
       w.actor ?? "-",

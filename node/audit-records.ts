@@ -51,10 +51,5 @@ export const MAX_AUDIT_LIMIT = 10_000;
 /** An `AuditRecord` without the fields the log fills in (`at` may be given, e.g. the request's start). */
 export type AuditEntry = Omit<AuditRecord, "at" | "region"> & { at?: string };
 
-export function auditStreamName(region: string): string {
-  return `AUDIT_${region}`;
-}
-
-export function auditSubject(region: string): string {
-  return `meridian-audit.${region}`;
-}
+// The names are shared with the SIEM stream's reader (replication/webhook-delivery.ts).
+export { auditStreamName, auditSubject } from "../protocol/siem.js";

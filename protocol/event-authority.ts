@@ -51,7 +51,11 @@
  *    |                                | a glob reaching several projects: system admins only)              |
  *    | immutability.deleted           | a system admin; a project admin of the deleted rule's project       |
  *    | webhook.set/deleted/replay     | a system admin; a project admin of the subscription's project (keyed |
- *    |                                | by project, so one cannot touch another project's)                  |
+ *    |                                | by project, so one cannot touch another project's); project `*`     |
+ *    |                                | (every project, mesh-wide events, the SIEM stream): system admins   |
+ *    | failover.recorded              | a system admin (the one who made the failover; a service for the    |
+ *    |                                | automatic one): a forged one would announce a failover that was not |
+ *    |                                | made                                                                 |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
  *    door, a peer, acting through a node's admin API) counts as a system
@@ -62,7 +66,8 @@
  * appending them), what replication workers append (`policy.run.finished`,
  * `alert.raised`, `tag.conflict`): workers hold no token key, and the pulls
  * nodes record (`pulls.recorded`): a forged one can only make retention keep
- * more, never delete.
+ * more, never delete; nor the quota refusals nodes record (`quota.exceeded`):
+ * a forged one changes no state, it can only be announced to a webhook.
  *
  * Determinism: the proof check depends on the event and the key set alone.
  * The right is judged against the view's state when the event is applied,
@@ -109,6 +114,7 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "webhook.set",
   "webhook.deleted",
   "webhook.replay",
+  "failover.recorded",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */

@@ -7,11 +7,14 @@
  */
 import type { RobotGrant, Role } from "./access.js";
 import type { Digest } from "./digest.js";
+import type { FailoverRecorded, QuotaExceeded } from "./event-types-records.js";
 import type { GateConfig } from "./gates.js";
 import type { Hlc } from "./hlc.js";
 import type { GateScopeKind, PromotionRecord } from "./promotion.js";
 import type { PullPolicyDeleted, PullPolicySet } from "./pull-policy.js";
 import type { TagMergeRule } from "./tag-merge.js";
+
+export * from "./event-types-records.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
 
@@ -463,7 +466,9 @@ export type AdminEvent =
   | GcFinished
   | WebhookSet
   | WebhookDeleted
-  | WebhookReplay;
+  | WebhookReplay
+  | FailoverRecorded
+  | QuotaExceeded;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -514,6 +519,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "webhook.set",
   "webhook.deleted",
   "webhook.replay",
+  "failover.recorded",
+  "quota.exceeded",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

@@ -28,7 +28,7 @@ import { proxyProblems } from "./proxy.js";
 import { parsePullPolicy } from "./pull-policy.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
-import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";
+import { parseWebhookSubscription, WEBHOOK_NAME, WEBHOOK_PROJECT } from "./webhook.js";
 
 const REGION = new RegExp(REGION_PATTERN);
 
@@ -266,14 +266,28 @@ export function validateEvent(value: unknown): RegistryEvent {
       wrap("subscription", () => parseWebhookSubscription(e.subscription));
       break;
     case "webhook.deleted":
-      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.project === "string" && WEBHOOK_PROJECT.test(e.project), "project");
       need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
       break;
     case "webhook.replay":
-      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.project === "string" && WEBHOOK_PROJECT.test(e.project), "project");
       need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
       need(typeof e.region === "string" && REGION.test(e.region), "region");
       need(Number.isSafeInteger(e.fromSeq) && (e.fromSeq as number) >= 1, "fromSeq");
+      break;
+    case "failover.recorded":
+      need(typeof e.from === "string" && REGION.test(e.from), "from");
+      need(typeof e.to === "string" && REGION.test(e.to), "to");
+      need(Array.isArray(e.scopes) && (e.scopes as unknown[]).every((x) => typeof x === "string"), "scopes");
+      need(typeof e.force === "boolean", "force");
+      break;
+    case "quota.exceeded":
+      need(typeof e.project === "string" && PROJECT_NAME.test(e.project), "project");
+      need(typeof e.repo === "string", "repo");
+      wrap("repo", () => parseRepository(e.repo as string));
+      need(typeof e.region === "string" && REGION.test(e.region), "region");
+      for (const f of ["limitBytes", "usedBytes", "requestedBytes"])
+        need(Number.isSafeInteger(e[f]) && (e[f] as number) >= 0, f);
       break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");

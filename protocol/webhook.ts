@@ -27,6 +27,9 @@
  *   promotion.recorded passed        io.meridian.promotion.passed  promotion
  *   promotion.recorded failed        io.meridian.promotion.failed  promotion
  *     … failed by the vulnerabilities gate: io.meridian.scan-gate.refused, kind scan-gate
+ *   failover.recorded (no cause)     io.meridian.failover          failover
+ *   quota.exceeded (no cause)        io.meridian.quota.exceeded    quota
+ *   (audit stream, SIEM only)        io.meridian.audit.<action>    (protocol/siem.ts)
  *
  * A promotion is announced to the SOURCE repository's project (the image's
  * owner), with the source tag and digest, by the region it was recorded in.
@@ -34,7 +37,29 @@
  * vulnerabilities gate took part in is announced once, as scan-gate refused
  * (its `data.promotion` lists every gate), not twice.
  *
- * Not announced yet (no log event exists for them): failover, quota exceeded.
+ * Failover is mesh-wide (no project). It goes to every subscription whose
+ * kinds include `failover` (all, when it lists none), whatever its `repos`
+ * filter: a failover changes where every project's writes are accepted.
+ * What a project's subscription sees of it is cut to its project: `scopes`
+ * lists only the re-homed scopes of that project (another project's
+ * repository names never reach it). A subscription of project `*` (system
+ * admins only: protocol/event-authority.ts, node/http/admin/webhooks.ts)
+ * receives every project's events and the whole failover.
+ *
+ * Quota exceeded: `quota.exceeded` events are written by the node that
+ * refused a push, at most one per (project, repository) per node per minute
+ * (node/data/quota-refusals.ts), so a receiver hears of a refusing project
+ * once a minute at most per repository and node, not once per retry.
+ *
+ * SIEM subscriptions (`siem: true`, project `*`, no filters) deliver the
+ * region's audit records instead of its log events (protocol/siem.ts,
+ * replication/webhook-delivery.ts).
+ *
+ * Announcements read the stream, not the view: a record is announced as
+ * the stream holds it, so it is as trustworthy as the stream's append
+ * rights (cli/nats-auth.ts). `failover.recorded` carries the mesh's proof
+ * like the re-homing events before it (protocol/event-authority.ts); the
+ * view's check of it guards the view, not the announcement.
  *
  * HTTP: structured mode (`Content-Type: application/cloudevents+json`, the
  * whole CloudEvent as the body), chosen so the signed body is the entire
@@ -50,6 +75,10 @@ import type { RegistryEvent } from "./events.js";
 import { globMatch } from "./policy-match.js";
 
 export const WEBHOOK_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+/** A subscription's project: a project name, or `*` (every project; system admins only). */
+export const WEBHOOK_PROJECT = /^(?:\*|[a-z0-9][a-z0-9._-]{0,62})$/;
+/** The project of a subscription reaching every project. */
+export const ALL_PROJECTS = "*";
 export const WEBHOOK_KINDS = [
   "pushed",
   "replicated",
@@ -58,6 +87,8 @@ export const WEBHOOK_KINDS = [
   "conflict",
   "promotion",
   "scan-gate",
+  "failover",
+  "quota",
 ] as const;
 export type WebhookKind = (typeof WEBHOOK_KINDS)[number];
 
@@ -66,8 +97,13 @@ export interface WebhookSubscription {
   name: string;
   /** http(s) URL of the receiver. */
   url: string;
-  /** Only repositories of this project (`team` for `team/app`). */
+  /** Only repositories of this project (`team` for `team/app`); `*`: every project. */
   project: string;
+  /**
+   * Deliver the region's audit records (a SIEM), batched, instead of its log
+   * events; only with project `*` and no `events`/`repos` filter.
+   */
+  siem?: boolean;
   /** Kinds to deliver; absent: all. */
   events?: WebhookKind[];
   /** picomatch globs over the full repository name; absent: every repository of the project. */
@@ -90,7 +126,8 @@ export interface WebhookCloudEvent {
   time: string;
   datacontenttype: "application/json";
   data: {
-    repository: string;
+    /** Absent for a failover (mesh-wide). */
+    repository?: string;
     tag?: string;
     digest?: string;
     mediaType?: string;
@@ -104,6 +141,10 @@ export interface WebhookCloudEvent {
       destination: { kind: string; name: string; repository: string; tag: string };
       gates: Array<{ gate: string; scope: string; ok: boolean; reason: string }>;
     };
+    /** failover.recorded: from, to, epoch, force and the scopes the subscription may see. */
+    failover?: { from: string; to: string; epoch: number; force: boolean; scopes: string[] };
+    /** quota.exceeded: the project's quota and usage when the push was refused. */
+    quota?: { project: string; limitBytes: number; usedBytes: number; requestedBytes: number };
   };
 }
 
@@ -129,6 +170,10 @@ export function webhookKindOf(event: RegistryEvent): { kind: WebhookKind; type: 
       return event.gates.some((g) => g.gate === "vulnerabilities" && !g.ok)
         ? { kind: "scan-gate", type: "io.meridian.scan-gate.refused" }
         : { kind: "promotion", type: "io.meridian.promotion.failed" };
+    case "failover.recorded":
+      return replica ? undefined : { kind: "failover", type: "io.meridian.failover" };
+    case "quota.exceeded":
+      return replica ? undefined : { kind: "quota", type: "io.meridian.quota.exceeded" };
     default:
       return undefined;
   }
@@ -143,12 +188,16 @@ export function cloudEventFor(
   event: RegistryEvent,
   region: string,
 ): WebhookCloudEvent | undefined {
+  if (sub.siem === true) return undefined;
   const kind = webhookKindOf(event);
+  if (kind === undefined) return undefined;
+  if (sub.events !== undefined && !sub.events.includes(kind.kind)) return undefined;
+  if (event.type === "failover.recorded") return failoverEventFor(sub, event, region);
+  // A promotion is announced to the source repository's project, with the source tag and digest.
   const promoted = event.type === "promotion.recorded" ? event : undefined;
   const repo = promoted?.source.repository ?? (event as { repo?: string }).repo;
-  if (kind === undefined || repo === undefined) return undefined;
-  if (projectOf(repo) !== sub.project) return undefined;
-  if (sub.events !== undefined && !sub.events.includes(kind.kind)) return undefined;
+  if (repo === undefined) return undefined;
+  if (sub.project !== ALL_PROJECTS && projectOf(repo) !== sub.project) return undefined;
   if (sub.repos !== undefined && !sub.repos.some((glob) => globMatch(glob, repo))) return undefined;
   const tag =
     promoted?.source.tag ?? ("tag" in event && typeof event.tag === "string" ? event.tag : undefined);
@@ -175,6 +224,13 @@ export function cloudEventFor(
       destination: promoted.destination,
       gates: promoted.gates,
     };
+  if (event.type === "quota.exceeded")
+    data.quota = {
+      project: event.project,
+      limitBytes: event.limitBytes,
+      usedBytes: event.usedBytes,
+      requestedBytes: event.requestedBytes,
+    };
   return {
     specversion: "1.0",
     id: event.id,
@@ -184,6 +240,34 @@ export function cloudEventFor(
     time: event.at,
     datacontenttype: "application/json",
     data,
+  };
+}
+
+/** A failover as `sub` sees it: its project's scopes only, unless it is `*`. */
+function failoverEventFor(
+  sub: WebhookSubscription,
+  event: Extract<RegistryEvent, { type: "failover.recorded" }>,
+  region: string,
+): WebhookCloudEvent {
+  const scopes =
+    sub.project === ALL_PROJECTS
+      ? [...event.scopes]
+      : // "" is the scope of every repository: every project's.
+        event.scopes.filter((s) => s === "" || projectOf(s) === sub.project);
+  return {
+    specversion: "1.0",
+    id: event.id,
+    source: `meridian/${region}`,
+    type: "io.meridian.failover",
+    subject: `${event.from}->${event.to}`,
+    time: event.at,
+    datacontenttype: "application/json",
+    data: {
+      actor: event.actor,
+      region,
+      origin: event.origin,
+      failover: { from: event.from, to: event.to, epoch: event.epoch ?? 0, force: event.force, scopes },
+    },
   };
 }
 
@@ -251,8 +335,12 @@ export function parseWebhookSubscription(value: unknown): WebhookSubscription {
     problems.push("url: want an http(s) URL");
   if (url !== undefined && (url.username !== "" || url.password !== ""))
     problems.push("url: credentials in a URL are refused (use the secret)");
-  if (typeof v.project !== "string" || !/^[a-z0-9][a-z0-9._-]{0,62}$/.test(v.project))
-    problems.push("project: want a project name");
+  if (typeof v.project !== "string" || !WEBHOOK_PROJECT.test(v.project))
+    problems.push("project: want a project name or *");
+  if (v.siem !== undefined && typeof v.siem !== "boolean") problems.push("siem: want true or false");
+  if (v.siem === true && v.project !== ALL_PROJECTS) problems.push("siem: wants project *");
+  if (v.siem === true && (v.events !== undefined || v.repos !== undefined))
+    problems.push("siem: takes no events or repos filter (it streams every audit record)");
   const events = v.events;
   if (
     events !== undefined &&
@@ -282,6 +370,7 @@ export function parseWebhookSubscription(value: unknown): WebhookSubscription {
     url: String(v.url),
     project: v.project as string,
   };
+  if (v.siem === true) sub.siem = true;
   if (events !== undefined) sub.events = [...(events as WebhookKind[])];
   if (repos !== undefined) sub.repos = [...(repos as string[])];
   if (secretFile !== undefined) sub.secretFile = secretFile as string;

@@ -7,6 +7,12 @@
  * (path only) and the subscription delivers unsigned, so a receiver that
  * checks signatures refuses them rather than the mesh silently skipping.
  *
+ * Once the subscriptions held at start run, the durables of subscriptions
+ * that no longer exist (deleted while this worker was down) are removed
+ * (WebhookDeliverer.removeOrphans). The worker's view has caught up with the
+ * log before this starts (main.ts), so a subscription missing from it was
+ * deleted, not merely not yet seen.
+ *
  * A `webhook.replay` naming this region re-delivers from its sequence when
  * the view applies it, if it was made less than REPLAY_FRESH_MS ago: a view
  * rebuilt from the start of the log applies every old request again, and
@@ -70,7 +76,11 @@ export function followWebhooks(
         .catch((err) => logger.warn({ webhook: name, err }, "webhook replay failed"));
     }
   });
-  return { stop: unsubscribe, ready: again() };
+  const ready = again().then(async () => {
+    const keep = (await view.webhooks.subscriptions()).map((s) => s.subscription);
+    await deliverer.removeOrphans(keep).catch((err) => logger.warn({ err }, "webhook orphans not removed"));
+  });
+  return { stop: unsubscribe, ready };
 }
 
 async function secretOf(subscription: WebhookSubscription, logger: Logger): Promise<Buffer> {

@@ -86,6 +86,14 @@ export async function failover(
     await ctx.commits.commit(body, actor, undefined, epoch);
     scopes.push(c.scope);
   }
+  // The one record of the whole failover, announced to webhooks as io.meridian.failover
+  // (protocol/webhook.ts); after the scopes, so a receiver told of it finds them re-homed.
+  await ctx.commits.commit(
+    { type: "failover.recorded", from, to, scopes, force } as EventBody,
+    actor,
+    undefined,
+    epoch,
+  );
   ctx.logger.warn({ from, to, epoch, scopes, force }, "failover");
   return { from, to, epoch, scopes };
 }

@@ -34,6 +34,7 @@ import { projectOf } from "../../protocol/access.js";
 import type { Digest } from "../../protocol/digest.js";
 import { QuotaExceededError } from "../../protocol/errors.js";
 import type { QuotaReads } from "./projections/quotas.js";
+import type { QuotaRefusal } from "./quota-refusals.js";
 
 /** Ends an admission (the push committed or failed): its reservation stops counting. */
 export type Release = () => void;
@@ -45,8 +46,12 @@ export class QuotaGate {
   /** Admitted and not yet committed on this node: project → digest → {size, admissions}. */
   readonly #inflight = new Map<string, Map<string, { size: number; refs: number }>>();
 
-  constructor(quotas: QuotaReads) {
+  /** Told of each refusal (./quota-refusals.ts records it, rate-limited, off the push's path). */
+  readonly #onRefused: ((repo: string, refusal: QuotaRefusal) => void) | undefined;
+
+  constructor(quotas: QuotaReads, onRefused?: (repo: string, refusal: QuotaRefusal) => void) {
     this.#quotas = quotas;
+    this.#onRefused = onRefused;
   }
 
   /**
@@ -66,6 +71,7 @@ export class QuotaGate {
       let pending = 0;
       for (const [d, r] of this.#inflight.get(project) ?? []) if (d !== digest) pending += r.size;
       if (usage.usedBytes + pending + size > limit) {
+        this.#onRefused?.(repo, { limitBytes: limit, usedBytes: usage.usedBytes, requestedBytes: size });
         throw new QuotaExceededError(
           `quota exceeded: project ${project} holds ${usage.usedBytes} of its ${limit} bytes in this region; this push needs ${size} more`,
           {

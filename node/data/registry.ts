@@ -33,6 +33,7 @@ import { CatchUpOnMiss, materialize } from "./log-follow.js";
 import { type ManifestPushContext, pushManifest } from "./manifest-push.js";
 import { PullRecord } from "./pull-record.js";
 import { QuotaGate } from "./quota-gate.js";
+import { QuotaRefusals } from "./quota-refusals.js";
 import { type UndeleteTarget, undelete } from "./undelete.js";
 import { type UploadSessionLimits, UploadSessions } from "./upload-sessions.js";
 import { Uploads } from "./uploads.js";
@@ -140,7 +141,12 @@ export class Registry {
       fence: () => this.#mesh?.fence() ?? "",
     });
     const limits = options.uploadLimits === undefined ? undefined : new UploadSessions(options.uploadLimits);
-    this.#quota = new QuotaGate(this.view.quotas);
+    const refusals = new QuotaRefusals({
+      commit: (body) => this.#commits.commit(body, "system"),
+      region: this.region,
+      logger: this.#logger,
+    });
+    this.#quota = new QuotaGate(this.view.quotas, (repo, r) => refusals.refused(repo, r));
     this.uploads = new Uploads(
       this.store,
       limits,

@@ -16,11 +16,12 @@
  *
  * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
  *
- * And for issue 17 pull-through cache projects (`px!` keys of node/data/projections/proxies.ts): additions only, no VIEW_SCHEMA bump.
+ * And for issue 18 token revocations (`tr!` keys of node/data/projections/identity.ts): additions only.
+ *
+ * And for issue 17's webhook records (failover.recorded, quota.exceeded: no keys of their own, only
+ * their applied `e!` entries) and a mesh-wide SIEM subscription (`wh!*!siem`): additions only.
  *
  * And for issue 18 block-pull policies (`pp!` keys of node/data/projections/pull-policies.ts): additions only.
- *
- * And for issue 18 token revocations (`tr!` keys of node/data/projections/identity.ts): additions only.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
@@ -140,17 +141,19 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ],
   ["e!sc-a-1", "1"],
   ["e!sc-a-10", "10"],
-  ["e!sc-a-100", "57"],
-  ["e!sc-a-102", "59"],
-  ["e!sc-a-103", "60"],
-  ["e!sc-a-104", "61"],
-  ["e!sc-a-105", "62"],
+  ["e!sc-a-100", "60"],
+  ["e!sc-a-102", "62"],
+  ["e!sc-a-103", "63"],
+  ["e!sc-a-104", "64"],
+  ["e!sc-a-105", "65"],
   ["e!sc-a-11", "11"],
-  ["e!sc-a-120", "67"],
-  ["e!sc-a-122", "69"],
+  ["e!sc-a-120", "70"],
+  ["e!sc-a-122", "72"],
   ["e!sc-a-13", "13"],
   ["e!sc-a-14", "14"],
   ["e!sc-a-15", "15"],
+  ["e!sc-a-161", "55"],
+  ["e!sc-a-162", "56"],
   ["e!sc-a-17", "17"],
   ["e!sc-a-2", "2"],
   ["e!sc-a-20", "20"],
@@ -158,12 +161,12 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-22", "22"],
   ["e!sc-a-23", "23"],
   ["e!sc-a-24", "24"],
-  ["e!sc-a-240", "54"],
-  ["e!sc-a-242", "56"],
+  ["e!sc-a-240", "57"],
+  ["e!sc-a-242", "59"],
   ["e!sc-a-25", "25"],
-  ["e!sc-a-250", "63"],
-  ["e!sc-a-252", "65"],
-  ["e!sc-a-253", "66"],
+  ["e!sc-a-250", "66"],
+  ["e!sc-a-252", "68"],
+  ["e!sc-a-253", "69"],
   ["e!sc-a-27", "27"],
   ["e!sc-a-28", "28"],
   ["e!sc-a-29", "29"],
@@ -188,15 +191,16 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-73", "52"],
   ["e!sc-a-74", "53"],
   ["e!sc-a-8", "8"],
-  ["e!sc-b-101", "58"],
+  ["e!sc-b-101", "61"],
   ["e!sc-b-12", "12"],
-  ["e!sc-b-121", "68"],
-  ["e!sc-b-123", "70"],
+  ["e!sc-b-121", "71"],
+  ["e!sc-b-123", "73"],
   ["e!sc-b-16", "16"],
+  ["e!sc-b-160", "54"],
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
-  ["e!sc-b-241", "55"],
-  ["e!sc-b-251", "64"],
+  ["e!sc-b-241", "58"],
+  ["e!sc-b-251", "67"],
   ["e!sc-b-26", "26"],
   ["e!sc-b-36", "35"],
   ["e!sc-b-4", "4"],
@@ -265,7 +269,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "70"],
+  ["m!seq", "73"],
   ["o!c", "7"],
   [
     "pp!lab",
@@ -360,6 +364,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
     "u!bob",
     '{"value":null,"w":{"id":"sc-b-26","origin":"b","hlc":{"wall":26,"logical":0},"at":"1970-01-01T00:00:26.000Z","actor":"admin"}}',
+  ],
+  [
+    "wh!*!siem",
+    '{"subscription":{"name":"siem","url":"https://siem.example/in","project":"*","siem":true},"w":{"id":"sc-a-162","origin":"a","hlc":{"wall":162,"logical":0},"at":"1970-01-01T00:02:42.000Z","actor":"admin"}}',
   ],
   [
     "wh!team!ci",

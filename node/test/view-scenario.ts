@@ -217,6 +217,28 @@ export function scenario(): RegistryEvent[] {
     e("a", 73, { type: "webhook.deleted", project: "x", name: "old" }),
     e("a", 74, { type: "webhook.replay", project: "team", name: "ci", region: "a", fromSeq: 1 }),
   );
+  // Records only webhooks announce (issue 17): a failover, a quota refusal, a mesh-wide subscription.
+  list.push(
+    e("b", 160, { type: "failover.recorded", from: "a", to: "b", scopes: ["team/"], force: true }),
+    e(
+      "a",
+      161,
+      {
+        type: "quota.exceeded",
+        project: "team",
+        repo: REPO,
+        region: "a",
+        limitBytes: 100,
+        usedBytes: 90,
+        requestedBytes: 20,
+      },
+      "system",
+    ),
+    e("a", 162, {
+      type: "webhook.set",
+      subscription: { name: "siem", url: "https://siem.example/in", project: "*", siem: true },
+    }),
+  );
   // Token revocations (issue 18): the latest `before` stands whatever the order they arrive in.
   list.push(
     e("a", 240, { type: "tokens.revoked", name: "alice", before: "2024-05-02T00:00:00.000Z" }),

@@ -6,7 +6,10 @@
  * replica once by b (`io.meridian.replicated`); a receiver that stalls never
  * slows a push, and gets everything once it answers again; a deleted
  * subscription stops; developers are 403 on the routes, a project admin
- * only reaches their own project; the secret never appears in an answer.
+ * only reaches their own project; the secret never appears in an answer; a
+ * SIEM subscription made with `meridian webhook add --siem` gets each
+ * region's audit records from that region's worker (whose NATS rights under
+ * `--auth` let it read and acknowledge its region's audit stream).
  *
  * One mesh for the file; the steps run in order.
  */
@@ -21,6 +24,7 @@ import { verifyWebhook } from "../../protocol/webhook.js";
 import { cleanupStack, eventually, runCli, tempDir } from "../../testing/harness.js";
 import { type RunningMesh, startMesh } from "../../testing/mesh.js";
 import { OCI_MANIFEST, OciClient, sha256 } from "../../testing/oci-client.js";
+import { startWebhookReceiver } from "../../testing/webhook-receiver.js";
 
 const cleanup = cleanupStack({ after });
 const SECRET = "webhook-secret-never-shown-3f9a";
@@ -300,5 +304,82 @@ describe("webhooks as CloudEvents on a two-region mesh", () => {
     assert.equal(del.code, 0, del.stderr);
     assert.equal(del.stdout, "deleted webhook cli-hook\n");
     assert.equal((await admin("a", "GET", "/webhooks/cli-hook")).status, 404);
+  });
+
+  test("meridian webhook add --siem: every region's worker streams its own audit records (its NATS rights)", async () => {
+    const siem = await startWebhookReceiver(cleanup, "/siem");
+    const meridian = (args: string[]) => runCli([...args, "--data", mesh.dataDir], 60_000);
+    const filtered = await meridian([
+      "webhook",
+      "add",
+      "s",
+      "--siem",
+      "--url",
+      siem.url,
+      "--events",
+      "pushed",
+    ]);
+    assert.equal(filtered.code, 2);
+    assert.match(filtered.stderr, /--siem takes no --events/);
+    const add = await meridian([
+      "webhook",
+      "add",
+      "siem",
+      "--siem",
+      "--url",
+      siem.url,
+      "--secret-file",
+      secretFile,
+    ]);
+    assert.equal(add.code, 0, add.stderr);
+    assert.equal(add.stdout, `webhook siem: audit (SIEM) → ${siem.url}\n`);
+    const list = await meridian(["webhook", "list"]);
+    assert.match(list.stdout, /^siem\s+\*\s+\S+\s+audit\s+all\s+yes\s+admin\s+\S+$/m);
+    const padmin = basic("padmin", "padmin-password-1");
+    assert.equal(
+      (await admin("a", "GET", "/webhooks/siem", undefined, padmin)).status,
+      404,
+      "not a project admin's",
+    );
+    // A failed login in a, a pull in b: each region's worker reads its own region's audit stream.
+    assert.equal(
+      (await fetch(`${registry("a")}/v2/`, { headers: { authorization: basic("mallory", "x") } })).status,
+      401,
+    );
+    const pulled = await fetch(`${registry("b")}/v2/team/app/manifests/s0`, {
+      headers: { authorization: adminAuth, accept: OCI_MANIFEST },
+    });
+    assert.equal(pulled.status, 200);
+    await pulled.arrayBuffer();
+    const records = () =>
+      siem.state.got.flatMap(
+        (g) => JSON.parse(g.body) as Array<{ source: string; type: string; data: { actor: string } }>,
+      );
+    await eventually(
+      () =>
+        records().some(
+          (e) =>
+            e.source === "meridian/a/audit" &&
+            e.type === "io.meridian.audit.login.failed" &&
+            e.data.actor === "mallory",
+        ) && records().some((e) => e.source === "meridian/b/audit" && e.type === "io.meridian.audit.pull"),
+      60_000,
+      200,
+    );
+    const now = Math.floor(Date.now() / 1000);
+    for (const g of siem.state.got) {
+      assert.equal(g.headers["content-type"], "application/cloudevents-batch+json; charset=utf-8");
+      assert.ok(
+        verifyWebhook(
+          SECRET,
+          g.headers["x-meridian-timestamp"] as string,
+          g.headers["x-meridian-signature"] as string,
+          g.body,
+          now,
+          600,
+        ),
+      );
+    }
+    assert.equal((await meridian(["webhook", "delete", "siem"])).code, 0);
   });
 });

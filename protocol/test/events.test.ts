@@ -229,6 +229,25 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     region: "eu-west-1",
     fromSeq: 3,
   },
+  "failover.recorded": {
+    ...envelope,
+    type: "failover.recorded",
+    from: "us-east-1",
+    to: "eu-west-1",
+    epoch: 3,
+    scopes: ["team/", "other/app"],
+    force: false,
+  },
+  "quota.exceeded": {
+    ...envelope,
+    type: "quota.exceeded",
+    project: "team",
+    repo: "team/app",
+    region: "eu-west-1",
+    limitBytes: 1000,
+    usedBytes: 990,
+    requestedBytes: 20,
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -277,6 +296,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "webhook.set": ["subscription"],
   "webhook.deleted": ["project", "name"],
   "webhook.replay": ["project", "name", "region", "fromSeq"],
+  "failover.recorded": ["from", "to", "scopes", "force"],
+  "quota.exceeded": ["project", "repo", "region", "limitBytes", "usedBytes", "requestedBytes"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */

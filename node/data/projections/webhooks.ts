@@ -1,6 +1,8 @@
 /**
  * The webhook projection (issue 17, item 5): subscriptions as the log's
- * webhook.set / webhook.deleted events leave them.
+ * webhook.set / webhook.deleted events leave them. It also applies (as
+ * nothing) the records only webhooks announce: failover.recorded and
+ * quota.exceeded.
  *
  * Keys (values are JSON):
  *   wh!<project>!<name>     a subscription        {subscription | null, w}   last writer wins
@@ -32,6 +34,9 @@ export class WebhookProjection implements Projection, WebhookReads {
     "webhook.deleted": (batch, e, w) => this.#set(batch, e.project, e.name, null, w),
     // A request to a worker (replication/webhooks-follow.ts), which hears it as applied; no state.
     "webhook.replay": async () => undefined,
+    // Records only a webhook announces (protocol/webhook.ts); they change no state.
+    "failover.recorded": async () => undefined,
+    "quota.exceeded": async () => undefined,
   };
 
   async #set(batch: Batch, project: string, name: string, subscription: unknown, w: Write): Promise<void> {

@@ -3,9 +3,9 @@
  * ../admin.ts; what a subscription is: protocol/webhook.ts; who delivers:
  * replication/webhook-delivery.ts):
  *
- *   GET    /webhooks          {webhooks: [{name, project, url, events?, repos?, secretFile?, actor, at, origin}]}
+ *   GET    /webhooks          {webhooks: [{name, project, url, siem?, events?, repos?, secretFile?, actor, at, origin}]}
  *   GET    /webhooks/:name    one of them; 404 NAME_UNKNOWN
- *   PUT    /webhooks/:name    {url, project, events?, repos?, secretFile?} → the subscription and {seq}
+ *   PUT    /webhooks/:name    {url, project, siem?, events?, repos?, secretFile?} → the subscription and {seq}
  *   DELETE /webhooks/:name    {name, project, seq}; 404 NAME_UNKNOWN
  *   POST   /webhooks/:name/replay  {from, region?} → 202 {name, region, from, seq}: that region's
  *                             worker delivers again from sequence `from` of its own stream
@@ -13,7 +13,11 @@
  *
  * Who: a system admin (or a Meridian service), or a project admin for a
  * subscription of a project they administer (the view checks the same when
- * it applies the event, protocol/event-authority.ts); operators read. A
+ * it applies the event, protocol/event-authority.ts); operators read.
+ * Project `*` (every project's events and the whole of a failover) and
+ * SIEM subscriptions (`siem: true`, which require project `*`: the audit
+ * stream of every project) are a system admin's: a project admin does not
+ * administer `*`, so the same check refuses them (403). A
  * project admin sees only their projects' subscriptions; anyone else
  * (a developer, a robot) is 403 on every route. Names are unique
  * in the mesh: a PUT naming one another project holds is 400.
