@@ -22,6 +22,8 @@ import type { Policy } from "../protocol/policy.js";
 import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
+import { LdapDirectory } from "./auth/ldap-directory.js";
+import { DirectoryLogin } from "./auth/ldap-login.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
 import { registerKdfMetrics } from "./auth/passwords.js";
 import { ensureAdmin } from "./auth/setup.js";
@@ -309,13 +311,19 @@ async function startAuth(
       });
     await attempt();
   }
+  const limiter = new LoginLimiter(config.auth.loginFailures);
+  const directory =
+    config.ldap === undefined
+      ? undefined
+      : new DirectoryLogin(new LdapDirectory(config.ldap, log.child({ component: "ldap" })), limiter);
   const authenticator = new Authenticator({
     view: registry.view,
     keys,
     service: config.auth.service,
     tokenTtlSeconds: config.auth.tokenTtlSeconds,
-    limiter: new LoginLimiter(config.auth.loginFailures),
+    limiter,
     logger: log.child({ component: "auth" }),
+    ...(directory === undefined ? {} : { directory }),
   });
   return { authenticator, realm: config.auth.realm };
 }

@@ -50,6 +50,10 @@
  * (the subject and project caches the fast lane peeks into) and ./scope.ts
  * (`judge`: the access decision cut to a token's scope). What the HTTP layer
  * imports is re-exported here.
+ *
+ * Directory users (issue 18, ./ldap-login.ts, with `directory`): a name that
+ * is no local user signs in against the directory; its tokens carry its
+ * roles (`claims.directory`) and need no lookup.
  */
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
@@ -75,6 +79,7 @@ import { parseRepository } from "../../protocol/names.js";
 import type { MetadataView } from "../data/view.js";
 import { credentialFingerprint, credentialKey, decodeBasic, tokenKey } from "./credentials.js";
 import { ANONYMOUS, type Identity, type LoginOutcome, serviceIdentity } from "./identity.js";
+import { type DirectoryLogin, directoryIdentity } from "./ldap-login.js";
 import type { LoginLimiter } from "./login-limiter.js";
 import { type CacheEntry, cached, expired, MAX_CACHED, peek, type StoredSubject } from "./lookup-cache.js";
 import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
@@ -100,6 +105,8 @@ export interface AuthenticatorOptions {
   tokenTtlSeconds: number;
   limiter: LoginLimiter;
   logger: Logger;
+  /** Directory sign-in (LDAP); absent: local users only. */
+  directory?: DirectoryLogin;
 }
 
 export class Authenticator {
@@ -168,6 +175,9 @@ export class Authenticator {
     }
     if (stored !== undefined && this.#verifiedNow(key, stored))
       return this.#identityOf(name, stored, "basic");
+    const directory = this.#o.directory;
+    if (stored === undefined && directory?.accepts(name) === true)
+      return directory.signIn(name, password, address, onLogin);
     // The same credentials already being checked (a client's parallel requests before its first
     // answer): share that check, so they take one limiter slot and one derivation, not one each.
     const inFlight = this.#checking.get(key);
@@ -234,6 +244,8 @@ export class Authenticator {
       if (claims.expiresAt <= Date.now()) return undefined;
       if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
       if (claims.kind === "service") return serviceIdentity(claims);
+      if (claims.directory !== undefined)
+        return { ...directoryIdentity(claims.subject, claims.directory, "bearer"), claims };
       const stored = peek(this.#subjects, claims.subject)?.value;
       if (
         stored === undefined ||
@@ -252,7 +264,10 @@ export class Authenticator {
       } catch {
         return undefined;
       }
-      const stored = peek(this.#subjects, name)?.value;
+      const looked = peek(this.#subjects, name);
+      if (looked !== undefined && looked.value === undefined)
+        return this.#o.directory?.cached(name, password);
+      const stored = looked?.value;
       if (
         stored === undefined ||
         expired(stored) ||
@@ -279,6 +294,7 @@ export class Authenticator {
     this.#subjects.delete(name);
     this.#projects.delete(name);
     for (const [key, v] of [...this.#verified.entries()]) if (v.name === name) this.#verified.delete(key);
+    this.#o.directory?.forget(name);
   }
 
   /** May `identity` do `action` to `repo`? (A bearer token must name it in its scope, too.) */
@@ -336,6 +352,7 @@ export class Authenticator {
       ttlSeconds: this.#o.tokenTtlSeconds,
       admin: admin && options.only === undefined,
       ...(identity.cred === undefined ? {} : { cred: identity.cred }),
+      ...(identity.directory === undefined ? {} : { directory: identity.directory }),
       ...(options.only === undefined ? {} : { only: options.only }),
     });
     return { ...issued, access };
@@ -372,6 +389,8 @@ export class Authenticator {
     }
     if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
     if (claims.kind === "service") return serviceIdentity(claims);
+    if (claims.directory !== undefined)
+      return { ...directoryIdentity(claims.subject, claims.directory, "bearer"), claims };
     // The holder must still exist (a deleted user's or robot's tokens die with it).
     const stored = await this.#subject(claims.subject);
     if (stored === undefined || stored.subject.kind !== claims.kind)

@@ -4,7 +4,7 @@
  * they are given, the realm clients are sent to, and audit entries of logins.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
+import { DirectoryUnavailableError, TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
 import { SERVICE_ACTOR_PREFIX } from "../../protocol/event-authority.js";
 import { ROBOT_NAME } from "../../protocol/events.js";
 import {
@@ -85,7 +85,7 @@ export function challenge(
   );
 }
 
-/** The headers a failed authentication answers with: the challenge on a 401, Retry-After on a 429. */
+/** The headers a failed authentication answers with: the challenge on a 401, Retry-After on a 429 or a directory's 503. */
 export function authFailureHeaders(
   auth: HttpAuth,
   req: FastifyRequest,
@@ -93,6 +93,6 @@ export function authFailureHeaders(
   err: unknown,
 ): void {
   if (err instanceof UnauthorizedError) challenge(auth, req, reply);
-  if (err instanceof TooManyLoginsError)
+  if (err instanceof TooManyLoginsError || err instanceof DirectoryUnavailableError)
     reply.header("retry-after", (err.detail as { retryAfterSeconds: number }).retryAfterSeconds);
 }
