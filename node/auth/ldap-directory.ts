@@ -78,7 +78,8 @@ export class LdapDirectory {
       url: this.config.url,
       connectTimeout: connectTimeoutMs,
       timeout: timeoutMs,
-      tlsOptions: this.#tls,
+      // ldapts speaks TLS from the first byte whenever tlsOptions are given: only for ldaps://.
+      ...(this.config.url.startsWith("ldaps://") ? { tlsOptions: this.#tls } : {}),
       strictDN: false,
     });
     const limit = connectTimeoutMs + timeoutMs;
