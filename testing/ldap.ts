@@ -54,6 +54,8 @@ export interface TestDirectory {
   start(): Promise<void>;
   pause(): void;
   resume(): void;
+  /** Apply an LDIF change record as the directory's root (ldapmodify). */
+  modify(changes: string): Promise<void>;
 }
 
 /** Start slapd with `users` (and their groups); resolves once it answers. */
@@ -126,7 +128,7 @@ export async function startTestLdap(after: After, users: readonly DirectoryUser[
   };
   after(stop);
   await start();
-  await load(url, ldif(users), dir);
+  await apply("ldapadd", url, ldif(users), dir);
   return {
     url,
     ldapsUrl,
@@ -140,6 +142,7 @@ export async function startTestLdap(after: After, users: readonly DirectoryUser[
     start,
     pause: () => child?.kill("SIGSTOP"),
     resume: () => child?.kill("SIGCONT"),
+    modify: (changes) => apply("ldapmodify", url, changes, dir),
   };
 }
 
@@ -170,10 +173,10 @@ export function ldif(users: readonly DirectoryUser[]): string {
   return `${entries.join("\n\n")}\n`;
 }
 
-async function load(url: string, text: string, dir: string): Promise<void> {
-  const file = join(dir, "entries.ldif");
+async function apply(tool: "ldapadd" | "ldapmodify", url: string, text: string, dir: string): Promise<void> {
+  const file = join(dir, "change.ldif");
   writeFileSync(file, text);
-  await run("ldapadd", ["-x", "-H", url, "-D", LDAP_ROOT_DN, "-w", ROOT_PASSWORD, "-f", file], {
+  await run(tool, ["-x", "-H", url, "-D", LDAP_ROOT_DN, "-w", ROOT_PASSWORD, "-f", file], {
     timeout: 15_000,
   });
 }

@@ -43,10 +43,17 @@ export interface AuditSink {
 /**
  * Who an admin event names as its actor: the identity's name, or
  * `service:<name>` for a Meridian component (so the view can tell a service
- * from a user of the same name: protocol/event-authority.ts).
+ * from a user of the same name: protocol/event-authority.ts). A directory
+ * user (issue 18, node/auth/ldap-login.ts) is no user of the view, which
+ * could not judge its right: its changes are `service:ldap/<name>`, the
+ * node holding the mesh key vouching for them, as it checked the right
+ * (from the user's directory groups) before committing, as for anyone.
  */
-export function actorOf(identity: { name: string; kind: IdentityKind } | undefined): string {
+export function actorOf(
+  identity: { name: string; kind: IdentityKind; directory?: unknown } | undefined,
+): string {
   if (identity === undefined) return "anonymous";
+  if (identity.directory !== undefined) return `${SERVICE_ACTOR_PREFIX}ldap/${identity.name}`;
   return identity.kind === "service" ? `${SERVICE_ACTOR_PREFIX}${identity.name}` : identity.name;
 }
 

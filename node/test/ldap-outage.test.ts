@@ -167,6 +167,33 @@ describe("directory away", () => {
   });
 });
 
+describe("group changes", () => {
+  test("take effect at the next sign-in once the cached one has expired", async () => {
+    const cached = await startNode({ url: directory.url }); // 60 s
+    const short = await startNode({ url: directory.url, cacheSeconds: 1 });
+    const roles = async (url: string) => {
+      const t = await token(url, basic("rita"));
+      return (JSON.parse(Buffer.from(t.split(".")[1]!, "base64url").toString()) as { dir: { roles: object } })
+        .dir.roles;
+    };
+    assert.deepEqual(await roles(cached.url), { team: "developer" });
+    assert.deepEqual(await roles(short.url), { team: "developer" });
+    const change = (op: "add" | "delete") =>
+      directory.modify(
+        `dn: cn=devs,ou=groups,dc=example,dc=org\nchangetype: modify\n${op}: member\nmember: uid=rita,ou=people,dc=example,dc=org\n`,
+      );
+    await change("delete");
+    try {
+      await new Promise((r) => setTimeout(r, 1_100));
+      // The 60 s cache still answers with the sign-in it holds; the 1 s one asked the directory again.
+      assert.deepEqual(await roles(cached.url), { team: "developer" });
+      assert.deepEqual(await roles(short.url), {});
+    } finally {
+      await change("add");
+    }
+  });
+});
+
 describe("TLS to the directory", () => {
   test("LDAPS and StartTLS with the test CA sign in with the groups' roles", async () => {
     for (const ldap of [

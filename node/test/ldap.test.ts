@@ -172,6 +172,20 @@ describe("directory groups in the authorization matrix", () => {
   });
 });
 
+describe("directory admins administer", () => {
+  test("the admin group's member makes admin changes (an event the view accepts)", async () => {
+    const put = await as(basic("alice")).fetch("/admin/v1/projects/made-by-alice", {
+      method: "PUT",
+      body: JSON.stringify({ public: true }),
+      headers: { "content-type": "application/json" },
+      signal: AbortSignal.timeout(20_000),
+    });
+    assert.equal(put.status, 200, await put.text());
+    const list = await admin().fetch("/admin/v1/projects");
+    assert.match(await list.text(), /made-by-alice/);
+  });
+});
+
 describe("refusals", () => {
   test("a wrong password is 401 with the challenge, on Basic and at /auth/token", async () => {
     const res = await as(basic("dave", "not dave's password")).fetch("/v2/team/app/manifests/v1");
