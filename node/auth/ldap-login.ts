@@ -27,11 +27,16 @@
  * local user's do: a slot is reserved before the directory is asked (by the
  * name in lower case, as directories compare uids without case), given back
  * when the directory could not answer (an outage is not a wrong password).
+ *
+ * Metric: `meridian_ldap_signins_total{outcome}`, outcome `cached` (no round
+ * trip), `ok`, `refused` (unknown name or wrong password), `unavailable`
+ * (503) and `limited` (429 before the directory was asked).
  */
 import { createHmac, randomBytes } from "node:crypto";
 import { LRUCache } from "lru-cache";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
 import { type DirectoryGrant, grantOf } from "../../protocol/directory.js";
-import { TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
+import { DirectoryUnavailableError, TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
 import { ROBOT_NAME } from "../../protocol/events.js";
 import type { Identity, LoginOutcome } from "./identity.js";
 import type { LdapDirectory } from "./ldap-directory.js";
@@ -39,11 +44,15 @@ import type { LoginLimiter } from "./login-limiter.js";
 
 export const MAX_CACHED = 10_000;
 const DIRECTORY_NAME = /^[^\p{Cc}]{1,256}$/u;
+const OUTCOMES = ["cached", "ok", "refused", "unavailable", "limited"] as const;
+type Outcome = (typeof OUTCOMES)[number];
 
 export class DirectoryLogin {
   readonly #key = randomBytes(32);
   readonly #cache = new LRUCache<string, { grant: DirectoryGrant; until: number }>({ max: MAX_CACHED });
   readonly #signing = new Map<string, Promise<Identity>>();
+  /** Sign-ins by outcome (the metric). */
+  readonly counts: Record<Outcome, number> = { cached: 0, ok: 0, refused: 0, unavailable: 0, limited: 0 };
 
   constructor(
     readonly directory: LdapDirectory,
@@ -73,7 +82,10 @@ export class DirectoryLogin {
     onLogin?: (outcome: LoginOutcome) => void,
   ): Promise<Identity> {
     const hit = this.cached(name, password);
-    if (hit !== undefined) return Promise.resolve(hit);
+    if (hit !== undefined) {
+      this.counts.cached++;
+      return Promise.resolve(hit);
+    }
     const key = this.#cacheKey(name, password);
     const inFlight = this.#signing.get(key);
     if (inFlight !== undefined) return inFlight;
@@ -99,6 +111,7 @@ export class DirectoryLogin {
   ): Promise<Identity> {
     const attempt = this.limiter.attempt(name.toLowerCase(), address);
     if (typeof attempt === "number") {
+      this.counts.limited++;
       onLogin?.({ name, failure: "too many failed logins", limited: true });
       throw new TooManyLoginsError(`too many failed logins; try again in ${attempt} s`, {
         detail: { retryAfterSeconds: attempt },
@@ -109,13 +122,16 @@ export class DirectoryLogin {
       entry = await this.directory.authenticate(name, password);
     } catch (err) {
       attempt.cancel();
+      if (err instanceof DirectoryUnavailableError) this.counts.unavailable++;
       throw err;
     }
     if (entry === undefined) {
+      this.counts.refused++;
       onLogin?.({ name, failure: "directory: unknown user or wrong password" });
       throw new UnauthorizedError("authentication required: user name or password is wrong");
     }
     attempt.succeeded();
+    this.counts.ok++;
     const grant = grantOf(entry.groups, this.directory.config.rules);
     const ttl = this.directory.config.cacheSeconds * 1000;
     if (ttl > 0) this.#cache.set(key, { grant, until: this.now() + ttl });
@@ -149,4 +165,18 @@ export function directoryIdentity(name: string, grant: DirectoryGrant, via: Iden
     via,
     directory: grant,
   };
+}
+
+/** `meridian_ldap_signins_total{outcome}` (see the header). */
+export function registerLdapMetrics(registry: MetricsRegistry, login: DirectoryLogin): void {
+  new Counter({
+    name: "meridian_ldap_signins_total",
+    help: "Directory (LDAP) sign-ins by outcome: cached (no round trip), ok, refused, unavailable (503), limited (429)",
+    labelNames: ["outcome"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const outcome of OUTCOMES) this.inc({ outcome }, login.counts[outcome]);
+    },
+  });
 }

@@ -120,6 +120,13 @@ describe("directory away", () => {
       await directory.start();
     }
     assert.equal((await tokenAnswer(node.url, basic("rita"))).status, 200);
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    for (const outcome of ["cached", "ok", "unavailable"])
+      assert.match(
+        metrics,
+        new RegExp(`meridian_ldap_signins_total\\{outcome="${outcome}"[^}]*\\} [1-9]`),
+        outcome,
+      );
   });
 
   test("SIGSTOPped: a new login is answered 503 within the timeouts, and works once it runs again", async () => {
