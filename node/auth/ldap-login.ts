@@ -7,7 +7,10 @@
  * local one, whose local password alone counts, so the break-glass `admin`
  * keeps working with the directory down and a directory entry cannot take
  * over a local account), not a robot (`robot$…`), and 1–256 characters
- * without control characters. Nothing of a directory user is stored: no
+ * without control characters or upper-case letters. Lower case only because
+ * directories compare names without case while local names are lower-case:
+ * `LEE` must not reach the directory's lee past a local lee, and a directory
+ * user is then always named the same in tokens and the audit log. Nothing of a directory user is stored: no
  * record in the view, no password hash; what the groups grant travels in
  * that user's tokens (mesh-client/tokens.ts `dir`), so every node and
  * region honours them, the directory down included, for the token's life.
@@ -24,8 +27,7 @@
  * flight share one round trip.
  *
  * Failed logins count in the node's login limiter (./login-limiter.ts) as a
- * local user's do: a slot is reserved before the directory is asked (by the
- * name in lower case, as directories compare uids without case), given back
+ * local user's do: a slot is reserved before the directory is asked, given back
  * when the directory could not answer (an outage is not a wrong password).
  *
  * Metric: `meridian_ldap_signins_total{outcome}`, outcome `cached` (no round
@@ -62,7 +64,7 @@ export class DirectoryLogin {
 
   /** May `name` be asked of the directory (it is not a local user: the caller knows that). */
   accepts(name: string): boolean {
-    return !ROBOT_NAME.test(name) && DIRECTORY_NAME.test(name);
+    return !ROBOT_NAME.test(name) && DIRECTORY_NAME.test(name) && name === name.toLowerCase();
   }
 
   /** The identity of a cached sign-in, without awaiting; undefined when not cached (or expired). */
@@ -109,7 +111,7 @@ export class DirectoryLogin {
     key: string,
     onLogin?: (outcome: LoginOutcome) => void,
   ): Promise<Identity> {
-    const attempt = this.limiter.attempt(name.toLowerCase(), address);
+    const attempt = this.limiter.attempt(name, address);
     if (typeof attempt === "number") {
       this.counts.limited++;
       onLogin?.({ name, failure: "too many failed logins", limited: true });

@@ -243,6 +243,10 @@ describe("refusals", () => {
     assert.equal((await as(local).fetch("/v2/")).status, 200);
     assert.equal((await as(local).fetch("/v2/team/app/manifests/v1")).status, 403);
     assert.equal(claimsOf(await token([], local)).dir, undefined);
+    // Directories compare names without case; Meridian does not send other cases there, so LEE is not
+    // the directory's lee either (and Dave is nobody: directory names are typed in lower case).
+    assert.equal((await as(basic("LEE", pw("lee"))).fetch("/v2/")).status, 401);
+    assert.equal((await as(basic("Dave", pw("dave"))).fetch("/v2/")).status, 401);
   });
 });
 
