@@ -73,6 +73,7 @@ before(async () => {
     { uid: "rita", password: pw("rita"), groups: ["readers"] },
     { uid: "otto", password: pw("otto") },
     { uid: "lee", password: pw("lee"), groups: ["admins"] },
+    { uid: "opal", password: pw("opal"), groups: ["ops", "readers"] },
   ]);
   const nats = await startTestNats(cleanup);
   const dataDir = tempDir(cleanup);
@@ -91,6 +92,7 @@ before(async () => {
         admins: "admin",
         "cn=devs,ou=groups,dc=example,dc=org": "team:developer",
         readers: "team:guest",
+        ops: "operator",
       },
     },
   });
@@ -169,6 +171,26 @@ describe("directory groups in the authorization matrix", () => {
     const dave = await as(basic("dave")).fetch("/admin/v1/users");
     assert.equal(dave.status, 403);
     assert.equal(await errorCode(dave), "DENIED");
+  });
+
+  test("the operator group reads the admin API and writes nothing", async () => {
+    const opal = as(basic("opal"));
+    assert.equal((await opal.fetch("/admin/v1/users")).status, 200);
+    const whoami = (await (await opal.fetch("/admin/v1/whoami")).json()) as Record<string, unknown>;
+    assert.deepEqual(whoami, {
+      name: "opal",
+      kind: "user",
+      systemAdmin: false,
+      operator: true,
+      roles: { team: "guest" },
+    });
+    const put = await opal.fetch("/admin/v1/projects/by-opal", {
+      method: "PUT",
+      body: JSON.stringify({ public: true }),
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(put.status, 403);
+    assert.equal(await errorCode(put), "DENIED");
   });
 });
 
