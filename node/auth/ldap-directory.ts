@@ -123,10 +123,10 @@ export class LdapDirectory {
       });
     } catch (err) {
       // More than one entry: the name is ambiguous, which signs nobody in.
-      if (err instanceof SizeLimitExceededError) return undefined;
+      if (err instanceof SizeLimitExceededError) return this.#nobody(client, password);
       throw err;
     }
-    if (found.searchEntries.length !== 1) return undefined;
+    if (found.searchEntries.length !== 1) return this.#nobody(client, password);
     const entry = found.searchEntries[0]!;
     let groups: string[];
     if (c.groupBase === undefined) {
@@ -148,6 +148,16 @@ export class LdapDirectory {
       throw err;
     }
     return { dn: entry.dn, groups };
+  }
+
+  /**
+   * No such user: still one failing bind (a DN that does not exist), so that
+   * a wrong name takes about as long as a wrong password and the time of a
+   * refusal does not tell whether a name is in the directory.
+   */
+  async #nobody(client: Client, password: string): Promise<undefined> {
+    await client.bind(`cn=meridian-no-such-user,${this.config.userBase}`, password).catch(() => {});
+    return undefined;
   }
 }
 
