@@ -5,8 +5,10 @@
  * readers → guest, no group → public projects only), with Basic
  * credentials and with tokens from /auth/token; wrong, empty and unknown
  * credentials; filter injection; a local user shadowing a directory user;
- * podman and skopeo logging in as directory users; and the settings'
- * validation listing every problem.
+ * podman and skopeo logging in as directory users; their tokens honoured by
+ * another node that has no directory configured; directory admins' admin
+ * changes and operators' reads; and the settings' validation listing every
+ * problem.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -28,6 +30,8 @@ const ADMIN_PASSWORD = "local admin pw";
 const pw = (uid: string) => `${uid}'s directory password`;
 let node: RunningNode;
 let directory: TestDirectory;
+let natsUrl: string;
+let dataDir: string;
 
 const basic = (user: string, password = pw(user)) =>
   `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
@@ -76,7 +80,8 @@ before(async () => {
     { uid: "opal", password: pw("opal"), groups: ["ops", "readers"] },
   ]);
   const nats = await startTestNats(cleanup);
-  const dataDir = tempDir(cleanup);
+  natsUrl = nats.url;
+  dataDir = tempDir(cleanup);
   const passwordFile = join(dataDir, "admin-password");
   writeFileSync(passwordFile, `${ADMIN_PASSWORD}\n`);
   node = await startTestNode(cleanup, {
@@ -191,6 +196,26 @@ describe("directory groups in the authorization matrix", () => {
     });
     assert.equal(put.status, 403);
     assert.equal(await errorCode(put), "DENIED");
+  });
+});
+
+describe("tokens of directory users elsewhere", () => {
+  test("another node of the region, without any directory configured, honours them by their roles", async () => {
+    const other = await startTestNode(cleanup, {
+      nats: natsUrl,
+      storage: { root: join(dataDir, "store") },
+      auth: { enabled: true, tokenKeyFile: join(dataDir, "token-key.pem") },
+    });
+    const scope = ["repository:team/app:pull,push"];
+    const dave = new OciClient(other.url, `Bearer ${await token(scope, basic("dave"))}`);
+    const rita = new OciClient(other.url, `Bearer ${await token(scope, basic("rita"))}`);
+    assert.equal((await dave.fetch("/v2/team/app/manifests/v1")).status, 200);
+    assert.equal((await dave.fetch("/v2/team/app/blobs/uploads/", { method: "POST" })).status, 202);
+    assert.equal((await rita.fetch("/v2/team/app/manifests/v1")).status, 200);
+    const push = await rita.fetch("/v2/team/app/blobs/uploads/", { method: "POST" });
+    assert.ok([401, 403].includes(push.status), `guest push: ${push.status}`);
+    // Credentials need the directory, which this node does not know: a password is refused there.
+    assert.equal((await new OciClient(other.url, basic("dave")).fetch("/v2/")).status, 401);
   });
 });
 
