@@ -27,6 +27,11 @@
  * (the password changed, the secret was rotated) is refused, in every region
  * once the change has reached it. `only`: a token good for reading that one
  * path only (a fetch-on-miss redirect's `_token`: one blob or manifest).
+ * `dir` (issue 18, LDAP): a directory user's token carries what the
+ * directory's groups granted at sign-in (protocol/directory.ts), since no
+ * region's view knows that user; such a token is good for its life in every
+ * region, with the directory down too, and a group change reaches it at the
+ * next sign-in.
  *
  * The same key also signs identity and policy events (`signEvent`,
  * protocol/event-authority.ts), so the view can tell them from forgeries.
@@ -52,6 +57,7 @@ import {
   SignJWT,
 } from "jose";
 import { ACTIONS, type Action } from "../protocol/access.js";
+import { type DirectoryGrant, parseGrant } from "../protocol/directory.js";
 import { proofPayload } from "../protocol/event-authority.js";
 import type { RegistryEvent } from "../protocol/events.js";
 
@@ -95,6 +101,8 @@ export interface TokenClaims {
   cred?: string;
   /** Good only for reading this request path (`/v2/<repo>/blobs/<digest>`, `/v2/<repo>/manifests/<ref>`). */
   only?: string;
+  /** A directory user's roles at sign-in (no `cred`: the view holds nothing of that user). */
+  directory?: DirectoryGrant;
 }
 
 /** The token could not be verified: bad signature, wrong issuer or service, expired, malformed. */
@@ -153,6 +161,7 @@ export class TokenKeys {
     admin?: boolean;
     cred?: string;
     only?: string;
+    directory?: DirectoryGrant;
   }): Promise<{ token: string; expiresIn: number; issuedAt: string }> {
     const now = Math.floor((options.now ?? Date.now()) / 1000);
     const claims: Record<string, unknown> = {
@@ -161,6 +170,7 @@ export class TokenKeys {
     };
     if (options.cred !== undefined) claims.cred = options.cred;
     if (options.only !== undefined) claims.only = options.only;
+    if (options.directory !== undefined) claims.dir = options.directory;
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: ALG, kid: this.kid, typ: "JWT" })
       .setIssuer(options.issuer)
@@ -213,6 +223,11 @@ export class TokenKeys {
       };
       if (typeof payload.cred === "string") claims.cred = payload.cred;
       if (typeof payload.only === "string") claims.only = payload.only;
+      if (payload.dir !== undefined) {
+        const directory = parseGrant(payload.dir);
+        if (directory === undefined || kind !== "user") throw new TokenRejectedError("bad dir");
+        claims.directory = directory;
+      }
       return claims;
     } catch (err) {
       if (err instanceof TokenRejectedError) throw err;

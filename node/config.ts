@@ -104,6 +104,7 @@ import {
 import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
+import { checkLdap, type LdapConfig, ldapSettings } from "./auth/ldap-config.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
 import { pullThroughSettings } from "./pull-through.js";
@@ -297,6 +298,7 @@ export const NODE_SETTINGS = configSchema({
     }),
   }),
   pullThrough: pullThroughSettings(), // pull-through cache projects (node/pull-through.ts)
+  ldap: ldapSettings(), // directory sign-in (node/auth/ldap-config.ts)
   startupGraceMs: CommonSettings.startupGraceMs(
     "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
   ),
@@ -367,10 +369,10 @@ export const NODE_SETTINGS = configSchema({
 });
 
 type Settings = Static<typeof NODE_SETTINGS>;
+type Computed = "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http" | "ldap";
 
 /** The node's configuration: the settings, with computed defaults filled in and files read. */
-export interface NodeConfig
-  extends Omit<Settings, "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http"> {
+export interface NodeConfig extends Omit<Settings, Computed> {
   dataDir: string;
   nats: { servers: string[] } & NatsClientConfig;
   storage: BlobStoreConfig & { uploadMaxAgeHours: number };
@@ -385,6 +387,7 @@ export interface NodeConfig
   auth: AuthConfig;
   /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
   http: HttpLimits;
+  ldap?: LdapConfig; // directory sign-in (node/auth/ldap-config.ts); absent: local users only
 }
 
 /** Upload sessions opened on this node (node/data/registry.ts). */
@@ -408,7 +411,7 @@ export function loadNodeConfig(sources: {
   const settings = resolveSettings(NODE_SETTINGS, sources, problems, readFileSync);
   const { region } = settings;
   const dataDir = resolve(settings.dataDir ?? join(".meridian", region));
-  const { tls: _tls, ...rest } = settings;
+  const { tls: _tls, ldap: _ldap, ...rest } = settings;
   const config: NodeConfig = {
     ...rest,
     dataDir,
@@ -490,6 +493,8 @@ export function loadNodeConfig(sources: {
     problems.push(
       "http.idleTimeoutMs: must exceed syncTimeoutMs (a sync(k) push sends nothing while it waits)",
     );
+  const ldap = checkLdap(settings.ldap, config.auth.enabled, problems);
+  if (ldap !== undefined) config.ldap = ldap;
   for (const a of config.auth.adminWriteAddresses)
     if (a !== "*" && isIP(a) === 0)
       problems.push(`auth.adminWriteAddresses: ${JSON.stringify(a)} is not an IP address (or "*")`);

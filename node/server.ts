@@ -22,6 +22,8 @@ import type { Policy } from "../protocol/policy.js";
 import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
+import { LdapDirectory } from "./auth/ldap-directory.js";
+import { DirectoryLogin, registerLdapMetrics } from "./auth/ldap-login.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
 import { registerKdfMetrics } from "./auth/passwords.js";
 import { ensureAdmin } from "./auth/setup.js";
@@ -183,7 +185,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
   registry.onCorrupt = (repo, digest, actual, size) => scrubber.repairReported(repo, digest, actual, size);
   if (config.scrub.intervalHours > 0)
     scrubber.schedule(SCRUB_FIRST_AFTER_MS, config.scrub.intervalHours * 3_600_000);
-  const auth = keys === undefined ? undefined : await startAuth(config, keys, registry, log);
+  const auth = keys === undefined ? undefined : await startAuth(config, keys, registry, log, metrics);
   const audit = await AuditLog.open({
     servers: config.nats.servers,
     connections,
@@ -344,6 +346,7 @@ async function startAuth(
   keys: TokenKeys,
   registry: Registry,
   log: Logger,
+  metrics: MetricsRegistry,
 ): Promise<HttpAuth> {
   const file = config.auth.adminPasswordFile;
   if (file !== undefined) {
@@ -354,13 +357,20 @@ async function startAuth(
       });
     await attempt();
   }
+  const limiter = new LoginLimiter(config.auth.loginFailures);
+  const directory =
+    config.ldap === undefined
+      ? undefined
+      : new DirectoryLogin(new LdapDirectory(config.ldap, log.child({ component: "ldap" })), limiter);
+  if (directory !== undefined) registerLdapMetrics(metrics, directory);
   const authenticator = new Authenticator({
     view: registry.view,
     keys,
     service: config.auth.service,
     tokenTtlSeconds: config.auth.tokenTtlSeconds,
-    limiter: new LoginLimiter(config.auth.loginFailures),
+    limiter,
     logger: log.child({ component: "auth" }),
+    ...(directory === undefined ? {} : { directory }),
   });
   return { authenticator, realm: config.auth.realm };
 }

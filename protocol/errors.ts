@@ -272,6 +272,17 @@ export class RateLimitedError extends MeridianError {
 }
 
 /**
+ * The user directory (LDAP, issue 18) did not answer a sign-in in time, or
+ * refused the service account: a new login cannot be checked now, which is
+ * not a wrong password (503 UNAVAILABLE with Retry-After,
+ * `detail.retryAfterSeconds`). Tokens already issued keep working.
+ */
+export class DirectoryUnavailableError extends MeridianError {
+  override readonly code = "DIRECTORY_UNAVAILABLE";
+  override readonly recoverable = true;
+}
+
+/**
  * Too many upload sessions open (overall, for the repository or for the
  * client): 429 TOOMANYREQUESTS, the spec's code for a client over a limit
  * (what Distribution and Docker Hub send when they throttle); the client
@@ -366,6 +377,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [UnauthorizedError, { code: "UNAUTHORIZED", status: 401 }],
   [AccessDeniedError, { code: "DENIED", status: 403 }],
   [TooManyLoginsError, { code: "TOOMANYREQUESTS", status: 429 }],
+  [DirectoryUnavailableError, { code: "UNAVAILABLE", status: 503 }],
   [UploadLimitError, { code: "TOOMANYREQUESTS", status: 429 }],
   [RateLimitedError, { code: "TOOMANYREQUESTS", status: 429 }],
   [QuotaExceededError, { code: "DENIED", status: 403 }],

@@ -10,7 +10,7 @@
 //      skopeo and podman with --test, and docker-compose (cli/test/deploy-compose.test.ts runs
 //      `docker-compose config` on deploy/compose; no engine is needed), chromium (the dashboard's
 //      tests, through puppeteer-core), prometheus (promtool and a real scrape) and docker-registry
-//      (the external registry of the endpoint tests) with --test;
+//      (the external registry of the endpoint tests) and slapd + ldap-utils (LDAP sign-in) with --test;
 //      docker-registry, wrk and curl with --bench. As root they are installed with apt-get;
 //      otherwise the script stops and prints the apt-get command to run.
 import { spawnSync } from "node:child_process";
@@ -90,6 +90,9 @@ if (args.has("--test"))
 // (testing/distribution.ts) and the benchmarks' side-by-side baseline.
 if (args.has("--test") || args.has("--bench")) tools.push(["docker-registry", "docker-registry"]);
 if (args.has("--bench")) tools.push(["wrk", "wrk"], ["curl", "curl"]);
+// slapd + ldap-utils: the directory of the LDAP sign-in tests and benchmark (testing/ldap.ts loads its
+// LDIF with ldapadd).
+if (args.has("--test") || args.has("--bench")) tools.push(["slapd", "slapd"], ["ldapadd", "ldap-utils"]);
 const has = (bin) => spawnSync("sh", ["-c", `command -v ${bin}`], { stdio: "ignore" }).status === 0;
 const missing = tools.filter(([bin]) => !has(bin)).map(([, pkg]) => pkg);
 if (missing.length > 0) {

@@ -1,7 +1,7 @@
 /**
  * Registry bearer tokens (mesh-client/tokens.ts): issue and verify; expired,
  * tampered, wrongly scoped, foreign and wrong-service tokens refused; key
- * rotation with a retired key.
+ * rotation with a retired key; a directory user's `dir` claim.
  */
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
@@ -43,6 +43,15 @@ describe("registry tokens", () => {
     assert.equal(grants(claims, "team/app", "pull"), true);
     assert.equal(grants(claims, "team/app", "push"), false, "a pull token does not push");
     assert.equal(grants(claims, "team/other", "pull"), false, "nor reach another repository");
+  });
+
+  test("a directory user's grant (dir) travels in the token; a malformed one, or on a robot, is refused", async () => {
+    const directory = { systemAdmin: false, operator: true, roles: { team: "developer" as const } };
+    assert.deepEqual((await verify((await issue({ directory })).token)).directory, directory);
+    assert.equal((await verify((await issue()).token)).directory, undefined);
+    const bad = { systemAdmin: false, operator: false, roles: { team: "owner" } } as never;
+    await assert.rejects(verify((await issue({ directory: bad })).token), /bad dir/);
+    await assert.rejects(verify((await issue({ directory, kind: "robot" })).token), /bad dir/);
   });
 
   test("an expired token is refused", async () => {

@@ -52,6 +52,10 @@
  * (the subject and project caches the fast lane peeks into) and ./scope.ts
  * (`judge`: the access decision cut to a token's scope). What the HTTP layer
  * imports is re-exported here.
+ *
+ * Directory users (issue 18, ./ldap-login.ts, with `directory`): a name that
+ * is no local user signs in against the directory; its tokens carry its
+ * roles (`claims.directory`) and need no lookup.
  */
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
@@ -77,6 +81,7 @@ import { parseRepository } from "../../protocol/names.js";
 import type { MetadataView } from "../data/view.js";
 import { credentialFingerprint, credentialKey, decodeBasic, tokenKey } from "./credentials.js";
 import { ANONYMOUS, type Identity, type LoginOutcome, serviceIdentity } from "./identity.js";
+import { type DirectoryLogin, directoryIdentity } from "./ldap-login.js";
 import type { LoginLimiter } from "./login-limiter.js";
 import {
   type CacheEntry,
@@ -110,6 +115,8 @@ export interface AuthenticatorOptions {
   tokenTtlSeconds: number;
   limiter: LoginLimiter;
   logger: Logger;
+  /** Directory sign-in (LDAP); absent: local users only. */
+  directory?: DirectoryLogin;
 }
 
 export class Authenticator {
@@ -127,6 +134,8 @@ export class Authenticator {
    */
   readonly #tokens = new LRUCache<string, { token: string; claims: TokenClaims }>({ max: MAX_CACHED });
   readonly #subjects = new LRUCache<string, CacheEntry<StoredSubject | undefined>>({ max: MAX_CACHED });
+  /** Directory users' token revocations (ms), re-read like subjects: they have no local record. */
+  readonly #revocations = new LRUCache<string, CacheEntry<number | undefined>>({ max: MAX_CACHED });
   readonly #projects = new LRUCache<string, CacheEntry<ProjectInfo | undefined>>({ max: MAX_CACHED });
 
   constructor(options: AuthenticatorOptions) {
@@ -178,6 +187,9 @@ export class Authenticator {
     }
     if (stored !== undefined && this.#verifiedNow(key, stored))
       return this.#identityOf(name, stored, "basic");
+    const directory = this.#o.directory;
+    if (stored === undefined && directory?.accepts(name) === true)
+      return directory.signIn(name, password, address, onLogin);
     // The same credentials already being checked (a client's parallel requests before its first
     // answer): share that check, so they take one limiter slot and one derivation, not one each.
     const inFlight = this.#checking.get(key);
@@ -244,6 +256,15 @@ export class Authenticator {
       if (claims.expiresAt <= Date.now()) return undefined;
       if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
       if (claims.kind === "service") return serviceIdentity(claims);
+      if (claims.directory !== undefined) {
+        const revocation = peek(this.#revocations, claims.subject);
+        if (
+          revocation === undefined ||
+          (revocation.value !== undefined && claims.issuedAt <= revocation.value)
+        )
+          return undefined;
+        return { ...directoryIdentity(claims.subject, claims.directory, "bearer"), claims };
+      }
       const stored = peek(this.#subjects, claims.subject)?.value;
       if (
         stored === undefined ||
@@ -263,7 +284,10 @@ export class Authenticator {
       } catch {
         return undefined;
       }
-      const stored = peek(this.#subjects, name)?.value;
+      const looked = peek(this.#subjects, name);
+      if (looked !== undefined && looked.value === undefined)
+        return this.#o.directory?.cached(name, password);
+      const stored = looked?.value;
       if (
         stored === undefined ||
         expired(stored) ||
@@ -290,6 +314,7 @@ export class Authenticator {
     this.#subjects.delete(name);
     this.#projects.delete(name);
     for (const [key, v] of [...this.#verified.entries()]) if (v.name === name) this.#verified.delete(key);
+    this.#o.directory?.forget(name);
   }
 
   /** May `identity` do `action` to `repo`? (A bearer token must name it in its scope, too.) */
@@ -347,6 +372,7 @@ export class Authenticator {
       ttlSeconds: this.#o.tokenTtlSeconds,
       admin: admin && options.only === undefined,
       ...(identity.cred === undefined ? {} : { cred: identity.cred }),
+      ...(identity.directory === undefined ? {} : { directory: identity.directory }),
       ...(options.only === undefined ? {} : { only: options.only }),
     });
     return { ...issued, access };
@@ -383,6 +409,15 @@ export class Authenticator {
     }
     if (claims.kind === "anonymous") return { ...ANONYMOUS, via: "bearer", claims };
     if (claims.kind === "service") return serviceIdentity(claims);
+    if (claims.directory !== undefined) {
+      // No local record to re-read: only an administrator's revocation ends a directory user's token early.
+      const before = await cached(this.#revocations, claims.subject, () =>
+        this.#o.view.identity.tokensRevokedBefore(claims.subject),
+      );
+      if (before !== undefined && claims.issuedAt <= before)
+        throw new UnauthorizedError("token was revoked by an administrator: log in again");
+      return { ...directoryIdentity(claims.subject, claims.directory, "bearer"), claims };
+    }
     // The holder must still exist (a deleted user's or robot's tokens die with it).
     const stored = await this.#subject(claims.subject);
     if (stored === undefined || stored.subject.kind !== claims.kind)

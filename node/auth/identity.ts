@@ -4,6 +4,7 @@
  */
 import type { TokenClaims } from "../../mesh-client/tokens.js";
 import type { Subject } from "../../protocol/access.js";
+import type { DirectoryGrant } from "../../protocol/directory.js";
 
 export type IdentityKind = "user" | "robot" | "anonymous" | "service";
 
@@ -18,6 +19,8 @@ export interface Identity {
   claims?: TokenClaims;
   /** Fingerprint of the user's password or the robot's secret hash (tokens issued to it carry it). */
   cred?: string;
+  /** A directory user (node/auth/ldap-login.ts): what its groups grant; its tokens carry it. */
+  directory?: DirectoryGrant;
 }
 
 /**

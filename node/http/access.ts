@@ -4,7 +4,7 @@
  * they are given, the realm clients are sent to, and audit entries of logins.
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
+import { DirectoryUnavailableError, TooManyLoginsError, UnauthorizedError } from "../../protocol/errors.js";
 import { SERVICE_ACTOR_PREFIX } from "../../protocol/event-authority.js";
 import { ROBOT_NAME } from "../../protocol/events.js";
 import {
@@ -43,10 +43,17 @@ export interface AuditSink {
 /**
  * Who an admin event names as its actor: the identity's name, or
  * `service:<name>` for a Meridian component (so the view can tell a service
- * from a user of the same name: protocol/event-authority.ts).
+ * from a user of the same name: protocol/event-authority.ts). A directory
+ * user (issue 18, node/auth/ldap-login.ts) is no user of the view, which
+ * could not judge its right: its changes are `service:ldap/<name>`, the
+ * node holding the mesh key vouching for them, as it checked the right
+ * (from the user's directory groups) before committing, as for anyone.
  */
-export function actorOf(identity: { name: string; kind: IdentityKind } | undefined): string {
+export function actorOf(
+  identity: { name: string; kind: IdentityKind; directory?: unknown } | undefined,
+): string {
   if (identity === undefined) return "anonymous";
+  if (identity.directory !== undefined) return `${SERVICE_ACTOR_PREFIX}ldap/${identity.name}`;
   return identity.kind === "service" ? `${SERVICE_ACTOR_PREFIX}${identity.name}` : identity.name;
 }
 
@@ -85,7 +92,7 @@ export function challenge(
   );
 }
 
-/** The headers a failed authentication answers with: the challenge on a 401, Retry-After on a 429. */
+/** The headers a failed authentication answers with: the challenge on a 401, Retry-After on a 429 or a directory's 503. */
 export function authFailureHeaders(
   auth: HttpAuth,
   req: FastifyRequest,
@@ -93,6 +100,6 @@ export function authFailureHeaders(
   err: unknown,
 ): void {
   if (err instanceof UnauthorizedError) challenge(auth, req, reply);
-  if (err instanceof TooManyLoginsError)
+  if (err instanceof TooManyLoginsError || err instanceof DirectoryUnavailableError)
     reply.header("retry-after", (err.detail as { retryAfterSeconds: number }).retryAfterSeconds);
 }

@@ -84,6 +84,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   AccessDeniedError: { code: "DENIED", status: 403 },
   TooManyLoginsError: { code: "TOOMANYREQUESTS", status: 429 },
   RateLimitedError: { code: "TOOMANYREQUESTS", status: 429 },
+  DirectoryUnavailableError: { code: "UNAVAILABLE", status: 503 },
   UploadLimitError: { code: "TOOMANYREQUESTS", status: 429 },
   QuotaExceededError: { code: "DENIED", status: 403 },
   PromotionRefusedError: { code: "DENIED", status: 403 },
