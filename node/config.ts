@@ -104,6 +104,7 @@ import {
 import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../protocol/http-limits.js";
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
+import { checkOidc, type OidcConfig, oidcSettings } from "./auth/oidc-config.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
 import { checkVerificationKeys, verificationSettings } from "./verification.js";
@@ -298,6 +299,7 @@ export const NODE_SETTINGS = configSchema({
     "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
   ),
   http: section(httpLimitSettings({ keepAliveTimeoutMs: 75_000, exempt: ["127.0.0.1", "::1"] })),
+  oidc: oidcSettings(),
   // Garbage collection (node/data/gc.ts, node/gc-runner.ts).
   gc: section({
     intervalMinutes: number({
@@ -364,8 +366,8 @@ export const NODE_SETTINGS = configSchema({
 type Settings = Static<typeof NODE_SETTINGS>;
 
 /** The node's configuration: the settings, with computed defaults filled in and files read. */
-export interface NodeConfig
-  extends Omit<Settings, "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http"> {
+type Computed = "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http" | "oidc";
+export interface NodeConfig extends Omit<Settings, Computed> {
   dataDir: string;
   nats: { servers: string[] } & NatsClientConfig;
   storage: BlobStoreConfig & { uploadMaxAgeHours: number };
@@ -380,6 +382,8 @@ export interface NodeConfig
   auth: AuthConfig;
   /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
   http: HttpLimits;
+  /** OIDC sign-in (node/auth/oidc-config.ts); absent: off. Holds the client secret: never log it. */
+  oidc?: OidcConfig;
 }
 
 /** Upload sessions opened on this node (node/data/registry.ts). */
@@ -402,7 +406,7 @@ export function loadNodeConfig(sources: {
   const settings = resolveSettings(NODE_SETTINGS, sources, problems, readFileSync);
   const { region } = settings;
   const dataDir = resolve(settings.dataDir ?? join(".meridian", region));
-  const { tls: _tls, ...rest } = settings;
+  const { tls: _tls, oidc: oidcSettingsRead, ...rest } = settings;
   const config: NodeConfig = {
     ...rest,
     dataDir,
@@ -484,6 +488,8 @@ export function loadNodeConfig(sources: {
     problems.push(
       "http.idleTimeoutMs: must exceed syncTimeoutMs (a sync(k) push sends nothing while it waits)",
     );
+  const oidc = checkOidc(oidcSettingsRead, config.auth.enabled, problems);
+  if (oidc !== undefined) config.oidc = oidc;
   for (const a of config.auth.adminWriteAddresses)
     if (a !== "*" && isIP(a) === 0)
       problems.push(`auth.adminWriteAddresses: ${JSON.stringify(a)} is not an IP address (or "*")`);

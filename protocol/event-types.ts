@@ -8,6 +8,7 @@
 import type { RobotGrant, Role } from "./access.js";
 import type { Digest } from "./digest.js";
 import type { Hlc } from "./hlc.js";
+import type { OidcEvent } from "./oidc.js";
 import type { TagMergeRule } from "./tag-merge.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
@@ -405,7 +406,8 @@ export type AdminEvent =
   | GcFinished
   | WebhookSet
   | WebhookDeleted
-  | WebhookReplay;
+  | WebhookReplay
+  | OidcEvent;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -448,6 +450,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "webhook.set",
   "webhook.deleted",
   "webhook.replay",
+  "oidc.user.set",
+  "oidc.secret.set",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

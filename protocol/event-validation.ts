@@ -22,6 +22,7 @@ import {
 } from "./event-types.js";
 import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
+import { oidcEventProblems } from "./oidc.js";
 import { parseRepository, parseTag } from "./names.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
@@ -240,6 +241,10 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(typeof e.name === "string" && WEBHOOK_NAME.test(e.name), "name");
       need(typeof e.region === "string" && REGION.test(e.region), "region");
       need(Number.isSafeInteger(e.fromSeq) && (e.fromSeq as number) >= 1, "fromSeq");
+      break;
+    case "oidc.user.set":
+    case "oidc.secret.set":
+      for (const field of oidcEventProblems(e, USER_NAME)) need(false, field);
       break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");

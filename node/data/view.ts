@@ -16,6 +16,7 @@
  *     every change of a content register the content projection reports.
  *   - `retention` (retention.ts): retention rules and the last pull of each manifest.
  *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
+ *   - `oidc` (oidc-users.ts): users signed in through OIDC and their CLI secrets (issue 18).
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
@@ -76,6 +77,7 @@ import {
   type RobotRecord,
   type UserRecord,
 } from "./projections/identity.js";
+import { OidcUserProjection, type OidcUserReads } from "./projections/oidc-users.js";
 import {
   type ProjectQuota,
   type ProjectUsage,
@@ -145,6 +147,8 @@ export class MetadataView {
   readonly gc: GcRunReads;
   /** Webhook subscriptions (projections/webhooks.ts). */
   readonly webhooks: WebhookReads;
+  /** Users signed in through OIDC, and their CLI secrets (projections/oidc-users.ts, issue 18). */
+  readonly oidc: OidcUserReads;
   /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
   readonly activity: ActivityReads;
   readonly #activity: ActivityIndex;
@@ -189,7 +193,9 @@ export class MetadataView {
     this.endpoints = endpoints;
     const webhooks = new WebhookProjection(this.#db);
     this.webhooks = webhooks;
-    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints, webhooks];
+    const oidc = new OidcUserProjection(this.#db);
+    this.oidc = oidc;
+    this.#projections = [content, admin, this.#identity, quotas, retention, gc, endpoints, webhooks, oidc];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;
     for (const projection of this.#projections) {

@@ -15,6 +15,8 @@
  * (node/data/projections/webhooks.ts): additions only, no VIEW_SCHEMA bump.
  *
  * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
+ *
+ * And for issue 18 OIDC users (`ou!`, `os!` keys of node/data/projections/oidc-users.ts): additions only, no VIEW_SCHEMA bump.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
@@ -133,6 +135,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-17", "17"],
   ["e!sc-a-2", "2"],
   ["e!sc-a-20", "20"],
+  ["e!sc-a-200", "54"],
+  ["e!sc-a-201", "55"],
+  ["e!sc-a-204", "58"],
+  ["e!sc-a-205", "59"],
   ["e!sc-a-21", "21"],
   ["e!sc-a-22", "22"],
   ["e!sc-a-23", "23"],
@@ -166,6 +172,8 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-b-16", "16"],
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
+  ["e!sc-b-202", "56"],
+  ["e!sc-b-203", "57"],
   ["e!sc-b-26", "26"],
   ["e!sc-b-36", "35"],
   ["e!sc-b-4", "4"],
@@ -226,8 +234,20 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "53"],
+  ["m!seq", "59"],
   ["o!c", "7"],
+  [
+    "os!olivia",
+    '{"value":{"secretHash":"scrypt$10$8$1$c2FsdA$aGFzaAx","setAt":"1970-01-01T00:03:23.000Z"},"w":{"id":"sc-b-203","origin":"b","hlc":{"wall":203,"logical":0},"at":"1970-01-01T00:03:23.000Z","actor":"olivia"}}',
+  ],
+  [
+    "os!oscar",
+    '{"value":null,"w":{"id":"sc-a-205","origin":"a","hlc":{"wall":205,"logical":0},"at":"1970-01-01T00:03:25.000Z","actor":"admin"}}',
+  ],
+  [
+    "ou!olivia",
+    '{"value":{"issuer":"https://idp.example","subject":"s-1","groups":["team-dev"],"systemAdmin":false,"operator":false,"roles":{"team":"developer"},"session":null,"at":"1970-01-01T00:03:22.000Z"},"w":{"id":"sc-b-202","origin":"b","hlc":{"wall":202,"logical":0},"at":"1970-01-01T00:03:22.000Z","actor":"olivia"}}',
+  ],
   [
     "pull!team/app!sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279",
     '{"at":1714564800000}',

@@ -185,6 +185,24 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     region: "eu-west-1",
     fromSeq: 3,
   },
+  "oidc.user.set": {
+    ...envelope,
+    type: "oidc.user.set",
+    name: "olivia",
+    issuer: "https://idp.example",
+    sub: "248289761001",
+    groups: ["admins", "team-dev"],
+    systemAdmin: true,
+    operator: false,
+    roles: { team: "developer" },
+    session: "c2Vzc2lvbi1pZC0wMDAx",
+  },
+  "oidc.secret.set": {
+    ...envelope,
+    type: "oidc.secret.set",
+    name: "olivia",
+    hash: "scrypt$10$8$1$c2FsdA$a2V5",
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -225,6 +243,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "webhook.set": ["subscription"],
   "webhook.deleted": ["project", "name"],
   "webhook.replay": ["project", "name", "region", "fromSeq"],
+  "oidc.user.set": ["name", "issuer", "sub", "groups", "systemAdmin", "operator", "roles", "session"],
+  "oidc.secret.set": ["name", "hash"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -318,6 +338,12 @@ const BAD_VALUES: Record<string, unknown[]> = {
   credentialsFile: ["relative/path", "", 1, null],
   caFile: ["relative.pem", 1, null],
   insecure: ["yes", 1, null],
+  issuer: ["", 1, null],
+  sub: ["", 1, null, "x".repeat(1025)],
+  groups: [null, "admins", [1], [""]],
+  roles: [null, [], { Team: "guest" }, { team: "owner" }],
+  session: ["", "short", 1, "x".repeat(65)],
+  hash: ["", "plain-text", 1],
 };
 
 describe("validateEvent accepts", () => {
