@@ -23,6 +23,7 @@ import { collectProcessMetrics } from "../protocol/process-metrics.js";
 import { AuditLog } from "./audit.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
+import { OidcClient } from "./auth/oidc-client.js";
 import { registerKdfMetrics } from "./auth/passwords.js";
 import { ensureAdmin } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
@@ -221,6 +222,9 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     fetchOnMiss,
     scrubber,
     verificationKeys: readVerificationKeys(config.verification.keys),
+    ...(auth === undefined || config.oidc === undefined
+      ? {}
+      : { oidc: { client: new OidcClient(config.oidc), config: config.oidc } }),
     ...(config.mesh === undefined ? {} : { mesh: config.mesh }),
     logger: log.child({ component: "http" }),
     http: config.http,

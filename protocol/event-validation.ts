@@ -22,8 +22,8 @@ import {
 } from "./event-types.js";
 import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
-import { oidcEventProblems } from "./oidc.js";
 import { parseRepository, parseTag } from "./names.js";
+import { oidcEventProblems } from "./oidc.js";
 import { parseRetentionRule, RETENTION_NAME } from "./retention.js";
 import { TAG_MERGE_RULES, type TagMergeRule } from "./tag-merge.js";
 import { parseWebhookSubscription, WEBHOOK_NAME } from "./webhook.js";

@@ -77,6 +77,7 @@ import { credentialFingerprint, credentialKey, decodeBasic, tokenKey } from "./c
 import { ANONYMOUS, type Identity, type LoginOutcome, serviceIdentity } from "./identity.js";
 import type { LoginLimiter } from "./login-limiter.js";
 import { type CacheEntry, cached, expired, MAX_CACHED, peek, type StoredSubject } from "./lookup-cache.js";
+import { oidcSubject } from "./oidc-subject.js";
 import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
 import { type Judgement, judge } from "./scope.js";
 
@@ -301,8 +302,11 @@ export class Authenticator {
   async issue(
     identity: Identity,
     scopes: readonly string[],
-    /** `only`: the token is good for reading this one path only (a redirect's `_token`). */
-    options: { only?: string } = {},
+    /**
+     * `only`: the token is good for reading this one path only (a redirect's `_token`).
+     * `session`: an OIDC sign-in's token (./oidc-session.ts): for the admin API, living `ttlSeconds`.
+     */
+    options: { only?: string; session?: { ttlSeconds: number } } = {},
   ): Promise<{ token: string; expiresIn: number; issuedAt: string; access: GrantedAccess[] }> {
     const access: GrantedAccess[] = [];
     let admin = false;
@@ -333,8 +337,8 @@ export class Authenticator {
       subject: identity.name,
       kind: identity.kind,
       access,
-      ttlSeconds: this.#o.tokenTtlSeconds,
-      admin: admin && options.only === undefined,
+      ttlSeconds: options.session?.ttlSeconds ?? this.#o.tokenTtlSeconds,
+      admin: (admin || options.session !== undefined) && options.only === undefined,
       ...(identity.cred === undefined ? {} : { cred: identity.cred }),
       ...(options.only === undefined ? {} : { only: options.only }),
     });
@@ -413,7 +417,7 @@ export class Authenticator {
       }
       if (!USER_NAME.test(name)) return undefined;
       const user = await view.identity.user(name);
-      if (user === undefined) return undefined;
+      if (user === undefined) return oidcSubject(view, name);
       return {
         hash: user.passwordHash,
         cred: credentialFingerprint(user.passwordHash),

@@ -56,6 +56,7 @@ import { endpointRoutes } from "./admin/endpoints.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
+import { type OidcAdminOptions, oidcAdminRoutes } from "./admin/oidc.js";
 import { policyRoutes } from "./admin/policies.js";
 import { quotaRoutes } from "./admin/quotas.js";
 import { repositoryRoutes } from "./admin/repositories.js";
@@ -90,6 +91,8 @@ export interface AdminApiOptions {
   scrubber?: Scrubber;
   /** Public keys by name (node/config.ts verification.keys) for /verify; none: every check fails "no public key configured". */
   verificationKeys?: ReadonlyMap<string, string>;
+  /** With OIDC: renews the session that changed its own CLI secret (./admin/oidc.ts). */
+  renewOidcSession?: OidcAdminOptions["renewSession"];
 }
 
 async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise<void> {
@@ -123,6 +126,11 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(gcRoutes, { registry });
       await admin.register(verifyRoutes, { registry, keys: options.verificationKeys ?? new Map() });
       await admin.register(activityRoutes, { registry });
+      await admin.register(oidcAdminRoutes, {
+        registry,
+        changed: (name: string) => options.auth?.authenticator.forget(name),
+        ...(options.renewOidcSession === undefined ? {} : { renewSession: options.renewOidcSession }),
+      });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

@@ -35,6 +35,8 @@ import {
 import type { Mesh } from "../../protocol/mesh.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
+import type { OidcClient } from "../auth/oidc-client.js";
+import type { OidcConfig } from "../auth/oidc-config.js";
 import type { Scrubber } from "../scrub.js";
 import { adminApiPlugin } from "./admin.js";
 import { authPlugin } from "./auth-plugin.js";
@@ -47,6 +49,7 @@ import { type OciRouteName, rewriteOciUrl } from "./oci/paths.js";
 import { referrersRoutes } from "./oci/referrers.js";
 import { tagsCatalogRoutes } from "./oci/tags-catalog.js";
 import { uploadRoutes } from "./oci/uploads.js";
+import { cookieAuthorization, oidcRoutes, renewSession } from "./oidc-routes.js";
 import { lazyRequestLogger } from "./request-logger.js";
 import { tokenRoutes } from "./token-routes.js";
 import { uiRoutes } from "./ui-routes.js";
@@ -180,6 +183,8 @@ export interface BuildAppOptions extends OciApiOptions {
   mesh?: Mesh;
   /** Public keys for the admin API's /verify (./admin/verify.ts). */
   verificationKeys?: ReadonlyMap<string, string>;
+  /** OIDC sign-in (./oidc-routes.ts; with `auth` only). */
+  oidc?: { client: OidcClient; config: OidcConfig };
 }
 
 /**
@@ -239,6 +244,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
         done();
       }, done);
     });
+  // An OIDC session's cookie as a bearer, for the admin API and the dashboard (./oidc-routes.ts).
+  if (options.oidc !== undefined) cookieAuthorization(app);
   await app.register(ociApiPlugin, {
     registry: options.registry,
     metrics: options.metrics,
@@ -252,6 +259,16 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       audit: options.audit,
       realm: options.auth.realm,
     });
+  if (options.auth !== undefined && options.oidc !== undefined)
+    await oidcRoutes(app, {
+      registry: options.registry,
+      auth: options.auth,
+      client: options.oidc.client,
+      redirectUrl: options.oidc.config.redirectUrl,
+      sessionMaxSeconds: options.oidc.config.sessionMaxSeconds,
+      loginTimeoutSeconds: options.oidc.config.loginTimeoutSeconds,
+      audit: options.audit,
+    });
   await app.register(adminApiPlugin, {
     registry: options.registry,
     auth: options.auth,
@@ -259,6 +276,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     writeAddresses: options.adminWriteAddresses,
     scrubber: options.scrubber,
     verificationKeys: options.verificationKeys,
+    ...(options.auth === undefined || options.oidc === undefined
+      ? {}
+      : { renewOidcSession: renewSession(options.auth, options.registry, options.oidc.config.redirectUrl) }),
   });
   // The dashboard (/ui/, ./ui-routes.ts): with auth, it admits whom this node's admin API's GETs admit.
   await app.register(uiRoutes, {
