@@ -283,6 +283,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   // The dashboard (/ui/, ./ui-routes.ts): with auth, it admits whom this node's admin API's GETs admit.
   await app.register(uiRoutes, {
     registry: options.registry,
+    ...(options.oidc === undefined ? {} : { signIn: "/auth/oidc/login?next=/ui/" }),
     ...(options.mesh === undefined ? {} : { mesh: options.mesh }),
     ...(options.auth === undefined
       ? {}

@@ -7,7 +7,8 @@
  *   GET  /auth/oidc/me                 who is signed in: {name, groups, systemAdmin, operator, roles,
  *                                      expiresAt, cliSecret: {set, setAt}, session}
  *   POST /auth/oidc/logout             ends the session here and everywhere, → 303 to the provider's
- *                                      end_session_endpoint (RP-initiated logout)
+ *                                      end_session_endpoint (RP-initiated logout); with Accept:
+ *                                      application/json, {signedOut, next} (the dashboard goes there)
  *
  * The session (a choice the issue left open): a token of the mesh's key, as
  * `/auth/token` issues, for the user with the admin scope, living as long as
@@ -196,6 +197,12 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRouteOptions
         });
       }
       const to = (await client.endSessionUrl()) ?? "/ui/";
+      // The dashboard signs out with fetch (its CSP allows no form posts): it is told where to go.
+      if ((req.headers.accept ?? "").includes("application/json"))
+        return reply
+          .header("cache-control", "no-store")
+          .header("set-cookie", `${SESSION_COOKIE}=; Path=/; Max-Age=0; ${attributes}`)
+          .send({ signedOut: true, next: to });
       return reply
         .header("cache-control", "no-store")
         .header("set-cookie", `${SESSION_COOKIE}=; Path=/; Max-Age=0; ${attributes}`)

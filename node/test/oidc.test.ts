@@ -351,9 +351,9 @@ describe("CLI secrets", () => {
     const me = await json(await fetch(`${node.url}/auth/oidc/me`, { headers: withCookie("dave") }));
     assert.equal((me.cliSecret as { set: boolean }).set, true);
     assert.ok(!JSON.stringify(me).includes(secrets.get("dave")!), "the secret is not shown again");
-    // Never signed in: no secret to make.
+    // Never signed in: no secret to revoke (a system admin asking).
     const unknown = await fetch(`${node.url}/admin/v1/oidc/users/nobody/secret`, {
-      method: "POST",
+      method: "DELETE",
       headers: withCookie("olivia"),
     });
     assert.equal(unknown.status, 400);

@@ -66,9 +66,10 @@ export const oidcAdminRoutes: FastifyPluginAsync<OidcAdminOptions> = async (admi
   }));
 
   admin.post<{ Params: { name: string } }>("/oidc/users/:name/secret", access("self"), async (req, reply) => {
-    const name = await oidcUser(req);
-    if (req.identity.kind !== "user" || req.identity.name !== name)
+    const wanted = req.params.name;
+    if (req.identity.kind !== "user" || req.identity.name !== wanted)
       throw new AccessDeniedError("only the user themself may create or rotate their CLI secret");
+    const name = await oidcUser(req);
     const secret = randomBytes(32).toString("base64url");
     const hash = await hashPassword(secret, ROBOT_SECRET_COST);
     const seq = await registry.commitAdmin({ type: "oidc.secret.set", name, hash }, actorOf(req.identity));
@@ -83,11 +84,11 @@ export const oidcAdminRoutes: FastifyPluginAsync<OidcAdminOptions> = async (admi
     "/oidc/users/:name/secret",
     access("self"),
     async (req, reply) => {
-      const name = await oidcUser(req);
       const s = req.identity.subject;
-      const own = req.identity.kind === "user" && req.identity.name === name;
+      const own = req.identity.kind === "user" && req.identity.name === req.params.name;
       if (!own && !(s.kind === "user" && s.systemAdmin))
         throw new AccessDeniedError("only the user or a system admin may revoke a CLI secret");
+      const name = await oidcUser(req);
       const seq = await registry.commitAdmin(
         { type: "oidc.secret.set", name, hash: null },
         actorOf(req.identity),
