@@ -13,7 +13,8 @@
  *   GET  /ui/api/events       Server-Sent Events: `event: state` every second (./dashboard-feed.ts)
  *   GET  /ui/api/session      public: `{auth, search, activity, signIn?}`, whether the page must sign in, what it
  *                             may offer (`signIn`: a node's OIDC sign-in URL, issue 18: the page offers it and
- *                             then relies on the session cookie, which the node turns into credentials)
+ *                             then relies on the session cookie, which the node turns into credentials;
+ *                             `signedIn`: whether this request's cookie is admitted)
  *   POST /ui/api/session      a session token for the event stream (with auth)
  *   GET  /ui/api/search?ref=  where REPO:TAG or REPO@DIGEST is, region by region
  *   GET  /ui/api/activity     recent conflicts, alerts, failed replications, policy and GC runs
@@ -186,6 +187,14 @@ export function createDashboardHandler(
     return false;
   };
 
+  /** With an identity-provider sign-in: whether the request's credentials (its session cookie) are admitted. */
+  const signedIn = async (req: IncomingMessage): Promise<boolean> => {
+    const authorization = req.headers.authorization;
+    if (deps.authorize === undefined || authorization === undefined || authorization === "") return false;
+    return (await deps.authorize(authorization, req.socket.remoteAddress ?? "").catch(() => ({ ok: false })))
+      .ok;
+  };
+
   const asset = (res: ServerResponse, name: string, method: string) => {
     const type = ASSETS[name];
     if (type === undefined) return error(res, 404, "UNSUPPORTED", "no such file");
@@ -288,7 +297,7 @@ export function createDashboardHandler(
         auth: deps.authorize !== undefined,
         search: deps.search !== undefined,
         activity: deps.activity !== undefined,
-        ...(deps.signIn === undefined ? {} : { signIn: deps.signIn }),
+        ...(deps.signIn === undefined ? {} : { signIn: deps.signIn, signedIn: await signedIn(req) }),
       });
     if (api === "session" && method === "DELETE") return json(res, 200, { signedOut: true });
     if (!(await admitted(req, res))) return;

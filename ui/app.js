@@ -222,11 +222,8 @@ async function main() {
     $("sso-box").hidden = false;
   }
   if (authRequired && !sessionStorage.getItem(CREDENTIALS_KEY)) {
-    // A session cookie from an identity-provider sign-in, if any, is sent by itself.
-    const probe = session.signIn
-      ? await fetch("api/state", { cache: "no-store" }).catch(() => undefined)
-      : undefined;
-    cookieSession = probe?.ok === true;
+    // Signed in through the identity provider: the node's session cookie goes with every fetch.
+    cookieSession = session.signedIn === true;
     if (cookieSession) await follow();
     else signOut();
   } else await follow();

@@ -25,6 +25,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { screenshot, startBrowser } from "../../testing/browser.js";
 import {
   cleanupStack,
   eventually,
@@ -37,6 +38,10 @@ import { errorCode, OCI_CONFIG, OCI_MANIFEST, OciClient } from "../../testing/oc
 import { writeImageLayout } from "../../testing/oci-layout.js";
 import { CookieJar, follow, hop, startTestProvider, type TestProvider } from "../../testing/oidc.js";
 import type { RunningNode } from "../server.js";
+
+// The page's globals, inside the functions puppeteer runs in the page (the project's lib has no DOM).
+// biome-ignore lint/suspicious/noExplicitAny: the page's objects, typed by the browser, not here
+declare const document: any, sessionStorage: any, localStorage: any;
 
 const run = promisify(execFile);
 const cleanup = cleanupStack({ after });
@@ -511,8 +516,44 @@ describe("CLI secrets", () => {
 });
 
 describe("logout and a provider that is down", () => {
+  test("in Chromium: the dashboard's identity-provider sign-in, the live page, and sign-out", async () => {
+    const browser = await startBrowser(cleanup);
+    const page = await browser.page(1280, 800);
+    await page.goto(`${node.url}/ui/`, { waitUntil: "load" });
+    await page.waitForSelector("#sso-box:not([hidden])", { timeout: 10_000 });
+    await Promise.all([page.waitForNavigation({ timeout: 10_000 }), page.click("#sso")]);
+    assert.ok(page.url().startsWith(provider.issuer), `at the provider: ${page.url()}`);
+    await page.type('input[name="login"]', "olivia");
+    await page.type('input[name="password"]', "any password");
+    await Promise.all([page.waitForNavigation({ timeout: 15_000 }), page.click('button[type="submit"]')]);
+    await page.waitForFunction(() => document.getElementById("link")?.textContent === "live", {
+      timeout: 15_000,
+    });
+    assert.equal(await page.$eval("#main", (m) => m.hasAttribute("hidden")), false);
+    // Nothing of the session is where scripts can read it.
+    assert.equal(await page.evaluate(() => document.cookie.includes("meridian_session")), false);
+    assert.equal(await page.evaluate(() => sessionStorage.length + localStorage.length), 0);
+    const cookies = await page.cookies(node.url);
+    const session = cookies.find((c) => c.name === "meridian_session");
+    assert.ok(session?.httpOnly === true && session.sameSite === "Lax");
+    sessions.set("olivia", session.value);
+    if (process.env.MERIDIAN_SCREENSHOTS === "1") await screenshot(page, "dashboard-oidc-1280x800");
+    // Problems of Meridian's pages only (the provider's development form loads a web font it cannot reach).
+    const ours = browser.problems.filter((p) => p.includes(node.url) && !p.includes(provider.issuer));
+    assert.deepEqual(ours, []);
+    await Promise.all([page.waitForNavigation({ timeout: 10_000 }), page.click("#sign-out")]);
+    assert.ok(
+      page.url().startsWith(`${provider.issuer}/session/end`),
+      `at the provider's logout: ${page.url()}`,
+    );
+    const stale = await fetch(`${node.url}/admin/v1/whoami`, {
+      headers: { cookie: `meridian_session=${session.value}` },
+    });
+    assert.equal(stale.status, 401, "signed out: the session is gone");
+  });
+
   test("logout ends the session everywhere and sends the browser to the provider's end_session_endpoint", async () => {
-    const session = sessions.get("olivia")!;
+    const session = (await signIn("olivia")).cookie;
     const res = await fetch(`${node.url}/auth/oidc/logout`, {
       method: "POST",
       headers: withCookie("olivia"),
