@@ -103,6 +103,7 @@ const ADMIN_COMMANDS = new Set([
   "project",
   "audit",
   "quota",
+  "oidc",
   "scrub",
   "gc",
 ]);

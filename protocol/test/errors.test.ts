@@ -85,6 +85,8 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   TooManyLoginsError: { code: "TOOMANYREQUESTS", status: 429 },
   UploadLimitError: { code: "TOOMANYREQUESTS", status: 429 },
   QuotaExceededError: { code: "DENIED", status: 403 },
+  OidcSignInError: { code: "UNSUPPORTED", status: 400 },
+  IdentityProviderUnavailableError: { code: "UNAVAILABLE", status: 503 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */
