@@ -30,6 +30,7 @@ import {
   cleanupStack,
   eventually,
   freePort,
+  runCli,
   startTestNats,
   startTestNode,
   tempDir,
@@ -49,6 +50,7 @@ const ADMIN_PASSWORD = "admin-secret-pw";
 let node: RunningNode;
 let other: RunningNode;
 let provider: TestProvider;
+let natsUrl: string;
 /** The session cookie of each signed-in user. */
 const sessions = new Map<string, string>();
 /** Each user's current CLI secret. */
@@ -116,6 +118,7 @@ async function granted(
 
 before(async () => {
   const nats = await startTestNats(cleanup);
+  natsUrl = nats.url;
   const dataDir = tempDir(cleanup);
   writeFileSync(join(dataDir, "admin-password"), `${ADMIN_PASSWORD}\n`);
   provider = await startTestProvider(cleanup);
@@ -498,6 +501,45 @@ describe("CLI secrets", () => {
       Record<string, unknown>
     >;
     assert.equal(listed.find((u) => u.name === "gina")!.cliSecret, false);
+  });
+
+  test("the CLI: `meridian oidc secret rotate` with the current secret, `oidc users`, `oidc secret revoke`", async () => {
+    const dir = tempDir(cleanup);
+    const meshFile = join(dir, "mesh.json");
+    writeFileSync(
+      meshFile,
+      JSON.stringify({
+        regions: [{ name: "test", registry: node.url, nats: natsUrl, grpc: "127.0.0.1:9" }],
+        insecure: true,
+      }),
+    );
+    const secretFile = join(dir, "secret");
+    writeFileSync(secretFile, `${secrets.get("nora")}\n`);
+    const env = { MERIDIAN_USER: "nora", MERIDIAN_PASSWORD_FILE: secretFile };
+    const cli = (args: string[]) => runCli([...args, "--mesh", meshFile, "--region", "test"], 30_000, env);
+    const rotated = await cli(["oidc", "secret", "rotate"]);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const fresh = /\n([A-Za-z0-9_-]{43})\n/.exec(rotated.stdout)?.[1];
+    assert.ok(fresh !== undefined, rotated.stdout);
+    assert.equal(await granted(node.url, "nora", secrets.get("nora")!, "team/app"), 401);
+    assert.deepEqual(await granted(node.url, "nora", fresh, "team/app"), []);
+    secrets.set("nora", fresh);
+    writeFileSync(secretFile, `${fresh}\n`);
+    // nora is no system admin: the listing is refused; the admin's lists her.
+    assert.notEqual((await cli(["oidc", "users"])).code, 0);
+    const adminFile = join(dir, "admin");
+    writeFileSync(adminFile, `${ADMIN_PASSWORD}\n`);
+    const listed = await runCli(["oidc", "users", "--mesh", meshFile, "--region", "test"], 30_000, {
+      MERIDIAN_USER: "admin",
+      MERIDIAN_PASSWORD_FILE: adminFile,
+    });
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, /^nora\s+unmapped\s+no\s+-\s+\S+\s+\S+\s+yes$/m);
+    assert.equal((await cli(["oidc", "secret", "fly"])).code === 0, false);
+    const revoked = await cli(["oidc", "secret", "revoke"]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, /CLI secret of nora revoked/);
+    assert.equal(await granted(node.url, "nora", fresh, "team/app"), 401);
   });
 
   test("a group taken away removes the role at the next sign-in (and ends the older session)", async () => {
