@@ -251,6 +251,15 @@ describe("the code flow", () => {
       Buffer.from((anonymous.token as string).split(".")[1]!, "base64url").toString(),
     );
     assert.equal(claims.sub, "anonymous", "the cookie is not a credential at /auth/token");
+    // An OIDC system admin's change is applied by the view (its authority check knows OIDC users).
+    const made = await fetch(`${node.url}/admin/v1/projects/oidc-made`, {
+      method: "PUT",
+      headers: { ...withCookie("olivia"), origin: node.url },
+      body: '{"public":true}',
+    });
+    assert.equal(made.status, 200, await made.text());
+    const projects = await json(await admin().fetch("/admin/v1/projects"));
+    assert.ok((projects.projects as Array<{ name: string }>).some((p) => p.name === "oidc-made"));
     // A write from another site with the cookie: refused before anything runs.
     const csrf = await fetch(`${node.url}/admin/v1/oidc/users/olivia/secret`, {
       method: "POST",
