@@ -141,6 +141,7 @@ before(async () => {
     gina: ["team-readers"],
     nora: ["unmapped"],
     tess: ["team-dev"],
+    rita: [],
     admin: ["registry-admins"],
   }))
     provider.accounts.set(id, { groups });
@@ -266,6 +267,28 @@ describe("the code flow", () => {
       headers: { ...withCookie("olivia"), origin: "http://evil.example" },
     });
     assert.equal(csrf.status, 403);
+  });
+
+  test("`next` is a path on this server only: no open redirect", async () => {
+    for (const next of ["https://evil.example/x", "//evil.example/x", "/\\evil.example"]) {
+      const jar = new CookieJar();
+      const login = `${node.url}/auth/oidc/login?next=${encodeURIComponent(next)}`;
+      const done = await follow(
+        jar,
+        login,
+        "rita",
+        (u) => u.pathname === "/auth/oidc/me" || u.host === "evil.example",
+      );
+      assert.equal(done.url, `${node.url}/auth/oidc/me`, next);
+    }
+    const jar = new CookieJar();
+    const ui = await follow(
+      jar,
+      `${node.url}/auth/oidc/login?next=/ui/`,
+      "rita",
+      (u) => u.pathname === "/ui/",
+    );
+    assert.equal(ui.url, `${node.url}/ui/`);
   });
 
   test("a local user's name cannot sign in through the provider; an invalid user name is 400", async () => {
