@@ -80,7 +80,9 @@ test("a secret made in region a works in region b; rotated or revoked at a, the 
   assert.equal(await granted("a", "dave", first), "401");
   await eventually(async () => (await granted("b", "dave", first)) === "401", 30_000, 100);
   // A figure for the record, not a check (replication's pace is the mesh's).
-  t.diagnostic(`old secret refused in region b ${Math.round(performance.now() - rotatedAt)} ms after the rotation at a`);
+  t.diagnostic(
+    `old secret refused in region b ${Math.round(performance.now() - rotatedAt)} ms after the rotation at a`,
+  );
   await eventually(async () => (await granted("b", "dave", second)) === "pull,push", 30_000, 100);
   const revoke = await fetch(`${url("a")}/admin/v1/oidc/users/dave/secret`, {
     method: "DELETE",
