@@ -268,6 +268,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       sessionMaxSeconds: options.oidc.config.sessionMaxSeconds,
       loginTimeoutSeconds: options.oidc.config.loginTimeoutSeconds,
       audit: options.audit,
+      metrics: options.metrics,
     });
   await app.register(adminApiPlugin, {
     registry: options.registry,

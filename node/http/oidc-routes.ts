@@ -42,7 +42,13 @@
  */
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { AccessDeniedError, UnauthorizedError, UnsupportedError } from "../../protocol/errors.js";
+import { Counter, type Registry as MetricsRegistry } from "prom-client";
+import {
+  AccessDeniedError,
+  IdentityProviderUnavailableError,
+  UnauthorizedError,
+  UnsupportedError,
+} from "../../protocol/errors.js";
 import type { Identity } from "../auth/authenticator.js";
 import type { OidcClient } from "../auth/oidc-client.js";
 import { oidcSubject } from "../auth/oidc-subject.js";
@@ -64,12 +70,20 @@ export interface OidcRouteOptions {
   sessionMaxSeconds: number;
   loginTimeoutSeconds: number;
   audit?: AuditSink;
+  /** Where `meridian_oidc_sign_ins_total{outcome}` is registered. */
+  metrics?: MetricsRegistry;
 }
 
 export async function oidcRoutes(app: FastifyInstance, options: OidcRouteOptions): Promise<void> {
   const { registry, client } = options;
   const authenticator = options.auth.authenticator;
   const attributes = cookieAttributes(options.redirectUrl);
+  const signIns = new Counter({
+    name: "meridian_oidc_sign_ins_total",
+    help: "OIDC sign-ins completed at this node's callback: ok, refused (4xx: state, nonce, issuer, code, name), unavailable (the provider did not answer)",
+    labelNames: ["outcome"],
+    registers: options.metrics === undefined ? [] : [options.metrics],
+  });
 
   await app.register(async (scope) => {
     scope.setErrorHandler((err: Error, req, reply) => handleError(err, req, reply));
@@ -98,6 +112,7 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRouteOptions
       try {
         signedIn = await client.finish(new URL(req.url, "http://callback.invalid"), cookie(req, FLOW_COOKIE));
       } catch (err) {
+        signIns.inc({ outcome: err instanceof IdentityProviderUnavailableError ? "unavailable" : "refused" });
         options.audit?.record({
           actor: "anonymous",
           kind: "user",
@@ -109,10 +124,12 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRouteOptions
         throw err;
       }
       const { signIn, next } = signedIn;
-      if ((await registry.view.identity.user(signIn.name)) !== undefined)
+      if ((await registry.view.identity.user(signIn.name)) !== undefined) {
+        signIns.inc({ outcome: "refused" });
         throw new AccessDeniedError(
           `${signIn.name} is a local user: it cannot sign in through the identity provider`,
         );
+      }
       const session = randomBytes(18).toString("base64url");
       await registry.commitAdmin(
         {
@@ -135,6 +152,7 @@ export async function oidcRoutes(app: FastifyInstance, options: OidcRouteOptions
         Math.min(options.sessionMaxSeconds, Math.floor((signIn.expiresAt - Date.now()) / 1000)),
       );
       const issued = await authenticator.issue(identity, [], { session: { ttlSeconds } });
+      signIns.inc({ outcome: "ok" });
       options.audit?.record({
         actor: signIn.name,
         kind: "user",

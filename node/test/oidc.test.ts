@@ -670,5 +670,15 @@ describe("logout and a provider that is down", () => {
     assert.deepEqual(await granted(node.url, "dave", secrets.get("dave")!, "team/app"), ["pull", "push"]);
     const c = new OciClient(node.url, basic("dave", secrets.get("dave")!));
     assert.equal((await c.fetch("/v2/team/app/manifests/v1", { method: "HEAD" })).status, 200);
+    // Every outcome counted (the earlier tests made each at least once).
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    for (const outcome of ["ok", "refused", "unavailable"]) {
+      const n = Number(
+        new RegExp(`^meridian_oidc_sign_ins_total\\{outcome="${outcome}"[^}]*\\} (\\d+)$`, "m").exec(
+          metrics,
+        )?.[1],
+      );
+      assert.ok(n >= 1, `${outcome}: ${n}`);
+    }
   });
 });
