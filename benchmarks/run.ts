@@ -3,7 +3,7 @@
  *
  *   npm run bench -- [--runs N] [--quick]
  *                    [--only blob,small,auth,images,memory,replication,pushforms,pull,perblob,rest,convergence,scale]
- *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile] [--replication-regions 2|3]
+ *                    [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--rate-limits] [--profile] [--replication-regions 2|3]
  *
  * Each benchmark run starts each registry fresh (the order alternates from run
  * to run), drives it with the same client, and stops it. Medians over the runs
@@ -87,6 +87,15 @@ function size(bytes: number): string {
       : `${bytes / 1024} KiB`;
 }
 
+const RATE_LIMITS_ON: Record<string, string> = {
+  MERIDIAN_RATE_PULLS_PER_SECOND: "1000000000",
+  MERIDIAN_RATE_PULL_BURST: "1000000000",
+  MERIDIAN_RATE_PUSHES_PER_SECOND: "1000000000",
+  MERIDIAN_RATE_PUSH_BURST: "1000000000",
+  MERIDIAN_RATE_ADDRESS_PULLS_PER_SECOND: "1000000000",
+  MERIDIAN_RATE_ADDRESS_PUSHES_PER_SECOND: "1000000000",
+};
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -96,6 +105,7 @@ async function main(): Promise<void> {
       duration: { type: "string" },
       tool: { type: "string" },
       "no-fsync": { type: "boolean", default: false },
+      "rate-limits": { type: "boolean", default: false },
       profile: { type: "boolean", default: false },
       "replication-regions": { type: "string" },
       help: { type: "boolean", default: false },
@@ -104,7 +114,7 @@ async function main(): Promise<void> {
   if (values.help) {
     process.stdout.write(
       `usage: node dist/benchmarks/run.js [--runs N] [--quick] [--only ${[...SUITES, ...COMPANIONS].join(",")}]\n` +
-        "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--profile] [--replication-regions 2|3]\n",
+        "         [--duration SEC] [--tool wrk|loadgen] [--no-fsync] [--rate-limits] [--profile] [--replication-regions 2|3]\n",
     );
     return;
   }
@@ -129,6 +139,8 @@ async function main(): Promise<void> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const options: TargetOptions = {
     ...(values["no-fsync"] ? { fsync: false } : {}),
+    // Every rate limit on, too high to refuse anything: what counting every request costs (issue 18).
+    ...(values["rate-limits"] ? { env: RATE_LIMITS_ON } : {}),
     ...(values.profile ? { cpuProfDir: join(resultsDir, `profiles-${stamp}`) } : {}),
   };
 

@@ -20,10 +20,13 @@ export const IDENTITY_USAGE = `  whoami                          who the credent
                                   admin read and the dashboard, no change)
   user operator NAME on|off       grant or revoke the read-only operator role
   user delete NAME
+  user revoke-tokens NAME         end every token issued to NAME until now, in every region within
+                                  a second (the password keeps working: change it to end that too)
   robot create NAME --project P --actions pull[,push,delete] [--repos GLOB] [--expires 30d]
                                   [--secret-file F]   a robot account; its secret is printed once
                                   (or written to F); creating an existing name rotates the secret
   robot list | robot delete NAME
+  robot revoke-tokens NAME        end the robot's live tokens (rotate its secret to end the secret)
   project list                    projects, their visibility and members
   project set NAME --public|--private
   project member PROJECT USER ROLE|none
@@ -109,6 +112,13 @@ async function userDelete(ctx: Context): Promise<number> {
   const [name] = ctx.positionals as [string];
   await ctx.api().send("DELETE", `/users/${enc(name)}`);
   process.stdout.write(`user ${name} deleted\n`);
+  return 0;
+}
+
+async function revokeTokens(ctx: Context, path: string): Promise<number> {
+  const reply = await ctx.api().send<{ name: string; before: string; seq: number }>("POST", path);
+  if (ctx.json) return printJson(reply);
+  process.stdout.write(`tokens of ${reply.name} issued until ${reply.before} are revoked\n`);
   return 0;
 }
 
@@ -219,6 +229,14 @@ export const IDENTITY_COMMANDS: Record<string, Command> = {
   },
   "user operator": { args: ["NAME", "on|off"], run: userOperator },
   "user delete": { args: ["NAME"], run: userDelete },
+  "user revoke-tokens": {
+    args: ["NAME"],
+    options: JSON_OPT,
+    run: (ctx) => {
+      const [name] = ctx.positionals as [string];
+      return revokeTokens(ctx, `/users/${enc(name)}/revoke-tokens`);
+    },
+  },
   "robot create": {
     args: ["NAME"],
     options: {
@@ -233,6 +251,15 @@ export const IDENTITY_COMMANDS: Record<string, Command> = {
   },
   "robot list": { args: [], options: JSON_OPT, run: robotList },
   "robot delete": { args: ["NAME"], run: robotDelete },
+  "robot revoke-tokens": {
+    args: ["NAME"],
+    options: JSON_OPT,
+    run: (ctx) => {
+      const [name] = ctx.positionals as [string];
+      const full = name.startsWith("robot$") ? name : `robot$${name}`;
+      return revokeTokens(ctx, `/robots/${enc(full)}/revoke-tokens`);
+    },
+  },
   "project list": { args: [], options: JSON_OPT, run: projectList },
   "project set": {
     args: ["NAME"],

@@ -13,7 +13,8 @@
  * lists: everything not listed is refused), on region S's server:
  *
  * - node of S: publish `meridian.S.>` (its events) and `meridian-audit.S`
- *   (its audit records); JetStream API for MERIDIAN_S and AUDIT_S only:
+ *   (its audit records); publish and subscribe `meridian-limits.S` (what
+ *   each node let through under the rate limits, core NATS, node/rate-limits.ts); JetStream API for MERIDIAN_S and AUDIT_S only:
  *   create (when missing), info, message get, and ephemeral (ordered)
  *   consumers to read them (create, next, info, delete), never a worker's
  *   durable (`replicate-to-*`, denied by name) and never stream purge,
@@ -59,6 +60,7 @@ import { join } from "node:path";
 import { nkeys } from "@nats-io/transport-node";
 import { auditStreamName, auditSubject } from "../node/audit.js";
 import { inboxPrefixOf } from "../node/data/nats-connect.js";
+import { limitsSubject } from "../node/rate-limits.js";
 import { streamName, streamSubjects } from "../protocol/events.js";
 import { durableName } from "../replication/worker.js";
 
@@ -194,11 +196,11 @@ export function permissionsFor(
     publish: merge(
       info,
       own,
-      { allow: [auditSubject(server)] },
+      { allow: [auditSubject(server), limitsSubject(server)] },
       streamReader(events, true, durables),
       streamReader(auditStreamName(server), true, []),
     ),
-    subscribe,
+    subscribe: { allow: [...subscribe.allow, limitsSubject(server)] },
   };
 }
 

@@ -87,6 +87,8 @@ export interface TokenClaims {
   kind: "user" | "robot" | "anonymous" | "service";
   access: GrantedAccess[];
   expiresAt: number;
+  /** When it was issued (ms since the epoch, whole seconds: the JWT's `iat`); revocation compares it. */
+  issuedAt: number;
   /** The token names `registry:admin:*`: good for the admin API. */
   admin: boolean;
   /** Fingerprint of the holder's credential when issued (users and robots). */
@@ -206,6 +208,7 @@ export class TokenKeys {
         kind,
         access: parseAccess(payload.access.filter((a) => (a as { type?: unknown })?.type !== "registry")),
         expiresAt: payload.exp! * 1000,
+        issuedAt: payload.iat! * 1000,
         admin,
       };
       if (typeof payload.cred === "string") claims.cred = payload.cred;

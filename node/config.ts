@@ -107,6 +107,7 @@ import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkOidc, type OidcConfig, oidcSettings } from "./auth/oidc-config.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
+import { rateLimitSettings } from "./rate-limit-settings.js";
 import { checkVerificationKeys, verificationSettings } from "./verification.js";
 
 const { string, integer, number, boolean, list, oneOf, optional, section } = Setting;
@@ -321,6 +322,8 @@ export const NODE_SETTINGS = configSchema({
       doc: "wait between setting garbage aside and checking again that no write needed it; longer than any writer's step from seeing a blob to committing its event (a node's append and apply, a replication worker's copy of a closure)",
     }),
   }),
+  // Pull and push rate limits (./rate-limits.ts), shared by the region's nodes.
+  rateLimits: section(rateLimitSettings()),
   uploads: section({
     idleMinutes: number({
       env: "MERIDIAN_UPLOAD_IDLE_MINUTES",
@@ -382,12 +385,12 @@ export interface NodeConfig extends Omit<Settings, Computed> {
   auth: AuthConfig;
   /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
   http: HttpLimits;
-  /** OIDC sign-in (node/auth/oidc-config.ts); absent: off. Holds the client secret: never log it. */
-  oidc?: OidcConfig;
+  oidc?: OidcConfig; // OIDC sign-in (node/auth/oidc-config.ts); absent: off. Holds the client secret: never log it.
 }
 
 /** Upload sessions opened on this node (node/data/registry.ts). */
 export type UploadLimits = Settings["uploads"];
+export type RateLimitSettings = Settings["rateLimits"];
 
 export interface AuthConfig extends Omit<Settings["auth"], "tokenKeyFile"> {
   tokenKeyFile: string;
@@ -488,8 +491,7 @@ export function loadNodeConfig(sources: {
     problems.push(
       "http.idleTimeoutMs: must exceed syncTimeoutMs (a sync(k) push sends nothing while it waits)",
     );
-  const oidc = checkOidc(oidcSettingsRead, config.auth.enabled, problems);
-  if (oidc !== undefined) config.oidc = oidc;
+  config.oidc = checkOidc(oidcSettingsRead, config.auth.enabled, problems);
   for (const a of config.auth.adminWriteAddresses)
     if (a !== "*" && isIP(a) === 0)
       problems.push(`auth.adminWriteAddresses: ${JSON.stringify(a)} is not an IP address (or "*")`);

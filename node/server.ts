@@ -44,6 +44,7 @@ import { runIfMain, serveUntilStopped } from "./lifecycle.js";
 import { MeshLink } from "./mesh-link.js";
 import { exitWithParent } from "./parent-watch.js";
 import { registerQuotaMetrics } from "./quota-metrics.js";
+import { RateLimiter } from "./rate-limits.js";
 import { Scrubber } from "./scrub.js";
 import { readVerificationKeys } from "./verification.js";
 
@@ -204,7 +205,17 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
       status: 200,
       detail: `started without authentication although ${unauthenticated} (auth.allowUnauthenticated / MERIDIAN_NO_AUTH)`,
     });
+  // Pull and push rate limits, shared with the region's other nodes over NATS (./rate-limits.ts).
+  const rateLimiter = new RateLimiter({
+    settings: config.rateLimits,
+    region: config.region,
+    metrics,
+    logger: log.child({ component: "rate-limits" }),
+    nats: { connections, servers: config.nats.servers },
+  });
+  rateLimiter.start();
   const app = await buildApp({
+    rateLimiter,
     ...(config.trustedProxies.length === 0
       ? {}
       : {
@@ -250,6 +261,7 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
       clearInterval(purge);
       stopGc();
       await app.close();
+      await rateLimiter.close();
       await scrubber.close();
       await audit.close();
       await registry.stop();

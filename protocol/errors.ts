@@ -263,6 +263,15 @@ export class TooManyLoginsError extends MeridianError {
 }
 
 /**
+ * Over a pull or push rate limit (node/rate-limits.ts, issue 18): 429
+ * TOOMANYREQUESTS with `Retry-After` (`detail.retryAfterSeconds`), as Docker
+ * Hub answers; clients back off and retry.
+ */
+export class RateLimitedError extends MeridianError {
+  override readonly code = "RATE_LIMITED";
+}
+
+/**
  * Too many upload sessions open (overall, for the repository or for the
  * client): 429 TOOMANYREQUESTS, the spec's code for a client over a limit
  * (what Distribution and Docker Hub send when they throttle); the client
@@ -348,6 +357,7 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [AccessDeniedError, { code: "DENIED", status: 403 }],
   [TooManyLoginsError, { code: "TOOMANYREQUESTS", status: 429 }],
   [UploadLimitError, { code: "TOOMANYREQUESTS", status: 429 }],
+  [RateLimitedError, { code: "TOOMANYREQUESTS", status: 429 }],
   [QuotaExceededError, { code: "DENIED", status: 403 }],
   [OidcSignInError, { code: "UNSUPPORTED", status: 400 }],
   [IdentityProviderUnavailableError, { code: "UNAVAILABLE", status: 503 }],

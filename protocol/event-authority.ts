@@ -82,6 +82,7 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "user.deleted",
   "robot.set",
   "robot.deleted",
+  "tokens.revoked",
   "project.set",
   "member.set",
   "policy.set",
@@ -116,7 +117,7 @@ export interface EventFacts {
   targetUser?: { systemAdmin: boolean; operator?: boolean };
   /** user.set: who last wrote the user it names, even a deletion (absent: never written). */
   targetWrittenBy?: string;
-  /** robot.set, robot.deleted: the robot it names, as the view holds it now. */
+  /** robot.set, robot.deleted, tokens.revoked of a robot: the robot it names, as the view holds it now. */
   targetRobot?: { grants: readonly RobotGrant[] };
   /** immutability.set, immutability.deleted: the rule of that name in force now (absent: none). */
   targetRule?: { repositories: string };
@@ -164,6 +165,13 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
         return { allowed: true, reason: "project admin of every project the robot names" };
       return refuse(`${actor} does not administer every project ${event.name} names`);
     }
+    case "tokens.revoked":
+      // Anyone may end their own tokens; a robot's, whoever administers every project it names.
+      if (event.name === actor) return { allowed: true, reason: "own tokens" };
+      if (!event.name.startsWith("robot$")) return refuse(`${actor} may not revoke ${event.name}'s tokens`);
+      if (facts.targetRobot?.grants.every((g) => manages(g.project)))
+        return { allowed: true, reason: "project admin of every project the robot names" };
+      return refuse(`${actor} does not administer every project ${event.name} names`);
     case "robot.deleted":
       // A robot this view has not seen yet: deleting nothing is harmless.
       if ((facts.targetRobot?.grants ?? []).every((g) => manages(g.project)))

@@ -215,6 +215,21 @@ export interface RobotDeleted extends Envelope {
   type: "robot.deleted";
   name: string;
 }
+/**
+ * Token revocation (issue 18): every token of the user or robot `name`
+ * issued at or before `before` (ISO-8601, the revoking node's clock) is
+ * refused from the moment a node applies this event, in every region. The
+ * projection keeps the latest `before` per name (a maximum: arrival order
+ * does not matter). Tokens carry their issue time in whole seconds, so a
+ * token issued in the same second as `before` is refused too (a client logs
+ * in again a second later). Passwords and secrets keep working: to end
+ * those, change them or delete the account.
+ */
+export interface TokensRevoked extends Envelope {
+  type: "tokens.revoked";
+  name: string;
+  before: string;
+}
 /** A project (a repository's first path component) and whether anyone may pull from it. */
 export interface ProjectSet extends Envelope {
   type: "project.set";
@@ -391,6 +406,7 @@ export type AdminEvent =
   | UserDeleted
   | RobotSet
   | RobotDeleted
+  | TokensRevoked
   | ProjectSet
   | MemberSet
   | ImmutabilitySet
@@ -434,6 +450,7 @@ export const EVENT_TYPES: readonly EventType[] = [
   "user.deleted",
   "robot.set",
   "robot.deleted",
+  "tokens.revoked",
   "project.set",
   "member.set",
   "immutability.set",

@@ -192,6 +192,10 @@ export function validateEvent(value: unknown): RegistryEvent {
     case "robot.deleted":
       need(typeof e.name === "string" && ROBOT_NAME.test(e.name), "name");
       break;
+    case "tokens.revoked":
+      need(typeof e.name === "string" && (USER_NAME.test(e.name) || ROBOT_NAME.test(e.name)), "name");
+      need(typeof e.before === "string" && !Number.isNaN(Date.parse(e.before)), "before");
+      break;
     case "project.set":
       need(typeof e.name === "string" && PROJECT_NAME.test(e.name), "name");
       need(typeof e.public === "boolean", "public");

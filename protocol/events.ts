@@ -91,6 +91,7 @@ export type {
   TagConflict,
   TagDeleted,
   TagSet,
+  TokensRevoked,
   UserDeleted,
   UserSet,
 } from "./event-types.js";

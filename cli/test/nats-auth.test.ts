@@ -30,7 +30,7 @@ test("seeds are 0600 in a 0700 directory, kept across calls, one key per identit
   assert.equal(authorizationFor(first, "a").users.length, 1 + 3 + 2);
 });
 
-test("no identity but the operator may purge, delete or update streams, or subscribe beyond its inbox", () => {
+test("no identity but the operator may purge, delete or update streams, or subscribe beyond its inbox (a node: and its region's rate-limit shares)", () => {
   for (const server of REGIONS)
     for (const region of REGIONS)
       for (const role of ["node", "peer", "worker"] as const) {
@@ -41,7 +41,14 @@ test("no identity but the operator may purge, delete or update streams, or subsc
           continue;
         }
         const what = `${role} of ${region} on ${server}`;
-        assert.deepEqual(p.subscribe.allow, [`_INBOX_${region}-${role}.>`], what);
+        // Beyond its inbox, a node hears only its own region's rate-limit shares (core NATS, no stream).
+        assert.deepEqual(
+          p.subscribe.allow,
+          role === "node"
+            ? [`_INBOX_${region}-${role}.>`, `meridian-limits.${server}`]
+            : [`_INBOX_${region}-${role}.>`],
+          what,
+        );
         for (const subject of p.publish.allow) {
           assert.doesNotMatch(subject, /STREAM\.(PURGE|DELETE|UPDATE|MSG\.DELETE)/, `${what}: ${subject}`);
           assert.ok(subject !== ">" && !subject.startsWith("$JS.API.>"), `${what}: ${subject}`);

@@ -40,7 +40,9 @@
  * user's or robot's token carries a fingerprint of the credential it was
  * issued for (`cred`), compared with the current one on every use (the fast
  * lane included, from the cached subject: no extra await), so changing a
- * password or rotating a secret ends every token issued before.
+ * password or rotating a secret ends every token issued before, and an
+ * administrator's `tokens.revoked` (issue 18) ends every token of its holder
+ * issued at or before it (checked the same way, from the cached subject).
  *
  * This file is the Authenticator (identify, login, the fast lane
  * `identifyCached`/`decideCached`, issue); its parts by responsibility:
@@ -76,7 +78,15 @@ import type { MetadataView } from "../data/view.js";
 import { credentialFingerprint, credentialKey, decodeBasic, tokenKey } from "./credentials.js";
 import { ANONYMOUS, type Identity, type LoginOutcome, serviceIdentity } from "./identity.js";
 import type { LoginLimiter } from "./login-limiter.js";
-import { type CacheEntry, cached, expired, MAX_CACHED, peek, type StoredSubject } from "./lookup-cache.js";
+import {
+  type CacheEntry,
+  cached,
+  expired,
+  MAX_CACHED,
+  peek,
+  revoked,
+  type StoredSubject,
+} from "./lookup-cache.js";
 import { oidcSubject } from "./oidc-subject.js";
 import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
 import { type Judgement, judge } from "./scope.js";
@@ -240,7 +250,8 @@ export class Authenticator {
         stored === undefined ||
         stored.subject.kind !== claims.kind ||
         expired(stored) ||
-        claims.cred !== stored.cred
+        claims.cred !== stored.cred ||
+        revoked(stored, claims.issuedAt)
       )
         return undefined;
       return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
@@ -382,6 +393,8 @@ export class Authenticator {
       throw new UnauthorizedError(`token holder ${claims.subject} no longer exists`);
     if (claims.cred !== stored.cred)
       throw new UnauthorizedError("token was issued before a password or secret change: log in again");
+    if (revoked(stored, claims.issuedAt))
+      throw new UnauthorizedError("token was revoked by an administrator: log in again");
     if (stored.subject.kind === "robot" && Date.now() >= stored.subject.expiresAt)
       throw new UnauthorizedError(`robot account ${claims.subject} has expired`);
     return { ...this.#identityOf(claims.subject, stored, "bearer"), claims };
@@ -407,18 +420,26 @@ export class Authenticator {
     return cached(this.#subjects, name, async () => {
       const view = this.#o.view;
       if (ROBOT_NAME.test(name)) {
-        const robot = await view.identity.robot(name);
+        const [robot, revokedBefore] = await Promise.all([
+          view.identity.robot(name),
+          view.identity.tokensRevokedBefore(name),
+        ]);
         if (robot === undefined) return undefined;
         return {
+          ...(revokedBefore === undefined ? {} : { revokedBefore }),
           hash: robot.secretHash,
           cred: credentialFingerprint(robot.secretHash),
           subject: { kind: "robot", name, expiresAt: Date.parse(robot.expiresAt), grants: robot.grants },
         };
       }
       if (!USER_NAME.test(name)) return undefined;
-      const user = await view.identity.user(name);
-      if (user === undefined) return oidcSubject(view, name);
+      const [user, revokedBefore] = await Promise.all([
+        view.identity.user(name),
+        view.identity.tokensRevokedBefore(name),
+      ]);
+      if (user === undefined) return oidcSubject(view, name, revokedBefore);
       return {
+        ...(revokedBefore === undefined ? {} : { revokedBefore }),
         hash: user.passwordHash,
         cred: credentialFingerprint(user.passwordHash),
         subject: {

@@ -16,6 +16,13 @@ export interface StoredSubject {
   hash: string;
   cred: string;
   subject: Subject;
+  /** Tokens issued at or before this (ms) are revoked (a tokens.revoked event); absent: none. */
+  revokedBefore?: number;
+}
+
+/** Whether a token issued at `issuedAt` (ms, whole seconds) was revoked for `stored`. */
+export function revoked(stored: StoredSubject, issuedAt: number): boolean {
+  return stored.revokedBefore !== undefined && issuedAt <= stored.revokedBefore;
 }
 
 export interface CacheEntry<T> {

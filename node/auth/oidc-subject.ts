@@ -17,11 +17,17 @@ import type { StoredSubject } from "./lookup-cache.js";
 /** No CLI secret: a hash no password matches (passwords.ts refuses what it cannot parse). */
 export const NO_SECRET = "none";
 
-export async function oidcSubject(view: MetadataView, name: string): Promise<StoredSubject | undefined> {
+/** `revokedBefore`: the user's token revocation (an admin's `tokens.revoked`), as for local users. */
+export async function oidcSubject(
+  view: MetadataView,
+  name: string,
+  revokedBefore?: number,
+): Promise<StoredSubject | undefined> {
   const [user, secret] = await Promise.all([view.oidc.user(name), view.oidc.secret(name)]);
   if (user === undefined) return undefined;
   const hash = secret?.secretHash ?? NO_SECRET;
   return {
+    ...(revokedBefore === undefined ? {} : { revokedBefore }),
     hash,
     cred: credentialFingerprint(`${hash}|${user.session ?? "-"}`),
     subject: {

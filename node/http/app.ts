@@ -26,6 +26,7 @@ import fp from "fastify-plugin";
 import type { Logger } from "pino";
 import { Histogram, type Registry as MetricsRegistry } from "prom-client";
 import { verdictOf } from "../../mesh-client/dashboard-http.js";
+import { RateLimitedError } from "../../protocol/errors.js";
 import {
   ConnectionCounter,
   type HttpLimits,
@@ -37,6 +38,7 @@ import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
 import type { OidcClient } from "../auth/oidc-client.js";
 import type { OidcConfig } from "../auth/oidc-config.js";
+import type { RateLimiter } from "../rate-limits.js";
 import type { Scrubber } from "../scrub.js";
 import { adminApiPlugin } from "./admin.js";
 import { authPlugin } from "./auth-plugin.js";
@@ -56,6 +58,8 @@ import { uiRoutes } from "./ui-routes.js";
 
 export interface OciApiOptions extends OciRoutesOptions {
   metrics: MetricsRegistry;
+  /** Pull and push rate limits (../rate-limits.ts); absent or without a limit: none. */
+  rateLimiter?: RateLimiter;
 }
 
 declare module "fastify" {
@@ -120,6 +124,15 @@ async function ociApi(app: FastifyInstance, options: OciApiOptions): Promise<voi
       route.onRequest = [...existing, labelWith(name)];
     });
     await oci.register(authPlugin, { auth: options.auth, audit: options.audit });
+    // Rate limits after the gate (which sets the identity they count by), before any work.
+    const limiter = options.rateLimiter;
+    if (limiter?.enabled === true)
+      oci.addHook("onRoute", (route) => {
+        const access = (route.config as Partial<OciRouteConfig> | undefined)?.ociAccess;
+        if (access === undefined || access === "none") return;
+        const existing = route.onRequest === undefined ? [] : [route.onRequest].flat();
+        route.onRequest = [...existing, limitWith(limiter, access === "push" || access === "delete")];
+      });
     const routes: OciRoutesOptions = {
       registry: options.registry,
       fetchOnMiss: options.fetchOnMiss,
@@ -141,6 +154,26 @@ function labelWith(name: OciRouteName): onRequestHookHandler {
     const p = req.params as { name?: string; reference?: string; digest?: string; id?: string };
     if (p.name !== undefined) req.ociTarget = { repo: p.name, reference: p.reference ?? p.digest ?? p.id };
     done();
+  };
+}
+
+/** The hook counting a request against the rate limits: 429 TOOMANYREQUESTS with Retry-After when over. */
+function limitWith(limiter: RateLimiter, write: boolean): onRequestHookHandler {
+  return (req, reply, done) => {
+    const who = req.identity;
+    if (who.kind === "service") return done();
+    const wait = limiter.check(
+      write ? "push" : "pull",
+      who.kind === "anonymous" ? undefined : who.name,
+      clientAddress(req),
+    );
+    if (wait === undefined) return done();
+    reply.header("retry-after", wait);
+    done(
+      new RateLimitedError(`too many ${write ? "pushes" : "pulls"}: try again in ${wait} s`, {
+        detail: { retryAfterSeconds: wait },
+      }),
+    );
   };
 }
 
@@ -252,6 +285,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     fetchOnMiss: options.fetchOnMiss,
     auth: options.auth,
     audit: options.audit,
+    ...(options.rateLimiter === undefined ? {} : { rateLimiter: options.rateLimiter }),
   });
   if (options.auth !== undefined)
     await tokenRoutes(app, {

@@ -12,6 +12,8 @@
  *   GET    /robots                               {robots: [{name, expiresAt, expired, grants}]}
  *   POST   /robots             {name, grants, expiresAt? | expiresInDays?} → {name, secret, expiresAt, grants, seq}
  *   DELETE /robots/:name                         {name, seq}
+ *   POST   /users/:name/revoke-tokens            {name, before, seq}                      a user may revoke their own
+ *   POST   /robots/:name/revoke-tokens           {name, before, seq}                      project admins of its projects too
  *   GET    /projects                             {projects: [{name, public, members}]}
  *   PUT    /projects/:name     {public}          {name, public, seq}
  *   PUT    /projects/:name/members/:user  {role | null}  → {project, user, role, seq}     project admins too

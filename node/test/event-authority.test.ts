@@ -143,6 +143,42 @@ describe("authorizeEvent: who may make which identity or policy event", () => {
       false,
     ],
     [
+      "a user revokes their own tokens",
+      ev("p", 1, { type: "tokens.revoked", name: "p", before: "2024-01-01T00:00:00.000Z" }),
+      plain,
+      true,
+    ],
+    [
+      "a user cannot revoke another user's tokens",
+      ev("p", 1, { type: "tokens.revoked", name: "x", before: "2024-01-01T00:00:00.000Z" }),
+      padmin,
+      false,
+    ],
+    [
+      "a system admin revokes anyone's tokens",
+      ev("root", 1, { type: "tokens.revoked", name: "x", before: "2024-01-01T00:00:00.000Z" }),
+      sysadmin,
+      true,
+    ],
+    [
+      "a project admin revokes the tokens of their project's robot",
+      ev("p", 1, { type: "tokens.revoked", name: "robot$r", before: "2024-01-01T00:00:00.000Z" }),
+      { ...padmin, targetRobot: { grants: [{ project: "team", repositories: "**", actions: ["pull"] }] } },
+      true,
+    ],
+    [
+      "a project admin cannot revoke another project's robot's tokens",
+      ev("p", 1, { type: "tokens.revoked", name: "robot$r", before: "2024-01-01T00:00:00.000Z" }),
+      { ...padmin, targetRobot: { grants: [{ project: "ops", repositories: "**", actions: ["pull"] }] } },
+      false,
+    ],
+    [
+      "nobody but a system admin revokes an unknown robot's tokens",
+      ev("p", 1, { type: "tokens.revoked", name: "robot$r", before: "2024-01-01T00:00:00.000Z" }),
+      padmin,
+      false,
+    ],
+    [
       "a project admin cannot make projects",
       ev("p", 1, { type: "project.set", name: "team", public: true }),
       padmin,

@@ -16,6 +16,8 @@
  *
  * And for issue 17 external endpoints (`ep!` keys of node/data/projections/endpoints.ts): additions only, no VIEW_SCHEMA bump.
  *
+ * And for issue 18 token revocations (`tr!` keys of node/data/projections/identity.ts): additions only.
+ *
  * And for issue 18 OIDC users (`ou!`, `os!` keys of node/data/projections/oidc-users.ts): additions only, no VIEW_SCHEMA bump.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
@@ -135,14 +137,16 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-17", "17"],
   ["e!sc-a-2", "2"],
   ["e!sc-a-20", "20"],
-  ["e!sc-a-200", "54"],
-  ["e!sc-a-201", "55"],
-  ["e!sc-a-204", "58"],
-  ["e!sc-a-205", "59"],
+  ["e!sc-a-200", "57"],
+  ["e!sc-a-201", "58"],
+  ["e!sc-a-204", "61"],
+  ["e!sc-a-205", "62"],
   ["e!sc-a-21", "21"],
   ["e!sc-a-22", "22"],
   ["e!sc-a-23", "23"],
   ["e!sc-a-24", "24"],
+  ["e!sc-a-240", "54"],
+  ["e!sc-a-242", "56"],
   ["e!sc-a-25", "25"],
   ["e!sc-a-27", "27"],
   ["e!sc-a-28", "28"],
@@ -172,8 +176,9 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-b-16", "16"],
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
-  ["e!sc-b-202", "56"],
-  ["e!sc-b-203", "57"],
+  ["e!sc-b-202", "59"],
+  ["e!sc-b-203", "60"],
+  ["e!sc-b-241", "55"],
   ["e!sc-b-26", "26"],
   ["e!sc-b-36", "35"],
   ["e!sc-b-4", "4"],
@@ -234,7 +239,7 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "59"],
+  ["m!seq", "62"],
   ["o!c", "7"],
   [
     "os!olivia",
@@ -296,6 +301,8 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     "t!team/app!v1",
     '{"digest":"sha256:c79126217e170229cdd6b5361948d23e4d3eef8899ebe4e8e743ea0951f40279","hlc":{"wall":3,"logical":0},"origin":"a","eventId":"sc-a-3","seq":3,"at":"1970-01-01T00:00:03.000Z","actor":"admin"}',
   ],
+  ["tr!alice", '{"before":1714608000000}'],
+  ["tr!robot$ci", '{"before":1714694400000}'],
   [
     "u!alice",
     '{"value":{"passwordHash":"scrypt$10$8$1$c2FsdA$aGFzaA","systemAdmin":false},"w":{"id":"sc-a-21","origin":"a","hlc":{"wall":21,"logical":0},"at":"1970-01-01T00:00:21.000Z","actor":"admin"}}',

@@ -217,6 +217,12 @@ export function scenario(): RegistryEvent[] {
     e("a", 73, { type: "webhook.deleted", project: "x", name: "old" }),
     e("a", 74, { type: "webhook.replay", project: "team", name: "ci", region: "a", fromSeq: 1 }),
   );
+  // Token revocations (issue 18): the latest `before` stands whatever the order they arrive in.
+  list.push(
+    e("a", 240, { type: "tokens.revoked", name: "alice", before: "2024-05-02T00:00:00.000Z" }),
+    e("b", 241, { type: "tokens.revoked", name: "alice", before: "2024-05-01T00:00:00.000Z" }),
+    e("a", 242, { type: "tokens.revoked", name: "robot$ci", before: "2024-05-03T00:00:00.000Z" }),
+  );
   // OIDC users (issue 18): a sign-in, a later one in another region that drops a group, a CLI
   // secret set then rotated, and another user's secret revoked.
   const signIn = {

@@ -83,6 +83,7 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   UnauthorizedError: { code: "UNAUTHORIZED", status: 401 },
   AccessDeniedError: { code: "DENIED", status: 403 },
   TooManyLoginsError: { code: "TOOMANYREQUESTS", status: 429 },
+  RateLimitedError: { code: "TOOMANYREQUESTS", status: 429 },
   UploadLimitError: { code: "TOOMANYREQUESTS", status: 429 },
   QuotaExceededError: { code: "DENIED", status: 403 },
   OidcSignInError: { code: "UNSUPPORTED", status: 400 },

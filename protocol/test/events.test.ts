@@ -110,6 +110,12 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     grants: [{ project: "team", repositories: "apps/**", actions: ["pull", "push"] }],
   },
   "robot.deleted": { ...envelope, type: "robot.deleted", name: "robot$ci+deploy" },
+  "tokens.revoked": {
+    ...envelope,
+    type: "tokens.revoked",
+    name: "alice",
+    before: "2024-05-01T12:00:00.000Z",
+  },
   "project.set": { ...envelope, type: "project.set", name: "team", public: true },
   "member.set": { ...envelope, type: "member.set", project: "team", user: "alice", role: "developer" },
   "immutability.set": {
@@ -227,6 +233,7 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "user.deleted": ["name"],
   "robot.set": ["name", "secretHash", "expiresAt", "grants"],
   "robot.deleted": ["name"],
+  "tokens.revoked": ["name", "before"],
   "project.set": ["name", "public"],
   "member.set": ["project", "user", "role"],
   "immutability.set": ["name", "repositories", "tags"],

@@ -99,6 +99,78 @@ describe("identities across regions", () => {
     assert.equal((await new OciClient(registry("a"), `Bearer ${got.token}`).fetch("/v2/")).status, 401);
   });
 
+  test("revoking bob's tokens in region a ends a token region b issued; the password still works", async () => {
+    const got = await tokenFrom(
+      registry("b"),
+      ["repository:priv/app:pull,push"],
+      basic("bob", "bob-password-2"),
+    );
+    assert.equal(got.status, 200);
+    const inB = new OciClient(registry("b"), `Bearer ${got.token}`);
+    assert.equal((await inB.fetch("/v2/")).status, 200, "works before");
+    const revoke = await admin("a", "POST", "/users/bob/revoke-tokens");
+    assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
+    assert.equal(revoke.body.name, "bob");
+    await eventually(async () => (await inB.fetch("/v2/")).status === 401, 10_000, 100);
+    const refusedInA = await new OciClient(registry("a"), `Bearer ${got.token}`).fetch("/v2/");
+    assert.equal(refusedInA.status, 401);
+    assert.match(await refusedInA.text(), /revoked/);
+    // Tokens carry whole seconds: one issued after the revocation's second is good.
+    const revokedAt = Date.parse(revoke.body.before as string);
+    await new Promise((r) =>
+      setTimeout(r, Math.max(0, Math.floor(revokedAt / 1000) * 1000 + 1100 - Date.now())),
+    );
+    const fresh = await tokenFrom(
+      registry("b"),
+      ["repository:priv/app:pull"],
+      basic("bob", "bob-password-2"),
+    );
+    assert.equal(fresh.status, 200);
+    assert.equal((await new OciClient(registry("b"), `Bearer ${fresh.token}`).fetch("/v2/")).status, 200);
+  });
+
+  test("a robot's tokens are revoked in every region; who may revoke is checked", async () => {
+    const created = await admin("a", "POST", "/robots", {
+      name: "ci",
+      grants: [{ project: "priv", actions: ["pull"] }],
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const secret = created.body.secret as string;
+    const robotAuth = basic("robot$ci", secret);
+    // Wait for the robot in b through the admin API: a login before it arrives would count as a
+    // failed login from this address (the limiter), and the next test's refusals need that budget.
+    await eventually(
+      async () =>
+        ((await admin("b", "GET", "/robots")).body.robots as Array<{ name: string }>).some(
+          (r) => r.name === "robot$ci",
+        ),
+      30_000,
+      200,
+    );
+    const got = await tokenFrom(registry("b"), ["repository:priv/app:pull"], robotAuth);
+    assert.equal(got.status, 200);
+    const inB = new OciClient(registry("b"), `Bearer ${got.token}`);
+    assert.equal((await inB.fetch("/v2/")).status, 200);
+    // bob (a developer of priv, no admin) may revoke neither the robot's nor the admin's tokens.
+    const bob = basic("bob", "bob-password-2");
+    assert.equal((await admin("a", "POST", "/robots/robot$ci/revoke-tokens", undefined, bob)).status, 403);
+    assert.equal((await admin("a", "POST", "/users/admin/revoke-tokens", undefined, bob)).status, 403);
+    assert.equal((await admin("a", "POST", "/users/admin/revoke-tokens", undefined, "")).status, 401);
+    // The robot cannot use the admin API to revoke (its secret is not an admin credential).
+    assert.notEqual(
+      (await admin("a", "POST", "/robots/robot$ci/revoke-tokens", undefined, robotAuth)).status,
+      200,
+    );
+    assert.equal((await inB.fetch("/v2/")).status, 200, "the refused attempts changed nothing");
+    const unknown = await admin("a", "POST", "/robots/robot$nobody/revoke-tokens");
+    assert.equal(unknown.status, 400);
+    assert.equal((await admin("a", "POST", "/users/Not..A-Name/revoke-tokens")).status, 400);
+    assert.equal((await admin("b", "POST", "/robots/robot$ci/revoke-tokens")).status, 200);
+    await eventually(async () => (await inB.fetch("/v2/")).status === 401, 10_000, 100);
+    const inA = new OciClient(registry("a"), `Bearer ${got.token}`);
+    await eventually(async () => (await inA.fetch("/v2/")).status === 401, 10_000, 100);
+  });
+
   test("a forged user.set in region a's stream is refused in a and in b", async () => {
     const before = { a: await refused("a"), b: await refused("b") };
     const event = makeEvent(

@@ -10,6 +10,9 @@
  *   j!<project>           a project's visibility {value: {public}, w}
  *   g!<project>!<user>    a membership           {value: {role} | null, w}
  *   D!<user>              the user's latest deletion {w}: memberships older than it are void
+ *   tr!<user or robot>    tokens issued at or before this are revoked {before: ms since the epoch}
+ *                         (the latest `before` of its tokens.revoked events: a maximum, so the
+ *                         outcome does not depend on arrival order)
  *
  * A user's deletion removes their memberships (finding 11): it nulls every
  * membership register older than it and stays as a barrier (D!), so a
@@ -66,6 +69,8 @@ export interface IdentityReads {
   rolesOf(user: string): Promise<Record<string, Role>>;
   /** A project's members and their roles. */
   members(project: string): Promise<Array<{ user: string; role: Role }>>;
+  /** Tokens of this user or robot issued at or before this time (ms) are revoked; undefined: none. */
+  tokensRevokedBefore(name: string): Promise<number | undefined>;
 }
 
 export class IdentityProjection implements Projection, IdentityReads {
@@ -94,6 +99,12 @@ export class IdentityProjection implements Projection, IdentityReads {
         grants: e.grants,
       })),
     "robot.deleted": (batch, e, w) => putRegister(batch, `x!${e.name}`, w, () => null),
+    "tokens.revoked": async (batch, e) => {
+      const key = `tr!${e.name}`;
+      const before = Date.parse(e.before);
+      const current = await getJson<{ before: number }>(batch, key);
+      if (current === undefined || current.before < before) batch.put(key, JSON.stringify({ before }));
+    },
     "project.set": (batch, e, w) => putRegister(batch, `j!${e.name}`, w, () => ({ public: e.public })),
     "member.set": async (batch, e, w) => {
       // A membership older than the user's deletion died with that user.
@@ -138,7 +149,7 @@ export class IdentityProjection implements Projection, IdentityReads {
         };
       if (target !== undefined) facts.targetWrittenBy = target.w.actor;
     }
-    if (e.type === "robot.set" || e.type === "robot.deleted") {
+    if (e.type === "robot.set" || e.type === "robot.deleted" || e.type === "tokens.revoked") {
       const robot = await getJson<{ value: RobotRecord | null }>(batch, `x!${e.name}`);
       if (robot?.value != null) facts.targetRobot = { grants: robot.value.grants };
     }
@@ -151,6 +162,10 @@ export class IdentityProjection implements Projection, IdentityReads {
 
   async users(): Promise<Array<{ name: string } & UserRecord>> {
     return this.#liveUnder<UserRecord>("u!");
+  }
+
+  async tokensRevokedBefore(name: string): Promise<number | undefined> {
+    return (await getJson<{ before: number }>(this.#db, `tr!${name}`))?.before;
   }
 
   async robot(name: string): Promise<RobotRecord | undefined> {

@@ -5,6 +5,7 @@
  *   GET    /robots        {robots: [{name, expiresAt, expired, grants}]}
  *   POST   /robots        {name, grants, expiresAt? | expiresInDays?} → 201 {name, secret, expiresAt, grants, seq}
  *   DELETE /robots/:name  {name, seq}
+ *   POST   /robots/:name/revoke-tokens  → {name, before, seq}   (the secret keeps working: rotate it to end that)
  *
  * A robot's secret is returned once, at creation; creating a robot of an
  * existing name rotates its secret (and needs the rights to delete the one
@@ -123,6 +124,21 @@ export const robotRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admi
     const seq = await commit(req, { type: "robot.deleted", name });
     return { name, seq };
   });
+
+  admin.post<{ Params: { name: string } }>(
+    "/robots/:name/revoke-tokens",
+    access("projectAdmin"),
+    async (req) => {
+      const name = req.params.name;
+      const robot = ROBOT_NAME.test(name) ? await view.robot(name) : undefined;
+      if (robot === undefined) throw new UnsupportedError(`robot ${name} does not exist`);
+      if (!isSystemAdmin(req) && !robot.grants.every((g) => mayManage(req, g.project)))
+        throw new AccessDeniedError(`only a system admin may revoke ${name}'s tokens`);
+      const before = new Date().toISOString();
+      const seq = await commit(req, { type: "tokens.revoked", name, before });
+      return { name, before, seq };
+    },
+  );
 };
 
 /** The grants' values (their shape is the schema's): project names, globs, actions. */

@@ -6,6 +6,13 @@
  *   GET    /users                {users: [{name, systemAdmin, operator, roles}]}
  *   PUT    /users/:name          {password?, oldPassword?, systemAdmin?, operator?} → {name, systemAdmin, operator, seq}
  *   DELETE /users/:name          {name, seq}                          never the last system admin
+ *   POST   /users/:name/revoke-tokens  → {name, before, seq}             system admin, or the user themself
+ *
+ * Revoking a user's tokens (issue 18) ends every token issued to that name
+ * until now, in every region once the event arrives (the authenticator
+ * re-reads a subject at least every second). A system admin may revoke the
+ * tokens of a name with no local user: directory (LDAP, OIDC) users sign in
+ * without one.
  */
 import type { FastifyPluginAsync } from "fastify";
 import { AccessDeniedError, UnauthorizedError, UnsupportedError } from "../../../protocol/errors.js";
@@ -126,6 +133,17 @@ export const userRoutes: FastifyPluginAsync<IdentityRouteOptions> = async (admin
     if (existing.systemAdmin) await refuseLastAdmin(name);
     const seq = await commit(req, { type: "user.deleted", name });
     return { name, seq };
+  });
+
+  admin.post<{ Params: { name: string } }>("/users/:name/revoke-tokens", access("self"), async (req) => {
+    const name = req.params.name;
+    if (!USER_NAME.test(name))
+      throw new UnsupportedError(`user name "${name}": lower-case letters, digits and ._- (at most 63)`);
+    if (!isSystemAdmin(req) && !(req.identity.kind === "user" && req.identity.name === name))
+      throw new AccessDeniedError("only a system admin may revoke another user's tokens");
+    const before = new Date().toISOString();
+    const seq = await commit(req, { type: "tokens.revoked", name, before });
+    return { name, before, seq };
   });
 
   async function refuseLastAdmin(name: string) {
