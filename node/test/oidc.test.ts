@@ -574,6 +574,15 @@ describe("CLI secrets", () => {
     assert.equal(await granted(node.url, "nora", fresh, "team/app"), 401);
   });
 
+  test("an admin's token revocation (tokens.revoked) ends an OIDC user's session too", async () => {
+    const { cookie } = await signIn("rita");
+    const whoami = () =>
+      fetch(`${node.url}/admin/v1/whoami`, { headers: { cookie: `meridian_session=${cookie}` } });
+    assert.equal((await whoami()).status, 200);
+    await json(await admin().fetch("/admin/v1/users/rita/revoke-tokens", { method: "POST" }));
+    assert.equal((await whoami()).status, 401);
+  });
+
   test("a group taken away removes the role at the next sign-in (and ends the older session)", async () => {
     const before = sessions.get("dave")!;
     provider.accounts.set("dave", { groups: ["unmapped"] });
