@@ -35,6 +35,7 @@ import { GC_COMMANDS, GC_USAGE } from "./gc-commands.js";
 import { IDENTITY_COMMANDS, IDENTITY_USAGE } from "./identity.js";
 import { IMMUTABLE_COMMANDS, IMMUTABLE_USAGE } from "./immutable-commands.js";
 import { IMPORT_COMMANDS, IMPORT_USAGE } from "./import-command.js";
+import { OIDC_COMMANDS, OIDC_USAGE } from "./oidc-commands.js";
 import { POLICY_COMMANDS, POLICY_USAGE } from "./policy-commands.js";
 import { PROMOTE_COMMANDS, PROMOTE_USAGE } from "./promote-commands.js";
 import { PROXY_COMMANDS, PROXY_USAGE } from "./proxy-commands.js";
@@ -46,7 +47,7 @@ import { RETENTION_COMMANDS, RETENTION_USAGE } from "./retention-commands.js";
 import { SCRUB_COMMANDS, SCRUB_USAGE } from "./scrub-commands.js";
 import { WEBHOOK_COMMANDS, WEBHOOK_USAGE } from "./webhook-commands.js";
 
-export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${ENDPOINT_USAGE}${IMPORT_USAGE}${PROMOTE_USAGE}${PULL_POLICY_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${PROXY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}${GC_USAGE}${WEBHOOK_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
+export const ADMIN_USAGE = `${POLICY_USAGE}${REPOSITORY_USAGE}${IMMUTABLE_USAGE}${RETENTION_USAGE}${ENDPOINT_USAGE}${IMPORT_USAGE}${PROMOTE_USAGE}${PULL_POLICY_USAGE}${REPLICATION_USAGE}${DR_USAGE}${IDENTITY_USAGE}${OIDC_USAGE}${PROXY_USAGE}${QUOTA_USAGE}${AUDIT_USAGE}${SCRUB_USAGE}${GC_USAGE}${WEBHOOK_USAGE}    admin commands take --data DIR (default .meridian; reads DIR/mesh.json), --mesh FILE,
     --region NAME (whose registry to ask; default the first that answers), and --json where it applies;
     with authentication on they sign in as MERIDIAN_USER with the password in MERIDIAN_PASSWORD_FILE,
     else as admin with DIR/auth/admin-password (written by \`up --auth\`)
@@ -66,6 +67,7 @@ const COMMANDS: Record<string, Command> = {
   ...DR_COMMANDS,
   ...IDENTITY_COMMANDS,
   ...PROXY_COMMANDS,
+  ...OIDC_COMMANDS,
   ...QUOTA_COMMANDS,
   ...SCRUB_COMMANDS,
   ...GC_COMMANDS,

@@ -108,6 +108,7 @@ const ADMIN_COMMANDS = new Set([
   "project",
   "audit",
   "quota",
+  "oidc",
   "scrub",
   "gc",
 ]);

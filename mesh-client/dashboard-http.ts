@@ -11,7 +11,10 @@
  *   GET  /ui/NAME.js|.css|.svg its assets (a fixed list of flat names: no path is ever joined from input)
  *   GET  /ui/api/state        the state now (./dashboard-state.ts DashboardState)
  *   GET  /ui/api/events       Server-Sent Events: `event: state` every second (./dashboard-feed.ts)
- *   GET  /ui/api/session      public: `{auth, search, activity}`, whether the page must sign in, what it may offer
+ *   GET  /ui/api/session      public: `{auth, search, activity, signIn?}`, whether the page must sign in, what it
+ *                             may offer (`signIn`: a node's OIDC sign-in URL, issue 18: the page offers it and
+ *                             then relies on the session cookie, which the node turns into credentials;
+ *                             `signedIn`: whether this request's cookie is admitted)
  *   POST /ui/api/session      a session token for the event stream (with auth)
  *   GET  /ui/api/search?ref=  where REPO:TAG or REPO@DIGEST is, region by region
  *   GET  /ui/api/activity     recent conflicts, alerts, failed replications, policy and GC runs
@@ -74,6 +77,8 @@ export interface DashboardHttpDeps {
   search?: (reference: string, authorization: string | undefined) => Promise<unknown>;
   /** Recent activity (mesh-client/activity.ts); undefined: not available here. */
   activity?: (authorization: string | undefined) => Promise<unknown>;
+  /** Where people sign in through an identity provider (a node with OIDC: /auth/oidc/login…); none: not offered. */
+  signIn?: string;
   /** The event stream's session tokens (default: a key of this handler's own). */
   sessions?: SessionTokens;
   /** The caps on open event streams (default SSE_PER_ADDRESS, SSE_TOTAL). */
@@ -182,6 +187,14 @@ export function createDashboardHandler(
     return false;
   };
 
+  /** With an identity-provider sign-in: whether the request's credentials (its session cookie) are admitted. */
+  const signedIn = async (req: IncomingMessage): Promise<boolean> => {
+    const authorization = req.headers.authorization;
+    if (deps.authorize === undefined || authorization === undefined || authorization === "") return false;
+    return (await deps.authorize(authorization, req.socket.remoteAddress ?? "").catch(() => ({ ok: false })))
+      .ok;
+  };
+
   const asset = (res: ServerResponse, name: string, method: string) => {
     const type = ASSETS[name];
     if (type === undefined) return error(res, 404, "UNSUPPORTED", "no such file");
@@ -284,6 +297,7 @@ export function createDashboardHandler(
         auth: deps.authorize !== undefined,
         search: deps.search !== undefined,
         activity: deps.activity !== undefined,
+        ...(deps.signIn === undefined ? {} : { signIn: deps.signIn, signedIn: await signedIn(req) }),
       });
     if (api === "session" && method === "DELETE") return json(res, 200, { signedOut: true });
     if (!(await admitted(req, res))) return;

@@ -105,6 +105,7 @@ import { type HttpLimits, httpLimitSettings, httpLimitsProblems } from "../proto
 import { type Mesh, MeshConfigError, parseMesh } from "../protocol/mesh.js";
 import { type Policy, parsePolicies } from "../protocol/policy.js";
 import { checkLdap, type LdapConfig, ldapSettings } from "./auth/ldap-config.js";
+import { checkOidc, type OidcConfig, oidcSettings } from "./auth/oidc-config.js";
 import { checkNatsClient, type NatsClientConfig, natsClientSettings } from "./data/nats-connect.js";
 import { type BlobStoreConfig, blobStoreConfig } from "./data/open-blob-store.js";
 import { pullThroughSettings } from "./pull-through.js";
@@ -303,6 +304,7 @@ export const NODE_SETTINGS = configSchema({
     "a fence set this soon after start (no other region has answered yet) is logged at info, at warn once if it outlasts it",
   ),
   http: section(httpLimitSettings({ keepAliveTimeoutMs: 75_000, exempt: ["127.0.0.1", "::1"] })),
+  oidc: oidcSettings(),
   // Garbage collection (node/data/gc.ts, node/gc-runner.ts).
   gc: section({
     intervalMinutes: number({
@@ -369,7 +371,17 @@ export const NODE_SETTINGS = configSchema({
 });
 
 type Settings = Static<typeof NODE_SETTINGS>;
-type Computed = "dataDir" | "nats" | "storage" | "view" | "fetchOnMiss" | "tls" | "auth" | "http" | "ldap";
+type Computed =
+  | "dataDir"
+  | "nats"
+  | "storage"
+  | "view"
+  | "fetchOnMiss"
+  | "tls"
+  | "auth"
+  | "http"
+  | "ldap"
+  | "oidc";
 
 /** The node's configuration: the settings, with computed defaults filled in and files read. */
 export interface NodeConfig extends Omit<Settings, Computed> {
@@ -388,6 +400,7 @@ export interface NodeConfig extends Omit<Settings, Computed> {
   /** Slow and greedy HTTP clients (protocol/http-limits.ts). */
   http: HttpLimits;
   ldap?: LdapConfig; // directory sign-in (node/auth/ldap-config.ts); absent: local users only
+  oidc?: OidcConfig; // OIDC sign-in (node/auth/oidc-config.ts); absent: off. Holds the client secret: never log it.
 }
 
 /** Upload sessions opened on this node (node/data/registry.ts). */
@@ -411,7 +424,7 @@ export function loadNodeConfig(sources: {
   const settings = resolveSettings(NODE_SETTINGS, sources, problems, readFileSync);
   const { region } = settings;
   const dataDir = resolve(settings.dataDir ?? join(".meridian", region));
-  const { tls: _tls, ldap: _ldap, ...rest } = settings;
+  const { tls: _tls, ldap: _ldap, oidc: oidcSettingsRead, ...rest } = settings;
   const config: NodeConfig = {
     ...rest,
     dataDir,
@@ -495,6 +508,7 @@ export function loadNodeConfig(sources: {
     );
   const ldap = checkLdap(settings.ldap, config.auth.enabled, problems);
   if (ldap !== undefined) config.ldap = ldap;
+  config.oidc = checkOidc(oidcSettingsRead, config.auth.enabled, problems);
   for (const a of config.auth.adminWriteAddresses)
     if (a !== "*" && isIP(a) === 0)
       problems.push(`auth.adminWriteAddresses: ${JSON.stringify(a)} is not an IP address (or "*")`);

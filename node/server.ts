@@ -25,6 +25,7 @@ import { Authenticator } from "./auth/authenticator.js";
 import { LdapDirectory } from "./auth/ldap-directory.js";
 import { DirectoryLogin, registerLdapMetrics } from "./auth/ldap-login.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
+import { OidcClient } from "./auth/oidc-client.js";
 import { registerKdfMetrics } from "./auth/passwords.js";
 import { ensureAdmin } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
@@ -267,6 +268,9 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
           }),
       logger: log.child({ component: "promotion" }),
     }),
+    ...(auth === undefined || config.oidc === undefined
+      ? {}
+      : { oidc: { client: new OidcClient(config.oidc), config: config.oidc } }),
     ...(config.mesh === undefined ? {} : { mesh: config.mesh }),
     logger: log.child({ component: "http" }),
     http: config.http,

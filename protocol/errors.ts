@@ -329,6 +329,21 @@ export class PromotionCopyError extends MeridianError {
   override readonly recoverable = true;
 }
 
+/**
+ * An OIDC sign-in the provider's answer does not complete (issue 18): a
+ * state or nonce that does not match the one this sign-in began with, an ID
+ * token of another issuer, a code the provider refuses (expired, used), the
+ * provider's own error. 400: nothing is signed in; start again.
+ */
+export class OidcSignInError extends MeridianError {
+  override readonly code = "OIDC_SIGN_IN";
+}
+/** The OIDC provider did not answer (discovery, token, keys) within its bound: 503, sign in later. */
+export class IdentityProviderUnavailableError extends MeridianError {
+  override readonly code = "IDP_UNAVAILABLE";
+  override readonly recoverable = true;
+}
+
 export interface OciBinding {
   code: OciCode;
   status: number;
@@ -384,6 +399,8 @@ const OCI_TABLE: ReadonlyMap<ErrorClass, OciBinding> = new Map<ErrorClass, OciBi
   [PromotionRefusedError, { code: "DENIED", status: 403 }],
   [PromotionCopyError, { code: "UNAVAILABLE", status: 503 }],
   [UpstreamError, { code: "UNAVAILABLE", status: 503 }],
+  [OidcSignInError, { code: "UNSUPPORTED", status: 400 }],
+  [IdentityProviderUnavailableError, { code: "UNAVAILABLE", status: 503 }],
 ]);
 
 /** The OCI binding of a domain error, or undefined for an unexpected error (a 500). */

@@ -56,6 +56,9 @@
  *    | failover.recorded              | a system admin (the one who made the failover; a service for the    |
  *    |                                | automatic one): a forged one would announce a failover that was not |
  *    |                                | made                                                                 |
+ *    | oidc.user.set                  | the OIDC user it names (the node that checked the ID token made the  |
+ *    |                                | proof), and nobody else: roles come from the provider's groups only  |
+ *    | oidc.secret.set                | the OIDC user it names; a system admin (revoking only: hash null)    |
  *
  *    A `service:<name>` actor (a component holding the mesh key: the front
  *    door, a peer, acting through a node's admin API) counts as a system
@@ -82,6 +85,7 @@ import type { Decision, RobotGrant, Role } from "./access.js";
 import type { EventType, RegistryEvent } from "./events.js";
 import { writeIdOf } from "./events.js";
 import { ruleProject } from "./immutable-tags.js";
+import type { OidcEvent } from "./oidc.js";
 
 /** Event types that need a proof and an actor with the right to make them. */
 export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
@@ -115,6 +119,8 @@ export const AUTHORITY_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   "webhook.deleted",
   "webhook.replay",
   "failover.recorded",
+  "oidc.user.set",
+  "oidc.secret.set",
 ]);
 
 /** Actor names Meridian itself writes; no user may bear them. */
@@ -156,6 +162,8 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
       return { allowed: true, reason: "bootstrap of admin" };
     return refuse(`system may not make this ${event.type}`);
   }
+  // Before the user check: an OIDC user is not a local user (node/data/projections/oidc-users.ts).
+  if (event.type === "oidc.user.set" || event.type === "oidc.secret.set") return oidcRight(event, facts);
   const user = facts.actorUser;
   if (user === undefined) return refuse(`${actor} is not a user`);
   if (user.systemAdmin) return { allowed: true, reason: "system admin" };
@@ -213,6 +221,14 @@ export function authorizeEvent(event: RegistryEvent, facts: EventFacts): Decisio
     default:
       return refuse(`${event.type} needs a system admin`);
   }
+}
+
+/** oidc.user.set and oidc.secret.set (issue 18): the user themself; a system admin may only revoke a secret. */
+function oidcRight(event: OidcEvent, facts: EventFacts): Decision {
+  if (event.actor === event.name) return { allowed: true, reason: "the OIDC user themself" };
+  if (event.type === "oidc.secret.set" && event.hash === null && facts.actorUser?.systemAdmin === true)
+    return { allowed: true, reason: "system admin revoking a CLI secret" };
+  return refuse(`${event.actor} may not make ${event.type} for ${event.name}`);
 }
 
 function refuse(reason: string): Decision {

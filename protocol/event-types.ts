@@ -10,6 +10,7 @@ import type { Digest } from "./digest.js";
 import type { FailoverRecorded, QuotaExceeded } from "./event-types-records.js";
 import type { GateConfig } from "./gates.js";
 import type { Hlc } from "./hlc.js";
+import type { OidcEvent } from "./oidc.js";
 import type { GateScopeKind, PromotionRecord } from "./promotion.js";
 import type { PullPolicyDeleted, PullPolicySet } from "./pull-policy.js";
 import type { TagMergeRule } from "./tag-merge.js";
@@ -468,7 +469,8 @@ export type AdminEvent =
   | WebhookDeleted
   | WebhookReplay
   | FailoverRecorded
-  | QuotaExceeded;
+  | QuotaExceeded
+  | OidcEvent;
 export type RegistryEvent = ContentEvent | AdminEvent;
 export type EventType = RegistryEvent["type"];
 /** Event types about one repository's content (they carry `repo`). */
@@ -521,6 +523,8 @@ export const EVENT_TYPES: readonly EventType[] = [
   "webhook.replay",
   "failover.recorded",
   "quota.exceeded",
+  "oidc.user.set",
+  "oidc.secret.set",
 ];
 
 /** The content event types as a set (validation and `isContentEvent`). */

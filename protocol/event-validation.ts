@@ -23,6 +23,7 @@ import {
 import { isHlc } from "./hlc.js";
 import { RULE_NAME, ruleProblems } from "./immutable-tags.js";
 import { parseRepository, parseTag } from "./names.js";
+import { oidcEventProblems } from "./oidc.js";
 import { checkGates, gateEventProblems, promotionProblems } from "./promotion.js";
 import { proxyProblems } from "./proxy.js";
 import { parsePullPolicy } from "./pull-policy.js";
@@ -288,6 +289,10 @@ export function validateEvent(value: unknown): RegistryEvent {
       need(typeof e.region === "string" && REGION.test(e.region), "region");
       for (const f of ["limitBytes", "usedBytes", "requestedBytes"])
         need(Number.isSafeInteger(e[f]) && (e[f] as number) >= 0, f);
+      break;
+    case "oidc.user.set":
+    case "oidc.secret.set":
+      for (const field of oidcEventProblems(e, USER_NAME)) need(false, field);
       break;
     case "pulls.recorded":
       need(Array.isArray(e.pulls) && e.pulls.length > 0 && e.pulls.length <= MAX_PULLS_PER_EVENT, "pulls");

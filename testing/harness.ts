@@ -167,7 +167,8 @@ export async function startTestNode(
       storage: { fsync: false },
       ...rest,
       dataDir: dataDir ?? tempDir(after),
-      listen: { host: "127.0.0.1", port: 0 },
+      // A fixed port when asked for (a redirect URL registered before the node starts), else any.
+      listen: { host: "127.0.0.1", port: rest.listen?.port ?? 0 },
       nats: { servers: [nats] },
     },
   });

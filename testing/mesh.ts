@@ -70,14 +70,15 @@ export interface RunningMesh {
 /**
  * `flags`: more options for `meridian up` (e.g. `--tls`). `env`: settings for
  * every process `up` starts (e.g. MERIDIAN_FETCH_ON_MISS: "proxy", which is
- * otherwise "off").
+ * otherwise "off"); a function of the base port when a setting names a
+ * region's URL (region i's registry is `base + 10 i`: an OIDC redirect URL).
  */
 export async function startMesh(
   after: After,
   regions: string[],
   dataDir?: string,
   flags: string[] = [],
-  env: Record<string, string> = {},
+  env: Record<string, string> | ((base: number) => Record<string, string>) = {},
 ): Promise<RunningMesh> {
   const dir = dataDir ?? tempDir(after, "meridian-mesh-");
   // cli/up.ts regionPorts: B+10i … B+10i+4 per region, and B+5 for the front door; with
@@ -106,7 +107,7 @@ export async function startMesh(
         ...process.env,
         MERIDIAN_FETCH_ON_MISS: "off",
         MERIDIAN_LOG_LEVEL: process.env.MERIDIAN_TEST_LOG ?? "warn",
-        ...env,
+        ...(typeof env === "function" ? env(base) : env),
       },
     },
   );

@@ -6,7 +6,10 @@
 // header in sessionStorage (this tab only, gone when it closes) and sent on
 // every fetch; an EventSource cannot send headers, so the stream presents a
 // short-lived session token from POST api/session, renewed before it expires.
-// Nothing else is stored. Paths are relative: the page works under any
+// Signed in through an identity provider (a node with OIDC, issue 18), the
+// page stores nothing: the node's HttpOnly session cookie goes with every
+// fetch, and signing out asks the node to end the session (then the
+// provider's logout page). Nothing else is stored. Paths are relative: the page works under any
 // prefix the front door or a node serves it at (/ui/).
 import { ACTIVITY_REFRESH_MS, refreshActivity } from "./activity.js";
 import { ago, duration, el, fill } from "./format.js";
@@ -22,6 +25,8 @@ const RENEW_BEFORE_MS = 60_000;
 
 const $ = (id) => document.getElementById(id);
 let authRequired = false;
+/** Signed in by the node's session cookie (OIDC) rather than stored credentials. */
+let cookieSession = false;
 /** What this server offers beyond the state (GET api/session). */
 let offers = { search: true, activity: true };
 let stream;
@@ -149,6 +154,7 @@ async function follow() {
 
 function signOut(message = "") {
   stopFollowing();
+  cookieSession = false;
   sessionStorage.removeItem(CREDENTIALS_KEY);
   $("main").hidden = true;
   $("sign-out").hidden = true;
@@ -178,9 +184,24 @@ async function signIn(event) {
   await follow();
 }
 
+/** End the node's OIDC session, then go to the provider's logout page (or back here). */
+async function endCookieSession() {
+  const res = await fetch("../auth/oidc/logout", {
+    method: "POST",
+    headers: { accept: "application/json" },
+    cache: "no-store",
+  }).catch(() => undefined);
+  const body = res?.ok ? await res.json().catch(() => ({})) : {};
+  if (typeof body.next === "string") window.location.assign(body.next);
+}
+
 async function main() {
   $("sign-in").addEventListener("submit", signIn);
-  $("sign-out").addEventListener("click", () => signOut());
+  $("sign-out").addEventListener("click", () => {
+    const endSession = cookieSession;
+    signOut();
+    if (endSession) void endCookieSession();
+  });
   setupSearch($("search"), $("ref"), $("search-result"), api);
   setInterval(() => {
     if (lastState) $("updated").textContent = `updated ${ago(lastState.at)}`;
@@ -196,8 +217,16 @@ async function main() {
   offers = { search: session.search === true, activity: session.activity === true };
   $("search-section").hidden = !offers.search;
   $("activity-section").hidden = !offers.activity;
-  if (authRequired && !sessionStorage.getItem(CREDENTIALS_KEY)) signOut();
-  else await follow();
+  if (typeof session.signIn === "string") {
+    $("sso").href = session.signIn;
+    $("sso-box").hidden = false;
+  }
+  if (authRequired && !sessionStorage.getItem(CREDENTIALS_KEY)) {
+    // Signed in through the identity provider: the node's session cookie goes with every fetch.
+    cookieSession = session.signedIn === true;
+    if (cookieSession) await follow();
+    else signOut();
+  } else await follow();
 }
 
 void main();

@@ -92,6 +92,7 @@ import {
   revoked,
   type StoredSubject,
 } from "./lookup-cache.js";
+import { oidcSubject } from "./oidc-subject.js";
 import { DEFAULT_COST, ROBOT_SECRET_COST, verifyPassword, verifyUnknown } from "./passwords.js";
 import { type Judgement, judge } from "./scope.js";
 
@@ -337,8 +338,11 @@ export class Authenticator {
   async issue(
     identity: Identity,
     scopes: readonly string[],
-    /** `only`: the token is good for reading this one path only (a redirect's `_token`). */
-    options: { only?: string } = {},
+    /**
+     * `only`: the token is good for reading this one path only (a redirect's `_token`).
+     * `session`: an OIDC sign-in's token (./oidc-session.ts): for the admin API, living `ttlSeconds`.
+     */
+    options: { only?: string; session?: { ttlSeconds: number } } = {},
   ): Promise<{ token: string; expiresIn: number; issuedAt: string; access: GrantedAccess[] }> {
     const access: GrantedAccess[] = [];
     let admin = false;
@@ -369,8 +373,8 @@ export class Authenticator {
       subject: identity.name,
       kind: identity.kind,
       access,
-      ttlSeconds: this.#o.tokenTtlSeconds,
-      admin: admin && options.only === undefined,
+      ttlSeconds: options.session?.ttlSeconds ?? this.#o.tokenTtlSeconds,
+      admin: (admin || options.session !== undefined) && options.only === undefined,
       ...(identity.cred === undefined ? {} : { cred: identity.cred }),
       ...(identity.directory === undefined ? {} : { directory: identity.directory }),
       ...(options.only === undefined ? {} : { only: options.only }),
@@ -468,7 +472,7 @@ export class Authenticator {
         view.identity.user(name),
         view.identity.tokensRevokedBefore(name),
       ]);
-      if (user === undefined) return undefined;
+      if (user === undefined) return oidcSubject(view, name, revokedBefore);
       return {
         ...(revokedBefore === undefined ? {} : { revokedBefore }),
         hash: user.passwordHash,

@@ -18,6 +18,7 @@
  *   - `endpoints` (endpoints.ts): external registries (issue 17), file paths, no secret.
  *   - `pullPolicies` (pull-policies.ts): block-pull policies per project (issue 18).
  *   - `proxies` (proxies.ts): projects that are pull-through caches of an endpoint (issue 17), in memory too.
+ *   - `oidc` (oidc-users.ts): users signed in through OIDC and their CLI secrets (issue 18).
  *   - `activity` (activity.ts): an index of recent conflicts, alerts, runs
  *     and failovers, told every applied event after its projection applied it.
  * Each projection owns its key prefixes (drawn in its header) and applies
@@ -78,6 +79,7 @@ import {
   type RobotRecord,
   type UserRecord,
 } from "./projections/identity.js";
+import { OidcUserProjection, type OidcUserReads } from "./projections/oidc-users.js";
 import { PromotionProjection, type PromotionReads } from "./projections/promotions.js";
 import { ProxyProjection, type ProxyReads } from "./projections/proxies.js";
 import { PullPolicyProjection, type PullPolicyReads } from "./projections/pull-policies.js";
@@ -156,6 +158,8 @@ export class MetadataView {
   readonly gc: GcRunReads;
   /** Webhook subscriptions (projections/webhooks.ts). */
   readonly webhooks: WebhookReads;
+  /** Users signed in through OIDC, and their CLI secrets (projections/oidc-users.ts, issue 18). */
+  readonly oidc: OidcUserReads;
   /** Recent conflicts, alerts, runs and failovers, newest first (projections/activity.ts). */
   readonly activity: ActivityReads;
   readonly #activity: ActivityIndex;
@@ -206,6 +210,8 @@ export class MetadataView {
     this.promotions = promotions;
     const pullPolicies = new PullPolicyProjection(this.#db);
     this.pullPolicies = pullPolicies;
+    const oidc = new OidcUserProjection(this.#db);
+    this.oidc = oidc;
     this.#projections = [
       content,
       admin,
@@ -218,6 +224,7 @@ export class MetadataView {
       promotions,
       pullPolicies,
       proxies,
+      oidc,
     ];
     this.#activity = new ActivityIndex(this.#db);
     this.activity = this.#activity;

@@ -61,6 +61,7 @@ import { endpointRoutes } from "./admin/endpoints.js";
 import { failoverRoutes } from "./admin/failover.js";
 import { gcRoutes } from "./admin/gc.js";
 import { immutabilityRoutes } from "./admin/immutability.js";
+import { type OidcAdminOptions, oidcAdminRoutes } from "./admin/oidc.js";
 import { policyRoutes } from "./admin/policies.js";
 import { promotionRoutes } from "./admin/promotions.js";
 import { proxyRoutes } from "./admin/proxies.js";
@@ -100,6 +101,8 @@ export interface AdminApiOptions {
   verificationKeys?: ReadonlyMap<string, string>;
   /** Promotions (node/promotion.ts); default: one of this node's store without a mesh or service token. */
   promoter?: Promoter;
+  /** With OIDC: renews the session that changed its own CLI secret (./admin/oidc.ts). */
+  renewOidcSession?: OidcAdminOptions["renewSession"];
 }
 
 async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise<void> {
@@ -143,6 +146,11 @@ async function adminApi(app: FastifyInstance, options: AdminApiOptions): Promise
       await admin.register(promotionRoutes, { registry, promoter });
       await admin.register(pullPolicyRoutes, { registry, keys: options.verificationKeys ?? new Map() });
       await admin.register(activityRoutes, { registry });
+      await admin.register(oidcAdminRoutes, {
+        registry,
+        changed: (name: string) => options.auth?.authenticator.forget(name),
+        ...(options.renewOidcSession === undefined ? {} : { renewSession: options.renewOidcSession }),
+      });
       await admin.register(identityRoutes, {
         registry,
         changed: (name: string) => options.auth?.authenticator.forget(name),

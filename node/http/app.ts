@@ -36,6 +36,8 @@ import {
 import type { Mesh } from "../../protocol/mesh.js";
 import type { AuditLog } from "../audit.js";
 import { ANONYMOUS, type Identity } from "../auth/authenticator.js";
+import type { OidcClient } from "../auth/oidc-client.js";
+import type { OidcConfig } from "../auth/oidc-config.js";
 import type { Promoter } from "../promotion.js";
 import { PullGate } from "../pull-gate.js";
 import type { RateLimiter } from "../rate-limits.js";
@@ -51,6 +53,7 @@ import { type OciRouteName, rewriteOciUrl } from "./oci/paths.js";
 import { referrersRoutes } from "./oci/referrers.js";
 import { tagsCatalogRoutes } from "./oci/tags-catalog.js";
 import { uploadRoutes } from "./oci/uploads.js";
+import { cookieAuthorization, oidcRoutes, renewSession } from "./oidc-routes.js";
 import { lazyRequestLogger } from "./request-logger.js";
 import { tokenRoutes } from "./token-routes.js";
 import { uiRoutes } from "./ui-routes.js";
@@ -223,6 +226,8 @@ export interface BuildAppOptions extends OciApiOptions {
   verificationKeys?: ReadonlyMap<string, string>;
   /** Promotions (node/promotion.ts) for POST /admin/v1/promotions; default: one without a mesh or token. */
   promoter?: Promoter;
+  /** OIDC sign-in (./oidc-routes.ts; with `auth` only). */
+  oidc?: { client: OidcClient; config: OidcConfig };
 }
 
 /**
@@ -282,6 +287,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
         done();
       }, done);
     });
+  // An OIDC session's cookie as a bearer, for the admin API and the dashboard (./oidc-routes.ts).
+  if (options.oidc !== undefined) cookieAuthorization(app);
   await app.register(ociApiPlugin, {
     registry: options.registry,
     metrics: options.metrics,
@@ -306,6 +313,17 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       audit: options.audit,
       realm: options.auth.realm,
     });
+  if (options.auth !== undefined && options.oidc !== undefined)
+    await oidcRoutes(app, {
+      registry: options.registry,
+      auth: options.auth,
+      client: options.oidc.client,
+      redirectUrl: options.oidc.config.redirectUrl,
+      sessionMaxSeconds: options.oidc.config.sessionMaxSeconds,
+      loginTimeoutSeconds: options.oidc.config.loginTimeoutSeconds,
+      audit: options.audit,
+      metrics: options.metrics,
+    });
   await app.register(adminApiPlugin, {
     registry: options.registry,
     auth: options.auth,
@@ -314,10 +332,14 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     scrubber: options.scrubber,
     verificationKeys: options.verificationKeys,
     ...(options.promoter === undefined ? {} : { promoter: options.promoter }),
+    ...(options.auth === undefined || options.oidc === undefined
+      ? {}
+      : { renewOidcSession: renewSession(options.auth, options.registry, options.oidc.config.redirectUrl) }),
   });
   // The dashboard (/ui/, ./ui-routes.ts): with auth, it admits whom this node's admin API's GETs admit.
   await app.register(uiRoutes, {
     registry: options.registry,
+    ...(options.oidc === undefined ? {} : { signIn: "/auth/oidc/login?next=/ui/" }),
     ...(options.mesh === undefined ? {} : { mesh: options.mesh }),
     ...(options.auth === undefined
       ? {}

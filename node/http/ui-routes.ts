@@ -58,6 +58,8 @@ export interface UiRoutesOptions {
   mesh?: Mesh;
   /** With auth: whether the admin API's GETs admit the caller (./app.ts injects one). */
   authorize?: (authorization: string, address: string) => Promise<AccessVerdict>;
+  /** With OIDC: the sign-in URL the page offers (./oidc-routes.ts). */
+  signIn?: string;
 }
 
 export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options) => {
@@ -161,6 +163,7 @@ export const uiRoutes: FastifyPluginAsync<UiRoutesOptions> = async (app, options
             }),
         }),
     ...(options.authorize === undefined ? {} : { authorize: options.authorize }),
+    ...(options.signIn === undefined ? {} : { signIn: options.signIn }),
     onError: (err, what) => app.log.warn({ err, what }, "dashboard request failed"),
   });
   // preClose: the open event streams end before the server waits for its connections to finish.

@@ -86,6 +86,7 @@ const READS = () => [
   `/artifacts/apps/app@${digest}`,
   "/artifacts/apps/app:v1",
   `/verify/apps/app@${digest}`,
+  "/oidc/users",
 ];
 
 /** Every admin write, each with a body it would take from a system admin. */
@@ -136,6 +137,8 @@ const WRITES: Array<[string, string, unknown?]> = [
   ["PUT", "/webhooks/hook", { url: "https://hooks.example/x", project: "apps" }],
   ["POST", "/webhooks/hook/replay", { from: 1 }],
   ["DELETE", "/webhooks/hook"],
+  ["POST", "/oidc/users/dev/secret", {}],
+  ["DELETE", "/oidc/users/dev/secret"],
 ];
 
 /** Writes on routes for system admins only: their refusal says operators are read-only. */
@@ -145,7 +148,8 @@ const ADMIN_ONLY = (method: string, path: string) =>
     path.startsWith("/robots") ||
     path.startsWith("/projects/apps/members") ||
     path.startsWith("/immutability/") ||
-    path.startsWith("/webhooks/")
+    path.startsWith("/webhooks/") ||
+    path.startsWith("/oidc/")
   );
 
 before(async () => {

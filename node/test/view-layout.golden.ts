@@ -18,10 +18,12 @@
  *
  * And for issue 18 token revocations (`tr!` keys of node/data/projections/identity.ts): additions only.
  *
- * And for issue 17's webhook records (failover.recorded, quota.exceeded: no keys of their own, only
- * their applied `e!` entries) and a mesh-wide SIEM subscription (`wh!*!siem`): additions only.
+ * And for issue 18 OIDC users (`ou!`, `os!` keys of node/data/projections/oidc-users.ts): additions only, no VIEW_SCHEMA bump.
  *
  * And for issue 18 block-pull policies (`pp!` keys of node/data/projections/pull-policies.ts): additions only.
+ *
+ * And for issue 17 promotion (`gate!`, `pro!`, `prt!` keys of node/data/projections/promotions.ts) and
+ * pull-through cache projects (node/data/projections/proxies.ts): additions only.
  */
 export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   [
@@ -157,6 +159,10 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-a-17", "17"],
   ["e!sc-a-2", "2"],
   ["e!sc-a-20", "20"],
+  ["e!sc-a-200", "74"],
+  ["e!sc-a-201", "75"],
+  ["e!sc-a-204", "78"],
+  ["e!sc-a-205", "79"],
   ["e!sc-a-21", "21"],
   ["e!sc-a-22", "22"],
   ["e!sc-a-23", "23"],
@@ -199,6 +205,8 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
   ["e!sc-b-160", "54"],
   ["e!sc-b-18", "18"],
   ["e!sc-b-19", "19"],
+  ["e!sc-b-202", "76"],
+  ["e!sc-b-203", "77"],
   ["e!sc-b-241", "58"],
   ["e!sc-b-251", "67"],
   ["e!sc-b-26", "26"],
@@ -269,8 +277,20 @@ export const VIEW_LAYOUT_GOLDEN: Array<[string, string]> = [
     '{"value":{"public":true},"w":{"id":"sc-a-23","origin":"a","hlc":{"wall":23,"logical":0},"at":"1970-01-01T00:00:23.000Z","actor":"admin"}}',
   ],
   ["m!schema", "4"],
-  ["m!seq", "73"],
+  ["m!seq", "79"],
   ["o!c", "7"],
+  [
+    "os!olivia",
+    '{"value":{"secretHash":"scrypt$10$8$1$c2FsdA$aGFzaAx","setAt":"1970-01-01T00:03:23.000Z"},"w":{"id":"sc-b-203","origin":"b","hlc":{"wall":203,"logical":0},"at":"1970-01-01T00:03:23.000Z","actor":"olivia"}}',
+  ],
+  [
+    "os!oscar",
+    '{"value":null,"w":{"id":"sc-a-205","origin":"a","hlc":{"wall":205,"logical":0},"at":"1970-01-01T00:03:25.000Z","actor":"admin"}}',
+  ],
+  [
+    "ou!olivia",
+    '{"value":{"issuer":"https://idp.example","subject":"s-1","groups":["team-dev"],"systemAdmin":false,"operator":false,"roles":{"team":"developer"},"session":null,"at":"1970-01-01T00:03:22.000Z"},"w":{"id":"sc-b-202","origin":"b","hlc":{"wall":202,"logical":0},"at":"1970-01-01T00:03:22.000Z","actor":"olivia"}}',
+  ],
   [
     "pp!lab",
     '{"value":null,"w":{"id":"sc-a-253","origin":"a","hlc":{"wall":253,"logical":0},"at":"1970-01-01T00:04:13.000Z","actor":"admin"}}',

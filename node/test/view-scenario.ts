@@ -299,5 +299,45 @@ export function scenario(): RegistryEvent[] {
     e("a", 122, { type: "proxy.set", project: "old", endpoint: "onprem", freshnessSeconds: 0 }),
     e("b", 123, { type: "proxy.deleted", project: "old" }),
   );
+  // OIDC users (issue 18): a sign-in, a later one in another region that drops a group, a CLI
+  // secret set then rotated, and another user's secret revoked.
+  const signIn = {
+    type: "oidc.user.set",
+    name: "olivia",
+    issuer: "https://idp.example",
+    sub: "s-1",
+  } as const;
+  list.push(
+    e(
+      "a",
+      200,
+      {
+        ...signIn,
+        groups: ["admins", "team-dev"],
+        systemAdmin: true,
+        operator: false,
+        roles: { team: "developer" },
+        session: "sessionsession-200",
+      },
+      "olivia",
+    ),
+    e("a", 201, { type: "oidc.secret.set", name: "olivia", hash: HASH }, "olivia"),
+    e(
+      "b",
+      202,
+      {
+        ...signIn,
+        groups: ["team-dev"],
+        systemAdmin: false,
+        operator: false,
+        roles: { team: "developer" },
+        session: null,
+      },
+      "olivia",
+    ),
+    e("b", 203, { type: "oidc.secret.set", name: "olivia", hash: `${HASH}x` }, "olivia"),
+    e("a", 204, { type: "oidc.secret.set", name: "oscar", hash: HASH }, "oscar"),
+    e("a", 205, { type: "oidc.secret.set", name: "oscar", hash: null }),
+  );
   return list;
 }

@@ -90,6 +90,8 @@ const EXPECTED: Record<string, { code: OciCode; status: number }> = {
   PromotionRefusedError: { code: "DENIED", status: 403 },
   PromotionCopyError: { code: "UNAVAILABLE", status: 503 },
   UpstreamError: { code: "UNAVAILABLE", status: 503 },
+  OidcSignInError: { code: "UNSUPPORTED", status: 400 },
+  IdentityProviderUnavailableError: { code: "UNAVAILABLE", status: 503 },
 };
 
 /** Codes the spec ties to one status: a code must not be sent with two statuses. */

@@ -248,6 +248,24 @@ const VALID: Record<EventType, Record<string, unknown>> = {
     usedBytes: 990,
     requestedBytes: 20,
   },
+  "oidc.user.set": {
+    ...envelope,
+    type: "oidc.user.set",
+    name: "olivia",
+    issuer: "https://idp.example",
+    sub: "248289761001",
+    groups: ["admins", "team-dev"],
+    systemAdmin: true,
+    operator: false,
+    roles: { team: "developer" },
+    session: "c2Vzc2lvbi1pZC0wMDAx",
+  },
+  "oidc.secret.set": {
+    ...envelope,
+    type: "oidc.secret.set",
+    name: "olivia",
+    hash: "scrypt$10$8$1$c2FsdA$a2V5",
+  },
 };
 
 /** Fields every event type requires, and per-type required fields. */
@@ -298,6 +316,8 @@ const BODY_REQUIRED: Record<EventType, string[]> = {
   "webhook.replay": ["project", "name", "region", "fromSeq"],
   "failover.recorded": ["from", "to", "scopes", "force"],
   "quota.exceeded": ["project", "repo", "region", "limitBytes", "usedBytes", "requestedBytes"],
+  "oidc.user.set": ["name", "issuer", "sub", "groups", "systemAdmin", "operator", "roles", "session"],
+  "oidc.secret.set": ["name", "hash"],
 };
 
 /** Bad values for each field (every one must be rejected wherever the field is checked). */
@@ -398,6 +418,12 @@ const BAD_VALUES: Record<string, unknown[]> = {
   promotionId: ["", "pr-1", 1, null],
   source: [null, {}, { region: "a", repository: "UPPER", tag: "1", digest: "sha256:x" }],
   destination: [null, {}, { kind: "elsewhere", name: "a", repository: "a", tag: "1" }],
+  issuer: ["", 1, null],
+  sub: ["", 1, null, "x".repeat(1025)],
+  groups: [null, "admins", [1], [""]],
+  roles: [null, [], { Team: "guest" }, { team: "owner" }],
+  session: ["", "short", 1, "x".repeat(65)],
+  hash: ["", "plain-text", 1],
 };
 
 describe("validateEvent accepts", () => {

@@ -29,6 +29,7 @@ import type { RobotGrant, Role } from "../../../protocol/access.js";
 import type { EventFacts } from "../../../protocol/event-authority.js";
 import type { RegistryEvent } from "../../../protocol/events.js";
 import type { Write } from "../../../protocol/registers.js";
+import { oidcUserIn } from "./oidc-users.js";
 import {
   Batch,
   getJson,
@@ -134,6 +135,11 @@ export class IdentityProjection implements Projection, IdentityReads {
     const actor = await getJson<{ value: UserRecord | null }>(batch, `u!${e.actor}`);
     if (actor?.value != null)
       facts.actorUser = { systemAdmin: actor.value.systemAdmin, roles: await rolesIn(batch, e.actor) };
+    else {
+      // An OIDC user (issue 18): the roles its provider's groups granted at its latest sign-in.
+      const oidc = await oidcUserIn(batch, e.actor);
+      if (oidc !== undefined) facts.actorUser = { systemAdmin: oidc.systemAdmin, roles: oidc.roles };
+    }
     if (e.type === "user.set") {
       const target = await getJson<{ value: UserRecord | null; w: Write }>(batch, `u!${e.name}`);
       if (target?.value != null)
