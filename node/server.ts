@@ -9,7 +9,7 @@
  * (an https:// URL with `tls.certFile`/`tls.keyFile`; SIGHUP then re-reads
  * both files and serves new connections with them).
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import type { Server as TlsServer } from "node:tls";
 import { parseArgs } from "node:util";
@@ -27,7 +27,7 @@ import { DirectoryLogin, registerLdapMetrics } from "./auth/ldap-login.js";
 import { LoginLimiter } from "./auth/login-limiter.js";
 import { OidcClient } from "./auth/oidc-client.js";
 import { registerKdfMetrics } from "./auth/passwords.js";
-import { ensureAdmin } from "./auth/setup.js";
+import { ensureAdmin, StartRefusedError, unauthenticatedStart } from "./auth/setup.js";
 import { ConfigError, loadNodeConfig, type NodeConfig } from "./config.js";
 import { JetStreamLog } from "./data/jetstream-log.js";
 import { NatsConnectionManager } from "./data/nats-connection.js";
@@ -306,43 +306,6 @@ export async function startNode(config: Readonly<NodeConfig>, logger: Logger): P
     },
   };
 }
-
-/**
- * Issue 11, finding 9: once a node's data has identities (users in its view,
- * or the mesh's token key file), starting it without authentication would
- * silently reopen everything. Refused (StartRefusedError) unless the operator
- * says so (`auth.allowUnauthenticated`, MERIDIAN_NO_AUTH=true, `meridian up
- * --no-auth`); then logged at warn and, by the caller, audited. Returns what
- * the identities are when the start goes ahead without authentication.
- */
-async function unauthenticatedStart(
-  config: Readonly<NodeConfig>,
-  view: MetadataView,
-  log: Logger,
-): Promise<string | undefined> {
-  if (config.auth.enabled) return undefined;
-  const users = (await view.identity.users()).length;
-  const found: string[] = [];
-  if (users > 0) found.push(`its view has ${users} user${users === 1 ? "" : "s"}`);
-  if (existsSync(config.auth.tokenKeyFile)) found.push(`the token key ${config.auth.tokenKeyFile} exists`);
-  if (found.length === 0) return undefined;
-  const what = found.join(" and ");
-  if (!config.auth.allowUnauthenticated) {
-    throw new StartRefusedError(
-      `region ${config.region}: refusing to start without authentication: ${what}, so this data was served with authentication. ` +
-        "Start with authentication (MERIDIAN_AUTH=true, `meridian up --auth`), or say explicitly that everything may be open " +
-        "(MERIDIAN_NO_AUTH=true, auth.allowUnauthenticated, `meridian up --no-auth`).",
-    );
-  }
-  log.warn(
-    { identities: what },
-    "starting WITHOUT authentication although the data has identities (explicit override)",
-  );
-  return what;
-}
-
-/** A start the node refuses by policy (not a fault): main prints it and exits 1. */
-export class StartRefusedError extends Error {}
 
 /** Authentication (node/auth/): the token keys, the login limiter, and the first admin. */
 async function startAuth(

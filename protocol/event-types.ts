@@ -7,14 +7,25 @@
  */
 import type { RobotGrant, Role } from "./access.js";
 import type { Digest } from "./digest.js";
+import type {
+  EndpointDeleted,
+  EndpointSet,
+  GateDeleted,
+  GateSet,
+  PromotionRecorded,
+  ProxyDeleted,
+  ProxySet,
+  WebhookDeleted,
+  WebhookReplay,
+  WebhookSet,
+} from "./event-types-integrations.js";
 import type { FailoverRecorded, QuotaExceeded } from "./event-types-records.js";
-import type { GateConfig } from "./gates.js";
 import type { Hlc } from "./hlc.js";
 import type { OidcEvent } from "./oidc.js";
-import type { GateScopeKind, PromotionRecord } from "./promotion.js";
 import type { PullPolicyDeleted, PullPolicySet } from "./pull-policy.js";
 import type { TagMergeRule } from "./tag-merge.js";
 
+export * from "./event-types-integrations.js";
 export * from "./event-types-records.js";
 
 export const EVENT_SCHEMA_VERSION = 1;
@@ -289,77 +300,6 @@ export interface RetentionSet extends Envelope {
 export interface RetentionDeleted extends Envelope {
   type: "retention.deleted";
   name: string;
-}
-/** An external endpoint created or replaced (protocol/endpoints.ts; never a secret, only file paths). */
-export interface EndpointSet extends Envelope {
-  type: "endpoint.set";
-  name: string;
-  url: string;
-  credentialsFile?: string;
-  caFile?: string;
-  insecure: boolean;
-}
-export interface EndpointDeleted extends Envelope {
-  type: "endpoint.deleted";
-  name: string;
-}
-/** A promotion gate configuration set or replaced for a scope (protocol/promotion.ts, protocol/gates.ts). */
-export interface GateSet extends Envelope {
-  type: "gate.set";
-  scope: GateScopeKind;
-  name: string;
-  gates: GateConfig;
-}
-export interface GateDeleted extends Envelope {
-  type: "gate.deleted";
-  scope: GateScopeKind;
-  name: string;
-}
-/** A promotion judged (and, when passed, carried out): protocol/promotion.ts PromotionRecord. */
-export interface PromotionRecorded extends Envelope, PromotionRecord {
-  type: "promotion.recorded";
-}
-/**
- * A project made (or re-made) a pull-through cache of an upstream registry
- * named by an external endpoint (protocol/proxy.ts), or turned back into an
- * ordinary project (`proxy.deleted`; what it cached stays).
- */
-export interface ProxySet extends Envelope {
-  type: "proxy.set";
-  project: string;
-  endpoint: string;
-  upstreamPrefix?: string;
-  freshnessSeconds: number;
-}
-export interface ProxyDeleted extends Envelope {
-  type: "proxy.deleted";
-  project: string;
-}
-/**
- * A webhook subscription (issue 17, item 5; protocol/webhook.ts), keyed by
- * project and name: `subscription` is the normalized WebhookSubscription
- * (its `secretFile` is a path on every worker's host, never the secret).
- */
-export interface WebhookSet extends Envelope {
-  type: "webhook.set";
-  subscription: Record<string, unknown>;
-}
-export interface WebhookDeleted extends Envelope {
-  type: "webhook.deleted";
-  project: string;
-  name: string;
-}
-/**
- * Deliver subscription `name` again from sequence `fromSeq` of `region`'s
- * stream (a request the worker of `region` carries out, with the same
- * CloudEvent ids; replication/webhooks-follow.ts).
- */
-export interface WebhookReplay extends Envelope {
-  type: "webhook.replay";
-  project: string;
-  name: string;
-  region: string;
-  fromSeq: number;
 }
 /**
  * Pulls a node saw, coarsely (node/data/pull-record.ts): the last pull of
