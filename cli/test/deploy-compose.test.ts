@@ -7,16 +7,25 @@
  * the checks cannot pass vacuously. Region a's NATS cluster is then run
  * from its files on loopback, as far as one can without containers.
  */
+
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { test } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { JetStreamLog } from "../../node/data/jetstream-log.js";
 import { inboxPrefixOf, natsConnectOptions } from "../../node/data/nats-connect.js";
-import { cleanupStack, freePort, REPO_ROOT, silentLogger, tempDir } from "../../testing/harness.js";
+import {
+  cleanupStack,
+  eventually,
+  freePort,
+  REPO_ROOT,
+  silentLogger,
+  tempDir,
+} from "../../testing/harness.js";
 import { checkCompose } from "./deploy-compose-check.js";
 
 const COMPOSE = join(REPO_ROOT, "deploy", "compose");
@@ -253,6 +262,17 @@ test("deploy/compose: region a's three nats-servers, run from its files, form a 
         }),
     );
   }
+  // Each server listening on its client port before anyone connects: a connection refused
+  // because a server has not bound its port yet would prove nothing.
+  const listening = (port: number) =>
+    new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host: "127.0.0.1", port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+  for (const p of ports) await eventually(() => listening(p.client), 20_000, 100);
   const urls = ports.map((p) => `nats://127.0.0.1:${p.client}`);
   const secrets = join(volumesDir, "secrets", "nats-auth");
   const operator = { seedFile: join(secrets, "operator.seed"), inboxPrefix: inboxPrefixOf("operator") };
