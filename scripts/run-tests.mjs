@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file (dist/**/*.test.js), each with node's test
 // runner (`node --test FILE`, as `node --test` runs each file in a process of
-// its own), at most MERIDIAN_TEST_CONCURRENCY (default 3) files at once.
+// its own), at most MERIDIAN_TEST_CONCURRENCY (default 2) files at once.
 // Extra arguments are substrings that select test files (e.g. `npm test -- view`).
 //
 // Longest first: the files start in the order of their last recorded
@@ -58,16 +58,17 @@ const queue = selected
   .map((file) => ({ file, expected: expected(file) }))
   .sort((x, y) => y.expected - x.expected || x.file.localeCompare(y.file));
 
-// MERIDIAN_TEST_CONCURRENCY files always run at once (default 3: on 2 cores most
-// files wait far more than they compute, and 213 files at 2 took 18 min). Many files
+// MERIDIAN_TEST_CONCURRENCY files always run at once (default 2; three at once
+// made the runs 2-3 min shorter but started timing flakes on 2 cores: a log
+// tail called stalled, a peer reading an epoch a tick late). Many files
 // spend most of their time waiting (a partition held 30 s, a backoff run out,
 // a peer's lease): while the CPU has been mostly idle for a few seconds, one
-// more file starts, up to MERIDIAN_TEST_MAX_CONCURRENCY (default 4); set it
+// more file starts, up to MERIDIAN_TEST_MAX_CONCURRENCY (default 3); set it
 // to the same number to run exactly that many.
-const concurrency = Math.max(1, Number(process.env.MERIDIAN_TEST_CONCURRENCY ?? 3) || 3);
+const concurrency = Math.max(1, Number(process.env.MERIDIAN_TEST_CONCURRENCY ?? 2) || 2);
 const maxConcurrency = Math.max(
   concurrency,
-  Number(process.env.MERIDIAN_TEST_MAX_CONCURRENCY ?? 4) || concurrency,
+  Number(process.env.MERIDIAN_TEST_MAX_CONCURRENCY ?? 3) || concurrency,
 );
 /** Idle share of the CPU above which one more file may start, and how long it must have lasted. */
 const IDLE_TO_ADD = 0.5;
