@@ -10,17 +10,8 @@
  *   node dist/benchmarks/rate-limit-cost.js [--runs 5] [--duration 3] [--concurrency 16]
  */
 import { parseArgs } from "node:util";
-import { startTarget, type Target } from "./servers.js";
+import { RATE_LIMITS_ON, startTarget, type Target } from "./servers.js";
 import { FULL, type SmallPoint, smallSuite } from "./suites.js";
-
-const ON: Record<string, string> = {
-  MERIDIAN_RATE_PULLS_PER_SECOND: "1000000000",
-  MERIDIAN_RATE_PULL_BURST: "1000000000",
-  MERIDIAN_RATE_PUSHES_PER_SECOND: "1000000000",
-  MERIDIAN_RATE_PUSH_BURST: "1000000000",
-  MERIDIAN_RATE_ADDRESS_PULLS_PER_SECOND: "1000000000",
-  MERIDIAN_RATE_ADDRESS_PUSHES_PER_SECOND: "1000000000",
-};
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -46,7 +37,7 @@ async function main(): Promise<void> {
   for (let run = 1; run <= runs; run++) {
     const order: Array<"off" | "on"> = run % 2 === 1 ? ["off", "on"] : ["on", "off"];
     for (const variant of order) {
-      const target: Target = await startTarget("meridian", variant === "on" ? { env: ON } : {});
+      const target: Target = await startTarget("meridian", variant === "on" ? { env: RATE_LIMITS_ON } : {});
       try {
         const points = await smallSuite(target, sizes);
         results[variant].push(points);

@@ -39,6 +39,7 @@ import { REPLICATION_FULL, REPLICATION_QUICK, replicationSuite, stopReplication 
 import { markdown, type RawResults, summarize, TARGETS } from "./report.js";
 import {
   distributionVersion,
+  RATE_LIMITS_ON,
   startTarget,
   type Target,
   type TargetName,
@@ -86,15 +87,6 @@ function size(bytes: number): string {
       ? `${bytes / MiB} MiB`
       : `${bytes / 1024} KiB`;
 }
-
-const RATE_LIMITS_ON: Record<string, string> = {
-  MERIDIAN_RATE_PULLS_PER_SECOND: "1000000000",
-  MERIDIAN_RATE_PULL_BURST: "1000000000",
-  MERIDIAN_RATE_PUSHES_PER_SECOND: "1000000000",
-  MERIDIAN_RATE_PUSH_BURST: "1000000000",
-  MERIDIAN_RATE_ADDRESS_PULLS_PER_SECOND: "1000000000",
-  MERIDIAN_RATE_ADDRESS_PUSHES_PER_SECOND: "1000000000",
-};
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -28,6 +28,16 @@ import { freePort, NODE_ENTRY } from "../testing/harness.js";
 
 export type TargetName = "meridian" | "distribution";
 
+/** Every rate limit on, too high to refuse anything: what counting each request costs (issue 18). */
+export const RATE_LIMITS_ON: Readonly<Record<string, string>> = {
+  MERIDIAN_RATE_PULLS_PER_SECOND: "1000000000",
+  MERIDIAN_RATE_PULL_BURST: "1000000000",
+  MERIDIAN_RATE_PUSHES_PER_SECOND: "1000000000",
+  MERIDIAN_RATE_PUSH_BURST: "1000000000",
+  MERIDIAN_RATE_ADDRESS_PULLS_PER_SECOND: "1000000000",
+  MERIDIAN_RATE_ADDRESS_PUSHES_PER_SECOND: "1000000000",
+};
+
 export interface Target {
   name: TargetName;
   url: string;
